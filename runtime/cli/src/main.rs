@@ -1,1 +1,82 @@
-fn main() {}
+//! `meridian`: the thin command-line front of the engine, the sandbox, the store and the lab.
+
+mod cli;
+mod commands;
+mod executor;
+mod view;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit codes (documented in `meridian --help` and the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const AWAITING_APPROVAL: u8 = 3;
+    pub const TIMED_OUT: u8 = 4;
+    pub const INTERNAL: u8 = 5;
+}
+
+/// An error that already knows its exit code; anything else is `INTERNAL`.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn invalid(message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Exit {
+            code: exit::INVALID,
+            message: message.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { exit::OK });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match try_main(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<Exit>() {
+                if !exit.message.is_empty() {
+                    eprintln!("{}", exit.message);
+                }
+                return ExitCode::from(exit.code);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::INTERNAL)
+        }
+    }
+}
+
+fn try_main(cli: cli::Cli) -> anyhow::Result<u8> {
+    // The lab daemon and scaffolding need no async runtime of ours beyond what they start.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(commands::dispatch(cli))
+}

@@ -1,1 +1,22 @@
-//! meridian-engine
+//! The Meridian engine: runs a validated workflow's steps as a DAG through an [`Executor`].
+//!
+//! The engine knows nothing of WebAssembly: the sandbox is one `Executor`, the engine's own tests
+//! use plain Rust ones. Everything that happens is an [`Event`]; the terminal view, JSON output and
+//! the durable journal consume the same stream through an [`EventSink`].
+
+pub mod event;
+pub mod executor;
+pub mod inputs;
+pub mod mask;
+pub mod retry;
+pub mod run;
+
+pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
+pub use executor::{
+    Action, Executor, FsPreopen, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
+};
+pub use mask::Masker;
+pub use run::{
+    Approver, CompensationReport, LegReport, PriorLeg, RunError, RunOptions, RunReport, StepReport,
+    run,
+};

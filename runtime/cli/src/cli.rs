@@ -1,0 +1,163 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Meridian: multi-region deployment and disaster-recovery workflows for API gateways.
+///
+/// Exit codes: 0 success; 1 a step (and so the run) failed; 2 invalid workflow or usage;
+/// 3 the run waits for an approval (`--approve STEP`); 4 the run timed out; 5 the state store or
+/// the host failed.
+#[derive(Parser, Debug)]
+#[command(name = "meridian", version, about, long_about = None)]
+pub struct Cli {
+    /// Where runs are journaled (SQLite file `meridian.db` inside).
+    #[arg(long, global = true, env = "MERIDIAN_STATE_DIR", default_value = ".meridian")]
+    pub state_dir: PathBuf,
+    /// Compiled-component cache (default: $XDG_CACHE_HOME/meridian or ~/.cache/meridian).
+    #[arg(long, global = true, env = "MERIDIAN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Machine-readable output (JSON lines for events, one JSON document for results).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check workflow files: syntax, keys, references, cycles, step inputs against their schemas.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a workflow in plan mode: reads go through, changes are recorded and shown, not made.
+    Plan(RunArgs),
+    /// Run a workflow.
+    Run(RunArgs),
+    /// Resume an interrupted run: finished steps are not run again.
+    Resume {
+        run_id: String,
+        #[command(flatten)]
+        common: ResumeArgs,
+    },
+    /// Run a finished run again from a step (that step and everything after it).
+    Retry {
+        run_id: String,
+        /// The first step to run again.
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        common: ResumeArgs,
+    },
+    /// Run history.
+    #[command(subcommand)]
+    Runs(RunsCmd),
+    /// Built-in steps and step components.
+    #[command(subcommand)]
+    Steps(StepsCmd),
+    /// Scaffolding.
+    #[command(subcommand)]
+    New(NewCmd),
+    /// The local multi-region lab (real PostgreSQL and PowerDNS, gateway emulators).
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The workflow file.
+    pub file: PathBuf,
+    /// An input, `name=value` (repeatable).
+    #[arg(short, long = "input", value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
+    /// Approve a gated step up front (repeatable).
+    #[arg(long = "approve", value_name = "STEP")]
+    pub approve: Vec<String>,
+    /// Steps (legs) running at once.
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Secrets file: `NAME=value` lines (`#` comments). `MERIDIAN_SECRET_<NAME>` env vars win.
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
+    /// Whole-run timeout, overriding the workflow's `timeout:` (e.g. 10m).
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Never prompt for approvals, even on a terminal.
+    #[arg(long)]
+    pub no_prompt: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ResumeArgs {
+    #[arg(long = "approve", value_name = "STEP")]
+    pub approve: Vec<String>,
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
+    #[arg(long)]
+    pub no_prompt: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCmd {
+    /// Recent runs.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One run: per-step timeline, attempts, errors, outputs (secrets masked).
+    Show { run_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StepsCmd {
+    /// Built-in steps with their descriptions.
+    List,
+    /// A step's manifest: inputs, outputs, grants it needs.
+    Show {
+        /// A built-in name or a path to a component.
+        step: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NewCmd {
+    /// Scaffold a step crate that builds as is (`cargo build --target wasm32-wasip2 --release`).
+    Step {
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabCmd {
+    /// Start the lab (idempotent).
+    Up {
+        #[arg(long, default_value = "eu,us", value_delimiter = ',')]
+        regions: Vec<String>,
+        #[arg(long, default_value = ".meridian/lab")]
+        dir: PathBuf,
+        /// Also start moto (Route 53 API).
+        #[arg(long)]
+        with_moto: bool,
+    },
+    /// What runs, where.
+    Status {
+        #[arg(long, default_value = ".meridian/lab")]
+        dir: PathBuf,
+    },
+    /// Stop everything the lab started.
+    Down {
+        #[arg(long, default_value = ".meridian/lab")]
+        dir: PathBuf,
+    },
+    /// (internal) the lab's supervisor process.
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}

@@ -1,0 +1,266 @@
+//! The engine's [`Executor`] over the Wasm sandbox: resolves `uses:` to a component, turns grants
+//! into sandbox capabilities, and maps sandbox failures to engine errors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use meridian_engine::{Action, Executor, Mode, StepError, StepRequest, StepResult};
+use meridian_model::Workflow;
+use meridian_model::schema::StepSchema;
+use meridian_sandbox as sb;
+
+use crate::cli::LabCmd;
+use crate::{Exit, exit};
+
+/// Runs steps as Wasm components in one shared [`sb::Sandbox`].
+pub struct WasmExecutor {
+    sandbox: Arc<sb::Sandbox>,
+    base_dir: Mutex<PathBuf>,
+    loaded: Mutex<HashMap<String, Arc<sb::StepComponent>>>,
+    /// One key-value space per run, shared by its steps.
+    kv: Mutex<HashMap<String, Arc<dyn sb::KvStore>>>,
+}
+
+/// A parsed `uses:` reference.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Uses<'a> {
+    Builtin { name: &'a str, sha256: Option<&'a str> },
+    Path { path: &'a str, sha256: Option<&'a str> },
+}
+
+/// `hello`, `hello@sha256:…`, `./x.wasm`, `steps/x.wasm@sha256:…`.
+pub fn parse_uses(uses: &str) -> Uses<'_> {
+    let (target, sha256) = match uses.rsplit_once("@sha256:") {
+        Some((t, d)) => (t, Some(d)),
+        None => (uses, None),
+    };
+    if target.contains('/') || target.ends_with(".wasm") {
+        Uses::Path {
+            path: target,
+            sha256,
+        }
+    } else {
+        Uses::Builtin {
+            name: target,
+            sha256,
+        }
+    }
+}
+
+impl WasmExecutor {
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let cfg = sb::SandboxConfig {
+            cache_dir,
+            ..Default::default()
+        };
+        let sandbox = sb::Sandbox::new(cfg).map_err(|e| Exit {
+            code: exit::INTERNAL,
+            message: format!("error: cannot start the Wasm sandbox: {e}"),
+        })?;
+        Ok(WasmExecutor {
+            sandbox: Arc::new(sandbox),
+            base_dir: Mutex::new(PathBuf::from(".")),
+            loaded: Mutex::new(HashMap::new()),
+            kv: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Relative `uses:` paths resolve against this (the workflow file's directory).
+    pub fn set_base_dir(&self, dir: PathBuf) {
+        *self.base_dir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
+    fn component(&self, uses: &str) -> Result<Arc<sb::StepComponent>, String> {
+        if let Some(c) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uses)
+        {
+            return Ok(c.clone());
+        }
+        let c = match parse_uses(uses) {
+            Uses::Builtin { name, sha256 } => {
+                let Some((_, bytes)) = meridian_artifacts::BUILTIN.iter().find(|(n, _)| *n == name)
+                else {
+                    let names: Vec<&str> =
+                        meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n).collect();
+                    return Err(format!(
+                        "no built-in step `{name}` (built-ins: {}; a path must contain `/` or end in .wasm)",
+                        names.join(", ")
+                    ));
+                };
+                self.sandbox
+                    .load(bytes, sha256)
+                    .map_err(|e| e.to_string())?
+            }
+            Uses::Path { path, sha256 } => {
+                let p = Path::new(path);
+                let p = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    self.base_dir
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .join(p)
+                };
+                self.sandbox
+                    .load_file(&p, sha256)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uses.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The manifest a step component declares.
+    pub async fn manifest(&self, uses: &str) -> anyhow::Result<sb::Manifest> {
+        let c = self.component(uses).map_err(anyhow::Error::msg)?;
+        self.sandbox
+            .describe(&c)
+            .await
+            .map_err(|e| anyhow::anyhow!("describe failed: {e}"))
+    }
+
+    /// Schemas of every step component the workflow uses (including compensation steps), keyed by
+    /// the `uses:` text; a component that cannot be loaded maps to its error.
+    pub async fn schemas_for(
+        &self,
+        wf: &Workflow,
+        base: &Path,
+    ) -> HashMap<String, Result<StepSchema, String>> {
+        self.set_base_dir(base.to_path_buf());
+        let mut uses: Vec<&str> = wf.steps.iter().map(|s| s.uses.value.as_str()).collect();
+        for s in &wf.steps {
+            if let meridian_model::Compensate::Step { uses: u, .. } = &s.compensate {
+                uses.push(u.value.as_str());
+            }
+        }
+        let mut out = HashMap::new();
+        for u in uses {
+            if out.contains_key(u) {
+                continue;
+            }
+            let r = match self.manifest(u).await {
+                Ok(m) => Ok(StepSchema {
+                    input: m.input_schema.clone(),
+                    output: m.output_schema.clone(),
+                    grants_needed: m
+                        .needs
+                        .iter()
+                        .map(|g| (g.kind.clone(), g.detail.clone()))
+                        .collect(),
+                }),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            out.insert(u.to_string(), r);
+        }
+        out
+    }
+
+    fn kv_for(&self, run_id: &str) -> Arc<dyn sb::KvStore> {
+        self.kv
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(run_id.to_string())
+            .or_insert_with(|| Arc::new(sb::MemoryKv::default()))
+            .clone()
+    }
+}
+
+impl Executor for WasmExecutor {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+        let component = self.component(&req.uses);
+        let sandbox = self.sandbox.clone();
+        let kv = self.kv_for(&req.run_id);
+        Box::pin(async move {
+            let component = component.map_err(StepError::Fatal)?;
+            let g = req.grants;
+            let caps = sb::Capabilities {
+                http: sb::HttpPolicy {
+                    allow: g.http,
+                    max_request_bytes: g.http_limits.max_request_bytes,
+                    max_response_bytes: g.http_limits.max_response_bytes,
+                    timeout: g.http_limits.timeout,
+                },
+                sql: g.sql,
+                fs: g
+                    .fs
+                    .into_iter()
+                    .map(|f| sb::Preopen {
+                        host: f.host,
+                        guest: f.guest,
+                        writable: f.writable,
+                    })
+                    .collect(),
+                secrets: g.secrets,
+                mask: req.mask,
+                kv,
+                log: sb::LogContext {
+                    run_id: req.run_id.clone(),
+                    step_id: req.step_id.clone(),
+                    attempt: req.attempt,
+                },
+            };
+            let call = sb::Call {
+                action: match req.action {
+                    Action::Run => sb::Action::Run,
+                    Action::Compensate => sb::Action::Compensate,
+                },
+                invocation: sb::Invocation {
+                    run_id: req.run_id,
+                    step_id: req.step_id,
+                    attempt: req.attempt,
+                    idempotency_key: req.idempotency_key,
+                    mode: match req.mode {
+                        Mode::Apply => sb::Mode::Apply,
+                        Mode::Plan => sb::Mode::Plan,
+                    },
+                    input: req.input,
+                },
+                caps,
+                timeout: req.timeout,
+                memory_limit: req.limits.memory,
+                output_limit: req.limits.output,
+            };
+            match sandbox.invoke(&component, call).await {
+                Ok(o) => Ok(StepResult {
+                    output: o.output,
+                    plan: o
+                        .plan
+                        .iter()
+                        .map(|p| serde_json::to_value(p).unwrap_or_default())
+                        .collect(),
+                    logs: o.logs.iter().map(|l| l.to_string()).collect(),
+                }),
+                Err(f) => Err(map_failure(f)),
+            }
+        })
+    }
+}
+
+fn map_failure(f: sb::StepFailure) -> StepError {
+    match f {
+        sb::StepFailure::Retryable(m) => StepError::Retryable(m),
+        sb::StepFailure::InvalidInput(m) => StepError::InvalidInput(m),
+        sb::StepFailure::Timeout(d) => StepError::Timeout(d),
+        other => StepError::Fatal(other.to_string()),
+    }
+}
+
+/// `meridian new step NAME`.
+pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<u8> {
+    let _ = (name, dir);
+    Err(Exit::invalid("error: `meridian new step` is not available in this build"))
+}
+
+/// `meridian lab …`.
+pub async fn lab(cmd: LabCmd) -> anyhow::Result<u8> {
+    let _ = cmd;
+    Err(Exit::invalid("error: the lab is not available in this build"))
+}

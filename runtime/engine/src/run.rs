@@ -1,0 +1,1182 @@
+//! The scheduler: runs a workflow's DAG with bounded parallelism, conditions, matrices, retries,
+//! timeouts, fail-fast cancellation, approvals and compensation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use indexmap::IndexMap;
+use meridian_model::expr::{EvalContext, RunStatus as ExprStatus};
+use meridian_model::{Compensate, MatrixAxis, RetryPolicy, Step, ValueNode, Workflow};
+use serde::Serialize;
+use serde_json::{Map, Value as Json, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, EventSink, Outcome, RunStatus};
+use crate::executor::{
+    Action, Executor, FsPreopen, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
+};
+use crate::mask::Masker;
+use crate::retry;
+
+/// Default attempt timeout of a step without `timeout:`.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Asks a human whether a gated step may run (an interactive prompt on a terminal).
+pub trait Approver: Send + Sync {
+    fn ask(&self, step: &str, message: &str) -> BoxFuture<'static, bool>;
+}
+
+/// A leg finished in an earlier invocation of the same run (from the journal): it is not run again.
+#[derive(Clone, Debug)]
+pub struct PriorLeg {
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub output: Json,
+    pub plan: Vec<Json>,
+    pub duration: Duration,
+}
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub run_id: String,
+    pub mode: Mode,
+    /// Inputs already typed (see [`crate::inputs::resolve`]).
+    pub inputs: Map<String, Json>,
+    /// Every secret the workflow declares, name → value.
+    pub secrets: BTreeMap<String, String>,
+    /// Legs running at once, across the whole run (≥ 1).
+    pub max_parallel: usize,
+    /// Steps approved up front (`--approve STEP`).
+    pub approvals: BTreeSet<String>,
+    pub approver: Option<Arc<dyn Approver>>,
+    pub sink: Option<Arc<dyn EventSink>>,
+    /// Legs already finished, keyed by (step id, leg key).
+    pub prior: HashMap<(String, String), PriorLeg>,
+    /// Relative fs grants resolve against this (the workflow file's directory).
+    pub base_dir: PathBuf,
+    /// Overrides the workflow's `timeout:`.
+    pub run_timeout: Option<Duration>,
+}
+
+impl RunOptions {
+    pub fn new(run_id: impl Into<String>) -> Self {
+        RunOptions {
+            run_id: run_id.into(),
+            mode: Mode::Apply,
+            inputs: Map::new(),
+            secrets: BTreeMap::new(),
+            max_parallel: 4,
+            approvals: BTreeSet::new(),
+            approver: None,
+            sink: None,
+            prior: HashMap::new(),
+            base_dir: PathBuf::from("."),
+            run_timeout: None,
+        }
+    }
+}
+
+/// One leg (the only one for a step without a matrix).
+#[derive(Clone, Debug, Serialize)]
+pub struct LegReport {
+    /// `""` without a matrix, else the leg's matrix values joined by `,`.
+    pub key: String,
+    pub matrix: Json,
+    pub outcome: Outcome,
+    pub attempts: u32,
+    #[serde(rename = "duration_ms", serialize_with = "ser_ms")]
+    pub duration: Duration,
+    pub output: Json,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Taken from the journal of an earlier invocation instead of being run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub outcome: Outcome,
+    /// `success` also for a failed step with `continue-on-error`.
+    pub conclusion: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub legs: Vec<LegReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CompensationReport {
+    pub step: String,
+    pub leg: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub workflow: String,
+    pub mode: Mode,
+    pub status: RunStatus,
+    pub message: String,
+    #[serde(rename = "duration_ms", serialize_with = "ser_ms")]
+    pub duration: Duration,
+    /// In file order; steps that never became ready are absent.
+    pub steps: Vec<StepReport>,
+    pub compensations: Vec<CompensationReport>,
+}
+
+impl RunReport {
+    pub fn step(&self, id: &str) -> Option<&StepReport> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Why a run could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Sink(#[from] crate::event::SinkError),
+    #[error("vars.{name}: {message}")]
+    Var { name: String, message: String },
+}
+
+enum StepState {
+    Waiting,
+    /// Blocked on approval that nobody can give in this invocation.
+    Blocked,
+    Running {
+        legs: Vec<Option<LegReport>>,
+        pending: usize,
+    },
+    Done(StepReport),
+}
+
+struct LegDone {
+    step: usize,
+    leg: usize,
+    report: LegReport,
+}
+
+/// Runs `wf` to the end and reports. Errors only when the run cannot start or its event sink fails.
+pub async fn run(
+    wf: Arc<Workflow>,
+    exec: Arc<dyn Executor>,
+    opts: RunOptions,
+) -> Result<RunReport, RunError> {
+    Runner::new(wf, exec, opts)?.run().await
+}
+
+struct Runner {
+    wf: Arc<Workflow>,
+    exec: Arc<dyn Executor>,
+    opts: RunOptions,
+    masker: Masker,
+    base: Map<String, Json>,
+    states: Vec<StepState>,
+    /// (step index, leg index) in completion order, for compensation.
+    completed: Vec<(usize, usize)>,
+    failed: bool,
+    /// Set when the run timed out; no new step starts.
+    cancelled: bool,
+    /// Cancellation of each leg in flight, keyed by (step index, leg index).
+    inflight: HashMap<(usize, usize), CancellationToken>,
+    permits: Arc<Semaphore>,
+    tasks: JoinSet<LegDone>,
+    started: Instant,
+}
+
+impl Runner {
+    fn new(wf: Arc<Workflow>, exec: Arc<dyn Executor>, opts: RunOptions) -> Result<Self, RunError> {
+        let masker = Masker::new(opts.secrets.values().cloned());
+        let secrets: Map<String, Json> = opts
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect();
+        let mut base = Map::new();
+        base.insert("inputs".into(), Json::Object(opts.inputs.clone()));
+        base.insert("secrets".into(), Json::Object(secrets));
+        base.insert(
+            "run".into(),
+            json!({"id": opts.run_id, "workflow": wf.name, "mode": opts.mode}),
+        );
+        base.insert("steps".into(), json!({}));
+        base.insert("matrix".into(), json!({}));
+        // vars are evaluated once, in file order; each may use the ones before it.
+        let mut vars = Map::new();
+        base.insert("vars".into(), Json::Object(vars.clone()));
+        for (name, node) in &wf.vars {
+            let ctx = EvalContext {
+                data: Json::Object(base.clone()),
+                status: ExprStatus::default(),
+            };
+            let v = node.eval(&ctx).map_err(|e| RunError::Var {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+            vars.insert(name.clone(), v);
+            base.insert("vars".into(), Json::Object(vars.clone()));
+        }
+        let n = wf.steps.len();
+        let max_parallel = opts.max_parallel.max(1);
+        Ok(Runner {
+            exec,
+            masker,
+            base,
+            states: (0..n).map(|_| StepState::Waiting).collect(),
+            completed: Vec::new(),
+            failed: false,
+            cancelled: false,
+            inflight: HashMap::new(),
+            permits: Arc::new(Semaphore::new(max_parallel)),
+            tasks: JoinSet::new(),
+            started: Instant::now(),
+            wf,
+            opts,
+        })
+    }
+
+    fn emit(&self, ev: Event) -> Result<(), RunError> {
+        if let Some(sink) = &self.opts.sink {
+            sink.emit(&ev)?;
+        }
+        Ok(())
+    }
+
+    async fn run(mut self) -> Result<RunReport, RunError> {
+        self.emit(Event::RunStarted {
+            run_id: self.opts.run_id.clone(),
+            workflow: self.wf.name.clone(),
+            mode: self.opts.mode,
+            inputs: self.masker.mask_json(&Json::Object(self.opts.inputs.clone())),
+        })?;
+        let timeout = self.opts.run_timeout.or(self.wf.timeout);
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut timed_out = false;
+
+        loop {
+            self.start_ready().await?;
+            if self.tasks.is_empty() {
+                break;
+            }
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, self.tasks.join_next()).await.ok(),
+                    None => Some(self.tasks.join_next().await),
+                }
+            };
+            match next.await {
+                Some(Some(Ok(done))) => self.leg_done(done)?,
+                Some(Some(Err(join))) => {
+                    // A leg task panicked: a bug in an executor. Fail the run, never the process.
+                    tracing::error!("leg task failed: {join}");
+                    self.fail_run();
+                }
+                Some(None) => break,
+                None => {
+                    timed_out = true;
+                    self.cancelled = true;
+                    self.fail_run();
+                    // Drain: cancelled legs return promptly.
+                    while let Some(res) = self.tasks.join_next().await {
+                        if let Ok(done) = res {
+                            self.leg_done(done)?;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+
+        let compensations = if self.failed && self.opts.mode == Mode::Apply {
+            self.compensate().await?
+        } else {
+            Vec::new()
+        };
+
+        let awaiting: Vec<&str> = self
+            .states
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, StepState::Blocked))
+            .map(|(i, _)| self.wf.steps[i].id.value.as_str())
+            .collect();
+        let failed_steps: Vec<&str> = self
+            .states
+            .iter()
+            .filter_map(|s| match s {
+                StepState::Done(r) if r.conclusion == Outcome::Failure => Some(r.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let (status, message) = if timed_out {
+            (
+                RunStatus::TimedOut,
+                format!(
+                    "run timed out after {}",
+                    meridian_model::duration::format_duration(timeout.unwrap_or_default())
+                ),
+            )
+        } else if self.failed {
+            (
+                RunStatus::Failed,
+                format!("failed: {}", failed_steps.join(", ")),
+            )
+        } else if !awaiting.is_empty() {
+            (
+                RunStatus::AwaitingApproval,
+                format!(
+                    "waiting for approval of {}: re-run with {}",
+                    awaiting.join(", "),
+                    awaiting
+                        .iter()
+                        .map(|s| format!("--approve {s}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )
+        } else {
+            (RunStatus::Succeeded, "all steps succeeded".to_string())
+        };
+        let duration = self.started.elapsed();
+        self.emit(Event::RunFinished {
+            status,
+            duration,
+            message: message.clone(),
+        })?;
+        let steps = self
+            .states
+            .into_iter()
+            .filter_map(|s| match s {
+                StepState::Done(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        Ok(RunReport {
+            run_id: self.opts.run_id,
+            workflow: self.wf.name.clone(),
+            mode: self.opts.mode,
+            status,
+            message,
+            duration,
+            steps,
+            compensations,
+        })
+    }
+
+    fn ctx(&self, matrix: Option<&Json>) -> EvalContext {
+        let mut data = self.base.clone();
+        if let Some(m) = matrix {
+            data.insert("matrix".into(), m.clone());
+        }
+        EvalContext {
+            data: Json::Object(data),
+            status: ExprStatus {
+                failed: self.failed,
+                cancelled: self.cancelled,
+            },
+        }
+    }
+
+    fn outcome_of(&self, id: &str) -> Option<Outcome> {
+        let i = self.wf.steps.iter().position(|s| s.id.value == id)?;
+        match &self.states[i] {
+            StepState::Done(r) => Some(r.conclusion),
+            _ => None,
+        }
+    }
+
+    /// Starts every step whose `needs` are all done. Loops until nothing changes, because skipping
+    /// a step can make others ready.
+    async fn start_ready(&mut self) -> Result<(), RunError> {
+        loop {
+            let mut progressed = false;
+            for i in 0..self.wf.steps.len() {
+                if !matches!(self.states[i], StepState::Waiting) {
+                    continue;
+                }
+                let step = &self.wf.steps[i];
+                let needs: Option<Vec<Outcome>> = step
+                    .needs
+                    .iter()
+                    .map(|n| self.outcome_of(&n.value))
+                    .collect();
+                let Some(needs) = needs else { continue };
+                progressed = true;
+                self.start_step(i, &needs).await?;
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn start_step(&mut self, i: usize, needs: &[Outcome]) -> Result<(), RunError> {
+        let wf = self.wf.clone();
+        let step = &wf.steps[i];
+        let id = step.id.value.clone();
+        let needs_ok = needs.iter().all(|o| *o == Outcome::Success);
+        let default_ok = !self.failed && !self.cancelled && needs_ok;
+        let run_it = match &step.condition {
+            None => Ok(default_ok),
+            Some(c) => match c.value.eval(&self.ctx(None)) {
+                Ok(v) => {
+                    let t = meridian_model::expr::Expr::truthy(&v);
+                    Ok(if c.value.uses_status_function() {
+                        t
+                    } else {
+                        default_ok && t
+                    })
+                }
+                Err(e) => Err(format!("if: {e}")),
+            },
+        };
+        let run_it = match run_it {
+            Ok(b) => b,
+            Err(msg) => {
+                self.finish_without_legs(i, Outcome::Failure, msg)?;
+                return Ok(());
+            }
+        };
+        if !run_it {
+            let reason = if !needs_ok {
+                "a needed step did not succeed".to_string()
+            } else if self.failed {
+                "an earlier step failed".to_string()
+            } else {
+                format!(
+                    "condition `{}` is false",
+                    step.condition
+                        .as_ref()
+                        .map(|c| c.value.source())
+                        .unwrap_or("success()")
+                )
+            };
+            self.emit(Event::StepSkipped {
+                step: id.clone(),
+                reason: reason.clone(),
+            })?;
+            self.finish_without_legs(i, Outcome::Skipped, reason)?;
+            return Ok(());
+        }
+
+        if let Some(approval) = &step.approval {
+            let already = self.opts.approvals.contains(&id);
+            let message = approval
+                .message
+                .as_ref()
+                .and_then(|m| m.eval(&self.ctx(None)).ok())
+                .map(|v| match v {
+                    Json::String(s) => s,
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| format!("run step `{id}`?"));
+            let message = self.masker.mask_str(&message);
+            if already {
+                self.emit(Event::ApprovalGranted {
+                    step: id.clone(),
+                    by: "--approve".into(),
+                })?;
+            } else if let Some(approver) = self.opts.approver.clone() {
+                self.emit(Event::ApprovalRequired {
+                    step: id.clone(),
+                    message: message.clone(),
+                })?;
+                let answer = match approval.timeout {
+                    Some(t) => tokio::time::timeout(t, approver.ask(&id, &message))
+                        .await
+                        .unwrap_or(false),
+                    None => approver.ask(&id, &message).await,
+                };
+                if answer {
+                    self.emit(Event::ApprovalGranted {
+                        step: id.clone(),
+                        by: "terminal".into(),
+                    })?;
+                } else {
+                    self.finish_without_legs(i, Outcome::Failure, "approval denied".into())?;
+                    return Ok(());
+                }
+            } else {
+                self.emit(Event::ApprovalRequired {
+                    step: id.clone(),
+                    message,
+                })?;
+                self.states[i] = StepState::Blocked;
+                return Ok(());
+            }
+        }
+
+        let legs = match self.expand_matrix(step) {
+            Ok(l) => l,
+            Err(msg) => {
+                self.finish_without_legs(i, Outcome::Failure, msg)?;
+                return Ok(());
+            }
+        };
+        let n = legs.len();
+        self.states[i] = StepState::Running {
+            legs: vec![None; n],
+            pending: n,
+        };
+        if n == 0 {
+            self.finish_step(i)?;
+            return Ok(());
+        }
+        let step_sem = step
+            .matrix
+            .as_ref()
+            .and_then(|m| m.max_parallel)
+            .map(|p| Arc::new(Semaphore::new(p.max(1))));
+        for (li, (key, matrix)) in legs.into_iter().enumerate() {
+            self.spawn_leg(i, li, key, matrix, step_sem.clone())?;
+        }
+        Ok(())
+    }
+
+    /// The legs of a step: `("", {})` without a matrix.
+    fn expand_matrix(&self, step: &Step) -> Result<Vec<(String, Json)>, String> {
+        let Some(m) = &step.matrix else {
+            return Ok(vec![(String::new(), json!({}))]);
+        };
+        let mut axes: Vec<(String, Vec<Json>)> = Vec::new();
+        for (name, axis) in &m.axes {
+            let values = match axis {
+                MatrixAxis::Values(v) => v.clone(),
+                MatrixAxis::Expr(t) => match t.value.eval(&self.ctx(None)) {
+                    Ok(Json::Array(v)) => v,
+                    Ok(other) => {
+                        return Err(format!(
+                            "strategy.matrix.{name}: `{}` gave {other}, expected a list",
+                            t.value.raw()
+                        ));
+                    }
+                    Err(e) => return Err(format!("strategy.matrix.{name}: {e}")),
+                },
+            };
+            axes.push((name.clone(), values));
+        }
+        let mut combos: Vec<Map<String, Json>> = vec![Map::new()];
+        for (name, values) in &axes {
+            let mut next = Vec::with_capacity(combos.len() * values.len());
+            for c in &combos {
+                for v in values {
+                    let mut c = c.clone();
+                    c.insert(name.clone(), v.clone());
+                    next.push(c);
+                }
+            }
+            combos = next;
+        }
+        if axes.is_empty() {
+            combos.clear();
+        }
+        combos.retain(|c| {
+            !m.exclude
+                .iter()
+                .any(|ex| ex.iter().all(|(k, v)| c.get(k) == Some(v)))
+        });
+        for inc in &m.include {
+            combos.push(inc.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        }
+        let mut seen = BTreeSet::new();
+        let mut legs = Vec::new();
+        for c in combos {
+            let key = leg_key(&c);
+            if seen.insert(key.clone()) {
+                legs.push((key, Json::Object(c)));
+            }
+        }
+        Ok(legs)
+    }
+
+    fn spawn_leg(
+        &mut self,
+        si: usize,
+        li: usize,
+        key: String,
+        matrix: Json,
+        step_sem: Option<Arc<Semaphore>>,
+    ) -> Result<(), RunError> {
+        let step = &self.wf.steps[si];
+        let id = step.id.value.clone();
+        if let Some(prior) = self.opts.prior.get(&(id.clone(), key.clone())) {
+            if prior.outcome == Outcome::Success {
+                let report = LegReport {
+                    key,
+                    matrix,
+                    outcome: prior.outcome,
+                    attempts: prior.attempts,
+                    duration: prior.duration,
+                    output: prior.output.clone(),
+                    plan: prior.plan.clone(),
+                    error: None,
+                    reused: true,
+                };
+                self.tasks.spawn(async move {
+                    LegDone {
+                        step: si,
+                        leg: li,
+                        report,
+                    }
+                });
+                return Ok(());
+            }
+        }
+        let ctx = self.ctx(Some(&matrix));
+        let display = display_id(&id, &key);
+        let prepared = eval_with(&step.with, &ctx)
+            .and_then(|input| Ok((input, self.resolve_grants(step, &ctx)?)));
+        let (input, grants) = match prepared {
+            Ok(p) => p,
+            Err(msg) => {
+                let report = LegReport {
+                    key,
+                    matrix,
+                    outcome: Outcome::Failure,
+                    attempts: 0,
+                    duration: Duration::ZERO,
+                    output: Json::Null,
+                    plan: vec![],
+                    error: Some(StepError::InvalidInput(self.masker.mask_str(&msg))),
+                    reused: false,
+                };
+                self.tasks.spawn(async move {
+                    LegDone {
+                        step: si,
+                        leg: li,
+                        report,
+                    }
+                });
+                return Ok(());
+            }
+        };
+        let req = StepRequest {
+            run_id: self.opts.run_id.clone(),
+            idempotency_key: format!("{}/{}", self.opts.run_id, display),
+            step_id: display,
+            uses: step.uses.value.clone(),
+            action: Action::Run,
+            mode: self.opts.mode,
+            input,
+            attempt: 1,
+            grants,
+            limits: step.limits.clone(),
+            timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
+            mask: self.masker.values().to_vec(),
+        };
+        let policy = step.retry.clone().unwrap_or_else(retry::no_retry);
+        let cancel = CancellationToken::new();
+        self.inflight.insert((si, li), cancel.clone());
+        let attempt = Attempt {
+            exec: self.exec.clone(),
+            sink: self.opts.sink.clone(),
+            masker: self.masker.clone(),
+            cancel,
+            permits: self.permits.clone(),
+            step_sem,
+        };
+        let step_name = id;
+        self.tasks.spawn(async move {
+            let report = attempt
+                .run_leg(&step_name, key, matrix, req, &policy)
+                .await;
+            LegDone {
+                step: si,
+                leg: li,
+                report,
+            }
+        });
+        Ok(())
+    }
+
+    fn resolve_grants(&self, step: &Step, ctx: &EvalContext) -> Result<ResolvedGrants, String> {
+        let g = &step.grants;
+        let mut sql = BTreeMap::new();
+        for name in &g.sql {
+            let conn = self
+                .wf
+                .connections
+                .get(&name.value)
+                .ok_or_else(|| format!("grants.sql: no connection named `{}`", name.value))?;
+            let dsn = match &conn.kind {
+                meridian_model::ConnectionKind::Postgres(t) => t
+                    .eval(ctx)
+                    .map_err(|e| format!("connections.{}: {e}", name.value))?,
+                meridian_model::ConnectionKind::Http(_) => {
+                    return Err(format!(
+                        "grants.sql: connection `{}` is an HTTP endpoint, not PostgreSQL",
+                        name.value
+                    ));
+                }
+            };
+            sql.insert(name.value.clone(), json_to_string(dsn));
+        }
+        let mut http: Vec<String> = Vec::new();
+        for pat in &g.http {
+            // A grant may name an HTTP connection instead of spelling the URL.
+            match self.wf.connections.get(&pat.value).map(|c| &c.kind) {
+                Some(meridian_model::ConnectionKind::Http(t)) => {
+                    let url = t
+                        .eval(ctx)
+                        .map_err(|e| format!("connections.{}: {e}", pat.value))?;
+                    http.push(origin_of(&json_to_string(url)));
+                }
+                _ => http.push(pat.value.clone()),
+            }
+        }
+        let secrets = g
+            .secrets
+            .iter()
+            .filter_map(|s| {
+                self.opts
+                    .secrets
+                    .get(&s.value)
+                    .map(|v| (s.value.clone(), v.clone()))
+            })
+            .collect();
+        let fs = g
+            .fs
+            .iter()
+            .map(|f| FsPreopen {
+                host: absolutize(&self.opts.base_dir, &f.host),
+                guest: f.guest.clone(),
+                writable: f.writable,
+            })
+            .collect();
+        Ok(ResolvedGrants {
+            http,
+            http_limits: g.http_limits.clone(),
+            sql,
+            fs,
+            secrets,
+        })
+    }
+
+    fn leg_done(&mut self, done: LegDone) -> Result<(), RunError> {
+        let step = &self.wf.steps[done.step];
+        let id = step.id.value.clone();
+        let report = done.report;
+        self.inflight.remove(&(done.step, done.leg));
+        if !report.reused {
+            self.emit(Event::LegFinished {
+                step: id.clone(),
+                leg: report.key.clone(),
+                outcome: report.outcome,
+                attempts: report.attempts,
+                duration: report.duration,
+                output: report.output.clone(),
+                plan: report.plan.clone(),
+                error: report.error.clone(),
+            })?;
+        }
+        if report.outcome == Outcome::Success {
+            self.completed.push((done.step, done.leg));
+        } else if report.outcome == Outcome::Failure && !step.continue_on_error {
+            // Fail fast: every leg in flight, of this step and of others, is cancelled.
+            self.fail_run();
+        } else if report.outcome == Outcome::Failure
+            && step.matrix.as_ref().is_some_and(|m| m.fail_fast)
+        {
+            // continue-on-error with a fail-fast matrix: only the sibling legs stop.
+            for ((s, _), c) in &self.inflight {
+                if *s == done.step {
+                    c.cancel();
+                }
+            }
+        }
+        let StepState::Running { legs, pending } = &mut self.states[done.step] else {
+            unreachable!("leg finished for a step that is not running");
+        };
+        legs[done.leg] = Some(report);
+        *pending -= 1;
+        if *pending == 0 {
+            self.finish_step(done.step)?;
+        }
+        Ok(())
+    }
+
+    /// Marks the run failed and cancels every leg in flight. Steps that start later (`if:
+    /// always()`, `if: failure()`) get fresh tokens and run normally.
+    fn fail_run(&mut self) {
+        self.failed = true;
+        for c in self.inflight.values() {
+            c.cancel();
+        }
+    }
+
+    fn finish_without_legs(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        reason: String,
+    ) -> Result<(), RunError> {
+        let wf = self.wf.clone();
+        let step = &wf.steps[i];
+        let id = step.id.value.clone();
+        if outcome == Outcome::Failure && !step.continue_on_error {
+            self.fail_run();
+        }
+        let conclusion = if outcome == Outcome::Failure && step.continue_on_error {
+            Outcome::Success
+        } else {
+            outcome
+        };
+        let report = StepReport {
+            id: id.clone(),
+            outcome,
+            conclusion,
+            reason: Some(self.masker.mask_str(&reason)),
+            legs: vec![],
+        };
+        self.publish(i, &report);
+        self.emit(Event::StepFinished { step: id, outcome })?;
+        self.states[i] = StepState::Done(report);
+        Ok(())
+    }
+
+    fn finish_step(&mut self, i: usize) -> Result<(), RunError> {
+        let StepState::Running { legs, .. } = std::mem::replace(&mut self.states[i], StepState::Waiting)
+        else {
+            unreachable!()
+        };
+        let legs: Vec<LegReport> = legs.into_iter().flatten().collect();
+        let step = &self.wf.steps[i];
+        let outcome = if legs.iter().any(|l| l.outcome == Outcome::Failure) {
+            Outcome::Failure
+        } else if legs.iter().any(|l| l.outcome == Outcome::Cancelled) {
+            Outcome::Cancelled
+        } else {
+            Outcome::Success
+        };
+        let conclusion = if outcome == Outcome::Failure && step.continue_on_error {
+            Outcome::Success
+        } else {
+            outcome
+        };
+        let report = StepReport {
+            id: step.id.value.clone(),
+            outcome,
+            conclusion,
+            reason: None,
+            legs,
+        };
+        self.publish(i, &report);
+        self.emit(Event::StepFinished {
+            step: report.id.clone(),
+            outcome,
+        })?;
+        self.states[i] = StepState::Done(report);
+        Ok(())
+    }
+
+    /// Makes a finished step visible to expressions as `steps.<id>`.
+    fn publish(&mut self, i: usize, report: &StepReport) {
+        let step = &self.wf.steps[i];
+        let outputs = if step.matrix.is_some() {
+            Json::Object(
+                report
+                    .legs
+                    .iter()
+                    .map(|l| (l.key.clone(), l.output.clone()))
+                    .collect(),
+            )
+        } else {
+            report
+                .legs
+                .first()
+                .map(|l| l.output.clone())
+                .unwrap_or(json!({}))
+        };
+        let legs: Vec<Json> = report
+            .legs
+            .iter()
+            .map(|l| json!({"key": l.key, "matrix": l.matrix, "outputs": l.output, "outcome": l.outcome}))
+            .collect();
+        let entry = json!({
+            "outputs": outputs,
+            "outcome": report.outcome,
+            "conclusion": report.conclusion,
+            "legs": legs,
+        });
+        if let Some(Json::Object(steps)) = self.base.get_mut("steps") {
+            steps.insert(step.id.value.clone(), entry);
+        }
+    }
+
+    /// Undoes completed legs in reverse completion order.
+    async fn compensate(&mut self) -> Result<Vec<CompensationReport>, RunError> {
+        let mut out = Vec::new();
+        let completed = std::mem::take(&mut self.completed);
+        for (si, li) in completed.into_iter().rev() {
+            let wf = self.wf.clone();
+            let step = &wf.steps[si];
+            if matches!(step.compensate, Compensate::None) {
+                continue;
+            }
+            let StepState::Done(report) = &self.states[si] else {
+                continue;
+            };
+            let Some(leg) = report.legs.get(li).cloned() else {
+                continue;
+            };
+            let ctx = self.ctx(Some(&leg.matrix));
+            let display = display_id(&step.id.value, &leg.key);
+            let prepared = match &step.compensate {
+                Compensate::Export => eval_with(&step.with, &ctx)
+                    .map(|input| (step.uses.value.clone(), Action::Compensate, input)),
+                Compensate::Step { uses, with, .. } => {
+                    eval_with(with, &ctx).map(|input| (uses.value.clone(), Action::Run, input))
+                }
+                Compensate::None => unreachable!(),
+            };
+            let result = match prepared.and_then(|p| Ok((p, self.resolve_grants(step, &ctx)?))) {
+                Err(msg) => Err(StepError::InvalidInput(msg)),
+                Ok(((uses, action, input), grants)) => {
+                    let req = StepRequest {
+                        run_id: self.opts.run_id.clone(),
+                        idempotency_key: format!("{}/{}/compensate", self.opts.run_id, display),
+                        step_id: format!("{display}:compensate"),
+                        uses,
+                        action,
+                        mode: self.opts.mode,
+                        input,
+                        attempt: 1,
+                        grants,
+                        limits: step.limits.clone(),
+                        timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
+                        mask: self.masker.values().to_vec(),
+                    };
+                    let timeout = req.timeout;
+                    tokio::time::timeout(timeout, self.exec.execute(req))
+                        .await
+                        .unwrap_or(Err(StepError::Timeout(timeout)))
+                        .map(|_| ())
+                }
+            };
+            let (outcome, error) = match result {
+                Ok(()) => (Outcome::Success, None),
+                Err(e) => (Outcome::Failure, Some(mask_error(&self.masker, e))),
+            };
+            let action = match step.compensate {
+                Compensate::Export => Action::Compensate,
+                _ => Action::Run,
+            };
+            self.emit(Event::Compensation {
+                step: step.id.value.clone(),
+                leg: leg.key.clone(),
+                action,
+                outcome,
+                error: error.clone(),
+            })?;
+            out.push(CompensationReport {
+                step: step.id.value.clone(),
+                leg: leg.key,
+                outcome,
+                error,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What one leg's task needs, detached from the runner.
+struct Attempt {
+    exec: Arc<dyn Executor>,
+    sink: Option<Arc<dyn EventSink>>,
+    masker: Masker,
+    cancel: CancellationToken,
+    permits: Arc<Semaphore>,
+    step_sem: Option<Arc<Semaphore>>,
+}
+
+impl Attempt {
+    fn emit(&self, ev: Event) {
+        if let Some(s) = &self.sink {
+            if let Err(e) = s.emit(&ev) {
+                // The runner sees the same sink fail on LegFinished and stops the run there.
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    async fn run_leg(
+        self,
+        step: &str,
+        key: String,
+        matrix: Json,
+        mut req: StepRequest,
+        policy: &RetryPolicy,
+    ) -> LegReport {
+        let started = Instant::now();
+        let cancelled = |attempts: u32, started: Instant, key: String, matrix: Json| LegReport {
+            key,
+            matrix,
+            outcome: Outcome::Cancelled,
+            attempts,
+            duration: started.elapsed(),
+            output: Json::Null,
+            plan: vec![],
+            error: Some(StepError::Cancelled),
+            reused: false,
+        };
+        // Hold a step-level permit (matrix max-parallel) and a run-level one for the whole leg.
+        let _step_permit = match &self.step_sem {
+            Some(s) => tokio::select! {
+                p = s.clone().acquire_owned() => p.ok(),
+                _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
+            },
+            None => None,
+        };
+        let _permit = tokio::select! {
+            p = self.permits.clone().acquire_owned() => p.ok(),
+            _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
+        };
+        let attempts = policy.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            req.attempt = attempt;
+            self.emit(Event::AttemptStarted {
+                step: step.to_string(),
+                leg: key.clone(),
+                attempt,
+                idempotency_key: req.idempotency_key.clone(),
+                input: self.masker.mask_json(&req.input),
+            });
+            let timeout = req.timeout;
+            let fut = self.exec.execute(req.clone());
+            let result = tokio::select! {
+                r = tokio::time::timeout(timeout, fut) => r.unwrap_or(Err(StepError::Timeout(timeout))),
+                _ = self.cancel.cancelled() => Err(StepError::Cancelled),
+            };
+            match result {
+                Ok(StepResult { output, plan, .. }) => {
+                    return LegReport {
+                        key,
+                        matrix,
+                        outcome: Outcome::Success,
+                        attempts: attempt,
+                        duration: started.elapsed(),
+                        output: self.masker.mask_json(&output),
+                        plan: plan.iter().map(|p| self.masker.mask_json(p)).collect(),
+                        error: None,
+                        reused: false,
+                    };
+                }
+                Err(StepError::Cancelled) => return cancelled(attempt, started, key, matrix),
+                Err(e) => {
+                    let e = mask_error(&self.masker, e);
+                    let retry = attempt < attempts && retry::retries(policy, &e);
+                    let wait = retry.then(|| retry::delay(policy, attempt + 1));
+                    self.emit(Event::AttemptFailed {
+                        step: step.to_string(),
+                        leg: key.clone(),
+                        attempt,
+                        error: e.clone(),
+                        retry_in: wait,
+                    });
+                    let Some(wait) = wait else {
+                        return LegReport {
+                            key,
+                            matrix,
+                            outcome: Outcome::Failure,
+                            attempts: attempt,
+                            duration: started.elapsed(),
+                            output: Json::Null,
+                            plan: vec![],
+                            error: Some(e),
+                            reused: false,
+                        };
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.cancel.cancelled() => return cancelled(attempt, started, key, matrix),
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+fn mask_error(m: &Masker, e: StepError) -> StepError {
+    match e {
+        StepError::Retryable(s) => StepError::Retryable(m.mask_str(&s)),
+        StepError::Fatal(s) => StepError::Fatal(m.mask_str(&s)),
+        StepError::InvalidInput(s) => StepError::InvalidInput(m.mask_str(&s)),
+        other => other,
+    }
+}
+
+fn eval_with(with: &IndexMap<String, ValueNode>, ctx: &EvalContext) -> Result<Json, String> {
+    let mut out = Map::new();
+    for (k, v) in with {
+        let value = v.eval(ctx).map_err(|e| format!("with.{k}: {e}"))?;
+        out.insert(k.clone(), value);
+    }
+    Ok(Json::Object(out))
+}
+
+/// The key of a matrix leg: its values in axis order, joined by `,`.
+pub fn leg_key(m: &Map<String, Json>) -> String {
+    m.values()
+        .map(|v| match v {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `deploy` or `deploy[eu]`.
+pub fn display_id(step: &str, leg: &str) -> String {
+    if leg.is_empty() {
+        step.to_string()
+    } else {
+        format!("{step}[{leg}]")
+    }
+}
+
+fn json_to_string(v: Json) -> String {
+    match v {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// `http://host:port/path` → `http://host:port`.
+fn origin_of(url: &str) -> String {
+    match url.find("://") {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            let end = rest.find('/').unwrap_or(rest.len());
+            format!("{}{}", &url[..i + 3], &rest[..end])
+        }
+        None => url.to_string(),
+    }
+}
+
+fn absolutize(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

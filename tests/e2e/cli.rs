@@ -1,0 +1,175 @@
+//! The CLI surface: validate, run, plan, approvals, secrets, history, exit codes.
+
+use serde_json::Value as Json;
+
+use crate::support::{Scratch, expect_code};
+
+const HELLO: &str = r#"
+name: hello-world
+inputs:
+  who: {type: string, default: Ada}
+steps:
+  - id: greet
+    uses: hello
+    with:
+      name: ${{ inputs.who }}
+  - id: again
+    uses: hello
+    needs: greet
+    with:
+      name: ${{ steps.greet.outputs.greeting }}
+"#;
+
+#[test]
+fn validate_accepts_a_good_workflow() {
+    let s = Scratch::new();
+    let f = s.write("wf.yaml", HELLO);
+    let (out, _) = expect_code(&s.run(&["validate", f.to_str().unwrap()]), 0);
+    assert!(out.contains("ok (2 steps)"), "{out}");
+}
+
+#[test]
+fn validate_reports_every_problem_with_positions_and_exits_2() {
+    let s = Scratch::new();
+    s.write(
+        "bad.yaml",
+        "name: bad\nsteps:\n  - id: a\n    uses: hello\n    nedds: [b]\n  - id: a\n    uses: hello\n",
+    );
+    let (_, err) = expect_code(&s.run(&["validate", "bad.yaml"]), 2);
+    assert!(err.contains("bad.yaml:5:5"), "{err}");
+    assert!(err.contains("needs"), "did-you-mean missing: {err}");
+    assert!(err.contains("bad.yaml:6:"), "duplicate id not reported: {err}");
+}
+
+#[test]
+fn validate_checks_with_against_the_step_schema() {
+    let s = Scratch::new();
+    s.write(
+        "wf.yaml",
+        "name: x\nsteps:\n  - id: greet\n    uses: hello\n    with:\n      nmae: Ada\n",
+    );
+    let (_, err) = expect_code(&s.run(&["validate", "wf.yaml"]), 2);
+    assert!(err.contains("wf.yaml:6:7"), "{err}");
+    assert!(err.contains("name"), "{err}");
+}
+
+#[test]
+fn validate_names_an_unknown_step_component() {
+    let s = Scratch::new();
+    s.write("wf.yaml", "name: x\nsteps:\n  - id: a\n    uses: no-such-step\n");
+    let (_, err) = expect_code(&s.run(&["validate", "wf.yaml"]), 2);
+    assert!(err.contains("wf.yaml:4:11"), "{err}");
+    assert!(err.contains("no built-in step `no-such-step`"), "{err}");
+}
+
+#[test]
+fn run_passes_outputs_between_steps_and_journals() {
+    let s = Scratch::new();
+    s.write("wf.yaml", HELLO);
+    let (out, _) = expect_code(
+        &s.run(&["--json", "run", "wf.yaml", "--input", "who=Grace"]),
+        0,
+    );
+    let report: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(
+        report["steps"][1]["legs"][0]["output"]["greeting"],
+        "Hello, Hello, Grace!!"
+    );
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    let (out, _) = expect_code(&s.run(&["runs", "list"]), 0);
+    assert!(out.contains(&run_id) && out.contains("succeeded"), "{out}");
+    let (out, _) = expect_code(&s.run(&["runs", "show", &run_id]), 0);
+    assert!(out.contains("greet: attempt 1 started"), "{out}");
+    assert!(out.contains("Hello, Grace!"), "{out}");
+}
+
+#[test]
+fn bad_inputs_and_missing_secrets_exit_2_with_a_fix() {
+    let s = Scratch::new();
+    s.write("wf.yaml", HELLO);
+    let (_, err) = expect_code(&s.run(&["run", "wf.yaml", "--input", "whom=x"]), 2);
+    assert!(err.contains("unknown input `whom`"), "{err}");
+
+    s.write(
+        "secret.yaml",
+        "name: s\nsecrets: [API_TOKEN]\nsteps:\n  - id: a\n    uses: hello\n",
+    );
+    let (_, err) = expect_code(&s.run(&["run", "secret.yaml"]), 2);
+    assert!(err.contains("MERIDIAN_SECRET_API_TOKEN"), "{err}");
+}
+
+#[test]
+fn approval_gate_stops_then_resume_approves_without_redoing_work() {
+    let s = Scratch::new();
+    s.write(
+        "gate.yaml",
+        r#"
+name: gated
+steps:
+  - id: before
+    uses: hello
+  - id: promote
+    uses: hello
+    needs: before
+    approval: {message: "promote the standby?"}
+"#,
+    );
+    let o = s.run(&["--json", "run", "gate.yaml"]);
+    let (out, _) = expect_code(&o, 3);
+    let report: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "awaiting-approval");
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap()
+            .contains("--approve promote")
+    );
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    let (out, _) = expect_code(
+        &s.run(&["--json", "resume", &run_id, "--approve", "promote"]),
+        0,
+    );
+    let report: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["steps"][0]["legs"][0]["reused"], true);
+    assert!(report["steps"][1]["legs"][0].get("reused").is_none());
+}
+
+#[test]
+fn a_digest_mismatch_refuses_to_run() {
+    let s = Scratch::new();
+    s.write(
+        "pin.yaml",
+        &format!(
+            "name: pin\nsteps:\n  - id: a\n    uses: hello@sha256:{}\n",
+            "0".repeat(64)
+        ),
+    );
+    let (_, err) = expect_code(&s.run(&["--json", "run", "pin.yaml"]), 1);
+    assert!(err.contains("sha256"), "{err}");
+}
+
+#[test]
+fn steps_list_and_show_describe_builtins() {
+    let s = Scratch::new();
+    let (out, _) = expect_code(&s.run(&["steps", "list"]), 0);
+    assert!(out.contains("hello"), "{out}");
+    let (out, _) = expect_code(&s.run(&["steps", "show", "hello"]), 0);
+    let m: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["name"], "hello");
+    assert!(m["input_schema"]["properties"]["name"].is_object(), "{m}");
+}
+
+#[test]
+fn a_corrupt_state_file_is_refused_and_kept() {
+    let s = Scratch::new();
+    s.write("wf.yaml", HELLO);
+    let db = s.write("state/meridian.db", &"not sqlite at all\n".repeat(50));
+    let before = std::fs::read(&db).unwrap();
+    let (_, err) = expect_code(&s.run(&["run", "wf.yaml"]), 5);
+    assert!(err.contains("not a Meridian state file"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}

@@ -1,0 +1,72 @@
+//! A scratch directory per test and a helper to run the real binary in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// An isolated place to run `meridian`: its own state dir, a shared compile cache (so tests do
+/// not recompile the same components), and files written by the test.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `meridian ARGS…` in this scratch dir, not on a terminal.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_meridian"));
+        c.current_dir(self.dir.path())
+            .env("MERIDIAN_STATE_DIR", self.dir.path().join("state"))
+            .env("MERIDIAN_CACHE_DIR", cache_dir())
+            .env_remove("MERIDIAN_LOG")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run meridian")
+    }
+}
+
+/// One compile cache for every e2e test of this build.
+pub fn cache_dir() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("meridian-cache");
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts the exit code, printing both streams when it differs.
+#[track_caller]
+pub fn expect_code(o: &Output, code: i32) -> (String, String) {
+    let (out, err) = text(o);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+    (out, err)
+}
