@@ -1,0 +1,366 @@
+//! The lab's configuration (`config.json`) and its published state (`lab.json`).
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::LabError;
+
+/// Name of the state file the daemon keeps current in the lab directory.
+pub const STATE_FILE: &str = "lab.json";
+/// Name of the configuration file `up` writes for the daemon.
+pub const CONFIG_FILE: &str = "config.json";
+/// The DNS zone the lab serves.
+pub const ZONE: &str = "lab.meridian.test.";
+/// The record answering the active region's data-plane IP (switched by GSLB workflows).
+pub const API_RECORD: &str = "api.lab.meridian.test.";
+/// The LUA `ifurlup` record that fails over by itself over the regions' `/status/ready`.
+pub const FAILOVER_RECORD: &str = "failover.lab.meridian.test.";
+/// Path of the lab route seeded on every gateway; it proxies to the region's upstream service.
+pub const REGION_ROUTE: &str = "/lab/region";
+
+/// What `meridian lab up` asks for. Written to `<dir>/config.json` for the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabConfig {
+    /// The lab directory (absolute once loaded): state file, data and `logs/`.
+    pub dir: PathBuf,
+    /// Region names in order; the first is the primary. Lower-case letters, digits and `-`.
+    pub regions: Vec<String>,
+    /// Whether to start moto (the Route 53 API).
+    #[serde(default)]
+    pub with_moto: bool,
+    /// Port of the control API on 127.0.0.1; `None` picks a free one.
+    #[serde(default)]
+    pub control_port: Option<u16>,
+}
+
+impl LabConfig {
+    /// A configuration for `dir` with regions `eu, us` and no moto.
+    pub fn new(dir: impl Into<PathBuf>) -> LabConfig {
+        LabConfig {
+            dir: dir.into(),
+            regions: vec!["eu".into(), "us".into()],
+            with_moto: false,
+            control_port: None,
+        }
+    }
+
+    /// Checks the region list (1–8 unique names of `[a-z0-9-]`, starting with a letter) and makes
+    /// `dir` absolute.
+    pub fn validate(mut self) -> Result<LabConfig, LabError> {
+        if self.regions.is_empty() || self.regions.len() > 8 {
+            return Err(LabError::Invalid(format!(
+                "the lab needs 1 to 8 regions, got {}",
+                self.regions.len()
+            )));
+        }
+        for (i, r) in self.regions.iter().enumerate() {
+            let ok = r.len() <= 32
+                && r.starts_with(|c: char| c.is_ascii_lowercase())
+                && r.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(LabError::Invalid(format!(
+                    "region name {r:?}: use 1-32 lower-case letters, digits and -, starting with a letter"
+                )));
+            }
+            if self.regions[..i].contains(r) {
+                return Err(LabError::Invalid(format!("region {r:?} listed twice")));
+            }
+        }
+        self.dir = crate::process::absolute(&self.dir)?;
+        Ok(self)
+    }
+
+    /// Reads `<dir>/config.json` (what the daemon does first).
+    pub fn load(dir: &Path) -> Result<LabConfig, LabError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| LabError::io(format!("reading {}", path.display()), e))?;
+        let cfg: LabConfig = serde_json::from_str(&text)
+            .map_err(|e| LabError::State(format!("{}: {e}", path.display())))?;
+        cfg.validate()
+    }
+
+    /// Writes `<dir>/config.json`.
+    pub(crate) fn save(&self) -> Result<(), LabError> {
+        write_json_atomic(&self.dir.join(CONFIG_FILE), self)
+    }
+}
+
+/// The loopback IP of the region at `index` (0 → 127.0.0.2, 1 → 127.0.0.3, …), so DNS answers
+/// tell regions apart without any network configuration (all of 127/8 is local on Linux).
+pub fn region_ip(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 2 + index as u8)
+}
+
+/// How to start the daemon process: `<exe> <args…> --dir <lab dir>`.
+///
+/// For the `meridian` binary that is `Launcher::new(current_exe, ["lab", "daemon"])`; the
+/// subcommand then calls [`daemon_main`](crate::daemon_main).
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The executable.
+    pub exe: PathBuf,
+    /// Arguments before `--dir <dir>`.
+    pub args: Vec<OsString>,
+}
+
+impl Launcher {
+    /// A launcher running `exe args… --dir <dir>`.
+    pub fn new<I, S>(exe: impl Into<PathBuf>, args: I) -> Launcher
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Launcher {
+            exe: exe.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Overall state of the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabStatus {
+    /// The daemon is starting components.
+    Starting,
+    /// Everything started; the control API answers.
+    Ready,
+    /// Shutting down.
+    Stopping,
+    /// Shut down cleanly.
+    Stopped,
+    /// Start-up failed (see `error`), or the daemon died without shutting down.
+    Failed,
+}
+
+/// What was last done to a region through the control API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegionStatus {
+    /// Gateway serving and PostgreSQL running.
+    Up,
+    /// Stopped gracefully (gateway drained, PostgreSQL `-m fast`).
+    Stopped,
+    /// Killed (gateway gone at once, PostgreSQL `-m immediate`).
+    Killed,
+}
+
+/// PostgreSQL of one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgState {
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// DSN of the `api7` database (trust auth, user postgres).
+    pub dsn: String,
+    /// PGDATA.
+    pub data_dir: PathBuf,
+    /// The server log.
+    pub log: PathBuf,
+    /// The postmaster's pid while it runs.
+    pub pid: Option<u32>,
+    /// Whether the postmaster runs.
+    pub running: bool,
+    /// `pg_is_in_recovery()` (true on a standby); `None` when it could not be asked.
+    pub in_recovery: Option<bool>,
+}
+
+/// The APISIX emulator of one region (served in the daemon process).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayState {
+    /// Admin API base URL (`…/apisix/admin/...`), on the region's IP.
+    pub admin_url: String,
+    /// The `X-API-KEY` of the Admin API.
+    pub admin_key: String,
+    /// Data-plane base URL on the region's IP (also serves `/status/ready`).
+    pub data_plane_url: String,
+    /// `<data_plane_url>/status/ready`.
+    pub ready_url: String,
+    /// Whether the admin and data-plane listeners are up.
+    pub serving: bool,
+    /// Whether `/status/ready` answers 200 (when serving).
+    pub ready: bool,
+}
+
+/// One region of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionState {
+    /// Region name.
+    pub name: String,
+    /// The region's loopback IP (data plane, admin API and upstream bind to it).
+    pub ip: Ipv4Addr,
+    /// `primary` or `standby`, from `pg_is_in_recovery()` when PostgreSQL answers, else from
+    /// the last known value.
+    pub role: String,
+    /// What was last done to the region.
+    pub status: RegionStatus,
+    /// Its PostgreSQL cluster.
+    pub postgres: PgState,
+    /// Its gateway emulator.
+    pub gateway: GatewayState,
+    /// The region's upstream service (answers `{"region": "<name>"}` on any path).
+    pub upstream_url: String,
+}
+
+/// The PowerDNS GSLB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsState {
+    /// `127.0.0.1:<port>` (UDP and TCP).
+    pub server: String,
+    /// `lab.meridian.test.`
+    pub zone: String,
+    /// `api.lab.meridian.test.` (an A record set to the first region's IP at start).
+    pub api_record: String,
+    /// `failover.lab.meridian.test.` (LUA ifurlup over the regions in order).
+    pub failover_record: String,
+    /// PowerDNS HTTP API base URL.
+    pub api_url: String,
+    /// Its `X-API-Key`.
+    pub api_key: String,
+    /// pdns_server's pid.
+    pub pid: u32,
+    /// Whether pdns_server is still running (the daemon does not restart it).
+    pub running: bool,
+    /// What the api record answered when the state was taken.
+    pub api_answer: Vec<String>,
+    /// What the failover record answered when the state was taken.
+    pub failover_answer: Vec<String>,
+}
+
+/// moto (Route 53 API), when started with `--with-moto`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MotoState {
+    /// Endpoint URL for an AWS client (any credentials).
+    pub url: String,
+    /// moto_server's pid.
+    pub pid: u32,
+    /// Whether moto_server is still running.
+    pub running: bool,
+}
+
+/// A process the lab started, recorded so `down` can kill it even when the daemon died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    /// What it is (`daemon`, `postgres eu`, `pdns`, `moto`).
+    pub name: String,
+    /// Its pid, which is also its process-group id except for the daemon.
+    pub pid: u32,
+    /// A string its command line contains, checked before killing (guards against pid reuse).
+    pub cmdline_contains: String,
+}
+
+/// Everything a workflow or operator needs to talk to the lab: `<dir>/lab.json` and the answer of
+/// `GET /status` on the control API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    /// Overall status.
+    pub status: LabStatus,
+    /// Why start-up failed, when it did.
+    pub error: Option<String>,
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// Where every log is.
+    pub logs_dir: PathBuf,
+    /// The daemon's pid.
+    pub daemon_pid: u32,
+    /// The control API (`GET /status`, `POST /regions/{name}/start|stop|kill`,
+    /// `POST /regions/{name}/rebuild-standby?from=<region>`, `POST /shutdown`).
+    pub control_url: String,
+    /// Regions in configuration order.
+    pub regions: Vec<RegionState>,
+    /// The GSLB, once started.
+    pub dns: Option<DnsState>,
+    /// moto, when asked for.
+    pub moto: Option<MotoState>,
+    /// Every process the lab started (for `down`).
+    pub processes: Vec<ProcessEntry>,
+}
+
+impl LabState {
+    /// The region called `name`.
+    pub fn region(&self, name: &str) -> Option<&RegionState> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// Reads `<dir>/lab.json`.
+    pub fn read(dir: &Path) -> Result<LabState, LabError> {
+        let path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                LabError::State(format!(
+                    "no lab in {} (no {STATE_FILE}); start one with `meridian lab up`",
+                    dir.display()
+                ))
+            } else {
+                LabError::io(format!("reading {}", path.display()), e)
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|e| LabError::State(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes `<dir>/lab.json` atomically (readers never see half a file).
+    pub(crate) fn write(&self) -> Result<(), LabError> {
+        write_json_atomic(&self.dir.join(STATE_FILE), self)
+    }
+}
+
+/// Writes JSON to a temporary file beside `path` and renames it over `path`.
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), LabError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| LabError::State(format!("serializing {}: {e}", path.display())))?;
+    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+    std::fs::write(&tmp, text + "\n")
+        .map_err(|e| LabError::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        LabError::io(
+            format!("renaming {} to {}", tmp.display(), path.display()),
+            e,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_rejects_bad_region_lists() {
+        let bad = |regions: &[&str]| {
+            let mut c = LabConfig::new("/tmp/x");
+            c.regions = regions.iter().map(|s| s.to_string()).collect();
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(bad(&[]).contains("1 to 8"));
+        assert!(bad(&["eu", "eu"]).contains("twice"));
+        assert!(bad(&["EU"]).contains("lower-case"));
+        assert!(bad(&["1eu"]).contains("starting with a letter"));
+        assert!(bad(&["a", "b", "c", "d", "e", "f", "g", "h", "i"]).contains("1 to 8"));
+        let ok = LabConfig::new("rel/dir").validate().unwrap();
+        assert!(ok.dir.is_absolute());
+        assert_eq!(ok.regions, vec!["eu", "us"]);
+    }
+
+    #[test]
+    fn region_ips_start_at_127_0_0_2() {
+        assert_eq!(region_ip(0), Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(region_ip(7), Ipv4Addr::new(127, 0, 0, 9));
+    }
+
+    #[test]
+    fn config_round_trips_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("meridian-lab-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cfg = LabConfig::new(&dir);
+        cfg.regions = vec!["eu-west".into(), "us".into(), "ap".into()];
+        cfg.with_moto = true;
+        cfg.save().unwrap();
+        assert_eq!(LabConfig::load(&dir).unwrap(), cfg);
+        let missing = LabState::read(&dir).unwrap_err().to_string();
+        assert!(missing.contains("meridian lab up"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
