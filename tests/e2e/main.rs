@@ -4,4 +4,5 @@
 //! One binary, one module per area (see wasmtime's `tests/all`).
 
 mod cli;
+mod resume;
 mod support;

@@ -72,6 +72,9 @@ pub struct RunArgs {
     /// An input, `name=value` (repeatable).
     #[arg(short, long = "input", value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
+    /// Inputs from a JSON or YAML file (a map); `--input` wins. `meridian lab up` writes one.
+    #[arg(long, value_name = "FILE")]
+    pub inputs_file: Option<PathBuf>,
     /// Approve a gated step up front (repeatable).
     #[arg(long = "approve", value_name = "STEP")]
     pub approve: Vec<String>,
@@ -154,10 +157,22 @@ pub enum LabCmd {
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
     },
+    /// Kill, stop or start a region (what a disaster looks like in the lab).
+    Region {
+        /// Region name.
+        name: String,
+        /// kill | stop | start | rebuild-standby
+        action: String,
+        /// With rebuild-standby: the region to copy from (the current primary).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, default_value = ".meridian/lab")]
+        dir: PathBuf,
+    },
     /// (internal) the lab's supervisor process.
     #[command(hide = true)]
     Daemon {
         #[arg(long)]
-        config: PathBuf,
+        dir: PathBuf,
     },
 }

@@ -15,7 +15,7 @@ use meridian_store::{RunRecord, SqliteStore};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
-use crate::cli::{Cli, Command, LabCmd, NewCmd, ResumeArgs, RunArgs, RunsCmd, StepsCmd};
+use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, RunsCmd, StepsCmd};
 use crate::executor::WasmExecutor;
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
@@ -41,7 +41,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::executor::scaffold(&name, dir),
-        Command::Lab(cmd) => lab(cmd).await,
+        Command::Lab(_) => unreachable!("handled before the runtime starts"),
     }
 }
 
@@ -164,6 +164,28 @@ fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// A map of inputs from a JSON or YAML file, as the strings `--input` would give.
+fn inputs_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Exit::invalid(format!("error: --inputs-file {}: {e}", path.display())))?;
+    let map: BTreeMap<String, Json> = serde_yaml_ng::from_str(&text).map_err(|e| {
+        Exit::invalid(format!(
+            "error: --inputs-file {}: {e} (expected a map of input names to values)",
+            path.display()
+        ))
+    })?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Json::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, s)
+        })
+        .collect())
+}
+
 /// Secret values: `MERIDIAN_SECRET_<NAME>` wins over the secrets file. A declared secret with no
 /// value is an error, named with both ways to give it.
 fn load_secrets(wf: &Workflow, file: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>> {
@@ -245,7 +267,11 @@ fn view_sink(ctx: &Ctx, wf: &Workflow) -> Arc<dyn EventSink> {
 
 async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     let (wf, text) = load(&args.file)?;
-    let raw = parse_kv(&args.inputs)?;
+    let mut raw = match &args.inputs_file {
+        Some(f) => inputs_file(f)?,
+        None => BTreeMap::new(),
+    };
+    raw.extend(parse_kv(&args.inputs)?);
     let inputs = meridian_engine::inputs::resolve(&wf, &raw).map_err(|errs| {
         Exit::invalid(format!("error: {}", errs.join("\nerror: ")))
     })?;
@@ -681,8 +707,4 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
     println!("{}", serde_json::to_string_pretty(&m)?);
     Ok(exit::OK)
-}
-
-async fn lab(cmd: LabCmd) -> anyhow::Result<u8> {
-    crate::executor::lab(cmd).await
 }

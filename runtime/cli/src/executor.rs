@@ -11,16 +11,22 @@ use meridian_model::Workflow;
 use meridian_model::schema::StepSchema;
 use meridian_sandbox as sb;
 
-use crate::cli::LabCmd;
 use crate::{Exit, exit};
 
 /// Runs steps as Wasm components in one shared [`sb::Sandbox`].
 pub struct WasmExecutor {
-    sandbox: Arc<sb::Sandbox>,
-    base_dir: Mutex<PathBuf>,
-    loaded: Mutex<HashMap<String, Arc<sb::StepComponent>>>,
+    resolver: Resolver,
     /// One key-value space per run, shared by its steps.
     kv: Mutex<HashMap<String, Arc<dyn sb::KvStore>>>,
+}
+
+/// Finds and compiles (or loads from the cache) the component a `uses:` names. Cheap to clone, so
+/// the blocking compile can move to a blocking thread.
+#[derive(Clone)]
+struct Resolver {
+    sandbox: Arc<sb::Sandbox>,
+    base_dir: Arc<Mutex<PathBuf>>,
+    loaded: Arc<Mutex<HashMap<String, Arc<sb::StepComponent>>>>,
 }
 
 /// A parsed `uses:` reference.
@@ -60,68 +66,34 @@ impl WasmExecutor {
             message: format!("error: cannot start the Wasm sandbox: {e}"),
         })?;
         Ok(WasmExecutor {
-            sandbox: Arc::new(sandbox),
-            base_dir: Mutex::new(PathBuf::from(".")),
-            loaded: Mutex::new(HashMap::new()),
+            resolver: Resolver {
+                sandbox: Arc::new(sandbox),
+                base_dir: Arc::new(Mutex::new(PathBuf::from("."))),
+                loaded: Arc::new(Mutex::new(HashMap::new())),
+            },
             kv: Mutex::new(HashMap::new()),
         })
     }
 
     /// Relative `uses:` paths resolve against this (the workflow file's directory).
     pub fn set_base_dir(&self, dir: PathBuf) {
-        *self.base_dir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+        *self.resolver.base_dir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
     }
 
-    fn component(&self, uses: &str) -> Result<Arc<sb::StepComponent>, String> {
-        if let Some(c) = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(uses)
-        {
-            return Ok(c.clone());
-        }
-        let c = match parse_uses(uses) {
-            Uses::Builtin { name, sha256 } => {
-                let Some((_, bytes)) = meridian_artifacts::BUILTIN.iter().find(|(n, _)| *n == name)
-                else {
-                    let names: Vec<&str> =
-                        meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n).collect();
-                    return Err(format!(
-                        "no built-in step `{name}` (built-ins: {}; a path must contain `/` or end in .wasm)",
-                        names.join(", ")
-                    ));
-                };
-                self.sandbox
-                    .load(bytes, sha256)
-                    .map_err(|e| e.to_string())?
-            }
-            Uses::Path { path, sha256 } => {
-                let p = Path::new(path);
-                let p = if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    self.base_dir
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .join(p)
-                };
-                self.sandbox
-                    .load_file(&p, sha256)
-                    .map_err(|e| e.to_string())?
-            }
-        };
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(uses.to_string(), c.clone());
-        Ok(c)
+    /// The compiled component for `uses` (compiling blocks: it runs on a blocking thread).
+    async fn component(&self, uses: &str) -> Result<Arc<sb::StepComponent>, String> {
+        let r = self.resolver.clone();
+        let uses = uses.to_string();
+        tokio::task::spawn_blocking(move || r.component(&uses))
+            .await
+            .map_err(|e| format!("loading the component panicked: {e}"))?
     }
 
     /// The manifest a step component declares.
     pub async fn manifest(&self, uses: &str) -> anyhow::Result<sb::Manifest> {
-        let c = self.component(uses).map_err(anyhow::Error::msg)?;
-        self.sandbox
+        let c = self.component(uses).await.map_err(anyhow::Error::msg)?;
+        self.resolver
+            .sandbox
             .describe(&c)
             .await
             .map_err(|e| anyhow::anyhow!("describe failed: {e}"))
@@ -173,13 +145,65 @@ impl WasmExecutor {
     }
 }
 
+impl Resolver {
+    fn component(&self, uses: &str) -> Result<Arc<sb::StepComponent>, String> {
+        if let Some(c) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uses)
+        {
+            return Ok(c.clone());
+        }
+        let c = match parse_uses(uses) {
+            Uses::Builtin { name, sha256 } => {
+                let Some((_, bytes)) = meridian_artifacts::BUILTIN.iter().find(|(n, _)| *n == name)
+                else {
+                    let names: Vec<&str> =
+                        meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n).collect();
+                    return Err(format!(
+                        "no built-in step `{name}` (built-ins: {}; a path must contain `/` or end in .wasm)",
+                        names.join(", ")
+                    ));
+                };
+                self.sandbox
+                    .load(bytes, sha256)
+                    .map_err(|e| e.to_string())?
+            }
+            Uses::Path { path, sha256 } => {
+                let p = Path::new(path);
+                let p = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    self.base_dir
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .join(p)
+                };
+                self.sandbox
+                    .load_file(&p, sha256)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uses.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
 impl Executor for WasmExecutor {
     fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
-        let component = self.component(&req.uses);
-        let sandbox = self.sandbox.clone();
+        let resolver = self.resolver.clone();
         let kv = self.kv_for(&req.run_id);
         Box::pin(async move {
-            let component = component.map_err(StepError::Fatal)?;
+            let sandbox = resolver.sandbox.clone();
+            let uses = req.uses.clone();
+            let component = tokio::task::spawn_blocking(move || resolver.component(&uses))
+                .await
+                .map_err(|e| StepError::Fatal(format!("loading the component panicked: {e}")))?
+                .map_err(StepError::Fatal)?;
             let g = req.grants;
             let caps = sb::Capabilities {
                 http: sb::HttpPolicy {
@@ -236,12 +260,25 @@ impl Executor for WasmExecutor {
                         .iter()
                         .map(|p| serde_json::to_value(p).unwrap_or_default())
                         .collect(),
-                    logs: o.logs.iter().map(|l| l.to_string()).collect(),
+                    logs: o.logs.iter().map(log_line).collect(),
                 }),
                 Err(f) => Err(map_failure(f)),
             }
         })
     }
+}
+
+/// `info guest: message k=v …`
+fn log_line(l: &sb::LogLine) -> String {
+    let level = serde_json::to_value(l.level)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut out = format!("{level}: {}", l.message);
+    for (k, v) in &l.fields {
+        out.push_str(&format!(" {k}={v}"));
+    }
+    out
 }
 
 fn map_failure(f: sb::StepFailure) -> StepError {
@@ -257,10 +294,4 @@ fn map_failure(f: sb::StepFailure) -> StepError {
 pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<u8> {
     let _ = (name, dir);
     Err(Exit::invalid("error: `meridian new step` is not available in this build"))
-}
-
-/// `meridian lab …`.
-pub async fn lab(cmd: LabCmd) -> anyhow::Result<u8> {
-    let _ = cmd;
-    Err(Exit::invalid("error: the lab is not available in this build"))
 }

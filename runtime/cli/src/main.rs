@@ -1,8 +1,12 @@
 //! `meridian`: the thin command-line front of the engine, the sandbox, the store and the lab.
 
+// A binary has no public API: `pub` here only means "visible to sibling modules".
+#![allow(unreachable_pub)]
+
 mod cli;
 mod commands;
 mod executor;
+mod lab;
 mod view;
 
 use std::process::ExitCode;
@@ -74,7 +78,10 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: cli::Cli) -> anyhow::Result<u8> {
-    // The lab daemon and scaffolding need no async runtime of ours beyond what they start.
+    // The lab's calls block and its daemon builds its own runtime: no runtime of ours around them.
+    if let cli::Command::Lab(cmd) = cli.command {
+        return lab::run(cmd, cli.json);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,12 +4,14 @@
 //! connection strings keep their `${{ … }}` templates unevaluated; the engine evaluates them when a
 //! step is about to run (see [`crate::expr`]).
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use crate::expr::{Expr, Template};
+use crate::expr::{EvalContext, EvalError, Expr, Template};
 use crate::span::{Span, Spanned};
 
 /// A whole workflow file.
@@ -37,6 +39,26 @@ pub struct Workflow {
     pub max_parallel: Option<usize>,
     /// Steps in file order.
     pub steps: Vec<Step>,
+    /// The file's text, so checks made after parsing (e.g. [`crate::schema::check_steps`]) can
+    /// quote the offending line.
+    pub source: SourceText,
+}
+
+/// The text of a workflow file. Cloning shares it; `Debug` prints only its length.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SourceText(pub Arc<str>);
+
+impl fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SourceText({} bytes)", self.0.len())
+    }
+}
+
+impl std::ops::Deref for SourceText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Workflow {
@@ -70,6 +92,7 @@ pub struct InputDef {
 
 #[derive(Clone, Debug)]
 pub struct Connection {
+    /// Span of the connection's value (`{postgres: …}`).
     pub span: Span,
     pub kind: ConnectionKind,
 }
@@ -156,6 +179,94 @@ pub struct Matrix {
     pub max_parallel: Option<usize>,
     /// Default true: one failed leg cancels the others.
     pub fail_fast: bool,
+}
+
+/// One combination of a matrix: the values `matrix.*` sees, and its key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatrixLeg {
+    /// The leg's values joined with `,` in key order (see [`leg_key`]): `eu` or `eu,blue`.
+    pub key: String,
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The key of a leg: its values in order, strings as they are and other values as JSON, joined
+/// with `,`. `steps.<id>.outputs.<key>` holds that leg's outputs.
+pub fn leg_key(values: &serde_json::Map<String, serde_json::Value>) -> String {
+    values
+        .values()
+        .map(crate::expr::to_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Matrix {
+    /// The legs for the given axis values (one entry per axis, in axis order): the cartesian
+    /// product, minus legs matching an `exclude` entry (every key given equal), plus each
+    /// `include` entry as a leg of its own; a leg whose key was already produced is dropped.
+    /// Cost: proportional to the number of legs times the number of axes.
+    pub fn legs_with(&self, axes: &[(String, Vec<serde_json::Value>)]) -> Vec<MatrixLeg> {
+        use serde_json::Map;
+        let mut combos: Vec<Map<String, serde_json::Value>> = if axes.is_empty() {
+            Vec::new()
+        } else {
+            vec![Map::new()]
+        };
+        for (name, values) in axes {
+            let mut next = Vec::with_capacity(combos.len() * values.len());
+            for c in &combos {
+                for v in values {
+                    let mut c = c.clone();
+                    c.insert(name.clone(), v.clone());
+                    next.push(c);
+                }
+            }
+            combos = next;
+        }
+        combos.retain(|c| {
+            !self
+                .exclude
+                .iter()
+                .any(|ex| ex.iter().all(|(k, v)| c.get(k) == Some(v)))
+        });
+        for inc in &self.include {
+            combos.push(inc.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        }
+        let mut seen = std::collections::HashSet::new();
+        combos
+            .into_iter()
+            .filter_map(|values| {
+                let key = leg_key(&values);
+                seen.insert(key.clone())
+                    .then_some(MatrixLeg { key, values })
+            })
+            .collect()
+    }
+
+    /// The legs when every axis is a literal list; `None` when an axis is an expression (its
+    /// legs are known only at run time).
+    pub fn static_legs(&self) -> Option<Vec<MatrixLeg>> {
+        let mut axes = Vec::with_capacity(self.axes.len());
+        for (name, axis) in &self.axes {
+            match axis {
+                MatrixAxis::Values(v) => axes.push((name.clone(), v.clone())),
+                MatrixAxis::Expr(_) => return None,
+            }
+        }
+        Some(self.legs_with(&axes))
+    }
+
+    /// Every name `matrix.<name>` may use in this step: the axes and the keys of `include`.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.axes.keys().map(String::as_str).collect();
+        for inc in &self.include {
+            for k in inc.keys() {
+                if !keys.contains(&k.as_str()) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -300,4 +411,69 @@ pub enum ValueKind {
     String(Template),
     List(Vec<ValueNode>),
     Map(IndexMap<String, ValueNode>),
+}
+
+impl ValueNode {
+    /// The value with every template evaluated (a string that is exactly one `${{ expr }}` takes
+    /// the expression's type). Cost: one evaluation per template inside.
+    pub fn eval(&self, ctx: &EvalContext) -> Result<serde_json::Value, EvalError> {
+        use serde_json::Value as J;
+        Ok(match &self.kind {
+            ValueKind::Null => J::Null,
+            ValueKind::Bool(b) => J::Bool(*b),
+            ValueKind::Number(n) => J::Number(n.clone()),
+            ValueKind::String(t) => t.eval(ctx)?,
+            ValueKind::List(items) => J::Array(
+                items
+                    .iter()
+                    .map(|i| i.eval(ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            ValueKind::Map(m) => {
+                let mut out = serde_json::Map::with_capacity(m.len());
+                for (k, v) in m {
+                    let v = v
+                        .eval(ctx)
+                        .map_err(|e| EvalError(format!("{k}: {}", e.0)))?;
+                    out.insert(k.clone(), v);
+                }
+                J::Object(out)
+            }
+        })
+    }
+
+    /// The literal value, templates as their raw text (for display and plans).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.kind {
+            ValueKind::Null => J::Null,
+            ValueKind::Bool(b) => J::Bool(*b),
+            ValueKind::Number(n) => J::Number(n.clone()),
+            ValueKind::String(t) => J::String(t.raw().to_owned()),
+            ValueKind::List(items) => J::Array(items.iter().map(ValueNode::to_json).collect()),
+            ValueKind::Map(m) => {
+                J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
+        }
+    }
+
+    /// True when no template inside has an expression.
+    pub fn is_literal(&self) -> bool {
+        match &self.kind {
+            ValueKind::String(t) => t.is_literal(),
+            ValueKind::List(items) => items.iter().all(ValueNode::is_literal),
+            ValueKind::Map(m) => m.values().all(ValueNode::is_literal),
+            _ => true,
+        }
+    }
+
+    /// Visits every template inside with the span of the value holding it.
+    pub fn for_each_template<'a>(&'a self, f: &mut dyn FnMut(Span, &'a Template)) {
+        match &self.kind {
+            ValueKind::String(t) => f(self.span, t),
+            ValueKind::List(items) => items.iter().for_each(|i| i.for_each_template(f)),
+            ValueKind::Map(m) => m.values().for_each(|v| v.for_each_template(f)),
+            _ => {}
+        }
+    }
 }

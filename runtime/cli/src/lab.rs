@@ -1,0 +1,191 @@
+//! `meridian lab …`: the local multi-region lab (see the `meridian-lab` crate).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use meridian_lab::{LabConfig, LabState, Launcher, RegionAction};
+use serde_json::{Value as Json, json};
+
+use crate::cli::LabCmd;
+use crate::{Exit, exit};
+
+pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
+    let fail = |e: meridian_lab::LabError| {
+        anyhow::Error::new(Exit {
+            code: exit::FAILED,
+            message: format!("error: {e}"),
+        })
+    };
+    match cmd {
+        LabCmd::Daemon { dir } => {
+            meridian_lab::daemon_main(&dir).map_err(fail)?;
+            Ok(exit::OK)
+        }
+        LabCmd::Up {
+            regions,
+            dir,
+            with_moto,
+        } => {
+            let mut cfg = LabConfig::new(&dir);
+            cfg.regions = regions;
+            cfg.with_moto = with_moto;
+            let exe = std::env::current_exe()?;
+            let state = meridian_lab::up(&cfg, &Launcher::new(exe, ["lab", "daemon"])).map_err(fail)?;
+            write_workflow_files(&state)?;
+            print_state(&state, json_out)?;
+            Ok(exit::OK)
+        }
+        LabCmd::Status { dir } => {
+            let state = meridian_lab::status(&dir).map_err(fail)?;
+            print_state(&state, json_out)?;
+            Ok(exit::OK)
+        }
+        LabCmd::Down { dir } => {
+            meridian_lab::down(&dir).map_err(fail)?;
+            if !json_out {
+                println!("lab in {} stopped; nothing left running", dir.display());
+            }
+            Ok(exit::OK)
+        }
+        LabCmd::Region {
+            name,
+            action,
+            from,
+            dir,
+        } => {
+            let action = match (action.as_str(), from) {
+                ("kill", _) => RegionAction::Kill,
+                ("stop", _) => RegionAction::Stop,
+                ("start", _) => RegionAction::Start,
+                ("rebuild-standby", Some(from)) => RegionAction::RebuildStandby { from },
+                ("rebuild-standby", None) => {
+                    return Err(Exit::invalid("error: rebuild-standby needs --from REGION"));
+                }
+                (other, _) => {
+                    return Err(Exit::invalid(format!(
+                        "error: unknown region action `{other}` (kill, stop, start, rebuild-standby)"
+                    )));
+                }
+            };
+            let state = meridian_lab::region(&dir, &name, &action).map_err(fail)?;
+            print_state(&state, json_out)?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Writes `<dir>/inputs.json` (workflow inputs describing this lab, for `--inputs-file`) and
+/// `<dir>/secrets.env` (its keys, for `--secrets-file`), so the packaged workflows run against the
+/// lab without copying ports by hand.
+fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
+    let first = state.regions.first();
+    let second = state.regions.get(1);
+    let dns = state.dns.as_ref();
+    let region = |r: Option<&meridian_lab::RegionState>| -> Json {
+        match r {
+            Some(r) => json!({
+                "name": r.name,
+                "ip": r.ip.to_string(),
+                "dsn": r.postgres.dsn,
+                "admin_url": r.gateway.admin_url,
+                "data_plane_url": r.gateway.data_plane_url,
+                "ready_url": r.gateway.ready_url,
+            }),
+            None => Json::Null,
+        }
+    };
+    let mut inputs = serde_json::Map::new();
+    inputs.insert("lab_control_url".into(), json!(state.control_url));
+    if let (Some(p), Some(s)) = (first, second) {
+        inputs.insert("primary_region".into(), json!(p.name));
+        inputs.insert("standby_region".into(), json!(s.name));
+        inputs.insert("primary_dsn".into(), json!(p.postgres.dsn));
+        inputs.insert("standby_dsn".into(), json!(s.postgres.dsn));
+        inputs.insert("primary_ip".into(), json!(p.ip.to_string()));
+        inputs.insert("standby_ip".into(), json!(s.ip.to_string()));
+        inputs.insert("primary_admin_url".into(), json!(p.gateway.admin_url));
+        inputs.insert("standby_admin_url".into(), json!(s.gateway.admin_url));
+        inputs.insert("primary_data_plane_url".into(), json!(p.gateway.data_plane_url));
+        inputs.insert("standby_data_plane_url".into(), json!(s.gateway.data_plane_url));
+    }
+    inputs.insert(
+        "regions".into(),
+        Json::Array(state.regions.iter().map(|r| region(Some(r))).collect()),
+    );
+    if let Some(d) = dns {
+        inputs.insert("dns_server".into(), json!(d.server));
+        inputs.insert("dns_zone".into(), json!(d.zone));
+        inputs.insert("dns_record".into(), json!(d.api_record));
+        inputs.insert("pdns_api_url".into(), json!(d.api_url));
+    }
+    if let Some(m) = &state.moto {
+        inputs.insert("route53_endpoint".into(), json!(m.url));
+    }
+    let path = state.dir.join("inputs.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&Json::Object(inputs))?)?;
+    let mut secrets = String::from("# Secrets of the local lab, for `meridian run --secrets-file`.\n");
+    if let Some(d) = dns {
+        writeln!(secrets, "PDNS_API_KEY={}", d.api_key)?;
+    }
+    for r in &state.regions {
+        let name = r.name.to_uppercase().replace('-', "_");
+        writeln!(secrets, "ADMIN_KEY_{name}={}", r.gateway.admin_key)?;
+    }
+    if let (Some(p), Some(s)) = (first, second) {
+        writeln!(secrets, "PRIMARY_ADMIN_KEY={}", p.gateway.admin_key)?;
+        writeln!(secrets, "STANDBY_ADMIN_KEY={}", s.gateway.admin_key)?;
+    }
+    // Keys: readable by the owner only.
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(state.dir.join("secrets.env"))?;
+    f.write_all(secrets.as_bytes())?;
+    Ok(())
+}
+
+fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(state)?);
+        return Ok(());
+    }
+    println!("lab {:?} in {}", state.status, state.dir.display());
+    println!("  control API  {}", state.control_url);
+    for r in &state.regions {
+        println!(
+            "  region {:<6} {:<8} {:?}  ip {}  postgres :{} ({})  admin {}  data plane {}{}",
+            r.name,
+            r.role,
+            r.status,
+            r.ip,
+            r.postgres.port,
+            if r.postgres.running { "up" } else { "down" },
+            r.gateway.admin_url,
+            r.gateway.data_plane_url,
+            if r.gateway.ready { "" } else { " (not ready)" }
+        );
+    }
+    if let Some(d) = &state.dns {
+        println!(
+            "  dns          {} zone {}  {} → {:?}  {} → {:?}",
+            d.server, d.zone, d.api_record, d.api_answer, d.failover_record, d.failover_answer
+        );
+    }
+    if let Some(m) = &state.moto {
+        println!("  route53      {}", m.url);
+    }
+    println!("  logs         {}", state.logs_dir.display());
+    let inputs = Path::new(&state.dir).join("inputs.json");
+    if inputs.exists() {
+        println!(
+            "  workflows    --inputs-file {} --secrets-file {}",
+            inputs.display(),
+            state.dir.join("secrets.env").display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! [`PgQueue`]: the coordinator's side of the step queue, an [`Executor`] that hands each step
+//! attempt to whichever worker claims it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use meridian_engine::{Executor, StepError, StepRequest, StepResult};
+use serde_json::Value as Json;
+use tokio::sync::Notify;
+
+use crate::conn::{Link, LinkEvent, Prepared, Target};
+use crate::wire::{decode_result, encode_request};
+use crate::{DistError, TaskKey, schema};
+
+/// Channel a worker NOTIFYs with a task id when it wrote the task's result.
+pub const DONE_CHANNEL: &str = "meridian_done";
+/// Channel a coordinator NOTIFYs when it queued a task (payload: the task id).
+pub const TASKS_CHANNEL: &str = "meridian_tasks";
+/// Channel a coordinator NOTIFYs with a task id when it stopped waiting for a running task.
+pub const CANCEL_CHANNEL: &str = "meridian_cancel";
+
+/// A task is re-armed (run again, same attempt) when a coordinator asks for it after the previous
+/// coordinator gave up on it: the earlier `cancelled` result was never anybody's answer.
+macro_rules! rearm {
+    () => {
+        "(t.state = 'ready' OR (t.state = 'done' AND t.cancel AND t.result->'err'->>'kind' = 'cancelled'))"
+    };
+}
+
+const SUBMIT: &str = concat!(
+    "WITH ins AS (
+       INSERT INTO meridian.tasks AS t
+              (run_id, step_id, idempotency_key, attempt, uses, action, mode, request, sealed, key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::json, $9, $10)
+       ON CONFLICT (idempotency_key, attempt) DO UPDATE SET
+              cancel = false,
+              state = CASE WHEN ",
+    rearm!(),
+    " THEN 'ready' ELSE t.state END,
+              result = CASE WHEN ",
+    rearm!(),
+    " THEN NULL ELSE t.result END,
+              finished_at = CASE WHEN ",
+    rearm!(),
+    " THEN NULL ELSE t.finished_at END,
+              request = CASE WHEN ",
+    rearm!(),
+    " THEN EXCLUDED.request ELSE t.request END,
+              sealed = CASE WHEN ",
+    rearm!(),
+    " THEN EXCLUDED.sealed ELSE t.sealed END,
+              key_id = CASE WHEN ",
+    rearm!(),
+    " THEN EXCLUDED.key_id ELSE t.key_id END
+       RETURNING id, state, result)
+     SELECT id, state, result::text,
+            CASE WHEN state = 'ready' THEN pg_notify('meridian_tasks', id::text) END
+       FROM ins"
+);
+const POLL: &str = "SELECT state, result::text FROM meridian.tasks WHERE id = $1";
+/// The coordinator stopped waiting: a task nobody claimed yet ends now as cancelled; a running one
+/// is flagged, and its worker is told to stop.
+const CANCEL: &str = "WITH u AS (
+       UPDATE meridian.tasks SET cancel = true,
+              state = CASE WHEN state = 'ready' THEN 'done' ELSE state END,
+              result = CASE WHEN state = 'ready' THEN '{\"err\":{\"kind\":\"cancelled\"}}'::json ELSE result END,
+              finished_at = CASE WHEN state = 'ready' THEN clock_timestamp() ELSE finished_at END
+        WHERE id = $1 AND state <> 'done'
+        RETURNING id, state)
+     SELECT pg_notify('meridian_cancel', id::text) FROM u WHERE state = 'running'";
+
+/// Tuning of a [`PgQueue`].
+#[derive(Clone, Debug)]
+pub struct QueueOptions {
+    /// How often a waiting attempt looks at its task row even without a notification (covers
+    /// notifications lost while the connection was down). Default 1 s.
+    pub poll: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The engine's [`Executor`] backed by the `meridian.tasks` table: `execute` queues the attempt
+/// (`NOTIFY meridian_tasks`) and waits for a worker's result (`LISTEN meridian_done`, with a
+/// polling fallback).
+///
+/// A task is unique per (idempotency key, attempt): executing the same attempt again — a resumed
+/// coordinator after a crash — re-attaches to the existing task, returning its result if a worker
+/// already finished it, instead of running the step twice. When an `execute` future is dropped
+/// before its result arrived (fail-fast, the engine's timeout, shutdown), the task is cancelled:
+/// removed from the queue if unclaimed, else its worker is told to stop.
+///
+/// The input, grants and mask list travel sealed under the [`TaskKey`]; see [`crate::key`].
+///
+/// Cost per attempt: one statement to queue (a commit), one to read the result, and the workers'
+/// claim and result commits; one shared connection per `PgQueue`, on which concurrent attempts are
+/// pipelined. Cheap to clone.
+#[derive(Clone)]
+pub struct PgQueue {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgQueue")
+            .field("target", &self.inner.target)
+            .field("key", &self.inner.key)
+            .finish()
+    }
+}
+
+struct Inner {
+    target: Target,
+    link: Link,
+    prepared: Prepared,
+    key: TaskKey,
+    waiters: Arc<Waiters>,
+    poll: Duration,
+}
+
+/// Attempts waiting for their task's result, by task id.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<i64, Vec<Arc<Notify>>>>);
+
+impl Waiters {
+    fn register(&self, id: i64) -> Arc<Notify> {
+        let n = Arc::new(Notify::new());
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .push(n.clone());
+        n
+    }
+
+    fn unregister(&self, id: i64, n: &Arc<Notify>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = map.get_mut(&id) {
+            v.retain(|x| !Arc::ptr_eq(x, n));
+            if v.is_empty() {
+                map.remove(&id);
+            }
+        }
+    }
+
+    fn wake(&self, id: i64) {
+        if let Some(v) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            v.iter().for_each(|n| n.notify_one());
+        }
+    }
+
+    fn wake_all(&self) {
+        for v in self.0.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            v.iter().for_each(|n| n.notify_one());
+        }
+    }
+}
+
+impl PgQueue {
+    /// Connects (creating or migrating the schema if needed) and starts listening for results.
+    /// Must be called inside a tokio runtime, which then drives the queue's connection.
+    pub async fn connect(dsn: &str, key: TaskKey, opts: QueueOptions) -> Result<PgQueue, DistError> {
+        if opts.poll.is_zero() {
+            return Err(DistError::Config("the queue's poll interval must be > 0".into()));
+        }
+        let target = Target::parse(dsn)?;
+        schema::ensure(&target).await?;
+        let waiters = Arc::new(Waiters::default());
+        let w = waiters.clone();
+        let link = Link::open(
+            &target,
+            &[DONE_CHANNEL],
+            Arc::new(move |ev| match ev {
+                LinkEvent::Notification { payload, .. } => {
+                    if let Ok(id) = payload.parse() {
+                        w.wake(id);
+                    }
+                }
+                LinkEvent::Reconnected => w.wake_all(),
+            }),
+        )
+        .await?;
+        Ok(PgQueue {
+            inner: Arc::new(Inner {
+                target,
+                link,
+                prepared: Prepared::default(),
+                key,
+                waiters,
+                poll: opts.poll,
+            }),
+        })
+    }
+}
+
+impl Executor for PgQueue {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.execute(req).await })
+    }
+}
+
+/// Cancels the task when the waiting attempt is dropped before its result arrived.
+struct CancelOnDrop {
+    inner: Arc<Inner>,
+    id: i64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (inner, id) = (self.inner.clone(), self.id);
+        // Without a runtime (it is shutting down) the task stays queued; a resumed coordinator
+        // re-attaches to it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = inner.cancel(id).await {
+                    tracing::warn!("could not cancel task {id}: {e}");
+                }
+            });
+        }
+    }
+}
+
+impl Inner {
+    fn client(&self) -> Result<Arc<tokio_postgres::Client>, String> {
+        self.link
+            .client()
+            .ok_or_else(|| format!("not connected to {}", self.target.name))
+    }
+
+    async fn execute(self: Arc<Self>, req: StepRequest) -> Result<StepResult, StepError> {
+        let row = encode_request(&req, &self.key);
+        let request = row.request.to_string();
+        // Queue (or re-attach). Connection trouble is retried; the engine's attempt timeout
+        // bounds the whole wait.
+        let (id, done) = loop {
+            let res = async {
+                let c = self.client()?;
+                let st = self
+                    .prepared
+                    .get(&c, SUBMIT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let r = c
+                    .query_one(
+                        &st,
+                        &[
+                            &row.run_id,
+                            &row.step_id,
+                            &row.idempotency_key,
+                            &row.attempt,
+                            &row.uses,
+                            &row.action,
+                            &row.mode,
+                            &request,
+                            &row.sealed,
+                            &row.key_id,
+                        ],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let state: &str = r.get(1);
+                let result: Option<&str> = r.get(2);
+                Ok::<_, String>((r.get::<_, i64>(0), done_result(state, result)))
+            }
+            .await;
+            match res {
+                Ok(v) => break v,
+                Err(e) => {
+                    tracing::warn!("queueing {}#{}: {e}", req.idempotency_key, req.attempt);
+                    tokio::time::sleep(self.poll).await;
+                }
+            }
+        };
+        if let Some(r) = done {
+            return r;
+        }
+        let notify = self.waiters.register(id);
+        let mut guard = CancelOnDrop {
+            inner: self.clone(),
+            id,
+            armed: true,
+        };
+        let result = loop {
+            // Looked at after registering, so a notification sent meanwhile is not missed.
+            match self.poll_once(id).await {
+                Ok(Some(r)) => break r,
+                Ok(None) => {}
+                Err(e) => tracing::debug!("waiting for task {id}: {e}"),
+            }
+            tokio::select! {
+                () = notify.notified() => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        };
+        guard.armed = false;
+        self.waiters.unregister(id, &notify);
+        result
+    }
+
+    async fn poll_once(&self, id: i64) -> Result<Option<Result<StepResult, StepError>>, String> {
+        let c = self.client()?;
+        let st = self
+            .prepared
+            .get(&c, POLL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = c.query_opt(&st, &[&id]).await.map_err(|e| e.to_string())?;
+        match r {
+            Some(r) => Ok(done_result(r.get(0), r.get(1))),
+            None => Ok(Some(Err(StepError::Fatal(format!(
+                "task {id} disappeared from meridian.tasks"
+            ))))),
+        }
+    }
+
+    async fn cancel(&self, id: i64) -> Result<(), String> {
+        let c = self.client()?;
+        let st = self
+            .prepared
+            .get(&c, CANCEL)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.query(&st, &[&id]).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+fn done_result(state: &str, result: Option<&str>) -> Option<Result<StepResult, StepError>> {
+    if state != "done" {
+        return None;
+    }
+    let j: Json = result
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or(Json::Null);
+    Some(decode_result(&j))
+}

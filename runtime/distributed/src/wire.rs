@@ -1,0 +1,494 @@
+//! How a [`StepRequest`] and its result are stored in a task row.
+//!
+//! In clear (columns and `request`): run, step, idempotency key, attempt, component (`uses`),
+//! action, mode, limits and timeout — what an operator needs to see in `meridian.tasks`.
+//! Sealed under the task key (`sealed`): the evaluated input, the resolved grants (SQL DSNs, secret
+//! values, HTTP allow-list, preopens) and the mask list — everything that may hold a secret.
+//! Results are masked by the worker with the request's mask list before they are written, so no
+//! secret value reaches the table in clear (the engine would mask them anyway).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meridian_engine::{
+    Action, FsPreopen, Masker, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
+};
+use meridian_model::{HttpLimits, Limits};
+use serde_json::{Value as Json, json};
+
+use crate::{DistError, TaskKey};
+
+/// Format of `request` and of the sealed payload.
+const WIRE_VERSION: u64 = 1;
+
+/// A task row's content as the coordinator inserts it.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskRow {
+    pub(crate) run_id: String,
+    pub(crate) step_id: String,
+    pub(crate) idempotency_key: String,
+    pub(crate) attempt: i32,
+    pub(crate) uses: String,
+    pub(crate) action: &'static str,
+    pub(crate) mode: &'static str,
+    pub(crate) request: Json,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) key_id: String,
+}
+
+fn action_str(a: Action) -> &'static str {
+    match a {
+        Action::Run => "run",
+        Action::Compensate => "compensate",
+    }
+}
+
+fn mode_str(m: Mode) -> &'static str {
+    match m {
+        Mode::Apply => "apply",
+        Mode::Plan => "plan",
+    }
+}
+
+/// Binds the sealed payload to every clear field a worker acts on.
+#[allow(clippy::too_many_arguments)]
+fn aad(
+    run_id: &str,
+    step_id: &str,
+    key: &str,
+    attempt: i32,
+    uses: &str,
+    action: &str,
+    mode: &str,
+    request: &Clear,
+) -> Vec<u8> {
+    let parts = [
+        "meridian-task-v1",
+        run_id,
+        step_id,
+        key,
+        &attempt.to_string(),
+        uses,
+        action,
+        mode,
+        &request.memory.to_string(),
+        &request.output.to_string(),
+        &request.timeout_ms.to_string(),
+    ];
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(p.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// The clear part of `request`.
+struct Clear {
+    memory: u64,
+    output: u64,
+    timeout_ms: u64,
+}
+
+impl Clear {
+    fn of(req: &StepRequest) -> Clear {
+        Clear {
+            memory: req.limits.memory,
+            output: req.limits.output,
+            timeout_ms: req.timeout.as_millis().min(u64::MAX as u128) as u64,
+        }
+    }
+
+    fn to_json(&self) -> Json {
+        json!({
+            "v": WIRE_VERSION,
+            "limits": {"memory": self.memory, "output": self.output},
+            "timeout_ms": self.timeout_ms,
+        })
+    }
+
+    fn from_json(j: &Json) -> Result<Clear, String> {
+        if j.get("v").and_then(Json::as_u64) != Some(WIRE_VERSION) {
+            return Err(format!("unknown request format {}", j.get("v").unwrap_or(&Json::Null)));
+        }
+        let num = |v: Option<&Json>, what: &str| {
+            v.and_then(Json::as_u64)
+                .ok_or_else(|| format!("request.{what} is missing"))
+        };
+        Ok(Clear {
+            memory: num(j.pointer("/limits/memory"), "limits.memory")?,
+            output: num(j.pointer("/limits/output"), "limits.output")?,
+            timeout_ms: num(j.get("timeout_ms"), "timeout_ms")?,
+        })
+    }
+}
+
+pub(crate) fn encode_request(req: &StepRequest, key: &TaskKey) -> TaskRow {
+    let clear = Clear::of(req);
+    let attempt = req.attempt.min(i32::MAX as u32) as i32;
+    let action = action_str(req.action);
+    let mode = mode_str(req.mode);
+    let g = &req.grants;
+    let secret = json!({
+        "v": WIRE_VERSION,
+        "input": req.input,
+        "grants": {
+            "http": g.http,
+            "http_limits": {
+                "max_request_bytes": g.http_limits.max_request_bytes,
+                "max_response_bytes": g.http_limits.max_response_bytes,
+                "timeout_ms": g.http_limits.timeout.as_millis().min(u64::MAX as u128) as u64,
+            },
+            "sql": g.sql,
+            "fs": g.fs.iter().map(|f| json!({
+                "host": f.host.to_string_lossy(),
+                "guest": f.guest,
+                "writable": f.writable,
+            })).collect::<Vec<_>>(),
+            "secrets": g.secrets,
+        },
+        "mask": req.mask,
+    });
+    let aad = aad(
+        &req.run_id,
+        &req.step_id,
+        &req.idempotency_key,
+        attempt,
+        &req.uses,
+        action,
+        mode,
+        &clear,
+    );
+    TaskRow {
+        run_id: req.run_id.clone(),
+        step_id: req.step_id.clone(),
+        idempotency_key: req.idempotency_key.clone(),
+        attempt,
+        uses: req.uses.clone(),
+        action,
+        mode,
+        request: clear.to_json(),
+        sealed: key.seal(secret.to_string().as_bytes(), &aad),
+        key_id: key.fingerprint(),
+    }
+}
+
+/// Rebuilds the request on the worker. `Err` when the row does not open (wrong key, altered row)
+/// or is malformed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_request(
+    key: &TaskKey,
+    run_id: String,
+    step_id: String,
+    idempotency_key: String,
+    attempt: i32,
+    uses: String,
+    action: &str,
+    mode: &str,
+    request: &Json,
+    sealed: &[u8],
+) -> Result<StepRequest, DistError> {
+    let bad = |m: String| DistError::Key(format!("task {idempotency_key}#{attempt}: {m}"));
+    let clear = Clear::from_json(request).map_err(bad)?;
+    let action_v = match action {
+        "run" => Action::Run,
+        "compensate" => Action::Compensate,
+        other => return Err(bad(format!("unknown action `{other}`"))),
+    };
+    let mode_v = match mode {
+        "apply" => Mode::Apply,
+        "plan" => Mode::Plan,
+        other => return Err(bad(format!("unknown mode `{other}`"))),
+    };
+    let aad = aad(
+        &run_id,
+        &step_id,
+        &idempotency_key,
+        attempt,
+        &uses,
+        action,
+        mode,
+        &clear,
+    );
+    let plain = key.open(sealed, &aad)?;
+    let secret: Json =
+        serde_json::from_slice(&plain).map_err(|e| bad(format!("sealed payload: {e}")))?;
+    let g = secret.get("grants").cloned().unwrap_or(Json::Null);
+    let strings = |v: Option<&Json>| -> Vec<String> {
+        v.and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let string_map = |v: Option<&Json>| -> BTreeMap<String, String> {
+        v.and_then(Json::as_object)
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let defaults = HttpLimits::default();
+    let hl = g.get("http_limits");
+    let num = |name: &str, d: u64| {
+        hl.and_then(|h| h.get(name))
+            .and_then(Json::as_u64)
+            .unwrap_or(d)
+    };
+    let grants = ResolvedGrants {
+        http: strings(g.get("http")),
+        http_limits: HttpLimits {
+            max_request_bytes: num("max_request_bytes", defaults.max_request_bytes),
+            max_response_bytes: num("max_response_bytes", defaults.max_response_bytes),
+            timeout: Duration::from_millis(num(
+                "timeout_ms",
+                defaults.timeout.as_millis() as u64,
+            )),
+        },
+        sql: string_map(g.get("sql")),
+        fs: g
+            .get("fs")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|f| FsPreopen {
+                        host: PathBuf::from(f.get("host").and_then(Json::as_str).unwrap_or("")),
+                        guest: f
+                            .get("guest")
+                            .and_then(Json::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        writable: f.get("writable").and_then(Json::as_bool).unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        secrets: string_map(g.get("secrets")),
+    };
+    Ok(StepRequest {
+        run_id,
+        step_id,
+        uses,
+        action: action_v,
+        mode: mode_v,
+        input: secret.get("input").cloned().unwrap_or(Json::Null),
+        attempt: attempt.max(0) as u32,
+        idempotency_key,
+        grants,
+        limits: Limits {
+            memory: clear.memory,
+            output: clear.output,
+        },
+        timeout: Duration::from_millis(clear.timeout_ms),
+        mask: strings(secret.get("mask")),
+    })
+}
+
+/// `{"ok": {output, plan, logs}}` or `{"err": {kind, message}}`, masked.
+pub(crate) fn encode_result(r: &Result<StepResult, StepError>, masker: &Masker) -> Json {
+    match r {
+        Ok(res) => json!({"ok": {
+            "output": masker.mask_json(&res.output),
+            "plan": res.plan.iter().map(|p| masker.mask_json(p)).collect::<Vec<_>>(),
+            "logs": res.logs.iter().map(|l| masker.mask_str(l)).collect::<Vec<_>>(),
+        }}),
+        Err(e) => {
+            let e = match e {
+                StepError::Retryable(s) => StepError::Retryable(masker.mask_str(s)),
+                StepError::Fatal(s) => StepError::Fatal(masker.mask_str(s)),
+                StepError::InvalidInput(s) => StepError::InvalidInput(masker.mask_str(s)),
+                other => other.clone(),
+            };
+            json!({"err": serde_json::to_value(&e).unwrap_or(Json::Null)})
+        }
+    }
+}
+
+pub(crate) fn decode_result(j: &Json) -> Result<StepResult, StepError> {
+    if let Some(ok) = j.get("ok") {
+        return Ok(StepResult {
+            output: ok.get("output").cloned().unwrap_or(Json::Null),
+            plan: ok
+                .get("plan")
+                .and_then(Json::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            logs: ok
+                .get("logs")
+                .and_then(Json::as_array)
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+        });
+    }
+    let err = j.get("err").cloned().unwrap_or(Json::Null);
+    let message = || {
+        err.get("message")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    Err(match err.get("kind").and_then(Json::as_str) {
+        Some("retryable") => StepError::Retryable(message()),
+        Some("fatal") => StepError::Fatal(message()),
+        Some("invalid-input") => StepError::InvalidInput(message()),
+        Some("timeout") => StepError::Timeout(Duration::from_millis(
+            err.get("message").and_then(Json::as_u64).unwrap_or(0),
+        )),
+        Some("cancelled") => StepError::Cancelled,
+        _ => StepError::Fatal(format!("the task's result is malformed: {j}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> StepRequest {
+        StepRequest {
+            run_id: "r1".into(),
+            step_id: "deploy[eu]".into(),
+            uses: "steps/db.wasm".into(),
+            action: Action::Compensate,
+            mode: Mode::Plan,
+            input: json!({"dsn": "postgres://app:hunter2@db/app", "n": 3}),
+            attempt: 2,
+            idempotency_key: "r1/deploy[eu]".into(),
+            grants: ResolvedGrants {
+                http: vec!["https://*.example.com".into()],
+                http_limits: HttpLimits {
+                    max_request_bytes: 10,
+                    max_response_bytes: 20,
+                    timeout: Duration::from_millis(1500),
+                },
+                sql: [("db".to_string(), "postgres://app:hunter2@db/app".to_string())].into(),
+                fs: vec![FsPreopen {
+                    host: "/srv/x".into(),
+                    guest: "/x".into(),
+                    writable: true,
+                }],
+                secrets: [("db_password".to_string(), "hunter2".to_string())].into(),
+            },
+            limits: Limits {
+                memory: 1 << 20,
+                output: 4096,
+            },
+            timeout: Duration::from_secs(42),
+            mask: vec!["hunter2".into()],
+        }
+    }
+
+    #[test]
+    fn request_round_trips_and_keeps_secrets_out_of_clear_fields() {
+        let key = TaskKey::generate();
+        let req = request();
+        let row = encode_request(&req, &key);
+        let clear = format!(
+            "{} {} {} {} {} {}",
+            row.run_id, row.step_id, row.idempotency_key, row.uses, row.request, row.key_id
+        );
+        assert!(!clear.contains("hunter2"), "{clear}");
+        assert!(!row.sealed.windows(7).any(|w| w == b"hunter2"));
+        let back = decode_request(
+            &key,
+            row.run_id.clone(),
+            row.step_id.clone(),
+            row.idempotency_key.clone(),
+            row.attempt,
+            row.uses.clone(),
+            row.action,
+            row.mode,
+            &row.request,
+            &row.sealed,
+        )
+        .unwrap();
+        assert_eq!(back.input, req.input);
+        assert_eq!(back.grants.sql, req.grants.sql);
+        assert_eq!(back.grants.secrets, req.grants.secrets);
+        assert_eq!(back.grants.http, req.grants.http);
+        assert_eq!(back.grants.http_limits, req.grants.http_limits);
+        assert_eq!(back.grants.fs, req.grants.fs);
+        assert_eq!(back.limits, req.limits);
+        assert_eq!(back.timeout, req.timeout);
+        assert_eq!(back.mask, req.mask);
+        assert_eq!((back.action, back.mode, back.attempt), (Action::Compensate, Mode::Plan, 2));
+    }
+
+    #[test]
+    fn altered_clear_fields_do_not_open() {
+        let key = TaskKey::generate();
+        let row = encode_request(&request(), &key);
+        // Pointing the sealed secrets at another component is refused.
+        let err = decode_request(
+            &key,
+            row.run_id.clone(),
+            row.step_id.clone(),
+            row.idempotency_key.clone(),
+            row.attempt,
+            "steps/evil.wasm".into(),
+            row.action,
+            row.mode,
+            &row.request,
+            &row.sealed,
+        )
+        .unwrap_err();
+        assert!(matches!(err, DistError::Key(_)), "{err}");
+        let mut req = row.request.clone();
+        req["timeout_ms"] = json!(1);
+        assert!(
+            decode_request(
+                &key,
+                row.run_id,
+                row.step_id,
+                row.idempotency_key,
+                row.attempt,
+                row.uses,
+                row.action,
+                row.mode,
+                &req,
+                &row.sealed,
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn results_round_trip_masked() {
+        let m = Masker::new(["hunter2".to_string()]);
+        let ok = Ok(StepResult {
+            output: json!({"said": "pw hunter2"}),
+            plan: vec![json!({"PUT": "/x"})],
+            logs: vec!["hunter2 used".into()],
+        });
+        let enc = encode_result(&ok, &m);
+        assert!(!enc.to_string().contains("hunter2"));
+        assert_eq!(
+            decode_result(&enc).unwrap(),
+            StepResult {
+                output: json!({"said": "pw ***"}),
+                plan: vec![json!({"PUT": "/x"})],
+                logs: vec!["*** used".into()],
+            }
+        );
+        for e in [
+            StepError::Retryable("again hunter2".into()),
+            StepError::Fatal("no".into()),
+            StepError::InvalidInput("bad".into()),
+            StepError::Timeout(Duration::from_millis(1500)),
+            StepError::Cancelled,
+        ] {
+            let back = decode_result(&encode_result(&Err(e.clone()), &m)).unwrap_err();
+            let want = match e {
+                StepError::Retryable(_) => StepError::Retryable("again ***".into()),
+                other => other,
+            };
+            assert_eq!(back, want);
+        }
+        // The literal the SQL statements write for cancelled tasks.
+        assert_eq!(
+            decode_result(&json!({"err": {"kind": "cancelled"}})),
+            Err(StepError::Cancelled)
+        );
+        assert!(matches!(decode_result(&json!({"x": 1})), Err(StepError::Fatal(_))));
+    }
+}

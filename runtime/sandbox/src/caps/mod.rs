@@ -1,0 +1,204 @@
+//! Capabilities: what one invocation may touch. Everything is denied unless granted here.
+
+pub(crate) mod allow;
+pub(crate) mod http;
+pub(crate) mod pg;
+pub(crate) mod sql;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The grants of one invocation. [`Capabilities::default`] grants nothing: no network, no SQL,
+/// no files, no secrets; kv is a fresh empty in-memory store.
+#[derive(Clone)]
+pub struct Capabilities {
+    /// Outbound HTTP.
+    pub http: HttpPolicy,
+    /// SQL connections the step may use: connection name → DSN (already resolved; never shown
+    /// to the guest).
+    pub sql: BTreeMap<String, String>,
+    /// Directories visible to the guest through WASI. Nothing else of the host filesystem is.
+    pub fs: Vec<Preopen>,
+    /// Secrets the step may read: name → value.
+    pub secrets: BTreeMap<String, String>,
+    /// Further values to mask wherever they would be printed (every secret of the run, also
+    /// those not granted to this step). Granted secret values are masked anyway.
+    pub mask: Vec<String>,
+    /// Per-run state shared between steps; give every step of a run the same store.
+    pub kv: Arc<dyn KvStore>,
+    /// Tags for the step's log lines.
+    pub log: LogContext,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            http: HttpPolicy::default(),
+            sql: BTreeMap::new(),
+            fs: Vec::new(),
+            secrets: BTreeMap::new(),
+            mask: Vec::new(),
+            kv: Arc::new(MemoryKv::default()),
+            log: LogContext::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Capabilities {
+    // DSNs and secret values stay out of debug output: only names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capabilities")
+            .field("http", &self.http)
+            .field("sql", &self.sql.keys().collect::<Vec<_>>())
+            .field("fs", &self.fs)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("mask", &format_args!("[{} values]", self.mask.len()))
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+/// HTTP grant: which origins, how big, how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPolicy {
+    /// Allowed origins, `scheme://host[:port]`. `*` stands for any characters inside one DNS
+    /// label (`api-*.example.com`); a leading `*.` stands for one or more labels
+    /// (`https://*.amazonaws.com` covers `route53.us-east-1.amazonaws.com` but not
+    /// `amazonaws.com`); port `*` allows any port, an omitted port means the scheme's default.
+    /// IP addresses match only when written literally (`http://127.0.0.1:8080`,
+    /// `http://[::1]:*`). Empty: no HTTP at all.
+    pub allow: Vec<String>,
+    /// Largest request body, in bytes.
+    pub max_request_bytes: u64,
+    /// Largest response body, in bytes.
+    pub max_response_bytes: u64,
+    /// Upper bound for one request, redirects and body included.
+    pub timeout: Duration,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self { allow: Vec::new(), max_request_bytes: 1 << 20, max_response_bytes: 10 << 20, timeout: Duration::from_secs(30) }
+    }
+}
+
+impl HttpPolicy {
+    /// A policy allowing `allow` with the default limits.
+    pub fn allowing<I: IntoIterator<Item = S>, S: Into<String>>(allow: I) -> Self {
+        Self { allow: allow.into_iter().map(Into::into).collect(), ..Self::default() }
+    }
+
+    /// Checks every allow pattern; the error names the bad one and the expected form.
+    pub fn validate(&self) -> Result<(), String> {
+        allow::AllowList::parse(&self.allow).map(|_| ())
+    }
+}
+
+/// A host directory made visible to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// Directory on the host; must exist.
+    pub host: PathBuf,
+    /// Path the guest sees, e.g. `/data`.
+    pub guest: String,
+    /// Whether the guest may create and write files (always read-only in plan mode).
+    pub writable: bool,
+}
+
+/// Tags attached to every log line and `tracing` event of the invocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogContext {
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+    /// Attempt number.
+    pub attempt: u32,
+}
+
+/// Per-run key/value state. Implementations must be cheap and must not block for long: they are
+/// called from the async host functions.
+pub trait KvStore: Send + Sync {
+    /// The value under `key`.
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores a value; an error text goes back to the guest.
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String>;
+    /// Removes a key; returns whether it existed.
+    fn delete(&self, key: &str) -> bool;
+    /// Keys starting with `prefix`, sorted.
+    fn keys(&self, prefix: &str) -> Vec<String>;
+}
+
+/// An in-memory [`KvStore`], bounded to [`MemoryKv::MAX_TOTAL_BYTES`] in total.
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    map: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryKv {
+    /// Total size (keys plus values) one store may hold.
+    pub const MAX_TOTAL_BYTES: usize = 64 << 20;
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        // The map holds plain data; a panic elsewhere cannot leave it half-updated.
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl KvStore for MemoryKv {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.map().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        let mut map = self.map();
+        let current: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let replaced = map.get(key).map_or(0, |v| key.len() + v.len());
+        if current - replaced + key.len() + value.len() > Self::MAX_TOTAL_BYTES {
+            return Err(format!("kv store is full ({} bytes per run)", Self::MAX_TOTAL_BYTES));
+        }
+        map.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> bool {
+        self.map().remove(key).is_some()
+    }
+
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        self.map().range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_kv_prefix_and_limit() {
+        let kv = MemoryKv::default();
+        kv.set("a/1", b"x".to_vec()).unwrap();
+        kv.set("a/2", b"y".to_vec()).unwrap();
+        kv.set("b/1", b"z".to_vec()).unwrap();
+        assert_eq!(kv.keys("a/"), vec!["a/1", "a/2"]);
+        assert!(kv.delete("a/1"));
+        assert!(!kv.delete("a/1"));
+        assert!(kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES]).is_err());
+        // Replacing a value counts only the difference.
+        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2]).unwrap();
+        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2]).unwrap();
+    }
+
+    #[test]
+    fn debug_hides_secret_values_and_dsns() {
+        let mut caps = Capabilities::default();
+        caps.secrets.insert("token".into(), "s3cr3t-value".into());
+        caps.sql.insert("primary".into(), "postgres://u:hunter2@db/x".into());
+        let dbg = format!("{caps:?}");
+        assert!(dbg.contains("token") && dbg.contains("primary"));
+        assert!(!dbg.contains("s3cr3t") && !dbg.contains("hunter2"), "{dbg}");
+    }
+}

@@ -1,0 +1,91 @@
+//! Engine set-up in one place: async, epoch interruption with a fixed tick, the pooling
+//! allocator (falling back to on-demand allocation when the address space cannot be reserved),
+//! wasm stack limits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use crate::SandboxConfig;
+use crate::error::SandboxError;
+
+/// Stack reserved for host frames on each async fiber, on top of the wasm stack.
+const HOST_STACK_HEADROOM: usize = 1 << 20;
+
+fn base_config(cfg: &SandboxConfig) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    c.max_wasm_stack(cfg.max_wasm_stack);
+    c.async_stack_size(cfg.max_wasm_stack + HOST_STACK_HEADROOM);
+    c.cranelift_opt_level(OptLevel::Speed);
+    c.parallel_compilation(true);
+    c
+}
+
+fn pooling_config(cfg: &SandboxConfig) -> PoolingAllocationConfig {
+    let n = cfg.max_instances;
+    let mut p = PoolingAllocationConfig::default();
+    // A Rust step component holds one memory and a handful of small core instances (the main
+    // module plus wit-component shims); leave room for components from other languages.
+    p.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(16))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(16))
+        .total_stacks(n)
+        .max_memory_size(usize::try_from(cfg.max_memory_limit).unwrap_or(usize::MAX));
+    p
+}
+
+/// Builds the engine; returns it and whether the pooling allocator is in use.
+pub(crate) fn build(cfg: &SandboxConfig) -> Result<(Engine, bool), SandboxError> {
+    if cfg.pooling {
+        let mut c = base_config(cfg);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(cfg)));
+        match Engine::new(&c) {
+            Ok(engine) => return Ok((engine, true)),
+            // Typically a restricted virtual address space (ulimit -v, some containers).
+            Err(e) => tracing::warn!(error = %e, "pooling allocator unavailable; falling back to on-demand allocation"),
+        }
+    }
+    let engine = Engine::new(&base_config(cfg)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    Ok((engine, false))
+}
+
+/// Increments the engine's epoch every `tick` on a dedicated thread until dropped. A step's
+/// deadline is `timeout / tick` epochs, so a guest spinning without host calls is stopped within
+/// one tick of its timeout. Cost: one thread waking every tick.
+pub(crate) struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub(crate) fn start(engine: Engine, tick: Duration) -> Result<Self, SandboxError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("meridian-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| SandboxError::Engine(format!("starting the epoch thread: {e}")))?;
+        Ok(Self { stop, handle: Some(handle) })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            // The thread exits within one tick.
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! [`Sandbox`]: loads step components (digest-pinned, compile-cached) and invokes them, one
+//! fresh instance per call, under the call's capabilities and limits.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::bindings::meridian::step::types as wit;
+use crate::bindings::{Step, StepPre};
+use crate::cache::DiskCache;
+use crate::caps::allow::AllowList;
+use crate::caps::http::{HttpCap, build_client};
+use crate::caps::sql::SqlCap;
+use crate::engine::{self, Ticker};
+use crate::error::{SandboxError, StepFailure};
+use crate::mask::Masker;
+use crate::state::{HostState, MemoryLimiter, StoreState};
+use crate::stdio::Capture;
+use crate::types::{Action, Call, GrantRequest, Level, LogSource, Manifest, Mode, Outcome, Report};
+
+/// How the sandbox is set up. `Default` is what the engine should use unless it has a reason.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Directory of the compile cache; `None` keeps compiled code in memory only (every new
+    /// `Sandbox` recompiles, ~0.5–2 s per step component on 2 cores).
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling allocator (fast instantiation, reserves virtual address space up front;
+    /// falls back to on-demand allocation if the reservation fails).
+    pub pooling: bool,
+    /// Steps running at once; further `invoke`s wait for a slot. Also sizes the pool.
+    pub max_instances: u32,
+    /// Largest `Call::memory_limit` accepted, in bytes.
+    pub max_memory_limit: u64,
+    /// Epoch tick: timeout granularity for guest code. Each tick wakes one thread.
+    pub epoch_tick: Duration,
+    /// Wasm stack per call, in bytes; deeper recursion traps with a stack overflow.
+    pub max_wasm_stack: usize,
+    /// Time limit for `describe`.
+    pub describe_timeout: Duration,
+    /// Bytes of stdout and of stderr kept per call (the rest is dropped, counted in the log).
+    pub stdio_capture_bytes: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            pooling: true,
+            max_instances: 64,
+            max_memory_limit: 1 << 30,
+            epoch_tick: Duration::from_millis(2),
+            max_wasm_stack: 512 << 10,
+            describe_timeout: Duration::from_secs(10),
+            stdio_capture_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Counters proving what the sandbox did, for tests and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Components compiled with Cranelift.
+    pub compiled: u64,
+    /// Components loaded from the on-disk cache without compiling.
+    pub cache_hits: u64,
+    /// `load` calls answered from memory (same digest loaded before by this sandbox).
+    pub memory_hits: u64,
+    /// `describe`, `run` and `compensate` calls that instantiated the component.
+    pub instantiations: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    compiled: AtomicU64,
+    cache_hits: AtomicU64,
+    memory_hits: AtomicU64,
+    instantiations: AtomicU64,
+}
+
+/// A loaded, linked step component, ready to instantiate (`InstancePre`). Cheap to share.
+pub struct StepComponent {
+    digest: String,
+    size: usize,
+    pre: StepPre<StoreState>,
+    manifest: tokio::sync::OnceCell<Manifest>,
+}
+
+impl StepComponent {
+    /// Hex sha256 of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Size of the component binary, in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl std::fmt::Debug for StepComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepComponent").field("digest", &self.digest).field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    pooling: bool,
+    cache: Option<DiskCache>,
+    components: Mutex<HashMap<String, Arc<StepComponent>>>,
+    http_client: OnceLock<Result<reqwest::Client, String>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    counters: Counters,
+    cfg: SandboxConfig,
+    _ticker: Ticker,
+}
+
+/// The wasmtime host for steps. Create one per process and share it (`Clone` is cheap).
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("pooling", &self.inner.pooling).field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+/// Normalises a pinned digest: optional `sha256:` prefix, case-insensitive hex.
+fn normalize_digest(d: &str) -> Result<String, SandboxError> {
+    let hex = d.strip_prefix("sha256:").unwrap_or(d).to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(SandboxError::BadDigest(d.to_owned()))
+    }
+}
+
+/// Extracts Rust's panic report (`panicked at file:line:col:\nmessage`) from captured stderr.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let rest = &stderr[start..];
+    let end = rest.find("\nnote: ").unwrap_or(rest.len());
+    Some(rest[..end].trim().replace('\n', " "))
+}
+
+impl Sandbox {
+    /// Builds the engine, linker and epoch thread, and opens the compile cache.
+    /// Cost: a few milliseconds (address-space reservation for the pool).
+    pub fn new(cfg: SandboxConfig) -> Result<Self, SandboxError> {
+        if cfg.max_instances == 0 {
+            return Err(SandboxError::Config("max_instances must be at least 1".into()));
+        }
+        if cfg.epoch_tick.is_zero() {
+            return Err(SandboxError::Config("epoch_tick must be positive".into()));
+        }
+        if cfg.max_memory_limit > 1 << 32 {
+            return Err(SandboxError::Config("max_memory_limit is above the 4 GiB of a 32-bit wasm memory".into()));
+        }
+        let (engine, pooling) = engine::build(&cfg)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Engine(format!("linking WASI: {e:#}")))?;
+        Step::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(|e| SandboxError::Engine(format!("linking meridian:step: {e:#}")))?;
+        let cache = cfg.cache_dir.as_deref().map(|d| DiskCache::open(d, &engine)).transpose()?;
+        let ticker = Ticker::start(engine.clone(), cfg.epoch_tick)?;
+        let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_instances as usize));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                pooling,
+                cache,
+                components: Mutex::default(),
+                http_client: OnceLock::new(),
+                permits,
+                counters: Counters::default(),
+                cfg,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Whether the pooling allocator is in use (false after a fallback).
+    pub fn pooling(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            compiled: c.compiled.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            memory_hits: c.memory_hits.load(Ordering::Relaxed),
+            instantiations: c.instantiations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Loads a component: checks the pin, then memory, then the disk cache, and compiles only
+    /// when all miss. Blocking: compiling takes ~0.5–2 s; call from `spawn_blocking` in async code.
+    pub fn load(&self, bytes: &[u8], expected_sha256: Option<&str>) -> Result<Arc<StepComponent>, SandboxError> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        if let Some(expected) = expected_sha256 {
+            let expected = normalize_digest(expected)?;
+            if expected != digest {
+                return Err(SandboxError::DigestMismatch { expected, actual: digest });
+            }
+        }
+        let inner = &self.inner;
+        if let Some(c) = inner.components.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&digest) {
+            inner.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Arc::clone(c));
+        }
+        let component = match inner.cache.as_ref().and_then(|c| c.load(&inner.engine, &digest)) {
+            Some(c) => {
+                inner.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(digest = %digest, "component loaded from the compile cache");
+                c
+            }
+            None => {
+                let started = Instant::now();
+                let c = Component::new(&inner.engine, bytes)
+                    .map_err(|e| SandboxError::Compile { digest: digest.clone(), message: format!("{e:#}") })?;
+                inner.counters.compiled.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(digest = %digest, elapsed = ?started.elapsed(), "component compiled");
+                if let Some(cache) = &inner.cache
+                    && let Err(e) = cache.store(&digest, &c)
+                {
+                    tracing::warn!(error = %e, "could not write the compile cache; continuing without it");
+                }
+                c
+            }
+        };
+        let link = |e: wasmtime::Error| SandboxError::Link { digest: digest.clone(), message: format!("{e:#}") };
+        let pre = StepPre::new(inner.linker.instantiate_pre(&component).map_err(link)?).map_err(link)?;
+        let loaded = Arc::new(StepComponent { digest: digest.clone(), size: bytes.len(), pre, manifest: tokio::sync::OnceCell::new() });
+        let mut map = inner.components.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Arc::clone(map.entry(digest).or_insert(loaded)))
+    }
+
+    /// [`Sandbox::load`] from a file.
+    pub fn load_file(&self, path: &Path, expected_sha256: Option<&str>) -> Result<Arc<StepComponent>, SandboxError> {
+        let bytes = std::fs::read(path).map_err(|source| SandboxError::Read { path: path.to_owned(), source })?;
+        self.load(&bytes, expected_sha256)
+    }
+
+    /// The step's manifest (`describe` export), computed once per component and cached.
+    pub async fn describe(&self, c: &StepComponent) -> Result<Manifest, StepFailure> {
+        c.manifest.get_or_try_init(|| self.describe_uncached(c)).await.cloned()
+    }
+
+    async fn describe_uncached(&self, c: &StepComponent) -> Result<Manifest, StepFailure> {
+        let timeout = self.inner.cfg.describe_timeout;
+        let call = Call {
+            timeout,
+            ..Call::run(
+                crate::Invocation {
+                    run_id: String::new(),
+                    step_id: String::new(),
+                    attempt: 0,
+                    idempotency_key: String::new(),
+                    mode: Mode::Apply,
+                    input: serde_json::Value::Null,
+                },
+                crate::Capabilities::default(),
+            )
+        };
+        let _permit = self.acquire().await?;
+        let (mut store, _, stderr) = self.new_store(&call, Arc::new(Masker::default()))?;
+        self.inner.counters.instantiations.fetch_add(1, Ordering::Relaxed);
+        let fut = async {
+            let instance = c.pre.instantiate_async(&mut store).await.map_err(|e| (true, e))?;
+            instance.call_describe(&mut store).await.map_err(|e| (false, e))
+        };
+        let m = match tokio::time::timeout(timeout, fut).await {
+            Err(_) => return Err(StepFailure::Timeout(timeout)),
+            Ok(Err((instantiating, e))) => {
+                let exceeded = store.data().limiter.exceeded;
+                return Err(classify(&e, instantiating, exceeded, &call, &stderr.take().0, &Masker::default()));
+            }
+            Ok(Ok(m)) => m,
+        };
+        let schema = |what: &str, s: &str| {
+            serde_json::from_str(s).map_err(|e| StepFailure::InvalidOutput(format!("describe: {what} is not JSON: {e}")))
+        };
+        Ok(Manifest {
+            input_schema: schema("input-schema", &m.input_schema)?,
+            output_schema: schema("output-schema", &m.output_schema)?,
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            needs: m.needs.into_iter().map(|g| GrantRequest { kind: g.kind, detail: g.detail }).collect(),
+            supports_plan: m.supports_plan,
+            supports_compensate: m.supports_compensate,
+        })
+    }
+
+    /// Runs `call` on a fresh instance of `c`; success or failure as a `Result`.
+    pub async fn invoke(&self, c: &StepComponent, call: Call) -> Result<Outcome, StepFailure> {
+        self.execute(c, call).await.into_outcome()
+    }
+
+    /// Runs `call` on a fresh instance of `c` and returns everything it produced, including the
+    /// logs and plan of a failed call.
+    pub async fn execute(&self, c: &StepComponent, call: Call) -> Report {
+        let started = Instant::now();
+        let masker = Arc::new(Masker::new(call.caps.secrets.values().map(String::as_str).chain(call.caps.mask.iter().map(String::as_str))));
+        let permit = match self.acquire().await {
+            Ok(p) => p,
+            Err(e) => return Report { result: Err(e), plan: Vec::new(), logs: Vec::new(), elapsed: started.elapsed() },
+        };
+        let (mut store, stdout, stderr) = match self.new_store(&call, Arc::clone(&masker)) {
+            Ok(s) => s,
+            Err(e) => return Report { result: Err(e), plan: Vec::new(), logs: Vec::new(), elapsed: started.elapsed() },
+        };
+        self.inner.counters.instantiations.fetch_add(1, Ordering::Relaxed);
+        let inv = wit::Invocation {
+            run_id: call.invocation.run_id.clone(),
+            step_id: call.invocation.step_id.clone(),
+            attempt: call.invocation.attempt,
+            idempotency_key: call.invocation.idempotency_key.clone(),
+            mode: match call.invocation.mode {
+                Mode::Apply => wit::Mode::Apply,
+                Mode::Plan => wit::Mode::Plan,
+            },
+            input: call.invocation.input.to_string(),
+        };
+        let action = call.action;
+        let fut = async {
+            let instance = c.pre.instantiate_async(&mut store).await.map_err(|e| (true, e))?;
+            match action {
+                Action::Run => instance.call_run(&mut store, &inv).await.map_err(|e| (false, e)),
+                Action::Compensate => {
+                    instance.call_compensate(&mut store, &inv).await.map(|r| r.map(|()| String::new())).map_err(|e| (false, e))
+                }
+            }
+        };
+        // The epoch deadline stops guest code; this wall-clock bound stops waits in host calls.
+        let outcome = tokio::time::timeout(call.timeout, fut).await;
+        drop(permit);
+
+        let (stderr_text, stderr_dropped) = stderr.take();
+        let (stdout_text, stdout_dropped) = stdout.take();
+        let exceeded = store.data().limiter.exceeded;
+        let result = match outcome {
+            Err(_) => Err(StepFailure::Timeout(call.timeout)),
+            Ok(Err((instantiating, e))) => Err(classify(&e, instantiating, exceeded, &call, &stderr_text, &masker)),
+            Ok(Ok(Err(step_error))) => Err(match step_error {
+                wit::StepError::Retryable(m) => StepFailure::Retryable(masker.mask_string(m)),
+                wit::StepError::Fatal(m) => StepFailure::Fatal(masker.mask_string(m)),
+                wit::StepError::InvalidInput(m) => StepFailure::InvalidInput(masker.mask_string(m)),
+            }),
+            Ok(Ok(Ok(_))) if action == Action::Compensate => Ok(serde_json::Value::Null),
+            Ok(Ok(Ok(json))) => parse_output(&json, call.output_limit, &masker),
+        };
+
+        let host = &mut store.data_mut().host;
+        for (text, dropped, level, source) in [
+            (stdout_text, stdout_dropped, Level::Info, LogSource::Stdout),
+            (stderr_text, stderr_dropped, Level::Warn, LogSource::Stderr),
+        ] {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                host.push_log(level, source, line, Vec::new());
+            }
+            if dropped > 0 {
+                let note = format!("{dropped} more bytes of {source:?} were dropped (capture limit)").to_lowercase();
+                host.push_log(Level::Warn, LogSource::Host, &note, Vec::new());
+            }
+        }
+        if let Err(e) = &result {
+            let c = &host.log_ctx;
+            tracing::warn!(target: "meridian::step", run = %c.run_id, step = %c.step_id, attempt = c.attempt, error = %e, "step failed");
+        }
+        let logs = std::mem::take(&mut host.logs);
+        let plan = std::mem::take(&mut host.plan);
+        Report { result, plan, logs, elapsed: started.elapsed() }
+    }
+
+    async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StepFailure> {
+        Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StepFailure::Instantiate("the sandbox is shutting down".into()))
+    }
+
+    fn http_client(&self) -> Result<reqwest::Client, StepFailure> {
+        self.inner.http_client.get_or_init(build_client).clone().map_err(StepFailure::Instantiate)
+    }
+
+    /// A fresh store for one call: WASI context (deny-by-default), capabilities, limits, deadline.
+    fn new_store(&self, call: &Call, masker: Arc<Masker>) -> Result<(Store<StoreState>, Capture, Capture), StepFailure> {
+        let cfg = &self.inner.cfg;
+        if call.memory_limit > cfg.max_memory_limit {
+            return Err(StepFailure::Grant(format!(
+                "memory limit {} bytes is above the sandbox maximum of {} bytes",
+                call.memory_limit, cfg.max_memory_limit
+            )));
+        }
+        let mode = call.invocation.mode;
+        let caps = &call.caps;
+        let stdout = Capture::new(cfg.stdio_capture_bytes);
+        let stderr = Capture::new(cfg.stdio_capture_bytes);
+        let mut wasi = WasiCtxBuilder::new();
+        // No env, no args, no stdin, no sockets (network goes through the `http` interface only).
+        wasi.stdout(stdout.clone()).stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        for p in &caps.fs {
+            let perms = if p.writable && mode == Mode::Apply { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(&p.host, &p.guest, perms)
+                .map_err(|e| StepFailure::Grant(format!("preopen {} as {}: {e:#}", p.host.display(), p.guest)))?;
+        }
+        let http = if caps.http.allow.is_empty() {
+            None
+        } else {
+            let allow = AllowList::parse(&caps.http.allow).map_err(StepFailure::Grant)?;
+            Some(HttpCap { allow, policy: caps.http.clone(), client: self.http_client()? })
+        };
+        let host = HostState::new(
+            mode,
+            masker,
+            caps.log.clone(),
+            http,
+            // A statement gets 90% of the call's time, so a slow query comes back to the step
+            // as a `timeout` error it can handle, before the whole call is stopped.
+            SqlCap::new(caps.sql.clone(), call.timeout.mul_f64(0.9)),
+            caps.secrets.clone(),
+            Arc::clone(&caps.kv),
+        );
+        let limiter = MemoryLimiter { limit: usize::try_from(call.memory_limit).unwrap_or(usize::MAX), exceeded: false };
+        let mut store = Store::new(&self.inner.engine, StoreState { wasi: wasi.build(), table: ResourceTable::new(), limiter, host });
+        store.limiter(|s| &mut s.limiter);
+        let tick = cfg.epoch_tick.as_nanos().max(1);
+        let ticks = u64::try_from(call.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX - 1);
+        store.set_epoch_deadline(ticks.saturating_add(1));
+        store.epoch_deadline_trap();
+        Ok((store, stdout, stderr))
+    }
+}
+
+fn parse_output(json: &str, limit: u64, masker: &Masker) -> Result<serde_json::Value, StepFailure> {
+    let size = json.len() as u64;
+    if size > limit {
+        return Err(StepFailure::OutputTooLarge { size, limit });
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| StepFailure::InvalidOutput(masker.mask_string(e.to_string())))?;
+    masker.mask_json(&mut v);
+    Ok(v)
+}
+
+/// Turns a wasmtime error from instantiation or the call into the failure the engine acts on.
+fn classify(
+    e: &wasmtime::Error,
+    instantiating: bool,
+    memory_exceeded: bool,
+    call: &Call,
+    stderr: &str,
+    masker: &Masker,
+) -> StepFailure {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        match trap {
+            wasmtime::Trap::Interrupt => return StepFailure::Timeout(call.timeout),
+            wasmtime::Trap::StackOverflow => {
+                return StepFailure::Trap("stack overflow: the step recursed too deeply (wasm call stack exhausted)".into());
+            }
+            _ => {}
+        }
+    }
+    if memory_exceeded {
+        return StepFailure::OutOfMemory { limit: call.memory_limit };
+    }
+    let what = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        // Host-raised traps (e.g. too many planned changes) carry their message at the top.
+        None => e.to_string(),
+    };
+    let msg = match panic_message(stderr) {
+        Some(p) => format!("guest {p} ({what})"),
+        None => what,
+    };
+    let msg = masker.mask_string(msg);
+    if instantiating { StepFailure::Instantiate(msg) } else { StepFailure::Trap(msg) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_normalised() {
+        let d = "A".repeat(64);
+        assert_eq!(normalize_digest(&format!("sha256:{d}")).unwrap(), "a".repeat(64));
+        assert!(matches!(normalize_digest("sha256:abc"), Err(SandboxError::BadDigest(_))));
+        assert!(matches!(normalize_digest(&"g".repeat(64)), Err(SandboxError::BadDigest(_))));
+    }
+
+    #[test]
+    fn panic_report_extraction() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:27:9:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).as_deref(), Some("panicked at src/lib.rs:27:9: boom"));
+        assert_eq!(panic_message("nothing"), None);
+    }
+
+    #[test]
+    fn output_limits_and_masking() {
+        let m = Masker::new(["tok"]);
+        assert_eq!(parse_output(r#"{"a":"xtoky"}"#, 100, &m).unwrap(), serde_json::json!({"a": "x***y"}));
+        assert_eq!(parse_output("[1,2,3]", 3, &m), Err(StepFailure::OutputTooLarge { size: 7, limit: 3 }));
+        assert!(matches!(parse_output("{", 100, &m), Err(StepFailure::InvalidOutput(_))));
+    }
+}

@@ -1,0 +1,293 @@
+//! The data of one invocation's `Store` and the host side of every WIT import.
+//!
+//! One `StoreState` lives exactly as long as one invocation: a fresh instance, fresh WASI
+//! context, fresh SQL connections; nothing of a guest's state survives into the next call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::meridian::step::{http, kv, log, secrets, sql, types};
+use crate::caps::http::HttpCap;
+use crate::caps::sql::SqlCap;
+use crate::caps::{KvStore, LogContext};
+use crate::mask::Masker;
+use crate::types::{Level, LogLine, LogSource, Mode, PlannedChange};
+
+/// Bytes of log text kept per invocation; later lines are dropped with one note.
+pub(crate) const MAX_LOG_BYTES: usize = 1 << 20;
+/// Planned changes one invocation may record before it is stopped.
+pub(crate) const MAX_PLAN_ENTRIES: usize = 10_000;
+/// Largest kv key, in bytes.
+pub(crate) const MAX_KV_KEY: usize = 1024;
+/// Largest kv value, in bytes.
+pub(crate) const MAX_KV_VALUE: usize = 1 << 20;
+/// Largest table a guest may grow (Rust guests use a few hundred entries).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Caps linear memory; remembers a refusal so that the trap that usually follows (Rust aborts on
+/// allocation failure) is reported as `OutOfMemory` rather than as a bare `unreachable`.
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|m| desired <= m))
+    }
+}
+
+/// Host-side state of one invocation.
+pub(crate) struct HostState {
+    pub(crate) mode: Mode,
+    pub(crate) masker: Arc<Masker>,
+    pub(crate) log_ctx: LogContext,
+    pub(crate) logs: Vec<LogLine>,
+    log_bytes: usize,
+    log_truncated: bool,
+    pub(crate) plan: Vec<PlannedChange>,
+    /// `None`: the step has no HTTP grant.
+    pub(crate) http: Option<HttpCap>,
+    pub(crate) sql: SqlCap,
+    pub(crate) secrets: BTreeMap<String, String>,
+    pub(crate) kv: Arc<dyn KvStore>,
+}
+
+impl HostState {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        mode: Mode,
+        masker: Arc<Masker>,
+        log_ctx: LogContext,
+        http: Option<HttpCap>,
+        sql: SqlCap,
+        secrets: BTreeMap<String, String>,
+        kv: Arc<dyn KvStore>,
+    ) -> Self {
+        Self {
+            mode,
+            masker,
+            log_ctx,
+            logs: Vec::new(),
+            log_bytes: 0,
+            log_truncated: false,
+            plan: Vec::new(),
+            http,
+            sql,
+            secrets,
+            kv,
+        }
+    }
+
+    fn plan_mode(&self) -> bool {
+        self.mode == Mode::Plan
+    }
+
+    /// Adds a log line (masked), bounded by [`MAX_LOG_BYTES`], and emits it as a `tracing` event.
+    pub(crate) fn push_log(&mut self, level: Level, source: LogSource, message: &str, fields: Vec<(String, String)>) {
+        if self.log_truncated {
+            return;
+        }
+        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if self.log_bytes + size > MAX_LOG_BYTES {
+            self.log_truncated = true;
+            let note = format!("log truncated: the step wrote more than {MAX_LOG_BYTES} bytes of log");
+            self.emit(Level::Warn, LogSource::Host, &note, &[]);
+            self.logs.push(LogLine { level: Level::Warn, source: LogSource::Host, message: note, fields: Vec::new() });
+            return;
+        }
+        self.log_bytes += size;
+        let message = self.masker.mask(message).into_owned();
+        let fields: Vec<(String, String)> =
+            fields.into_iter().map(|(k, v)| (self.masker.mask_string(k), self.masker.mask_string(v))).collect();
+        self.emit(level, source, &message, &fields);
+        self.logs.push(LogLine { level, source, message, fields });
+    }
+
+    fn emit(&self, level: Level, source: LogSource, message: &str, fields: &[(String, String)]) {
+        let c = &self.log_ctx;
+        macro_rules! ev {
+            ($lvl:ident) => {
+                tracing::$lvl!(
+                    target: "meridian::step",
+                    run = %c.run_id, step = %c.step_id, attempt = c.attempt, source = ?source, fields = ?fields,
+                    "{message}"
+                )
+            };
+        }
+        match level {
+            Level::Trace => ev!(trace),
+            Level::Debug => ev!(debug),
+            Level::Info => ev!(info),
+            Level::Warn => ev!(warn),
+            Level::Error => ev!(error),
+        }
+    }
+
+    /// Records a planned change (masked). Past [`MAX_PLAN_ENTRIES`] the guest is stopped.
+    fn record(&mut self, change: PlannedChange) -> wasmtime::Result<()> {
+        if self.plan.len() >= MAX_PLAN_ENTRIES {
+            wasmtime::bail!("the step recorded more than {MAX_PLAN_ENTRIES} planned changes");
+        }
+        let m = &self.masker;
+        let change = match change {
+            PlannedChange::Http { method, url, headers, mut body_json, body_summary, body_bytes } => {
+                if let Some(j) = &mut body_json {
+                    m.mask_json(j);
+                }
+                PlannedChange::Http {
+                    method,
+                    url: m.mask_string(url),
+                    headers: headers.into_iter().map(|(k, v)| (k, m.mask_string(v))).collect(),
+                    body_json,
+                    body_summary: body_summary.map(|s| m.mask_string(s)),
+                    body_bytes,
+                }
+            }
+            PlannedChange::Sql { connection, statement, mut params, reason } => {
+                params.iter_mut().for_each(|p| m.mask_json(p));
+                PlannedChange::Sql { connection, statement: m.mask_string(statement), params, reason: m.mask_string(reason) }
+            }
+        };
+        let c = &self.log_ctx;
+        tracing::info!(target: "meridian::plan", run = %c.run_id, step = %c.step_id, change = ?change, "planned change recorded");
+        self.plan.push(change);
+        Ok(())
+    }
+}
+
+/// The `T` of `Store<T>`.
+pub(crate) struct StoreState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) host: HostState,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for StoreState {}
+
+impl log::Host for StoreState {
+    async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        self.host.push_log(level, LogSource::Guest, &message, fields);
+        Ok(())
+    }
+}
+
+impl http::Host for StoreState {
+    async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
+        let plan = self.host.plan_mode();
+        let Some(cap) = &self.host.http else {
+            return Ok(Err(http::Error::Denied(format!(
+                "{} is not granted to this step: it has no grants.http",
+                req.url
+            ))));
+        };
+        match cap.send(req, plan).await {
+            Ok((resp, change)) => {
+                if let Some(change) = change {
+                    self.host.record(change)?;
+                }
+                Ok(Ok(resp))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl sql::Host for StoreState {
+    async fn query(
+        &mut self,
+        connection: String,
+        statement: String,
+        params: Vec<sql::Value>,
+    ) -> wasmtime::Result<Result<sql::Rows, sql::Error>> {
+        let plan = self.host.plan_mode();
+        match self.host.sql.query(&connection, &statement, &params, plan).await {
+            Ok((rows, change)) => {
+                if let Some(change) = change {
+                    self.host.record(change)?;
+                }
+                Ok(Ok(rows))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        connection: String,
+        statement: String,
+        params: Vec<sql::Value>,
+    ) -> wasmtime::Result<Result<u64, sql::Error>> {
+        let plan = self.host.plan_mode();
+        match self.host.sql.execute(&connection, &statement, &params, plan).await {
+            Ok((n, change)) => {
+                if let Some(change) = change {
+                    self.host.record(change)?;
+                }
+                Ok(Ok(n))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl secrets::Host for StoreState {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, String>> {
+        Ok(self
+            .host
+            .secrets
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| format!("secret `{name}` is not granted to this step; add it to the step's grants.secrets")))
+    }
+}
+
+impl kv::Host for StoreState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.host.kv.get(&key))
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        if key.len() > MAX_KV_KEY {
+            return Ok(Err(format!("kv key is {} bytes; the limit is {MAX_KV_KEY}", key.len())));
+        }
+        if value.len() > MAX_KV_VALUE {
+            return Ok(Err(format!("kv value is {} bytes; the limit is {MAX_KV_VALUE}", value.len())));
+        }
+        Ok(self.host.kv.set(&key, value))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
+        Ok(self.host.kv.delete(&key))
+    }
+
+    async fn keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+        Ok(self.host.kv.keys(&prefix))
+    }
+}

@@ -1,0 +1,232 @@
+//! Plain data crossing the sandbox boundary: what the engine asks for ([`Call`]) and what it gets
+//! back ([`Outcome`], [`Report`], [`Manifest`]). Everything here is serde-serialisable so the
+//! engine can journal it as is.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::caps::Capabilities;
+
+/// Which export to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `run`: do the step's work.
+    Run,
+    /// `compensate`: undo a previous `run`.
+    Compensate,
+}
+
+/// Apply for real, or plan (dry run enforced by the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Perform every effect.
+    #[default]
+    Apply,
+    /// Let reads through; record mutating HTTP requests and SQL writes instead of performing
+    /// them; make preopens read-only. See the crate docs for the exact rules.
+    Plan,
+}
+
+/// Identity and input of one invocation; mirrors the WIT `invocation` record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invocation {
+    /// The workflow run.
+    pub run_id: String,
+    /// The step id (with a matrix suffix, if any).
+    pub step_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Stable across attempts and resumes of this step in this run.
+    pub idempotency_key: String,
+    /// Apply or plan.
+    pub mode: Mode,
+    /// The evaluated `with:` as JSON.
+    pub input: serde_json::Value,
+}
+
+/// One invocation request: which export, with what input, under which grants and limits.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `run` or `compensate`.
+    pub action: Action,
+    /// Identity and input.
+    pub invocation: Invocation,
+    /// What the step may touch. Deny-by-default: [`Capabilities::default`] grants nothing.
+    pub caps: Capabilities,
+    /// Wall-clock limit for instantiation plus the call, host calls included.
+    pub timeout: Duration,
+    /// Cap on the guest's linear memory, in bytes.
+    pub memory_limit: u64,
+    /// Cap on the output JSON text, in bytes.
+    pub output_limit: u64,
+}
+
+impl Call {
+    /// Default timeout: one minute.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default memory cap: 128 MiB.
+    pub const DEFAULT_MEMORY_LIMIT: u64 = 128 << 20;
+    /// Default output cap: 1 MiB.
+    pub const DEFAULT_OUTPUT_LIMIT: u64 = 1 << 20;
+
+    /// A `run` call with default limits and the given capabilities.
+    pub fn run(invocation: Invocation, caps: Capabilities) -> Self {
+        Self {
+            action: Action::Run,
+            invocation,
+            caps,
+            timeout: Self::DEFAULT_TIMEOUT,
+            memory_limit: Self::DEFAULT_MEMORY_LIMIT,
+            output_limit: Self::DEFAULT_OUTPUT_LIMIT,
+        }
+    }
+
+    /// A `compensate` call with default limits.
+    pub fn compensate(invocation: Invocation, caps: Capabilities) -> Self {
+        Self { action: Action::Compensate, ..Self::run(invocation, caps) }
+    }
+}
+
+/// Log severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Diagnostic.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Suspicious.
+    Warn,
+    /// Failure.
+    Error,
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// The `log` interface.
+    Guest,
+    /// WASI stdout (one line per line written).
+    Stdout,
+    /// WASI stderr (panic messages land here).
+    Stderr,
+    /// The host, about the step (e.g. "log truncated").
+    Host,
+}
+
+/// One log line, secrets already masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Severity (stdout is `info`, stderr is `warn`).
+    pub level: Level,
+    /// Origin.
+    pub source: LogSource,
+    /// Text.
+    pub message: String,
+    /// Structured fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+}
+
+/// A change the step would have made, recorded in plan mode instead of being performed.
+/// Secrets are masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PlannedChange {
+    /// A mutating HTTP request (any method but GET, HEAD, OPTIONS).
+    Http {
+        /// Method.
+        method: String,
+        /// URL.
+        url: String,
+        /// Request headers; `authorization`, `cookie` and `*-key`/`*-token` values shown as `***`.
+        headers: Vec<(String, String)>,
+        /// The body when it is JSON (at most 64 KiB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body_json: Option<serde_json::Value>,
+        /// The first 512 bytes of the body as text (or a note for binary bodies).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body_summary: Option<String>,
+        /// Body size in bytes.
+        body_bytes: u64,
+    },
+    /// A SQL statement that would write.
+    Sql {
+        /// Connection name.
+        connection: String,
+        /// The statement.
+        statement: String,
+        /// Bound parameters as JSON.
+        params: Vec<serde_json::Value>,
+        /// Why it was recorded rather than run.
+        reason: String,
+    },
+}
+
+/// What a successful invocation produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The step's output (`null` for `compensate`).
+    pub output: serde_json::Value,
+    /// Changes recorded in plan mode (empty in apply mode).
+    pub plan: Vec<PlannedChange>,
+    /// Log lines, in order.
+    pub logs: Vec<LogLine>,
+}
+
+/// Everything an invocation produced, success or not: failed steps have logs too.
+#[derive(Debug)]
+pub struct Report {
+    /// The output, or why there is none.
+    pub result: Result<serde_json::Value, crate::StepFailure>,
+    /// Changes recorded in plan mode.
+    pub plan: Vec<PlannedChange>,
+    /// Log lines, in order (guest log, then stdout, then stderr, then host notes).
+    pub logs: Vec<LogLine>,
+    /// Wall time of instantiation plus the call.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// The success/failure view used by most callers.
+    pub fn into_outcome(self) -> Result<Outcome, crate::StepFailure> {
+        let Report { result, plan, logs, .. } = self;
+        result.map(|output| Outcome { output, plan, logs })
+    }
+}
+
+/// A capability the step declares it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRequest {
+    /// `http`, `sql`, `fs`, `secret`.
+    pub kind: String,
+    /// URL, connection name, path or secret name.
+    pub detail: String,
+}
+
+/// What a step says about itself (`describe`), with the schemas parsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Step name.
+    pub name: String,
+    /// Step version.
+    pub version: String,
+    /// Description for operators.
+    pub description: String,
+    /// JSON Schema of `with:`.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of the outputs.
+    pub output_schema: serde_json::Value,
+    /// Capabilities it needs.
+    pub needs: Vec<GrantRequest>,
+    /// Meaningful in plan mode.
+    pub supports_plan: bool,
+    /// `compensate` undoes `run`.
+    pub supports_compensate: bool,
+}

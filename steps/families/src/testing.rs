@@ -1,0 +1,89 @@
+//! Test doubles for step logic on the host: a scripted transport and a plan-mode recorder.
+//! Small and dependency-free, so they are always compiled (step crates use them in unit tests).
+
+use std::cell::RefCell;
+
+use crate::http::{HttpRequest, HttpResponse, Transport, TransportError};
+
+type Handler<'a> = Box<dyn Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + 'a>;
+
+/// A transport answered by a closure; keeps every request it saw.
+pub struct FakeTransport<'a> {
+    handler: Handler<'a>,
+    seen: RefCell<Vec<HttpRequest>>,
+}
+
+impl std::fmt::Debug for FakeTransport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeTransport")
+            .field("seen", &self.seen.borrow().len())
+            .finish()
+    }
+}
+
+impl<'a> FakeTransport<'a> {
+    /// A transport whose answers come from `handler`.
+    pub fn new(
+        handler: impl Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + 'a,
+    ) -> Self {
+        Self {
+            handler: Box::new(handler),
+            seen: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Every request sent so far, in order.
+    pub fn requests(&self) -> Vec<HttpRequest> {
+        self.seen.borrow().clone()
+    }
+
+    /// `METHOD url` of every request sent so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.seen
+            .borrow()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.url))
+            .collect()
+    }
+}
+
+impl Transport for FakeTransport<'_> {
+    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let out = (self.handler)(&req);
+        self.seen.borrow_mut().push(req);
+        out
+    }
+}
+
+/// Wraps a transport the way the sandbox does in plan mode: reads go through, mutating requests
+/// are kept in [`PlanTransport::planned`] and answered with [`HttpResponse::recorded`].
+#[derive(Debug)]
+pub struct PlanTransport<T> {
+    inner: T,
+    planned: RefCell<Vec<HttpRequest>>,
+}
+
+impl<T: Transport> PlanTransport<T> {
+    /// Plan mode over `inner`.
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            planned: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The mutating requests that were recorded instead of sent.
+    pub fn planned(&self) -> Vec<HttpRequest> {
+        self.planned.borrow().clone()
+    }
+}
+
+impl<T: Transport> Transport for PlanTransport<T> {
+    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        if req.is_mutating() {
+            self.planned.borrow_mut().push(req);
+            return Ok(HttpResponse::recorded());
+        }
+        self.inner.send(req)
+    }
+}

@@ -1,0 +1,143 @@
+//! `http-probe`: sends one request (GET by default) and checks the status. A mismatch is
+//! retryable, so `retry:` on the step turns the probe into "wait until healthy".
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use meridian_sdk::http::Request;
+use meridian_sdk::{Ctx, Error, JsonSchema, Level, ManifestInfo, Step};
+use serde::{Deserialize, Serialize};
+
+/// Inputs of `http-probe`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// URL to probe; must be covered by the step's `grants.http`.
+    pub url: String,
+    /// `GET` (default) or `HEAD`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Expected status codes; any of them passes.
+    #[serde(default = "default_expect")]
+    pub expect_status: Vec<u16>,
+    /// Substring the body must contain, if set.
+    #[serde(default)]
+    pub expect_body_contains: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request timeout in milliseconds (capped by the grant).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+    /// How many body bytes to return in `body_snippet`.
+    #[serde(default = "default_snippet")]
+    pub snippet_bytes: usize,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+fn default_expect() -> Vec<u16> {
+    vec![200]
+}
+fn default_timeout_ms() -> u32 {
+    5_000
+}
+fn default_snippet() -> usize {
+    256
+}
+
+/// Outputs of `http-probe`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Output {
+    /// Status received.
+    pub status: u16,
+    /// Time from sending to the full body, in milliseconds.
+    pub latency_ms: u64,
+    /// The first `snippet_bytes` of the body (lossy UTF-8).
+    pub body_snippet: String,
+}
+
+/// The step.
+pub struct HttpProbe;
+
+impl Step for HttpProbe {
+    type Input = Input;
+    type Output = Output;
+
+    fn manifest() -> ManifestInfo {
+        ManifestInfo::new("http-probe", env!("CARGO_PKG_VERSION"))
+            .description("Sends one GET/HEAD request and checks the status (and optionally the body).")
+            .needs("http", "the probed URL's scheme://host:port")
+    }
+
+    fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {
+        let method = input.method.to_ascii_uppercase();
+        if method != "GET" && method != "HEAD" {
+            return Err(Error::invalid_input(format!("with.method: `{}` is not GET or HEAD", input.method)));
+        }
+        if input.expect_status.is_empty() {
+            return Err(Error::invalid_input("with.expect_status: list at least one status"));
+        }
+        let mut req = Request::new(method, &input.url).timeout(Duration::from_millis(input.timeout_ms.into()));
+        for (k, v) in &input.headers {
+            req = req.header(k, v);
+        }
+        let started = Instant::now();
+        let resp = ctx.http().send(&req).map_err(|e| Error::from(e).context(format!("probing {}", input.url)))?;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let body = resp.text();
+        let snippet: String = body.chars().take(input.snippet_bytes).collect();
+        let status = resp.status;
+        ctx.log.log(Level::Info, "probe", &[("url", &input.url), ("status", &status.to_string()), ("latency_ms", &latency_ms.to_string())]);
+        if !input.expect_status.contains(&status) {
+            return Err(Error::retryable(format!(
+                "{} answered {status}, expected one of {:?}: {snippet}",
+                input.url, input.expect_status
+            )));
+        }
+        if let Some(needle) = &input.expect_body_contains
+            && !body.contains(needle.as_str())
+        {
+            return Err(Error::retryable(format!("{} body does not contain `{needle}`: {snippet}", input.url)));
+        }
+        Ok(Output { status, latency_ms, body_snippet: snippet })
+    }
+}
+
+meridian_sdk::export_step!(HttpProbe);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use meridian_sdk::http::Response;
+    use meridian_sdk::testing::MockHost;
+    use meridian_sdk::{ErrorKind, Invocation, run_with};
+
+    use super::HttpProbe;
+
+    fn ok(status: u16, body: &str) -> Result<Response, meridian_sdk::http::HttpError> {
+        Ok(Response { status, headers: vec![], body: body.as_bytes().to_vec(), recorded: false })
+    }
+
+    #[test]
+    fn passes_on_expected_status() {
+        let host = Arc::new(MockHost::new());
+        host.on_http("GET", "http://gw/status/ready", ok(200, "ready"));
+        let inv = Invocation::for_test(&serde_json::json!({"url": "http://gw/status/ready", "snippet_bytes": 3}));
+        let out: serde_json::Value = serde_json::from_str(&run_with::<HttpProbe>(inv, host).unwrap()).unwrap();
+        assert_eq!(out["status"], 200);
+        assert_eq!(out["body_snippet"], "rea");
+    }
+
+    #[test]
+    fn mismatch_is_retryable_and_bad_method_is_invalid() {
+        let host = Arc::new(MockHost::new());
+        host.on_http("GET", "http://gw/", ok(503, "down"));
+        let inv = Invocation::for_test(&serde_json::json!({"url": "http://gw/"}));
+        assert_eq!(run_with::<HttpProbe>(inv, host.clone()).unwrap_err().kind(), ErrorKind::Retryable);
+        let inv = Invocation::for_test(&serde_json::json!({"url": "http://gw/", "method": "POST"}));
+        assert_eq!(run_with::<HttpProbe>(inv, host).unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,362 @@
+//! `region-lab`: the region family on the local lab (`meridian lab up`), through its control
+//! API: `GET /status` (the lab state: every region's `status` `up|stopped|killed`, its gateway's
+//! `serving`/`ready` and its PostgreSQL's `running`) and `POST /regions/{name}/start|stop|kill`
+//! (which answers the new state).
+//!
+//! - `status`: one read.
+//! - `kill` / `stop` / `start`: read, and only when the region is not already in the requested
+//!   state, post the action; then check the answer shows that state. `killed_at_ms` /
+//!   `stopped_at_ms` / `started_at_ms` is the host clock just before the request (so an RTO
+//!   measured from it is never too short) and is remembered in the run's state, so a retry that
+//!   finds the region already killed reports the same instant.
+//! - `wait-ready`: polls `GET /status` every `poll_interval_ms` until the region is `up`, its
+//!   gateway serves and answers `/status/ready` 200, and its PostgreSQL runs; `ready_at_ms` is
+//!   when that was first seen. Not ready within `timeout_ms` is a retryable error.
+//!
+//! Plan mode: the posts are recorded by the host (202 `{}`), so the output reports the current
+//! state with `planned: true`; `wait-ready` reads once instead of waiting.
+//!
+//! Cost: one or two HTTP requests per action, one per poll for `wait-ready`.
+
+use meridian_families::http::{HttpRequest, HttpResponse, join_url, percent_encode};
+use meridian_families::region::{Memo, RegionAction, RegionInput, RegionOutput};
+use meridian_families::{Env, StepError};
+use serde::Deserialize;
+
+/// The `vendor` reported in outputs.
+pub const VENDOR: &str = "lab";
+
+/// The actions this vendor supports.
+pub const ACTIONS: [RegionAction; 5] = [
+    RegionAction::Status,
+    RegionAction::Start,
+    RegionAction::Stop,
+    RegionAction::Kill,
+    RegionAction::WaitReady,
+];
+
+/// The lab state as `GET /status` answers it; only what this step reads, every field optional
+/// so that additions to the lab do not break it.
+#[derive(Debug, Deserialize)]
+struct LabDoc {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    regions: Vec<LabRegion>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabRegion {
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    gateway: Option<LabGateway>,
+    #[serde(default)]
+    postgres: Option<LabPostgres>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LabGateway {
+    #[serde(default)]
+    serving: bool,
+    #[serde(default)]
+    ready: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LabPostgres {
+    #[serde(default)]
+    running: bool,
+}
+
+impl LabRegion {
+    fn ready(&self) -> bool {
+        let gw = self.gateway.as_ref();
+        self.status == "up"
+            && gw.is_some_and(|g| g.serving && g.ready)
+            && self.postgres.as_ref().is_some_and(|p| p.running)
+    }
+
+    /// One line for errors: what is not ready.
+    fn describe(&self) -> String {
+        let gw = self.gateway.as_ref();
+        format!(
+            "status {}, gateway serving {}, ready {}, postgres running {}",
+            self.status,
+            gw.is_some_and(|g| g.serving),
+            gw.is_some_and(|g| g.ready),
+            self.postgres.as_ref().is_some_and(|p| p.running)
+        )
+    }
+}
+
+impl LabDoc {
+    fn region(&self, name: &str) -> Result<&LabRegion, StepError> {
+        self.regions.iter().find(|r| r.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+            StepError::fatal(format!(
+                "the lab has no region `{name}` (regions: {}); check `region`",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+}
+
+/// The control API client.
+struct Lab<'a> {
+    env: &'a Env<'a>,
+    base: &'a str,
+    timeout_ms: u32,
+}
+
+impl Lab<'_> {
+    fn send(&self, method: &str, path: &str) -> Result<(String, HttpResponse), StepError> {
+        let url = join_url(self.base, path);
+        let mut req = HttpRequest::new(method, &url);
+        req.timeout_ms = Some(self.timeout_ms);
+        let what = format!("lab {method} {path}");
+        let resp = self
+            .env
+            .http
+            .send(req)
+            .map_err(|e| StepError::transport(&what, &url, e))?;
+        if resp.recorded || resp.is_success() {
+            return Ok((url, resp));
+        }
+        // The lab answers errors as {"error": "..."}.
+        let detail = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| resp.snippet(300));
+        Err(match resp.status {
+            404 => StepError::fatal(format!("{what}: {detail}")),
+            409 => StepError::retryable(format!("{what}: the lab is not ready: {detail}")),
+            400 => StepError::fatal(format!("{what}: {detail}")),
+            s => StepError::from_status(&what, s, &detail, "the lab control API (`control_url`)"),
+        })
+    }
+
+    fn parse(url: &str, resp: &HttpResponse) -> Result<LabDoc, StepError> {
+        serde_json::from_slice(&resp.body).map_err(|e| {
+            StepError::fatal(format!(
+                "{url} did not answer the lab state ({e}): {}; is `provider.lab.control_url` the lab's control API?",
+                resp.snippet(200)
+            ))
+        })
+    }
+
+    fn status(&self) -> Result<LabDoc, StepError> {
+        let (url, resp) = self.send("GET", "/status")?;
+        Self::parse(&url, &resp)
+    }
+
+    /// Posts `action` for `region`; `None` when plan mode recorded it instead.
+    fn act(&self, region: &str, action: &str) -> Result<Option<LabDoc>, StepError> {
+        let (url, resp) = self.send(
+            "POST",
+            &format!("/regions/{}/{action}", percent_encode(region, b"")),
+        )?;
+        if resp.recorded {
+            return Ok(None);
+        }
+        Self::parse(&url, &resp).map(Some)
+    }
+}
+
+/// Runs one region action against the lab. `plan` is the invocation's mode: in plan mode the
+/// host records the posts and `wait-ready` does not wait.
+pub fn run(
+    env: &Env<'_>,
+    memo: &dyn Memo,
+    input: &RegionInput,
+    plan: bool,
+) -> Result<RegionOutput, StepError> {
+    input.validate()?;
+    input.require_action("region-lab", &ACTIONS)?;
+    let cfg = input.provider.lab.as_ref().ok_or_else(|| {
+        StepError::invalid(
+            "provider.lab: region-lab needs `control_url`, the lab's control API (`meridian lab status` prints it)",
+        )
+    })?;
+    let timeout_ms = u32::try_from(input.timeout_ms)
+        .unwrap_or(u32::MAX)
+        .max(1_000);
+    let lab = Lab {
+        env,
+        base: &cfg.control_url,
+        timeout_ms,
+    };
+    let mut out = match input.action {
+        RegionAction::Kill => change(env, memo, &lab, input, "kill", &["killed"], plan),
+        // A killed region is down too; stopping it gracefully is no longer possible or needed.
+        RegionAction::Stop => change(env, memo, &lab, input, "stop", &["stopped", "killed"], plan),
+        RegionAction::Start => change(env, memo, &lab, input, "start", &["up"], plan),
+        RegionAction::WaitReady => wait_ready(env, &lab, input, plan),
+        _ => status(env, &lab, input),
+    }?;
+    out.planned |= plan;
+    Ok(out)
+}
+
+fn fill(out: &mut RegionOutput, region: &LabRegion, now_ms: u64) {
+    out.status = region.status.clone();
+    out.ready = region.ready();
+    out.observed_at_ms = now_ms;
+}
+
+fn status(env: &Env<'_>, lab: &Lab<'_>, input: &RegionInput) -> Result<RegionOutput, StepError> {
+    let doc = lab.status()?;
+    let mut out = RegionOutput::new(VENDOR, input, env.clock.now_unix_ms());
+    fill(
+        &mut out,
+        doc.region(&input.region)?,
+        env.clock.now_unix_ms(),
+    );
+    Ok(out)
+}
+
+fn change(
+    env: &Env<'_>,
+    memo: &dyn Memo,
+    lab: &Lab<'_>,
+    input: &RegionInput,
+    verb: &str,
+    done: &[&str],
+    plan: bool,
+) -> Result<RegionOutput, StepError> {
+    let name = input.region.as_str();
+    let key = format!("region-lab/{name}/{verb}_at_ms");
+    let before = lab.status()?;
+    let region = before.region(name)?;
+    let mut out = RegionOutput::new(VENDOR, input, env.clock.now_unix_ms());
+    let at = if done.contains(&region.status.as_str()) {
+        env.log.info(&format!(
+            "region {name} is already {}; nothing to {verb}",
+            region.status
+        ));
+        fill(&mut out, region, env.clock.now_unix_ms());
+        memo.get(&key).and_then(|v| v.parse().ok())
+    } else {
+        let sent_at = env.clock.now_unix_ms();
+        let line = format!("POST /regions/{name}/{verb}");
+        match lab.act(name, verb)? {
+            None => {
+                // Plan mode: recorded, not sent; report the current state.
+                out.planned = true;
+                out.changed = true;
+                out.changes.push(line);
+                fill(&mut out, region, env.clock.now_unix_ms());
+                return Ok(out);
+            }
+            Some(after) => {
+                let now = env.clock.now_unix_ms();
+                let region = after.region(name)?;
+                if !done.contains(&region.status.as_str()) {
+                    return Err(StepError::retryable(format!(
+                        "the lab accepted {line} but reports region {name} as {}; check the lab's logs",
+                        region.describe()
+                    )));
+                }
+                fill(&mut out, region, now);
+                out.changed = true;
+                out.changes.push(line);
+                if !plan {
+                    memo.set(&key, &sent_at.to_string());
+                }
+                env.log.info(&format!(
+                    "region {name}: {verb} done in {} ms",
+                    now.saturating_sub(sent_at)
+                ));
+                Some(sent_at)
+            }
+        }
+    };
+    match verb {
+        "kill" => out.killed_at_ms = at,
+        "stop" => out.stopped_at_ms = at,
+        _ => out.started_at_ms = at,
+    }
+    Ok(out)
+}
+
+fn wait_ready(
+    env: &Env<'_>,
+    lab: &Lab<'_>,
+    input: &RegionInput,
+    plan: bool,
+) -> Result<RegionOutput, StepError> {
+    let start = env.clock.now_unix_ms();
+    let deadline = start.saturating_add(input.timeout_ms);
+    let mut out = RegionOutput::new(VENDOR, input, start);
+    loop {
+        let now = env.clock.now_unix_ms();
+        let last = match lab.status() {
+            Ok(doc) => {
+                let region = doc.region(&input.region)?;
+                fill(&mut out, region, now);
+                if out.ready {
+                    out.ready_at_ms = Some(now);
+                    out.waited_ms = Some(now.saturating_sub(start));
+                    return Ok(out);
+                }
+                if doc.status != "ready" && !doc.status.is_empty() {
+                    format!("the lab is {}", doc.status)
+                } else {
+                    region.describe()
+                }
+            }
+            // The control API may be busy (a region action holds it); keep polling until the
+            // deadline, reporting the last failure if it never answers.
+            Err(e) if e.is_retryable() => e.message().to_owned(),
+            Err(e) => return Err(e),
+        };
+        if plan {
+            return Ok(out);
+        }
+        if now >= deadline {
+            return Err(StepError::retryable(format!(
+                "region {} is not ready after {} ms: {last}",
+                input.region, input.timeout_ms
+            )));
+        }
+        env.clock
+            .sleep_ms(input.poll_interval_ms.min(deadline - now));
+    }
+}
+
+/// The step.
+#[derive(Debug)]
+pub struct RegionLab;
+
+impl meridian_sdk::Step for RegionLab {
+    type Input = RegionInput;
+    type Output = RegionOutput;
+
+    fn manifest() -> meridian_sdk::ManifestInfo {
+        meridian_sdk::ManifestInfo::new("region-lab", env!("CARGO_PKG_VERSION"))
+            .description(
+                "Runs and breaks regions of the local lab through its control API: status, start, stop, \
+                 kill, wait-ready, with host-clock timestamps (killed_at_ms, ready_at_ms) for RTO.",
+            )
+            .needs("http", "`provider.lab.control_url` (scheme://host:port of the lab's control API)")
+    }
+
+    fn run(
+        ctx: &meridian_sdk::Ctx,
+        input: RegionInput,
+    ) -> Result<RegionOutput, meridian_sdk::Error> {
+        let memo = meridian_families::region::KvMemo(ctx);
+        meridian_families::sdk::with_env(ctx, |env| run(env, &memo, &input, ctx.is_plan()))
+            .map_err(meridian_families::sdk::to_sdk_error)
+    }
+}
+
+meridian_sdk::export_step!(RegionLab);
+
+#[cfg(test)]
+mod tests;

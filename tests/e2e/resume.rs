@@ -1,0 +1,155 @@
+//! A runner killed with SIGKILL at many points resumes: finished steps are not run again, the
+//! interrupted step runs again with the same idempotency key, and the run ends as an
+//! uninterrupted run would.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::support::{Scratch, expect_code};
+
+fn workflow() -> String {
+    let mut wf = String::from("name: chain\nsteps:\n");
+    let ids = ["a", "b", "c", "d", "e"];
+    for (i, id) in ids.iter().enumerate() {
+        wf.push_str(&format!("  - id: {id}\n    uses: ../../sleeper.wasm\n"));
+        if i > 0 {
+            wf.push_str(&format!("    needs: {}\n", ids[i - 1]));
+        }
+        wf.push_str(
+            "    with: {ms: 250, record: /rec/executions.log}\n    grants:\n      fs: [{path: rec, guest: /rec, mode: rw}]\n",
+        );
+    }
+    wf
+}
+
+/// Lines of the execution record: (step, attempt, idempotency key).
+fn executions(s: &Scratch, dir: &str) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(s.path().join(dir).join("rec/executions.log"))
+        .unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let mut p = l.split(' ');
+            (
+                p.next().unwrap_or("").to_string(),
+                p.next().unwrap_or("").to_string(),
+                p.next().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn outputs(report: &Json) -> BTreeMap<String, Json> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["legs"][0]["output"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn setup(s: &Scratch, dir: &str) {
+    s.write(&format!("{dir}/wf/x/wf.yaml"), &workflow());
+    std::fs::create_dir_all(s.path().join(dir).join("wf/x/rec")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join(dir).join("sleeper.wasm"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
+    let s = Scratch::new();
+    // The uninterrupted run, for comparison.
+    setup(&s, "base");
+    let wf = s.path().join("base/wf/x/wf.yaml");
+    let (out, _) = expect_code(
+        &s.cmd()
+            .env("MERIDIAN_STATE_DIR", s.path().join("base/state"))
+            .args(["--json", "run", wf.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let base: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(executions(&s, "base/wf/x").len(), 5);
+
+    // Kill points spread over the run (5 steps × 250 ms), bounded.
+    for (n, kill_after) in [50u64, 300, 550, 800, 1050, 1200].into_iter().enumerate() {
+        let dir = format!("k{n}");
+        setup(&s, &dir);
+        let wf = s.path().join(&dir).join("wf/x/wf.yaml");
+        let state = s.path().join(&dir).join("state");
+        let mut child = s
+            .cmd()
+            .env("MERIDIAN_STATE_DIR", &state)
+            .args(["run", wf.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(kill_after) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let list = s
+            .cmd()
+            .env("MERIDIAN_STATE_DIR", &state)
+            .args(["--json", "runs", "list"])
+            .output()
+            .unwrap();
+        let (out, _) = expect_code(&list, 0);
+        let runs: Json = serde_json::from_str(&out).unwrap();
+        let Some(run_id) = runs[0]["id"].as_str() else {
+            // Killed before the run was even recorded: nothing to resume, nothing ran.
+            assert!(executions(&s, &format!("{dir}/wf/x")).is_empty());
+            continue;
+        };
+        let before = executions(&s, &format!("{dir}/wf/x"));
+
+        let resumed = s
+            .cmd()
+            .env("MERIDIAN_STATE_DIR", &state)
+            .args(["--json", "resume", run_id])
+            .output()
+            .unwrap();
+        let (out, err) = expect_code(&resumed, 0);
+        let report: Json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        assert_eq!(report["status"], "succeeded", "kill at {kill_after}ms: {report}");
+        // Same outputs as the uninterrupted run.
+        assert_eq!(outputs(&report), outputs(&base), "kill at {kill_after}ms");
+
+        // Every step ran; at most the interrupted one ran twice, with the same idempotency key.
+        let all = executions(&s, &format!("{dir}/wf/x"));
+        let mut count: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (step, _, key) in &all {
+            count.entry(step.as_str()).or_default().push(key.as_str());
+        }
+        assert_eq!(count.len(), 5, "kill at {kill_after}ms: {all:?}");
+        let twice: Vec<_> = count.iter().filter(|(_, k)| k.len() > 1).collect();
+        assert!(twice.len() <= 1, "kill at {kill_after}ms: {all:?}");
+        for (_, keys) in twice {
+            assert_eq!(keys.len(), 2);
+            assert_eq!(keys[0], keys[1], "the retried step keeps its idempotency key");
+        }
+        // Steps recorded as started before the kill and finished are not run again.
+        let reused = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["legs"][0]["reused"] == true)
+            .count();
+        assert!(reused + 1 >= before.len(), "kill at {kill_after}ms: reused {reused}, before {before:?}");
+    }
+}
