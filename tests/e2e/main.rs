@@ -3,6 +3,9 @@
 //!
 //! One binary, one module per area (see wasmtime's `tests/all`).
 
+// A test binary has no public API.
+#![allow(unreachable_pub)]
+
 mod cli;
 mod resume;
 mod support;

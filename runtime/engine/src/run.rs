@@ -952,7 +952,13 @@ impl Runner {
                     let req = StepRequest {
                         run_id: self.opts.run_id.clone(),
                         idempotency_key: format!("{}/{}/compensate", self.opts.run_id, display),
-                        step_id: format!("{display}:compensate"),
+                        // The step's own `compensate` export sees the step id it ran under, so
+                        // state it kept under that id (e.g. in kv) is found again.
+                        step_id: if action == Action::Compensate {
+                            display.clone()
+                        } else {
+                            format!("{display}:compensate")
+                        },
                         uses,
                         action,
                         mode: self.opts.mode,
