@@ -8,4 +8,5 @@
 
 mod cli;
 mod resume;
+mod scaffold;
 mod support;
