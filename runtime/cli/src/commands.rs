@@ -98,20 +98,17 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        let wf = match meridian_model::parse(&f.display().to_string(), &text) {
-            Ok(wf) => wf,
-            Err(diags) => {
-                errors += diags.error_count();
-                warnings += diags.warning_count();
-                eprintln!("{diags}");
-                out.push(json!({"file": f, "valid": false, "diagnostics": diags.as_slice()}));
-                continue;
-            }
+        let (wf, mut diags) = meridian_model::analyze(&f.display().to_string(), &text);
+        let Some(wf) = wf.filter(|_| !diags.has_errors()) else {
+            errors += diags.error_count();
+            warnings += diags.warning_count();
+            eprintln!("{diags}");
+            out.push(json!({"file": f, "valid": false, "diagnostics": diags.as_slice()}));
+            continue;
         };
         let base = f.parent().unwrap_or(Path::new(".")).to_path_buf();
         let schemas = exec.schemas_for(&wf, &base).await;
         let lookup = |uses: &str| schemas.get(uses).and_then(|r| r.as_ref().ok()).cloned();
-        let mut diags = meridian_model::diag::Diagnostics::new();
         for d in meridian_model::schema::check_steps(&wf, &lookup) {
             diags.push(d);
         }

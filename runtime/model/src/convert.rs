@@ -1053,7 +1053,8 @@ fn check_uses(cx: &mut Cx<'_>, uses: &Spanned<String>) -> bool {
         );
         return false;
     }
-    if let Some((_, digest)) = u.rsplit_once('@') {
+    // A digest pin is `@…` in the last path component; an `@` inside a directory name is not one.
+    if let Some((_, digest)) = u.rsplit_once('@').filter(|(_, d)| !d.contains('/')) {
         let ok = digest
             .strip_prefix("sha256:")
             .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -1958,6 +1959,15 @@ steps:
         // Text the source does not contain verbatim points at the scalar.
         let s = locate(&map, region, "A", 0, 1);
         assert_eq!(s.offset, region.offset);
+    }
+
+    #[test]
+    fn uses_forms() {
+        let ok = "name: u\nsteps:\n  - {id: a, uses: ./steps/a@v2/x.wasm}\n  - {id: b, uses: \"hello@sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}\n";
+        assert!(crate::parse("t", ok).is_ok());
+        let e =
+            errors("name: u\nsteps:\n  - {id: a, uses: hello@latest}\n  - {id: b, uses: \" \"}\n");
+        assert_eq!(e.len(), 2, "{e:?}");
     }
 
     #[test]

@@ -908,7 +908,7 @@ impl Expr {
 
     pub fn references(&self) -> Vec<Reference> {
         let mut out = Vec::new();
-        collect_refs(&self.root, &self.source, &mut out);
+        collect_refs(&self.root, &mut out);
         out
     }
 }
@@ -1130,7 +1130,7 @@ fn walk(n: &Node, f: &mut dyn FnMut(&Node)) {
     }
 }
 
-fn collect_refs(n: &Node, src: &str, out: &mut Vec<Reference>) {
+fn collect_refs(n: &Node, out: &mut Vec<Reference>) {
     match &n.kind {
         Kind::Context(c) => out.push(Reference {
             path: vec![(*c).to_owned()],
@@ -1160,29 +1160,28 @@ fn collect_refs(n: &Node, src: &str, out: &mut Vec<Reference>) {
                         },
                     }
                 }
-                let _ = src;
                 out.push(Reference {
                     path,
                     offset: base.offset,
                     len: end - base.offset,
                 });
             } else {
-                collect_refs(base, src, out);
+                collect_refs(base, out);
             }
             for a in acc {
                 if let Accessor::Index(i, _) = a {
-                    collect_refs(i, src, out);
+                    collect_refs(i, out);
                 }
             }
         }
         Kind::Lit(_) => {}
-        Kind::Not(i) => collect_refs(i, src, out),
+        Kind::Not(i) => collect_refs(i, out),
         Kind::And(v) | Kind::Or(v) | Kind::Call(_, v) => {
-            v.iter().for_each(|c| collect_refs(c, src, out));
+            v.iter().for_each(|c| collect_refs(c, out));
         }
         Kind::Cmp(_, l, r) => {
-            collect_refs(l, src, out);
-            collect_refs(r, src, out);
+            collect_refs(l, out);
+            collect_refs(r, out);
         }
     }
 }

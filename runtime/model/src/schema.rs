@@ -384,11 +384,9 @@ impl Checker<'_> {
         let Some(obj) = schema.as_object() else {
             return;
         };
-        for key in ["allOf"] {
-            if let Some(list) = obj.get(key).and_then(Json::as_array) {
-                for s in list {
-                    self.value(ctx, s, v, path, depth + 1);
-                }
+        if let Some(list) = obj.get("allOf").and_then(Json::as_array) {
+            for s in list {
+                self.value(ctx, s, v, path, depth + 1);
             }
         }
         for key in ["anyOf", "oneOf"] {
@@ -877,6 +875,41 @@ mod tests {
         assert_eq!(
             m,
             vec!["12:20: `with.name` must be a string, found an integer"]
+        );
+    }
+
+    #[test]
+    fn any_of_const_and_false_schemas() {
+        let lookup = |_: &str| {
+            Some(StepSchema {
+                input: json!({
+                    "type": "object",
+                    "properties": {
+                        "target": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                        "version": {"const": 2},
+                        "legacy": false,
+                        "n": {"type": ["integer", "null"], "exclusiveMaximum": 10}
+                    }
+                }),
+                ..StepSchema::default()
+            })
+        };
+        let ok = wf(
+            "name: t\nsteps:\n  - id: a\n    uses: x\n    with: {target: [a, b], version: 2, n: null, extra: 1}\n",
+        );
+        assert!(check_steps(&ok, &lookup).is_empty());
+        let bad = wf(
+            "name: t\nsteps:\n  - id: a\n    uses: x\n    with: {target: 5, version: 3, legacy: 1, n: 10}\n",
+        );
+        let m = messages(&check_steps(&bad, &lookup));
+        assert_eq!(
+            m,
+            [
+                "5:20: `with.target` matches none of the allowed forms for step `a`",
+                "5:32: `with.version` must be `2`, found `3`",
+                "5:43: `with.legacy` is not allowed",
+                "5:49: `with.n` must be less than 10, found 10",
+            ]
         );
     }
 
