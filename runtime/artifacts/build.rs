@@ -16,14 +16,21 @@ use std::process::{Command, Stdio};
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.join("../..").canonicalize().expect("repository root");
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("repository root");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 
     for dir in ["steps", "sdk", "tests/guests"] {
         rerun_if_changed_tree(&root.join(dir));
     }
-    println!("cargo:rerun-if-changed={}", root.join("steps/Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("steps/Cargo.lock").display()
+    );
 
     check_target_installed();
 
@@ -44,8 +51,18 @@ fn main() {
             );
         }
         let kind = if c.builtin { "step" } else { "test guest" };
-        writeln!(code, "/// Path of the `{}` {kind} component (crate `{}`).", c.dir_name, c.package).unwrap();
-        writeln!(code, "pub const {konst}: &str = {:?};", c.wasm.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "/// Path of the `{}` {kind} component (crate `{}`).",
+            c.dir_name, c.package
+        )
+        .unwrap();
+        writeln!(
+            code,
+            "pub const {konst}: &str = {:?};",
+            c.wasm.display().to_string()
+        )
+        .unwrap();
         if c.builtin {
             builtin.push(c);
         }
@@ -53,13 +70,27 @@ fn main() {
     code.push_str("/// Every step under `steps/`: (step name, component bytes). Sorted by name.\n");
     code.push_str("pub static BUILTIN: &[(&str, &[u8])] = &[\n");
     for c in builtin {
-        writeln!(code, "    ({:?}, include_bytes!({:?})),", c.dir_name, c.wasm.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({:?}, include_bytes!({:?})),",
+            c.dir_name,
+            c.wasm.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
-    code.push_str("/// Every component, step or test guest: (crate directory name, path). Sorted by name.\n");
+    code.push_str(
+        "/// Every component, step or test guest: (crate directory name, path). Sorted by name.\n",
+    );
     code.push_str("pub const ALL: &[(&str, &str)] = &[\n");
     for c in &components {
-        writeln!(code, "    ({:?}, {:?}),", c.dir_name, c.wasm.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({:?}, {:?}),",
+            c.dir_name,
+            c.wasm.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     code.push_str("/// Guest crates that failed to build (see the cargo warnings); empty in a healthy tree.\n");
@@ -103,7 +134,10 @@ fn build_guests(root: &Path, target_dir: &Path) -> (Vec<Built>, Vec<String>) {
         .stderr(Stdio::inherit());
     for (k, _) in env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("CARGO_CFG_") || k.starts_with("CARGO_FEATURE_") || k.starts_with("CARGO_PROFILE_") {
+        if k.starts_with("CARGO_CFG_")
+            || k.starts_with("CARGO_FEATURE_")
+            || k.starts_with("CARGO_PROFILE_")
+        {
             cmd.env_remove(&*k);
         }
     }
@@ -113,7 +147,9 @@ fn build_guests(root: &Path, target_dir: &Path) -> (Vec<Built>, Vec<String>) {
     let mut failed = std::collections::BTreeSet::new();
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.expect("read cargo output");
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if msg["reason"] == "compiler-message" {
             // Diagnostics arrive as JSON; show them as rustc would (on the build script's stderr).
             if let Some(rendered) = msg["message"]["rendered"].as_str() {
@@ -129,30 +165,50 @@ fn build_guests(root: &Path, target_dir: &Path) -> (Vec<Built>, Vec<String>) {
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        let is_cdylib = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
         if !is_cdylib {
             continue;
         }
-        let Some(wasm) = msg["filenames"]
-            .as_array()
-            .and_then(|f| f.iter().filter_map(|f| f.as_str()).find(|f| f.ends_with(".wasm")))
-        else {
+        let Some(wasm) = msg["filenames"].as_array().and_then(|f| {
+            f.iter()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))
+        }) else {
             continue;
         };
         let manifest = PathBuf::from(msg["manifest_path"].as_str().expect("manifest_path"));
         let crate_dir = manifest.parent().expect("crate dir");
-        let dir_name = crate_dir.file_name().expect("dir name").to_string_lossy().into_owned();
+        let dir_name = crate_dir
+            .file_name()
+            .expect("dir name")
+            .to_string_lossy()
+            .into_owned();
         let builtin = crate_dir.parent().is_some_and(|p| p == root.join("steps"));
-        let package = msg["target"]["name"].as_str().unwrap_or_default().to_owned();
-        components.push(Built { dir_name, package, manifest, wasm: PathBuf::from(wasm), builtin });
+        let package = msg["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        components.push(Built {
+            dir_name,
+            package,
+            manifest,
+            wasm: PathBuf::from(wasm),
+            builtin,
+        });
     }
     let status = child.wait().expect("wait for cargo");
     if !status.success() {
         if failed.is_empty() {
-            panic!("building the guest workspace (steps/Cargo.toml) for {TARGET} failed; see the errors above");
+            panic!(
+                "building the guest workspace (steps/Cargo.toml) for {TARGET} failed; see the errors above"
+            );
         }
         for f in &failed {
-            println!("cargo:warning=guest crate `{f}` failed to build for {TARGET}; its component is missing (run: cargo build --release --target {TARGET} --manifest-path steps/Cargo.toml)");
+            println!(
+                "cargo:warning=guest crate `{f}` failed to build for {TARGET}; its component is missing (run: cargo build --release --target {TARGET} --manifest-path steps/Cargo.toml)"
+            );
         }
     }
     components.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
@@ -183,7 +239,9 @@ fn host_target_dir(out_dir: &Path) -> PathBuf {
 }
 
 fn rerun_if_changed_tree(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();

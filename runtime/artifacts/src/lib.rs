@@ -27,20 +27,33 @@ mod tests {
 
     #[test]
     fn every_guest_crate_built() {
-        assert!(FAILED.is_empty(), "guest crates failed to build: {FAILED:?}; see the cargo warnings");
+        assert!(
+            FAILED.is_empty(),
+            "guest crates failed to build: {FAILED:?}; see the cargo warnings"
+        );
     }
 
     #[test]
     fn builtins_are_components_and_paths_exist() {
         assert!(builtin("hello").is_some());
         assert!(builtin("http-probe").is_some());
-        assert!(builtin("noop").is_none(), "test guests are not built-in steps");
+        assert!(
+            builtin("noop").is_none(),
+            "test guests are not built-in steps"
+        );
         for (name, bytes) in BUILTIN {
             // Component-model binary: magic, then version 0x0d and layer 1.
-            assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "{name} is not a component");
+            assert_eq!(
+                &bytes[..8],
+                b"\0asm\x0d\0\x01\0",
+                "{name} is not a component"
+            );
         }
         for (name, path) in ALL {
-            assert!(std::path::Path::new(path).exists(), "{name}: {path} missing");
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{name}: {path} missing"
+            );
         }
         assert!(ALL.iter().any(|(n, _)| *n == "loop-forever"));
         assert!(HELLO.ends_with("hello.wasm"));

@@ -16,7 +16,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, RunsCmd, StepsCmd};
-use crate::executor::WasmExecutor;
+use meridian_host::WasmExecutor;
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
 
@@ -40,7 +40,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Runs(RunsCmd::Show { run_id }) => runs_show(&ctx, &run_id),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
-        Command::New(NewCmd::Step { name, dir }) => crate::executor::scaffold(&name, dir),
+        Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
         Command::Lab(_) => unreachable!("handled before the runtime starts"),
     }
 }
@@ -62,7 +62,11 @@ impl Ctx {
     }
 
     fn executor(&self) -> anyhow::Result<Arc<WasmExecutor>> {
-        Ok(Arc::new(WasmExecutor::new(self.cache_dir.clone())?))
+        let exec = WasmExecutor::new(self.cache_dir.clone()).map_err(|e| Exit {
+            code: exit::INTERNAL,
+            message: format!("error: cannot start the Wasm sandbox: {e}"),
+        })?;
+        Ok(Arc::new(exec))
     }
 }
 

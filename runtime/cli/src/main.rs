@@ -5,8 +5,8 @@
 
 mod cli;
 mod commands;
-mod executor;
 mod lab;
+mod scaffold;
 mod view;
 
 use std::process::ExitCode;

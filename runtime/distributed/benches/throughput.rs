@@ -1,1 +1,185 @@
-fn main() {}
+//! Steps per second through the PostgreSQL queue, with no-op fake steps.
+//!
+//! - `queue_noop/N`: `PgQueue::execute` with 64 attempts in flight, N workers (tokio tasks of this
+//!   process, each with its own connection, up to 16 tasks at once each). Per step: a queue
+//!   commit, a claim commit, a result commit and a result read.
+//! - `engine_journaled/4`: a 100-step workflow of independent no-op steps run by the engine with
+//!   the PostgreSQL journal as sink (three more commits per step: attempt started, leg finished,
+//!   step finished), 4 workers.
+//!
+//! Everything — PostgreSQL (the lab's settings: `fsync=off`), coordinator and workers — shares the
+//! machine's cores, so more workers mostly add contention on a small machine; the numbers say what
+//! the protocol costs, not how a fleet scales.
+//!
+//! `cargo bench -p meridian-distributed --bench throughput` (`MERIDIAN_BENCH_CONCURRENCY=N` sets
+//! the tasks each worker runs at once, default 16).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
+use meridian_distributed::testkit::FakeExec;
+use meridian_distributed::{PgJournal, PgQueue, QueueOptions, TaskKey, WorkerOptions, run_worker};
+use meridian_engine::{Action, Executor, Mode, ResolvedGrants, RunOptions, RunStatus, StepRequest};
+use meridian_lab::{PgCluster, free_port};
+use meridian_model::Limits;
+use meridian_store::RunRecord;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn noop(key: String) -> StepRequest {
+    StepRequest {
+        run_id: "bench".into(),
+        step_id: key.clone(),
+        uses: "test/noop".into(),
+        action: Action::Run,
+        mode: Mode::Apply,
+        input: json!({}),
+        attempt: 1,
+        idempotency_key: key,
+        grants: ResolvedGrants::default(),
+        limits: Limits::default(),
+        timeout: Duration::from_secs(60),
+        mask: vec![],
+    }
+}
+
+struct Workers {
+    shutdown: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn start_workers(dsn: &str, key: &TaskKey, n: usize) -> Workers {
+    let shutdown = CancellationToken::new();
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let exec = Arc::new(FakeExec::new(&format!("b{i}"), None).await.unwrap());
+        let opts = WorkerOptions {
+            max_concurrent: std::env::var("MERIDIAN_BENCH_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(16),
+            shutdown: shutdown.clone(),
+            ..Default::default()
+        };
+        let (dsn, key) = (dsn.to_string(), key.clone());
+        handles.push(tokio::spawn(async move {
+            run_worker(&dsn, &format!("b{i}"), exec, key, opts)
+                .await
+                .unwrap();
+        }));
+    }
+    Workers { shutdown, handles }
+}
+
+impl Workers {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgCluster::start_primary(&dir.path().join("pg"), free_port()).expect("PostgreSQL");
+    pg.psql("CREATE DATABASE meridian;").unwrap();
+    let dsn = pg.dsn("meridian");
+    let key = TaskKey::generate();
+    let queue = rt
+        .block_on(PgQueue::connect(&dsn, key.clone(), QueueOptions::default()))
+        .unwrap();
+
+    let mut group = c.benchmark_group("queue_noop");
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+    for n in [1, 2, 4] {
+        let workers = rt.block_on(start_workers(&dsn, &key, n));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    futures::stream::iter(0..iters)
+                        .map(|_| {
+                            let k = format!("bench/{}", SEQ.fetch_add(1, Ordering::Relaxed));
+                            queue.execute(noop(k))
+                        })
+                        .buffer_unordered(64)
+                        .for_each(|r| async move {
+                            r.expect("no-op step");
+                        })
+                        .await;
+                    start.elapsed()
+                })
+            })
+        });
+        rt.block_on(workers.stop());
+    }
+    group.finish();
+
+    const STEPS: usize = 100;
+    let mut yaml = String::from("name: bench\nsteps:\n");
+    for i in 0..STEPS {
+        yaml.push_str(&format!("  - id: s{i}\n    uses: test/noop\n"));
+    }
+    let wf = Arc::new(meridian_model::parse("bench.yaml", &yaml).unwrap());
+    let journal = PgJournal::open(&dsn).unwrap();
+    let mut group = c.benchmark_group("engine_journaled");
+    group
+        .throughput(Throughput::Elements(STEPS as u64))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(15));
+    let workers = rt.block_on(start_workers(&dsn, &key, 4));
+    group.bench_function(BenchmarkId::from_parameter(4), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let id = format!("run-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+                    journal
+                        .create_run(&RunRecord {
+                            id: id.clone(),
+                            workflow: "bench".into(),
+                            workflow_path: "bench.yaml".into(),
+                            workflow_sha256: "0".into(),
+                            mode: "apply".into(),
+                            inputs: json!({}),
+                            options: json!({}),
+                        })
+                        .unwrap();
+                    let mut opts = RunOptions::new(id.clone());
+                    opts.max_parallel = 64;
+                    opts.secrets = BTreeMap::new();
+                    opts.sink = Some(Arc::new(journal.journal(&id).unwrap()));
+                    let start = Instant::now();
+                    let r = meridian_engine::run(wf.clone(), Arc::new(queue.clone()), opts)
+                        .await
+                        .unwrap();
+                    total += start.elapsed();
+                    assert_eq!(r.status, RunStatus::Succeeded);
+                }
+                total
+            })
+        })
+    });
+    rt.block_on(workers.stop());
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

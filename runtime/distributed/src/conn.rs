@@ -34,9 +34,8 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Accepts both `host=… port=… user=… dbname=…` and `postgres://user@host:port/db`.
     pub(crate) fn parse(dsn: &str) -> Result<Target, DistError> {
-        let mut config = Config::from_str(dsn).map_err(|e| {
-            DistError::Config(format!("not a PostgreSQL connection string: {e}"))
-        })?;
+        let mut config = Config::from_str(dsn)
+            .map_err(|e| DistError::Config(format!("not a PostgreSQL connection string: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -72,14 +71,14 @@ impl Target {
     /// A plain connection whose driver runs as a task on the current runtime (it ends when the
     /// client is dropped).
     pub(crate) async fn connect(&self) -> Result<Client, DistError> {
-        let (client, conn) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|source| DistError::Connect {
-                target: self.name.clone(),
-                source,
-            })?;
+        let (client, conn) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|source| DistError::Connect {
+                    target: self.name.clone(),
+                    source,
+                })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("postgres connection ended: {e}");
@@ -91,7 +90,10 @@ impl Target {
 
 /// What a [`Link`] reports to its owner.
 pub(crate) enum LinkEvent<'a> {
-    Notification { channel: &'a str, payload: &'a str },
+    Notification {
+        channel: &'a str,
+        payload: &'a str,
+    },
     /// A new connection is up and listening: notifications sent while it was down were lost, so
     /// whoever waits for one should look at the table again.
     Reconnected,
@@ -263,8 +265,11 @@ async fn supervise(
 /// that prepared it, so the cache follows the current client).
 #[derive(Default)]
 pub(crate) struct Prepared {
-    cache: std::sync::Mutex<Option<(Arc<Client>, HashMap<&'static str, Statement>)>>,
+    cache: std::sync::Mutex<Option<PerClient>>,
 }
+
+/// The client the statements were prepared on, and the statements by SQL text.
+type PerClient = (Arc<Client>, HashMap<&'static str, Statement>);
 
 impl Prepared {
     pub(crate) async fn get(
@@ -274,12 +279,11 @@ impl Prepared {
     ) -> Result<Statement, tokio_postgres::Error> {
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((c, map)) = cache.as_ref() {
-                if Arc::ptr_eq(c, client) {
-                    if let Some(s) = map.get(sql) {
-                        return Ok(s.clone());
-                    }
-                }
+            if let Some((c, map)) = cache.as_ref()
+                && Arc::ptr_eq(c, client)
+                && let Some(s) = map.get(sql)
+            {
+                return Ok(s.clone());
             }
         }
         let stmt = client.prepare(sql).await?;

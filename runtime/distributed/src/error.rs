@@ -40,6 +40,9 @@ pub enum DistError {
     /// Options that cannot work together (for example a heartbeat no shorter than the lease).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The shared connection is down and being re-made; retry later.
+    #[error("not connected to PostgreSQL at {0} (reconnecting)")]
+    Disconnected(String),
     /// The journal's connection thread is gone (it panicked or could not start).
     #[error("the journal's connection thread stopped: {0}")]
     Bridge(String),
@@ -55,7 +58,7 @@ impl DistError {
     /// statement.
     pub fn is_connection(&self) -> bool {
         match self {
-            DistError::Connect { .. } | DistError::Bridge(_) => true,
+            DistError::Connect { .. } | DistError::Disconnected(_) => true,
             DistError::Db { source, .. } => is_connection_error(source),
             _ => false,
         }

@@ -63,7 +63,8 @@ const RUN: &str = "SELECT id, workflow, workflow_path, workflow_sha256, mode, in
      FROM meridian.runs WHERE id = $1";
 const EVENTS: &str =
     "SELECT seq, at, body::text FROM meridian.events WHERE run_id = $1 ORDER BY seq";
-const LEGS: &str = "SELECT step, leg, outcome, attempts, duration_ms, output::text, plan::text, error::text
+const LEGS: &str =
+    "SELECT step, leg, outcome, attempts, duration_ms, output::text, plan::text, error::text
      FROM meridian.legs WHERE run_id = $1";
 const APPROVALS: &str =
     "SELECT step FROM meridian.events WHERE run_id = $1 AND kind = 'approval-granted' ORDER BY seq";
@@ -117,14 +118,14 @@ impl Session {
         }
         match &self.client {
             Some(c) => Ok(c),
-            None => Err(DistError::Bridge("no connection".into())),
+            None => Err(DistError::Disconnected(self.target.name.clone())),
         }
     }
 
     async fn stmt(&mut self, sql: &'static str) -> Result<(&Client, Statement), DistError> {
         self.client().await?;
         let Some(client) = self.client.as_ref() else {
-            return Err(DistError::Bridge("no connection".into()));
+            return Err(DistError::Disconnected(self.target.name.clone()));
         };
         let stmt = match self.prepared.get(sql) {
             Some(s) => s.clone(),
@@ -213,13 +214,13 @@ impl PgJournal {
         let job: Job = Box::new(move |s: &mut Session| {
             Box::pin(async move {
                 let mut r = f(&mut *s, false).await;
-                if let Err(e) = &r {
-                    if e.is_connection() {
-                        s.reset();
-                        if retry {
-                            tracing::warn!("journal: {e}; retrying on a new connection");
-                            r = f(&mut *s, true).await;
-                        }
+                if let Err(e) = &r
+                    && e.is_connection()
+                {
+                    s.reset();
+                    if retry {
+                        tracing::warn!("journal: {e}; retrying on a new connection");
+                        r = f(&mut *s, true).await;
                     }
                 }
                 let _ = reply_tx.send(r);

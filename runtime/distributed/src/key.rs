@@ -50,7 +50,10 @@ impl TaskKey {
         let bytes = hex::decode(s.trim())
             .map_err(|e| DistError::Key(format!("expected 64 hex digits: {e}")))?;
         let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            DistError::Key(format!("expected 32 bytes (64 hex digits), got {}", b.len()))
+            DistError::Key(format!(
+                "expected 32 bytes (64 hex digits), got {}",
+                b.len()
+            ))
         })?;
         Ok(TaskKey(arr))
     }
@@ -58,7 +61,9 @@ impl TaskKey {
     /// Reads [`TASK_KEY_ENV`]; the error says how to make a key.
     pub fn from_env() -> Result<TaskKey, DistError> {
         match std::env::var(TASK_KEY_ENV) {
-            Ok(v) => TaskKey::from_hex(&v).map_err(|e| DistError::Key(format!("{TASK_KEY_ENV}: {e}"))),
+            Ok(v) => {
+                TaskKey::from_hex(&v).map_err(|e| DistError::Key(format!("{TASK_KEY_ENV}: {e}")))
+            }
             Err(_) => Err(DistError::Key(format!(
                 "{TASK_KEY_ENV} is not set; create one with `openssl rand -hex 32` and give the same value to the coordinator and every worker"
             ))),
@@ -84,7 +89,13 @@ impl TaskKey {
         let cipher = XChaCha20Poly1305::new(Key::from_slice(&self.0));
         let nonce: [u8; NONCE_LEN] = rand::random();
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             // Encryption fails only for plaintexts beyond 256 GiB.
             .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
@@ -134,7 +145,10 @@ mod tests {
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(k.open(&sealed, b"task-1").unwrap(), b"password=hunter2");
         assert!(k.open(&sealed, b"task-2").is_err(), "other associated data");
-        assert!(TaskKey::generate().open(&sealed, b"task-1").is_err(), "other key");
+        assert!(
+            TaskKey::generate().open(&sealed, b"task-1").is_err(),
+            "other key"
+        );
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert!(k.open(&flipped, b"task-1").is_err(), "altered ciphertext");

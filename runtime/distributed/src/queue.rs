@@ -167,9 +167,15 @@ impl Waiters {
 impl PgQueue {
     /// Connects (creating or migrating the schema if needed) and starts listening for results.
     /// Must be called inside a tokio runtime, which then drives the queue's connection.
-    pub async fn connect(dsn: &str, key: TaskKey, opts: QueueOptions) -> Result<PgQueue, DistError> {
+    pub async fn connect(
+        dsn: &str,
+        key: TaskKey,
+        opts: QueueOptions,
+    ) -> Result<PgQueue, DistError> {
         if opts.poll.is_zero() {
-            return Err(DistError::Config("the queue's poll interval must be > 0".into()));
+            return Err(DistError::Config(
+                "the queue's poll interval must be > 0".into(),
+            ));
         }
         let target = Target::parse(dsn)?;
         schema::ensure(&target).await?;

@@ -103,10 +103,8 @@ pub(crate) async fn ensure(target: &Target) -> Result<(), DistError> {
 }
 
 pub(crate) async fn ensure_on(client: &mut Client, target: &Target) -> Result<(), DistError> {
-    if let Some(v) = current_version(client, target).await? {
-        if v == SCHEMA_VERSION {
-            return Ok(());
-        }
+    if current_version(client, target).await? == Some(SCHEMA_VERSION) {
+        return Ok(());
     }
     let tx = client
         .transaction()

@@ -110,7 +110,10 @@ impl Clear {
 
     fn from_json(j: &Json) -> Result<Clear, String> {
         if j.get("v").and_then(Json::as_u64) != Some(WIRE_VERSION) {
-            return Err(format!("unknown request format {}", j.get("v").unwrap_or(&Json::Null)));
+            return Err(format!(
+                "unknown request format {}",
+                j.get("v").unwrap_or(&Json::Null)
+            ));
         }
         let num = |v: Option<&Json>, what: &str| {
             v.and_then(Json::as_u64)
@@ -217,7 +220,11 @@ pub(crate) fn decode_request(
     let g = secret.get("grants").cloned().unwrap_or(Json::Null);
     let strings = |v: Option<&Json>| -> Vec<String> {
         v.and_then(Json::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let string_map = |v: Option<&Json>| -> BTreeMap<String, String> {
@@ -241,10 +248,7 @@ pub(crate) fn decode_request(
         http_limits: HttpLimits {
             max_request_bytes: num("max_request_bytes", defaults.max_request_bytes),
             max_response_bytes: num("max_response_bytes", defaults.max_response_bytes),
-            timeout: Duration::from_millis(num(
-                "timeout_ms",
-                defaults.timeout.as_millis() as u64,
-            )),
+            timeout: Duration::from_millis(num("timeout_ms", defaults.timeout.as_millis() as u64)),
         },
         sql: string_map(g.get("sql")),
         fs: g
@@ -317,7 +321,11 @@ pub(crate) fn decode_result(j: &Json) -> Result<StepResult, StepError> {
             logs: ok
                 .get("logs")
                 .and_then(Json::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
         });
     }
@@ -361,7 +369,11 @@ mod tests {
                     max_response_bytes: 20,
                     timeout: Duration::from_millis(1500),
                 },
-                sql: [("db".to_string(), "postgres://app:hunter2@db/app".to_string())].into(),
+                sql: [(
+                    "db".to_string(),
+                    "postgres://app:hunter2@db/app".to_string(),
+                )]
+                .into(),
                 fs: vec![FsPreopen {
                     host: "/srv/x".into(),
                     guest: "/x".into(),
@@ -411,7 +423,10 @@ mod tests {
         assert_eq!(back.limits, req.limits);
         assert_eq!(back.timeout, req.timeout);
         assert_eq!(back.mask, req.mask);
-        assert_eq!((back.action, back.mode, back.attempt), (Action::Compensate, Mode::Plan, 2));
+        assert_eq!(
+            (back.action, back.mode, back.attempt),
+            (Action::Compensate, Mode::Plan, 2)
+        );
     }
 
     #[test]
@@ -489,6 +504,9 @@ mod tests {
             decode_result(&json!({"err": {"kind": "cancelled"}})),
             Err(StepError::Cancelled)
         );
-        assert!(matches!(decode_result(&json!({"x": 1})), Err(StepError::Fatal(_))));
+        assert!(matches!(
+            decode_result(&json!({"x": 1})),
+            Err(StepError::Fatal(_))
+        ));
     }
 }

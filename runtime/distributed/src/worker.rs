@@ -133,7 +133,9 @@ impl WorkerOptions {
             return bad("heartbeat and poll intervals must be > 0");
         }
         if self.heartbeat * 2 > self.lease {
-            return bad("the heartbeat must be at most half the lease, so one late heartbeat does not lose it");
+            return bad(
+                "the heartbeat must be at most half the lease, so one late heartbeat does not lose it",
+            );
         }
         if self.max_claims == 0 {
             return bad("max_claims must be at least 1");
@@ -162,6 +164,8 @@ struct Signals {
 
 struct Worker {
     id: String,
+    /// Printable database address.
+    target: String,
     key: TaskKey,
     key_id: String,
     exec: Arc<dyn Executor>,
@@ -214,10 +218,10 @@ pub async fn run_worker(
         &[TASKS_CHANNEL, CANCEL_CHANNEL],
         Arc::new(move |ev| match ev {
             LinkEvent::Notification { channel, payload } if channel == CANCEL_CHANNEL => {
-                if let Ok(id) = payload.parse::<i64>() {
-                    if let Some(n) = s.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-                        n.notify_one();
-                    }
+                if let Ok(id) = payload.parse::<i64>()
+                    && let Some(n) = s.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id)
+                {
+                    n.notify_one();
                 }
             }
             LinkEvent::Notification { .. } | LinkEvent::Reconnected => s.work.notify_one(),
@@ -226,6 +230,7 @@ pub async fn run_worker(
     .await?;
     let worker = Arc::new(Worker {
         id: worker_id.to_string(),
+        target: target.name.clone(),
         key_id: key.fingerprint(),
         key,
         exec,
@@ -248,7 +253,7 @@ impl Worker {
     fn client(&self) -> Result<Arc<tokio_postgres::Client>, DistError> {
         self.link
             .client()
-            .ok_or_else(|| DistError::Bridge("not connected (reconnecting)".into()))
+            .ok_or_else(|| DistError::Disconnected(self.target.clone()))
     }
 
     async fn main_loop(self: &Arc<Self>) {
@@ -269,7 +274,8 @@ impl Worker {
                 }
             }
             let free = self.opts.max_concurrent.saturating_sub(tasks.len());
-            if free > 0 {
+            // While reconnecting, the link itself reports; the loop just waits.
+            if free > 0 && self.link.client().is_some() {
                 let sent = Instant::now();
                 match self.claim(free).await {
                     Ok(claimed) => {
@@ -383,7 +389,9 @@ impl Worker {
             valid_until: claim_sent + self.opts.lease,
             status: LeaseStatus::Held,
         });
-        let heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(id, epoch, poke, lease_tx)));
+        let heartbeat = AbortOnDrop(tokio::spawn(
+            self.clone().heartbeat(id, epoch, poke, lease_tx),
+        ));
         let margin = self.opts.margin();
 
         let outcome = match decoded {
@@ -419,8 +427,8 @@ impl Worker {
                         }
                     }
                 };
-                // The step is stopped (its future dropped) before anything is written.
-                drop(fut);
+                // The step's future is pinned in this block, so it is dropped — the step stopped —
+                // when the block ends, before anything below writes the task's end.
                 match outcome {
                     Outcome::Finish(r) => Outcome::Masked(encode_result(&r, &masker)),
                     other => other,
@@ -591,10 +599,10 @@ impl Drop for AbortOnDrop {
 }
 
 fn log_join(r: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = r {
-        if e.is_panic() {
-            tracing::error!("a worker task panicked: {e}");
-        }
+    if let Err(e) = r
+        && e.is_panic()
+    {
+        tracing::error!("a worker task panicked: {e}");
     }
 }
 

@@ -42,18 +42,25 @@ pub(crate) struct DiskCache {
 impl DiskCache {
     /// Creates the directory (mode 0700 on Unix: the files are executable code).
     pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<Self, SandboxError> {
-        let err = |source| SandboxError::Cache { path: dir.to_owned(), source };
+        let err = |source| SandboxError::Cache {
+            path: dir.to_owned(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(err)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
         }
-        Ok(Self { dir: dir.to_owned(), fingerprint: fingerprint(engine) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            fingerprint: fingerprint(engine),
+        })
     }
 
     fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.fingerprint))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", self.fingerprint))
     }
 
     /// The cached compiled component, if there is a usable one.
@@ -82,11 +89,19 @@ impl DiskCache {
     pub(crate) fn store(&self, digest: &str, component: &Component) -> Result<(), SandboxError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let path = self.path(digest);
-        let err = |source| SandboxError::Cache { path: path.clone(), source };
-        let bytes = component
-            .serialize()
-            .map_err(|e| SandboxError::Cache { path: path.clone(), source: std::io::Error::other(format!("{e:#}")) })?;
-        let tmp = self.dir.join(format!(".{digest}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let err = |source| SandboxError::Cache {
+            path: path.clone(),
+            source,
+        };
+        let bytes = component.serialize().map_err(|e| SandboxError::Cache {
+            path: path.clone(),
+            source: std::io::Error::other(format!("{e:#}")),
+        })?;
+        let tmp = self.dir.join(format!(
+            ".{digest}.{}.{}.tmp",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::write(&tmp, bytes).map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

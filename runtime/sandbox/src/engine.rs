@@ -48,10 +48,13 @@ pub(crate) fn build(cfg: &SandboxConfig) -> Result<(Engine, bool), SandboxError>
         match Engine::new(&c) {
             Ok(engine) => return Ok((engine, true)),
             // Typically a restricted virtual address space (ulimit -v, some containers).
-            Err(e) => tracing::warn!(error = %e, "pooling allocator unavailable; falling back to on-demand allocation"),
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; falling back to on-demand allocation")
+            }
         }
     }
-    let engine = Engine::new(&base_config(cfg)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    let engine =
+        Engine::new(&base_config(cfg)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
     Ok((engine, false))
 }
 
@@ -76,7 +79,10 @@ impl Ticker {
                 }
             })
             .map_err(|e| SandboxError::Engine(format!("starting the epoch thread: {e}")))?;
-        Ok(Self { stop, handle: Some(handle) })
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
     }
 }
 

@@ -13,7 +13,9 @@ pub enum SandboxError {
     #[error("invalid sandbox configuration: {0}")]
     Config(String),
     /// `expected_sha256` is not 64 hex characters.
-    #[error("invalid sha256 digest `{0}`: expected 64 hex characters, optionally prefixed by `sha256:`")]
+    #[error(
+        "invalid sha256 digest `{0}`: expected 64 hex characters, optionally prefixed by `sha256:`"
+    )]
     BadDigest(String),
     /// The component's content does not match its pin.
     #[error(
@@ -76,10 +78,14 @@ pub enum StepFailure {
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// The call ran past its timeout (epoch deadline for guest code, wall clock for host calls).
-    #[error("step timed out after {0:?}; raise the step's `timeout:` if it legitimately needs longer")]
+    #[error(
+        "step timed out after {0:?}; raise the step's `timeout:` if it legitimately needs longer"
+    )]
     Timeout(Duration),
     /// The guest tried to grow its memory past the cap.
-    #[error("step exceeded its memory limit of {limit} bytes; raise the limit or make the step hold less data")]
+    #[error(
+        "step exceeded its memory limit of {limit} bytes; raise the limit or make the step hold less data"
+    )]
     OutOfMemory {
         /// The cap, in bytes.
         limit: u64,
@@ -88,7 +94,9 @@ pub enum StepFailure {
     #[error("step trapped: {0}")]
     Trap(String),
     /// The output JSON is larger than the call's `output_limit`.
-    #[error("step output is {size} bytes, over the {limit}-byte limit; return less (put bulk data in files or kv)")]
+    #[error(
+        "step output is {size} bytes, over the {limit}-byte limit; return less (put bulk data in files or kv)"
+    )]
     OutputTooLarge {
         /// Output size, in bytes.
         size: u64,

@@ -65,4 +65,7 @@ mod types;
 pub use caps::{Capabilities, HttpPolicy, KvStore, LogContext, MemoryKv, Preopen};
 pub use error::{SandboxError, StepFailure};
 pub use sandbox::{Sandbox, SandboxConfig, Stats, StepComponent};
-pub use types::{Action, Call, GrantRequest, Invocation, Level, LogLine, LogSource, Manifest, Mode, Outcome, PlannedChange, Report};
+pub use types::{
+    Action, Call, GrantRequest, Invocation, Level, LogLine, LogSource, Manifest, Mode, Outcome,
+    PlannedChange, Report,
+};

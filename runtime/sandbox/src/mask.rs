@@ -15,7 +15,11 @@ pub(crate) struct Masker {
 impl Masker {
     /// A masker for `values`; empty values are ignored (they would match everywhere).
     pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).map(str::to_owned).collect();
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect();
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         Self { values }
@@ -76,7 +80,10 @@ mod tests {
         assert!(matches!(m.mask("nothing"), Cow::Borrowed(_)));
         let mut v = serde_json::json!({"k": ["abcdef", {"abc": "q\"uote!"}], "n": 1});
         m.mask_json(&mut v);
-        assert_eq!(v, serde_json::json!({"k": ["***", {"***": "***!"}], "n": 1}));
+        assert_eq!(
+            v,
+            serde_json::json!({"k": ["***", {"***": "***!"}], "n": 1})
+        );
         assert!(Masker::new([""]).values.is_empty());
     }
 }

@@ -106,7 +106,10 @@ impl StepComponent {
 
 impl std::fmt::Debug for StepComponent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepComponent").field("digest", &self.digest).field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("StepComponent")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +134,10 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("pooling", &self.inner.pooling).field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("pooling", &self.inner.pooling)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,20 +164,29 @@ impl Sandbox {
     /// Cost: a few milliseconds (address-space reservation for the pool).
     pub fn new(cfg: SandboxConfig) -> Result<Self, SandboxError> {
         if cfg.max_instances == 0 {
-            return Err(SandboxError::Config("max_instances must be at least 1".into()));
+            return Err(SandboxError::Config(
+                "max_instances must be at least 1".into(),
+            ));
         }
         if cfg.epoch_tick.is_zero() {
             return Err(SandboxError::Config("epoch_tick must be positive".into()));
         }
         if cfg.max_memory_limit > 1 << 32 {
-            return Err(SandboxError::Config("max_memory_limit is above the 4 GiB of a 32-bit wasm memory".into()));
+            return Err(SandboxError::Config(
+                "max_memory_limit is above the 4 GiB of a 32-bit wasm memory".into(),
+            ));
         }
         let (engine, pooling) = engine::build(&cfg)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Engine(format!("linking WASI: {e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("linking WASI: {e:#}")))?;
         Step::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Engine(format!("linking meridian:step: {e:#}")))?;
-        let cache = cfg.cache_dir.as_deref().map(|d| DiskCache::open(d, &engine)).transpose()?;
+        let cache = cfg
+            .cache_dir
+            .as_deref()
+            .map(|d| DiskCache::open(d, &engine))
+            .transpose()?;
         let ticker = Ticker::start(engine.clone(), cfg.epoch_tick)?;
         let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_instances as usize));
         Ok(Self {
@@ -208,20 +223,36 @@ impl Sandbox {
 
     /// Loads a component: checks the pin, then memory, then the disk cache, and compiles only
     /// when all miss. Blocking: compiling takes ~0.5–2 s; call from `spawn_blocking` in async code.
-    pub fn load(&self, bytes: &[u8], expected_sha256: Option<&str>) -> Result<Arc<StepComponent>, SandboxError> {
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        expected_sha256: Option<&str>,
+    ) -> Result<Arc<StepComponent>, SandboxError> {
         let digest = hex::encode(Sha256::digest(bytes));
         if let Some(expected) = expected_sha256 {
             let expected = normalize_digest(expected)?;
             if expected != digest {
-                return Err(SandboxError::DigestMismatch { expected, actual: digest });
+                return Err(SandboxError::DigestMismatch {
+                    expected,
+                    actual: digest,
+                });
             }
         }
         let inner = &self.inner;
-        if let Some(c) = inner.components.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&digest) {
+        if let Some(c) = inner
+            .components
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&digest)
+        {
             inner.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::clone(c));
         }
-        let component = match inner.cache.as_ref().and_then(|c| c.load(&inner.engine, &digest)) {
+        let component = match inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&inner.engine, &digest))
+        {
             Some(c) => {
                 inner.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(digest = %digest, "component loaded from the compile cache");
@@ -229,8 +260,11 @@ impl Sandbox {
             }
             None => {
                 let started = Instant::now();
-                let c = Component::new(&inner.engine, bytes)
-                    .map_err(|e| SandboxError::Compile { digest: digest.clone(), message: format!("{e:#}") })?;
+                let c =
+                    Component::new(&inner.engine, bytes).map_err(|e| SandboxError::Compile {
+                        digest: digest.clone(),
+                        message: format!("{e:#}"),
+                    })?;
                 inner.counters.compiled.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(digest = %digest, elapsed = ?started.elapsed(), "component compiled");
                 if let Some(cache) = &inner.cache
@@ -241,22 +275,44 @@ impl Sandbox {
                 c
             }
         };
-        let link = |e: wasmtime::Error| SandboxError::Link { digest: digest.clone(), message: format!("{e:#}") };
-        let pre = StepPre::new(inner.linker.instantiate_pre(&component).map_err(link)?).map_err(link)?;
-        let loaded = Arc::new(StepComponent { digest: digest.clone(), size: bytes.len(), pre, manifest: tokio::sync::OnceCell::new() });
-        let mut map = inner.components.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let link = |e: wasmtime::Error| SandboxError::Link {
+            digest: digest.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre =
+            StepPre::new(inner.linker.instantiate_pre(&component).map_err(link)?).map_err(link)?;
+        let loaded = Arc::new(StepComponent {
+            digest: digest.clone(),
+            size: bytes.len(),
+            pre,
+            manifest: tokio::sync::OnceCell::new(),
+        });
+        let mut map = inner
+            .components
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(Arc::clone(map.entry(digest).or_insert(loaded)))
     }
 
     /// [`Sandbox::load`] from a file.
-    pub fn load_file(&self, path: &Path, expected_sha256: Option<&str>) -> Result<Arc<StepComponent>, SandboxError> {
-        let bytes = std::fs::read(path).map_err(|source| SandboxError::Read { path: path.to_owned(), source })?;
+    pub fn load_file(
+        &self,
+        path: &Path,
+        expected_sha256: Option<&str>,
+    ) -> Result<Arc<StepComponent>, SandboxError> {
+        let bytes = std::fs::read(path).map_err(|source| SandboxError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         self.load(&bytes, expected_sha256)
     }
 
     /// The step's manifest (`describe` export), computed once per component and cached.
     pub async fn describe(&self, c: &StepComponent) -> Result<Manifest, StepFailure> {
-        c.manifest.get_or_try_init(|| self.describe_uncached(c)).await.cloned()
+        c.manifest
+            .get_or_try_init(|| self.describe_uncached(c))
+            .await
+            .cloned()
     }
 
     async fn describe_uncached(&self, c: &StepComponent) -> Result<Manifest, StepFailure> {
@@ -277,21 +333,40 @@ impl Sandbox {
         };
         let _permit = self.acquire().await?;
         let (mut store, _, stderr) = self.new_store(&call, Arc::new(Masker::default()))?;
-        self.inner.counters.instantiations.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .instantiations
+            .fetch_add(1, Ordering::Relaxed);
         let fut = async {
-            let instance = c.pre.instantiate_async(&mut store).await.map_err(|e| (true, e))?;
-            instance.call_describe(&mut store).await.map_err(|e| (false, e))
+            let instance = c
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (true, e))?;
+            instance
+                .call_describe(&mut store)
+                .await
+                .map_err(|e| (false, e))
         };
         let m = match tokio::time::timeout(timeout, fut).await {
             Err(_) => return Err(StepFailure::Timeout(timeout)),
             Ok(Err((instantiating, e))) => {
                 let exceeded = store.data().limiter.exceeded;
-                return Err(classify(&e, instantiating, exceeded, &call, &stderr.take().0, &Masker::default()));
+                return Err(classify(
+                    &e,
+                    instantiating,
+                    exceeded,
+                    &call,
+                    &stderr.take().0,
+                    &Masker::default(),
+                ));
             }
             Ok(Ok(m)) => m,
         };
         let schema = |what: &str, s: &str| {
-            serde_json::from_str(s).map_err(|e| StepFailure::InvalidOutput(format!("describe: {what} is not JSON: {e}")))
+            serde_json::from_str(s).map_err(|e| {
+                StepFailure::InvalidOutput(format!("describe: {what} is not JSON: {e}"))
+            })
         };
         Ok(Manifest {
             input_schema: schema("input-schema", &m.input_schema)?,
@@ -299,7 +374,14 @@ impl Sandbox {
             name: m.name,
             version: m.version,
             description: m.description,
-            needs: m.needs.into_iter().map(|g| GrantRequest { kind: g.kind, detail: g.detail }).collect(),
+            needs: m
+                .needs
+                .into_iter()
+                .map(|g| GrantRequest {
+                    kind: g.kind,
+                    detail: g.detail,
+                })
+                .collect(),
             supports_plan: m.supports_plan,
             supports_compensate: m.supports_compensate,
         })
@@ -314,16 +396,39 @@ impl Sandbox {
     /// logs and plan of a failed call.
     pub async fn execute(&self, c: &StepComponent, call: Call) -> Report {
         let started = Instant::now();
-        let masker = Arc::new(Masker::new(call.caps.secrets.values().map(String::as_str).chain(call.caps.mask.iter().map(String::as_str))));
+        let masker = Arc::new(Masker::new(
+            call.caps
+                .secrets
+                .values()
+                .map(String::as_str)
+                .chain(call.caps.mask.iter().map(String::as_str)),
+        ));
         let permit = match self.acquire().await {
             Ok(p) => p,
-            Err(e) => return Report { result: Err(e), plan: Vec::new(), logs: Vec::new(), elapsed: started.elapsed() },
+            Err(e) => {
+                return Report {
+                    result: Err(e),
+                    plan: Vec::new(),
+                    logs: Vec::new(),
+                    elapsed: started.elapsed(),
+                };
+            }
         };
         let (mut store, stdout, stderr) = match self.new_store(&call, Arc::clone(&masker)) {
             Ok(s) => s,
-            Err(e) => return Report { result: Err(e), plan: Vec::new(), logs: Vec::new(), elapsed: started.elapsed() },
+            Err(e) => {
+                return Report {
+                    result: Err(e),
+                    plan: Vec::new(),
+                    logs: Vec::new(),
+                    elapsed: started.elapsed(),
+                };
+            }
         };
-        self.inner.counters.instantiations.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .instantiations
+            .fetch_add(1, Ordering::Relaxed);
         let inv = wit::Invocation {
             run_id: call.invocation.run_id.clone(),
             step_id: call.invocation.step_id.clone(),
@@ -337,12 +442,21 @@ impl Sandbox {
         };
         let action = call.action;
         let fut = async {
-            let instance = c.pre.instantiate_async(&mut store).await.map_err(|e| (true, e))?;
+            let instance = c
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (true, e))?;
             match action {
-                Action::Run => instance.call_run(&mut store, &inv).await.map_err(|e| (false, e)),
-                Action::Compensate => {
-                    instance.call_compensate(&mut store, &inv).await.map(|r| r.map(|()| String::new())).map_err(|e| (false, e))
-                }
+                Action::Run => instance
+                    .call_run(&mut store, &inv)
+                    .await
+                    .map_err(|e| (false, e)),
+                Action::Compensate => instance
+                    .call_compensate(&mut store, &inv)
+                    .await
+                    .map(|r| r.map(|()| String::new()))
+                    .map_err(|e| (false, e)),
             }
         };
         // The epoch deadline stops guest code; this wall-clock bound stops waits in host calls.
@@ -354,7 +468,14 @@ impl Sandbox {
         let exceeded = store.data().limiter.exceeded;
         let result = match outcome {
             Err(_) => Err(StepFailure::Timeout(call.timeout)),
-            Ok(Err((instantiating, e))) => Err(classify(&e, instantiating, exceeded, &call, &stderr_text, &masker)),
+            Ok(Err((instantiating, e))) => Err(classify(
+                &e,
+                instantiating,
+                exceeded,
+                &call,
+                &stderr_text,
+                &masker,
+            )),
             Ok(Ok(Err(step_error))) => Err(match step_error {
                 wit::StepError::Retryable(m) => StepFailure::Retryable(masker.mask_string(m)),
                 wit::StepError::Fatal(m) => StepFailure::Fatal(masker.mask_string(m)),
@@ -373,7 +494,9 @@ impl Sandbox {
                 host.push_log(level, source, line, Vec::new());
             }
             if dropped > 0 {
-                let note = format!("{dropped} more bytes of {source:?} were dropped (capture limit)").to_lowercase();
+                let note =
+                    format!("{dropped} more bytes of {source:?} were dropped (capture limit)")
+                        .to_lowercase();
                 host.push_log(Level::Warn, LogSource::Host, &note, Vec::new());
             }
         }
@@ -383,7 +506,12 @@ impl Sandbox {
         }
         let logs = std::mem::take(&mut host.logs);
         let plan = std::mem::take(&mut host.plan);
-        Report { result, plan, logs, elapsed: started.elapsed() }
+        Report {
+            result,
+            plan,
+            logs,
+            elapsed: started.elapsed(),
+        }
     }
 
     async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StepFailure> {
@@ -394,11 +522,19 @@ impl Sandbox {
     }
 
     fn http_client(&self) -> Result<reqwest::Client, StepFailure> {
-        self.inner.http_client.get_or_init(build_client).clone().map_err(StepFailure::Instantiate)
+        self.inner
+            .http_client
+            .get_or_init(build_client)
+            .clone()
+            .map_err(StepFailure::Instantiate)
     }
 
     /// A fresh store for one call: WASI context (deny-by-default), capabilities, limits, deadline.
-    fn new_store(&self, call: &Call, masker: Arc<Masker>) -> Result<(Store<StoreState>, Capture, Capture), StepFailure> {
+    fn new_store(
+        &self,
+        call: &Call,
+        masker: Arc<Masker>,
+    ) -> Result<(Store<StoreState>, Capture, Capture), StepFailure> {
         let cfg = &self.inner.cfg;
         if call.memory_limit > cfg.max_memory_limit {
             return Err(StepFailure::Grant(format!(
@@ -412,17 +548,34 @@ impl Sandbox {
         let stderr = Capture::new(cfg.stdio_capture_bytes);
         let mut wasi = WasiCtxBuilder::new();
         // No env, no args, no stdin, no sockets (network goes through the `http` interface only).
-        wasi.stdout(stdout.clone()).stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         for p in &caps.fs {
-            let perms = if p.writable && mode == Mode::Apply { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            wasi.preopened_dir(&p.host, &p.guest, perms)
-                .map_err(|e| StepFailure::Grant(format!("preopen {} as {}: {e:#}", p.host.display(), p.guest)))?;
+            let perms = if p.writable && mode == Mode::Apply {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+                StepFailure::Grant(format!(
+                    "preopen {} as {}: {e:#}",
+                    p.host.display(),
+                    p.guest
+                ))
+            })?;
         }
         let http = if caps.http.allow.is_empty() {
             None
         } else {
             let allow = AllowList::parse(&caps.http.allow).map_err(StepFailure::Grant)?;
-            Some(HttpCap { allow, policy: caps.http.clone(), client: self.http_client()? })
+            Some(HttpCap {
+                allow,
+                policy: caps.http.clone(),
+                client: self.http_client()?,
+            })
         };
         let host = HostState::new(
             mode,
@@ -435,8 +588,19 @@ impl Sandbox {
             caps.secrets.clone(),
             Arc::clone(&caps.kv),
         );
-        let limiter = MemoryLimiter { limit: usize::try_from(call.memory_limit).unwrap_or(usize::MAX), exceeded: false };
-        let mut store = Store::new(&self.inner.engine, StoreState { wasi: wasi.build(), table: ResourceTable::new(), limiter, host });
+        let limiter = MemoryLimiter {
+            limit: usize::try_from(call.memory_limit).unwrap_or(usize::MAX),
+            exceeded: false,
+        };
+        let mut store = Store::new(
+            &self.inner.engine,
+            StoreState {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                limiter,
+                host,
+            },
+        );
         store.limiter(|s| &mut s.limiter);
         let tick = cfg.epoch_tick.as_nanos().max(1);
         let ticks = u64::try_from(call.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX - 1);
@@ -451,8 +615,8 @@ fn parse_output(json: &str, limit: u64, masker: &Masker) -> Result<serde_json::V
     if size > limit {
         return Err(StepFailure::OutputTooLarge { size, limit });
     }
-    let mut v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| StepFailure::InvalidOutput(masker.mask_string(e.to_string())))?;
+    let mut v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| StepFailure::InvalidOutput(masker.mask_string(e.to_string())))?;
     masker.mask_json(&mut v);
     Ok(v)
 }
@@ -470,13 +634,18 @@ fn classify(
         match trap {
             wasmtime::Trap::Interrupt => return StepFailure::Timeout(call.timeout),
             wasmtime::Trap::StackOverflow => {
-                return StepFailure::Trap("stack overflow: the step recursed too deeply (wasm call stack exhausted)".into());
+                return StepFailure::Trap(
+                    "stack overflow: the step recursed too deeply (wasm call stack exhausted)"
+                        .into(),
+                );
             }
             _ => {}
         }
     }
     if memory_exceeded {
-        return StepFailure::OutOfMemory { limit: call.memory_limit };
+        return StepFailure::OutOfMemory {
+            limit: call.memory_limit,
+        };
     }
     let what = match e.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
@@ -488,7 +657,11 @@ fn classify(
         None => what,
     };
     let msg = masker.mask_string(msg);
-    if instantiating { StepFailure::Instantiate(msg) } else { StepFailure::Trap(msg) }
+    if instantiating {
+        StepFailure::Instantiate(msg)
+    } else {
+        StepFailure::Trap(msg)
+    }
 }
 
 #[cfg(test)]
@@ -498,23 +671,44 @@ mod tests {
     #[test]
     fn digests_are_normalised() {
         let d = "A".repeat(64);
-        assert_eq!(normalize_digest(&format!("sha256:{d}")).unwrap(), "a".repeat(64));
-        assert!(matches!(normalize_digest("sha256:abc"), Err(SandboxError::BadDigest(_))));
-        assert!(matches!(normalize_digest(&"g".repeat(64)), Err(SandboxError::BadDigest(_))));
+        assert_eq!(
+            normalize_digest(&format!("sha256:{d}")).unwrap(),
+            "a".repeat(64)
+        );
+        assert!(matches!(
+            normalize_digest("sha256:abc"),
+            Err(SandboxError::BadDigest(_))
+        ));
+        assert!(matches!(
+            normalize_digest(&"g".repeat(64)),
+            Err(SandboxError::BadDigest(_))
+        ));
     }
 
     #[test]
     fn panic_report_extraction() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:27:9:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("panicked at src/lib.rs:27:9: boom"));
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("panicked at src/lib.rs:27:9: boom")
+        );
         assert_eq!(panic_message("nothing"), None);
     }
 
     #[test]
     fn output_limits_and_masking() {
         let m = Masker::new(["tok"]);
-        assert_eq!(parse_output(r#"{"a":"xtoky"}"#, 100, &m).unwrap(), serde_json::json!({"a": "x***y"}));
-        assert_eq!(parse_output("[1,2,3]", 3, &m), Err(StepFailure::OutputTooLarge { size: 7, limit: 3 }));
-        assert!(matches!(parse_output("{", 100, &m), Err(StepFailure::InvalidOutput(_))));
+        assert_eq!(
+            parse_output(r#"{"a":"xtoky"}"#, 100, &m).unwrap(),
+            serde_json::json!({"a": "x***y"})
+        );
+        assert_eq!(
+            parse_output("[1,2,3]", 3, &m),
+            Err(StepFailure::OutputTooLarge { size: 7, limit: 3 })
+        );
+        assert!(matches!(
+            parse_output("{", 100, &m),
+            Err(StepFailure::InvalidOutput(_))
+        ));
     }
 }

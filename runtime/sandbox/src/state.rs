@@ -36,7 +36,12 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             return Ok(false);
@@ -44,7 +49,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(maximum.is_none_or(|m| desired <= m))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|m| desired <= m))
     }
 }
@@ -96,24 +106,43 @@ impl HostState {
     }
 
     /// Adds a log line (masked), bounded by [`MAX_LOG_BYTES`], and emits it as a `tracing` event.
-    pub(crate) fn push_log(&mut self, level: Level, source: LogSource, message: &str, fields: Vec<(String, String)>) {
+    pub(crate) fn push_log(
+        &mut self,
+        level: Level,
+        source: LogSource,
+        message: &str,
+        fields: Vec<(String, String)>,
+    ) {
         if self.log_truncated {
             return;
         }
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         if self.log_bytes + size > MAX_LOG_BYTES {
             self.log_truncated = true;
-            let note = format!("log truncated: the step wrote more than {MAX_LOG_BYTES} bytes of log");
+            let note =
+                format!("log truncated: the step wrote more than {MAX_LOG_BYTES} bytes of log");
             self.emit(Level::Warn, LogSource::Host, &note, &[]);
-            self.logs.push(LogLine { level: Level::Warn, source: LogSource::Host, message: note, fields: Vec::new() });
+            self.logs.push(LogLine {
+                level: Level::Warn,
+                source: LogSource::Host,
+                message: note,
+                fields: Vec::new(),
+            });
             return;
         }
         self.log_bytes += size;
         let message = self.masker.mask(message).into_owned();
-        let fields: Vec<(String, String)> =
-            fields.into_iter().map(|(k, v)| (self.masker.mask_string(k), self.masker.mask_string(v))).collect();
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .map(|(k, v)| (self.masker.mask_string(k), self.masker.mask_string(v)))
+            .collect();
         self.emit(level, source, &message, &fields);
-        self.logs.push(LogLine { level, source, message, fields });
+        self.logs.push(LogLine {
+            level,
+            source,
+            message,
+            fields,
+        });
     }
 
     fn emit(&self, level: Level, source: LogSource, message: &str, fields: &[(String, String)]) {
@@ -143,22 +172,42 @@ impl HostState {
         }
         let m = &self.masker;
         let change = match change {
-            PlannedChange::Http { method, url, headers, mut body_json, body_summary, body_bytes } => {
+            PlannedChange::Http {
+                method,
+                url,
+                headers,
+                mut body_json,
+                body_summary,
+                body_bytes,
+            } => {
                 if let Some(j) = &mut body_json {
                     m.mask_json(j);
                 }
                 PlannedChange::Http {
                     method,
                     url: m.mask_string(url),
-                    headers: headers.into_iter().map(|(k, v)| (k, m.mask_string(v))).collect(),
+                    headers: headers
+                        .into_iter()
+                        .map(|(k, v)| (k, m.mask_string(v)))
+                        .collect(),
                     body_json,
                     body_summary: body_summary.map(|s| m.mask_string(s)),
                     body_bytes,
                 }
             }
-            PlannedChange::Sql { connection, statement, mut params, reason } => {
+            PlannedChange::Sql {
+                connection,
+                statement,
+                mut params,
+                reason,
+            } => {
                 params.iter_mut().for_each(|p| m.mask_json(p));
-                PlannedChange::Sql { connection, statement: m.mask_string(statement), params, reason: m.mask_string(reason) }
+                PlannedChange::Sql {
+                    connection,
+                    statement: m.mask_string(statement),
+                    params,
+                    reason: m.mask_string(reason),
+                }
             }
         };
         let c = &self.log_ctx;
@@ -178,14 +227,22 @@ pub(crate) struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl types::Host for StoreState {}
 
 impl log::Host for StoreState {
-    async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         let level = match level {
             log::Level::Trace => Level::Trace,
             log::Level::Debug => Level::Debug,
@@ -193,13 +250,17 @@ impl log::Host for StoreState {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
-        self.host.push_log(level, LogSource::Guest, &message, fields);
+        self.host
+            .push_log(level, LogSource::Guest, &message, fields);
         Ok(())
     }
 }
 
 impl http::Host for StoreState {
-    async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
+    async fn send(
+        &mut self,
+        req: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, http::Error>> {
         let plan = self.host.plan_mode();
         let Some(cap) = &self.host.http else {
             return Ok(Err(http::Error::Denied(format!(
@@ -227,7 +288,12 @@ impl sql::Host for StoreState {
         params: Vec<sql::Value>,
     ) -> wasmtime::Result<Result<sql::Rows, sql::Error>> {
         let plan = self.host.plan_mode();
-        match self.host.sql.query(&connection, &statement, &params, plan).await {
+        match self
+            .host
+            .sql
+            .query(&connection, &statement, &params, plan)
+            .await
+        {
             Ok((rows, change)) => {
                 if let Some(change) = change {
                     self.host.record(change)?;
@@ -245,7 +311,12 @@ impl sql::Host for StoreState {
         params: Vec<sql::Value>,
     ) -> wasmtime::Result<Result<u64, sql::Error>> {
         let plan = self.host.plan_mode();
-        match self.host.sql.execute(&connection, &statement, &params, plan).await {
+        match self
+            .host
+            .sql
+            .execute(&connection, &statement, &params, plan)
+            .await
+        {
             Ok((n, change)) => {
                 if let Some(change) = change {
                     self.host.record(change)?;
@@ -259,12 +330,11 @@ impl sql::Host for StoreState {
 
 impl secrets::Host for StoreState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, String>> {
-        Ok(self
-            .host
-            .secrets
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| format!("secret `{name}` is not granted to this step; add it to the step's grants.secrets")))
+        Ok(self.host.secrets.get(&name).cloned().ok_or_else(|| {
+            format!(
+                "secret `{name}` is not granted to this step; add it to the step's grants.secrets"
+            )
+        }))
     }
 }
 
@@ -275,10 +345,16 @@ impl kv::Host for StoreState {
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
         if key.len() > MAX_KV_KEY {
-            return Ok(Err(format!("kv key is {} bytes; the limit is {MAX_KV_KEY}", key.len())));
+            return Ok(Err(format!(
+                "kv key is {} bytes; the limit is {MAX_KV_KEY}",
+                key.len()
+            )));
         }
         if value.len() > MAX_KV_VALUE {
-            return Ok(Err(format!("kv value is {} bytes; the limit is {MAX_KV_VALUE}", value.len())));
+            return Ok(Err(format!(
+                "kv value is {} bytes; the limit is {MAX_KV_VALUE}",
+                value.len()
+            )));
         }
         Ok(self.host.kv.set(&key, value))
     }

@@ -26,11 +26,17 @@ pub(crate) struct Capture {
 impl Capture {
     /// Keeps at most `cap` bytes.
     pub(crate) fn new(cap: usize) -> Self {
-        Self { buf: Arc::default(), cap }
+        Self {
+            buf: Arc::default(),
+            cap,
+        }
     }
 
     fn push(&self, bytes: &[u8]) {
-        let mut b = self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut b = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let room = self.cap.saturating_sub(b.data.len());
         let keep = room.min(bytes.len());
         b.data.extend_from_slice(&bytes[..keep]);
@@ -39,7 +45,10 @@ impl Capture {
 
     /// The captured text and how many bytes were dropped.
     pub(crate) fn take(&self) -> (String, u64) {
-        let mut b = self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut b = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let data = std::mem::take(&mut b.data);
         (String::from_utf8_lossy(&data).into_owned(), b.dropped)
     }
@@ -82,7 +91,11 @@ impl OutputStream for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -86,7 +86,10 @@ impl Call {
 
     /// A `compensate` call with default limits.
     pub fn compensate(invocation: Invocation, caps: Capabilities) -> Self {
-        Self { action: Action::Compensate, ..Self::run(invocation, caps) }
+        Self {
+            action: Action::Compensate,
+            ..Self::run(invocation, caps)
+        }
     }
 }
 
@@ -196,7 +199,9 @@ pub struct Report {
 impl Report {
     /// The success/failure view used by most callers.
     pub fn into_outcome(self) -> Result<Outcome, crate::StepFailure> {
-        let Report { result, plan, logs, .. } = self;
+        let Report {
+            result, plan, logs, ..
+        } = self;
         result.map(|output| Outcome { output, plan, logs })
     }
 }

@@ -62,7 +62,13 @@ impl Ctx {
     /// A context over any host; the export glue passes [`crate::host::WitHost`], unit tests pass a
     /// [`crate::testing::MockHost`].
     pub fn new(invocation: Invocation, host: Arc<dyn HostApi>) -> Self {
-        Self { invocation, log: Log { host: Arc::clone(&host) }, host }
+        Self {
+            invocation,
+            log: Log {
+                host: Arc::clone(&host),
+            },
+            host,
+        }
     }
 
     /// Run id, attempt, idempotency key, mode.
@@ -82,12 +88,17 @@ impl Ctx {
 
     /// SQL on the named connection (from the workflow's `connections:`, granted in `grants.sql`).
     pub fn sql<'a>(&'a self, connection: &'a str) -> Sql<'a> {
-        Sql { host: &*self.host, connection }
+        Sql {
+            host: &*self.host,
+            connection,
+        }
     }
 
     /// A granted secret. The host masks its value in logs, outputs and errors.
     pub fn secret(&self, name: &str) -> Result<String, crate::Error> {
-        self.host.secret(name).map_err(|e| crate::Error::fatal(format!("secret `{name}`: {e}")))
+        self.host
+            .secret(name)
+            .map_err(|e| crate::Error::fatal(format!("secret `{name}`: {e}")))
     }
 
     /// Per-run state shared between steps.
@@ -104,7 +115,10 @@ pub struct Log {
 impl Log {
     /// Logs `message` with key/value fields.
     pub fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
-        let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         self.host.log(level, message, &fields);
     }
     /// Debug-level message.
@@ -138,14 +152,23 @@ impl Kv<'_> {
     }
     /// Stores raw bytes.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::Error> {
-        self.host.kv_set(key, value).map_err(|e| crate::Error::fatal(format!("kv set `{key}`: {e}")))
+        self.host
+            .kv_set(key, value)
+            .map_err(|e| crate::Error::fatal(format!("kv set `{key}`: {e}")))
     }
     /// The JSON value under `key`, deserialised.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, crate::Error> {
-        self.get(key).map(|b| serde_json::from_slice(&b)).transpose().map_err(Into::into)
+        self.get(key)
+            .map(|b| serde_json::from_slice(&b))
+            .transpose()
+            .map_err(Into::into)
     }
     /// Stores `value` as JSON.
-    pub fn set_json<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), crate::Error> {
+    pub fn set_json<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), crate::Error> {
         self.set(key, &serde_json::to_vec(value)?)
     }
     /// Deletes `key`; returns whether it existed.

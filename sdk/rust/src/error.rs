@@ -25,17 +25,26 @@ pub struct Error {
 impl Error {
     /// A transient failure worth retrying.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Retryable, message: message.into() }
+        Self {
+            kind: ErrorKind::Retryable,
+            message: message.into(),
+        }
     }
 
     /// A permanent failure.
     pub fn fatal(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Fatal, message: message.into() }
+        Self {
+            kind: ErrorKind::Fatal,
+            message: message.into(),
+        }
     }
 
     /// The inputs are wrong; say which one and how to fix it.
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::InvalidInput, message: message.into() }
+        Self {
+            kind: ErrorKind::InvalidInput,
+            message: message.into(),
+        }
     }
 
     /// How the engine treats this error.
@@ -51,7 +60,10 @@ impl Error {
     /// Prefixes the message with what was being done, keeping the kind.
     #[must_use]
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Self { kind: self.kind, message: format!("{what}: {}", self.message) }
+        Self {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
     }
 }
 

@@ -19,7 +19,14 @@ pub fn describe<S: Step>() -> wit::Manifest {
         description: info.description,
         input_schema: schema_json::<S::Input>(),
         output_schema: schema_json::<S::Output>(),
-        needs: info.needs.into_iter().map(|n| wit::GrantRequest { kind: n.kind, detail: n.detail }).collect(),
+        needs: info
+            .needs
+            .into_iter()
+            .map(|n| wit::GrantRequest {
+                kind: n.kind,
+                detail: n.detail,
+            })
+            .collect(),
         supports_plan: info.supports_plan,
         supports_compensate: info.supports_compensate,
     }
@@ -41,7 +48,8 @@ pub fn run_with<S: Step>(inv: Invocation, host: Arc<dyn HostApi>) -> Result<Stri
     let input = parse_input::<S::Input>(&inv.input)?;
     let ctx = Ctx::new(inv, host);
     let output = S::run(&ctx, input)?;
-    serde_json::to_string(&output).map_err(|e| Error::fatal(format!("serialising the step output: {e}")))
+    serde_json::to_string(&output)
+        .map_err(|e| Error::fatal(format!("serialising the step output: {e}")))
 }
 
 /// Compensates step `S` against any host.
@@ -55,7 +63,11 @@ pub fn compensate_with<S: Step>(inv: Invocation, host: Arc<dyn HostApi>) -> Resu
 /// inputs all have defaults need no `with:`. Errors name the offending path, e.g. `expect.status`.
 pub fn parse_input<T: DeserializeOwned>(json: &str) -> Result<T, Error> {
     let trimmed = json.trim();
-    let json = if trimmed.is_empty() || trimmed == "null" { "{}" } else { json };
+    let json = if trimmed.is_empty() || trimmed == "null" {
+        "{}"
+    } else {
+        json
+    };
     let de = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -106,8 +118,16 @@ mod tests {
     fn input_errors_name_the_path() {
         let e = parse_input::<In>(r#"{"name":"x","expect":{"status":"two hundred"}}"#).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
-        assert!(e.message().starts_with("with.expect.status: invalid type"), "{}", e.message());
+        assert!(
+            e.message().starts_with("with.expect.status: invalid type"),
+            "{}",
+            e.message()
+        );
         let e = parse_input::<In>("null").unwrap_err();
-        assert!(e.message().contains("missing field `name`"), "{}", e.message());
+        assert!(
+            e.message().contains("missing field `name`"),
+            "{}",
+            e.message()
+        );
     }
 }

@@ -28,9 +28,19 @@ pub trait HostApi {
     /// Sends an HTTP request.
     fn http_send(&self, req: &Request) -> Result<Response, HttpError>;
     /// Runs a row-returning statement on a named connection.
-    fn sql_query(&self, connection: &str, statement: &str, params: &[Value]) -> Result<Rows, SqlError>;
+    fn sql_query(
+        &self,
+        connection: &str,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<Rows, SqlError>;
     /// Runs a statement on a named connection, returning rows affected.
-    fn sql_execute(&self, connection: &str, statement: &str, params: &[Value]) -> Result<u64, SqlError>;
+    fn sql_execute(
+        &self,
+        connection: &str,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<u64, SqlError>;
     /// Reads a granted secret.
     fn secret(&self, name: &str) -> Result<String, String>;
     /// Reads per-run state.
@@ -66,10 +76,17 @@ impl HostApi for WitHost {
             url: req.url.clone(),
             headers: req.headers.clone(),
             body: req.body.clone(),
-            timeout_ms: req.timeout.map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
+            timeout_ms: req
+                .timeout
+                .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
         };
         match wit::http::send(&wreq) {
-            Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body, recorded: r.recorded }),
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+                recorded: r.recorded,
+            }),
             Err(e) => Err(match e {
                 wit::http::Error::Denied(m) => HttpError::Denied(m),
                 wit::http::Error::Timeout => HttpError::Timeout,
@@ -80,16 +97,30 @@ impl HostApi for WitHost {
         }
     }
 
-    fn sql_query(&self, connection: &str, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
+    fn sql_query(
+        &self,
+        connection: &str,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<Rows, SqlError> {
         let params: Vec<_> = params.iter().map(to_wit_value).collect();
         let rows = wit::sql::query(connection, statement, &params).map_err(from_wit_sql_error)?;
         Ok(Rows {
             columns: rows.columns,
-            rows: rows.rows.into_iter().map(|r| r.into_iter().map(from_wit_value).collect()).collect(),
+            rows: rows
+                .rows
+                .into_iter()
+                .map(|r| r.into_iter().map(from_wit_value).collect())
+                .collect(),
         })
     }
 
-    fn sql_execute(&self, connection: &str, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+    fn sql_execute(
+        &self,
+        connection: &str,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<u64, SqlError> {
         let params: Vec<_> = params.iter().map(to_wit_value).collect();
         wit::sql::execute(connection, statement, &params).map_err(from_wit_sql_error)
     }

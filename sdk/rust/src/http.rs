@@ -30,7 +30,13 @@ pub struct Request {
 impl Request {
     /// A request without headers or body.
     pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
-        Self { method: method.into(), url: url.into(), headers: Vec::new(), body: None, timeout: None }
+        Self {
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            timeout: None,
+        }
     }
 
     /// Adds a header.
@@ -50,8 +56,13 @@ impl Request {
     /// Serialises `value` as the JSON body and sets `content-type: application/json`.
     pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, crate::Error> {
         self.body = Some(serde_json::to_vec(value)?);
-        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
-            self.headers.push(("content-type".into(), "application/json".into()));
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            self.headers
+                .push(("content-type".into(), "application/json".into()));
         }
         Ok(self)
     }
@@ -80,7 +91,10 @@ pub struct Response {
 impl Response {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Status in 200..=299.
@@ -95,8 +109,9 @@ impl Response {
 
     /// The body parsed as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, crate::Error> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| crate::Error::fatal(format!("response body is not the expected JSON: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            crate::Error::fatal(format!("response body is not the expected JSON: {e}"))
+        })
     }
 
     /// Fails with a retryable error on 5xx and 429, a fatal one on other non-2xx statuses.
@@ -149,7 +164,9 @@ impl From<HttpError> for crate::Error {
     fn from(e: HttpError) -> Self {
         let msg = format!("http: {e}");
         match e {
-            HttpError::Timeout | HttpError::Connect(_) | HttpError::Other(_) => crate::Error::retryable(msg),
+            HttpError::Timeout | HttpError::Connect(_) | HttpError::Other(_) => {
+                crate::Error::retryable(msg)
+            }
             HttpError::Denied(_) | HttpError::TooLarge(_) => crate::Error::fatal(msg),
         }
     }
@@ -183,17 +200,29 @@ impl Http<'_> {
     }
 
     /// `POST url` with a JSON body.
-    pub fn post_json<T: Serialize + ?Sized>(&self, url: &str, body: &T) -> Result<Response, crate::Error> {
+    pub fn post_json<T: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &T,
+    ) -> Result<Response, crate::Error> {
         Ok(self.send(&Request::new("POST", url).json(body)?)?)
     }
 
     /// `PUT url` with a JSON body.
-    pub fn put_json<T: Serialize + ?Sized>(&self, url: &str, body: &T) -> Result<Response, crate::Error> {
+    pub fn put_json<T: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &T,
+    ) -> Result<Response, crate::Error> {
         Ok(self.send(&Request::new("PUT", url).json(body)?)?)
     }
 
     /// `PATCH url` with a JSON body.
-    pub fn patch_json<T: Serialize + ?Sized>(&self, url: &str, body: &T) -> Result<Response, crate::Error> {
+    pub fn patch_json<T: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &T,
+    ) -> Result<Response, crate::Error> {
         Ok(self.send(&Request::new("PATCH", url).json(body)?)?)
     }
 }
@@ -204,7 +233,8 @@ mod tests {
 
     #[test]
     fn json_sets_content_type_once() {
-        let r = Request::new("POST", "http://x").header("Content-Type", "application/merge-patch+json");
+        let r =
+            Request::new("POST", "http://x").header("Content-Type", "application/merge-patch+json");
         let r = r.json(&serde_json::json!({"a": 1})).unwrap();
         assert_eq!(r.headers.len(), 1);
         assert_eq!(r.body.as_deref(), Some(&b"{\"a\":1}"[..]));
@@ -212,9 +242,20 @@ mod tests {
 
     #[test]
     fn error_for_status_kinds() {
-        let resp = |status| Response { status, headers: vec![], body: b"nope".to_vec(), recorded: false };
+        let resp = |status| Response {
+            status,
+            headers: vec![],
+            body: b"nope".to_vec(),
+            recorded: false,
+        };
         assert!(resp(204).error_for_status().is_ok());
-        assert_eq!(resp(503).error_for_status().unwrap_err().kind(), crate::ErrorKind::Retryable);
-        assert_eq!(resp(404).error_for_status().unwrap_err().kind(), crate::ErrorKind::Fatal);
+        assert_eq!(
+            resp(503).error_for_status().unwrap_err().kind(),
+            crate::ErrorKind::Retryable
+        );
+        assert_eq!(
+            resp(404).error_for_status().unwrap_err().kind(),
+            crate::ErrorKind::Fatal
+        );
     }
 }

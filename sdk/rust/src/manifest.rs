@@ -48,7 +48,10 @@ impl ManifestInfo {
     /// Declares a need of `kind` (`http`, `sql`, `fs`, `secret`).
     #[must_use]
     pub fn needs(mut self, kind: impl Into<String>, detail: impl Into<String>) -> Self {
-        self.needs.push(Need { kind: kind.into(), detail: detail.into() });
+        self.needs.push(Need {
+            kind: kind.into(),
+            detail: detail.into(),
+        });
         self
     }
     /// Sets whether the step supports plan mode.

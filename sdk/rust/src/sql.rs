@@ -141,7 +141,13 @@ impl Rows {
     pub fn to_json(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
         self.rows
             .iter()
-            .map(|r| self.columns.iter().cloned().zip(r.iter().map(Value::to_json)).collect())
+            .map(|r| {
+                self.columns
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(Value::to_json))
+                    .collect()
+            })
             .collect()
     }
 }
@@ -188,7 +194,10 @@ impl SqlError {
         match self {
             SqlError::Timeout | SqlError::Connect(_) => true,
             SqlError::Db { code, .. } => {
-                code.starts_with("08") || code.starts_with("40") || code.starts_with("53") || code.starts_with("57P")
+                code.starts_with("08")
+                    || code.starts_with("40")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
             }
             SqlError::Denied(_) | SqlError::Unsupported(_) => false,
         }
@@ -198,7 +207,11 @@ impl SqlError {
 impl From<SqlError> for crate::Error {
     fn from(e: SqlError) -> Self {
         let msg = format!("sql: {e}");
-        if e.is_transient() { crate::Error::retryable(msg) } else { crate::Error::fatal(msg) }
+        if e.is_transient() {
+            crate::Error::retryable(msg)
+        } else {
+            crate::Error::fatal(msg)
+        }
     }
 }
 
@@ -238,7 +251,10 @@ mod tests {
 
     #[test]
     fn transient_classification() {
-        let db = |code: &str| SqlError::Db { code: code.into(), message: String::new() };
+        let db = |code: &str| SqlError::Db {
+            code: code.into(),
+            message: String::new(),
+        };
         assert!(db("40001").is_transient());
         assert!(db("57P01").is_transient());
         assert!(!db("42P01").is_transient());

@@ -52,12 +52,16 @@ impl MockHost {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panicking test thread poisons the lock; the data is still fine for inspection.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Answers `method url` (exact match) with `answer`, every time.
     pub fn on_http(&self, method: &str, url: &str, answer: Result<Response, HttpError>) -> &Self {
-        self.state().http.insert((method.to_ascii_uppercase(), url.to_owned()), answer);
+        self.state()
+            .http
+            .insert((method.to_ascii_uppercase(), url.to_owned()), answer);
         self
     }
     /// Answers `sql.query` of exactly `statement`.
@@ -72,7 +76,9 @@ impl MockHost {
     }
     /// Grants a secret.
     pub fn secret(&self, name: &str, value: &str) -> &Self {
-        self.state().secrets.insert(name.to_owned(), value.to_owned());
+        self.state()
+            .secrets
+            .insert(name.to_owned(), value.to_owned());
         self
     }
     /// Calls made so far, in order.
@@ -96,29 +102,58 @@ impl HostApi for MockHost {
         st.http
             .get(&(req.method.to_ascii_uppercase(), req.url.clone()))
             .cloned()
-            .unwrap_or_else(|| Err(HttpError::Denied(format!("MockHost: no answer scripted for {} {}", req.method, req.url))))
+            .unwrap_or_else(|| {
+                Err(HttpError::Denied(format!(
+                    "MockHost: no answer scripted for {} {}",
+                    req.method, req.url
+                )))
+            })
     }
 
-    fn sql_query(&self, connection: &str, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
+    fn sql_query(
+        &self,
+        connection: &str,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<Rows, SqlError> {
         let mut st = self.state();
-        st.calls.push(Call::Query(connection.to_owned(), statement.to_owned(), params.to_vec()));
-        st.query
-            .get(statement)
-            .cloned()
-            .unwrap_or_else(|| Err(SqlError::Denied(format!("MockHost: no answer scripted for query {statement}"))))
+        st.calls.push(Call::Query(
+            connection.to_owned(),
+            statement.to_owned(),
+            params.to_vec(),
+        ));
+        st.query.get(statement).cloned().unwrap_or_else(|| {
+            Err(SqlError::Denied(format!(
+                "MockHost: no answer scripted for query {statement}"
+            )))
+        })
     }
 
-    fn sql_execute(&self, connection: &str, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+    fn sql_execute(
+        &self,
+        connection: &str,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<u64, SqlError> {
         let mut st = self.state();
-        st.calls.push(Call::Execute(connection.to_owned(), statement.to_owned(), params.to_vec()));
-        st.execute
-            .get(statement)
-            .cloned()
-            .unwrap_or_else(|| Err(SqlError::Denied(format!("MockHost: no answer scripted for execute {statement}"))))
+        st.calls.push(Call::Execute(
+            connection.to_owned(),
+            statement.to_owned(),
+            params.to_vec(),
+        ));
+        st.execute.get(statement).cloned().unwrap_or_else(|| {
+            Err(SqlError::Denied(format!(
+                "MockHost: no answer scripted for execute {statement}"
+            )))
+        })
     }
 
     fn secret(&self, name: &str) -> Result<String, String> {
-        self.state().secrets.get(name).cloned().ok_or_else(|| format!("secret `{name}` is not granted"))
+        self.state()
+            .secrets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("secret `{name}` is not granted"))
     }
 
     fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
@@ -135,6 +170,11 @@ impl HostApi for MockHost {
     }
 
     fn kv_list(&self, prefix: &str) -> Vec<String> {
-        self.state().kv.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+        self.state()
+            .kv
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }

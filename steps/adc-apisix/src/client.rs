@@ -188,7 +188,8 @@ pub fn error_message(body: &[u8]) -> String {
     s
 }
 
-fn pct_encode(s: &str) -> String {
+/// Percent-encodes a query component (RFC 3986 unreserved characters pass through).
+pub(crate) fn pct_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

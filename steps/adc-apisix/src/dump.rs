@@ -1,9 +1,12 @@
 //! `mode: dump`: the gateway's state written back in ADC's file format (ADC's `ToADC`).
 //!
 //! An `id` is kept only where it differs from the one ADC would derive, so a dumped file synced
-//! back matches the same objects (what `adc dump --with-id` is for) without noise. SSL private
-//! keys are not returned by the Admin API, so SSLs come back without `key` and need it added
-//! before the file can be synced.
+//! back matches the same objects (what `adc dump --with-id` is for) without noise.
+//!
+//! Secrets are not copied into the output (which the engine journals): SSL private keys are not
+//! returned by the Admin API anyway, and the secret fields of consumer credentials and of
+//! authentication plugins on consumers, and an upstream's `tls.client_key`, are written as
+//! `"<redacted>"`. Put the real values (or `${ENV}` references) back before syncing such a file.
 
 use serde_json::{Map as JsonMap, Value as JsonValue, json};
 
@@ -147,12 +150,21 @@ pub fn to_adc(remote: &[Resource]) -> JsonValue {
                     &[("desc", "description"), ("labels", "labels")],
                 );
                 o.insert("type".into(), json!(kind));
-                o.insert("config".into(), config.clone());
+                let mut config = config.clone();
+                redact(&mut config);
+                o.insert("config".into(), config);
                 Some(JsonValue::Object(o))
             })
             .collect();
         if !creds.is_empty() {
             out.insert("credentials".into(), creds.into());
+        }
+        if let Some(JsonValue::Object(plugins)) = out.get_mut("plugins") {
+            for (name, cfg) in plugins.iter_mut() {
+                if AUTH_PLUGINS.contains(&name.as_str()) {
+                    redact(cfg);
+                }
+            }
         }
         consumers.push(JsonValue::Object(out));
     }
@@ -190,6 +202,30 @@ pub fn to_adc(remote: &[Resource]) -> JsonValue {
         }
     }
     JsonValue::Object(doc)
+}
+
+/// Plugins whose consumer-side configuration holds the consumer's credentials.
+const AUTH_PLUGINS: &[&str] = &["key-auth", "basic-auth", "jwt-auth", "hmac-auth"];
+
+/// Fields of an authentication configuration that hold secrets.
+const SECRET_FIELDS: &[&str] = &[
+    "key",
+    "password",
+    "secret",
+    "secret_key",
+    "private_key",
+    "public_key_secret",
+];
+
+/// Replaces the secret fields of an authentication configuration.
+fn redact(cfg: &mut JsonValue) {
+    if let JsonValue::Object(m) = cfg {
+        for (k, v) in m.iter_mut() {
+            if SECRET_FIELDS.contains(&k.as_str()) && v.is_string() {
+                *v = json!("<redacted>");
+            }
+        }
+    }
 }
 
 fn keep_id(out: &mut JsonMap<String, JsonValue>, id: &str, derived: &str) {
@@ -238,6 +274,11 @@ fn upstream(u: &JsonValue, named: bool) -> JsonValue {
         "discovery_args",
     ] {
         copy(u, &mut out, &[(k, k)]);
+    }
+    if let Some(JsonValue::Object(tls)) = out.get_mut("tls")
+        && tls.get("client_key").is_some_and(JsonValue::is_string)
+    {
+        tls.insert("client_key".into(), json!("<redacted>"));
     }
     if let Some(mut checks) = u.get("checks").cloned() {
         if let Some(h) = checks
@@ -442,7 +483,7 @@ mod tests {
         assert_eq!(d["global_rules"], json!({"cors": {}}));
         assert_eq!(
             d["consumers"][0]["credentials"][0],
-            json!({"name": "k", "type": "key-auth", "config": {"key": "x"}})
+            json!({"name": "k", "type": "key-auth", "config": {"key": "<redacted>"}})
         );
         assert!(d.get("ssls").is_none());
     }

@@ -316,6 +316,7 @@ impl Builder<'_> {
         out
     }
 
+    // One argument per field of the resource it records; a builder struct would only rename them.
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,

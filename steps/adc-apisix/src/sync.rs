@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
 use crate::apply;
-use crate::client::Client;
+use crate::client::{Client, pct_encode};
 use crate::compare::{Change, Defaults};
 use crate::differ::{self, Event, EventType, Scope};
 use crate::dump;
@@ -256,6 +256,12 @@ pub fn run(input: &Input, rt: &Runtime<'_>) -> Result<Output, SyncError> {
             (events, st.state.version, dumped, client)
         }
     };
+    // a dump compares nothing: the diff against an empty file is not a plan
+    let events = if input.mode == Mode::Dump {
+        Vec::new()
+    } else {
+        events
+    };
     Ok(output(
         input,
         &events,
@@ -290,7 +296,7 @@ fn api7_client<'a>(
         .gateway_group
         .clone()
         .unwrap_or_else(|| "default".into());
-    let q = query_escape(&group);
+    let q = pct_encode(&group);
     let path = format!("/api/gateway_groups?search={q}&name={q}");
     let resp = client.get(&path)?;
     let body: JsonValue = serde_json::from_slice(&resp.body).map_err(|e| SyncError::Protocol {
@@ -317,18 +323,6 @@ fn api7_client<'a>(
             ))
         })?;
     Ok((client.with_admin_query("gateway_group_id", &id), version))
-}
-
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn output(

@@ -112,6 +112,8 @@ pub fn parse(text: &str, env: &Env) -> Result<Node, YamlError> {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
         env,
+        depth: 0,
+        nodes: 0,
     };
     let mut root = None;
     loop {
@@ -165,10 +167,18 @@ fn pos_of(span: &Span) -> Pos {
     }
 }
 
+/// Deeper nesting is refused: recursion on it could exhaust the guest's stack.
+const MAX_DEPTH: usize = 128;
+/// Nodes per document, aliases expanded: bounds "billion laughs" alias bombs.
+const MAX_NODES: usize = 1_000_000;
+
 struct Builder<'input, 'e> {
     parser: Parser<'input, StrInput<'input>>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their node counts.
+    anchors: HashMap<usize, (Node, usize)>,
     env: &'e Env,
+    depth: usize,
+    nodes: usize,
 }
 
 impl<'input> Builder<'input, '_> {
@@ -190,7 +200,34 @@ impl<'input> Builder<'input, '_> {
     }
 
     fn node(&mut self, ev: Event<'input>, span: Span) -> Result<Node, YamlError> {
+        let nested = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
+        if nested {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(YamlError {
+                    pos: pos_of(&span),
+                    message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                });
+            }
+        }
+        let r = self.node_inner(ev, span);
+        if nested {
+            self.depth -= 1;
+        }
+        let node = r?;
+        if self.nodes > MAX_NODES {
+            return Err(YamlError {
+                pos: node.pos,
+                message: format!("more than {MAX_NODES} YAML nodes (aliases expanded)"),
+            });
+        }
+        Ok(node)
+    }
+
+    fn node_inner(&mut self, ev: Event<'input>, span: Span) -> Result<Node, YamlError> {
         let pos = pos_of(&span);
+        let first = self.nodes;
+        self.nodes += 1;
         let (node, anchor) = match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let text =
@@ -224,11 +261,21 @@ impl<'input> Builder<'input, '_> {
             }
             Event::MappingStart(anchor, _) => (self.mapping(pos)?, anchor),
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| YamlError {
-                    pos,
-                    message: "alias refers to an unknown anchor".into(),
-                })?;
-                return Ok(node);
+                let Some((node, count)) = self.anchors.get(&id) else {
+                    return Err(YamlError {
+                        pos,
+                        message: "alias refers to an unknown anchor".into(),
+                    });
+                };
+                // count the copy before making it, so an alias bomb stops early
+                self.nodes += count;
+                if self.nodes > MAX_NODES {
+                    return Err(YamlError {
+                        pos,
+                        message: format!("more than {MAX_NODES} YAML nodes (aliases expanded)"),
+                    });
+                }
+                return Ok(node.clone());
             }
             _ => {
                 return Err(YamlError {
@@ -238,7 +285,8 @@ impl<'input> Builder<'input, '_> {
             }
         };
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors
+                .insert(anchor, (node.clone(), self.nodes - first));
         }
         Ok(node)
     }
@@ -971,6 +1019,27 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn nesting_and_alias_bombs_are_bounded() {
+        let deep = "[".repeat(150) + &"]".repeat(150);
+        let e = parse(&deep, &Env::new()).unwrap_err();
+        assert!(e.message.contains("nesting deeper than 128"), "{e:?}");
+        let deeper = "[".repeat(5000) + &"]".repeat(5000);
+        assert!(
+            parse(&deeper, &Env::new()).is_err(),
+            "the parser's own limit"
+        );
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse(&bomb, &Env::new()).unwrap_err();
+        assert!(err.message.contains("aliases expanded"), "{err:?}");
+        // ordinary aliases are fine
+        assert!(parse("a: &x [1, 2]\nb: *x\nc: *x\n", &Env::new()).is_ok());
     }
 
     #[test]

@@ -163,6 +163,8 @@ pub(crate) fn sqlstate(e: &SqlError) -> Option<&str> {
 /// connection, and what to check. Transient failures are retryable.
 pub(crate) fn sql_error(conn: &str, what: &str, e: &SqlError) -> Error {
     match e {
+        // The Meridian host's message already names the grant to add.
+        SqlError::Denied(m) if m.contains("grants.sql") => Error::fatal(format!("{what}: {m}")),
         SqlError::Denied(m) => Error::fatal(format!(
             "{what}: connection `{conn}` is not granted to this step ({m}); add it to the step's `grants.sql`"
         )),

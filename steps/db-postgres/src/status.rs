@@ -1,9 +1,9 @@
 //! `status`: role, WAL position, replicas, slots, subscriptions, lag and health (domain.md §6).
 //!
 //! What `lag_bytes` measures depends on the role:
-//! - primary: the largest of each replica's `pg_current_wal_lsn() - replay_lsn` and each slot's
-//!   retained WAL (`confirmed_flush_lsn`, or `restart_lsn` for physical slots): bytes a replica
-//!   has not applied yet;
+//! - primary: the largest of each replica's `pg_current_wal_lsn() - replay_lsn`, each logical
+//!   slot's distance to its `confirmed_flush_lsn` and each inactive physical slot's distance to
+//!   its `restart_lsn`: bytes a consumer has not applied yet;
 //! - standby: the primary's current LSN minus the standby's replay LSN when `primary` is given
 //!   and reachable; otherwise only what it received but has not replayed yet;
 //! - subscriber: the publisher's current LSN minus the subscription's `latest_end_lsn` when
@@ -12,6 +12,10 @@
 //! `lag_seconds` is the largest `replay_lag` on a primary; on a standby it is the replay delay
 //! (`now() - pg_last_xact_replay_timestamp()`) but 0 when nothing is left to replay, because
 //! that delay keeps growing while the primary is idle.
+//!
+//! With `max_lag_bytes`, a lag above it is a retryable error (lag is transient, so a `retry:`
+//! policy turns the step into "wait until caught up"); an unknown lag (a primary without
+//! replicas, positions not reported yet) does not fail the check, but `min_replicas` can.
 //!
 //! Cost: 3–5 short catalog queries on the target, one on `primary` when given.
 
@@ -35,7 +39,7 @@ pub(crate) const SQL_PRIMARY_LSN: &str =
 pub(crate) const SQL_REPLICAS: &str = "SELECT r.application_name::text AS name, host(r.client_addr) AS client_addr, \
      r.state::text AS state, r.sync_state::text AS sync_state, s.slot_name::text AS slot, s.slot_type::text AS slot_type, \
      r.sent_lsn::text AS sent_lsn, r.replay_lsn::text AS replay_lsn, \
-     pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS lag_bytes, \
+     pg_wal_lsn_diff(pg_current_wal_lsn(), COALESCE(r.replay_lsn, r.flush_lsn, r.write_lsn, r.sent_lsn))::bigint AS lag_bytes, \
      EXTRACT(EPOCH FROM r.write_lag)::float8 AS write_lag, EXTRACT(EPOCH FROM r.flush_lag)::float8 AS flush_lag, \
      EXTRACT(EPOCH FROM r.replay_lag)::float8 AS replay_lag \
      FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid \
@@ -43,7 +47,9 @@ pub(crate) const SQL_REPLICAS: &str = "SELECT r.application_name::text AS name, 
 
 pub(crate) const SQL_SLOTS: &str = "SELECT slot_name::text AS name, slot_type::text AS slot_type, active, \
      COALESCE(confirmed_flush_lsn, restart_lsn)::text AS lsn, \
-     pg_wal_lsn_diff(pg_current_wal_lsn(), COALESCE(confirmed_flush_lsn, restart_lsn))::bigint AS lag_bytes, \
+     CASE WHEN slot_type = 'logical' THEN pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) \
+          WHEN NOT active THEN pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) END::bigint AS lag_bytes, \
+     pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes, \
      wal_status::text AS wal_status \
      FROM pg_replication_slots ORDER BY slot_name";
 
@@ -137,13 +143,13 @@ pub(crate) fn measure(ctx: &Ctx, input: &DatabaseInput) -> Result<DatabaseOutput
         primary(conn, input.min_replicas, &mut out)?;
         subscriptions(conn, version, upstream, &mut out)?;
     }
-    out.lag_bytes = max_u64(
-        out.lag_bytes
-            .into_iter()
-            .chain(out.replicas.iter().filter_map(|r| r.lag_bytes))
-            .chain(out.slots.iter().filter_map(|s| s.lag_bytes))
-            .chain(out.subscriptions.iter().filter_map(|s| s.lag_bytes)),
-    );
+    out.lag_bytes = out
+        .lag_bytes
+        .into_iter()
+        .chain(out.replicas.iter().filter_map(|r| r.lag_bytes))
+        .chain(out.slots.iter().filter_map(|s| s.lag_bytes))
+        .chain(out.subscriptions.iter().filter_map(|s| s.lag_bytes))
+        .max();
     if let (Some(max), Some(lag)) = (input.max_lag_bytes, out.lag_bytes)
         && lag > max
     {
@@ -205,6 +211,7 @@ fn primary(conn: Conn<'_>, min_replicas: u32, out: &mut DatabaseOutput) -> Resul
             active: s.bool("active").unwrap_or(false),
             lsn: s.text("lsn"),
             lag_bytes: s.uint("lag_bytes"),
+            retained_bytes: s.uint("retained_bytes"),
             wal_status: s.text("wal_status"),
         });
     }
@@ -218,7 +225,7 @@ fn primary(conn: Conn<'_>, min_replicas: u32, out: &mut DatabaseOutput) -> Resul
             out.problems.push(format!(
                 "slot `{}` is inactive and retains WAL ({} bytes); reconnect its consumer or drop it",
                 s.name,
-                s.lag_bytes.unwrap_or(0)
+                s.retained_bytes.unwrap_or(0)
             ));
         }
     }
@@ -377,8 +384,4 @@ fn kind(slot_type: Option<&str>) -> ReplicationKind {
         Some("logical") => ReplicationKind::Logical,
         _ => ReplicationKind::Unknown,
     }
-}
-
-fn max_u64(values: impl Iterator<Item = u64>) -> Option<u64> {
-    values.max()
 }

@@ -606,6 +606,7 @@ fn primary_answers(s: &Sent, replica_lag: i64) -> Result<Rows, SqlError> {
                 "active",
                 "lsn",
                 "lag_bytes",
+                "retained_bytes",
                 "wal_status",
             ]
             .map(String::from)
@@ -617,14 +618,16 @@ fn primary_answers(s: &Sent, replica_lag: i64) -> Result<Rows, SqlError> {
                     Value::Bool(false),
                     t("0/2000000"),
                     Value::Int(0x100_0400),
+                    Value::Int(0x100_0400),
                     t("extended"),
                 ],
                 vec![
                     t("us_slot"),
                     t("physical"),
                     Value::Bool(true),
-                    t("0/3000400"),
-                    Value::Int(0),
+                    t("0/3000000"),
+                    Value::Null,
+                    Value::Int(0x400),
                     t("reserved"),
                 ],
             ],
@@ -654,7 +657,12 @@ fn status_of_a_primary_lists_replicas_slots_and_problems() {
     assert_eq!(
         out.lag_bytes,
         Some(0x100_0400),
-        "the inactive slot's retained WAL is the largest lag"
+        "the inactive slot's unconfirmed WAL is the largest lag"
+    );
+    assert_eq!(
+        (out.slots[1].lag_bytes, out.slots[1].retained_bytes),
+        (None, Some(0x400)),
+        "an active physical slot's lag is its replica's"
     );
     assert_eq!(out.lag_seconds, Some(0.25));
     assert_eq!(out.healthy, Some(false));
@@ -665,7 +673,7 @@ fn status_of_a_primary_lists_replicas_slots_and_problems() {
     );
     assert!(problems.contains("fewer than min_replicas 2"), "{problems}");
     assert!(
-        problems.contains("slot `old_slot` is inactive"),
+        problems.contains("slot `old_slot` is inactive and retains WAL (16778240 bytes)"),
         "{problems}"
     );
 }

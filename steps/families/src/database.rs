@@ -298,7 +298,9 @@ pub struct ReplicaInfo {
     /// Last WAL position replayed (applied) by the replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_lsn: Option<String>,
-    /// Bytes between the primary's current LSN and `replay_lsn`.
+    /// Bytes between the primary's current LSN and `replay_lsn` (or, while the replica has not
+    /// reported a replay position yet, the last position it reported flushing, writing or being
+    /// sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<u64>,
     /// Seconds until recent WAL was written on the replica (absent once caught up and idle).
@@ -324,9 +326,15 @@ pub struct SlotInfo {
     /// The position the consumer confirmed (logical) or still needs (physical).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lsn: Option<String>,
-    /// Bytes of WAL between the current LSN and `lsn`.
+    /// How far the consumer is behind, in bytes: from the current LSN to the confirmed position
+    /// of a logical slot, or to the needed position of an *inactive* physical slot. An active
+    /// physical slot's lag is its replica's (`replicas[].lag_bytes`): its needed position only
+    /// moves at checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<u64>,
+    /// WAL kept on the server for this slot, in bytes (current LSN minus `restart_lsn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_bytes: Option<u64>,
     /// `reserved`, `extended`, `unreserved` or `lost` (WAL the slot needs was removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_status: Option<String>,

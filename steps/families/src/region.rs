@@ -190,7 +190,8 @@ pub struct RegionOutput {
     pub status: String,
     /// Whether the region serves.
     pub ready: bool,
-    /// Whether this run changed the region (false when it already was in the requested state).
+    /// Whether this run changed the region (false when it already was in the requested state;
+    /// in plan mode: whether it would).
     pub changed: bool,
     /// True in plan mode: nothing was changed; mutating requests were recorded, not sent.
     pub planned: bool,

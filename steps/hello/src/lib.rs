@@ -39,8 +39,14 @@ impl Step for Hello {
         if input.name.trim().is_empty() {
             return Err(Error::invalid_input("with.name must not be empty"));
         }
-        ctx.log.log(meridian_sdk::Level::Info, "greeting", &[("name", &input.name)]);
-        Ok(Output { greeting: format!("Hello, {}!", input.name) })
+        ctx.log.log(
+            meridian_sdk::Level::Info,
+            "greeting",
+            &[("name", &input.name)],
+        );
+        Ok(Output {
+            greeting: format!("Hello, {}!", input.name),
+        })
     }
 }
 
@@ -58,7 +64,11 @@ mod tests {
     #[test]
     fn greets_and_logs() {
         let host = Arc::new(MockHost::new());
-        let out = run_with::<Hello>(Invocation::for_test(&serde_json::json!({"name": "Ada"})), host.clone()).unwrap();
+        let out = run_with::<Hello>(
+            Invocation::for_test(&serde_json::json!({"name": "Ada"})),
+            host.clone(),
+        )
+        .unwrap();
         assert_eq!(out, r#"{"greeting":"Hello, Ada!"}"#);
         assert_eq!(host.logs().len(), 1);
     }
@@ -66,9 +76,17 @@ mod tests {
     #[test]
     fn rejects_unknown_and_empty() {
         let host = Arc::new(MockHost::new());
-        let e = run_with::<Hello>(Invocation::for_test(&serde_json::json!({"nam": "x"})), host.clone()).unwrap_err();
+        let e = run_with::<Hello>(
+            Invocation::for_test(&serde_json::json!({"nam": "x"})),
+            host.clone(),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        let e = run_with::<Hello>(Invocation::for_test(&serde_json::json!({"name": " "})), host).unwrap_err();
+        let e = run_with::<Hello>(
+            Invocation::for_test(&serde_json::json!({"name": " "})),
+            host,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
     }
 }

@@ -67,29 +67,48 @@ impl Step for HttpProbe {
 
     fn manifest() -> ManifestInfo {
         ManifestInfo::new("http-probe", env!("CARGO_PKG_VERSION"))
-            .description("Sends one GET/HEAD request and checks the status (and optionally the body).")
+            .description(
+                "Sends one GET/HEAD request and checks the status (and optionally the body).",
+            )
             .needs("http", "the probed URL's scheme://host:port")
     }
 
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {
         let method = input.method.to_ascii_uppercase();
         if method != "GET" && method != "HEAD" {
-            return Err(Error::invalid_input(format!("with.method: `{}` is not GET or HEAD", input.method)));
+            return Err(Error::invalid_input(format!(
+                "with.method: `{}` is not GET or HEAD",
+                input.method
+            )));
         }
         if input.expect_status.is_empty() {
-            return Err(Error::invalid_input("with.expect_status: list at least one status"));
+            return Err(Error::invalid_input(
+                "with.expect_status: list at least one status",
+            ));
         }
-        let mut req = Request::new(method, &input.url).timeout(Duration::from_millis(input.timeout_ms.into()));
+        let mut req = Request::new(method, &input.url)
+            .timeout(Duration::from_millis(input.timeout_ms.into()));
         for (k, v) in &input.headers {
             req = req.header(k, v);
         }
         let started = Instant::now();
-        let resp = ctx.http().send(&req).map_err(|e| Error::from(e).context(format!("probing {}", input.url)))?;
+        let resp = ctx
+            .http()
+            .send(&req)
+            .map_err(|e| Error::from(e).context(format!("probing {}", input.url)))?;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let body = resp.text();
         let snippet: String = body.chars().take(input.snippet_bytes).collect();
         let status = resp.status;
-        ctx.log.log(Level::Info, "probe", &[("url", &input.url), ("status", &status.to_string()), ("latency_ms", &latency_ms.to_string())]);
+        ctx.log.log(
+            Level::Info,
+            "probe",
+            &[
+                ("url", &input.url),
+                ("status", &status.to_string()),
+                ("latency_ms", &latency_ms.to_string()),
+            ],
+        );
         if !input.expect_status.contains(&status) {
             return Err(Error::retryable(format!(
                 "{} answered {status}, expected one of {:?}: {snippet}",
@@ -99,9 +118,16 @@ impl Step for HttpProbe {
         if let Some(needle) = &input.expect_body_contains
             && !body.contains(needle.as_str())
         {
-            return Err(Error::retryable(format!("{} body does not contain `{needle}`: {snippet}", input.url)));
+            return Err(Error::retryable(format!(
+                "{} body does not contain `{needle}`: {snippet}",
+                input.url
+            )));
         }
-        Ok(Output { status, latency_ms, body_snippet: snippet })
+        Ok(Output {
+            status,
+            latency_ms,
+            body_snippet: snippet,
+        })
     }
 }
 
@@ -118,15 +144,23 @@ mod tests {
     use super::HttpProbe;
 
     fn ok(status: u16, body: &str) -> Result<Response, meridian_sdk::http::HttpError> {
-        Ok(Response { status, headers: vec![], body: body.as_bytes().to_vec(), recorded: false })
+        Ok(Response {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+            recorded: false,
+        })
     }
 
     #[test]
     fn passes_on_expected_status() {
         let host = Arc::new(MockHost::new());
         host.on_http("GET", "http://gw/status/ready", ok(200, "ready"));
-        let inv = Invocation::for_test(&serde_json::json!({"url": "http://gw/status/ready", "snippet_bytes": 3}));
-        let out: serde_json::Value = serde_json::from_str(&run_with::<HttpProbe>(inv, host).unwrap()).unwrap();
+        let inv = Invocation::for_test(
+            &serde_json::json!({"url": "http://gw/status/ready", "snippet_bytes": 3}),
+        );
+        let out: serde_json::Value =
+            serde_json::from_str(&run_with::<HttpProbe>(inv, host).unwrap()).unwrap();
         assert_eq!(out["status"], 200);
         assert_eq!(out["body_snippet"], "rea");
     }
@@ -136,8 +170,14 @@ mod tests {
         let host = Arc::new(MockHost::new());
         host.on_http("GET", "http://gw/", ok(503, "down"));
         let inv = Invocation::for_test(&serde_json::json!({"url": "http://gw/"}));
-        assert_eq!(run_with::<HttpProbe>(inv, host.clone()).unwrap_err().kind(), ErrorKind::Retryable);
+        assert_eq!(
+            run_with::<HttpProbe>(inv, host.clone()).unwrap_err().kind(),
+            ErrorKind::Retryable
+        );
         let inv = Invocation::for_test(&serde_json::json!({"url": "http://gw/", "method": "POST"}));
-        assert_eq!(run_with::<HttpProbe>(inv, host).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            run_with::<HttpProbe>(inv, host).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
     }
 }

@@ -89,6 +89,8 @@ pub fn run(
             return Ok(out);
         }
     }
+    // Creating the group or issuing a token or key is a change (a planned one in plan mode).
+    out.changed = !out.changes.is_empty();
     let waits = input.action != RegionAction::Status && !plan;
     wait_for_data_planes(env, cfg, input, waits, &mut out)?;
     if out.gateway_group_id.is_none() && input.action == RegionAction::Deploy {

@@ -138,6 +138,7 @@ fn deploy_creates_the_group_issues_once_and_waits_for_the_data_planes() {
             .contains("withheld")
     );
     assert_eq!(out.instances, Some(1));
+    assert!(out.changed);
     assert!(out.ready);
     assert_eq!(out.status, "ready");
     assert_eq!(out.data_planes.values().filter(|r| **r).count(), 2);
@@ -158,7 +159,11 @@ fn deploy_creates_the_group_issues_once_and_waits_for_the_data_planes() {
         (Some(false), Some("gg-1"))
     );
     assert_eq!((cp.tokens.get(), cp.keys.get()), (1, 1));
-    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert!(
+        again.changes.is_empty() && !again.changed,
+        "{:?}",
+        again.changes
+    );
     // A new run issues a token (and the key) again; the group stays.
     let next = run_with(
         &http,

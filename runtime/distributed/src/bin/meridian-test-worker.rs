@@ -42,7 +42,11 @@ fn main() -> ExitCode {
         }
     };
     let ms = |name: &str, default: u64| {
-        Duration::from_millis(opts.get(name).and_then(|v| v.parse().ok()).unwrap_or(default))
+        Duration::from_millis(
+            opts.get(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default),
+        )
     };
     let wopts = WorkerOptions {
         lease: ms("lease-ms", 2000),

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use meridian_distributed::{
-    DistError, PgJournal, PgQueue, QueueOptions, SCHEMA_VERSION, TaskKey, WorkerOptions,
-    run_worker,
+    DistError, PgJournal, PgQueue, QueueOptions, SCHEMA_VERSION, TaskKey, WorkerOptions, run_worker,
 };
 use meridian_engine::{Event, EventSink, Mode, Outcome, RunStatus, StepError};
 use meridian_lab::StopMode;
@@ -99,7 +98,10 @@ fn events_and_legs_round_trip_across_reopen() {
     })
     .unwrap();
     let events = store.events("r1").unwrap();
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     let (_, summary) = store.run("r1").unwrap();
     assert_eq!(summary.status, "succeeded");
     assert_eq!(summary.message.as_deref(), Some("ok"));
@@ -108,7 +110,10 @@ fn events_and_legs_round_trip_across_reopen() {
     // Resume bookkeeping.
     store.reopen_run("r1").unwrap();
     let (_, summary) = store.run("r1").unwrap();
-    assert_eq!((summary.status.as_str(), summary.finished_at_ms), ("running", None));
+    assert_eq!(
+        (summary.status.as_str(), summary.finished_at_ms),
+        ("running", None)
+    );
     store.forget_legs("r1", &["a".to_string()]).unwrap();
     assert_eq!(store.legs("r1").unwrap().len(), 1);
 
@@ -121,7 +126,10 @@ fn events_and_legs_round_trip_across_reopen() {
     );
     assert_eq!(store.runs(1).unwrap().len(), 1);
     assert!(matches!(store.run("nope"), Err(DistError::NoSuchRun(_))));
-    assert!(matches!(store.reopen_run("nope"), Err(DistError::NoSuchRun(_))));
+    assert!(matches!(
+        store.reopen_run("nope"),
+        Err(DistError::NoSuchRun(_))
+    ));
     // An event for a run that was never created is refused (as with SQLite's foreign keys).
     let orphan = store.journal("ghost").unwrap();
     assert!(
@@ -237,8 +245,9 @@ fn a_foreign_meridian_schema_is_refused_and_untouched() {
 #[test]
 fn connection_errors_do_not_print_the_password() {
     // Nothing listens on port 1.
-    let e = PgJournal::open("host=127.0.0.1 port=1 user=u password=hunter2 dbname=d connect_timeout=2")
-        .unwrap_err();
+    let e =
+        PgJournal::open("host=127.0.0.1 port=1 user=u password=hunter2 dbname=d connect_timeout=2")
+            .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, DistError::Connect { .. }), "{msg}");
     assert!(msg.contains("postgres://u@127.0.0.1:1/d"), "{msg}");

@@ -48,10 +48,7 @@ impl Pg {
                 cluster
                     .psql_db("meridian", RECORD_TABLE)
                     .expect("create test_exec");
-                Some(Pg {
-                    cluster,
-                    _dir: dir,
-                })
+                Some(Pg { cluster, _dir: dir })
             }
             Err(e @ LabError::MissingBinary { .. })
                 if std::env::var("MERIDIAN_ALLOW_SKIP").as_deref() == Ok("1") =>
@@ -106,7 +103,9 @@ impl InProc {
         let shutdown = CancellationToken::new();
         let mut handles = Vec::new();
         for name in names {
-            let exec = FakeExec::new(name, Some(&pg.dsn())).await.expect("fake exec");
+            let exec = FakeExec::new(name, Some(&pg.dsn()))
+                .await
+                .expect("fake exec");
             let (dsn, name, key) = (pg.dsn(), name.to_string(), key.clone());
             let opts = WorkerOptions {
                 shutdown: shutdown.clone(),
@@ -175,11 +174,16 @@ pub fn executions(pg: &Pg) -> Vec<Exec> {
 /// Asserts that no two executions of the same (idempotency key, attempt) overlap in time. An
 /// execution without an end ended when its worker process died (`deaths`: worker → time).
 pub fn assert_no_overlap(execs: &[Exec], deaths: &BTreeMap<String, i64>) {
-    let mut by_task: BTreeMap<(String, i32), Vec<(i64, i64, String)>> = BTreeMap::new();
+    // (key, attempt) → [(start, end, worker)]
+    type Spans = Vec<(i64, i64, String)>;
+    let mut by_task: BTreeMap<(String, i32), Spans> = BTreeMap::new();
     for e in execs {
-        let end = e.ended_us.or_else(|| deaths.get(&e.worker).copied()).unwrap_or_else(|| {
-            panic!("execution without an end by a worker that did not die: {e:?}")
-        });
+        let end = e
+            .ended_us
+            .or_else(|| deaths.get(&e.worker).copied())
+            .unwrap_or_else(|| {
+                panic!("execution without an end by a worker that did not die: {e:?}")
+            });
         by_task
             .entry((e.key.clone(), e.attempt))
             .or_default()

@@ -139,7 +139,10 @@ async fn a_workflow_runs_through_three_workers() {
     assert_eq!(summary.status, "succeeded");
     let legs = journal.legs("run-1").unwrap();
     assert_eq!(legs.len(), 7, "a, fan×3, flaky, optional, last");
-    assert_eq!(legs[&("fan".to_string(), "us".to_string())].outcome, "success");
+    assert_eq!(
+        legs[&("fan".to_string(), "us".to_string())].outcome,
+        "success"
+    );
 
     // Every attempt ran exactly once, and the work was spread (3 legs of 300 ms at once, one
     // task per worker at a time).
@@ -240,10 +243,15 @@ async fn dropped_attempts_are_cancelled_and_rearmed_on_request() {
     let idle = request("r/idle", "test/ok", json!({}));
     let t = tokio::time::timeout(Duration::from_millis(300), queue.execute(idle.clone())).await;
     assert!(t.is_err());
-    wait_until("the unclaimed task to be cancelled", Duration::from_secs(10), || {
-        pg.sql("SELECT state, result::text FROM meridian.tasks WHERE idempotency_key = 'r/idle'")
-            == r#"done|{"err":{"kind":"cancelled"}}"#
-    })
+    wait_until(
+        "the unclaimed task to be cancelled",
+        Duration::from_secs(10),
+        || {
+            pg.sql(
+                "SELECT state, result::text FROM meridian.tasks WHERE idempotency_key = 'r/idle'",
+            ) == r#"done|{"err":{"kind":"cancelled"}}"#
+        },
+    )
     .await;
 
     let workers = InProc::start(&pg, &["w1"], &key, fast_opts()).await;
@@ -251,10 +259,15 @@ async fn dropped_attempts_are_cancelled_and_rearmed_on_request() {
     let long = request("r/long", "test/sleep", json!({"ms": 20_000}));
     let t = tokio::time::timeout(Duration::from_millis(1500), queue.execute(long.clone())).await;
     assert!(t.is_err());
-    wait_until("the running task to be stopped", Duration::from_secs(10), || {
-        pg.sql("SELECT state, result::text FROM meridian.tasks WHERE idempotency_key = 'r/long'")
-            == r#"done|{"err":{"kind":"cancelled"}}"#
-    })
+    wait_until(
+        "the running task to be stopped",
+        Duration::from_secs(10),
+        || {
+            pg.sql(
+                "SELECT state, result::text FROM meridian.tasks WHERE idempotency_key = 'r/long'",
+            ) == r#"done|{"err":{"kind":"cancelled"}}"#
+        },
+    )
     .await;
     let stopped: Vec<_> = executions(&pg)
         .into_iter()
@@ -289,7 +302,11 @@ async fn workers_only_claim_tasks_sealed_with_their_key() {
     let stranger = InProc::start(&pg, &["stranger"], &TaskKey::generate(), fast_opts()).await;
     let pending = tokio::spawn({
         let queue = queue.clone();
-        async move { queue.execute(request("r/k", "test/ok", json!({"v": 1}))).await }
+        async move {
+            queue
+                .execute(request("r/k", "test/ok", json!({"v": 1})))
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
@@ -327,7 +344,10 @@ async fn a_worker_whose_lease_was_taken_over_cannot_commit() {
     let workers = InProc::start(&pg, &["w1"], &key, opts).await;
     let _short = tokio::spawn({
         let q = queue.clone();
-        async move { q.execute(request("r/short", "test/sleep", json!({"ms": 1500}))).await }
+        async move {
+            q.execute(request("r/short", "test/sleep", json!({"ms": 1500})))
+                .await
+        }
     });
     wait_until("the short task to start", Duration::from_secs(20), || {
         executions(&pg).iter().any(|e| e.key == "r/short")
@@ -358,18 +378,25 @@ async fn a_worker_whose_lease_was_taken_over_cannot_commit() {
     let workers = InProc::start(&pg, &["w2"], &key, opts).await;
     let _long = tokio::spawn({
         let q = queue.clone();
-        async move { q.execute(request("r/long", "test/sleep", json!({"ms": 30_000}))).await }
+        async move {
+            q.execute(request("r/long", "test/sleep", json!({"ms": 30_000})))
+                .await
+        }
     });
     wait_until("the long task to start", Duration::from_secs(20), || {
         executions(&pg).iter().any(|e| e.key == "r/long")
     })
     .await;
     pg.sql("UPDATE meridian.tasks SET lease_epoch = lease_epoch + 1, lease_owner = 'intruder' WHERE idempotency_key = 'r/long'");
-    wait_until("the long step to be stopped", Duration::from_secs(10), || {
-        executions(&pg)
-            .iter()
-            .any(|e| e.key == "r/long" && e.how.as_deref() == Some("stopped"))
-    })
+    wait_until(
+        "the long step to be stopped",
+        Duration::from_secs(10),
+        || {
+            executions(&pg)
+                .iter()
+                .any(|e| e.key == "r/long" && e.how.as_deref() == Some("stopped"))
+        },
+    )
     .await;
     assert_eq!(
         pg.sql("SELECT state, lease_owner FROM meridian.tasks WHERE idempotency_key = 'r/long'"),

@@ -11,7 +11,10 @@ enum HostPattern {
     Ip(IpAddr),
     /// DNS labels, each a glob where `*` matches any run of characters within the label.
     /// `multi_prefix`: the pattern started with `*.`, which stands for one or more labels.
-    Name { labels: Vec<String>, multi_prefix: bool },
+    Name {
+        labels: Vec<String>,
+        multi_prefix: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,17 +42,24 @@ fn default_port(scheme: &str) -> Option<u16> {
 impl AllowList {
     /// Parses every pattern; the error names the first bad one.
     pub(crate) fn parse(patterns: &[String]) -> Result<Self, String> {
-        let patterns = patterns.iter().map(|p| parse_pattern(p)).collect::<Result<Vec<_>, _>>()?;
+        let patterns = patterns
+            .iter()
+            .map(|p| parse_pattern(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { patterns })
     }
 
     /// Whether `url` is allowed.
     pub(crate) fn allows(&self, url: &Url) -> bool {
         let scheme = url.scheme();
-        let Some(port) = url.port_or_known_default() else { return false };
+        let Some(port) = url.port_or_known_default() else {
+            return false;
+        };
         let Some(host) = url.host() else { return false };
         self.patterns.iter().any(|p| {
-            p.scheme == scheme && p.port.is_none_or(|want| want == port) && host_matches(&p.host, &host)
+            p.scheme == scheme
+                && p.port.is_none_or(|want| want == port)
+                && host_matches(&p.host, &host)
         })
     }
 }
@@ -58,13 +68,21 @@ fn host_matches(pattern: &HostPattern, host: &Host<&str>) -> bool {
     match (pattern, host) {
         (HostPattern::Ip(want), Host::Ipv4(ip)) => *want == IpAddr::V4(*ip),
         (HostPattern::Ip(want), Host::Ipv6(ip)) => *want == IpAddr::V6(*ip),
-        (HostPattern::Name { labels, multi_prefix }, Host::Domain(name)) => {
+        (
+            HostPattern::Name {
+                labels,
+                multi_prefix,
+            },
+            Host::Domain(name),
+        ) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             let got: Vec<&str> = name.split('.').collect();
             if *multi_prefix {
                 // `*.rest`: at least one label before `rest`, each non-empty.
                 got.len() > labels.len()
-                    && got[..got.len() - labels.len()].iter().all(|l| !l.is_empty())
+                    && got[..got.len() - labels.len()]
+                        .iter()
+                        .all(|l| !l.is_empty())
                     && labels_match(labels, &got[got.len() - labels.len()..])
             } else {
                 got.len() == labels.len() && labels_match(labels, &got)
@@ -75,7 +93,10 @@ fn host_matches(pattern: &HostPattern, host: &Host<&str>) -> bool {
 }
 
 fn labels_match(patterns: &[String], labels: &[&str]) -> bool {
-    patterns.iter().zip(labels).all(|(p, l)| glob(p.as_bytes(), l.as_bytes()))
+    patterns
+        .iter()
+        .zip(labels)
+        .all(|(p, l)| glob(p.as_bytes(), l.as_bytes()))
 }
 
 /// `*` matches any run of bytes (within one label, since labels were split on `.`).
@@ -89,7 +110,9 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 
 fn parse_pattern(src: &str) -> Result<Pattern, String> {
     let bad = |why: &str| {
-        format!("grants.http pattern `{src}`: {why}; expected scheme://host[:port], e.g. https://*.example.com or http://127.0.0.1:8080")
+        format!(
+            "grants.http pattern `{src}`: {why}; expected scheme://host[:port], e.g. https://*.example.com or http://127.0.0.1:8080"
+        )
     };
     let (scheme, rest) = src.split_once("://").ok_or_else(|| bad("missing `://`"))?;
     let scheme = scheme.to_ascii_lowercase();
@@ -98,7 +121,9 @@ fn parse_pattern(src: &str) -> Result<Pattern, String> {
     }
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') || rest.contains('?') || rest.contains('#') || rest.contains('@') {
-        return Err(bad("a pattern names an origin only: no path, query or user"));
+        return Err(bad(
+            "a pattern names an origin only: no path, query or user",
+        ));
     }
     let (host, port) = if let Some(after) = rest.strip_prefix('[') {
         let (ip, tail) = after.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
@@ -106,7 +131,9 @@ fn parse_pattern(src: &str) -> Result<Pattern, String> {
             "" => None,
             t => Some(t.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
         };
-        let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad("not an IPv6 address inside `[]`"))?;
+        let ip: std::net::Ipv6Addr = ip
+            .parse()
+            .map_err(|_| bad("not an IPv6 address inside `[]`"))?;
         (HostPattern::Ip(IpAddr::V6(ip)), port)
     } else {
         let (host, port) = match rest.rsplit_once(':') {
@@ -124,21 +151,35 @@ fn parse_pattern(src: &str) -> Result<Pattern, String> {
             if labels.iter().any(|l| l.is_empty()) {
                 return Err(bad("empty DNS label"));
             }
-            if labels.iter().any(|l| !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*' || b == b'_')) {
-                return Err(bad("a host may contain letters, digits, `-`, `_` and `*` only"));
+            if labels.iter().any(|l| {
+                !l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*' || b == b'_')
+            }) {
+                return Err(bad(
+                    "a host may contain letters, digits, `-`, `_` and `*` only",
+                ));
             }
             // A bare `*` host is "any name" (one or more labels); it never matches an IP.
             let multi_prefix = labels[0] == "*";
             if multi_prefix {
                 labels.remove(0);
             }
-            (HostPattern::Name { labels, multi_prefix }, port)
+            (
+                HostPattern::Name {
+                    labels,
+                    multi_prefix,
+                },
+                port,
+            )
         }
     };
     let port = match port {
         None => Some(default_port(&scheme).ok_or_else(|| bad("no default port"))?),
         Some("*") => None,
-        Some(p) => Some(p.parse::<u16>().map_err(|_| bad("port must be a number or `*`"))?),
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| bad("port must be a number or `*`"))?,
+        ),
     };
     Ok(Pattern { scheme, host, port })
 }
@@ -160,12 +201,18 @@ mod tests {
         assert!(ok(&l, "https://api.example.com/v1/x?y=1"));
         assert!(ok(&l, "https://API.example.com:443/"));
         assert!(!ok(&l, "https://api.example.com:8443/"));
-        assert!(!ok(&l, "http://api.example.com/"), "scheme is part of the origin");
+        assert!(
+            !ok(&l, "http://api.example.com/"),
+            "scheme is part of the origin"
+        );
         assert!(ok(&l, "http://gw.local:9180/apisix/admin/routes"));
         assert!(!ok(&l, "http://gw.local/"));
         assert!(!ok(&l, "https://api.example.com.evil.net/"));
         assert!(!ok(&l, "https://evil.net/?https://api.example.com"));
-        assert!(!ok(&l, "https://api.example.com@evil.net/"), "userinfo trick resolves to evil.net");
+        assert!(
+            !ok(&l, "https://api.example.com@evil.net/"),
+            "userinfo trick resolves to evil.net"
+        );
     }
 
     #[test]
@@ -177,7 +224,10 @@ mod tests {
         assert!(!ok(&l, "https://route53.amazonaws.com.evil.net/"));
         assert!(ok(&l, "http://api-eu.example.com:1234/"));
         assert!(ok(&l, "http://api-.example.com/"));
-        assert!(!ok(&l, "http://x.api-eu.example.com/"), "inner `*` stays within one label");
+        assert!(
+            !ok(&l, "http://x.api-eu.example.com/"),
+            "inner `*` stays within one label"
+        );
         assert!(!ok(&l, "http://web.example.com/"));
     }
 
@@ -189,7 +239,10 @@ mod tests {
         assert!(ok(&l, "http://[::1]:8080/"));
         assert!(!ok(&l, "http://[::1]:8081/"));
         assert!(ok(&l, "https://anything.example/"));
-        assert!(!ok(&l, "https://10.0.0.1/"), "a name wildcard never matches an IP");
+        assert!(
+            !ok(&l, "https://10.0.0.1/"),
+            "a name wildcard never matches an IP"
+        );
         assert!(!ok(&l, "https://[::2]/"));
         // Alternative spellings of 127.0.0.1 are normalised by the URL parser.
         assert!(ok(&l, "http://2130706433:80/"));
@@ -198,9 +251,20 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_explained() {
-        for bad in ["example.com", "ftp://x", "https://x/path", "https://x:port", "https://a..b", "https://[::1", "https://u@x"] {
+        for bad in [
+            "example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://x:port",
+            "https://a..b",
+            "https://[::1",
+            "https://u@x",
+        ] {
             let e = AllowList::parse(&[bad.to_owned()]).unwrap_err();
-            assert!(e.contains(bad) && e.contains("expected scheme://host[:port]"), "{e}");
+            assert!(
+                e.contains(bad) && e.contains("expected scheme://host[:port]"),
+                "{e}"
+            );
         }
         assert!(AllowList::parse(&[]).unwrap().patterns.is_empty());
         assert!(!AllowList::default().allows(&Url::parse("https://example.com").unwrap()));

@@ -48,10 +48,15 @@ fn is_safe_method(m: &reqwest::Method) -> bool {
 impl HttpCap {
     /// Performs (or, in plan mode, records) `req`. Returns the response and, when recorded, the
     /// planned change (unmasked: the caller masks it).
-    pub(crate) async fn send(&self, req: Request, plan: bool) -> Result<(Response, Option<PlannedChange>), HttpError> {
+    pub(crate) async fn send(
+        &self,
+        req: Request,
+        plan: bool,
+    ) -> Result<(Response, Option<PlannedChange>), HttpError> {
         let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| HttpError::Other(format!("invalid HTTP method `{}`", req.method)))?;
-        let url = Url::parse(&req.url).map_err(|e| HttpError::Other(format!("invalid URL `{}`: {e}", req.url)))?;
+        let url = Url::parse(&req.url)
+            .map_err(|e| HttpError::Other(format!("invalid URL `{}`: {e}", req.url)))?;
         self.check(&url)?;
         let body = req.body.unwrap_or_default();
         if body.len() as u64 > self.policy.max_request_bytes {
@@ -73,9 +78,9 @@ impl HttpCap {
             return Ok((resp, Some(change)));
         }
 
-        let timeout = req
-            .timeout_ms
-            .map_or(self.policy.timeout, |ms| Duration::from_millis(ms.into()).min(self.policy.timeout));
+        let timeout = req.timeout_ms.map_or(self.policy.timeout, |ms| {
+            Duration::from_millis(ms.into()).min(self.policy.timeout)
+        });
         let exchange = self.exchange(method, url, headers, body);
         match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r.map(|resp| (resp, None)),
@@ -85,12 +90,17 @@ impl HttpCap {
 
     fn check(&self, url: &Url) -> Result<(), HttpError> {
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(HttpError::Denied(format!("{url}: only http and https are supported")));
+            return Err(HttpError::Denied(format!(
+                "{url}: only http and https are supported"
+            )));
         }
         if self.allow.allows(url) {
             Ok(())
         } else {
-            Err(HttpError::Denied(format!("{} is not granted to this step; add it to the step's grants.http", origin(url))))
+            Err(HttpError::Denied(format!(
+                "{} is not granted to this step; add it to the step's grants.http",
+                origin(url)
+            )))
         }
     }
 
@@ -103,27 +113,39 @@ impl HttpCap {
     ) -> Result<Response, HttpError> {
         let mut body = Some(body).filter(|b| !b.is_empty() || !is_safe_method(&method));
         for hop in 0..=MAX_REDIRECTS {
-            let mut rb = self.client.request(method.clone(), url.clone()).headers(headers.clone());
+            let mut rb = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
             }
-            let mut resp = rb.send().await.map_err(map_reqwest)?;
+            let mut resp = rb.send().await.map_err(|e| map_reqwest(&e))?;
             let status = resp.status().as_u16();
             if matches!(status, 301 | 302 | 303 | 307 | 308)
                 && let Some(location) = resp.headers().get(reqwest::header::LOCATION)
             {
                 if hop == MAX_REDIRECTS {
-                    return Err(HttpError::Other(format!("more than {MAX_REDIRECTS} redirects, last to {url}")));
+                    return Err(HttpError::Other(format!(
+                        "more than {MAX_REDIRECTS} redirects, last to {url}"
+                    )));
                 }
-                let location = location.to_str().map_err(|_| HttpError::Other("redirect with a non-ASCII Location".into()))?;
-                let next = url.join(location).map_err(|e| HttpError::Other(format!("bad redirect Location `{location}`: {e}")))?;
-                if next.scheme() != "http" && next.scheme() != "https" || !self.allow.allows(&next) {
+                let location = location
+                    .to_str()
+                    .map_err(|_| HttpError::Other("redirect with a non-ASCII Location".into()))?;
+                let next = url.join(location).map_err(|e| {
+                    HttpError::Other(format!("bad redirect Location `{location}`: {e}"))
+                })?;
+                if next.scheme() != "http" && next.scheme() != "https" || !self.allow.allows(&next)
+                {
                     return Err(HttpError::Denied(format!(
                         "{url} redirected to {}, which is not granted to this step",
                         origin(&next)
                     )));
                 }
-                if next.host() != url.host() || next.port_or_known_default() != url.port_or_known_default() {
+                if next.host() != url.host()
+                    || next.port_or_known_default() != url.port_or_known_default()
+                {
                     // Credentials are for the origin they were written for.
                     headers.remove(reqwest::header::AUTHORIZATION);
                     headers.remove(reqwest::header::COOKIE);
@@ -152,18 +174,28 @@ impl HttpCap {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         // Streamed so that a lying or absent Content-Length cannot make the host buffer more than
         // the limit.
-        while let Some(chunk) = resp.chunk().await.map_err(map_reqwest)? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| map_reqwest(&e))? {
             if (body.len() + chunk.len()) as u64 > max {
                 return Err(HttpError::TooLarge(max));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response { status, headers, body, recorded: false })
+        Ok(Response {
+            status,
+            headers,
+            body,
+            recorded: false,
+        })
     }
 }
 
@@ -177,21 +209,26 @@ fn origin(url: &Url) -> String {
 fn build_headers(pairs: &[(String, String)]) -> Result<HeaderMap, HttpError> {
     let mut map = HeaderMap::new();
     for (k, v) in pairs {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| HttpError::Other(format!("invalid header name `{k}`")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| HttpError::Other(format!("invalid header name `{k}`")))?;
         // The host computes these; a guest-supplied Host header could address another vhost
         // than the one the grant was checked for.
-        if matches!(name.as_str(), "host" | "content-length" | "transfer-encoding" | "connection") {
+        if matches!(
+            name.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection"
+        ) {
             continue;
         }
-        let value = HeaderValue::from_str(v).map_err(|_| HttpError::Other(format!("invalid value for header `{k}`")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| HttpError::Other(format!("invalid value for header `{k}`")))?;
         map.append(name, value);
     }
     Ok(map)
 }
 
-fn map_reqwest(e: reqwest::Error) -> HttpError {
+fn map_reqwest(e: &reqwest::Error) -> HttpError {
     let mut msg = e.to_string();
-    let mut src = std::error::Error::source(&e);
+    let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
@@ -209,16 +246,38 @@ fn map_reqwest(e: reqwest::Error) -> HttpError {
 /// Whether a header's value should be hidden in plan records.
 fn sensitive(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie")
-        || ["key", "token", "secret", "password", "auth"].iter().any(|w| n.contains(w))
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || ["key", "token", "secret", "password", "auth"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
-fn record(method: &reqwest::Method, url: &Url, headers: &[(String, String)], body: &[u8]) -> PlannedChange {
+fn record(
+    method: &reqwest::Method,
+    url: &Url,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> PlannedChange {
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.clone(), if sensitive(k) { crate::mask::MASK.to_owned() } else { v.clone() }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if sensitive(k) {
+                    crate::mask::MASK.to_owned()
+                } else {
+                    v.clone()
+                },
+            )
+        })
         .collect();
-    let body_json = if !body.is_empty() && body.len() <= PLAN_JSON_BYTES { serde_json::from_slice(body).ok() } else { None };
+    let body_json = if !body.is_empty() && body.len() <= PLAN_JSON_BYTES {
+        serde_json::from_slice(body).ok()
+    } else {
+        None
+    };
     PlannedChange::Http {
         method: method.as_str().to_owned(),
         url: url.as_str().to_owned(),
@@ -237,10 +296,16 @@ fn summarize(body: &[u8]) -> Option<String> {
     let text = match std::str::from_utf8(head) {
         Ok(s) => s,
         // Cut in the middle of a UTF-8 character: keep the complete ones.
-        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
         Err(_) => return Some(format!("<{} bytes of binary data>", body.len())),
     };
-    if head.len() < body.len() { Some(format!("{text}… ({} bytes)", body.len())) } else { Some(text.to_owned()) }
+    if head.len() < body.len() {
+        Some(format!("{text}… ({} bytes)", body.len()))
+    } else {
+        Some(text.to_owned())
+    }
 }
 
 #[cfg(test)]
@@ -254,7 +319,10 @@ mod tests {
         let long = "é".repeat(400); // 800 bytes; byte 512 falls inside a character
         let s = summarize(long.as_bytes()).unwrap();
         assert!(s.starts_with("éé") && s.ends_with("… (800 bytes)"), "{s}");
-        assert_eq!(summarize(&[0xff, 0xfe, 0]).as_deref(), Some("<3 bytes of binary data>"));
+        assert_eq!(
+            summarize(&[0xff, 0xfe, 0]).as_deref(),
+            Some("<3 bytes of binary data>")
+        );
     }
 
     #[test]
@@ -265,8 +333,12 @@ mod tests {
             ("X-API-KEY".to_owned(), "k".to_owned()),
             ("Accept".to_owned(), "application/json".to_owned()),
         ];
-        let PlannedChange::Http { headers, body_json, body_bytes, .. } =
-            record(&reqwest::Method::PUT, &url, &headers, br#"{"uri":"/x"}"#)
+        let PlannedChange::Http {
+            headers,
+            body_json,
+            body_bytes,
+            ..
+        } = record(&reqwest::Method::PUT, &url, &headers, br#"{"uri":"/x"}"#)
         else {
             panic!("not an http change")
         };

@@ -81,14 +81,22 @@ pub struct HttpPolicy {
 
 impl Default for HttpPolicy {
     fn default() -> Self {
-        Self { allow: Vec::new(), max_request_bytes: 1 << 20, max_response_bytes: 10 << 20, timeout: Duration::from_secs(30) }
+        Self {
+            allow: Vec::new(),
+            max_request_bytes: 1 << 20,
+            max_response_bytes: 10 << 20,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
 impl HttpPolicy {
     /// A policy allowing `allow` with the default limits.
     pub fn allowing<I: IntoIterator<Item = S>, S: Into<String>>(allow: I) -> Self {
-        Self { allow: allow.into_iter().map(Into::into).collect(), ..Self::default() }
+        Self {
+            allow: allow.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
     }
 
     /// Checks every allow pattern; the error names the bad one and the expected form.
@@ -144,7 +152,9 @@ impl MemoryKv {
 
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         // The map holds plain data; a panic elsewhere cannot leave it half-updated.
-        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -158,7 +168,10 @@ impl KvStore for MemoryKv {
         let current: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
         let replaced = map.get(key).map_or(0, |v| key.len() + v.len());
         if current - replaced + key.len() + value.len() > Self::MAX_TOTAL_BYTES {
-            return Err(format!("kv store is full ({} bytes per run)", Self::MAX_TOTAL_BYTES));
+            return Err(format!(
+                "kv store is full ({} bytes per run)",
+                Self::MAX_TOTAL_BYTES
+            ));
         }
         map.insert(key.to_owned(), value);
         Ok(())
@@ -169,7 +182,11 @@ impl KvStore for MemoryKv {
     }
 
     fn keys(&self, prefix: &str) -> Vec<String> {
-        self.map().range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect()
+        self.map()
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
@@ -188,15 +205,18 @@ mod tests {
         assert!(!kv.delete("a/1"));
         assert!(kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES]).is_err());
         // Replacing a value counts only the difference.
-        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2]).unwrap();
-        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2]).unwrap();
+        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2])
+            .unwrap();
+        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2])
+            .unwrap();
     }
 
     #[test]
     fn debug_hides_secret_values_and_dsns() {
         let mut caps = Capabilities::default();
         caps.secrets.insert("token".into(), "s3cr3t-value".into());
-        caps.sql.insert("primary".into(), "postgres://u:hunter2@db/x".into());
+        caps.sql
+            .insert("primary".into(), "postgres://u:hunter2@db/x".into());
         let dbg = format!("{caps:?}");
         assert!(dbg.contains("token") && dbg.contains("primary"));
         assert!(!dbg.contains("s3cr3t") && !dbg.contains("hunter2"), "{dbg}");

@@ -40,7 +40,10 @@ fn cannot(what: &str, ty: &Type) -> BoxError {
 }
 
 fn is_text_like(ty: &Type) -> bool {
-    matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN) || matches!(ty.kind(), Kind::Enum(_))
+    matches!(
+        *ty,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+    ) || matches!(ty.kind(), Kind::Enum(_))
 }
 
 fn encode(v: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
@@ -82,7 +85,8 @@ fn encode(v: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> 
 }
 
 fn encode_int(i: i64, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
-    let range = |_| -> BoxError { format!("{i} is out of range for a parameter of type {ty}").into() };
+    let range =
+        |_| -> BoxError { format!("{i} is out of range for a parameter of type {ty}").into() };
     match *ty {
         Type::INT2 => out.put_i16(i16::try_from(i).map_err(range)?),
         Type::INT4 => out.put_i32(i32::try_from(i).map_err(range)?),
@@ -100,7 +104,9 @@ fn encode_int(i: i64, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
 }
 
 fn encode_text(s: &str, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
-    let bad = |what: &str| -> BoxError { format!("`{s}` is not a valid {what} for a parameter of type {ty}").into() };
+    let bad = |what: &str| -> BoxError {
+        format!("`{s}` is not a valid {what} for a parameter of type {ty}").into()
+    };
     match *ty {
         _ if is_text_like(ty) => out.put_slice(s.as_bytes()),
         Type::JSON => out.put_slice(s.as_bytes()),
@@ -109,7 +115,9 @@ fn encode_text(s: &str, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
             out.put_slice(s.as_bytes());
         }
         Type::NUMERIC => encode_numeric(s, out)?,
-        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => encode_int(s.trim().parse().map_err(|_| bad("integer"))?, ty, out)?,
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => {
+            encode_int(s.trim().parse().map_err(|_| bad("integer"))?, ty, out)?
+        }
         Type::FLOAT4 | Type::FLOAT8 => {
             let f: f64 = s.trim().parse().map_err(|_| bad("number"))?;
             encode(&Value::Float(f), ty, out)?;
@@ -126,7 +134,9 @@ fn encode_text(s: &str, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
                 return Err(bad("UUID"));
             }
             for i in 0..16 {
-                out.put_u8(u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("UUID"))?);
+                out.put_u8(
+                    u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("UUID"))?,
+                );
             }
         }
         _ => return Err(cannot("text", ty)),
@@ -147,13 +157,20 @@ fn encode_numeric(s: &str, out: &mut BytesMut) -> Result<(), BoxError> {
         out.put_slice(&[0, 0, 0, 0, 0xC0, 0, 0, 0]);
         return Ok(());
     }
-    let bad = || -> BoxError { format!("`{s}` is not a decimal number (numeric parameters take digits, a sign and a point)").into() };
+    let bad = || -> BoxError {
+        format!(
+            "`{s}` is not a decimal number (numeric parameters take digits, a sign and a point)"
+        )
+        .into()
+    };
     let (neg, digits) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let dscale = u16::try_from(frac.len()).map_err(|_| bad())?;
@@ -203,12 +220,16 @@ impl<'a> FromSql<'a> for Raw<'a> {
 }
 
 fn be<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
-    raw.get(..N).and_then(|b| b.try_into().ok()).ok_or_else(|| format!("truncated value ({} bytes)", raw.len()))
+    raw.get(..N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("truncated value ({} bytes)", raw.len()))
 }
 
 /// Decodes one column value. The error names the column and the cast to use.
 pub(crate) fn decode(column: &str, ty: &Type, raw: Option<&[u8]>) -> Result<Value, String> {
-    let Some(raw) = raw else { return Ok(Value::Null) };
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     Ok(match ty.kind() {
         Kind::Domain(inner) => return decode(column, inner, Some(raw)),
@@ -227,7 +248,9 @@ pub(crate) fn decode(column: &str, ty: &Type, raw: Option<&[u8]>) -> Result<Valu
             Type::XID8 => Value::Int(i64::from_be_bytes(be(raw)?)),
             Type::FLOAT4 => Value::Float(f32::from_be_bytes(be(raw)?).into()),
             Type::FLOAT8 => Value::Float(f64::from_be_bytes(be(raw)?)),
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => Value::Text(text(raw)),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => {
+                Value::Text(text(raw))
+            }
             Type::BYTEA => Value::Bytes(raw.to_vec()),
             Type::JSON => Value::Json(text(raw)),
             Type::JSONB => Value::Json(text(raw.get(1..).unwrap_or_default())),
@@ -239,7 +262,14 @@ pub(crate) fn decode(column: &str, ty: &Type, raw: Option<&[u8]>) -> Result<Valu
             Type::UUID => {
                 let b: [u8; 16] = be(raw)?;
                 let h = hex::encode(b);
-                Value::Text(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+                Value::Text(format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..]
+                ))
             }
             Type::DATE => Value::Text(format_date(i32::from_be_bytes(be(raw)?))),
             Type::TIME => Value::Text(format_time(i64::from_be_bytes(be(raw)?))),
@@ -261,7 +291,8 @@ pub(crate) fn decode(column: &str, ty: &Type, raw: Option<&[u8]>) -> Result<Valu
 }
 
 fn decode_numeric(raw: &[u8]) -> Result<String, String> {
-    let ndigits = usize::try_from(i16::from_be_bytes(be(raw)?)).map_err(|_| "bad numeric".to_owned())?;
+    let ndigits =
+        usize::try_from(i16::from_be_bytes(be(raw)?)).map_err(|_| "bad numeric".to_owned())?;
     let weight = i64::from(i16::from_be_bytes(be(&raw[2..])?));
     let sign = u16::from_be_bytes(be(&raw[4..])?);
     let dscale = usize::from(u16::from_be_bytes(be(&raw[6..])?));
@@ -275,7 +306,13 @@ fn decode_numeric(raw: &[u8]) -> Result<String, String> {
         .map(|i| be::<2>(&raw[8 + 2 * i..]).map(|b| i64::from(i16::from_be_bytes(b))))
         .collect::<Result<_, _>>()?;
     // Digit k has exponent (weight - k) in base 10000.
-    let digit = |k: i64| usize::try_from(k).ok().and_then(|k| digits.get(k)).copied().unwrap_or(0);
+    let digit = |k: i64| {
+        usize::try_from(k)
+            .ok()
+            .and_then(|k| digits.get(k))
+            .copied()
+            .unwrap_or(0)
+    };
     let mut s = String::new();
     if sign == 0x4000 {
         s.push('-');
@@ -350,7 +387,10 @@ fn format_timestamp(micros: i64, zone: &str) -> String {
         m => {
             let days = m.div_euclid(MICROS_PER_DAY);
             let (y, mo, d) = civil(days + PG_EPOCH_DAYS);
-            format!("{y:04}-{mo:02}-{d:02}T{}{zone}", format_time(m.rem_euclid(MICROS_PER_DAY)))
+            format!(
+                "{y:04}-{mo:02}-{d:02}T{}{zone}",
+                format_time(m.rem_euclid(MICROS_PER_DAY))
+            )
         }
     }
 }
@@ -358,7 +398,8 @@ fn format_timestamp(micros: i64, zone: &str) -> String {
 /// PostgreSQL's default interval style, e.g. `1 year 2 mons 3 days 04:05:06.5`.
 fn format_interval(micros: i64, days: i32, months: i32) -> String {
     let mut parts = Vec::new();
-    let plural = |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    let plural =
+        |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
     let (years, mons) = (i64::from(months) / 12, i64::from(months) % 12);
     if years != 0 {
         parts.push(plural(years, "year", "years"));
@@ -380,11 +421,21 @@ fn format_inet(raw: &[u8]) -> Result<String, String> {
     let [family, bits, is_cidr, nb] = be::<4>(raw)?;
     let addr = raw.get(4..4 + usize::from(nb)).ok_or("truncated inet")?;
     let (ip, max): (std::net::IpAddr, u8) = match (family, addr.len()) {
-        (2, 4) => (std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into(), 32),
-        (3, 16) => (std::net::Ipv6Addr::from(<[u8; 16]>::try_from(addr).map_err(|_| "bad inet")?).into(), 128),
+        (2, 4) => (
+            std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into(),
+            32,
+        ),
+        (3, 16) => (
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(addr).map_err(|_| "bad inet")?).into(),
+            128,
+        ),
         _ => return Err("unknown inet family".into()),
     };
-    Ok(if is_cidr != 0 || bits != max { format!("{ip}/{bits}") } else { ip.to_string() })
+    Ok(if is_cidr != 0 || bits != max {
+        format!("{ip}/{bits}")
+    } else {
+        ip.to_string()
+    })
 }
 
 /// A parameter as JSON, for plan records.
@@ -428,7 +479,10 @@ mod tests {
         }
         assert!(encode_numeric("1e5", &mut BytesMut::new()).is_err());
         // pg_wal_lsn_diff(...) = 16384, as PostgreSQL sends it: 1 digit, weight 1, dscale 0.
-        assert_eq!(decode_numeric(&[0, 2, 0, 1, 0, 0, 0, 0, 0, 1, 0x19, 0x00]).unwrap(), "16400");
+        assert_eq!(
+            decode_numeric(&[0, 2, 0, 1, 0, 0, 0, 0, 0, 1, 0x19, 0x00]).unwrap(),
+            "16400"
+        );
     }
 
     #[test]
@@ -436,9 +490,15 @@ mod tests {
         assert_eq!(format_date(0), "2000-01-01");
         assert_eq!(format_date(-1), "1999-12-31");
         assert_eq!(format_date(9_190), "2025-02-28");
-        assert_eq!(format_timestamp(86_400_000_000 + 3_723_500_000, "Z"), "2000-01-02T01:02:03.5Z");
+        assert_eq!(
+            format_timestamp(86_400_000_000 + 3_723_500_000, "Z"),
+            "2000-01-02T01:02:03.5Z"
+        );
         assert_eq!(format_timestamp(-1, ""), "1999-12-31T23:59:59.999999");
-        assert_eq!(format_interval(3_723_000_000, 3, 14), "1 year 2 mons 3 days 01:02:03");
+        assert_eq!(
+            format_interval(3_723_000_000, 3, 14),
+            "1 year 2 mons 3 days 01:02:03"
+        );
         assert_eq!(format_interval(0, 0, 0), "00:00:00");
         assert_eq!(format_interval(-1_500_000, 0, 0), "-00:00:01.5");
     }
@@ -450,18 +510,30 @@ mod tests {
         assert!(matches!(v, Value::Text(t) if t == "16/B374D848"));
         let mut b = BytesMut::new();
         encode_text("67e55044-10b1-426f-9247-bb680e5fe0c8", &Type::UUID, &mut b).unwrap();
-        assert!(matches!(decode("u", &Type::UUID, Some(&b)).unwrap(), Value::Text(t) if t == "67e55044-10b1-426f-9247-bb680e5fe0c8"));
-        assert_eq!(format_inet(&[2, 24, 1, 4, 10, 1, 2, 0]).unwrap(), "10.1.2.0/24");
-        assert_eq!(format_inet(&[2, 32, 0, 4, 127, 0, 0, 1]).unwrap(), "127.0.0.1");
+        assert!(
+            matches!(decode("u", &Type::UUID, Some(&b)).unwrap(), Value::Text(t) if t == "67e55044-10b1-426f-9247-bb680e5fe0c8")
+        );
+        assert_eq!(
+            format_inet(&[2, 24, 1, 4, 10, 1, 2, 0]).unwrap(),
+            "10.1.2.0/24"
+        );
+        assert_eq!(
+            format_inet(&[2, 32, 0, 4, 127, 0, 0, 1]).unwrap(),
+            "127.0.0.1"
+        );
     }
 
     #[test]
     fn refusals_name_the_cast() {
-        let e = encode(&Value::Bytes(vec![1]), &Type::INT4, &mut BytesMut::new()).err().unwrap();
+        let e = encode(&Value::Bytes(vec![1]), &Type::INT4, &mut BytesMut::new())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("$1::text::int4"), "{e}");
         let e = decode("relid", &Type::REGCLASS, Some(&[0, 0, 0, 1])).unwrap_err();
         assert!(e.contains("relid::text"), "{e}");
-        let e = encode(&Value::Int(70_000), &Type::INT2, &mut BytesMut::new()).err().unwrap();
+        let e = encode(&Value::Int(70_000), &Type::INT2, &mut BytesMut::new())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("out of range"), "{e}");
     }
 }

@@ -62,6 +62,10 @@ pub(crate) const PLAN_DENY: &[&str] = &[
     "copy",
 ];
 
+/// Largest result (sum of the values' wire sizes) one query may return to a guest; larger
+/// results fail with SQLSTATE 54000 (program_limit_exceeded) instead of filling host memory.
+pub(crate) const MAX_RESULT_BYTES: usize = 16 << 20;
+
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -122,7 +126,11 @@ fn is_write_refusal(e: &SqlError) -> bool {
 
 impl SqlCap {
     pub(crate) fn new(dsns: BTreeMap<String, String>, statement_timeout: Duration) -> Self {
-        Self { dsns, conns: HashMap::new(), statement_timeout }
+        Self {
+            dsns,
+            conns: HashMap::new(),
+            statement_timeout,
+        }
     }
 
     async fn client(&mut self, name: &str) -> Result<&mut tokio_postgres::Client, SqlError> {
@@ -134,8 +142,14 @@ impl SqlCap {
             };
             let connect = tokio_postgres::connect(dsn, tokio_postgres::NoTls);
             let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-                Err(_) => return Err(SqlError::Connect(format!("connecting to `{name}` took longer than {CONNECT_TIMEOUT:?}"))),
-                Ok(Err(e)) => return Err(SqlError::Connect(format!("connecting to `{name}`: {e}"))),
+                Err(_) => {
+                    return Err(SqlError::Connect(format!(
+                        "connecting to `{name}` took longer than {CONNECT_TIMEOUT:?}"
+                    )));
+                }
+                Ok(Err(e)) => {
+                    return Err(SqlError::Connect(format!("connecting to `{name}`: {e}")));
+                }
                 Ok(Ok(pair)) => pair,
             };
             let task = tokio::spawn(async move {
@@ -144,7 +158,9 @@ impl SqlCap {
             });
             let ms = self.statement_timeout.as_millis().max(1);
             client
-                .batch_execute(&format!("SET statement_timeout = {ms}; SET application_name = 'meridian-step'"))
+                .batch_execute(&format!(
+                    "SET statement_timeout = {ms}; SET application_name = 'meridian-step'"
+                ))
                 .await
                 .map_err(|e| db_error(&e))?;
             self.conns.insert(name.to_owned(), Conn { client, task });
@@ -161,13 +177,24 @@ impl SqlCap {
         params: &[Value],
         plan: bool,
     ) -> Result<(Rows, Option<PlannedChange>), SqlError> {
-        let empty = Rows { columns: Vec::new(), rows: Vec::new() };
+        let empty = Rows {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        };
         if plan && let Some(f) = plan_denied(statement) {
-            return Ok((empty, Some(record(connection, statement, params, deny_reason(f)))));
+            return Ok((
+                empty,
+                Some(record(connection, statement, params, deny_reason(f))),
+            ));
         }
         let client = self.client(connection).await?;
         let result = if plan {
-            let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db_error(&e))?;
+            let tx = client
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| db_error(&e))?;
             let r = run_query(&tx, statement, params).await;
             // Nothing to keep from a plan; a failed rollback closes with the connection anyway.
             let _ = tx.rollback().await;
@@ -176,7 +203,10 @@ impl SqlCap {
             run_query(&*client, statement, params).await
         };
         match result {
-            Err(e) if plan && is_write_refusal(&e) => Ok((empty, Some(record(connection, statement, params, refusal_reason(&e))))),
+            Err(e) if plan && is_write_refusal(&e) => Ok((
+                empty,
+                Some(record(connection, statement, params, refusal_reason(&e))),
+            )),
             r => r.map(|rows| (rows, None)),
         }
     }
@@ -191,11 +221,19 @@ impl SqlCap {
         plan: bool,
     ) -> Result<(u64, Option<PlannedChange>), SqlError> {
         if plan && let Some(f) = plan_denied(statement) {
-            return Ok((0, Some(record(connection, statement, params, deny_reason(f)))));
+            return Ok((
+                0,
+                Some(record(connection, statement, params, deny_reason(f))),
+            ));
         }
         let client = self.client(connection).await?;
         let result = if plan {
-            let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db_error(&e))?;
+            let tx = client
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| db_error(&e))?;
             let r = run_execute(&tx, statement, params).await;
             let _ = tx.rollback().await;
             r
@@ -203,19 +241,26 @@ impl SqlCap {
             run_execute(&*client, statement, params).await
         };
         match result {
-            Err(e) if plan && is_write_refusal(&e) => Ok((0, Some(record(connection, statement, params, refusal_reason(&e))))),
+            Err(e) if plan && is_write_refusal(&e) => Ok((
+                0,
+                Some(record(connection, statement, params, refusal_reason(&e))),
+            )),
             r => r.map(|n| (n, None)),
         }
     }
 }
 
 fn deny_reason(f: &str) -> String {
-    format!("mentions `{f}`, which acts on the server even inside a read-only transaction; not sent in plan mode")
+    format!(
+        "mentions `{f}`, which acts on the server even inside a read-only transaction; not sent in plan mode"
+    )
 }
 
 fn refusal_reason(e: &SqlError) -> String {
     match e {
-        SqlError::Db((code, msg)) => format!("PostgreSQL refused it in a read-only transaction (SQLSTATE {code}: {msg})"),
+        SqlError::Db((code, msg)) => {
+            format!("PostgreSQL refused it in a read-only transaction (SQLSTATE {code}: {msg})")
+        }
         _ => "refused in a read-only transaction".into(),
     }
 }
@@ -245,25 +290,44 @@ async fn prepare<C: tokio_postgres::GenericClient>(
     Ok(stmt)
 }
 
-async fn run_query<C: tokio_postgres::GenericClient>(client: &C, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
+async fn run_query<C: tokio_postgres::GenericClient>(
+    client: &C,
+    statement: &str,
+    params: &[Value],
+) -> Result<Rows, SqlError> {
     let stmt = prepare(client, statement, params).await?;
     let bound: Vec<Param<'_>> = params.iter().map(Param).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(&stmt, &refs).await.map_err(|e| db_error(&e))?;
+    let stream = client.query_raw(&stmt, refs.iter().copied()).await.map_err(|e| db_error(&e))?;
+    futures::pin_mut!(stream);
     let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    // Streamed and counted, so a `SELECT *` of a big table stops at the limit instead of being
+    // buffered whole in the host.
+    while let Some(row) = futures::TryStreamExt::try_next(&mut stream).await.map_err(|e| db_error(&e))? {
         let mut values = Vec::with_capacity(columns.len());
         for (i, col) in stmt.columns().iter().enumerate() {
             let raw: Raw<'_> = row.try_get(i).map_err(|e| SqlError::Unsupported(e.to_string()))?;
+            total += raw.0.map_or(0, <[u8]>::len) + 8;
             values.push(pg::decode(col.name(), col.type_(), raw.0).map_err(SqlError::Unsupported)?);
+        }
+        if total > MAX_RESULT_BYTES {
+            return Err(SqlError::Db((
+                "54000".into(),
+                format!("result larger than {MAX_RESULT_BYTES} bytes (host limit); add LIMIT or select fewer columns"),
+            )));
         }
         out.push(values);
     }
     Ok(Rows { columns, rows: out })
 }
 
-async fn run_execute<C: tokio_postgres::GenericClient>(client: &C, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+async fn run_execute<C: tokio_postgres::GenericClient>(
+    client: &C,
+    statement: &str,
+    params: &[Value],
+) -> Result<u64, SqlError> {
     let stmt = prepare(client, statement, params).await?;
     let bound: Vec<Param<'_>> = params.iter().map(Param).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
@@ -276,11 +340,23 @@ mod tests {
 
     #[test]
     fn deny_list_matches_whole_tokens() {
-        assert_eq!(plan_denied("SELECT pg_promote(wait => true)"), Some("pg_promote"));
-        assert_eq!(plan_denied("select \"PG_TERMINATE_BACKEND\"(123)"), Some("pg_terminate_backend"));
-        assert_eq!(plan_denied("DO $$ BEGIN PERFORM pg_reload_conf(); END $$"), Some("pg_reload_conf"));
+        assert_eq!(
+            plan_denied("SELECT pg_promote(wait => true)"),
+            Some("pg_promote")
+        );
+        assert_eq!(
+            plan_denied("select \"PG_TERMINATE_BACKEND\"(123)"),
+            Some("pg_terminate_backend")
+        );
+        assert_eq!(
+            plan_denied("DO $$ BEGIN PERFORM pg_reload_conf(); END $$"),
+            Some("pg_reload_conf")
+        );
         assert_eq!(plan_denied("COPY t TO PROGRAM 'x'"), Some("copy"));
-        assert_eq!(plan_denied("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()"), None);
+        assert_eq!(
+            plan_denied("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()"),
+            None
+        );
         assert_eq!(plan_denied("SELECT my_pg_promote_wrapper()"), None);
         assert_eq!(plan_denied("SELECT * FROM copy_history"), None);
     }

@@ -10,17 +10,28 @@ use crate::server::Server;
 use crate::support::{inv, load, run, sandbox, test_pg};
 
 fn http_caps(server: &Server) -> Capabilities {
-    Capabilities { http: HttpPolicy::allowing([server.origin()]), ..Capabilities::default() }
+    Capabilities {
+        http: HttpPolicy::allowing([server.origin()]),
+        ..Capabilities::default()
+    }
 }
 
 async fn get_results(caps: Capabilities, urls: &[String]) -> Vec<(String, String)> {
     let c = load(meridian_artifacts::HTTP_ESCAPE);
-    let out = sandbox().invoke(&c, Call::run(inv(json!({ "urls": urls })), caps)).await.unwrap();
+    let out = sandbox()
+        .invoke(&c, Call::run(inv(json!({ "urls": urls })), caps))
+        .await
+        .unwrap();
     out.output["outcomes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["result"].as_str().unwrap().to_owned(), o["detail"].as_str().unwrap().to_owned()))
+        .map(|o| {
+            (
+                o["result"].as_str().unwrap().to_owned(),
+                o["detail"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -29,7 +40,10 @@ async fn http_probe_step_against_a_local_server() {
     let server = Server::start();
     let probe = load(meridian_artifacts::HTTP_PROBE);
     let out = sandbox()
-        .invoke(&probe, Call::run(inv(json!({"url": server.url("/ok")})), http_caps(&server)))
+        .invoke(
+            &probe,
+            Call::run(inv(json!({"url": server.url("/ok")})), http_caps(&server)),
+        )
         .await
         .unwrap();
     assert_eq!(out.output["status"], 200);
@@ -37,10 +51,19 @@ async fn http_probe_step_against_a_local_server() {
     assert!(out.output["latency_ms"].is_u64());
 
     let err = sandbox()
-        .invoke(&probe, Call::run(inv(json!({"url": server.url("/ok"), "expect_status": [204]})), http_caps(&server)))
+        .invoke(
+            &probe,
+            Call::run(
+                inv(json!({"url": server.url("/ok"), "expect_status": [204]})),
+                http_caps(&server),
+            ),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(&err, StepFailure::Retryable(m) if m.contains("answered 200")), "{err:?}");
+    assert!(
+        matches!(&err, StepFailure::Retryable(m) if m.contains("answered 200")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -51,7 +74,12 @@ async fn http_limits() {
     caps.http.timeout = Duration::from_millis(300);
     let r = get_results(
         caps,
-        &[server.url("/big?n=1000"), server.url("/big?n=1001"), server.url("/slow?ms=3000"), server.url("/loop")],
+        &[
+            server.url("/big?n=1000"),
+            server.url("/big?n=1001"),
+            server.url("/slow?ms=3000"),
+            server.url("/loop"),
+        ],
     )
     .await;
     assert_eq!(r[0].0, "ok 200");
@@ -60,7 +88,10 @@ async fn http_limits() {
     assert_eq!(r[3].0, "other");
     assert!(r[3].1.contains("more than 5 redirects"), "{}", r[3].1);
     // The loop was followed exactly 5 times after the first request.
-    assert_eq!(server.seen().iter().filter(|s| s.path == "/loop").count(), 6);
+    assert_eq!(
+        server.seen().iter().filter(|s| s.path == "/loop").count(),
+        6
+    );
 }
 
 #[tokio::test]
@@ -70,18 +101,37 @@ async fn http_request_body_limit() {
     caps.http.max_request_bytes = 10;
     let c = load(meridian_artifacts::HTTP_WRITER);
     // The writer's POST body is larger than 10 bytes; its GET has no body and passes.
-    let err = sandbox().invoke(&c, Call::run(inv(json!({"base": server.url("")})), caps)).await.unwrap_err();
-    assert!(matches!(&err, StepFailure::Fatal(m) if m.contains("body larger than the 10-byte limit")), "{err:?}");
+    let err = sandbox()
+        .invoke(&c, Call::run(inv(json!({"base": server.url("")})), caps))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StepFailure::Fatal(m) if m.contains("body larger than the 10-byte limit")),
+        "{err:?}"
+    );
     assert_eq!(server.seen().len(), 1, "only the GET was sent");
 }
 
 #[tokio::test]
 async fn bad_http_grant_is_reported() {
     let c = load(meridian_artifacts::NOOP);
-    let caps = Capabilities { http: HttpPolicy::allowing(["example.com"]), ..Capabilities::default() };
-    let err = sandbox().invoke(&c, Call::run(inv(json!({})), caps)).await.unwrap_err();
-    assert!(matches!(&err, StepFailure::Grant(m) if m.contains("`example.com`")), "{err:?}");
-    assert!(HttpPolicy::allowing(["https://*.example.com:*"]).validate().is_ok());
+    let caps = Capabilities {
+        http: HttpPolicy::allowing(["example.com"]),
+        ..Capabilities::default()
+    };
+    let err = sandbox()
+        .invoke(&c, Call::run(inv(json!({})), caps))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StepFailure::Grant(m) if m.contains("`example.com`")),
+        "{err:?}"
+    );
+    assert!(
+        HttpPolicy::allowing(["https://*.example.com:*"])
+            .validate()
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -89,18 +139,37 @@ async fn writable_and_read_only_preopens() {
     let dir = tempfile::tempdir().unwrap();
     let c = load(meridian_artifacts::FS_WRITER);
     let caps = |writable| Capabilities {
-        fs: vec![Preopen { host: dir.path().to_owned(), guest: "/work".into(), writable }],
+        fs: vec![Preopen {
+            host: dir.path().to_owned(),
+            guest: "/work".into(),
+            writable,
+        }],
         ..Capabilities::default()
     };
     let out = sandbox()
-        .invoke(&c, Call::run(inv(json!({"path": "/work/a.txt", "content": "A"})), caps(true)))
+        .invoke(
+            &c,
+            Call::run(
+                inv(json!({"path": "/work/a.txt", "content": "A"})),
+                caps(true),
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(out.output, json!({"write": "ok", "read_back": "A"}));
-    assert_eq!(std::fs::read_to_string(dir.path().join("a.txt")).unwrap(), "A");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+        "A"
+    );
 
     let out = sandbox()
-        .invoke(&c, Call::run(inv(json!({"path": "/work/b.txt", "content": "B"})), caps(false)))
+        .invoke(
+            &c,
+            Call::run(
+                inv(json!({"path": "/work/b.txt", "content": "B"})),
+                caps(false),
+            ),
+        )
         .await
         .unwrap();
     assert_ne!(out.output["write"], "ok");
@@ -110,22 +179,34 @@ async fn writable_and_read_only_preopens() {
 #[tokio::test]
 async fn kv_is_shared_through_the_run_store() {
     let kv: Arc<MemoryKv> = Arc::new(MemoryKv::default());
-    let caps = Capabilities { kv: kv.clone(), ..Capabilities::default() };
+    let caps = Capabilities {
+        kv: kv.clone(),
+        ..Capabilities::default()
+    };
     let c = load(meridian_artifacts::KITCHEN_SINK);
     let ops = json!({"ops": [
         {"op": "kv-set", "key": "region/eu", "value": {"primary": true}},
         {"op": "kv-set", "key": "region/us", "value": 1},
         {"op": "kv-set", "key": "other", "value": 2},
     ]});
-    sandbox().invoke(&c, Call::run(inv(ops), caps.clone())).await.unwrap();
+    sandbox()
+        .invoke(&c, Call::run(inv(ops), caps.clone()))
+        .await
+        .unwrap();
     let ops = json!({"ops": [
         {"op": "kv-get", "key": "region/eu"},
         {"op": "kv-list", "prefix": "region/"},
         {"op": "kv-delete", "key": "other"},
         {"op": "kv-get", "key": "missing"},
     ]});
-    let out = sandbox().invoke(&c, Call::run(inv(ops), caps)).await.unwrap();
-    assert_eq!(out.output["results"], json!([{"primary": true}, ["region/eu", "region/us"], true, null]));
+    let out = sandbox()
+        .invoke(&c, Call::run(inv(ops), caps))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.output["results"],
+        json!([{"primary": true}, ["region/eu", "region/us"], true, null])
+    );
     assert_eq!(kv.get("other"), None);
     assert_eq!(kv.get("region/us"), Some(b"1".to_vec()));
 }
@@ -134,7 +215,13 @@ async fn kv_is_shared_through_the_run_store() {
 async fn kv_limits() {
     let c = load(meridian_artifacts::KITCHEN_SINK);
     let big = "x".repeat(2 << 20);
-    let out = sandbox().invoke(&c, run(json!({"ops": [{"op": "kv-set", "key": "k", "value": big}]}))).await.unwrap();
+    let out = sandbox()
+        .invoke(
+            &c,
+            run(json!({"ops": [{"op": "kv-set", "key": "k", "value": big}]})),
+        )
+        .await
+        .unwrap();
     let r = out.output["results"][0].as_str().unwrap();
     assert!(r.contains("kv value is") && r.contains("limit"), "{r}");
 }
@@ -147,7 +234,13 @@ async fn step_errors_keep_their_kind() {
         ("fatal", StepFailure::Fatal("m".into())),
         ("invalid-input", StepFailure::InvalidInput("m".into())),
     ] {
-        let err = sandbox().invoke(&c, run(json!({"ops": [{"op": "fail", "kind": kind, "message": "m"}]}))).await.unwrap_err();
+        let err = sandbox()
+            .invoke(
+                &c,
+                run(json!({"ops": [{"op": "fail", "kind": kind, "message": "m"}]})),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err, want);
     }
 }
@@ -156,10 +249,13 @@ async fn step_errors_keep_their_kind() {
 async fn failed_steps_keep_their_logs() {
     let c = load(meridian_artifacts::KITCHEN_SINK);
     let report = sandbox()
-        .execute(&c, run(json!({"ops": [
-            {"op": "log", "level": "warn", "message": "about to fail"},
-            {"op": "fail", "kind": "fatal", "message": "boom"},
-        ]})))
+        .execute(
+            &c,
+            run(json!({"ops": [
+                {"op": "log", "level": "warn", "message": "about to fail"},
+                {"op": "fail", "kind": "fatal", "message": "boom"},
+            ]})),
+        )
         .await;
     assert!(report.result.is_err());
     assert_eq!(report.logs[0].message, "about to fail");
@@ -169,16 +265,25 @@ async fn failed_steps_keep_their_logs() {
 #[tokio::test]
 async fn compensate_and_invocation_identity() {
     let kv: Arc<MemoryKv> = Arc::new(MemoryKv::default());
-    let caps = Capabilities { kv: kv.clone(), ..Capabilities::default() };
+    let caps = Capabilities {
+        kv: kv.clone(),
+        ..Capabilities::default()
+    };
     let c = load(meridian_artifacts::KITCHEN_SINK);
     let mut invocation = inv(json!({"ops": [{"op": "invocation"}]}));
     invocation.attempt = 3;
-    let out = sandbox().invoke(&c, Call::run(invocation.clone(), caps.clone())).await.unwrap();
+    let out = sandbox()
+        .invoke(&c, Call::run(invocation.clone(), caps.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         out.output["results"][0],
         json!({"run_id": "run-1", "step_id": "step-1", "attempt": 3, "idempotency_key": "run-1/step-1", "plan": false})
     );
-    let out = sandbox().invoke(&c, Call::compensate(invocation, caps)).await.unwrap();
+    let out = sandbox()
+        .invoke(&c, Call::compensate(invocation, caps))
+        .await
+        .unwrap();
     assert_eq!(out.output, serde_json::Value::Null);
     assert_eq!(kv.get("compensated"), Some(b"yes".to_vec()));
     let m = sandbox().describe(&c).await.unwrap();
@@ -190,15 +295,31 @@ async fn compensate_and_invocation_identity() {
 async fn every_invocation_gets_a_fresh_instance() {
     let c = load(meridian_artifacts::KITCHEN_SINK);
     for _ in 0..3 {
-        let out = sandbox().invoke(&c, run(json!({"ops": [{"op": "counter"}, {"op": "counter"}]}))).await.unwrap();
-        assert_eq!(out.output["results"], json!([1, 2]), "guest state leaked between invocations");
+        let out = sandbox()
+            .invoke(
+                &c,
+                run(json!({"ops": [{"op": "counter"}, {"op": "counter"}]})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.output["results"],
+            json!([1, 2]),
+            "guest state leaked between invocations"
+        );
     }
 }
 
 #[tokio::test]
 async fn concurrent_invocations_beyond_the_pool_wait_for_a_slot() {
-    let s = meridian_sandbox::Sandbox::new(meridian_sandbox::SandboxConfig { max_instances: 2, ..Default::default() }).unwrap();
-    let c = s.load_file(std::path::Path::new(meridian_artifacts::KITCHEN_SINK), None).unwrap();
+    let s = meridian_sandbox::Sandbox::new(meridian_sandbox::SandboxConfig {
+        max_instances: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let c = s
+        .load_file(std::path::Path::new(meridian_artifacts::KITCHEN_SINK), None)
+        .unwrap();
     let calls = (0..8).map(|i| {
         let (s, c) = (s.clone(), c.clone());
         async move { s.invoke(&c, run(json!({"ops": [{"op": "sleep", "ms": 20}, {"op": "kv-get", "key": format!("{i}")}]}))).await }
@@ -211,7 +332,9 @@ async fn concurrent_invocations_beyond_the_pool_wait_for_a_slot() {
 
 #[tokio::test]
 async fn sql_types_and_parameters() {
-    let Some(dsn) = test_pg("sql_types_and_parameters") else { return };
+    let Some(dsn) = test_pg("sql_types_and_parameters") else {
+        return;
+    };
     let mut caps = Capabilities::default();
     caps.sql.insert("db".into(), dsn);
     let c = load(meridian_artifacts::KITCHEN_SINK);
@@ -224,9 +347,13 @@ async fn sql_types_and_parameters() {
         {"op": "sql", "connection": "db", "statement": "SELECT $1::numeric AS n", "params": ["-0.0042"]},
         {"op": "sql", "connection": "db", "statement": "SELECT 'pg_class'::regclass AS rel", "params": []},
         {"op": "sql", "connection": "db", "statement": "SELECT * FROM no_such_table", "params": []},
+        {"op": "sql", "connection": "db", "statement": "SELECT repeat('x', 1000000) FROM generate_series(1, 100)", "params": []},
         {"op": "sql", "connection": "db", "statement": "SELECT pg_sleep(10)", "params": []},
     ]});
-    let call = Call { timeout: Duration::from_secs(3), ..Call::run(inv(ops), caps) };
+    let call = Call {
+        timeout: Duration::from_secs(5),
+        ..Call::run(inv(ops), caps)
+    };
     let out = sandbox().invoke(&c, call).await.unwrap();
     let r = &out.output["results"];
     assert_eq!(
@@ -236,19 +363,37 @@ async fn sql_types_and_parameters() {
                "nothing": null, "p_int": 42, "p_text": "hi", "p_json": {"k": "v"}, "p_bool": false, "p_float": 2.5})
     );
     assert_eq!(r[1]["rows"][0]["n"], "-0.0042");
-    assert!(r[2]["error"].as_str().unwrap().contains("rel::text"), "{}", r[2]);
-    assert!(r[3]["error"].as_str().unwrap().contains("42P01"), "{}", r[3]);
-    assert!(r[4]["error"].as_str().unwrap().contains("timed out"), "statement_timeout applies: {}", r[4]);
+    assert!(
+        r[2]["error"].as_str().unwrap().contains("rel::text"),
+        "{}",
+        r[2]
+    );
+    assert!(
+        r[3]["error"].as_str().unwrap().contains("42P01"),
+        "{}",
+        r[3]
+    );
+    assert!(r[4]["error"].as_str().unwrap().contains("54000"), "result size is capped: {}", r[4]);
+    assert!(r[5]["error"].as_str().unwrap().contains("timed out"), "statement_timeout applies: {}", r[5]);
 }
 
 #[tokio::test]
 async fn sql_connect_failure_is_reported() {
     let mut caps = Capabilities::default();
     // Nothing listens on port 1.
-    caps.sql.insert("db".into(), "host=127.0.0.1 port=1 user=x dbname=x connect_timeout=2".into());
+    caps.sql.insert(
+        "db".into(),
+        "host=127.0.0.1 port=1 user=x dbname=x connect_timeout=2".into(),
+    );
     let c = load(meridian_artifacts::KITCHEN_SINK);
     let out = sandbox()
-        .invoke(&c, Call::run(inv(json!({"ops": [{"op": "sql", "connection": "db", "statement": "SELECT 1"}]})), caps))
+        .invoke(
+            &c,
+            Call::run(
+                inv(json!({"ops": [{"op": "sql", "connection": "db", "statement": "SELECT 1"}]})),
+                caps,
+            ),
+        )
         .await
         .unwrap();
     let e = out.output["results"][0]["error"].as_str().unwrap();

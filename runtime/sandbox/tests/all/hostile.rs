@@ -13,12 +13,38 @@ async fn infinite_loop_times_out() {
     let c = load(meridian_artifacts::LOOP_FOREVER);
     let timeout = Duration::from_millis(300);
     let started = Instant::now();
-    let err = sandbox().invoke(&c, Call { timeout, ..run(json!({})) }).await.unwrap_err();
+    let err = sandbox()
+        .invoke(
+            &c,
+            Call {
+                timeout,
+                ..run(json!({}))
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err, StepFailure::Timeout(timeout));
     // Generous bound (not a performance assertion): the epoch deadline fired, not some later
     // backstop.
-    assert!(started.elapsed() < timeout + Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < timeout + Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(err.is_retryable());
+    assert_still_healthy().await;
+}
+
+#[tokio::test]
+async fn waiting_in_a_host_call_times_out() {
+    // The guest blocks in WASI's clock (a host call), where epoch checks cannot reach it: the
+    // wall-clock bound around the call must stop it.
+    let c = load(meridian_artifacts::KITCHEN_SINK);
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = sandbox().invoke(&c, Call { timeout, ..run(json!({"ops": [{"op": "sleep", "ms": 60_000}]})) }).await.unwrap_err();
+    assert_eq!(err, StepFailure::Timeout(timeout));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_still_healthy().await;
 }
 
@@ -26,31 +52,60 @@ async fn infinite_loop_times_out() {
 async fn memory_bomb_hits_the_cap() {
     let c = load(meridian_artifacts::MEMORY_BOMB);
     let limit = 32 << 20;
-    let err = sandbox().invoke(&c, Call { memory_limit: limit, ..run(json!({})) }).await.unwrap_err();
+    let err = sandbox()
+        .invoke(
+            &c,
+            Call {
+                memory_limit: limit,
+                ..run(json!({}))
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err, StepFailure::OutOfMemory { limit });
-    assert!(err.to_string().contains("memory limit of 33554432 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("memory limit of 33554432 bytes"),
+        "{err}"
+    );
     assert_still_healthy().await;
 }
 
 #[tokio::test]
 async fn memory_cap_above_sandbox_maximum_is_a_grant_error() {
     let c = load(meridian_artifacts::NOOP);
-    let err = sandbox().invoke(&c, Call { memory_limit: 8 << 30, ..run(json!({})) }).await.unwrap_err();
-    assert!(matches!(&err, StepFailure::Grant(m) if m.contains("above the sandbox maximum")), "{err:?}");
+    let err = sandbox()
+        .invoke(
+            &c,
+            Call {
+                memory_limit: 8 << 30,
+                ..run(json!({}))
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StepFailure::Grant(m) if m.contains("above the sandbox maximum")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn deep_recursion_traps_with_stack_overflow() {
     let c = load(meridian_artifacts::DEEP_RECURSION);
     let err = sandbox().invoke(&c, run(json!({}))).await.unwrap_err();
-    assert!(matches!(&err, StepFailure::Trap(m) if m.contains("stack overflow")), "{err:?}");
+    assert!(
+        matches!(&err, StepFailure::Trap(m) if m.contains("stack overflow")),
+        "{err:?}"
+    );
     assert_still_healthy().await;
 }
 
 #[tokio::test]
 async fn panic_is_a_trap_with_the_message() {
     let c = load(meridian_artifacts::PANIC);
-    let report = sandbox().execute(&c, run(json!({"message": "the disk is lava"}))).await;
+    let report = sandbox()
+        .execute(&c, run(json!({"message": "the disk is lava"})))
+        .await;
     let err = report.result.unwrap_err();
     assert!(
         matches!(&err, StepFailure::Trap(m) if m.contains("panicked at") && m.contains("the disk is lava")),
@@ -58,14 +113,23 @@ async fn panic_is_a_trap_with_the_message() {
     );
     assert!(!err.is_retryable());
     // The raw panic report is in the log as stderr.
-    assert!(report.logs.iter().any(|l| l.source == LogSource::Stderr && l.message.contains("the disk is lava")));
+    assert!(
+        report
+            .logs
+            .iter()
+            .any(|l| l.source == LogSource::Stderr && l.message.contains("the disk is lava"))
+    );
     assert_still_healthy().await;
 }
 
 #[tokio::test]
 async fn huge_output_is_refused_by_size() {
     let c = load(meridian_artifacts::HUGE_OUTPUT);
-    let call = Call { memory_limit: 512 << 20, output_limit: 1 << 20, ..run(json!({})) };
+    let call = Call {
+        memory_limit: 512 << 20,
+        output_limit: 1 << 20,
+        ..run(json!({}))
+    };
     let err = sandbox().invoke(&c, call).await.unwrap_err();
     match err {
         StepFailure::OutputTooLarge { size, limit } => {
@@ -84,16 +148,37 @@ async fn files_outside_the_preopen_are_invisible() {
     std::os::unix::fs::symlink("/etc/passwd", dir.path().join("escape")).unwrap();
     std::os::unix::fs::symlink("..", dir.path().join("up")).unwrap();
     let caps = Capabilities {
-        fs: vec![Preopen { host: dir.path().to_owned(), guest: "/data".into(), writable: false }],
+        fs: vec![Preopen {
+            host: dir.path().to_owned(),
+            guest: "/data".into(),
+            writable: false,
+        }],
         ..Capabilities::default()
     };
     let c = load(meridian_artifacts::READ_OUTSIDE_PREOPEN);
-    let paths = ["/data/ok.txt", "/etc/passwd", "/data/../../etc/passwd", "../etc/passwd", "/data/escape", "/data/up/x", "/proc/self/environ"];
-    let out = sandbox().invoke(&c, Call::run(inv(json!({ "paths": paths })), caps)).await.unwrap();
+    let paths = [
+        "/data/ok.txt",
+        "/etc/passwd",
+        "/data/../../etc/passwd",
+        "../etc/passwd",
+        "/data/escape",
+        "/data/up/x",
+        "/proc/self/environ",
+    ];
+    let out = sandbox()
+        .invoke(&c, Call::run(inv(json!({ "paths": paths })), caps))
+        .await
+        .unwrap();
     let attempts = out.output["attempts"].as_array().unwrap();
-    assert_eq!(attempts[0]["read"], 5, "the granted file is readable: {attempts:?}");
+    assert_eq!(
+        attempts[0]["read"], 5,
+        "the granted file is readable: {attempts:?}"
+    );
     for a in &attempts[1..] {
-        assert!(a["read"].is_null() && a["error"].is_string(), "escaped: {a}");
+        assert!(
+            a["read"].is_null() && a["error"].is_string(),
+            "escaped: {a}"
+        );
     }
     assert_eq!(out.output["env"], json!([]), "no environment variables");
     assert_eq!(out.output["args"], json!([]), "no arguments");
@@ -103,7 +188,10 @@ async fn files_outside_the_preopen_are_invisible() {
 #[tokio::test]
 async fn no_preopen_means_no_files_at_all() {
     let c = load(meridian_artifacts::READ_OUTSIDE_PREOPEN);
-    let out = sandbox().invoke(&c, run(json!({ "paths": ["/", ".", "/tmp"] }))).await.unwrap();
+    let out = sandbox()
+        .invoke(&c, run(json!({ "paths": ["/", ".", "/tmp"] })))
+        .await
+        .unwrap();
     for a in out.output["attempts"].as_array().unwrap() {
         assert!(a["read"].is_null(), "{a}");
     }
@@ -113,34 +201,62 @@ async fn no_preopen_means_no_files_at_all() {
 async fn http_escapes_are_denied() {
     let server = Server::start();
     let port = server.addr.port();
-    let caps = Capabilities { http: meridian_sandbox::HttpPolicy::allowing([server.origin()]), ..Capabilities::default() };
+    let caps = Capabilities {
+        http: meridian_sandbox::HttpPolicy::allowing([server.origin()]),
+        ..Capabilities::default()
+    };
     let urls = [
-        server.url("/ok"),                                                           // granted
-        format!("http://localhost:{port}/ok"),                                       // same host, other name
-        format!("http://127.0.0.2:{port}/ok"),                                       // other IP literal
-        format!("http://[::1]:{port}/ok"),                                           // IPv6 loopback
-        format!("http://127.0.0.1:{}/ok", port.wrapping_add(1)),                     // other port
-        server.url(&format!("/redirect?to=http://localhost:{port}/ok")),             // redirect out
-        server.url("/redirect?to=/ok"),                                              // redirect within
-        format!("https://127.0.0.1:{port}/ok"),                                      // other scheme
+        server.url("/ok"),                                               // granted
+        format!("http://localhost:{port}/ok"),                           // same host, other name
+        format!("http://127.0.0.2:{port}/ok"),                           // other IP literal
+        format!("http://[::1]:{port}/ok"),                               // IPv6 loopback
+        format!("http://127.0.0.1:{}/ok", port.wrapping_add(1)),         // other port
+        server.url(&format!("/redirect?to=http://localhost:{port}/ok")), // redirect out
+        server.url("/redirect?to=/ok"),                                  // redirect within
+        format!("https://127.0.0.1:{port}/ok"),                          // other scheme
         "file:///etc/passwd".to_owned(),
     ];
     let c = load(meridian_artifacts::HTTP_ESCAPE);
     let input = json!({ "urls": urls, "raw_socket": format!("127.0.0.1:{port}") });
-    let out = sandbox().invoke(&c, Call::run(inv(input), caps)).await.unwrap();
-    let results: Vec<&str> = out.output["outcomes"].as_array().unwrap().iter().map(|o| o["result"].as_str().unwrap()).collect();
+    let out = sandbox()
+        .invoke(&c, Call::run(inv(input), caps))
+        .await
+        .unwrap();
+    let results: Vec<&str> = out.output["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["result"].as_str().unwrap())
+        .collect();
     assert_eq!(
         results,
-        ["ok 200", "denied", "denied", "denied", "denied", "denied", "ok 200", "denied", "denied"],
+        [
+            "ok 200", "denied", "denied", "denied", "denied", "denied", "ok 200", "denied",
+            "denied"
+        ],
         "{:#}",
         out.output
     );
     let redirect = &out.output["outcomes"][5]["detail"];
-    assert!(redirect.as_str().unwrap().contains("redirected to http://localhost"), "{redirect}");
-    assert_ne!(out.output["raw_socket"], "connected", "WASI sockets must be closed");
+    assert!(
+        redirect
+            .as_str()
+            .unwrap()
+            .contains("redirected to http://localhost"),
+        "{redirect}"
+    );
+    assert_ne!(
+        out.output["raw_socket"], "connected",
+        "WASI sockets must be closed"
+    );
     // Only the two granted requests (and the redirect hop) reached the server.
     let paths: Vec<String> = server.seen().into_iter().map(|s| s.path).collect();
-    assert!(paths.iter().all(|p| p == "/ok" || p.starts_with("/redirect")), "{paths:?}");
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/ok" || p.starts_with("/redirect")),
+        "{paths:?}"
+    );
     assert_eq!(paths.iter().filter(|p| *p == "/ok").count(), 2, "{paths:?}");
 }
 
@@ -148,7 +264,10 @@ async fn http_escapes_are_denied() {
 async fn no_http_grant_means_no_http() {
     let server = Server::start();
     let c = load(meridian_artifacts::HTTP_ESCAPE);
-    let out = sandbox().invoke(&c, run(json!({ "urls": [server.url("/ok")] }))).await.unwrap();
+    let out = sandbox()
+        .invoke(&c, run(json!({ "urls": [server.url("/ok")] })))
+        .await
+        .unwrap();
     assert_eq!(out.output["outcomes"][0]["result"], "denied");
     assert!(server.seen().is_empty());
 }
@@ -157,21 +276,33 @@ async fn no_http_grant_means_no_http() {
 async fn sql_without_grant_is_denied() {
     let c = load(meridian_artifacts::SQL_NOT_GRANTED);
     let mut caps = Capabilities::default();
-    caps.sql.insert("other".into(), "host=127.0.0.1 port=1 user=x".into());
-    let out = sandbox().invoke(&c, Call::run(inv(json!({"connection": "primary"})), caps)).await.unwrap();
+    caps.sql
+        .insert("other".into(), "host=127.0.0.1 port=1 user=x".into());
+    let out = sandbox()
+        .invoke(&c, Call::run(inv(json!({"connection": "primary"})), caps))
+        .await
+        .unwrap();
     let result = out.output["result"].as_str().unwrap();
-    assert!(result.starts_with("denied: connection `primary` is not granted"), "{result}");
+    assert!(
+        result.starts_with("denied: connection `primary` is not granted"),
+        "{result}"
+    );
 }
 
 #[tokio::test]
 async fn secrets_are_masked_everywhere() {
     let secret = "s3cr3t-\"TOKEN\"-välue";
     let other_run_secret = "other-run-secret-42";
-    let mut caps = Capabilities { mask: vec![other_run_secret.into()], ..Capabilities::default() };
+    let mut caps = Capabilities {
+        mask: vec![other_run_secret.into()],
+        ..Capabilities::default()
+    };
     caps.secrets.insert("token".into(), secret.into());
     let c = load(meridian_artifacts::ECHO_SECRET);
 
-    let report = sandbox().execute(&c, Call::run(inv(json!({"name": "token"})), caps.clone())).await;
+    let report = sandbox()
+        .execute(&c, Call::run(inv(json!({"name": "token"})), caps.clone()))
+        .await;
     let out = report.result.unwrap();
     assert_eq!(out, json!({"leaked": "***", "sentence": "token=***;"}));
     assert!(report.logs.len() >= 3, "{:?}", report.logs);
@@ -179,17 +310,36 @@ async fn secrets_are_masked_everywhere() {
         let text = format!("{} {:?}", line.message, line.fields);
         assert!(!text.contains("s3cr3t"), "leaked in {line:?}");
     }
-    assert!(report.logs.iter().any(|l| l.source == LogSource::Stdout && l.message == "stdout: ***"));
-    assert!(report.logs.iter().any(|l| l.source == LogSource::Stderr && l.message == "stderr: ***"));
+    assert!(
+        report
+            .logs
+            .iter()
+            .any(|l| l.source == LogSource::Stdout && l.message == "stdout: ***")
+    );
+    assert!(
+        report
+            .logs
+            .iter()
+            .any(|l| l.source == LogSource::Stderr && l.message == "stderr: ***")
+    );
 
-    let err = sandbox().invoke(&c, Call::run(inv(json!({"name": "token", "fail": true})), caps)).await.unwrap_err();
+    let err = sandbox()
+        .invoke(
+            &c,
+            Call::run(inv(json!({"name": "token", "fail": true})), caps),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err, StepFailure::Fatal("failed while holding ***".into()));
 }
 
 #[tokio::test]
 async fn ungranted_secret_is_refused() {
     let c = load(meridian_artifacts::KITCHEN_SINK);
-    let out = sandbox().invoke(&c, run(json!({"ops": [{"op": "secret", "name": "token"}]}))).await.unwrap();
+    let out = sandbox()
+        .invoke(&c, run(json!({"ops": [{"op": "secret", "name": "token"}]})))
+        .await
+        .unwrap();
     let e = out.output["results"][0]["error"].as_str().unwrap();
     assert!(e.contains("secret `token` is not granted"), "{e}");
 }

@@ -50,7 +50,12 @@ impl Server {
                 });
             }
         });
-        Self { addr, seen, stop, handle: Some(handle) }
+        Self {
+            addr,
+            seen,
+            stop,
+            handle: Some(handle),
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -80,7 +85,8 @@ impl Drop for Server {
 
 fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
     let q = path.split_once('?')?.1;
-    q.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 fn handle(conn: TcpStream, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
@@ -106,23 +112,53 @@ fn handle(conn: TcpStream, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
     let mut body = vec![0; content_length.min(16 << 20)];
     reader.read_exact(&mut body)?;
     let body = String::from_utf8_lossy(&body).into_owned();
-    seen.lock().unwrap().push(Seen { method: method.clone(), path: path.clone(), body: body.clone() });
+    seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        body: body.clone(),
+    });
 
     let route = path.split('?').next().unwrap_or_default();
     let (status, extra, payload): (u16, String, Vec<u8>) = match route {
         "/ok" => (200, String::new(), b"ok".to_vec()),
-        "/redirect" => (302, format!("Location: {}\r\n", query_param(&path, "to").unwrap_or("/ok")), Vec::new()),
+        "/redirect" => (
+            302,
+            format!(
+                "Location: {}\r\n",
+                query_param(&path, "to").unwrap_or("/ok")
+            ),
+            Vec::new(),
+        ),
         "/loop" => (302, "Location: /loop\r\n".to_owned(), Vec::new()),
-        "/big" => (200, String::new(), vec![b'b'; query_param(&path, "n").and_then(|n| n.parse().ok()).unwrap_or(1024)]),
+        "/big" => (
+            200,
+            String::new(),
+            vec![
+                b'b';
+                query_param(&path, "n")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1024)
+            ],
+        ),
         "/slow" => {
-            let ms = query_param(&path, "ms").and_then(|n| n.parse().ok()).unwrap_or(2000);
+            let ms = query_param(&path, "ms")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(2000);
             std::thread::sleep(Duration::from_millis(ms));
             (200, String::new(), b"slow".to_vec())
         }
-        _ => (200, String::new(), format!("{method} {path} {body}").into_bytes()),
+        _ => (
+            200,
+            String::new(),
+            format!("{method} {path} {body}").into_bytes(),
+        ),
     };
     let mut conn = conn;
-    write!(conn, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", payload.len())?;
+    write!(
+        conn,
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+        payload.len()
+    )?;
     conn.write_all(&payload)?;
     conn.flush()
 }

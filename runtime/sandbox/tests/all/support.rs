@@ -2,20 +2,29 @@
 
 use std::sync::{Arc, OnceLock};
 
-use meridian_sandbox::{Call, Capabilities, Invocation, Mode, Sandbox, SandboxConfig, StepComponent};
+use meridian_sandbox::{
+    Call, Capabilities, Invocation, Mode, Sandbox, SandboxConfig, StepComponent,
+};
 
 /// One sandbox (and compile cache) shared by the tests of this binary: compiling each guest once
 /// keeps the suite fast on 2 cores. Tests that need their own sandbox make one.
 pub(crate) fn sandbox() -> &'static Sandbox {
     static S: OnceLock<Sandbox> = OnceLock::new();
     S.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("meridian-sandbox-tests-{}", std::process::id()));
-        Sandbox::new(SandboxConfig { cache_dir: Some(dir), ..Default::default() }).expect("sandbox")
+        let dir =
+            std::env::temp_dir().join(format!("meridian-sandbox-tests-{}", std::process::id()));
+        Sandbox::new(SandboxConfig {
+            cache_dir: Some(dir),
+            ..Default::default()
+        })
+        .expect("sandbox")
     })
 }
 
 pub(crate) fn load(path: &str) -> Arc<StepComponent> {
-    sandbox().load_file(std::path::Path::new(path), None).expect("load component")
+    sandbox()
+        .load_file(std::path::Path::new(path), None)
+        .expect("load component")
 }
 
 pub(crate) fn inv(input: serde_json::Value) -> Invocation {
@@ -30,7 +39,10 @@ pub(crate) fn inv(input: serde_json::Value) -> Invocation {
 }
 
 pub(crate) fn plan_inv(input: serde_json::Value) -> Invocation {
-    Invocation { mode: Mode::Plan, ..inv(input) }
+    Invocation {
+        mode: Mode::Plan,
+        ..inv(input)
+    }
 }
 
 pub(crate) fn run(input: serde_json::Value) -> Call {
@@ -40,7 +52,10 @@ pub(crate) fn run(input: serde_json::Value) -> Call {
 /// After a hostile guest failed, a normal step in the same sandbox must still work.
 pub(crate) async fn assert_still_healthy() {
     let hello = load(meridian_artifacts::HELLO);
-    let out = sandbox().invoke(&hello, run(serde_json::json!({"name": "after"}))).await.expect("sandbox still healthy");
+    let out = sandbox()
+        .invoke(&hello, run(serde_json::json!({"name": "after"})))
+        .await
+        .expect("sandbox still healthy");
     assert_eq!(out.output["greeting"], "Hello, after!");
 }
 
@@ -51,7 +66,10 @@ pub(crate) fn test_pg(test: &str) -> Option<String> {
         _ => {
             // Written to the real stderr (the harness captures only `eprintln!`), so the skip shows.
             use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: set MERIDIAN_TEST_PG to a PostgreSQL DSN to run SQL tests");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: set MERIDIAN_TEST_PG to a PostgreSQL DSN to run SQL tests"
+            );
             None
         }
     }

@@ -474,10 +474,9 @@ impl Fake {
                 let mut v = body.unwrap_or_default();
                 match coll.as_str() {
                     "routes" => {
-                        if !v
-                            .get("paths")
+                        if v.get("paths")
                             .and_then(Value::as_array)
-                            .is_some_and(|p| !p.is_empty())
+                            .is_none_or(Vec::is_empty)
                         {
                             return self
                                 .bad("paths must be a non-empty array of paths starting with /");

@@ -54,10 +54,15 @@ fn failover_fence_promote_probe_and_unfence() {
         (r.kind, r.state.as_str()),
         (ReplicationKind::Physical, "streaming")
     );
+    let slot = st
+        .slots
+        .iter()
+        .find(|s| s.name == "us_slot")
+        .expect("the standby's slot");
+    assert!(slot.active, "{slot:?}");
     assert!(
-        st.slots.iter().any(|s| s.name == "us_slot" && s.active),
-        "{:?}",
-        st.slots
+        slot.lag_bytes.is_none() && slot.retained_bytes.is_some(),
+        "an active physical slot reports retained WAL, its lag is the replica's: {slot:?}"
     );
     assert_eq!(st.healthy, Some(true), "{:?}", st.problems);
     eprintln!("primary status: {}", serde_json::to_string(&st).unwrap());

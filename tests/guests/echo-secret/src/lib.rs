@@ -33,13 +33,20 @@ impl Step for EchoSecret {
     }
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {
         let s = ctx.secret(&input.name)?;
-        ctx.log.log(Level::Info, &format!("the secret is {s}"), &[("secret", &s)]);
+        ctx.log.log(
+            Level::Info,
+            &format!("the secret is {s}"),
+            &[("secret", &s)],
+        );
         println!("stdout: {s}");
         eprintln!("stderr: {s}");
         if input.fail {
             return Err(Error::fatal(format!("failed while holding {s}")));
         }
-        Ok(Output { sentence: format!("token={s};"), leaked: s })
+        Ok(Output {
+            sentence: format!("token={s};"),
+            leaked: s,
+        })
     }
 }
 

@@ -57,14 +57,24 @@ impl Step for HttpEscape {
                     Err(HttpError::TooLarge(n)) => ("too-large".to_owned(), n.to_string()),
                     Err(HttpError::Other(m)) => ("other".to_owned(), m),
                 };
-                Outcome { url, result, detail }
+                Outcome {
+                    url,
+                    result,
+                    detail,
+                }
             })
             .collect();
-        let raw_socket = input.raw_socket.map(|addr| match std::net::TcpStream::connect(addr.as_str()) {
-            Ok(_) => "connected".to_owned(),
-            Err(e) => e.to_string(),
-        });
-        Ok(Output { outcomes, raw_socket })
+        let raw_socket =
+            input
+                .raw_socket
+                .map(|addr| match std::net::TcpStream::connect(addr.as_str()) {
+                    Ok(_) => "connected".to_owned(),
+                    Err(e) => e.to_string(),
+                });
+        Ok(Output {
+            outcomes,
+            raw_socket,
+        })
     }
 }
 

@@ -45,13 +45,21 @@ impl Step for HttpWriter {
         let body = serde_json::json!({"uri": "/hello", "upstream": {"nodes": {"127.0.0.1:9": 1}}});
         let responses = [
             ("GET", http.get(&url)?),
-            ("POST", http.post_json(&format!("{}/routes", input.base), &body)?),
+            (
+                "POST",
+                http.post_json(&format!("{}/routes", input.base), &body)?,
+            ),
             ("PUT", http.put_json(&url, &body)?),
             ("DELETE", http.delete(&url)?),
         ];
         let exchanges = responses
             .into_iter()
-            .map(|(m, r)| Exchange { method: m.to_owned(), status: r.status, recorded: r.recorded, body: r.text() })
+            .map(|(m, r)| Exchange {
+                method: m.to_owned(),
+                status: r.status,
+                recorded: r.recorded,
+                body: r.text(),
+            })
             .collect();
         Ok(Output { exchanges })
     }

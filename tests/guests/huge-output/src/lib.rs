@@ -31,7 +31,9 @@ impl Step for HugeOutput {
         ManifestInfo::new("huge-output", "0.1.0")
     }
     fn run(_ctx: &Ctx, input: Input) -> Result<Output, Error> {
-        Ok(Output { blob: "x".repeat(input.bytes) })
+        Ok(Output {
+            blob: "x".repeat(input.bytes),
+        })
     }
 }
 

@@ -82,12 +82,24 @@ fn to_sql_value(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => n.as_i64().map_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
         serde_json::Value::String(s) => Value::Text(s.clone()),
         serde_json::Value::Object(o) if o.contains_key("bytes") => Value::Bytes(
-            o["bytes"].as_array().map(|a| a.iter().filter_map(|b| b.as_u64()).map(|b| u8::try_from(b).unwrap_or(0)).collect()).unwrap_or_default(),
+            o["bytes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|b| b.as_u64())
+                        .map(|b| u8::try_from(b).unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default(),
         ),
-        serde_json::Value::Object(o) if o.contains_key("json") => Value::Json(o["json"].to_string()),
+        serde_json::Value::Object(o) if o.contains_key("json") => {
+            Value::Json(o["json"].to_string())
+        }
         other => Value::Json(other.to_string()),
     }
 }
@@ -113,7 +125,9 @@ impl Step for KitchenSink {
     type Input = Input;
     type Output = Output;
     fn manifest() -> ManifestInfo {
-        ManifestInfo::new("kitchen-sink", "0.1.0").needs("secret", "token").supports_compensate(true)
+        ManifestInfo::new("kitchen-sink", "0.1.0")
+            .needs("secret", "token")
+            .supports_compensate(true)
     }
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {
         let mut results = Vec::new();
@@ -134,7 +148,10 @@ impl Step for KitchenSink {
                     Ok(()) => "ok".into(),
                     Err(e) => e.to_string().into(),
                 },
-                Op::KvGet { key } => ctx.kv().get_json::<serde_json::Value>(&key)?.unwrap_or_default(),
+                Op::KvGet { key } => ctx
+                    .kv()
+                    .get_json::<serde_json::Value>(&key)?
+                    .unwrap_or_default(),
                 Op::KvDelete { key } => ctx.kv().delete(&key).into(),
                 Op::KvList { prefix } => ctx.kv().list(&prefix).into(),
                 Op::Secret { name } => match ctx.secret(&name) {
@@ -153,7 +170,12 @@ impl Step for KitchenSink {
                     });
                 }
                 Op::Counter => (COUNTER.fetch_add(1, Ordering::SeqCst) + 1).into(),
-                Op::Sql { connection, statement, params, execute } => {
+                Op::Sql {
+                    connection,
+                    statement,
+                    params,
+                    execute,
+                } => {
                     let params: Vec<Value> = params.iter().map(to_sql_value).collect();
                     let sql = ctx.sql(&connection);
                     if execute {
@@ -163,7 +185,9 @@ impl Step for KitchenSink {
                         }
                     } else {
                         match sql.query(&statement, &params) {
-                            Ok(rows) => serde_json::json!({ "rows": rows.to_json(), "columns": rows.columns }),
+                            Ok(rows) => {
+                                serde_json::json!({ "rows": rows.to_json(), "columns": rows.columns })
+                            }
                             Err(e) => serde_json::json!({ "error": e.to_string() }),
                         }
                     }

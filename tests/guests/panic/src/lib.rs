@@ -20,7 +20,12 @@ impl Step for Panic {
         ManifestInfo::new("panic", "0.1.0")
     }
     fn run(_ctx: &Ctx, input: Input) -> Result<serde_json::Value, Error> {
-        panic!("{}", input.message.unwrap_or_else(|| "guest panicked on purpose".to_owned()));
+        panic!(
+            "{}",
+            input
+                .message
+                .unwrap_or_else(|| "guest panicked on purpose".to_owned())
+        );
     }
 }
 

@@ -46,11 +46,23 @@ impl Step for ReadOutsidePreopen {
             .paths
             .into_iter()
             .map(|path| match std::fs::read(&path) {
-                Ok(b) => Attempt { path, read: Some(b.len()), error: None },
-                Err(e) => Attempt { path, read: None, error: Some(e.to_string()) },
+                Ok(b) => Attempt {
+                    path,
+                    read: Some(b.len()),
+                    error: None,
+                },
+                Err(e) => Attempt {
+                    path,
+                    read: None,
+                    error: Some(e.to_string()),
+                },
             })
             .collect();
-        Ok(Output { attempts, env: std::env::vars().map(|(k, _)| k).collect(), args: std::env::args().collect() })
+        Ok(Output {
+            attempts,
+            env: std::env::vars().map(|(k, _)| k).collect(),
+            args: std::env::args().collect(),
+        })
     }
 }
 

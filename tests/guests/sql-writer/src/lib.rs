@@ -48,7 +48,12 @@ impl Step for SqlWriter {
             .queries
             .iter()
             .map(|q| match sql.query(q, &[]) {
-                Ok(rows) => serde_json::Value::Array(rows.to_json().into_iter().map(serde_json::Value::Object).collect()),
+                Ok(rows) => serde_json::Value::Array(
+                    rows.to_json()
+                        .into_iter()
+                        .map(serde_json::Value::Object)
+                        .collect(),
+                ),
                 Err(e) => serde_json::Value::String(format!("error {e}")),
             })
             .collect();

@@ -1,5 +1,7 @@
-//! The engine's [`Executor`] over the Wasm sandbox: resolves `uses:` to a component, turns grants
-//! into sandbox capabilities, and maps sandbox failures to engine errors.
+//! The engine's [`Executor`] over the Wasm sandbox: resolves `uses:` to a component (a built-in
+//! name, a path, either optionally pinned by `@sha256:`), turns grants into sandbox capabilities,
+//! and maps sandbox failures to engine errors. The glue between `meridian-engine` (which knows
+//! nothing of Wasm) and `meridian-sandbox` (which knows nothing of workflows).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,6 @@ use meridian_model::Workflow;
 use meridian_model::schema::StepSchema;
 use meridian_sandbox as sb;
 
-use crate::{Exit, exit};
 
 /// Runs steps as Wasm components in one shared [`sb::Sandbox`].
 pub struct WasmExecutor {
@@ -56,15 +57,13 @@ pub fn parse_uses(uses: &str) -> Uses<'_> {
 }
 
 impl WasmExecutor {
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// A sandbox with the default configuration and this compile cache.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, sb::SandboxError> {
         let cfg = sb::SandboxConfig {
             cache_dir,
             ..Default::default()
         };
-        let sandbox = sb::Sandbox::new(cfg).map_err(|e| Exit {
-            code: exit::INTERNAL,
-            message: format!("error: cannot start the Wasm sandbox: {e}"),
-        })?;
+        let sandbox = sb::Sandbox::new(cfg)?;
         Ok(WasmExecutor {
             resolver: Resolver {
                 sandbox: Arc::new(sandbox),
@@ -90,13 +89,18 @@ impl WasmExecutor {
     }
 
     /// The manifest a step component declares.
-    pub async fn manifest(&self, uses: &str) -> anyhow::Result<sb::Manifest> {
-        let c = self.component(uses).await.map_err(anyhow::Error::msg)?;
+    pub async fn manifest(&self, uses: &str) -> Result<sb::Manifest, String> {
+        let c = self.component(uses).await?;
         self.resolver
             .sandbox
             .describe(&c)
             .await
-            .map_err(|e| anyhow::anyhow!("describe failed: {e}"))
+            .map_err(|e| format!("describe failed: {e}"))
+    }
+
+    /// The sandbox (for its statistics).
+    pub fn sandbox(&self) -> &sb::Sandbox {
+        &self.resolver.sandbox
     }
 
     /// Schemas of every step component the workflow uses (including compensation steps), keyed by
@@ -128,7 +132,7 @@ impl WasmExecutor {
                         .map(|g| (g.kind.clone(), g.detail.clone()))
                         .collect(),
                 }),
-                Err(e) => Err(format!("{e:#}")),
+                Err(e) => Err(e),
             };
             out.insert(u.to_string(), r);
         }
@@ -288,148 +292,4 @@ fn map_failure(f: sb::StepFailure) -> StepError {
         sb::StepFailure::Timeout(d) => StepError::Timeout(d),
         other => StepError::Fatal(other.to_string()),
     }
-}
-
-/// `meridian new step NAME`: a step crate that builds as is with
-/// `cargo build --release` (its `.cargo/config.toml` selects wasm32-wasip2).
-pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<u8> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        return Err(Exit::invalid(format!(
-            "error: step name `{name}`: use lower-case letters, digits and `-`, starting with a letter"
-        )));
-    }
-    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        return Err(Exit::invalid(format!(
-            "error: {} exists and is not empty; pick another --dir",
-            dir.display()
-        )));
-    }
-    let sdk = sdk_path().ok_or_else(|| {
-        Exit::invalid(
-            "error: cannot find the Meridian SDK (sdk/rust); set MERIDIAN_SDK_PATH to its directory",
-        )
-    })?;
-    let ty: String = name
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    let files = [
-        (
-            "Cargo.toml",
-            format!(
-                r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-publish = false
-
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-meridian-sdk = {{ path = "{sdk}" }}
-serde = {{ version = "1", features = ["derive"] }}
-serde_json = "1"
-schemars = "1"
-
-[profile.release]
-opt-level = "s"
-strip = true
-
-# A workspace of its own, so it builds wherever it is put.
-[workspace]
-"#,
-                sdk = sdk.display()
-            ),
-        ),
-        (
-            ".cargo/config.toml",
-            "[build]\ntarget = \"wasm32-wasip2\"\n".to_string(),
-        ),
-        (
-            "src/lib.rs",
-            format!(
-                r#"//! `{name}`: a Meridian workflow step.
-//!
-//! Build: `cargo build --release` → `target/wasm32-wasip2/release/{file}.wasm`.
-//! Use:   `uses: ./path/to/{file}.wasm` in a workflow; `meridian steps show` prints its schema.
-
-use meridian_sdk::{{Ctx, Error, JsonSchema, ManifestInfo, Step}};
-use serde::{{Deserialize, Serialize}};
-
-/// The step's `with:` inputs (unknown keys are rejected by `meridian validate`).
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Input {{
-    /// Who to greet.
-    pub name: String,
-}}
-
-/// What later steps read as `steps.<id>.outputs`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Output {{
-    pub message: String,
-}}
-
-pub struct {ty};
-
-impl Step for {ty} {{
-    type Input = Input;
-    type Output = Output;
-
-    fn manifest() -> ManifestInfo {{
-        ManifestInfo::new("{name}", env!("CARGO_PKG_VERSION")).description("Describe what {name} does.")
-    }}
-
-    fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {{
-        if input.name.is_empty() {{
-            return Err(Error::invalid_input("with.name must not be empty"));
-        }}
-        ctx.log.info("running");
-        Ok(Output {{ message: format!("hello, {{}}", input.name) }})
-    }}
-}}
-
-meridian_sdk::export_step!({ty});
-"#,
-                file = name.replace('-', "_")
-            ),
-        ),
-    ];
-    for (rel, text) in files {
-        let p = dir.join(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&p, text)?;
-    }
-    println!(
-        "created step `{name}` in {}\n  build: cd {} && cargo build --release\n  use:   uses: {}/target/wasm32-wasip2/release/{}.wasm",
-        dir.display(),
-        dir.display(),
-        dir.display(),
-        name.replace('-', "_")
-    );
-    Ok(exit::OK)
-}
-
-/// The guest SDK: `MERIDIAN_SDK_PATH`, else the checkout this binary was built from.
-fn sdk_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MERIDIAN_SDK_PATH") {
-        return Some(PathBuf::from(p));
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust");
-    std::fs::canonicalize(built).ok()
 }
