@@ -268,8 +268,12 @@ fn view_sink(ctx: &Ctx, wf: &Workflow) -> Arc<dyn EventSink> {
 
 async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     let (wf, text) = load(&args.file)?;
-    let mut raw = match &args.inputs_file {
-        Some(f) => inputs_file(f)?,
+    // A shared inputs file (the lab's) may describe more than this workflow declares.
+    let mut raw: BTreeMap<String, String> = match &args.inputs_file {
+        Some(f) => inputs_file(f)?
+            .into_iter()
+            .filter(|(k, _)| wf.inputs.contains_key(k))
+            .collect(),
         None => BTreeMap::new(),
     };
     raw.extend(parse_kv(&args.inputs)?);

@@ -108,6 +108,37 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
         inputs.insert("primary_data_plane_url".into(), json!(p.gateway.data_plane_url));
         inputs.insert("standby_data_plane_url".into(), json!(s.gateway.data_plane_url));
     }
+    // Every region serves its data plane, and its upstream, on the same port of its own IP.
+    if let Some(p) = first {
+        if let Some(port) = port_of(&p.gateway.data_plane_url) {
+            inputs.insert("data_plane_port".into(), json!(port));
+        }
+        if let Some(port) = port_of(&p.upstream_url) {
+            inputs.insert("upstream_port".into(), json!(port));
+        }
+    }
+    inputs.insert(
+        "admin_urls".into(),
+        state
+            .regions
+            .iter()
+            .map(|r| (r.name.clone(), json!(r.gateway.admin_url)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    inputs.insert(
+        "region_ips".into(),
+        state
+            .regions
+            .iter()
+            .map(|r| (r.name.clone(), json!(r.ip.to_string())))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    inputs.insert(
+        "region_names".into(),
+        json!(state.regions.iter().map(|r| r.name.clone()).collect::<Vec<_>>()),
+    );
     inputs.insert(
         "regions".into(),
         Json::Array(state.regions.iter().map(|r| region(Some(r))).collect()),
@@ -116,6 +147,10 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
         inputs.insert("dns_server".into(), json!(d.server));
         inputs.insert("dns_zone".into(), json!(d.zone));
         inputs.insert("dns_record".into(), json!(d.api_record));
+        inputs.insert(
+            "api_host".into(),
+            json!(d.api_record.trim_end_matches('.')),
+        );
         inputs.insert("pdns_api_url".into(), json!(d.api_url));
     }
     if let Some(m) = &state.moto {
@@ -146,6 +181,13 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
         .open(state.dir.join("secrets.env"))?;
     f.write_all(secrets.as_bytes())?;
     Ok(())
+}
+
+/// The port of `http://host:port[/…]`.
+fn port_of(url: &str) -> Option<u16> {
+    let rest = url.split("://").nth(1)?;
+    let authority = rest.split('/').next()?;
+    authority.rsplit(':').next()?.parse().ok()
 }
 
 fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {

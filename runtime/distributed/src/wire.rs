@@ -150,6 +150,7 @@ pub(crate) fn encode_request(req: &StepRequest, key: &TaskKey) -> TaskRow {
                 "writable": f.writable,
             })).collect::<Vec<_>>(),
             "secrets": g.secrets,
+            "dns": g.dns.map(|a| a.to_string()),
         },
         "mask": req.mask,
     });
@@ -243,6 +244,8 @@ pub(crate) fn decode_request(
             .and_then(Json::as_u64)
             .unwrap_or(d)
     };
+    // Exhaustive on purpose: a grant added to the engine must be carried here too, or the build
+    // fails (a default would silently drop it in transit).
     let grants = ResolvedGrants {
         http: strings(g.get("http")),
         http_limits: HttpLimits {
@@ -269,6 +272,14 @@ pub(crate) fn decode_request(
             })
             .unwrap_or_default(),
         secrets: string_map(g.get("secrets")),
+        dns: match g.get("dns") {
+            None | Some(Json::Null) => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad(format!("grants.dns: not an address: {v}")))?,
+            ),
+        },
     };
     Ok(StepRequest {
         run_id,
@@ -380,6 +391,7 @@ mod tests {
                     writable: true,
                 }],
                 secrets: [("db_password".to_string(), "hunter2".to_string())].into(),
+                dns: Some("127.0.0.1:5353".parse().unwrap()),
             },
             limits: Limits {
                 memory: 1 << 20,
@@ -420,6 +432,7 @@ mod tests {
         assert_eq!(back.grants.http, req.grants.http);
         assert_eq!(back.grants.http_limits, req.grants.http_limits);
         assert_eq!(back.grants.fs, req.grants.fs);
+        assert_eq!(back.grants.dns, req.grants.dns);
         assert_eq!(back.limits, req.limits);
         assert_eq!(back.timeout, req.timeout);
         assert_eq!(back.mask, req.mask);

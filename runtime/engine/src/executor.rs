@@ -39,6 +39,8 @@ pub struct ResolvedGrants {
     pub fs: Vec<FsPreopen>,
     /// Granted secret name → value.
     pub secrets: BTreeMap<String, String>,
+    /// The DNS server host names resolve through (`grants.dns`), evaluated.
+    pub dns: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -731,6 +731,14 @@ impl Runner {
         let mut http: Vec<String> = Vec::new();
         for pat in &g.http {
             // A grant may name an HTTP connection instead of spelling the URL.
+            if pat.value.contains("${{") {
+                let url = meridian_model::expr::Template::parse(&pat.value)
+                    .map_err(|e| format!("grants.http `{}`: {e}", pat.value))?
+                    .eval(ctx)
+                    .map_err(|e| format!("grants.http `{}`: {e}", pat.value))?;
+                http.push(origin_of(&json_to_string(url)));
+                continue;
+            }
             match self.wf.connections.get(&pat.value).map(|c| &c.kind) {
                 Some(meridian_model::ConnectionKind::Http(t)) => {
                     let url = t
@@ -751,6 +759,15 @@ impl Runner {
                     .map(|v| (s.value.clone(), v.clone()))
             })
             .collect();
+        let dns = match &g.dns {
+            Some(t) => {
+                let text = json_to_string(t.value.eval(ctx).map_err(|e| format!("grants.dns: {e}"))?);
+                Some(parse_dns_server(&text).ok_or_else(|| {
+                    format!("grants.dns: `{text}` is not IP:PORT (e.g. 127.0.0.1:5353)")
+                })?)
+            }
+            None => None,
+        };
         let fs = g
             .fs
             .iter()
@@ -766,6 +783,7 @@ impl Runner {
             sql,
             fs,
             secrets,
+            dns,
         })
     }
 
@@ -1176,6 +1194,14 @@ fn origin_of(url: &str) -> String {
         }
         None => url.to_string(),
     }
+}
+
+/// `IP:PORT`, or a bare IP (port 53).
+fn parse_dns_server(s: &str) -> Option<std::net::SocketAddr> {
+    let s = s.trim();
+    s.parse()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
 }
 
 fn absolutize(base: &Path, p: &str) -> PathBuf {

@@ -215,6 +215,7 @@ impl Executor for WasmExecutor {
                     max_request_bytes: g.http_limits.max_request_bytes,
                     max_response_bytes: g.http_limits.max_response_bytes,
                     timeout: g.http_limits.timeout,
+                    resolver: g.dns,
                 },
                 sql: g.sql,
                 fs: g

@@ -1382,9 +1382,24 @@ fn retry(cx: &mut Cx<'_>, n: &Node, label: &str) -> Option<RetryPolicy> {
 fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> Grants {
     let mut g = Grants::default();
     let what = format!("in `grants` {}", of(label));
-    let Some(f) = cx.fields(n, &["http", "sql", "fs", "secrets"], &what) else {
+    let Some(f) = cx.fields(n, &["http", "sql", "fs", "secrets", "dns"], &what) else {
         return g;
     };
+    if let Some(d) = f.get("dns")
+        && let Some(text) = cx.string(d, "`grants.dns`")
+    {
+        match Template::parse(&text.value) {
+            Ok(t) => g.dns = Some(Spanned::new(text.span, t)),
+            Err(e) => cx.error(
+                text.span,
+                format!("`grants.dns`: {e}"),
+                Some(
+                    "write the DNS server as `IP:PORT`, e.g. `127.0.0.1:5353` or `${{ inputs.dns_server }}`"
+                        .into(),
+                ),
+            ),
+        }
+    }
     if let Some(h) = f.get("http") {
         let list = match &h.kind {
             NodeKind::Map(_) => {
@@ -1490,6 +1505,16 @@ fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> Grants {
 /// name of a `url:` connection.
 fn http_grant(cx: &mut Cx<'_>, p: &Spanned<String>, wf: &Workflow) -> bool {
     let v = p.value.as_str();
+    // `${{ inputs.admin_url }}`: evaluated when the step runs; the URL's origin is granted.
+    if v.contains("${{") {
+        return match Template::parse(v) {
+            Ok(_) => true,
+            Err(e) => {
+                cx.error(p.span, format!("http grant `{v}`: {e}"), None);
+                false
+            }
+        };
+    }
     let Some((scheme, rest)) = v.split_once("://") else {
         return match wf.connections.get(v).map(|c| &c.kind) {
             Some(ConnectionKind::Http(_)) => true,

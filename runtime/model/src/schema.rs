@@ -555,7 +555,8 @@ impl Checker<'_> {
         for (kind, detail) in needed {
             let (missing, fix) = match kind.as_str() {
                 "http" => {
-                    let granted = if detail.contains("://") {
+                    // A detail that is prose ("the probed URL") can only ask for some grant.
+                    let granted = if detail.contains("://") && !detail.contains(char::is_whitespace) {
                         s.grants
                             .http
                             .iter()

@@ -322,6 +322,9 @@ pub struct Grants {
     pub fs: Vec<FsGrant>,
     /// Secret names (from `secrets:`) the step may read.
     pub secrets: Vec<Spanned<String>>,
+    /// `dns: "IP:PORT"` (a template): the step's HTTP requests resolve host names through this
+    /// DNS server only, so a verification sees what the GSLB answers.
+    pub dns: Option<Spanned<Template>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use meridian_sandbox::bindings::StepPre;
-use meridian_sandbox::bindings::meridian::step::types::{Invocation as WitInvocation, Mode as WitMode};
+use meridian_sandbox::bindings::meridian::step::types::{
+    Invocation as WitInvocation, Mode as WitMode,
+};
 use meridian_sandbox::{Call, Capabilities, Invocation, Mode, Sandbox, SandboxConfig};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -28,12 +30,18 @@ struct RawState {
 
 impl WasiView for RawState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn invocation() -> Invocation {
@@ -49,14 +57,19 @@ fn invocation() -> Invocation {
 
 fn raw_wasmtime(c: &mut Criterion) {
     let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::default()));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(
+        PoolingAllocationConfig::default(),
+    ));
     let engine = Engine::new(&config).expect("engine");
     let component = Component::from_file(&engine, meridian_artifacts::NOOP).expect("compile noop");
     let mut linker = Linker::<RawState>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
     // The noop guest never calls the meridian imports; traps stand in for them.
-    linker.define_unknown_imports_as_traps(&component).expect("stub imports");
-    let pre = StepPre::new(linker.instantiate_pre(&component).expect("instantiate_pre")).expect("step exports");
+    linker
+        .define_unknown_imports_as_traps(&component)
+        .expect("stub imports");
+    let pre = StepPre::new(linker.instantiate_pre(&component).expect("instantiate_pre"))
+        .expect("step exports");
     let inv = WitInvocation {
         run_id: "bench".into(),
         step_id: "noop".into(),
@@ -69,10 +82,21 @@ fn raw_wasmtime(c: &mut Criterion) {
     c.bench_function("raw_wasmtime_instantiate_call", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let state = RawState { wasi: WasiCtxBuilder::new().build(), table: ResourceTable::new() };
+                let state = RawState {
+                    wasi: WasiCtxBuilder::new().build(),
+                    table: ResourceTable::new(),
+                };
                 let mut store = Store::new(&engine, state);
-                let step = pre.instantiate_async(&mut store).await.expect("instantiate");
-                black_box(step.call_run(&mut store, &inv).await.expect("call").expect("run"))
+                let step = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .expect("instantiate");
+                black_box(
+                    step.call_run(&mut store, &inv)
+                        .await
+                        .expect("call")
+                        .expect("run"),
+                )
             })
         });
     });
@@ -80,12 +104,19 @@ fn raw_wasmtime(c: &mut Criterion) {
 
 fn sandbox_invoke(c: &mut Criterion) {
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
-    let noop = sandbox.load_file(Path::new(meridian_artifacts::NOOP), None).expect("load noop");
+    let noop = sandbox
+        .load_file(Path::new(meridian_artifacts::NOOP), None)
+        .expect("load noop");
     let rt = runtime();
     c.bench_function("sandbox_invoke_noop", |b| {
         b.iter(|| {
             rt.block_on(async {
-                black_box(sandbox.invoke(&noop, Call::run(invocation(), Capabilities::default())).await.expect("invoke"))
+                black_box(
+                    sandbox
+                        .invoke(&noop, Call::run(invocation(), Capabilities::default()))
+                        .await
+                        .expect("invoke"),
+                )
             })
         });
     });
@@ -93,17 +124,30 @@ fn sandbox_invoke(c: &mut Criterion) {
 
 fn cold_start(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = SandboxConfig { cache_dir: Some(dir.path().to_owned()), ..Default::default() };
+    let cfg = SandboxConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
     // Warm the on-disk cache once, as a previous `meridian` run would have.
-    Sandbox::new(cfg.clone()).expect("sandbox").load_file(Path::new(meridian_artifacts::NOOP), None).expect("load");
+    Sandbox::new(cfg.clone())
+        .expect("sandbox")
+        .load_file(Path::new(meridian_artifacts::NOOP), None)
+        .expect("load");
     let rt = runtime();
     c.bench_function("cold_start_cached", |b| {
         b.iter(|| {
             let sandbox = Sandbox::new(cfg.clone()).expect("sandbox");
-            let noop = sandbox.load_file(Path::new(meridian_artifacts::NOOP), None).expect("load");
+            let noop = sandbox
+                .load_file(Path::new(meridian_artifacts::NOOP), None)
+                .expect("load");
             assert_eq!(sandbox.stats().compiled, 0, "the cache must be hit");
             rt.block_on(async {
-                black_box(sandbox.invoke(&noop, Call::run(invocation(), Capabilities::default())).await.expect("invoke"))
+                black_box(
+                    sandbox
+                        .invoke(&noop, Call::run(invocation(), Capabilities::default()))
+                        .await
+                        .expect("invoke"),
+                )
             })
         });
     });

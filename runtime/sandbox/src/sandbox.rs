@@ -571,10 +571,16 @@ impl Sandbox {
             None
         } else {
             let allow = AllowList::parse(&caps.http.allow).map_err(StepFailure::Grant)?;
+            // A DNS grant needs a client of its own: reqwest fixes the resolver per client.
+            let client = match caps.http.resolver {
+                Some(server) => crate::caps::http::build_client_with(Some(server))
+                    .map_err(StepFailure::Grant)?,
+                None => self.http_client()?,
+            };
             Some(HttpCap {
                 allow,
                 policy: caps.http.clone(),
-                client: self.http_client()?,
+                client,
             })
         };
         let host = HostState::new(

@@ -56,6 +56,12 @@ pub struct Output {
     pub latency_ms: u64,
     /// The first `snippet_bytes` of the body (lossy UTF-8).
     pub body_snippet: String,
+    /// The address connected to, when the step resolves through a granted DNS server
+    /// (`grants.dns`): which region the GSLB sent the probe to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+    /// When the probe succeeded, Unix milliseconds (for measuring recovery times).
+    pub at_ms: u64,
 }
 
 /// The step.
@@ -123,10 +129,21 @@ impl Step for HttpProbe {
                 input.url
             )));
         }
+        let remote_addr = resp
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-meridian-remote-addr"))
+            .map(|(_, v)| v.clone());
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
         Ok(Output {
             status,
             latency_ms,
             body_snippet: snippet,
+            remote_addr,
+            at_ms,
         })
     }
 }

@@ -31,7 +31,18 @@ pub(crate) struct HttpCap {
 /// Builds the client every invocation shares. Costs a few milliseconds (TLS roots), so the
 /// sandbox builds it on first use.
 pub(crate) fn build_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    build_client_with(None)
+}
+
+/// The same client, resolving names through `dns` when given (see [`super::dns`]).
+pub(crate) fn build_client_with(
+    dns: Option<std::net::SocketAddr>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(server) = dns {
+        builder = builder.dns_resolver(std::sync::Arc::new(super::dns::GrantedResolver { server }));
+    }
+    builder
         // Redirects are followed by hand so that every hop is checked against the grants.
         .redirect(reqwest::redirect::Policy::none())
         // An HTTP_PROXY in the host's environment must not reroute guest traffic.
@@ -171,7 +182,7 @@ impl HttpCap {
         if resp.content_length().is_some_and(|n| n > max) {
             return Err(HttpError::TooLarge(max));
         }
-        let headers = resp
+        let mut headers: Vec<(String, String)> = resp
             .headers()
             .iter()
             .map(|(k, v)| {
@@ -181,6 +192,12 @@ impl HttpCap {
                 )
             })
             .collect();
+        if self.policy.resolver.is_some()
+            && let Some(addr) = resp.remote_addr()
+        {
+            // Which address the granted DNS server sent the step to.
+            headers.push(("x-meridian-remote-addr".into(), addr.to_string()));
+        }
         let mut body = Vec::new();
         // Streamed so that a lying or absent Content-Length cannot make the host buffer more than
         // the limit.

@@ -1,6 +1,7 @@
 //! Capabilities: what one invocation may touch. Everything is denied unless granted here.
 
 pub(crate) mod allow;
+pub(crate) mod dns;
 pub(crate) mod http;
 pub(crate) mod pg;
 pub(crate) mod sql;
@@ -77,6 +78,10 @@ pub struct HttpPolicy {
     pub max_response_bytes: u64,
     /// Upper bound for one request, redirects and body included.
     pub timeout: Duration,
+    /// Resolve host names through this DNS server only (`grants.dns`), instead of the host's
+    /// resolver: what a GSLB answers is what the step sees. Responses then carry the address
+    /// actually connected to in an `x-meridian-remote-addr` header.
+    pub resolver: Option<std::net::SocketAddr>,
 }
 
 impl Default for HttpPolicy {
@@ -86,6 +91,7 @@ impl Default for HttpPolicy {
             max_request_bytes: 1 << 20,
             max_response_bytes: 10 << 20,
             timeout: Duration::from_secs(30),
+            resolver: None,
         }
     }
 }

@@ -298,24 +298,34 @@ async fn run_query<C: tokio_postgres::GenericClient>(
     let stmt = prepare(client, statement, params).await?;
     let bound: Vec<Param<'_>> = params.iter().map(Param).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let stream = client.query_raw(&stmt, refs.iter().copied()).await.map_err(|e| db_error(&e))?;
+    let stream = client
+        .query_raw(&stmt, refs.iter().copied())
+        .await
+        .map_err(|e| db_error(&e))?;
     futures::pin_mut!(stream);
     let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
     let mut out = Vec::new();
     let mut total = 0usize;
     // Streamed and counted, so a `SELECT *` of a big table stops at the limit instead of being
     // buffered whole in the host.
-    while let Some(row) = futures::TryStreamExt::try_next(&mut stream).await.map_err(|e| db_error(&e))? {
+    while let Some(row) = futures::TryStreamExt::try_next(&mut stream)
+        .await
+        .map_err(|e| db_error(&e))?
+    {
         let mut values = Vec::with_capacity(columns.len());
         for (i, col) in stmt.columns().iter().enumerate() {
-            let raw: Raw<'_> = row.try_get(i).map_err(|e| SqlError::Unsupported(e.to_string()))?;
+            let raw: Raw<'_> = row
+                .try_get(i)
+                .map_err(|e| SqlError::Unsupported(e.to_string()))?;
             total += raw.0.map_or(0, <[u8]>::len) + 8;
             values.push(pg::decode(col.name(), col.type_(), raw.0).map_err(SqlError::Unsupported)?);
         }
         if total > MAX_RESULT_BYTES {
             return Err(SqlError::Db((
                 "54000".into(),
-                format!("result larger than {MAX_RESULT_BYTES} bytes (host limit); add LIMIT or select fewer columns"),
+                format!(
+                    "result larger than {MAX_RESULT_BYTES} bytes (host limit); add LIMIT or select fewer columns"
+                ),
             )));
         }
         out.push(values);

@@ -332,11 +332,11 @@ async fn concurrent_invocations_beyond_the_pool_wait_for_a_slot() {
 
 #[tokio::test]
 async fn sql_types_and_parameters() {
-    let Some(dsn) = test_pg("sql_types_and_parameters") else {
+    let Some(pg) = test_pg("sql_types_and_parameters") else {
         return;
     };
     let mut caps = Capabilities::default();
-    caps.sql.insert("db".into(), dsn);
+    caps.sql.insert("db".into(), pg.dsn());
     let c = load(meridian_artifacts::KITCHEN_SINK);
     let statement = "SELECT 1::int2 AS i2, 2::int4 AS i4, 3::int8 AS i8, 1.5::float8 AS f8, 'x'::text AS t, true AS b, \
         '\\x0102'::bytea AS by, '{\"a\":[1]}'::jsonb AS j, 12345.678::numeric AS n, '16/B374D848'::pg_lsn AS lsn, \
@@ -373,8 +373,16 @@ async fn sql_types_and_parameters() {
         "{}",
         r[3]
     );
-    assert!(r[4]["error"].as_str().unwrap().contains("54000"), "result size is capped: {}", r[4]);
-    assert!(r[5]["error"].as_str().unwrap().contains("timed out"), "statement_timeout applies: {}", r[5]);
+    assert!(
+        r[4]["error"].as_str().unwrap().contains("54000"),
+        "result size is capped: {}",
+        r[4]
+    );
+    assert!(
+        r[5]["error"].as_str().unwrap().contains("timed out"),
+        "statement_timeout applies: {}",
+        r[5]
+    );
 }
 
 #[tokio::test]

@@ -42,9 +42,22 @@ async fn waiting_in_a_host_call_times_out() {
     let c = load(meridian_artifacts::KITCHEN_SINK);
     let timeout = Duration::from_millis(300);
     let started = Instant::now();
-    let err = sandbox().invoke(&c, Call { timeout, ..run(json!({"ops": [{"op": "sleep", "ms": 60_000}]})) }).await.unwrap_err();
+    let err = sandbox()
+        .invoke(
+            &c,
+            Call {
+                timeout,
+                ..run(json!({"ops": [{"op": "sleep", "ms": 60_000}]}))
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err, StepFailure::Timeout(timeout));
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_still_healthy().await;
 }
 

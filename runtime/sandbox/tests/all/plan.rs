@@ -125,12 +125,12 @@ async fn preopens_are_read_only_in_plan_mode() {
 
 #[tokio::test]
 async fn sql_writes_are_recorded_and_reads_run() {
-    let Some(dsn) = test_pg("sql_writes_are_recorded_and_reads_run") else {
+    let Some(pg) = test_pg("sql_writes_are_recorded_and_reads_run") else {
         return;
     };
     let table = format!("meridian_plan_test_{}", std::process::id());
     let mut caps = Capabilities::default();
-    caps.sql.insert("db".into(), dsn);
+    caps.sql.insert("db".into(), pg.dsn());
     let c = load(meridian_artifacts::SQL_WRITER);
 
     // Apply: create the table with one row.
