@@ -518,6 +518,7 @@ async fn resume(
     let inputs = meridian_engine::inputs::resolve(&wf, &raw)
         .map_err(|errs| Exit::invalid(format!("error: {}", errs.join("\nerror: "))))?;
     let mut opts = RunOptions::new(run_id);
+    opts.started_at_ms = summary.created_at_ms.max(0) as u64;
     opts.mode = if record.mode == "plan" { Mode::Plan } else { Mode::Apply };
     opts.inputs = inputs;
     opts.secrets = secrets;

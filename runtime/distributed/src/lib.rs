@@ -15,6 +15,9 @@
 //! workers (see [`key`]).
 //!
 //! Connections are plain TCP (`NoTls`): run them over loopback, a private network or a tunnel.
+//!
+//! [`testkit`] holds the fake step executor used by this crate's tests, benchmarks and the
+//! `meridian-test-worker` binary.
 
 mod conn;
 mod error;

@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub base_dir: PathBuf,
     /// Overrides the workflow's `timeout:`.
     pub run_timeout: Option<Duration>,
+    /// When the run was first started, Unix ms (`run.started_at_ms`; kept across resumes).
+    pub started_at_ms: u64,
 }
 
 impl RunOptions {
@@ -78,6 +80,10 @@ impl RunOptions {
             prior: HashMap::new(),
             base_dir: PathBuf::from("."),
             run_timeout: None,
+            started_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
         }
     }
 }
@@ -214,7 +220,12 @@ impl Runner {
         base.insert("secrets".into(), Json::Object(secrets));
         base.insert(
             "run".into(),
-            json!({"id": opts.run_id, "workflow": wf.name, "mode": opts.mode}),
+            json!({
+                "id": opts.run_id,
+                "workflow": wf.name,
+                "mode": opts.mode,
+                "started_at_ms": opts.started_at_ms,
+            }),
         );
         base.insert("steps".into(), json!({}));
         base.insert("matrix".into(), json!({}));

@@ -264,7 +264,7 @@ impl Graph {
 }
 
 const STEP_FIELDS: [&str; 4] = ["outputs", "outcome", "conclusion", "legs"];
-const RUN_FIELDS: [&str; 3] = ["id", "workflow", "mode"];
+const RUN_FIELDS: [&str; 4] = ["id", "workflow", "mode", "started_at_ms"];
 
 /// "Does step i (transitively) need step j?", answered from a closure computed on first use
 /// (acyclic graphs) or from a walk per asking step (graphs with a cycle, already an error).
