@@ -13,7 +13,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "meridian", version, about, long_about = None)]
 pub struct Cli {
     /// Where runs are journaled (SQLite file `meridian.db` inside).
-    #[arg(long, global = true, env = "MERIDIAN_STATE_DIR", default_value = ".meridian")]
+    #[arg(
+        long,
+        global = true,
+        env = "MERIDIAN_STATE_DIR",
+        default_value = ".meridian"
+    )]
     pub state_dir: PathBuf,
     /// Compiled-component cache (default: $XDG_CACHE_HOME/meridian or ~/.cache/meridian).
     #[arg(long, global = true, env = "MERIDIAN_CACHE_DIR")]

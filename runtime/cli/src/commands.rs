@@ -16,9 +16,9 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, RunsCmd, StepsCmd};
-use meridian_host::WasmExecutor;
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
+use meridian_host::WasmExecutor;
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx {
@@ -79,9 +79,8 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 /// Reads and parses a workflow; diagnostics become an exit-2 error.
 fn load(path: &Path) -> anyhow::Result<(Arc<Workflow>, String)> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Exit::invalid(format!("error: cannot read {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Exit::invalid(format!("error: cannot read {}: {e}", path.display())))?;
     match meridian_model::parse(&path.display().to_string(), &text) {
         Ok(wf) => Ok((Arc::new(wf), text)),
         Err(diags) => Err(Exit::invalid(diags.to_string())),
@@ -212,8 +211,14 @@ fn load_secrets(wf: &Workflow, file: Option<&Path>) -> anyhow::Result<BTreeMap<S
     let mut out = BTreeMap::new();
     let mut missing = Vec::new();
     for s in &wf.secrets {
-        let env = format!("MERIDIAN_SECRET_{}", s.value.to_uppercase().replace('-', "_"));
-        match std::env::var(&env).ok().or_else(|| from_file.get(&s.value).cloned()) {
+        let env = format!(
+            "MERIDIAN_SECRET_{}",
+            s.value.to_uppercase().replace('-', "_")
+        );
+        match std::env::var(&env)
+            .ok()
+            .or_else(|| from_file.get(&s.value).cloned())
+        {
             Some(v) => {
                 out.insert(s.value.clone(), v);
             }
@@ -224,7 +229,10 @@ fn load_secrets(wf: &Workflow, file: Option<&Path>) -> anyhow::Result<BTreeMap<S
         }
     }
     if !missing.is_empty() {
-        return Err(Exit::invalid(format!("error: {}", missing.join("\nerror: "))));
+        return Err(Exit::invalid(format!(
+            "error: {}",
+            missing.join("\nerror: ")
+        )));
     }
     Ok(out)
 }
@@ -277,9 +285,8 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         None => BTreeMap::new(),
     };
     raw.extend(parse_kv(&args.inputs)?);
-    let inputs = meridian_engine::inputs::resolve(&wf, &raw).map_err(|errs| {
-        Exit::invalid(format!("error: {}", errs.join("\nerror: ")))
-    })?;
+    let inputs = meridian_engine::inputs::resolve(&wf, &raw)
+        .map_err(|errs| Exit::invalid(format!("error: {}", errs.join("\nerror: "))))?;
     let secrets = load_secrets(&wf, args.secrets_file.as_deref())?;
     let run_timeout = match &args.timeout {
         Some(t) => Some(
@@ -399,7 +406,10 @@ fn print_summary(wf: &Workflow, r: &RunReport) {
             "  compensated {} → {}{}",
             view::leg_id(&c.step, &c.leg),
             c.outcome.as_str(),
-            c.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+            c.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
     }
     if let Some(d) = drill_summary(wf, r) {
@@ -446,13 +456,17 @@ fn drill_summary(wf: &Workflow, r: &RunReport) -> Option<String> {
     }
     let mut lines = vec!["drill:".to_string()];
     let row = |name: &str, got: Option<f64>, target: Option<f64>, unit: &str| {
-        let got_s = got.map(|g| format!("{g:.0}{unit}")).unwrap_or("not measured".into());
+        let got_s = got
+            .map(|g| format!("{g:.0}{unit}"))
+            .unwrap_or("not measured".into());
         let verdict = match (got, target) {
             (Some(g), Some(t)) if g <= t => "met",
             (Some(_), Some(_)) => "MISSED",
             _ => "",
         };
-        let target_s = target.map(|t| format!("{t:.0}{unit}")).unwrap_or("-".into());
+        let target_s = target
+            .map(|t| format!("{t:.0}{unit}"))
+            .unwrap_or("-".into());
         format!("  {name:<9} achieved {got_s:<14} target {target_s:<10} {verdict}")
     };
     lines.push(row(
@@ -485,7 +499,9 @@ async fn resume(
     args: ResumeArgs,
 ) -> anyhow::Result<u8> {
     let store = ctx.store()?;
-    let (record, summary) = store.run(run_id).map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let (record, summary) = store
+        .run(run_id)
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
     let path = PathBuf::from(&record.workflow_path);
     let (wf, text) = load(&path)?;
     let sha = hex::encode(Sha256::digest(text.as_bytes()));
@@ -496,7 +512,9 @@ async fn resume(
         )));
     }
     if from.is_none() && summary.status == "succeeded" {
-        println!("run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)");
+        println!(
+            "run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)"
+        );
         return Ok(exit::OK);
     }
     if let Some(step) = &from {
@@ -519,7 +537,11 @@ async fn resume(
         .map_err(|errs| Exit::invalid(format!("error: {}", errs.join("\nerror: "))))?;
     let mut opts = RunOptions::new(run_id);
     opts.started_at_ms = summary.created_at_ms.max(0) as u64;
-    opts.mode = if record.mode == "plan" { Mode::Plan } else { Mode::Apply };
+    opts.mode = if record.mode == "plan" {
+        Mode::Plan
+    } else {
+        Mode::Apply
+    };
     opts.inputs = inputs;
     opts.secrets = secrets;
     opts.max_parallel = record
@@ -606,7 +628,9 @@ fn runs_list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
 
 fn runs_show(ctx: &Ctx, run_id: &str) -> anyhow::Result<u8> {
     let store = ctx.store()?;
-    let (record, summary) = store.run(run_id).map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let (record, summary) = store
+        .run(run_id)
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
     let events = store.events(run_id)?;
     let legs = store.legs(run_id)?;
     if ctx.json {
@@ -621,13 +645,20 @@ fn runs_show(ctx: &Ctx, run_id: &str) -> anyhow::Result<u8> {
     }
     println!("run {} — {} ({})", record.id, record.workflow, record.mode);
     println!("  workflow: {}", record.workflow_path);
-    println!("  status:   {} {}", summary.status, summary.message.unwrap_or_default());
+    println!(
+        "  status:   {} {}",
+        summary.status,
+        summary.message.unwrap_or_default()
+    );
     println!("  inputs:   {}", record.inputs);
     println!("timeline:");
     let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
     for e in &events {
         let line = describe_json(&e.body);
-        println!("  +{:>8}  {line}", fmt_dur(Duration::from_millis((e.at_ms - t0).max(0) as u64)));
+        println!(
+            "  +{:>8}  {line}",
+            fmt_dur(Duration::from_millis((e.at_ms - t0).max(0) as u64))
+        );
     }
     println!("outputs:");
     let mut legs: Vec<_> = legs.into_values().collect();
@@ -658,7 +689,9 @@ fn describe_json(body: &Json) -> String {
         "attempt-failed" => format!(
             "{id}: attempt {} failed: {}{}",
             body["attempt"],
-            body["error"]["message"].as_str().unwrap_or(&body["error"].to_string()),
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or(&body["error"].to_string()),
             body.get("retry_in")
                 .and_then(Json::as_u64)
                 .map(|ms| format!(" (retry in {ms}ms)"))
@@ -682,7 +715,9 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut rows = Vec::new();
     for name in meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n) {
         match exec.manifest(name).await {
-            Ok(m) => rows.push(json!({"name": name, "version": m.version, "description": m.description})),
+            Ok(m) => {
+                rows.push(json!({"name": name, "version": m.version, "description": m.description}))
+            }
             Err(e) => rows.push(json!({"name": name, "error": e.to_string()})),
         }
     }

@@ -30,7 +30,8 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
             cfg.regions = regions;
             cfg.with_moto = with_moto;
             let exe = std::env::current_exe()?;
-            let state = meridian_lab::up(&cfg, &Launcher::new(exe, ["lab", "daemon"])).map_err(fail)?;
+            let state =
+                meridian_lab::up(&cfg, &Launcher::new(exe, ["lab", "daemon"])).map_err(fail)?;
             write_workflow_files(&state)?;
             print_state(&state, json_out)?;
             Ok(exit::OK)
@@ -105,8 +106,14 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
         inputs.insert("standby_ip".into(), json!(s.ip.to_string()));
         inputs.insert("primary_admin_url".into(), json!(p.gateway.admin_url));
         inputs.insert("standby_admin_url".into(), json!(s.gateway.admin_url));
-        inputs.insert("primary_data_plane_url".into(), json!(p.gateway.data_plane_url));
-        inputs.insert("standby_data_plane_url".into(), json!(s.gateway.data_plane_url));
+        inputs.insert(
+            "primary_data_plane_url".into(),
+            json!(p.gateway.data_plane_url),
+        );
+        inputs.insert(
+            "standby_data_plane_url".into(),
+            json!(s.gateway.data_plane_url),
+        );
     }
     // Every region serves its data plane, and its upstream, on the same port of its own IP.
     if let Some(p) = first {
@@ -137,7 +144,13 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
     );
     inputs.insert(
         "region_names".into(),
-        json!(state.regions.iter().map(|r| r.name.clone()).collect::<Vec<_>>()),
+        json!(
+            state
+                .regions
+                .iter()
+                .map(|r| r.name.clone())
+                .collect::<Vec<_>>()
+        ),
     );
     inputs.insert(
         "regions".into(),
@@ -147,10 +160,7 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
         inputs.insert("dns_server".into(), json!(d.server));
         inputs.insert("dns_zone".into(), json!(d.zone));
         inputs.insert("dns_record".into(), json!(d.api_record));
-        inputs.insert(
-            "api_host".into(),
-            json!(d.api_record.trim_end_matches('.')),
-        );
+        inputs.insert("api_host".into(), json!(d.api_record.trim_end_matches('.')));
         inputs.insert("pdns_api_url".into(), json!(d.api_url));
     }
     if let Some(m) = &state.moto {
@@ -158,7 +168,8 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
     }
     let path = state.dir.join("inputs.json");
     std::fs::write(&path, serde_json::to_string_pretty(&Json::Object(inputs))?)?;
-    let mut secrets = String::from("# Secrets of the local lab, for `meridian run --secrets-file`.\n");
+    let mut secrets =
+        String::from("# Secrets of the local lab, for `meridian run --secrets-file`.\n");
     if let Some(d) = dns {
         writeln!(secrets, "PDNS_API_KEY={}", d.api_key)?;
     }

@@ -52,7 +52,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            });
         }
     };
     tracing_subscriber::fmt()

@@ -73,7 +73,11 @@ pub fn describe(ev: &Event) -> Option<String> {
             error,
             ..
         } => match error {
-            Some(e) => format!("{}: compensation {}: {e}", leg_id(step, leg), outcome.as_str()),
+            Some(e) => format!(
+                "{}: compensation {}: {e}",
+                leg_id(step, leg),
+                outcome.as_str()
+            ),
             None => format!("{}: compensation {}", leg_id(step, leg), outcome.as_str()),
         },
         Event::RunFinished {
@@ -298,12 +302,12 @@ impl EventSink for Live {
                 }
             }
             Event::StepFinished { step, outcome } => {
-                if let Some(row) = st.rows.get_mut(step) {
-                    if row.note == "waiting" {
-                        row.state = *outcome;
-                        row.took = Some(Duration::ZERO);
-                        row.note = outcome.as_str().into();
-                    }
+                if let Some(row) = st.rows.get_mut(step)
+                    && row.note == "waiting"
+                {
+                    row.state = *outcome;
+                    row.took = Some(Duration::ZERO);
+                    row.note = outcome.as_str().into();
                 }
             }
             Event::ApprovalRequired { step, message } => {

@@ -64,9 +64,18 @@ pub enum Event {
         inputs: Json,
     },
     /// A step's condition was false, or a dependency did not succeed.
-    StepSkipped { step: String, reason: String },
-    ApprovalGranted { step: String, by: String },
-    ApprovalRequired { step: String, message: String },
+    StepSkipped {
+        step: String,
+        reason: String,
+    },
+    ApprovalGranted {
+        step: String,
+        by: String,
+    },
+    ApprovalRequired {
+        step: String,
+        message: String,
+    },
     AttemptStarted {
         step: String,
         leg: String,
@@ -94,7 +103,10 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<StepError>,
     },
-    StepFinished { step: String, outcome: Outcome },
+    StepFinished {
+        step: String,
+        outcome: Outcome,
+    },
     Compensation {
         step: String,
         leg: String,

@@ -7,7 +7,10 @@ use serde_json::{Map, Value as Json};
 
 /// Types the given raw inputs against the workflow's declarations and fills defaults. Every problem
 /// is reported, not only the first.
-pub fn resolve(wf: &Workflow, raw: &BTreeMap<String, String>) -> Result<Map<String, Json>, Vec<String>> {
+pub fn resolve(
+    wf: &Workflow,
+    raw: &BTreeMap<String, String>,
+) -> Result<Map<String, Json>, Vec<String>> {
     let mut errors = Vec::new();
     for name in raw.keys() {
         if !wf.inputs.contains_key(name) {
@@ -42,7 +45,11 @@ pub fn resolve(wf: &Workflow, raw: &BTreeMap<String, String>) -> Result<Map<Stri
             },
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn type_name(t: InputType) -> &'static str {
@@ -104,9 +111,9 @@ pub fn coerce(ty: InputType, text: &str) -> Result<Json, String> {
             } else {
                 let mut m = Map::new();
                 for pair in t.split(',').filter(|p| !p.trim().is_empty()) {
-                    let (k, v) = pair
-                        .split_once('=')
-                        .ok_or_else(|| format!("`{pair}` is not key=value (map inputs are k=v,k2=v2 or JSON)"))?;
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        format!("`{pair}` is not key=value (map inputs are k=v,k2=v2 or JSON)")
+                    })?;
                     m.insert(k.trim().to_string(), Json::String(v.trim().to_string()));
                 }
                 Ok(Json::Object(m))
@@ -122,13 +129,25 @@ mod tests {
     #[test]
     fn coercions() {
         assert_eq!(coerce(InputType::Number, "42").unwrap(), Json::from(42));
-        assert_eq!(coerce(InputType::Number, "1.5").unwrap(), serde_json::json!(1.5));
+        assert_eq!(
+            coerce(InputType::Number, "1.5").unwrap(),
+            serde_json::json!(1.5)
+        );
         assert!(coerce(InputType::Number, "x").is_err());
         assert_eq!(coerce(InputType::Bool, "Yes").unwrap(), Json::Bool(true));
         assert!(coerce(InputType::Bool, "maybe").is_err());
-        assert_eq!(coerce(InputType::List, "eu, us").unwrap(), serde_json::json!(["eu", "us"]));
-        assert_eq!(coerce(InputType::List, "[1,2]").unwrap(), serde_json::json!([1, 2]));
-        assert_eq!(coerce(InputType::Map, "a=1,b=2").unwrap(), serde_json::json!({"a":"1","b":"2"}));
+        assert_eq!(
+            coerce(InputType::List, "eu, us").unwrap(),
+            serde_json::json!(["eu", "us"])
+        );
+        assert_eq!(
+            coerce(InputType::List, "[1,2]").unwrap(),
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(
+            coerce(InputType::Map, "a=1,b=2").unwrap(),
+            serde_json::json!({"a":"1","b":"2"})
+        );
         assert!(coerce(InputType::Map, "a").is_err());
     }
 }

@@ -39,7 +39,11 @@ pub fn base_delay(policy: &RetryPolicy, next: u32) -> Duration {
             policy.initial.saturating_mul(1u32 << exp)
         }
     };
-    if policy.max.is_zero() { d } else { d.min(policy.max) }
+    if policy.max.is_zero() {
+        d
+    } else {
+        d.min(policy.max)
+    }
 }
 
 /// The delay with full jitter applied when the policy asks for it: uniform in `[0, base]`.

@@ -263,6 +263,7 @@ impl Runner {
         })
     }
 
+    #[allow(clippy::needless_pass_by_value)] // call sites build the event inline
     fn emit(&self, ev: Event) -> Result<(), RunError> {
         if let Some(sink) = &self.opts.sink {
             sink.emit(&ev)?;
@@ -275,7 +276,9 @@ impl Runner {
             run_id: self.opts.run_id.clone(),
             workflow: self.wf.name.clone(),
             mode: self.opts.mode,
-            inputs: self.masker.mask_json(&Json::Object(self.opts.inputs.clone())),
+            inputs: self
+                .masker
+                .mask_json(&Json::Object(self.opts.inputs.clone())),
         })?;
         let timeout = self.opts.run_timeout.or(self.wf.timeout);
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -288,7 +291,9 @@ impl Runner {
             }
             let next = async {
                 match deadline {
-                    Some(d) => tokio::time::timeout_at(d, self.tasks.join_next()).await.ok(),
+                    Some(d) => tokio::time::timeout_at(d, self.tasks.join_next())
+                        .await
+                        .ok(),
                     None => Some(self.tasks.join_next().await),
                 }
             };
@@ -521,7 +526,7 @@ impl Runner {
                         by: "terminal".into(),
                     })?;
                 } else {
-                    self.finish_without_legs(i, Outcome::Failure, "approval denied".into())?;
+                    self.finish_without_legs(i, Outcome::Failure, "approval denied")?;
                     return Ok(());
                 }
             } else {
@@ -627,28 +632,28 @@ impl Runner {
     ) -> Result<(), RunError> {
         let step = &self.wf.steps[si];
         let id = step.id.value.clone();
-        if let Some(prior) = self.opts.prior.get(&(id.clone(), key.clone())) {
-            if prior.outcome == Outcome::Success {
-                let report = LegReport {
-                    key,
-                    matrix,
-                    outcome: prior.outcome,
-                    attempts: prior.attempts,
-                    duration: prior.duration,
-                    output: prior.output.clone(),
-                    plan: prior.plan.clone(),
-                    error: None,
-                    reused: true,
-                };
-                self.tasks.spawn(async move {
-                    LegDone {
-                        step: si,
-                        leg: li,
-                        report,
-                    }
-                });
-                return Ok(());
-            }
+        if let Some(prior) = self.opts.prior.get(&(id.clone(), key.clone()))
+            && prior.outcome == Outcome::Success
+        {
+            let report = LegReport {
+                key,
+                matrix,
+                outcome: prior.outcome,
+                attempts: prior.attempts,
+                duration: prior.duration,
+                output: prior.output.clone(),
+                plan: prior.plan.clone(),
+                error: None,
+                reused: true,
+            };
+            self.tasks.spawn(async move {
+                LegDone {
+                    step: si,
+                    leg: li,
+                    report,
+                }
+            });
+            return Ok(());
         }
         let ctx = self.ctx(Some(&matrix));
         let display = display_id(&id, &key);
@@ -705,9 +710,7 @@ impl Runner {
         };
         let step_name = id;
         self.tasks.spawn(async move {
-            let report = attempt
-                .run_leg(&step_name, key, matrix, req, &policy)
-                .await;
+            let report = attempt.run_leg(&step_name, key, matrix, req, &policy).await;
             LegDone {
                 step: si,
                 leg: li,
@@ -772,22 +775,22 @@ impl Runner {
             .collect();
         let dns = match &g.dns {
             Some(t) => {
-                let text = json_to_string(t.value.eval(ctx).map_err(|e| format!("grants.dns: {e}"))?);
+                let text =
+                    json_to_string(t.value.eval(ctx).map_err(|e| format!("grants.dns: {e}"))?);
                 Some(parse_dns_server(&text).ok_or_else(|| {
                     format!("grants.dns: `{text}` is not IP:PORT (e.g. 127.0.0.1:5353)")
                 })?)
             }
             None => None,
         };
-        let fs = g
-            .fs
-            .iter()
-            .map(|f| FsPreopen {
-                host: absolutize(&self.opts.base_dir, &f.host),
-                guest: f.guest.clone(),
-                writable: f.writable,
-            })
-            .collect();
+        let fs =
+            g.fs.iter()
+                .map(|f| FsPreopen {
+                    host: absolutize(&self.opts.base_dir, &f.host),
+                    guest: f.guest.clone(),
+                    writable: f.writable,
+                })
+                .collect();
         Ok(ResolvedGrants {
             http,
             http_limits: g.http_limits.clone(),
@@ -854,8 +857,9 @@ impl Runner {
         &mut self,
         i: usize,
         outcome: Outcome,
-        reason: String,
+        reason: impl Into<String>,
     ) -> Result<(), RunError> {
+        let reason: String = reason.into();
         let wf = self.wf.clone();
         let step = &wf.steps[i];
         let id = step.id.value.clone();
@@ -881,7 +885,8 @@ impl Runner {
     }
 
     fn finish_step(&mut self, i: usize) -> Result<(), RunError> {
-        let StepState::Running { legs, .. } = std::mem::replace(&mut self.states[i], StepState::Waiting)
+        let StepState::Running { legs, .. } =
+            std::mem::replace(&mut self.states[i], StepState::Waiting)
         else {
             unreachable!()
         };
@@ -1042,12 +1047,13 @@ struct Attempt {
 }
 
 impl Attempt {
+    #[allow(clippy::needless_pass_by_value)] // call sites build the event inline
     fn emit(&self, ev: Event) {
-        if let Some(s) = &self.sink {
-            if let Err(e) = s.emit(&ev) {
-                // The runner sees the same sink fail on LegFinished and stops the run there.
-                tracing::error!("{e}");
-            }
+        if let Some(s) = &self.sink
+            && let Err(e) = s.emit(&ev)
+        {
+            // The runner sees the same sink fail on LegFinished and stops the run there.
+            tracing::error!("{e}");
         }
     }
 

@@ -120,7 +120,10 @@ impl Executor for Shared {
 struct Recorder(Mutex<Vec<Json>>);
 impl EventSink for Recorder {
     fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        self.0.lock().unwrap().push(serde_json::to_value(event).unwrap());
+        self.0
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(event).unwrap());
         Ok(())
     }
 }
@@ -419,7 +422,11 @@ steps:
         ]
     );
     assert_eq!(r.compensations.len(), 2);
-    assert!(r.compensations.iter().all(|c| c.outcome == Outcome::Success));
+    assert!(
+        r.compensations
+            .iter()
+            .all(|c| c.outcome == Outcome::Success)
+    );
 }
 
 const GATED: &str = r#"

@@ -13,7 +13,6 @@ use meridian_model::Workflow;
 use meridian_model::schema::StepSchema;
 use meridian_sandbox as sb;
 
-
 /// Runs steps as Wasm components in one shared [`sb::Sandbox`].
 pub struct WasmExecutor {
     resolver: Resolver,
@@ -33,8 +32,14 @@ struct Resolver {
 /// A parsed `uses:` reference.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Uses<'a> {
-    Builtin { name: &'a str, sha256: Option<&'a str> },
-    Path { path: &'a str, sha256: Option<&'a str> },
+    Builtin {
+        name: &'a str,
+        sha256: Option<&'a str>,
+    },
+    Path {
+        path: &'a str,
+        sha256: Option<&'a str>,
+    },
 }
 
 /// `hello`, `hello@sha256:…`, `./x.wasm`, `steps/x.wasm@sha256:…`.
@@ -76,7 +81,11 @@ impl WasmExecutor {
 
     /// Relative `uses:` paths resolve against this (the workflow file's directory).
     pub fn set_base_dir(&self, dir: PathBuf) {
-        *self.resolver.base_dir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+        *self
+            .resolver
+            .base_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = dir;
     }
 
     /// The compiled component for `uses` (compiling blocks: it runs on a blocking thread).
@@ -163,8 +172,10 @@ impl Resolver {
             Uses::Builtin { name, sha256 } => {
                 let Some((_, bytes)) = meridian_artifacts::BUILTIN.iter().find(|(n, _)| *n == name)
                 else {
-                    let names: Vec<&str> =
-                        meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n).collect();
+                    let names: Vec<&str> = meridian_artifacts::BUILTIN
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect();
                     return Err(format!(
                         "no built-in step `{name}` (built-ins: {}; a path must contain `/` or end in .wasm)",
                         names.join(", ")

@@ -556,7 +556,8 @@ impl Checker<'_> {
             let (missing, fix) = match kind.as_str() {
                 "http" => {
                     // A detail that is prose ("the probed URL") can only ask for some grant.
-                    let granted = if detail.contains("://") && !detail.contains(char::is_whitespace) {
+                    let granted = if detail.contains("://") && !detail.contains(char::is_whitespace)
+                    {
                         s.grants
                             .http
                             .iter()

@@ -70,7 +70,9 @@ pub enum StoreError {
         "{path} is not a Meridian state file ({detail}); move it away or pass another --state-dir — it will not be overwritten"
     )]
     Foreign { path: PathBuf, detail: String },
-    #[error("{path} is damaged ({detail}); keep it for inspection and start with another --state-dir")]
+    #[error(
+        "{path} is damaged ({detail}); keep it for inspection and start with another --state-dir"
+    )]
     Corrupt { path: PathBuf, detail: String },
     #[error(
         "{path} has schema version {found}, newer than this meridian understands ({supported}); upgrade meridian"

@@ -66,7 +66,10 @@ fn events_and_legs_round_trip_across_reopen() {
     })
     .unwrap();
     let events = store.events("r1").unwrap();
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
     assert_eq!(store.run("r1").unwrap().1.status, "succeeded");
 }
 
@@ -74,7 +77,11 @@ fn events_and_legs_round_trip_across_reopen() {
 fn foreign_and_garbage_files_are_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
-    std::fs::write(&garbage, b"this is not a database, it is a shopping list\n".repeat(100)).unwrap();
+    std::fs::write(
+        &garbage,
+        b"this is not a database, it is a shopping list\n".repeat(100),
+    )
+    .unwrap();
     let before = std::fs::read(&garbage).unwrap();
     let err = SqliteStore::open(&garbage).unwrap_err();
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
@@ -84,7 +91,8 @@ fn foreign_and_garbage_files_are_refused_and_untouched() {
     let foreign = dir.path().join("other.db");
     {
         let c = rusqlite::Connection::open(&foreign).unwrap();
-        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
     }
     let err = SqliteStore::open(&foreign).unwrap_err();
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
