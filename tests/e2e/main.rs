@@ -7,6 +7,7 @@
 #![allow(unreachable_pub)]
 
 mod cli;
+mod distributed;
 mod resume;
 mod scaffold;
 mod support;

@@ -20,6 +20,10 @@ pub struct Cli {
         default_value = ".meridian"
     )]
     pub state_dir: PathBuf,
+    /// Journal runs in PostgreSQL (`postgres://…`) instead of the SQLite file in --state-dir;
+    /// steps are then executed by `meridian worker` processes.
+    #[arg(long, global = true, env = "MERIDIAN_STORE")]
+    pub store: Option<String>,
     /// Compiled-component cache (default: $XDG_CACHE_HOME/meridian or ~/.cache/meridian).
     #[arg(long, global = true, env = "MERIDIAN_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -65,6 +69,18 @@ pub enum Command {
     /// Scaffolding.
     #[command(subcommand)]
     New(NewCmd),
+    /// Take steps from the PostgreSQL queue (`--store postgres://…`) and run them here.
+    Worker {
+        /// This worker's name in leases (default host:pid).
+        #[arg(long)]
+        id: Option<String>,
+        /// Steps run at once.
+        #[arg(long, default_value_t = 4)]
+        max_concurrent: usize,
+        /// Print a new task key (for MERIDIAN_TASK_KEY) and exit.
+        #[arg(long)]
+        new_key: bool,
+    },
     /// The local multi-region lab (real PostgreSQL and PowerDNS, gateway emulators).
     #[command(subcommand)]
     Lab(LabCmd),

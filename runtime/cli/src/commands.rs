@@ -11,7 +11,9 @@ use meridian_engine::{
     Approver, EventSink, Mode, Outcome, PriorLeg, RunOptions, RunReport, RunStatus,
 };
 use meridian_model::Workflow;
-use meridian_store::{RunRecord, SqliteStore};
+use meridian_store::RunRecord;
+
+use crate::store::Store;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
@@ -23,6 +25,7 @@ use meridian_host::WasmExecutor;
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx {
         state_dir: cli.state_dir.clone(),
+        store: cli.store.clone(),
         cache_dir: cli.cache_dir.clone().or_else(default_cache_dir),
         json: cli.json,
     };
@@ -42,23 +45,51 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
         Command::Lab(_) => unreachable!("handled before the runtime starts"),
+        Command::Worker {
+            id,
+            max_concurrent,
+            new_key,
+        } => worker(&ctx, id, max_concurrent, new_key).await,
     }
 }
 
 pub struct Ctx {
     pub state_dir: PathBuf,
+    pub store: Option<String>,
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
 }
 
 impl Ctx {
-    fn store(&self) -> anyhow::Result<SqliteStore> {
-        SqliteStore::open(&self.state_dir.join("meridian.db")).map_err(|e| {
-            anyhow::Error::new(Exit {
-                code: exit::INTERNAL,
-                message: format!("error: {e}"),
-            })
-        })
+    fn store(&self) -> anyhow::Result<Store> {
+        Store::open(self.store.as_deref(), &self.state_dir)
+    }
+
+    /// What runs the steps: the sandbox in this process, or — with a PostgreSQL store — the
+    /// queue that `meridian worker` processes take steps from.
+    async fn step_executor(&self) -> anyhow::Result<Arc<dyn meridian_engine::Executor>> {
+        match self.store.as_deref() {
+            Some(url) if url.starts_with("postgres") => {
+                let key = meridian_distributed::TaskKey::from_env().map_err(|e| {
+                    Exit::invalid(format!(
+                        "error: {e}\n  = help: every coordinator and worker needs the same key: `export {}=$(meridian worker --new-key)`",
+                        meridian_distributed::TASK_KEY_ENV
+                    ))
+                })?;
+                let q = meridian_distributed::PgQueue::connect(
+                    url,
+                    key,
+                    meridian_distributed::QueueOptions::default(),
+                )
+                .await
+                .map_err(|e| Exit {
+                    code: exit::INTERNAL,
+                    message: format!("error: {e}"),
+                })?;
+                Ok(Arc::new(q))
+            }
+            _ => Ok(self.executor()?),
+        }
     }
 
     fn executor(&self) -> anyhow::Result<Arc<WasmExecutor>> {
@@ -329,14 +360,19 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
 
 async fn execute(
     ctx: &Ctx,
-    store: &SqliteStore,
+    store: &Store,
     wf: Arc<Workflow>,
     mut opts: RunOptions,
 ) -> anyhow::Result<u8> {
-    let journal: Arc<dyn EventSink> = Arc::new(store.journal(&opts.run_id)?);
+    let journal = store.journal(&opts.run_id)?;
     opts.sink = Some(Arc::new(vec![journal, view_sink(ctx, &wf)]));
-    let exec = ctx.executor()?;
-    exec.set_base_dir(opts.base_dir.clone());
+    let exec: Arc<dyn meridian_engine::Executor> = if ctx.store.is_some() {
+        ctx.step_executor().await?
+    } else {
+        let local = ctx.executor()?;
+        local.set_base_dir(opts.base_dir.clone());
+        local
+    };
     let report = meridian_engine::run(wf.clone(), exec, opts)
         .await
         .map_err(|e| Exit {
@@ -606,7 +642,7 @@ fn runs_list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!("no runs yet in {}", store.path().display());
+        println!("no runs yet in {}", store.describe());
     }
     for r in runs {
         let took = r
@@ -747,5 +783,65 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
     println!("{}", serde_json::to_string_pretty(&m)?);
+    Ok(exit::OK)
+}
+
+/// `meridian worker`: takes steps from the PostgreSQL queue and runs them in the local sandbox
+/// until SIGINT/SIGTERM, then lets running steps finish.
+async fn worker(
+    ctx: &Ctx,
+    id: Option<String>,
+    max_concurrent: usize,
+    new_key: bool,
+) -> anyhow::Result<u8> {
+    if new_key {
+        println!("{}", meridian_distributed::TaskKey::generate().to_hex());
+        return Ok(exit::OK);
+    }
+    let Some(url) = ctx.store.as_deref().filter(|u| u.starts_with("postgres")) else {
+        return Err(Exit::invalid(
+            "error: `meridian worker` needs --store postgres://… (the queue lives in PostgreSQL)",
+        ));
+    };
+    let key = meridian_distributed::TaskKey::from_env().map_err(|e| {
+        Exit::invalid(format!(
+            "error: {e}\n  = help: `export {}=$(meridian worker --new-key)` on the coordinator and every worker",
+            meridian_distributed::TASK_KEY_ENV
+        ))
+    })?;
+    let id = id.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}:{}", host.trim(), std::process::id())
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        }
+        stop.cancel();
+    });
+    let exec = ctx.executor()?;
+    eprintln!("worker {id}: taking steps from the queue (Ctrl-C to stop)");
+    meridian_distributed::run_worker(
+        url,
+        &id,
+        exec,
+        key,
+        meridian_distributed::WorkerOptions {
+            max_concurrent: max_concurrent.max(1),
+            shutdown,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| Exit {
+        code: exit::INTERNAL,
+        message: format!("error: worker {id}: {e}"),
+    })?;
     Ok(exit::OK)
 }

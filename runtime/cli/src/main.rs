@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod lab;
 mod scaffold;
+mod store;
 mod view;
 
 use std::process::ExitCode;

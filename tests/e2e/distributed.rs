@@ -1,0 +1,97 @@
+//! `--store postgres://…`: the journal in PostgreSQL, steps executed by `meridian worker`
+//! processes; a worker killed mid-step is replaced by another after its lease.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::support::{Scratch, expect_code};
+
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn workers_run_the_steps_and_survive_a_killed_worker() {
+    let s = Scratch::new();
+    let pg = match meridian_lab::PgCluster::start_primary(
+        &s.path().join("pg"),
+        meridian_lab::free_port(),
+    ) {
+        Ok(pg) => pg,
+        Err(e) if std::env::var_os("MERIDIAN_ALLOW_SKIP").is_some() => {
+            eprintln!("SKIPPED: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    pg.psql("CREATE DATABASE meridian;").unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
+    let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
+    let key = key.trim().to_string();
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    let mut wf = String::from("name: fan\nsteps:\n");
+    for i in 0..6 {
+        wf.push_str(&format!(
+            "  - id: s{i}\n    uses: ./sleeper.wasm\n    with: {{ms: 400}}\n"
+        ));
+    }
+    s.write("wf.yaml", &wf);
+
+    let spawn = |id: &str| {
+        s.cmd()
+            .env("MERIDIAN_STORE", &url)
+            .env("MERIDIAN_TASK_KEY", &key)
+            .args(["worker", "--id", id, "--max-concurrent", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut workers = Workers(vec![spawn("w1"), spawn("w2"), spawn("w3")]);
+
+    let run = s
+        .cmd()
+        .env("MERIDIAN_STORE", &url)
+        .env("MERIDIAN_TASK_KEY", &key)
+        .args(["--json", "run", "wf.yaml", "--max-parallel", "6"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill one worker while steps are running: the steps it had claimed are taken over by the
+    // others once its lease (30 s by default) expires, and the run still succeeds.
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = workers.0[0].kill();
+    let out = run.wait_with_output().unwrap();
+    let (stdout, _) = expect_code(&out, 0);
+    let report: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 6);
+
+    // The run is in the PostgreSQL journal.
+    let (out, _) = expect_code(
+        &s.cmd()
+            .env("MERIDIAN_STORE", &url)
+            .args(["runs", "list"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(out.contains(report["run_id"].as_str().unwrap()), "{out}");
+}
+
+#[test]
+fn a_worker_needs_a_postgres_store() {
+    let s = Scratch::new();
+    let (_, err) = expect_code(&s.run(&["worker"]), 2);
+    assert!(err.contains("--store postgres://"), "{err}");
+}
