@@ -38,7 +38,10 @@ fn validate_reports_every_problem_with_positions_and_exits_2() {
     let (_, err) = expect_code(&s.run(&["validate", "bad.yaml"]), 2);
     assert!(err.contains("bad.yaml:5:5"), "{err}");
     assert!(err.contains("needs"), "did-you-mean missing: {err}");
-    assert!(err.contains("bad.yaml:6:"), "duplicate id not reported: {err}");
+    assert!(
+        err.contains("bad.yaml:6:"),
+        "duplicate id not reported: {err}"
+    );
 }
 
 #[test]
@@ -56,7 +59,10 @@ fn validate_checks_with_against_the_step_schema() {
 #[test]
 fn validate_names_an_unknown_step_component() {
     let s = Scratch::new();
-    s.write("wf.yaml", "name: x\nsteps:\n  - id: a\n    uses: no-such-step\n");
+    s.write(
+        "wf.yaml",
+        "name: x\nsteps:\n  - id: a\n    uses: no-such-step\n",
+    );
     let (_, err) = expect_code(&s.run(&["validate", "wf.yaml"]), 2);
     assert!(err.contains("wf.yaml:4:11"), "{err}");
     assert!(err.contains("no built-in step `no-such-step`"), "{err}");

@@ -27,8 +27,8 @@ fn workflow() -> String {
 
 /// Lines of the execution record: (step, attempt, idempotency key).
 fn executions(s: &Scratch, dir: &str) -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(s.path().join(dir).join("rec/executions.log"))
-        .unwrap_or_default();
+    let text =
+        std::fs::read_to_string(s.path().join(dir).join("rec/executions.log")).unwrap_or_default();
     text.lines()
         .map(|l| {
             let mut p = l.split(' ');
@@ -125,8 +125,12 @@ fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
             .output()
             .unwrap();
         let (out, err) = expect_code(&resumed, 0);
-        let report: Json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
-        assert_eq!(report["status"], "succeeded", "kill at {kill_after}ms: {report}");
+        let report: Json =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        assert_eq!(
+            report["status"], "succeeded",
+            "kill at {kill_after}ms: {report}"
+        );
         // Same outputs as the uninterrupted run.
         assert_eq!(outputs(&report), outputs(&base), "kill at {kill_after}ms");
 
@@ -141,7 +145,10 @@ fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
         assert!(twice.len() <= 1, "kill at {kill_after}ms: {all:?}");
         for (_, keys) in twice {
             assert_eq!(keys.len(), 2);
-            assert_eq!(keys[0], keys[1], "the retried step keeps its idempotency key");
+            assert_eq!(
+                keys[0], keys[1],
+                "the retried step keeps its idempotency key"
+            );
         }
         // Steps recorded as started before the kill and finished are not run again.
         let reused = report["steps"]
@@ -150,6 +157,9 @@ fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
             .iter()
             .filter(|s| s["legs"][0]["reused"] == true)
             .count();
-        assert!(reused + 1 >= before.len(), "kill at {kill_after}ms: reused {reused}, before {before:?}");
+        assert!(
+            reused + 1 >= before.len(),
+            "kill at {kill_after}ms: reused {reused}, before {before:?}"
+        );
     }
 }
