@@ -11,3 +11,4 @@ mod distributed;
 mod resume;
 mod scaffold;
 mod support;
+mod workflows;

@@ -34,6 +34,9 @@ pub enum RegionAction {
     /// Provision the region (API7: gateway group, data-plane token, admin key), then wait for
     /// its data planes.
     Deploy,
+    /// Re-create the region's database as a streaming standby of region `from` (the lab:
+    /// pg_basebackup from it; the region's own data is replaced). The first step of a failback.
+    RebuildStandby,
 }
 
 impl RegionAction {
@@ -46,6 +49,7 @@ impl RegionAction {
             Self::Kill => "kill",
             Self::WaitReady => "wait-ready",
             Self::Deploy => "deploy",
+            Self::RebuildStandby => "rebuild-standby",
         }
     }
 }
@@ -108,6 +112,10 @@ pub struct RegionInput {
     #[serde(default = "default_timeout_ms", alias = "wait_timeout_ms")]
     #[schemars(range(max = 3_600_000))]
     pub timeout_ms: u64,
+    /// rebuild-standby: the region to copy from and follow (normally the current primary).
+    /// Required by that action, refused by the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     /// Pause between readiness polls in milliseconds (default 500).
     #[serde(default = "default_poll_ms")]
     #[schemars(range(min = 10, max = 60_000))]
@@ -115,6 +123,19 @@ pub struct RegionInput {
     /// Vendor connections.
     #[serde(default)]
     pub provider: RegionProviders,
+}
+
+/// A region name goes into URL paths and queries: not empty, no `/`, no control character.
+fn check_region_name(field: &str, name: &str) -> Result<(), StepError> {
+    if name.trim().is_empty() {
+        return Err(StepError::invalid(format!("{field}: must not be empty")));
+    }
+    if name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(StepError::invalid(format!(
+            "{field}: `{name}` contains `/` or a control character"
+        )));
+    }
+    Ok(())
 }
 
 fn default_timeout_ms() -> u64 {
@@ -133,16 +154,30 @@ impl RegionInput {
         Ok(input)
     }
 
-    /// Checks what does not need the vendor: the region name and the bounds.
+    /// Checks what does not need the vendor: the region names and the bounds.
     pub fn validate(&self) -> Result<(), StepError> {
-        if self.region.trim().is_empty() {
-            return Err(StepError::invalid("region: must not be empty"));
-        }
-        if self.region.chars().any(|c| c.is_control() || c == '/') {
-            return Err(StepError::invalid(format!(
-                "region: `{}` contains `/` or a control character",
-                self.region
-            )));
+        check_region_name("region", &self.region)?;
+        match (self.action, self.from.as_deref()) {
+            (RegionAction::RebuildStandby, None) => {
+                return Err(StepError::invalid(
+                    "from: rebuild-standby needs the region to copy from (the current primary)",
+                ));
+            }
+            (RegionAction::RebuildStandby, Some(from)) => {
+                check_region_name("from", from)?;
+                if from == self.region {
+                    return Err(StepError::invalid(format!(
+                        "from: region `{from}` cannot be rebuilt from itself; name the current primary"
+                    )));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(StepError::invalid(format!(
+                    "from: only rebuild-standby takes `from`, not `{}`",
+                    self.action.as_str()
+                )));
+            }
+            (_, None) => {}
         }
         if self.timeout_ms > 3_600_000 {
             return Err(StepError::invalid(
@@ -207,6 +242,13 @@ pub struct RegionOutput {
     /// start: when the start was requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<u64>,
+    /// rebuild-standby: when the rebuild was requested (host clock; remembered for retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_at_ms: Option<u64>,
+    /// rebuild-standby: the region's database role after the action (`standby`, `primary`),
+    /// as the vendor reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// wait-ready / deploy: when readiness was first observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_at_ms: Option<u64>,
@@ -250,6 +292,8 @@ impl RegionOutput {
             killed_at_ms: None,
             stopped_at_ms: None,
             started_at_ms: None,
+            rebuilt_at_ms: None,
+            role: None,
             ready_at_ms: None,
             waited_ms: None,
             data_planes: BTreeMap::new(),
@@ -333,6 +377,12 @@ mod tests {
         assert!(p.issue_admin_key);
         assert!(p.data_planes.is_empty());
         assert_eq!(p.gateway_group, None);
+        let i = RegionInput::from_json(r#"{"action":"rebuild-standby","region":"eu","from":"us"}"#)
+            .unwrap();
+        assert_eq!(
+            (i.action.as_str(), i.from.as_deref()),
+            ("rebuild-standby", Some("us"))
+        );
     }
 
     #[test]
@@ -355,6 +405,19 @@ mod tests {
             (
                 r#"{"action":"kill","region":"eu","provider":{"lab":{"url":"x"}}}"#,
                 "with: unknown field `url`",
+            ),
+            (r#"{"action":"rebuild-standby","region":"eu"}"#, "from:"),
+            (
+                r#"{"action":"rebuild-standby","region":"eu","from":"eu"}"#,
+                "from: region `eu` cannot be rebuilt from itself",
+            ),
+            (
+                r#"{"action":"rebuild-standby","region":"eu","from":"u/s"}"#,
+                "from:",
+            ),
+            (
+                r#"{"action":"kill","region":"eu","from":"us"}"#,
+                "from: only rebuild-standby",
             ),
         ] {
             let e = RegionInput::from_json(json).unwrap_err();

@@ -9,6 +9,16 @@
 //!   `stopped_at_ms` / `started_at_ms` is the host clock just before the request (so an RTO
 //!   measured from it is never too short) and is remembered in the run's state, so a retry that
 //!   finds the region already killed reports the same instant.
+//! - `rebuild-standby` (with `from`): `POST /regions/{name}/rebuild-standby?from=<from>`, which
+//!   stops the region's PostgreSQL, replaces its data with a pg_basebackup of `from` and starts
+//!   it as a streaming standby of `from` (the answer is the new lab state; the region's gateway
+//!   and `status` are left as they were, so `start` a killed region first). Idempotent-ish: the
+//!   lab does not say which primary a standby follows, so a first request always rebuilds (a
+//!   standby of a dead primary looks like any other standby); once this run has rebuilt the
+//!   region from `from` (`rebuilt_at_ms` remembered in the run's state), a retry that finds it
+//!   in recovery reports the same instant instead of copying the data again. A repeated rebuild
+//!   in a new run re-copies the data and ends in the same state. The answer must show the region
+//!   in recovery (`role: standby`), else the step fails retryable.
 //! - `wait-ready`: polls `GET /status` every `poll_interval_ms` until the region is `up`, its
 //!   gateway serves and answers `/status/ready` 200, and its PostgreSQL runs; `ready_at_ms` is
 //!   when that was first seen. Not ready within `timeout_ms` is a retryable error.
@@ -27,12 +37,13 @@ use serde::Deserialize;
 pub const VENDOR: &str = "lab";
 
 /// The actions this vendor supports.
-pub const ACTIONS: [RegionAction; 5] = [
+pub const ACTIONS: [RegionAction; 6] = [
     RegionAction::Status,
     RegionAction::Start,
     RegionAction::Stop,
     RegionAction::Kill,
     RegionAction::WaitReady,
+    RegionAction::RebuildStandby,
 ];
 
 /// The lab state as `GET /status` answers it; only what this step reads, every field optional
@@ -51,6 +62,8 @@ struct LabRegion {
     #[serde(default)]
     status: String,
     #[serde(default)]
+    role: String,
+    #[serde(default)]
     gateway: Option<LabGateway>,
     #[serde(default)]
     postgres: Option<LabPostgres>,
@@ -68,6 +81,9 @@ struct LabGateway {
 struct LabPostgres {
     #[serde(default)]
     running: bool,
+    /// `pg_is_in_recovery()`; absent or null when the lab could not ask.
+    #[serde(default)]
+    in_recovery: Option<bool>,
 }
 
 impl LabRegion {
@@ -76,6 +92,13 @@ impl LabRegion {
         self.status == "up"
             && gw.is_some_and(|g| g.serving && g.ready)
             && self.postgres.as_ref().is_some_and(|p| p.running)
+    }
+
+    /// Its PostgreSQL runs and answers that it is in recovery (a standby).
+    fn is_standby(&self) -> bool {
+        self.postgres
+            .as_ref()
+            .is_some_and(|p| p.running && p.in_recovery == Some(true))
     }
 
     /// One line for errors: what is not ready.
@@ -155,7 +178,8 @@ impl Lab<'_> {
         Self::parse(&url, &resp)
     }
 
-    /// Posts `action` for `region`; `None` when plan mode recorded it instead.
+    /// Posts `action` (with its query, e.g. `rebuild-standby?from=us`) for `region`; `None`
+    /// when plan mode recorded it instead.
     fn act(&self, region: &str, action: &str) -> Result<Option<LabDoc>, StepError> {
         let (url, resp) = self.send(
             "POST",
@@ -197,6 +221,7 @@ pub fn run(
         RegionAction::Stop => change(env, memo, &lab, input, "stop", &["stopped", "killed"], plan),
         RegionAction::Start => change(env, memo, &lab, input, "start", &["up"], plan),
         RegionAction::WaitReady => wait_ready(env, &lab, input, plan),
+        RegionAction::RebuildStandby => rebuild_standby(env, memo, &lab, input, plan),
         _ => status(env, &lab, input),
     }?;
     out.planned |= plan;
@@ -284,6 +309,72 @@ fn change(
     Ok(out)
 }
 
+fn rebuild_standby(
+    env: &Env<'_>,
+    memo: &dyn Memo,
+    lab: &Lab<'_>,
+    input: &RegionInput,
+    plan: bool,
+) -> Result<RegionOutput, StepError> {
+    let name = input.region.as_str();
+    // validate() guarantees `from` for this action; the fallback only keeps this total.
+    let from = input
+        .from
+        .as_deref()
+        .ok_or_else(|| StepError::invalid("from: rebuild-standby needs the region to copy from"))?;
+    let key = format!("region-lab/{name}/rebuild-standby/{from}_at_ms");
+    let before = lab.status()?;
+    let region = before.region(name)?;
+    // Fail on a misspelt source before touching anything (the lab would answer 400 too).
+    before.region(from)?;
+    let mut out = RegionOutput::new(VENDOR, input, env.clock.now_unix_ms());
+    let remembered = memo.get(&key).and_then(|v| v.parse::<u64>().ok());
+    if let Some(at) = remembered.filter(|_| region.is_standby()) {
+        env.log.info(&format!(
+            "region {name} was rebuilt from {from} earlier in this run and is a standby; not copying again"
+        ));
+        fill(&mut out, region, env.clock.now_unix_ms());
+        out.role = Some(region.role.clone());
+        out.rebuilt_at_ms = Some(at);
+        return Ok(out);
+    }
+    let line = format!("POST /regions/{name}/rebuild-standby?from={from}");
+    let sent_at = env.clock.now_unix_ms();
+    let action = format!("rebuild-standby?from={}", percent_encode(from, b""));
+    let Some(after) = lab.act(name, &action)? else {
+        // Plan mode: recorded, not sent; report the current state.
+        out.planned = true;
+        out.changed = true;
+        out.changes.push(line);
+        fill(&mut out, region, env.clock.now_unix_ms());
+        out.role = Some(region.role.clone());
+        return Ok(out);
+    };
+    let now = env.clock.now_unix_ms();
+    let region = after.region(name)?;
+    if !region.is_standby() {
+        return Err(StepError::retryable(format!(
+            "the lab accepted {line} but region {name}'s PostgreSQL is not a running standby \
+             (role {}, {}); check the lab's logs",
+            region.role,
+            region.describe()
+        )));
+    }
+    fill(&mut out, region, now);
+    out.role = Some(region.role.clone());
+    out.changed = true;
+    out.changes.push(line);
+    out.rebuilt_at_ms = Some(sent_at);
+    if !plan {
+        memo.set(&key, &sent_at.to_string());
+    }
+    env.log.info(&format!(
+        "region {name}: rebuilt as a standby of {from} in {} ms",
+        now.saturating_sub(sent_at)
+    ));
+    Ok(out)
+}
+
 fn wait_ready(
     env: &Env<'_>,
     lab: &Lab<'_>,
@@ -341,7 +432,7 @@ impl meridian_sdk::Step for RegionLab {
         meridian_sdk::ManifestInfo::new("region-lab", env!("CARGO_PKG_VERSION"))
             .description(
                 "Runs and breaks regions of the local lab through its control API: status, start, stop, \
-                 kill, wait-ready, with host-clock timestamps (killed_at_ms, ready_at_ms) for RTO.",
+                 kill, wait-ready, rebuild-standby (failback), with host-clock timestamps (killed_at_ms, ready_at_ms) for RTO.",
             )
             .needs("http", "`provider.lab.control_url` (scheme://host:port of the lab's control API)")
     }

@@ -2,7 +2,7 @@
 //! (`GET /status`, `POST /regions/{name}/{action}`, errors as `{"error": ...}`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_families::region::{MapMemo, RegionInput, RegionOutput};
 use meridian_families::testing::{FakeTransport, PlanTransport};
@@ -12,9 +12,13 @@ use serde_json::json;
 
 const BASE: &str = "http://127.0.0.1:7700";
 
-/// The fake lab: region → status; `ready_after` GETs before a started region's gateway is ready.
+/// The fake lab: region → status; `ready_after` GETs before a started region's gateway is ready;
+/// `standbys`: regions whose PostgreSQL is in recovery (`us` at start, like the real lab).
 struct FakeLab {
     regions: RefCell<BTreeMap<String, String>>,
+    standbys: RefCell<BTreeSet<String>>,
+    /// `(region, from)` of every rebuild the lab performed.
+    rebuilds: RefCell<Vec<(String, String)>>,
     gets: Cell<u32>,
     ready_after: Cell<u32>,
     fail_gets: Cell<u32>,
@@ -27,6 +31,8 @@ impl FakeLab {
                 ("eu".into(), "up".into()),
                 ("us".into(), "up".into()),
             ])),
+            standbys: RefCell::new(BTreeSet::from(["us".to_owned()])),
+            rebuilds: RefCell::new(Vec::new()),
             gets: Cell::new(0),
             ready_after: Cell::new(0),
             fail_gets: Cell::new(0),
@@ -35,14 +41,18 @@ impl FakeLab {
 
     fn doc(&self) -> serde_json::Value {
         let ready_now = self.gets.get() >= self.ready_after.get();
+        let standbys = self.standbys.borrow();
         let regions: Vec<_> = self
             .regions
             .borrow()
             .iter()
             .map(|(name, status)| {
                 let up = status == "up";
-                json!({"name": name, "ip": "127.0.0.2", "role": "primary", "status": status,
-                       "postgres": {"port": 5432, "running": up},
+                let standby = standbys.contains(name);
+                let role = if standby { "standby" } else { "primary" };
+                json!({"name": name, "ip": "127.0.0.2", "role": role, "status": status,
+                       "postgres": {"port": 5432, "running": up,
+                                    "in_recovery": if up { json!(standby) } else { json!(null) }},
                        "gateway": {"serving": up, "ready": up && ready_now}})
             })
             .collect();
@@ -62,6 +72,27 @@ impl FakeLab {
         let rest = path.strip_prefix("/regions/").expect("region path");
         let (name, verb) = rest.split_once('/').expect("name/verb");
         assert_eq!(req.method, "POST");
+        if let Some(query) = verb.strip_prefix("rebuild-standby") {
+            let Some(from) = query.strip_prefix("?from=").filter(|f| !f.is_empty()) else {
+                return Ok(HttpResponse::new(
+                    400,
+                    r#"{"error":"rebuild-standby needs ?from=<region of the new primary>"}"#,
+                ));
+            };
+            if !self.regions.borrow().contains_key(from) {
+                return Ok(HttpResponse::new(
+                    400,
+                    format!(r#"{{"error":"no region \"{from}\" to rebuild from"}}"#),
+                ));
+            }
+            // Like the daemon: the database is replaced and runs as a standby; the region's
+            // status (and gateway) stay as they were.
+            self.standbys.borrow_mut().insert(name.to_owned());
+            self.rebuilds
+                .borrow_mut()
+                .push((name.to_owned(), from.to_owned()));
+            return Ok(HttpResponse::new(200, self.doc().to_string()));
+        }
         let status = match verb {
             "kill" => "killed",
             "stop" => "stopped",
@@ -89,6 +120,15 @@ impl FakeLab {
 fn input(action: &str, region: &str) -> RegionInput {
     RegionInput::from_json(
         &json!({"action": action, "region": region, "timeout_ms": 5_000, "poll_interval_ms": 100,
+                "provider": {"lab": {"control_url": BASE}}})
+        .to_string(),
+    )
+    .unwrap()
+}
+
+fn rebuild(region: &str, from: &str) -> RegionInput {
+    RegionInput::from_json(
+        &json!({"action": "rebuild-standby", "region": region, "from": from,
                 "provider": {"lab": {"control_url": BASE}}})
         .to_string(),
     )
@@ -148,6 +188,94 @@ fn kill_records_the_instant_and_a_retry_reports_it_again() {
         (start.changed, start.started_at_ms, start.status.as_str()),
         (true, Some(6_000), "up")
     );
+}
+
+#[test]
+fn rebuild_standby_posts_from_and_a_retry_does_not_copy_again() {
+    let lab = FakeLab::new();
+    // After a failover: us is the primary, eu came back as a (diverged) primary.
+    lab.standbys.borrow_mut().clear();
+    let http = FakeTransport::new(|r| lab.answer(r));
+    let clock = FakeClock::at(2_000);
+    let memo = MapMemo::default();
+    let out = run_with(&http, &clock, &memo, &rebuild("eu", "us"), false).unwrap();
+    assert_eq!(
+        (out.changed, out.rebuilt_at_ms, out.role.as_deref()),
+        (true, Some(2_000), Some("standby"))
+    );
+    assert_eq!(out.changes, ["POST /regions/eu/rebuild-standby?from=us"]);
+    assert_eq!(
+        http.lines(),
+        [
+            format!("GET {BASE}/status"),
+            format!("POST {BASE}/regions/eu/rebuild-standby?from=us")
+        ]
+    );
+    assert_eq!(*lab.rebuilds.borrow(), [("eu".into(), "us".into())]);
+
+    // A retry in the same run finds it a standby: same instant, no second copy.
+    clock.sleep_ms(1_000);
+    let again = run_with(&http, &clock, &memo, &rebuild("eu", "us"), false).unwrap();
+    assert_eq!(
+        (again.changed, again.rebuilt_at_ms, again.observed_at_ms),
+        (false, Some(2_000), 3_000)
+    );
+    assert_eq!(lab.rebuilds.borrow().len(), 1);
+
+    // A new run (empty memo) cannot tell whom the standby follows: it rebuilds again.
+    let fresh = run_with(
+        &http,
+        &clock,
+        &MapMemo::default(),
+        &rebuild("eu", "us"),
+        false,
+    )
+    .unwrap();
+    assert!(fresh.changed);
+    assert_eq!(lab.rebuilds.borrow().len(), 2);
+}
+
+#[test]
+fn rebuild_standby_checks_the_result_and_plan_mode_only_records() {
+    let lab = FakeLab::new();
+    lab.standbys.borrow_mut().clear();
+    let http = PlanTransport::new(FakeTransport::new(|r| lab.answer(r)));
+    let memo = MapMemo::default();
+    let out = run_with(&http, &FakeClock::at(0), &memo, &rebuild("eu", "us"), true).unwrap();
+    assert!(out.planned && out.changed);
+    assert_eq!(
+        (out.role.as_deref(), out.rebuilt_at_ms),
+        (Some("primary"), None)
+    );
+    assert_eq!(http.planned().len(), 1);
+    assert!(lab.rebuilds.borrow().is_empty() && lab.standbys.borrow().is_empty());
+    assert!(memo.0.lock().unwrap().is_empty());
+
+    // A source the lab does not have is fatal before anything is posted.
+    let http = FakeTransport::new(|r| lab.answer(r));
+    let clock = FakeClock::at(0);
+    let e = run_with(&http, &clock, &memo, &rebuild("eu", "ap"), false).unwrap_err();
+    assert!(
+        matches!(&e, StepError::Fatal(m) if m.contains("no region `ap`")),
+        "{e:?}"
+    );
+    assert_eq!(http.lines().len(), 1, "only the status read");
+
+    // The lab answers, but the region is not in recovery: retryable, nothing remembered.
+    let liar = FakeTransport::new(|r| {
+        Ok(HttpResponse::new(200, {
+            let mut doc = FakeLab::new().doc();
+            doc["regions"][0]["postgres"]["in_recovery"] = json!(false);
+            let _ = r;
+            doc.to_string()
+        }))
+    });
+    let e = run_with(&liar, &clock, &memo, &rebuild("eu", "us"), false).unwrap_err();
+    assert!(
+        e.is_retryable() && e.message().contains("not a running standby"),
+        "{e:?}"
+    );
+    assert!(memo.0.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -278,4 +406,7 @@ fn manifest_declares_the_http_grant_and_schemas() {
     assert_eq!(m.name, "region-lab");
     assert!(m.needs.iter().any(|n| n.kind == "http"));
     assert!(m.input_schema.contains("wait-ready") && m.output_schema.contains("killed_at_ms"));
+    assert!(
+        m.input_schema.contains("rebuild-standby") && m.output_schema.contains("rebuilt_at_ms")
+    );
 }
