@@ -588,38 +588,10 @@ impl Runner {
             };
             axes.push((name.clone(), values));
         }
-        let mut combos: Vec<Map<String, Json>> = vec![Map::new()];
-        for (name, values) in &axes {
-            let mut next = Vec::with_capacity(combos.len() * values.len());
-            for c in &combos {
-                for v in values {
-                    let mut c = c.clone();
-                    c.insert(name.clone(), v.clone());
-                    next.push(c);
-                }
-            }
-            combos = next;
-        }
-        if axes.is_empty() {
-            combos.clear();
-        }
-        combos.retain(|c| {
-            !m.exclude
-                .iter()
-                .any(|ex| ex.iter().all(|(k, v)| c.get(k) == Some(v)))
-        });
-        for inc in &m.include {
-            combos.push(inc.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        }
-        let mut seen = BTreeSet::new();
-        let mut legs = Vec::new();
-        for c in combos {
-            let key = leg_key(&c);
-            if seen.insert(key.clone()) {
-                legs.push((key, Json::Object(c)));
-            }
-        }
-        Ok(legs)
+        Ok(m.legs_with(&axes)
+            .into_iter()
+            .map(|l| (l.key, Json::Object(l.values)))
+            .collect())
     }
 
     fn spawn_leg(
@@ -1172,17 +1144,6 @@ fn eval_with(with: &IndexMap<String, ValueNode>, ctx: &EvalContext) -> Result<Js
         out.insert(k.clone(), value);
     }
     Ok(Json::Object(out))
-}
-
-/// The key of a matrix leg: its values in axis order, joined by `,`.
-pub fn leg_key(m: &Map<String, Json>) -> String {
-    m.values()
-        .map(|v| match v {
-            Json::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// `deploy` or `deploy[eu]`.

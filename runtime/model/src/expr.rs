@@ -20,7 +20,7 @@
 //!
 //! Semantics follow GitHub Actions: `&&`/`||` short-circuit and return an operand, `==` is
 //! case-insensitive for strings and coerces mismatched primitive types to numbers, a missing
-//! property is `null`. See FORMAT.md for the full description.
+//! property is `null`. See the README, "Workflow reference", for the full description.
 //!
 //! Cost and limits: parsing is linear in the source; an expression may be at most
 //! [`MAX_EXPR_LEN`] bytes and nest at most [`MAX_DEPTH`] levels, and the syntax tree is at most

@@ -8,7 +8,7 @@
 //! - [`dag`] orders steps; [`schema`] checks `with:` against the JSON Schema a step declares.
 //! - [`duration`] parses `30s`/`1h30m` durations and `4MiB` sizes.
 //!
-//! The file format is documented in `FORMAT.md` beside this crate.
+//! The file format is documented in the repository README, "Workflow reference".
 
 mod check;
 mod convert;
