@@ -193,7 +193,15 @@ struct Runner {
     exec: Arc<dyn Executor>,
     opts: RunOptions,
     masker: Masker,
+    /// `inputs`, `vars`, `secrets`, `run`: what every expression may see.
     base: Map<String, Json>,
+    /// `steps.<id>` of every finished step.
+    published: HashMap<String, Json>,
+    /// Which finished steps each step's expressions refer to (`None`: all of them), so building
+    /// its context copies only those: a cost that does not grow with the run's length.
+    refs: Vec<Option<BTreeSet<String>>>,
+    /// Step id → index.
+    index: HashMap<String, usize>,
     states: Vec<StepState>,
     /// (step index, leg index) in completion order, for compensation.
     completed: Vec<(usize, usize)>,
@@ -227,7 +235,6 @@ impl Runner {
                 "started_at_ms": opts.started_at_ms,
             }),
         );
-        base.insert("steps".into(), json!({}));
         base.insert("matrix".into(), json!({}));
         // vars are evaluated once, in file order; each may use the ones before it.
         let mut vars = Map::new();
@@ -246,10 +253,20 @@ impl Runner {
         }
         let n = wf.steps.len();
         let max_parallel = opts.max_parallel.max(1);
+        let refs = wf.steps.iter().map(step_refs).collect();
+        let index = wf
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.value.clone(), i))
+            .collect();
         Ok(Runner {
             exec,
             masker,
             base,
+            published: HashMap::new(),
+            refs,
+            index,
             states: (0..n).map(|_| StepState::Waiting).collect(),
             completed: Vec::new(),
             failed: false,
@@ -396,11 +413,24 @@ impl Runner {
         })
     }
 
-    fn ctx(&self, matrix: Option<&Json>) -> EvalContext {
+    /// What step `i`'s expressions see, with the matrix leg's values when given.
+    fn ctx(&self, i: usize, matrix: Option<&Json>) -> EvalContext {
         let mut data = self.base.clone();
         if let Some(m) = matrix {
             data.insert("matrix".into(), m.clone());
         }
+        let steps: Map<String, Json> = match &self.refs[i] {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.published.get(id).map(|v| (id.clone(), v.clone())))
+                .collect(),
+            None => self
+                .published
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        data.insert("steps".into(), Json::Object(steps));
         EvalContext {
             data: Json::Object(data),
             status: ExprStatus {
@@ -411,8 +441,7 @@ impl Runner {
     }
 
     fn outcome_of(&self, id: &str) -> Option<Outcome> {
-        let i = self.wf.steps.iter().position(|s| s.id.value == id)?;
-        match &self.states[i] {
+        match &self.states[*self.index.get(id)?] {
             StepState::Done(r) => Some(r.conclusion),
             _ => None,
         }
@@ -451,7 +480,7 @@ impl Runner {
         let default_ok = !self.failed && !self.cancelled && needs_ok;
         let run_it = match &step.condition {
             None => Ok(default_ok),
-            Some(c) => match c.value.eval(&self.ctx(None)) {
+            Some(c) => match c.value.eval(&self.ctx(i, None)) {
                 Ok(v) => {
                     let t = meridian_model::expr::Expr::truthy(&v);
                     Ok(if c.value.uses_status_function() {
@@ -497,7 +526,7 @@ impl Runner {
             let message = approval
                 .message
                 .as_ref()
-                .and_then(|m| m.eval(&self.ctx(None)).ok())
+                .and_then(|m| m.eval(&self.ctx(i, None)).ok())
                 .map(|v| match v {
                     Json::String(s) => s,
                     other => other.to_string(),
@@ -539,7 +568,7 @@ impl Runner {
             }
         }
 
-        let legs = match self.expand_matrix(step) {
+        let legs = match self.expand_matrix(i, step) {
             Ok(l) => l,
             Err(msg) => {
                 self.finish_without_legs(i, Outcome::Failure, msg)?;
@@ -567,7 +596,7 @@ impl Runner {
     }
 
     /// The legs of a step: `("", {})` without a matrix.
-    fn expand_matrix(&self, step: &Step) -> Result<Vec<(String, Json)>, String> {
+    fn expand_matrix(&self, si: usize, step: &Step) -> Result<Vec<(String, Json)>, String> {
         let Some(m) = &step.matrix else {
             return Ok(vec![(String::new(), json!({}))]);
         };
@@ -575,7 +604,7 @@ impl Runner {
         for (name, axis) in &m.axes {
             let values = match axis {
                 MatrixAxis::Values(v) => v.clone(),
-                MatrixAxis::Expr(t) => match t.value.eval(&self.ctx(None)) {
+                MatrixAxis::Expr(t) => match t.value.eval(&self.ctx(si, None)) {
                     Ok(Json::Array(v)) => v,
                     Ok(other) => {
                         return Err(format!(
@@ -627,7 +656,7 @@ impl Runner {
             });
             return Ok(());
         }
-        let ctx = self.ctx(Some(&matrix));
+        let ctx = self.ctx(si, Some(&matrix));
         let display = display_id(&id, &key);
         let prepared = eval_with(&step.with, &ctx)
             .and_then(|input| Ok((input, self.resolve_grants(step, &ctx)?)));
@@ -921,9 +950,7 @@ impl Runner {
             "conclusion": report.conclusion,
             "legs": legs,
         });
-        if let Some(Json::Object(steps)) = self.base.get_mut("steps") {
-            steps.insert(step.id.value.clone(), entry);
-        }
+        self.published.insert(step.id.value.clone(), entry);
     }
 
     /// Undoes completed legs in reverse completion order.
@@ -942,7 +969,7 @@ impl Runner {
             let Some(leg) = report.legs.get(li).cloned() else {
                 continue;
             };
-            let ctx = self.ctx(Some(&leg.matrix));
+            let ctx = self.ctx(si, Some(&leg.matrix));
             let display = display_id(&step.id.value, &leg.key);
             let prepared = match &step.compensate {
                 Compensate::Export => eval_with(&step.with, &ctx)
@@ -1126,6 +1153,54 @@ impl Attempt {
             }
         }
     }
+}
+
+/// The ids of the steps whose `steps.<id>` a step's expressions read; `None` when one reads the
+/// whole `steps` object.
+fn step_refs(step: &Step) -> Option<BTreeSet<String>> {
+    use meridian_model::expr::{Reference, Template};
+    let mut refs: Vec<Reference> = Vec::new();
+    let add_values = |with: &IndexMap<String, ValueNode>, refs: &mut Vec<Reference>| {
+        for v in with.values() {
+            v.for_each_template(&mut |_, t| refs.extend(t.references()));
+        }
+    };
+    add_values(&step.with, &mut refs);
+    if let Compensate::Step { with, .. } = &step.compensate {
+        add_values(with, &mut refs);
+    }
+    if let Some(c) = &step.condition {
+        refs.extend(c.value.references());
+    }
+    if let Some(m) = step.approval.as_ref().and_then(|a| a.message.as_ref()) {
+        refs.extend(m.references());
+    }
+    if let Some(m) = &step.matrix {
+        for axis in m.axes.values() {
+            if let MatrixAxis::Expr(t) = axis {
+                refs.extend(t.value.references());
+            }
+        }
+    }
+    if let Some(d) = &step.grants.dns {
+        refs.extend(d.value.references());
+    }
+    for h in step.grants.http.iter().filter(|h| h.value.contains("${{")) {
+        if let Ok(t) = Template::parse(&h.value) {
+            refs.extend(t.references());
+        }
+    }
+    let mut ids = BTreeSet::new();
+    for r in refs {
+        match r.path.as_slice() {
+            [first, id, ..] if first == "steps" => {
+                ids.insert(id.clone());
+            }
+            [first] if first == "steps" => return None,
+            _ => {}
+        }
+    }
+    Some(ids)
 }
 
 fn mask_error(m: &Masker, e: StepError) -> StepError {

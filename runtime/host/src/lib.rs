@@ -159,6 +159,15 @@ impl WasmExecutor {
 }
 
 impl Resolver {
+    /// The component for `uses` if it was loaded before.
+    fn cached(&self, uses: &str) -> Option<Arc<sb::StepComponent>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uses)
+            .cloned()
+    }
+
     fn component(&self, uses: &str) -> Result<Arc<sb::StepComponent>, String> {
         if let Some(c) = self
             .loaded
@@ -214,11 +223,19 @@ impl Executor for WasmExecutor {
         let kv = self.kv_for(&req.run_id);
         Box::pin(async move {
             let sandbox = resolver.sandbox.clone();
-            let uses = req.uses.clone();
-            let component = tokio::task::spawn_blocking(move || resolver.component(&uses))
-                .await
-                .map_err(|e| StepError::Fatal(format!("loading the component panicked: {e}")))?
-                .map_err(StepError::Fatal)?;
+            // Loaded before (the common case): no thread hop. Else compile on a blocking thread.
+            let component = match resolver.cached(&req.uses) {
+                Some(c) => c,
+                None => {
+                    let uses = req.uses.clone();
+                    tokio::task::spawn_blocking(move || resolver.component(&uses))
+                        .await
+                        .map_err(|e| {
+                            StepError::Fatal(format!("loading the component panicked: {e}"))
+                        })?
+                        .map_err(StepError::Fatal)?
+                }
+            };
             let g = req.grants;
             let caps = sb::Capabilities {
                 http: sb::HttpPolicy {
