@@ -83,6 +83,21 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The same on a single-threaded runtime: no cross-thread wake-ups between the scheduler and
+    // the leg tasks.
+    let rt1 = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    g.bench_function(BenchmarkId::new("wasm-noop-current-thread", N), |b| {
+        b.to_async(&rt1).iter(|| async {
+            let r = meridian_engine::run(wf.clone(), exec.clone(), opts(1))
+                .await
+                .unwrap();
+            assert_eq!(r.status, meridian_engine::RunStatus::Succeeded);
+        })
+    });
+
     let state = tempfile::tempdir().unwrap();
     let store = meridian_store::SqliteStore::open(&state.path().join("m.db")).unwrap();
     let mut n = 0u64;
