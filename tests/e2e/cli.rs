@@ -179,3 +179,35 @@ fn a_corrupt_state_file_is_refused_and_kept() {
     assert!(err.contains("not a Meridian state file"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), before);
 }
+
+#[test]
+fn retry_from_a_step_reruns_it_and_its_dependents_only() {
+    let s = Scratch::new();
+    s.write(
+        "chain.yaml",
+        "name: chain\nsteps:\n  - id: a\n    uses: hello\n  - id: b\n    uses: hello\n    needs: a\n  - id: c\n    uses: hello\n    needs: b\n  - id: side\n    uses: hello\n",
+    );
+    let (out, _) = expect_code(&s.run(&["--json", "run", "chain.yaml"]), 0);
+    let first: Json = serde_json::from_str(&out).unwrap();
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+
+    let (out, _) = expect_code(&s.run(&["--json", "retry", &run_id, "--from", "b"]), 0);
+    let again: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(again["run_id"], run_id.as_str());
+    let reused = |id: &str| {
+        again["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["legs"][0]["reused"] == true)
+            .unwrap()
+    };
+    assert!(reused("a") && reused("side"));
+    assert!(!reused("b") && !reused("c"));
+
+    let (_, err) = expect_code(&s.run(&["retry", &run_id, "--from", "nope"]), 2);
+    assert!(err.contains("no step `nope`"), "{err}");
+    let (_, err) = expect_code(&s.run(&["resume", "r-unknown"]), 2);
+    assert!(err.contains("meridian runs list"), "{err}");
+}

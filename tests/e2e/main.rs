@@ -11,4 +11,5 @@ mod distributed;
 mod resume;
 mod scaffold;
 mod support;
+mod vendors;
 mod workflows;
