@@ -116,4 +116,12 @@ mod duration_ms {
 /// Runs steps. Implementations must be cheap to call concurrently.
 pub trait Executor: Send + Sync + 'static {
     fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>>;
+
+    /// Called once per leg before its first attempt, outside the attempt's timeout: the place
+    /// for one-time work such as compiling the step's component, so that a cold cache does not
+    /// eat into a step's `timeout:`. The default does nothing.
+    fn prepare(&self, uses: &str) -> BoxFuture<'static, Result<(), StepError>> {
+        let _ = uses;
+        Box::pin(async { Ok(()) })
+    }
 }

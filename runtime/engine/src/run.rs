@@ -1088,6 +1088,23 @@ impl Attempt {
             p = self.permits.clone().acquire_owned() => p.ok(),
             _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
         };
+        let prepared = tokio::select! {
+            r = self.exec.prepare(&req.uses) => r,
+            _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
+        };
+        if let Err(e) = prepared {
+            return LegReport {
+                key,
+                matrix,
+                outcome: Outcome::Failure,
+                attempts: 0,
+                duration: started.elapsed(),
+                output: Json::Null,
+                plan: vec![],
+                error: Some(mask_error(&self.masker, e)),
+                reused: false,
+            };
+        }
         let attempts = policy.attempts.max(1);
         let mut attempt = 1;
         loop {

@@ -636,3 +636,28 @@ steps:
         Some(StepError::InvalidInput(_))
     ));
 }
+
+/// Regression: compiling a step's component on a cold cache counted against the step's
+/// `timeout:`, so a first run could time out where later runs did not.
+#[tokio::test(start_paused = true)]
+async fn one_time_preparation_does_not_count_against_the_step_timeout() {
+    struct SlowPrepare(Arc<TestExec>);
+    impl Executor for SlowPrepare {
+        fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+            Shared(self.0.clone()).execute(req)
+        }
+        fn prepare(&self, _uses: &str) -> BoxFuture<'static, Result<(), StepError>> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(())
+            })
+        }
+    }
+    let wf = workflow("name: t\nsteps:\n  - id: a\n    uses: test/ok\n    timeout: 100ms\n");
+    let exec = Arc::new(TestExec::default());
+    let r = run(wf, Arc::new(SlowPrepare(exec.clone())), opts())
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(exec.runs_of("a").len(), 1);
+}

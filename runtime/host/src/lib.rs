@@ -218,6 +218,21 @@ impl Resolver {
 }
 
 impl Executor for WasmExecutor {
+    fn prepare(&self, uses: &str) -> BoxFuture<'static, Result<(), StepError>> {
+        let resolver = self.resolver.clone();
+        let uses = uses.to_string();
+        Box::pin(async move {
+            if resolver.cached(&uses).is_some() {
+                return Ok(());
+            }
+            tokio::task::spawn_blocking(move || resolver.component(&uses))
+                .await
+                .map_err(|e| StepError::Fatal(format!("loading the component panicked: {e}")))?
+                .map(|_| ())
+                .map_err(StepError::Fatal)
+        })
+    }
+
     fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
         let resolver = self.resolver.clone();
         let kv = self.kv_for(&req.run_id);
