@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::StepError;
-use crate::http::Transport;
+use crate::http::{HttpRequest, HttpResponse, Transport};
 
 /// Reads secret values by name. Only names granted to the step resolve.
 pub trait Secrets {
@@ -51,6 +51,16 @@ impl std::fmt::Debug for Env<'_> {
 }
 
 impl Env<'_> {
+    /// Sends `req` and maps a transport failure to the step error every vendor reports for it
+    /// ([`StepError::transport`], naming `what` and the request URL). Any HTTP status is `Ok`:
+    /// what a status means is the vendor's to say. Costs one URL copy besides the request.
+    pub fn send(&self, what: &str, req: HttpRequest) -> Result<HttpResponse, StepError> {
+        let url = req.url.clone();
+        self.http
+            .send(req)
+            .map_err(|e| StepError::transport(what, &url, e))
+    }
+
     /// The secret `name`, or a fatal error telling the operator to grant it.
     pub fn secret(&self, name: &str, purpose: &str) -> Result<String, StepError> {
         match self.secrets.get(name) {

@@ -516,6 +516,25 @@ pub struct GslbOutput {
     pub planned: bool,
 }
 
+impl GslbOutput {
+    /// The output with what the vendor's `apply` did: the `changes` it made (or planned), whether
+    /// the provider reports them `synced`, the `undo` state recorded before them, and whether
+    /// plan mode only recorded them (`planned`).
+    pub fn applied(
+        mut self,
+        changes: Vec<GslbChange>,
+        synced: bool,
+        undo: Option<Undo>,
+        planned: bool,
+    ) -> Self {
+        self.changes = changes;
+        self.synced = synced;
+        self.undo = undo;
+        self.planned = planned;
+        self
+    }
+}
+
 /// The routing a vendor reads back, in family terms. Empty fields mean "not configured yet".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutingState {
@@ -940,6 +959,19 @@ impl GslbInput {
             (_, RoutingPolicy::Latency) => return None,
         }
         Some(back)
+    }
+
+    /// A vendor's `compensate`: runs [`compensation`](Self::compensation) through the vendor's
+    /// `run`, or `Ok(None)` when there is nothing to undo.
+    pub fn compensate_with(
+        &self,
+        undo: Option<&Undo>,
+        run: impl FnOnce(&GslbInput) -> Result<GslbOutput, StepError>,
+    ) -> Result<Option<GslbOutput>, StepError> {
+        match self.compensation(undo) {
+            Some(back) => run(&back).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The regions DNS answers with, given the configured routing and reported health:

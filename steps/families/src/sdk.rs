@@ -15,12 +15,17 @@ use crate::env::{Clock, Env, Log, Secrets, StdClock};
 use crate::error::StepError;
 use crate::gslb::{GslbAction, GslbInput, GslbOutput, RoutingState, Undo};
 use crate::http::{HttpRequest, HttpResponse, Transport, TransportError};
+use crate::region::{KvMemo, Memo, RegionInput, RegionOutput};
 
 /// A vendor's `run`.
 pub type RunFn = fn(&Env<'_>, &GslbInput) -> Result<GslbOutput, StepError>;
 /// A vendor's `compensate`.
 pub type CompensateFn =
     fn(&Env<'_>, &GslbInput, Option<&Undo>) -> Result<Option<GslbOutput>, StepError>;
+
+/// A region vendor's `run`; the `bool` is plan mode.
+pub type RegionRunFn =
+    fn(&Env<'_>, &dyn Memo, &RegionInput, bool) -> Result<RegionOutput, StepError>;
 
 /// [`Transport`] over the host's `http` interface.
 #[derive(Clone, Copy)]
@@ -208,4 +213,95 @@ pub fn gslb_manifest(
         m = m.needs(*kind, *detail);
     }
     m
+}
+
+/// The component's `run` for a region vendor: the vendor's `run` over the host env, with the
+/// run's kv store as its [`Memo`] and the invocation's plan mode.
+pub fn run_region(ctx: &Ctx, input: &RegionInput, run: RegionRunFn) -> Result<RegionOutput, Error> {
+    let memo = KvMemo(ctx);
+    with_env(ctx, |env| run(env, &memo, input, ctx.is_plan())).map_err(to_sdk_error)
+}
+
+/// Declares a GSLB vendor's component: a unit struct `$step` whose `meridian_sdk::Step` impl
+/// takes the family input and output, builds its manifest with [`gslb_manifest`] (version: the
+/// calling crate's), runs through [`run_gslb`] / [`compensate_gslb`] with the vendor's `run` and
+/// `compensate`, and is exported with `meridian_sdk::export_step!`. The calling crate must
+/// depend on `meridian-sdk`.
+#[macro_export]
+macro_rules! gslb_step {
+    (
+        $(#[$meta:meta])*
+        $step:ident {
+            name: $name:expr,
+            description: $description:expr,
+            needs: $needs:expr,
+            run: $run:path,
+            compensate: $compensate:path $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $step;
+
+        impl ::meridian_sdk::Step for $step {
+            type Input = $crate::gslb::GslbInput;
+            type Output = $crate::gslb::GslbOutput;
+
+            fn manifest() -> ::meridian_sdk::ManifestInfo {
+                $crate::sdk::gslb_manifest($name, env!("CARGO_PKG_VERSION"), $description, $needs)
+            }
+
+            fn run(
+                ctx: &::meridian_sdk::Ctx,
+                input: $crate::gslb::GslbInput,
+            ) -> ::core::result::Result<$crate::gslb::GslbOutput, ::meridian_sdk::Error> {
+                $crate::sdk::run_gslb(ctx, &input, $run)
+            }
+
+            fn compensate(
+                ctx: &::meridian_sdk::Ctx,
+                input: $crate::gslb::GslbInput,
+            ) -> ::core::result::Result<(), ::meridian_sdk::Error> {
+                $crate::sdk::compensate_gslb(ctx, &input, $compensate)
+            }
+        }
+
+        ::meridian_sdk::export_step!($step);
+    };
+}
+
+/// Declares a region vendor's component: a unit struct `$step` whose `meridian_sdk::Step` impl
+/// takes the family input and output, answers `manifest` with the given expression (evaluated in
+/// the calling crate, so `env!("CARGO_PKG_VERSION")` there is its own) and runs through
+/// [`run_region`] with the vendor's `run`; exported with `meridian_sdk::export_step!`. Region
+/// steps do not compensate. The calling crate must depend on `meridian-sdk`.
+#[macro_export]
+macro_rules! region_step {
+    (
+        $(#[$meta:meta])*
+        $step:ident {
+            manifest: $manifest:expr,
+            run: $run:path $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $step;
+
+        impl ::meridian_sdk::Step for $step {
+            type Input = $crate::region::RegionInput;
+            type Output = $crate::region::RegionOutput;
+
+            fn manifest() -> ::meridian_sdk::ManifestInfo {
+                $manifest
+            }
+
+            fn run(
+                ctx: &::meridian_sdk::Ctx,
+                input: $crate::region::RegionInput,
+            ) -> ::core::result::Result<$crate::region::RegionOutput, ::meridian_sdk::Error> {
+                $crate::sdk::run_region(ctx, &input, $run)
+            }
+        }
+
+        ::meridian_sdk::export_step!($step);
+    };
 }

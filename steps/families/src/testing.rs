@@ -2,6 +2,7 @@
 //! Small and dependency-free, so they are always compiled (step crates use them in unit tests).
 
 use std::cell::RefCell;
+use std::path::PathBuf;
 
 use crate::http::{HttpRequest, HttpResponse, Transport, TransportError};
 
@@ -86,4 +87,24 @@ impl<T: Transport> Transport for PlanTransport<T> {
         }
         self.inner.send(req)
     }
+}
+
+/// A host-workspace binary an integration test drives (the lab daemon, the emulators): the path
+/// in environment variable `var`, else `default`. When it does not exist the test panics with
+/// `build_hint` (how to build it), unless `MERIDIAN_ALLOW_SKIP=1`, where it prints a `SKIPPED`
+/// notice and answers `None` so the test can pass without it. One `stat`, no process started.
+pub fn host_binary(var: &str, default: &str, build_hint: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    if path.exists() {
+        return Some(path);
+    }
+    let hint = format!("{build_hint}, or set {var}");
+    if std::env::var("MERIDIAN_ALLOW_SKIP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {} not found ({hint})", path.display());
+        return None;
+    }
+    panic!(
+        "{} not found: {hint} (or set MERIDIAN_ALLOW_SKIP=1)",
+        path.display()
+    );
 }

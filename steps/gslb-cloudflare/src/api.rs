@@ -47,19 +47,14 @@ impl<'a> Client<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Outcome, StepError> {
-        let url = join_url(&self.base, path);
-        let mut req = HttpRequest::new(method, url.clone())
+        let mut req = HttpRequest::new(method, join_url(&self.base, path))
             .header("authorization", format!("Bearer {}", self.token))
             .header("accept", "application/json");
         if let Some(b) = body {
             req = req.json(b);
         }
         let what = format!("Cloudflare {what}");
-        let resp = self
-            .env
-            .http
-            .send(req)
-            .map_err(|e| StepError::transport(&what, &url, e))?;
+        let resp = self.env.send(&what, req)?;
         if resp.recorded {
             return Ok(None);
         }
@@ -123,16 +118,11 @@ impl<'a> Client<'a> {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES {
             let url = format!("{path}?page={page}&per_page=50");
-            let req_url = join_url(&self.base, &url);
-            let req = HttpRequest::new("GET", req_url.clone())
+            let req = HttpRequest::new("GET", join_url(&self.base, &url))
                 .header("authorization", format!("Bearer {}", self.token))
                 .header("accept", "application/json");
             let what = format!("Cloudflare {what}");
-            let resp = self
-                .env
-                .http
-                .send(req)
-                .map_err(|e| StepError::transport(&what, &req_url, e))?;
+            let resp = self.env.send(&what, req)?;
             let envelope: Option<Value> = serde_json::from_slice(&resp.body).ok();
             let success = envelope
                 .as_ref()

@@ -194,12 +194,9 @@ pub fn run(env: &Env<'_>, input: &GslbInput) -> Result<GslbOutput, StepError> {
         })
         .collect();
     let status = health(env, &client, &account, input, &all, false)?;
-    let mut out = input.output(VENDOR, &desired.as_state(), status);
-    out.changes = changes;
-    out.synced = synced;
-    out.undo = undo;
-    out.planned = planned;
-    Ok(out)
+    Ok(input
+        .output(VENDOR, &desired.as_state(), status)
+        .applied(changes, synced, undo, planned))
 }
 
 /// Undoes a failover or set-weights (see [`GslbInput::compensation`]).
@@ -208,10 +205,7 @@ pub fn compensate(
     input: &GslbInput,
     undo: Option<&Undo>,
 ) -> Result<Option<GslbOutput>, StepError> {
-    match input.compensation(undo) {
-        Some(back) => run(env, &back).map(Some),
-        None => Ok(None),
-    }
+    input.compensate_with(undo, |back| run(env, back))
 }
 
 /// The pool name of a region: the record's labels and the region joined by `-` (Cloudflare pool
@@ -544,36 +538,20 @@ fn pop_health(result: Option<&Value>) -> Health {
     }
 }
 
-/// The `gslb-cloudflare` component: the family schema in, the family output out; undo kept in the
-/// run's kv store (see `meridian_families::sdk`).
-pub struct GslbCloudflare;
-
-impl meridian_sdk::Step for GslbCloudflare {
-    type Input = GslbInput;
-    type Output = GslbOutput;
-
-    fn manifest() -> meridian_sdk::ManifestInfo {
-        meridian_families::sdk::gslb_manifest(
-            "gslb-cloudflare",
-            env!("CARGO_PKG_VERSION"),
-            "GSLB on Cloudflare Load Balancing: one monitor and pool per region and a load balancer (failover order, random-steering weights or dynamic latency); failover and set-weights compensate back.",
-            &[
-                ("http", "https://api.cloudflare.com"),
-                ("secret", "CLOUDFLARE_API_TOKEN"),
-            ],
-        )
-    }
-
-    fn run(ctx: &meridian_sdk::Ctx, input: GslbInput) -> Result<GslbOutput, meridian_sdk::Error> {
-        meridian_families::sdk::run_gslb(ctx, &input, run)
-    }
-
-    fn compensate(ctx: &meridian_sdk::Ctx, input: GslbInput) -> Result<(), meridian_sdk::Error> {
-        meridian_families::sdk::compensate_gslb(ctx, &input, compensate)
+meridian_families::gslb_step! {
+    /// The `gslb-cloudflare` component: the family schema in, the family output out; undo kept
+    /// in the run's kv store (see `meridian_families::sdk`).
+    GslbCloudflare {
+        name: "gslb-cloudflare",
+        description: "GSLB on Cloudflare Load Balancing: one monitor and pool per region and a load balancer (failover order, random-steering weights or dynamic latency); failover and set-weights compensate back.",
+        needs: &[
+            ("http", "https://api.cloudflare.com"),
+            ("secret", "CLOUDFLARE_API_TOKEN"),
+        ],
+        run: run,
+        compensate: compensate,
     }
 }
-
-meridian_sdk::export_step!(GslbCloudflare);
 
 #[cfg(test)]
 mod tests;

@@ -182,12 +182,9 @@ pub fn run(env: &Env<'_>, input: &GslbInput) -> Result<GslbOutput, StepError> {
     }
 
     let status = probe(env, input, cfg, check.as_ref());
-    let mut out = input.output(VENDOR, &desired.as_state(), status);
-    out.changes = changes;
-    out.synced = synced;
-    out.undo = undo;
-    out.planned = planned;
-    Ok(out)
+    Ok(input
+        .output(VENDOR, &desired.as_state(), status)
+        .applied(changes, synced, undo, planned))
 }
 
 /// Undoes a failover or set-weights (see [`GslbInput::compensation`]).
@@ -196,10 +193,7 @@ pub fn compensate(
     input: &GslbInput,
     undo: Option<&Undo>,
 ) -> Result<Option<GslbOutput>, StepError> {
-    match input.compensation(undo) {
-        Some(back) => run(env, &back).map(Some),
-        None => Ok(None),
-    }
+    input.compensate_with(undo, |back| run(env, back))
 }
 
 /// Checks the combinations PowerDNS can serve and returns the health check LUA records use.
@@ -582,11 +576,7 @@ impl Api<'_> {
             req = req.json(b);
         }
         let what = format!("PowerDNS {what}");
-        let resp = self
-            .env
-            .http
-            .send(req)
-            .map_err(|e| StepError::transport(&what, &url, e))?;
+        let resp = self.env.send(&what, req)?;
         if resp.is_success() {
             return Ok(resp);
         }
@@ -613,13 +603,9 @@ impl Api<'_> {
     /// The zone with its rrsets, or `None` when it does not exist.
     fn get_zone(&self, zone: &str) -> Result<Option<Value>, StepError> {
         let url = join_url(&self.base, &format!("zones/{zone}"));
-        let req = HttpRequest::new("GET", url.clone()).header("x-api-key", self.key.clone());
+        let req = HttpRequest::new("GET", url).header("x-api-key", self.key.clone());
         let what = format!("PowerDNS read zone {zone}");
-        let resp = self
-            .env
-            .http
-            .send(req)
-            .map_err(|e| StepError::transport(&what, &url, e))?;
+        let resp = self.env.send(&what, req)?;
         match resp.status {
             // 404 with the server's zone list reachable means the zone is missing; 422 is what
             // some versions answer for an unknown zone id.
@@ -645,39 +631,23 @@ impl Api<'_> {
     }
 }
 
-/// The `gslb-powerdns` component: the family schema in, the family output out; undo kept in the
-/// run's kv store (see `meridian_families::sdk`).
-pub struct GslbPowerDns;
-
-impl meridian_sdk::Step for GslbPowerDns {
-    type Input = GslbInput;
-    type Output = GslbOutput;
-
-    fn manifest() -> meridian_sdk::ManifestInfo {
-        meridian_families::sdk::gslb_manifest(
-            "gslb-powerdns",
-            env!("CARGO_PKG_VERSION"),
-            "GSLB on PowerDNS Authoritative: LUA ifurlup ordered failover, pickwrandom weights or plain record switching through the HTTP API; creates the zone when missing; failover and set-weights compensate back.",
-            &[
-                (
-                    "http",
-                    "the provider.powerdns.endpoint URL (e.g. http://127.0.0.1:8081)",
-                ),
-                ("secret", "PDNS_API_KEY"),
-            ],
-        )
-    }
-
-    fn run(ctx: &meridian_sdk::Ctx, input: GslbInput) -> Result<GslbOutput, meridian_sdk::Error> {
-        meridian_families::sdk::run_gslb(ctx, &input, run)
-    }
-
-    fn compensate(ctx: &meridian_sdk::Ctx, input: GslbInput) -> Result<(), meridian_sdk::Error> {
-        meridian_families::sdk::compensate_gslb(ctx, &input, compensate)
+meridian_families::gslb_step! {
+    /// The `gslb-powerdns` component: the family schema in, the family output out; undo kept in
+    /// the run's kv store (see `meridian_families::sdk`).
+    GslbPowerDns {
+        name: "gslb-powerdns",
+        description: "GSLB on PowerDNS Authoritative: LUA ifurlup ordered failover, pickwrandom weights or plain record switching through the HTTP API; creates the zone when missing; failover and set-weights compensate back.",
+        needs: &[
+            (
+                "http",
+                "the provider.powerdns.endpoint URL (e.g. http://127.0.0.1:8081)",
+            ),
+            ("secret", "PDNS_API_KEY"),
+        ],
+        run: run,
+        compensate: compensate,
     }
 }
-
-meridian_sdk::export_step!(GslbPowerDns);
 
 #[cfg(test)]
 mod tests;

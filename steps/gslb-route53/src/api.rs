@@ -59,8 +59,7 @@ impl<'a> Client<'a> {
         path: &str,
         body: Option<String>,
     ) -> Result<HttpResponse, StepError> {
-        let url = format!("{}{path}", self.endpoint);
-        let mut req = HttpRequest::new(method, url.clone());
+        let mut req = HttpRequest::new(method, format!("{}{path}", self.endpoint));
         if let Some(b) = body {
             req = req.body(b.into_bytes());
         }
@@ -68,11 +67,7 @@ impl<'a> Client<'a> {
         sigv4::sign(&mut req, &self.creds, &self.signing_region, "route53", now)
             .map_err(|e| StepError::invalid(format!("provider.route53.endpoint: {e}")))?;
         let what = format!("Route 53 {op}");
-        let resp = self
-            .env
-            .http
-            .send(req)
-            .map_err(|e| StepError::transport(&what, &url, e))?;
+        let resp = self.env.send(&what, req)?;
         if resp.is_success() {
             Ok(resp)
         } else {

@@ -150,12 +150,10 @@ pub fn run(env: &Env<'_>, input: &GslbInput) -> Result<GslbOutput, StepError> {
     }
 
     let status = health(env, &client, input, &hc_ids, false)?;
-    let mut out = input.output(VENDOR, &desired.as_state(), status);
-    out.changes = changes;
+    let mut out = input
+        .output(VENDOR, &desired.as_state(), status)
+        .applied(changes, synced, undo, planned);
     out.change_id = change_id;
-    out.synced = synced;
-    out.undo = undo;
-    out.planned = planned;
     Ok(out)
 }
 
@@ -166,10 +164,7 @@ pub fn compensate(
     input: &GslbInput,
     undo: Option<&Undo>,
 ) -> Result<Option<GslbOutput>, StepError> {
-    match input.compensation(undo) {
-        Some(back) => run(env, &back).map(Some),
-        None => Ok(None),
-    }
+    input.compensate_with(undo, |back| run(env, back))
 }
 
 fn action_name(a: GslbAction) -> &'static str {
@@ -486,37 +481,21 @@ fn health(
     Ok(out)
 }
 
-/// The `gslb-route53` component: the family schema in, the family output out; undo kept in the
-/// run's kv store (see `meridian_families::sdk`).
-pub struct GslbRoute53;
-
-impl meridian_sdk::Step for GslbRoute53 {
-    type Input = GslbInput;
-    type Output = GslbOutput;
-
-    fn manifest() -> meridian_sdk::ManifestInfo {
-        meridian_families::sdk::gslb_manifest(
-            "gslb-route53",
-            env!("CARGO_PKG_VERSION"),
-            "GSLB on AWS Route 53: failover (PRIMARY/SECONDARY with health checks), weighted and latency records, SigV4-signed inside the component; failover and set-weights compensate back.",
-            &[
-                ("http", "https://route53.amazonaws.com"),
-                ("secret", "AWS_ACCESS_KEY_ID"),
-                ("secret", "AWS_SECRET_ACCESS_KEY"),
-            ],
-        )
-    }
-
-    fn run(ctx: &meridian_sdk::Ctx, input: GslbInput) -> Result<GslbOutput, meridian_sdk::Error> {
-        meridian_families::sdk::run_gslb(ctx, &input, run)
-    }
-
-    fn compensate(ctx: &meridian_sdk::Ctx, input: GslbInput) -> Result<(), meridian_sdk::Error> {
-        meridian_families::sdk::compensate_gslb(ctx, &input, compensate)
+meridian_families::gslb_step! {
+    /// The `gslb-route53` component: the family schema in, the family output out; undo kept in
+    /// the run's kv store (see `meridian_families::sdk`).
+    GslbRoute53 {
+        name: "gslb-route53",
+        description: "GSLB on AWS Route 53: failover (PRIMARY/SECONDARY with health checks), weighted and latency records, SigV4-signed inside the component; failover and set-weights compensate back.",
+        needs: &[
+            ("http", "https://route53.amazonaws.com"),
+            ("secret", "AWS_ACCESS_KEY_ID"),
+            ("secret", "AWS_SECRET_ACCESS_KEY"),
+        ],
+        run: run,
+        compensate: compensate,
     }
 }
-
-meridian_sdk::export_step!(GslbRoute53);
 
 #[cfg(test)]
 mod tests;

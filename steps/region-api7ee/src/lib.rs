@@ -152,8 +152,7 @@ impl ControlPlane<'_> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, StepError> {
-        let url = join_url(self.base, path);
-        let mut req = HttpRequest::new(method, &url)
+        let mut req = HttpRequest::new(method, join_url(self.base, path))
             .header("X-API-KEY", &self.token)
             .header("accept", "application/json");
         if let Some(b) = body {
@@ -162,11 +161,7 @@ impl ControlPlane<'_> {
         req.timeout_ms = Some(CP_TIMEOUT_MS);
         // The path without the query, and never the token: this goes into errors and logs.
         let what = format!("API7 {method} {}", path.split('?').next().unwrap_or(path));
-        let resp = self
-            .env
-            .http
-            .send(req)
-            .map_err(|e| StepError::transport(&what, &url, e))?;
+        let resp = self.env.send(&what, req)?;
         if resp.recorded {
             return Ok(None);
         }
@@ -423,36 +418,21 @@ fn wait_for_data_planes(
     }
 }
 
-/// The step.
-#[derive(Debug)]
-pub struct RegionApi7ee;
-
-impl meridian_sdk::Step for RegionApi7ee {
-    type Input = RegionInput;
-    type Output = RegionOutput;
-
-    fn manifest() -> meridian_sdk::ManifestInfo {
-        meridian_sdk::ManifestInfo::new("region-api7ee", env!("CARGO_PKG_VERSION"))
+meridian_families::region_step! {
+    /// The step.
+    #[derive(Debug)]
+    RegionApi7ee {
+        manifest: meridian_sdk::ManifestInfo::new("region-api7ee", env!("CARGO_PKG_VERSION"))
             .description(
                 "Bootstraps a region on API7 Enterprise (gateway group, data-plane instance token, admin key) \
                  through the control plane, then waits for every data plane's /status/ready; status and \
                  wait-ready read only.",
             )
             .needs("http", "`provider.api7ee.control_plane` and every `provider.api7ee.data_planes` URL")
-            .needs("secret", "`provider.api7ee.token_secret`")
-    }
-
-    fn run(
-        ctx: &meridian_sdk::Ctx,
-        input: RegionInput,
-    ) -> Result<RegionOutput, meridian_sdk::Error> {
-        let memo = meridian_families::region::KvMemo(ctx);
-        meridian_families::sdk::with_env(ctx, |env| run(env, &memo, &input, ctx.is_plan()))
-            .map_err(meridian_families::sdk::to_sdk_error)
+            .needs("secret", "`provider.api7ee.token_secret`"),
+        run: run,
     }
 }
-
-meridian_sdk::export_step!(RegionApi7ee);
 
 #[cfg(test)]
 mod tests;

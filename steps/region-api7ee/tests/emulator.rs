@@ -16,22 +16,11 @@ use serde_json::json;
 const TOKEN: &str = "a7ee-region-test-token";
 
 fn emulator_bin() -> Option<PathBuf> {
-    let path = std::env::var_os("MERIDIAN_EMULATOR_BIN").map_or_else(
-        || PathBuf::from("/var/tmp/meridian-target/debug/meridian-emulator"),
-        PathBuf::from,
-    );
-    if path.exists() {
-        return Some(path);
-    }
-    let hint = "build it in the host workspace: `cargo build -p meridian-emulators --bin meridian-emulator`, or set MERIDIAN_EMULATOR_BIN";
-    if std::env::var("MERIDIAN_ALLOW_SKIP").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: {} not found ({hint})", path.display());
-        return None;
-    }
-    panic!(
-        "{} not found: {hint} (or set MERIDIAN_ALLOW_SKIP=1)",
-        path.display()
-    );
+    meridian_families::testing::host_binary(
+        "MERIDIAN_EMULATOR_BIN",
+        "/var/tmp/meridian-target/debug/meridian-emulator",
+        "build it in the host workspace: `cargo build -p meridian-emulators --bin meridian-emulator`",
+    )
 }
 
 fn free_port() -> u16 {

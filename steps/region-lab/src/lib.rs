@@ -143,11 +143,7 @@ impl Lab<'_> {
         let mut req = HttpRequest::new(method, &url);
         req.timeout_ms = Some(self.timeout_ms);
         let what = format!("lab {method} {path}");
-        let resp = self
-            .env
-            .http
-            .send(req)
-            .map_err(|e| StepError::transport(&what, &url, e))?;
+        let resp = self.env.send(&what, req)?;
         if resp.recorded || resp.is_success() {
             return Ok((url, resp));
         }
@@ -420,34 +416,19 @@ fn wait_ready(
     }
 }
 
-/// The step.
-#[derive(Debug)]
-pub struct RegionLab;
-
-impl meridian_sdk::Step for RegionLab {
-    type Input = RegionInput;
-    type Output = RegionOutput;
-
-    fn manifest() -> meridian_sdk::ManifestInfo {
-        meridian_sdk::ManifestInfo::new("region-lab", env!("CARGO_PKG_VERSION"))
+meridian_families::region_step! {
+    /// The step.
+    #[derive(Debug)]
+    RegionLab {
+        manifest: meridian_sdk::ManifestInfo::new("region-lab", env!("CARGO_PKG_VERSION"))
             .description(
                 "Runs and breaks regions of the local lab through its control API: status, start, stop, \
                  kill, wait-ready, rebuild-standby (failback), with host-clock timestamps (killed_at_ms, ready_at_ms) for RTO.",
             )
-            .needs("http", "`provider.lab.control_url` (scheme://host:port of the lab's control API)")
-    }
-
-    fn run(
-        ctx: &meridian_sdk::Ctx,
-        input: RegionInput,
-    ) -> Result<RegionOutput, meridian_sdk::Error> {
-        let memo = meridian_families::region::KvMemo(ctx);
-        meridian_families::sdk::with_env(ctx, |env| run(env, &memo, &input, ctx.is_plan()))
-            .map_err(meridian_families::sdk::to_sdk_error)
+            .needs("http", "`provider.lab.control_url` (scheme://host:port of the lab's control API)"),
+        run: run,
     }
 }
-
-meridian_sdk::export_step!(RegionLab);
 
 #[cfg(test)]
 mod tests;

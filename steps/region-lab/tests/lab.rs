@@ -12,22 +12,11 @@ use meridian_families::{Env, MapSecrets, StdClock, StderrLog, StepError, UreqTra
 use serde_json::json;
 
 fn lab_bin() -> Option<PathBuf> {
-    let path = std::env::var_os("MERIDIAN_LAB_BIN").map_or_else(
-        || PathBuf::from("/var/tmp/meridian-target/debug/meridian-lab"),
-        PathBuf::from,
-    );
-    if path.exists() {
-        return Some(path);
-    }
-    let hint = "build it in the host workspace: `cargo build -p meridian-lab --bin meridian-lab`, or set MERIDIAN_LAB_BIN";
-    if std::env::var("MERIDIAN_ALLOW_SKIP").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: {} not found ({hint})", path.display());
-        return None;
-    }
-    panic!(
-        "{} not found: {hint} (or set MERIDIAN_ALLOW_SKIP=1)",
-        path.display()
-    );
+    meridian_families::testing::host_binary(
+        "MERIDIAN_LAB_BIN",
+        "/var/tmp/meridian-target/debug/meridian-lab",
+        "build it in the host workspace: `cargo build -p meridian-lab --bin meridian-lab`",
+    )
 }
 
 /// A running lab; `Drop` runs `meridian-lab down`, which leaves no process behind.
