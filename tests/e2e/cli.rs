@@ -89,6 +89,17 @@ fn run_passes_outputs_between_steps_and_journals() {
     let (out, _) = expect_code(&s.run(&["runs", "show", &run_id]), 0);
     assert!(out.contains("greet: attempt 1 started"), "{out}");
     assert!(out.contains("Hello, Grace!"), "{out}");
+    // The same run as an HTML report with a timeline bar per attempt.
+    expect_code(
+        &s.run(&["runs", "show", &run_id, "--html", "report.html"]),
+        0,
+    );
+    let page = std::fs::read_to_string(s.path().join("report.html")).unwrap();
+    assert!(
+        page.contains("<h2>Timeline</h2>") && page.contains("again #1"),
+        "{page}"
+    );
+    assert!(page.contains("class=\"bar success\""), "{page}");
 }
 
 #[test]

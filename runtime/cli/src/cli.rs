@@ -131,7 +131,12 @@ pub enum RunsCmd {
         limit: usize,
     },
     /// One run: per-step timeline, attempts, errors, outputs (secrets masked).
-    Show { run_id: String },
+    Show {
+        run_id: String,
+        /// Also write the run as an HTML page with a timeline (a drill's report).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

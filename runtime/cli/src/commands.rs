@@ -40,7 +40,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             common,
         } => resume(&ctx, &run_id, Some(from), common).await,
         Command::Runs(RunsCmd::List { limit }) => runs_list(&ctx, limit),
-        Command::Runs(RunsCmd::Show { run_id }) => runs_show(&ctx, &run_id),
+        Command::Runs(RunsCmd::Show { run_id, html }) => runs_show(&ctx, &run_id, html.as_deref()),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
@@ -662,12 +662,17 @@ fn runs_list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn runs_show(ctx: &Ctx, run_id: &str) -> anyhow::Result<u8> {
+fn runs_show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     let store = ctx.store()?;
     let (record, summary) = store
         .run(run_id)
         .map_err(|e| Exit::invalid(format!("error: {e}")))?;
     let events = store.events(run_id)?;
+    if let Some(path) = html {
+        std::fs::write(path, crate::report::html(&record, &summary, &events))
+            .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
+    }
     let legs = store.legs(run_id)?;
     if ctx.json {
         println!(

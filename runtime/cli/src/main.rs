@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod lab;
+mod report;
 mod scaffold;
 mod store;
 mod view;
