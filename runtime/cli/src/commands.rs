@@ -511,12 +511,14 @@ fn drill_summary(wf: &Workflow, r: &RunReport) -> Option<String> {
         drill.rto.map(|d| d.as_millis() as f64),
         "ms",
     ));
-    lines.push(row(
-        "RPO",
-        found.get("rpo_ms").copied(),
-        drill.rpo.map(|d| d.as_millis() as f64),
-        "ms",
-    ));
+    if drill.rpo.is_some() || found.contains_key("rpo_ms") {
+        lines.push(row(
+            "RPO",
+            found.get("rpo_ms").copied(),
+            drill.rpo.map(|d| d.as_millis() as f64),
+            "ms",
+        ));
+    }
     if drill.rpo_bytes.is_some() || found.contains_key("rpo_bytes") {
         lines.push(row(
             "RPO bytes",
