@@ -355,14 +355,17 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     if !args.no_prompt && std::io::stdin().is_terminal() && !ctx.json {
         opts.approver = Some(Arc::new(TerminalApprover));
     }
-    execute(ctx, &store, wf, opts).await
+    execute(ctx, &store, wf, opts, true).await
 }
 
+/// Runs `opts` to the end. `fresh`: a new run (its start time is taken after compiling), not a
+/// resume (which keeps the first start time).
 async fn execute(
     ctx: &Ctx,
     store: &Store,
     wf: Arc<Workflow>,
     mut opts: RunOptions,
+    fresh: bool,
 ) -> anyhow::Result<u8> {
     let journal = store.journal(&opts.run_id)?;
     opts.sink = Some(Arc::new(vec![journal, view_sink(ctx, &wf)]));
@@ -371,6 +374,21 @@ async fn execute(
     } else {
         let local = ctx.executor()?;
         local.set_base_dir(opts.base_dir.clone());
+        // Compile (or load from the cache) every component before the run starts, so a cold
+        // cache neither delays the first steps nor counts in a drill's measured times. A
+        // component that cannot be loaded fails its step with the reason when the step runs.
+        let mut uses: Vec<&str> = wf.steps.iter().map(|s| s.uses.value.as_str()).collect();
+        uses.sort_unstable();
+        uses.dedup();
+        for u in uses {
+            let _ = meridian_engine::Executor::prepare(&*local, u).await;
+        }
+        if fresh {
+            opts.started_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+        }
         local
     };
     let report = meridian_engine::run(wf.clone(), exec, opts)
@@ -617,7 +635,7 @@ async fn resume(
         opts.approver = Some(Arc::new(TerminalApprover));
     }
     store.reopen_run(run_id)?;
-    execute(ctx, &store, wf, opts).await
+    execute(ctx, &store, wf, opts, false).await
 }
 
 /// `step` and every step that (transitively) needs it.
