@@ -222,3 +222,23 @@ fn retry_from_a_step_reruns_it_and_its_dependents_only() {
     let (_, err) = expect_code(&s.run(&["resume", "r-unknown"]), 2);
     assert!(err.contains("meridian runs list"), "{err}");
 }
+
+#[test]
+fn wrong_files_as_steps_get_a_plain_word() {
+    let s = Scratch::new();
+    s.write("garbage.wasm", "not wasm at all");
+    std::fs::write(s.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    s.write(
+        "wf.yaml",
+        "name: w\nsteps:\n  - id: a\n    uses: ./garbage.wasm\n  - id: b\n    uses: ./core.wasm\n",
+    );
+    let (_, err) = expect_code(&s.run(&["validate", "wf.yaml"]), 2);
+    assert!(err.contains("is not a WebAssembly file"), "{err}");
+    assert!(
+        err.contains("core WebAssembly module, not a component"),
+        "{err}"
+    );
+    // At run time the same reasons fail the steps, and the run ends with exit 1.
+    let (out, _) = expect_code(&s.run(&["--json", "run", "wf.yaml"]), 1);
+    assert!(out.contains("not a WebAssembly file"), "{out}");
+}

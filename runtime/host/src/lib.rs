@@ -158,6 +158,30 @@ impl WasmExecutor {
     }
 }
 
+/// A clear word for the two common wrong files, before wasmtime's parser error: not Wasm at
+/// all, or a core module where a component is needed.
+fn check_header(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if n < 8 || &head[..4] != b"\0asm" {
+        return Err(format!(
+            "{} is not a WebAssembly file (it does not start with \\0asm)",
+            path.display()
+        ));
+    }
+    if head[4..8] == [1, 0, 0, 0] {
+        return Err(format!(
+            "{} is a core WebAssembly module, not a component: build the step for wasm32-wasip2 \
+             (or wrap the module with `wasm-tools component new`)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 impl Resolver {
     /// The component for `uses` if it was loaded before.
     fn cached(&self, uses: &str) -> Option<Arc<sb::StepComponent>> {
@@ -204,6 +228,7 @@ impl Resolver {
                         .unwrap_or_else(|p| p.into_inner())
                         .join(p)
                 };
+                check_header(&p)?;
                 self.sandbox
                     .load_file(&p, sha256)
                     .map_err(|e| e.to_string())?
