@@ -318,6 +318,13 @@ impl Supervised {
         if status.is_none() {
             status = child.wait().ok();
         }
+        // Wait (bounded) until no process of the group is left: a PostgreSQL backend orphaned by a
+        // killed postmaster keeps the shared memory attached for a moment, and a restart in that
+        // window fails with "pre-existing shared memory block is still in use".
+        let gone_by = Instant::now() + Duration::from_secs(5);
+        while killpg(pgid, None).is_ok() && Instant::now() < gone_by {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         status
     }
 
