@@ -330,13 +330,8 @@ impl EventSink for Live {
     }
 }
 
-pub fn leg_id(step: &str, leg: &str) -> String {
-    if leg.is_empty() {
-        step.to_string()
-    } else {
-        format!("{step}[{leg}]")
-    }
-}
+/// `deploy` or `deploy[eu]`: the engine's one rule.
+pub use meridian_engine::run::display_id as leg_id;
 
 pub fn fmt_dur(d: Duration) -> String {
     let ms = d.as_millis();

@@ -108,6 +108,33 @@ pub struct LegReport {
     pub reused: bool,
 }
 
+impl LegReport {
+    /// A leg that ended without output: cancelled when `error` is `Cancelled`, else failed.
+    fn ended(
+        key: String,
+        matrix: Json,
+        attempts: u32,
+        duration: Duration,
+        error: StepError,
+    ) -> Self {
+        LegReport {
+            key,
+            matrix,
+            outcome: if error == StepError::Cancelled {
+                Outcome::Cancelled
+            } else {
+                Outcome::Failure
+            },
+            attempts,
+            duration,
+            output: Json::Null,
+            plan: vec![],
+            error: Some(error),
+            reused: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct StepReport {
     pub id: String,
@@ -663,17 +690,13 @@ impl Runner {
         let (input, grants) = match prepared {
             Ok(p) => p,
             Err(msg) => {
-                let report = LegReport {
+                let report = LegReport::ended(
                     key,
                     matrix,
-                    outcome: Outcome::Failure,
-                    attempts: 0,
-                    duration: Duration::ZERO,
-                    output: Json::Null,
-                    plan: vec![],
-                    error: Some(StepError::InvalidInput(self.masker.mask_str(&msg))),
-                    reused: false,
-                };
+                    0,
+                    Duration::ZERO,
+                    StepError::InvalidInput(self.masker.mask_str(&msg)),
+                );
                 self.tasks.spawn(async move {
                     LegDone {
                         step: si,
@@ -1065,16 +1088,14 @@ impl Attempt {
         policy: &RetryPolicy,
     ) -> LegReport {
         let started = Instant::now();
-        let cancelled = |attempts: u32, started: Instant, key: String, matrix: Json| LegReport {
-            key,
-            matrix,
-            outcome: Outcome::Cancelled,
-            attempts,
-            duration: started.elapsed(),
-            output: Json::Null,
-            plan: vec![],
-            error: Some(StepError::Cancelled),
-            reused: false,
+        let cancelled = |attempts: u32, started: Instant, key: String, matrix: Json| {
+            LegReport::ended(
+                key,
+                matrix,
+                attempts,
+                started.elapsed(),
+                StepError::Cancelled,
+            )
         };
         // Hold a step-level permit (matrix max-parallel) and a run-level one for the whole leg.
         let _step_permit = match &self.step_sem {
@@ -1093,17 +1114,13 @@ impl Attempt {
             _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
         };
         if let Err(e) = prepared {
-            return LegReport {
+            return LegReport::ended(
                 key,
                 matrix,
-                outcome: Outcome::Failure,
-                attempts: 0,
-                duration: started.elapsed(),
-                output: Json::Null,
-                plan: vec![],
-                error: Some(mask_error(&self.masker, e)),
-                reused: false,
-            };
+                0,
+                started.elapsed(),
+                mask_error(&self.masker, e),
+            );
         }
         let attempts = policy.attempts.max(1);
         let mut attempt = 1;
@@ -1149,17 +1166,7 @@ impl Attempt {
                         retry_in: wait,
                     });
                     let Some(wait) = wait else {
-                        return LegReport {
-                            key,
-                            matrix,
-                            outcome: Outcome::Failure,
-                            attempts: attempt,
-                            duration: started.elapsed(),
-                            output: Json::Null,
-                            plan: vec![],
-                            error: Some(e),
-                            reused: false,
-                        };
+                        return LegReport::ended(key, matrix, attempt, started.elapsed(), e);
                     };
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
