@@ -1,0 +1,266 @@
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+use super::*;
+use crate::expr::{EvalContext, RunStatus};
+use crate::workflow::*;
+
+fn wf(yaml: &str) -> Workflow {
+    crate::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    let (_, d) = crate::analyze("t.yaml", yaml);
+    d.iter()
+        .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+        .collect()
+}
+
+#[test]
+fn typed_fields() {
+    let w = wf(r#"
+name: typed
+description: d
+inputs:
+  n: {type: number, default: 2}
+  d: {type: duration, default: 90}
+  must: {type: string, required: true}
+  plain:
+vars: {a: "${{ inputs.n }}", b: [1, "x${{ vars.a }}"]}
+connections:
+  db: {postgres: "host=x"}
+  web: {url: "http://127.0.0.1:9180"}
+secrets: [S1, S2]
+on: {schedule: [{cron: "@hourly"}]}
+drill: {rto: 1m, rpo: 0s, rpo-bytes: 0}
+timeout: 1h
+max-parallel: 3
+steps:
+  - id: a
+    uses: hello
+    retry: {attempts: 4, backoff: constant, initial: 2s, max: 2s, jitter: false, on: fatal}
+    timeout: 250ms
+    continue-on-error: true
+    grants:
+      http: {allow: [web, "https://*.x.com:8443"], max-request: 1KiB, max-response: 2MB, timeout: 5s}
+      sql: [db]
+      fs: [data/, {path: /abs, mode: rw}, {path: rel, guest: /g}]
+      secrets: [S2]
+    limits: {memory: 32MiB, output: 100}
+    compensate: {uses: undo, with: {k: v}}
+    approval: true
+  - id: b
+    uses: hello
+    needs: a
+    if: false
+    strategy: {matrix: {r: [eu, us]}, max-parallel: 1, fail-fast: false}
+    approval: {message: "ok ${{ matrix.r }}?", timeout: 10m}
+"#.replace("required: true}", "required: true, default: x}").as_str());
+    assert_eq!(w.name, "typed");
+    assert_eq!(w.inputs["n"].default, Some(json!(2)));
+    assert_eq!(w.inputs["d"].default, Some(json!("90")));
+    assert!(!w.inputs["must"].required);
+    assert_eq!(w.inputs["plain"].ty, InputType::String);
+    assert_eq!(w.vars.len(), 2);
+    assert!(matches!(
+        w.connections["db"].kind,
+        ConnectionKind::Postgres(_)
+    ));
+    assert_eq!(w.secrets.len(), 2);
+    assert_eq!(
+        w.on.as_ref().unwrap().schedule[0].overlap,
+        OverlapPolicy::Skip
+    );
+    let d = w.drill.as_ref().unwrap();
+    assert_eq!(
+        (d.rto, d.rpo, d.rpo_bytes),
+        (Some(Duration::from_secs(60)), Some(Duration::ZERO), Some(0))
+    );
+    assert_eq!(w.timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(w.max_parallel, Some(3));
+    let a = &w.steps[0];
+    assert_eq!(
+        a.retry,
+        Some(RetryPolicy {
+            attempts: 4,
+            backoff: Backoff::Constant,
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(2),
+            jitter: false,
+            on: vec![RetryOn::Fatal],
+        })
+    );
+    assert_eq!(a.timeout, Some(Duration::from_millis(250)));
+    assert!(a.continue_on_error);
+    let http: Vec<&str> = a.grants.http.iter().map(|h| h.value.as_str()).collect();
+    assert_eq!(http, ["web", "https://*.x.com:8443"]);
+    assert_eq!(
+        a.grants.http_limits,
+        HttpLimits {
+            max_request_bytes: 1024,
+            max_response_bytes: 2_000_000,
+            timeout: Duration::from_secs(5)
+        }
+    );
+    assert_eq!(a.grants.sql[0].value, "db");
+    let fs: Vec<(&str, &str, bool)> = a
+        .grants
+        .fs
+        .iter()
+        .map(|f| (f.host.as_str(), f.guest.as_str(), f.writable))
+        .collect();
+    assert_eq!(
+        fs,
+        [
+            ("data/", "/data", false),
+            ("/abs", "/abs", true),
+            ("rel", "/g", false)
+        ]
+    );
+    assert_eq!(a.grants.secrets[0].value, "S2");
+    assert_eq!(
+        a.limits,
+        Limits {
+            memory: 32 << 20,
+            output: 100
+        }
+    );
+    assert!(
+        matches!(&a.compensate, Compensate::Step { uses, with, .. } if uses.value == "undo" && with.contains_key("k"))
+    );
+    assert!(
+        a.approval
+            .as_ref()
+            .is_some_and(|p| p.message.is_none() && p.timeout.is_none())
+    );
+    let b = &w.steps[1];
+    assert_eq!(b.needs[0].value, "a");
+    assert_eq!(b.condition.as_ref().unwrap().value.source(), "false");
+    let m = b.matrix.as_ref().unwrap();
+    assert_eq!((m.max_parallel, m.fail_fast), (Some(1), false));
+    assert_eq!(
+        b.approval.as_ref().unwrap().timeout,
+        Some(Duration::from_secs(600))
+    );
+}
+
+#[test]
+fn defaults() {
+    let w = wf("name: d\nsteps:\n  - id: a\n    uses: hello\n    retry: 2\n");
+    let a = &w.steps[0];
+    let r = a.retry.as_ref().unwrap();
+    assert_eq!(r.attempts, 2);
+    assert_eq!(r.backoff, Backoff::Exponential);
+    assert!(r.jitter);
+    assert_eq!(r.on, [RetryOn::Retryable, RetryOn::Timeout]);
+    assert_eq!(a.limits, Limits::default());
+    assert_eq!(a.grants.http_limits, HttpLimits::default());
+    assert!(matches!(a.compensate, Compensate::None));
+    assert!(a.approval.is_none() && a.condition.is_none() && a.matrix.is_none());
+}
+
+#[test]
+fn with_values_evaluate() {
+    let w = wf(
+        "name: v\ninputs: {n: {type: number, default: 1}}\nsteps:\n  - id: a\n    uses: hello\n    with:\n      n: ${{ inputs.n }}\n      s: \"n=${{ inputs.n }}\"\n      l: [1, true, null, \"${{ inputs.n }}\"]\n      m: {k: v}\n",
+    );
+    let ctx = EvalContext {
+        data: json!({"inputs": {"n": 5}}),
+        status: RunStatus::default(),
+    };
+    let with: serde_json::Map<String, Json> = w.steps[0]
+        .with
+        .iter()
+        .map(|(k, v)| (k.clone(), v.eval(&ctx).unwrap()))
+        .collect();
+    assert_eq!(
+        Json::Object(with),
+        json!({"n": 5, "s": "n=5", "l": [1, true, null, 5], "m": {"k": "v"}})
+    );
+    assert_eq!(w.steps[0].with["s"].to_json(), json!("n=${{ inputs.n }}"));
+    assert!(!w.steps[0].with["l"].is_literal());
+    assert!(w.steps[0].with["m"].is_literal());
+}
+
+#[test]
+fn matrix_legs_match_the_engine_rule() {
+    let w = wf(
+        "name: m\nsteps:\n  - id: a\n    uses: hello\n    strategy:\n      matrix:\n        r: [eu, us]\n        n: [1, 2]\n        exclude: [{r: us, n: 2}]\n        include: [{r: ap, n: 1, extra: true}, {r: eu, n: 1}]\n",
+    );
+    let m = w.steps[0].matrix.as_ref().unwrap();
+    let keys: Vec<String> = m
+        .static_legs()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(keys, ["eu,1", "eu,2", "us,1", "ap,1,true"]);
+    assert_eq!(m.keys(), ["r", "n", "extra"]);
+}
+
+#[test]
+fn expressions_in_block_and_quoted_scalars_are_located() {
+    // Literal block: the error is on the second content line.
+    let e = errors(
+        "name: x\nsteps:\n  - id: a\n    uses: hello\n    with:\n      script: |\n        first ${{ inputs.a }}\n        then ${{ inptus.b }}\n",
+    );
+    assert!(
+        e.contains(&"8:18: invalid expression: unknown context `inptus`".to_owned()),
+        "{e:?}"
+    );
+    // Double-quoted with an escape before the expression: still found by counting `${{`.
+    let e = errors(
+        "name: x\nsteps:\n  - id: a\n    uses: hello\n    with:\n      s: \"a\\tb ${{ inputz }}\"\n",
+    );
+    assert!(
+        e.contains(&"6:20: invalid expression: unknown context `inputz`".to_owned()),
+        "{e:?}"
+    );
+    // Single-quoted `if:` without braces.
+    let e = errors("name: x\nsteps:\n  - id: a\n    uses: hello\n    if: 'inputs.x =='\n");
+    assert!(
+        e.iter().any(|m| m.starts_with("5:21: invalid expression")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn every_problem_is_collected() {
+    let e = errors(
+        "name: x\ntimeout: nope\nmax-parallel: 0\nsteps:\n  - id: a\n    uses: hello\n    timeout: 0\n    limits: {memory: lots}\n  - id: a\n    uses: hello\n    nedds: [b]\n",
+    );
+    assert_eq!(e.len(), 6, "{e:?}");
+}
+
+#[test]
+fn locate_falls_back_to_the_scalar() {
+    let text = "k: \"\\u0041${{ x }}\"";
+    let map = SourceMap::new(text);
+    let region = map.span(3, text.len());
+    // The value `A${{ x }}`: the escape shifts everything by 5 bytes, `${{` is still found.
+    let s = locate(&map, region, "A${{ x }}", 5, 1);
+    assert_eq!(&text[s.offset..s.offset + 1], "x");
+    // Text the source does not contain verbatim points at the scalar.
+    let s = locate(&map, region, "A", 0, 1);
+    assert_eq!(s.offset, region.offset);
+}
+
+#[test]
+fn uses_forms() {
+    let ok = "name: u\nsteps:\n  - {id: a, uses: ./steps/a@v2/x.wasm}\n  - {id: b, uses: \"hello@sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}\n";
+    assert!(crate::parse("t", ok).is_ok());
+    let e = errors("name: u\nsteps:\n  - {id: a, uses: hello@latest}\n  - {id: b, uses: \" \"}\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+}
+
+#[test]
+fn identifiers() {
+    assert!(is_ident("deploy-eu_1"));
+    assert!(is_ident("_x"));
+    assert!(!is_ident("1a"));
+    assert!(!is_ident("a b"));
+    assert!(!is_ident(""));
+    assert!(is_secret_name("PG_PASSWORD"));
+    assert!(!is_secret_name("PG-PASSWORD"));
+}

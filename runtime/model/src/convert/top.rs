@@ -1,0 +1,309 @@
+//! The top level of a workflow file, and its sections other than `inputs` and `steps`:
+//! `connections`, `on` and `drill`.
+
+use indexmap::IndexMap;
+
+use super::inputs::inputs;
+use super::step::step;
+use super::{Cx, MAX_STEPS, is_ident, is_secret_name};
+use crate::diag::suggest;
+use crate::span::Spanned;
+use crate::workflow::*;
+use crate::yaml::{Node, NodeKind, Scalar};
+
+const TOP_KEYS: [&str; 11] = [
+    "name",
+    "description",
+    "inputs",
+    "vars",
+    "connections",
+    "secrets",
+    "on",
+    "drill",
+    "timeout",
+    "max-parallel",
+    "steps",
+];
+
+/// Converts the document root (None for an empty file).
+pub(crate) fn workflow(cx: &mut Cx<'_>, root: Option<&Node>) -> Workflow {
+    let mut wf = Workflow {
+        file: cx.file.to_owned(),
+        name: String::new(),
+        description: None,
+        inputs: IndexMap::new(),
+        vars: IndexMap::new(),
+        connections: IndexMap::new(),
+        secrets: Vec::new(),
+        on: None,
+        drill: None,
+        timeout: None,
+        max_parallel: None,
+        steps: Vec::new(),
+        source: SourceText(cx.map.text().into()),
+    };
+    let Some(root) = root else {
+        cx.error(
+            cx.map.span(0, 0),
+            "the workflow file is empty",
+            Some("a workflow needs at least `name:` and `steps:`".into()),
+        );
+        return wf;
+    };
+    cx.duplicate_keys(root);
+    let Some(top) = cx.fields(root, &TOP_KEYS, "at top level") else {
+        return wf;
+    };
+    if let Some(n) = cx.require(&top, "name", "at top level") {
+        wf.name = cx.text(n, "`name`").unwrap_or_default();
+    }
+    if let Some(n) = top.get("description") {
+        wf.description = cx.text(n, "`description`");
+    }
+    if let Some(n) = top.get("inputs") {
+        wf.inputs = inputs(cx, n);
+    }
+    if let Some(n) = top.get("vars") {
+        for (k, v) in cx.value_map(n, "`vars`") {
+            if !is_ident(&k) {
+                cx.error(
+                    v.span,
+                    format!("invalid var name `{k}`"),
+                    Some("use letters, digits, `_` and `-`, starting with a letter or `_`".into()),
+                );
+            }
+            wf.vars.insert(k, v);
+        }
+    }
+    if let Some(n) = top.get("connections") {
+        wf.connections = connections(cx, n);
+    }
+    if let Some(n) = top.get("secrets") {
+        let list = cx.string_list(n, "`secrets`", false);
+        for s in list {
+            if !is_secret_name(&s.value) {
+                cx.error(
+                    s.span,
+                    format!("invalid secret name `{}`", s.value),
+                    Some("use letters, digits and `_`, starting with a letter or `_`".into()),
+                );
+            } else if let Some(first) = wf.secrets.iter().find(|x| x.value == s.value) {
+                let hint = format!("first declared at line {}", first.span.line);
+                cx.error(
+                    s.span,
+                    format!("secret `{}` is declared twice", s.value),
+                    Some(hint),
+                );
+            } else {
+                wf.secrets.push(s);
+            }
+        }
+    }
+    if let Some(n) = top.get("on") {
+        wf.on = triggers(cx, n);
+    }
+    if let Some(n) = top.get("drill") {
+        wf.drill = drill(cx, n);
+    }
+    if let Some(n) = top.get("timeout") {
+        wf.timeout = cx.duration(n, "`timeout`", true);
+    }
+    if let Some(n) = top.get("max-parallel") {
+        wf.max_parallel = cx.uint(n, "`max-parallel`", 1).map(|v| v as usize);
+    }
+    if let Some(n) = cx.require(&top, "steps", "at top level") {
+        match &n.kind {
+            NodeKind::Seq(items) if items.is_empty() => {
+                cx.error(
+                    n.span,
+                    "`steps` is empty",
+                    Some("a workflow needs at least one step".into()),
+                );
+            }
+            NodeKind::Seq(items) if items.len() > MAX_STEPS => {
+                cx.error(n.span, format!("more than {MAX_STEPS} steps"), None);
+            }
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = step(cx, item, i, &wf) {
+                        wf.steps.push(s);
+                    }
+                }
+            }
+            NodeKind::Scalar(Scalar::Null) => {
+                cx.error(
+                    n.span,
+                    "`steps` is empty",
+                    Some("a workflow needs at least one step".into()),
+                );
+            }
+            _ => cx.wrong_type(n, "a list of steps", "`steps`"),
+        }
+    }
+    wf
+}
+
+fn connections(cx: &mut Cx<'_>, node: &Node) -> IndexMap<String, Connection> {
+    let mut out = IndexMap::new();
+    if node.is_null() {
+        return out;
+    }
+    let Some(entries) = node.as_map() else {
+        cx.wrong_type(node, "a mapping of connection names", "`connections`");
+        return out;
+    };
+    for (k, v) in entries {
+        let Some(name) = cx.key(k) else { continue };
+        if !is_ident(&name) {
+            cx.error(
+                k.span,
+                format!("invalid connection name `{name}`"),
+                Some("use letters, digits, `_` and `-`, starting with a letter or `_`".into()),
+            );
+        }
+        let what = format!("in connection `{name}`");
+        let Some(f) = cx.fields(v, &["postgres", "url"], &what) else {
+            continue;
+        };
+        let kind = match (f.get("postgres"), f.get("url")) {
+            (Some(p), None) => cx
+                .template(p, &format!("`postgres` of connection `{name}`"))
+                .map(ConnectionKind::Postgres),
+            (None, Some(u)) => {
+                let t = cx.template(u, &format!("`url` of connection `{name}`"));
+                if let Some(t) = &t
+                    && t.is_literal()
+                    && !(t.raw().starts_with("http://") || t.raw().starts_with("https://"))
+                {
+                    cx.error(
+                        u.span,
+                        format!("connection `{name}`: `{}` is not an http(s) URL", t.raw()),
+                        Some("write it like `http://127.0.0.1:9180`".into()),
+                    );
+                }
+                t.map(ConnectionKind::Http)
+            }
+            (Some(_), Some(_)) => {
+                cx.error(
+                    k.span,
+                    format!("connection `{name}` has both `postgres` and `url`"),
+                    Some("a connection is either a PostgreSQL DSN or an HTTP URL".into()),
+                );
+                None
+            }
+            (None, None) => {
+                cx.error(
+                    k.span,
+                    format!("connection `{name}` needs `postgres: <DSN>` or `url: <URL>`"),
+                    None,
+                );
+                None
+            }
+        };
+        if let Some(kind) = kind
+            && !out.contains_key(&name)
+        {
+            out.insert(name, Connection { span: v.span, kind });
+        }
+    }
+    out
+}
+
+fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
+    let f = cx.fields(node, &["schedule"], "in `on`")?;
+    let mut t = Triggers::default();
+    let Some(s) = f.get("schedule") else {
+        return Some(t);
+    };
+    let NodeKind::Seq(items) = &s.kind else {
+        cx.wrong_type(s, "a list of `- cron: …` entries", "`on.schedule`");
+        return Some(t);
+    };
+    for item in items {
+        let Some(e) = cx.fields(item, &["cron", "overlap"], "in a schedule") else {
+            continue;
+        };
+        let Some(c) = cx.require(&e, "cron", "in a schedule") else {
+            continue;
+        };
+        let Some(cron) = cx.string(c, "`cron`") else {
+            continue;
+        };
+        if !check_cron(cx, &cron) {
+            continue;
+        }
+        let mut overlap = OverlapPolicy::Skip;
+        if let Some(o) = e.get("overlap") {
+            match o.as_str() {
+                Some("skip") => overlap = OverlapPolicy::Skip,
+                Some("queue") => overlap = OverlapPolicy::Queue,
+                Some("allow") => overlap = OverlapPolicy::Allow,
+                other => {
+                    let hint = other
+                        .and_then(|s| suggest(s, ["skip", "queue", "allow"]))
+                        .or_else(|| Some("use `skip`, `queue` or `allow`".into()));
+                    cx.error(
+                        o.span,
+                        format!(
+                            "invalid `overlap`: {}",
+                            other.map_or_else(|| o.describe().to_owned(), |s| format!("`{s}`"))
+                        ),
+                        hint,
+                    );
+                }
+            }
+        }
+        t.schedule.push(Schedule {
+            span: item.span,
+            cron: cron.value,
+            overlap,
+        });
+    }
+    Some(t)
+}
+
+/// Validates a 5- or 6-field cron line (or an `@hourly`-style nickname) with croner.
+fn check_cron(cx: &mut Cx<'_>, cron: &Spanned<String>) -> bool {
+    let text = cron.value.trim();
+    let fields = text.split_whitespace().count();
+    if !(text.starts_with('@') || fields == 5 || fields == 6) {
+        cx.error(
+            cron.span,
+            format!("invalid cron `{text}`: it has {fields} fields"),
+            Some("use 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first".into()),
+        );
+        return false;
+    }
+    match text.parse::<croner::Cron>() {
+        Ok(_) => true,
+        Err(e) => {
+            cx.error(
+                cron.span,
+                format!("invalid cron `{text}`: {e}"),
+                Some("for example `*/5 * * * *` runs every five minutes".into()),
+            );
+            false
+        }
+    }
+}
+
+fn drill(cx: &mut Cx<'_>, node: &Node) -> Option<Drill> {
+    let f = cx.fields(node, &["rto", "rpo", "rpo-bytes"], "in `drill`")?;
+    let mut d = Drill {
+        span: node.span,
+        ..Drill::default()
+    };
+    if let Some(n) = f.get("rto") {
+        d.rto = cx.duration(n, "`drill.rto`", true);
+    }
+    if let Some(n) = f.get("rpo") {
+        d.rpo = cx.duration(n, "`drill.rpo`", false);
+    }
+    if let Some(n) = f.get("rpo-bytes") {
+        d.rpo_bytes = match &n.kind {
+            NodeKind::Scalar(Scalar::Number(v)) if v.as_u64() == Some(0) => Some(0),
+            _ => cx.size(n, "`drill.rpo-bytes`"),
+        };
+    }
+    Some(d)
+}
