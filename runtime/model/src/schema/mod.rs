@@ -1,0 +1,157 @@
+//! Checks a workflow against what its step components declare (`describe()` in the WIT
+//! contract): each step's `with:` against the JSON Schema of its input, references to
+//! `steps.<id>.outputs.<name>` against the output schema, and the grants a step needs against
+//! the grants the workflow gives it (a warning: the step may still work for the inputs given).
+//!
+//! Supported JSON Schema subset: `type` (one or a list), `enum`, `const`, `minimum`, `maximum`,
+//! `exclusiveMinimum`, `exclusiveMaximum`, `minLength`, `maxLength`, `items`, `minItems`,
+//! `maxItems`, `properties`, `required`, `additionalProperties` (bool or schema), `allOf`,
+//! `anyOf`, `oneOf` (as "any"), and local `$ref`s (`#/…`). Unknown keywords are ignored.
+//!
+//! A value written as one `${{ expr }}` cannot be typed before the run and is skipped; a string
+//! that mixes text and expressions is known to be a string, so it is type-checked as one.
+//!
+//! Cost: one lookup per distinct `uses:`, then linear in the size of the `with:` values times the
+//! schema's branching (`anyOf` re-checks a value once per branch).
+
+mod grants;
+#[cfg(test)]
+mod tests;
+mod value;
+
+use std::collections::HashMap;
+
+use serde_json::Value as Json;
+
+use crate::check::sites;
+use crate::convert::locate;
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::source::SourceMap;
+use crate::span::Span;
+use crate::workflow::*;
+
+pub use grants::{http_allows, http_pattern_matches};
+
+/// What a step component declares about itself (from its `describe()` manifest).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepSchema {
+    /// JSON Schema of the step's input (its `with:`).
+    pub input: Json,
+    /// JSON Schema of the step's output object.
+    pub output: Json,
+    /// Capabilities the step needs: (kind `http`|`sql`|`fs`|`secrets`, detail), e.g.
+    /// `("http", "https://route53.amazonaws.com")`, `("secrets", "AWS_SECRET_ACCESS_KEY")`,
+    /// `("fs", "/data")`.
+    pub grants_needed: Vec<(String, String)>,
+}
+
+/// Checks every step against its component's schema; `lookup` maps a `uses:` string to the
+/// component's schema (`None`: unknown, skipped). Returns errors and warnings, sorted by position.
+pub fn check_steps(wf: &Workflow, lookup: &dyn Fn(&str) -> Option<StepSchema>) -> Vec<Diagnostic> {
+    let map = SourceMap::new(&wf.source);
+    // `lookup` may be costly (compiling a component to ask it); ask once per distinct `uses:`.
+    let mut cache: HashMap<String, Option<StepSchema>> = HashMap::new();
+    let mut get = |uses: &str| -> Option<StepSchema> {
+        cache
+            .entry(uses.to_owned())
+            .or_insert_with(|| lookup(uses))
+            .clone()
+    };
+    let mut out = Checker {
+        file: &wf.file,
+        map: &map,
+        diags: Vec::new(),
+    };
+    let mut by_step: Vec<Option<StepSchema>> = Vec::with_capacity(wf.steps.len());
+    for s in &wf.steps {
+        let schema = if s.uses.value.is_empty() {
+            None
+        } else {
+            get(&s.uses.value)
+        };
+        if let Some(sc) = &schema {
+            out.with(&sc.input, &s.with, s.uses.span, &s.id.value, &s.uses.value);
+            out.grants(wf, s, &sc.grants_needed);
+        }
+        if let Compensate::Step { uses, with, .. } = &s.compensate
+            && let Some(sc) = get(&uses.value)
+        {
+            out.with(&sc.input, with, uses.span, &s.id.value, &uses.value);
+        }
+        by_step.push(schema);
+    }
+    // Output names used by expressions.
+    for site in sites(wf) {
+        for r in &site.refs {
+            if r.path.len() < 4 || r.path[0] != "steps" || r.path[2] != "outputs" {
+                continue;
+            }
+            let Some(ti) = wf.steps.iter().position(|s| s.id.value == r.path[1]) else {
+                continue;
+            };
+            let target = &wf.steps[ti];
+            let name_at = if target.matrix.is_some() { 4 } else { 3 };
+            let Some(name) = r.path.get(name_at) else {
+                continue;
+            };
+            let Some(sc) = &by_step[ti] else { continue };
+            let Some(props) = closed_properties(&sc.output) else {
+                continue;
+            };
+            if !props.contains(&name.as_str()) {
+                let span = locate(&map, site.span, site.raw, r.offset, r.len);
+                let hint = did_you_mean(name, props.iter().copied())
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .or_else(|| {
+                        Some(if props.is_empty() {
+                            format!("`{}` declares no outputs", target.uses.value)
+                        } else {
+                            format!("its outputs: {}", props.join(", "))
+                        })
+                    });
+                out.push(
+                    Diagnostic::error(
+                        &wf.file,
+                        span,
+                        format!(
+                            "step `{}` (`uses: {}`) has no output `{name}`",
+                            target.id.value, target.uses.value
+                        ),
+                    ),
+                    hint,
+                );
+            }
+        }
+    }
+    let mut d = crate::diag::Diagnostics::from(out.diags);
+    d.sort();
+    d.into_vec()
+}
+
+/// The property names of an output schema that lists them and does not allow others.
+fn closed_properties(schema: &Json) -> Option<Vec<&str>> {
+    let props = schema.get("properties")?.as_object()?;
+    match schema.get("additionalProperties") {
+        Some(Json::Bool(true) | Json::Object(_)) => None,
+        _ => Some(props.keys().map(String::as_str).collect()),
+    }
+}
+
+struct Checker<'a> {
+    file: &'a str,
+    map: &'a SourceMap<'a>,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, d: Diagnostic, hint: Option<String>) {
+        let mut d = d;
+        d.hint = hint;
+        d.source_line = self.map.line(d.span.line).map(str::to_owned);
+        self.diags.push(d);
+    }
+
+    fn err(&mut self, span: Span, msg: String, hint: Option<String>) {
+        self.push(Diagnostic::error(self.file, span, msg), hint);
+    }
+}

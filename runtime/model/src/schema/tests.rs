@@ -1,0 +1,241 @@
+use super::*;
+use serde_json::json;
+
+fn wf(yaml: &str) -> Workflow {
+    crate::parse("w.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn route53() -> StepSchema {
+    StepSchema {
+        input: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["zone", "record"],
+            "properties": {
+                "zone": {"type": "string", "description": "hosted zone id"},
+                "record": {"type": "string", "minLength": 1},
+                "ttl": {"type": "integer", "minimum": 1, "maximum": 86400},
+                "mode": {"enum": ["failover", "weighted"]},
+                "dry": {"type": "boolean"},
+                "targets": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/target"}},
+                "tags": {"type": "object", "additionalProperties": {"type": "string"}}
+            },
+            "$defs": {"target": {"type": "object", "required": ["region"], "additionalProperties": false,
+                                   "properties": {"region": {"type": "string"}, "weight": {"type": "number"}}}}
+        }),
+        output: json!({"type": "object", "properties": {"change_id": {"type": "string"}, "status": {}}}),
+        grants_needed: vec![
+            ("http".into(), "https://route53.amazonaws.com".into()),
+            ("secrets".into(), "AWS_KEY".into()),
+        ],
+    }
+}
+
+fn lookup(uses: &str) -> Option<StepSchema> {
+    match uses {
+        "gslb-route53" => Some(route53()),
+        "hello" => Some(StepSchema {
+            input: json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+            output: json!({"type": "object", "properties": {"greeting": {"type": "string"}}, "additionalProperties": false}),
+            grants_needed: vec![],
+        }),
+        _ => None,
+    }
+}
+
+fn messages(d: &[Diagnostic]) -> Vec<String> {
+    d.iter()
+        .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+        .collect()
+}
+
+const HEAD: &str =
+    "name: t\ninputs:\n  ttl: {type: number, default: 60}\nsecrets: [AWS_KEY]\nsteps:\n";
+
+#[test]
+fn a_good_step_passes() {
+    let w = wf(&format!(
+        "{HEAD}  - id: dns\n    uses: gslb-route53\n    with:\n      zone: Z1\n      record: api.example.com\n      ttl: ${{{{ inputs.ttl }}}}\n      mode: failover\n      targets: [{{region: eu, weight: 1.5}}]\n      tags: {{a: b}}\n    grants:\n      http: [\"https://*.amazonaws.com\"]\n      secrets: [AWS_KEY]\n"
+    ));
+    let d = check_steps(&w, &lookup);
+    assert!(d.is_empty(), "{:?}", messages(&d));
+}
+
+#[test]
+fn problems_in_with_are_reported_where_they_are() {
+    let w = wf(&format!(
+        "{HEAD}  - id: dns\n    uses: gslb-route53\n    with:\n      zoen: Z1\n      ttl: \"30\"\n      mode: failovr\n      dry: yes\n      targets: [{{weight: x}}]\n      tags: {{a: 1}}\n      record: \"\"\n"
+    ));
+    let d = check_steps(&w, &lookup);
+    let m = messages(&d);
+    let expect = [
+        "7:11: missing required input `with.zone` for step `dns` (`uses: gslb-route53`)",
+        "9:7: unknown input `with.zoen` for step `dns` (`uses: gslb-route53`)",
+        "10:12: `with.ttl` must be an integer, found a string",
+        "11:13: `with.mode` must be one of `failover`, `weighted`, found `failovr`",
+        "12:12: `with.dry` must be a boolean, found a string",
+        "13:17: missing required input `with.targets[0].region` for step `dns` (`uses: gslb-route53`)",
+        "13:26: `with.targets[0].weight` must be a number, found a string",
+        "14:17: `with.tags.a` must be a string, found an integer",
+        "15:15: `with.record` must be at least 1 characters long",
+    ];
+    for e in expect {
+        assert!(m.iter().any(|x| x == e), "missing {e:?} in {m:#?}");
+    }
+    let zoen = d.iter().find(|d| d.message.contains("zoen")).unwrap();
+    assert_eq!(zoen.hint.as_deref(), Some("did you mean `zone`?"));
+    assert_eq!(zoen.source_line.as_deref(), Some("      zoen: Z1"));
+    let ttl = d.iter().find(|d| d.message.contains("with.ttl")).unwrap();
+    assert_eq!(
+        ttl.hint.as_deref(),
+        Some("remove the quotes to make it a number")
+    );
+    // Missing grants are warnings.
+    let w: Vec<&Diagnostic> = d.iter().filter(|d| !d.is_error()).collect();
+    assert_eq!(w.len(), 2, "{:?}", messages(&d));
+    assert!(w.iter().any(|d| {
+        d.message
+            .contains("needs http access to `https://route53.amazonaws.com`")
+    }));
+    assert!(
+        w.iter()
+            .any(|d| d.message.contains("needs secrets access to `AWS_KEY`"))
+    );
+}
+
+#[test]
+fn numbers_and_mixed_templates() {
+    let w = wf(&format!(
+        "{HEAD}  - id: dns\n    uses: gslb-route53\n    with:\n      zone: Z1\n      record: r\n      ttl: 0\n      mode: \"x-${{{{ inputs.ttl }}}}\"\n    grants: {{http: [\"https://route53.amazonaws.com\"], secrets: [AWS_KEY]}}\n"
+    ));
+    let m = messages(&check_steps(&w, &lookup));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].contains("`with.ttl` must be at least 1, found 0"),
+        "{m:?}"
+    );
+    // A mixed template is a string: checked against a number type.
+    let w = wf(&format!(
+        "{HEAD}  - id: dns\n    uses: gslb-route53\n    with: {{zone: Z1, record: r, ttl: \"n${{{{ inputs.ttl }}}}\"}}\n    grants: {{http: [\"https://route53.amazonaws.com\"], secrets: [AWS_KEY]}}\n"
+    ));
+    let m = messages(&check_steps(&w, &lookup));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("`with.ttl` must be an integer, found a string"));
+}
+
+#[test]
+fn output_references_are_checked() {
+    let w = wf(&format!(
+        "{HEAD}  - id: a\n    uses: hello\n  - id: b\n    uses: hello\n    needs: a\n    with:\n      name: ${{{{ steps.a.outputs.greting }}}} ${{{{ steps.a.outputs.greeting }}}}\n"
+    ));
+    let d = check_steps(&w, &lookup);
+    let m = messages(&d);
+    assert_eq!(
+        m,
+        vec!["12:17: step `a` (`uses: hello`) has no output `greting`"]
+    );
+    assert_eq!(d[0].hint.as_deref(), Some("did you mean `greeting`?"));
+    // gslb-route53's output schema is open-ended? No: no additionalProperties means closed here.
+    let w = wf(&format!(
+        "{HEAD}  - id: m\n    uses: hello\n    strategy: {{matrix: {{r: [eu, us]}}}}\n  - id: b\n    uses: hello\n    needs: m\n    if: steps.m.outputs.eu.nope == 'x' || steps.m.outputs.us.greeting\n"
+    ));
+    let m = messages(&check_steps(&w, &lookup));
+    assert_eq!(
+        m,
+        vec!["12:9: step `m` (`uses: hello`) has no output `nope`"]
+    );
+}
+
+#[test]
+fn compensate_with_is_checked_too() {
+    let w = wf(&format!(
+        "{HEAD}  - id: a\n    uses: gslb-route53\n    with: {{zone: Z, record: r}}\n    grants: {{http: [\"https://route53.amazonaws.com\"], secrets: [AWS_KEY]}}\n    compensate:\n      uses: hello\n      with: {{name: 5}}\n"
+    ));
+    let m = messages(&check_steps(&w, &lookup));
+    assert_eq!(
+        m,
+        vec!["12:20: `with.name` must be a string, found an integer"]
+    );
+}
+
+#[test]
+fn any_of_const_and_false_schemas() {
+    let lookup = |_: &str| {
+        Some(StepSchema {
+            input: json!({
+                "type": "object",
+                "properties": {
+                    "target": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "version": {"const": 2},
+                    "legacy": false,
+                    "n": {"type": ["integer", "null"], "exclusiveMaximum": 10}
+                }
+            }),
+            ..StepSchema::default()
+        })
+    };
+    let ok = wf(
+        "name: t\nsteps:\n  - id: a\n    uses: x\n    with: {target: [a, b], version: 2, n: null, extra: 1}\n",
+    );
+    assert!(check_steps(&ok, &lookup).is_empty());
+    let bad = wf(
+        "name: t\nsteps:\n  - id: a\n    uses: x\n    with: {target: 5, version: 3, legacy: 1, n: 10}\n",
+    );
+    let m = messages(&check_steps(&bad, &lookup));
+    assert_eq!(
+        m,
+        [
+            "5:20: `with.target` matches none of the allowed forms for step `a`",
+            "5:32: `with.version` must be `2`, found `3`",
+            "5:43: `with.legacy` is not allowed",
+            "5:49: `with.n` must be less than 10, found 10",
+        ]
+    );
+}
+
+#[test]
+fn http_patterns() {
+    assert!(http_pattern_matches(
+        "https://route53.amazonaws.com",
+        "https://route53.amazonaws.com/2013-04-01/x"
+    ));
+    assert!(http_pattern_matches(
+        "https://*.amazonaws.com",
+        "https://route53.amazonaws.com"
+    ));
+    assert!(!http_pattern_matches(
+        "https://*.amazonaws.com",
+        "https://a.b.amazonaws.com"
+    ));
+    assert!(!http_pattern_matches("https://x.com", "http://x.com"));
+    assert!(http_pattern_matches("*://x.com", "http://x.com"));
+    assert!(http_pattern_matches(
+        "http://127.0.0.1:*",
+        "http://127.0.0.1:9180/apisix"
+    ));
+    assert!(!http_pattern_matches(
+        "http://127.0.0.1",
+        "http://127.0.0.1:9180"
+    ));
+    assert!(http_pattern_matches(
+        "http://127.0.0.1:9180/",
+        "http://127.0.0.1:9180"
+    ));
+    assert!(http_pattern_matches("http://[::1]:80", "http://[::1]/"));
+    assert!(!http_pattern_matches("http://x.com", "ftp://x.com"));
+}
+
+#[test]
+fn http_grants_by_connection_name() {
+    let w = wf(
+        "name: t\nconnections:\n  admin: {url: \"http://127.0.0.1:9180\"}\n  dyn: {url: \"${{ inputs.u }}\"}\ninputs: {u: {type: string, default: 'http://x'}}\nsteps:\n  - {id: a, uses: x, grants: {http: [admin, dyn]}}\n",
+    );
+    assert!(http_allows(
+        &w,
+        "admin",
+        "http://127.0.0.1:9180/apisix/admin/routes"
+    ));
+    assert!(!http_allows(&w, "admin", "http://127.0.0.1:9181/"));
+    assert!(http_allows(&w, "dyn", "http://anything"));
+    assert!(!http_allows(&w, "nope", "http://anything"));
+}
