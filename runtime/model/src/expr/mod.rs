@@ -34,6 +34,7 @@ mod parser;
 mod template;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use std::borrow::Cow;
 
@@ -42,6 +43,7 @@ use serde_json::Value as Json;
 use ast::{Kind, Node, collect_refs, walk};
 use eval::eval;
 pub use eval::{loose_eq, to_str};
+pub(crate) use types::ExprType;
 
 /// Longest accepted expression source, in bytes.
 pub const MAX_EXPR_LEN: usize = 16 * 1024;

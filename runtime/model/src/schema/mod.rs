@@ -8,12 +8,16 @@
 //! `maxItems`, `properties`, `required`, `additionalProperties` (bool or schema), `allOf`,
 //! `anyOf`, `oneOf` (as "any"), and local `$ref`s (`#/…`). Unknown keywords are ignored.
 //!
-//! A value written as one `${{ expr }}` cannot be typed before the run and is skipped; a string
-//! that mixes text and expressions is known to be a string, so it is type-checked as one.
+//! A value written as one `${{ expr }}` keeps the expression's type. That type is checked against
+//! the input's `type` when it is known before the run: from a producing step's output schema
+//! (`steps.<id>.outputs.<name>`, and the matrix forms), a declared input type, a literal, or a
+//! function's result; anything else is skipped. A string that mixes text and expressions is
+//! known to be a string, so it is type-checked as one.
 //!
 //! Cost: one lookup per distinct `uses:`, then linear in the size of the `with:` values times the
 //! schema's branching (`anyOf` re-checks a value once per branch).
 
+mod exprs;
 mod grants;
 #[cfg(test)]
 mod tests;
@@ -30,6 +34,7 @@ use crate::source::SourceMap;
 use crate::span::Span;
 use crate::workflow::*;
 
+use exprs::Types;
 pub use grants::{http_allows, http_pattern_matches};
 
 /// What a step component declares about itself (from its `describe()` manifest).
@@ -57,19 +62,28 @@ pub fn check_steps(wf: &Workflow, lookup: &dyn Fn(&str) -> Option<StepSchema>) -
             .or_insert_with(|| lookup(uses))
             .clone()
     };
+    // Every output schema is needed before any `with:` is checked: a value may use the output
+    // of any step it needs, wherever that step is in the file.
+    let by_step: Vec<Option<StepSchema>> = wf
+        .steps
+        .iter()
+        .map(|s| {
+            if s.uses.value.is_empty() {
+                None
+            } else {
+                get(&s.uses.value)
+            }
+        })
+        .collect();
+    let types = Types::new(wf, &by_step);
     let mut out = Checker {
         file: &wf.file,
         map: &map,
+        types: &types,
         diags: Vec::new(),
     };
-    let mut by_step: Vec<Option<StepSchema>> = Vec::with_capacity(wf.steps.len());
-    for s in &wf.steps {
-        let schema = if s.uses.value.is_empty() {
-            None
-        } else {
-            get(&s.uses.value)
-        };
-        if let Some(sc) = &schema {
+    for (s, schema) in wf.steps.iter().zip(&by_step) {
+        if let Some(sc) = schema {
             out.with(&sc.input, &s.with, s.uses.span, &s.id.value, &s.uses.value);
             out.grants(wf, s, &sc.grants_needed);
         }
@@ -78,7 +92,6 @@ pub fn check_steps(wf: &Workflow, lookup: &dyn Fn(&str) -> Option<StepSchema>) -
         {
             out.with(&sc.input, with, uses.span, &s.id.value, &uses.value);
         }
-        by_step.push(schema);
     }
     // Output names used by expressions.
     for site in sites(wf) {
@@ -140,6 +153,8 @@ fn closed_properties(schema: &Json) -> Option<Vec<&str>> {
 struct Checker<'a> {
     file: &'a str,
     map: &'a SourceMap<'a>,
+    /// What expressions in `with:` can be known to give.
+    types: &'a Types<'a>,
     diags: Vec<Diagnostic>,
 }
 

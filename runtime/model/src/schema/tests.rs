@@ -239,3 +239,178 @@ fn http_grants_by_connection_name() {
     assert!(http_allows(&w, "dyn", "http://anything"));
     assert!(!http_allows(&w, "nope", "http://anything"));
 }
+
+/// A producer with typed outputs and a consumer with typed inputs, for `${{ }}` type checks.
+fn typed_lookup(uses: &str) -> Option<StepSchema> {
+    match uses {
+        "producer" => Some(StepSchema {
+            input: json!({"type": "object"}),
+            output: json!({
+                "type": "object",
+                "properties": {
+                    "port": {"type": "integer"},
+                    "host": {"type": "string"},
+                    "ratio": {"type": "number"},
+                    "ready": {"type": "boolean"},
+                    "tags": {"type": "array"},
+                    "either": {"type": ["integer", "string"]},
+                    "alt": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+                    "free": {},
+                    "pinned": {"$ref": "#/$defs/port"}
+                },
+                "$defs": {"port": {"type": "integer"}}
+            }),
+            grants_needed: vec![],
+        }),
+        "sink" => Some(StepSchema {
+            input: json!({
+                "type": "object",
+                "properties": {
+                    "s": {"type": "string"},
+                    "i": {"type": "integer"},
+                    "n": {"type": "number"},
+                    "b": {"type": "boolean"},
+                    "l": {"type": "array", "items": {"type": "string"}},
+                    "o": {"type": "object"},
+                    "multi": {"type": ["string", "null"]},
+                    "any": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+                    "untyped": {"description": "anything"}
+                }
+            }),
+            output: json!({}),
+            grants_needed: vec![],
+        }),
+        other => lookup(other),
+    }
+}
+
+/// Diagnostics for a consumer step `c` (`uses: sink`) with the given `with:` lines (indented
+/// by 6), after a producer `a` and a matrix producer `m`. The first `with:` line is line 12.
+fn typed(inputs: &str, with: &str) -> Vec<Diagnostic> {
+    let yaml = format!(
+        "name: t\nsteps:\n  - id: a\n    uses: producer\n  - id: m\n    uses: producer\n    strategy: {{matrix: {{r: [eu, us]}}}}\n  - id: c\n    uses: sink\n    needs: [a, m]\n    with:\n{with}inputs:\n{inputs}\n"
+    );
+    check_steps(&wf(&yaml), &typed_lookup)
+}
+
+const NO_INPUTS: &str = "  unused: {type: string, default: x}";
+
+#[test]
+fn an_output_of_the_wrong_type_is_an_error_before_the_run() {
+    // The reported bug: `port` is declared an integer, `name` takes a string.
+    let w = wf(&format!(
+        "{HEAD}  - id: a\n    uses: producer\n  - id: b\n    uses: hello\n    needs: a\n    with:\n      name: \"${{{{ steps.a.outputs.port }}}}\"\n"
+    ));
+    let d = check_steps(&w, &typed_lookup);
+    assert_eq!(
+        messages(&d),
+        ["12:13: `with.name` must be a string, but `steps.a.outputs.port` is an integer"]
+    );
+    assert!(d[0].is_error());
+    let hint = d[0].hint.as_deref().unwrap_or_default();
+    assert!(
+        hint.contains("wrap it: `${{ format('{0}', steps.a.outputs.port) }}`"),
+        "{hint}"
+    );
+    assert!(hint.contains("`host`"), "{hint}");
+}
+
+#[test]
+fn matrix_output_forms_are_typed_too() {
+    let d = typed(
+        NO_INPUTS,
+        "      s: ${{ steps.m.outputs.eu.port }}\n      i: ${{ steps.m.legs[0].outputs.host }}\n      b: ${{ steps.m.legs }}\n      n: ${{ steps.m.outputs['us'].ratio }}\n",
+    );
+    assert_eq!(
+        messages(&d),
+        [
+            "12:10: `with.s` must be a string, but `steps.m.outputs.eu.port` is an integer",
+            "13:10: `with.i` must be an integer, but `steps.m.legs[0].outputs.host` is a string",
+            "14:10: `with.b` must be a boolean, but `steps.m.legs` is a list",
+        ]
+    );
+    // The hint names the outputs that have the wanted type, and not a number for an integer.
+    let hint = d[1].hint.as_deref().unwrap_or_default();
+    assert!(
+        hint.contains("that is an integer: `port`, `pinned`"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn inputs_literals_and_functions_are_typed() {
+    let inputs = "  n: {type: number, default: 1}\n  on: {type: bool, default: true}\n  wait: {type: duration, default: 5m}\n  names: {type: list, default: [a]}\n  text: {type: string, default: x}";
+    let d = typed(
+        inputs,
+        "      s: ${{ inputs.n }}\n      i: ${{ inputs.on }}\n      l: ${{ inputs.names }}\n      b: ${{ 'yes' }}\n      o: ${{ toJSON(inputs.names) }}\n      n: ${{ contains(inputs.names, 'a') }}\n      multi: ${{ 5 }}\n",
+    );
+    assert_eq!(
+        messages(&d),
+        [
+            "12:10: `with.s` must be a string, but `inputs.n` is a number",
+            "13:10: `with.i` must be an integer, but `inputs.on` is a boolean",
+            "15:10: `with.b` must be a boolean, but `'yes'` is a string",
+            "16:10: `with.o` must be a mapping, but `toJSON(inputs.names)` is a string",
+            "17:10: `with.n` must be a number, but `contains(inputs.names, 'a')` is a boolean",
+        ]
+    );
+    // A string where a number or boolean is wanted: fromJSON converts it.
+    assert!(
+        d[2].hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("fromJSON('yes')"),
+        "{:?}",
+        d[2].hint
+    );
+    let ok = typed(
+        inputs,
+        "      s: ${{ inputs.wait }}\n      i: ${{ inputs.n }}\n      n: ${{ steps.a.outputs.port }}\n      b: ${{ !inputs.text }}\n      o: ${{ fromJSON(inputs.text) }}\n      l: ${{ inputs.names }}\n",
+    );
+    assert!(ok.is_empty(), "{:?}", messages(&ok));
+}
+
+#[test]
+fn expression_type_checks_stay_conservative() {
+    let d = typed(
+        "  text: {type: string, default: x}",
+        concat!(
+            // A string with text around the expression is a string, whatever the expression is.
+            "      s: \"port ${{ steps.a.outputs.port }}\"\n",
+            "      i: ${{ steps.a.outputs.pinned }}\n",
+            // Outputs whose type is a list of types, `anyOf` or missing are not known.
+            "      b: ${{ steps.a.outputs.either }}\n",
+            "      o: ${{ steps.a.outputs.alt }}\n",
+            "      l: ${{ steps.a.outputs.free }}\n",
+            // Inputs that take a list of types, `anyOf`, or no `type` accept any expression.
+            "      multi: ${{ steps.a.outputs.port }}\n",
+            "      any: ${{ steps.a.outputs.ready }}\n",
+            "      untyped: ${{ steps.a.outputs.port }}\n",
+            // An integer is a number, and a number may be an integer.
+            "      n: ${{ steps.a.outputs.port }}\n",
+        ),
+    );
+    assert!(d.is_empty(), "{:?}", messages(&d));
+    // `&&` and `||` give one of their operands: known only when all have the same type.
+    let d = typed(
+        "  text: {type: string, default: x}",
+        "      s: ${{ inputs.text || 'default' }}\n      i: ${{ steps.a.outputs.port || 'none' }}\n      n: ${{ steps.a.outputs.host && steps.a.outputs.ready }}\n      b: ${{ inputs.text || steps.a.outputs.host }}\n",
+    );
+    assert_eq!(
+        messages(&d),
+        [
+            "15:10: `with.b` must be a boolean, but `inputs.text || steps.a.outputs.host` is a string"
+        ]
+    );
+}
+
+#[test]
+fn compensate_with_expressions_are_typed() {
+    let w = wf(
+        "name: t\nsteps:\n  - id: a\n    uses: producer\n    compensate:\n      uses: sink\n      with: {i: \"${{ steps.a.outputs.host }}\"}\n",
+    );
+    assert_eq!(
+        messages(&check_steps(&w, &typed_lookup)),
+        ["7:17: `with.i` must be an integer, but `steps.a.outputs.host` is a string"]
+    );
+}

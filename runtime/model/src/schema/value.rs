@@ -24,7 +24,8 @@ enum Static {
     MixedStr,
     Array,
     Object,
-    /// `${{ expr }}` alone: unknown until run time.
+    /// `${{ expr }}` alone: its type comes from the expression, if it is known at all (see
+    /// `Checker::expression`).
     Unknown,
 }
 
@@ -90,7 +91,7 @@ fn type_name(t: &str) -> &str {
 }
 
 /// Resolves a local `$ref` (`#/definitions/x`, `#/$defs/x`, `#`) against the root schema.
-fn resolve<'s>(root: &'s Json, mut schema: &'s Json) -> &'s Json {
+pub(super) fn resolve<'s>(root: &'s Json, mut schema: &'s Json) -> &'s Json {
     for _ in 0..MAX_REF_HOPS {
         let Some(r) = schema.get("$ref").and_then(Json::as_str) else {
             return schema;
@@ -222,6 +223,7 @@ impl Checker<'_> {
         let mut sub = Checker {
             file: self.file,
             map: self.map,
+            types: self.types,
             diags: Vec::new(),
         };
         sub.value(ctx, schema, v, path, depth);
@@ -239,6 +241,7 @@ impl Checker<'_> {
             return;
         }
         if st == Static::Unknown {
+            self.expression(schema, v, path);
             return;
         }
         let Some(obj) = schema.as_object() else {
