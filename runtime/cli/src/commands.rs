@@ -407,6 +407,8 @@ async fn execute(
         RunStatus::Failed | RunStatus::Cancelled => exit::FAILED,
         RunStatus::AwaitingApproval => exit::AWAITING_APPROVAL,
         RunStatus::TimedOut => exit::TIMED_OUT,
+        // The engine returns a report only for a run that ended.
+        RunStatus::Running => exit::INTERNAL,
     })
 }
 
@@ -447,7 +449,7 @@ fn print_summary(wf: &Workflow, r: &RunReport) {
             for l in &s.legs {
                 for p in &l.plan {
                     any = true;
-                    println!("  {}: {}", view::leg_id(&s.id, &l.key), plan_line(p));
+                    println!("  {}: {p}", view::leg_id(&s.id, &l.key));
                 }
             }
         }
@@ -475,23 +477,6 @@ fn print_summary(wf: &Workflow, r: &RunReport) {
         r.message,
         fmt_dur(r.duration)
     );
-}
-
-fn plan_line(p: &Json) -> String {
-    match p.get("kind").and_then(Json::as_str) {
-        Some("http") => format!(
-            "{} {} {}",
-            p.get("method").and_then(Json::as_str).unwrap_or("?"),
-            p.get("url").and_then(Json::as_str).unwrap_or("?"),
-            p.get("body_summary").and_then(Json::as_str).unwrap_or("")
-        ),
-        Some("sql") => format!(
-            "SQL on {}: {}",
-            p.get("connection").and_then(Json::as_str).unwrap_or("?"),
-            p.get("statement").and_then(Json::as_str).unwrap_or("?")
-        ),
-        _ => p.to_string(),
-    }
 }
 
 /// Measured RTO/RPO against the workflow's `drill:` targets: any step output named `rto_ms`,

@@ -512,7 +512,7 @@ impl AppendRow {
                 attempts: (*attempts).min(i32::MAX as u32) as i32,
                 duration_ms: duration.as_millis().min(i64::MAX as u128) as i64,
                 output: output.to_string(),
-                plan: Json::Array(plan.clone()).to_string(),
+                plan: serde_json::to_string(plan).unwrap_or_default(),
                 error: error
                     .as_ref()
                     .map(|e| serde_json::to_string(e).unwrap_or_default()),

@@ -300,63 +300,53 @@ pub(crate) fn decode_request(
     })
 }
 
-/// `{"ok": {output, plan, logs}}` or `{"err": {kind, message}}`, masked.
-pub(crate) fn encode_result(r: &Result<StepResult, StepError>, masker: &Masker) -> Json {
-    match r {
-        Ok(res) => json!({"ok": {
-            "output": masker.mask_json(&res.output),
-            "plan": res.plan.iter().map(|p| masker.mask_json(p)).collect::<Vec<_>>(),
-            "logs": res.logs.iter().map(|l| masker.mask_str(l)).collect::<Vec<_>>(),
-        }}),
-        Err(e) => {
-            let e = match e {
-                StepError::Retryable(s) => StepError::Retryable(masker.mask_str(s)),
-                StepError::Fatal(s) => StepError::Fatal(masker.mask_str(s)),
-                StepError::InvalidInput(s) => StepError::InvalidInput(masker.mask_str(s)),
-                other => other.clone(),
-            };
-            json!({"err": serde_json::to_value(&e).unwrap_or(Json::Null)})
-        }
-    }
+/// A task's result as stored in the queue: `{"ok": {output, plan, logs}}` or
+/// `{"err": {kind, message}}` — the protocol's own types, so nothing is re-read by key name.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WireResult {
+    Ok {
+        output: Json,
+        plan: Vec<meridian_protocol::PlannedChange>,
+        logs: Vec<meridian_protocol::LogLine>,
+    },
+    Err(StepError),
 }
 
-pub(crate) fn decode_result(j: &Json) -> Result<StepResult, StepError> {
-    if let Some(ok) = j.get("ok") {
-        return Ok(StepResult {
-            output: ok.get("output").cloned().unwrap_or(Json::Null),
-            plan: ok
-                .get("plan")
-                .and_then(Json::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            logs: ok
-                .get("logs")
-                .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
+/// The result, masked, as the queue stores it.
+pub(crate) fn encode_result(r: &Result<StepResult, StepError>, masker: &Masker) -> Json {
+    let wire = match r {
+        Ok(res) => WireResult::Ok {
+            output: masker.mask_json(&res.output),
+            plan: res.plan.iter().map(|p| p.clone().masked(masker)).collect(),
+            logs: res
+                .logs
+                .iter()
+                .map(|l| meridian_protocol::LogLine {
+                    message: masker.mask_str(&l.message),
+                    fields: l
+                        .fields
+                        .iter()
+                        .map(|(k, v)| (k.clone(), masker.mask_str(v)))
+                        .collect(),
+                    ..l.clone()
                 })
-                .unwrap_or_default(),
-        });
-    }
-    let err = j.get("err").cloned().unwrap_or(Json::Null);
-    let message = || {
-        err.get("message")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string()
+                .collect(),
+        },
+        Err(e) => WireResult::Err(e.clone().map_text(|t| masker.mask_string(t))),
     };
-    Err(match err.get("kind").and_then(Json::as_str) {
-        Some("retryable") => StepError::Retryable(message()),
-        Some("fatal") => StepError::Fatal(message()),
-        Some("invalid-input") => StepError::InvalidInput(message()),
-        Some("timeout") => StepError::Timeout(Duration::from_millis(
-            err.get("message").and_then(Json::as_u64).unwrap_or(0),
-        )),
-        Some("cancelled") => StepError::Cancelled,
-        _ => StepError::Fatal(format!("the task's result is malformed: {j}")),
-    })
+    serde_json::to_value(wire).unwrap_or(Json::Null)
+}
+
+/// A stored result; one the queue cannot read fails the step with the reason (never `null`).
+pub(crate) fn decode_result(j: &Json) -> Result<StepResult, StepError> {
+    match serde_json::from_value::<WireResult>(j.clone()) {
+        Ok(WireResult::Ok { output, plan, logs }) => Ok(StepResult { output, plan, logs }),
+        Ok(WireResult::Err(e)) => Err(e),
+        Err(e) => Err(StepError::Fatal(format!(
+            "the task's result is malformed ({e}): {j}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -480,13 +470,33 @@ mod tests {
         );
     }
 
+    fn plan_put(url: &str) -> meridian_protocol::PlannedChange {
+        meridian_protocol::PlannedChange::Http {
+            method: "PUT".into(),
+            url: url.into(),
+            headers: vec![],
+            body_json: None,
+            body_summary: None,
+            body_bytes: 0,
+        }
+    }
+
+    fn log_line(message: &str) -> meridian_protocol::LogLine {
+        meridian_protocol::LogLine {
+            level: meridian_protocol::Level::Info,
+            source: meridian_protocol::LogSource::Guest,
+            message: message.into(),
+            fields: vec![],
+        }
+    }
+
     #[test]
     fn results_round_trip_masked() {
         let m = Masker::new(["hunter2".to_string()]);
         let ok = Ok(StepResult {
             output: json!({"said": "pw hunter2"}),
-            plan: vec![json!({"PUT": "/x"})],
-            logs: vec!["hunter2 used".into()],
+            plan: vec![plan_put("/x hunter2")],
+            logs: vec![log_line("hunter2 used")],
         });
         let enc = encode_result(&ok, &m);
         assert!(!enc.to_string().contains("hunter2"));
@@ -494,8 +504,8 @@ mod tests {
             decode_result(&enc).unwrap(),
             StepResult {
                 output: json!({"said": "pw ***"}),
-                plan: vec![json!({"PUT": "/x"})],
-                logs: vec!["*** used".into()],
+                plan: vec![plan_put("/x ***")],
+                logs: vec![log_line("*** used")],
             }
         );
         for e in [

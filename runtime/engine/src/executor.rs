@@ -7,25 +7,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meridian_model::{HttpLimits, Limits};
-use serde::Serialize;
+pub use meridian_protocol::{Action, Mode, StepError};
+use meridian_protocol::{LogLine, PlannedChange};
 use serde_json::Value as Json;
-
-/// Which export of the step to call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Run,
-    Compensate,
-}
-
-/// Apply does the work; plan asks the sandbox to record mutations instead of performing them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Apply,
-    Plan,
-}
 
 /// Everything a step is allowed to reach, with names already resolved to values.
 #[derive(Clone, Debug, Default)]
@@ -80,37 +64,9 @@ pub struct StepRequest {
 pub struct StepResult {
     pub output: Json,
     /// Intended changes recorded in plan mode (HTTP requests not sent, SQL not run, …).
-    pub plan: Vec<Json>,
+    pub plan: Vec<PlannedChange>,
     /// Log lines the step wrote (already masked).
-    pub logs: Vec<String>,
-}
-
-/// Why an attempt failed. The engine's retry policy decides what happens next.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
-#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
-pub enum StepError {
-    /// Transient; retried when the step's retry policy allows.
-    #[error("retryable: {0}")]
-    Retryable(String),
-    /// Permanent (includes traps, memory exhaustion, output too large).
-    #[error("{0}")]
-    Fatal(String),
-    /// The step rejected its inputs.
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
-    /// The attempt ran past its timeout.
-    #[error("timed out after {}", meridian_model::duration::format_duration(*.0))]
-    Timeout(#[serde(with = "duration_ms")] Duration),
-    /// The run was cancelled (fail-fast, run timeout, shutdown) while the attempt ran.
-    #[error("cancelled")]
-    Cancelled,
-}
-
-mod duration_ms {
-    use std::time::Duration;
-    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
+    pub logs: Vec<LogLine>,
 }
 
 /// Runs steps. Implementations must be cheap to call concurrently.

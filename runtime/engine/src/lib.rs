@@ -7,7 +7,6 @@
 pub mod event;
 pub mod executor;
 pub mod inputs;
-pub mod mask;
 pub mod retry;
 pub mod run;
 
@@ -15,7 +14,7 @@ pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
 pub use executor::{
     Action, Executor, FsPreopen, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
 };
-pub use mask::Masker;
+pub use meridian_protocol::{Masker, PlannedChange};
 pub use run::{
     Approver, CompensationReport, LegReport, PriorLeg, RunError, RunOptions, RunReport, StepReport,
     run,

@@ -20,8 +20,9 @@ use crate::event::{Event, EventSink, Outcome, RunStatus};
 use crate::executor::{
     Action, Executor, FsPreopen, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
 };
-use crate::mask::Masker;
 use crate::retry;
+pub use meridian_protocol::display_id;
+use meridian_protocol::{Masker, PlannedChange};
 
 /// Default attempt timeout of a step without `timeout:`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -37,7 +38,7 @@ pub struct PriorLeg {
     pub outcome: Outcome,
     pub attempts: u32,
     pub output: Json,
-    pub plan: Vec<Json>,
+    pub plan: Vec<PlannedChange>,
     pub duration: Duration,
 }
 
@@ -100,7 +101,7 @@ pub struct LegReport {
     pub duration: Duration,
     pub output: Json,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub plan: Vec<Json>,
+    pub plan: Vec<PlannedChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
     /// Taken from the journal of an earlier invocation instead of being run.
@@ -1148,7 +1149,7 @@ impl Attempt {
                         attempts: attempt,
                         duration: started.elapsed(),
                         output: self.masker.mask_json(&output),
-                        plan: plan.iter().map(|p| self.masker.mask_json(p)).collect(),
+                        plan: plan.into_iter().map(|p| p.masked(&self.masker)).collect(),
                         error: None,
                         reused: false,
                     };
@@ -1228,12 +1229,7 @@ fn step_refs(step: &Step) -> Option<BTreeSet<String>> {
 }
 
 fn mask_error(m: &Masker, e: StepError) -> StepError {
-    match e {
-        StepError::Retryable(s) => StepError::Retryable(m.mask_str(&s)),
-        StepError::Fatal(s) => StepError::Fatal(m.mask_str(&s)),
-        StepError::InvalidInput(s) => StepError::InvalidInput(m.mask_str(&s)),
-        other => other,
-    }
+    e.map_text(|t| m.mask_string(t))
 }
 
 fn eval_with(with: &IndexMap<String, ValueNode>, ctx: &EvalContext) -> Result<Json, String> {
@@ -1243,15 +1239,6 @@ fn eval_with(with: &IndexMap<String, ValueNode>, ctx: &EvalContext) -> Result<Js
         out.insert(k.clone(), value);
     }
     Ok(Json::Object(out))
-}
-
-/// `deploy` or `deploy[eu]`.
-pub fn display_id(step: &str, leg: &str) -> String {
-    if leg.is_empty() {
-        step.to_string()
-    } else {
-        format!("{step}[{leg}]")
-    }
 }
 
 fn json_to_string(v: Json) -> String {

@@ -135,11 +135,7 @@ impl WasmExecutor {
                 Ok(m) => Ok(StepSchema {
                     input: m.input_schema.clone(),
                     output: m.output_schema.clone(),
-                    grants_needed: m
-                        .needs
-                        .iter()
-                        .map(|g| (g.kind.clone(), g.detail.clone()))
-                        .collect(),
+                    grants_needed: m.needs.clone(),
                 }),
                 Err(e) => Err(e),
             };
@@ -328,30 +324,13 @@ impl Executor for WasmExecutor {
             match sandbox.invoke(&component, call).await {
                 Ok(o) => Ok(StepResult {
                     output: o.output,
-                    plan: o
-                        .plan
-                        .iter()
-                        .map(|p| serde_json::to_value(p).unwrap_or_default())
-                        .collect(),
-                    logs: o.logs.iter().map(log_line).collect(),
+                    plan: o.plan,
+                    logs: o.logs,
                 }),
                 Err(f) => Err(map_failure(f)),
             }
         })
     }
-}
-
-/// `info guest: message k=v …`
-fn log_line(l: &sb::LogLine) -> String {
-    let level = serde_json::to_value(l.level)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let mut out = format!("{level}: {}", l.message);
-    for (k, v) in &l.fields {
-        out.push_str(&format!(" {k}={v}"));
-    }
-    out
 }
 
 fn map_failure(f: sb::StepFailure) -> StepError {

@@ -127,7 +127,10 @@ mod fuzz {
                     input: serde_json::json!({"type": "object", "additionalProperties": false,
                         "properties": {"url": {"type": "string"}}, "required": ["url"]}),
                     output: serde_json::json!({"properties": {"x": {}}}),
-                    grants_needed: vec![("http".into(), "https://a.example.com".into())],
+                    grants_needed: vec![meridian_protocol::GrantRequest {
+                        kind: meridian_protocol::GrantKind::Http,
+                        detail: "https://a.example.com".into(),
+                    }],
                 })
             });
         }

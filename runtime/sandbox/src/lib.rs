@@ -56,16 +56,16 @@ mod cache;
 mod caps;
 mod engine;
 mod error;
-mod mask;
 mod sandbox;
 mod state;
 mod stdio;
 mod types;
 
-pub use caps::{Capabilities, HttpPolicy, KvStore, LogContext, MemoryKv, Preopen};
+pub use caps::{Capabilities, HttpPolicy, LogContext, Preopen};
 pub use error::{SandboxError, StepFailure};
-pub use sandbox::{Sandbox, SandboxConfig, Stats, StepComponent};
-pub use types::{
-    Action, Call, GrantRequest, Invocation, Level, LogLine, LogSource, Manifest, Mode, Outcome,
-    PlannedChange, Report,
+pub use meridian_protocol::{
+    Action, GrantKind, GrantRequest, KvError, KvStore, Level, LogLine, LogSource, MemoryKv, Mode,
+    PlannedChange,
 };
+pub use sandbox::{Sandbox, SandboxConfig, Stats, StepComponent};
+pub use types::{Call, Invocation, Manifest, Outcome, Report};

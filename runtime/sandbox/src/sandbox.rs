@@ -20,10 +20,11 @@ use crate::caps::http::{HttpCap, build_client};
 use crate::caps::sql::SqlCap;
 use crate::engine::{self, Ticker};
 use crate::error::{SandboxError, StepFailure};
-use crate::mask::Masker;
 use crate::state::{HostState, MemoryLimiter, StoreState};
 use crate::stdio::Capture;
-use crate::types::{Action, Call, GrantRequest, Level, LogSource, Manifest, Mode, Outcome, Report};
+use crate::types::{Call, Manifest, Outcome, Report};
+use meridian_protocol::Masker;
+use meridian_protocol::{Action, GrantRequest, Level, LogSource, Mode};
 
 /// How the sandbox is set up. `Default` is what the engine should use unless it has a reason.
 #[derive(Debug, Clone)]
@@ -377,11 +378,16 @@ impl Sandbox {
             needs: m
                 .needs
                 .into_iter()
-                .map(|g| GrantRequest {
-                    kind: g.kind,
-                    detail: g.detail,
+                .map(|g| {
+                    let kind = g.kind.parse().map_err(|e| {
+                        StepFailure::InvalidOutput(format!("describe: needs `{}`: {e}", g.detail))
+                    })?;
+                    Ok(GrantRequest {
+                        kind,
+                        detail: g.detail,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, StepFailure>>()?,
             supports_plan: m.supports_plan,
             supports_compensate: m.supports_compensate,
         })
@@ -623,7 +629,7 @@ fn parse_output(json: &str, limit: u64, masker: &Masker) -> Result<serde_json::V
     }
     let mut v: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| StepFailure::InvalidOutput(masker.mask_string(e.to_string())))?;
-    masker.mask_json(&mut v);
+    masker.mask_json_mut(&mut v);
     Ok(v)
 }
 

@@ -11,20 +11,17 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::meridian::step::{http, kv, log, secrets, sql, types};
+use crate::caps::LogContext;
 use crate::caps::http::HttpCap;
 use crate::caps::sql::SqlCap;
-use crate::caps::{KvStore, LogContext};
-use crate::mask::Masker;
-use crate::types::{Level, LogLine, LogSource, Mode, PlannedChange};
+use meridian_protocol::KvStore;
+use meridian_protocol::Masker;
+use meridian_protocol::{Level, LogLine, LogSource, Mode, PlannedChange};
 
 /// Bytes of log text kept per invocation; later lines are dropped with one note.
 pub(crate) const MAX_LOG_BYTES: usize = 1 << 20;
 /// Planned changes one invocation may record before it is stopped.
 pub(crate) const MAX_PLAN_ENTRIES: usize = 10_000;
-/// Largest kv key, in bytes.
-pub(crate) const MAX_KV_KEY: usize = 1024;
-/// Largest kv value, in bytes.
-pub(crate) const MAX_KV_VALUE: usize = 1 << 20;
 /// Largest table a guest may grow (Rust guests use a few hundred entries).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
@@ -170,46 +167,7 @@ impl HostState {
         if self.plan.len() >= MAX_PLAN_ENTRIES {
             wasmtime::bail!("the step recorded more than {MAX_PLAN_ENTRIES} planned changes");
         }
-        let m = &self.masker;
-        let change = match change {
-            PlannedChange::Http {
-                method,
-                url,
-                headers,
-                mut body_json,
-                body_summary,
-                body_bytes,
-            } => {
-                if let Some(j) = &mut body_json {
-                    m.mask_json(j);
-                }
-                PlannedChange::Http {
-                    method,
-                    url: m.mask_string(url),
-                    headers: headers
-                        .into_iter()
-                        .map(|(k, v)| (k, m.mask_string(v)))
-                        .collect(),
-                    body_json,
-                    body_summary: body_summary.map(|s| m.mask_string(s)),
-                    body_bytes,
-                }
-            }
-            PlannedChange::Sql {
-                connection,
-                statement,
-                mut params,
-                reason,
-            } => {
-                params.iter_mut().for_each(|p| m.mask_json(p));
-                PlannedChange::Sql {
-                    connection,
-                    statement: m.mask_string(statement),
-                    params,
-                    reason: m.mask_string(reason),
-                }
-            }
-        };
+        let change = change.masked(&self.masker);
         let c = &self.log_ctx;
         tracing::info!(target: "meridian::plan", run = %c.run_id, step = %c.step_id, change = ?change, "planned change recorded");
         self.plan.push(change);
@@ -339,31 +297,25 @@ impl secrets::Host for StoreState {
 }
 
 impl kv::Host for StoreState {
+    // Reads are infallible in the WIT: a failing journal ends the step with a host error (a
+    // trap naming the cause) rather than answering "no such key" and misleading its undo.
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.host.kv.get(&key))
+        Ok(self.host.kv.get(&key)?)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        if key.len() > MAX_KV_KEY {
-            return Ok(Err(format!(
-                "kv key is {} bytes; the limit is {MAX_KV_KEY}",
-                key.len()
-            )));
+        match self.host.kv.set(&key, value) {
+            Ok(()) => Ok(Ok(())),
+            Err(e @ meridian_protocol::KvError::Limit(_)) => Ok(Err(e.to_string())),
+            Err(e) => Err(e.into()),
         }
-        if value.len() > MAX_KV_VALUE {
-            return Ok(Err(format!(
-                "kv value is {} bytes; the limit is {MAX_KV_VALUE}",
-                value.len()
-            )));
-        }
-        Ok(self.host.kv.set(&key, value))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
-        Ok(self.host.kv.delete(&key))
+        Ok(self.host.kv.delete(&key)?)
     }
 
     async fn keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
-        Ok(self.host.kv.keys(&prefix))
+        Ok(self.host.kv.keys(&prefix)?)
     }
 }

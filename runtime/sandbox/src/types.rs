@@ -6,29 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use meridian_protocol::{Action, GrantRequest, LogLine, Mode, PlannedChange};
+
 use crate::caps::Capabilities;
-
-/// Which export to call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// `run`: do the step's work.
-    Run,
-    /// `compensate`: undo a previous `run`.
-    Compensate,
-}
-
-/// Apply for real, or plan (dry run enforced by the host).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Perform every effect.
-    #[default]
-    Apply,
-    /// Let reads through; record mutating HTTP requests and SQL writes instead of performing
-    /// them; make preopens read-only. See the crate docs for the exact rules.
-    Plan,
-}
 
 /// Identity and input of one invocation; mirrors the WIT `invocation` record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,85 +73,6 @@ impl Call {
     }
 }
 
-/// Log severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Very detailed.
-    Trace,
-    /// Diagnostic.
-    Debug,
-    /// Normal progress.
-    Info,
-    /// Suspicious.
-    Warn,
-    /// Failure.
-    Error,
-}
-
-/// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogSource {
-    /// The `log` interface.
-    Guest,
-    /// WASI stdout (one line per line written).
-    Stdout,
-    /// WASI stderr (panic messages land here).
-    Stderr,
-    /// The host, about the step (e.g. "log truncated").
-    Host,
-}
-
-/// One log line, secrets already masked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// Severity (stdout is `info`, stderr is `warn`).
-    pub level: Level,
-    /// Origin.
-    pub source: LogSource,
-    /// Text.
-    pub message: String,
-    /// Structured fields.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<(String, String)>,
-}
-
-/// A change the step would have made, recorded in plan mode instead of being performed.
-/// Secrets are masked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum PlannedChange {
-    /// A mutating HTTP request (any method but GET, HEAD, OPTIONS).
-    Http {
-        /// Method.
-        method: String,
-        /// URL.
-        url: String,
-        /// Request headers; `authorization`, `cookie` and `*-key`/`*-token` values shown as `***`.
-        headers: Vec<(String, String)>,
-        /// The body when it is JSON (at most 64 KiB).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        body_json: Option<serde_json::Value>,
-        /// The first 512 bytes of the body as text (or a note for binary bodies).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        body_summary: Option<String>,
-        /// Body size in bytes.
-        body_bytes: u64,
-    },
-    /// A SQL statement that would write.
-    Sql {
-        /// Connection name.
-        connection: String,
-        /// The statement.
-        statement: String,
-        /// Bound parameters as JSON.
-        params: Vec<serde_json::Value>,
-        /// Why it was recorded rather than run.
-        reason: String,
-    },
-}
-
 /// What a successful invocation produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -204,15 +105,6 @@ impl Report {
         } = self;
         result.map(|output| Outcome { output, plan, logs })
     }
-}
-
-/// A capability the step declares it needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GrantRequest {
-    /// `http`, `sql`, `fs`, `secret`.
-    pub kind: String,
-    /// URL, connection name, path or secret name.
-    pub detail: String,
 }
 
 /// What a step says about itself (`describe`), with the schemas parsed.

@@ -60,7 +60,7 @@ pub struct LegRecord {
     pub attempts: u32,
     pub duration_ms: u64,
     pub output: Json,
-    pub plan: Vec<Json>,
+    pub plan: Vec<meridian_protocol::PlannedChange>,
     pub error: Option<Json>,
 }
 

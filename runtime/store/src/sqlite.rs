@@ -423,7 +423,7 @@ impl SqliteStore {
                         attempts,
                         duration.as_millis() as i64,
                         output.to_string(),
-                        Json::Array(plan.clone()).to_string(),
+                        serde_json::to_string(plan).unwrap_or_default(),
                         error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
                     ],
                 )

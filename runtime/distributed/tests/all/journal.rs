@@ -47,7 +47,12 @@ fn events_and_legs_round_trip_across_reopen() {
             attempts: 2,
             duration: Duration::from_millis(12),
             output: json!({"v": 1, "b": 2}),
-            plan: vec![json!({"PUT": "/x"})],
+            plan: vec![meridian_protocol::PlannedChange::Sql {
+                connection: "db".into(),
+                statement: "PUT /x".into(),
+                params: vec![],
+                reason: "r".into(),
+            }],
             error: None,
         })
         .unwrap();
@@ -76,7 +81,9 @@ fn events_and_legs_round_trip_across_reopen() {
         (2, 12, "success")
     );
     assert_eq!(a.output, json!({"v": 1, "b": 2}));
-    assert_eq!(a.plan, vec![json!({"PUT": "/x"})]);
+    assert!(
+        matches!(&a.plan[..], [meridian_protocol::PlannedChange::Sql { statement, .. }] if statement == "PUT /x")
+    );
     let b = &legs[&("b".to_string(), "eu".to_string())];
     assert_eq!(b.error, Some(json!({"kind": "timeout", "message": 1500})));
     assert_eq!(store.approvals("r1").unwrap(), ["gate"]);

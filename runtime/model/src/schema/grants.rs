@@ -1,16 +1,18 @@
 //! The grants a component says it needs against those the workflow gives the step, and the
 //! origin matching that decides whether an http grant covers a URL.
 
+use meridian_protocol::{GrantKind, GrantRequest};
+
 use super::Checker;
 use crate::diag::Diagnostic;
 use crate::workflow::*;
 
 impl Checker<'_> {
     /// Warnings for capabilities a step needs but was not granted.
-    pub(super) fn grants(&mut self, wf: &Workflow, s: &Step, needed: &[(String, String)]) {
-        for (kind, detail) in needed {
-            let (missing, fix) = match kind.as_str() {
-                "http" => {
+    pub(super) fn grants(&mut self, wf: &Workflow, s: &Step, needed: &[GrantRequest]) {
+        for GrantRequest { kind, detail } in needed {
+            let (missing, fix) = match kind {
+                GrantKind::Http => {
                     // A detail that is prose ("the probed URL") can only ask for some grant.
                     let granted = if detail.contains("://") && !detail.contains(char::is_whitespace)
                     {
@@ -24,14 +26,14 @@ impl Checker<'_> {
                     let origin = origin(detail).unwrap_or_else(|| detail.clone());
                     (!granted, format!("add `grants: {{http: [\"{origin}\"]}}`"))
                 }
-                "sql" => (
+                GrantKind::Sql => (
                     s.grants.sql.is_empty()
                         || (!detail.is_empty()
                             && wf.connections.contains_key(detail)
                             && !s.grants.sql.iter().any(|c| &c.value == detail)),
                     "grant a connection: `grants: {sql: [<connection>]}`".to_owned(),
                 ),
-                "fs" => {
+                GrantKind::Fs => {
                     let granted = if detail.starts_with('/') {
                         s.grants.fs.iter().any(|f| path_within(detail, &f.guest))
                     } else {
@@ -39,13 +41,14 @@ impl Checker<'_> {
                     };
                     (!granted, "add `grants: {fs: [<directory>]}`".to_owned())
                 }
-                "secrets" => (
+                GrantKind::Secret => (
                     !s.grants.secrets.iter().any(|g| &g.value == detail),
                     format!(
                         "add `grants: {{secrets: [{detail}]}}` (and declare it under `secrets:`)"
                     ),
                 ),
-                _ => (false, String::new()),
+                // A step cannot know the DNS server a workflow routes it through.
+                GrantKind::Dns => (false, String::new()),
             };
             if missing {
                 let d = Diagnostic::warning(

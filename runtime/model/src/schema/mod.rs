@@ -44,10 +44,9 @@ pub struct StepSchema {
     pub input: Json,
     /// JSON Schema of the step's output object.
     pub output: Json,
-    /// Capabilities the step needs: (kind `http`|`sql`|`fs`|`secrets`, detail), e.g.
-    /// `("http", "https://route53.amazonaws.com")`, `("secrets", "AWS_SECRET_ACCESS_KEY")`,
-    /// `("fs", "/data")`.
-    pub grants_needed: Vec<(String, String)>,
+    /// Capabilities the step needs, e.g. http `https://route53.amazonaws.com`, secret
+    /// `AWS_SECRET_ACCESS_KEY`, fs `/data`.
+    pub grants_needed: Vec<meridian_protocol::GrantRequest>,
 }
 
 /// Checks every step against its component's schema; `lookup` maps a `uses:` string to the

@@ -1,4 +1,5 @@
 use super::*;
+use meridian_protocol::{GrantKind, GrantRequest};
 use serde_json::json;
 
 fn wf(yaml: &str) -> Workflow {
@@ -25,8 +26,14 @@ fn route53() -> StepSchema {
         }),
         output: json!({"type": "object", "properties": {"change_id": {"type": "string"}, "status": {}}}),
         grants_needed: vec![
-            ("http".into(), "https://route53.amazonaws.com".into()),
-            ("secrets".into(), "AWS_KEY".into()),
+            GrantRequest {
+                kind: GrantKind::Http,
+                detail: "https://route53.amazonaws.com".into(),
+            },
+            GrantRequest {
+                kind: GrantKind::Secret,
+                detail: "AWS_KEY".into(),
+            },
         ],
     }
 }
@@ -99,7 +106,7 @@ fn problems_in_with_are_reported_where_they_are() {
     }));
     assert!(
         w.iter()
-            .any(|d| d.message.contains("needs secrets access to `AWS_KEY`"))
+            .any(|d| d.message.contains("needs secret access to `AWS_KEY`"))
     );
 }
 

@@ -9,7 +9,7 @@ use url::Url;
 use super::HttpPolicy;
 use super::allow::AllowList;
 use crate::bindings::meridian::step::http::{Error as HttpError, Request, Response};
-use crate::types::PlannedChange;
+use meridian_protocol::PlannedChange;
 
 /// Redirect hops followed before giving up.
 pub(crate) const MAX_REDIRECTS: usize = 5;
@@ -283,7 +283,7 @@ fn record(
             (
                 k.clone(),
                 if sensitive(k) {
-                    crate::mask::MASK.to_owned()
+                    meridian_protocol::mask::MASK.to_owned()
                 } else {
                     v.clone()
                 },

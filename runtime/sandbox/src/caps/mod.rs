@@ -9,7 +9,9 @@ pub(crate) mod sql;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use meridian_protocol::{KvStore, MemoryKv};
 use std::time::Duration;
 
 /// The grants of one invocation. [`Capabilities::default`] grants nothing: no network, no SQL,
@@ -133,89 +135,9 @@ pub struct LogContext {
     pub attempt: u32,
 }
 
-/// Per-run key/value state. Implementations must be cheap and must not block for long: they are
-/// called from the async host functions.
-pub trait KvStore: Send + Sync {
-    /// The value under `key`.
-    fn get(&self, key: &str) -> Option<Vec<u8>>;
-    /// Stores a value; an error text goes back to the guest.
-    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String>;
-    /// Removes a key; returns whether it existed.
-    fn delete(&self, key: &str) -> bool;
-    /// Keys starting with `prefix`, sorted.
-    fn keys(&self, prefix: &str) -> Vec<String>;
-}
-
-/// An in-memory [`KvStore`], bounded to [`MemoryKv::MAX_TOTAL_BYTES`] in total.
-#[derive(Debug, Default)]
-pub struct MemoryKv {
-    map: Mutex<BTreeMap<String, Vec<u8>>>,
-}
-
-impl MemoryKv {
-    /// Total size (keys plus values) one store may hold.
-    pub const MAX_TOTAL_BYTES: usize = 64 << 20;
-
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        // The map holds plain data; a panic elsewhere cannot leave it half-updated.
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl KvStore for MemoryKv {
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.map().get(key).cloned()
-    }
-
-    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
-        let mut map = self.map();
-        let current: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let replaced = map.get(key).map_or(0, |v| key.len() + v.len());
-        if current - replaced + key.len() + value.len() > Self::MAX_TOTAL_BYTES {
-            return Err(format!(
-                "kv store is full ({} bytes per run)",
-                Self::MAX_TOTAL_BYTES
-            ));
-        }
-        map.insert(key.to_owned(), value);
-        Ok(())
-    }
-
-    fn delete(&self, key: &str) -> bool {
-        self.map().remove(key).is_some()
-    }
-
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        self.map()
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn memory_kv_prefix_and_limit() {
-        let kv = MemoryKv::default();
-        kv.set("a/1", b"x".to_vec()).unwrap();
-        kv.set("a/2", b"y".to_vec()).unwrap();
-        kv.set("b/1", b"z".to_vec()).unwrap();
-        assert_eq!(kv.keys("a/"), vec!["a/1", "a/2"]);
-        assert!(kv.delete("a/1"));
-        assert!(!kv.delete("a/1"));
-        assert!(kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES]).is_err());
-        // Replacing a value counts only the difference.
-        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2])
-            .unwrap();
-        kv.set("big", vec![0; MemoryKv::MAX_TOTAL_BYTES / 2])
-            .unwrap();
-    }
 
     #[test]
     fn debug_hides_secret_values_and_dsns() {

@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 
 use super::pg::{self, Param, Raw};
 use crate::bindings::meridian::step::sql::{Error as SqlError, Rows, Value};
-use crate::types::PlannedChange;
+use meridian_protocol::PlannedChange;
 
 /// Server functions with effects that a read-only transaction does not prevent. A statement
 /// whose text mentions one of them (anywhere, case-insensitively) is recorded, not run, in plan

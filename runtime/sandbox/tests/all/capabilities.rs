@@ -207,8 +207,8 @@ async fn kv_is_shared_through_the_run_store() {
         out.output["results"],
         json!([{"primary": true}, ["region/eu", "region/us"], true, null])
     );
-    assert_eq!(kv.get("other"), None);
-    assert_eq!(kv.get("region/us"), Some(b"1".to_vec()));
+    assert_eq!(kv.get("other").unwrap(), None);
+    assert_eq!(kv.get("region/us").unwrap(), Some(b"1".to_vec()));
 }
 
 #[tokio::test]
@@ -285,10 +285,10 @@ async fn compensate_and_invocation_identity() {
         .await
         .unwrap();
     assert_eq!(out.output, serde_json::Value::Null);
-    assert_eq!(kv.get("compensated"), Some(b"yes".to_vec()));
+    assert_eq!(kv.get("compensated").unwrap(), Some(b"yes".to_vec()));
     let m = sandbox().describe(&c).await.unwrap();
     assert!(m.supports_compensate);
-    assert_eq!(m.needs[0].kind, "secret");
+    assert_eq!(m.needs[0].kind, meridian_sandbox::GrantKind::Secret);
 }
 
 #[tokio::test]

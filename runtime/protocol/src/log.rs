@@ -1,0 +1,70 @@
+//! A line a step logged (through the `log` interface, or on stdout/stderr).
+
+use serde::{Deserialize, Serialize};
+
+/// Log severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Diagnostic.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Suspicious.
+    Warn,
+    /// Failure.
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// The `log` interface.
+    Guest,
+    /// WASI stdout (one line per line written).
+    Stdout,
+    /// WASI stderr (panic messages land here).
+    Stderr,
+    /// The host, about the step (e.g. "log truncated").
+    Host,
+}
+
+/// One log line, secrets already masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Severity (stdout is `info`, stderr is `warn`).
+    pub level: Level,
+    /// Origin.
+    pub source: LogSource,
+    /// Text.
+    pub message: String,
+    /// Structured fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for LogLine {
+    /// `info: message k=v …`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.level.as_str(), self.message)?;
+        for (k, v) in &self.fields {
+            write!(f, " {k}={v}")?;
+        }
+        Ok(())
+    }
+}
