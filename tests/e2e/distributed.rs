@@ -95,3 +95,93 @@ fn a_worker_needs_a_postgres_store() {
     let (_, err) = expect_code(&s.run(&["worker"]), 2);
     assert!(err.contains("--store postgres://"), "{err}");
 }
+
+/// Regression (kv lived in one process's memory): a step's kv state is in the PostgreSQL
+/// journal, so the compensation that another worker runs after a resume sees what the step
+/// saved on the first one.
+#[test]
+fn compensation_on_another_worker_after_resume_sees_the_kv_state() {
+    let s = Scratch::new();
+    let pg = match meridian_lab::PgCluster::start_primary(
+        &s.path().join("pg"),
+        meridian_lab::free_port(),
+    ) {
+        Ok(pg) => pg,
+        Err(e) if std::env::var_os("MERIDIAN_ALLOW_SKIP").is_some() => {
+            eprintln!("SKIPPED: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    pg.psql("CREATE DATABASE meridian;").unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
+    let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
+    let key = key.trim().to_string();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(s.path().join("rec")).unwrap();
+    s.write(
+        "undo.yaml",
+        r#"
+name: undo
+secrets: [token]
+steps:
+  - id: change
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: kv-set, key: undo, value: "eu was primary"}]
+      undo_record: /rec/undo.log
+    grants: {fs: [{path: rec, guest: /rec, mode: rw}]}
+    compensate: true
+  - id: gate
+    needs: change
+    uses: hello
+    approval: {message: "go on?"}
+  - id: boom
+    needs: gate
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: fail, kind: fatal, message: boom}]
+"#,
+    );
+    let spawn = |id: &str| {
+        s.cmd()
+            .env("MERIDIAN_STORE", &url)
+            .env("MERIDIAN_TASK_KEY", &key)
+            .args(["worker", "--id", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let coordinator = |args: &[&str]| {
+        s.cmd()
+            .env("MERIDIAN_STORE", &url)
+            .env("MERIDIAN_TASK_KEY", &key)
+            .env("MERIDIAN_SECRET_TOKEN", "t0k")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut workers = Workers(vec![spawn("w1")]);
+    let (out, _) = expect_code(&coordinator(&["--json", "run", "undo.yaml"]), 3);
+    let run_id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The worker that ran `change` is gone; another one takes the rest of the run.
+    let _ = workers.0[0].kill();
+    let _ = workers.0[0].wait();
+    workers.0.push(spawn("w2"));
+    let (out, _) = expect_code(
+        &coordinator(&["--json", "resume", &run_id, "--approve", "gate"]),
+        1,
+    );
+    let report: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["compensations"][0]["outcome"], "success", "{report}");
+    let seen = std::fs::read_to_string(s.path().join("rec/undo.log")).unwrap();
+    assert_eq!(seen, "\"eu was primary\"\n");
+}

@@ -8,6 +8,7 @@
 
 mod cli;
 mod distributed;
+mod regressions;
 mod resume;
 mod scaffold;
 mod support;

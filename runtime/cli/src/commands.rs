@@ -1,21 +1,20 @@
 //! The subcommands. Each is a small function over the library crates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use meridian_engine::{
-    Approver, EventSink, Mode, Outcome, PriorLeg, RunOptions, RunReport, RunStatus,
-};
+use meridian_engine::{Approver, EventSink, Mode, RunReport, RunStatus};
 use meridian_model::Workflow;
-use meridian_store::RunRecord;
-
-use crate::store::Store;
-use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
+use meridian_runner::{
+    DrillVerdict, Finished, Journal, Launch, Resume, Resumed, Runner, RunnerError, StepRunner,
+    Verdict,
+};
+use meridian_store::StoreError;
+use serde_json::json;
 
 use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, RunsCmd, StepsCmd};
 use crate::view::{self, fmt_dur};
@@ -61,8 +60,19 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn store(&self) -> anyhow::Result<Store> {
-        Store::open(self.store.as_deref(), &self.state_dir)
+    fn journal(&self) -> anyhow::Result<Arc<dyn Journal>> {
+        crate::store::open(self.store.as_deref(), &self.state_dir)
+    }
+
+    /// A runner over this invocation's journal and step executor.
+    async fn runner(&self) -> anyhow::Result<Runner> {
+        let steps = match self.store.as_deref() {
+            Some(url) if crate::store::is_postgres(url) => {
+                StepRunner::Remote(self.step_executor().await?)
+            }
+            _ => StepRunner::Local(self.executor()?),
+        };
+        Ok(Runner::new(self.journal()?, steps))
     }
 
     /// What runs the steps: the sandbox in this process, or — with a PostgreSQL store — the
@@ -108,14 +118,23 @@ fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/meridian"))
 }
 
-/// Reads and parses a workflow; diagnostics become an exit-2 error.
-fn load(path: &Path) -> anyhow::Result<(Arc<Workflow>, String)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Exit::invalid(format!("error: cannot read {}: {e}", path.display())))?;
-    match meridian_model::parse(&path.display().to_string(), &text) {
-        Ok(wf) => Ok((Arc::new(wf), text)),
-        Err(diags) => Err(Exit::invalid(diags.to_string())),
-    }
+/// A runner error as the CLI reports it: the user's mistakes exit 2, the host's exit 5.
+fn fail(e: RunnerError) -> anyhow::Error {
+    let usage = e.is_usage();
+    let message = match &e {
+        // Diagnostics print as they are (they name file:line:col themselves).
+        RunnerError::Invalid(m) if m.contains("-->") => m.clone(),
+        other => format!("error: {other}"),
+    };
+    anyhow::Error::new(Exit {
+        code: if usage { exit::INVALID } else { exit::INTERNAL },
+        message,
+    })
+}
+
+/// A journal error: an unknown run is the user's mistake (exit 2), anything else the store's.
+fn store_fail(e: StoreError) -> anyhow::Error {
+    fail(RunnerError::Store(e))
 }
 
 async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
@@ -182,100 +201,6 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for item in items {
-        let Some((k, v)) = item.split_once('=') else {
-            return Err(Exit::invalid(format!(
-                "error: --input `{item}` is not NAME=VALUE"
-            )));
-        };
-        out.insert(k.trim().to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
-/// A map of inputs from a JSON or YAML file, as the strings `--input` would give.
-fn inputs_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Exit::invalid(format!("error: --inputs-file {}: {e}", path.display())))?;
-    let map: BTreeMap<String, Json> = serde_yaml_ng::from_str(&text).map_err(|e| {
-        Exit::invalid(format!(
-            "error: --inputs-file {}: {e} (expected a map of input names to values)",
-            path.display()
-        ))
-    })?;
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| {
-            let s = match v {
-                Json::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, s)
-        })
-        .collect())
-}
-
-/// Secret values: `MERIDIAN_SECRET_<NAME>` wins over the secrets file. A declared secret with no
-/// value is an error, named with both ways to give it.
-fn load_secrets(wf: &Workflow, file: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut from_file = BTreeMap::new();
-    if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| Exit::invalid(format!("error: secrets file {}: {e}", f.display())))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(Exit::invalid(format!(
-                    "error: {}:{}: expected NAME=value",
-                    f.display(),
-                    n + 1
-                )));
-            };
-            from_file.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    let mut out = BTreeMap::new();
-    let mut missing = Vec::new();
-    for s in &wf.secrets {
-        let env = format!(
-            "MERIDIAN_SECRET_{}",
-            s.value.to_uppercase().replace('-', "_")
-        );
-        match std::env::var(&env)
-            .ok()
-            .or_else(|| from_file.get(&s.value).cloned())
-        {
-            Some(v) => {
-                out.insert(s.value.clone(), v);
-            }
-            None => missing.push(format!(
-                "secret `{}` has no value: export {env}=… or put `{}=…` in --secrets-file",
-                s.value, s.value
-            )),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Exit::invalid(format!(
-            "error: {}",
-            missing.join("\nerror: ")
-        )));
-    }
-    Ok(out)
-}
-
-fn new_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let suffix: u32 = rand::random::<u32>() & 0xffff;
-    format!("r{}-{:04x}", now.as_millis(), suffix)
-}
-
 struct TerminalApprover;
 
 impl Approver for TerminalApprover {
@@ -295,9 +220,14 @@ impl Approver for TerminalApprover {
 }
 
 fn view_sink(ctx: &Ctx, wf: &Workflow) -> Arc<dyn EventSink> {
-    if ctx.json {
+    let live = std::io::stderr().is_terminal() && std::env::var_os("MERIDIAN_PLAIN").is_none();
+    view_for(ctx.json, live, wf)
+}
+
+fn view_for(json: bool, live: bool, wf: &Workflow) -> Arc<dyn EventSink> {
+    if json {
         Arc::new(view::JsonLines)
-    } else if std::io::stderr().is_terminal() && std::env::var_os("MERIDIAN_PLAIN").is_none() {
+    } else if live {
         let ids: Vec<String> = wf.steps.iter().map(|s| s.id.value.clone()).collect();
         Arc::new(view::Live::new(&ids))
     } else {
@@ -306,103 +236,58 @@ fn view_sink(ctx: &Ctx, wf: &Workflow) -> Arc<dyn EventSink> {
 }
 
 async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
-    let (wf, text) = load(&args.file)?;
-    // A shared inputs file (the lab's) may describe more than this workflow declares.
+    let wf = meridian_runner::load(&args.file).map_err(fail)?;
+    // A shared inputs file (the lab's) may describe more than this workflow declares; a name
+    // given with --input must be declared.
     let mut raw: BTreeMap<String, String> = match &args.inputs_file {
-        Some(f) => inputs_file(f)?
+        Some(f) => meridian_runner::inputs::from_file(f)
+            .map_err(fail)?
             .into_iter()
-            .filter(|(k, _)| wf.inputs.contains_key(k))
+            .filter(|(k, _)| wf.workflow.inputs.contains_key(k))
             .collect(),
         None => BTreeMap::new(),
     };
-    raw.extend(parse_kv(&args.inputs)?);
-    let inputs = meridian_engine::inputs::resolve(&wf, &raw)
-        .map_err(|errs| Exit::invalid(format!("error: {}", errs.join("\nerror: "))))?;
-    let secrets = load_secrets(&wf, args.secrets_file.as_deref())?;
-    let run_timeout = match &args.timeout {
+    raw.extend(meridian_runner::inputs::parse_pairs(&args.inputs).map_err(fail)?);
+    let timeout = match &args.timeout {
         Some(t) => Some(
             meridian_model::duration::parse_duration(t)
                 .map_err(|e| Exit::invalid(format!("error: --timeout {t}: {e}")))?,
         ),
         None => None,
     };
-    let store = ctx.store()?;
-    let run_id = new_run_id();
-    let abs = std::fs::canonicalize(&args.file).unwrap_or(args.file.clone());
-    let masker = meridian_engine::Masker::new(secrets.values().cloned());
-    store.create_run(&RunRecord {
-        id: run_id.clone(),
-        workflow: wf.name.clone(),
-        workflow_path: abs.display().to_string(),
-        workflow_sha256: hex::encode(Sha256::digest(text.as_bytes())),
-        mode: format!("{mode:?}").to_lowercase(),
-        inputs: masker.mask_json(&Json::Object(inputs.clone())),
-        options: json!({
-            "max_parallel": args.max_parallel,
-            "approve": args.approve,
-            "timeout": args.timeout,
-            "raw_inputs": masker.mask_json(&serde_json::to_value(&raw)?),
-        }),
-    })?;
-    let mut opts = RunOptions::new(run_id);
-    opts.mode = mode;
-    opts.inputs = inputs;
-    opts.secrets = secrets;
-    opts.max_parallel = args.max_parallel.or(wf.max_parallel).unwrap_or(4);
-    opts.approvals = args.approve.iter().cloned().collect();
-    opts.run_timeout = run_timeout;
-    opts.base_dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
-    if !args.no_prompt && std::io::stdin().is_terminal() && !ctx.json {
-        opts.approver = Some(Arc::new(TerminalApprover));
-    }
-    execute(ctx, &store, wf, opts, true).await
+    let runner = ctx.runner().await?;
+    let launch = Launch {
+        mode,
+        raw_inputs: raw,
+        secrets_file: args.secrets_file.clone(),
+        max_parallel: args.max_parallel,
+        approve: args.approve.clone(),
+        timeout,
+        approver: approver(ctx, args.no_prompt),
+        view: Some(view_sink(ctx, &wf.workflow)),
+    };
+    let done = runner.start(&wf, launch).await.map_err(fail)?;
+    report(ctx, &done)
 }
 
-/// Runs `opts` to the end. `fresh`: a new run (its start time is taken after compiling), not a
-/// resume (which keeps the first start time).
-async fn execute(
-    ctx: &Ctx,
-    store: &Store,
-    wf: Arc<Workflow>,
-    mut opts: RunOptions,
-    fresh: bool,
-) -> anyhow::Result<u8> {
-    let journal = store.journal(&opts.run_id)?;
-    opts.sink = Some(Arc::new(vec![journal, view_sink(ctx, &wf)]));
-    let exec: Arc<dyn meridian_engine::Executor> = if ctx.store.is_some() {
-        ctx.step_executor().await?
-    } else {
-        let local = ctx.executor()?;
-        local.set_base_dir(opts.base_dir.clone());
-        // Compile (or load from the cache) every component before the run starts, so a cold
-        // cache neither delays the first steps nor counts in a drill's measured times. A
-        // component that cannot be loaded fails its step with the reason when the step runs.
-        let mut uses: Vec<&str> = wf.steps.iter().map(|s| s.uses.value.as_str()).collect();
-        uses.sort_unstable();
-        uses.dedup();
-        for u in uses {
-            let _ = meridian_engine::Executor::prepare(&*local, u).await;
-        }
-        if fresh {
-            opts.started_at_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-        }
-        local
-    };
-    let report = meridian_engine::run(wf.clone(), exec, opts)
-        .await
-        .map_err(|e| Exit {
-            code: exit::INTERNAL,
-            message: format!("error: {e}"),
-        })?;
+/// A terminal prompt for approval gates, when there is a terminal to ask on.
+fn approver(ctx: &Ctx, no_prompt: bool) -> Option<Arc<dyn Approver>> {
+    (!no_prompt && std::io::stdin().is_terminal() && !ctx.json)
+        .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>)
+}
+
+/// Prints a finished run and maps its status to the exit code.
+fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut out = serde_json::to_value(&done.report)?;
+        if let (Some(d), Some(o)) = (&done.drill, out.as_object_mut()) {
+            o.insert("drill".into(), serde_json::to_value(d)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_summary(&wf, &report);
+        print_summary(&done.workflow, &done.report, done.drill.as_ref());
     }
-    Ok(match report.status {
+    Ok(match done.report.status {
         RunStatus::Succeeded => exit::OK,
         RunStatus::Failed | RunStatus::Cancelled => exit::FAILED,
         RunStatus::AwaitingApproval => exit::AWAITING_APPROVAL,
@@ -412,7 +297,7 @@ async fn execute(
     })
 }
 
-fn print_summary(wf: &Workflow, r: &RunReport) {
+fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
     println!();
     println!("{} — run {} ({:?})", wf.name, r.run_id, r.mode);
     for s in &r.steps {
@@ -443,17 +328,33 @@ fn print_summary(wf: &Workflow, r: &RunReport) {
         }
     }
     if r.mode == Mode::Plan {
-        println!("\nplan (changes that `meridian run` would make):");
-        let mut any = false;
-        for s in &r.steps {
-            for l in &s.legs {
-                for p in &l.plan {
-                    any = true;
-                    println!("  {}: {p}", view::leg_id(&s.id, &l.key));
-                }
-            }
+        let changes: Vec<String> = r
+            .steps
+            .iter()
+            .flat_map(|s| {
+                s.legs.iter().flat_map(move |l| {
+                    l.plan
+                        .iter()
+                        .map(move |p| format!("  {}: {p}", view::leg_id(&s.id, &l.key)))
+                })
+            })
+            .collect();
+        let complete = r.status == RunStatus::Succeeded;
+        match (changes.is_empty(), complete) {
+            (_, true) => println!("\nplan (changes that `meridian run` would make):"),
+            (true, false) => println!(
+                "\nplan incomplete: the run {} before every step was planned; no changes were recorded",
+                r.status.as_str()
+            ),
+            (false, false) => println!(
+                "\nplan incomplete: the run {} before every step was planned; changes recorded so far:",
+                r.status.as_str()
+            ),
         }
-        if !any {
+        for c in &changes {
+            println!("{c}");
+        }
+        if changes.is_empty() && complete {
             println!("  no changes");
         }
     }
@@ -468,8 +369,8 @@ fn print_summary(wf: &Workflow, r: &RunReport) {
                 .unwrap_or_default()
         );
     }
-    if let Some(d) = drill_summary(wf, r) {
-        println!("\n{d}");
+    if let Some(d) = drill {
+        println!("\n{}", drill_lines(d));
     }
     println!(
         "\nrun {}: {} in {}",
@@ -479,58 +380,29 @@ fn print_summary(wf: &Workflow, r: &RunReport) {
     );
 }
 
-/// Measured RTO/RPO against the workflow's `drill:` targets: any step output named `rto_ms`,
-/// `rpo_ms` or `rpo_bytes` counts as a measurement.
-fn drill_summary(wf: &Workflow, r: &RunReport) -> Option<String> {
-    let drill = wf.drill.as_ref()?;
-    let mut found: BTreeMap<&str, f64> = BTreeMap::new();
-    for s in &r.steps {
-        for l in &s.legs {
-            for key in ["rto_ms", "rpo_ms", "rpo_bytes"] {
-                if let Some(v) = l.output.get(key).and_then(Json::as_f64) {
-                    found.insert(key, v);
-                }
-            }
-        }
-    }
+/// The drill's figures as the table the README shows.
+fn drill_lines(d: &DrillVerdict) -> String {
     let mut lines = vec!["drill:".to_string()];
-    let row = |name: &str, got: Option<f64>, target: Option<f64>, unit: &str| {
-        let got_s = got
-            .map(|g| format!("{g:.0}{unit}"))
+    for f in &d.figures {
+        let got = f
+            .achieved
+            .map(|g| format!("{g:.0}{}", f.unit))
             .unwrap_or("not measured".into());
-        let verdict = match (got, target) {
-            (Some(g), Some(t)) if g <= t => "met",
-            (Some(_), Some(_)) => "MISSED",
-            _ => "",
-        };
-        let target_s = target
-            .map(|t| format!("{t:.0}{unit}"))
+        let target = f
+            .target
+            .map(|t| format!("{t:.0}{}", f.unit))
             .unwrap_or("-".into());
-        format!("  {name:<9} achieved {got_s:<14} target {target_s:<10} {verdict}")
-    };
-    lines.push(row(
-        "RTO",
-        found.get("rto_ms").copied(),
-        drill.rto.map(|d| d.as_millis() as f64),
-        "ms",
-    ));
-    if drill.rpo.is_some() || found.contains_key("rpo_ms") {
-        lines.push(row(
-            "RPO",
-            found.get("rpo_ms").copied(),
-            drill.rpo.map(|d| d.as_millis() as f64),
-            "ms",
+        let verdict = match f.verdict() {
+            Verdict::Met => "met",
+            Verdict::Missed => "MISSED",
+            Verdict::NotMeasured | Verdict::NoTarget => "",
+        };
+        lines.push(format!(
+            "  {:<9} achieved {got:<14} target {target:<10} {verdict}",
+            f.name
         ));
     }
-    if drill.rpo_bytes.is_some() || found.contains_key("rpo_bytes") {
-        lines.push(row(
-            "RPO bytes",
-            found.get("rpo_bytes").copied(),
-            drill.rpo_bytes.map(|b| b as f64),
-            "B",
-        ));
-    }
-    Some(lines.join("\n"))
+    lines.join("\n")
 }
 
 async fn resume(
@@ -539,115 +411,36 @@ async fn resume(
     from: Option<String>,
     args: ResumeArgs,
 ) -> anyhow::Result<u8> {
-    let store = ctx.store()?;
-    let (record, summary) = store
-        .run(run_id)
-        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
-    let path = PathBuf::from(&record.workflow_path);
-    let (wf, text) = load(&path)?;
-    let sha = hex::encode(Sha256::digest(text.as_bytes()));
-    if sha != record.workflow_sha256 {
-        return Err(Exit::invalid(format!(
-            "error: {} changed since run {run_id} started; resuming would mix two workflows. Start a new run instead.",
-            path.display()
-        )));
-    }
-    if from.is_none() && summary.status == "succeeded" {
-        println!(
-            "run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)"
-        );
-        return Ok(exit::OK);
-    }
-    if let Some(step) = &from {
-        if wf.step(step).is_none() {
-            return Err(Exit::invalid(format!(
-                "error: run {run_id}'s workflow has no step `{step}`"
-            )));
-        }
-        let again = dependents(&wf, step);
-        store.forget_legs(run_id, &again.into_iter().collect::<Vec<_>>())?;
-    }
-    let secrets = load_secrets(&wf, args.secrets_file.as_deref())?;
-    // Inputs were stored masked; re-type the raw inputs so secrets in them are not lost.
-    let raw: BTreeMap<String, String> = record
-        .options
-        .get("raw_inputs")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    let inputs = meridian_engine::inputs::resolve(&wf, &raw)
-        .map_err(|errs| Exit::invalid(format!("error: {}", errs.join("\nerror: "))))?;
-    let mut opts = RunOptions::new(run_id);
-    opts.started_at_ms = summary.created_at_ms.max(0) as u64;
-    opts.mode = if record.mode == "plan" {
-        Mode::Plan
-    } else {
-        Mode::Apply
+    let runner = ctx.runner().await?;
+    let json = ctx.json;
+    let live = std::io::stderr().is_terminal() && std::env::var_os("MERIDIAN_PLAIN").is_none();
+    let resume = Resume {
+        from,
+        approve: args.approve.clone(),
+        secrets_file: args.secrets_file.clone(),
+        approver: approver(ctx, args.no_prompt),
+        view: Some(Box::new(move |wf: &Workflow| view_for(json, live, wf))),
     };
-    opts.inputs = inputs;
-    opts.secrets = secrets;
-    opts.max_parallel = record
-        .options
-        .get("max_parallel")
-        .and_then(Json::as_u64)
-        .map(|n| n as usize)
-        .or(wf.max_parallel)
-        .unwrap_or(4);
-    let mut approvals: BTreeSet<String> = store.approvals(run_id)?.into_iter().collect();
-    approvals.extend(args.approve.iter().cloned());
-    if let Some(prev) = record.options.get("approve").and_then(Json::as_array) {
-        approvals.extend(prev.iter().filter_map(|v| v.as_str().map(str::to_string)));
-    }
-    opts.approvals = approvals;
-    opts.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    opts.prior = store
-        .legs(run_id)?
-        .into_iter()
-        .filter(|(_, l)| l.outcome == "success")
-        .map(|(k, l)| {
-            (
-                k,
-                PriorLeg {
-                    outcome: Outcome::Success,
-                    attempts: l.attempts,
-                    output: l.output,
-                    plan: l.plan,
-                    duration: Duration::from_millis(l.duration_ms),
-                },
-            )
-        })
-        .collect();
-    if !args.no_prompt && std::io::stdin().is_terminal() && !ctx.json {
-        opts.approver = Some(Arc::new(TerminalApprover));
-    }
-    store.reopen_run(run_id)?;
-    execute(ctx, &store, wf, opts, false).await
-}
-
-/// `step` and every step that (transitively) needs it.
-fn dependents(wf: &Workflow, step: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::from([step.to_string()]);
-    loop {
-        let before = out.len();
-        for s in &wf.steps {
-            if s.needs.iter().any(|n| out.contains(&n.value)) {
-                out.insert(s.id.value.clone());
-            }
+    match runner.resume(run_id, resume).await.map_err(fail)? {
+        Resumed::AlreadySucceeded => {
+            println!(
+                "run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)"
+            );
+            Ok(exit::OK)
         }
-        if out.len() == before {
-            return out;
-        }
+        Resumed::Ran(done) => report(ctx, &done),
     }
 }
 
 fn runs_list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
-    let store = ctx.store()?;
-    let runs = store.runs(limit)?;
+    let journal = ctx.journal()?;
+    let runs = journal.runs(limit).map_err(store_fail)?;
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!("no runs yet in {}", store.describe());
+        println!("no runs yet in {}", journal.describe());
     }
     for r in runs {
         let took = r
@@ -657,8 +450,8 @@ fn runs_list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         println!(
             "{:<22} {:<18} {:<6} {:>9}  {}  {}",
             r.id,
-            r.status,
-            r.mode,
+            r.status.as_str(),
+            r.mode.as_str(),
             took,
             r.workflow,
             r.message.unwrap_or_default()
@@ -668,92 +461,60 @@ fn runs_list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
 }
 
 fn runs_show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
-    let store = ctx.store()?;
-    let (record, summary) = store
-        .run(run_id)
-        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
-    let events = store.events(run_id)?;
+    let journal = ctx.journal()?;
+    let (record, summary) = journal.run(run_id).map_err(store_fail)?;
+    let events = journal.events(run_id).map_err(store_fail)?;
     if let Some(path) = html {
         std::fs::write(path, crate::report::html(&record, &summary, &events))
             .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
-    let legs = store.legs(run_id)?;
+    let legs = journal.legs(run_id).map_err(store_fail)?;
     if ctx.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "run": record, "summary": summary, "events": events,
-                "legs": legs.values().collect::<Vec<_>>(),
+                "run": record, "summary": summary, "events": events, "legs": legs,
             }))?
         );
         return Ok(exit::OK);
     }
-    println!("run {} — {} ({})", record.id, record.workflow, record.mode);
+    println!(
+        "run {} — {} ({})",
+        record.id,
+        record.workflow,
+        record.mode.as_str()
+    );
     println!("  workflow: {}", record.workflow_path);
     println!(
         "  status:   {} {}",
-        summary.status,
+        summary.status.as_str(),
         summary.message.unwrap_or_default()
     );
     println!("  inputs:   {}", record.inputs);
     println!("timeline:");
     let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
     for e in &events {
-        let line = describe_json(&e.body);
+        let Some(line) = view::describe(&e.event) else {
+            continue;
+        };
         println!(
             "  +{:>8}  {line}",
             fmt_dur(Duration::from_millis((e.at_ms - t0).max(0) as u64))
         );
     }
     println!("outputs:");
-    let mut legs: Vec<_> = legs.into_values().collect();
-    legs.sort_by(|a, b| (&a.step, &a.leg).cmp(&(&b.step, &b.leg)));
     for l in legs {
         println!(
             "  {} [{}] {}",
             view::leg_id(&l.step, &l.leg),
-            l.outcome,
+            l.outcome.as_str(),
             l.error
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| l.output.to_string())
         );
     }
     Ok(exit::OK)
-}
-
-/// A journaled event (JSON) as one line.
-fn describe_json(body: &Json) -> String {
-    let s = |k: &str| body.get(k).and_then(Json::as_str).unwrap_or("").to_string();
-    let id = view::leg_id(&s("step"), &s("leg"));
-    match s("event").as_str() {
-        "run-started" => format!("run started ({})", s("mode")),
-        "step-skipped" => format!("{id}: skipped ({})", s("reason")),
-        "approval-required" => format!("{id}: needs approval: {}", s("message")),
-        "approval-granted" => format!("{id}: approved by {}", s("by")),
-        "attempt-started" => format!("{id}: attempt {} started", body["attempt"]),
-        "attempt-failed" => format!(
-            "{id}: attempt {} failed: {}{}",
-            body["attempt"],
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or(&body["error"].to_string()),
-            body.get("retry_in")
-                .and_then(Json::as_u64)
-                .map(|ms| format!(" (retry in {ms}ms)"))
-                .unwrap_or_default()
-        ),
-        "leg-finished" => format!(
-            "{id}: {} after {} attempt(s), {}ms",
-            s("outcome"),
-            body["attempts"],
-            body["duration"]
-        ),
-        "step-finished" => format!("{id}: step {}", s("outcome")),
-        "compensation" => format!("{id}: compensation {}", s("outcome")),
-        "run-finished" => format!("run {}: {}", s("status"), s("message")),
-        other => other.to_string(),
-    }
 }
 
 async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
@@ -836,6 +597,10 @@ async fn worker(
         stop.cancel();
     });
     let exec = ctx.executor()?;
+    // A run's kv state lives in the shared journal, so a compensation this worker runs sees what
+    // a step saved on another worker, or before a coordinator was killed.
+    let journal = ctx.journal()?;
+    exec.set_kv_source(Arc::new(move |run: &str| journal.kv(run)));
     eprintln!("worker {id}: taking steps from the queue (Ctrl-C to stop)");
     meridian_distributed::run_worker(
         url,

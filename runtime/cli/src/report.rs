@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use meridian_protocol::{Event, display_id};
 use meridian_store::{EventRecord, RunRecord, RunSummary};
 use serde_json::Value as Json;
 
@@ -34,50 +35,54 @@ pub fn html(record: &RunRecord, summary: &RunSummary, events: &[EventRecord]) ->
     let mut bars: Vec<Bar> = Vec::new();
     let mut measures: BTreeMap<&'static str, f64> = BTreeMap::new();
     for e in events {
-        let b = &e.body;
-        let s = |k: &str| b.get(k).and_then(Json::as_str).unwrap_or("").to_string();
-        let id = if s("leg").is_empty() {
-            s("step")
-        } else {
-            format!("{}[{}]", s("step"), s("leg"))
-        };
-        match s("event").as_str() {
-            "attempt-started" => {
+        match &e.event {
+            Event::AttemptStarted {
+                step, leg, attempt, ..
+            } => {
+                let id = display_id(step, leg);
                 open.insert(id.clone(), bars.len());
                 bars.push(Bar {
-                    label: format!("{id} #{}", b["attempt"]),
+                    label: format!("{id} #{attempt}"),
                     start: e.at_ms,
                     end: None,
                     outcome: "running".into(),
                     note: String::new(),
                 });
             }
-            "attempt-failed" => {
-                if let Some(&i) = open.get(&id) {
+            Event::AttemptFailed {
+                step, leg, error, ..
+            } => {
+                if let Some(&i) = open.get(&display_id(step, leg)) {
                     bars[i].end = Some(e.at_ms);
                     bars[i].outcome = "failure".into();
-                    bars[i].note = b["error"].to_string();
+                    bars[i].note = error.to_string();
                 }
             }
-            "leg-finished" => {
-                if let Some(&i) = open.get(&id)
+            Event::LegFinished {
+                step,
+                leg,
+                outcome,
+                output,
+                ..
+            } => {
+                if let Some(&i) = open.get(&display_id(step, leg))
                     && bars[i].end.is_none()
                 {
                     bars[i].end = Some(e.at_ms);
-                    bars[i].outcome = s("outcome");
+                    bars[i].outcome = outcome.as_str().into();
                 }
                 for key in ["rto_ms", "rpo_ms", "rpo_bytes"] {
-                    if let Some(v) = b["output"].get(key).and_then(Json::as_f64) {
+                    if let Some(v) = output.get(key).and_then(Json::as_f64) {
                         measures.insert(key, v);
                     }
                 }
             }
-            "step-skipped" => bars.push(Bar {
-                label: id,
+            Event::StepSkipped { step, reason } => bars.push(Bar {
+                label: step.clone(),
                 start: e.at_ms,
                 end: Some(e.at_ms),
                 outcome: "skipped".into(),
-                note: s("reason"),
+                note: reason.clone(),
             }),
             _ => {}
         }
@@ -99,8 +104,8 @@ td,th{{padding:2px 10px;text-align:left}} .bar{{height:14px;border-radius:3px;po
         title = esc(&record.workflow),
         id = esc(&record.id),
         path = esc(&record.workflow_path),
-        mode = esc(&record.mode),
-        status = esc(&summary.status),
+        mode = esc(record.mode.as_str()),
+        status = esc(summary.status.as_str()),
         message = esc(summary.message.as_deref().unwrap_or("")),
         dur = t_end - t0,
         inputs = esc(&record.inputs.to_string()),

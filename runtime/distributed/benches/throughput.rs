@@ -26,7 +26,7 @@ use meridian_distributed::{PgJournal, PgQueue, QueueOptions, TaskKey, WorkerOpti
 use meridian_engine::{Action, Executor, Mode, ResolvedGrants, RunOptions, RunStatus, StepRequest};
 use meridian_lab::{PgCluster, free_port};
 use meridian_model::Limits;
-use meridian_store::RunRecord;
+use meridian_store::{Journal, RunRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -157,15 +157,15 @@ fn bench(c: &mut Criterion) {
                             workflow: "bench".into(),
                             workflow_path: "bench.yaml".into(),
                             workflow_sha256: "0".into(),
-                            mode: "apply".into(),
+                            mode: meridian_protocol::Mode::Apply,
                             inputs: json!({}),
-                            options: json!({}),
+                            settings: Default::default(),
                         })
                         .unwrap();
                     let mut opts = RunOptions::new(id.clone());
                     opts.max_parallel = 64;
                     opts.secrets = BTreeMap::new();
-                    opts.sink = Some(Arc::new(journal.journal(&id).unwrap()));
+                    opts.sink = Some(journal.sink(&id).unwrap());
                     let start = Instant::now();
                     let r = meridian_engine::run(wf.clone(), Arc::new(queue.clone()), opts)
                         .await

@@ -12,7 +12,7 @@ pub enum DistError {
         source: tokio_postgres::Error,
     },
     /// A statement failed; `op` names what Meridian was doing.
-    #[error("PostgreSQL ({op}): {source}")]
+    #[error("PostgreSQL ({op}): {}", db_detail(source))]
     Db {
         op: &'static str,
         #[source]
@@ -46,6 +46,14 @@ pub enum DistError {
     /// The journal's connection thread is gone (it panicked or could not start).
     #[error("the journal's connection thread stopped: {0}")]
     Bridge(String),
+}
+
+/// The server's message and SQLSTATE when there is one (tokio-postgres displays only "db error").
+fn db_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} (SQLSTATE {})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl DistError {

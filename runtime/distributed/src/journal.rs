@@ -24,9 +24,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use meridian_engine::{Event, EventSink, SinkError};
-use meridian_store::{EventRecord, LegRecord, RunRecord, RunSummary};
-use serde_json::Value as Json;
+use meridian_protocol::kv::{KvError, check_write};
+use meridian_protocol::{Event, EventSink, KvStore, SinkError};
+use meridian_store::{
+    EventRecord, Journal, LegRecord, Projection, RunRecord, RunSummary, StoreError, decode,
+    decode_word, project,
+};
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
@@ -44,7 +47,7 @@ macro_rules! now_ms {
 
 const CREATE_RUN: &str = concat!(
     "INSERT INTO meridian.runs (id, workflow, workflow_path, workflow_sha256, mode, status, inputs, options, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, ",
+     VALUES ($1, $2, $3, $4, $5, 'running', $6::text::json, $7::text::json, ",
     now_ms!(),
     ", ",
     now_ms!(),
@@ -59,16 +62,31 @@ const FORGET_LEGS: &str = "DELETE FROM meridian.legs WHERE run_id = $1 AND step 
 const MAX_SEQ: &str = "SELECT coalesce(max(seq), 0) FROM meridian.events WHERE run_id = $1";
 const RUNS: &str = "SELECT id, workflow, mode, status, created_at, finished_at, message
      FROM meridian.runs ORDER BY created_at DESC, seq DESC LIMIT $1";
-const RUN: &str = "SELECT id, workflow, workflow_path, workflow_sha256, mode, inputs, options, status, created_at, finished_at, message
+const RUN: &str = "SELECT id, workflow, mode, status, created_at, finished_at, message,
+            workflow_path, workflow_sha256, inputs::text, options::text
      FROM meridian.runs WHERE id = $1";
 const EVENTS: &str =
     "SELECT seq, at, body::text FROM meridian.events WHERE run_id = $1 ORDER BY seq";
 const LEGS: &str =
     "SELECT step, leg, outcome, attempts, duration_ms, output::text, plan::text, error::text
-     FROM meridian.legs WHERE run_id = $1";
+     FROM meridian.legs WHERE run_id = $1 ORDER BY step COLLATE \"C\", leg COLLATE \"C\"";
 const APPROVALS: &str =
     "SELECT step FROM meridian.events WHERE run_id = $1 AND kind = 'approval-granted' ORDER BY seq";
 const EVENT_BODY: &str = "SELECT body::text FROM meridian.events WHERE run_id = $1 AND seq = $2";
+const KV_GET: &str = "SELECT value FROM meridian.kv WHERE run_id = $1 AND key = $2";
+// The limit check and the write in one statement (one round trip, one commit): the row is
+// written only when the run's total stays within the limit; the sizes come back either way.
+const KV_SET: &str = "WITH sizes AS (
+       SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0)::bigint AS total,
+              coalesce(sum(octet_length(key) + octet_length(value)) FILTER (WHERE key = $2::text), 0)::bigint AS replaced
+         FROM meridian.kv WHERE run_id = $1::text),
+     ins AS (
+       INSERT INTO meridian.kv (run_id, key, value) SELECT $1::text, $2::text, $3::bytea FROM sizes
+        WHERE total - replaced + octet_length($2::text) + octet_length($3::bytea) <= $4::bigint
+       ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1)
+     SELECT total, replaced, (SELECT count(*) FROM ins) FROM sizes";
+const KV_DELETE: &str = "DELETE FROM meridian.kv WHERE run_id = $1 AND key = $2";
+const KV_KEYS: &str = "SELECT key FROM meridian.kv WHERE run_id = $1 AND left(key, length($2)) = $2 ORDER BY key COLLATE \"C\"";
 
 // One statement per event, so one round trip and one commit: data-modifying CTEs all run.
 const APPEND: &str = concat!(
@@ -232,7 +250,7 @@ impl PgJournal {
     }
 
     /// Records a new run (status `running`). Errors when the id exists.
-    pub fn create_run(&self, run: &RunRecord) -> Result<(), DistError> {
+    fn create(&self, run: &RunRecord) -> Result<(), DistError> {
         let run = run.clone();
         // Not retried: after an ambiguous commit the retry would meet its own row.
         self.call(false, move |s, _| {
@@ -246,9 +264,9 @@ impl PgJournal {
                         &run.workflow,
                         &run.workflow_path,
                         &run.workflow_sha256,
-                        &run.mode,
-                        &run.inputs,
-                        &run.options,
+                        &run.mode.as_str(),
+                        &run.inputs.to_string(),
+                        &serde_json::to_string(&run.settings).unwrap_or_default(),
                     ],
                 )
                 .await
@@ -259,7 +277,7 @@ impl PgJournal {
     }
 
     /// Marks a run as being resumed (status back to `running`).
-    pub fn reopen_run(&self, id: &str) -> Result<(), DistError> {
+    fn reopen(&self, id: &str) -> Result<(), DistError> {
         let key = id.to_string();
         let n = self.call(true, move |s, _| {
             let id = key.clone();
@@ -277,7 +295,7 @@ impl PgJournal {
     }
 
     /// Forgets the finished legs of `steps` (for `meridian retry RUN --from STEP`).
-    pub fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), DistError> {
+    fn forget(&self, id: &str, steps: &[String]) -> Result<(), DistError> {
         let id = id.to_string();
         let steps = steps.to_vec();
         self.call(true, move |s, _| {
@@ -314,7 +332,7 @@ impl PgJournal {
     }
 
     /// Most recent runs first.
-    pub fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, DistError> {
+    fn runs_raw(&self, limit: usize) -> Result<Vec<RawSummary>, DistError> {
         let limit = limit.min(i64::MAX as usize) as i64;
         self.call(true, move |s, _| {
             Box::pin(async move {
@@ -323,62 +341,34 @@ impl PgJournal {
                     .query(&st, &[&limit])
                     .await
                     .map_err(DistError::db("list runs"))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| RunSummary {
-                        id: r.get(0),
-                        workflow: r.get(1),
-                        mode: r.get(2),
-                        status: r.get(3),
-                        created_at_ms: r.get(4),
-                        finished_at_ms: r.get(5),
-                        message: r.get(6),
-                    })
-                    .collect())
+                Ok(rows.iter().map(RawSummary::read).collect())
             })
         })
     }
 
-    /// The run's record and summary.
-    pub fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), DistError> {
-        let key = id.to_string();
-        let found = self.call(true, move |s, _| {
-            let id = key.clone();
+    /// The run's row, its typed parts still text.
+    fn run_raw(&self, id: &str) -> Result<Option<RawRun>, DistError> {
+        let id = id.to_string();
+        self.call(true, move |s, _| {
+            let id = id.clone();
             Box::pin(async move {
                 let (c, st) = s.stmt(RUN).await?;
                 let row = c
                     .query_opt(&st, &[&id])
                     .await
                     .map_err(DistError::db("read a run"))?;
-                Ok(row.map(|r| {
-                    (
-                        RunRecord {
-                            id: r.get(0),
-                            workflow: r.get(1),
-                            workflow_path: r.get(2),
-                            workflow_sha256: r.get(3),
-                            mode: r.get(4),
-                            inputs: r.get(5),
-                            options: r.get(6),
-                        },
-                        RunSummary {
-                            id: r.get(0),
-                            workflow: r.get(1),
-                            mode: r.get(4),
-                            status: r.get(7),
-                            created_at_ms: r.get(8),
-                            finished_at_ms: r.get(9),
-                            message: r.get(10),
-                        },
-                    )
+                Ok(row.map(|r| RawRun {
+                    summary: RawSummary::read(&r),
+                    workflow_path: r.get(7),
+                    workflow_sha256: r.get(8),
+                    inputs: r.get(9),
+                    settings: r.get(10),
                 }))
             })
-        })?;
-        found.ok_or_else(|| DistError::NoSuchRun(id.to_string()))
+        })
     }
 
-    /// Every event of a run, in order.
-    pub fn events(&self, id: &str) -> Result<Vec<EventRecord>, DistError> {
+    fn events_raw(&self, id: &str) -> Result<Vec<(i64, i64, String)>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -390,18 +380,13 @@ impl PgJournal {
                     .map_err(DistError::db("read events"))?;
                 Ok(rows
                     .iter()
-                    .map(|r| EventRecord {
-                        seq: r.get(0),
-                        at_ms: r.get(1),
-                        body: parse_json(r.get(2)),
-                    })
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
                     .collect())
             })
         })
     }
 
-    /// Finished legs of a run, keyed by (step, leg).
-    pub fn legs(&self, id: &str) -> Result<HashMap<(String, String), LegRecord>, DistError> {
+    fn legs_raw(&self, id: &str) -> Result<Vec<RawLeg>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -413,20 +398,15 @@ impl PgJournal {
                     .map_err(DistError::db("read legs"))?;
                 Ok(rows
                     .iter()
-                    .map(|r| {
-                        let l = LegRecord {
-                            step: r.get(0),
-                            leg: r.get(1),
-                            outcome: r.get(2),
-                            attempts: r.get::<_, i32>(3).max(0) as u32,
-                            duration_ms: r.get::<_, i64>(4).max(0) as u64,
-                            output: parse_json(r.get(5)),
-                            plan: serde_json::from_str(r.get(6)).unwrap_or_default(),
-                            error: r
-                                .get::<_, Option<&str>>(7)
-                                .and_then(|e| serde_json::from_str(e).ok()),
-                        };
-                        ((l.step.clone(), l.leg.clone()), l)
+                    .map(|r| RawLeg {
+                        step: r.get(0),
+                        leg: r.get(1),
+                        outcome: r.get(2),
+                        attempts: r.get::<_, i32>(3).max(0) as u32,
+                        duration_ms: r.get::<_, i64>(4).max(0) as u64,
+                        output: r.get(5),
+                        plan: r.get(6),
+                        error: r.get(7),
                     })
                     .collect())
             })
@@ -434,7 +414,7 @@ impl PgJournal {
     }
 
     /// Steps approved in earlier invocations of the run.
-    pub fn approvals(&self, id: &str) -> Result<Vec<String>, DistError> {
+    fn approvals_raw(&self, id: &str) -> Result<Vec<String>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -463,18 +443,19 @@ impl PgJournal {
 struct AppendRow {
     run_id: String,
     seq: i64,
-    kind: String,
+    kind: &'static str,
     step: Option<String>,
     body: String,
     extra: Extra,
 }
 
+/// The event's projection (`meridian_store::project`) as statement parameters.
 #[derive(Clone)]
 enum Extra {
     None,
     Leg {
         leg: String,
-        outcome: String,
+        outcome: &'static str,
         attempts: i32,
         duration_ms: i64,
         output: String,
@@ -482,55 +463,38 @@ enum Extra {
         error: Option<String>,
     },
     Finish {
-        status: String,
+        status: &'static str,
         message: String,
     },
 }
 
 impl AppendRow {
     fn new(run_id: &str, seq: i64, event: &Event) -> AppendRow {
-        let body = serde_json::to_value(event).unwrap_or(Json::Null);
-        let kind = body
-            .get("event")
-            .and_then(Json::as_str)
-            .unwrap_or("unknown")
-            .to_string();
-        let step = body.get("step").and_then(Json::as_str).map(str::to_string);
-        let extra = match event {
-            Event::LegFinished {
-                leg,
-                outcome,
-                attempts,
-                duration,
-                output,
-                plan,
-                error,
-                ..
-            } => Extra::Leg {
-                leg: leg.clone(),
-                outcome: outcome.as_str().to_string(),
-                attempts: (*attempts).min(i32::MAX as u32) as i32,
-                duration_ms: duration.as_millis().min(i64::MAX as u128) as i64,
-                output: output.to_string(),
-                plan: serde_json::to_string(plan).unwrap_or_default(),
-                error: error
+        let extra = match project(event) {
+            Projection::Leg(l) => Extra::Leg {
+                leg: l.leg,
+                outcome: l.outcome.as_str(),
+                attempts: l.attempts.min(i32::MAX as u32) as i32,
+                duration_ms: l.duration.as_millis().min(i64::MAX as u128) as i64,
+                output: l.output.to_string(),
+                plan: serde_json::to_string(&l.plan).unwrap_or_default(),
+                error: l
+                    .error
                     .as_ref()
                     .map(|e| serde_json::to_string(e).unwrap_or_default()),
             },
-            Event::RunFinished {
-                status, message, ..
-            } => Extra::Finish {
-                status: status.as_str().to_string(),
-                message: message.clone(),
+            Projection::Finished { status, message } => Extra::Finish {
+                status: status.as_str(),
+                message: message.to_string(),
             },
-            _ => Extra::None,
+            Projection::Touch => Extra::None,
         };
         AppendRow {
             run_id: run_id.to_string(),
             seq,
-            kind,
-            step,
-            body: body.to_string(),
+            kind: event.kind(),
+            step: event.step().map(str::to_string),
+            body: serde_json::to_string(event).unwrap_or_default(),
             extra,
         }
     }
@@ -616,10 +580,6 @@ impl AppendRow {
     }
 }
 
-fn parse_json(text: &str) -> Json {
-    serde_json::from_str(text).unwrap_or(Json::Null)
-}
-
 /// The journal of one run: an [`EventSink`] whose every `emit` is one durable commit on the
 /// journal's connection thread.
 pub struct PgRunJournal {
@@ -645,5 +605,265 @@ impl EventSink for PgRunJournal {
             .map_err(|e| SinkError(e.to_string()))?;
         *seq += 1;
         Ok(())
+    }
+}
+
+/// A `runs` row before its words are parsed.
+struct RawSummary {
+    id: String,
+    workflow: String,
+    mode: String,
+    status: String,
+    created_at_ms: i64,
+    finished_at_ms: Option<i64>,
+    message: Option<String>,
+}
+
+impl RawSummary {
+    fn read(r: &tokio_postgres::Row) -> RawSummary {
+        RawSummary {
+            id: r.get(0),
+            workflow: r.get(1),
+            mode: r.get(2),
+            status: r.get(3),
+            created_at_ms: r.get(4),
+            finished_at_ms: r.get(5),
+            message: r.get(6),
+        }
+    }
+
+    fn decode(self) -> Result<RunSummary, StoreError> {
+        Ok(RunSummary {
+            mode: decode_word(&self.id, "mode", &self.mode)?,
+            status: decode_word(&self.id, "status", &self.status)?,
+            id: self.id,
+            workflow: self.workflow,
+            created_at_ms: self.created_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            message: self.message,
+        })
+    }
+}
+
+struct RawRun {
+    summary: RawSummary,
+    workflow_path: String,
+    workflow_sha256: String,
+    inputs: String,
+    settings: String,
+}
+
+struct RawLeg {
+    step: String,
+    leg: String,
+    outcome: String,
+    attempts: u32,
+    duration_ms: u64,
+    output: String,
+    plan: String,
+    error: Option<String>,
+}
+
+fn store_err(e: DistError) -> StoreError {
+    match e {
+        DistError::NoSuchRun(id) => StoreError::NoSuchRun(id),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+impl Journal for PgJournal {
+    fn describe(&self) -> String {
+        format!("PostgreSQL {}", self.target)
+    }
+
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.create(run).map_err(store_err)
+    }
+
+    fn reopen_run(&self, id: &str) -> Result<(), StoreError> {
+        self.reopen(id).map_err(store_err)
+    }
+
+    fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), StoreError> {
+        self.forget(id, steps).map_err(store_err)
+    }
+
+    fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError> {
+        Ok(Arc::new(self.journal(run_id).map_err(store_err)?))
+    }
+
+    fn kv(&self, run_id: &str) -> Arc<dyn KvStore> {
+        Arc::new(PgKv {
+            journal: self.clone(),
+            run_id: run_id.to_string(),
+        })
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        self.runs_raw(limit)
+            .map_err(store_err)?
+            .into_iter()
+            .map(RawSummary::decode)
+            .collect()
+    }
+
+    fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
+        let raw = self
+            .run_raw(id)
+            .map_err(store_err)?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+        let summary = raw.summary.decode()?;
+        let record = RunRecord {
+            id: summary.id.clone(),
+            workflow: summary.workflow.clone(),
+            workflow_path: raw.workflow_path,
+            workflow_sha256: raw.workflow_sha256,
+            mode: summary.mode,
+            inputs: decode(id, "inputs", &raw.inputs)?,
+            settings: decode(id, "run settings", &raw.settings)?,
+        };
+        Ok((record, summary))
+    }
+
+    fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        self.events_raw(id)
+            .map_err(store_err)?
+            .into_iter()
+            .map(|(seq, at_ms, body)| {
+                Ok(EventRecord {
+                    seq,
+                    at_ms,
+                    event: decode(id, &format!("event {seq}"), &body)?,
+                })
+            })
+            .collect()
+    }
+
+    fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError> {
+        self.legs_raw(id)
+            .map_err(store_err)?
+            .into_iter()
+            .map(|l| {
+                let what = |field: &str| {
+                    format!(
+                        "{field} of {}",
+                        meridian_protocol::display_id(&l.step, &l.leg)
+                    )
+                };
+                Ok(LegRecord {
+                    outcome: decode_word(id, &what("outcome"), &l.outcome)?,
+                    attempts: l.attempts,
+                    duration: std::time::Duration::from_millis(l.duration_ms),
+                    output: decode(id, &what("output"), &l.output)?,
+                    plan: decode(id, &what("plan"), &l.plan)?,
+                    error: l
+                        .error
+                        .as_deref()
+                        .map(|e| decode(id, &what("error"), e))
+                        .transpose()?,
+                    step: l.step,
+                    leg: l.leg,
+                })
+            })
+            .collect()
+    }
+
+    fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.approvals_raw(id).map_err(store_err)
+    }
+}
+
+/// One run's kv state in `meridian.kv`, reached from any coordinator or worker: every write is
+/// one statement (limit check included) and so one commit.
+struct PgKv {
+    journal: PgJournal,
+    run_id: String,
+}
+
+impl PgKv {
+    fn call<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        key: &str,
+        f: impl for<'a> Fn(&'a Client, Statement, String, String) -> BoxFuture<'a, Result<T, DistError>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<T, KvError> {
+        let (run, key) = (self.run_id.clone(), key.to_string());
+        let f = Arc::new(f);
+        self.journal
+            .call(true, move |s, _| {
+                let (run, key, f) = (run.clone(), key.clone(), f.clone());
+                Box::pin(async move {
+                    let (c, st) = s.stmt(sql).await?;
+                    f(c, st, run, key).await
+                })
+            })
+            .map_err(|e| KvError::Store(e.to_string()))
+    }
+}
+
+impl KvStore for PgKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.call(KV_GET, key, |c, st, run, key| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(&st, &[&run, &key])
+                    .await
+                    .map_err(DistError::db("read kv"))?;
+                Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            })
+        })
+    }
+
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        // The size limits on key and value alone are checked before the round trip.
+        check_write(key, &value, 0, 0)?;
+        let value = Arc::new(value);
+        let v = value.clone();
+        let limit = meridian_protocol::kv::MAX_TOTAL_BYTES as i64;
+        let (total, replaced, written) = self.call(KV_SET, key, move |c, st, run, key| {
+            let v = v.clone();
+            Box::pin(async move {
+                let row = c
+                    .query_one(&st, &[&run, &key, &v.as_slice(), &limit])
+                    .await
+                    .map_err(DistError::db("write kv"))?;
+                Ok((
+                    row.get::<_, i64>(0),
+                    row.get::<_, i64>(1),
+                    row.get::<_, i64>(2),
+                ))
+            })
+        })?;
+        if written == 0 {
+            check_write(key, &value, total as usize, replaced as usize)?;
+            return Err(KvError::Store("kv write refused".into()));
+        }
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, KvError> {
+        self.call(KV_DELETE, key, |c, st, run, key| {
+            Box::pin(async move {
+                c.execute(&st, &[&run, &key])
+                    .await
+                    .map(|n| n > 0)
+                    .map_err(DistError::db("delete kv"))
+            })
+        })
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        self.call(KV_KEYS, prefix, |c, st, run, prefix| {
+            Box::pin(async move {
+                let rows = c
+                    .query(&st, &[&run, &prefix])
+                    .await
+                    .map_err(DistError::db("list kv keys"))?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            })
+        })
     }
 }

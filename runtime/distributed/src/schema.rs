@@ -7,15 +7,16 @@ use crate::DistError;
 use crate::conn::Target;
 
 /// Bump with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `MRDN`: the advisory lock key held while migrating.
 const MIGRATION_LOCK: i64 = 0x4D52_444E;
 
 /// Index i takes the schema from version i to i + 1: (description, SQL).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "runs, events, legs, tasks",
-    r#"
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "runs, events, legs, tasks",
+        r#"
 -- Same shape as the SQLite journal (meridian-store); times are milliseconds since the epoch,
 -- taken from the database server's clock so that every machine agrees.
 -- `json`, not `jsonb`: it keeps the text as written, so keys stay in the engine's order.
@@ -92,7 +93,19 @@ CREATE TABLE meridian.tasks (
 CREATE INDEX tasks_open ON meridian.tasks (id) WHERE state <> 'done';
 CREATE INDEX tasks_run ON meridian.tasks (run_id);
 "#,
-)];
+    ),
+    (
+        "kv: each run's durable key-value state",
+        r#"
+CREATE TABLE meridian.kv (
+    run_id text NOT NULL REFERENCES meridian.runs(id),
+    key text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+"#,
+    ),
+];
 
 /// Makes sure the database holds the current schema: a cheap read when it does, else migrations
 /// in one transaction under an advisory lock. Refuses a newer schema and a foreign `meridian`

@@ -1,6 +1,6 @@
 //! Faithful in-process emulators of the control planes Meridian drives but that cannot run on a
-//! developer machine (see `shared/reference/domain.md` §0 and §7: no APISIX/OpenResty package, no
-//! licensed API7 images, no Cloudflare Load Balancing emulator).
+//! developer machine (no APISIX/OpenResty package, no licensed API7 images, no Cloudflare Load
+//! Balancing emulator).
 //!
 //! Three emulators, each an [`axum::Router`] over shared state that tests and the lab daemon start
 //! on their own listener with [`serve`]:

@@ -111,9 +111,9 @@ fn bench(c: &mut Criterion) {
                     workflow: "bench".into(),
                     workflow_path: "bench.yaml".into(),
                     workflow_sha256: String::new(),
-                    mode: "apply".into(),
+                    mode: meridian_engine::Mode::Apply,
                     inputs: serde_json::json!({}),
-                    options: serde_json::json!({}),
+                    settings: Default::default(),
                 })
                 .unwrap();
             let mut o = opts(1);

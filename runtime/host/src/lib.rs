@@ -13,10 +13,15 @@ use meridian_model::Workflow;
 use meridian_model::schema::StepSchema;
 use meridian_sandbox as sb;
 
+/// Gives a run's key-value state: the run's journal in production, memory by default.
+pub type KvSource = Arc<dyn Fn(&str) -> Arc<dyn sb::KvStore> + Send + Sync>;
+
 /// Runs steps as Wasm components in one shared [`sb::Sandbox`].
 pub struct WasmExecutor {
     resolver: Resolver,
-    /// One key-value space per run, shared by its steps.
+    /// Where each run's kv state lives; `None`: in memory, one space per run (tests, `validate`).
+    kv_source: Mutex<Option<KvSource>>,
+    /// The in-memory spaces, when there is no source.
     kv: Mutex<HashMap<String, Arc<dyn sb::KvStore>>>,
 }
 
@@ -75,8 +80,15 @@ impl WasmExecutor {
                 base_dir: Arc::new(Mutex::new(PathBuf::from("."))),
                 loaded: Arc::new(Mutex::new(HashMap::new())),
             },
+            kv_source: Mutex::new(None),
             kv: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Keeps each run's kv state where `source` says (the run's journal), so it outlives this
+    /// process: compensation after a resume, or on another worker, sees what a step saved.
+    pub fn set_kv_source(&self, source: KvSource) {
+        *self.kv_source.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
     /// Relative `uses:` paths resolve against this (the workflow file's directory).
@@ -145,6 +157,9 @@ impl WasmExecutor {
     }
 
     fn kv_for(&self, run_id: &str) -> Arc<dyn sb::KvStore> {
+        if let Some(source) = &*self.kv_source.lock().unwrap_or_else(|p| p.into_inner()) {
+            return source(run_id);
+        }
         self.kv
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,22 +1,68 @@
 //! The run journal: every event of every run, committed durably before the engine goes on, so a
 //! killed runner can resume a run without redoing finished steps.
 //!
-//! The embedded store is one SQLite file in WAL mode with `synchronous=FULL`: one transaction, and
-//! so one durable commit, per event. The schema is versioned (`PRAGMA user_version`) and the file
-//! is marked as Meridian's (`PRAGMA application_id`), so a foreign or corrupted file is refused
-//! with a clear error and never overwritten.
+//! [`Journal`] is the one interface the runner, the CLI and the server use; it has two backends
+//! that pass the same conformance suite ([`conformance`], feature `conformance`):
+//! - [`SqliteStore`], the embedded default: one SQLite file in WAL mode with `synchronous=FULL`,
+//!   one transaction (so one durable commit) per event. The schema is versioned
+//!   (`PRAGMA user_version`) and the file is marked as Meridian's (`PRAGMA application_id`), so a
+//!   foreign or damaged file is refused with a clear error and never overwritten.
+//! - the PostgreSQL journal of `meridian-distributed`, for several coordinators and workers.
+//!
+//! Both store typed values ([`RunRecord`], [`LegRecord`], [`Event`]) and read them back typed: a
+//! value that no longer parses is a [`StoreError::CorruptValue`], never a silent `null`. Both
+//! derive the `legs` table and the run's status from the event stream with one projection,
+//! [`project`], in the same transaction as the event. Both hold the run's durable kv state
+//! ([`Journal::kv`]), written one small transaction per `set`, so compensation after a resume (or
+//! on another worker) sees what the step saved before it was interrupted.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod sqlite;
 
 pub use sqlite::{RunJournal, SqliteStore};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde::Serialize;
+use meridian_protocol::duration::{ms, opt_ms};
+use meridian_protocol::{
+    Event, EventSink, KvStore, Mode, Outcome, PlannedChange, RunStatus, StepError,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+/// A run journal: what runs exist, what happened in each, and each run's kv state.
+pub trait Journal: Send + Sync {
+    /// Where the journal lives, for messages (`/path/meridian.db`, `PostgreSQL db@host`).
+    fn describe(&self) -> String;
+    /// Records a new run (status `running`). Errors when the id exists.
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+    /// Marks a run as being resumed (status back to `running`).
+    fn reopen_run(&self, id: &str) -> Result<(), StoreError>;
+    /// Forgets the finished legs of `steps` (for `retry RUN --from STEP`).
+    fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), StoreError>;
+    /// An event sink that journals into this store under `run_id`; every `emit` is durable
+    /// before it returns.
+    fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError>;
+    /// The run's durable key-value state.
+    fn kv(&self, run_id: &str) -> Arc<dyn KvStore>;
+    /// Most recent runs first.
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
+    /// The run's record and summary.
+    fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError>;
+    /// Every event of a run, in order.
+    fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;
+    /// Finished legs of a run, ordered by (step, leg).
+    fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError>;
+    /// Steps approved in earlier invocations of the run, in the order they were approved.
+    fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError>;
+}
+
 /// What a run was started with; enough to resume it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
     pub id: String,
     pub workflow: String,
@@ -24,44 +70,132 @@ pub struct RunRecord {
     pub workflow_path: String,
     /// sha256 of the workflow file's text: resume refuses a changed file.
     pub workflow_sha256: String,
-    pub mode: String,
+    pub mode: Mode,
     /// Typed inputs (masked).
     pub inputs: Json,
-    /// CLI options to reuse on resume (max_parallel, approvals…).
-    pub options: Json,
+    /// How the run was started, reused on resume.
+    pub settings: RunSettings,
+}
+
+/// The options a run was started with, which `resume` and `retry` keep.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunSettings {
+    /// `--max-parallel`, when given.
+    #[serde(default)]
+    pub max_parallel: Option<usize>,
+    /// Steps approved on the command line when the run started.
+    #[serde(default)]
+    pub approve: Vec<String>,
+    /// The run's time budget (`--timeout`), applied to each invocation (start, every resume).
+    #[serde(default, rename = "timeout_ms", with = "opt_ms")]
+    pub timeout: Option<Duration>,
+    /// The inputs as given (masked), re-typed on resume so a changed default cannot slip in.
+    #[serde(default)]
+    pub raw_inputs: BTreeMap<String, String>,
 }
 
 /// One line of `meridian runs list`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunSummary {
     pub id: String,
     pub workflow: String,
-    pub mode: String,
-    pub status: String,
+    pub mode: Mode,
+    pub status: RunStatus,
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
     pub message: Option<String>,
 }
 
 /// One journaled event.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EventRecord {
     pub seq: i64,
     pub at_ms: i64,
-    pub body: Json,
+    pub event: Event,
 }
 
 /// A finished leg as the journal has it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LegRecord {
     pub step: String,
     pub leg: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub attempts: u32,
-    pub duration_ms: u64,
+    #[serde(rename = "duration_ms", with = "ms")]
+    pub duration: Duration,
     pub output: Json,
-    pub plan: Vec<meridian_protocol::PlannedChange>,
-    pub error: Option<Json>,
+    pub plan: Vec<PlannedChange>,
+    pub error: Option<StepError>,
+}
+
+/// What an event changes besides the event log itself: the one projection both journals apply,
+/// in the same transaction as the event.
+#[derive(Debug, PartialEq)]
+pub enum Projection<'a> {
+    /// Insert or replace the leg's row.
+    Leg(LegRecord),
+    /// The run ended: status and message.
+    Finished { status: RunStatus, message: &'a str },
+    /// Only the run's `updated_at` moves.
+    Touch,
+}
+
+/// The projection of one event.
+pub fn project(event: &Event) -> Projection<'_> {
+    match event {
+        Event::LegFinished {
+            step,
+            leg,
+            outcome,
+            attempts,
+            duration,
+            output,
+            plan,
+            error,
+        } => Projection::Leg(LegRecord {
+            step: step.clone(),
+            leg: leg.clone(),
+            outcome: *outcome,
+            attempts: *attempts,
+            duration: *duration,
+            output: output.clone(),
+            plan: plan.clone(),
+            error: error.clone(),
+        }),
+        Event::RunFinished {
+            status, message, ..
+        } => Projection::Finished {
+            status: *status,
+            message,
+        },
+        _ => Projection::Touch,
+    }
+}
+
+/// Reads a journaled JSON value back into its type; what does not parse is named, not nulled.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    run: &str,
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::CorruptValue {
+        run: run.to_string(),
+        what: what.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Parses a journaled enum word (`mode`, `status`, `outcome`).
+pub fn decode_word<T: std::str::FromStr<Err = String>>(
+    run: &str,
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    text.parse().map_err(|detail| StoreError::CorruptValue {
+        run: run.to_string(),
+        what: what.to_string(),
+        detail,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +216,18 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    /// The journal has no run with this id: the caller's mistake, not the store's.
     #[error("run `{0}` not found (see `meridian runs list`)")]
     NoSuchRun(String),
+    /// A stored value does not read back as its type (edited by hand, or a damaged file).
+    #[error(
+        "run `{run}`: the journaled {what} does not read back ({detail}); the journal was changed outside meridian — keep it for inspection"
+    )]
+    CorruptValue {
+        run: String,
+        what: String,
+        detail: String,
+    },
     #[error("state store {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -96,4 +240,14 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Another backend (PostgreSQL) failed; the text names the server and the operation.
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Whether the error is the caller's (an unknown run id) rather than the store's.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NoSuchRun(_))
+    }
 }

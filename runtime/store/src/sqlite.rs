@@ -1,23 +1,26 @@
 //! SQLite implementation of the journal.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meridian_engine::{Event, EventSink, SinkError};
+use meridian_protocol::kv::{KvError, check_write};
+use meridian_protocol::{Event, EventSink, KvStore, SinkError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde_json::Value as Json;
 
-use crate::{EventRecord, LegRecord, RunRecord, RunSummary, StoreError};
+use crate::{
+    EventRecord, Journal, LegRecord, Projection, RunRecord, RunSummary, StoreError, decode,
+    decode_word, project,
+};
 
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
 /// Bump with a new entry in `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, index i takes the schema from version i to i + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
@@ -54,7 +57,16 @@ CREATE TABLE legs (
     error TEXT,
     PRIMARY KEY (run_id, step, leg)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE kv (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+"#,
+];
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -204,9 +216,9 @@ impl SqliteStore {
                     run.workflow,
                     run.workflow_path,
                     run.workflow_sha256,
-                    run.mode,
+                    run.mode.as_str(),
                     run.inputs.to_string(),
-                    run.options.to_string(),
+                    serde_json::to_string(&run.settings).unwrap_or_default(),
                     now
                 ],
             )
@@ -214,35 +226,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Marks a run as being resumed (status back to `running`).
-    pub fn reopen_run(&self, id: &str) -> Result<(), StoreError> {
-        let n = self
-            .lock()
-            .execute(
-                "UPDATE runs SET status='running', finished_at=NULL, updated_at=?2 WHERE id=?1",
-                params![id, now_ms()],
-            )
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(StoreError::NoSuchRun(id.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Forgets the finished legs of `steps` (for `meridian retry RUN --from STEP`).
-    pub fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), StoreError> {
-        let conn = self.lock();
-        for s in steps {
-            conn.execute(
-                "DELETE FROM legs WHERE run_id=?1 AND step=?2",
-                params![id, s],
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    /// An event sink that journals into this store under `run_id`.
+    /// The journal of one run as a concrete type (the trait hands out `Arc<dyn EventSink>`).
     pub fn journal(&self, run_id: &str) -> Result<RunJournal, StoreError> {
         let seq: i64 = self
             .lock()
@@ -259,186 +243,48 @@ impl SqliteStore {
         })
     }
 
-    /// Most recent runs first.
-    pub fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, workflow, mode, status, created_at, finished_at, message FROM runs
-                 ORDER BY created_at DESC, rowid DESC LIMIT ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![limit as i64], |r| {
-                Ok(RunSummary {
-                    id: r.get(0)?,
-                    workflow: r.get(1)?,
-                    mode: r.get(2)?,
-                    status: r.get(3)?,
-                    created_at_ms: r.get(4)?,
-                    finished_at_ms: r.get(5)?,
-                    message: r.get(6)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
-    /// The run's record and summary.
-    pub fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
-        let conn = self.lock();
-        conn.query_row(
-            "SELECT id, workflow, workflow_path, workflow_sha256, mode, inputs, options, status, created_at, finished_at, message
-             FROM runs WHERE id=?1",
-            params![id],
-            |r| {
-                let inputs: String = r.get(5)?;
-                let options: String = r.get(6)?;
-                Ok((
-                    RunRecord {
-                        id: r.get(0)?,
-                        workflow: r.get(1)?,
-                        workflow_path: r.get(2)?,
-                        workflow_sha256: r.get(3)?,
-                        mode: r.get(4)?,
-                        inputs: serde_json::from_str(&inputs).unwrap_or(Json::Null),
-                        options: serde_json::from_str(&options).unwrap_or(Json::Null),
-                    },
-                    RunSummary {
-                        id: r.get(0)?,
-                        workflow: r.get(1)?,
-                        mode: r.get(4)?,
-                        status: r.get(7)?,
-                        created_at_ms: r.get(8)?,
-                        finished_at_ms: r.get(9)?,
-                        message: r.get(10)?,
-                    },
-                ))
-            },
-        )
-        .optional()
-        .map_err(|e| self.err(e))?
-        .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))
-    }
-
-    /// Every event of a run, in order.
-    pub fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare("SELECT seq, at, body FROM events WHERE run_id=?1 ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![id], |r| {
-                let body: String = r.get(2)?;
-                Ok(EventRecord {
-                    seq: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    body: serde_json::from_str(&body).unwrap_or(Json::Null),
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
-    /// Finished legs of a run, keyed by (step, leg).
-    pub fn legs(&self, id: &str) -> Result<HashMap<(String, String), LegRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT step, leg, outcome, attempts, duration_ms, output, plan, error FROM legs WHERE run_id=?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![id], |r| {
-                let output: String = r.get(5)?;
-                let plan: String = r.get(6)?;
-                let error: Option<String> = r.get(7)?;
-                Ok(LegRecord {
-                    step: r.get(0)?,
-                    leg: r.get(1)?,
-                    outcome: r.get(2)?,
-                    attempts: r.get(3)?,
-                    duration_ms: r.get::<_, i64>(4)? as u64,
-                    output: serde_json::from_str(&output).unwrap_or(Json::Null),
-                    plan: serde_json::from_str(&plan).unwrap_or_default(),
-                    error: error.and_then(|e| serde_json::from_str(&e).ok()),
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let l = row.map_err(|e| self.err(e))?;
-            out.insert((l.step.clone(), l.leg.clone()), l);
-        }
-        Ok(out)
-    }
-
-    /// Steps approved in earlier invocations of the run.
-    pub fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare("SELECT step FROM events WHERE run_id=?1 AND kind='approval-granted'")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![id], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
     fn append(&self, run_id: &str, seq: i64, event: &Event) -> Result<(), StoreError> {
-        let body = serde_json::to_value(event).unwrap_or(Json::Null);
-        let kind = body
-            .get("event")
-            .and_then(Json::as_str)
-            .unwrap_or("unknown")
-            .to_string();
-        let step = body.get("step").and_then(Json::as_str).map(str::to_string);
+        let body = serde_json::to_string(event).unwrap_or_default();
         let now = now_ms();
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO events (run_id, seq, at, kind, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run_id, seq, now, kind, step, body.to_string()],
+            params![run_id, seq, now, event.kind(), event.step(), body],
         )
         .map_err(|e| self.err(e))?;
-        match event {
-            Event::LegFinished {
-                step,
-                leg,
-                outcome,
-                attempts,
-                duration,
-                output,
-                plan,
-                error,
-            } => {
+        match project(event) {
+            Projection::Leg(l) => {
                 tx.execute(
                     "INSERT OR REPLACE INTO legs (run_id, step, leg, outcome, attempts, duration_ms, output, plan, error)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         run_id,
-                        step,
-                        leg,
-                        outcome.as_str(),
-                        attempts,
-                        duration.as_millis() as i64,
-                        output.to_string(),
-                        serde_json::to_string(plan).unwrap_or_default(),
-                        error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
+                        l.step,
+                        l.leg,
+                        l.outcome.as_str(),
+                        l.attempts,
+                        l.duration.as_millis() as i64,
+                        l.output.to_string(),
+                        serde_json::to_string(&l.plan).unwrap_or_default(),
+                        l.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
                     ],
                 )
                 .map_err(|e| self.err(e))?;
+                tx.execute(
+                    "UPDATE runs SET updated_at=?2 WHERE id=?1",
+                    params![run_id, now],
+                )
+                .map_err(|e| self.err(e))?;
             }
-            Event::RunFinished {
-                status, message, ..
-            } => {
+            Projection::Finished { status, message } => {
                 tx.execute(
                     "UPDATE runs SET status=?2, message=?3, finished_at=?4, updated_at=?4 WHERE id=?1",
                     params![run_id, status.as_str(), message, now],
                 )
                 .map_err(|e| self.err(e))?;
             }
-            _ => {
+            Projection::Touch => {
                 tx.execute(
                     "UPDATE runs SET updated_at=?2 WHERE id=?1",
                     params![run_id, now],
@@ -447,6 +293,221 @@ impl SqliteStore {
             }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` on the connection; a SQLite error becomes a [`StoreError`] naming the file.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        f(&self.lock()).map_err(|e| self.err(e))
+    }
+}
+
+impl Journal for SqliteStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        SqliteStore::create_run(self, run)
+    }
+
+    fn reopen_run(&self, id: &str) -> Result<(), StoreError> {
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE runs SET status='running', finished_at=NULL, updated_at=?2 WHERE id=?1",
+                params![id, now_ms()],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for s in steps {
+            tx.execute(
+                "DELETE FROM legs WHERE run_id=?1 AND step=?2",
+                params![id, s],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError> {
+        Ok(Arc::new(self.journal(run_id)?))
+    }
+
+    fn kv(&self, run_id: &str) -> Arc<dyn KvStore> {
+        Arc::new(SqliteKv {
+            store: self.clone(),
+            run_id: run_id.to_string(),
+        })
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let rows: Vec<RawSummary> = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, workflow, mode, status, created_at, finished_at, message FROM runs
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], RawSummary::read)?;
+            rows.collect()
+        })?;
+        rows.into_iter().map(RawSummary::decode).collect()
+    }
+
+    fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
+        let row = self.with(|c| {
+            c.query_row(
+                "SELECT id, workflow, mode, status, created_at, finished_at, message,
+                        workflow_path, workflow_sha256, inputs, options
+                 FROM runs WHERE id=?1",
+                params![id],
+                |r| {
+                    Ok((
+                        RawSummary::read(r)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, String>(8)?,
+                        r.get::<_, String>(9)?,
+                        r.get::<_, String>(10)?,
+                    ))
+                },
+            )
+            .optional()
+        })?;
+        let Some((summary, workflow_path, workflow_sha256, inputs, options)) = row else {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        };
+        let summary = summary.decode()?;
+        let record = RunRecord {
+            id: summary.id.clone(),
+            workflow: summary.workflow.clone(),
+            workflow_path,
+            workflow_sha256,
+            mode: summary.mode,
+            inputs: decode(id, "inputs", &inputs)?,
+            settings: decode(id, "run settings", &options)?,
+        };
+        Ok((record, summary))
+    }
+
+    fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows: Vec<(i64, i64, String)> = self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT seq, at, body FROM events WHERE run_id=?1 ORDER BY seq")?;
+            let rows = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(seq, at_ms, body)| {
+                Ok(EventRecord {
+                    seq,
+                    at_ms,
+                    event: decode(id, &format!("event {seq}"), &body)?,
+                })
+            })
+            .collect()
+    }
+
+    fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            u32,
+            i64,
+            String,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT step, leg, outcome, attempts, duration_ms, output, plan, error FROM legs
+                 WHERE run_id=?1 ORDER BY step, leg",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(
+                |(step, leg, outcome, attempts, duration_ms, output, plan, error)| {
+                    let what = |field: &str| {
+                        format!("{field} of {}", meridian_protocol::display_id(&step, &leg))
+                    };
+                    Ok(LegRecord {
+                        outcome: decode_word(id, &what("outcome"), &outcome)?,
+                        attempts,
+                        duration: std::time::Duration::from_millis(duration_ms.max(0) as u64),
+                        output: decode(id, &what("output"), &output)?,
+                        plan: decode(id, &what("plan"), &plan)?,
+                        error: error.map(|e| decode(id, &what("error"), &e)).transpose()?,
+                        step,
+                        leg,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT step FROM events WHERE run_id=?1 AND kind='approval-granted' ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![id], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+}
+
+/// A `runs` row before its words are parsed.
+struct RawSummary {
+    id: String,
+    workflow: String,
+    mode: String,
+    status: String,
+    created_at_ms: i64,
+    finished_at_ms: Option<i64>,
+    message: Option<String>,
+}
+
+impl RawSummary {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSummary> {
+        Ok(RawSummary {
+            id: r.get(0)?,
+            workflow: r.get(1)?,
+            mode: r.get(2)?,
+            status: r.get(3)?,
+            created_at_ms: r.get(4)?,
+            finished_at_ms: r.get(5)?,
+            message: r.get(6)?,
+        })
+    }
+
+    fn decode(self) -> Result<RunSummary, StoreError> {
+        Ok(RunSummary {
+            mode: decode_word(&self.id, "mode", &self.mode)?,
+            status: decode_word(&self.id, "status", &self.status)?,
+            id: self.id,
+            workflow: self.workflow,
+            created_at_ms: self.created_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            message: self.message,
+        })
     }
 }
 
@@ -464,5 +525,75 @@ impl EventSink for RunJournal {
         self.store
             .append(&self.run_id, *seq, event)
             .map_err(|e| SinkError(e.to_string()))
+    }
+}
+
+/// One run's kv state in the `kv` table: every write is its own durable transaction, so a value
+/// a step saved before it was killed is there for its compensation after a resume.
+struct SqliteKv {
+    store: SqliteStore,
+    run_id: String,
+}
+
+impl SqliteKv {
+    fn fail(&self, e: rusqlite::Error) -> KvError {
+        KvError::Store(self.store.err(e).to_string())
+    }
+}
+
+impl KvStore for SqliteKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.store
+            .lock()
+            .query_row(
+                "SELECT value FROM kv WHERE run_id=?1 AND key=?2",
+                params![self.run_id, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        let mut conn = self.store.lock();
+        let tx = conn.transaction().map_err(|e| self.fail(e))?;
+        let (total, replaced): (i64, i64) = tx
+            .query_row(
+                "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0),
+                        coalesce(sum(CASE WHEN key=?2 THEN length(CAST(key AS BLOB)) + length(value) END), 0)
+                 FROM kv WHERE run_id=?1",
+                params![self.run_id, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.fail(e))?;
+        check_write(key, &value, total as usize, replaced as usize)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO kv (run_id, key, value) VALUES (?1, ?2, ?3)",
+            params![self.run_id, key, value],
+        )
+        .map_err(|e| self.fail(e))?;
+        tx.commit().map_err(|e| self.fail(e))
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, KvError> {
+        self.store
+            .lock()
+            .execute(
+                "DELETE FROM kv WHERE run_id=?1 AND key=?2",
+                params![self.run_id, key],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let conn = self.store.lock();
+        let mut stmt = conn
+            .prepare("SELECT key FROM kv WHERE run_id=?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key")
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![self.run_id, prefix], |r| r.get(0))
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
     }
 }

@@ -1,76 +1,67 @@
-//! The SQLite journal: events land durably, runs can be listed and resumed, foreign files refused.
+//! The SQLite journal: the conformance suite, and what only a file can do wrong.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use meridian_engine::{Event, EventSink, Mode, Outcome, RunStatus};
-use meridian_store::{RunRecord, SqliteStore, StoreError};
-use serde_json::json;
-
-fn record(id: &str) -> RunRecord {
-    RunRecord {
-        id: id.into(),
-        workflow: "wf".into(),
-        workflow_path: "/tmp/wf.yaml".into(),
-        workflow_sha256: "abc".into(),
-        mode: "apply".into(),
-        inputs: json!({"x": 1}),
-        options: json!({"max_parallel": 4}),
-    }
-}
+use meridian_store::{Journal, SqliteStore, StoreError, conformance};
 
 #[test]
-fn events_and_legs_round_trip_across_reopen() {
+fn conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state/meridian.db");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        store.create_run(&record("r1")).unwrap();
-        let j = store.journal("r1").unwrap();
-        j.emit(&Event::RunStarted {
-            run_id: "r1".into(),
-            workflow: "wf".into(),
-            mode: Mode::Apply,
-            inputs: json!({}),
-        })
-        .unwrap();
-        j.emit(&Event::LegFinished {
+    conformance::run_all("sqlite", &|| {
+        Arc::new(SqliteStore::open(&path).unwrap()) as Arc<dyn Journal>
+    });
+}
+
+/// Regression: a corrupt JSON value in the journal was read back as `null` on resume.
+#[test]
+fn a_corrupt_value_is_an_error_not_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.create_run(&conformance::record("r1")).unwrap();
+    store
+        .sink("r1")
+        .unwrap()
+        .emit(&meridian_protocol::Event::LegFinished {
             step: "a".into(),
             leg: String::new(),
-            outcome: Outcome::Success,
-            attempts: 2,
-            duration: Duration::from_millis(12),
-            output: json!({"v": 1}),
+            outcome: meridian_protocol::Outcome::Success,
+            attempts: 1,
+            duration: std::time::Duration::from_millis(1),
+            output: serde_json::json!({"v": 1}),
             plan: vec![],
             error: None,
         })
         .unwrap();
-        j.emit(&Event::ApprovalGranted {
-            step: "gate".into(),
-            by: "--approve".into(),
-        })
-        .unwrap();
-    }
-    let store = SqliteStore::open(&path).unwrap();
-    let legs = store.legs("r1").unwrap();
-    let a = &legs[&("a".to_string(), String::new())];
-    assert_eq!((a.attempts, a.output.clone()), (2, json!({"v": 1})));
-    assert_eq!(store.approvals("r1").unwrap(), ["gate"]);
-    assert_eq!(store.events("r1").unwrap().len(), 3);
-    assert_eq!(store.runs(10).unwrap()[0].status, "running");
-    // A journal opened later continues the sequence.
-    let j = store.journal("r1").unwrap();
-    j.emit(&Event::RunFinished {
-        status: RunStatus::Succeeded,
-        duration: Duration::from_millis(1),
-        message: "ok".into(),
-    })
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "UPDATE legs SET output = '{\"v\": 1' WHERE run_id = 'r1'",
+        [],
+    )
     .unwrap();
-    let events = store.events("r1").unwrap();
-    assert_eq!(
-        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
-    );
-    assert_eq!(store.run("r1").unwrap().1.status, "succeeded");
+    match store.legs("r1") {
+        Err(StoreError::CorruptValue { run, what, .. }) => {
+            assert_eq!(run, "r1");
+            assert!(what.contains("output of a"), "{what}");
+        }
+        other => panic!("expected a corrupt-value error, got {other:?}"),
+    }
+    raw.execute("UPDATE runs SET options = 'not json' WHERE id = 'r1'", [])
+        .unwrap();
+    assert!(matches!(
+        store.run("r1"),
+        Err(StoreError::CorruptValue { .. })
+    ));
+    raw.execute(
+        "UPDATE events SET body = '{\"event\": \"no-such\"}' WHERE run_id = 'r1'",
+        [],
+    )
+    .unwrap();
+    assert!(matches!(
+        store.events("r1"),
+        Err(StoreError::CorruptValue { .. })
+    ));
 }
 
 #[test]
@@ -96,12 +87,4 @@ fn foreign_and_garbage_files_are_refused_and_untouched() {
     }
     let err = SqliteStore::open(&foreign).unwrap_err();
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
-}
-
-#[test]
-fn unknown_run_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-    let err = store.run("nope").unwrap_err();
-    assert!(err.to_string().contains("meridian runs list"));
 }

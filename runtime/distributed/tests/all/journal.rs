@@ -1,144 +1,30 @@
 //! The PostgreSQL journal: same semantics as the SQLite one, schema versioning and refusal.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use meridian_distributed::{
     DistError, PgJournal, PgQueue, QueueOptions, SCHEMA_VERSION, TaskKey, WorkerOptions, run_worker,
 };
-use meridian_engine::{Event, EventSink, Mode, Outcome, RunStatus, StepError};
 use meridian_lab::StopMode;
-use meridian_store::RunRecord;
-use serde_json::json;
+use meridian_protocol::{Event, Outcome};
+use meridian_store::Journal;
 
 use crate::Pg;
 
-fn record(id: &str) -> RunRecord {
-    RunRecord {
-        id: id.into(),
-        workflow: "wf".into(),
-        workflow_path: "/tmp/wf.yaml".into(),
-        workflow_sha256: "abc".into(),
-        mode: "apply".into(),
-        inputs: json!({"x": 1, "a": [1, 2]}),
-        options: json!({"max_parallel": 4}),
-    }
-}
+use meridian_store::conformance::record;
 
-/// Plain `#[test]`: the journal needs no runtime of the caller's.
+/// The journal conformance suite, the same one the SQLite journal passes. Plain `#[test]`: the
+/// journal needs no runtime of the caller's.
 #[test]
-fn events_and_legs_round_trip_across_reopen() {
+fn conformance_suite() {
     let Some(pg) = Pg::start() else { return };
-    {
-        let store = PgJournal::open(&pg.dsn()).unwrap();
-        store.create_run(&record("r1")).unwrap();
-        assert!(store.create_run(&record("r1")).is_err(), "duplicate run id");
-        let j = store.journal("r1").unwrap();
-        j.emit(&Event::RunStarted {
-            run_id: "r1".into(),
-            workflow: "wf".into(),
-            mode: Mode::Apply,
-            inputs: json!({}),
-        })
-        .unwrap();
-        j.emit(&Event::LegFinished {
-            step: "a".into(),
-            leg: String::new(),
-            outcome: Outcome::Success,
-            attempts: 2,
-            duration: Duration::from_millis(12),
-            output: json!({"v": 1, "b": 2}),
-            plan: vec![meridian_protocol::PlannedChange::Sql {
-                connection: "db".into(),
-                statement: "PUT /x".into(),
-                params: vec![],
-                reason: "r".into(),
-            }],
-            error: None,
-        })
-        .unwrap();
-        j.emit(&Event::LegFinished {
-            step: "b".into(),
-            leg: "eu".into(),
-            outcome: Outcome::Failure,
-            attempts: 1,
-            duration: Duration::from_millis(3),
-            output: json!(null),
-            plan: vec![],
-            error: Some(StepError::Timeout(Duration::from_millis(1500))),
-        })
-        .unwrap();
-        j.emit(&Event::ApprovalGranted {
-            step: "gate".into(),
-            by: "--approve".into(),
-        })
-        .unwrap();
-    }
-    let store = PgJournal::open(&pg.dsn()).unwrap();
-    let legs = store.legs("r1").unwrap();
-    let a = &legs[&("a".to_string(), String::new())];
-    assert_eq!(
-        (a.attempts, a.duration_ms, a.outcome.as_str()),
-        (2, 12, "success")
-    );
-    assert_eq!(a.output, json!({"v": 1, "b": 2}));
-    assert!(
-        matches!(&a.plan[..], [meridian_protocol::PlannedChange::Sql { statement, .. }] if statement == "PUT /x")
-    );
-    let b = &legs[&("b".to_string(), "eu".to_string())];
-    assert_eq!(b.error, Some(json!({"kind": "timeout", "message": 1500})));
-    assert_eq!(store.approvals("r1").unwrap(), ["gate"]);
-    let events = store.events("r1").unwrap();
-    assert_eq!(events.len(), 4);
-    // Bodies keep the engine's key order (stored as `json`, not `jsonb`).
-    let keys: Vec<&String> = events[1].body.as_object().unwrap().keys().collect();
-    assert_eq!(keys[..3], ["event", "step", "leg"]);
-    assert_eq!(store.runs(10).unwrap()[0].status, "running");
-    let (rec, _) = store.run("r1").unwrap();
-    assert_eq!(rec, record("r1"));
-
-    // A journal opened later continues the sequence.
-    let j = store.journal("r1").unwrap();
-    j.emit(&Event::RunFinished {
-        status: RunStatus::Succeeded,
-        duration: Duration::from_millis(1),
-        message: "ok".into(),
-    })
-    .unwrap();
-    let events = store.events("r1").unwrap();
-    assert_eq!(
-        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
-    let (_, summary) = store.run("r1").unwrap();
-    assert_eq!(summary.status, "succeeded");
-    assert_eq!(summary.message.as_deref(), Some("ok"));
-    assert!(summary.finished_at_ms.unwrap() >= summary.created_at_ms);
-
-    // Resume bookkeeping.
-    store.reopen_run("r1").unwrap();
-    let (_, summary) = store.run("r1").unwrap();
-    assert_eq!(
-        (summary.status.as_str(), summary.finished_at_ms),
-        ("running", None)
-    );
-    store.forget_legs("r1", &["a".to_string()]).unwrap();
-    assert_eq!(store.legs("r1").unwrap().len(), 1);
-
-    // Listing: most recent first, limited; unknown runs are named.
-    store.create_run(&record("r2")).unwrap();
-    let runs = store.runs(10).unwrap();
-    assert_eq!(
-        runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        ["r2", "r1"]
-    );
-    assert_eq!(store.runs(1).unwrap().len(), 1);
-    assert!(matches!(store.run("nope"), Err(DistError::NoSuchRun(_))));
-    assert!(matches!(
-        store.reopen_run("nope"),
-        Err(DistError::NoSuchRun(_))
-    ));
+    let dsn = pg.dsn();
+    meridian_store::conformance::run_all("pg", &|| {
+        Arc::new(PgJournal::open(&dsn).unwrap()) as Arc<dyn Journal>
+    });
     // An event for a run that was never created is refused (as with SQLite's foreign keys).
-    let orphan = store.journal("ghost").unwrap();
+    let store = PgJournal::open(&dsn).unwrap();
+    let orphan = store.sink("ghost").unwrap();
     assert!(
         orphan
             .emit(&Event::StepFinished {
@@ -154,7 +40,7 @@ fn the_journal_survives_a_database_restart() {
     let Some(mut pg) = Pg::start() else { return };
     let store = PgJournal::open(&pg.dsn()).unwrap();
     store.create_run(&record("r1")).unwrap();
-    let j = store.journal("r1").unwrap();
+    let j = store.sink("r1").unwrap();
     let ev = |s: &str| Event::StepFinished {
         step: s.into(),
         outcome: Outcome::Success,
@@ -165,10 +51,7 @@ fn the_journal_survives_a_database_restart() {
     // The first write after the restart meets a dead connection and is retried on a new one.
     j.emit(&ev("b")).unwrap();
     let events = store.events("r1").unwrap();
-    let steps: Vec<&str> = events
-        .iter()
-        .map(|e| e.body["step"].as_str().unwrap())
-        .collect();
+    let steps: Vec<&str> = events.iter().filter_map(|e| e.event.step()).collect();
     assert_eq!(steps, ["a", "b"]);
 }
 
@@ -178,7 +61,7 @@ async fn emit_works_inside_a_current_thread_runtime() {
     let Some(pg) = Pg::start() else { return };
     let store = PgJournal::open(&pg.dsn()).unwrap();
     store.create_run(&record("r1")).unwrap();
-    let j = store.journal("r1").unwrap();
+    let j = store.sink("r1").unwrap();
     for i in 0..20 {
         j.emit(&Event::StepFinished {
             step: format!("s{i}"),

@@ -1,6 +1,6 @@
 //! The Apache APISIX 3.x emulator: Admin API, API-driven standalone config API and data plane.
 //!
-//! Behaviour follows `shared/reference/domain.md` §1.5, §1.7 and §2, cross-checked against the
+//! Behaviour follows the APISIX Admin API documentation, cross-checked against the
 //! APISIX sources (`apisix/admin/*.lua`, `apisix/core/etcd.lua`, `apisix/schema_def.lua`):
 //!
 //! * `X-API-KEY` header, `api_key` query argument or `X-API-KEY` cookie; otherwise 401

@@ -109,6 +109,10 @@ fn to_sql_value(v: &serde_json::Value) -> Value {
 pub struct Input {
     /// Operations, run in order.
     pub ops: Vec<Op>,
+    /// Compensation appends the run's kv value under `undo` (or `none`) to this file (in a
+    /// writable preopen), so tests can see what state compensation found.
+    #[serde(default)]
+    pub undo_record: Option<String>,
 }
 
 /// Outputs.
@@ -204,7 +208,21 @@ impl Step for KitchenSink {
         }
         Ok(Output { results })
     }
-    fn compensate(ctx: &Ctx, _input: Input) -> Result<(), Error> {
+    fn compensate(ctx: &Ctx, input: Input) -> Result<(), Error> {
+        if let Some(path) = &input.undo_record {
+            let found = ctx
+                .kv()
+                .get("undo")
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_else(|| "none".into());
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| Error::fatal(format!("open {path}: {e}")))?;
+            std::io::Write::write_all(&mut f, format!("{found}\n").as_bytes())
+                .map_err(|e| Error::fatal(format!("write {path}: {e}")))?;
+        }
         ctx.kv().set("compensated", b"yes")
     }
 }

@@ -1,0 +1,20 @@
+//! The runner: starts, resumes and retries workflow runs over a [`Journal`], and judges a
+//! drill's measurements against its targets. The CLI parses arguments and prints what this
+//! returns; `meridian serve` uses the same calls.
+//!
+//! What a run needs besides the workflow — inputs, secret values, approvals, a view of its
+//! events — comes in a [`Launch`] or a [`Resume`]; everything that must survive the process (the
+//! inputs as given, `--max-parallel`, `--timeout`, approvals) is written into the journal's
+//! [`RunSettings`] when the run starts and read back on every resume.
+
+pub mod drill;
+mod error;
+pub mod inputs;
+mod run;
+pub mod secrets;
+
+pub use drill::{DrillFigure, DrillVerdict, Verdict};
+pub use error::RunnerError;
+pub use run::{Finished, Launch, Loaded, Resume, Resumed, Runner, StepRunner, ViewFactory, load};
+
+pub use meridian_store::{Journal, RunSettings};

@@ -1,0 +1,312 @@
+//! Starting and resuming runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_engine::{Approver, EventSink, Executor, PriorLeg, RunOptions, RunReport};
+use meridian_host::WasmExecutor;
+use meridian_model::Workflow;
+use meridian_protocol::{Masker, Mode, Outcome, RunStatus};
+use meridian_store::{Journal, LegRecord, RunRecord, RunSettings};
+use sha2::{Digest, Sha256};
+
+use crate::{DrillVerdict, RunnerError, secrets};
+
+/// A parsed workflow file and the text it came from (hashed into the run record, so a resume
+/// refuses a changed file).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub workflow: Arc<Workflow>,
+    pub text: String,
+    /// Absolute when the file exists.
+    pub path: PathBuf,
+}
+
+impl Loaded {
+    fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.text.as_bytes()))
+    }
+}
+
+/// Reads and parses a workflow; diagnostics (file:line:col) become [`RunnerError::Invalid`].
+pub fn load(path: &Path) -> Result<Loaded, RunnerError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunnerError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    let workflow = meridian_model::parse(&path.display().to_string(), &text)
+        .map_err(|diags| RunnerError::Invalid(diags.to_string()))?;
+    Ok(Loaded {
+        workflow: Arc::new(workflow),
+        text,
+        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+    })
+}
+
+/// What executes the steps.
+#[derive(Clone)]
+pub enum StepRunner {
+    /// The Wasm sandbox in this process; its kv state lives in the run's journal.
+    Local(Arc<WasmExecutor>),
+    /// Another executor (the PostgreSQL queue that `meridian worker` processes serve).
+    Remote(Arc<dyn Executor>),
+}
+
+/// How to start a run.
+#[derive(Default)]
+pub struct Launch {
+    pub mode: Mode,
+    /// Inputs as given (`NAME` → text), typed against the workflow's `inputs:`.
+    pub raw_inputs: BTreeMap<String, String>,
+    pub secrets_file: Option<PathBuf>,
+    pub max_parallel: Option<usize>,
+    pub approve: Vec<String>,
+    /// The run's time budget, applied to every invocation (this one and each resume).
+    pub timeout: Option<Duration>,
+    pub approver: Option<Arc<dyn Approver>>,
+    /// Receives every event besides the journal (a terminal view, a server's stream).
+    pub view: Option<Arc<dyn EventSink>>,
+}
+
+/// How to resume (or, with `from`, retry) a run.
+#[derive(Default)]
+pub struct Resume {
+    /// `retry --from STEP`: forget STEP and everything that needs it, then run them again.
+    pub from: Option<String>,
+    pub approve: Vec<String>,
+    pub secrets_file: Option<PathBuf>,
+    pub approver: Option<Arc<dyn Approver>>,
+    /// Makes the view of the run's events once the run's workflow is loaded.
+    pub view: Option<ViewFactory>,
+}
+
+/// Builds a view (an extra event sink) for a workflow.
+pub type ViewFactory = Box<dyn FnOnce(&Workflow) -> Arc<dyn EventSink> + Send>;
+
+/// A run that ran (to any end: success, failure, a wait for approval, a timeout).
+#[derive(Debug)]
+pub struct Finished {
+    pub workflow: Arc<Workflow>,
+    pub report: RunReport,
+    /// Measurements against the workflow's `drill:` targets, when it has any.
+    pub drill: Option<DrillVerdict>,
+}
+
+/// What `resume` did.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The run had already succeeded; nothing ran (`retry --from` runs steps again).
+    AlreadySucceeded,
+    Ran(Finished),
+}
+
+/// Runs workflows over one journal and one way of executing steps.
+#[derive(Clone)]
+pub struct Runner {
+    journal: Arc<dyn Journal>,
+    steps: StepRunner,
+}
+
+impl Runner {
+    pub fn new(journal: Arc<dyn Journal>, steps: StepRunner) -> Runner {
+        Runner { journal, steps }
+    }
+
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Starts a new run of `wf` and runs it to its end.
+    pub async fn start(&self, wf: &Loaded, launch: Launch) -> Result<Finished, RunnerError> {
+        let workflow = wf.workflow.clone();
+        let raw = launch.raw_inputs;
+        let inputs = meridian_engine::inputs::resolve(&workflow, &raw)
+            .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
+        let secrets = secrets::load(&workflow, launch.secrets_file.as_deref())?;
+        let masker = Masker::new(secrets.values());
+        let run_id = new_run_id();
+        let settings = RunSettings {
+            max_parallel: launch.max_parallel,
+            approve: launch.approve.clone(),
+            timeout: launch.timeout,
+            raw_inputs: raw
+                .iter()
+                .map(|(k, v)| (k.clone(), masker.mask_str(v)))
+                .collect(),
+        };
+        self.journal.create_run(&RunRecord {
+            id: run_id.clone(),
+            workflow: workflow.name.clone(),
+            workflow_path: wf.path.display().to_string(),
+            workflow_sha256: wf.sha256(),
+            mode: launch.mode,
+            inputs: masker.mask_json(&serde_json::Value::Object(inputs.clone())),
+            settings: settings.clone(),
+        })?;
+        let mut opts = RunOptions::new(run_id);
+        opts.mode = launch.mode;
+        opts.inputs = inputs;
+        opts.secrets = secrets;
+        opts.approvals = launch.approve.into_iter().collect();
+        opts.approver = launch.approver;
+        self.execute(wf, opts, &settings, launch.view, true).await
+    }
+
+    /// Resumes an interrupted, failed or waiting run: finished legs come from the journal, the
+    /// rest run again with the same idempotency keys. With `from`, retries that step and every
+    /// step that needs it.
+    pub async fn resume(&self, run_id: &str, resume: Resume) -> Result<Resumed, RunnerError> {
+        let (record, summary) = self.journal.run(run_id)?;
+        let wf = load(Path::new(&record.workflow_path))?;
+        if wf.sha256() != record.workflow_sha256 {
+            return Err(RunnerError::Invalid(format!(
+                "{} changed since run {run_id} started; resuming would mix two workflows. Start a new run instead.",
+                wf.path.display()
+            )));
+        }
+        if resume.from.is_none() && summary.status == RunStatus::Succeeded {
+            return Ok(Resumed::AlreadySucceeded);
+        }
+        let workflow = wf.workflow.clone();
+        let settings = record.settings;
+        if let Some(step) = &resume.from {
+            if workflow.step(step).is_none() {
+                return Err(RunnerError::Invalid(format!(
+                    "run {run_id}'s workflow has no step `{step}`"
+                )));
+            }
+            let again: Vec<String> = dependents(&workflow, step).into_iter().collect();
+            self.journal.forget_legs(run_id, &again)?;
+        }
+        let secrets = secrets::load(&workflow, resume.secrets_file.as_deref())?;
+        let inputs = meridian_engine::inputs::resolve(&workflow, &settings.raw_inputs)
+            .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
+        let mut opts = RunOptions::new(run_id);
+        opts.started_at_ms = summary.created_at_ms.max(0) as u64;
+        opts.mode = record.mode;
+        opts.inputs = inputs;
+        opts.secrets = secrets;
+        let mut approvals: BTreeSet<String> = self.journal.approvals(run_id)?.into_iter().collect();
+        approvals.extend(resume.approve);
+        approvals.extend(settings.approve.iter().cloned());
+        opts.approvals = approvals;
+        opts.approver = resume.approver;
+        opts.prior = self
+            .journal
+            .legs(run_id)?
+            .into_iter()
+            .filter(|l| finished_for_good(&workflow, l))
+            .map(|l| {
+                (
+                    (l.step, l.leg),
+                    PriorLeg {
+                        outcome: l.outcome,
+                        attempts: l.attempts,
+                        output: l.output,
+                        plan: l.plan,
+                        duration: l.duration,
+                    },
+                )
+            })
+            .collect();
+        self.journal.reopen_run(run_id)?;
+        let view = resume.view.map(|make| make(&workflow));
+        self.execute(&wf, opts, &settings, view, false)
+            .await
+            .map(Resumed::Ran)
+    }
+
+    /// Runs `opts` to the end. `fresh`: a new run (its start time is taken after compiling), not
+    /// a resume (which keeps the first start time).
+    async fn execute(
+        &self,
+        wf: &Loaded,
+        mut opts: RunOptions,
+        settings: &RunSettings,
+        view: Option<Arc<dyn EventSink>>,
+        fresh: bool,
+    ) -> Result<Finished, RunnerError> {
+        let workflow = wf.workflow.clone();
+        opts.max_parallel = settings.max_parallel.or(workflow.max_parallel).unwrap_or(4);
+        opts.run_timeout = settings.timeout;
+        opts.base_dir = wf.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let journal = self.journal.sink(&opts.run_id)?;
+        opts.sink = Some(match view {
+            Some(v) => Arc::new(vec![journal, v]),
+            None => journal,
+        });
+        let exec: Arc<dyn Executor> = match &self.steps {
+            StepRunner::Remote(e) => e.clone(),
+            StepRunner::Local(local) => {
+                local.set_base_dir(opts.base_dir.clone());
+                let journal = self.journal.clone();
+                local.set_kv_source(Arc::new(move |run: &str| journal.kv(run)));
+                // Compile (or load from the cache) every component before the run starts, so a
+                // cold cache neither delays the first steps nor counts in a drill's measured
+                // times. A component that cannot be loaded fails its step when the step runs.
+                let mut uses: Vec<&str> = workflow
+                    .steps
+                    .iter()
+                    .map(|s| s.uses.value.as_str())
+                    .collect();
+                uses.sort_unstable();
+                uses.dedup();
+                for u in uses {
+                    let _ = Executor::prepare(&**local, u).await;
+                }
+                if fresh {
+                    opts.started_at_ms = now_ms();
+                }
+                local.clone()
+            }
+        };
+        let report = meridian_engine::run(workflow.clone(), exec, opts)
+            .await
+            .map_err(|e| RunnerError::Host(e.to_string()))?;
+        let drill = DrillVerdict::judge(&workflow, &report);
+        Ok(Finished {
+            workflow,
+            report,
+            drill,
+        })
+    }
+}
+
+/// Whether a journaled leg stands on resume: it succeeded, or it failed in a step whose
+/// failure the run carries on past (`continue-on-error`) — re-running it would redo work the
+/// run already moved beyond.
+fn finished_for_good(wf: &Workflow, l: &LegRecord) -> bool {
+    match l.outcome {
+        Outcome::Success => true,
+        Outcome::Failure => wf.step(&l.step).is_some_and(|s| s.continue_on_error),
+        Outcome::Skipped | Outcome::Cancelled => false,
+    }
+}
+
+/// `step` and every step that (transitively) needs it.
+fn dependents(wf: &Workflow, step: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::from([step.to_string()]);
+    loop {
+        let before = out.len();
+        for s in &wf.steps {
+            if s.needs.iter().any(|n| out.contains(&n.value)) {
+                out.insert(s.id.value.clone());
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn new_run_id() -> String {
+    let suffix: u32 = rand::random::<u32>() & 0xffff;
+    format!("r{}-{:04x}", now_ms(), suffix)
+}

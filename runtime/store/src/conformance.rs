@@ -1,0 +1,239 @@
+//! The journal conformance suite: what every [`Journal`] backend must do, run by the tests of
+//! each (SQLite here, PostgreSQL in `meridian-distributed`). Each check panics with what differs.
+//!
+//! `open` must return a new handle to the same storage each time it is called (a reopened file,
+//! a new connection), so the checks can tell durable state from what a handle cached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_protocol::kv::{MAX_TOTAL_BYTES, MAX_VALUE_BYTES};
+use meridian_protocol::{Event, Mode, Outcome, PlannedChange, RunStatus, StepError};
+use serde_json::json;
+
+use crate::{Journal, RunRecord, RunSettings, StoreError};
+
+/// Runs every check against fresh runs (ids made unique with `prefix`, so a shared database
+/// can hold several runs of the suite).
+pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    records_round_trip(&format!("{prefix}-rec"), open);
+    unknown_runs_are_not_found(&format!("{prefix}-none"), open);
+    events_project_to_legs_and_status(&format!("{prefix}-ev"), open);
+    forgetting_legs_and_reopening(&format!("{prefix}-fg"), open);
+    kv_is_durable_per_run_and_bounded(&format!("{prefix}-kv"), open);
+    runs_are_listed_newest_first(&format!("{prefix}-ls"), open);
+}
+
+/// A run record as the tests create it.
+pub fn record(id: &str) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        workflow: "wf".into(),
+        workflow_path: "/tmp/wf.yaml".into(),
+        workflow_sha256: "abc".into(),
+        mode: Mode::Plan,
+        inputs: json!({"x": 1, "s": "***"}),
+        settings: RunSettings {
+            max_parallel: Some(3),
+            approve: vec!["gate".into()],
+            timeout: Some(Duration::from_secs(3)),
+            raw_inputs: [("x".to_string(), "1".to_string())].into(),
+        },
+    }
+}
+
+fn records_round_trip(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    j.create_run(&record(id)).unwrap();
+    assert!(
+        j.create_run(&record(id)).is_err(),
+        "a second run with the same id must be refused"
+    );
+    let (rec, summary) = open().run(id).unwrap();
+    assert_eq!(rec, record(id));
+    assert_eq!(summary.status, RunStatus::Running);
+    assert_eq!(summary.mode, Mode::Plan);
+    assert_eq!(summary.finished_at_ms, None);
+}
+
+fn unknown_runs_are_not_found(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    assert!(matches!(j.run(id), Err(StoreError::NoSuchRun(r)) if r == id));
+    assert!(matches!(j.reopen_run(id), Err(StoreError::NoSuchRun(_))));
+    assert!(j.events(id).unwrap().is_empty());
+    assert!(j.legs(id).unwrap().is_empty());
+}
+
+fn leg(step: &str, leg: &str, outcome: Outcome, attempts: u32) -> Event {
+    Event::LegFinished {
+        step: step.into(),
+        leg: leg.into(),
+        outcome,
+        attempts,
+        duration: Duration::from_millis(12),
+        output: json!({"v": attempts, "nested": {"k": [1, 2]}}),
+        plan: vec![PlannedChange::Sql {
+            connection: "db".into(),
+            statement: "SELECT pg_promote()".into(),
+            params: vec![json!(1)],
+            reason: "writes".into(),
+        }],
+        error: (outcome == Outcome::Failure).then(|| StepError::Timeout(Duration::from_secs(2))),
+    }
+}
+
+fn events_project_to_legs_and_status(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    j.create_run(&record(id)).unwrap();
+    let events = vec![
+        Event::RunStarted {
+            run_id: id.into(),
+            workflow: "wf".into(),
+            mode: Mode::Plan,
+            inputs: json!({}),
+        },
+        Event::ApprovalGranted {
+            step: "gate".into(),
+            by: "--approve".into(),
+        },
+        leg("deploy", "eu", Outcome::Failure, 1),
+        // A leg finished again (a resumed run) replaces its row.
+        leg("deploy", "eu", Outcome::Success, 2),
+        leg("deploy", "us", Outcome::Success, 1),
+        leg("check", "", Outcome::Failure, 3),
+        Event::ApprovalGranted {
+            step: "promote".into(),
+            by: "ops".into(),
+        },
+        Event::RunFinished {
+            status: RunStatus::Failed,
+            duration: Duration::from_millis(40),
+            message: "step check failed".into(),
+        },
+    ];
+    let sink = j.sink(id).unwrap();
+    for e in &events[..4] {
+        sink.emit(e).unwrap();
+    }
+    // A sink opened later (a resume) continues the sequence.
+    let sink = open().sink(id).unwrap();
+    for e in &events[4..] {
+        sink.emit(e).unwrap();
+    }
+    let j = open();
+    let back = j.events(id).unwrap();
+    assert_eq!(
+        back.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=events.len() as i64).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        back.into_iter().map(|e| e.event).collect::<Vec<_>>(),
+        events,
+        "events read back typed and equal"
+    );
+    let legs = j.legs(id).unwrap();
+    let keys: Vec<(&str, &str, Outcome, u32)> = legs
+        .iter()
+        .map(|l| (l.step.as_str(), l.leg.as_str(), l.outcome, l.attempts))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("check", "", Outcome::Failure, 3),
+            ("deploy", "eu", Outcome::Success, 2),
+            ("deploy", "us", Outcome::Success, 1),
+        ]
+    );
+    assert_eq!(
+        legs[0].error,
+        Some(StepError::Timeout(Duration::from_secs(2)))
+    );
+    assert_eq!(legs[1].output, json!({"v": 2, "nested": {"k": [1, 2]}}));
+    assert_eq!(legs[1].duration, Duration::from_millis(12));
+    assert_eq!(legs[1].plan.len(), 1);
+    assert_eq!(j.approvals(id).unwrap(), ["gate", "promote"]);
+    let (_, summary) = j.run(id).unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert_eq!(summary.message.as_deref(), Some("step check failed"));
+    assert!(summary.finished_at_ms.is_some());
+}
+
+fn forgetting_legs_and_reopening(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    j.create_run(&record(id)).unwrap();
+    let sink = j.sink(id).unwrap();
+    for e in [
+        leg("a", "", Outcome::Success, 1),
+        leg("b", "x", Outcome::Success, 1),
+        leg("b", "y", Outcome::Success, 1),
+        leg("c", "", Outcome::Success, 1),
+        Event::RunFinished {
+            status: RunStatus::Succeeded,
+            duration: Duration::from_millis(1),
+            message: "ok".into(),
+        },
+    ] {
+        sink.emit(&e).unwrap();
+    }
+    j.forget_legs(id, &["b".into(), "c".into()]).unwrap();
+    let steps: Vec<String> = open()
+        .legs(id)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(steps, ["a"]);
+    j.reopen_run(id).unwrap();
+    let (_, s) = open().run(id).unwrap();
+    assert_eq!((s.status, s.finished_at_ms), (RunStatus::Running, None));
+}
+
+fn kv_is_durable_per_run_and_bounded(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let other = format!("{id}-other");
+    let j = open();
+    j.create_run(&record(id)).unwrap();
+    j.create_run(&record(&other)).unwrap();
+    let kv = j.kv(id);
+    kv.set("fence/primary", b"fenced".to_vec()).unwrap();
+    kv.set("gslb/before", b"eu".to_vec()).unwrap();
+    kv.set("gslb/before", b"us".to_vec()).unwrap();
+    kv.set("z", vec![0, 159, 146, 150]).unwrap();
+    j.kv(&other).set("gslb/before", b"other".to_vec()).unwrap();
+    // A new handle (a resumed runner, another worker) sees what was written.
+    let kv = open().kv(id);
+    assert_eq!(kv.get("gslb/before").unwrap(), Some(b"us".to_vec()));
+    assert_eq!(kv.get("z").unwrap(), Some(vec![0, 159, 146, 150]));
+    assert_eq!(kv.get("missing").unwrap(), None);
+    assert_eq!(kv.keys("gslb/").unwrap(), ["gslb/before"]);
+    assert_eq!(kv.keys("").unwrap(), ["fence/primary", "gslb/before", "z"]);
+    assert!(kv.delete("fence/primary").unwrap());
+    assert!(!kv.delete("fence/primary").unwrap());
+    assert_eq!(open().kv(id).get("fence/primary").unwrap(), None);
+    assert_eq!(
+        open().kv(&other).get("gslb/before").unwrap(),
+        Some(b"other".to_vec())
+    );
+    // The same limits as every kv store.
+    assert!(kv.set("big", vec![0; MAX_VALUE_BYTES + 1]).is_err());
+    let n = MAX_TOTAL_BYTES / MAX_VALUE_BYTES;
+    for i in 0..n - 1 {
+        kv.set(&format!("fill/{i:03}"), vec![1; MAX_VALUE_BYTES])
+            .unwrap();
+    }
+    assert!(
+        kv.set("fill/last", vec![1; MAX_VALUE_BYTES]).is_err(),
+        "the run's total is bounded"
+    );
+    kv.set("fill/000", vec![2; MAX_VALUE_BYTES]).unwrap();
+    assert_eq!(kv.get("fill/000").unwrap().map(|v| v[0]), Some(2));
+}
+
+fn runs_are_listed_newest_first(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    let ids: Vec<String> = (0..3).map(|i| format!("{id}-{i}")).collect();
+    for r in &ids {
+        j.create_run(&record(r)).unwrap();
+    }
+    let listed: Vec<String> = j.runs(3).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(listed, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+}

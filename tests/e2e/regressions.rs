@@ -1,0 +1,170 @@
+//! One test per bug fixed at the seams between crates, named after the bug (ripgrep's
+//! `tests/regression.rs`). Each failed before its fix.
+
+use serde_json::Value as Json;
+
+use crate::support::{Scratch, expect_code};
+
+fn json(out: &str) -> Json {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The kv state a step saved lived only in the runner's memory: compensation after a resume
+/// found nothing (a fenced primary stayed fenced, GSLB undo fell back to the declared primary).
+#[test]
+fn compensation_after_resume_sees_the_kv_state_saved_before_it() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(s.path().join("rec")).unwrap();
+    s.write(
+        "undo.yaml",
+        r#"
+name: undo
+secrets: [token]
+steps:
+  - id: change
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: kv-set, key: undo, value: "eu was primary"}]
+      undo_record: /rec/undo.log
+    grants: {fs: [{path: rec, guest: /rec, mode: rw}]}
+    compensate: true
+  - id: gate
+    needs: change
+    uses: hello
+    approval: {message: "go on?"}
+  - id: boom
+    needs: gate
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: fail, kind: fatal, message: boom}]
+"#,
+    );
+    let env = [("MERIDIAN_SECRET_TOKEN", "t0k")];
+    let o = s
+        .cmd()
+        .envs(env)
+        .args(["--json", "run", "undo.yaml"])
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&o, 3);
+    let run_id = json(&out)["run_id"].as_str().unwrap().to_string();
+    // A new process resumes; `boom` fails and `change` is compensated.
+    let o = s
+        .cmd()
+        .envs(env)
+        .args(["--json", "resume", &run_id, "--approve", "gate"])
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&o, 1);
+    let report = json(&out);
+    assert_eq!(report["compensations"][0]["step"], "change", "{report}");
+    assert_eq!(report["compensations"][0]["outcome"], "success", "{report}");
+    let seen = std::fs::read_to_string(s.path().join("rec/undo.log")).unwrap();
+    assert_eq!(seen, "\"eu was primary\"\n");
+}
+
+/// `resume` dropped the run's `--timeout`: a run given 3 s that timed out was resumed without
+/// any limit and ran on to success.
+#[test]
+fn resume_keeps_the_run_timeout() {
+    let s = Scratch::new();
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    s.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 700}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 700}}\n  - {id: c, uses: ./sleeper.wasm, needs: b, with: {ms: 700}}\n",
+    );
+    let (out, _) = expect_code(
+        &s.run(&["--json", "run", "slow.yaml", "--timeout", "1s"]),
+        4,
+    );
+    let run_id = json(&out)["run_id"].as_str().unwrap().to_string();
+    // b and c still need 1.4 s: with the run's 1 s budget the resume times out again.
+    let (out, _) = expect_code(&s.run(&["--json", "resume", &run_id]), 4);
+    assert_eq!(json(&out)["status"], "timed-out");
+}
+
+/// `retry --from X` ran again earlier steps that had failed under `continue-on-error`.
+#[test]
+fn retry_from_a_step_keeps_earlier_continue_on_error_failures() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    std::fs::create_dir_all(s.path().join("rec")).unwrap();
+    s.write(
+        "coe.yaml",
+        r#"
+name: coe
+secrets: [token]
+steps:
+  - id: optional
+    uses: ./kitchen_sink.wasm
+    continue-on-error: true
+    with: {ops: [{op: fail, kind: fatal, message: "not today"}]}
+  - id: last
+    needs: optional
+    if: always()
+    uses: ./sleeper.wasm
+    with: {ms: 1, record: /rec/runs.log}
+    grants: {fs: [{path: rec, guest: /rec, mode: rw}]}
+"#,
+    );
+    let env = [("MERIDIAN_SECRET_TOKEN", "t0k")];
+    let o = s
+        .cmd()
+        .envs(env)
+        .args(["--json", "run", "coe.yaml"])
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&o, 0);
+    let run_id = json(&out)["run_id"].as_str().unwrap().to_string();
+    let o = s
+        .cmd()
+        .envs(env)
+        .args(["--json", "retry", &run_id, "--from", "last"])
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&o, 0);
+    let report = json(&out);
+    let optional = &report["steps"][0]["legs"][0];
+    assert_eq!(optional["outcome"], "failure", "{report}");
+    assert_eq!(
+        optional["reused"], true,
+        "the failed optional step ran again: {report}"
+    );
+    let runs = std::fs::read_to_string(s.path().join("rec/runs.log")).unwrap();
+    assert_eq!(runs.lines().count(), 2, "`last` runs once per invocation");
+}
+
+/// A plan that failed printed "no changes" above "run failed", as if nothing would change.
+#[test]
+fn a_failed_plan_does_not_claim_no_changes() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "plan.yaml",
+        "name: p\nsecrets: [token]\nsteps:\n  - id: creds\n    uses: ./kitchen_sink.wasm\n    with: {ops: [{op: fail, kind: fatal, message: \"bad credentials\"}]}\n",
+    );
+    let o = s
+        .cmd()
+        .env("MERIDIAN_SECRET_TOKEN", "t0k")
+        .env("MERIDIAN_PLAIN", "1")
+        .args(["plan", "plan.yaml"])
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&o, 1);
+    assert!(!out.contains("no changes\n"), "{out}");
+    assert!(out.contains("plan incomplete"), "{out}");
+}
