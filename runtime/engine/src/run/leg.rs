@@ -1,12 +1,13 @@
 //! One leg's task: waits for its permits, then runs its attempts with timeouts and retries.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use meridian_model::RetryPolicy;
 use meridian_protocol::Masker;
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::LegReport;
@@ -43,41 +44,34 @@ impl Attempt {
         mut req: StepRequest,
         policy: &RetryPolicy,
     ) -> LegReport {
-        let started = Instant::now();
-        let cancelled = |attempts: u32, started: Instant, key: String, matrix: Json| {
-            LegReport::ended(
-                key,
-                matrix,
-                attempts,
-                started.elapsed(),
-                StepError::Cancelled,
-            )
+        // A leg's duration is its own work, from its first attempt's start (see
+        // `Event::LegFinished`): a leg that ends before any attempt took no time.
+        let cancelled = |attempts: u32, duration: Duration, key: String, matrix: Json| {
+            LegReport::ended(key, matrix, attempts, duration, StepError::Cancelled)
         };
         // Hold a step-level permit (matrix max-parallel) and a run-level one for the whole leg.
         let _step_permit = match &self.step_sem {
             Some(s) => tokio::select! {
                 p = s.clone().acquire_owned() => p.ok(),
-                _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
+                _ = self.cancel.cancelled() => return cancelled(0, Duration::ZERO, key, matrix),
             },
             None => None,
         };
         let _permit = tokio::select! {
             p = self.permits.clone().acquire_owned() => p.ok(),
-            _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
+            _ = self.cancel.cancelled() => return cancelled(0, Duration::ZERO, key, matrix),
         };
         let prepared = tokio::select! {
             r = self.exec.prepare(&req.uses) => r,
-            _ = self.cancel.cancelled() => return cancelled(0, started, key, matrix),
+            _ = self.cancel.cancelled() => return cancelled(0, Duration::ZERO, key, matrix),
         };
         if let Err(e) = prepared {
-            return LegReport::ended(
-                key,
-                matrix,
-                0,
-                started.elapsed(),
-                mask_error(&self.masker, e),
-            );
+            return LegReport::ended(key, matrix, 0, Duration::ZERO, mask_error(&self.masker, e));
         }
+        // Not earlier: waiting for the permits above is queueing, and preparing the step
+        // (compiling its component on a cold cache) is not an attempt; counting either made the
+        // reported duration disagree with the attempt timeline.
+        let started = Instant::now();
         let attempts = policy.attempts.max(1);
         let mut attempt = 1;
         loop {
@@ -109,7 +103,9 @@ impl Attempt {
                         reused: false,
                     };
                 }
-                Err(StepError::Cancelled) => return cancelled(attempt, started, key, matrix),
+                Err(StepError::Cancelled) => {
+                    return cancelled(attempt, started.elapsed(), key, matrix);
+                }
                 Err(e) => {
                     let e = mask_error(&self.masker, e);
                     let retry = attempt < attempts && retry::retries(policy, &e);
@@ -126,7 +122,7 @@ impl Attempt {
                     };
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.cancel.cancelled() => return cancelled(attempt, started, key, matrix),
+                        _ = self.cancel.cancelled() => return cancelled(attempt, started.elapsed(), key, matrix),
                     }
                     attempt += 1;
                 }
