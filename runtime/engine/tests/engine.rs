@@ -118,6 +118,17 @@ impl Executor for Shared {
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Json>>);
+impl Recorder {
+    /// The recorded events of one kind (`leg-finished`, …), in order.
+    fn of_kind(&self, kind: &str) -> Vec<Json> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .cloned()
+            .collect()
+    }
+}
 impl EventSink for Recorder {
     fn emit(&self, event: &Event) -> Result<(), SinkError> {
         self.0
@@ -664,11 +675,8 @@ async fn one_time_preparation_does_not_count_against_the_step_timeout() {
 
 /// Each `leg-finished` event's (leg key, duration in ms), in the order the legs finished.
 fn leg_durations(sink: &Recorder) -> Vec<(String, u64)> {
-    sink.0
-        .lock()
-        .unwrap()
+    sink.of_kind("leg-finished")
         .iter()
-        .filter(|e| e["event"] == "leg-finished")
         .map(|e| {
             let key = e["leg"].as_str().unwrap().to_string();
             (key, e["duration"].as_u64().unwrap())
@@ -762,4 +770,106 @@ steps:
         leg_durations(&sink),
         [(String::new(), 2500), (String::new(), 2500)]
     );
+}
+
+/// Steps become ready in passes over file order: one made ready while a pass starts steps starts
+/// in that pass if it comes later in the file, else in the next pass. The order is observable:
+/// here, in the order of the skips.
+#[tokio::test(start_paused = true)]
+async fn ready_steps_start_in_passes_over_file_order() {
+    let sink = Arc::new(Recorder::default());
+    let mut o = opts();
+    o.sink = Some(sink.clone());
+    let (r, _) = go(
+        r#"
+name: order
+inputs:
+  enabled: {type: bool, default: false}
+steps:
+  - id: late
+    uses: test/ok
+    needs: gate
+  - id: root
+    uses: test/ok
+  - id: gate
+    uses: test/ok
+    needs: root
+    if: inputs.enabled
+  - id: tail
+    uses: test/ok
+    needs: gate
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let skipped: Vec<String> = sink
+        .of_kind("step-skipped")
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(skipped, ["gate", "tail", "late"]);
+}
+
+/// Steps ready at once start in file order, so a step whose `if:` fails as it starts fails the
+/// run for the ready steps after it (skipped) but not for those before it (started, then
+/// cancelled).
+#[tokio::test(start_paused = true)]
+async fn a_step_failing_as_it_starts_skips_the_ready_steps_after_it() {
+    let (r, exec) = go(
+        r#"
+name: order
+steps:
+  - id: a
+    uses: test/ok
+  - id: before
+    uses: test/sleep
+    needs: a
+    with: {ms: 1000}
+  - id: broken
+    uses: test/ok
+    needs: a
+    if: fromJSON('{not json')
+  - id: after
+    uses: test/ok
+    needs: a
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(outcome(&r, "before"), Outcome::Cancelled);
+    assert_eq!(outcome(&r, "broken"), Outcome::Failure);
+    assert_eq!(outcome(&r, "after"), Outcome::Skipped);
+    assert!(exec.runs_of("after").is_empty());
+}
+
+/// A step needing several others (one of them twice over a diamond) starts once, after the last.
+#[tokio::test(start_paused = true)]
+async fn a_step_starts_once_after_all_it_needs() {
+    let (r, exec) = go(
+        r#"
+name: diamond
+steps:
+  - id: join
+    uses: test/ok
+    needs: [left, right, root]
+  - id: root
+    uses: test/ok
+  - id: left
+    uses: test/sleep
+    needs: root
+    with: {ms: 300}
+  - id: right
+    uses: test/sleep
+    needs: root
+    with: {ms: 100}
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let join = exec.runs_of("join");
+    assert_eq!(join.len(), 1);
+    assert_eq!(join[0].at, Duration::from_millis(300));
 }

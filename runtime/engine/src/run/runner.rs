@@ -49,6 +49,13 @@ pub(super) struct Runner {
     /// Step id → index.
     pub(super) index: HashMap<String, usize>,
     pub(super) states: Vec<StepState>,
+    /// Per step, how many of its `needs` are not done yet.
+    unmet: Vec<usize>,
+    /// Per step, the steps that need it (once per mention, matching `unmet`).
+    dependents: Vec<Vec<usize>>,
+    /// Waiting steps whose `needs` are all done, by index: what `start_ready` starts, so
+    /// scheduling costs what is ready, not the whole workflow.
+    ready: BTreeSet<usize>,
     /// (step index, leg index) in completion order, for compensation.
     pub(super) completed: Vec<(usize, usize)>,
     pub(super) failed: bool,
@@ -109,7 +116,20 @@ impl Runner {
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id.value.clone(), i))
-            .collect();
+            .collect::<HashMap<_, _>>();
+        let mut unmet = vec![0; n];
+        let mut dependents = vec![Vec::new(); n];
+        for (i, step) in wf.steps.iter().enumerate() {
+            for need in &step.needs {
+                unmet[i] += 1;
+                // A need naming no step (the validator rejects it) is never met, so the step
+                // never starts.
+                if let Some(&d) = index.get(&need.value) {
+                    dependents[d].push(i);
+                }
+            }
+        }
+        let ready = (0..n).filter(|&i| unmet[i] == 0).collect();
         Ok(Runner {
             exec,
             masker,
@@ -118,6 +138,9 @@ impl Runner {
             refs,
             index,
             states: (0..n).map(|_| StepState::Waiting).collect(),
+            unmet,
+            dependents,
+            ready,
             completed: Vec::new(),
             failed: false,
             cancelled: false,
@@ -270,27 +293,40 @@ impl Runner {
         }
     }
 
-    /// Starts every step whose `needs` are all done. Loops until nothing changes, because skipping
-    /// a step can make others ready.
+    /// Starts every step whose `needs` are all done, in passes over file order as a scan of the
+    /// whole workflow would: a step made ready while a pass starts steps (by one that is skipped
+    /// or fails as it starts) starts in this pass if it comes later in the file, else in the next.
+    /// The order is observable: a step that fails as it starts fails the run for the ones started
+    /// after it.
     async fn start_ready(&mut self) -> Result<(), RunError> {
+        let mut last: Option<usize> = None;
         loop {
-            let mut progressed = false;
-            for i in 0..self.wf.steps.len() {
-                if !matches!(self.states[i], StepState::Waiting) {
-                    continue;
-                }
-                let step = &self.wf.steps[i];
-                let needs: Option<Vec<Outcome>> = step
-                    .needs
-                    .iter()
-                    .map(|n| self.outcome_of(&n.value))
-                    .collect();
-                let Some(needs) = needs else { continue };
-                progressed = true;
-                self.start_step(i, &needs).await?;
-            }
-            if !progressed {
-                return Ok(());
+            let next = last
+                .and_then(|l| self.ready.range(l + 1..).next())
+                .or_else(|| self.ready.first())
+                .copied();
+            let Some(i) = next else { return Ok(()) };
+            self.ready.remove(&i);
+            last = Some(i);
+            let needs: Option<Vec<Outcome>> = self.wf.steps[i]
+                .needs
+                .iter()
+                .map(|n| self.outcome_of(&n.value))
+                .collect();
+            let Some(needs) = needs else {
+                unreachable!("a ready step's needs are all done")
+            };
+            self.start_step(i, &needs).await?;
+        }
+    }
+
+    /// Records step `i` as done and makes ready the steps whose last unmet need it was.
+    fn set_done(&mut self, i: usize, report: StepReport) {
+        self.states[i] = StepState::Done(report);
+        for d in std::mem::take(&mut self.dependents[i]) {
+            self.unmet[d] -= 1;
+            if self.unmet[d] == 0 {
+                self.ready.insert(d);
             }
         }
     }
@@ -374,7 +410,7 @@ impl Runner {
         };
         self.publish(i, &report);
         self.emit(Event::StepFinished { step: id, outcome })?;
-        self.states[i] = StepState::Done(report);
+        self.set_done(i, report);
         Ok(())
     }
 
@@ -410,7 +446,7 @@ impl Runner {
             step: report.id.clone(),
             outcome,
         })?;
-        self.states[i] = StepState::Done(report);
+        self.set_done(i, report);
         Ok(())
     }
 
