@@ -118,6 +118,17 @@ impl Executor for Shared {
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Json>>);
+impl Recorder {
+    /// The recorded events of one kind (`leg-finished`, …), in order.
+    fn of_kind(&self, kind: &str) -> Vec<Json> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .cloned()
+            .collect()
+    }
+}
 impl EventSink for Recorder {
     fn emit(&self, event: &Event) -> Result<(), SinkError> {
         self.0
@@ -660,4 +671,205 @@ async fn one_time_preparation_does_not_count_against_the_step_timeout() {
         .unwrap();
     assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
     assert_eq!(exec.runs_of("a").len(), 1);
+}
+
+/// Each `leg-finished` event's (leg key, duration in ms), in the order the legs finished.
+fn leg_durations(sink: &Recorder) -> Vec<(String, u64)> {
+    sink.of_kind("leg-finished")
+        .iter()
+        .map(|e| {
+            let key = e["leg"].as_str().unwrap().to_string();
+            (key, e["duration"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// Regression: a leg's duration ran from when it was spawned, so a leg queued behind
+/// `max-parallel` showed its wait as run time (1 s of work after 2 s of queueing read 3 s) in
+/// the terminal and JSON, while the HTML timeline (built from attempt events) showed 1 s.
+#[tokio::test(start_paused = true)]
+async fn leg_durations_exclude_time_queued_behind_max_parallel() {
+    let sink = Arc::new(Recorder::default());
+    let mut o = opts();
+    o.sink = Some(sink.clone());
+    let (r, exec) = go(
+        r#"
+name: queued
+steps:
+  - id: m
+    uses: test/sleep
+    with: {ms: 1000}
+    strategy:
+      max-parallel: 1
+      matrix:
+        region: [eu, us, ap]
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    // The legs did queue: one at a time, a second apart.
+    assert_eq!(exec.max_active.load(Ordering::SeqCst), 1);
+    let starts: Vec<u64> = exec
+        .calls()
+        .iter()
+        .map(|c| c.at.as_millis() as u64)
+        .collect();
+    assert_eq!(starts, [0, 1000, 2000]);
+    let legs = &r.step("m").unwrap().legs;
+    let reported: Vec<(&str, Duration)> =
+        legs.iter().map(|l| (l.key.as_str(), l.duration)).collect();
+    let one = Duration::from_secs(1);
+    assert_eq!(reported, [("eu", one), ("us", one), ("ap", one)]);
+    assert_eq!(
+        leg_durations(&sink),
+        [
+            ("eu".into(), 1000),
+            ("us".into(), 1000),
+            ("ap".into(), 1000)
+        ]
+    );
+}
+
+/// The run-wide parallelism queues legs too; a leg's waits between its own retries are part of
+/// its work and count.
+#[tokio::test(start_paused = true)]
+async fn leg_durations_count_retry_waits_but_not_the_run_wide_queue() {
+    let sink = Arc::new(Recorder::default());
+    let mut o = opts();
+    o.sink = Some(sink.clone());
+    o.max_parallel = 1;
+    let (r, exec) = go(
+        r#"
+name: queued
+steps:
+  - id: a
+    uses: test/flaky
+    with: {ms: 1000, succeed_on: 2}
+    retry: {attempts: 2, backoff: constant, initial: 500ms, jitter: false}
+  - id: b
+    uses: test/flaky
+    with: {ms: 1000, succeed_on: 2}
+    retry: {attempts: 2, backoff: constant, initial: 500ms, jitter: false}
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    // Attempt, 500 ms wait, attempt: 2.5 s per leg, and `b` queued behind `a` for all of it.
+    let starts: Vec<u64> = exec
+        .calls()
+        .iter()
+        .map(|c| c.at.as_millis() as u64)
+        .collect();
+    assert_eq!(starts, [0, 1500, 2500, 4000]);
+    let d = Duration::from_millis(2500);
+    assert_eq!(r.step("a").unwrap().legs[0].duration, d);
+    assert_eq!(r.step("b").unwrap().legs[0].duration, d);
+    assert_eq!(
+        leg_durations(&sink),
+        [(String::new(), 2500), (String::new(), 2500)]
+    );
+}
+
+/// Steps become ready in passes over file order: one made ready while a pass starts steps starts
+/// in that pass if it comes later in the file, else in the next pass. The order is observable:
+/// here, in the order of the skips.
+#[tokio::test(start_paused = true)]
+async fn ready_steps_start_in_passes_over_file_order() {
+    let sink = Arc::new(Recorder::default());
+    let mut o = opts();
+    o.sink = Some(sink.clone());
+    let (r, _) = go(
+        r#"
+name: order
+inputs:
+  enabled: {type: bool, default: false}
+steps:
+  - id: late
+    uses: test/ok
+    needs: gate
+  - id: root
+    uses: test/ok
+  - id: gate
+    uses: test/ok
+    needs: root
+    if: inputs.enabled
+  - id: tail
+    uses: test/ok
+    needs: gate
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let skipped: Vec<String> = sink
+        .of_kind("step-skipped")
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(skipped, ["gate", "tail", "late"]);
+}
+
+/// Steps ready at once start in file order, so a step whose `if:` fails as it starts fails the
+/// run for the ready steps after it (skipped) but not for those before it (started, then
+/// cancelled).
+#[tokio::test(start_paused = true)]
+async fn a_step_failing_as_it_starts_skips_the_ready_steps_after_it() {
+    let (r, exec) = go(
+        r#"
+name: order
+steps:
+  - id: a
+    uses: test/ok
+  - id: before
+    uses: test/sleep
+    needs: a
+    with: {ms: 1000}
+  - id: broken
+    uses: test/ok
+    needs: a
+    if: fromJSON('{not json')
+  - id: after
+    uses: test/ok
+    needs: a
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(outcome(&r, "before"), Outcome::Cancelled);
+    assert_eq!(outcome(&r, "broken"), Outcome::Failure);
+    assert_eq!(outcome(&r, "after"), Outcome::Skipped);
+    assert!(exec.runs_of("after").is_empty());
+}
+
+/// A step needing several others (one of them twice over a diamond) starts once, after the last.
+#[tokio::test(start_paused = true)]
+async fn a_step_starts_once_after_all_it_needs() {
+    let (r, exec) = go(
+        r#"
+name: diamond
+steps:
+  - id: join
+    uses: test/ok
+    needs: [left, right, root]
+  - id: root
+    uses: test/ok
+  - id: left
+    uses: test/sleep
+    needs: root
+    with: {ms: 300}
+  - id: right
+    uses: test/sleep
+    needs: root
+    with: {ms: 100}
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let join = exec.runs_of("join");
+    assert_eq!(join.len(), 1);
+    assert_eq!(join[0].at, Duration::from_millis(300));
 }

@@ -135,7 +135,10 @@ pub enum Event {
         outcome: Outcome,
         attempts: u32,
         /// From the first attempt's start to the end of the last one: time queued behind
-        /// `max-parallel` or the run's parallelism is not included.
+        /// `max-parallel` or the run's parallelism is not included, nor is preparing the step.
+        /// Waits between retries are: they are part of the leg's own work (the live view counts
+        /// them too). A leg that ended before its first attempt (cancelled while queued, or its
+        /// step failed to prepare) took zero.
         #[serde(with = "ms")]
         duration: Duration,
         output: Json,

@@ -1,0 +1,93 @@
+//! Compensation: after a failed apply run, undoes completed legs in reverse completion order.
+
+use meridian_model::Compensate;
+
+use super::context::eval_with;
+use super::leg::mask_error;
+use super::runner::{Runner, StepState};
+use super::{CompensationReport, DEFAULT_STEP_TIMEOUT, RunError, display_id};
+use crate::event::{Event, Outcome};
+use crate::executor::{Action, StepError, StepRequest};
+
+impl Runner {
+    /// Undoes completed legs in reverse completion order.
+    pub(super) async fn compensate(&mut self) -> Result<Vec<CompensationReport>, RunError> {
+        let mut out = Vec::new();
+        let completed = std::mem::take(&mut self.completed);
+        for (si, li) in completed.into_iter().rev() {
+            let wf = self.wf.clone();
+            let step = &wf.steps[si];
+            if matches!(step.compensate, Compensate::None) {
+                continue;
+            }
+            let StepState::Done(report) = &self.states[si] else {
+                continue;
+            };
+            let Some(leg) = report.legs.get(li).cloned() else {
+                continue;
+            };
+            let ctx = self.ctx(si, Some(&leg.matrix));
+            let display = display_id(&step.id.value, &leg.key);
+            let prepared = match &step.compensate {
+                Compensate::Export => eval_with(&step.with, &ctx)
+                    .map(|input| (step.uses.value.clone(), Action::Compensate, input)),
+                Compensate::Step { uses, with, .. } => {
+                    eval_with(with, &ctx).map(|input| (uses.value.clone(), Action::Run, input))
+                }
+                Compensate::None => unreachable!(),
+            };
+            let result = match prepared.and_then(|p| Ok((p, self.resolve_grants(step, &ctx)?))) {
+                Err(msg) => Err(StepError::InvalidInput(msg)),
+                Ok(((uses, action, input), grants)) => {
+                    let req = StepRequest {
+                        run_id: self.opts.run_id.clone(),
+                        idempotency_key: format!("{}/{}/compensate", self.opts.run_id, display),
+                        // The step's own `compensate` export sees the step id it ran under, so
+                        // state it kept under that id (e.g. in kv) is found again.
+                        step_id: if action == Action::Compensate {
+                            display.clone()
+                        } else {
+                            format!("{display}:compensate")
+                        },
+                        uses,
+                        action,
+                        mode: self.opts.mode,
+                        input,
+                        attempt: 1,
+                        grants,
+                        limits: step.limits.clone(),
+                        timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
+                        mask: self.masker.values().to_vec(),
+                    };
+                    let timeout = req.timeout;
+                    tokio::time::timeout(timeout, self.exec.execute(req))
+                        .await
+                        .unwrap_or(Err(StepError::Timeout(timeout)))
+                        .map(|_| ())
+                }
+            };
+            let (outcome, error) = match result {
+                Ok(()) => (Outcome::Success, None),
+                Err(e) => (Outcome::Failure, Some(mask_error(&self.masker, e))),
+            };
+            let action = match step.compensate {
+                Compensate::Export => Action::Compensate,
+                _ => Action::Run,
+            };
+            self.emit(Event::Compensation {
+                step: step.id.value.clone(),
+                leg: leg.key.clone(),
+                action,
+                outcome,
+                error: error.clone(),
+            })?;
+            out.push(CompensationReport {
+                step: step.id.value.clone(),
+                leg: leg.key,
+                outcome,
+                error,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,136 @@
+//! One leg's task: waits for its permits, then runs its attempts with timeouts and retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_model::RetryPolicy;
+use meridian_protocol::Masker;
+use serde_json::Value as Json;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::LegReport;
+use crate::event::{Event, EventSink, Outcome};
+use crate::executor::{Executor, StepError, StepRequest, StepResult};
+use crate::retry;
+
+/// What one leg's task needs, detached from the runner.
+pub(super) struct Attempt {
+    pub(super) exec: Arc<dyn Executor>,
+    pub(super) sink: Option<Arc<dyn EventSink>>,
+    pub(super) masker: Masker,
+    pub(super) cancel: CancellationToken,
+    pub(super) permits: Arc<Semaphore>,
+    pub(super) step_sem: Option<Arc<Semaphore>>,
+}
+
+impl Attempt {
+    #[allow(clippy::needless_pass_by_value)] // call sites build the event inline
+    fn emit(&self, ev: Event) {
+        if let Some(s) = &self.sink
+            && let Err(e) = s.emit(&ev)
+        {
+            // The runner sees the same sink fail on LegFinished and stops the run there.
+            tracing::error!("{e}");
+        }
+    }
+
+    pub(super) async fn run_leg(
+        self,
+        step: &str,
+        key: String,
+        matrix: Json,
+        mut req: StepRequest,
+        policy: &RetryPolicy,
+    ) -> LegReport {
+        // A leg's duration is its own work, from its first attempt's start (see
+        // `Event::LegFinished`): a leg that ends before any attempt took no time.
+        let cancelled = |attempts: u32, duration: Duration, key: String, matrix: Json| {
+            LegReport::ended(key, matrix, attempts, duration, StepError::Cancelled)
+        };
+        // Hold a step-level permit (matrix max-parallel) and a run-level one for the whole leg.
+        let _step_permit = match &self.step_sem {
+            Some(s) => tokio::select! {
+                p = s.clone().acquire_owned() => p.ok(),
+                _ = self.cancel.cancelled() => return cancelled(0, Duration::ZERO, key, matrix),
+            },
+            None => None,
+        };
+        let _permit = tokio::select! {
+            p = self.permits.clone().acquire_owned() => p.ok(),
+            _ = self.cancel.cancelled() => return cancelled(0, Duration::ZERO, key, matrix),
+        };
+        let prepared = tokio::select! {
+            r = self.exec.prepare(&req.uses) => r,
+            _ = self.cancel.cancelled() => return cancelled(0, Duration::ZERO, key, matrix),
+        };
+        if let Err(e) = prepared {
+            return LegReport::ended(key, matrix, 0, Duration::ZERO, mask_error(&self.masker, e));
+        }
+        // Not earlier: waiting for the permits above is queueing, and preparing the step
+        // (compiling its component on a cold cache) is not an attempt; counting either made the
+        // reported duration disagree with the attempt timeline.
+        let started = Instant::now();
+        let attempts = policy.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            req.attempt = attempt;
+            self.emit(Event::AttemptStarted {
+                step: step.to_string(),
+                leg: key.clone(),
+                attempt,
+                idempotency_key: req.idempotency_key.clone(),
+                input: self.masker.mask_json(&req.input),
+            });
+            let timeout = req.timeout;
+            let fut = self.exec.execute(req.clone());
+            let result = tokio::select! {
+                r = tokio::time::timeout(timeout, fut) => r.unwrap_or(Err(StepError::Timeout(timeout))),
+                _ = self.cancel.cancelled() => Err(StepError::Cancelled),
+            };
+            match result {
+                Ok(StepResult { output, plan, .. }) => {
+                    return LegReport {
+                        key,
+                        matrix,
+                        outcome: Outcome::Success,
+                        attempts: attempt,
+                        duration: started.elapsed(),
+                        output: self.masker.mask_json(&output),
+                        plan: plan.into_iter().map(|p| p.masked(&self.masker)).collect(),
+                        error: None,
+                        reused: false,
+                    };
+                }
+                Err(StepError::Cancelled) => {
+                    return cancelled(attempt, started.elapsed(), key, matrix);
+                }
+                Err(e) => {
+                    let e = mask_error(&self.masker, e);
+                    let retry = attempt < attempts && retry::retries(policy, &e);
+                    let wait = retry.then(|| retry::delay(policy, attempt + 1));
+                    self.emit(Event::AttemptFailed {
+                        step: step.to_string(),
+                        leg: key.clone(),
+                        attempt,
+                        error: e.clone(),
+                        retry_in: wait,
+                    });
+                    let Some(wait) = wait else {
+                        return LegReport::ended(key, matrix, attempt, started.elapsed(), e);
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.cancel.cancelled() => return cancelled(attempt, started.elapsed(), key, matrix),
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn mask_error(m: &Masker, e: StepError) -> StepError {
+    e.map_text(|t| m.mask_string(t))
+}

@@ -1,0 +1,114 @@
+//! The scheduler: runs a workflow's DAG with bounded parallelism, conditions, matrices, retries,
+//! timeouts, fail-fast cancellation, approvals and compensation.
+//!
+//! The private modules follow the run's seams: `runner` drives the DAG and finishes steps, `start`
+//! starts one step (its condition, approval and matrix legs), `leg` runs one leg's attempts,
+//! `context` builds what expressions see, `grants` resolves a step's grants, `compensation` undoes
+//! completed legs after a failure, and `report` holds what a run returns.
+
+mod compensation;
+mod context;
+mod grants;
+mod leg;
+mod report;
+mod runner;
+mod start;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use meridian_model::Workflow;
+use serde_json::{Map, Value as Json};
+
+use crate::event::{EventSink, Outcome};
+use crate::executor::{Executor, Mode};
+use meridian_protocol::PlannedChange;
+pub use meridian_protocol::display_id;
+pub use report::{CompensationReport, LegReport, RunReport, StepReport};
+use runner::Runner;
+
+/// Default attempt timeout of a step without `timeout:`.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Asks a human whether a gated step may run (an interactive prompt on a terminal).
+pub trait Approver: Send + Sync {
+    fn ask(&self, step: &str, message: &str) -> BoxFuture<'static, bool>;
+}
+
+/// A leg finished in an earlier invocation of the same run (from the journal): it is not run again.
+#[derive(Clone, Debug)]
+pub struct PriorLeg {
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub output: Json,
+    pub plan: Vec<PlannedChange>,
+    pub duration: Duration,
+}
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub run_id: String,
+    pub mode: Mode,
+    /// Inputs already typed (see [`crate::inputs::resolve`]).
+    pub inputs: Map<String, Json>,
+    /// Every secret the workflow declares, name → value.
+    pub secrets: BTreeMap<String, String>,
+    /// Legs running at once, across the whole run (≥ 1).
+    pub max_parallel: usize,
+    /// Steps approved up front (`--approve STEP`).
+    pub approvals: BTreeSet<String>,
+    pub approver: Option<Arc<dyn Approver>>,
+    pub sink: Option<Arc<dyn EventSink>>,
+    /// Legs already finished, keyed by (step id, leg key).
+    pub prior: HashMap<(String, String), PriorLeg>,
+    /// Relative fs grants resolve against this (the workflow file's directory).
+    pub base_dir: PathBuf,
+    /// Overrides the workflow's `timeout:`.
+    pub run_timeout: Option<Duration>,
+    /// When the run was first started, Unix ms (`run.started_at_ms`; kept across resumes).
+    pub started_at_ms: u64,
+}
+
+impl RunOptions {
+    pub fn new(run_id: impl Into<String>) -> Self {
+        RunOptions {
+            run_id: run_id.into(),
+            mode: Mode::Apply,
+            inputs: Map::new(),
+            secrets: BTreeMap::new(),
+            max_parallel: 4,
+            approvals: BTreeSet::new(),
+            approver: None,
+            sink: None,
+            prior: HashMap::new(),
+            base_dir: PathBuf::from("."),
+            run_timeout: None,
+            started_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Why a run could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Sink(#[from] crate::event::SinkError),
+    #[error("vars.{name}: {message}")]
+    Var { name: String, message: String },
+}
+
+/// Runs `wf` to the end and reports. Errors only when the run cannot start or its event sink fails.
+pub async fn run(
+    wf: Arc<Workflow>,
+    exec: Arc<dyn Executor>,
+    opts: RunOptions,
+) -> Result<RunReport, RunError> {
+    Runner::new(wf, exec, opts)?.run().await
+}

@@ -1,0 +1,484 @@
+//! The runner: schedules the DAG, collects finished legs, finishes steps and the run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use meridian_model::Workflow;
+use meridian_model::expr::{EvalContext, RunStatus as ExprStatus};
+use meridian_protocol::Masker;
+use serde_json::{Map, Value as Json, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::context::step_refs;
+use super::{LegReport, RunError, RunOptions, RunReport, StepReport};
+use crate::event::{Event, Outcome, RunStatus};
+use crate::executor::{Executor, Mode};
+
+pub(super) enum StepState {
+    Waiting,
+    /// Blocked on approval that nobody can give in this invocation.
+    Blocked,
+    Running {
+        legs: Vec<Option<LegReport>>,
+        pending: usize,
+    },
+    Done(StepReport),
+}
+
+pub(super) struct LegDone {
+    pub(super) step: usize,
+    pub(super) leg: usize,
+    pub(super) report: LegReport,
+}
+
+pub(super) struct Runner {
+    pub(super) wf: Arc<Workflow>,
+    pub(super) exec: Arc<dyn Executor>,
+    pub(super) opts: RunOptions,
+    pub(super) masker: Masker,
+    /// `inputs`, `vars`, `secrets`, `run`: what every expression may see.
+    pub(super) base: Map<String, Json>,
+    /// `steps.<id>` of every finished step.
+    pub(super) published: HashMap<String, Json>,
+    /// Which finished steps each step's expressions refer to (`None`: all of them), so building
+    /// its context copies only those: a cost that does not grow with the run's length.
+    pub(super) refs: Vec<Option<BTreeSet<String>>>,
+    /// Step id → index.
+    pub(super) index: HashMap<String, usize>,
+    pub(super) states: Vec<StepState>,
+    /// Per step, how many of its `needs` are not done yet.
+    unmet: Vec<usize>,
+    /// Per step, the steps that need it (once per mention, matching `unmet`).
+    dependents: Vec<Vec<usize>>,
+    /// Waiting steps whose `needs` are all done, by index: what `start_ready` starts, so
+    /// scheduling costs what is ready, not the whole workflow.
+    ready: BTreeSet<usize>,
+    /// (step index, leg index) in completion order, for compensation.
+    pub(super) completed: Vec<(usize, usize)>,
+    pub(super) failed: bool,
+    /// Set when the run timed out; no new step starts.
+    pub(super) cancelled: bool,
+    /// Cancellation of each leg in flight, keyed by (step index, leg index).
+    pub(super) inflight: HashMap<(usize, usize), CancellationToken>,
+    pub(super) permits: Arc<Semaphore>,
+    pub(super) tasks: JoinSet<LegDone>,
+    pub(super) started: Instant,
+}
+
+impl Runner {
+    pub(super) fn new(
+        wf: Arc<Workflow>,
+        exec: Arc<dyn Executor>,
+        opts: RunOptions,
+    ) -> Result<Self, RunError> {
+        let masker = Masker::new(opts.secrets.values().cloned());
+        let secrets: Map<String, Json> = opts
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect();
+        let mut base = Map::new();
+        base.insert("inputs".into(), Json::Object(opts.inputs.clone()));
+        base.insert("secrets".into(), Json::Object(secrets));
+        base.insert(
+            "run".into(),
+            json!({
+                "id": opts.run_id,
+                "workflow": wf.name,
+                "mode": opts.mode,
+                "started_at_ms": opts.started_at_ms,
+            }),
+        );
+        base.insert("matrix".into(), json!({}));
+        // vars are evaluated once, in file order; each may use the ones before it.
+        let mut vars = Map::new();
+        base.insert("vars".into(), Json::Object(vars.clone()));
+        for (name, node) in &wf.vars {
+            let ctx = EvalContext {
+                data: Json::Object(base.clone()),
+                status: ExprStatus::default(),
+            };
+            let v = node.eval(&ctx).map_err(|e| RunError::Var {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+            vars.insert(name.clone(), v);
+            base.insert("vars".into(), Json::Object(vars.clone()));
+        }
+        let n = wf.steps.len();
+        let max_parallel = opts.max_parallel.max(1);
+        let refs = wf.steps.iter().map(step_refs).collect();
+        let index = wf
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.value.clone(), i))
+            .collect::<HashMap<_, _>>();
+        let mut unmet = vec![0; n];
+        let mut dependents = vec![Vec::new(); n];
+        for (i, step) in wf.steps.iter().enumerate() {
+            for need in &step.needs {
+                unmet[i] += 1;
+                // A need naming no step (the validator rejects it) is never met, so the step
+                // never starts.
+                if let Some(&d) = index.get(&need.value) {
+                    dependents[d].push(i);
+                }
+            }
+        }
+        let ready = (0..n).filter(|&i| unmet[i] == 0).collect();
+        Ok(Runner {
+            exec,
+            masker,
+            base,
+            published: HashMap::new(),
+            refs,
+            index,
+            states: (0..n).map(|_| StepState::Waiting).collect(),
+            unmet,
+            dependents,
+            ready,
+            completed: Vec::new(),
+            failed: false,
+            cancelled: false,
+            inflight: HashMap::new(),
+            permits: Arc::new(Semaphore::new(max_parallel)),
+            tasks: JoinSet::new(),
+            started: Instant::now(),
+            wf,
+            opts,
+        })
+    }
+
+    #[allow(clippy::needless_pass_by_value)] // call sites build the event inline
+    pub(super) fn emit(&self, ev: Event) -> Result<(), RunError> {
+        if let Some(sink) = &self.opts.sink {
+            sink.emit(&ev)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run(mut self) -> Result<RunReport, RunError> {
+        self.emit(Event::RunStarted {
+            run_id: self.opts.run_id.clone(),
+            workflow: self.wf.name.clone(),
+            mode: self.opts.mode,
+            inputs: self
+                .masker
+                .mask_json(&Json::Object(self.opts.inputs.clone())),
+        })?;
+        let timeout = self.opts.run_timeout.or(self.wf.timeout);
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut timed_out = false;
+
+        loop {
+            self.start_ready().await?;
+            if self.tasks.is_empty() {
+                break;
+            }
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, self.tasks.join_next())
+                        .await
+                        .ok(),
+                    None => Some(self.tasks.join_next().await),
+                }
+            };
+            match next.await {
+                Some(Some(Ok(done))) => self.leg_done(done)?,
+                Some(Some(Err(join))) => {
+                    // A leg task panicked: a bug in an executor. Fail the run, never the process.
+                    tracing::error!("leg task failed: {join}");
+                    self.fail_run();
+                }
+                Some(None) => break,
+                None => {
+                    timed_out = true;
+                    self.cancelled = true;
+                    self.fail_run();
+                    // Drain: cancelled legs return promptly.
+                    while let Some(res) = self.tasks.join_next().await {
+                        if let Ok(done) = res {
+                            self.leg_done(done)?;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+
+        let compensations = if self.failed && self.opts.mode == Mode::Apply {
+            self.compensate().await?
+        } else {
+            Vec::new()
+        };
+
+        let awaiting: Vec<&str> = self
+            .states
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, StepState::Blocked))
+            .map(|(i, _)| self.wf.steps[i].id.value.as_str())
+            .collect();
+        let failed_steps: Vec<&str> = self
+            .states
+            .iter()
+            .filter_map(|s| match s {
+                StepState::Done(r) if r.conclusion == Outcome::Failure => Some(r.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let (status, message) = if timed_out {
+            (
+                RunStatus::TimedOut,
+                format!(
+                    "run timed out after {}",
+                    meridian_model::duration::format_duration(timeout.unwrap_or_default())
+                ),
+            )
+        } else if self.failed {
+            (
+                RunStatus::Failed,
+                format!("failed: {}", failed_steps.join(", ")),
+            )
+        } else if !awaiting.is_empty() {
+            (
+                RunStatus::AwaitingApproval,
+                format!(
+                    "waiting for approval of {}: re-run with {}",
+                    awaiting.join(", "),
+                    awaiting
+                        .iter()
+                        .map(|s| format!("--approve {s}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )
+        } else {
+            (RunStatus::Succeeded, "all steps succeeded".to_string())
+        };
+        let duration = self.started.elapsed();
+        self.emit(Event::RunFinished {
+            status,
+            duration,
+            message: message.clone(),
+        })?;
+        let steps = self
+            .states
+            .into_iter()
+            .filter_map(|s| match s {
+                StepState::Done(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        Ok(RunReport {
+            run_id: self.opts.run_id,
+            workflow: self.wf.name.clone(),
+            mode: self.opts.mode,
+            status,
+            message,
+            duration,
+            steps,
+            compensations,
+        })
+    }
+
+    fn outcome_of(&self, id: &str) -> Option<Outcome> {
+        match &self.states[*self.index.get(id)?] {
+            StepState::Done(r) => Some(r.conclusion),
+            _ => None,
+        }
+    }
+
+    /// Starts every step whose `needs` are all done, in passes over file order as a scan of the
+    /// whole workflow would: a step made ready while a pass starts steps (by one that is skipped
+    /// or fails as it starts) starts in this pass if it comes later in the file, else in the next.
+    /// The order is observable: a step that fails as it starts fails the run for the ones started
+    /// after it.
+    async fn start_ready(&mut self) -> Result<(), RunError> {
+        let mut last: Option<usize> = None;
+        loop {
+            let next = last
+                .and_then(|l| self.ready.range(l + 1..).next())
+                .or_else(|| self.ready.first())
+                .copied();
+            let Some(i) = next else { return Ok(()) };
+            self.ready.remove(&i);
+            last = Some(i);
+            let needs: Option<Vec<Outcome>> = self.wf.steps[i]
+                .needs
+                .iter()
+                .map(|n| self.outcome_of(&n.value))
+                .collect();
+            let Some(needs) = needs else {
+                unreachable!("a ready step's needs are all done")
+            };
+            self.start_step(i, &needs).await?;
+        }
+    }
+
+    /// Records step `i` as done and makes ready the steps whose last unmet need it was.
+    fn set_done(&mut self, i: usize, report: StepReport) {
+        self.states[i] = StepState::Done(report);
+        for d in std::mem::take(&mut self.dependents[i]) {
+            self.unmet[d] -= 1;
+            if self.unmet[d] == 0 {
+                self.ready.insert(d);
+            }
+        }
+    }
+
+    fn leg_done(&mut self, done: LegDone) -> Result<(), RunError> {
+        let step = &self.wf.steps[done.step];
+        let id = step.id.value.clone();
+        let report = done.report;
+        self.inflight.remove(&(done.step, done.leg));
+        if !report.reused {
+            self.emit(Event::LegFinished {
+                step: id.clone(),
+                leg: report.key.clone(),
+                outcome: report.outcome,
+                attempts: report.attempts,
+                duration: report.duration,
+                output: report.output.clone(),
+                plan: report.plan.clone(),
+                error: report.error.clone(),
+            })?;
+        }
+        if report.outcome == Outcome::Success {
+            self.completed.push((done.step, done.leg));
+        } else if report.outcome == Outcome::Failure && !step.continue_on_error {
+            // Fail fast: every leg in flight, of this step and of others, is cancelled.
+            self.fail_run();
+        } else if report.outcome == Outcome::Failure
+            && step.matrix.as_ref().is_some_and(|m| m.fail_fast)
+        {
+            // continue-on-error with a fail-fast matrix: only the sibling legs stop.
+            for ((s, _), c) in &self.inflight {
+                if *s == done.step {
+                    c.cancel();
+                }
+            }
+        }
+        let StepState::Running { legs, pending } = &mut self.states[done.step] else {
+            unreachable!("leg finished for a step that is not running");
+        };
+        legs[done.leg] = Some(report);
+        *pending -= 1;
+        if *pending == 0 {
+            self.finish_step(done.step)?;
+        }
+        Ok(())
+    }
+
+    /// Marks the run failed and cancels every leg in flight. Steps that start later (`if:
+    /// always()`, `if: failure()`) get fresh tokens and run normally.
+    fn fail_run(&mut self) {
+        self.failed = true;
+        for c in self.inflight.values() {
+            c.cancel();
+        }
+    }
+
+    pub(super) fn finish_without_legs(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        reason: impl Into<String>,
+    ) -> Result<(), RunError> {
+        let reason: String = reason.into();
+        let wf = self.wf.clone();
+        let step = &wf.steps[i];
+        let id = step.id.value.clone();
+        if outcome == Outcome::Failure && !step.continue_on_error {
+            self.fail_run();
+        }
+        let conclusion = if outcome == Outcome::Failure && step.continue_on_error {
+            Outcome::Success
+        } else {
+            outcome
+        };
+        let report = StepReport {
+            id: id.clone(),
+            outcome,
+            conclusion,
+            reason: Some(self.masker.mask_str(&reason)),
+            legs: vec![],
+        };
+        self.publish(i, &report);
+        self.emit(Event::StepFinished { step: id, outcome })?;
+        self.set_done(i, report);
+        Ok(())
+    }
+
+    pub(super) fn finish_step(&mut self, i: usize) -> Result<(), RunError> {
+        let StepState::Running { legs, .. } =
+            std::mem::replace(&mut self.states[i], StepState::Waiting)
+        else {
+            unreachable!()
+        };
+        let legs: Vec<LegReport> = legs.into_iter().flatten().collect();
+        let step = &self.wf.steps[i];
+        let outcome = if legs.iter().any(|l| l.outcome == Outcome::Failure) {
+            Outcome::Failure
+        } else if legs.iter().any(|l| l.outcome == Outcome::Cancelled) {
+            Outcome::Cancelled
+        } else {
+            Outcome::Success
+        };
+        let conclusion = if outcome == Outcome::Failure && step.continue_on_error {
+            Outcome::Success
+        } else {
+            outcome
+        };
+        let report = StepReport {
+            id: step.id.value.clone(),
+            outcome,
+            conclusion,
+            reason: None,
+            legs,
+        };
+        self.publish(i, &report);
+        self.emit(Event::StepFinished {
+            step: report.id.clone(),
+            outcome,
+        })?;
+        self.set_done(i, report);
+        Ok(())
+    }
+
+    /// Makes a finished step visible to expressions as `steps.<id>`.
+    fn publish(&mut self, i: usize, report: &StepReport) {
+        let step = &self.wf.steps[i];
+        let outputs = if step.matrix.is_some() {
+            Json::Object(
+                report
+                    .legs
+                    .iter()
+                    .map(|l| (l.key.clone(), l.output.clone()))
+                    .collect(),
+            )
+        } else {
+            report
+                .legs
+                .first()
+                .map(|l| l.output.clone())
+                .unwrap_or(json!({}))
+        };
+        let legs: Vec<Json> = report
+            .legs
+            .iter()
+            .map(|l| json!({"key": l.key, "matrix": l.matrix, "outputs": l.output, "outcome": l.outcome}))
+            .collect();
+        let entry = json!({
+            "outputs": outputs,
+            "outcome": report.outcome,
+            "conclusion": report.conclusion,
+            "legs": legs,
+        });
+        self.published.insert(step.id.value.clone(), entry);
+    }
+}

@@ -1,0 +1,265 @@
+//! Starting one step: its `if:` condition, its approval gate, its matrix legs, and spawning each
+//! leg (or reusing it from an earlier invocation).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_model::{MatrixAxis, Step};
+use serde_json::{Value as Json, json};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::context::eval_with;
+use super::leg::Attempt;
+use super::runner::{LegDone, Runner, StepState};
+use super::{DEFAULT_STEP_TIMEOUT, LegReport, RunError, display_id};
+use crate::event::{Event, Outcome};
+use crate::executor::{Action, StepError, StepRequest};
+use crate::retry;
+
+impl Runner {
+    pub(super) async fn start_step(&mut self, i: usize, needs: &[Outcome]) -> Result<(), RunError> {
+        let wf = self.wf.clone();
+        let step = &wf.steps[i];
+        let id = step.id.value.clone();
+        let needs_ok = needs.iter().all(|o| *o == Outcome::Success);
+        let default_ok = !self.failed && !self.cancelled && needs_ok;
+        let run_it = match &step.condition {
+            None => Ok(default_ok),
+            Some(c) => match c.value.eval(&self.ctx(i, None)) {
+                Ok(v) => {
+                    let t = meridian_model::expr::Expr::truthy(&v);
+                    Ok(if c.value.uses_status_function() {
+                        t
+                    } else {
+                        default_ok && t
+                    })
+                }
+                Err(e) => Err(format!("if: {e}")),
+            },
+        };
+        let run_it = match run_it {
+            Ok(b) => b,
+            Err(msg) => {
+                self.finish_without_legs(i, Outcome::Failure, msg)?;
+                return Ok(());
+            }
+        };
+        if !run_it {
+            let reason = if !needs_ok {
+                "a needed step did not succeed".to_string()
+            } else if self.failed {
+                "an earlier step failed".to_string()
+            } else {
+                format!(
+                    "condition `{}` is false",
+                    step.condition
+                        .as_ref()
+                        .map(|c| c.value.source())
+                        .unwrap_or("success()")
+                )
+            };
+            self.emit(Event::StepSkipped {
+                step: id.clone(),
+                reason: reason.clone(),
+            })?;
+            self.finish_without_legs(i, Outcome::Skipped, reason)?;
+            return Ok(());
+        }
+
+        if let Some(approval) = &step.approval {
+            let already = self.opts.approvals.contains(&id);
+            let message = approval
+                .message
+                .as_ref()
+                .and_then(|m| m.eval(&self.ctx(i, None)).ok())
+                .map(|v| match v {
+                    Json::String(s) => s,
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| format!("run step `{id}`?"));
+            let message = self.masker.mask_str(&message);
+            if already {
+                self.emit(Event::ApprovalGranted {
+                    step: id.clone(),
+                    by: "--approve".into(),
+                })?;
+            } else if let Some(approver) = self.opts.approver.clone() {
+                self.emit(Event::ApprovalRequired {
+                    step: id.clone(),
+                    message: message.clone(),
+                })?;
+                let answer = match approval.timeout {
+                    Some(t) => tokio::time::timeout(t, approver.ask(&id, &message))
+                        .await
+                        .unwrap_or(false),
+                    None => approver.ask(&id, &message).await,
+                };
+                if answer {
+                    self.emit(Event::ApprovalGranted {
+                        step: id.clone(),
+                        by: "terminal".into(),
+                    })?;
+                } else {
+                    self.finish_without_legs(i, Outcome::Failure, "approval denied")?;
+                    return Ok(());
+                }
+            } else {
+                self.emit(Event::ApprovalRequired {
+                    step: id.clone(),
+                    message,
+                })?;
+                self.states[i] = StepState::Blocked;
+                return Ok(());
+            }
+        }
+
+        let legs = match self.expand_matrix(i, step) {
+            Ok(l) => l,
+            Err(msg) => {
+                self.finish_without_legs(i, Outcome::Failure, msg)?;
+                return Ok(());
+            }
+        };
+        let n = legs.len();
+        self.states[i] = StepState::Running {
+            legs: vec![None; n],
+            pending: n,
+        };
+        if n == 0 {
+            self.finish_step(i)?;
+            return Ok(());
+        }
+        let step_sem = step
+            .matrix
+            .as_ref()
+            .and_then(|m| m.max_parallel)
+            .map(|p| Arc::new(Semaphore::new(p.max(1))));
+        for (li, (key, matrix)) in legs.into_iter().enumerate() {
+            self.spawn_leg(i, li, key, matrix, step_sem.clone())?;
+        }
+        Ok(())
+    }
+
+    /// The legs of a step: `("", {})` without a matrix.
+    fn expand_matrix(&self, si: usize, step: &Step) -> Result<Vec<(String, Json)>, String> {
+        let Some(m) = &step.matrix else {
+            return Ok(vec![(String::new(), json!({}))]);
+        };
+        let mut axes: Vec<(String, Vec<Json>)> = Vec::new();
+        for (name, axis) in &m.axes {
+            let values = match axis {
+                MatrixAxis::Values(v) => v.clone(),
+                MatrixAxis::Expr(t) => match t.value.eval(&self.ctx(si, None)) {
+                    Ok(Json::Array(v)) => v,
+                    Ok(other) => {
+                        return Err(format!(
+                            "strategy.matrix.{name}: `{}` gave {other}, expected a list",
+                            t.value.raw()
+                        ));
+                    }
+                    Err(e) => return Err(format!("strategy.matrix.{name}: {e}")),
+                },
+            };
+            axes.push((name.clone(), values));
+        }
+        Ok(m.legs_with(&axes)
+            .into_iter()
+            .map(|l| (l.key, Json::Object(l.values)))
+            .collect())
+    }
+
+    fn spawn_leg(
+        &mut self,
+        si: usize,
+        li: usize,
+        key: String,
+        matrix: Json,
+        step_sem: Option<Arc<Semaphore>>,
+    ) -> Result<(), RunError> {
+        let step = &self.wf.steps[si];
+        let id = step.id.value.clone();
+        if let Some(prior) = self.opts.prior.get(&(id.clone(), key.clone()))
+            && prior.outcome == Outcome::Success
+        {
+            let report = LegReport {
+                key,
+                matrix,
+                outcome: prior.outcome,
+                attempts: prior.attempts,
+                duration: prior.duration,
+                output: prior.output.clone(),
+                plan: prior.plan.clone(),
+                error: None,
+                reused: true,
+            };
+            self.tasks.spawn(async move {
+                LegDone {
+                    step: si,
+                    leg: li,
+                    report,
+                }
+            });
+            return Ok(());
+        }
+        let ctx = self.ctx(si, Some(&matrix));
+        let display = display_id(&id, &key);
+        let prepared = eval_with(&step.with, &ctx)
+            .and_then(|input| Ok((input, self.resolve_grants(step, &ctx)?)));
+        let (input, grants) = match prepared {
+            Ok(p) => p,
+            Err(msg) => {
+                let report = LegReport::ended(
+                    key,
+                    matrix,
+                    0,
+                    Duration::ZERO,
+                    StepError::InvalidInput(self.masker.mask_str(&msg)),
+                );
+                self.tasks.spawn(async move {
+                    LegDone {
+                        step: si,
+                        leg: li,
+                        report,
+                    }
+                });
+                return Ok(());
+            }
+        };
+        let req = StepRequest {
+            run_id: self.opts.run_id.clone(),
+            idempotency_key: format!("{}/{}", self.opts.run_id, display),
+            step_id: display,
+            uses: step.uses.value.clone(),
+            action: Action::Run,
+            mode: self.opts.mode,
+            input,
+            attempt: 1,
+            grants,
+            limits: step.limits.clone(),
+            timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
+            mask: self.masker.values().to_vec(),
+        };
+        let policy = step.retry.clone().unwrap_or_else(retry::no_retry);
+        let cancel = CancellationToken::new();
+        self.inflight.insert((si, li), cancel.clone());
+        let attempt = Attempt {
+            exec: self.exec.clone(),
+            sink: self.opts.sink.clone(),
+            masker: self.masker.clone(),
+            cancel,
+            permits: self.permits.clone(),
+            step_sem,
+        };
+        let step_name = id;
+        self.tasks.spawn(async move {
+            let report = attempt.run_leg(&step_name, key, matrix, req, &policy).await;
+            LegDone {
+                step: si,
+                leg: li,
+                report,
+            }
+        });
+        Ok(())
+    }
+}
