@@ -601,6 +601,7 @@ async fn prior_legs_are_not_run_again() {
             output: json!({"echo": {"v": "from journal"}}),
             plan: vec![],
             duration: Duration::from_millis(5),
+            error: None,
         },
     );
     let (r, exec) = go(

@@ -195,7 +195,7 @@ impl Runner {
             .journal
             .legs(run_id)?
             .into_iter()
-            .filter(|l| finished_for_good(&workflow, l))
+            .filter(finished_for_good)
             .map(|l| {
                 (
                     (l.step, l.leg),
@@ -205,6 +205,7 @@ impl Runner {
                         output: l.output,
                         plan: l.plan,
                         duration: l.duration,
+                        error: l.error,
                     },
                 )
             })
@@ -272,15 +273,10 @@ impl Runner {
     }
 }
 
-/// Whether a journaled leg stands on resume: it succeeded, or it failed in a step whose
-/// failure the run carries on past (`continue-on-error`) — re-running it would redo work the
-/// run already moved beyond.
-fn finished_for_good(wf: &Workflow, l: &LegRecord) -> bool {
-    match l.outcome {
-        Outcome::Success => true,
-        Outcome::Failure => wf.step(&l.step).is_some_and(|s| s.continue_on_error),
-        Outcome::Skipped | Outcome::Cancelled => false,
-    }
+/// Whether a journaled leg may stand on resume; the engine decides which of these it reuses
+/// (a success, or a failure under `continue-on-error`).
+fn finished_for_good(l: &LegRecord) -> bool {
+    matches!(l.outcome, Outcome::Success | Outcome::Failure)
 }
 
 /// `step` and every step that (transitively) needs it.

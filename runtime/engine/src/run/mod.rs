@@ -46,6 +46,8 @@ pub struct PriorLeg {
     pub output: Json,
     pub plan: Vec<PlannedChange>,
     pub duration: Duration,
+    /// Why it failed, for a failure kept under `continue-on-error`.
+    pub error: Option<crate::StepError>,
 }
 
 /// How to run.

@@ -179,8 +179,11 @@ impl Runner {
     ) -> Result<(), RunError> {
         let step = &self.wf.steps[si];
         let id = step.id.value.clone();
+        // A leg that succeeded, or failed in a step the run carries on past, stands; any other
+        // earlier end (failure, cancellation) runs again.
         if let Some(prior) = self.opts.prior.get(&(id.clone(), key.clone()))
-            && prior.outcome == Outcome::Success
+            && (prior.outcome == Outcome::Success
+                || (prior.outcome == Outcome::Failure && step.continue_on_error))
         {
             let report = LegReport {
                 key,
@@ -190,7 +193,7 @@ impl Runner {
                 duration: prior.duration,
                 output: prior.output.clone(),
                 plan: prior.plan.clone(),
-                error: None,
+                error: prior.error.clone(),
                 reused: true,
             };
             self.tasks.spawn(async move {
