@@ -1,53 +1,16 @@
-//! The component glue: the [`Step`] implementation over `meridian-sdk` — the SDK's HTTP as the
-//! [`Transport`], the admin key from the secrets API, plan mode from the invocation, errors mapped
+//! The component glue: the [`Step`] implementation over `meridian-sdk` — the host's HTTP as the
+//! sync's transport, the admin key from the secrets API, plan mode from the invocation, errors mapped
 //! to the engine's kinds.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use meridian_sdk::http::{HttpError, Request};
 use meridian_sdk::{Ctx, Error, Level, ManifestInfo, Step};
 
 use crate::error::{ErrorKind, SyncError};
 use crate::sync::{Input, Output, Runtime, run};
-use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
 /// The `adc-apisix` step.
 pub struct AdcApisix;
-
-/// [`Transport`] over the host's `http` interface (grants, size/time limits and plan-mode
-/// recording are the host's business).
-pub struct SdkTransport<'a> {
-    pub ctx: &'a Ctx,
-}
-
-impl Transport for SdkTransport<'_> {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let r = Request {
-            method: req.method,
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-            timeout: req
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-        };
-        match self.ctx.http().send(&r) {
-            Ok(resp) => Ok(HttpResponse {
-                status: resp.status,
-                headers: resp.headers,
-                body: resp.body,
-                recorded: resp.recorded,
-            }),
-            Err(e) => Err(match e {
-                HttpError::Denied(m) => TransportError::Denied(m),
-                HttpError::Timeout => TransportError::Timeout,
-                HttpError::Connect(m) => TransportError::Connect(m),
-                HttpError::TooLarge(n) => TransportError::TooLarge(n),
-                HttpError::Other(m) => TransportError::Other(m),
-            }),
-        }
-    }
-}
 
 /// The engine's error for a failed sync.
 pub fn to_step_error(e: &SyncError) -> Error {
@@ -82,9 +45,10 @@ impl Step for AdcApisix {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let transport = SdkTransport { ctx };
+        // Grants, size/time limits and plan-mode recording are the host's business.
+        let http = ctx.http();
         let rt = Runtime {
-            transport: &transport,
+            transport: &http,
             token,
             plan: ctx.is_plan(),
             now_ms,

@@ -2,8 +2,8 @@
 //! each failure classified (retryable vs fatal) with a message that says what to check.
 //! One HTTP round trip per call, plus pagination where the API pages.
 
-use meridian_families::http::percent_encode;
-use meridian_families::{Env, HttpRequest, HttpResponse, StepError};
+use meridian_families::{Env, StepError};
+use meridian_sdk::http::{Request, Response, percent_encode};
 
 use crate::sigv4::{self, Credentials};
 use crate::xml::{self, ChangeInfo, HealthCheck, HealthCheckConfig, RecordSet};
@@ -58,7 +58,7 @@ impl<'a> Client<'a> {
         method: &str,
         path: &str,
         body: Option<String>,
-    ) -> Result<HttpResponse, StepError> {
+    ) -> Result<Response, StepError> {
         let resp = self.send_any(op, method, path, body)?;
         if resp.is_success() {
             Ok(resp)
@@ -74,8 +74,8 @@ impl<'a> Client<'a> {
         method: &str,
         path: &str,
         body: Option<String>,
-    ) -> Result<HttpResponse, StepError> {
-        let mut req = HttpRequest::new(method, format!("{}{path}", self.endpoint));
+    ) -> Result<Response, StepError> {
+        let mut req = Request::new(method, format!("{}{path}", self.endpoint));
         if let Some(b) = body {
             req = req.body(b.into_bytes());
         }
@@ -85,7 +85,7 @@ impl<'a> Client<'a> {
         self.env.send(&format!("Route 53 {op}"), req)
     }
 
-    fn classify(&self, what: &str, resp: &HttpResponse) -> StepError {
+    fn classify(&self, what: &str, resp: &Response) -> StepError {
         let text = resp.text();
         let Some(err) = xml::parse_error(&text) else {
             return StepError::from_status(

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use meridian_families::gslb::{ChangeOp, GslbAction, GslbInput, Health};
 use meridian_families::testing::{FakeTransport, PlanTransport};
-use meridian_families::{
-    Clock, Env, FakeClock, HttpRequest, HttpResponse, MapSecrets, NoLog, StepError, Transport,
-};
+use meridian_families::{Clock, Env, FakeClock, MapSecrets, NoLog, StepError};
+use meridian_sdk::http::{Request, Response, Transport};
 use serde_json::json;
 
 use crate::xml::{self, RecordSet};
@@ -27,14 +26,14 @@ struct FakeR53 {
 }
 
 impl FakeR53 {
-    fn handle(&mut self, req: &HttpRequest) -> HttpResponse {
+    fn handle(&mut self, req: &Request) -> Response {
         assert!(
             req.header_value("authorization")
                 .unwrap()
                 .starts_with("AWS4-HMAC-SHA256 Credential=AK/")
         );
         if let Some((status, body)) = self.fail_next.take() {
-            return HttpResponse::new(status, body);
+            return Response::new(status, body);
         }
         let path = req.url.strip_prefix("http://r53.test").unwrap();
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
@@ -71,7 +70,7 @@ impl FakeR53 {
                 out.push_str("</ResourceRecordSets><IsTruncated>false</IsTruncated></ListResourceRecordSetsResponse>");
                 ok(&out)
             }
-            ("GET", p) if p.starts_with("/2013-04-01/hostedzone/") => HttpResponse::new(
+            ("GET", p) if p.starts_with("/2013-04-01/hostedzone/") => Response::new(
                 404,
                 "<ErrorResponse><Error><Code>NoSuchHostedZone</Code><Message>No hosted zone found with ID: ZX</Message></Error></ErrorResponse>",
             ),
@@ -96,7 +95,7 @@ impl FakeR53 {
                     .to_owned();
                 // Route 53 refuses a reference that an existing or a deleted check has.
                 if self.references.contains(&r) {
-                    return HttpResponse::new(
+                    return Response::new(
                         409,
                         format!(
                             "<ErrorResponse><Error><Code>HealthCheckAlreadyExists</Code><Message>{r} was used</Message></Error></ErrorResponse>"
@@ -106,7 +105,7 @@ impl FakeR53 {
                 self.references.push(r.clone());
                 let id = format!("hc-{}", self.references.len());
                 self.checks.push((id.clone(), r, true));
-                HttpResponse::new(
+                Response::new(
                     201,
                     format!(
                         "<CreateHealthCheckResponse><HealthCheck><Id>{id}</Id></HealthCheck></CreateHealthCheckResponse>"
@@ -127,7 +126,7 @@ impl FakeR53 {
                 let before = self.checks.len();
                 self.checks.retain(|c| c.0 != id);
                 if self.checks.len() == before {
-                    return HttpResponse::new(
+                    return Response::new(
                         404,
                         format!(
                             "<ErrorResponse><Error><Code>NoSuchHealthCheck</Code><Message>A health check with id {id} does not exist.</Message></Error></ErrorResponse>"
@@ -226,8 +225,8 @@ impl FakeR53 {
     }
 }
 
-fn ok(body: &str) -> HttpResponse {
-    HttpResponse::new(200, body)
+fn ok(body: &str) -> Response {
+    Response::new(200, body)
 }
 
 fn record_xml(r: &RecordSet) -> String {
@@ -496,7 +495,7 @@ fn errors_are_classified() {
     );
 
     let fail_connect =
-        FakeTransport::new(|_| Err(meridian_families::TransportError::Connect("refused".into())));
+        FakeTransport::new(|_| Err(meridian_sdk::http::HttpError::Connect("refused".into())));
     assert!(matches!(
         h.run_with(&fail_connect, &input(json!({}))),
         Err(StepError::Retryable(_))
@@ -781,24 +780,10 @@ mod component {
     impl HostApi for Host {
         fn log(&self, _level: Level, _message: &str, _fields: &[(String, String)]) {}
         fn http_send(&self, req: &Request) -> Result<Response, HttpError> {
-            let mut r = meridian_families::HttpRequest::new(req.method.clone(), req.url.clone());
-            r.headers = req.headers.clone();
-            r.body = req.body.clone();
-            if self.plan && r.is_mutating() {
-                return Ok(Response {
-                    status: 202,
-                    headers: vec![],
-                    body: b"{}".to_vec(),
-                    recorded: true,
-                });
+            if self.plan && req.is_mutating() {
+                return Ok(Response::recorded());
             }
-            let out = self.r53.lock().unwrap().handle(&r);
-            Ok(Response {
-                status: out.status,
-                headers: out.headers,
-                body: out.body,
-                recorded: false,
-            })
+            Ok(self.r53.lock().unwrap().handle(req))
         }
         fn sql_query(&self, _: &str, _: &str, _: &[Value]) -> Result<Rows, SqlError> {
             Err(SqlError::Denied("no sql".into()))

@@ -10,9 +10,8 @@ use std::time::Duration;
 use gslb_route53::sigv4::{self, Credentials};
 use meridian_families::gslb::{ChangeOp, GslbAction, GslbInput, GslbOutput, Health};
 use meridian_families::testing::PlanTransport;
-use meridian_families::{
-    Env, HttpRequest, MapSecrets, NoLog, StdClock, StepError, Transport, UreqTransport,
-};
+use meridian_families::{Env, MapSecrets, NoLog, StdClock, StepError, UreqTransport};
+use meridian_sdk::http::{Request, Transport};
 use serde_json::json;
 
 /// A moto_server child process; killed and reaped on drop.
@@ -76,7 +75,7 @@ impl Moto {
 
     /// A signed raw call, for checks independent of the step's own client.
     fn signed(&self, method: &str, path: &str, body: Option<String>) -> (u16, String) {
-        let mut req = HttpRequest::new(method, format!("{}{path}", self.endpoint));
+        let mut req = Request::new(method, format!("{}{path}", self.endpoint));
         if let Some(b) = body {
             req = req.body(b.into_bytes());
         }
@@ -90,7 +89,7 @@ impl Moto {
             .unwrap()
             .as_secs();
         sigv4::sign(&mut req, &creds, "us-east-1", "route53", now).unwrap();
-        let resp = UreqTransport::default().send(req).unwrap();
+        let resp = UreqTransport::default().send(&req).unwrap();
         (resp.status, resp.text())
     }
 
