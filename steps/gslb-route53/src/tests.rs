@@ -758,67 +758,38 @@ fn hosts_and_caller_references() {
 /// The component glue (meridian_families::sdk) over the SDK's `run_with`, with a host whose
 /// HTTP is the fake Route 53 and whose kv is a map.
 mod component {
-    use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
     use meridian_families::gslb::GslbOutput;
-    use meridian_sdk::http::{HttpError, Request, Response};
-    use meridian_sdk::sql::{Rows, SqlError, Value};
-    use meridian_sdk::{HostApi, Invocation, Level, Mode, compensate_with, run_with};
+    use meridian_sdk::testing::MockHost;
+    use meridian_sdk::{Invocation, Mode, compensate_with, run_with};
     use serde_json::json;
 
     use super::FakeR53;
     use crate::GslbRoute53;
 
-    #[derive(Default)]
+    /// A host whose HTTP is the fake Route 53 (shared with the test) and which grants the AWS
+    /// keys; with `plan`, mutating requests are recorded as the sandbox does in plan mode.
     struct Host {
-        r53: Mutex<FakeR53>,
-        kv: Mutex<BTreeMap<String, Vec<u8>>>,
-        plan: bool,
+        host: Arc<MockHost>,
+        r53: Arc<Mutex<FakeR53>>,
     }
 
-    impl HostApi for Host {
-        fn log(&self, _level: Level, _message: &str, _fields: &[(String, String)]) {}
-        fn http_send(&self, req: &Request) -> Result<Response, HttpError> {
-            if self.plan && req.is_mutating() {
-                return Ok(Response::recorded());
+    impl Host {
+        fn new(plan: bool) -> Self {
+            let r53 = Arc::new(Mutex::new(FakeR53::default()));
+            let fake = Arc::clone(&r53);
+            let mut host = MockHost::new()
+                .http(move |req| Ok(fake.lock().unwrap().handle(req)))
+                .secret("AWS_ACCESS_KEY_ID", "AK")
+                .secret("AWS_SECRET_ACCESS_KEY", "SK");
+            if plan {
+                host = host.plan();
             }
-            Ok(self.r53.lock().unwrap().handle(req))
-        }
-        fn sql_query(&self, _: &str, _: &str, _: &[Value]) -> Result<Rows, SqlError> {
-            Err(SqlError::Denied("no sql".into()))
-        }
-        fn sql_execute(&self, _: &str, _: &str, _: &[Value]) -> Result<u64, SqlError> {
-            Err(SqlError::Denied("no sql".into()))
-        }
-        fn secret(&self, name: &str) -> Result<String, String> {
-            match name {
-                "AWS_ACCESS_KEY_ID" => Ok("AK".into()),
-                "AWS_SECRET_ACCESS_KEY" => Ok("SK".into()),
-                _ => Err(format!("secret `{name}` is not granted")),
+            Self {
+                host: Arc::new(host),
+                r53,
             }
-        }
-        fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-            self.kv.lock().unwrap().get(key).cloned()
-        }
-        fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-            self.kv
-                .lock()
-                .unwrap()
-                .insert(key.to_owned(), value.to_vec());
-            Ok(())
-        }
-        fn kv_delete(&self, key: &str) -> bool {
-            self.kv.lock().unwrap().remove(key).is_some()
-        }
-        fn kv_list(&self, prefix: &str) -> Vec<String> {
-            self.kv
-                .lock()
-                .unwrap()
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect()
         }
     }
 
@@ -826,8 +797,8 @@ mod component {
         serde_json::to_value(super::input(extra)).unwrap()
     }
 
-    fn run(host: &Arc<Host>, input: &serde_json::Value) -> Result<GslbOutput, meridian_sdk::Error> {
-        let out = run_with::<GslbRoute53>(Invocation::for_test(input), host.clone())?;
+    fn run(host: &Host, input: &serde_json::Value) -> Result<GslbOutput, meridian_sdk::Error> {
+        let out = run_with::<GslbRoute53>(Invocation::for_test(input), host.host.clone())?;
         Ok(serde_json::from_str(&out).unwrap())
     }
 
@@ -844,9 +815,9 @@ mod component {
 
     #[test]
     fn undo_is_recorded_before_the_first_attempt_and_survives_retries() {
-        let host = Arc::new(Host::default());
+        let host = Host::new(false);
         run(&host, &with(json!({}))).unwrap();
-        assert!(host.kv.lock().unwrap().is_empty(), "apply records no undo");
+        assert!(host.host.kv().is_empty(), "apply records no undo");
 
         let fo = with(json!({"action": "failover", "target_region": "us-east-1"}));
         let out = run(&host, &fo).unwrap();
@@ -854,7 +825,7 @@ mod component {
             out.undo.unwrap().target_region.as_deref(),
             Some("eu-west-1")
         );
-        let stored = host.kv.lock().unwrap()["gslb/undo/test-step"].clone();
+        let stored = host.host.kv()["gslb/undo/test-step"].clone();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&stored).unwrap(),
             json!({"target_region": "eu-west-1"})
@@ -868,27 +839,25 @@ mod component {
         );
         assert_eq!(primary(&host), "us-east-1");
 
-        compensate_with::<GslbRoute53>(Invocation::for_test(&fo), host.clone()).unwrap();
+        compensate_with::<GslbRoute53>(Invocation::for_test(&fo), host.host.clone()).unwrap();
         assert_eq!(primary(&host), "eu-west-1");
         assert!(
-            host.kv.lock().unwrap().is_empty(),
+            host.host.kv().is_empty(),
             "compensation forgets the undo state"
         );
     }
 
     #[test]
     fn plan_mode_records_no_undo_and_bad_input_is_invalid() {
-        let host = Arc::new(Host {
-            plan: true,
-            ..Host::default()
-        });
+        let host = Host::new(true);
         let fo = with(json!({"action": "failover", "target_region": "us-east-1"}));
         let mut inv = Invocation::for_test(&fo);
         inv.mode = Mode::Plan;
         let out: GslbOutput =
-            serde_json::from_str(&run_with::<GslbRoute53>(inv, host.clone()).unwrap()).unwrap();
+            serde_json::from_str(&run_with::<GslbRoute53>(inv, host.host.clone()).unwrap())
+                .unwrap();
         assert!(out.planned);
-        assert!(host.kv.lock().unwrap().is_empty());
+        assert!(host.host.kv().is_empty());
 
         let mut bad = with(json!({}));
         bad["regions"][0]["bogus"] = json!(1);
