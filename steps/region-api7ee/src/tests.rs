@@ -1,5 +1,5 @@
 //! Unit tests against an in-memory control plane answering like `meridian_emulators::Api7Cp`
-//! (routes and bodies as runtime/emulators/src/api7.rs serves them) and data planes whose
+//! (routes and bodies as runtime/emulators/src/api7/ serves them) and data planes whose
 //! `/status/ready` can be flipped.
 
 use std::cell::{Cell, RefCell};
