@@ -3,6 +3,13 @@
 //! The host checks every request (and every redirect hop) against the step's `grants.http`, caps
 //! body sizes and time, and in plan mode records mutating requests instead of sending them (the
 //! response then has [`Response::recorded`] set, status 202 and the body `{}`).
+//!
+//! Step logic that should run without a host (unit tests, host-side tests against real local
+//! services) takes a [`Transport`]: [`Http`] is the host's, a test passes its own. What a failure
+//! means for a retry is decided here once: [`HttpError::is_retryable`] for transport failures,
+//! [`is_retryable_status`] for statuses.
+
+mod url;
 
 use std::fmt;
 use std::time::Duration;
@@ -11,6 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::host::HostApi;
+
+pub use url::{UrlParts, join_url, percent_encode, split_url};
 
 /// An HTTP request. Build with [`Request::new`] and the chained setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,17 +63,24 @@ impl Request {
     }
 
     /// Serialises `value` as the JSON body and sets `content-type: application/json`.
-    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, crate::Error> {
-        self.body = Some(serde_json::to_vec(value)?);
-        if !self
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, crate::Error> {
+        Ok(self.json_bytes(serde_json::to_vec(value)?))
+    }
+
+    /// [`Request::json`] of a JSON value, which always serialises.
+    #[must_use]
+    pub fn json_value(self, value: &serde_json::Value) -> Self {
+        // Serialising a `Value` cannot fail: every map key is a string.
+        self.json_bytes(serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    fn json_bytes(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
+        if self.header_value("content-type").is_none() {
             self.headers
                 .push(("content-type".into(), "application/json".into()));
         }
-        Ok(self)
+        self
     }
 
     /// Sets the per-request timeout.
@@ -72,6 +88,26 @@ impl Request {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// Whether the request changes state on the server (anything but GET/HEAD/OPTIONS). Plan mode
+    /// records these instead of sending them.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(
+            self.method.to_ascii_uppercase().as_str(),
+            "GET" | "HEAD" | "OPTIONS"
+        )
+    }
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.url)
     }
 }
 
@@ -89,12 +125,30 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response with a status and a body, for fakes and tests.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            recorded: false,
+        }
+    }
+
+    /// What the host answers to a mutating request in plan mode: 202, `x-meridian-plan:
+    /// recorded`, the body `{}`.
+    pub fn recorded() -> Self {
+        Self {
+            status: 202,
+            headers: vec![("x-meridian-plan".into(), "recorded".into())],
+            body: b"{}".to_vec(),
+            recorded: true,
+        }
+    }
+
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// Status in 200..=299.
@@ -114,15 +168,40 @@ impl Response {
         })
     }
 
-    /// Fails with a retryable error on 5xx and 429, a fatal one on other non-2xx statuses.
+    /// At most `max` characters of the body (lossy UTF-8), `…` marking a cut, for messages.
+    pub fn snippet(&self, max: usize) -> String {
+        let text = self.text();
+        let mut out: String = text.chars().take(max).collect();
+        if text.chars().count() > max {
+            out.push('…');
+        }
+        out
+    }
+
+    /// Why a server refused, for an error message: the first of `keys` that is a string at the
+    /// top of a JSON body (APIs differ: `error_msg`, `message`, `error`, …), else a snippet of the
+    /// body, else `(empty body)`.
+    pub fn error_message(&self, keys: &[&str]) -> String {
+        if let Ok(serde_json::Value::Object(v)) = serde_json::from_slice(&self.body)
+            && let Some(m) = keys.iter().find_map(|k| v.get(*k)?.as_str())
+        {
+            return m.to_owned();
+        }
+        if self.body.is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            self.snippet(300)
+        }
+    }
+
+    /// Fails unless 2xx: with a retryable error when [`is_retryable_status`], a fatal one
+    /// otherwise.
     pub fn error_for_status(self) -> Result<Self, crate::Error> {
         if self.is_success() {
             return Ok(self);
         }
-        let mut snippet = self.text();
-        snippet.truncate(200);
-        let msg = format!("HTTP {}: {snippet}", self.status);
-        if self.status >= 500 || self.status == 429 {
+        let msg = format!("HTTP {}: {}", self.status, self.snippet(200));
+        if is_retryable_status(self.status) {
             Err(crate::Error::retryable(msg))
         } else {
             Err(crate::Error::fatal(msg))
@@ -130,45 +209,80 @@ impl Response {
     }
 }
 
-/// Why the host did not return a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether a status says "try again later": 408, 429 and every 5xx. Any other non-2xx status is
+/// an answer that a retry would only repeat.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Why no response came back. Mirrors the `error` variant of the WIT `http` interface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     /// The URL (or a redirect target) is outside the step's grants.
+    #[error("denied by the step's http grants: {0}")]
     Denied(String),
     /// The request took longer than its timeout.
+    #[error("timed out")]
     Timeout,
     /// The connection failed (DNS, refused, TLS).
+    #[error("connection failed: {0}")]
     Connect(String),
     /// A body exceeded the grant's size limit (the limit, in bytes).
+    #[error("body larger than the {0}-byte limit")]
     TooLarge(u64),
     /// Anything else.
+    #[error("{0}")]
     Other(String),
 }
 
-impl fmt::Display for HttpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl HttpError {
+    /// Whether trying again may succeed: timeouts and connection (and unknown) failures may pass;
+    /// a denied URL or a size limit will not, whatever the server does.
+    pub fn is_retryable(&self) -> bool {
         match self {
-            HttpError::Denied(m) => write!(f, "denied: {m}"),
-            HttpError::Timeout => write!(f, "timed out"),
-            HttpError::Connect(m) => write!(f, "connection failed: {m}"),
-            HttpError::TooLarge(limit) => write!(f, "body larger than the {limit}-byte limit"),
-            HttpError::Other(m) => write!(f, "{m}"),
+            HttpError::Timeout | HttpError::Connect(_) | HttpError::Other(_) => true,
+            HttpError::Denied(_) | HttpError::TooLarge(_) => false,
         }
     }
 }
 
-impl std::error::Error for HttpError {}
-
 impl From<HttpError> for crate::Error {
-    /// Timeouts and connection failures are retryable; a denial or a size limit is not.
+    /// Kind from [`HttpError::is_retryable`].
     fn from(e: HttpError) -> Self {
         let msg = format!("http: {e}");
-        match e {
-            HttpError::Timeout | HttpError::Connect(_) | HttpError::Other(_) => {
-                crate::Error::retryable(msg)
-            }
-            HttpError::Denied(_) | HttpError::TooLarge(_) => crate::Error::fatal(msg),
+        if e.is_retryable() {
+            crate::Error::retryable(msg)
+        } else {
+            crate::Error::fatal(msg)
         }
+    }
+}
+
+/// Sends one request and returns the complete response; blocking, one round trip. Non-2xx
+/// statuses are responses, not errors: the caller reads their bodies to say what went wrong.
+///
+/// [`Http`] sends through the host; tests and host-side tools pass their own.
+pub trait Transport {
+    /// Sends `req`.
+    fn send(&self, req: &Request) -> Result<Response, HttpError>;
+}
+
+impl<T: Transport + ?Sized> Transport for &T {
+    fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        (**self).send(req)
+    }
+}
+
+impl Transport for Http<'_> {
+    fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        Http::send(self, req)
     }
 }
 
@@ -242,20 +356,73 @@ mod tests {
 
     #[test]
     fn error_for_status_kinds() {
-        let resp = |status| Response {
-            status,
-            headers: vec![],
-            body: b"nope".to_vec(),
-            recorded: false,
-        };
+        let resp = |status| Response::new(status, "nope");
         assert!(resp(204).error_for_status().is_ok());
-        assert_eq!(
-            resp(503).error_for_status().unwrap_err().kind(),
-            crate::ErrorKind::Retryable
-        );
+        for status in [408, 429, 503] {
+            assert_eq!(
+                resp(status).error_for_status().unwrap_err().kind(),
+                crate::ErrorKind::Retryable,
+                "{status}"
+            );
+        }
         assert_eq!(
             resp(404).error_for_status().unwrap_err().kind(),
             crate::ErrorKind::Fatal
         );
+        // Regression: the cut used to be a byte index and panicked inside a character.
+        let long = Response::new(500, format!("a{}", "é".repeat(300)));
+        let e = long.error_for_status().unwrap_err();
+        assert!(e.message().ends_with("é…"), "{}", e.message());
+    }
+
+    #[test]
+    fn transport_errors_are_classified() {
+        assert!(HttpError::Timeout.is_retryable());
+        assert!(HttpError::Connect("refused".into()).is_retryable());
+        assert!(HttpError::Other("reset".into()).is_retryable());
+        assert!(!HttpError::Denied("x".into()).is_retryable());
+        assert!(!HttpError::TooLarge(10).is_retryable());
+        let e: crate::Error = HttpError::Denied("http://x".into()).into();
+        assert_eq!(e.kind(), crate::ErrorKind::Fatal);
+        assert_eq!(
+            e.message(),
+            "http: denied by the step's http grants: http://x"
+        );
+    }
+
+    #[test]
+    fn error_messages_from_json_or_the_body() {
+        let r = |body: &str| Response::new(400, body);
+        let keys = ["error_msg", "message"];
+        assert_eq!(
+            r(r#"{"message":"Key not found","error_msg":"bad"}"#).error_message(&keys),
+            "bad"
+        );
+        assert_eq!(r(r#"{"message":"gone"}"#).error_message(&keys), "gone");
+        assert_eq!(
+            r(r#"{"message":7}"#).error_message(&keys),
+            r#"{"message":7}"#
+        );
+        assert_eq!(r("<html>").error_message(&keys), "<html>");
+        assert_eq!(r("").error_message(&keys), "(empty body)");
+        assert_eq!(
+            r(&"x".repeat(301)).error_message(&keys).chars().count(),
+            301
+        );
+    }
+
+    #[test]
+    fn requests_know_their_headers_and_whether_they_write() {
+        let r = Request::new("get", "http://x/").header("X-Api-Key", "k");
+        assert_eq!(r.header_value("x-api-key"), Some("k"));
+        assert!(!r.is_mutating());
+        assert!(Request::new("PATCH", "http://x/").is_mutating());
+        assert_eq!(r.to_string(), "get http://x/");
+        let j = Request::new("PUT", "http://x/").json_value(&serde_json::json!({"a": [1]}));
+        assert_eq!(j.header_value("content-type"), Some("application/json"));
+        assert_eq!(j.body.as_deref(), Some(&b"{\"a\":[1]}"[..]));
+        let recorded = Response::recorded();
+        assert!(recorded.recorded && recorded.status == 202);
+        assert_eq!(recorded.header("x-meridian-plan"), Some("recorded"));
     }
 }

@@ -2,11 +2,12 @@
 //! group parameter, status → [`SyncError`] mapping, and a count of writes sent.
 
 use std::cell::Cell;
+use std::time::Duration;
 
+use meridian_sdk::http::{Request, Response, Transport, is_retryable_status, percent_encode};
 use serde_json::Value as JsonValue;
 
 use crate::error::SyncError;
-use crate::transport::{HttpRequest, HttpResponse, Transport};
 
 /// Talks to one gateway's Admin API. Cheap to build; holds no connection.
 pub struct Client<'a> {
@@ -15,7 +16,7 @@ pub struct Client<'a> {
     token: Option<String>,
     /// Appended to every `/apisix/admin/...` URL (API7 EE: `gateway_group_id`).
     admin_query: Vec<(String, String)>,
-    timeout_ms: Option<u32>,
+    timeout: Option<Duration>,
     writes: Cell<usize>,
 }
 
@@ -25,7 +26,7 @@ impl<'a> Client<'a> {
         transport: &'a dyn Transport,
         server: &str,
         token: Option<String>,
-        timeout_ms: Option<u32>,
+        timeout: Option<Duration>,
     ) -> Result<Self, SyncError> {
         let base = server.trim_end_matches('/').to_string();
         let rest = base
@@ -41,7 +42,7 @@ impl<'a> Client<'a> {
             base,
             token,
             admin_query: Vec::new(),
-            timeout_ms,
+            timeout,
             writes: Cell::new(0),
         })
     }
@@ -68,7 +69,11 @@ impl<'a> Client<'a> {
         if path.starts_with("/apisix/admin") {
             for (k, v) in &self.admin_query {
                 url.push(if url.contains('?') { '&' } else { '?' });
-                url.push_str(&format!("{}={}", pct_encode(k), pct_encode(v)));
+                url.push_str(&format!(
+                    "{}={}",
+                    percent_encode(k, b""),
+                    percent_encode(v, b"")
+                ));
             }
         }
         url
@@ -81,7 +86,7 @@ impl<'a> Client<'a> {
         path: &str,
         body: Option<Vec<u8>>,
         headers: &[(&str, String)],
-    ) -> Result<HttpResponse, SyncError> {
+    ) -> Result<Response, SyncError> {
         let url = self.url(path);
         let mut all = Vec::with_capacity(headers.len() + 3);
         if let Some(t) = &self.token {
@@ -95,15 +100,15 @@ impl<'a> Client<'a> {
         if !matches!(method, "GET" | "HEAD") {
             self.writes.set(self.writes.get() + 1);
         }
-        let req = HttpRequest {
+        let req = Request {
             method: method.to_string(),
             url: url.clone(),
             headers: all,
             body,
-            timeout_ms: self.timeout_ms,
+            timeout: self.timeout,
         };
         self.transport
-            .send(req)
+            .send(&req)
             .map_err(|source| SyncError::Transport {
                 method: method.to_string(),
                 url,
@@ -112,7 +117,7 @@ impl<'a> Client<'a> {
     }
 
     /// `GET path`, failing unless 2xx.
-    pub fn get(&self, path: &str) -> Result<HttpResponse, SyncError> {
+    pub fn get(&self, path: &str) -> Result<Response, SyncError> {
         let resp = self.request("GET", path, None, &[])?;
         check("GET", &self.url(path), resp)
     }
@@ -123,7 +128,7 @@ impl<'a> Client<'a> {
         path: &str,
         body: &JsonValue,
         headers: &[(&str, String)],
-    ) -> Result<HttpResponse, SyncError> {
+    ) -> Result<Response, SyncError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| SyncError::InvalidInput(format!("cannot encode body: {e}")))?;
         let resp = self.request("PUT", path, Some(bytes), headers)?;
@@ -131,7 +136,7 @@ impl<'a> Client<'a> {
     }
 
     /// `DELETE path`; a 404 counts as done (the resource is already gone).
-    pub fn delete(&self, path: &str) -> Result<HttpResponse, SyncError> {
+    pub fn delete(&self, path: &str) -> Result<Response, SyncError> {
         let resp = self.request("DELETE", path, None, &[])?;
         if resp.status == 404 {
             return Ok(resp);
@@ -141,23 +146,23 @@ impl<'a> Client<'a> {
 }
 
 /// Passes 2xx through; maps every other status to the matching [`SyncError`].
-pub fn check(method: &str, url: &str, resp: HttpResponse) -> Result<HttpResponse, SyncError> {
+pub fn check(method: &str, url: &str, resp: Response) -> Result<Response, SyncError> {
     let (method, url) = (method.to_string(), url.to_string());
     match resp.status {
         200..=299 => Ok(resp),
         401 => Err(SyncError::Unauthorized { url: origin(&url) }),
         403 => Err(SyncError::Forbidden { method, url }),
-        429 | 500..=599 => Err(SyncError::Server {
+        status if is_retryable_status(status) => Err(SyncError::Server {
             method,
             url,
-            status: resp.status,
-            message: error_message(&resp.body),
+            status,
+            message: resp.error_message(ERROR_KEYS),
         }),
         status => Err(SyncError::Rejected {
             method,
             url,
             status,
-            message: error_message(&resp.body),
+            message: resp.error_message(ERROR_KEYS),
         }),
     }
 }
@@ -171,57 +176,26 @@ fn origin(url: &str) -> String {
     }
 }
 
-/// APISIX puts the reason in `error_msg` (validation) or `message` (not found).
-pub fn error_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<JsonValue>(body) {
-        for k in ["error_msg", "message", "error"] {
-            if let Some(s) = v.get(k).and_then(JsonValue::as_str) {
-                return s.to_string();
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(300).collect();
-    if s.is_empty() {
-        s = "(empty body)".into();
-    }
-    s
-}
-
-/// Percent-encodes a query component (RFC 3986 unreserved characters pass through).
-pub(crate) fn pct_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Where APISIX puts the reason: `error_msg` (validation) or `message` (not found).
+const ERROR_KEYS: &[&str] = &["error_msg", "message", "error"];
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use crate::transport::TransportError;
+    use meridian_sdk::http::HttpError;
     use std::cell::RefCell;
 
     struct Canned {
         status: u16,
         body: &'static str,
-        seen: RefCell<Vec<HttpRequest>>,
+        seen: RefCell<Vec<Request>>,
     }
 
     impl Transport for Canned {
-        fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-            self.seen.borrow_mut().push(req);
-            Ok(HttpResponse {
-                status: self.status,
-                body: self.body.as_bytes().to_vec(),
-                ..Default::default()
-            })
+        fn send(&self, req: &Request) -> Result<Response, HttpError> {
+            self.seen.borrow_mut().push(req.clone());
+            Ok(Response::new(self.status, self.body))
         }
     }
 
@@ -236,9 +210,14 @@ mod tests {
     #[test]
     fn urls_headers_and_gateway_group_query() {
         let t = canned(200, "{}");
-        let c = Client::new(&t, "http://127.0.0.1:9180/", Some("k".into()), Some(500))
-            .unwrap()
-            .with_admin_query("gateway_group_id", "g 1");
+        let c = Client::new(
+            &t,
+            "http://127.0.0.1:9180/",
+            Some("k".into()),
+            Some(Duration::from_millis(500)),
+        )
+        .unwrap()
+        .with_admin_query("gateway_group_id", "g 1");
         c.get("/apisix/admin/routes").unwrap();
         c.get("/api/version").unwrap();
         let seen = t.seen.borrow();
@@ -247,8 +226,8 @@ mod tests {
             "http://127.0.0.1:9180/apisix/admin/routes?gateway_group_id=g%201"
         );
         assert_eq!(seen[1].url, "http://127.0.0.1:9180/api/version");
-        assert_eq!(seen[0].header("x-api-key"), Some("k"));
-        assert_eq!(seen[0].timeout_ms, Some(500));
+        assert_eq!(seen[0].header_value("x-api-key"), Some("k"));
+        assert_eq!(seen[0].timeout, Some(Duration::from_millis(500)));
         assert_eq!(c.writes(), 0);
     }
 
@@ -308,19 +287,19 @@ mod tests {
 
     #[test]
     fn transport_errors_keep_their_kind() {
-        struct Failing(TransportError);
+        struct Failing(HttpError);
         impl Transport for Failing {
-            fn send(&self, _: HttpRequest) -> Result<HttpResponse, TransportError> {
+            fn send(&self, _: &Request) -> Result<Response, HttpError> {
                 Err(self.0.clone())
             }
         }
-        let t = Failing(TransportError::Timeout);
+        let t = Failing(HttpError::Timeout);
         let c = Client::new(&t, "http://gw:9180", None, None).unwrap();
         assert_eq!(
             c.get("/apisix/admin/routes").unwrap_err().kind(),
             ErrorKind::Retryable
         );
-        let t = Failing(TransportError::Denied("gw:9180".into()));
+        let t = Failing(HttpError::Denied("gw:9180".into()));
         let c = Client::new(&t, "http://gw:9180", None, None).unwrap();
         assert_eq!(
             c.get("/apisix/admin/routes").unwrap_err().kind(),

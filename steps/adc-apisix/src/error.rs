@@ -1,7 +1,8 @@
 //! What can go wrong in a sync, and how the engine should treat it ([`ErrorKind`]).
 
+use meridian_sdk::http::HttpError;
+
 use crate::load::{ConfigErrors, ReadError};
-use crate::transport::TransportError;
 
 /// How the engine treats a failure (maps onto the WIT `step-error` variants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +48,7 @@ pub enum SyncError {
         method: String,
         url: String,
         #[source]
-        source: TransportError,
+        source: HttpError,
     },
     #[error("unexpected response from {url}: {message}")]
     Protocol { url: String, message: String },
@@ -72,12 +73,8 @@ impl SyncError {
                 ErrorKind::InvalidInput
             }
             SyncError::Server { .. } => ErrorKind::Retryable,
-            SyncError::Transport { source, .. } => match source {
-                TransportError::Timeout | TransportError::Connect(_) | TransportError::Other(_) => {
-                    ErrorKind::Retryable
-                }
-                TransportError::Denied(_) | TransportError::TooLarge(_) => ErrorKind::Fatal,
-            },
+            SyncError::Transport { source, .. } if source.is_retryable() => ErrorKind::Retryable,
+            SyncError::Transport { .. } => ErrorKind::Fatal,
             SyncError::Partial { source, .. } => source.kind(),
             SyncError::Unauthorized { .. }
             | SyncError::Forbidden { .. }

@@ -11,7 +11,8 @@
 //! - [`ids`], [`model`]: ADC's deterministic ids, and resources as APISIX objects;
 //! - [`remote`]: the gateway's current state; [`compare`] + [`differ`]: defaults-aware
 //!   comparison and ADC-ordered events; [`apply`]: events → Admin API writes;
-//! - [`dump`]: gateway state → ADC file; [`sync`]: the whole run, behind [`transport::Transport`];
+//! - [`dump`]: gateway state → ADC file; [`sync`]: the whole run, behind the SDK's
+//!   [`meridian_sdk::http::Transport`];
 //! - [`step`]: the component glue over `meridian-sdk` (HTTP, secrets, plan mode, errors).
 //!
 //! Everything runs (and is tested) on the host; the SDK's WIT imports are only reached inside
@@ -30,11 +31,9 @@ pub mod remote;
 pub mod schema;
 pub mod step;
 pub mod sync;
-pub mod transport;
 pub mod yaml;
 
 pub use error::{ErrorKind, SyncError};
 pub use sync::{Backend, Input, Mode, Output, Runtime, run};
-pub use transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
 meridian_sdk::export_step!(step::AdcApisix);

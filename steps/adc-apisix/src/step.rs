@@ -1,53 +1,16 @@
-//! The component glue: the [`Step`] implementation over `meridian-sdk` — the SDK's HTTP as the
-//! [`Transport`], the admin key from the secrets API, plan mode from the invocation, errors mapped
+//! The component glue: the [`Step`] implementation over `meridian-sdk` — the host's HTTP as the
+//! sync's transport, the admin key from the secrets API, plan mode from the invocation, errors mapped
 //! to the engine's kinds.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use meridian_sdk::http::{HttpError, Request};
 use meridian_sdk::{Ctx, Error, Level, ManifestInfo, Step};
 
 use crate::error::{ErrorKind, SyncError};
 use crate::sync::{Input, Output, Runtime, run};
-use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
 /// The `adc-apisix` step.
 pub struct AdcApisix;
-
-/// [`Transport`] over the host's `http` interface (grants, size/time limits and plan-mode
-/// recording are the host's business).
-pub struct SdkTransport<'a> {
-    pub ctx: &'a Ctx,
-}
-
-impl Transport for SdkTransport<'_> {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let r = Request {
-            method: req.method,
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-            timeout: req
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-        };
-        match self.ctx.http().send(&r) {
-            Ok(resp) => Ok(HttpResponse {
-                status: resp.status,
-                headers: resp.headers,
-                body: resp.body,
-                recorded: resp.recorded,
-            }),
-            Err(e) => Err(match e {
-                HttpError::Denied(m) => TransportError::Denied(m),
-                HttpError::Timeout => TransportError::Timeout,
-                HttpError::Connect(m) => TransportError::Connect(m),
-                HttpError::TooLarge(n) => TransportError::TooLarge(n),
-                HttpError::Other(m) => TransportError::Other(m),
-            }),
-        }
-    }
-}
 
 /// The engine's error for a failed sync.
 pub fn to_step_error(e: &SyncError) -> Error {
@@ -82,9 +45,10 @@ impl Step for AdcApisix {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let transport = SdkTransport { ctx };
+        // Grants, size/time limits and plan-mode recording are the host's business.
+        let http = ctx.http();
         let rt = Runtime {
-            transport: &transport,
+            transport: &http,
             token,
             plan: ctx.is_plan(),
             now_ms,
@@ -118,8 +82,8 @@ impl Step for AdcApisix {
 mod tests {
     use std::sync::Arc;
 
-    use meridian_sdk::http::Response;
-    use meridian_sdk::testing::{Call, MockHost};
+    use meridian_sdk::http::{HttpError, Request, Response};
+    use meridian_sdk::testing::MockHost;
     use meridian_sdk::{ErrorKind as SdkKind, Invocation, Mode, run_with};
     use serde_json::json;
 
@@ -127,9 +91,9 @@ mod tests {
 
     const GW: &str = "http://127.0.0.1:9180";
 
-    fn empty_gateway(host: &MockHost) {
-        let empty = br#"{"total":0,"list":{}}"#.to_vec();
-        for coll in [
+    /// An APISIX 3.12 with nothing configured that accepts `PUT global_rules/prometheus`.
+    fn empty_gateway(req: &Request) -> Result<Response, HttpError> {
+        const COLLECTIONS: [&str; 8] = [
             "services",
             "upstreams",
             "routes",
@@ -138,14 +102,17 @@ mod tests {
             "global_rules",
             "stream_routes",
             "plugin_metadata",
-        ] {
-            let resp = Response {
-                status: 200,
-                headers: vec![("server".into(), "APISIX/3.12.0".into())],
-                body: empty.clone(),
-                recorded: false,
-            };
-            host.on_http("GET", &format!("{GW}/apisix/admin/{coll}"), Ok(resp));
+        ];
+        let path = req.url.strip_prefix(GW).unwrap_or_default();
+        let coll = path.strip_prefix("/apisix/admin/").unwrap_or_default();
+        match req.method.as_str() {
+            "GET" if COLLECTIONS.contains(&coll) => {
+                let mut resp = Response::new(200, br#"{"total":0,"list":{}}"#.to_vec());
+                resp.headers = vec![("server".into(), "APISIX/3.12.0".into())];
+                Ok(resp)
+            }
+            "PUT" if coll == "global_rules/prometheus" => Ok(Response::new(201, "{}")),
+            _ => panic!("unexpected request {req}"),
         }
     }
 
@@ -155,19 +122,10 @@ mod tests {
 
     #[test]
     fn runs_through_the_sdk_with_the_secret_as_admin_key() {
-        let host = Arc::new(MockHost::new());
-        host.secret("gw-key", "k-123");
-        empty_gateway(&host);
-        let created = Response {
-            status: 201,
-            headers: vec![],
-            body: b"{}".to_vec(),
-            recorded: false,
-        };
-        host.on_http(
-            "PUT",
-            &format!("{GW}/apisix/admin/global_rules/prometheus"),
-            Ok(created),
+        let host = Arc::new(
+            MockHost::new()
+                .http(empty_gateway)
+                .secret("gw-key", "k-123"),
         );
         let out = run_with::<AdcApisix>(Invocation::for_test(&input()), host.clone()).unwrap();
         let out: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -181,19 +139,11 @@ mod tests {
         );
         assert_eq!(out["applied"], true);
         let put = host
-            .calls()
+            .requests()
             .into_iter()
-            .find_map(|c| match c {
-                Call::Http(r) if r.method == "PUT" => Some(r),
-                _ => None,
-            })
+            .find(|r| r.method == "PUT")
             .unwrap();
-        let key = put
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-api-key"))
-            .map(|(_, v)| v.as_str());
-        assert_eq!(key, Some("k-123"));
+        assert_eq!(put.header_value("x-api-key"), Some("k-123"));
         assert_eq!(
             put.body.as_deref(),
             Some(&br#"{"plugins":{"prometheus":{}}}"#[..])
@@ -202,19 +152,11 @@ mod tests {
 
     #[test]
     fn plan_mode_reports_without_claiming_it_applied() {
-        let host = Arc::new(MockHost::new());
-        host.secret("gw-key", "k");
-        empty_gateway(&host);
-        let recorded = Response {
-            status: 202,
-            headers: vec![],
-            body: b"{}".to_vec(),
-            recorded: true,
-        };
-        host.on_http(
-            "PUT",
-            &format!("{GW}/apisix/admin/global_rules/prometheus"),
-            Ok(recorded),
+        let host = Arc::new(
+            MockHost::new()
+                .http(empty_gateway)
+                .secret("gw-key", "k")
+                .plan(),
         );
         let mut inv = Invocation::for_test(&input());
         inv.mode = Mode::Plan;
@@ -226,7 +168,11 @@ mod tests {
 
     #[test]
     fn error_kinds_reach_the_engine() {
-        let host = Arc::new(MockHost::new());
+        // The gateway is not reachable: the host denies every request, a grant problem.
+        let host = Arc::new(
+            MockHost::new()
+                .http(|req| Err(HttpError::Denied(format!("{} is not granted", req.url)))),
+        );
         let e = run_with::<AdcApisix>(Invocation::for_test(&input()), host.clone()).unwrap_err();
         assert_eq!(e.kind(), SdkKind::Fatal, "ungranted secret: {e}");
         let e = run_with::<AdcApisix>(
@@ -245,7 +191,6 @@ mod tests {
             e.message().contains("<config>:1:12: missing field `name`"),
             "{e}"
         );
-        // the gateway is not reachable: MockHost denies unscripted requests, a grant problem
         let e = run_with::<AdcApisix>(
             Invocation::for_test(&json!({"server": GW, "config": "{}"})),
             host,

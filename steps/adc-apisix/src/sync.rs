@@ -3,13 +3,15 @@
 //! the SDK's HTTP.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
+use meridian_sdk::http::{Transport, percent_encode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
 use crate::apply;
-use crate::client::{Client, pct_encode};
+use crate::client::Client;
 use crate::compare::{Change, Defaults};
 use crate::differ::{self, Event, EventType, Scope};
 use crate::dump;
@@ -17,7 +19,6 @@ use crate::error::SyncError;
 use crate::load::{self, Source};
 use crate::model::{self, BuildOptions, Flavor, ResourceType};
 use crate::remote::{self, Version};
-use crate::transport::Transport;
 
 /// Which gateway API to drive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -203,7 +204,9 @@ pub fn run(input: &Input, rt: &Runtime<'_>) -> Result<Output, SyncError> {
         rt.transport,
         &input.server,
         rt.token.clone(),
-        input.timeout_ms,
+        input
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms))),
     )?;
 
     let (events, version, dumped, client) = match input.backend {
@@ -296,7 +299,7 @@ fn api7_client<'a>(
         .gateway_group
         .clone()
         .unwrap_or_else(|| "default".into());
-    let q = pct_encode(&group);
+    let q = percent_encode(&group, b"");
     let path = format!("/api/gateway_groups?search={q}&name={q}");
     let resp = client.get(&path)?;
     let body: JsonValue = serde_json::from_slice(&resp.body).map_err(|e| SyncError::Protocol {

@@ -2,16 +2,13 @@
 //! action sends (matched on the statement constants), with state where an action changes the
 //! server. The SQL itself is checked against real PostgreSQL by `tests/pg`.
 
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use meridian_families::FakeClock;
 use meridian_families::database::{DatabaseInput, DatabaseOutput, ReplicationKind, Role};
-use meridian_sdk::http::{HttpError, Request, Response};
 use meridian_sdk::sql::{Rows, SqlError, Value};
-use meridian_sdk::{Ctx, ErrorKind, HostApi, Invocation, Level, Mode};
+use meridian_sdk::testing::{Call, MockHost};
+use meridian_sdk::{Ctx, ErrorKind, Invocation, Mode};
 
 use crate::{fence, logical, promote, status};
 
@@ -24,125 +21,87 @@ struct Sent {
     params: Vec<Value>,
 }
 
-type Handler = Box<dyn Fn(&Sent) -> Result<Rows, SqlError>>;
+impl Sent {
+    fn new(execute: bool, conn: &str, sql: &str, params: &[Value]) -> Self {
+        Self {
+            execute,
+            conn: conn.to_owned(),
+            sql: sql.to_owned(),
+            params: params.to_vec(),
+        }
+    }
+}
 
-/// A host whose SQL answers come from one closure; keeps every statement, the kv state and logs.
+/// A host whose SQL answers, to `query` and `execute` alike, come from one closure (an
+/// `execute` affects one row); it grants the secret `PUB_DSN`.
 struct Fake {
-    handler: Handler,
-    sent: RefCell<Vec<Sent>>,
-    kv: RefCell<BTreeMap<String, Vec<u8>>>,
-    secrets: BTreeMap<String, String>,
-    logs: RefCell<Vec<String>>,
+    host: Arc<MockHost>,
 }
 
 impl Fake {
-    fn new(handler: impl Fn(&Sent) -> Result<Rows, SqlError> + 'static) -> Rc<Self> {
-        Rc::new(Self {
-            handler: Box::new(handler),
-            sent: RefCell::default(),
-            kv: RefCell::default(),
-            secrets: BTreeMap::from([(
-                "PUB_DSN".to_owned(),
-                "host=10.0.0.1 password=s3cret".to_owned(),
-            )]),
-            logs: RefCell::default(),
-        })
+    fn new(handler: impl Fn(&Sent) -> Result<Rows, SqlError> + Send + Sync + 'static) -> Self {
+        let query = Arc::new(handler);
+        let execute = Arc::clone(&query);
+        let host = MockHost::new()
+            .sql(move |conn, sql, params| query(&Sent::new(false, conn, sql, params)))
+            .sql_execute(move |conn, sql, params| {
+                execute(&Sent::new(true, conn, sql, params)).map(|_| 1)
+            })
+            .secret("PUB_DSN", "host=10.0.0.1 password=s3cret");
+        Self {
+            host: Arc::new(host),
+        }
+    }
+
+    /// Every statement sent so far, in order.
+    fn sent(&self) -> Vec<Sent> {
+        self.host
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Query(conn, sql, params) => Some(Sent::new(false, &conn, &sql, &params)),
+                Call::Execute(conn, sql, params) => Some(Sent::new(true, &conn, &sql, &params)),
+                Call::Http(_) => None,
+            })
+            .collect()
     }
 
     fn statements(&self) -> Vec<String> {
-        self.sent.borrow().iter().map(|s| s.sql.clone()).collect()
+        self.sent().into_iter().map(|s| s.sql).collect()
     }
 
     fn executed(&self) -> Vec<(String, String)> {
-        self.sent
-            .borrow()
-            .iter()
+        self.sent()
+            .into_iter()
             .filter(|s| s.execute)
-            .map(|s| (s.conn.clone(), s.sql.clone()))
-            .collect()
-    }
-
-    fn answer(&self, sent: Sent) -> Result<Rows, SqlError> {
-        let out = (self.handler)(&sent);
-        self.sent.borrow_mut().push(sent);
-        out
-    }
-}
-
-/// `Ctx` wants an `Arc<dyn HostApi>`; the fake is shared with the test through an `Rc`.
-struct Shared(Rc<Fake>);
-
-impl HostApi for Shared {
-    fn log(&self, _level: Level, message: &str, _fields: &[(String, String)]) {
-        self.0.logs.borrow_mut().push(message.to_owned());
-    }
-    fn http_send(&self, req: &Request) -> Result<Response, HttpError> {
-        Err(HttpError::Denied(format!(
-            "db-postgres must not use http: {}",
-            req.url
-        )))
-    }
-    fn sql_query(
-        &self,
-        connection: &str,
-        statement: &str,
-        params: &[Value],
-    ) -> Result<Rows, SqlError> {
-        self.0.answer(Sent {
-            execute: false,
-            conn: connection.into(),
-            sql: statement.into(),
-            params: params.to_vec(),
-        })
-    }
-    fn sql_execute(
-        &self,
-        connection: &str,
-        statement: &str,
-        params: &[Value],
-    ) -> Result<u64, SqlError> {
-        self.0
-            .answer(Sent {
-                execute: true,
-                conn: connection.into(),
-                sql: statement.into(),
-                params: params.to_vec(),
-            })
-            .map(|_| 1)
-    }
-    fn secret(&self, name: &str) -> Result<String, String> {
-        self.0
-            .secrets
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("`{name}` not granted"))
-    }
-    fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.kv.borrow().get(key).cloned()
-    }
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.0.kv.borrow_mut().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-    fn kv_delete(&self, key: &str) -> bool {
-        self.0.kv.borrow_mut().remove(key).is_some()
-    }
-    fn kv_list(&self, prefix: &str) -> Vec<String> {
-        self.0
-            .kv
-            .borrow()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
+            .map(|s| (s.conn, s.sql))
             .collect()
     }
 }
 
-#[allow(clippy::arc_with_non_send_sync)]
-fn ctx(fake: &Rc<Fake>, mode: Mode) -> Ctx {
+/// A `Cell` that the host's answers (which must be `Send + Sync`) share with the test.
+#[derive(Default)]
+struct Shared<T>(Mutex<T>);
+
+impl<T: Clone> Shared<T> {
+    fn new(value: T) -> Self {
+        Self(Mutex::new(value))
+    }
+    fn get(&self) -> T {
+        self.0.lock().unwrap().clone()
+    }
+    fn set(&self, value: T) {
+        *self.0.lock().unwrap() = value;
+    }
+    fn replace(&self, value: T) -> T {
+        std::mem::replace(&mut *self.0.lock().unwrap(), value)
+    }
+}
+
+fn ctx(fake: &Fake, mode: Mode) -> Ctx {
     let mut inv = Invocation::for_test(&serde_json::json!({}));
     inv.mode = mode;
-    Ctx::new(inv, Arc::new(Shared(Rc::clone(fake))))
+    Ctx::new(inv, fake.host.clone())
 }
 
 fn input(json: serde_json::Value) -> DatabaseInput {
@@ -152,7 +111,7 @@ fn input(json: serde_json::Value) -> DatabaseInput {
 }
 
 fn run(
-    fake: &Rc<Fake>,
+    fake: &Fake,
     mode: Mode,
     json: serde_json::Value,
 ) -> Result<DatabaseOutput, meridian_sdk::Error> {
@@ -208,9 +167,9 @@ fn fence_of_an_unreachable_server_succeeds_without_fencing() {
 
 #[test]
 fn fence_then_compensate() {
-    let read_only = Rc::new(Cell::new(false));
-    let pending = Rc::new(Cell::new(false));
-    let (ro, pend) = (Rc::clone(&read_only), Rc::clone(&pending));
+    let read_only = Arc::new(Shared::new(false));
+    let pending = Arc::new(Shared::new(false));
+    let (ro, pend) = (Arc::clone(&read_only), Arc::clone(&pending));
     let fake = Fake::new(move |s| match s.sql.as_str() {
         fence::SQL_PROBE => Ok(row(
             &["in_recovery", "read_only"],
@@ -254,13 +213,13 @@ fn fence_then_compensate() {
             "eu: terminated 3 client backend(s)"
         ]
     );
-    assert!(fake.kv.borrow().contains_key("db-postgres/fenced/eu"));
+    assert!(fake.host.kv().contains_key("db-postgres/fenced/eu"));
 
     let input = input(serde_json::json!({"action": "fence", "connection": "eu"}));
     crate::undo(&ctx(&fake, Mode::Apply), &input, &FakeClock::at(0)).unwrap();
     assert!(!read_only.get());
     assert_eq!(fake.executed().last().unwrap().1, fence::SQL_UNFENCE);
-    assert!(fake.kv.borrow().is_empty());
+    assert!(fake.host.kv().is_empty());
 }
 
 #[test]
@@ -271,10 +230,10 @@ fn compensate_of_an_unreachable_server_fails_only_when_this_run_fenced_it() {
     });
     let input = input(serde_json::json!({"action": "fence", "connection": "eu"}));
     crate::undo(&ctx(&fake, Mode::Apply), &input, &FakeClock::at(0)).unwrap();
-    fake.kv.borrow_mut().insert(
-        "db-postgres/fenced/eu".into(),
-        br#"{"fenced":true}"#.to_vec(),
-    );
+    ctx(&fake, Mode::Apply)
+        .kv()
+        .set("db-postgres/fenced/eu", br#"{"fenced":true}"#)
+        .unwrap();
     let e = crate::undo(&ctx(&fake, Mode::Apply), &input, &FakeClock::at(0)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Retryable);
     assert!(e.message().contains("unfence"), "{}", e.message());
@@ -301,7 +260,7 @@ fn fence_in_plan_mode_neither_reloads_nor_terminates() {
     assert_eq!(out.fenced, Some(false));
     assert_eq!(out.changes.len(), 3, "{:?}", out.changes);
     assert_eq!(fake.statements(), [fence::SQL_PROBE, fence::SQL_FENCE]);
-    assert!(fake.kv.borrow().is_empty());
+    assert!(fake.host.kv().is_empty());
 }
 
 #[test]
@@ -325,7 +284,7 @@ fn fence_reports_a_setting_that_does_not_take_and_missing_privileges() {
     assert_eq!(e.kind(), ErrorKind::Retryable);
     assert!(e.message().contains("still reports"), "{}", e.message());
     // The partial fence is remembered for compensation.
-    assert!(fake.kv.borrow().contains_key("db-postgres/fenced/eu"));
+    assert!(fake.host.kv().contains_key("db-postgres/fenced/eu"));
 
     let fake = Fake::new(|s| match s.sql.as_str() {
         fence::SQL_PROBE => Ok(row(
@@ -354,9 +313,9 @@ fn fence_reports_a_setting_that_does_not_take_and_missing_privileges() {
 fn standby_fake(
     promote_answer: Result<bool, SqlError>,
     promotes: bool,
-) -> (Rc<Fake>, Rc<Cell<bool>>) {
-    let recovering = Rc::new(Cell::new(true));
-    let rec = Rc::clone(&recovering);
+) -> (Fake, Arc<Shared<bool>>) {
+    let recovering = Arc::new(Shared::new(true));
+    let rec = Arc::clone(&recovering);
     let fake = Fake::new(move |s| match (s.conn.as_str(), s.sql.as_str()) {
         ("us", promote::SQL_RECOVERY) => Ok(row(&["in_recovery"], vec![Value::Bool(rec.get())])),
         ("us", promote::SQL_STANDBY_LSNS) => Ok(row(
@@ -738,8 +697,8 @@ fn status_of_a_standby_measures_lag_against_the_primary() {
 
 #[test]
 fn status_waits_for_the_lag_to_drop_and_fails_retryable_when_it_does_not() {
-    let calls = Rc::new(Cell::new(0_i64));
-    let c = Rc::clone(&calls);
+    let calls = Arc::new(Shared::new(0_i64));
+    let c = Arc::clone(&calls);
     let fake = Fake::new(move |s| {
         if s.sql == status::SQL_REPLICAS {
             c.set(c.get() + 1);
@@ -770,21 +729,21 @@ fn status_waits_for_the_lag_to_drop_and_fails_retryable_when_it_does_not() {
 
 #[derive(Default)]
 struct LogicalState {
-    publication: Cell<bool>,
-    all_tables: Cell<bool>,
-    subscription: Cell<bool>,
-    enabled: Cell<bool>,
-    stale_slot: Cell<bool>,
-    wal_level: RefCell<String>,
-    missing_on_subscriber: RefCell<Vec<String>>,
+    publication: Shared<bool>,
+    all_tables: Shared<bool>,
+    subscription: Shared<bool>,
+    enabled: Shared<bool>,
+    stale_slot: Shared<bool>,
+    wal_level: Shared<String>,
+    missing_on_subscriber: Shared<Vec<String>>,
 }
 
-fn logical_fake(st: Rc<LogicalState>) -> Rc<Fake> {
+fn logical_fake(st: Arc<LogicalState>) -> Fake {
     st.wal_level.replace("logical".into());
     Fake::new(move |s| match (s.conn.as_str(), s.sql.as_str()) {
         ("eu", logical::SQL_PUBLISHER) => Ok(row(
             &["wal_level", "in_recovery"],
-            vec![t(&st.wal_level.borrow()), Value::Bool(false)],
+            vec![t(&st.wal_level.get()), Value::Bool(false)],
         )),
         ("eu", logical::SQL_PUBLICATION) => Ok(if st.publication.get() {
             row(&["all_tables"], vec![Value::Bool(st.all_tables.get())])
@@ -819,7 +778,7 @@ fn logical_fake(st: Rc<LogicalState>) -> Rc<Fake> {
                 columns: vec!["qname".into()],
                 rows: st
                     .missing_on_subscriber
-                    .borrow()
+                    .get()
                     .iter()
                     .map(|m| vec![t(m)])
                     .collect(),
@@ -858,8 +817,8 @@ fn logical_args() -> serde_json::Value {
 
 #[test]
 fn setup_logical_creates_then_refreshes_and_never_shows_the_dsn() {
-    let st = Rc::new(LogicalState::default());
-    let fake = logical_fake(Rc::clone(&st));
+    let st = Arc::new(LogicalState::default());
+    let fake = logical_fake(Arc::clone(&st));
     let out = run(&fake, Mode::Apply, logical_args()).unwrap();
     assert_eq!(
         (out.publication_created, out.subscription_created),
@@ -874,8 +833,7 @@ fn setup_logical_creates_then_refreshes_and_never_shows_the_dsn() {
     );
     assert!(!serde_json::to_string(&out).unwrap().contains("s3cret"));
     let checked = fake
-        .sent
-        .borrow()
+        .sent()
         .iter()
         .find(|s| s.sql == logical::SQL_MISSING_TABLES)
         .map(|s| s.params[0].clone());
@@ -913,11 +871,7 @@ fn setup_logical_explains_what_blocks_it() {
         ),
         (
             "lacks published table(s) public.routes",
-            |st| {
-                st.missing_on_subscriber
-                    .borrow_mut()
-                    .push("public.routes".into())
-            },
+            |st| st.missing_on_subscriber.set(vec!["public.routes".into()]),
             logical_args(),
         ),
         (
@@ -949,8 +903,8 @@ fn setup_logical_explains_what_blocks_it() {
         }),
     ];
     for (needle, setup, args) in cases {
-        let st = Rc::new(LogicalState::default());
-        let fake = logical_fake(Rc::clone(&st));
+        let st = Arc::new(LogicalState::default());
+        let fake = logical_fake(Arc::clone(&st));
         setup(&st);
         let e = run(&fake, Mode::Apply, args).unwrap_err();
         assert!(e.message().contains(needle), "{needle}: {}", e.message());
@@ -963,9 +917,9 @@ fn setup_logical_explains_what_blocks_it() {
 
 #[test]
 fn setup_logical_aligns_a_table_list() {
-    let st = Rc::new(LogicalState::default());
+    let st = Arc::new(LogicalState::default());
     st.publication.set(true);
-    let fake = logical_fake(Rc::clone(&st));
+    let fake = logical_fake(Arc::clone(&st));
     let mut args = logical_args();
     args["tables"] = serde_json::json!(["gw_config"]);
     st.subscription.set(true);
@@ -1071,5 +1025,5 @@ fn invalid_input_is_reported_before_any_statement() {
     let e = crate::execute(&ctx(&fake, Mode::Apply), &input, &FakeClock::at(0)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(fake.statements().is_empty());
-    assert!(fake.logs.borrow().is_empty());
+    assert!(fake.host.logs().is_empty());
 }

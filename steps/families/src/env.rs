@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use meridian_sdk::http::{Request, Response, Transport};
+
 use crate::error::StepError;
-use crate::http::{HttpRequest, HttpResponse, Transport};
 
 /// Reads secret values by name. Only names granted to the step resolve.
 pub trait Secrets {
@@ -53,12 +54,11 @@ impl std::fmt::Debug for Env<'_> {
 impl Env<'_> {
     /// Sends `req` and maps a transport failure to the step error every vendor reports for it
     /// ([`StepError::transport`], naming `what` and the request URL). Any HTTP status is `Ok`:
-    /// what a status means is the vendor's to say. Costs one URL copy besides the request.
-    pub fn send(&self, what: &str, req: HttpRequest) -> Result<HttpResponse, StepError> {
-        let url = req.url.clone();
+    /// what a status means is the vendor's to say.
+    pub fn send(&self, what: &str, req: Request) -> Result<Response, StepError> {
         self.http
-            .send(req)
-            .map_err(|e| StepError::transport(what, &url, e))
+            .send(&req)
+            .map_err(|e| StepError::transport(what, &req.url, e))
     }
 
     /// The secret `name`, or a fatal error telling the operator to grant it.

@@ -1,6 +1,6 @@
 //! Errors the engine can act on, shared by every step family.
 
-use crate::http::TransportError;
+use meridian_sdk::http::{HttpError, is_retryable_status};
 
 /// How a step failed. Mirrors the WIT `step-error` variant: the engine retries `Retryable` under
 /// the step's retry policy, never retries `Fatal`, and reports `InvalidInput` like a validation
@@ -47,36 +47,40 @@ impl StepError {
         }
     }
 
-    /// Classifies a transport failure of `what` (e.g. "Route 53 ListResourceRecordSets"):
-    /// timeouts and connection failures are retryable, a denied URL is fatal and says which
-    /// grant to add.
-    pub fn transport(what: &str, url: &str, err: TransportError) -> Self {
-        match err {
-            TransportError::Denied(detail) if detail.contains("grants") => {
-                Self::Fatal(format!("{what}: {url} is not allowed: {detail}"))
+    /// Classifies a transport failure of `what` (e.g. "Route 53 ListResourceRecordSets") by
+    /// [`HttpError::is_retryable`]; a denied URL says which grant to add.
+    pub fn transport(what: &str, url: &str, err: HttpError) -> Self {
+        let message = match &err {
+            HttpError::Denied(detail) if detail.contains("grants") => {
+                format!("{what}: {url} is not allowed: {detail}")
             }
-            TransportError::Denied(detail) => Self::Fatal(format!(
+            HttpError::Denied(detail) => format!(
                 "{what}: {url} is not allowed by this step's grants ({detail}); add its scheme://host:port to `grants.http`"
-            )),
-            TransportError::Timeout => Self::Retryable(format!("{what}: {url} timed out")),
-            TransportError::Connect(detail) => Self::Retryable(format!(
-                "{what}: cannot connect to {url}: {detail}; check the provider endpoint"
-            )),
-            TransportError::TooLarge(limit) => Self::Fatal(format!(
+            ),
+            HttpError::Timeout => format!("{what}: {url} timed out"),
+            HttpError::Connect(detail) => {
+                format!("{what}: cannot connect to {url}: {detail}; check the provider endpoint")
+            }
+            HttpError::TooLarge(limit) => format!(
                 "{what}: a body to or from {url} exceeds the {limit}-byte limit of the step's http grant"
-            )),
-            TransportError::Other(detail) => Self::Retryable(format!("{what}: {url}: {detail}")),
+            ),
+            HttpError::Other(detail) => format!("{what}: {url}: {detail}"),
+        };
+        if err.is_retryable() {
+            Self::Retryable(message)
+        } else {
+            Self::Fatal(message)
         }
     }
 
     /// Classifies an HTTP status that no vendor-specific code explained: 401/403 fatal (with a
-    /// hint about credentials), 408/429/5xx retryable, other statuses fatal.
+    /// hint about credentials), [`is_retryable_status`] retryable, other statuses fatal.
     pub fn from_status(what: &str, status: u16, detail: &str, credentials_hint: &str) -> Self {
         match status {
             401 | 403 => Self::Fatal(format!(
                 "{what}: HTTP {status} — the credentials were refused: {detail}; check {credentials_hint}"
             )),
-            408 | 429 | 500..=599 => {
+            s if is_retryable_status(s) => {
                 Self::Retryable(format!("{what}: HTTP {status} (transient): {detail}"))
             }
             _ => Self::Fatal(format!("{what}: HTTP {status}: {detail}")),
@@ -90,20 +94,16 @@ mod tests {
 
     #[test]
     fn transport_errors_are_classified() {
-        assert!(StepError::transport("x", "http://a", TransportError::Timeout).is_retryable());
+        assert!(StepError::transport("x", "http://a", HttpError::Timeout).is_retryable());
         assert!(
-            StepError::transport("x", "http://a", TransportError::Connect("refused".into()))
+            StepError::transport("x", "http://a", HttpError::Connect("refused".into()))
                 .is_retryable()
         );
-        let denied =
-            StepError::transport("x", "http://a", TransportError::Denied("not listed".into()));
+        let denied = StepError::transport("x", "http://a", HttpError::Denied("not listed".into()));
         assert!(matches!(&denied, StepError::Fatal(m) if m.contains("grants.http")));
-        assert!(
-            !StepError::transport("x", "http://a", TransportError::TooLarge(10)).is_retryable()
-        );
+        assert!(!StepError::transport("x", "http://a", HttpError::TooLarge(10)).is_retryable());
         // The sandbox's own denial already says which grant to add: no second hint.
-        let host_says =
-            TransportError::Denied("not granted; add it to the step's grants.http".into());
+        let host_says = HttpError::Denied("not granted; add it to the step's grants.http".into());
         let m = StepError::transport("x", "http://a", host_says)
             .message()
             .to_owned();

@@ -4,10 +4,10 @@
 //! `gslb-cloudflare` and `gslb-powerdns` all take a [`gslb::GslbInput`] and return a
 //! [`gslb::GslbOutput`], so a workflow swaps vendors by changing `uses:` only.
 //!
-//! The vendor logic is plain Rust over small traits — [`Transport`] for HTTP, [`Secrets`],
-//! [`Clock`], [`Log`] — bundled in an [`Env`]. A component wires them to the host interfaces; a
-//! host test wires them to fakes ([`testing`]) or to real local services ([`UreqTransport`],
-//! feature `ureq`); the component glue over `meridian-sdk` is [`sdk`] (feature `sdk`).
+//! The vendor logic is plain Rust over small traits — the SDK's [`meridian_sdk::http::Transport`] for HTTP,
+//! [`Secrets`], [`Clock`], [`Log`] — bundled in an [`Env`]. A component wires them to the host
+//! interfaces; a host test wires them to fakes ([`testing`]) or to real local services
+//! ([`UreqTransport`], feature `ureq`); the component glue over `meridian-sdk` is [`sdk`].
 //! Nothing here allocates beyond the data it returns; nothing blocks except
 //! `Transport::send` and `Clock::sleep_ms`.
 
@@ -15,9 +15,7 @@ pub mod database;
 pub mod env;
 pub mod error;
 pub mod gslb;
-pub mod http;
 pub mod region;
-#[cfg(feature = "sdk")]
 pub mod sdk;
 pub mod testing;
 #[cfg(feature = "ureq")]
@@ -25,6 +23,5 @@ mod ureq_transport;
 
 pub use env::{Clock, Env, FakeClock, Log, MapSecrets, NoLog, Secrets, StdClock, StderrLog};
 pub use error::StepError;
-pub use http::{HttpRequest, HttpResponse, Transport, TransportError};
 #[cfg(feature = "ureq")]
 pub use ureq_transport::UreqTransport;

@@ -337,12 +337,10 @@ impl Memo for MapMemo {
     }
 }
 
-/// A [`Memo`] over the host's per-run kv store (feature `sdk`).
-#[cfg(feature = "sdk")]
+/// A [`Memo`] over the host's per-run kv store.
 #[derive(Clone, Copy)]
 pub struct KvMemo<'a>(pub &'a meridian_sdk::Ctx);
 
-#[cfg(feature = "sdk")]
 impl Memo for KvMemo<'_> {
     fn get(&self, key: &str) -> Option<String> {
         self.0.kv().get(key).and_then(|v| String::from_utf8(v).ok())

@@ -1,20 +1,16 @@
-//! The component glue of the family steps (feature `sdk`): adapts a `meridian_sdk::Ctx` to an
-//! [`Env`] and runs a vendor's `run`/`compensate` with the undo bookkeeping every GSLB step
-//! shares.
+//! The component glue of the family steps: adapts a `meridian_sdk::Ctx` to an [`Env`] and runs
+//! a vendor's `run`/`compensate` with the undo bookkeeping every GSLB step shares.
 //!
 //! Undo is kept in the run's kv store under `gslb/undo/<step id>`, written **before** the first
 //! attempt changes anything (from a read-only status pass) and never overwritten by later
 //! attempts, so a failover that failed half-way and was retried still compensates back to the
 //! state before the first attempt. `compensate` reads it, restores, and deletes the key.
 
-use std::time::Duration;
-
 use meridian_sdk::{Ctx, Error, ErrorKind, ManifestInfo};
 
 use crate::env::{Clock, Env, Log, Secrets, StdClock};
 use crate::error::StepError;
 use crate::gslb::{GslbAction, GslbInput, GslbOutput, RoutingState, Undo};
-use crate::http::{HttpRequest, HttpResponse, Transport, TransportError};
 use crate::region::{KvMemo, Memo, RegionInput, RegionOutput};
 
 /// A vendor's `run`.
@@ -26,36 +22,6 @@ pub type CompensateFn =
 /// A region vendor's `run`; the `bool` is plan mode.
 pub type RegionRunFn =
     fn(&Env<'_>, &dyn Memo, &RegionInput, bool) -> Result<RegionOutput, StepError>;
-
-/// [`Transport`] over the host's `http` interface.
-#[derive(Clone, Copy)]
-pub struct SdkTransport<'a>(pub &'a Ctx);
-
-impl Transport for SdkTransport<'_> {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let mut out = meridian_sdk::http::Request::new(req.method, req.url);
-        out.headers = req.headers;
-        out.body = req.body;
-        out.timeout = req
-            .timeout_ms
-            .map(|ms| Duration::from_millis(u64::from(ms)));
-        match self.0.http().send(&out) {
-            Ok(r) => Ok(HttpResponse {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-                recorded: r.recorded,
-            }),
-            Err(e) => Err(match e {
-                meridian_sdk::http::HttpError::Denied(m) => TransportError::Denied(m),
-                meridian_sdk::http::HttpError::Timeout => TransportError::Timeout,
-                meridian_sdk::http::HttpError::Connect(m) => TransportError::Connect(m),
-                meridian_sdk::http::HttpError::TooLarge(n) => TransportError::TooLarge(n),
-                meridian_sdk::http::HttpError::Other(m) => TransportError::Other(m),
-            }),
-        }
-    }
-}
 
 /// [`Secrets`] through the host's `secrets` interface (granted names only).
 #[derive(Clone, Copy)]
@@ -86,7 +52,7 @@ pub fn with_env<T>(ctx: &Ctx, f: impl FnOnce(&Env<'_>) -> T) -> T {
 }
 
 fn with_env_clock<T>(ctx: &Ctx, clock: &dyn Clock, f: impl FnOnce(&Env<'_>) -> T) -> T {
-    let http = SdkTransport(ctx);
+    let http = ctx.http();
     let secrets = SdkSecrets(ctx);
     let log = SdkLog(ctx);
     let env = Env {

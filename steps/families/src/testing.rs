@@ -4,14 +4,14 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
-use crate::http::{HttpRequest, HttpResponse, Transport, TransportError};
+use meridian_sdk::http::{HttpError, Request, Response, Transport};
 
-type Handler<'a> = Box<dyn Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + 'a>;
+type Handler<'a> = Box<dyn Fn(&Request) -> Result<Response, HttpError> + 'a>;
 
 /// A transport answered by a closure; keeps every request it saw.
 pub struct FakeTransport<'a> {
     handler: Handler<'a>,
-    seen: RefCell<Vec<HttpRequest>>,
+    seen: RefCell<Vec<Request>>,
 }
 
 impl std::fmt::Debug for FakeTransport<'_> {
@@ -24,9 +24,7 @@ impl std::fmt::Debug for FakeTransport<'_> {
 
 impl<'a> FakeTransport<'a> {
     /// A transport whose answers come from `handler`.
-    pub fn new(
-        handler: impl Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + 'a,
-    ) -> Self {
+    pub fn new(handler: impl Fn(&Request) -> Result<Response, HttpError> + 'a) -> Self {
         Self {
             handler: Box::new(handler),
             seen: RefCell::new(Vec::new()),
@@ -34,7 +32,7 @@ impl<'a> FakeTransport<'a> {
     }
 
     /// Every request sent so far, in order.
-    pub fn requests(&self) -> Vec<HttpRequest> {
+    pub fn requests(&self) -> Vec<Request> {
         self.seen.borrow().clone()
     }
 
@@ -49,19 +47,19 @@ impl<'a> FakeTransport<'a> {
 }
 
 impl Transport for FakeTransport<'_> {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let out = (self.handler)(&req);
-        self.seen.borrow_mut().push(req);
+    fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        let out = (self.handler)(req);
+        self.seen.borrow_mut().push(req.clone());
         out
     }
 }
 
 /// Wraps a transport the way the sandbox does in plan mode: reads go through, mutating requests
-/// are kept in [`PlanTransport::planned`] and answered with [`HttpResponse::recorded`].
+/// are kept in [`PlanTransport::planned`] and answered with [`Response::recorded`].
 #[derive(Debug)]
 pub struct PlanTransport<T> {
     inner: T,
-    planned: RefCell<Vec<HttpRequest>>,
+    planned: RefCell<Vec<Request>>,
 }
 
 impl<T: Transport> PlanTransport<T> {
@@ -74,16 +72,16 @@ impl<T: Transport> PlanTransport<T> {
     }
 
     /// The mutating requests that were recorded instead of sent.
-    pub fn planned(&self) -> Vec<HttpRequest> {
+    pub fn planned(&self) -> Vec<Request> {
         self.planned.borrow().clone()
     }
 }
 
 impl<T: Transport> Transport for PlanTransport<T> {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+    fn send(&self, req: &Request) -> Result<Response, HttpError> {
         if req.is_mutating() {
-            self.planned.borrow_mut().push(req);
-            return Ok(HttpResponse::recorded());
+            self.planned.borrow_mut().push(req.clone());
+            return Ok(Response::recorded());
         }
         self.inner.send(req)
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::http::{HttpRequest, HttpResponse, Transport, TransportError};
+use meridian_sdk::http::{HttpError, Request, Response, Transport};
 
 /// `ureq` agent with statuses returned as responses and a per-request timeout.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ impl Default for UreqTransport {
 }
 
 impl Transport for UreqTransport {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+    fn send(&self, req: &Request) -> Result<Response, HttpError> {
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
             .uri(req.url.as_str());
@@ -40,15 +40,15 @@ impl Transport for UreqTransport {
             builder = builder.header(k.as_str(), v.as_str());
         }
         let request = builder
-            .body(req.body.unwrap_or_default())
-            .map_err(|e| TransportError::Other(e.to_string()))?;
+            .body(req.body.clone().unwrap_or_default())
+            .map_err(|e| HttpError::Other(e.to_string()))?;
         let response = self.agent.run(request).map_err(|e| match e {
-            ureq::Error::Timeout(_) => TransportError::Timeout,
-            ureq::Error::Io(io) => TransportError::Connect(io.to_string()),
+            ureq::Error::Timeout(_) => HttpError::Timeout,
+            ureq::Error::Io(io) => HttpError::Connect(io.to_string()),
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
-                TransportError::Connect(e.to_string())
+                HttpError::Connect(e.to_string())
             }
-            other => TransportError::Other(other.to_string()),
+            other => HttpError::Other(other.to_string()),
         })?;
         let status = response.status().as_u16();
         let headers = response
@@ -66,8 +66,8 @@ impl Transport for UreqTransport {
             .with_config()
             .limit(16 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|e| TransportError::Other(format!("reading the body: {e}")))?;
-        Ok(HttpResponse {
+            .map_err(|e| HttpError::Other(format!("reading the body: {e}")))?;
+        Ok(Response {
             status,
             headers,
             body,

@@ -1,8 +1,8 @@
 //! A thin Cloudflare API v4 client: bearer token, the `{success, errors, messages, result}`
 //! envelope, bounded pagination, and failures classified with a message naming what to check.
 
-use meridian_families::http::join_url;
-use meridian_families::{Env, HttpRequest, HttpResponse, StepError};
+use meridian_families::{Env, StepError};
+use meridian_sdk::http::{Request, Response, join_url};
 use serde_json::Value;
 
 /// Upper bound on pages read from a list, so a misbehaving endpoint cannot loop the step.
@@ -47,11 +47,11 @@ impl<'a> Client<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Outcome, StepError> {
-        let mut req = HttpRequest::new(method, join_url(&self.base, path))
+        let mut req = Request::new(method, join_url(&self.base, path))
             .header("authorization", format!("Bearer {}", self.token))
             .header("accept", "application/json");
         if let Some(b) = body {
-            req = req.json(b);
+            req = req.json_value(b);
         }
         let what = format!("Cloudflare {what}");
         let resp = self.env.send(&what, req)?;
@@ -80,7 +80,7 @@ impl<'a> Client<'a> {
         Err(self.classify(&what, &resp, envelope.as_ref()))
     }
 
-    fn classify(&self, what: &str, resp: &HttpResponse, envelope: Option<&Value>) -> StepError {
+    fn classify(&self, what: &str, resp: &Response, envelope: Option<&Value>) -> StepError {
         let errors: Vec<String> = envelope
             .and_then(|e| e.get("errors"))
             .and_then(Value::as_array)
@@ -118,7 +118,7 @@ impl<'a> Client<'a> {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES {
             let url = format!("{path}?page={page}&per_page=50");
-            let req = HttpRequest::new("GET", join_url(&self.base, &url))
+            let req = Request::new("GET", join_url(&self.base, &url))
                 .header("authorization", format!("Bearer {}", self.token))
                 .header("accept", "application/json");
             let what = format!("Cloudflare {what}");

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use meridian_families::gslb::{ChangeOp, GslbAction, GslbInput, GslbOutput, Health};
 use meridian_families::testing::{FakeTransport, PlanTransport};
-use meridian_families::{
-    Env, FakeClock, HttpRequest, HttpResponse, MapSecrets, NoLog, StepError, Transport,
-};
+use meridian_families::{Env, FakeClock, MapSecrets, NoLog, StepError};
+use meridian_sdk::http::{Request, Response, Transport};
 use serde_json::{Value, json};
 
 const ACCOUNT: &str = "acc0123";
@@ -26,24 +25,24 @@ struct FakeCf {
     writes: u32,
 }
 
-fn envelope(result: Value) -> HttpResponse {
-    HttpResponse::new(
+fn envelope(result: Value) -> Response {
+    Response::new(
         200,
         json!({"success": true, "errors": [], "messages": [], "result": result}).to_string(),
     )
 }
 
-fn failure(status: u16, code: u32, message: &str) -> HttpResponse {
-    HttpResponse::new(status, json!({"success": false, "errors": [{"code": code, "message": message}], "messages": [], "result": null}).to_string())
+fn failure(status: u16, code: u32, message: &str) -> Response {
+    Response::new(status, json!({"success": false, "errors": [{"code": code, "message": message}], "messages": [], "result": null}).to_string())
 }
 
 impl FakeCf {
-    fn handle(&mut self, req: &HttpRequest) -> HttpResponse {
+    fn handle(&mut self, req: &Request) -> Response {
         if req.header_value("authorization") != Some("Bearer tok") {
             return failure(403, 10000, "Authentication error");
         }
         if let Some((status, body)) = self.fail_next.take() {
-            return HttpResponse::new(status, body.to_string());
+            return Response::new(status, body.to_string());
         }
         let url = req.url.strip_prefix("http://cf.test/client/v4/").unwrap();
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -91,7 +90,7 @@ impl FakeCf {
                     .unwrap_or(1);
                 let items: Vec<Value> = coll.iter().skip((page - 1) * 2).take(2).cloned().collect();
                 let total_pages = coll.len().div_ceil(2).max(1);
-                HttpResponse::new(200, json!({"success": true, "errors": [], "messages": [], "result": items,
+                Response::new(200, json!({"success": true, "errors": [], "messages": [], "result": items,
                     "result_info": {"page": page, "per_page": 2, "count": items.len(), "total_count": coll.len(), "total_pages": total_pages}}).to_string())
             }
             ("POST", []) => {

@@ -30,8 +30,8 @@ use meridian_families::gslb::{
     HealthCheckType, PowerDnsProvider, PowerDnsRecords, RecordType, RoutingPolicy, RoutingState,
     Undo,
 };
-use meridian_families::http::join_url;
-use meridian_families::{Env, HttpRequest, HttpResponse, StepError};
+use meridian_families::{Env, StepError};
+use meridian_sdk::http::{Request, Response, join_url};
 use serde_json::{Value, json};
 
 /// The `vendor` reported in outputs.
@@ -202,7 +202,7 @@ fn validate_for_powerdns(
     input: &GslbInput,
     cfg: &PowerDnsProvider,
 ) -> Result<Option<HealthCheck>, StepError> {
-    if cfg.endpoint.is_empty() || meridian_families::http::split_url(&cfg.endpoint).is_none() {
+    if cfg.endpoint.is_empty() || meridian_sdk::http::split_url(&cfg.endpoint).is_none() {
         return Err(StepError::invalid(format!(
             "provider.powerdns.endpoint: `{}` is not an http(s) URL like http://127.0.0.1:8081",
             cfg.endpoint
@@ -536,11 +536,11 @@ fn probe(
                     r.endpoint.clone()
                 };
                 let url = hc.url(&addr);
-                let req = HttpRequest::new("GET", url.clone()).header("host", host);
-                match env.http.send(req) {
+                let req = Request::new("GET", url.clone()).header("host", host);
+                match env.http.send(&req) {
                     Ok(resp) if resp.is_success() => Health::Healthy,
                     Ok(_) => Health::Unhealthy,
-                    Err(meridian_families::TransportError::Denied(why)) => {
+                    Err(meridian_sdk::http::HttpError::Denied(why)) => {
                         env.log.warn(&format!("cannot probe {url}: {why}; add it to grants.http or turn probe_health off"));
                         Health::Unknown
                     }
@@ -569,21 +569,18 @@ impl Api<'_> {
         method: &str,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<HttpResponse, StepError> {
+    ) -> Result<Response, StepError> {
         let url = join_url(&self.base, path);
-        let mut req = HttpRequest::new(method, url.clone()).header("x-api-key", self.key.clone());
+        let mut req = Request::new(method, url.clone()).header("x-api-key", self.key.clone());
         if let Some(b) = body {
-            req = req.json(b);
+            req = req.json_value(b);
         }
         let what = format!("PowerDNS {what}");
         let resp = self.env.send(&what, req)?;
         if resp.is_success() {
             return Ok(resp);
         }
-        let detail = serde_json::from_slice::<Value>(&resp.body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| resp.snippet(300));
+        let detail = resp.error_message(&["error"]);
         Err(match resp.status {
             422 => StepError::fatal(format!(
                 "{what}: PowerDNS refused the records (422): {detail}"
@@ -603,7 +600,7 @@ impl Api<'_> {
     /// The zone with its rrsets, or `None` when it does not exist.
     fn get_zone(&self, zone: &str) -> Result<Option<Value>, StepError> {
         let url = join_url(&self.base, &format!("zones/{zone}"));
-        let req = HttpRequest::new("GET", url).header("x-api-key", self.key.clone());
+        let req = Request::new("GET", url).header("x-api-key", self.key.clone());
         let what = format!("PowerDNS read zone {zone}");
         let resp = self.env.send(&what, req)?;
         match resp.status {

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 
 use meridian_families::gslb::{ChangeOp, GslbAction, GslbInput, GslbOutput, Health};
 use meridian_families::testing::{FakeTransport, PlanTransport};
-use meridian_families::{
-    Env, FakeClock, HttpRequest, HttpResponse, MapSecrets, NoLog, StepError, Transport,
-    TransportError,
-};
+use meridian_families::{Env, FakeClock, MapSecrets, NoLog, StepError};
+use meridian_sdk::http::{HttpError, Request, Response, Transport};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -21,14 +19,14 @@ struct FakePdns {
 }
 
 impl FakePdns {
-    fn handle(&mut self, req: &HttpRequest) -> HttpResponse {
+    fn handle(&mut self, req: &Request) -> Response {
         if let Some(rest) = req.url.strip_prefix("http://")
             && !rest.starts_with("pdns.test")
         {
             // A health probe to a region endpoint.
             let host = rest.split(':').next().unwrap();
             assert_eq!(req.header_value("host"), Some("api.example.org"));
-            return HttpResponse::new(
+            return Response::new(
                 if self.up.iter().any(|u| u == host) {
                     200
                 } else {
@@ -38,7 +36,7 @@ impl FakePdns {
             );
         }
         if req.header_value("x-api-key") != Some("k") {
-            return HttpResponse::new(401, "Unauthorized");
+            return Response::new(401, "Unauthorized");
         }
         let path = req
             .url
@@ -51,33 +49,30 @@ impl FakePdns {
             .unwrap_or(Value::Null);
         match (req.method.as_str(), path) {
             ("GET", "" | "/") => {
-                HttpResponse::new(200, r#"{"daemon_type":"authoritative","version":"4.7.3"}"#)
+                Response::new(200, r#"{"daemon_type":"authoritative","version":"4.7.3"}"#)
             }
             ("POST", "/zones") => {
                 let name = body["name"].as_str().unwrap().to_owned();
                 if self.zones.contains_key(&name) {
-                    return HttpResponse::new(409, "Conflict");
+                    return Response::new(409, "Conflict");
                 }
                 self.zones.insert(name.clone(), vec![json!({"name": name, "type": "SOA", "ttl": 3600, "records": [{"content": "x", "disabled": false}]})]);
-                HttpResponse::new(201, json!({"name": name}).to_string())
+                Response::new(201, json!({"name": name}).to_string())
             }
             ("GET", p) => match self.zones.get(p.trim_start_matches("/zones/")) {
-                Some(rrsets) => HttpResponse::new(200, json!({"rrsets": rrsets}).to_string()),
-                None => HttpResponse::new(404, "Not Found"),
+                Some(rrsets) => Response::new(200, json!({"rrsets": rrsets}).to_string()),
+                None => Response::new(404, "Not Found"),
             },
             ("PATCH", p) => {
                 let Some(rrsets) = self.zones.get_mut(p.trim_start_matches("/zones/")) else {
-                    return HttpResponse::new(404, "Not Found");
+                    return Response::new(404, "Not Found");
                 };
                 for rr in body["rrsets"].as_array().unwrap() {
                     if rr["records"].as_array().is_some_and(|a| {
                         a.iter()
                             .any(|r| r["content"].as_str().unwrap().contains("\"\""))
                     }) {
-                        return HttpResponse::new(
-                            422,
-                            r#"{"error": "Parsing record content failed"}"#,
-                        );
+                        return Response::new(422, r#"{"error": "Parsing record content failed"}"#);
                     }
                     rrsets.retain(|x| !(x["name"] == rr["name"] && x["type"] == rr["type"]));
                     if rr["changetype"] == "REPLACE" {
@@ -85,7 +80,7 @@ impl FakePdns {
                     }
                 }
                 self.patches += 1;
-                HttpResponse::new(204, "")
+                Response::new(204, "")
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -354,12 +349,12 @@ fn errors_are_classified() {
         "{e:?}"
     );
 
-    let down = FakeTransport::new(|_| Err(TransportError::Connect("connection refused".into())));
+    let down = FakeTransport::new(|_| Err(HttpError::Connect("connection refused".into())));
     assert!(matches!(
         h.run_with(&down, &input(json!({}))),
         Err(StepError::Retryable(_))
     ));
-    let busy = FakeTransport::new(|_| Ok(HttpResponse::new(503, "busy")));
+    let busy = FakeTransport::new(|_| Ok(Response::new(503, "busy")));
     assert!(matches!(
         h.run_with(&busy, &input(json!({}))),
         Err(StepError::Retryable(_))

@@ -1,9 +1,9 @@
-//! A small Route 53 client: the seven operations the step uses, each signed with SigV4 and
+//! A small Route 53 client: the eight operations the step uses, each signed with SigV4 and
 //! each failure classified (retryable vs fatal) with a message that says what to check.
 //! One HTTP round trip per call, plus pagination where the API pages.
 
-use meridian_families::http::percent_encode;
-use meridian_families::{Env, HttpRequest, HttpResponse, StepError};
+use meridian_families::{Env, StepError};
+use meridian_sdk::http::{Request, Response, percent_encode};
 
 use crate::sigv4::{self, Credentials};
 use crate::xml::{self, ChangeInfo, HealthCheck, HealthCheckConfig, RecordSet};
@@ -58,24 +58,34 @@ impl<'a> Client<'a> {
         method: &str,
         path: &str,
         body: Option<String>,
-    ) -> Result<HttpResponse, StepError> {
-        let mut req = HttpRequest::new(method, format!("{}{path}", self.endpoint));
+    ) -> Result<Response, StepError> {
+        let resp = self.send_any(op, method, path, body)?;
+        if resp.is_success() {
+            Ok(resp)
+        } else {
+            Err(self.classify(&format!("Route 53 {op}"), &resp))
+        }
+    }
+
+    /// Signs and sends; any HTTP status is `Ok`.
+    fn send_any(
+        &self,
+        op: &str,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Response, StepError> {
+        let mut req = Request::new(method, format!("{}{path}", self.endpoint));
         if let Some(b) = body {
             req = req.body(b.into_bytes());
         }
         let now = self.env.clock.now_unix_ms() / 1000;
         sigv4::sign(&mut req, &self.creds, &self.signing_region, "route53", now)
             .map_err(|e| StepError::invalid(format!("provider.route53.endpoint: {e}")))?;
-        let what = format!("Route 53 {op}");
-        let resp = self.env.send(&what, req)?;
-        if resp.is_success() {
-            Ok(resp)
-        } else {
-            Err(self.classify(&what, &resp))
-        }
+        self.env.send(&format!("Route 53 {op}"), req)
     }
 
-    fn classify(&self, what: &str, resp: &HttpResponse) -> StepError {
+    fn classify(&self, what: &str, resp: &Response) -> StepError {
         let text = resp.text();
         let Some(err) = xml::parse_error(&text) else {
             return StepError::from_status(
@@ -260,6 +270,24 @@ impl<'a> Client<'a> {
             xml::parse_created_health_check(&resp.text()),
         )
         .map(Some)
+    }
+
+    /// Deletes a health check; `Ok(true)` when plan mode recorded the request. A check that is
+    /// already gone counts as deleted, so a retried cleanup does not fail on it.
+    pub fn delete_health_check(&self, health_check_id: &str) -> Result<bool, StepError> {
+        const OP: &str = "DeleteHealthCheck";
+        let path = format!(
+            "/2013-04-01/healthcheck/{}",
+            percent_encode(health_check_id, b"")
+        );
+        let resp = self.send_any(OP, "DELETE", &path, None)?;
+        if resp.is_success() {
+            return Ok(resp.recorded);
+        }
+        match xml::parse_error(&resp.text()) {
+            Some(e) if e.code == "NoSuchHealthCheck" => Ok(false),
+            _ => Err(self.classify(&format!("Route 53 {OP}"), &resp)),
+        }
     }
 
     /// Submits one atomic change batch; `None` when plan mode recorded it.

@@ -7,21 +7,35 @@
 //! - policy weighted → `Weight` per region; failover/set-weights rewrite the weights;
 //! - policy latency → `Region` (the region's `location`, default its name).
 //!
-//! Health checks are created with `CreateHealthCheck`; the `CallerReference` is a hash of the
-//! record, region and check settings, and an existing check with that reference is reused, so
-//! re-running never duplicates checks. Records are read first (`ListResourceRecordSets`) and only
-//! the ones that differ are sent, as `UPSERT`, in one `ChangeResourceRecordSets` batch; with
-//! `wait` the step polls `GetChange` until `INSYNC`, bounded by `timeout_ms`. Requests are signed
-//! with SigV4 inside the component.
+//! The step owns the routing records (failover, weighted or latency) of its name and type: a
+//! record whose set identifier is no longer a region of the input is deleted.
+//!
+//! Health checks are created with `CreateHealthCheck`. Their `CallerReference` says they are
+//! Meridian's and whose: `meridian-<record>-<settings>-<time>`, where `<record>` hashes the zone,
+//! name and type, `<settings>` the region and check settings. A check whose reference starts with
+//! the wanted `meridian-<record>-<settings>-` is reused, so re-running never duplicates checks; the
+//! time only keeps references unique, because Route 53 refuses a reference that a deleted check
+//! had (reverting a setting would fail otherwise). A changed setting creates a new check, the
+//! record moves to it, and the old one is deleted; so are the checks of removed regions, and any
+//! other check of this record's that no region wants (left over by an interrupted run). Checks
+//! made before references named their record (`meridian-<hash>`) are deleted when one of this
+//! record's sets used them.
+//!
+//! Records are read first (`ListResourceRecordSets`) and only the ones that differ are sent, as
+//! `UPSERT`, with a `DELETE` for each removed region, in one `ChangeResourceRecordSets` batch;
+//! with `wait` the step polls `GetChange` until `INSYNC`, bounded by `timeout_ms`. Health checks
+//! are deleted after that, when no record uses them any more. Requests are signed with SigV4
+//! inside the component.
 //!
 //! Costs per run: one or two zone/record reads, one health-check listing when any region has a
-//! check, at most one change batch, one status read per health check, and the `GetChange` polls.
+//! check or any record uses one, at most one change batch, one status read per health check, the
+//! `GetChange` polls, and one `DeleteHealthCheck` per check no longer used.
 
 pub mod api;
 pub mod sigv4;
 pub mod xml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_families::gslb::{
     ChangeOp, Desired, GslbAction, GslbChange, GslbInput, GslbOutput, Health, HealthCheckType,
@@ -32,13 +46,16 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Client;
 use crate::sigv4::Credentials;
-use crate::xml::{Action, HealthCheckConfig, RecordSet};
+use crate::xml::{Action, HealthCheck, HealthCheckConfig, RecordSet};
 
 /// The `vendor` reported in outputs.
 pub const VENDOR: &str = "route53";
 
 /// Prefix of the placeholder id of a health check that plan mode did not create.
 const PLANNED: &str = "planned:";
+
+/// How the `CallerReference` of every health check Meridian creates starts.
+const MERIDIAN: &str = "meridian-";
 
 /// Runs one GSLB action against Route 53. Idempotent: re-running with the same input changes
 /// nothing once the provider matches.
@@ -67,14 +84,7 @@ pub fn run(env: &Env<'_>, input: &GslbInput) -> Result<GslbOutput, StepError> {
     };
     let name = input.fqdn();
     let rtype = input.record_type.as_str();
-    let current: BTreeMap<String, RecordSet> = client
-        .list_record_sets(&zone_id, &name, rtype)?
-        .into_iter()
-        .filter_map(|rr| {
-            let id = rr.set_identifier.clone()?;
-            input.region(&id).map(|_| (id, rr))
-        })
-        .collect();
+    let (current, removed) = split_records(input, client.list_record_sets(&zone_id, &name, rtype)?);
     let before = state_of(&current);
 
     if input.action == GslbAction::Status {
@@ -99,9 +109,36 @@ pub fn run(env: &Env<'_>, input: &GslbInput) -> Result<GslbOutput, StepError> {
     }
     let undo: Option<Undo> = input.undo_for(&before);
     let mut changes = Vec::new();
-    let (hc_ids, mut planned) = ensure_health_checks(&client, input, &mut changes)?;
+    let records = Records {
+        zone_id: &zone_id,
+        current: &current,
+        removed: &removed,
+    };
+    let checks = ensure_health_checks(
+        &client,
+        &records,
+        input,
+        env.clock.now_unix_ms(),
+        &mut changes,
+    )?;
+    let hc_ids = checks.ids;
+    let mut planned = checks.planned;
 
+    // Deletions first: in a failover pair, the removed region's PRIMARY must be gone before
+    // another record takes that role.
     let mut batch = Vec::new();
+    for rr in removed {
+        changes.push(GslbChange::new(
+            ChangeOp::Delete,
+            "record",
+            format!(
+                "{name} {rtype} [{}]",
+                rr.set_identifier.as_deref().unwrap_or_default()
+            ),
+            describe(&rr),
+        ));
+        batch.push((Action::Delete, rr));
+    }
     for region in &input.regions {
         let want = record_for(input, region, &desired, hc_ids.get(&region.name));
         let existing = current.get(&region.name);
@@ -146,6 +183,31 @@ pub fn run(env: &Env<'_>, input: &GslbInput) -> Result<GslbOutput, StepError> {
                 }
                 change_id = Some(info.id);
             }
+        }
+    }
+
+    // Only now does no record use them (and, with `wait`, every Route 53 server knows it):
+    // deleting a check that a record still uses makes that record fail over unpredictably.
+    for (id, region) in &checks.unused {
+        let label = match region {
+            Some(r) => format!("{r} ({id})"),
+            None => id.clone(),
+        };
+        match client.delete_health_check(id) {
+            Ok(recorded) => {
+                planned |= recorded;
+                changes.push(GslbChange::new(
+                    ChangeOp::Delete,
+                    "health-check",
+                    label,
+                    format!("no record of {name} {rtype} uses it"),
+                ));
+            }
+            // The routing change is made; a leftover check only costs money, and the next run
+            // finds it again by its reference.
+            Err(e) => env.log.warn(&format!(
+                "health check {label} is no longer used but could not be deleted: {e}"
+            )),
         }
     }
 
@@ -227,6 +289,29 @@ fn credentials(
     })
 }
 
+/// Splits the record sets of the managed name and type into those of the input's regions (by set
+/// identifier) and the routing records of regions no longer in the input, which are deleted.
+/// Alias records and records of other routing policies are not the step's and are left alone.
+fn split_records(
+    input: &GslbInput,
+    listed: Vec<RecordSet>,
+) -> (BTreeMap<String, RecordSet>, Vec<RecordSet>) {
+    let mut current = BTreeMap::new();
+    let mut removed = Vec::new();
+    for rr in listed {
+        let Some(id) = rr.set_identifier.clone() else {
+            continue;
+        };
+        if input.region(&id).is_some() {
+            current.insert(id, rr);
+        } else if !rr.alias && (rr.failover.is_some() || rr.weight.is_some() || rr.region.is_some())
+        {
+            removed.push(rr);
+        }
+    }
+    (current, removed)
+}
+
 /// The family routing state implied by the records that exist.
 fn state_of(current: &BTreeMap<String, RecordSet>) -> RoutingState {
     let with_role = |role: &str| {
@@ -272,12 +357,28 @@ fn health_check_config(input: &GslbInput, region: &Region) -> Option<HealthCheck
     })
 }
 
-/// The idempotency token of a health check: stable for the same record, region and settings,
-/// different as soon as a setting changes (a changed check is a new check).
-fn caller_reference(input: &GslbInput, region: &str, cfg: &HealthCheckConfig) -> String {
+/// `meridian-<record>-`: the start of the `CallerReference` of every health check Meridian
+/// creates for this zone, name and type, so a check left behind can be told apart from the checks
+/// of other records.
+fn record_reference(zone_id: &str, input: &GslbInput) -> String {
     let key = format!(
-        "{}|{region}|{:?}|{:?}|{}|{:?}|{:?}|{}|{}",
-        input.fqdn(),
+        "{zone_id}|{}|{}",
+        input.fqdn().to_ascii_lowercase(),
+        input.record_type.as_str()
+    );
+    format!("{MERIDIAN}{}-", hex_digest(&key, 8))
+}
+
+/// `meridian-<record>-<settings>-`: the same for the same record, region and settings, different
+/// as soon as a setting changes (a changed check is a new check).
+fn reference_prefix(
+    zone_id: &str,
+    input: &GslbInput,
+    region: &str,
+    cfg: &HealthCheckConfig,
+) -> String {
+    let key = format!(
+        "{region}|{:?}|{:?}|{}|{:?}|{:?}|{}|{}",
         cfg.ip_address,
         cfg.port,
         cfg.kind,
@@ -286,33 +387,86 @@ fn caller_reference(input: &GslbInput, region: &str, cfg: &HealthCheckConfig) ->
         cfg.request_interval,
         cfg.failure_threshold
     );
-    let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
-    format!("meridian-{hex}")
+    format!(
+        "{}{}-",
+        record_reference(zone_id, input),
+        hex_digest(&key, 10)
+    )
 }
 
-/// Finds or creates the health check of every region that declares one. Returns the ids by
-/// region and whether any creation was only planned.
+/// The first `bytes` bytes of the SHA-256 of `key`, in hex.
+fn hex_digest(key: &str, bytes: usize) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .take(bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The health checks of one run.
+struct Checks {
+    /// The check each region's record uses, by region.
+    ids: BTreeMap<String, String>,
+    /// Whether any creation was only planned.
+    planned: bool,
+    /// Meridian's checks of this record that no region wants any more, with the region whose
+    /// record used one; deleted once the records have moved off them.
+    unused: Vec<(String, Option<String>)>,
+}
+
+/// The record sets found at the managed name and type.
+struct Records<'a> {
+    zone_id: &'a str,
+    /// By region.
+    current: &'a BTreeMap<String, RecordSet>,
+    /// Of regions no longer in the input.
+    removed: &'a [RecordSet],
+}
+
+/// Finds or creates the health check of every region that declares one, and finds the checks of
+/// this record's that are no longer wanted. `now_ms` makes new references unique.
 fn ensure_health_checks(
     client: &Client<'_>,
+    records: &Records<'_>,
     input: &GslbInput,
+    now_ms: u64,
     changes: &mut Vec<GslbChange>,
-) -> Result<(BTreeMap<String, String>, bool), StepError> {
+) -> Result<Checks, StepError> {
+    let zone_id = records.zone_id;
     let wanted: Vec<(&Region, HealthCheckConfig)> = input
         .regions
         .iter()
         .filter_map(|r| Some((r, health_check_config(input, r)?)))
         .collect();
-    let mut ids = BTreeMap::new();
-    if wanted.is_empty() {
-        return Ok((ids, false));
+    // The check each existing record uses, with the record's set identifier.
+    let used: BTreeMap<&str, &str> = records
+        .current
+        .values()
+        .chain(records.removed)
+        .filter_map(|rr| {
+            Some((
+                rr.health_check_id.as_deref()?,
+                rr.set_identifier.as_deref()?,
+            ))
+        })
+        .collect();
+    let mut checks = Checks {
+        ids: BTreeMap::new(),
+        planned: false,
+        unused: Vec::new(),
+    };
+    if wanted.is_empty() && used.is_empty() {
+        // Nothing to find or clean up: skip the listing (and the permission it needs).
+        return Ok(checks);
     }
     let existing = client.list_health_checks()?;
-    let mut planned = false;
     for (region, cfg) in wanted {
-        let reference = caller_reference(input, &region.name, &cfg);
-        if let Some(hc) = existing.iter().find(|h| h.caller_reference == reference) {
-            ids.insert(region.name.clone(), hc.id.clone());
+        let prefix = reference_prefix(zone_id, input, &region.name, &cfg);
+        if let Some(hc) = existing
+            .iter()
+            .find(|h| h.caller_reference.starts_with(&prefix))
+        {
+            checks.ids.insert(region.name.clone(), hc.id.clone());
             continue;
         }
         let detail = format!(
@@ -325,10 +479,12 @@ fn ensure_health_checks(
             cfg.port.unwrap_or_default(),
             cfg.resource_path.as_deref().unwrap_or_default()
         );
+        // Unique per creation: Route 53 refuses a reference that a deleted check had.
+        let reference = format!("{prefix}{now_ms:x}");
         let id = match client.create_health_check(&reference, &cfg)? {
             Some(id) => id,
             None => {
-                planned = true;
+                checks.planned = true;
                 format!("{PLANNED}{reference}")
             }
         };
@@ -338,9 +494,34 @@ fn ensure_health_checks(
             format!("{} ({id})", region.name),
             detail,
         ));
-        ids.insert(region.name.clone(), id);
+        checks.ids.insert(region.name.clone(), id);
     }
-    Ok((ids, planned))
+    let keep: BTreeSet<&str> = checks.ids.values().map(String::as_str).collect();
+    let ours = record_reference(zone_id, input);
+    checks.unused = unused_checks(&existing, &ours, &used, &keep);
+    Ok(checks)
+}
+
+/// Meridian's checks that no region keeps: those whose reference names this record, and those
+/// (of any Meridian reference, older ones included) that one of this record's sets used.
+fn unused_checks(
+    existing: &[HealthCheck],
+    record_reference: &str,
+    used: &BTreeMap<&str, &str>,
+    keep: &BTreeSet<&str>,
+) -> Vec<(String, Option<String>)> {
+    existing
+        .iter()
+        .filter(|h| !keep.contains(h.id.as_str()))
+        .filter(|h| {
+            h.caller_reference.starts_with(record_reference)
+                || (h.caller_reference.starts_with(MERIDIAN) && used.contains_key(h.id.as_str()))
+        })
+        .map(|h| {
+            let region = used.get(h.id.as_str()).map(|r| (*r).to_owned());
+            (h.id.clone(), region)
+        })
+        .collect()
 }
 
 /// The record set a region must have under `desired`.

@@ -5,11 +5,10 @@
 //! (`tests/sigv4_vectors.py` → `tests/sigv4_vectors.json`). Costs four HMACs and two SHA-256
 //! passes over small strings plus one over the body.
 
+use meridian_sdk::http::{Request, percent_encode, split_url};
 use std::fmt;
 
 use hmac::{Hmac, Mac};
-use meridian_families::HttpRequest;
-use meridian_families::http::{percent_encode, split_url};
 use sha2::{Digest, Sha256};
 
 /// AWS credentials. `Debug` never prints the secret parts.
@@ -61,7 +60,7 @@ const UNSIGNED: &[&str] = &[
 /// `X-Amz-Security-Token` (with a session token) and `Authorization`. Signing again (a retry)
 /// replaces those headers rather than duplicating them.
 pub fn sign(
-    req: &mut HttpRequest,
+    req: &mut Request,
     creds: &Credentials,
     region: &str,
     service: &str,
@@ -105,7 +104,7 @@ pub fn sign(
 
 /// The canonical request and the signed-headers list, as SigV4 defines them (botocore's flavour:
 /// the URL path is normalised and quoted again, the query is sorted but not re-encoded).
-fn canonical_request(req: &HttpRequest) -> Result<(String, String), SignError> {
+fn canonical_request(req: &Request) -> Result<(String, String), SignError> {
     let url = split_url(&req.url).ok_or_else(|| SignError::BadUrl(req.url.clone()))?;
     if url.scheme != "http" && url.scheme != "https" {
         return Err(SignError::BadUrl(req.url.clone()));
@@ -261,7 +260,7 @@ mod tests {
             secret_access_key: "SK".into(),
             session_token: Some("T".into()),
         };
-        let mut req = HttpRequest::new("GET", "https://route53.amazonaws.com/2013-04-01/change/C1");
+        let mut req = Request::new("GET", "https://route53.amazonaws.com/2013-04-01/change/C1");
         sign(&mut req, &creds, "us-east-1", "route53", 1).unwrap();
         sign(&mut req, &creds, "us-east-1", "route53", 2).unwrap();
         assert_eq!(req.headers.len(), 3, "{:?}", req.headers);
@@ -271,7 +270,7 @@ mod tests {
                 .contains("SignedHeaders=host;x-amz-date;x-amz-security-token,")
         );
         assert!(!format!("{creds:?}").contains("SK"));
-        let mut bad = HttpRequest::new("GET", "ftp://x/");
+        let mut bad = Request::new("GET", "ftp://x/");
         assert!(sign(&mut bad, &creds, "us-east-1", "route53", 1).is_err());
     }
 }

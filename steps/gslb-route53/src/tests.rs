@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use meridian_families::gslb::{ChangeOp, GslbAction, GslbInput, Health};
 use meridian_families::testing::{FakeTransport, PlanTransport};
-use meridian_families::{
-    Clock, Env, FakeClock, HttpRequest, HttpResponse, MapSecrets, NoLog, StepError, Transport,
-};
+use meridian_families::{Clock, Env, FakeClock, MapSecrets, NoLog, StepError};
+use meridian_sdk::http::{Request, Response, Transport};
 use serde_json::json;
 
 use crate::xml::{self, RecordSet};
@@ -20,17 +19,21 @@ struct FakeR53 {
     pending_polls: u32,
     fail_next: Option<(u16, String)>,
     changes: u32,
+    /// Ids of the health checks deleted, in order.
+    deleted_checks: Vec<String>,
+    /// Every caller reference a check was created with, deleted ones included.
+    references: Vec<String>,
 }
 
 impl FakeR53 {
-    fn handle(&mut self, req: &HttpRequest) -> HttpResponse {
+    fn handle(&mut self, req: &Request) -> Response {
         assert!(
             req.header_value("authorization")
                 .unwrap()
                 .starts_with("AWS4-HMAC-SHA256 Credential=AK/")
         );
         if let Some((status, body)) = self.fail_next.take() {
-            return HttpResponse::new(status, body);
+            return Response::new(status, body);
         }
         let path = req.url.strip_prefix("http://r53.test").unwrap();
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
@@ -67,7 +70,7 @@ impl FakeR53 {
                 out.push_str("</ResourceRecordSets><IsTruncated>false</IsTruncated></ListResourceRecordSetsResponse>");
                 ok(&out)
             }
-            ("GET", p) if p.starts_with("/2013-04-01/hostedzone/") => HttpResponse::new(
+            ("GET", p) if p.starts_with("/2013-04-01/hostedzone/") => Response::new(
                 404,
                 "<ErrorResponse><Error><Code>NoSuchHostedZone</Code><Message>No hosted zone found with ID: ZX</Message></Error></ErrorResponse>",
             ),
@@ -90,14 +93,48 @@ impl FakeR53 {
                     .text()
                     .unwrap()
                     .to_owned();
-                let id = format!("hc-{}", self.checks.len() + 1);
+                // Route 53 refuses a reference that an existing or a deleted check has.
+                if self.references.contains(&r) {
+                    return Response::new(
+                        409,
+                        format!(
+                            "<ErrorResponse><Error><Code>HealthCheckAlreadyExists</Code><Message>{r} was used</Message></Error></ErrorResponse>"
+                        ),
+                    );
+                }
+                self.references.push(r.clone());
+                let id = format!("hc-{}", self.references.len());
                 self.checks.push((id.clone(), r, true));
-                HttpResponse::new(
+                Response::new(
                     201,
                     format!(
                         "<CreateHealthCheckResponse><HealthCheck><Id>{id}</Id></HealthCheck></CreateHealthCheckResponse>"
                     ),
                 )
+            }
+            ("DELETE", p) if p.starts_with("/2013-04-01/healthcheck/") => {
+                let id = p.trim_start_matches("/2013-04-01/healthcheck/");
+                // Stricter than Route 53, which lets a check in use be deleted (its records then
+                // fail over unpredictably): here that is a bug in the step, so the test fails.
+                assert!(
+                    !self
+                        .records
+                        .iter()
+                        .any(|r| r.health_check_id.as_deref() == Some(id)),
+                    "health check {id} deleted while a record still uses it"
+                );
+                let before = self.checks.len();
+                self.checks.retain(|c| c.0 != id);
+                if self.checks.len() == before {
+                    return Response::new(
+                        404,
+                        format!(
+                            "<ErrorResponse><Error><Code>NoSuchHealthCheck</Code><Message>A health check with id {id} does not exist.</Message></Error></ErrorResponse>"
+                        ),
+                    );
+                }
+                self.deleted_checks.push(id.to_owned());
+                ok("<DeleteHealthCheckResponse/>")
             }
             ("GET", p) if p.starts_with("/2013-04-01/healthcheck/") => {
                 let id = p
@@ -150,7 +187,7 @@ impl FakeR53 {
                     .and_then(|c| c.text())
                     .map(str::to_owned)
             };
-            assert_eq!(text(change, "Action").as_deref(), Some("UPSERT"));
+            let action = text(change, "Action").unwrap();
             let rr = RecordSet {
                 name: text(change, "Name").unwrap(),
                 rtype: text(change, "Type").unwrap(),
@@ -167,16 +204,29 @@ impl FakeR53 {
                 health_check_id: text(change, "HealthCheckId"),
                 alias: false,
             };
-            self.records.retain(|r| {
-                !(r.name == rr.name && r.rtype == rr.rtype && r.set_identifier == rr.set_identifier)
-            });
-            self.records.push(rr);
+            let same_set = |r: &RecordSet| {
+                r.name == rr.name && r.rtype == rr.rtype && r.set_identifier == rr.set_identifier
+            };
+            match action.as_str() {
+                "UPSERT" => {
+                    self.records.retain(|r| !same_set(r));
+                    self.records.push(rr);
+                }
+                "DELETE" => {
+                    // Route 53 deletes only a record that matches in every field.
+                    let i = self.records.iter().position(|r| *r == rr);
+                    self.records.remove(i.unwrap_or_else(|| {
+                        panic!("DELETE of {rr:?}, which does not match {:?}", self.records)
+                    }));
+                }
+                other => panic!("unexpected change action {other}"),
+            }
         }
     }
 }
 
-fn ok(body: &str) -> HttpResponse {
-    HttpResponse::new(200, body)
+fn ok(body: &str) -> Response {
+    Response::new(200, body)
 }
 
 fn record_xml(r: &RecordSet) -> String {
@@ -445,7 +495,7 @@ fn errors_are_classified() {
     );
 
     let fail_connect =
-        FakeTransport::new(|_| Err(meridian_families::TransportError::Connect("refused".into())));
+        FakeTransport::new(|_| Err(meridian_sdk::http::HttpError::Connect("refused".into())));
     assert!(matches!(
         h.run_with(&fail_connect, &input(json!({}))),
         Err(StepError::Retryable(_))
@@ -495,6 +545,178 @@ fn plan_mode_reads_but_records_writes() {
     assert!(h.r53.borrow().records.is_empty() && h.r53.borrow().checks.is_empty());
 }
 
+fn with_path(mut i: GslbInput, path: &str) -> GslbInput {
+    for r in &mut i.regions {
+        r.health_check.as_mut().unwrap().path = path.to_owned();
+    }
+    i
+}
+
+fn deleted(out: &meridian_families::gslb::GslbOutput, kind: &str) -> Vec<String> {
+    out.changes
+        .iter()
+        .filter(|c| c.kind == kind && c.op == ChangeOp::Delete)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Regression: a changed health-check setting used to create new checks and leave the old ones
+/// behind (billed on AWS). The new check is created, the record switched to it, and only then is
+/// the old one deleted (the fake refuses to delete a check a record still uses).
+#[test]
+fn changed_health_check_settings_replace_the_old_checks() {
+    let h = Harness::new();
+    h.run(&input(json!({}))).unwrap();
+    let old: Vec<String> = h.r53.borrow().checks.iter().map(|c| c.0.clone()).collect();
+    assert_eq!(old.len(), 2);
+
+    let changed = with_path(input(json!({})), "/healthz");
+    let out = h.run(&changed).unwrap();
+    {
+        let r53 = h.r53.borrow();
+        assert_eq!(r53.checks.len(), 2, "{:?}", r53.checks);
+        assert!(r53.checks.iter().all(|c| !old.contains(&c.0)));
+        for rec in &r53.records {
+            let id = rec.health_check_id.as_deref().unwrap();
+            assert!(r53.checks.iter().any(|c| c.0 == id), "{rec:?}");
+        }
+        assert_eq!(r53.deleted_checks, old);
+    }
+    let gone = deleted(&out, "health-check");
+    assert_eq!(gone.len(), 2, "{:?}", out.changes);
+    assert!(
+        old.iter()
+            .all(|id| gone.iter().any(|g| g.contains(id.as_str())))
+    );
+    assert!(deleted(&out, "record").is_empty());
+
+    let again = h.run(&changed).unwrap();
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(h.r53.borrow().checks.len(), 2);
+
+    // Back to the first settings: their deleted checks' references cannot be used again.
+    h.clock.sleep_ms(1);
+    let back = h.run(&input(json!({}))).unwrap();
+    assert_eq!(
+        deleted(&back, "health-check").len(),
+        2,
+        "{:?}",
+        back.changes
+    );
+    assert_eq!(h.r53.borrow().checks.len(), 2);
+}
+
+/// Regression: a region dropped from the input used to keep its record and its health check.
+/// Its record goes in the same change batch, its check right after.
+#[test]
+fn a_removed_region_loses_its_record_and_check() {
+    let h = Harness::new();
+    let hc = json!({"type": "https", "port": 7085});
+    let three = input(json!({"policy": "weighted", "regions": [
+        {"name": "eu-west-1", "endpoint": "203.0.113.10", "weight": 50, "health_check": hc},
+        {"name": "us-east-1", "endpoint": "198.51.100.20", "weight": 50, "health_check": hc},
+        {"name": "ap-south-1", "endpoint": "192.0.2.30", "weight": 0, "health_check": hc}
+    ]}));
+    h.run(&three).unwrap();
+    let ap_check = {
+        let r53 = h.r53.borrow();
+        assert_eq!((r53.records.len(), r53.checks.len()), (3, 3));
+        r53.records
+            .iter()
+            .find(|r| r.set_identifier.as_deref() == Some("ap-south-1"))
+            .unwrap()
+            .health_check_id
+            .clone()
+            .unwrap()
+    };
+
+    let mut two = three.clone();
+    two.regions.pop();
+    let out = h.run(&two).unwrap();
+    {
+        let r53 = h.r53.borrow();
+        let ids: Vec<_> = r53
+            .records
+            .iter()
+            .map(|r| r.set_identifier.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["eu-west-1", "us-east-1"]);
+        assert_eq!(r53.checks.len(), 2);
+        assert_eq!(r53.deleted_checks, std::slice::from_ref(&ap_check));
+        assert_eq!(r53.changes, 2, "the record goes in one batch");
+    }
+    assert_eq!(deleted(&out, "record").len(), 1, "{:?}", out.changes);
+    assert!(deleted(&out, "record")[0].contains("[ap-south-1]"));
+    assert_eq!(deleted(&out, "health-check").len(), 1);
+    assert!(deleted(&out, "health-check")[0].contains(&ap_check));
+
+    let again = h.run(&two).unwrap();
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(h.r53.borrow().changes, 2);
+}
+
+#[test]
+fn plan_mode_records_the_deletions() {
+    let h = Harness::new();
+    h.run(&input(json!({}))).unwrap();
+    let old: Vec<String> = h.r53.borrow().checks.iter().map(|c| c.0.clone()).collect();
+    let plan = PlanTransport::new(h.transport());
+    let out = h
+        .run_with(&plan, &with_path(input(json!({})), "/healthz"))
+        .unwrap();
+    assert!(out.planned);
+    assert_eq!(deleted(&out, "health-check").len(), 2, "{:?}", out.changes);
+    let deletes: Vec<String> = plan
+        .planned()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.url.clone())
+        .collect();
+    assert_eq!(
+        deletes,
+        old.iter()
+            .map(|id| format!("http://r53.test/2013-04-01/healthcheck/{id}"))
+            .collect::<Vec<_>>()
+    );
+    let r53 = h.r53.borrow();
+    assert_eq!(r53.checks.len(), 2);
+    assert!(r53.deleted_checks.is_empty());
+}
+
+#[test]
+fn only_meridians_checks_of_this_record_are_unused() {
+    let i = input(json!({}));
+    let ours = crate::record_reference("Z1", &i);
+    let mut other = i.clone();
+    other.record = "www.example.com".into();
+    let theirs = crate::record_reference("Z1", &other);
+    let hc = |id: &str, reference: String| crate::xml::HealthCheck {
+        id: id.into(),
+        caller_reference: reference,
+    };
+    let existing = [
+        hc("kept", format!("{ours}aa-1")),
+        hc("replaced", format!("{ours}bb-1")),
+        hc("other-record", format!("{theirs}aa-1")),
+        hc("legacy-used", format!("meridian-{}", "0".repeat(40))),
+        hc("legacy-unused", format!("meridian-{}", "1".repeat(40))),
+        hc("by-hand", "console-1".into()),
+    ];
+    let used = BTreeMap::from([
+        ("replaced", "eu-west-1"),
+        ("legacy-used", "us-east-1"),
+        ("by-hand", "us-east-1"),
+    ]);
+    let keep = std::collections::BTreeSet::from(["kept"]);
+    assert_eq!(
+        crate::unused_checks(&existing, &ours, &used, &keep),
+        [
+            ("replaced".to_owned(), Some("eu-west-1".to_owned())),
+            ("legacy-used".to_owned(), Some("us-east-1".to_owned())),
+        ]
+    );
+}
+
 #[test]
 fn hosts_and_caller_references() {
     let i = input(json!({}));
@@ -505,12 +727,30 @@ fn hosts_and_caller_references() {
         (cfg.kind.as_str(), cfg.port, cfg.request_interval),
         ("HTTPS", Some(7085), 10)
     );
-    let r1 = crate::caller_reference(&i, "eu-west-1", &cfg);
-    assert_eq!(r1, crate::caller_reference(&i, "eu-west-1", &cfg));
-    assert!(r1.len() <= 64);
+    let r1 = crate::reference_prefix("Z1", &i, "eu-west-1", &cfg);
+    assert_eq!(r1, crate::reference_prefix("Z1", &i, "eu-west-1", &cfg));
+    assert!(r1.starts_with(&crate::record_reference("Z1", &i)));
+    // Route 53 allows 64 characters; the creation time in hex (ms) takes at most 16.
+    assert!(r1.len() + 16 <= 64, "{r1}");
     let mut changed = cfg.clone();
     changed.failure_threshold = 5;
-    assert_ne!(r1, crate::caller_reference(&i, "eu-west-1", &changed));
+    assert_ne!(r1, crate::reference_prefix("Z1", &i, "eu-west-1", &changed));
+    assert_ne!(r1, crate::reference_prefix("Z1", &i, "us-east-1", &cfg));
+    // Another zone, name or type is another record: its checks are never this one's.
+    let mut aaaa = i.clone();
+    aaaa.record_type = serde_json::from_value(json!("AAAA")).unwrap();
+    let mut other_name = i.clone();
+    other_name.record = "www.example.com".into();
+    let tags = [
+        crate::record_reference("Z1", &i),
+        crate::record_reference("Z2", &i),
+        crate::record_reference("Z1", &aaaa),
+        crate::record_reference("Z1", &other_name),
+    ];
+    assert_eq!(
+        tags.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        4
+    );
     assert!(crate::looks_like_aws_region("us-gov-west-1"));
     assert!(!crate::looks_like_aws_region("eu"));
 }
@@ -518,81 +758,38 @@ fn hosts_and_caller_references() {
 /// The component glue (meridian_families::sdk) over the SDK's `run_with`, with a host whose
 /// HTTP is the fake Route 53 and whose kv is a map.
 mod component {
-    use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
     use meridian_families::gslb::GslbOutput;
-    use meridian_sdk::http::{HttpError, Request, Response};
-    use meridian_sdk::sql::{Rows, SqlError, Value};
-    use meridian_sdk::{HostApi, Invocation, Level, Mode, compensate_with, run_with};
+    use meridian_sdk::testing::MockHost;
+    use meridian_sdk::{Invocation, Mode, compensate_with, run_with};
     use serde_json::json;
 
     use super::FakeR53;
     use crate::GslbRoute53;
 
-    #[derive(Default)]
+    /// A host whose HTTP is the fake Route 53 (shared with the test) and which grants the AWS
+    /// keys; with `plan`, mutating requests are recorded as the sandbox does in plan mode.
     struct Host {
-        r53: Mutex<FakeR53>,
-        kv: Mutex<BTreeMap<String, Vec<u8>>>,
-        plan: bool,
+        host: Arc<MockHost>,
+        r53: Arc<Mutex<FakeR53>>,
     }
 
-    impl HostApi for Host {
-        fn log(&self, _level: Level, _message: &str, _fields: &[(String, String)]) {}
-        fn http_send(&self, req: &Request) -> Result<Response, HttpError> {
-            let mut r = meridian_families::HttpRequest::new(req.method.clone(), req.url.clone());
-            r.headers = req.headers.clone();
-            r.body = req.body.clone();
-            if self.plan && r.is_mutating() {
-                return Ok(Response {
-                    status: 202,
-                    headers: vec![],
-                    body: b"{}".to_vec(),
-                    recorded: true,
-                });
+    impl Host {
+        fn new(plan: bool) -> Self {
+            let r53 = Arc::new(Mutex::new(FakeR53::default()));
+            let fake = Arc::clone(&r53);
+            let mut host = MockHost::new()
+                .http(move |req| Ok(fake.lock().unwrap().handle(req)))
+                .secret("AWS_ACCESS_KEY_ID", "AK")
+                .secret("AWS_SECRET_ACCESS_KEY", "SK");
+            if plan {
+                host = host.plan();
             }
-            let out = self.r53.lock().unwrap().handle(&r);
-            Ok(Response {
-                status: out.status,
-                headers: out.headers,
-                body: out.body,
-                recorded: false,
-            })
-        }
-        fn sql_query(&self, _: &str, _: &str, _: &[Value]) -> Result<Rows, SqlError> {
-            Err(SqlError::Denied("no sql".into()))
-        }
-        fn sql_execute(&self, _: &str, _: &str, _: &[Value]) -> Result<u64, SqlError> {
-            Err(SqlError::Denied("no sql".into()))
-        }
-        fn secret(&self, name: &str) -> Result<String, String> {
-            match name {
-                "AWS_ACCESS_KEY_ID" => Ok("AK".into()),
-                "AWS_SECRET_ACCESS_KEY" => Ok("SK".into()),
-                _ => Err(format!("secret `{name}` is not granted")),
+            Self {
+                host: Arc::new(host),
+                r53,
             }
-        }
-        fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-            self.kv.lock().unwrap().get(key).cloned()
-        }
-        fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-            self.kv
-                .lock()
-                .unwrap()
-                .insert(key.to_owned(), value.to_vec());
-            Ok(())
-        }
-        fn kv_delete(&self, key: &str) -> bool {
-            self.kv.lock().unwrap().remove(key).is_some()
-        }
-        fn kv_list(&self, prefix: &str) -> Vec<String> {
-            self.kv
-                .lock()
-                .unwrap()
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect()
         }
     }
 
@@ -600,8 +797,8 @@ mod component {
         serde_json::to_value(super::input(extra)).unwrap()
     }
 
-    fn run(host: &Arc<Host>, input: &serde_json::Value) -> Result<GslbOutput, meridian_sdk::Error> {
-        let out = run_with::<GslbRoute53>(Invocation::for_test(input), host.clone())?;
+    fn run(host: &Host, input: &serde_json::Value) -> Result<GslbOutput, meridian_sdk::Error> {
+        let out = run_with::<GslbRoute53>(Invocation::for_test(input), host.host.clone())?;
         Ok(serde_json::from_str(&out).unwrap())
     }
 
@@ -618,9 +815,9 @@ mod component {
 
     #[test]
     fn undo_is_recorded_before_the_first_attempt_and_survives_retries() {
-        let host = Arc::new(Host::default());
+        let host = Host::new(false);
         run(&host, &with(json!({}))).unwrap();
-        assert!(host.kv.lock().unwrap().is_empty(), "apply records no undo");
+        assert!(host.host.kv().is_empty(), "apply records no undo");
 
         let fo = with(json!({"action": "failover", "target_region": "us-east-1"}));
         let out = run(&host, &fo).unwrap();
@@ -628,7 +825,7 @@ mod component {
             out.undo.unwrap().target_region.as_deref(),
             Some("eu-west-1")
         );
-        let stored = host.kv.lock().unwrap()["gslb/undo/test-step"].clone();
+        let stored = host.host.kv()["gslb/undo/test-step"].clone();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&stored).unwrap(),
             json!({"target_region": "eu-west-1"})
@@ -642,27 +839,25 @@ mod component {
         );
         assert_eq!(primary(&host), "us-east-1");
 
-        compensate_with::<GslbRoute53>(Invocation::for_test(&fo), host.clone()).unwrap();
+        compensate_with::<GslbRoute53>(Invocation::for_test(&fo), host.host.clone()).unwrap();
         assert_eq!(primary(&host), "eu-west-1");
         assert!(
-            host.kv.lock().unwrap().is_empty(),
+            host.host.kv().is_empty(),
             "compensation forgets the undo state"
         );
     }
 
     #[test]
     fn plan_mode_records_no_undo_and_bad_input_is_invalid() {
-        let host = Arc::new(Host {
-            plan: true,
-            ..Host::default()
-        });
+        let host = Host::new(true);
         let fo = with(json!({"action": "failover", "target_region": "us-east-1"}));
         let mut inv = Invocation::for_test(&fo);
         inv.mode = Mode::Plan;
         let out: GslbOutput =
-            serde_json::from_str(&run_with::<GslbRoute53>(inv, host.clone()).unwrap()).unwrap();
+            serde_json::from_str(&run_with::<GslbRoute53>(inv, host.host.clone()).unwrap())
+                .unwrap();
         assert!(out.planned);
-        assert!(host.kv.lock().unwrap().is_empty());
+        assert!(host.host.kv().is_empty());
 
         let mut bad = with(json!({}));
         bad["regions"][0]["bogus"] = json!(1);

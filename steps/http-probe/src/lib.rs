@@ -160,19 +160,17 @@ mod tests {
 
     use super::HttpProbe;
 
-    fn ok(status: u16, body: &str) -> Result<Response, meridian_sdk::http::HttpError> {
-        Ok(Response {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-            recorded: false,
-        })
+    /// A host whose only URL is `url` (GET), answered with `status` and `body`.
+    fn answering(url: &'static str, status: u16, body: &'static str) -> Arc<MockHost> {
+        Arc::new(MockHost::new().http(move |req| {
+            assert_eq!((req.method.as_str(), req.url.as_str()), ("GET", url));
+            Ok(Response::new(status, body))
+        }))
     }
 
     #[test]
     fn passes_on_expected_status() {
-        let host = Arc::new(MockHost::new());
-        host.on_http("GET", "http://gw/status/ready", ok(200, "ready"));
+        let host = answering("http://gw/status/ready", 200, "ready");
         let inv = Invocation::for_test(
             &serde_json::json!({"url": "http://gw/status/ready", "snippet_bytes": 3}),
         );
@@ -184,8 +182,7 @@ mod tests {
 
     #[test]
     fn mismatch_is_retryable_and_bad_method_is_invalid() {
-        let host = Arc::new(MockHost::new());
-        host.on_http("GET", "http://gw/", ok(503, "down"));
+        let host = answering("http://gw/", 503, "down");
         let inv = Invocation::for_test(&serde_json::json!({"url": "http://gw/"}));
         assert_eq!(
             run_with::<HttpProbe>(inv, host.clone()).unwrap_err().kind(),

@@ -24,10 +24,11 @@
 //! Cost (deploy): 3–5 control-plane requests plus one request per data plane per poll.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use meridian_families::http::{HttpRequest, HttpResponse, join_url, percent_encode, split_url};
 use meridian_families::region::{Api7eeProvider, Memo, RegionAction, RegionInput, RegionOutput};
 use meridian_families::{Env, StepError};
+use meridian_sdk::http::{Request, Response, join_url, percent_encode, split_url};
 use serde_json::{Value, json};
 
 /// The `vendor` reported in outputs.
@@ -43,7 +44,7 @@ pub const ACTIONS: [RegionAction; 3] = [
 /// Upper bound of one data-plane probe.
 const PROBE_TIMEOUT_MS: u64 = 5_000;
 /// Upper bound of one control-plane request.
-const CP_TIMEOUT_MS: u32 = 30_000;
+const CP_TIMEOUT_MS: u64 = 30_000;
 
 /// Runs one region action against API7. `plan` is the invocation's mode.
 pub fn run(
@@ -152,13 +153,13 @@ impl ControlPlane<'_> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, StepError> {
-        let mut req = HttpRequest::new(method, join_url(self.base, path))
+        let mut req = Request::new(method, join_url(self.base, path))
             .header("X-API-KEY", &self.token)
             .header("accept", "application/json");
         if let Some(b) = body {
-            req = req.json(b);
+            req = req.json_value(b);
         }
-        req.timeout_ms = Some(CP_TIMEOUT_MS);
+        req = req.timeout(Duration::from_millis(CP_TIMEOUT_MS));
         // The path without the query, and never the token: this goes into errors and logs.
         let what = format!("API7 {method} {}", path.split('?').next().unwrap_or(path));
         let resp = self.env.send(&what, req)?;
@@ -220,16 +221,8 @@ fn id_of(v: &Value) -> Option<String> {
 }
 
 /// A control-plane error: the message from the body (`error_msg` / `message`), classified.
-fn cp_error(what: &str, resp: &HttpResponse, hint: &str) -> StepError {
-    let detail = serde_json::from_slice::<Value>(&resp.body)
-        .ok()
-        .and_then(|v| {
-            v["error_msg"]
-                .as_str()
-                .or_else(|| v["message"].as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| resp.snippet(300));
+fn cp_error(what: &str, resp: &Response, hint: &str) -> StepError {
+    let detail = resp.error_message(&["error_msg", "message"]);
     match resp.status {
         404 => StepError::fatal(format!("{what}: not found: {detail}")),
         s => StepError::from_status(what, s, &detail, hint),
@@ -363,9 +356,8 @@ fn probe_all(
     let mut not_ready = BTreeMap::new();
     for dp in &cfg.data_planes {
         let url = ready_url(dp);
-        let mut req = HttpRequest::new("GET", &url);
-        req.timeout_ms = Some(PROBE_TIMEOUT_MS as u32);
-        let answer = match env.http.send(req) {
+        let req = Request::new("GET", &url).timeout(Duration::from_millis(PROBE_TIMEOUT_MS));
+        let answer = match env.http.send(&req) {
             Ok(r) if r.status == 200 => None,
             Ok(r) => Some(format!("HTTP {} {}", r.status, r.snippet(120))),
             Err(e) => Some(e.to_string()),

@@ -1,5 +1,5 @@
 //! Unit tests against an in-memory control plane answering like `meridian_emulators::Api7Cp`
-//! (routes and bodies as runtime/emulators/src/api7.rs serves them) and data planes whose
+//! (routes and bodies as runtime/emulators/src/api7/ serves them) and data planes whose
 //! `/status/ready` can be flipped.
 
 use std::cell::{Cell, RefCell};
@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use meridian_families::region::{MapMemo, RegionInput, RegionOutput};
 use meridian_families::testing::{FakeTransport, PlanTransport};
-use meridian_families::{Clock, Env, FakeClock, MapSecrets, NoLog, StepError, Transport};
-use meridian_families::{HttpRequest, HttpResponse, TransportError};
+use meridian_families::{Clock, Env, FakeClock, MapSecrets, NoLog, StepError};
+use meridian_sdk::http::{HttpError, Request, Response, Transport};
+
 use serde_json::json;
 
 const CP: &str = "http://127.0.0.1:7080";
@@ -25,14 +26,14 @@ struct FakeCp {
 }
 
 impl FakeCp {
-    fn answer(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+    fn answer(&self, req: &Request) -> Result<Response, HttpError> {
         if let Some(rest) = req.url.strip_prefix("http://10.0.0.") {
             assert!(rest.ends_with(":7085/status/ready"), "{}", req.url);
             self.dp_polls.set(self.dp_polls.get() + 1);
             return Ok(if self.dp_polls.get() > self.dp_warmup.get() {
-                HttpResponse::new(200, r#"{"status":"ok"}"#)
+                Response::new(200, r#"{"status":"ok"}"#)
             } else {
-                HttpResponse::new(
+                Response::new(
                     503,
                     r#"{"status":"error","error":"worker id: 0 has not received configuration"}"#,
                 )
@@ -40,9 +41,9 @@ impl FakeCp {
         }
         let path = req.url.strip_prefix(CP).expect("control-plane URL");
         if req.header_value("x-api-key") != Some(TOKEN) {
-            return Ok(HttpResponse::new(401, r#"{"error_msg":"invalid api key"}"#));
+            return Ok(Response::new(401, r#"{"error_msg":"invalid api key"}"#));
         }
-        let ok = |v: serde_json::Value| Ok(HttpResponse::new(200, v.to_string()));
+        let ok = |v: serde_json::Value| Ok(Response::new(200, v.to_string()));
         match (req.method.as_str(), path) {
             ("GET", p) if p.starts_with("/api/gateway_groups?name=") => {
                 let name = p
@@ -62,7 +63,7 @@ impl FakeCp {
                     serde_json::from_slice(req.body.as_deref().unwrap()).unwrap();
                 let name = body["name"].as_str().unwrap().to_owned();
                 if self.groups.borrow().values().any(|n| *n == name) {
-                    return Ok(HttpResponse::new(
+                    return Ok(Response::new(
                         400,
                         format!(r#"{{"error_msg":"gateway group name [{name}] already exists"}}"#),
                     ));
@@ -82,7 +83,7 @@ impl FakeCp {
             ("GET", p) if p.ends_with("/instances") => {
                 ok(json!({"list": [{"id": "i1"}], "total": 1}))
             }
-            _ => Ok(HttpResponse::new(404, r#"{"error_msg":"not found"}"#)),
+            _ => Ok(Response::new(404, r#"{"error_msg":"not found"}"#)),
         }
     }
 }
@@ -342,7 +343,7 @@ fn refusals_and_bad_input_are_clear() {
         matches!(&e, StepError::InvalidInput(m) if m.contains("use one of deploy, status, wait-ready"))
     );
 
-    let down = FakeTransport::new(|_| Err(TransportError::Connect("refused".into())));
+    let down = FakeTransport::new(|_| Err(HttpError::Connect("refused".into())));
     let e = run_with(&down, &clock, &memo, &input("deploy", json!({})), false).unwrap_err();
     assert!(e.is_retryable());
 }
@@ -359,7 +360,7 @@ fn a_group_created_concurrently_is_adopted() {
                 cp.groups
                     .borrow_mut()
                     .insert("gg-7".into(), "eu-west".into());
-                return Ok(HttpResponse::new(200, r#"{"list":[],"total":0}"#));
+                return Ok(Response::new(200, r#"{"list":[],"total":0}"#));
             }
         }
         cp.answer(r)

@@ -28,9 +28,11 @@
 //!
 //! Cost: one or two HTTP requests per action, one per poll for `wait-ready`.
 
-use meridian_families::http::{HttpRequest, HttpResponse, join_url, percent_encode};
+use std::time::Duration;
+
 use meridian_families::region::{Memo, RegionAction, RegionInput, RegionOutput};
 use meridian_families::{Env, StepError};
+use meridian_sdk::http::{Request, Response, join_url, percent_encode};
 use serde::Deserialize;
 
 /// The `vendor` reported in outputs.
@@ -134,24 +136,20 @@ impl LabDoc {
 struct Lab<'a> {
     env: &'a Env<'a>,
     base: &'a str,
-    timeout_ms: u32,
+    timeout: Duration,
 }
 
 impl Lab<'_> {
-    fn send(&self, method: &str, path: &str) -> Result<(String, HttpResponse), StepError> {
+    fn send(&self, method: &str, path: &str) -> Result<(String, Response), StepError> {
         let url = join_url(self.base, path);
-        let mut req = HttpRequest::new(method, &url);
-        req.timeout_ms = Some(self.timeout_ms);
+        let req = Request::new(method, &url).timeout(self.timeout);
         let what = format!("lab {method} {path}");
         let resp = self.env.send(&what, req)?;
         if resp.recorded || resp.is_success() {
             return Ok((url, resp));
         }
         // The lab answers errors as {"error": "..."}.
-        let detail = serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| resp.snippet(300));
+        let detail = resp.error_message(&["error"]);
         Err(match resp.status {
             404 => StepError::fatal(format!("{what}: {detail}")),
             409 => StepError::retryable(format!("{what}: the lab is not ready: {detail}")),
@@ -160,7 +158,7 @@ impl Lab<'_> {
         })
     }
 
-    fn parse(url: &str, resp: &HttpResponse) -> Result<LabDoc, StepError> {
+    fn parse(url: &str, resp: &Response) -> Result<LabDoc, StepError> {
         serde_json::from_slice(&resp.body).map_err(|e| {
             StepError::fatal(format!(
                 "{url} did not answer the lab state ({e}): {}; is `provider.lab.control_url` the lab's control API?",
@@ -203,13 +201,10 @@ pub fn run(
             "provider.lab: region-lab needs `control_url`, the lab's control API (`meridian lab status` prints it)",
         )
     })?;
-    let timeout_ms = u32::try_from(input.timeout_ms)
-        .unwrap_or(u32::MAX)
-        .max(1_000);
     let lab = Lab {
         env,
         base: &cfg.control_url,
-        timeout_ms,
+        timeout: Duration::from_millis(input.timeout_ms.max(1_000)),
     };
     let mut out = match input.action {
         RegionAction::Kill => change(env, memo, &lab, input, "kill", &["killed"], plan),

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_families::region::{MapMemo, RegionInput, RegionOutput};
 use meridian_families::testing::{FakeTransport, PlanTransport};
-use meridian_families::{Clock, Env, FakeClock, MapSecrets, NoLog, StepError, Transport};
-use meridian_families::{HttpRequest, HttpResponse, TransportError};
+use meridian_families::{Clock, Env, FakeClock, MapSecrets, NoLog, StepError};
+use meridian_sdk::http::{HttpError, Request, Response, Transport};
+
 use serde_json::json;
 
 const BASE: &str = "http://127.0.0.1:7700";
@@ -59,28 +60,28 @@ impl FakeLab {
         json!({"status": "ready", "control_url": BASE, "regions": regions})
     }
 
-    fn answer(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+    fn answer(&self, req: &Request) -> Result<Response, HttpError> {
         let path = req.url.strip_prefix(BASE).expect("lab URL");
         if req.method == "GET" && path == "/status" {
             self.gets.set(self.gets.get() + 1);
             if self.fail_gets.get() > 0 {
                 self.fail_gets.set(self.fail_gets.get() - 1);
-                return Err(TransportError::Connect("connection refused".into()));
+                return Err(HttpError::Connect("connection refused".into()));
             }
-            return Ok(HttpResponse::new(200, self.doc().to_string()));
+            return Ok(Response::new(200, self.doc().to_string()));
         }
         let rest = path.strip_prefix("/regions/").expect("region path");
         let (name, verb) = rest.split_once('/').expect("name/verb");
         assert_eq!(req.method, "POST");
         if let Some(query) = verb.strip_prefix("rebuild-standby") {
             let Some(from) = query.strip_prefix("?from=").filter(|f| !f.is_empty()) else {
-                return Ok(HttpResponse::new(
+                return Ok(Response::new(
                     400,
                     r#"{"error":"rebuild-standby needs ?from=<region of the new primary>"}"#,
                 ));
             };
             if !self.regions.borrow().contains_key(from) {
-                return Ok(HttpResponse::new(
+                return Ok(Response::new(
                     400,
                     format!(r#"{{"error":"no region \"{from}\" to rebuild from"}}"#),
                 ));
@@ -91,29 +92,26 @@ impl FakeLab {
             self.rebuilds
                 .borrow_mut()
                 .push((name.to_owned(), from.to_owned()));
-            return Ok(HttpResponse::new(200, self.doc().to_string()));
+            return Ok(Response::new(200, self.doc().to_string()));
         }
         let status = match verb {
             "kill" => "killed",
             "stop" => "stopped",
             "start" => "up",
             _ => {
-                return Ok(HttpResponse::new(
-                    400,
-                    r#"{"error":"unknown region action"}"#,
-                ));
+                return Ok(Response::new(400, r#"{"error":"unknown region action"}"#));
             }
         };
         let mut regions = self.regions.borrow_mut();
         let Some(slot) = regions.get_mut(name) else {
-            return Ok(HttpResponse::new(
+            return Ok(Response::new(
                 404,
                 format!(r#"{{"error":"no region \"{name}\"; regions: eu, us"}}"#),
             ));
         };
         *slot = status.to_owned();
         drop(regions);
-        Ok(HttpResponse::new(200, self.doc().to_string()))
+        Ok(Response::new(200, self.doc().to_string()))
     }
 }
 
@@ -263,7 +261,7 @@ fn rebuild_standby_checks_the_result_and_plan_mode_only_records() {
 
     // The lab answers, but the region is not in recovery: retryable, nothing remembered.
     let liar = FakeTransport::new(|r| {
-        Ok(HttpResponse::new(200, {
+        Ok(Response::new(200, {
             let mut doc = FakeLab::new().doc();
             doc["regions"][0]["postgres"]["in_recovery"] = json!(false);
             let _ = r;
@@ -378,9 +376,9 @@ fn errors_name_the_problem() {
 
     let busy = FakeTransport::new(|r| {
         if r.method == "GET" {
-            Ok(HttpResponse::new(200, FakeLab::new().doc().to_string()))
+            Ok(Response::new(200, FakeLab::new().doc().to_string()))
         } else {
-            Ok(HttpResponse::new(409, r#"{"error":"the lab is Starting"}"#))
+            Ok(Response::new(409, r#"{"error":"the lab is Starting"}"#))
         }
     });
     let e = run_with(&busy, &clock, &memo, &input("kill", "eu"), false).unwrap_err();
@@ -389,13 +387,13 @@ fn errors_name_the_problem() {
         "{e:?}"
     );
 
-    let garbage = FakeTransport::new(|_| Ok(HttpResponse::new(200, "<html>nginx</html>")));
+    let garbage = FakeTransport::new(|_| Ok(Response::new(200, "<html>nginx</html>")));
     let e = run_with(&garbage, &clock, &memo, &input("status", "eu"), false).unwrap_err();
     assert!(
         matches!(&e, StepError::Fatal(m) if m.contains("is `provider.lab.control_url` the lab's control API"))
     );
 
-    let refused = FakeTransport::new(|_| Err(TransportError::Connect("refused".into())));
+    let refused = FakeTransport::new(|_| Err(HttpError::Connect("refused".into())));
     let e = run_with(&refused, &clock, &memo, &input("status", "eu"), false).unwrap_err();
     assert!(e.is_retryable());
 }

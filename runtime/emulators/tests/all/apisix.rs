@@ -1,22 +1,22 @@
-//! The APISIX emulator: Admin API semantics (domain.md §1.5, §2), the standalone flavour (§1.7)
-//! and the data plane.
+//! The APISIX emulator: the test gateway [`Gw`] shared with `apisix_data_plane` and
+//! `apisix_standalone`, and the Admin API semantics (domain.md §1.5, §2).
 
-use meridian_emulators::{Apisix, ApisixConfig, ApisixFlavor};
+use meridian_emulators::{Apisix, ApisixConfig};
 use serde_json::{Value, json};
 
-use crate::common::{Server, client, dead_port, echo_upstream, json_of};
+use crate::common::{Server, client, json_of};
 
-const KEY: &str = "test-admin-key";
+pub(crate) const KEY: &str = "test-admin-key";
 
-struct Gw {
-    apisix: Apisix,
+pub(crate) struct Gw {
+    pub(crate) apisix: Apisix,
     admin: Server,
-    data: Server,
-    http: reqwest::Client,
+    pub(crate) data: Server,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Gw {
-    async fn start(cfg: ApisixConfig) -> Gw {
+    pub(crate) async fn start(cfg: ApisixConfig) -> Gw {
         let apisix = Apisix::new(cfg);
         let admin = Server::start(apisix.admin_router()).await;
         let data = Server::start(apisix.data_plane_router()).await;
@@ -28,7 +28,7 @@ impl Gw {
         }
     }
 
-    async fn new() -> Gw {
+    pub(crate) async fn new() -> Gw {
         Gw::start(ApisixConfig {
             api_key: KEY.into(),
             ..ApisixConfig::default()
@@ -36,13 +36,18 @@ impl Gw {
         .await
     }
 
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.admin.url(&format!("/apisix/admin{path}")))
             .header("X-API-KEY", KEY)
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = self.req(method, path);
         if let Some(b) = body {
             r = r.json(&b);
@@ -50,19 +55,19 @@ impl Gw {
         json_of(r.send().await.expect("admin request")).await
     }
 
-    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::PUT, path, Some(body)).await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    async fn delete(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
-    async fn proxy(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+    pub(crate) async fn proxy(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.http
             .request(method, self.data.url(path))
             .send()
@@ -71,7 +76,7 @@ impl Gw {
     }
 }
 
-fn node(port: u16) -> Value {
+pub(crate) fn node(port: u16) -> Value {
     json!({"host": "127.0.0.1", "port": port, "weight": 1})
 }
 
@@ -695,338 +700,4 @@ async fn request_log_snapshot_and_server_header() {
     // The data plane reports the same server, even on 404.
     let resp = gw.proxy(reqwest::Method::GET, "/nothing").await;
     assert_eq!(resp.headers()["server"], "APISIX/3.9.1");
-}
-
-#[tokio::test]
-async fn data_plane_routes_to_upstreams() {
-    let gw = Gw::new().await;
-    let up_a = echo_upstream("a").await;
-    let up_b = echo_upstream("b").await;
-
-    let resp = gw.proxy(reqwest::Method::GET, "/ip").await;
-    assert_eq!(
-        json_of(resp).await,
-        (404, json!({"error_msg": "404 Route Not Found"}))
-    );
-
-    gw.put(
-        "/routes/ip",
-        json!({"uri": "/ip", "methods": ["GET"], "upstream": {"nodes": [node(up_a.port())]}}),
-    )
-    .await;
-    let resp = gw.proxy(reqwest::Method::GET, "/ip?x=1").await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["server"],
-        "APISIX/3.12.0",
-        "nginx hides the upstream's Server"
-    );
-    assert_eq!(resp.headers()["x-upstream"], "a");
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["uri"], "/ip?x=1");
-    assert_eq!(body["x_forwarded_for"], "127.0.0.1");
-    assert_eq!(body["x_real_ip"], "127.0.0.1");
-    assert_eq!(
-        body["host"],
-        format!("127.0.0.1:{}", gw.data.port()),
-        "pass_host=pass keeps the client's Host"
-    );
-    assert_eq!(
-        gw.proxy(reqwest::Method::POST, "/ip").await.status(),
-        404,
-        "methods filter"
-    );
-
-    // Prefix match through a service's upstream, with proxy-rewrite.
-    gw.put(
-        "/upstreams/ub",
-        json!({"nodes": [node(up_b.port())], "pass_host": "node"}),
-    )
-    .await;
-    gw.put("/services/svc", json!({"upstream_id": "ub"})).await;
-    gw.put(
-        "/routes/any",
-        json!({"uri": "/anything/*", "service_id": "svc",
-               "plugins": {"proxy-rewrite": {"uri": "/get", "headers": {"set": {"X-Custom": "yes"}}}}}),
-    )
-    .await;
-    let body: Value = gw
-        .proxy(reqwest::Method::GET, "/anything/deep/path?q=2")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["upstream"], "b");
-    assert_eq!(body["uri"], "/get?q=2");
-    assert_eq!(body["x_custom"], "yes");
-    assert_eq!(
-        body["host"],
-        format!("127.0.0.1:{}", up_b.port()),
-        "pass_host=node"
-    );
-
-    // Hosts restrict matching.
-    gw.put(
-        "/routes/hosted",
-        json!({"uri": "/h", "hosts": ["api.example.com", "*.example.org"], "upstream": {"nodes": [node(up_a.port())]}}),
-    )
-    .await;
-    let with_host = |h: &'static str| gw.http.get(gw.data.url("/h")).header("Host", h).send();
-    assert_eq!(with_host("api.example.com").await.unwrap().status(), 200);
-    assert_eq!(with_host("x.example.org").await.unwrap().status(), 200);
-    assert_eq!(with_host("other.example.com").await.unwrap().status(), 404);
-
-    // Disabled routes do not match.
-    gw.call(
-        reqwest::Method::PATCH,
-        "/routes/ip",
-        Some(json!({"status": 0})),
-    )
-    .await;
-    assert_eq!(gw.proxy(reqwest::Method::GET, "/ip").await.status(), 404);
-}
-
-#[tokio::test]
-async fn data_plane_balances_fails_over_and_reports_502() {
-    let gw = Gw::new().await;
-    let up_a = echo_upstream("a").await;
-    let up_b = echo_upstream("b").await;
-    gw.put(
-        "/routes/rr",
-        json!({"uri": "/rr", "upstream": {"nodes": [node(up_a.port()), node(up_b.port())]}}),
-    )
-    .await;
-    let mut seen = Vec::new();
-    for _ in 0..4 {
-        let r = gw.proxy(reqwest::Method::GET, "/rr").await;
-        seen.push(r.headers()["x-upstream"].to_str().unwrap().to_owned());
-    }
-    assert_eq!(seen, ["a", "b", "a", "b"], "equal weights alternate");
-
-    // A dead primary (higher priority) falls back to the lower-priority node.
-    let dead = dead_port().await;
-    gw.put(
-        "/routes/fo",
-        json!({"uri": "/fo", "upstream": {"nodes": [
-            {"host": "127.0.0.1", "port": dead, "weight": 1, "priority": 10},
-            {"host": "127.0.0.1", "port": up_b.port(), "weight": 1, "priority": 0}]}}),
-    )
-    .await;
-    let r = gw.proxy(reqwest::Method::GET, "/fo").await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["x-upstream"], "b");
-
-    // Every node down: 502 with APISIX's error page.
-    gw.put(
-        "/routes/down",
-        json!({"uri": "/down", "upstream": {"nodes": {format!("127.0.0.1:{dead}"): 1}}}),
-    )
-    .await;
-    let r = gw.proxy(reqwest::Method::GET, "/down").await;
-    assert_eq!(r.status(), 502);
-    assert!(r.text().await.unwrap().contains("502 Bad Gateway"));
-}
-
-#[tokio::test]
-async fn status_ready_follows_set_ready() {
-    let gw = Gw::new().await;
-    let resp = gw.proxy(reqwest::Method::GET, "/status/ready").await;
-    assert_eq!(json_of(resp).await, (200, json!({"status": "ok"})));
-    gw.apisix.set_ready(false);
-    assert!(!gw.apisix.is_ready());
-    let resp = gw.proxy(reqwest::Method::GET, "/status/ready").await;
-    assert_eq!(
-        json_of(resp).await,
-        (
-            503,
-            json!({"status": "error", "error": "worker id: 0 has not received configuration"})
-        )
-    );
-    assert_eq!(
-        json_of(gw.proxy(reqwest::Method::GET, "/status").await).await,
-        (200, json!({"status": "ok"}))
-    );
-    gw.apisix.set_ready(true);
-    assert_eq!(
-        gw.proxy(reqwest::Method::GET, "/status/ready")
-            .await
-            .status(),
-        200
-    );
-}
-
-#[tokio::test]
-async fn standalone_configs_replace_whole_configuration() {
-    let gw = Gw::start(ApisixConfig {
-        api_key: KEY.into(),
-        backend: ApisixFlavor::Standalone,
-        ..ApisixConfig::default()
-    })
-    .await;
-    let up = echo_upstream("sa").await;
-
-    let (status, empty) = gw.get("/configs").await;
-    assert_eq!(status, 200);
-    assert_eq!(empty["routes_conf_version"], 0);
-    assert_eq!(empty["consumers_conf_version"], 0);
-    assert!(empty.get("routes").is_none());
-
-    let config1 = json!({"routes": [{"id": "r1", "uri": "/r1",
-        "upstream": {"nodes": {format!("127.0.0.1:{}", up.port()): 1}, "type": "roundrobin"}}]});
-    let resp = gw
-        .req(reqwest::Method::PUT, "/configs")
-        .header("X-Digest", "d1")
-        .json(&config1)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-
-    let resp = gw
-        .req(reqwest::Method::GET, "/configs")
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.headers().get("x-last-modified").is_some());
-    assert_eq!(resp.headers()["x-digest"], "d1");
-    let dump: Value = resp.json().await.unwrap();
-    assert_eq!(dump["routes_conf_version"], 1);
-    assert_eq!(dump["ssls_conf_version"], 1);
-    assert_eq!(
-        dump["routes"], config1["routes"],
-        "standalone returns exactly what was pushed"
-    );
-    assert_eq!(gw.proxy(reqwest::Method::GET, "/r1").await.status(), 200);
-
-    // Same digest: skipped entirely.
-    let resp = gw
-        .req(reqwest::Method::PUT, "/configs")
-        .header("X-Digest", "d1")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    assert_eq!(gw.get("/configs").await.1["routes_conf_version"], 1);
-
-    // Only routes_conf_version given: routes jump to it, the rest bump by one.
-    let resp = gw
-        .req(reqwest::Method::PUT, "/configs")
-        .json(&json!({"routes_conf_version": 15}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let (_, dump) = gw.get("/configs").await;
-    assert_eq!(dump["routes_conf_version"], 15);
-    assert_eq!(dump["services_conf_version"], 2);
-    assert_eq!(
-        gw.proxy(reqwest::Method::GET, "/r1").await.status(),
-        404,
-        "routes replaced by none"
-    );
-
-    assert_eq!(
-        gw.put("/configs", json!({"routes_conf_version": 3})).await,
-        (
-            400,
-            json!({"error_msg": "routes_conf_version must be greater than or equal to (15)"})
-        )
-    );
-    assert_eq!(
-        gw.put("/configs", json!({"routes_conf_version": "abc"}))
-            .await,
-        (
-            400,
-            json!({"error_msg": "routes_conf_version must be a number"})
-        )
-    );
-    assert_eq!(
-        gw.put(
-            "/configs",
-            json!({"routes": [{"id": "r1", "uri": 123, "upstream": {"nodes": {"a:1": 1}}}]})
-        )
-        .await,
-        (
-            400,
-            json!({"error_msg": "invalid routes at index 0, err: property \"uri\" validation failed: wrong type: expected string, got number"})
-        )
-    );
-    assert_eq!(
-        gw.call(reqwest::Method::PUT, "/configs", None).await,
-        (
-            400,
-            json!({"error_msg": "invalid request body: empty request body"})
-        )
-    );
-    // Consumers carry their credentials as `<username>/credentials/<id>` items.
-    let resp = gw
-        .req(reqwest::Method::PUT, "/configs")
-        .json(&json!({"consumers": [
-            {"username": "john"},
-            {"id": "john/credentials/a", "plugins": {"key-auth": {"key": "auth-a"}}}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let snap = gw.apisix.snapshot();
-    assert!(snap["consumers"]["john"].is_object(), "{snap}");
-    assert_eq!(
-        snap["credentials"]["john/credentials/a"]["plugins"]["key-auth"]["key"],
-        "auth-a"
-    );
-
-    // The per-resource endpoints do not exist in this mode.
-    assert_eq!(gw.get("/routes").await.0, 404);
-
-    // YAML in and out.
-    let resp = gw
-        .req(reqwest::Method::PUT, "/configs")
-        .header("Content-Type", "application/yaml")
-        .body("routes:\n  - id: y1\n    uri: /y1\n    upstream:\n      nodes:\n        \"127.0.0.1:1\": 1\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let resp = gw
-        .req(reqwest::Method::GET, "/configs")
-        .header("Accept", "application/yaml")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["content-type"], "application/yaml");
-    let text = resp.text().await.unwrap();
-    assert!(
-        text.contains("id: y1") && !text.starts_with("---"),
-        "{text}"
-    );
-}
-
-#[tokio::test]
-async fn standalone_keeps_items_whose_modified_index_did_not_move() {
-    let gw = Gw::start(ApisixConfig {
-        api_key: KEY.into(),
-        backend: ApisixFlavor::Standalone,
-        ..ApisixConfig::default()
-    })
-    .await;
-    let up = echo_upstream("mi").await;
-    let nodes = json!({format!("127.0.0.1:{}", up.port()): 1});
-    let c1 = json!({"routes": [{"id": "r1", "uri": "/r1", "modifiedIndex": 1, "upstream": {"nodes": nodes}}]});
-    let mut c2 = c1.clone();
-    c2["routes"][0]["uri"] = json!("/r2");
-    let mut c3 = c2.clone();
-    c3["routes"][0]["modifiedIndex"] = json!(2);
-
-    for (cfg, r1, r2) in [(c1, 200, 404), (c2, 200, 404), (c3, 404, 200)] {
-        let resp = gw
-            .req(reqwest::Method::PUT, "/configs")
-            .json(&cfg)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        assert_eq!(gw.proxy(reqwest::Method::GET, "/r1").await.status(), r1);
-        assert_eq!(gw.proxy(reqwest::Method::GET, "/r2").await.status(), r2);
-    }
 }

@@ -2,5 +2,7 @@
 
 mod api7;
 mod apisix;
+mod apisix_data_plane;
+mod apisix_standalone;
 mod cloudflare;
 mod common;

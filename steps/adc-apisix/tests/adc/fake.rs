@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use adc_apisix::{HttpRequest, HttpResponse, Transport, TransportError};
+use meridian_sdk::http::{HttpError, Request, Response, Transport};
 use serde_json::{Value, json};
 
 pub(crate) const BASE: &str = "http://gw.test:9180";
@@ -78,9 +78,9 @@ impl Fake {
         std::mem::take(&mut *self.writes.borrow_mut())
     }
 
-    fn respond(&self, status: u16, body: Value) -> HttpResponse {
+    fn respond(&self, status: u16, body: Value) -> Response {
         #![allow(clippy::needless_pass_by_value)] // every caller builds the body inline
-        HttpResponse {
+        Response {
             status,
             headers: vec![
                 ("server".into(), format!("APISIX/{}", self.version)),
@@ -91,11 +91,11 @@ impl Fake {
         }
     }
 
-    fn not_found(&self) -> HttpResponse {
+    fn not_found(&self) -> Response {
         self.respond(404, json!({"message": "Key not found"}))
     }
 
-    fn bad(&self, msg: &str) -> HttpResponse {
+    fn bad(&self, msg: &str) -> Response {
         self.respond(400, json!({"error_msg": msg}))
     }
 
@@ -112,7 +112,7 @@ impl Fake {
             .map(|(k, _)| k.clone())
     }
 
-    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Response {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (method, segs.as_slice()) {
             ("GET", ["stream_routes"]) if !self.stream_mode => self.respond(
@@ -254,7 +254,7 @@ impl Fake {
         Ok(())
     }
 
-    fn list(&self, coll: &str, items: Vec<(String, Value)>) -> HttpResponse {
+    fn list(&self, coll: &str, items: Vec<(String, Value)>) -> Response {
         if items.is_empty() {
             // lua-cjson encodes the empty Lua table as an object
             return self.respond(200, json!({"total": 0, "list": {}}));
@@ -266,7 +266,7 @@ impl Fake {
         self.respond(200, json!({"total": list.len(), "list": list}))
     }
 
-    fn store_put(&self, coll: &str, id: &str, mut v: Value) -> HttpResponse {
+    fn store_put(&self, coll: &str, id: &str, mut v: Value) -> Response {
         fill_defaults(coll, &mut v);
         let now = self.clock.get() + 1;
         self.clock.set(now);
@@ -291,7 +291,7 @@ impl Fake {
         )
     }
 
-    fn store_delete(&self, coll: &str, id: &str) -> HttpResponse {
+    fn store_delete(&self, coll: &str, id: &str) -> Response {
         let removed = self
             .store
             .borrow_mut()
@@ -306,7 +306,7 @@ impl Fake {
         }
     }
 
-    fn standalone_request(&self, req: &HttpRequest) -> HttpResponse {
+    fn standalone_request(&self, req: &Request) -> Response {
         match req.method.as_str() {
             "GET" => match &*self.standalone.borrow() {
                 Some(doc) => self.respond(200, doc.clone()),
@@ -314,7 +314,7 @@ impl Fake {
             },
             "PUT" => {
                 let body = req.body.clone().unwrap_or_default();
-                let digest = req.header("x-digest").map(str::to_string);
+                let digest = req.header_value("x-digest").map(str::to_string);
                 let expected = sha1_smol::Sha1::from(&body).digest().to_string();
                 if digest.as_deref() != Some(expected.as_str()) {
                     return self.bad("X-Digest does not match the body");
@@ -350,12 +350,12 @@ impl Fake {
 }
 
 impl Transport for Fake {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+    fn send(&self, req: &Request) -> Result<Response, HttpError> {
         self.urls.borrow_mut().push(req.url.clone());
         let rest = req
             .url
             .strip_prefix(BASE)
-            .ok_or_else(|| TransportError::Denied(req.url.clone()))?;
+            .ok_or_else(|| HttpError::Denied(req.url.clone()))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if req.method != "GET" {
             self.writes
@@ -366,7 +366,7 @@ impl Transport for Fake {
             return Ok(self.respond(status, json!({"error_msg": "injected failure"})));
         }
         if let Some(key) = &self.api_key
-            && req.header("x-api-key") != Some(key.as_str())
+            && req.header_value("x-api-key") != Some(key.as_str())
         {
             return Ok(self.respond(
                 401,
@@ -395,7 +395,7 @@ impl Transport for Fake {
             }})));
         }
         if path == "/apisix/admin/configs" {
-            return Ok(self.standalone_request(&req));
+            return Ok(self.standalone_request(req));
         }
         let Some(admin) = path.strip_prefix("/apisix/admin/") else {
             return Ok(self.not_found());
@@ -418,7 +418,7 @@ impl Transport for Fake {
 
 impl Fake {
     /// The API7 EE control plane's gateway-group resources (shapes of ADC's backend-api7).
-    fn api7_admin(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+    fn api7_admin(&self, method: &str, path: &str, body: Option<Value>) -> Response {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let bare_list =
             |items: Vec<Value>| self.respond(200, json!({"total": items.len(), "list": items}));
@@ -604,18 +604,13 @@ pub(crate) struct Recording<'a> {
 }
 
 impl Transport for Recording<'_> {
-    fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        if matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+    fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        if !req.is_mutating() {
             return self.inner.send(req);
         }
         self.recorded
             .borrow_mut()
             .push((req.method.clone(), req.url.clone()));
-        Ok(HttpResponse {
-            status: 202,
-            headers: vec![("x-meridian-plan".into(), "recorded".into())],
-            body: b"{}".to_vec(),
-            recorded: true,
-        })
+        Ok(Response::recorded())
     }
 }

@@ -7,7 +7,8 @@ mod scope;
 mod sync;
 
 use adc_apisix::sync::Input;
-use adc_apisix::{Output, Runtime, SyncError, Transport, run};
+use adc_apisix::{Output, Runtime, SyncError, run};
+use meridian_sdk::http::Transport;
 use serde_json::{Value, json};
 
 /// A representative configuration: a service with an inline and a named upstream and two

@@ -1,7 +1,7 @@
-//! A `HostApi` over real PostgreSQL, standing in for the Meridian sandbox's `sql` capability:
-//! named connections only, one cached session per connection, and plan mode as the sandbox
-//! brief describes it (`query` inside `BEGIN READ ONLY`; `execute` inside a read-only
-//! transaction, a refusal recorded as a planned change and answered with 0 rows).
+//! A host over real PostgreSQL: the SDK's `MockHost` whose `sql` capability stands in for the
+//! Meridian sandbox's: named connections only, one cached session per connection, and plan mode
+//! as the sandbox brief describes it (`query` inside `BEGIN READ ONLY`; `execute` inside a
+//! read-only transaction, a refusal recorded as a planned change and answered with 0 rows).
 //!
 //! Column types map like the sandbox's: bool, int2/4/8, oid, float4/8, text-like; anything else
 //! is `unsupported`, so the step must cast (it does: LSNs `::text`, intervals to seconds).
@@ -10,25 +10,77 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use meridian_sdk::http::{HttpError, Request, Response};
 use meridian_sdk::sql::{Rows, SqlError, Value};
-use meridian_sdk::{Ctx, HostApi, Invocation, Level, Mode};
+use meridian_sdk::testing::MockHost;
+use meridian_sdk::{Ctx, Invocation, Mode};
 use tokio_postgres::types::{ToSql, Type};
 
+/// The step's host: `sql` answered by [`PgSql`], the rest by the `MockHost`.
 pub(crate) struct PgHost {
-    rt: tokio::runtime::Runtime,
-    dsns: BTreeMap<String, String>,
-    clients: Mutex<BTreeMap<String, tokio_postgres::Client>>,
-    pub(crate) plan: bool,
-    pub(crate) kv: Mutex<BTreeMap<String, Vec<u8>>>,
-    pub(crate) secrets: BTreeMap<String, String>,
-    pub(crate) logs: Mutex<Vec<String>>,
-    /// Statements plan mode recorded instead of running.
-    pub(crate) planned: Mutex<Vec<(String, String)>>,
+    sql: Arc<PgSql>,
+    host: Arc<MockHost>,
 }
 
 impl PgHost {
+    /// Apply mode over the named connections.
     pub(crate) fn new(dsns: &[(&str, String)]) -> Self {
+        Self::with_plan(dsns, false)
+    }
+
+    /// Plan mode over the named connections.
+    pub(crate) fn planning(dsns: &[(&str, String)]) -> Self {
+        Self::with_plan(dsns, true)
+    }
+
+    fn with_plan(dsns: &[(&str, String)], plan: bool) -> Self {
+        let sql = Arc::new(PgSql::new(dsns, plan));
+        let (query, execute) = (Arc::clone(&sql), Arc::clone(&sql));
+        let host = MockHost::new()
+            .sql(move |conn, statement, params| {
+                query
+                    .run(conn, statement, params, false)
+                    .map(|(rows, _)| rows)
+            })
+            .sql_execute(move |conn, statement, params| {
+                execute.run(conn, statement, params, true).map(|(_, n)| n)
+            });
+        Self {
+            sql,
+            host: Arc::new(host),
+        }
+    }
+
+    /// Statements plan mode recorded instead of running, as `(connection, statement)`.
+    pub(crate) fn planned(&self) -> Vec<(String, String)> {
+        self.sql.planned.lock().unwrap().clone()
+    }
+
+    /// A context for one invocation over this host.
+    pub(crate) fn ctx(&self, step_id: &str) -> Ctx {
+        let mut inv = Invocation::for_test(&serde_json::json!({}));
+        inv.step_id = step_id.to_owned();
+        inv.idempotency_key = format!("test-run/{step_id}");
+        inv.mode = if self.sql.plan {
+            Mode::Plan
+        } else {
+            Mode::Apply
+        };
+        Ctx::new(inv, self.host.clone())
+    }
+}
+
+/// Real PostgreSQL sessions by connection name.
+struct PgSql {
+    rt: tokio::runtime::Runtime,
+    dsns: BTreeMap<String, String>,
+    clients: Mutex<BTreeMap<String, tokio_postgres::Client>>,
+    plan: bool,
+    /// Statements plan mode recorded instead of running.
+    planned: Mutex<Vec<(String, String)>>,
+}
+
+impl PgSql {
+    fn new(dsns: &[(&str, String)], plan: bool) -> Self {
         Self {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -39,10 +91,7 @@ impl PgHost {
                 .map(|(n, d)| ((*n).to_owned(), d.clone()))
                 .collect(),
             clients: Mutex::default(),
-            plan: false,
-            kv: Mutex::default(),
-            secrets: BTreeMap::new(),
-            logs: Mutex::default(),
+            plan,
             planned: Mutex::default(),
         }
     }
@@ -212,73 +261,5 @@ impl PgHost {
             out.rows.push(values);
         }
         Ok((out, 0))
-    }
-
-    /// A context for one invocation over this host.
-    pub(crate) fn ctx(self: &Arc<Self>, step_id: &str) -> Ctx {
-        let mut inv = Invocation::for_test(&serde_json::json!({}));
-        inv.step_id = step_id.to_owned();
-        inv.idempotency_key = format!("test-run/{step_id}");
-        inv.mode = if self.plan { Mode::Plan } else { Mode::Apply };
-        Ctx::new(inv, Arc::clone(self) as Arc<dyn HostApi>)
-    }
-}
-
-impl HostApi for PgHost {
-    fn log(&self, level: Level, message: &str, _fields: &[(String, String)]) {
-        eprintln!("[step {level:?}] {message}");
-        self.logs.lock().unwrap().push(message.to_owned());
-    }
-    fn http_send(&self, req: &Request) -> Result<Response, HttpError> {
-        Err(HttpError::Denied(format!(
-            "no http in these tests: {}",
-            req.url
-        )))
-    }
-    fn sql_query(
-        &self,
-        connection: &str,
-        statement: &str,
-        params: &[Value],
-    ) -> Result<Rows, SqlError> {
-        self.run(connection, statement, params, false)
-            .map(|(rows, _)| rows)
-    }
-    fn sql_execute(
-        &self,
-        connection: &str,
-        statement: &str,
-        params: &[Value],
-    ) -> Result<u64, SqlError> {
-        self.run(connection, statement, params, true)
-            .map(|(_, n)| n)
-    }
-    fn secret(&self, name: &str) -> Result<String, String> {
-        self.secrets
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("secret `{name}` is not granted"))
-    }
-    fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.kv.lock().unwrap().get(key).cloned()
-    }
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.kv
-            .lock()
-            .unwrap()
-            .insert(key.to_owned(), value.to_vec());
-        Ok(())
-    }
-    fn kv_delete(&self, key: &str) -> bool {
-        self.kv.lock().unwrap().remove(key).is_some()
-    }
-    fn kv_list(&self, prefix: &str) -> Vec<String> {
-        self.kv
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect()
     }
 }

@@ -161,9 +161,7 @@ fn setup_status_extend_and_promote_the_subscriber() {
     );
 
     // Plan mode for a second pair of names creates nothing.
-    let mut plan = PgHost::new(&[("eu", eu.dsn()), ("us", us.dsn())]);
-    plan.plan = true;
-    let plan = Arc::new(plan);
+    let plan = Arc::new(PgHost::planning(&[("eu", eu.dsn()), ("us", us.dsn())]));
     let mut args = setup_args(&eu, json!(["gw_config"]));
     args["publication"] = "pub2".into();
     args["subscription"] = "sub2".into();

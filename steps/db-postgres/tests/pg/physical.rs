@@ -211,9 +211,7 @@ fn plan_mode_changes_nothing() {
         return;
     }
     let (eu, us) = pair();
-    let mut plan = PgHost::new(&[("eu", eu.dsn()), ("us", us.dsn())]);
-    plan.plan = true;
-    let h = Arc::new(plan);
+    let h = Arc::new(PgHost::planning(&[("eu", eu.dsn()), ("us", us.dsn())]));
 
     let f = act(&h, "fence", json!({"action": "fence", "connection": "eu"})).unwrap();
     assert!(f.planned);
@@ -262,7 +260,7 @@ fn plan_mode_changes_nothing() {
         Some("t")
     );
     assert!(
-        !h.planned.lock().unwrap().is_empty(),
+        !h.planned().is_empty(),
         "the host recorded the refused statements as planned"
     );
 }

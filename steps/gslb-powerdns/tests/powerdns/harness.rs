@@ -176,9 +176,10 @@ impl Drop for Pdns {
 }
 
 fn ureq_get(url: &str, key: &str) -> Option<u16> {
-    use meridian_families::{HttpRequest, Transport, UreqTransport};
+    use meridian_families::UreqTransport;
+    use meridian_sdk::http::{Request, Transport};
     let t = UreqTransport::new(Duration::from_secs(2));
-    t.send(HttpRequest::new("GET", url).header("x-api-key", key))
+    t.send(&Request::new("GET", url).header("x-api-key", key))
         .ok()
         .map(|r| r.status)
 }

@@ -10,9 +10,8 @@ use std::time::Duration;
 use gslb_route53::sigv4::{self, Credentials};
 use meridian_families::gslb::{ChangeOp, GslbAction, GslbInput, GslbOutput, Health};
 use meridian_families::testing::PlanTransport;
-use meridian_families::{
-    Env, HttpRequest, MapSecrets, NoLog, StdClock, StepError, Transport, UreqTransport,
-};
+use meridian_families::{Env, MapSecrets, NoLog, StdClock, StepError, UreqTransport};
+use meridian_sdk::http::{Request, Transport};
 use serde_json::json;
 
 /// A moto_server child process; killed and reaped on drop.
@@ -76,7 +75,7 @@ impl Moto {
 
     /// A signed raw call, for checks independent of the step's own client.
     fn signed(&self, method: &str, path: &str, body: Option<String>) -> (u16, String) {
-        let mut req = HttpRequest::new(method, format!("{}{path}", self.endpoint));
+        let mut req = Request::new(method, format!("{}{path}", self.endpoint));
         if let Some(b) = body {
             req = req.body(b.into_bytes());
         }
@@ -90,7 +89,7 @@ impl Moto {
             .unwrap()
             .as_secs();
         sigv4::sign(&mut req, &creds, "us-east-1", "route53", now).unwrap();
-        let resp = UreqTransport::default().send(req).unwrap();
+        let resp = UreqTransport::default().send(&req).unwrap();
         (resp.status, resp.text())
     }
 
@@ -133,8 +132,22 @@ impl Moto {
     }
 
     fn health_check_count(&self) -> usize {
-        let (_, body) = self.signed("GET", "/2013-04-01/healthcheck", None);
-        body.matches("<HealthCheck>").count()
+        self.health_check_ids().len()
+    }
+
+    fn health_check_ids(&self) -> Vec<String> {
+        let (status, body) = self.signed("GET", "/2013-04-01/healthcheck", None);
+        assert_eq!(status, 200, "{body}");
+        let doc = roxmltree::Document::parse(&body).unwrap();
+        doc.descendants()
+            .filter(|n| n.has_tag_name("HealthCheck"))
+            .filter_map(|hc| {
+                hc.children()
+                    .find(|n| n.has_tag_name("Id"))
+                    .and_then(|n| n.text())
+                    .map(str::to_owned)
+            })
+            .collect()
     }
 }
 
@@ -311,6 +324,61 @@ fn weighted_latency_and_set_weights() {
     assert_eq!(
         recs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
         ["eu-west-1", "us-east-1"]
+    );
+}
+
+/// Regression: changed health-check settings and removed regions used to leave checks (and the
+/// removed region's record) behind.
+#[test]
+fn changed_checks_and_removed_regions_are_cleaned_up() {
+    let Some(moto) = Moto::start() else { return };
+    let zone = moto.create_zone("example.com.");
+    let hc = json!({"type": "https", "port": 7085, "path": "/status/ready"});
+    let three = input(
+        &moto,
+        Some(&zone),
+        json!({"policy": "weighted", "regions": [
+            {"name": "eu-west-1", "endpoint": "203.0.113.10", "weight": 50, "health_check": hc},
+            {"name": "us-east-1", "endpoint": "198.51.100.20", "weight": 50, "health_check": hc},
+            {"name": "ap-south-1", "endpoint": "192.0.2.30", "weight": 0, "health_check": hc}
+        ]}),
+    );
+    run(&three).unwrap();
+    assert_eq!(moto.health_check_count(), 3);
+
+    let mut changed = three.clone();
+    for r in &mut changed.regions {
+        r.health_check.as_mut().unwrap().port = Some(8443);
+    }
+    run(&changed).unwrap();
+    let checks = moto.health_check_ids();
+    assert_eq!(checks.len(), 3, "the old checks are deleted");
+    let recs = moto.records(&zone, "api.example.com.");
+    assert!(
+        recs.iter()
+            .all(|r| r.3.as_ref().is_some_and(|id| checks.contains(id))),
+        "every record uses a current check: {recs:?} {checks:?}"
+    );
+
+    let mut two = changed.clone();
+    two.regions.retain(|r| r.name != "ap-south-1");
+    let out = run(&two).unwrap();
+    assert!(
+        out.changes
+            .iter()
+            .any(|c| c.op == ChangeOp::Delete && c.kind == "record"),
+        "{:?}",
+        out.changes
+    );
+    let recs = moto.records(&zone, "api.example.com.");
+    assert_eq!(
+        recs.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["eu-west-1", "us-east-1"]
+    );
+    assert_eq!(moto.health_check_count(), 2);
+    assert!(
+        run(&two).unwrap().changes.is_empty(),
+        "a second run changes nothing"
     );
 }
 

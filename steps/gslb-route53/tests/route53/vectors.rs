@@ -3,7 +3,7 @@
 
 use gslb_route53::sigv4::{self, Credentials};
 use gslb_route53::xml::{self, Action, HealthCheckConfig, RecordSet};
-use meridian_families::HttpRequest;
+use meridian_sdk::http::Request;
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
@@ -19,7 +19,7 @@ fn signatures_match_botocore() {
     for v in all {
         let name = v["name"].as_str().unwrap();
         let body = v["body"].as_str().unwrap();
-        let mut req = HttpRequest::new(v["method"].as_str().unwrap(), v["url"].as_str().unwrap());
+        let mut req = Request::new(v["method"].as_str().unwrap(), v["url"].as_str().unwrap());
         if !body.is_empty() {
             req = req.body(body.as_bytes().to_vec());
         }
@@ -59,7 +59,7 @@ fn a_wrong_key_or_body_changes_the_signature() {
     let v = &vectors()[0];
     let sign_with = |secret: &str, body: &str| {
         let mut req =
-            HttpRequest::new("POST", v["url"].as_str().unwrap()).body(body.as_bytes().to_vec());
+            Request::new("POST", v["url"].as_str().unwrap()).body(body.as_bytes().to_vec());
         let creds = Credentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: secret.into(),
