@@ -19,9 +19,9 @@ impl Drop for Workers {
     }
 }
 
-#[test]
-fn workers_run_the_steps_and_survive_a_killed_worker() {
-    let s = Scratch::new();
+/// A PostgreSQL cluster with a `meridian` database for the store, its URL, and a task key.
+/// `None` (the test skips) only when MERIDIAN_ALLOW_SKIP is set and PostgreSQL cannot start.
+fn store(s: &Scratch) -> Option<(meridian_lab::PgCluster, String, String)> {
     let pg = match meridian_lab::PgCluster::start_primary(
         &s.path().join("pg"),
         meridian_lab::free_port(),
@@ -29,14 +29,22 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
         Ok(pg) => pg,
         Err(e) if std::env::var_os("MERIDIAN_ALLOW_SKIP").is_some() => {
             eprintln!("SKIPPED: {e}");
-            return;
+            return None;
         }
         Err(e) => panic!("{e}"),
     };
     pg.psql("CREATE DATABASE meridian;").unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
     let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
-    let key = key.trim().to_string();
+    Some((pg, url, key.trim().to_string()))
+}
+
+#[test]
+fn workers_run_the_steps_and_survive_a_killed_worker() {
+    let s = Scratch::new();
+    let Some((_pg, url, key)) = store(&s) else {
+        return;
+    };
     std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
     let mut wf = String::from("name: fan\nsteps:\n");
     for i in 0..6 {
@@ -102,51 +110,16 @@ fn a_worker_needs_a_postgres_store() {
 #[test]
 fn compensation_on_another_worker_after_resume_sees_the_kv_state() {
     let s = Scratch::new();
-    let pg = match meridian_lab::PgCluster::start_primary(
-        &s.path().join("pg"),
-        meridian_lab::free_port(),
-    ) {
-        Ok(pg) => pg,
-        Err(e) if std::env::var_os("MERIDIAN_ALLOW_SKIP").is_some() => {
-            eprintln!("SKIPPED: {e}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some((_pg, url, key)) = store(&s) else {
+        return;
     };
-    pg.psql("CREATE DATABASE meridian;").unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
-    let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
-    let key = key.trim().to_string();
     std::fs::copy(
         meridian_artifacts::KITCHEN_SINK,
         s.path().join("kitchen_sink.wasm"),
     )
     .unwrap();
     std::fs::create_dir_all(s.path().join("rec")).unwrap();
-    s.write(
-        "undo.yaml",
-        r#"
-name: undo
-secrets: [token]
-steps:
-  - id: change
-    uses: ./kitchen_sink.wasm
-    with:
-      ops: [{op: kv-set, key: undo, value: "eu was primary"}]
-      undo_record: /rec/undo.log
-    grants: {fs: [{path: rec, guest: /rec, mode: rw}]}
-    compensate: true
-  - id: gate
-    needs: change
-    uses: hello
-    approval: {message: "go on?"}
-  - id: boom
-    needs: gate
-    uses: ./kitchen_sink.wasm
-    with:
-      ops: [{op: fail, kind: fatal, message: boom}]
-"#,
-    );
+    s.write("undo.yaml", crate::regressions::UNDO_WORKFLOW);
     let spawn = |id: &str| {
         s.cmd()
             .env("MERIDIAN_STORE", &url)

@@ -5,24 +5,9 @@ use serde_json::Value as Json;
 
 use crate::support::{Scratch, expect_code};
 
-fn json(out: &str) -> Json {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-/// The kv state a step saved lived only in the runner's memory: compensation after a resume
-/// found nothing (a fenced primary stayed fenced, GSLB undo fell back to the declared primary).
-#[test]
-fn compensation_after_resume_sees_the_kv_state_saved_before_it() {
-    let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(s.path().join("rec")).unwrap();
-    s.write(
-        "undo.yaml",
-        r#"
+/// `change` saves what it would undo in kv; `gate` stops the run; after a resume (a new
+/// process, or another worker) `boom` fails and `change` is compensated.
+pub const UNDO_WORKFLOW: &str = r#"
 name: undo
 secrets: [token]
 steps:
@@ -42,8 +27,24 @@ steps:
     uses: ./kitchen_sink.wasm
     with:
       ops: [{op: fail, kind: fatal, message: boom}]
-"#,
-    );
+"#;
+
+fn json(out: &str) -> Json {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The kv state a step saved lived only in the runner's memory: compensation after a resume
+/// found nothing (a fenced primary stayed fenced, GSLB undo fell back to the declared primary).
+#[test]
+fn compensation_after_resume_sees_the_kv_state_saved_before_it() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(s.path().join("rec")).unwrap();
+    s.write("undo.yaml", UNDO_WORKFLOW);
     let env = [("MERIDIAN_SECRET_TOKEN", "t0k")];
     let o = s
         .cmd()

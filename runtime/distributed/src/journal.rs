@@ -27,8 +27,8 @@ use futures::future::BoxFuture;
 use meridian_protocol::kv::{KvError, check_write};
 use meridian_protocol::{Event, EventSink, KvStore, SinkError};
 use meridian_store::{
-    EventRecord, Journal, LegRecord, Projection, RunRecord, RunSummary, StoreError, decode,
-    decode_word, project,
+    EventRecord, Journal, LegRecord, LegRow, Projection, RunRecord, RunRow, RunSummary, StoreError,
+    SummaryRow, decode_event, project,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
@@ -332,7 +332,7 @@ impl PgJournal {
     }
 
     /// Most recent runs first.
-    fn runs_raw(&self, limit: usize) -> Result<Vec<RawSummary>, DistError> {
+    fn runs_raw(&self, limit: usize) -> Result<Vec<SummaryRow>, DistError> {
         let limit = limit.min(i64::MAX as usize) as i64;
         self.call(true, move |s, _| {
             Box::pin(async move {
@@ -341,13 +341,13 @@ impl PgJournal {
                     .query(&st, &[&limit])
                     .await
                     .map_err(DistError::db("list runs"))?;
-                Ok(rows.iter().map(RawSummary::read).collect())
+                Ok(rows.iter().map(summary_row).collect())
             })
         })
     }
 
     /// The run's row, its typed parts still text.
-    fn run_raw(&self, id: &str) -> Result<Option<RawRun>, DistError> {
+    fn run_raw(&self, id: &str) -> Result<Option<RunRow>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -357,8 +357,8 @@ impl PgJournal {
                     .query_opt(&st, &[&id])
                     .await
                     .map_err(DistError::db("read a run"))?;
-                Ok(row.map(|r| RawRun {
-                    summary: RawSummary::read(&r),
+                Ok(row.map(|r| RunRow {
+                    summary: summary_row(&r),
                     workflow_path: r.get(7),
                     workflow_sha256: r.get(8),
                     inputs: r.get(9),
@@ -386,7 +386,7 @@ impl PgJournal {
         })
     }
 
-    fn legs_raw(&self, id: &str) -> Result<Vec<RawLeg>, DistError> {
+    fn legs_raw(&self, id: &str) -> Result<Vec<LegRow>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -398,7 +398,7 @@ impl PgJournal {
                     .map_err(DistError::db("read legs"))?;
                 Ok(rows
                     .iter()
-                    .map(|r| RawLeg {
+                    .map(|r| LegRow {
                         step: r.get(0),
                         leg: r.get(1),
                         outcome: r.get(2),
@@ -608,60 +608,16 @@ impl EventSink for PgRunJournal {
     }
 }
 
-/// A `runs` row before its words are parsed.
-struct RawSummary {
-    id: String,
-    workflow: String,
-    mode: String,
-    status: String,
-    created_at_ms: i64,
-    finished_at_ms: Option<i64>,
-    message: Option<String>,
-}
-
-impl RawSummary {
-    fn read(r: &tokio_postgres::Row) -> RawSummary {
-        RawSummary {
-            id: r.get(0),
-            workflow: r.get(1),
-            mode: r.get(2),
-            status: r.get(3),
-            created_at_ms: r.get(4),
-            finished_at_ms: r.get(5),
-            message: r.get(6),
-        }
+fn summary_row(r: &tokio_postgres::Row) -> SummaryRow {
+    SummaryRow {
+        id: r.get(0),
+        workflow: r.get(1),
+        mode: r.get(2),
+        status: r.get(3),
+        created_at_ms: r.get(4),
+        finished_at_ms: r.get(5),
+        message: r.get(6),
     }
-
-    fn decode(self) -> Result<RunSummary, StoreError> {
-        Ok(RunSummary {
-            mode: decode_word(&self.id, "mode", &self.mode)?,
-            status: decode_word(&self.id, "status", &self.status)?,
-            id: self.id,
-            workflow: self.workflow,
-            created_at_ms: self.created_at_ms,
-            finished_at_ms: self.finished_at_ms,
-            message: self.message,
-        })
-    }
-}
-
-struct RawRun {
-    summary: RawSummary,
-    workflow_path: String,
-    workflow_sha256: String,
-    inputs: String,
-    settings: String,
-}
-
-struct RawLeg {
-    step: String,
-    leg: String,
-    outcome: String,
-    attempts: u32,
-    duration_ms: u64,
-    output: String,
-    plan: String,
-    error: Option<String>,
 }
 
 fn store_err(e: DistError) -> StoreError {
@@ -703,39 +659,22 @@ impl Journal for PgJournal {
         self.runs_raw(limit)
             .map_err(store_err)?
             .into_iter()
-            .map(RawSummary::decode)
+            .map(SummaryRow::decode)
             .collect()
     }
 
     fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
-        let raw = self
-            .run_raw(id)
+        self.run_raw(id)
             .map_err(store_err)?
-            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
-        let summary = raw.summary.decode()?;
-        let record = RunRecord {
-            id: summary.id.clone(),
-            workflow: summary.workflow.clone(),
-            workflow_path: raw.workflow_path,
-            workflow_sha256: raw.workflow_sha256,
-            mode: summary.mode,
-            inputs: decode(id, "inputs", &raw.inputs)?,
-            settings: decode(id, "run settings", &raw.settings)?,
-        };
-        Ok((record, summary))
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?
+            .decode()
     }
 
     fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
         self.events_raw(id)
             .map_err(store_err)?
             .into_iter()
-            .map(|(seq, at_ms, body)| {
-                Ok(EventRecord {
-                    seq,
-                    at_ms,
-                    event: decode(id, &format!("event {seq}"), &body)?,
-                })
-            })
+            .map(|(seq, at_ms, body)| decode_event(id, seq, at_ms, &body))
             .collect()
     }
 
@@ -743,28 +682,7 @@ impl Journal for PgJournal {
         self.legs_raw(id)
             .map_err(store_err)?
             .into_iter()
-            .map(|l| {
-                let what = |field: &str| {
-                    format!(
-                        "{field} of {}",
-                        meridian_protocol::display_id(&l.step, &l.leg)
-                    )
-                };
-                Ok(LegRecord {
-                    outcome: decode_word(id, &what("outcome"), &l.outcome)?,
-                    attempts: l.attempts,
-                    duration: std::time::Duration::from_millis(l.duration_ms),
-                    output: decode(id, &what("output"), &l.output)?,
-                    plan: decode(id, &what("plan"), &l.plan)?,
-                    error: l
-                        .error
-                        .as_deref()
-                        .map(|e| decode(id, &what("error"), e))
-                        .transpose()?,
-                    step: l.step,
-                    leg: l.leg,
-                })
-            })
+            .map(|l| l.decode(id))
             .collect()
     }
 

@@ -100,29 +100,8 @@ fn scaled(num: &str, unit: u128) -> Option<u128> {
 }
 
 /// Formats a duration so that [`parse_duration`] reads it back exactly: `1h30m`, `250ms`, `0s`,
-/// `1m5s250ms`, `1s500us`.
-pub fn format_duration(d: Duration) -> String {
-    let mut nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, per) in [
-        ("h", 3_600_000_000_000u128),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ] {
-        let n = nanos / per;
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-            nanos %= per;
-        }
-    }
-    out
-}
+/// `1m5s250ms`, `1s500us` (the protocol's one formatter, which every crate prints with).
+pub use meridian_protocol::duration::format_duration;
 
 /// Parses a size in bytes: a bare integer, or a number with a unit: `B`, decimal `KB MB GB TB`
 /// (powers of 1000), binary `KiB MiB GiB TiB` (powers of 1024). Units are case-insensitive;

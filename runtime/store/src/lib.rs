@@ -172,6 +172,111 @@ pub fn project(event: &Event) -> Projection<'_> {
     }
 }
 
+/// A `runs` row as every backend reads it, before its words are parsed.
+#[derive(Debug)]
+pub struct SummaryRow {
+    pub id: String,
+    pub workflow: String,
+    pub mode: String,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub message: Option<String>,
+}
+
+impl SummaryRow {
+    pub fn decode(self) -> Result<RunSummary, StoreError> {
+        Ok(RunSummary {
+            mode: decode_word(&self.id, "mode", &self.mode)?,
+            status: decode_word(&self.id, "status", &self.status)?,
+            id: self.id,
+            workflow: self.workflow,
+            created_at_ms: self.created_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            message: self.message,
+        })
+    }
+}
+
+/// The rest of a `runs` row, for [`Journal::run`].
+#[derive(Debug)]
+pub struct RunRow {
+    pub summary: SummaryRow,
+    pub workflow_path: String,
+    pub workflow_sha256: String,
+    pub inputs: String,
+    pub settings: String,
+}
+
+impl RunRow {
+    pub fn decode(self) -> Result<(RunRecord, RunSummary), StoreError> {
+        let summary = self.summary.decode()?;
+        let id = &summary.id;
+        let record = RunRecord {
+            id: id.clone(),
+            workflow: summary.workflow.clone(),
+            workflow_path: self.workflow_path,
+            workflow_sha256: self.workflow_sha256,
+            mode: summary.mode,
+            inputs: decode(id, "inputs", &self.inputs)?,
+            settings: decode(id, "run settings", &self.settings)?,
+        };
+        Ok((record, summary))
+    }
+}
+
+/// A `legs` row as every backend reads it.
+#[derive(Debug)]
+pub struct LegRow {
+    pub step: String,
+    pub leg: String,
+    pub outcome: String,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    pub output: String,
+    pub plan: String,
+    pub error: Option<String>,
+}
+
+impl LegRow {
+    pub fn decode(self, run: &str) -> Result<LegRecord, StoreError> {
+        let what = |field: &str| {
+            format!(
+                "{field} of {}",
+                meridian_protocol::display_id(&self.step, &self.leg)
+            )
+        };
+        Ok(LegRecord {
+            outcome: decode_word(run, &what("outcome"), &self.outcome)?,
+            attempts: self.attempts,
+            duration: Duration::from_millis(self.duration_ms),
+            output: decode(run, &what("output"), &self.output)?,
+            plan: decode(run, &what("plan"), &self.plan)?,
+            error: self
+                .error
+                .as_deref()
+                .map(|e| decode(run, &what("error"), e))
+                .transpose()?,
+            step: self.step,
+            leg: self.leg,
+        })
+    }
+}
+
+/// An `events` row read back.
+pub fn decode_event(
+    run: &str,
+    seq: i64,
+    at_ms: i64,
+    body: &str,
+) -> Result<EventRecord, StoreError> {
+    Ok(EventRecord {
+        seq,
+        at_ms,
+        event: decode(run, &format!("event {seq}"), body)?,
+    })
+}
+
 /// Reads a journaled JSON value back into its type; what does not parse is named, not nulled.
 pub fn decode<T: serde::de::DeserializeOwned>(
     run: &str,

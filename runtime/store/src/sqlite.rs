@@ -9,8 +9,8 @@ use meridian_protocol::{Event, EventSink, KvStore, SinkError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::{
-    EventRecord, Journal, LegRecord, Projection, RunRecord, RunSummary, StoreError, decode,
-    decode_word, project,
+    EventRecord, Journal, LegRecord, LegRow, Projection, RunRecord, RunRow, RunSummary, StoreError,
+    SummaryRow, decode_event, project,
 };
 
 /// `MRDN` — marks the file as ours.
@@ -348,15 +348,15 @@ impl Journal for SqliteStore {
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
-        let rows: Vec<RawSummary> = self.with(|c| {
+        let rows: Vec<SummaryRow> = self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, workflow, mode, status, created_at, finished_at, message FROM runs
                  ORDER BY created_at DESC, rowid DESC LIMIT ?1",
             )?;
-            let rows = stmt.query_map(params![limit as i64], RawSummary::read)?;
+            let rows = stmt.query_map(params![limit as i64], summary_row)?;
             rows.collect()
         })?;
-        rows.into_iter().map(RawSummary::decode).collect()
+        rows.into_iter().map(SummaryRow::decode).collect()
     }
 
     fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
@@ -367,31 +367,19 @@ impl Journal for SqliteStore {
                  FROM runs WHERE id=?1",
                 params![id],
                 |r| {
-                    Ok((
-                        RawSummary::read(r)?,
-                        r.get::<_, String>(7)?,
-                        r.get::<_, String>(8)?,
-                        r.get::<_, String>(9)?,
-                        r.get::<_, String>(10)?,
-                    ))
+                    Ok(RunRow {
+                        summary: summary_row(r)?,
+                        workflow_path: r.get(7)?,
+                        workflow_sha256: r.get(8)?,
+                        inputs: r.get(9)?,
+                        settings: r.get(10)?,
+                    })
                 },
             )
             .optional()
         })?;
-        let Some((summary, workflow_path, workflow_sha256, inputs, options)) = row else {
-            return Err(StoreError::NoSuchRun(id.to_string()));
-        };
-        let summary = summary.decode()?;
-        let record = RunRecord {
-            id: summary.id.clone(),
-            workflow: summary.workflow.clone(),
-            workflow_path,
-            workflow_sha256,
-            mode: summary.mode,
-            inputs: decode(id, "inputs", &inputs)?,
-            settings: decode(id, "run settings", &options)?,
-        };
-        Ok((record, summary))
+        row.ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?
+            .decode()
     }
 
     fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
@@ -402,65 +390,31 @@ impl Journal for SqliteStore {
             rows.collect()
         })?;
         rows.into_iter()
-            .map(|(seq, at_ms, body)| {
-                Ok(EventRecord {
-                    seq,
-                    at_ms,
-                    event: decode(id, &format!("event {seq}"), &body)?,
-                })
-            })
+            .map(|(seq, at_ms, body)| decode_event(id, seq, at_ms, &body))
             .collect()
     }
 
     fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            u32,
-            i64,
-            String,
-            String,
-            Option<String>,
-        );
-        let rows: Vec<Row> = self.with(|c| {
+        let rows: Vec<LegRow> = self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT step, leg, outcome, attempts, duration_ms, output, plan, error FROM legs
                  WHERE run_id=?1 ORDER BY step, leg",
             )?;
             let rows = stmt.query_map(params![id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
+                Ok(LegRow {
+                    step: r.get(0)?,
+                    leg: r.get(1)?,
+                    outcome: r.get(2)?,
+                    attempts: r.get(3)?,
+                    duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
+                    output: r.get(5)?,
+                    plan: r.get(6)?,
+                    error: r.get(7)?,
+                })
             })?;
             rows.collect()
         })?;
-        rows.into_iter()
-            .map(
-                |(step, leg, outcome, attempts, duration_ms, output, plan, error)| {
-                    let what = |field: &str| {
-                        format!("{field} of {}", meridian_protocol::display_id(&step, &leg))
-                    };
-                    Ok(LegRecord {
-                        outcome: decode_word(id, &what("outcome"), &outcome)?,
-                        attempts,
-                        duration: std::time::Duration::from_millis(duration_ms.max(0) as u64),
-                        output: decode(id, &what("output"), &output)?,
-                        plan: decode(id, &what("plan"), &plan)?,
-                        error: error.map(|e| decode(id, &what("error"), &e)).transpose()?,
-                        step,
-                        leg,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(|l| l.decode(id)).collect()
     }
 
     fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
@@ -474,41 +428,16 @@ impl Journal for SqliteStore {
     }
 }
 
-/// A `runs` row before its words are parsed.
-struct RawSummary {
-    id: String,
-    workflow: String,
-    mode: String,
-    status: String,
-    created_at_ms: i64,
-    finished_at_ms: Option<i64>,
-    message: Option<String>,
-}
-
-impl RawSummary {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSummary> {
-        Ok(RawSummary {
-            id: r.get(0)?,
-            workflow: r.get(1)?,
-            mode: r.get(2)?,
-            status: r.get(3)?,
-            created_at_ms: r.get(4)?,
-            finished_at_ms: r.get(5)?,
-            message: r.get(6)?,
-        })
-    }
-
-    fn decode(self) -> Result<RunSummary, StoreError> {
-        Ok(RunSummary {
-            mode: decode_word(&self.id, "mode", &self.mode)?,
-            status: decode_word(&self.id, "status", &self.status)?,
-            id: self.id,
-            workflow: self.workflow,
-            created_at_ms: self.created_at_ms,
-            finished_at_ms: self.finished_at_ms,
-            message: self.message,
-        })
-    }
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SummaryRow> {
+    Ok(SummaryRow {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        mode: r.get(2)?,
+        status: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        finished_at_ms: r.get(5)?,
+        message: r.get(6)?,
+    })
 }
 
 /// The journal of one run: an [`EventSink`] whose every `emit` is one durable commit.
