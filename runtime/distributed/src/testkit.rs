@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use meridian_engine::{Executor, StepError, StepRequest, StepResult};
-use serde_json::{Value as Json, json};
 use tokio_postgres::Client;
 
 use crate::DistError;
@@ -126,46 +125,11 @@ impl Executor for FakeExec {
                     armed: true,
                 });
             }
-            let ms = req.input.get("ms").and_then(Json::as_u64).unwrap_or(0);
-            let ok = |output: Json| {
-                Ok(StepResult {
-                    output,
-                    ..Default::default()
-                })
-            };
-            let result = match req.uses.as_str() {
-                "test/ok" => ok(json!({"echo": req.input})),
-                "test/sleep" => {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    ok(json!({"slept": ms, "echo": req.input}))
-                }
-                "test/fail" => {
-                    let msg = req
-                        .input
-                        .get("message")
-                        .and_then(Json::as_str)
-                        .unwrap_or("boom")
-                        .to_string();
-                    Err(match req.input.get("kind").and_then(Json::as_str) {
-                        Some("retryable") => StepError::Retryable(msg),
-                        Some("invalid") => StepError::InvalidInput(msg),
-                        _ => StepError::Fatal(msg),
-                    })
-                }
-                "test/flaky" => {
-                    let on = req
-                        .input
-                        .get("succeed_on")
-                        .and_then(Json::as_u64)
-                        .unwrap_or(2) as u32;
-                    if req.attempt >= on {
-                        ok(json!({"attempt": req.attempt}))
-                    } else {
-                        Err(StepError::Retryable(format!("not yet ({})", req.attempt)))
-                    }
-                }
-                other => Err(StepError::Fatal(format!("unknown test step {other}"))),
-            };
+            let ms = meridian_engine::testkit::sleep_ms(&req);
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            let result = meridian_engine::testkit::respond(&req);
             if let Some(mut e) = end.take() {
                 // Written before the result is returned, so it lands before the result commits.
                 e.armed = false;

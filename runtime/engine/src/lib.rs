@@ -9,6 +9,8 @@ pub mod executor;
 pub mod inputs;
 pub mod retry;
 pub mod run;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
 pub use executor::{

@@ -2,7 +2,7 @@
 //!
 //! Test steps (`uses:`):
 //! - `test/ok`: returns `{"echo": <input>}`.
-//! - `test/sleep`: sleeps `with.ms` (tokio time), then returns `{"slept": ms}`.
+//! - `test/sleep`: sleeps `with.ms` (tokio time), then returns `{"slept": ms, "echo": with}`.
 //! - `test/fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`) after `with.ms`.
 //! - `test/flaky`: fails retryably until attempt `with.succeed_on`, then returns `{"attempt": n}`.
 
@@ -76,42 +76,7 @@ impl Executor for Shared {
             if ms > 0 {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            let ok = |output: Json| {
-                Ok(StepResult {
-                    output,
-                    ..Default::default()
-                })
-            };
-            match req.uses.as_str() {
-                "test/ok" => ok(json!({"echo": req.input})),
-                "test/sleep" => ok(json!({"slept": ms})),
-                "test/fail" => {
-                    let msg = req
-                        .input
-                        .get("message")
-                        .and_then(Json::as_str)
-                        .unwrap_or("boom")
-                        .to_string();
-                    Err(match req.input.get("kind").and_then(Json::as_str) {
-                        Some("retryable") => StepError::Retryable(msg),
-                        Some("invalid") => StepError::InvalidInput(msg),
-                        _ => StepError::Fatal(msg),
-                    })
-                }
-                "test/flaky" => {
-                    let on = req
-                        .input
-                        .get("succeed_on")
-                        .and_then(Json::as_u64)
-                        .unwrap_or(2) as u32;
-                    if req.attempt >= on {
-                        ok(json!({"attempt": req.attempt}))
-                    } else {
-                        Err(StepError::Retryable(format!("not yet ({})", req.attempt)))
-                    }
-                }
-                other => Err(StepError::Fatal(format!("unknown test step {other}"))),
-            }
+            meridian_engine::testkit::respond(&req)
         })
     }
 }
