@@ -767,27 +767,11 @@ impl Runner {
             };
             sql.insert(name.value.clone(), json_to_string(dsn));
         }
-        let mut http: Vec<String> = Vec::new();
-        for pat in &g.http {
-            // A grant may name an HTTP connection instead of spelling the URL.
-            if pat.value.contains("${{") {
-                let url = meridian_model::expr::Template::parse(&pat.value)
-                    .map_err(|e| format!("grants.http `{}`: {e}", pat.value))?
-                    .eval(ctx)
-                    .map_err(|e| format!("grants.http `{}`: {e}", pat.value))?;
-                http.push(origin_of(&json_to_string(url)));
-                continue;
-            }
-            match self.wf.connections.get(&pat.value).map(|c| &c.kind) {
-                Some(meridian_model::ConnectionKind::Http(t)) => {
-                    let url = t
-                        .eval(ctx)
-                        .map_err(|e| format!("connections.{}: {e}", pat.value))?;
-                    http.push(origin_of(&json_to_string(url)));
-                }
-                _ => http.push(pat.value.clone()),
-            }
-        }
+        let http = g
+            .http
+            .iter()
+            .map(|h| h.value.origin(&self.wf, ctx))
+            .collect::<Result<_, _>>()?;
         let secrets = g
             .secrets
             .iter()
@@ -1183,7 +1167,8 @@ impl Attempt {
 /// The ids of the steps whose `steps.<id>` a step's expressions read; `None` when one reads the
 /// whole `steps` object.
 fn step_refs(step: &Step) -> Option<BTreeSet<String>> {
-    use meridian_model::expr::{Reference, Template};
+    use meridian_model::HttpGrant;
+    use meridian_model::expr::Reference;
     let mut refs: Vec<Reference> = Vec::new();
     let add_values = |with: &IndexMap<String, ValueNode>, refs: &mut Vec<Reference>| {
         for v in with.values() {
@@ -1210,8 +1195,8 @@ fn step_refs(step: &Step) -> Option<BTreeSet<String>> {
     if let Some(d) = &step.grants.dns {
         refs.extend(d.value.references());
     }
-    for h in step.grants.http.iter().filter(|h| h.value.contains("${{")) {
-        if let Ok(t) = Template::parse(&h.value) {
+    for h in &step.grants.http {
+        if let HttpGrant::Template(t) = &h.value {
             refs.extend(t.references());
         }
     }
@@ -1245,18 +1230,6 @@ fn json_to_string(v: Json) -> String {
     match v {
         Json::String(s) => s,
         other => other.to_string(),
-    }
-}
-
-/// `http://host:port/path` → `http://host:port`.
-fn origin_of(url: &str) -> String {
-    match url.find("://") {
-        Some(i) => {
-            let rest = &url[i + 3..];
-            let end = rest.find('/').unwrap_or(rest.len());
-            format!("{}{}", &url[..i + 3], &rest[..end])
-        }
-        None => url.to_string(),
     }
 }
 

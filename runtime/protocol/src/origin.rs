@@ -98,8 +98,8 @@ pub enum OriginError {
     NotIpv4(String),
     #[error("`{0}` is not an IPv6 address")]
     NotIpv6(String),
-    #[error("write an IPv6 address in brackets: `[{0}]`")]
-    BareIpv6(String),
+    #[error("write an IPv6 address in brackets, the port after them: `http://[::1]:8080`")]
+    BareIpv6,
     #[error("unclosed `[`")]
     Unclosed,
     #[error("the port must be a number from 1 to 65535 or `*`, not `{0}`")]
@@ -146,9 +146,7 @@ impl OriginPattern {
             (HostPattern::Ip(IpAddr::V6(ip)), port)
         } else {
             let (host, port) = match authority.split_once(':') {
-                Some((h, p)) if p.contains(':') => {
-                    return Err(OriginError::BareIpv6(format!("{h}:{p}")));
-                }
+                Some((_, p)) if p.contains(':') => return Err(OriginError::BareIpv6),
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             };
@@ -187,11 +185,18 @@ impl OriginPattern {
         Ok(OriginPattern { scheme, host, port })
     }
 
+    /// The exact origin of the URL `text` (a `url:` connection's).
+    pub fn of_url_text(text: &str) -> Result<Self, OriginError> {
+        let url = Url::parse(text).map_err(|e| OriginError::Url(e.to_string()))?;
+        Self::of_url(&url)
+    }
+
     /// What a grant evaluated at run time (`"${{ inputs.admin_url }}"`) or a `url:` connection
     /// grants: `text` as a pattern, or, when it is a URL with a path, that URL's origin.
     pub fn of_pattern_or_url(text: &str) -> Result<Self, OriginError> {
         Self::parse(text).or_else(|e| match Url::parse(text) {
             Ok(url) => Self::of_url(&url),
+            // Not a URL either: the pattern's reason is the more useful one.
             Err(_) => Err(e),
         })
     }
@@ -438,7 +443,7 @@ mod tests {
             ("https://*.0.0.1", |e| matches!(e, E::NotIpv4(_))),
             ("https://[::g]", |e| matches!(e, E::NotIpv6(_))),
             ("https://[::1", |e| *e == E::Unclosed),
-            ("https://::1", |e| matches!(e, E::BareIpv6(_))),
+            ("https://::1", |e| *e == E::BareIpv6),
             ("https://x:port", |e| matches!(e, E::Port(p) if p == "port")),
         ];
         for (text, want) in cases {
@@ -484,6 +489,14 @@ mod tests {
         // A URL host may hold `*`; it must not turn into a wildcard.
         assert_eq!(of("http://*.example.com/"), Err(OriginError::Wildcard));
         assert!(of("http://a!b.com/").is_err());
+        assert_eq!(
+            OriginPattern::of_url_text("http://127.0.0.1:9180/apisix").map(|p| p.to_string()),
+            Ok("http://127.0.0.1:9180".into())
+        );
+        assert!(matches!(
+            OriginPattern::of_url_text("127.0.0.1:9180"),
+            Err(OriginError::Scheme(_) | OriginError::Url(_))
+        ));
     }
 
     #[test]
