@@ -246,8 +246,14 @@ pub(crate) fn decode_request(
     };
     // Exhaustive on purpose: a grant added to the engine must be carried here too, or the build
     // fails (a default would silently drop it in transit).
+    let http = match g.get("http") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| bad(format!("grants.http: {e}")))?
+        }
+    };
     let grants = ResolvedGrants {
-        http: strings(g.get("http")),
+        http,
         http_limits: HttpLimits {
             max_request_bytes: num("max_request_bytes", defaults.max_request_bytes),
             max_response_bytes: num("max_response_bytes", defaults.max_response_bytes),
@@ -364,7 +370,7 @@ mod tests {
             attempt: 2,
             idempotency_key: "r1/deploy[eu]".into(),
             grants: ResolvedGrants {
-                http: vec!["https://*.example.com".into()],
+                http: vec!["https://*.example.com".parse().unwrap()],
                 http_limits: HttpLimits {
                     max_request_bytes: 10,
                     max_response_bytes: 20,

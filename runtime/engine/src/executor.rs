@@ -8,14 +8,14 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use meridian_model::{HttpLimits, Limits};
 pub use meridian_protocol::{Action, Mode, StepError};
-use meridian_protocol::{LogLine, PlannedChange};
+use meridian_protocol::{LogLine, OriginPattern, PlannedChange};
 use serde_json::Value as Json;
 
 /// Everything a step is allowed to reach, with names already resolved to values.
 #[derive(Clone, Debug, Default)]
 pub struct ResolvedGrants {
-    /// `scheme://host[:port]` patterns, `*` wildcards allowed.
-    pub http: Vec<String>,
+    /// The origins the step may reach: connections and expressions already resolved.
+    pub http: Vec<OriginPattern>,
     pub http_limits: HttpLimits,
     /// Connection name → DSN (templates evaluated, secrets substituted).
     pub sql: BTreeMap<String, String>,

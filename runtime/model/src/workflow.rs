@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+pub use meridian_protocol::OriginPattern;
 use serde::Serialize;
 
 use crate::expr::{EvalContext, EvalError, Expr, Template};
@@ -314,7 +315,7 @@ pub enum RetryOn {
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
     /// `http: ["https://*.example.com", "http://127.0.0.1:9180"]` or the long form with limits.
-    pub http: Vec<Spanned<String>>,
+    pub http: Vec<Spanned<HttpGrant>>,
     pub http_limits: HttpLimits,
     /// Connection names (from `connections:`) the step may run SQL on.
     pub sql: Vec<Spanned<String>>,
@@ -325,6 +326,73 @@ pub struct Grants {
     /// `dns: "IP:PORT"` (a template): the step's HTTP requests resolve host names through this
     /// DNS server only, so a verification sees what the GSLB answers.
     pub dns: Option<Spanned<Template>>,
+}
+
+/// One entry of `grants.http`, parsed once by the model; [`HttpGrant::origin`] is what it allows
+/// in a run, [`HttpGrant::origin_before_run`] what validation can know of that.
+#[derive(Clone, Debug)]
+pub enum HttpGrant {
+    /// A written origin pattern: `https://*.example.com`, `http://127.0.0.1:*`.
+    Pattern(OriginPattern),
+    /// The name of a `url:` connection: the origin of its URL.
+    Connection(String),
+    /// `"${{ inputs.admin_url }}"`: evaluated when the step runs, then read as an origin
+    /// pattern, or as a URL whose origin is granted.
+    Template(Template),
+}
+
+impl HttpGrant {
+    /// The origin pattern this entry allows, expressions evaluated against `ctx`.
+    pub fn origin(&self, wf: &Workflow, ctx: &EvalContext) -> Result<OriginPattern, String> {
+        match self {
+            HttpGrant::Pattern(p) => Ok(p.clone()),
+            HttpGrant::Template(t) => {
+                let text = t
+                    .eval(ctx)
+                    .map_err(|e| format!("grants.http `{}`: {e}", t.raw()))?;
+                let text = crate::expr::to_str(&text);
+                OriginPattern::of_pattern_or_url(&text)
+                    .map_err(|e| format!("grants.http `{}` gave `{text}`: {e}", t.raw()))
+            }
+            HttpGrant::Connection(name) => {
+                let url = match wf.connections.get(name).map(|c| &c.kind) {
+                    Some(ConnectionKind::Http(t)) => t
+                        .eval(ctx)
+                        .map_err(|e| format!("connections.{name}: {e}"))?,
+                    _ => return Err(format!("grants.http: no `url:` connection named `{name}`")),
+                };
+                let url = crate::expr::to_str(&url);
+                OriginPattern::of_url_text(&url)
+                    .map_err(|e| format!("connections.{name}: `{url}`: {e}"))
+            }
+        }
+    }
+
+    /// The origin pattern this entry allows when it is known before the run; `None` for an
+    /// expression, or a connection whose URL is one.
+    pub fn origin_before_run(&self, wf: &Workflow) -> Option<OriginPattern> {
+        match self {
+            HttpGrant::Pattern(p) => Some(p.clone()),
+            HttpGrant::Template(_) => None,
+            HttpGrant::Connection(name) => match wf.connections.get(name).map(|c| &c.kind) {
+                Some(ConnectionKind::Http(t)) if t.is_literal() => {
+                    OriginPattern::of_url_text(t.raw()).ok()
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for HttpGrant {
+    /// As a workflow would write it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpGrant::Pattern(p) => write!(f, "{p}"),
+            HttpGrant::Connection(name) => f.write_str(name),
+            HttpGrant::Template(t) => f.write_str(t.raw()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

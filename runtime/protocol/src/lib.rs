@@ -23,6 +23,7 @@ pub mod grant;
 pub mod kv;
 pub mod log;
 pub mod mask;
+pub mod origin;
 pub mod plan;
 
 pub use error::StepError;
@@ -31,6 +32,7 @@ pub use grant::{GrantKind, GrantRequest};
 pub use kv::{KvError, KvStore, MemoryKv};
 pub use log::{Level, LogLine, LogSource};
 pub use mask::Masker;
+pub use origin::{OriginError, OriginPattern};
 pub use plan::PlannedChange;
 
 use serde::{Deserialize, Serialize};

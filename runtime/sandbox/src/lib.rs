@@ -65,7 +65,7 @@ pub use caps::{Capabilities, HttpPolicy, LogContext, Preopen};
 pub use error::{SandboxError, StepFailure};
 pub use meridian_protocol::{
     Action, GrantKind, GrantRequest, KvError, KvStore, Level, LogLine, LogSource, MemoryKv, Mode,
-    PlannedChange,
+    OriginPattern, PlannedChange,
 };
 pub use sandbox::{Sandbox, SandboxConfig, Stats, StepComponent};
 pub use types::{Call, Invocation, Manifest, Outcome, Report};

@@ -15,7 +15,6 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use crate::bindings::meridian::step::types as wit;
 use crate::bindings::{Step, StepPre};
 use crate::cache::DiskCache;
-use crate::caps::allow::AllowList;
 use crate::caps::http::{HttpCap, build_client};
 use crate::caps::sql::SqlCap;
 use crate::engine::{self, Ticker};
@@ -576,7 +575,6 @@ impl Sandbox {
         let http = if caps.http.allow.is_empty() {
             None
         } else {
-            let allow = AllowList::parse(&caps.http.allow).map_err(StepFailure::Grant)?;
             // A DNS grant needs a client of its own: reqwest fixes the resolver per client.
             let client = match caps.http.resolver {
                 Some(server) => crate::caps::http::build_client_with(Some(server))
@@ -584,7 +582,6 @@ impl Sandbox {
                 None => self.http_client()?,
             };
             Some(HttpCap {
-                allow,
                 policy: caps.http.clone(),
                 client,
             })

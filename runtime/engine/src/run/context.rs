@@ -42,7 +42,8 @@ impl Runner {
 /// The ids of the steps whose `steps.<id>` a step's expressions read; `None` when one reads the
 /// whole `steps` object.
 pub(super) fn step_refs(step: &Step) -> Option<BTreeSet<String>> {
-    use meridian_model::expr::{Reference, Template};
+    use meridian_model::HttpGrant;
+    use meridian_model::expr::Reference;
     let mut refs: Vec<Reference> = Vec::new();
     let add_values = |with: &IndexMap<String, ValueNode>, refs: &mut Vec<Reference>| {
         for v in with.values() {
@@ -69,8 +70,8 @@ pub(super) fn step_refs(step: &Step) -> Option<BTreeSet<String>> {
     if let Some(d) = &step.grants.dns {
         refs.extend(d.value.references());
     }
-    for h in step.grants.http.iter().filter(|h| h.value.contains("${{")) {
-        if let Ok(t) = Template::parse(&h.value) {
+    for h in &step.grants.http {
+        if let HttpGrant::Template(t) = &h.value {
             refs.extend(t.references());
         }
     }

@@ -38,27 +38,11 @@ impl Runner {
             };
             sql.insert(name.value.clone(), json_to_string(dsn));
         }
-        let mut http: Vec<String> = Vec::new();
-        for pat in &g.http {
-            // A grant may name an HTTP connection instead of spelling the URL.
-            if pat.value.contains("${{") {
-                let url = meridian_model::expr::Template::parse(&pat.value)
-                    .map_err(|e| format!("grants.http `{}`: {e}", pat.value))?
-                    .eval(ctx)
-                    .map_err(|e| format!("grants.http `{}`: {e}", pat.value))?;
-                http.push(origin_of(&json_to_string(url)));
-                continue;
-            }
-            match self.wf.connections.get(&pat.value).map(|c| &c.kind) {
-                Some(meridian_model::ConnectionKind::Http(t)) => {
-                    let url = t
-                        .eval(ctx)
-                        .map_err(|e| format!("connections.{}: {e}", pat.value))?;
-                    http.push(origin_of(&json_to_string(url)));
-                }
-                _ => http.push(pat.value.clone()),
-            }
-        }
+        let http = g
+            .http
+            .iter()
+            .map(|h| h.value.origin(&self.wf, ctx))
+            .collect::<Result<_, _>>()?;
         let secrets = g
             .secrets
             .iter()
@@ -102,18 +86,6 @@ fn json_to_string(v: Json) -> String {
     match v {
         Json::String(s) => s,
         other => other.to_string(),
-    }
-}
-
-/// `http://host:port/path` → `http://host:port`.
-fn origin_of(url: &str) -> String {
-    match url.find("://") {
-        Some(i) => {
-            let rest = &url[i + 3..];
-            let end = rest.find('/').unwrap_or(rest.len());
-            format!("{}{}", &url[..i + 3], &rest[..end])
-        }
-        None => url.to_string(),
     }
 }
 

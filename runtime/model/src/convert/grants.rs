@@ -60,8 +60,8 @@ pub(super) fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> G
             _ => cx.string_list(h, "`grants.http`", false),
         };
         for p in list {
-            if http_grant(cx, &p, wf) {
-                g.http.push(p);
+            if let Some(grant) = http_grant(cx, &p, wf) {
+                g.http.push(Spanned::new(p.span, grant));
             }
         }
     }
@@ -129,99 +129,58 @@ pub(super) fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> G
     g
 }
 
-/// An http grant is an origin pattern `scheme://host[:port]` (`*` in host labels and port) or the
-/// name of a `url:` connection.
-fn http_grant(cx: &mut Cx<'_>, p: &Spanned<String>, wf: &Workflow) -> bool {
+/// An http grant is an origin pattern `scheme://host[:port]` (see [`OriginPattern`]), the name of
+/// a `url:` connection, or a `${{ }}` template evaluated when the step runs.
+fn http_grant(cx: &mut Cx<'_>, p: &Spanned<String>, wf: &Workflow) -> Option<HttpGrant> {
     let v = p.value.as_str();
-    // `${{ inputs.admin_url }}`: evaluated when the step runs; the URL's origin is granted.
     if v.contains("${{") {
         return match Template::parse(v) {
-            Ok(_) => true,
+            Ok(t) => Some(HttpGrant::Template(t)),
             Err(e) => {
                 cx.error(p.span, format!("http grant `{v}`: {e}"), None);
-                false
+                None
             }
         };
     }
-    let Some((scheme, rest)) = v.split_once("://") else {
-        return match wf.connections.get(v).map(|c| &c.kind) {
-            Some(ConnectionKind::Http(_)) => true,
-            Some(ConnectionKind::Postgres(_)) => {
+    if v.contains("://") {
+        return match OriginPattern::parse(v) {
+            Ok(pattern) => Some(HttpGrant::Pattern(pattern)),
+            Err(e) => {
                 cx.error(
                     p.span,
-                    format!("http grant names connection `{v}`, which is PostgreSQL"),
-                    Some("grant it under `sql` instead".into()),
+                    format!("invalid http grant `{v}`: {e}"),
+                    Some(
+                        "write `scheme://host[:port]`: scheme `http`, `https` or `*`; host a name, \
+                         `*.name`, `*` or an IP; port a number or `*`"
+                            .into(),
+                    ),
                 );
-                false
-            }
-            None => {
-                let hint = suggest(v, wf.connections.keys().map(String::as_str)).or_else(|| {
-                    Some("write an origin like `https://api.example.com` or `http://127.0.0.1:*`, or name a `url:` connection".into())
-                });
-                cx.error(
-                    p.span,
-                    format!("http grant `{v}` is neither a URL pattern nor an HTTP connection"),
-                    hint,
-                );
-                false
+                None
             }
         };
-    };
-    let bad = |cx: &mut Cx<'_>, why: &str| {
-        cx.error(
-            p.span,
-            format!("invalid http grant `{v}`: {why}"),
-            Some("write `scheme://host[:port]`, with `*` for any host label or port".into()),
-        );
-        false
-    };
-    if !matches!(scheme, "http" | "https" | "*") {
-        return bad(cx, "the scheme must be `http`, `https` or `*`");
     }
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.contains('/') {
-        return bad(cx, "paths are not supported; grant the origin");
-    }
-    if authority.contains('@') {
-        return bad(cx, "user names are not supported");
-    }
-    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
-        match h.split_once(']') {
-            Some((ip6, after)) => {
-                if ip6.parse::<std::net::Ipv6Addr>().is_err() {
-                    return bad(cx, "invalid IPv6 address");
-                }
-                (None, after.strip_prefix(':'))
-            }
-            None => return bad(cx, "unclosed `[`"),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, port)) => (Some(h), Some(port)),
-            None => (Some(authority), None),
-        }
-    };
-    if let Some(host) = host {
-        if host.is_empty() {
-            return bad(cx, "the host is empty");
-        }
-        let labels_ok = host.split('.').all(|l| {
-            l == "*" || (!l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        });
-        if !labels_ok {
-            return bad(
-                cx,
-                "the host may contain letters, digits, `-`, `.` and `*` labels",
+    match wf.connections.get(v).map(|c| &c.kind) {
+        Some(ConnectionKind::Http(_)) => Some(HttpGrant::Connection(v.to_owned())),
+        Some(ConnectionKind::Postgres(_)) => {
+            cx.error(
+                p.span,
+                format!("http grant names connection `{v}`, which is PostgreSQL"),
+                Some("grant it under `sql` instead".into()),
             );
+            None
+        }
+        None => {
+            let hint = suggest(v, wf.connections.keys().map(String::as_str)).or_else(|| {
+                Some("write an origin like `https://api.example.com` or `http://127.0.0.1:*`, or name a `url:` connection".into())
+            });
+            cx.error(
+                p.span,
+                format!("http grant `{v}` is neither a URL pattern nor an HTTP connection"),
+                hint,
+            );
+            None
         }
     }
-    if let Some(port) = port
-        && port != "*"
-        && port.parse::<u16>().map_or(true, |n| n == 0)
-    {
-        return bad(cx, "the port must be a number from 1 to 65535 or `*`");
-    }
-    true
 }
 
 fn fs_grant(cx: &mut Cx<'_>, n: &Node) -> Option<FsGrant> {

@@ -131,7 +131,7 @@ pub(crate) fn is_ident(s: &str) -> bool {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`: secret names (they often become environment variable names).
-fn is_secret_name(s: &str) -> bool {
+pub(crate) fn is_secret_name(s: &str) -> bool {
     let mut c = s.chars();
     c.next()
         .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')

@@ -93,8 +93,10 @@ steps:
     );
     assert_eq!(a.timeout, Some(Duration::from_millis(250)));
     assert!(a.continue_on_error);
-    let http: Vec<&str> = a.grants.http.iter().map(|h| h.value.as_str()).collect();
+    let http: Vec<String> = a.grants.http.iter().map(|h| h.value.to_string()).collect();
     assert_eq!(http, ["web", "https://*.x.com:8443"]);
+    assert!(matches!(&a.grants.http[0].value, HttpGrant::Connection(c) if c == "web"));
+    assert!(matches!(a.grants.http[1].value, HttpGrant::Pattern(_)));
     assert_eq!(
         a.grants.http_limits,
         HttpLimits {

@@ -171,13 +171,17 @@ fn connections(cx: &mut Cx<'_>, node: &Node) -> IndexMap<String, Connection> {
                 .map(ConnectionKind::Postgres),
             (None, Some(u)) => {
                 let t = cx.template(u, &format!("`url` of connection `{name}`"));
+                // Granting the connection grants its URL's origin: a literal URL must have one.
                 if let Some(t) = &t
                     && t.is_literal()
-                    && !(t.raw().starts_with("http://") || t.raw().starts_with("https://"))
+                    && let Err(e) = OriginPattern::of_url_text(t.raw())
                 {
                     cx.error(
                         u.span,
-                        format!("connection `{name}`: `{}` is not an http(s) URL", t.raw()),
+                        format!(
+                            "connection `{name}`: `{}` is not an http(s) URL: {e}",
+                            t.raw()
+                        ),
                         Some("write it like `http://127.0.0.1:9180`".into()),
                     );
                 }

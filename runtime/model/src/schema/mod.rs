@@ -35,7 +35,6 @@ use crate::span::Span;
 use crate::workflow::*;
 
 use exprs::Types;
-pub use grants::{http_allows, http_pattern_matches};
 
 /// What a step component declares about itself (from its `describe()` manifest).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use super::HttpPolicy;
-use super::allow::AllowList;
+use super::allow::{allows, origin};
 use crate::bindings::meridian::step::http::{Error as HttpError, Request, Response};
 use meridian_protocol::PlannedChange;
 
@@ -20,9 +20,8 @@ const SUMMARY_BYTES: usize = 512;
 /// Largest recorded body kept as parsed JSON in the plan.
 const PLAN_JSON_BYTES: usize = 64 << 10;
 
-/// One invocation's HTTP grant, parsed.
+/// One invocation's HTTP grant.
 pub(crate) struct HttpCap {
-    pub(crate) allow: AllowList,
     pub(crate) policy: HttpPolicy,
     /// Shared client: connection pool across invocations; built with redirects and proxies off.
     pub(crate) client: reqwest::Client,
@@ -105,7 +104,7 @@ impl HttpCap {
                 "{url}: only http and https are supported"
             )));
         }
-        if self.allow.allows(url) {
+        if allows(&self.policy.allow, url) {
             Ok(())
         } else {
             Err(HttpError::Denied(format!(
@@ -147,8 +146,7 @@ impl HttpCap {
                 let next = url.join(location).map_err(|e| {
                     HttpError::Other(format!("bad redirect Location `{location}`: {e}"))
                 })?;
-                if next.scheme() != "http" && next.scheme() != "https" || !self.allow.allows(&next)
-                {
+                if !allows(&self.policy.allow, &next) {
                     return Err(HttpError::Denied(format!(
                         "{url} redirected to {}, which is not granted to this step",
                         origin(&next)
@@ -213,13 +211,6 @@ impl HttpCap {
             body,
             recorded: false,
         })
-    }
-}
-
-fn origin(url: &Url) -> String {
-    match (url.host_str(), url.port_or_known_default()) {
-        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
-        _ => url.as_str().to_owned(),
     }
 }
 

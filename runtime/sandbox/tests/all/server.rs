@@ -63,8 +63,13 @@ impl Server {
     }
 
     /// The `http://127.0.0.1:<port>` grant for this server.
-    pub(crate) fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+    pub(crate) fn origin(&self) -> meridian_sandbox::OriginPattern {
+        self.pattern("http")
+    }
+
+    /// The grant for this server's address under `scheme` (`http`, `https` or `*`).
+    pub(crate) fn pattern(&self, scheme: &str) -> meridian_sandbox::OriginPattern {
+        format!("{scheme}://{}", self.addr).parse().unwrap()
     }
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
