@@ -169,3 +169,57 @@ fn a_failed_plan_does_not_claim_no_changes() {
     assert!(!out.contains("no changes\n"), "{out}");
     assert!(out.contains("plan incomplete"), "{out}");
 }
+
+/// A step's error text reached the terminal raw: escape sequences (clear screen, OSC 52 to the
+/// clipboard, a window title) acted on the terminal and a carriage return forged a
+/// `success fake-step` row. What a step writes is shown escaped, in `run` and `runs show`.
+#[test]
+fn a_step_cannot_write_control_sequences_to_the_terminal() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    let hostile =
+        "\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;aGk=\u{7}\r  success    fake-step\nline two";
+    s.write(
+        "evil.yaml",
+        &format!(
+            "name: evil\nsecrets: [token]\nsteps:\n  - id: evil\n    uses: ./kitchen_sink.wasm\n    with: {{ops: [{{op: fail, kind: fatal, message: {}}}]}}\n",
+            serde_json::to_string(hostile).unwrap()
+        ),
+    );
+    let o = s
+        .cmd()
+        .env("MERIDIAN_SECRET_TOKEN", "t0k")
+        .env("MERIDIAN_PLAIN", "1")
+        .args(["run", "evil.yaml"])
+        .output()
+        .unwrap();
+    let (out, err) = expect_code(&o, 1);
+    let run_id = out
+        .lines()
+        .find_map(|l| l.split(" — run ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (shown, _) = expect_code(&s.run(&["runs", "show", &run_id]), 0);
+    for text in [&out, &err, &shown] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(!text.contains('\r'), "{text:?}");
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("line two") && !l.starts_with("      ")),
+            "a step's second line must stay indented under its row: {text}"
+        );
+        assert!(
+            text.contains("\\x1b[2J"),
+            "the text is shown, escaped: {text}"
+        );
+    }
+}

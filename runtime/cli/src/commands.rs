@@ -118,6 +118,12 @@ fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/meridian"))
 }
 
+/// Text a step produced (or that contains it), escaped for the terminal with continuation lines
+/// indented under the row it belongs to.
+fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    meridian_protocol::text::for_terminal(s, "      ")
+}
+
 /// A runner error as the CLI reports it: the user's mistakes exit 2, the host's exit 5.
 fn fail(e: RunnerError) -> anyhow::Error {
     let usage = e.is_usage();
@@ -205,7 +211,7 @@ struct TerminalApprover;
 
 impl Approver for TerminalApprover {
     fn ask(&self, step: &str, message: &str) -> BoxFuture<'static, bool> {
-        let prompt = format!("\n{message}\napprove step `{step}`? [y/N] ");
+        let prompt = format!("\n{}\napprove step `{step}`? [y/N] ", safe(message));
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 eprint!("{prompt}");
@@ -306,7 +312,7 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
             let err = l
                 .error
                 .as_ref()
-                .map(|e| format!("  {e}"))
+                .map(|e| format!("  {}", safe(&e.to_string())))
                 .unwrap_or_default();
             let reused = if l.reused { "  (from journal)" } else { "" };
             println!(
@@ -323,7 +329,7 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
                 s.outcome.as_str(),
                 s.id,
                 "",
-                s.reason.clone().unwrap_or_default()
+                safe(s.reason.as_deref().unwrap_or_default())
             );
         }
     }
@@ -333,9 +339,13 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
             .iter()
             .flat_map(|s| {
                 s.legs.iter().flat_map(move |l| {
-                    l.plan
-                        .iter()
-                        .map(move |p| format!("  {}: {p}", view::leg_id(&s.id, &l.key)))
+                    l.plan.iter().map(move |p| {
+                        format!(
+                            "  {}: {}",
+                            view::leg_id(&s.id, &l.key),
+                            safe(&p.to_string())
+                        )
+                    })
                 })
             })
             .collect();
@@ -365,7 +375,7 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
             c.outcome.as_str(),
             c.error
                 .as_ref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", safe(&e.to_string())))
                 .unwrap_or_default()
         );
     }
@@ -375,7 +385,7 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
     println!(
         "\nrun {}: {} in {}",
         r.status.as_str(),
-        r.message,
+        safe(&r.message),
         fmt_dur(r.duration)
     );
 }
@@ -489,7 +499,7 @@ fn runs_show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8>
     println!(
         "  status:   {} {}",
         summary.status.as_str(),
-        summary.message.unwrap_or_default()
+        safe(summary.message.as_deref().unwrap_or_default())
     );
     println!("  inputs:   {}", record.inputs);
     println!("timeline:");
@@ -509,9 +519,11 @@ fn runs_show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8>
             "  {} [{}] {}",
             view::leg_id(&l.step, &l.leg),
             l.outcome.as_str(),
-            l.error
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| l.output.to_string())
+            safe(
+                &l.error
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| l.output.to_string())
+            )
         );
     }
     Ok(exit::OK)

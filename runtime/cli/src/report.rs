@@ -9,8 +9,11 @@ use meridian_protocol::{Event, display_id};
 use meridian_store::{EventRecord, RunRecord, RunSummary};
 use serde_json::Value as Json;
 
+/// HTML-escaped, with what a step wrote that could act on a terminal (someone may `cat` the
+/// page) escaped too.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    meridian_protocol::text::for_terminal(s, "")
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use meridian_engine::{Event, EventSink, Outcome, SinkError};
+use meridian_protocol::text::for_terminal;
 
 /// Plain lines on stderr: for logs and pipes.
 pub struct Lines {
@@ -21,7 +22,16 @@ impl Lines {
     }
 }
 
+/// One line (continuation lines indented) for an event; what a step wrote in it is escaped, so
+/// it cannot act on the terminal or forge a line of its own.
 pub fn describe(ev: &Event) -> Option<String> {
+    describe_raw(ev).map(|line| match for_terminal(&line, "      ") {
+        std::borrow::Cow::Borrowed(_) => line,
+        std::borrow::Cow::Owned(safe) => safe,
+    })
+}
+
+fn describe_raw(ev: &Event) -> Option<String> {
     Some(match ev {
         Event::RunStarted {
             run_id,
@@ -222,8 +232,11 @@ fn redraw(st: &mut LiveState) {
     let _ = out.flush();
 }
 
+/// The first line of a step's text, escaped for the terminal and cut to `n` characters.
 fn truncate(s: &str, n: usize) -> String {
-    let one_line = s.lines().next().unwrap_or("");
+    let first = s.split('\n').next().unwrap_or("");
+    let escaped = for_terminal(first, "");
+    let one_line: &str = &escaped;
     if one_line.chars().count() > n {
         format!("{}…", one_line.chars().take(n).collect::<String>())
     } else {

@@ -25,6 +25,7 @@ pub mod log;
 pub mod mask;
 pub mod origin;
 pub mod plan;
+pub mod text;
 
 pub use error::StepError;
 pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
