@@ -1,0 +1,57 @@
+//! Approval gates: by flag, by prompt, or stopping to await one.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use meridian_engine::{Approver, Outcome, RunStatus};
+
+use crate::harness::{go, opts, outcome};
+
+struct Answer(bool);
+impl Approver for Answer {
+    fn ask(&self, _step: &str, _message: &str) -> BoxFuture<'static, bool> {
+        let a = self.0;
+        Box::pin(async move { a })
+    }
+}
+
+const GATED: &str = r#"
+name: gate
+steps:
+  - id: prepare
+    uses: test/ok
+  - id: promote
+    uses: test/ok
+    needs: prepare
+    approval: {message: "promote the standby?"}
+  - id: independent
+    uses: test/ok
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn approval_without_approver_stops_cleanly() {
+    let (r, exec) = go(GATED, opts()).await;
+    assert_eq!(r.status, RunStatus::AwaitingApproval);
+    assert!(r.message.contains("--approve promote"), "{}", r.message);
+    assert!(exec.runs_of("promote").is_empty());
+    assert_eq!(outcome(&r, "independent"), Outcome::Success);
+}
+
+#[tokio::test(start_paused = true)]
+async fn approval_by_flag_or_prompt() {
+    let mut o = opts();
+    o.approvals.insert("promote".into());
+    let (r, _) = go(GATED, o).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+
+    let mut o = opts();
+    o.approver = Some(Arc::new(Answer(true)));
+    let (r, _) = go(GATED, o).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+
+    let mut o = opts();
+    o.approver = Some(Arc::new(Answer(false)));
+    let (r, exec) = go(GATED, o).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(exec.runs_of("promote").is_empty());
+}

@@ -1,0 +1,53 @@
+//! Compensation of completed steps when a run fails.
+
+use meridian_engine::{Action, Outcome, RunStatus};
+
+use crate::harness::{go, opts};
+
+#[tokio::test(start_paused = true)]
+async fn completed_steps_are_compensated_in_reverse_order() {
+    let (r, exec) = go(
+        r#"
+name: comp
+steps:
+  - id: a
+    uses: test/ok
+    compensate: true
+  - id: b
+    uses: test/ok
+    needs: a
+    compensate:
+      uses: test/ok
+      with: {undo: "${{ steps.b.outputs.echo.n }}"}
+    with: {n: 7}
+  - id: c
+    uses: test/ok
+    needs: b
+  - id: d
+    uses: test/fail
+    needs: c
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let comp: Vec<(String, Action)> = exec
+        .calls()
+        .into_iter()
+        .filter(|c| c.step.ends_with(":compensate") || c.action == Action::Compensate)
+        .map(|c| (c.step, c.action))
+        .collect();
+    assert_eq!(
+        comp,
+        [
+            ("b:compensate".to_string(), Action::Run),
+            ("a".to_string(), Action::Compensate)
+        ]
+    );
+    assert_eq!(r.compensations.len(), 2);
+    assert!(
+        r.compensations
+            .iter()
+            .all(|c| c.outcome == Outcome::Success)
+    );
+}

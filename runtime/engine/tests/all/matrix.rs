@@ -1,0 +1,62 @@
+//! Matrix strategies: a leg per combination.
+
+use meridian_engine::{Outcome, RunStatus};
+use serde_json::json;
+
+use crate::harness::{go, opts};
+
+#[tokio::test(start_paused = true)]
+async fn every_matrix_leg_output_is_kept() {
+    let (r, exec) = go(
+        r#"
+name: matrix
+inputs:
+  regions: {type: list, default: [eu, us, ap]}
+steps:
+  - id: deploy
+    uses: test/ok
+    strategy:
+      matrix:
+        region: ${{ inputs.regions }}
+    with: {endpoint: "https://${{ matrix.region }}.example"}
+  - id: summary
+    uses: test/ok
+    needs: deploy
+    with:
+      eu: ${{ steps.deploy.outputs.eu.echo.endpoint }}
+      us: ${{ steps.deploy.outputs['us'].echo.endpoint }}
+      count: ${{ steps.deploy.legs[2].matrix.region }}
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(exec.runs_of("deploy[eu]").len(), 1);
+    assert_eq!(r.step("deploy").unwrap().legs.len(), 3);
+    assert_eq!(
+        r.step("summary").unwrap().legs[0].output,
+        json!({"echo": {"eu": "https://eu.example", "us": "https://us.example", "count": "ap"}})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn matrix_fail_fast_cancels_sibling_legs() {
+    let (r, _) = go(
+        r#"
+name: matrix
+steps:
+  - id: m
+    uses: test/fail
+    with: {ms: "${{ matrix.ms }}"}
+    strategy:
+      matrix:
+        ms: [10, 60000]
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let legs = &r.step("m").unwrap().legs;
+    assert_eq!(legs[0].outcome, Outcome::Failure);
+    assert_eq!(legs[1].outcome, Outcome::Cancelled);
+}
