@@ -129,7 +129,7 @@ fn fail(e: RunnerError) -> anyhow::Error {
     let usage = e.is_usage();
     let message = match e {
         // Diagnostics print as they are (they name file:line:col themselves).
-        RunnerError::Invalid(m) if m.contains("-->") => m,
+        RunnerError::Diagnostics(m) => m,
         other => format!("error: {other}"),
     };
     anyhow::Error::new(Exit {

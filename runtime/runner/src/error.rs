@@ -9,6 +9,9 @@ pub enum RunnerError {
     /// changed workflow file. The message says what to fix.
     #[error("{0}")]
     Invalid(String),
+    /// The workflow file has errors: rustc-style diagnostics, each naming file:line:col.
+    #[error("{0}")]
+    Diagnostics(String),
     /// The journal failed (or the run does not exist: [`StoreError::is_not_found`]).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -22,7 +25,7 @@ impl RunnerError {
     /// Whether the caller got something wrong (exit 2) rather than the host (exit 5).
     pub fn is_usage(&self) -> bool {
         match self {
-            RunnerError::Invalid(_) => true,
+            RunnerError::Invalid(_) | RunnerError::Diagnostics(_) => true,
             RunnerError::Store(e) => e.is_not_found(),
             RunnerError::Host(_) => false,
         }

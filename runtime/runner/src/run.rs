@@ -35,7 +35,7 @@ pub fn load(path: &Path) -> Result<Loaded, RunnerError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| RunnerError::Invalid(format!("cannot read {}: {e}", path.display())))?;
     let workflow = meridian_model::parse(&path.display().to_string(), &text)
-        .map_err(|diags| RunnerError::Invalid(diags.to_string()))?;
+        .map_err(|diags| RunnerError::Diagnostics(diags.to_string()))?;
     Ok(Loaded {
         workflow: Arc::new(workflow),
         text,
