@@ -41,3 +41,46 @@ steps:
         "{diags:#?}"
     );
 }
+
+/// Regression: `gslb-route53` declared `https://route53.amazonaws.com` as its need, so a step
+/// pointed at another endpoint (moto, a VPC endpoint) and granted exactly that endpoint was
+/// still told to grant AWS.
+#[tokio::test]
+async fn a_granted_route53_endpoint_draws_no_http_warning() {
+    let yaml = r#"
+name: t
+secrets: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
+steps:
+  - id: dns
+    uses: gslb-route53
+    with:
+      action: apply
+      zone: lab.meridian.test
+      record: api.lab.meridian.test
+      policy: failover
+      regions:
+        - {name: eu, endpoint: 203.0.113.10, primary: true}
+        - {name: us, endpoint: 198.51.100.20}
+      provider: {route53: {endpoint: "http://127.0.0.1:5000"}}
+    grants:
+      http: ["http://127.0.0.1:5000"]
+      secrets: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
+"#;
+    let wf = meridian_model::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let cache = tempfile::tempdir().unwrap();
+    let exec = WasmExecutor::new(Some(cache.path().to_path_buf())).unwrap();
+    let schemas = exec.schemas_for(&wf, std::path::Path::new(".")).await;
+    let lookup = |u: &str| schemas.get(u).and_then(|r| r.as_ref().ok()).cloned();
+    let diags = meridian_model::schema::check_steps(&wf, &lookup);
+    assert!(diags.is_empty(), "{diags:#?}");
+    // Without any http grant the need is still reported.
+    let bare = yaml.replace("      http: [\"http://127.0.0.1:5000\"]\n", "");
+    let wf = meridian_model::parse("t.yaml", &bare).unwrap_or_else(|e| panic!("{e}"));
+    let diags = meridian_model::schema::check_steps(&wf, &lookup);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("needs http access")),
+        "{diags:#?}"
+    );
+}

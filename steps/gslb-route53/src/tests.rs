@@ -686,7 +686,7 @@ mod component {
         assert!(
             m.needs
                 .iter()
-                .any(|n| n.kind == "http" && n.detail == "https://route53.amazonaws.com")
+                .any(|n| n.kind == "http" && n.detail.contains("`provider.route53.endpoint`"))
         );
     }
 }
