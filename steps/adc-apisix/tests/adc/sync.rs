@@ -297,7 +297,10 @@ fn dump_round_trips() {
 #[test]
 fn shipped_examples_sync_and_settle() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/adc");
-    let files = [format!("{dir}/gateway.yaml"), format!("{dir}/observability.yaml")];
+    let files = [
+        format!("{dir}/gateway.yaml"),
+        format!("{dir}/observability.yaml"),
+    ];
     let input = with(
         base(""),
         json!({"config": null, "files": files, "env": {"UPSTREAM_HOST": "10.0.0.7", "INTERNAL_API_KEY": "k"}}),
