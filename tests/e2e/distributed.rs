@@ -19,9 +19,9 @@ impl Drop for Workers {
     }
 }
 
-#[test]
-fn workers_run_the_steps_and_survive_a_killed_worker() {
-    let s = Scratch::new();
+/// A PostgreSQL store for `s` (its cluster lives under `s`), its URL and a fresh task key;
+/// `None` when PostgreSQL is missing and `MERIDIAN_ALLOW_SKIP` is set.
+fn store(s: &Scratch) -> Option<(meridian_lab::PgCluster, String, String)> {
     let pg = match meridian_lab::PgCluster::start_primary(
         &s.path().join("pg"),
         meridian_lab::free_port(),
@@ -29,14 +29,22 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
         Ok(pg) => pg,
         Err(e) if std::env::var_os("MERIDIAN_ALLOW_SKIP").is_some() => {
             eprintln!("SKIPPED: {e}");
-            return;
+            return None;
         }
         Err(e) => panic!("{e}"),
     };
     pg.psql("CREATE DATABASE meridian;").unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
     let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
-    let key = key.trim().to_string();
+    Some((pg, url, key.trim().to_string()))
+}
+
+#[test]
+fn workers_run_the_steps_and_survive_a_killed_worker() {
+    let s = Scratch::new();
+    let Some((_pg, url, key)) = store(&s) else {
+        return;
+    };
     std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
     let mut wf = String::from("name: fan\nsteps:\n");
     for i in 0..6 {
@@ -87,6 +95,48 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
         0,
     );
     assert!(out.contains(report["run_id"].as_str().unwrap()), "{out}");
+}
+
+/// Regression: the queue carried `uses:` as written, so a worker resolved `./x.wasm` against its
+/// own working directory instead of the workflow file's.
+#[test]
+fn a_worker_in_another_directory_runs_a_relative_uses() {
+    let s = Scratch::new();
+    let Some((_pg, url, key)) = store(&s) else {
+        return;
+    };
+    std::fs::create_dir_all(s.path().join("flows")).unwrap();
+    std::fs::create_dir_all(s.path().join("elsewhere")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("flows/sleeper.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "flows/wf.yaml",
+        "name: rel\nsteps:\n  - id: s\n    uses: ./sleeper.wasm\n    with: {ms: 1}\n",
+    );
+    let worker = s
+        .cmd()
+        .current_dir(s.path().join("elsewhere"))
+        .env("MERIDIAN_STORE", &url)
+        .env("MERIDIAN_TASK_KEY", &key)
+        .args(["worker", "--id", "w1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _workers = Workers(vec![worker]);
+    let out = s
+        .cmd()
+        .env("MERIDIAN_STORE", &url)
+        .env("MERIDIAN_TASK_KEY", &key)
+        .args(["--json", "run", "flows/wf.yaml"])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 0);
+    let report: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "succeeded", "{report}");
 }
 
 #[test]

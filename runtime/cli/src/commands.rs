@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meridian_engine::{
-    Approver, EventSink, Mode, Outcome, PriorLeg, RunOptions, RunReport, RunStatus,
+    Approver, ComponentRef, EventSink, Mode, Outcome, PriorLeg, RunOptions, RunReport, RunStatus,
 };
 use meridian_model::Workflow;
 use meridian_store::RunRecord;
@@ -140,15 +140,14 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
             out.push(json!({"file": f, "valid": false, "diagnostics": diags.as_slice()}));
             continue;
         };
-        let base = f.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let schemas = exec.schemas_for(&wf, &base).await;
-        let lookup = |uses: &str| schemas.get(uses).and_then(|r| r.as_ref().ok()).cloned();
+        let schemas = exec.schemas_for(&wf).await;
+        let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
         for d in meridian_model::schema::check_steps(&wf, &lookup) {
             diags.push(d);
         }
         // A `uses:` that cannot be loaded is an error at its position.
         for step in &wf.steps {
-            if let Some(Err(msg)) = schemas.get(&step.uses.value) {
+            if let Some(Err(msg)) = step.component.as_ref().and_then(|c| schemas.get(c)) {
                 diags.push(
                     meridian_model::diag::Diagnostic::error(
                         &wf.file,
@@ -373,13 +372,14 @@ async fn execute(
         ctx.step_executor().await?
     } else {
         let local = ctx.executor()?;
-        local.set_base_dir(opts.base_dir.clone());
         // Compile (or load from the cache) every component before the run starts, so a cold
         // cache neither delays the first steps nor counts in a drill's measured times. A
         // component that cannot be loaded fails its step with the reason when the step runs.
-        let mut uses: Vec<&str> = wf.steps.iter().map(|s| s.uses.value.as_str()).collect();
-        uses.sort_unstable();
-        uses.dedup();
+        let uses: std::collections::HashSet<&ComponentRef> = wf
+            .steps
+            .iter()
+            .filter_map(|s| s.component.as_ref())
+            .collect();
         for u in uses {
             let _ = meridian_engine::Executor::prepare(&*local, u).await;
         }
@@ -760,7 +760,7 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
     let exec = ctx.executor()?;
     let mut rows = Vec::new();
     for name in meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n) {
-        match exec.manifest(name).await {
+        match exec.manifest(&ComponentRef::builtin(name)).await {
             Ok(m) => {
                 rows.push(json!({"name": name, "version": m.version, "description": m.description}))
             }
@@ -787,9 +787,11 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
 
 async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
     let exec = ctx.executor()?;
-    exec.set_base_dir(std::env::current_dir()?);
+    // A path on the command line means what it means in the shell: relative to here.
+    let component = ComponentRef::parse(step, &std::env::current_dir()?)
+        .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
     let m = exec
-        .manifest(step)
+        .manifest(&component)
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
     println!("{}", serde_json::to_string_pretty(&m)?);

@@ -3,11 +3,11 @@
 //! from the outside which worker ran what, and when.
 //!
 //! Steps (`uses:`):
-//! - `test/noop`: returns `{}` at once and records nothing (benchmarks).
-//! - `test/ok`: returns `{"echo": <input>}`.
-//! - `test/sleep`: sleeps `with.ms`, then returns `{"slept": ms, "echo": <input>}`.
-//! - `test/fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`).
-//! - `test/flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
+//! - `test-noop`: returns `{}` at once and records nothing (benchmarks).
+//! - `test-ok`: returns `{"echo": <input>}`.
+//! - `test-sleep`: sleeps `with.ms`, then returns `{"slept": ms, "echo": <input>}`.
+//! - `test-fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`).
+//! - `test-flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
 //!   `{"attempt": n}`.
 
 use std::sync::Arc;
@@ -101,7 +101,8 @@ impl Executor for FakeExec {
     fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
         let me = self.clone();
         Box::pin(async move {
-            if req.uses == "test/noop" {
+            let name = req.uses.builtin_name().unwrap_or("");
+            if name == "test-noop" {
                 return Ok(StepResult::default());
             }
             let mut end = None;
@@ -133,13 +134,13 @@ impl Executor for FakeExec {
                     ..Default::default()
                 })
             };
-            let result = match req.uses.as_str() {
-                "test/ok" => ok(json!({"echo": req.input})),
-                "test/sleep" => {
+            let result = match name {
+                "test-ok" => ok(json!({"echo": req.input})),
+                "test-sleep" => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     ok(json!({"slept": ms, "echo": req.input}))
                 }
-                "test/fail" => {
+                "test-fail" => {
                     let msg = req
                         .input
                         .get("message")
@@ -152,7 +153,7 @@ impl Executor for FakeExec {
                         _ => StepError::Fatal(msg),
                     })
                 }
-                "test/flaky" => {
+                "test-flaky" => {
                     let on = req
                         .input
                         .get("succeed_on")

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use meridian_model::expr::{EvalContext, RunStatus as ExprStatus};
-use meridian_model::{Compensate, MatrixAxis, RetryPolicy, Step, ValueNode, Workflow};
+use meridian_model::{
+    Compensate, ComponentRef, MatrixAxis, RetryPolicy, Step, ValueNode, Workflow,
+};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::Semaphore;
@@ -686,9 +688,11 @@ impl Runner {
         }
         let ctx = self.ctx(si, Some(&matrix));
         let display = display_id(&id, &key);
-        let prepared = eval_with(&step.with, &ctx)
-            .and_then(|input| Ok((input, self.resolve_grants(step, &ctx)?)));
-        let (input, grants) = match prepared {
+        let prepared = component(step).and_then(|uses| {
+            let input = eval_with(&step.with, &ctx)?;
+            Ok((uses, input, self.resolve_grants(step, &ctx)?))
+        });
+        let (uses, input, grants) = match prepared {
             Ok(p) => p,
             Err(msg) => {
                 let report = LegReport::ended(
@@ -712,7 +716,7 @@ impl Runner {
             run_id: self.opts.run_id.clone(),
             idempotency_key: format!("{}/{}", self.opts.run_id, display),
             step_id: display,
-            uses: step.uses.value.clone(),
+            uses,
             action: Action::Run,
             mode: self.opts.mode,
             input,
@@ -980,11 +984,12 @@ impl Runner {
             let ctx = self.ctx(si, Some(&leg.matrix));
             let display = display_id(&step.id.value, &leg.key);
             let prepared = match &step.compensate {
-                Compensate::Export => eval_with(&step.with, &ctx)
-                    .map(|input| (step.uses.value.clone(), Action::Compensate, input)),
-                Compensate::Step { uses, with, .. } => {
-                    eval_with(with, &ctx).map(|input| (uses.value.clone(), Action::Run, input))
-                }
+                Compensate::Export => component(step).and_then(|uses| {
+                    eval_with(&step.with, &ctx).map(|input| (uses, Action::Compensate, input))
+                }),
+                Compensate::Step {
+                    component, with, ..
+                } => eval_with(with, &ctx).map(|input| (component.clone(), Action::Run, input)),
                 Compensate::None => unreachable!(),
             };
             let result = match prepared.and_then(|p| Ok((p, self.resolve_grants(step, &ctx)?))) {
@@ -1211,6 +1216,16 @@ fn step_refs(step: &Step) -> Option<BTreeSet<String>> {
         }
     }
     Some(ids)
+}
+
+/// The component a step runs. Only a workflow that failed validation has none.
+fn component(step: &Step) -> Result<ComponentRef, String> {
+    step.component.clone().ok_or_else(|| {
+        format!(
+            "`uses: {}` names no step component (validate the workflow)",
+            step.uses.value
+        )
+    })
 }
 
 fn mask_error(m: &Masker, e: StepError) -> StepError {

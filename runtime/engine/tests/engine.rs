@@ -1,10 +1,10 @@
 //! Engine semantics, exercised through workflows of test steps run by an in-process executor.
 //!
 //! Test steps (`uses:`):
-//! - `test/ok`: returns `{"echo": <input>}`.
-//! - `test/sleep`: sleeps `with.ms` (tokio time), then returns `{"slept": ms}`.
-//! - `test/fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`) after `with.ms`.
-//! - `test/flaky`: fails retryably until attempt `with.succeed_on`, then returns `{"attempt": n}`.
+//! - `test-ok`: returns `{"echo": <input>}`.
+//! - `test-sleep`: sleeps `with.ms` (tokio time), then returns `{"slept": ms}`.
+//! - `test-fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`) after `with.ms`.
+//! - `test-flaky`: fails retryably until attempt `with.succeed_on`, then returns `{"attempt": n}`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meridian_engine::{
-    Action, Approver, Event, EventSink, Executor, Outcome, RunOptions, RunReport, RunStatus,
-    SinkError, StepError, StepRequest, StepResult, run,
+    Action, Approver, ComponentRef, Event, EventSink, Executor, Outcome, RunOptions, RunReport,
+    RunStatus, SinkError, StepError, StepRequest, StepResult, run,
 };
 use serde_json::{Value as Json, json};
 
@@ -85,10 +85,10 @@ impl Executor for Shared {
                     ..Default::default()
                 })
             };
-            match req.uses.as_str() {
-                "test/ok" => ok(json!({"echo": req.input})),
-                "test/sleep" => ok(json!({"slept": ms})),
-                "test/fail" => {
+            match req.uses.builtin_name().unwrap_or("") {
+                "test-ok" => ok(json!({"echo": req.input})),
+                "test-sleep" => ok(json!({"slept": ms})),
+                "test-fail" => {
                     let msg = req
                         .input
                         .get("message")
@@ -101,7 +101,7 @@ impl Executor for Shared {
                         _ => StepError::Fatal(msg),
                     })
                 }
-                "test/flaky" => {
+                "test-flaky" => {
                     let on = req
                         .input
                         .get("succeed_on")
@@ -113,7 +113,7 @@ impl Executor for Shared {
                         Err(StepError::Retryable(format!("not yet ({})", req.attempt)))
                     }
                 }
-                other => Err(StepError::Fatal(format!("unknown test step {other}"))),
+                _ => Err(StepError::Fatal(format!("unknown test step {}", req.uses))),
             }
         })
     }
@@ -175,10 +175,10 @@ inputs:
   who: {type: string, default: world}
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {greeting: "hello ${{ inputs.who }}"}
   - id: b
-    uses: test/ok
+    uses: test-ok
     needs: a
     with:
       got: ${{ steps.a.outputs.echo.greeting }}
@@ -200,7 +200,7 @@ async fn parallelism_is_bounded() {
     let mut steps = String::from("name: par\nsteps:\n");
     for i in 0..6 {
         steps.push_str(&format!(
-            "  - id: s{i}\n    uses: test/sleep\n    with: {{ms: 50}}\n"
+            "  - id: s{i}\n    uses: test-sleep\n    with: {{ms: 50}}\n"
         ));
     }
     let mut o = opts();
@@ -218,7 +218,7 @@ async fn retries_follow_exponential_backoff() {
 name: retry
 steps:
   - id: f
-    uses: test/flaky
+    uses: test-flaky
     with: {succeed_on: 4}
     retry: {attempts: 5, backoff: exponential, initial: 1s, max: 3s, jitter: false}
 "#,
@@ -247,7 +247,7 @@ async fn jittered_backoff_stays_below_the_computed_delay() {
 name: retry
 steps:
   - id: f
-    uses: test/flaky
+    uses: test-flaky
     with: {succeed_on: 3}
     retry: {attempts: 3, backoff: constant, initial: 2s}
 "#,
@@ -266,7 +266,7 @@ async fn fatal_errors_are_not_retried_by_default() {
 name: retry
 steps:
   - id: f
-    uses: test/fail
+    uses: test-fail
     retry: {attempts: 5, initial: 10ms}
 "#,
         opts(),
@@ -287,7 +287,7 @@ async fn step_timeout_fails_the_attempt_and_can_be_retried() {
 name: timeout
 steps:
   - id: slow
-    uses: test/sleep
+    uses: test-sleep
     with: {ms: 10000}
     timeout: 100ms
     retry: {attempts: 2, initial: 10ms, on: [timeout]}
@@ -311,7 +311,7 @@ name: timeout
 timeout: 1s
 steps:
   - id: slow
-    uses: test/sleep
+    uses: test-sleep
     with: {ms: 60000}
 "#,
         opts(),
@@ -330,20 +330,20 @@ async fn a_failure_cancels_in_flight_steps_and_skips_the_rest() {
 name: failfast
 steps:
   - id: bad
-    uses: test/fail
+    uses: test-fail
     with: {ms: 10}
   - id: long
-    uses: test/sleep
+    uses: test-sleep
     with: {ms: 60000}
   - id: after
-    uses: test/ok
+    uses: test-ok
     needs: [long]
   - id: cleanup
-    uses: test/ok
+    uses: test-ok
     needs: [bad]
     if: always()
   - id: on-failure
-    uses: test/ok
+    uses: test-ok
     needs: [long]
     if: failure()
 "#,
@@ -366,10 +366,10 @@ async fn continue_on_error_lets_the_run_succeed() {
 name: coe
 steps:
   - id: optional
-    uses: test/fail
+    uses: test-fail
     continue-on-error: true
   - id: next
-    uses: test/ok
+    uses: test-ok
     needs: optional
     with: {saw: "${{ steps.optional.outcome }}"}
 "#,
@@ -391,20 +391,20 @@ async fn completed_steps_are_compensated_in_reverse_order() {
 name: comp
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     compensate: true
   - id: b
-    uses: test/ok
+    uses: test-ok
     needs: a
     compensate:
-      uses: test/ok
+      uses: test-ok
       with: {undo: "${{ steps.b.outputs.echo.n }}"}
     with: {n: 7}
   - id: c
-    uses: test/ok
+    uses: test-ok
     needs: b
   - id: d
-    uses: test/fail
+    uses: test-fail
     needs: c
 "#,
         opts(),
@@ -436,13 +436,13 @@ const GATED: &str = r#"
 name: gate
 steps:
   - id: prepare
-    uses: test/ok
+    uses: test-ok
   - id: promote
-    uses: test/ok
+    uses: test-ok
     needs: prepare
     approval: {message: "promote the standby?"}
   - id: independent
-    uses: test/ok
+    uses: test-ok
 "#;
 
 #[tokio::test(start_paused = true)]
@@ -482,13 +482,13 @@ inputs:
   regions: {type: list, default: [eu, us, ap]}
 steps:
   - id: deploy
-    uses: test/ok
+    uses: test-ok
     strategy:
       matrix:
         region: ${{ inputs.regions }}
     with: {endpoint: "https://${{ matrix.region }}.example"}
   - id: summary
-    uses: test/ok
+    uses: test-ok
     needs: deploy
     with:
       eu: ${{ steps.deploy.outputs.eu.echo.endpoint }}
@@ -514,7 +514,7 @@ async fn matrix_fail_fast_cancels_sibling_legs() {
 name: matrix
 steps:
   - id: m
-    uses: test/fail
+    uses: test-fail
     with: {ms: "${{ matrix.ms }}"}
     strategy:
       matrix:
@@ -538,10 +538,10 @@ inputs:
   enabled: {type: bool, default: false}
 steps:
   - id: maybe
-    uses: test/ok
+    uses: test-ok
     if: inputs.enabled
   - id: dependent
-    uses: test/ok
+    uses: test-ok
     needs: maybe
 "#,
         opts(),
@@ -565,10 +565,10 @@ name: secret
 secrets: [TOKEN]
 steps:
   - id: leak
-    uses: test/ok
+    uses: test-ok
     with: {header: "Bearer ${{ secrets.TOKEN }}"}
   - id: fail
-    uses: test/fail
+    uses: test-fail
     needs: leak
     with: {message: "bad token s3cr3t-value"}
 "#,
@@ -600,10 +600,10 @@ async fn prior_legs_are_not_run_again() {
 name: resume
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {v: fresh}
   - id: b
-    uses: test/ok
+    uses: test-ok
     needs: a
     with: {got: "${{ steps.a.outputs.echo.v }}"}
 "#,
@@ -626,7 +626,7 @@ async fn invalid_input_values_fail_the_leg_without_running_it() {
 name: bad
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {v: "${{ fromJSON('{not json') }}"}
 "#,
         opts(),
@@ -649,14 +649,14 @@ async fn one_time_preparation_does_not_count_against_the_step_timeout() {
         fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
             Shared(self.0.clone()).execute(req)
         }
-        fn prepare(&self, _uses: &str) -> BoxFuture<'static, Result<(), StepError>> {
+        fn prepare(&self, _uses: &ComponentRef) -> BoxFuture<'static, Result<(), StepError>> {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 Ok(())
             })
         }
     }
-    let wf = workflow("name: t\nsteps:\n  - id: a\n    uses: test/ok\n    timeout: 100ms\n");
+    let wf = workflow("name: t\nsteps:\n  - id: a\n    uses: test-ok\n    timeout: 100ms\n");
     let exec = Arc::new(TestExec::default());
     let r = run(wf, Arc::new(SlowPrepare(exec.clone())), opts())
         .await
@@ -680,11 +680,11 @@ connections:
   api: {url: "https://API.example.com:8443/v1"}
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     grants:
       http: ["https://*.example.com", api, "http://${{ inputs.ip }}:*", "${{ inputs.admin }}"]
   - id: bad
-    uses: test/ok
+    uses: test-ok
     continue-on-error: true
     grants: {http: ["${{ inputs.ip }}"]}
 "#,

@@ -1,5 +1,6 @@
 //! Validation against the manifests the built-in steps really declare (not hand-written schemas).
 
+use meridian_engine::ComponentRef;
 use meridian_host::WasmExecutor;
 
 /// Regression: steps declare secret grants with the WIT's word `secret`, while the validator
@@ -23,8 +24,8 @@ steps:
     let wf = meridian_model::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
     let cache = tempfile::tempdir().unwrap();
     let exec = WasmExecutor::new(Some(cache.path().to_path_buf())).unwrap();
-    let schemas = exec.schemas_for(&wf, std::path::Path::new(".")).await;
-    let lookup = |u: &str| schemas.get(u).and_then(|r| r.as_ref().ok()).cloned();
+    let schemas = exec.schemas_for(&wf).await;
+    let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
     let diags = meridian_model::schema::check_steps(&wf, &lookup);
     let secret_warnings: Vec<_> = diags
         .iter()
@@ -69,8 +70,8 @@ steps:
     let wf = meridian_model::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
     let cache = tempfile::tempdir().unwrap();
     let exec = WasmExecutor::new(Some(cache.path().to_path_buf())).unwrap();
-    let schemas = exec.schemas_for(&wf, std::path::Path::new(".")).await;
-    let lookup = |u: &str| schemas.get(u).and_then(|r| r.as_ref().ok()).cloned();
+    let schemas = exec.schemas_for(&wf).await;
+    let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
     let diags = meridian_model::schema::check_steps(&wf, &lookup);
     assert!(diags.is_empty(), "{diags:#?}");
     // Without any http grant the need is still reported.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-pub use meridian_protocol::OriginPattern;
+pub use meridian_protocol::{ComponentRef, OriginPattern};
 use serde::Serialize;
 
 use crate::expr::{EvalContext, EvalError, Expr, Template};
@@ -150,8 +150,12 @@ pub struct Step {
     pub id: Spanned<String>,
     /// Display name (`name:`), defaults to the id.
     pub name: Option<String>,
-    /// A path (`./x.wasm`), a built-in step name (`hello`), or `name@sha256:<hex>` / `path@sha256:<hex>`.
+    /// `uses:` as written (for messages): a path (`./x.wasm`), a built-in step name (`hello`),
+    /// or `name@sha256:<hex>` / `path@sha256:<hex>`.
     pub uses: Spanned<String>,
+    /// What `uses:` names, a path made absolute against the workflow file's directory. `None`
+    /// only in a workflow with errors (`uses:` missing or invalid).
+    pub component: Option<ComponentRef>,
     /// `with:` inputs, unevaluated.
     pub with: IndexMap<String, ValueNode>,
     pub needs: Vec<Spanned<String>>,
@@ -441,6 +445,8 @@ impl Default for Limits {
 }
 
 /// `compensate:` of a step: how to undo it when a later step fails the run.
+// One per step, inside a `Step` that is larger still: boxing the big variant saves nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default)]
 pub enum Compensate {
     /// No compensation (default, and `compensate: false`).
@@ -451,7 +457,9 @@ pub enum Compensate {
     /// `compensate: { uses: …, with: … }`: run another step component.
     Step {
         span: Span,
+        /// As written, for messages.
         uses: Spanned<String>,
+        component: ComponentRef,
         with: IndexMap<String, ValueNode>,
     },
 }

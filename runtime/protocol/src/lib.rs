@@ -7,6 +7,7 @@
 //!
 //! | module | what crosses |
 //! | --- | --- |
+//! | [`component`] | what `uses:` names ([`ComponentRef`]), paths already absolute |
 //! | [`event`] | what happens in a run ([`Event`]), how steps and runs end, the [`EventSink`] seam |
 //! | [`error`] | why a step attempt failed ([`StepError`]), which the retry policy acts on |
 //! | [`grant`] | the capability kinds ([`GrantKind`]) a step asks for and a workflow grants |
@@ -16,6 +17,7 @@
 //! | [`mask`] | the one secret [`Masker`] |
 //! | [`kv`] | the per-run key-value state a step keeps for its compensation ([`KvStore`]) |
 
+pub mod component;
 pub mod duration;
 pub mod error;
 pub mod event;
@@ -26,6 +28,7 @@ pub mod mask;
 pub mod origin;
 pub mod plan;
 
+pub use component::{ComponentRef, ComponentRefError, Sha256};
 pub use error::StepError;
 pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
 pub use grant::{GrantKind, GrantRequest};
