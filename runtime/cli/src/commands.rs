@@ -350,7 +350,6 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     opts.max_parallel = args.max_parallel.or(wf.max_parallel).unwrap_or(4);
     opts.approvals = args.approve.iter().cloned().collect();
     opts.run_timeout = run_timeout;
-    opts.base_dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
     if !args.no_prompt && std::io::stdin().is_terminal() && !ctx.json {
         opts.approver = Some(Arc::new(TerminalApprover));
     }
@@ -598,7 +597,6 @@ async fn resume(
         approvals.extend(prev.iter().filter_map(|v| v.as_str().map(str::to_string)));
     }
     opts.approvals = approvals;
-    opts.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     opts.prior = store
         .legs(run_id)?
         .into_iter()

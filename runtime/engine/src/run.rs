@@ -2,7 +2,6 @@
 //! timeouts, fail-fast cancellation, approvals and compensation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,8 +60,6 @@ pub struct RunOptions {
     pub sink: Option<Arc<dyn EventSink>>,
     /// Legs already finished, keyed by (step id, leg key).
     pub prior: HashMap<(String, String), PriorLeg>,
-    /// Relative fs grants resolve against this (the workflow file's directory).
-    pub base_dir: PathBuf,
     /// Overrides the workflow's `timeout:`.
     pub run_timeout: Option<Duration>,
     /// When the run was first started, Unix ms (`run.started_at_ms`; kept across resumes).
@@ -81,7 +78,6 @@ impl RunOptions {
             approver: None,
             sink: None,
             prior: HashMap::new(),
-            base_dir: PathBuf::from("."),
             run_timeout: None,
             started_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -799,7 +795,7 @@ impl Runner {
         let fs =
             g.fs.iter()
                 .map(|f| FsPreopen {
-                    host: absolutize(&self.opts.base_dir, &f.host),
+                    host: f.host.clone(),
                     guest: f.guest.clone(),
                     writable: f.writable,
                 })
@@ -1254,13 +1250,4 @@ fn parse_dns_server(s: &str) -> Option<std::net::SocketAddr> {
     s.parse()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
-}
-
-fn absolutize(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }

@@ -5,6 +5,7 @@
 //! step is about to run (see [`crate::expr`]).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -419,8 +420,9 @@ impl Default for HttpLimits {
 #[derive(Clone, Debug)]
 pub struct FsGrant {
     pub span: Span,
-    /// Host directory, relative paths resolved against the workflow file's directory.
-    pub host: String,
+    /// Host directory, absolute: a relative path was resolved against the workflow file's
+    /// directory when the file was parsed.
+    pub host: PathBuf,
     /// Path the guest sees (default: same as `host` when absolute, else `/` + host).
     pub guest: String,
     pub writable: bool,

@@ -68,12 +68,10 @@ impl ComponentRef {
             return Err(ComponentRefError::Empty);
         }
         Ok(if target.contains('/') || target.ends_with(".wasm") {
-            let path: PathBuf = base
-                .join(target)
-                .components()
-                .filter(|c| !matches!(c, Component::CurDir))
-                .collect();
-            ComponentRef::Path { path, sha256 }
+            ComponentRef::Path {
+                path: resolve(base, Path::new(target)),
+                sha256,
+            }
         } else {
             ComponentRef::Builtin {
                 name: target.to_owned(),
@@ -98,6 +96,15 @@ impl ComponentRef {
             ComponentRef::Path { .. } => None,
         }
     }
+}
+
+/// `path` as seen from `base`: itself when absolute, else joined to `base`; `.` components
+/// dropped (`..` kept: it cannot be removed without asking the filesystem about symlinks).
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    base.join(path)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
 }
 
 impl fmt::Display for ComponentRef {

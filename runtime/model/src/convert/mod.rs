@@ -15,7 +15,9 @@ mod strategy;
 mod tests;
 mod top;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use meridian_protocol::component::resolve;
 
 use crate::diag::Diagnostic;
 use crate::expr::ExprError;
@@ -137,11 +139,7 @@ fn base_dir(file: &str) -> PathBuf {
         return dir.to_path_buf();
     }
     match std::env::current_dir() {
-        Ok(cwd) => cwd
-            .join(dir)
-            .components()
-            .filter(|c| !matches!(c, Component::CurDir))
-            .collect(),
+        Ok(cwd) => resolve(&cwd, dir),
         Err(_) => dir.to_path_buf(),
     }
 }

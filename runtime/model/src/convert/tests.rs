@@ -106,18 +106,19 @@ steps:
         }
     );
     assert_eq!(a.grants.sql[0].value, "db");
-    let fs: Vec<(&str, &str, bool)> = a
+    let fs: Vec<(&std::path::Path, &str, bool)> = a
         .grants
         .fs
         .iter()
-        .map(|f| (f.host.as_str(), f.guest.as_str(), f.writable))
+        .map(|f| (f.host.as_path(), f.guest.as_str(), f.writable))
         .collect();
+    let here = std::env::current_dir().unwrap();
     assert_eq!(
         fs,
         [
-            ("data/", "/data", false),
-            ("/abs", "/abs", true),
-            ("rel", "/g", false)
+            (here.join("data").as_path(), "/data", false),
+            (std::path::Path::new("/abs"), "/abs", true),
+            (here.join("rel").as_path(), "/g", false)
         ]
     );
     assert_eq!(a.grants.secrets[0].value, "S2");
