@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use meridian_sdk::{Ctx, Error, ErrorKind, ManifestInfo};
+use meridian_sdk::{Ctx, Error, ErrorKind, GrantKind, ManifestInfo};
 
 use crate::env::{Clock, Env, Log, Secrets, StdClock};
 use crate::error::StepError;
@@ -203,7 +203,7 @@ pub fn gslb_manifest(
     name: &str,
     version: &str,
     description: &str,
-    needs: &[(&str, &str)],
+    needs: &[(GrantKind, &str)],
 ) -> ManifestInfo {
     let mut m = ManifestInfo::new(name, version)
         .description(description)

@@ -686,7 +686,8 @@ mod component {
         assert!(
             m.needs
                 .iter()
-                .any(|n| n.kind == "http" && n.detail.contains("`provider.route53.endpoint`"))
+                .any(|n| n.kind == meridian_sdk::GrantKind::Http
+                    && n.detail.contains("`provider.route53.endpoint`"))
         );
     }
 }
