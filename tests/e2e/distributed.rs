@@ -19,9 +19,26 @@ impl Drop for Workers {
     }
 }
 
-/// A PostgreSQL store for `s` (its cluster lives under `s`), its URL and a fresh task key;
-/// `None` when PostgreSQL is missing and `MERIDIAN_ALLOW_SKIP` is set.
-fn store(s: &Scratch) -> Option<(meridian_lab::PgCluster, String, String)> {
+/// A PostgreSQL store for the tests of one scratch dir.
+struct Store {
+    _pg: meridian_lab::PgCluster,
+    url: String,
+    key: String,
+}
+
+impl Store {
+    /// `meridian …` in `s` against this store, with its task key.
+    fn cmd(&self, s: &Scratch) -> std::process::Command {
+        let mut c = s.cmd();
+        c.env("MERIDIAN_STORE", &self.url)
+            .env("MERIDIAN_TASK_KEY", &self.key);
+        c
+    }
+}
+
+/// A PostgreSQL store for `s` (its cluster lives under `s`) with a fresh task key; `None` when
+/// PostgreSQL is missing and `MERIDIAN_ALLOW_SKIP` is set.
+fn store(s: &Scratch) -> Option<Store> {
     let pg = match meridian_lab::PgCluster::start_primary(
         &s.path().join("pg"),
         meridian_lab::free_port(),
@@ -36,13 +53,17 @@ fn store(s: &Scratch) -> Option<(meridian_lab::PgCluster, String, String)> {
     pg.psql("CREATE DATABASE meridian;").unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
     let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
-    Some((pg, url, key.trim().to_string()))
+    Some(Store {
+        _pg: pg,
+        url,
+        key: key.trim().to_string(),
+    })
 }
 
 #[test]
 fn workers_run_the_steps_and_survive_a_killed_worker() {
     let s = Scratch::new();
-    let Some((_pg, url, key)) = store(&s) else {
+    let Some(db) = store(&s) else {
         return;
     };
     std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
@@ -55,9 +76,7 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     s.write("wf.yaml", &wf);
 
     let spawn = |id: &str| {
-        s.cmd()
-            .env("MERIDIAN_STORE", &url)
-            .env("MERIDIAN_TASK_KEY", &key)
+        db.cmd(&s)
             .args(["worker", "--id", id, "--max-concurrent", "2"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -66,10 +85,8 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     };
     let mut workers = Workers(vec![spawn("w1"), spawn("w2"), spawn("w3")]);
 
-    let run = s
-        .cmd()
-        .env("MERIDIAN_STORE", &url)
-        .env("MERIDIAN_TASK_KEY", &key)
+    let run = db
+        .cmd(&s)
         .args(["--json", "run", "wf.yaml", "--max-parallel", "6"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,14 +103,7 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     assert_eq!(report["steps"].as_array().unwrap().len(), 6);
 
     // The run is in the PostgreSQL journal.
-    let (out, _) = expect_code(
-        &s.cmd()
-            .env("MERIDIAN_STORE", &url)
-            .args(["runs", "list"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let (out, _) = expect_code(&db.cmd(&s).args(["runs", "list"]).output().unwrap(), 0);
     assert!(out.contains(report["run_id"].as_str().unwrap()), "{out}");
 }
 
@@ -102,7 +112,7 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
 #[test]
 fn a_worker_in_another_directory_runs_a_relative_uses() {
     let s = Scratch::new();
-    let Some((_pg, url, key)) = store(&s) else {
+    let Some(db) = store(&s) else {
         return;
     };
     std::fs::create_dir_all(s.path().join("flows")).unwrap();
@@ -116,21 +126,17 @@ fn a_worker_in_another_directory_runs_a_relative_uses() {
         "flows/wf.yaml",
         "name: rel\nsteps:\n  - id: s\n    uses: ./sleeper.wasm\n    with: {ms: 1}\n",
     );
-    let worker = s
-        .cmd()
+    let worker = db
+        .cmd(&s)
         .current_dir(s.path().join("elsewhere"))
-        .env("MERIDIAN_STORE", &url)
-        .env("MERIDIAN_TASK_KEY", &key)
         .args(["worker", "--id", "w1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let _workers = Workers(vec![worker]);
-    let out = s
-        .cmd()
-        .env("MERIDIAN_STORE", &url)
-        .env("MERIDIAN_TASK_KEY", &key)
+    let out = db
+        .cmd(&s)
         .args(["--json", "run", "flows/wf.yaml"])
         .output()
         .unwrap();

@@ -417,6 +417,27 @@ mod tests {
         }
     }
 
+    /// What a worker does with `row`, its `uses` column and `request` as given.
+    fn open(
+        key: &TaskKey,
+        row: &TaskRow,
+        uses: &str,
+        request: &Json,
+    ) -> Result<StepRequest, DistError> {
+        decode_request(
+            key,
+            row.run_id.clone(),
+            row.step_id.clone(),
+            row.idempotency_key.clone(),
+            row.attempt,
+            uses,
+            row.action,
+            row.mode,
+            request,
+            &row.sealed,
+        )
+    }
+
     #[test]
     fn request_round_trips_and_keeps_secrets_out_of_clear_fields() {
         let key = TaskKey::generate();
@@ -428,19 +449,7 @@ mod tests {
         );
         assert!(!clear.contains("hunter2"), "{clear}");
         assert!(!row.sealed.windows(7).any(|w| w == b"hunter2"));
-        let back = decode_request(
-            &key,
-            row.run_id.clone(),
-            row.step_id.clone(),
-            row.idempotency_key.clone(),
-            row.attempt,
-            &row.uses,
-            row.action,
-            row.mode,
-            &row.request,
-            &row.sealed,
-        )
-        .unwrap();
+        let back = open(&key, &row, &row.uses, &row.request).unwrap();
         assert_eq!(back.uses, req.uses);
         assert_eq!(row.uses, "/srv/flows/steps/db.wasm");
         assert_eq!(back.input, req.input);
@@ -471,38 +480,12 @@ mod tests {
             ("/srv/flows/steps/evil.wasm".to_owned(), &row.request),
             (row.uses.clone(), &evil),
         ] {
-            let err = decode_request(
-                &key,
-                row.run_id.clone(),
-                row.step_id.clone(),
-                row.idempotency_key.clone(),
-                row.attempt,
-                &uses,
-                row.action,
-                row.mode,
-                request,
-                &row.sealed,
-            )
-            .unwrap_err();
+            let err = open(&key, &row, &uses, request).unwrap_err();
             assert!(matches!(err, DistError::Key(_)), "{err}");
         }
         let mut req = row.request.clone();
         req["timeout_ms"] = json!(1);
-        assert!(
-            decode_request(
-                &key,
-                row.run_id,
-                row.step_id,
-                row.idempotency_key,
-                row.attempt,
-                &row.uses,
-                row.action,
-                row.mode,
-                &req,
-                &row.sealed,
-            )
-            .is_err()
-        );
+        assert!(open(&key, &row, &row.uses, &req).is_err());
     }
 
     fn plan_put(url: &str) -> meridian_protocol::PlannedChange {

@@ -2,6 +2,15 @@
 
 use meridian_engine::ComponentRef;
 use meridian_host::WasmExecutor;
+use meridian_model::Diagnostic;
+
+/// `meridian validate`'s checks of `yaml` against the components' own manifests.
+async fn check(exec: &WasmExecutor, yaml: &str) -> Vec<Diagnostic> {
+    let wf = meridian_model::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let schemas = exec.schemas_for(&wf).await;
+    let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
+    meridian_model::schema::check_steps(&wf, &lookup)
+}
 
 /// Regression: steps declare secret grants with the WIT's word `secret`, while the validator
 /// matched `secrets`, so a missing secret grant was never warned about.
@@ -21,12 +30,9 @@ steps:
     grants:
       http: ["https://route53.amazonaws.com"]
 "#;
-    let wf = meridian_model::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
     let cache = tempfile::tempdir().unwrap();
     let exec = WasmExecutor::new(Some(cache.path().to_path_buf())).unwrap();
-    let schemas = exec.schemas_for(&wf).await;
-    let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
-    let diags = meridian_model::schema::check_steps(&wf, &lookup);
+    let diags = check(&exec, yaml).await;
     let secret_warnings: Vec<_> = diags
         .iter()
         .filter(|d| {
@@ -67,17 +73,13 @@ steps:
       http: ["http://127.0.0.1:5000"]
       secrets: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
 "#;
-    let wf = meridian_model::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
     let cache = tempfile::tempdir().unwrap();
     let exec = WasmExecutor::new(Some(cache.path().to_path_buf())).unwrap();
-    let schemas = exec.schemas_for(&wf).await;
-    let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
-    let diags = meridian_model::schema::check_steps(&wf, &lookup);
+    let diags = check(&exec, yaml).await;
     assert!(diags.is_empty(), "{diags:#?}");
     // Without any http grant the need is still reported.
     let bare = yaml.replace("      http: [\"http://127.0.0.1:5000\"]\n", "");
-    let wf = meridian_model::parse("t.yaml", &bare).unwrap_or_else(|e| panic!("{e}"));
-    let diags = meridian_model::schema::check_steps(&wf, &lookup);
+    let diags = check(&exec, &bare).await;
     assert!(
         diags
             .iter()

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// A step component reference. A [`ComponentRef::Path`] made by [`ComponentRef::parse`] is
 /// absolute.
@@ -156,19 +156,8 @@ impl fmt::Debug for Sha256 {
     }
 }
 
-impl Serialize for Sha256 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Sha256 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let hex = String::deserialize(d)?;
-        Sha256::parse(&hex)
-            .ok_or_else(|| serde::de::Error::custom(format!("`{hex}` is not 64 hex digits")))
-    }
-}
+serde_as_text!(Sha256, |hex: &str| Sha256::parse(hex)
+    .ok_or("not 64 hex digits"));
 
 #[cfg(test)]
 mod tests {
