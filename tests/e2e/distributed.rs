@@ -19,9 +19,26 @@ impl Drop for Workers {
     }
 }
 
-/// A PostgreSQL cluster with a `meridian` database for the store, its URL, and a task key.
-/// `None` (the test skips) only when MERIDIAN_ALLOW_SKIP is set and PostgreSQL cannot start.
-fn store(s: &Scratch) -> Option<(meridian_lab::PgCluster, String, String)> {
+/// A PostgreSQL store for the tests of one scratch dir.
+struct Store {
+    _pg: meridian_lab::PgCluster,
+    url: String,
+    key: String,
+}
+
+impl Store {
+    /// `meridian …` in `s` against this store, with its task key.
+    fn cmd(&self, s: &Scratch) -> std::process::Command {
+        let mut c = s.cmd();
+        c.env("MERIDIAN_STORE", &self.url)
+            .env("MERIDIAN_TASK_KEY", &self.key);
+        c
+    }
+}
+
+/// A PostgreSQL store for `s` (its cluster lives under `s`) with a fresh task key; `None` when
+/// PostgreSQL is missing and `MERIDIAN_ALLOW_SKIP` is set.
+fn store(s: &Scratch) -> Option<Store> {
     let pg = match meridian_lab::PgCluster::start_primary(
         &s.path().join("pg"),
         meridian_lab::free_port(),
@@ -36,13 +53,17 @@ fn store(s: &Scratch) -> Option<(meridian_lab::PgCluster, String, String)> {
     pg.psql("CREATE DATABASE meridian;").unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
     let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
-    Some((pg, url, key.trim().to_string()))
+    Some(Store {
+        _pg: pg,
+        url,
+        key: key.trim().to_string(),
+    })
 }
 
 #[test]
 fn workers_run_the_steps_and_survive_a_killed_worker() {
     let s = Scratch::new();
-    let Some((_pg, url, key)) = store(&s) else {
+    let Some(db) = store(&s) else {
         return;
     };
     std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
@@ -55,9 +76,7 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     s.write("wf.yaml", &wf);
 
     let spawn = |id: &str| {
-        s.cmd()
-            .env("MERIDIAN_STORE", &url)
-            .env("MERIDIAN_TASK_KEY", &key)
+        db.cmd(&s)
             .args(["worker", "--id", id, "--max-concurrent", "2"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -66,10 +85,8 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     };
     let mut workers = Workers(vec![spawn("w1"), spawn("w2"), spawn("w3")]);
 
-    let run = s
-        .cmd()
-        .env("MERIDIAN_STORE", &url)
-        .env("MERIDIAN_TASK_KEY", &key)
+    let run = db
+        .cmd(&s)
         .args(["--json", "run", "wf.yaml", "--max-parallel", "6"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,15 +103,46 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     assert_eq!(report["steps"].as_array().unwrap().len(), 6);
 
     // The run is in the PostgreSQL journal.
-    let (out, _) = expect_code(
-        &s.cmd()
-            .env("MERIDIAN_STORE", &url)
-            .args(["runs", "list"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let (out, _) = expect_code(&db.cmd(&s).args(["runs", "list"]).output().unwrap(), 0);
     assert!(out.contains(report["run_id"].as_str().unwrap()), "{out}");
+}
+
+/// Regression: the queue carried `uses:` as written, so a worker resolved `./x.wasm` against its
+/// own working directory instead of the workflow file's.
+#[test]
+fn a_worker_in_another_directory_runs_a_relative_uses() {
+    let s = Scratch::new();
+    let Some(db) = store(&s) else {
+        return;
+    };
+    std::fs::create_dir_all(s.path().join("flows")).unwrap();
+    std::fs::create_dir_all(s.path().join("elsewhere")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("flows/sleeper.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "flows/wf.yaml",
+        "name: rel\nsteps:\n  - id: s\n    uses: ./sleeper.wasm\n    with: {ms: 1}\n",
+    );
+    let worker = db
+        .cmd(&s)
+        .current_dir(s.path().join("elsewhere"))
+        .args(["worker", "--id", "w1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _workers = Workers(vec![worker]);
+    let out = db
+        .cmd(&s)
+        .args(["--json", "run", "flows/wf.yaml"])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 0);
+    let report: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "succeeded", "{report}");
 }
 
 #[test]
@@ -110,7 +158,7 @@ fn a_worker_needs_a_postgres_store() {
 #[test]
 fn compensation_on_another_worker_after_resume_sees_the_kv_state() {
     let s = Scratch::new();
-    let Some((_pg, url, key)) = store(&s) else {
+    let Some(db) = store(&s) else {
         return;
     };
     std::fs::copy(
@@ -121,9 +169,7 @@ fn compensation_on_another_worker_after_resume_sees_the_kv_state() {
     std::fs::create_dir_all(s.path().join("rec")).unwrap();
     s.write("undo.yaml", crate::regressions::UNDO_WORKFLOW);
     let spawn = |id: &str| {
-        s.cmd()
-            .env("MERIDIAN_STORE", &url)
-            .env("MERIDIAN_TASK_KEY", &key)
+        db.cmd(&s)
             .args(["worker", "--id", id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -131,9 +177,7 @@ fn compensation_on_another_worker_after_resume_sees_the_kv_state() {
             .unwrap()
     };
     let coordinator = |args: &[&str]| {
-        s.cmd()
-            .env("MERIDIAN_STORE", &url)
-            .env("MERIDIAN_TASK_KEY", &key)
+        db.cmd(&s)
             .env("MERIDIAN_SECRET_TOKEN", "t0k")
             .args(args)
             .output()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use meridian_engine::{Approver, EventSink, Mode, RunReport, RunStatus};
+use meridian_engine::{Approver, ComponentRef, EventSink, Mode, RunReport, RunStatus};
 use meridian_model::Workflow;
 use meridian_runner::{
     DrillVerdict, Finished, Journal, Launch, Resume, Resumed, Runner, RunnerError, StepRunner,
@@ -165,15 +165,14 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
             out.push(json!({"file": f, "valid": false, "diagnostics": diags.as_slice()}));
             continue;
         };
-        let base = f.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let schemas = exec.schemas_for(&wf, &base).await;
-        let lookup = |uses: &str| schemas.get(uses).and_then(|r| r.as_ref().ok()).cloned();
+        let schemas = exec.schemas_for(&wf).await;
+        let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
         for d in meridian_model::schema::check_steps(&wf, &lookup) {
             diags.push(d);
         }
         // A `uses:` that cannot be loaded is an error at its position.
         for step in &wf.steps {
-            if let Some(Err(msg)) = schemas.get(&step.uses.value) {
+            if let Some(Err(msg)) = step.component.as_ref().and_then(|c| schemas.get(c)) {
                 diags.push(
                     meridian_model::diag::Diagnostic::error(
                         &wf.file,
@@ -533,7 +532,7 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
     let exec = ctx.executor()?;
     let mut rows = Vec::new();
     for name in meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n) {
-        match exec.manifest(name).await {
+        match exec.manifest(&ComponentRef::builtin(name)).await {
             Ok(m) => {
                 rows.push(json!({"name": name, "version": m.version, "description": m.description}))
             }
@@ -560,9 +559,11 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
 
 async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
     let exec = ctx.executor()?;
-    exec.set_base_dir(std::env::current_dir()?);
+    // A path on the command line means what it means in the shell: relative to here.
+    let component = ComponentRef::parse(step, &std::env::current_dir()?)
+        .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
     let m = exec
-        .manifest(step)
+        .manifest(&component)
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
     println!("{}", serde_json::to_string_pretty(&m)?);

@@ -23,7 +23,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use futures::StreamExt;
 use meridian_distributed::testkit::FakeExec;
 use meridian_distributed::{PgJournal, PgQueue, QueueOptions, TaskKey, WorkerOptions, run_worker};
-use meridian_engine::{Action, Executor, Mode, ResolvedGrants, RunOptions, RunStatus, StepRequest};
+use meridian_engine::{
+    Action, ComponentRef, Executor, Mode, ResolvedGrants, RunOptions, RunStatus, StepRequest,
+};
 use meridian_lab::{PgCluster, free_port};
 use meridian_model::Limits;
 use meridian_store::{Journal, RunRecord};
@@ -36,7 +38,7 @@ fn noop(key: String) -> StepRequest {
     StepRequest {
         run_id: "bench".into(),
         step_id: key.clone(),
-        uses: "test/noop".into(),
+        uses: ComponentRef::builtin("test-noop"),
         action: Action::Run,
         mode: Mode::Apply,
         input: json!({}),
@@ -134,7 +136,7 @@ fn bench(c: &mut Criterion) {
     const STEPS: usize = 100;
     let mut yaml = String::from("name: bench\nsteps:\n");
     for i in 0..STEPS {
-        yaml.push_str(&format!("  - id: s{i}\n    uses: test/noop\n"));
+        yaml.push_str(&format!("  - id: s{i}\n    uses: test-noop\n"));
     }
     let wf = Arc::new(meridian_model::parse("bench.yaml", &yaml).unwrap());
     let journal = PgJournal::open(&dsn).unwrap();

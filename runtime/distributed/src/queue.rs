@@ -247,7 +247,7 @@ impl Inner {
     }
 
     async fn execute(self: Arc<Self>, req: StepRequest) -> Result<StepResult, StepError> {
-        let row = encode_request(&req, &self.key);
+        let row = encode_request(&req, &self.key).map_err(StepError::Fatal)?;
         let request = row.request.to_string();
         // Queue (or re-attach). Connection trouble is retried; the engine's attempt timeout
         // bounds the whole wait.

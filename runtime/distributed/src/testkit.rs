@@ -3,11 +3,11 @@
 //! from the outside which worker ran what, and when.
 //!
 //! Steps (`uses:`):
-//! - `test/noop`: returns `{}` at once and records nothing (benchmarks).
-//! - `test/ok`: returns `{"echo": <input>}`.
-//! - `test/sleep`: sleeps `with.ms`, then returns `{"slept": ms, "echo": <input>}`.
-//! - `test/fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`).
-//! - `test/flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
+//! - `test-noop`: returns `{}` at once and records nothing (benchmarks).
+//! - `test-ok`: returns `{"echo": <input>}`.
+//! - `test-sleep`: sleeps `with.ms`, then returns `{"slept": ms, "echo": <input>}`.
+//! - `test-fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`).
+//! - `test-flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
 //!   `{"attempt": n}`.
 
 use std::sync::Arc;
@@ -100,7 +100,8 @@ impl Executor for FakeExec {
     fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
         let me = self.clone();
         Box::pin(async move {
-            if req.uses == "test/noop" {
+            let name = req.uses.builtin_name().unwrap_or("");
+            if name == "test-noop" {
                 return Ok(StepResult::default());
             }
             let mut end = None;

@@ -1,7 +1,9 @@
 //! How a [`StepRequest`] and its result are stored in a task row.
 //!
-//! In clear (columns and `request`): run, step, idempotency key, attempt, component (`uses`),
-//! action, mode, limits and timeout — what an operator needs to see in `meridian.tasks`.
+//! In clear (columns and `request`): run, step, idempotency key, attempt, component (`uses`:
+//! readable in its column, typed in `request`, with paths already absolute so a worker in any
+//! directory loads the same file), action, mode, limits and timeout — what an operator needs to
+//! see in `meridian.tasks`.
 //! Sealed under the task key (`sealed`): the evaluated input, the resolved grants (SQL DSNs, secret
 //! values, HTTP allow-list, preopens) and the mask list — everything that may hold a secret.
 //! Results are masked by the worker with the request's mask list before they are written, so no
@@ -12,15 +14,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use meridian_engine::{
-    Action, FsPreopen, Masker, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
+    Action, ComponentRef, FsPreopen, Masker, Mode, ResolvedGrants, StepError, StepRequest,
+    StepResult,
 };
 use meridian_model::{HttpLimits, Limits};
 use serde_json::{Value as Json, json};
 
 use crate::{DistError, TaskKey};
 
-/// Format of `request` and of the sealed payload.
-const WIRE_VERSION: u64 = 1;
+/// Format of `request` and of the sealed payload (2: the component is typed in `request`).
+const WIRE_VERSION: u64 = 2;
 
 /// A task row's content as the coordinator inserts it.
 #[derive(Clone, Debug)]
@@ -29,6 +32,7 @@ pub(crate) struct TaskRow {
     pub(crate) step_id: String,
     pub(crate) idempotency_key: String,
     pub(crate) attempt: i32,
+    /// The component as text, for people reading the table; the worker reads `request.uses`.
     pub(crate) uses: String,
     pub(crate) action: &'static str,
     pub(crate) mode: &'static str,
@@ -64,12 +68,13 @@ fn aad(
     request: &Clear,
 ) -> Vec<u8> {
     let parts = [
-        "meridian-task-v1",
+        "meridian-task-v2",
         run_id,
         step_id,
         key,
         &attempt.to_string(),
         uses,
+        &request.uses.to_string(),
         action,
         mode,
         &request.memory.to_string(),
@@ -86,23 +91,28 @@ fn aad(
 
 /// The clear part of `request`.
 struct Clear {
+    /// The component, serialised (the typed form, bound into the AAD as it is stored).
+    uses: Json,
     memory: u64,
     output: u64,
     timeout_ms: u64,
 }
 
 impl Clear {
-    fn of(req: &StepRequest) -> Clear {
-        Clear {
+    fn of(req: &StepRequest) -> Result<Clear, String> {
+        Ok(Clear {
+            uses: serde_json::to_value(&req.uses)
+                .map_err(|e| format!("the component {}: {e}", req.uses))?,
             memory: req.limits.memory,
             output: req.limits.output,
             timeout_ms: req.timeout.as_millis().min(u64::MAX as u128) as u64,
-        }
+        })
     }
 
     fn to_json(&self) -> Json {
         json!({
             "v": WIRE_VERSION,
+            "uses": self.uses,
             "limits": {"memory": self.memory, "output": self.output},
             "timeout_ms": self.timeout_ms,
         })
@@ -120,6 +130,7 @@ impl Clear {
                 .ok_or_else(|| format!("request.{what} is missing"))
         };
         Ok(Clear {
+            uses: j.get("uses").cloned().ok_or("request.uses is missing")?,
             memory: num(j.pointer("/limits/memory"), "limits.memory")?,
             output: num(j.pointer("/limits/output"), "limits.output")?,
             timeout_ms: num(j.get("timeout_ms"), "timeout_ms")?,
@@ -127,8 +138,11 @@ impl Clear {
     }
 }
 
-pub(crate) fn encode_request(req: &StepRequest, key: &TaskKey) -> TaskRow {
-    let clear = Clear::of(req);
+/// The task row for `req`. `Err` only when the component cannot be written as JSON (a path
+/// that is not UTF-8).
+pub(crate) fn encode_request(req: &StepRequest, key: &TaskKey) -> Result<TaskRow, String> {
+    let clear = Clear::of(req)?;
+    let uses = req.uses.to_string();
     let attempt = req.attempt.min(i32::MAX as u32) as i32;
     let action = action_str(req.action);
     let mode = mode_str(req.mode);
@@ -159,23 +173,23 @@ pub(crate) fn encode_request(req: &StepRequest, key: &TaskKey) -> TaskRow {
         &req.step_id,
         &req.idempotency_key,
         attempt,
-        &req.uses,
+        &uses,
         action,
         mode,
         &clear,
     );
-    TaskRow {
+    Ok(TaskRow {
         run_id: req.run_id.clone(),
         step_id: req.step_id.clone(),
         idempotency_key: req.idempotency_key.clone(),
         attempt,
-        uses: req.uses.clone(),
+        uses,
         action,
         mode,
         request: clear.to_json(),
         sealed: key.seal(secret.to_string().as_bytes(), &aad),
         key_id: key.fingerprint(),
-    }
+    })
 }
 
 /// Rebuilds the request on the worker. `Err` when the row does not open (wrong key, altered row)
@@ -187,7 +201,7 @@ pub(crate) fn decode_request(
     step_id: String,
     idempotency_key: String,
     attempt: i32,
-    uses: String,
+    uses: &str,
     action: &str,
     mode: &str,
     request: &Json,
@@ -210,12 +224,14 @@ pub(crate) fn decode_request(
         &step_id,
         &idempotency_key,
         attempt,
-        &uses,
+        uses,
         action,
         mode,
         &clear,
     );
     let plain = key.open(sealed, &aad)?;
+    let component: ComponentRef = serde_json::from_value(clear.uses.clone())
+        .map_err(|e| bad(format!("request.uses: {e}")))?;
     let secret: Json =
         serde_json::from_slice(&plain).map_err(|e| bad(format!("sealed payload: {e}")))?;
     let g = secret.get("grants").cloned().unwrap_or(Json::Null);
@@ -290,7 +306,7 @@ pub(crate) fn decode_request(
     Ok(StepRequest {
         run_id,
         step_id,
-        uses,
+        uses: component,
         action: action_v,
         mode: mode_v,
         input: secret.get("input").cloned().unwrap_or(Json::Null),
@@ -363,7 +379,10 @@ mod tests {
         StepRequest {
             run_id: "r1".into(),
             step_id: "deploy[eu]".into(),
-            uses: "steps/db.wasm".into(),
+            uses: ComponentRef::Path {
+                path: "/srv/flows/steps/db.wasm".into(),
+                sha256: None,
+            },
             action: Action::Compensate,
             mode: Mode::Plan,
             input: json!({"dsn": "postgres://app:hunter2@db/app", "n": 3}),
@@ -398,30 +417,41 @@ mod tests {
         }
     }
 
+    /// What a worker does with `row`, its `uses` column and `request` as given.
+    fn open(
+        key: &TaskKey,
+        row: &TaskRow,
+        uses: &str,
+        request: &Json,
+    ) -> Result<StepRequest, DistError> {
+        decode_request(
+            key,
+            row.run_id.clone(),
+            row.step_id.clone(),
+            row.idempotency_key.clone(),
+            row.attempt,
+            uses,
+            row.action,
+            row.mode,
+            request,
+            &row.sealed,
+        )
+    }
+
     #[test]
     fn request_round_trips_and_keeps_secrets_out_of_clear_fields() {
         let key = TaskKey::generate();
         let req = request();
-        let row = encode_request(&req, &key);
+        let row = encode_request(&req, &key).unwrap();
         let clear = format!(
             "{} {} {} {} {} {}",
             row.run_id, row.step_id, row.idempotency_key, row.uses, row.request, row.key_id
         );
         assert!(!clear.contains("hunter2"), "{clear}");
         assert!(!row.sealed.windows(7).any(|w| w == b"hunter2"));
-        let back = decode_request(
-            &key,
-            row.run_id.clone(),
-            row.step_id.clone(),
-            row.idempotency_key.clone(),
-            row.attempt,
-            row.uses.clone(),
-            row.action,
-            row.mode,
-            &row.request,
-            &row.sealed,
-        )
-        .unwrap();
+        let back = open(&key, &row, &row.uses, &row.request).unwrap();
+        assert_eq!(back.uses, req.uses);
+        assert_eq!(row.uses, "/srv/flows/steps/db.wasm");
         assert_eq!(back.input, req.input);
         assert_eq!(back.grants.sql, req.grants.sql);
         assert_eq!(back.grants.secrets, req.grants.secrets);
@@ -441,39 +471,21 @@ mod tests {
     #[test]
     fn altered_clear_fields_do_not_open() {
         let key = TaskKey::generate();
-        let row = encode_request(&request(), &key);
-        // Pointing the sealed secrets at another component is refused.
-        let err = decode_request(
-            &key,
-            row.run_id.clone(),
-            row.step_id.clone(),
-            row.idempotency_key.clone(),
-            row.attempt,
-            "steps/evil.wasm".into(),
-            row.action,
-            row.mode,
-            &row.request,
-            &row.sealed,
-        )
-        .unwrap_err();
-        assert!(matches!(err, DistError::Key(_)), "{err}");
+        let row = encode_request(&request(), &key).unwrap();
+        // Pointing the sealed secrets at another component is refused, whether the column
+        // people read or the typed reference the worker loads is changed.
+        let mut evil = row.request.clone();
+        evil["uses"]["path"] = json!("/srv/flows/steps/evil.wasm");
+        for (uses, request) in [
+            ("/srv/flows/steps/evil.wasm".to_owned(), &row.request),
+            (row.uses.clone(), &evil),
+        ] {
+            let err = open(&key, &row, &uses, request).unwrap_err();
+            assert!(matches!(err, DistError::Key(_)), "{err}");
+        }
         let mut req = row.request.clone();
         req["timeout_ms"] = json!(1);
-        assert!(
-            decode_request(
-                &key,
-                row.run_id,
-                row.step_id,
-                row.idempotency_key,
-                row.attempt,
-                row.uses,
-                row.action,
-                row.mode,
-                &req,
-                &row.sealed,
-            )
-            .is_err()
-        );
+        assert!(open(&key, &row, &row.uses, &req).is_err());
     }
 
     fn plan_put(url: &str) -> meridian_protocol::PlannedChange {

@@ -373,7 +373,7 @@ impl Worker {
             t.step_id,
             t.idempotency_key,
             t.attempt,
-            t.uses,
+            &t.uses,
             &t.action,
             &t.mode,
             &request,

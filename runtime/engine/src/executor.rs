@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use meridian_model::{HttpLimits, Limits};
 pub use meridian_protocol::{Action, Mode, StepError};
-use meridian_protocol::{LogLine, OriginPattern, PlannedChange};
+use meridian_protocol::{ComponentRef, LogLine, OriginPattern, PlannedChange};
 use serde_json::Value as Json;
 
 /// Everything a step is allowed to reach, with names already resolved to values.
@@ -40,8 +40,8 @@ pub struct StepRequest {
     pub run_id: String,
     /// The step id, with the matrix leg in brackets for matrix steps: `deploy[eu]`.
     pub step_id: String,
-    /// The component reference from `uses:` (or `compensate.uses`).
-    pub uses: String,
+    /// The component from `uses:` (or `compensate.uses`); a path is absolute.
+    pub uses: ComponentRef,
     pub action: Action,
     pub mode: Mode,
     /// `with:` evaluated.
@@ -76,7 +76,7 @@ pub trait Executor: Send + Sync + 'static {
     /// Called once per leg before its first attempt, outside the attempt's timeout: the place
     /// for one-time work such as compiling the step's component, so that a cold cache does not
     /// eat into a step's `timeout:`. The default does nothing.
-    fn prepare(&self, uses: &str) -> BoxFuture<'static, Result<(), StepError>> {
+    fn prepare(&self, uses: &ComponentRef) -> BoxFuture<'static, Result<(), StepError>> {
         let _ = uses;
         Box::pin(async { Ok(()) })
     }

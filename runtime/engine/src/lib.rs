@@ -16,7 +16,7 @@ pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
 pub use executor::{
     Action, Executor, FsPreopen, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
 };
-pub use meridian_protocol::{Masker, PlannedChange};
+pub use meridian_protocol::{ComponentRef, Masker, OriginPattern, PlannedChange};
 pub use run::{
     Approver, CompensationReport, LegReport, PriorLeg, RunError, RunOptions, RunReport, StepReport,
     run,

@@ -2,11 +2,11 @@
 //! Rust instead of Wasm, so the engine's, the queue's and the workers' tests describe the same
 //! behaviour once.
 //!
-//! - `test/ok`: returns `{"echo": with}`.
-//! - `test/sleep`: returns `{"slept": ms, "echo": with}` (the caller sleeps `with.ms` first).
-//! - `test/fail`: fails with `with.message` (default `boom`) as `with.kind` — `retryable`,
+//! - `test-ok`: returns `{"echo": with}`.
+//! - `test-sleep`: returns `{"slept": ms, "echo": with}` (the caller sleeps `with.ms` first).
+//! - `test-fail`: fails with `with.message` (default `boom`) as `with.kind` — `retryable`,
 //!   `invalid`, anything else fatal.
-//! - `test/flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
+//! - `test-flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
 //!   `{"attempt": n}`.
 
 use serde_json::{Value as Json, json};
@@ -26,10 +26,10 @@ pub fn respond(req: &StepRequest) -> Result<StepResult, StepError> {
             ..Default::default()
         })
     };
-    match req.uses.as_str() {
-        "test/ok" => ok(json!({"echo": req.input})),
-        "test/sleep" => ok(json!({"slept": sleep_ms(req), "echo": req.input})),
-        "test/fail" => {
+    match req.uses.builtin_name().unwrap_or("") {
+        "test-ok" => ok(json!({"echo": req.input})),
+        "test-sleep" => ok(json!({"slept": sleep_ms(req), "echo": req.input})),
+        "test-fail" => {
             let msg = req
                 .input
                 .get("message")
@@ -42,7 +42,7 @@ pub fn respond(req: &StepRequest) -> Result<StepResult, StepError> {
                 _ => StepError::Fatal(msg),
             })
         }
-        "test/flaky" => {
+        "test-flaky" => {
             let on = req
                 .input
                 .get("succeed_on")
@@ -54,6 +54,6 @@ pub fn respond(req: &StepRequest) -> Result<StepResult, StepError> {
                 Err(StepError::Retryable(format!("not yet ({})", req.attempt)))
             }
         }
-        other => Err(StepError::Fatal(format!("unknown test step {other}"))),
+        _ => Err(StepError::Fatal(format!("unknown test step {}", req.uses))),
     }
 }

@@ -1,5 +1,5 @@
-//! The engine's [`Executor`] over the Wasm sandbox: resolves `uses:` to a component (a built-in
-//! name, a path, either optionally pinned by `@sha256:`), turns grants into sandbox capabilities,
+//! The engine's [`Executor`] over the Wasm sandbox: loads the component a [`ComponentRef`] names
+//! (a built-in step or an absolute path, either optionally pinned by sha256), turns grants into sandbox capabilities,
 //! and maps sandbox failures to engine errors. The glue between `meridian-engine` (which knows
 //! nothing of Wasm) and `meridian-sandbox` (which knows nothing of workflows).
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use meridian_engine::{Action, Executor, Mode, StepError, StepRequest, StepResult};
+use meridian_engine::{Action, ComponentRef, Executor, Mode, StepError, StepRequest, StepResult};
 use meridian_model::Workflow;
 use meridian_model::schema::StepSchema;
 use meridian_sandbox as sb;
@@ -26,44 +26,12 @@ pub struct WasmExecutor {
 }
 
 /// Finds and compiles (or loads from the cache) the component a `uses:` names. Cheap to clone, so
-/// the blocking compile can move to a blocking thread.
+/// the blocking compile can move to a blocking thread. It has no base directory: a path arrives
+/// absolute (the workflow model resolved it), so where this process runs does not matter.
 #[derive(Clone)]
 struct Resolver {
     sandbox: Arc<sb::Sandbox>,
-    base_dir: Arc<Mutex<PathBuf>>,
-    loaded: Arc<Mutex<HashMap<String, Arc<sb::StepComponent>>>>,
-}
-
-/// A parsed `uses:` reference.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Uses<'a> {
-    Builtin {
-        name: &'a str,
-        sha256: Option<&'a str>,
-    },
-    Path {
-        path: &'a str,
-        sha256: Option<&'a str>,
-    },
-}
-
-/// `hello`, `hello@sha256:…`, `./x.wasm`, `steps/x.wasm@sha256:…`.
-pub fn parse_uses(uses: &str) -> Uses<'_> {
-    let (target, sha256) = match uses.rsplit_once("@sha256:") {
-        Some((t, d)) => (t, Some(d)),
-        None => (uses, None),
-    };
-    if target.contains('/') || target.ends_with(".wasm") {
-        Uses::Path {
-            path: target,
-            sha256,
-        }
-    } else {
-        Uses::Builtin {
-            name: target,
-            sha256,
-        }
-    }
+    loaded: Arc<Mutex<HashMap<ComponentRef, Arc<sb::StepComponent>>>>,
 }
 
 impl WasmExecutor {
@@ -77,7 +45,6 @@ impl WasmExecutor {
         Ok(WasmExecutor {
             resolver: Resolver {
                 sandbox: Arc::new(sandbox),
-                base_dir: Arc::new(Mutex::new(PathBuf::from("."))),
                 loaded: Arc::new(Mutex::new(HashMap::new())),
             },
             kv_source: Mutex::new(None),
@@ -91,26 +58,17 @@ impl WasmExecutor {
         *self.kv_source.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
-    /// Relative `uses:` paths resolve against this (the workflow file's directory).
-    pub fn set_base_dir(&self, dir: PathBuf) {
-        *self
-            .resolver
-            .base_dir
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = dir;
-    }
-
     /// The compiled component for `uses` (compiling blocks: it runs on a blocking thread).
-    async fn component(&self, uses: &str) -> Result<Arc<sb::StepComponent>, String> {
+    async fn component(&self, uses: &ComponentRef) -> Result<Arc<sb::StepComponent>, String> {
         let r = self.resolver.clone();
-        let uses = uses.to_string();
+        let uses = uses.clone();
         tokio::task::spawn_blocking(move || r.component(&uses))
             .await
             .map_err(|e| format!("loading the component panicked: {e}"))?
     }
 
     /// The manifest a step component declares.
-    pub async fn manifest(&self, uses: &str) -> Result<sb::Manifest, String> {
+    pub async fn manifest(&self, uses: &ComponentRef) -> Result<sb::Manifest, String> {
         let c = self.component(uses).await?;
         self.resolver
             .sandbox
@@ -124,18 +82,20 @@ impl WasmExecutor {
         &self.resolver.sandbox
     }
 
-    /// Schemas of every step component the workflow uses (including compensation steps), keyed by
-    /// the `uses:` text; a component that cannot be loaded maps to its error.
+    /// Schemas of every step component the workflow uses (including compensation steps); a
+    /// component that cannot be loaded maps to its error.
     pub async fn schemas_for(
         &self,
         wf: &Workflow,
-        base: &Path,
-    ) -> HashMap<String, Result<StepSchema, String>> {
-        self.set_base_dir(base.to_path_buf());
-        let mut uses: Vec<&str> = wf.steps.iter().map(|s| s.uses.value.as_str()).collect();
+    ) -> HashMap<ComponentRef, Result<StepSchema, String>> {
+        let mut uses: Vec<&ComponentRef> = wf
+            .steps
+            .iter()
+            .filter_map(|s| s.component.as_ref())
+            .collect();
         for s in &wf.steps {
-            if let meridian_model::Compensate::Step { uses: u, .. } = &s.compensate {
-                uses.push(u.value.as_str());
+            if let meridian_model::Compensate::Step { component, .. } = &s.compensate {
+                uses.push(component);
             }
         }
         let mut out = HashMap::new();
@@ -143,15 +103,12 @@ impl WasmExecutor {
             if out.contains_key(u) {
                 continue;
             }
-            let r = match self.manifest(u).await {
-                Ok(m) => Ok(StepSchema {
-                    input: m.input_schema.clone(),
-                    output: m.output_schema.clone(),
-                    grants_needed: m.needs.clone(),
-                }),
-                Err(e) => Err(e),
-            };
-            out.insert(u.to_string(), r);
+            let r = self.manifest(u).await.map(|m| StepSchema {
+                input: m.input_schema,
+                output: m.output_schema,
+                grants_needed: m.needs,
+            });
+            out.insert(u.clone(), r);
         }
         out
     }
@@ -195,7 +152,7 @@ fn check_header(path: &Path) -> Result<(), String> {
 
 impl Resolver {
     /// The component for `uses` if it was loaded before.
-    fn cached(&self, uses: &str) -> Option<Arc<sb::StepComponent>> {
+    fn cached(&self, uses: &ComponentRef) -> Option<Arc<sb::StepComponent>> {
         self.loaded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -203,18 +160,14 @@ impl Resolver {
             .cloned()
     }
 
-    fn component(&self, uses: &str) -> Result<Arc<sb::StepComponent>, String> {
-        if let Some(c) = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(uses)
-        {
-            return Ok(c.clone());
+    fn component(&self, uses: &ComponentRef) -> Result<Arc<sb::StepComponent>, String> {
+        if let Some(c) = self.cached(uses) {
+            return Ok(c);
         }
-        let c = match parse_uses(uses) {
-            Uses::Builtin { name, sha256 } => {
-                let Some((_, bytes)) = meridian_artifacts::BUILTIN.iter().find(|(n, _)| *n == name)
+        let pin = uses.sha256().map(ToString::to_string);
+        let c = match uses {
+            ComponentRef::Builtin { name, .. } => {
+                let Some((_, bytes)) = meridian_artifacts::BUILTIN.iter().find(|(n, _)| n == name)
                 else {
                     let names: Vec<&str> = meridian_artifacts::BUILTIN
                         .iter()
@@ -226,37 +179,36 @@ impl Resolver {
                     ));
                 };
                 self.sandbox
-                    .load(bytes, sha256)
+                    .load(bytes, pin.as_deref())
                     .map_err(|e| e.to_string())?
             }
-            Uses::Path { path, sha256 } => {
-                let p = Path::new(path);
-                let p = if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    self.base_dir
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .join(p)
-                };
-                check_header(&p)?;
+            ComponentRef::Path { path, .. } => {
+                // Resolving it here would mean against this process's working directory, which
+                // on a queue worker is not the workflow's.
+                if !path.is_absolute() {
+                    return Err(format!(
+                        "component path {} is relative; the workflow model resolves `uses:` against the workflow file's directory",
+                        path.display()
+                    ));
+                }
+                check_header(path)?;
                 self.sandbox
-                    .load_file(&p, sha256)
+                    .load_file(path, pin.as_deref())
                     .map_err(|e| e.to_string())?
             }
         };
         self.loaded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(uses.to_string(), c.clone());
+            .insert(uses.clone(), c.clone());
         Ok(c)
     }
 }
 
 impl Executor for WasmExecutor {
-    fn prepare(&self, uses: &str) -> BoxFuture<'static, Result<(), StepError>> {
+    fn prepare(&self, uses: &ComponentRef) -> BoxFuture<'static, Result<(), StepError>> {
         let resolver = self.resolver.clone();
-        let uses = uses.to_string();
+        let uses = uses.clone();
         Box::pin(async move {
             if resolver.cached(&uses).is_some() {
                 return Ok(());

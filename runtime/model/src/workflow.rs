@@ -5,11 +5,12 @@
 //! step is about to run (see [`crate::expr`]).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-pub use meridian_protocol::OriginPattern;
+pub use meridian_protocol::{ComponentRef, OriginPattern};
 use serde::Serialize;
 
 use crate::expr::{EvalContext, EvalError, Expr, Template};
@@ -150,8 +151,12 @@ pub struct Step {
     pub id: Spanned<String>,
     /// Display name (`name:`), defaults to the id.
     pub name: Option<String>,
-    /// A path (`./x.wasm`), a built-in step name (`hello`), or `name@sha256:<hex>` / `path@sha256:<hex>`.
+    /// `uses:` as written (for messages): a path (`./x.wasm`), a built-in step name (`hello`),
+    /// or `name@sha256:<hex>` / `path@sha256:<hex>`.
     pub uses: Spanned<String>,
+    /// What `uses:` names, a path made absolute against the workflow file's directory. `None`
+    /// only in a workflow with errors (`uses:` missing or invalid).
+    pub component: Option<ComponentRef>,
     /// `with:` inputs, unevaluated.
     pub with: IndexMap<String, ValueNode>,
     pub needs: Vec<Spanned<String>>,
@@ -415,8 +420,9 @@ impl Default for HttpLimits {
 #[derive(Clone, Debug)]
 pub struct FsGrant {
     pub span: Span,
-    /// Host directory, relative paths resolved against the workflow file's directory.
-    pub host: String,
+    /// Host directory, absolute: a relative path was resolved against the workflow file's
+    /// directory when the file was parsed.
+    pub host: PathBuf,
     /// Path the guest sees (default: same as `host` when absolute, else `/` + host).
     pub guest: String,
     pub writable: bool,
@@ -441,6 +447,8 @@ impl Default for Limits {
 }
 
 /// `compensate:` of a step: how to undo it when a later step fails the run.
+// One per step, inside a `Step` that is larger still: boxing the big variant saves nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default)]
 pub enum Compensate {
     /// No compensation (default, and `compensate: false`).
@@ -451,7 +459,9 @@ pub enum Compensate {
     /// `compensate: { uses: …, with: … }`: run another step component.
     Step {
         span: Span,
+        /// As written, for messages.
         uses: Spanned<String>,
+        component: ComponentRef,
         with: IndexMap<String, ValueNode>,
     },
 }

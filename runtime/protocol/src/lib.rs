@@ -7,6 +7,7 @@
 //!
 //! | module | what crosses |
 //! | --- | --- |
+//! | [`component`] | what `uses:` names ([`ComponentRef`]), paths already absolute |
 //! | [`event`] | what happens in a run ([`Event`]), how steps and runs end, the [`EventSink`] seam |
 //! | [`error`] | why a step attempt failed ([`StepError`]), which the retry policy acts on |
 //! | [`grant`] | the capability kinds ([`GrantKind`]) a step asks for and a workflow grants |
@@ -16,6 +17,28 @@
 //! | [`mask`] | the one secret [`Masker`] |
 //! | [`kv`] | the per-run key-value state a step keeps for its compensation ([`KvStore`]) |
 
+/// Serde for a type that travels as its `Display` text and is checked again by `$parse`
+/// (`&str -> Result<Self, impl Display>`) when it is read back, so a value off the wire is as
+/// valid as one parsed from a workflow.
+macro_rules! serde_as_text {
+    ($ty:ty, $parse:expr) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                ($parse)(text.as_str())
+                    .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
+            }
+        }
+    };
+}
+
+pub mod component;
 pub mod duration;
 pub mod error;
 pub mod event;
@@ -27,6 +50,7 @@ pub mod origin;
 pub mod plan;
 pub mod text;
 
+pub use component::{ComponentRef, ComponentRefError, Sha256};
 pub use error::StepError;
 pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
 pub use grant::{GrantKind, GrantRequest};

@@ -30,7 +30,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use url::{Host, Url};
 
 /// One allowed origin pattern, e.g. `https://*.example.com` or `http://127.0.0.1:*`.
@@ -318,19 +317,8 @@ impl FromStr for OriginPattern {
     }
 }
 
-/// On the wire a pattern is its canonical text; reading it back checks it again.
-impl Serialize for OriginPattern {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for OriginPattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Self::parse(&text).map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
-    }
-}
+// On the wire a pattern is its canonical text.
+serde_as_text!(OriginPattern, OriginPattern::parse);
 
 #[cfg(test)]
 mod tests {

@@ -230,7 +230,6 @@ impl Runner {
         let workflow = wf.workflow.clone();
         opts.max_parallel = settings.max_parallel.or(workflow.max_parallel).unwrap_or(4);
         opts.run_timeout = settings.timeout;
-        opts.base_dir = wf.path.parent().map(Path::to_path_buf).unwrap_or_default();
         let journal = self.journal.sink(&opts.run_id)?;
         opts.sink = Some(match view {
             Some(v) => Arc::new(vec![journal, v]),
@@ -239,22 +238,21 @@ impl Runner {
         let exec: Arc<dyn Executor> = match &self.steps {
             StepRunner::Remote(e) => e.clone(),
             StepRunner::Local(local) => {
-                local.set_base_dir(opts.base_dir.clone());
                 let journal = self.journal.clone();
                 local.set_kv_source(Arc::new(move |run: &str| journal.kv(run)));
                 // Compile (or load from the cache) every component before the run starts, so a
                 // cold cache neither delays the first steps nor counts in a drill's measured
-                // times. A component that cannot be loaded fails its step when the step runs.
-                let mut uses: Vec<&str> = workflow
+                // times; the components compile concurrently (each on a blocking thread). A
+                // component that cannot be loaded fails its step when the step runs.
+                let mut uses: Vec<&meridian_model::ComponentRef> = workflow
                     .steps
                     .iter()
-                    .map(|s| s.uses.value.as_str())
+                    .filter_map(|s| s.component.as_ref())
                     .collect();
-                uses.sort_unstable();
+                uses.sort_by_key(|c| c.to_string());
                 uses.dedup();
-                for u in uses {
-                    let _ = Executor::prepare(&**local, u).await;
-                }
+                futures::future::join_all(uses.into_iter().map(|u| Executor::prepare(&**local, u)))
+                    .await;
                 if fresh {
                     opts.started_at_ms = now_ms();
                 }

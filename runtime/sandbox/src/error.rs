@@ -46,7 +46,7 @@ pub enum SandboxError {
     },
     /// The component imports something the host does not provide, or lacks the step exports.
     #[error(
-        "linking component sha256:{digest}: {message}; a step may import only meridian:step@0.1.0 \
+        "linking component sha256:{digest}: {message}; a step may import only meridian:step@0.2.0 \
          interfaces and WASI 0.2, and must export describe, run and compensate"
     )]
     Link {

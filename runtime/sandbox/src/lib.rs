@@ -1,6 +1,6 @@
 //! # meridian-sandbox: the wasmtime host for Meridian steps
 //!
-//! A step is a WebAssembly component implementing `meridian:step@0.1.0` (`sdk/wit/step.wit`).
+//! A step is a WebAssembly component implementing `meridian:step@0.2.0` (`sdk/wit/step.wit`).
 //! This crate loads such components and runs them, one fresh instance per call, under
 //! deny-by-default capabilities. It knows nothing of workflow YAML: the engine resolves `uses:`,
 //! evaluates `with:` and grants, and hands over a [`Call`].

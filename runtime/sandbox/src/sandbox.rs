@@ -23,7 +23,7 @@ use crate::state::{HostState, MemoryLimiter, StoreState};
 use crate::stdio::Capture;
 use crate::types::{Call, Manifest, Outcome, Report};
 use meridian_protocol::Masker;
-use meridian_protocol::{Action, GrantRequest, Level, LogSource, Mode};
+use meridian_protocol::{Action, GrantKind, GrantRequest, Level, LogSource, Mode};
 
 /// How the sandbox is set up. `Default` is what the engine should use unless it has a reason.
 #[derive(Debug, Clone)]
@@ -138,6 +138,18 @@ impl std::fmt::Debug for Sandbox {
             .field("pooling", &self.inner.pooling)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// The WIT's grant kind as the protocol's: the same five, matched exhaustively so that a kind
+/// added to the contract cannot be forgotten here.
+fn grant_kind(k: wit::GrantKind) -> GrantKind {
+    match k {
+        wit::GrantKind::Http => GrantKind::Http,
+        wit::GrantKind::Sql => GrantKind::Sql,
+        wit::GrantKind::Fs => GrantKind::Fs,
+        wit::GrantKind::Secret => GrantKind::Secret,
+        wit::GrantKind::Dns => GrantKind::Dns,
     }
 }
 
@@ -377,16 +389,11 @@ impl Sandbox {
             needs: m
                 .needs
                 .into_iter()
-                .map(|g| {
-                    let kind = g.kind.parse().map_err(|e| {
-                        StepFailure::InvalidOutput(format!("describe: needs `{}`: {e}", g.detail))
-                    })?;
-                    Ok(GrantRequest {
-                        kind,
-                        detail: g.detail,
-                    })
+                .map(|g| GrantRequest {
+                    kind: grant_kind(g.kind),
+                    detail: g.detail,
                 })
-                .collect::<Result<_, StepFailure>>()?,
+                .collect(),
             supports_plan: m.supports_plan,
             supports_compensate: m.supports_compensate,
         })
@@ -676,6 +683,20 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_wit_grant_kind_maps_to_the_protocol_kind_of_its_name() {
+        use wit::GrantKind as W;
+        let all = [W::Http, W::Sql, W::Fs, W::Secret, W::Dns];
+        let mapped: Vec<GrantKind> = all.into_iter().map(grant_kind).collect();
+        assert_eq!(mapped, GrantKind::ALL);
+        for k in all {
+            assert_eq!(
+                format!("{k:?}").to_lowercase(),
+                format!("grantkind::{}", grant_kind(k))
+            );
+        }
+    }
 
     #[test]
     fn digests_are_normalised() {

@@ -48,7 +48,7 @@ pub use ctx::{Ctx, Invocation, Kv, Log, Mode};
 pub use error::{Error, ErrorKind};
 pub use export::{compensate_with, run_with};
 pub use host::{HostApi, Level, WitHost};
-pub use manifest::{ManifestInfo, Need};
+pub use manifest::{GrantKind, ManifestInfo, Need};
 pub use schemars::{self, JsonSchema};
 pub use serde;
 pub use serde_json;

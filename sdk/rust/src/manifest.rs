@@ -1,11 +1,15 @@
 //! What a step declares about itself in `describe`; the schemas come from the step's types.
 
+pub use crate::bindings::meridian::step::types::GrantKind;
+
 /// A capability the step needs, shown to operators and checked against the workflow's grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
-    /// `http`, `sql`, `fs` or `secret`.
-    pub kind: String,
-    /// e.g. `https://route53.amazonaws.com`, a connection name, a guest path, a secret name.
+    /// What kind of grant.
+    pub kind: GrantKind,
+    /// Exact — a URL (`https://api.example.com`), a connection name, an absolute guest path, a
+    /// secret name — or, when it depends on the input, prose naming that input
+    /// ("the URL in `endpoint`"); validation then only asks for some grant of the kind.
     pub detail: String,
 }
 
@@ -45,11 +49,11 @@ impl ManifestInfo {
         self.description = d.into();
         self
     }
-    /// Declares a need of `kind` (`http`, `sql`, `fs`, `secret`).
+    /// Declares a need of `kind` (see [`Need::detail`] for what `detail` may say).
     #[must_use]
-    pub fn needs(mut self, kind: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn needs(mut self, kind: GrantKind, detail: impl Into<String>) -> Self {
         self.needs.push(Need {
-            kind: kind.into(),
+            kind,
             detail: detail.into(),
         });
         self

@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meridian_sdk::{Ctx, Error, Level, ManifestInfo, Step};
+use meridian_sdk::{Ctx, Error, GrantKind, Level, ManifestInfo, Step};
 
 use crate::error::{ErrorKind, SyncError};
 use crate::sync::{Input, Output, Runtime, run};
@@ -31,9 +31,9 @@ impl Step for AdcApisix {
                 "Pushes gateway configuration written in ADC's declarative format to Apache APISIX, API7 EE or \
                  APISIX standalone: diffs against the live Admin API state and applies only the changes, in ADC's order.",
             )
-            .needs("http", "the Admin API base URL given as `server`")
-            .needs("secret", "the admin key named by `token_secret`")
-            .needs("fs", "the directory holding `files` (read-only), unless the config is inline")
+            .needs(GrantKind::Http, "the Admin API base URL given as `server`")
+            .needs(GrantKind::Secret, "the admin key named by `token_secret`")
+            .needs(GrantKind::Fs, "the directory holding `files` (read-only), unless the config is inline")
     }
 
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {

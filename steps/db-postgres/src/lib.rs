@@ -29,7 +29,7 @@ mod status;
 
 use meridian_families::database::{DatabaseAction, DatabaseInput, DatabaseOutput};
 use meridian_families::{Clock, StdClock, StepError};
-use meridian_sdk::{Ctx, Error, ManifestInfo, Step};
+use meridian_sdk::{Ctx, Error, GrantKind, ManifestInfo, Step};
 
 /// The `vendor` reported in outputs.
 pub const VENDOR: &str = "postgres";
@@ -84,8 +84,8 @@ impl Step for DbPostgres {
                  fence the old primary, promote a standby (with RPO bytes), verify-writable. \
                  Compensation unfences.",
             )
-            .needs("sql", "`connection`, and `primary` / `standby` when the action uses them")
-            .needs("secret", "`publisher_dsn_secret`, when setup-logical takes the publisher conninfo from a secret")
+            .needs(GrantKind::Sql, "`connection`, and `primary` / `standby` when the action uses them")
+            .needs(GrantKind::Secret, "`publisher_dsn_secret`, when setup-logical takes the publisher conninfo from a secret")
             .supports_compensate(true)
     }
 

@@ -1005,7 +1005,11 @@ fn manifest_and_schemas() {
     let m = meridian_sdk::export::describe::<crate::DbPostgres>();
     assert_eq!(m.name, "db-postgres");
     assert!(m.supports_plan && m.supports_compensate);
-    assert!(m.needs.iter().any(|n| n.kind == "sql"));
+    assert!(
+        m.needs
+            .iter()
+            .any(|n| n.kind == meridian_sdk::GrantKind::Sql)
+    );
     assert!(
         m.input_schema.contains("verify-writable"),
         "{}",

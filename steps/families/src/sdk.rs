@@ -6,7 +6,7 @@
 //! attempts, so a failover that failed half-way and was retried still compensates back to the
 //! state before the first attempt. `compensate` reads it, restores, and deletes the key.
 
-use meridian_sdk::{Ctx, Error, ErrorKind, ManifestInfo};
+use meridian_sdk::{Ctx, Error, ErrorKind, GrantKind, ManifestInfo};
 
 use crate::env::{Clock, Env, Log, Secrets, StdClock};
 use crate::error::StepError;
@@ -169,7 +169,7 @@ pub fn gslb_manifest(
     name: &str,
     version: &str,
     description: &str,
-    needs: &[(&str, &str)],
+    needs: &[(GrantKind, &str)],
 ) -> ManifestInfo {
     let mut m = ManifestInfo::new(name, version)
         .description(description)

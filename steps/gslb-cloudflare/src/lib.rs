@@ -545,8 +545,8 @@ meridian_families::gslb_step! {
         name: "gslb-cloudflare",
         description: "GSLB on Cloudflare Load Balancing: one monitor and pool per region and a load balancer (failover order, random-steering weights or dynamic latency); failover and set-weights compensate back.",
         needs: &[
-            ("http", "https://api.cloudflare.com"),
-            ("secret", "CLOUDFLARE_API_TOKEN"),
+            (meridian_sdk::GrantKind::Http, "the URL in `provider.cloudflare.endpoint` (default https://api.cloudflare.com/client/v4)"),
+            (meridian_sdk::GrantKind::Secret, "CLOUDFLARE_API_TOKEN"),
         ],
         run: run,
         compensate: compensate,

@@ -636,10 +636,10 @@ meridian_families::gslb_step! {
         description: "GSLB on PowerDNS Authoritative: LUA ifurlup ordered failover, pickwrandom weights or plain record switching through the HTTP API; creates the zone when missing; failover and set-weights compensate back.",
         needs: &[
             (
-                "http",
+                meridian_sdk::GrantKind::Http,
                 "the provider.powerdns.endpoint URL (e.g. http://127.0.0.1:8081)",
             ),
-            ("secret", "PDNS_API_KEY"),
+            (meridian_sdk::GrantKind::Secret, "PDNS_API_KEY"),
         ],
         run: run,
         compensate: compensate,

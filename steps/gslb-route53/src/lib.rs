@@ -669,9 +669,9 @@ meridian_families::gslb_step! {
         name: "gslb-route53",
         description: "GSLB on AWS Route 53: failover (PRIMARY/SECONDARY with health checks), weighted and latency records, SigV4-signed inside the component; failover and set-weights compensate back.",
         needs: &[
-            ("http", "https://route53.amazonaws.com"),
-            ("secret", "AWS_ACCESS_KEY_ID"),
-            ("secret", "AWS_SECRET_ACCESS_KEY"),
+            (meridian_sdk::GrantKind::Http, "the URL in `provider.route53.endpoint` (default https://route53.amazonaws.com)"),
+            (meridian_sdk::GrantKind::Secret, "AWS_ACCESS_KEY_ID"),
+            (meridian_sdk::GrantKind::Secret, "AWS_SECRET_ACCESS_KEY"),
         ],
         run: run,
         compensate: compensate,

@@ -881,7 +881,8 @@ mod component {
         assert!(
             m.needs
                 .iter()
-                .any(|n| n.kind == "http" && n.detail == "https://route53.amazonaws.com")
+                .any(|n| n.kind == meridian_sdk::GrantKind::Http
+                    && n.detail.contains("`provider.route53.endpoint`"))
         );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use meridian_sdk::http::Request;
-use meridian_sdk::{Ctx, Error, JsonSchema, Level, ManifestInfo, Step};
+use meridian_sdk::{Ctx, Error, GrantKind, JsonSchema, Level, ManifestInfo, Step};
 use serde::{Deserialize, Serialize};
 
 /// Inputs of `http-probe`.
@@ -76,7 +76,7 @@ impl Step for HttpProbe {
             .description(
                 "Sends one GET/HEAD request and checks the status (and optionally the body).",
             )
-            .needs("http", "the probed URL's scheme://host:port")
+            .needs(GrantKind::Http, "the probed URL's scheme://host:port")
     }
 
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {

@@ -420,8 +420,8 @@ meridian_families::region_step! {
                  through the control plane, then waits for every data plane's /status/ready; status and \
                  wait-ready read only.",
             )
-            .needs("http", "`provider.api7ee.control_plane` and every `provider.api7ee.data_planes` URL")
-            .needs("secret", "`provider.api7ee.token_secret`"),
+            .needs(meridian_sdk::GrantKind::Http, "`provider.api7ee.control_plane` and every `provider.api7ee.data_planes` URL")
+            .needs(meridian_sdk::GrantKind::Secret, "`provider.api7ee.token_secret`"),
         run: run,
     }
 }

@@ -383,7 +383,14 @@ fn a_group_created_concurrently_is_adopted() {
 fn manifest_declares_http_and_secret() {
     let m = meridian_sdk::export::describe::<crate::RegionApi7ee>();
     assert_eq!(m.name, "region-api7ee");
-    assert!(m.needs.iter().any(|n| n.kind == "http") && m.needs.iter().any(|n| n.kind == "secret"));
+    assert!(
+        m.needs
+            .iter()
+            .any(|n| n.kind == meridian_sdk::GrantKind::Http)
+            && m.needs
+                .iter()
+                .any(|n| n.kind == meridian_sdk::GrantKind::Secret)
+    );
     assert!(
         m.input_schema.contains("token_secret")
             && m.output_schema.contains("admin_key_secret_hint")

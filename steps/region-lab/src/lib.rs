@@ -420,7 +420,7 @@ meridian_families::region_step! {
                 "Runs and breaks regions of the local lab through its control API: status, start, stop, \
                  kill, wait-ready, rebuild-standby (failback), with host-clock timestamps (killed_at_ms, ready_at_ms) for RTO.",
             )
-            .needs("http", "`provider.lab.control_url` (scheme://host:port of the lab's control API)"),
+            .needs(meridian_sdk::GrantKind::Http, "`provider.lab.control_url` (scheme://host:port of the lab's control API)"),
         run: run,
     }
 }

@@ -402,7 +402,11 @@ fn errors_name_the_problem() {
 fn manifest_declares_the_http_grant_and_schemas() {
     let m = meridian_sdk::export::describe::<crate::RegionLab>();
     assert_eq!(m.name, "region-lab");
-    assert!(m.needs.iter().any(|n| n.kind == "http"));
+    assert!(
+        m.needs
+            .iter()
+            .any(|n| n.kind == meridian_sdk::GrantKind::Http)
+    );
     assert!(m.input_schema.contains("wait-ready") && m.output_schema.contains("killed_at_ms"));
     assert!(
         m.input_schema.contains("rebuild-standby") && m.output_schema.contains("rebuilt_at_ms")

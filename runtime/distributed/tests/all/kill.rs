@@ -77,21 +77,21 @@ const TAKEOVER: &str = r#"
 name: takeover
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {v: 1}
   - id: slow
-    uses: test/sleep
+    uses: test-sleep
     needs: a
     with: {ms: 1500, v: "${{ steps.a.outputs.echo.v }}"}
   - id: fan
-    uses: test/sleep
+    uses: test-sleep
     needs: a
     strategy:
       matrix:
         n: [1, 2]
     with: {ms: 200, n: "${{ matrix.n }}"}
   - id: b
-    uses: test/ok
+    uses: test-ok
     needs: [slow, fan]
     with: {slept: "${{ steps.slow.outputs.slept }}"}
 "#;
@@ -187,7 +187,7 @@ async fn no_attempt_ever_runs_on_two_workers_at_once() {
                 let out = q
                     .execute(request(
                         &format!("chaos/{i}"),
-                        "test/sleep",
+                        "test-sleep",
                         json!({"ms": ms}),
                     ))
                     .await;
@@ -262,7 +262,7 @@ async fn a_partitioned_worker_stops_its_step_before_the_takeover() {
     let pending = tokio::spawn({
         let q = queue.clone();
         async move {
-            q.execute(request("r/part", "test/sleep", json!({"ms": 4000})))
+            q.execute(request("r/part", "test-sleep", json!({"ms": 4000})))
                 .await
         }
     });
@@ -304,7 +304,7 @@ async fn a_partitioned_worker_stops_its_step_before_the_takeover() {
     pg.sql("ALTER ROLE p1 LOGIN");
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        queue.execute(request("r/after", "test/ok", json!({"v": 2}))),
+        queue.execute(request("r/after", "test-ok", json!({"v": 2}))),
     )
     .await
     .expect("p1 reconnects and runs it")

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use meridian_distributed::{PgJournal, PgQueue, QueueOptions, TaskKey, WorkerOptions};
 use meridian_engine::{
-    Action, Executor, Mode, ResolvedGrants, RunOptions, RunStatus, StepError, StepRequest,
+    Action, ComponentRef, Executor, Mode, ResolvedGrants, RunOptions, RunStatus, StepError,
+    StepRequest,
 };
 use meridian_model::Limits;
 use meridian_store::{Journal, RunRecord};
@@ -32,7 +33,7 @@ pub(crate) fn request(key: &str, uses: &str, input: Json) -> StepRequest {
     StepRequest {
         run_id: "r".into(),
         step_id: key.into(),
-        uses: uses.into(),
+        uses: ComponentRef::builtin(uses),
         action: Action::Run,
         mode: Mode::Apply,
         input,
@@ -80,28 +81,28 @@ name: distributed
 secrets: [DB_PASSWORD]
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {greeting: hello, pw: "${{ secrets.DB_PASSWORD }}"}
     grants:
       secrets: [DB_PASSWORD]
   - id: fan
-    uses: test/sleep
+    uses: test-sleep
     needs: a
     strategy:
       matrix:
         region: [eu, us, ap]
     with: {ms: 300, region: "${{ matrix.region }}", got: "${{ steps.a.outputs.echo.greeting }}"}
   - id: flaky
-    uses: test/flaky
+    uses: test-flaky
     needs: a
     with: {succeed_on: 2}
     retry: {attempts: 3, backoff: constant, initial: 50ms}
   - id: optional
-    uses: test/fail
+    uses: test-fail
     continue-on-error: true
     with: {message: "cannot reach hunter2-db"}
   - id: last
-    uses: test/ok
+    uses: test-ok
     needs: [fan, flaky]
     with: {eu: "${{ steps.fan.outputs.eu.echo.region }}", attempt: "${{ steps.flaky.outputs.attempt }}"}
 "#;
@@ -188,7 +189,7 @@ async fn a_resumed_coordinator_reattaches_instead_of_duplicating() {
     let crashed = PgQueue::connect(&pg.dsn(), key.clone(), queue_opts())
         .await
         .unwrap();
-    let req = request("r/slow", "test/sleep", json!({"ms": 800}));
+    let req = request("r/slow", "test-sleep", json!({"ms": 800}));
     let mut fut = crashed.execute(req.clone());
     // Poll once so the task is queued, then lose the future as a crash would.
     tokio::select! {
@@ -241,7 +242,7 @@ async fn dropped_attempts_are_cancelled_and_rearmed_on_request() {
         .unwrap();
 
     // Unclaimed: no worker runs.
-    let idle = request("r/idle", "test/ok", json!({}));
+    let idle = request("r/idle", "test-ok", json!({}));
     let t = tokio::time::timeout(Duration::from_millis(300), queue.execute(idle.clone())).await;
     assert!(t.is_err());
     wait_until(
@@ -257,7 +258,7 @@ async fn dropped_attempts_are_cancelled_and_rearmed_on_request() {
 
     let workers = InProc::start(&pg, &["w1"], &key, fast_opts()).await;
     // Running: its worker is told at once and stops the step.
-    let long = request("r/long", "test/sleep", json!({"ms": 20_000}));
+    let long = request("r/long", "test-sleep", json!({"ms": 20_000}));
     let t = tokio::time::timeout(Duration::from_millis(1500), queue.execute(long.clone())).await;
     assert!(t.is_err());
     wait_until(
@@ -305,7 +306,7 @@ async fn workers_only_claim_tasks_sealed_with_their_key() {
         let queue = queue.clone();
         async move {
             queue
-                .execute(request("r/k", "test/ok", json!({"v": 1})))
+                .execute(request("r/k", "test-ok", json!({"v": 1})))
                 .await
         }
     });
@@ -346,7 +347,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_commit() {
     let _short = tokio::spawn({
         let q = queue.clone();
         async move {
-            q.execute(request("r/short", "test/sleep", json!({"ms": 1500})))
+            q.execute(request("r/short", "test-sleep", json!({"ms": 1500})))
                 .await
         }
     });
@@ -380,7 +381,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_commit() {
     let _long = tokio::spawn({
         let q = queue.clone();
         async move {
-            q.execute(request("r/long", "test/sleep", json!({"ms": 30_000})))
+            q.execute(request("r/long", "test-sleep", json!({"ms": 30_000})))
                 .await
         }
     });
@@ -417,7 +418,7 @@ async fn a_task_taken_over_too_often_fails() {
         .unwrap();
     let pending = tokio::spawn({
         let q = queue.clone();
-        async move { q.execute(request("r/poison", "test/ok", json!({}))).await }
+        async move { q.execute(request("r/poison", "test-ok", json!({}))).await }
     });
     wait_until("the task to be queued", Duration::from_secs(10), || {
         pg.sql("SELECT count(*) FROM meridian.tasks") == "1"

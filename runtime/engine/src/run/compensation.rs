@@ -2,7 +2,7 @@
 
 use meridian_model::Compensate;
 
-use super::context::eval_with;
+use super::context::{component, eval_with};
 use super::leg::mask_error;
 use super::runner::{Runner, StepState};
 use super::{CompensationReport, DEFAULT_STEP_TIMEOUT, RunError, display_id};
@@ -29,11 +29,12 @@ impl Runner {
             let ctx = self.ctx(si, Some(&leg.matrix));
             let display = display_id(&step.id.value, &leg.key);
             let prepared = match &step.compensate {
-                Compensate::Export => eval_with(&step.with, &ctx)
-                    .map(|input| (step.uses.value.clone(), Action::Compensate, input)),
-                Compensate::Step { uses, with, .. } => {
-                    eval_with(with, &ctx).map(|input| (uses.value.clone(), Action::Run, input))
-                }
+                Compensate::Export => component(step).and_then(|uses| {
+                    eval_with(&step.with, &ctx).map(|input| (uses, Action::Compensate, input))
+                }),
+                Compensate::Step {
+                    component, with, ..
+                } => eval_with(with, &ctx).map(|input| (component.clone(), Action::Run, input)),
                 Compensate::None => unreachable!(),
             };
             let result = match prepared.and_then(|p| Ok((p, self.resolve_grants(step, &ctx)?))) {

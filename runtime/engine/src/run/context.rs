@@ -99,3 +99,13 @@ pub(super) fn eval_with(
     }
     Ok(Json::Object(out))
 }
+
+/// The component a step runs. Only a workflow that failed validation has none.
+pub(super) fn component(step: &Step) -> Result<meridian_model::ComponentRef, String> {
+    step.component.clone().ok_or_else(|| {
+        format!(
+            "`uses: {}` names no step component (validate the workflow)",
+            step.uses.value
+        )
+    })
+}

@@ -2,7 +2,6 @@
 //! server and filesystem preopens.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use meridian_model::Step;
 use meridian_model::expr::EvalContext;
@@ -66,7 +65,7 @@ impl Runner {
         let fs =
             g.fs.iter()
                 .map(|f| FsPreopen {
-                    host: absolutize(&self.opts.base_dir, &f.host),
+                    host: f.host.clone(),
                     guest: f.guest.clone(),
                     writable: f.writable,
                 })
@@ -95,13 +94,4 @@ fn parse_dns_server(s: &str) -> Option<std::net::SocketAddr> {
     s.parse()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
-}
-
-fn absolutize(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }

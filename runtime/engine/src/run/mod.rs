@@ -15,7 +15,6 @@ mod runner;
 mod start;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,8 +66,6 @@ pub struct RunOptions {
     pub sink: Option<Arc<dyn EventSink>>,
     /// Legs already finished, keyed by (step id, leg key).
     pub prior: HashMap<(String, String), PriorLeg>,
-    /// Relative fs grants resolve against this (the workflow file's directory).
-    pub base_dir: PathBuf,
     /// Overrides the workflow's `timeout:`.
     pub run_timeout: Option<Duration>,
     /// When the run was first started, Unix ms (`run.started_at_ms`; kept across resumes).
@@ -87,7 +84,6 @@ impl RunOptions {
             approver: None,
             sink: None,
             prior: HashMap::new(),
-            base_dir: PathBuf::from("."),
             run_timeout: None,
             started_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

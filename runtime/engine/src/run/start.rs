@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::context::eval_with;
+use super::context::{component, eval_with};
 use super::leg::Attempt;
 use super::runner::{LegDone, Runner, StepState};
 use super::{DEFAULT_STEP_TIMEOUT, LegReport, RunError, display_id};
@@ -207,9 +207,11 @@ impl Runner {
         }
         let ctx = self.ctx(si, Some(&matrix));
         let display = display_id(&id, &key);
-        let prepared = eval_with(&step.with, &ctx)
-            .and_then(|input| Ok((input, self.resolve_grants(step, &ctx)?)));
-        let (input, grants) = match prepared {
+        let prepared = component(step).and_then(|uses| {
+            let input = eval_with(&step.with, &ctx)?;
+            Ok((uses, input, self.resolve_grants(step, &ctx)?))
+        });
+        let (uses, input, grants) = match prepared {
             Ok(p) => p,
             Err(msg) => {
                 let report = LegReport::ended(
@@ -233,7 +235,7 @@ impl Runner {
             run_id: self.opts.run_id.clone(),
             idempotency_key: format!("{}/{}", self.opts.run_id, display),
             step_id: display,
-            uses: step.uses.value.clone(),
+            uses,
             action: Action::Run,
             mode: self.opts.mode,
             input,

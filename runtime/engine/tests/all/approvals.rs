@@ -19,13 +19,13 @@ const GATED: &str = r#"
 name: gate
 steps:
   - id: prepare
-    uses: test/ok
+    uses: test-ok
   - id: promote
-    uses: test/ok
+    uses: test-ok
     needs: prepare
     approval: {message: "promote the standby?"}
   - id: independent
-    uses: test/ok
+    uses: test-ok
 "#;
 
 #[tokio::test(start_paused = true)]

@@ -11,20 +11,20 @@ async fn completed_steps_are_compensated_in_reverse_order() {
 name: comp
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     compensate: true
   - id: b
-    uses: test/ok
+    uses: test-ok
     needs: a
     compensate:
-      uses: test/ok
+      uses: test-ok
       with: {undo: "${{ steps.b.outputs.echo.n }}"}
     with: {n: 7}
   - id: c
-    uses: test/ok
+    uses: test-ok
     needs: b
   - id: d
-    uses: test/fail
+    uses: test-fail
     needs: c
 "#,
         opts(),

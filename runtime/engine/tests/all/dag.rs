@@ -18,10 +18,10 @@ inputs:
   who: {type: string, default: world}
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {greeting: "hello ${{ inputs.who }}"}
   - id: b
-    uses: test/ok
+    uses: test-ok
     needs: a
     with:
       got: ${{ steps.a.outputs.echo.greeting }}
@@ -43,7 +43,7 @@ async fn parallelism_is_bounded() {
     let mut steps = String::from("name: par\nsteps:\n");
     for i in 0..6 {
         steps.push_str(&format!(
-            "  - id: s{i}\n    uses: test/sleep\n    with: {{ms: 50}}\n"
+            "  - id: s{i}\n    uses: test-sleep\n    with: {{ms: 50}}\n"
         ));
     }
     let mut o = opts();
@@ -62,20 +62,20 @@ async fn a_failure_cancels_in_flight_steps_and_skips_the_rest() {
 name: failfast
 steps:
   - id: bad
-    uses: test/fail
+    uses: test-fail
     with: {ms: 10}
   - id: long
-    uses: test/sleep
+    uses: test-sleep
     with: {ms: 60000}
   - id: after
-    uses: test/ok
+    uses: test-ok
     needs: [long]
   - id: cleanup
-    uses: test/ok
+    uses: test-ok
     needs: [bad]
     if: always()
   - id: on-failure
-    uses: test/ok
+    uses: test-ok
     needs: [long]
     if: failure()
 "#,
@@ -98,10 +98,10 @@ async fn continue_on_error_lets_the_run_succeed() {
 name: coe
 steps:
   - id: optional
-    uses: test/fail
+    uses: test-fail
     continue-on-error: true
   - id: next
-    uses: test/ok
+    uses: test-ok
     needs: optional
     with: {saw: "${{ steps.optional.outcome }}"}
 "#,
@@ -125,10 +125,10 @@ inputs:
   enabled: {type: bool, default: false}
 steps:
   - id: maybe
-    uses: test/ok
+    uses: test-ok
     if: inputs.enabled
   - id: dependent
-    uses: test/ok
+    uses: test-ok
     needs: maybe
 "#,
         opts(),
@@ -155,16 +155,16 @@ inputs:
   enabled: {type: bool, default: false}
 steps:
   - id: late
-    uses: test/ok
+    uses: test-ok
     needs: gate
   - id: root
-    uses: test/ok
+    uses: test-ok
   - id: gate
-    uses: test/ok
+    uses: test-ok
     needs: root
     if: inputs.enabled
   - id: tail
-    uses: test/ok
+    uses: test-ok
     needs: gate
 "#,
         o,
@@ -189,17 +189,17 @@ async fn a_step_failing_as_it_starts_skips_the_ready_steps_after_it() {
 name: order
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
   - id: before
-    uses: test/sleep
+    uses: test-sleep
     needs: a
     with: {ms: 1000}
   - id: broken
-    uses: test/ok
+    uses: test-ok
     needs: a
     if: fromJSON('{not json')
   - id: after
-    uses: test/ok
+    uses: test-ok
     needs: a
 "#,
         opts(),
@@ -220,16 +220,16 @@ async fn a_step_starts_once_after_all_it_needs() {
 name: diamond
 steps:
   - id: join
-    uses: test/ok
+    uses: test-ok
     needs: [left, right, root]
   - id: root
-    uses: test/ok
+    uses: test-ok
   - id: left
-    uses: test/sleep
+    uses: test-sleep
     needs: root
     with: {ms: 300}
   - id: right
-    uses: test/sleep
+    uses: test-sleep
     needs: root
     with: {ms: 100}
 "#,

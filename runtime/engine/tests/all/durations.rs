@@ -32,7 +32,7 @@ async fn leg_durations_exclude_time_queued_behind_max_parallel() {
 name: queued
 steps:
   - id: m
-    uses: test/sleep
+    uses: test-sleep
     with: {ms: 1000}
     strategy:
       max-parallel: 1
@@ -79,11 +79,11 @@ async fn leg_durations_count_retry_waits_but_not_the_run_wide_queue() {
 name: queued
 steps:
   - id: a
-    uses: test/flaky
+    uses: test-flaky
     with: {ms: 1000, succeed_on: 2}
     retry: {attempts: 2, backoff: constant, initial: 500ms, jitter: false}
   - id: b
-    uses: test/flaky
+    uses: test-flaky
     with: {ms: 1000, succeed_on: 2}
     retry: {attempts: 2, backoff: constant, initial: 500ms, jitter: false}
 "#,

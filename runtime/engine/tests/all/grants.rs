@@ -19,11 +19,11 @@ connections:
   api: {url: "https://API.example.com:8443/v1"}
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     grants:
       http: ["https://*.example.com", api, "http://${{ inputs.ip }}:*", "${{ inputs.admin }}"]
   - id: bad
-    uses: test/ok
+    uses: test-ok
     continue-on-error: true
     grants: {http: ["${{ inputs.ip }}"]}
 "#,

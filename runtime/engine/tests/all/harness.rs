@@ -1,10 +1,10 @@
 //! The harness: workflows of test steps run by an in-process executor, events recorded.
 //!
 //! Test steps (`uses:`):
-//! - `test/ok`: returns `{"echo": <input>}`.
-//! - `test/sleep`: sleeps `with.ms` (tokio time), then returns `{"slept": ms, "echo": with}`.
-//! - `test/fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`) after `with.ms`.
-//! - `test/flaky`: fails retryably until attempt `with.succeed_on`, then returns `{"attempt": n}`.
+//! - `test-ok`: returns `{"echo": <input>}`.
+//! - `test-sleep`: sleeps `with.ms` (tokio time), then returns `{"slept": ms, "echo": with}`.
+//! - `test-fail`: fails with `with.kind` (`fatal` default, `retryable`, `invalid`) after `with.ms`.
+//! - `test-flaky`: fails retryably until attempt `with.succeed_on`, then returns `{"attempt": n}`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -19,10 +19,10 @@ name: secret
 secrets: [TOKEN]
 steps:
   - id: leak
-    uses: test/ok
+    uses: test-ok
     with: {header: "Bearer ${{ secrets.TOKEN }}"}
   - id: fail
-    uses: test/fail
+    uses: test-fail
     needs: leak
     with: {message: "bad token s3cr3t-value"}
 "#,
@@ -43,7 +43,7 @@ async fn invalid_input_values_fail_the_leg_without_running_it() {
 name: bad
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {v: "${{ fromJSON('{not json') }}"}
 "#,
         opts(),

@@ -14,13 +14,13 @@ inputs:
   regions: {type: list, default: [eu, us, ap]}
 steps:
   - id: deploy
-    uses: test/ok
+    uses: test-ok
     strategy:
       matrix:
         region: ${{ inputs.regions }}
     with: {endpoint: "https://${{ matrix.region }}.example"}
   - id: summary
-    uses: test/ok
+    uses: test-ok
     needs: deploy
     with:
       eu: ${{ steps.deploy.outputs.eu.echo.endpoint }}
@@ -46,7 +46,7 @@ async fn matrix_fail_fast_cancels_sibling_legs() {
 name: matrix
 steps:
   - id: m
-    uses: test/fail
+    uses: test-fail
     with: {ms: "${{ matrix.ms }}"}
     strategy:
       matrix:

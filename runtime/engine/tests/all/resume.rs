@@ -26,10 +26,10 @@ async fn prior_legs_are_not_run_again() {
 name: resume
 steps:
   - id: a
-    uses: test/ok
+    uses: test-ok
     with: {v: fresh}
   - id: b
-    uses: test/ok
+    uses: test-ok
     needs: a
     with: {got: "${{ steps.a.outputs.echo.v }}"}
 "#,

@@ -15,7 +15,7 @@ async fn retries_follow_exponential_backoff() {
 name: retry
 steps:
   - id: f
-    uses: test/flaky
+    uses: test-flaky
     with: {succeed_on: 4}
     retry: {attempts: 5, backoff: exponential, initial: 1s, max: 3s, jitter: false}
 "#,
@@ -44,7 +44,7 @@ async fn jittered_backoff_stays_below_the_computed_delay() {
 name: retry
 steps:
   - id: f
-    uses: test/flaky
+    uses: test-flaky
     with: {succeed_on: 3}
     retry: {attempts: 3, backoff: constant, initial: 2s}
 "#,
@@ -63,7 +63,7 @@ async fn fatal_errors_are_not_retried_by_default() {
 name: retry
 steps:
   - id: f
-    uses: test/fail
+    uses: test-fail
     retry: {attempts: 5, initial: 10ms}
 "#,
         opts(),
@@ -84,7 +84,7 @@ async fn step_timeout_fails_the_attempt_and_can_be_retried() {
 name: timeout
 steps:
   - id: slow
-    uses: test/sleep
+    uses: test-sleep
     with: {ms: 10000}
     timeout: 100ms
     retry: {attempts: 2, initial: 10ms, on: [timeout]}
@@ -108,7 +108,7 @@ name: timeout
 timeout: 1s
 steps:
   - id: slow
-    uses: test/sleep
+    uses: test-sleep
     with: {ms: 60000}
 "#,
         opts(),
@@ -128,14 +128,17 @@ async fn one_time_preparation_does_not_count_against_the_step_timeout() {
         fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
             Shared(self.0.clone()).execute(req)
         }
-        fn prepare(&self, _uses: &str) -> BoxFuture<'static, Result<(), StepError>> {
+        fn prepare(
+            &self,
+            _uses: &meridian_engine::ComponentRef,
+        ) -> BoxFuture<'static, Result<(), StepError>> {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 Ok(())
             })
         }
     }
-    let wf = workflow("name: t\nsteps:\n  - id: a\n    uses: test/ok\n    timeout: 100ms\n");
+    let wf = workflow("name: t\nsteps:\n  - id: a\n    uses: test-ok\n    timeout: 100ms\n");
     let exec = Arc::new(TestExec::default());
     let r = run(wf, Arc::new(SlowPrepare(exec.clone())), opts())
         .await

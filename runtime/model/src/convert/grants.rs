@@ -1,5 +1,9 @@
 //! `grants:` of a step: what its sandbox may reach (`http`, `dns`, `sql`, `fs`, `secrets`).
 
+use std::path::Path;
+
+use meridian_protocol::component::resolve;
+
 use super::{Cx, of};
 use crate::diag::suggest;
 use crate::expr::Template;
@@ -244,7 +248,7 @@ fn fs_grant(cx: &mut Cx<'_>, n: &Node) -> Option<FsGrant> {
     };
     Some(FsGrant {
         span: n.span,
-        host,
+        host: resolve(&cx.base, Path::new(&host)),
         guest,
         writable,
     })

@@ -15,6 +15,10 @@ mod strategy;
 mod tests;
 mod top;
 
+use std::path::{Path, PathBuf};
+
+use meridian_protocol::component::resolve;
+
 use crate::diag::Diagnostic;
 use crate::expr::ExprError;
 use crate::source::SourceMap;
@@ -29,6 +33,8 @@ pub(crate) const MAX_STEPS: usize = 10_000;
 /// Collects diagnostics while converting or checking one file.
 pub(crate) struct Cx<'a> {
     pub(crate) file: &'a str,
+    /// The workflow file's directory, absolute: what relative paths in the file mean.
+    pub(crate) base: PathBuf,
     pub(crate) map: &'a SourceMap<'a>,
     pub(crate) diags: Vec<Diagnostic>,
 }
@@ -37,6 +43,7 @@ impl<'a> Cx<'a> {
     pub(crate) fn new(file: &'a str, map: &'a SourceMap<'a>) -> Self {
         Cx {
             file,
+            base: base_dir(file),
             map,
             diags: Vec::new(),
         }
@@ -123,6 +130,20 @@ fn floor(s: &str, mut i: usize) -> usize {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_-]*`: step ids, input, var, connection and matrix names.
+/// The absolute directory of the workflow file `file`. A relative `file` is taken relative to
+/// the current directory of the process parsing it — the one it was named in — once, here;
+/// everything downstream (the engine, a worker elsewhere) gets absolute paths.
+fn base_dir(file: &str) -> PathBuf {
+    let dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    if dir.is_absolute() {
+        return dir.to_path_buf();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => resolve(&cwd, dir),
+        Err(_) => dir.to_path_buf(),
+    }
+}
+
 pub(crate) fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
     c.next()

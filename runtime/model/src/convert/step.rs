@@ -14,6 +14,7 @@ use crate::expr::Expr;
 use crate::span::Spanned;
 use crate::workflow::*;
 use crate::yaml::{Node, NodeKind, Scalar};
+use meridian_protocol::ComponentRefError;
 
 const STEP_KEYS: [&str; 14] = [
     "id",
@@ -58,14 +59,16 @@ pub(super) fn step(cx: &mut Cx<'_>, node: &Node, index: usize, wf: &Workflow) ->
         );
     }
     let uses = match cx.require(&f, "uses", &label) {
-        Some(n) => cx.string(n, "`uses`").filter(|u| check_uses(cx, u)),
+        Some(n) => cx.string(n, "`uses`"),
         None => None,
     };
+    let component = uses.as_ref().and_then(|u| component(cx, u));
     let mut s = Step {
         span: node.span,
         id: id.unwrap_or_else(|| Spanned::new(head(node.span), String::new())),
         name: None,
         uses: uses.unwrap_or_else(|| Spanned::new(head(node.span), String::new())),
+        component,
         with: IndexMap::new(),
         needs: Vec::new(),
         condition: None,
@@ -118,32 +121,28 @@ pub(super) fn step(cx: &mut Cx<'_>, node: &Node, index: usize, wf: &Workflow) ->
     (!s.id.value.is_empty()).then_some(s)
 }
 
-/// `uses:` is a path, a built-in name, or either pinned with `@sha256:<64 hex>`.
-fn check_uses(cx: &mut Cx<'_>, uses: &Spanned<String>) -> bool {
-    let u = uses.value.trim();
-    if u.is_empty() {
-        cx.error(
-            uses.span,
-            "`uses` is empty",
-            Some("name a step component: `hello`, `./steps/x.wasm`".into()),
-        );
-        return false;
-    }
-    // A digest pin is `@…` in the last path component; an `@` inside a directory name is not one.
-    if let Some((_, digest)) = u.rsplit_once('@').filter(|(_, d)| !d.contains('/')) {
-        let ok = digest
-            .strip_prefix("sha256:")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ok {
+/// `uses:` is a path, a built-in name, or either pinned with `@sha256:<64 hex>`; a relative path
+/// is resolved against the workflow file's directory, here and only here.
+fn component(cx: &mut Cx<'_>, uses: &Spanned<String>) -> Option<ComponentRef> {
+    match ComponentRef::parse(&uses.value, &cx.base) {
+        Ok(c) => Some(c),
+        Err(ComponentRefError::Empty) => {
             cx.error(
                 uses.span,
-                format!("invalid digest in `uses: {u}`"),
+                "`uses` is empty",
+                Some("name a step component: `hello`, `./steps/x.wasm`".into()),
+            );
+            None
+        }
+        Err(e @ ComponentRefError::Digest(_)) => {
+            cx.error(
+                uses.span,
+                format!("invalid digest in `uses: {}`: {e}", uses.value.trim()),
                 Some("pin a component as `name@sha256:<64 hex digits>`".into()),
             );
-            return false;
+            None
         }
     }
-    true
 }
 
 fn condition(cx: &mut Cx<'_>, n: &Node) -> Option<Spanned<Expr>> {
@@ -313,10 +312,10 @@ fn compensate(cx: &mut Cx<'_>, n: &Node, label: &str) -> Compensate {
             let Some(u) = cx.require(&f, "uses", &what) else {
                 return Compensate::None;
             };
-            let Some(uses) = cx
-                .string(u, "`compensate.uses`")
-                .filter(|u| check_uses(cx, u))
-            else {
+            let Some(uses) = cx.string(u, "`compensate.uses`") else {
+                return Compensate::None;
+            };
+            let Some(component) = component(cx, &uses) else {
                 return Compensate::None;
             };
             let with = f
@@ -326,6 +325,7 @@ fn compensate(cx: &mut Cx<'_>, n: &Node, label: &str) -> Compensate {
             Compensate::Step {
                 span: n.span,
                 uses,
+                component,
                 with,
             }
         }

@@ -106,18 +106,19 @@ steps:
         }
     );
     assert_eq!(a.grants.sql[0].value, "db");
-    let fs: Vec<(&str, &str, bool)> = a
+    let fs: Vec<(&std::path::Path, &str, bool)> = a
         .grants
         .fs
         .iter()
-        .map(|f| (f.host.as_str(), f.guest.as_str(), f.writable))
+        .map(|f| (f.host.as_path(), f.guest.as_str(), f.writable))
         .collect();
+    let here = std::env::current_dir().unwrap();
     assert_eq!(
         fs,
         [
-            ("data/", "/data", false),
-            ("/abs", "/abs", true),
-            ("rel", "/g", false)
+            (here.join("data").as_path(), "/data", false),
+            (std::path::Path::new("/abs"), "/abs", true),
+            (here.join("rel").as_path(), "/g", false)
         ]
     );
     assert_eq!(a.grants.secrets[0].value, "S2");
@@ -265,4 +266,36 @@ fn identifiers() {
     assert!(!is_ident(""));
     assert!(is_secret_name("PG_PASSWORD"));
     assert!(!is_secret_name("PG-PASSWORD"));
+}
+
+/// `uses:` paths are resolved against the workflow file's directory once, here, so whoever
+/// loads the component (a worker in another directory) gets an absolute path.
+#[test]
+fn uses_paths_resolve_against_the_workflow_file() {
+    let yaml = "name: t\nsteps:\n  - id: a\n    uses: ./steps/x.wasm\n    compensate: {uses: ../undo.wasm}\n  - id: b\n    uses: hello\n";
+    let w = crate::parse("/srv/flows/wf.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let path = |c: Option<&ComponentRef>| match c {
+        Some(ComponentRef::Path { path, .. }) => path.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        path(w.steps[0].component.as_ref()),
+        std::path::Path::new("/srv/flows/steps/x.wasm")
+    );
+    let Compensate::Step { component, .. } = &w.steps[0].compensate else {
+        panic!("{:?}", w.steps[0].compensate);
+    };
+    assert_eq!(
+        path(Some(component)),
+        std::path::Path::new("/srv/flows/../undo.wasm")
+    );
+    assert_eq!(w.steps[0].uses.value, "./steps/x.wasm", "kept as written");
+    assert_eq!(w.steps[1].component, Some(ComponentRef::builtin("hello")));
+    // A relative file name is relative to the parsing process's directory.
+    let w = crate::parse("flows/wf.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        path(w.steps[0].component.as_ref()),
+        cwd.join("flows/steps/x.wasm")
+    );
 }

@@ -48,30 +48,24 @@ pub struct StepSchema {
     pub grants_needed: Vec<meridian_protocol::GrantRequest>,
 }
 
-/// Checks every step against its component's schema; `lookup` maps a `uses:` string to the
-/// component's schema (`None`: unknown, skipped). Returns errors and warnings, sorted by position.
-pub fn check_steps(wf: &Workflow, lookup: &dyn Fn(&str) -> Option<StepSchema>) -> Vec<Diagnostic> {
+/// Checks every step against its component's schema; `lookup` gives a component's schema
+/// (`None`: unknown, skipped). Returns errors and warnings, sorted by position.
+pub fn check_steps(
+    wf: &Workflow,
+    lookup: &dyn Fn(&ComponentRef) -> Option<StepSchema>,
+) -> Vec<Diagnostic> {
     let map = SourceMap::new(&wf.source);
-    // `lookup` may be costly (compiling a component to ask it); ask once per distinct `uses:`.
-    let mut cache: HashMap<String, Option<StepSchema>> = HashMap::new();
-    let mut get = |uses: &str| -> Option<StepSchema> {
-        cache
-            .entry(uses.to_owned())
-            .or_insert_with(|| lookup(uses))
-            .clone()
+    // `lookup` may be costly (compiling a component to ask it); ask once per component.
+    let mut cache: HashMap<ComponentRef, Option<StepSchema>> = HashMap::new();
+    let mut get = |c: &ComponentRef| -> Option<StepSchema> {
+        cache.entry(c.clone()).or_insert_with(|| lookup(c)).clone()
     };
     // Every output schema is needed before any `with:` is checked: a value may use the output
     // of any step it needs, wherever that step is in the file.
     let by_step: Vec<Option<StepSchema>> = wf
         .steps
         .iter()
-        .map(|s| {
-            if s.uses.value.is_empty() {
-                None
-            } else {
-                get(&s.uses.value)
-            }
-        })
+        .map(|s| s.component.as_ref().and_then(&mut get))
         .collect();
     let types = Types::new(wf, &by_step);
     let mut out = Checker {
@@ -85,8 +79,13 @@ pub fn check_steps(wf: &Workflow, lookup: &dyn Fn(&str) -> Option<StepSchema>) -
             out.with(&sc.input, &s.with, s.uses.span, &s.id.value, &s.uses.value);
             out.grants(wf, s, &sc.grants_needed);
         }
-        if let Compensate::Step { uses, with, .. } = &s.compensate
-            && let Some(sc) = get(&uses.value)
+        if let Compensate::Step {
+            uses,
+            component,
+            with,
+            ..
+        } = &s.compensate
+            && let Some(sc) = get(component)
         {
             out.with(&sc.input, with, uses.span, &s.id.value, &uses.value);
         }

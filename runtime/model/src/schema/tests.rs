@@ -38,8 +38,8 @@ fn route53() -> StepSchema {
     }
 }
 
-fn lookup(uses: &str) -> Option<StepSchema> {
-    match uses {
+fn lookup(c: &ComponentRef) -> Option<StepSchema> {
+    match c.builtin_name()? {
         "gslb-route53" => Some(route53()),
         "hello" => Some(StepSchema {
             input: json!({"type": "object", "properties": {"name": {"type": "string"}}}),
@@ -167,7 +167,7 @@ fn compensate_with_is_checked_too() {
 
 #[test]
 fn any_of_const_and_false_schemas() {
-    let lookup = |_: &str| {
+    let lookup = |_: &ComponentRef| {
         Some(StepSchema {
             input: json!({
                 "type": "object",
@@ -218,8 +218,8 @@ fn http_grants_by_connection_name() {
 }
 
 /// A producer with typed outputs and a consumer with typed inputs, for `${{ }}` type checks.
-fn typed_lookup(uses: &str) -> Option<StepSchema> {
-    match uses {
+fn typed_lookup(c: &ComponentRef) -> Option<StepSchema> {
+    match c.builtin_name()? {
         "producer" => Some(StepSchema {
             input: json!({"type": "object"}),
             output: json!({
@@ -257,7 +257,7 @@ fn typed_lookup(uses: &str) -> Option<StepSchema> {
             output: json!({}),
             grants_needed: vec![],
         }),
-        other => lookup(other),
+        _ => lookup(c),
     }
 }
 
@@ -393,7 +393,7 @@ fn compensate_with_expressions_are_typed() {
 }
 
 /// A lookup for one component `x` that needs http access to `detail`.
-fn needs_http(detail: &'static str) -> impl Fn(&str) -> Option<StepSchema> {
+fn needs_http(detail: &'static str) -> impl Fn(&ComponentRef) -> Option<StepSchema> {
     move |_| {
         Some(StepSchema {
             grants_needed: vec![GrantRequest {
@@ -449,7 +449,7 @@ fn the_suggested_http_grant_parses_and_grants_the_need() {
 /// quoted as the prose it is.
 #[test]
 fn prose_needs_ask_for_some_grant_of_their_kind() {
-    let lookup = |_: &str| {
+    let lookup = |_: &ComponentRef| {
         Some(StepSchema {
             grants_needed: vec![GrantRequest {
                 kind: GrantKind::Secret,

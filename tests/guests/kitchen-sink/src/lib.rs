@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use meridian_sdk::sql::Value;
-use meridian_sdk::{Ctx, Error, JsonSchema, Level, ManifestInfo, Step};
+use meridian_sdk::{Ctx, Error, GrantKind, JsonSchema, Level, ManifestInfo, Step};
 use serde::{Deserialize, Serialize};
 
 /// One operation.
@@ -130,7 +130,7 @@ impl Step for KitchenSink {
     type Output = Output;
     fn manifest() -> ManifestInfo {
         ManifestInfo::new("kitchen-sink", "0.1.0")
-            .needs("secret", "token")
+            .needs(GrantKind::Secret, "token")
             .supports_compensate(true)
     }
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {
