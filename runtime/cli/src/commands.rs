@@ -121,9 +121,9 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// A runner error as the CLI reports it: the user's mistakes exit 2, the host's exit 5.
 fn fail(e: RunnerError) -> anyhow::Error {
     let usage = e.is_usage();
-    let message = match &e {
+    let message = match e {
         // Diagnostics print as they are (they name file:line:col themselves).
-        RunnerError::Invalid(m) if m.contains("-->") => m.clone(),
+        RunnerError::Invalid(m) if m.contains("-->") => m,
         other => format!("error: {other}"),
     };
     anyhow::Error::new(Exit {

@@ -26,7 +26,7 @@ pub mod mask;
 pub mod plan;
 
 pub use error::StepError;
-pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
+pub use event::{Encoded, Event, EventSink, Outcome, RunStatus, SinkError};
 pub use grant::{GrantKind, GrantRequest};
 pub use kv::{KvError, KvStore, MemoryKv};
 pub use log::{Level, LogLine, LogSource};

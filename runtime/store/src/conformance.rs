@@ -22,6 +22,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     forgetting_legs_and_reopening(&format!("{prefix}-fg"), open);
     kv_is_durable_per_run_and_bounded(&format!("{prefix}-kv"), open);
     runs_are_listed_newest_first(&format!("{prefix}-ls"), open);
+    a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
 }
 
 /// A run record as the tests create it.
@@ -236,4 +237,62 @@ fn runs_are_listed_newest_first(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     }
     let listed: Vec<String> = j.runs(3).unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(listed, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+}
+
+fn started(step: &str, attempt: u32) -> Event {
+    Event::AttemptStarted {
+        step: step.into(),
+        leg: String::new(),
+        attempt,
+        idempotency_key: format!("r/{step}"),
+        input: json!({"n": attempt}),
+    }
+}
+
+/// A commit point makes the group it closes durable; events a killed runner held in memory
+/// (here: a sink dropped after events that are not commit points) may be lost, and the next
+/// sink's numbering continues after what is on disk, without a gap.
+fn a_group_is_durable_and_lost_events_leave_no_gap(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    j.create_run(&record(id)).unwrap();
+    let group = [
+        started("a", 1),
+        started("b", 1),
+        leg("a", "", Outcome::Success, 1),
+        leg("b", "", Outcome::Success, 1),
+        Event::StepFinished {
+            step: "a".into(),
+            outcome: Outcome::Success,
+        },
+    ];
+    let sink = j.sink(id).unwrap();
+    sink.emit_all(&group[..4]).unwrap();
+    let back: Vec<Event> = open()
+        .events(id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        back,
+        group[..4],
+        "the whole group is durable once emit_all returns"
+    );
+    // Not commit points: a journal may hold them, and they go with the process.
+    sink.emit(&group[4]).unwrap();
+    sink.emit(&started("c", 1)).unwrap();
+    drop(sink);
+    let sink = open().sink(id).unwrap();
+    sink.emit(&leg("c", "", Outcome::Success, 1)).unwrap();
+    let back = open().events(id).unwrap();
+    let seqs: Vec<i64> = back.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=back.len() as i64).collect::<Vec<_>>(), "no gap");
+    assert_eq!(back.last().map(|e| e.event.kind()), Some("leg-finished"));
+    let steps: Vec<String> = open()
+        .legs(id)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(steps, ["a", "b", "c"]);
 }

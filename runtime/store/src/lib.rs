@@ -1,12 +1,12 @@
-//! The run journal: every event of every run, committed durably before the engine goes on, so a
-//! killed runner can resume a run without redoing finished steps.
+//! The run journal: every event of every run, so a killed runner can resume a run without
+//! redoing finished steps.
 //!
 //! [`Journal`] is the one interface the runner, the CLI and the server use; it has two backends
 //! that pass the same conformance suite ([`conformance`], feature `conformance`):
-//! - [`SqliteStore`], the embedded default: one SQLite file in WAL mode with `synchronous=FULL`,
-//!   one transaction (so one durable commit) per event. The schema is versioned
-//!   (`PRAGMA user_version`) and the file is marked as Meridian's (`PRAGMA application_id`), so a
-//!   foreign or damaged file is refused with a clear error and never overwritten.
+//! - [`SqliteStore`], the embedded default: one SQLite file in WAL mode with `synchronous=FULL`.
+//!   The schema is versioned (`PRAGMA user_version`) and the file is marked as Meridian's
+//!   (`PRAGMA application_id`), so a foreign or damaged file is refused with a clear error and
+//!   never overwritten.
 //! - the PostgreSQL journal of `meridian-distributed`, for several coordinators and workers.
 //!
 //! Both store typed values ([`RunRecord`], [`LegRecord`], [`Event`]) and read them back typed: a
@@ -15,9 +15,39 @@
 //! [`project`], in the same transaction as the event. Both hold the run's durable kv state
 //! ([`Journal::kv`]), written one small transaction per `set`, so compensation after a resume (or
 //! on another worker) sees what the step saved before it was interrupted.
+//!
+//! # What is durable, and why that is enough
+//!
+//! A durable commit (an fsync) is the cost of a journaled step, so a journal commits only at
+//! *commit points* ([`Event::is_commit_point`]): leg-finished, approval-granted,
+//! approval-required, compensation and run-finished. Every other event (run-started,
+//! attempt-started, attempt-failed, step-finished, step-skipped) waits in memory
+//! ([`pending::PendingEvents`]) and is written in the same transaction as the next commit point.
+//! A sequential step therefore costs one commit, and legs that finish together share one: the
+//! engine hands them over as one group, and the SQLite store's committer writes whatever runs
+//! handed over while its previous commit was in flight in one transaction (group commit, with no
+//! waiting to gather a batch).
+//!
+//! Resume keeps its guarantees because of what it reads:
+//! - **finished steps never run again**: a leg counts as finished only through its leg-finished
+//!   record, and that is a commit point, durable before the engine lets its dependents start;
+//! - **an interrupted step runs again with the same idempotency key**: the key is derived from
+//!   (run, step, leg), not from anything journaled, so an attempt needs no durable "started"
+//!   record — Temporal does not persist an activity's start either. An attempt whose start was
+//!   lost with the process is simply an interrupted attempt, run again under the same key (the
+//!   step's own idempotency covers whatever it had already done);
+//! - **outputs equal an uninterrupted run's**: outputs come from the leg-finished records, and
+//!   skips and step outcomes are recomputed from them and the workflow's conditions;
+//! - approvals given and compensations done are commit points, and so is the run's end, so an
+//!   approval is never asked twice, an undo never repeated, and a finished run never reopens.
+//!
+//! What a kill loses is history only: the attempt-started and attempt-failed events of legs that
+//! had not finished, and step-finished/skipped events after the last commit point. `runs show`
+//! of a live run shows a running step's attempts once its leg finishes.
 
-#[cfg(feature = "conformance")]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod pending;
 mod sqlite;
 
 pub use sqlite::{RunJournal, SqliteStore};
@@ -44,8 +74,9 @@ pub trait Journal: Send + Sync {
     fn reopen_run(&self, id: &str) -> Result<(), StoreError>;
     /// Forgets the finished legs of `steps` (for `retry RUN --from STEP`).
     fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), StoreError>;
-    /// An event sink that journals into this store under `run_id`; every `emit` is durable
-    /// before it returns.
+    /// An event sink that journals into this store under `run_id`, continuing its sequence: a
+    /// commit point is durable, with every event before it, when `emit` returns (see
+    /// [`EventSink`]).
     fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError>;
     /// The run's durable key-value state.
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore>;

@@ -88,3 +88,27 @@ fn foreign_and_garbage_files_are_refused_and_untouched() {
     let err = SqliteStore::open(&foreign).unwrap_err();
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
 }
+
+/// Regression: a `run` and a `runs list` opening a new state file at once both created the
+/// tables, and one failed with "table runs already exists".
+#[test]
+fn opening_a_new_file_from_several_places_at_once_migrates_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/meridian.db");
+    let start = Arc::new(std::sync::Barrier::new(4));
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let (path, start) = (path.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                SqliteStore::open(&path).map(|_| ())
+            })
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    store.create_run(&conformance::record("r")).unwrap();
+    assert_eq!(store.runs(10).unwrap().len(), 1);
+}

@@ -1,17 +1,23 @@
-//! SQLite implementation of the journal.
+//! SQLite implementation of the journal: opening and migrating the file and reading it here,
+//! writing events in `commit`, the kv state in `kv`.
+
+mod commit;
+mod kv;
+
+pub use commit::RunJournal;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use meridian_protocol::kv::{KvError, check_write};
-use meridian_protocol::{Event, EventSink, KvStore, SinkError};
+use meridian_protocol::{EventSink, KvStore};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::pending::{PendingEvents, now_ms};
 use crate::{
-    EventRecord, Journal, LegRecord, Projection, RunRecord, RunSummary, StoreError, decode,
-    decode_word, project,
+    EventRecord, Journal, LegRecord, RunRecord, RunSummary, StoreError, decode, decode_word,
 };
+use commit::Committer;
+use kv::SqliteKv;
 
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
@@ -68,18 +74,12 @@ CREATE TABLE kv (
 "#,
 ];
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The embedded journal. Cheap to clone; one connection behind a mutex (SQLite serializes
-/// writers anyway, and one durable commit per event is the cost that matters).
+/// writers anyway, and the number of durable commits is the cost that matters: see `commit`).
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    committer: Arc<Committer>,
     path: PathBuf,
 }
 
@@ -160,15 +160,20 @@ impl SqliteStore {
                 });
             }
         }
+        // The busy timeout first: switching a new file to WAL takes a lock that another process
+        // opening it at the same moment may hold.
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+            "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )
         .map_err(sql)?;
         let store = SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            committer: Arc::default(),
             path: path.to_path_buf(),
         };
-        store.migrate(version)?;
+        if version < SCHEMA_VERSION {
+            store.migrate()?;
+        }
         Ok(store)
     }
 
@@ -189,19 +194,28 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn migrate(&self, from: i64) -> Result<(), StoreError> {
+    /// Brings the schema to [`SCHEMA_VERSION`] in one transaction that holds the write lock from
+    /// its start, reading the version again under it: two processes opening a new file at once
+    /// (a `run` and a `runs list`) must not both create the tables.
+    fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.lock();
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
-            let tx = conn.transaction().map_err(|e| self.err(e))?;
-            tx.execute_batch(sql).map_err(|e| self.err(e))?;
-            tx.execute_batch(&format!(
-                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
-                i + 1
-            ))
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-            tx.commit().map_err(|e| self.err(e))?;
+        let from: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if from >= SCHEMA_VERSION {
+            return Ok(());
         }
-        Ok(())
+        for sql in MIGRATIONS.iter().skip(from.max(0) as usize) {
+            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+        }
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Records a new run (status `running`).
@@ -239,60 +253,8 @@ impl SqliteStore {
         Ok(RunJournal {
             store: self.clone(),
             run_id: run_id.to_string(),
-            seq: Mutex::new(seq),
+            pending: PendingEvents::new(seq),
         })
-    }
-
-    fn append(&self, run_id: &str, seq: i64, event: &Event) -> Result<(), StoreError> {
-        let body = serde_json::to_string(event).unwrap_or_default();
-        let now = now_ms();
-        let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO events (run_id, seq, at, kind, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run_id, seq, now, event.kind(), event.step(), body],
-        )
-        .map_err(|e| self.err(e))?;
-        match project(event) {
-            Projection::Leg(l) => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO legs (run_id, step, leg, outcome, attempts, duration_ms, output, plan, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        run_id,
-                        l.step,
-                        l.leg,
-                        l.outcome.as_str(),
-                        l.attempts,
-                        l.duration.as_millis() as i64,
-                        l.output.to_string(),
-                        serde_json::to_string(&l.plan).unwrap_or_default(),
-                        l.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
-                    ],
-                )
-                .map_err(|e| self.err(e))?;
-                tx.execute(
-                    "UPDATE runs SET updated_at=?2 WHERE id=?1",
-                    params![run_id, now],
-                )
-                .map_err(|e| self.err(e))?;
-            }
-            Projection::Finished { status, message } => {
-                tx.execute(
-                    "UPDATE runs SET status=?2, message=?3, finished_at=?4, updated_at=?4 WHERE id=?1",
-                    params![run_id, status.as_str(), message, now],
-                )
-                .map_err(|e| self.err(e))?;
-            }
-            Projection::Touch => {
-                tx.execute(
-                    "UPDATE runs SET updated_at=?2 WHERE id=?1",
-                    params![run_id, now],
-                )
-                .map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Runs `f` on the connection; a SQLite error becomes a [`StoreError`] naming the file.
@@ -508,92 +470,5 @@ impl RawSummary {
             finished_at_ms: self.finished_at_ms,
             message: self.message,
         })
-    }
-}
-
-/// The journal of one run: an [`EventSink`] whose every `emit` is one durable commit.
-pub struct RunJournal {
-    store: SqliteStore,
-    run_id: String,
-    seq: Mutex<i64>,
-}
-
-impl EventSink for RunJournal {
-    fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
-        *seq += 1;
-        self.store
-            .append(&self.run_id, *seq, event)
-            .map_err(|e| SinkError(e.to_string()))
-    }
-}
-
-/// One run's kv state in the `kv` table: every write is its own durable transaction, so a value
-/// a step saved before it was killed is there for its compensation after a resume.
-struct SqliteKv {
-    store: SqliteStore,
-    run_id: String,
-}
-
-impl SqliteKv {
-    fn fail(&self, e: rusqlite::Error) -> KvError {
-        KvError::Store(self.store.err(e).to_string())
-    }
-}
-
-impl KvStore for SqliteKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.store
-            .lock()
-            .query_row(
-                "SELECT value FROM kv WHERE run_id=?1 AND key=?2",
-                params![self.run_id, key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.fail(e))
-    }
-
-    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        let mut conn = self.store.lock();
-        let tx = conn.transaction().map_err(|e| self.fail(e))?;
-        let (total, replaced): (i64, i64) = tx
-            .query_row(
-                "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0),
-                        coalesce(sum(CASE WHEN key=?2 THEN length(CAST(key AS BLOB)) + length(value) END), 0)
-                 FROM kv WHERE run_id=?1",
-                params![self.run_id, key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|e| self.fail(e))?;
-        check_write(key, &value, total as usize, replaced as usize)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO kv (run_id, key, value) VALUES (?1, ?2, ?3)",
-            params![self.run_id, key, value],
-        )
-        .map_err(|e| self.fail(e))?;
-        tx.commit().map_err(|e| self.fail(e))
-    }
-
-    fn delete(&self, key: &str) -> Result<bool, KvError> {
-        self.store
-            .lock()
-            .execute(
-                "DELETE FROM kv WHERE run_id=?1 AND key=?2",
-                params![self.run_id, key],
-            )
-            .map(|n| n > 0)
-            .map_err(|e| self.fail(e))
-    }
-
-    fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        let conn = self.store.lock();
-        let mut stmt = conn
-            .prepare("SELECT key FROM kv WHERE run_id=?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key")
-            .map_err(|e| self.fail(e))?;
-        let rows = stmt
-            .query_map(params![self.run_id, prefix], |r| r.get(0))
-            .map_err(|e| self.fail(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
     }
 }
