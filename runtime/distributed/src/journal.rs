@@ -73,6 +73,25 @@ const LEGS: &str =
 const APPROVALS: &str =
     "SELECT step FROM meridian.events WHERE run_id = $1 AND kind = 'approval-granted' ORDER BY seq";
 const EVENT_BODY: &str = "SELECT body::text FROM meridian.events WHERE run_id = $1 AND seq = $2";
+/// Ended runs (not running or interrupted, not waiting for an approval) that finished at least
+/// $1 ms ago by the server's clock, with everything they own, tasks included (their sealed
+/// inputs are of no use once the run ended). One statement, so one transaction: the foreign keys
+/// are checked at its end, after the rows that refer to a run went with it.
+const PRUNE: &str = concat!(
+    "WITH doomed AS (
+       SELECT id FROM meridian.runs
+        WHERE finished_at IS NOT NULL AND finished_at <= ",
+    now_ms!(),
+    " - $1
+          AND status NOT IN ('running', 'awaiting-approval')
+        FOR UPDATE),
+     ev AS (DELETE FROM meridian.events WHERE run_id IN (SELECT id FROM doomed)),
+     lg AS (DELETE FROM meridian.legs WHERE run_id IN (SELECT id FROM doomed)),
+     kv AS (DELETE FROM meridian.kv WHERE run_id IN (SELECT id FROM doomed)),
+     tk AS (DELETE FROM meridian.tasks WHERE run_id IN (SELECT id FROM doomed)),
+     rn AS (DELETE FROM meridian.runs WHERE id IN (SELECT id FROM doomed) RETURNING 1)
+     SELECT count(*) FROM rn"
+);
 const KV_GET: &str = "SELECT value FROM meridian.kv WHERE run_id = $1 AND key = $2";
 // The limit check and the write in one statement (one round trip, one commit): the row is
 // written only when the run's total stays within the limit; the sizes come back either way.
@@ -409,6 +428,20 @@ impl PgJournal {
                         error: r.get(7),
                     })
                     .collect())
+            })
+        })
+    }
+
+    /// Deletes the runs that ended at least `older_than_ms` ago; how many.
+    fn prune_runs(&self, older_than_ms: i64) -> Result<usize, DistError> {
+        self.call(true, move |s, _| {
+            Box::pin(async move {
+                let (c, st) = s.stmt(PRUNE).await?;
+                let row = c
+                    .query_one(&st, &[&older_than_ms])
+                    .await
+                    .map_err(DistError::db("prune runs"))?;
+                Ok(row.get::<_, i64>(0).max(0) as usize)
             })
         })
     }
@@ -770,6 +803,11 @@ impl Journal for PgJournal {
 
     fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
         self.approvals_raw(id).map_err(store_err)
+    }
+
+    fn prune(&self, older_than: std::time::Duration) -> Result<usize, StoreError> {
+        let ms = older_than.as_millis().min(i64::MAX as u128) as i64;
+        self.prune_runs(ms).map_err(store_err)
     }
 }
 

@@ -5,8 +5,9 @@
 //! that pass the same conformance suite ([`conformance`], feature `conformance`):
 //! - [`SqliteStore`], the embedded default: one SQLite file in WAL mode with `synchronous=FULL`.
 //!   The schema is versioned (`PRAGMA user_version`) and the file is marked as Meridian's
-//!   (`PRAGMA application_id`), so a foreign or damaged file is refused with a clear error and
-//!   never overwritten.
+//!   (`PRAGMA application_id`), so a foreign or newer file is refused with a clear error and
+//!   never overwritten. Opening reads only that header, so start-up does not grow with history;
+//!   [`Journal::check`] is the full check, and damage met later is a [`StoreError::Corrupt`].
 //! - the PostgreSQL journal of `meridian-distributed`, for several coordinators and workers.
 //!
 //! Both store typed values ([`RunRecord`], [`LegRecord`], [`Event`]) and read them back typed: a
@@ -90,6 +91,44 @@ pub trait Journal: Send + Sync {
     fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError>;
     /// Steps approved in earlier invocations of the run, in the order they were approved.
     fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes the runs that finished at least `older_than` ago, with their events, legs and kv
+    /// state, in one transaction; never a run that is running (or was interrupted: it may be
+    /// resumed) or awaits an approval. Returns how many runs it deleted.
+    fn prune(&self, older_than: Duration) -> Result<usize, StoreError>;
+    /// Checks the whole journal, however long that takes (opening a journal checks only what
+    /// is cheap): the backend's own consistency, then that every stored value reads back as its
+    /// type. Returns the problems found, one line each; none when the journal is sound.
+    fn check(&self) -> Result<Vec<String>, StoreError> {
+        check_values(self)
+    }
+}
+
+/// Reads every run, event and leg back typed: a value that does not (edited by hand, a damaged
+/// file) is a problem, named with its run. Errors only when the journal cannot be read at all.
+pub fn check_values<J: Journal + ?Sized>(journal: &J) -> Result<Vec<String>, StoreError> {
+    fn note(problems: &mut Vec<String>, r: Result<(), StoreError>) -> Result<(), StoreError> {
+        match r {
+            Err(e @ StoreError::CorruptValue { .. }) => {
+                problems.push(e.to_string());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+    let mut problems = Vec::new();
+    let runs = match journal.runs(usize::MAX) {
+        Ok(r) => r,
+        Err(e) => {
+            note(&mut problems, Err(e))?;
+            return Ok(problems);
+        }
+    };
+    for r in &runs {
+        note(&mut problems, journal.run(&r.id).map(drop))?;
+        note(&mut problems, journal.events(&r.id).map(drop))?;
+        note(&mut problems, journal.legs(&r.id).map(drop))?;
+    }
+    Ok(problems)
 }
 
 /// What a run was started with; enough to resume it.

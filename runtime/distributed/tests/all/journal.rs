@@ -143,3 +143,45 @@ fn connection_errors_do_not_print_the_password() {
     assert!(msg.contains("postgres://u@127.0.0.1:1/d"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
 }
+
+/// `prune` goes by the server's clock: a run that ended two days ago goes, one that just ended
+/// stays, and the old run's queue rows go with it.
+#[test]
+fn prune_deletes_only_runs_older_than_asked() {
+    let Some(pg) = Pg::start() else { return };
+    let store = PgJournal::open(&pg.dsn()).unwrap();
+    for id in ["old", "new"] {
+        store.create_run(&record(id)).unwrap();
+        store
+            .sink(id)
+            .unwrap()
+            .emit(&Event::RunFinished {
+                status: meridian_protocol::RunStatus::Succeeded,
+                duration: std::time::Duration::from_millis(1),
+                message: "ok".into(),
+            })
+            .unwrap();
+    }
+    pg.cluster
+        .psql_db(
+            "meridian",
+            "UPDATE meridian.runs SET finished_at = finished_at - 2 * 86400000 WHERE id = 'old';
+             INSERT INTO meridian.tasks (run_id, step_id, idempotency_key, attempt, uses, action, mode, request, sealed, key_id, state)
+             VALUES ('old', 'a', 'old/a', 1, 'x', 'run', 'apply', '{}', '\\x00', 'k', 'done');",
+        )
+        .unwrap();
+    let n = store
+        .prune(std::time::Duration::from_secs(24 * 3600))
+        .unwrap();
+    assert_eq!(n, 1);
+    let left: Vec<String> = store.runs(10).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(left, ["new"]);
+    let tasks = pg
+        .cluster
+        .psql_db(
+            "meridian",
+            "SELECT count(*) FROM meridian.tasks WHERE run_id = 'old'",
+        )
+        .unwrap();
+    assert_eq!(tasks.trim(), "0", "{tasks}");
+}

@@ -21,14 +21,12 @@ impl SqliteKv {
 
 impl KvStore for SqliteKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.store
-            .lock()
-            .query_row(
-                "SELECT value FROM kv WHERE run_id=?1 AND key=?2",
-                params![self.run_id, key],
-                |r| r.get(0),
-            )
-            .optional()
+        let conn = self.store.lock();
+        conn.prepare_cached("SELECT value FROM kv WHERE run_id=?1 AND key=?2")
+            .and_then(|mut st| {
+                st.query_row(params![self.run_id, key], |r| r.get(0))
+                    .optional()
+            })
             .map_err(|e| self.fail(e))
     }
 
@@ -36,30 +34,26 @@ impl KvStore for SqliteKv {
         let mut conn = self.store.lock();
         let tx = conn.transaction().map_err(|e| self.fail(e))?;
         let (total, replaced): (i64, i64) = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0),
                         coalesce(sum(CASE WHEN key=?2 THEN length(CAST(key AS BLOB)) + length(value) END), 0)
                  FROM kv WHERE run_id=?1",
-                params![self.run_id, key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .and_then(|mut st| {
+                st.query_row(params![self.run_id, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            })
             .map_err(|e| self.fail(e))?;
         check_write(key, &value, total as usize, replaced as usize)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO kv (run_id, key, value) VALUES (?1, ?2, ?3)",
-            params![self.run_id, key, value],
-        )
-        .map_err(|e| self.fail(e))?;
+        tx.prepare_cached("INSERT OR REPLACE INTO kv (run_id, key, value) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![self.run_id, key, value]))
+            .map_err(|e| self.fail(e))?;
         tx.commit().map_err(|e| self.fail(e))
     }
 
     fn delete(&self, key: &str) -> Result<bool, KvError> {
-        self.store
-            .lock()
-            .execute(
-                "DELETE FROM kv WHERE run_id=?1 AND key=?2",
-                params![self.run_id, key],
-            )
+        let conn = self.store.lock();
+        conn.prepare_cached("DELETE FROM kv WHERE run_id=?1 AND key=?2")
+            .and_then(|mut st| st.execute(params![self.run_id, key]))
             .map(|n| n > 0)
             .map_err(|e| self.fail(e))
     }
@@ -67,7 +61,7 @@ impl KvStore for SqliteKv {
     fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
         let conn = self.store.lock();
         let mut stmt = conn
-            .prepare("SELECT key FROM kv WHERE run_id=?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key")
+            .prepare_cached("SELECT key FROM kv WHERE run_id=?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key")
             .map_err(|e| self.fail(e))?;
         let rows = stmt
             .query_map(params![self.run_id, prefix], |r| r.get(0))

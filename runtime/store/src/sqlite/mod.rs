@@ -3,6 +3,7 @@
 
 mod commit;
 mod kv;
+mod maintain;
 
 pub use commit::RunJournal;
 
@@ -114,56 +115,47 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )
         .map_err(sql)?;
+        // Only what the file's first page tells, so opening costs the same with 10 runs or a
+        // million journaled steps: the full check is `SqliteStore::check` (`meridian runs
+        // check`), and damage found later is reported as `StoreError::Corrupt` by every call.
         // Reading the header is the first thing that fails on a non-SQLite file.
-        let app_id: i64 = match conn.query_row("PRAGMA application_id", [], |r| r.get(0)) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(StoreError::Foreign {
-                    path: path.to_path_buf(),
-                    detail: e.to_string(),
-                });
-            }
-        };
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql)?;
-        if existed {
+        let (app_id, version): (i64, i64) = conn
+            .query_row(
+                "SELECT application_id, user_version FROM pragma_application_id, pragma_user_version",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| StoreError::Foreign {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+        if existed && app_id != APPLICATION_ID {
+            // An empty SQLite file (no tables yet) may become ours; anything else is not.
             let tables: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
                 .map_err(|e| StoreError::Foreign {
                     path: path.to_path_buf(),
                     detail: e.to_string(),
                 })?;
-            if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+            if app_id != 0 || tables > 0 {
                 return Err(StoreError::Foreign {
                     path: path.to_path_buf(),
                     detail: format!("SQLite application_id is {app_id:#x}, not Meridian's"),
                 });
             }
-            if version > SCHEMA_VERSION {
-                return Err(StoreError::TooNew {
-                    path: path.to_path_buf(),
-                    found: version,
-                    supported: SCHEMA_VERSION,
-                });
-            }
-            let check: String = conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(|e| StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail: e.to_string(),
-                })?;
-            if check != "ok" {
-                return Err(StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail: check,
-                });
-            }
         }
-        // The busy timeout first: switching a new file to WAL takes a lock that another process
-        // opening it at the same moment may hold.
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // Per connection, once. The busy timeout first: another process may hold the write lock
+        // (a run while `runs list` opens the file). WAL is a property of the file, set when the
+        // file is created (see `migrate`).
         conn.execute_batch(
-            "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            "PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )
         .map_err(sql)?;
         let store = SqliteStore {
@@ -182,6 +174,18 @@ impl SqliteStore {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
+        // Without a check on open, damage shows up here, on the first page that reads wrong.
+        if let rusqlite::Error::SqliteFailure(f, _) = &source
+            && matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            )
+        {
+            return StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("{source}; `meridian runs check` checks the whole file"),
+            };
+        }
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -199,6 +203,9 @@ impl SqliteStore {
     /// (a `run` and a `runs list`) must not both create the tables.
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.lock();
+        // Outside the transaction (SQLite cannot change it inside one); persistent in the file.
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(|e| self.err(e))?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
@@ -242,14 +249,10 @@ impl SqliteStore {
 
     /// The journal of one run as a concrete type (the trait hands out `Arc<dyn EventSink>`).
     pub fn journal(&self, run_id: &str) -> Result<RunJournal, StoreError> {
-        let seq: i64 = self
-            .lock()
-            .query_row(
-                "SELECT coalesce(max(seq), 0) FROM events WHERE run_id=?1",
-                params![run_id],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
+        let seq: i64 = self.with(|c| {
+            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id=?1")?
+                .query_row(params![run_id], |r| r.get(0))
+        })?;
         Ok(RunJournal {
             store: self.clone(),
             run_id: run_id.to_string(),
@@ -311,7 +314,7 @@ impl Journal for SqliteStore {
 
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
         let rows: Vec<RawSummary> = self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, workflow, mode, status, created_at, finished_at, message FROM runs
                  ORDER BY created_at DESC, rowid DESC LIMIT ?1",
             )?;
@@ -323,21 +326,20 @@ impl Journal for SqliteStore {
 
     fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
         let row = self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT id, workflow, mode, status, created_at, finished_at, message,
                         workflow_path, workflow_sha256, inputs, options
                  FROM runs WHERE id=?1",
-                params![id],
-                |r| {
-                    Ok((
-                        RawSummary::read(r)?,
-                        r.get::<_, String>(7)?,
-                        r.get::<_, String>(8)?,
-                        r.get::<_, String>(9)?,
-                        r.get::<_, String>(10)?,
-                    ))
-                },
-            )
+            )?
+            .query_row(params![id], |r| {
+                Ok((
+                    RawSummary::read(r)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
+                ))
+            })
             .optional()
         })?;
         let Some((summary, workflow_path, workflow_sha256, inputs, options)) = row else {
@@ -359,7 +361,7 @@ impl Journal for SqliteStore {
     fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
         let rows: Vec<(i64, i64, String)> = self.with(|c| {
             let mut stmt =
-                c.prepare("SELECT seq, at, body FROM events WHERE run_id=?1 ORDER BY seq")?;
+                c.prepare_cached("SELECT seq, at, body FROM events WHERE run_id=?1 ORDER BY seq")?;
             let rows = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         })?;
@@ -386,7 +388,7 @@ impl Journal for SqliteStore {
             Option<String>,
         );
         let rows: Vec<Row> = self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT step, leg, outcome, attempts, duration_ms, output, plan, error FROM legs
                  WHERE run_id=?1 ORDER BY step, leg",
             )?;
@@ -427,12 +429,20 @@ impl Journal for SqliteStore {
 
     fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT step FROM events WHERE run_id=?1 AND kind='approval-granted' ORDER BY seq",
             )?;
             let rows = stmt.query_map(params![id], |r| r.get(0))?;
             rows.collect()
         })
+    }
+
+    fn prune(&self, older_than: std::time::Duration) -> Result<usize, StoreError> {
+        self.prune_runs(older_than)
+    }
+
+    fn check(&self) -> Result<Vec<String>, StoreError> {
+        self.check_file()
     }
 }
 
