@@ -13,6 +13,14 @@ use crate::Pg;
 
 use meridian_store::conformance::record;
 
+/// A commit point: written (with whatever the sink held) before `emit` returns.
+fn approved(step: &str) -> Event {
+    Event::ApprovalGranted {
+        step: step.into(),
+        by: "test".into(),
+    }
+}
+
 /// The journal conformance suite, the same one the SQLite journal passes. Plain `#[test]`: the
 /// journal needs no runtime of the caller's.
 #[test]
@@ -22,17 +30,17 @@ fn conformance_suite() {
     meridian_store::conformance::run_all("pg", &|| {
         Arc::new(PgJournal::open(&dsn).unwrap()) as Arc<dyn Journal>
     });
-    // An event for a run that was never created is refused (as with SQLite's foreign keys).
+    // Events for a run that was never created are refused (as with SQLite's foreign keys), at
+    // the commit point that writes them.
     let store = PgJournal::open(&dsn).unwrap();
     let orphan = store.sink("ghost").unwrap();
-    assert!(
-        orphan
-            .emit(&Event::StepFinished {
-                step: "a".into(),
-                outcome: Outcome::Success
-            })
-            .is_err()
-    );
+    orphan
+        .emit(&Event::StepFinished {
+            step: "a".into(),
+            outcome: Outcome::Success,
+        })
+        .unwrap();
+    assert!(orphan.emit(&approved("a")).is_err());
 }
 
 #[test]
@@ -41,15 +49,11 @@ fn the_journal_survives_a_database_restart() {
     let store = PgJournal::open(&pg.dsn()).unwrap();
     store.create_run(&record("r1")).unwrap();
     let j = store.sink("r1").unwrap();
-    let ev = |s: &str| Event::StepFinished {
-        step: s.into(),
-        outcome: Outcome::Success,
-    };
-    j.emit(&ev("a")).unwrap();
+    j.emit(&approved("a")).unwrap();
     pg.cluster.stop(StopMode::Fast);
     pg.cluster.start().unwrap();
     // The first write after the restart meets a dead connection and is retried on a new one.
-    j.emit(&ev("b")).unwrap();
+    j.emit(&approved("b")).unwrap();
     let events = store.events("r1").unwrap();
     let steps: Vec<&str> = events.iter().filter_map(|e| e.event.step()).collect();
     assert_eq!(steps, ["a", "b"]);
@@ -63,11 +67,7 @@ async fn emit_works_inside_a_current_thread_runtime() {
     store.create_run(&record("r1")).unwrap();
     let j = store.sink("r1").unwrap();
     for i in 0..20 {
-        j.emit(&Event::StepFinished {
-            step: format!("s{i}"),
-            outcome: Outcome::Success,
-        })
-        .unwrap();
+        j.emit(&approved(&format!("s{i}"))).unwrap();
     }
     assert_eq!(store.events("r1").unwrap().len(), 20);
 }
