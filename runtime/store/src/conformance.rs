@@ -321,22 +321,14 @@ fn pruning_keeps_what_may_go_on(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
         sink.emit(&leg("a", "", Outcome::Success, 1)).unwrap();
         j.kv(r).set("k", b"v".to_vec()).unwrap();
     }
-    j.sink(&done)
-        .unwrap()
-        .emit(&finish(RunStatus::Succeeded))
-        .unwrap();
-    j.sink(&failed)
-        .unwrap()
-        .emit(&finish(RunStatus::Failed))
-        .unwrap();
-    j.sink(&waiting)
-        .unwrap()
-        .emit(&finish(RunStatus::AwaitingApproval))
-        .unwrap();
-    j.sink(&reopened)
-        .unwrap()
-        .emit(&finish(RunStatus::Failed))
-        .unwrap();
+    for (r, status) in [
+        (&done, RunStatus::Succeeded),
+        (&failed, RunStatus::Failed),
+        (&waiting, RunStatus::AwaitingApproval),
+        (&reopened, RunStatus::Failed),
+    ] {
+        j.sink(r).unwrap().emit(&finish(status)).unwrap();
+    }
     j.reopen_run(&reopened).unwrap();
 
     assert_eq!(

@@ -51,7 +51,7 @@ pub mod conformance;
 pub mod pending;
 mod sqlite;
 
-pub use sqlite::{RunJournal, SqliteStore};
+pub use sqlite::{RunJournal, SqliteRun, SqliteStore};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -174,6 +174,33 @@ pub struct RunSummary {
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
     pub message: Option<String>,
+}
+
+/// A `runs` row as a backend reads it, before its words (mode, status) are parsed.
+#[derive(Clone, Debug)]
+pub struct RawSummary {
+    pub id: String,
+    pub workflow: String,
+    pub mode: String,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub message: Option<String>,
+}
+
+impl RawSummary {
+    /// Parses the words; one that does not parse is a [`StoreError::CorruptValue`].
+    pub fn decode(self) -> Result<RunSummary, StoreError> {
+        Ok(RunSummary {
+            mode: decode_word(&self.id, "mode", &self.mode)?,
+            status: decode_word(&self.id, "status", &self.status)?,
+            id: self.id,
+            workflow: self.workflow,
+            created_at_ms: self.created_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            message: self.message,
+        })
+    }
 }
 
 /// One journaled event.

@@ -5,8 +5,8 @@
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use meridian_protocol::event::Encoded;
-use meridian_protocol::{RunStatus, SinkError};
+use meridian_protocol::event::{Encoded, encode_all, pair};
+use meridian_protocol::{Event, EventSink, RunStatus, SinkError};
 
 use crate::{Projection, project};
 
@@ -152,6 +152,52 @@ impl PendingEvents {
             .unwrap_or_else(|p| p.into_inner())
             .rows
             .len()
+    }
+}
+
+/// Where a run's rows go at a commit point: one backend's durable commit.
+pub trait CommitRows: Send + Sync {
+    /// Writes `rows` (in sequence order) and returns once they are durable.
+    fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String>;
+}
+
+/// The journal of one run, an [`EventSink`] over a backend's commit: commit points are durable,
+/// with every event held before them, when `emit` returns (see the contract on [`EventSink`]);
+/// other events wait in memory for the next one.
+#[derive(Debug)]
+pub struct RunSink<C> {
+    backend: C,
+    pending: PendingEvents,
+}
+
+impl<C: CommitRows> RunSink<C> {
+    /// Continues a run whose last journaled event has sequence number `last_seq`.
+    pub fn new(backend: C, last_seq: i64) -> RunSink<C> {
+        RunSink {
+            backend,
+            pending: PendingEvents::new(last_seq),
+        }
+    }
+
+    /// Events emitted since the last commit point, not durable yet.
+    pub fn held(&self) -> usize {
+        self.pending.held()
+    }
+}
+
+impl<C: CommitRows> EventSink for RunSink<C> {
+    fn emit(&self, event: &Event) -> Result<(), SinkError> {
+        self.emit_all(std::slice::from_ref(event))
+    }
+
+    fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
+        let json = encode_all(events)?;
+        self.emit_encoded(&pair(events, &json))
+    }
+
+    fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
+        self.pending
+            .emit(events, |rows| self.backend.commit_rows(rows))
     }
 }
 

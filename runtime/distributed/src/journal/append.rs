@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use meridian_protocol::event::{Encoded, encode_all, pair};
-use meridian_protocol::{Event, EventSink, SinkError};
-use meridian_store::pending::{EventRow, PendingEvents, RowProjection};
+use meridian_store::pending::{CommitRows, EventRow, RowProjection, RunSink};
 use tokio_postgres::error::SqlState;
 
 use super::{PgJournal, Session};
@@ -203,38 +201,22 @@ impl PgJournal {
     }
 }
 
-/// The journal of one run, an [`EventSink`]: commit points are durable when `emit` returns (see
-/// the contract on [`EventSink`]), each written with the events held before it in one statement
-/// on the journal's connection thread.
-pub struct PgRunJournal {
+/// One run of the journal, as the backend of its [`PgRunJournal`].
+#[derive(Debug)]
+pub struct PgRun {
     pub(super) journal: PgJournal,
     pub(super) run_id: String,
-    pub(super) pending: PendingEvents,
 }
 
-impl std::fmt::Debug for PgRunJournal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgRunJournal")
-            .field("run_id", &self.run_id)
-            .finish()
+impl CommitRows for PgRun {
+    fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String> {
+        self.journal
+            .append(&self.run_id, rows)
+            .map_err(|e| e.to_string())
     }
 }
 
-impl EventSink for PgRunJournal {
-    fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        self.emit_all(std::slice::from_ref(event))
-    }
-
-    fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
-        let json = encode_all(events)?;
-        self.emit_encoded(&pair(events, &json))
-    }
-
-    fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
-        self.pending.emit(events, |rows| {
-            self.journal
-                .append(&self.run_id, rows)
-                .map_err(|e| e.to_string())
-        })
-    }
-}
+/// The journal of one run, an [`EventSink`](meridian_protocol::EventSink): commit points are
+/// durable when `emit` returns, each written with the events held before it in one statement on
+/// the journal's connection thread.
+pub type PgRunJournal = RunSink<PgRun>;

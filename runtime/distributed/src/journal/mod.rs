@@ -28,9 +28,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use meridian_protocol::{EventSink, KvStore};
-use meridian_store::pending::PendingEvents;
 use meridian_store::{
-    EventRecord, Journal, LegRecord, RunRecord, RunSummary, StoreError, decode, decode_word,
+    EventRecord, Journal, LegRecord, RawSummary, RunRecord, RunSummary, StoreError, decode,
+    decode_word,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Statement};
@@ -49,7 +49,7 @@ macro_rules! now_ms {
 mod append;
 mod kv;
 
-pub use append::PgRunJournal;
+pub use append::{PgRun, PgRunJournal};
 use kv::PgKv;
 
 const CREATE_RUN: &str = concat!(
@@ -305,11 +305,13 @@ impl PgJournal {
                 Ok(row.get::<_, i64>(0))
             })
         })?;
-        Ok(PgRunJournal {
-            journal: self.clone(),
-            run_id: run_id.to_string(),
-            pending: PendingEvents::new(seq),
-        })
+        Ok(PgRunJournal::new(
+            PgRun {
+                journal: self.clone(),
+                run_id: run_id.to_string(),
+            },
+            seq,
+        ))
     }
 
     /// Most recent runs first.
@@ -322,7 +324,7 @@ impl PgJournal {
                     .query(&st, &[&limit])
                     .await
                     .map_err(DistError::db("list runs"))?;
-                Ok(rows.iter().map(RawSummary::read).collect())
+                Ok(rows.iter().map(read_summary).collect())
             })
         })
     }
@@ -339,7 +341,7 @@ impl PgJournal {
                     .await
                     .map_err(DistError::db("read a run"))?;
                 Ok(row.map(|r| RawRun {
-                    summary: RawSummary::read(&r),
+                    summary: read_summary(&r),
                     workflow_path: r.get(7),
                     workflow_sha256: r.get(8),
                     inputs: r.get(9),
@@ -425,40 +427,16 @@ impl PgJournal {
     }
 }
 
-/// A `runs` row before its words are parsed.
-struct RawSummary {
-    id: String,
-    workflow: String,
-    mode: String,
-    status: String,
-    created_at_ms: i64,
-    finished_at_ms: Option<i64>,
-    message: Option<String>,
-}
-
-impl RawSummary {
-    fn read(r: &tokio_postgres::Row) -> RawSummary {
-        RawSummary {
-            id: r.get(0),
-            workflow: r.get(1),
-            mode: r.get(2),
-            status: r.get(3),
-            created_at_ms: r.get(4),
-            finished_at_ms: r.get(5),
-            message: r.get(6),
-        }
-    }
-
-    fn decode(self) -> Result<RunSummary, StoreError> {
-        Ok(RunSummary {
-            mode: decode_word(&self.id, "mode", &self.mode)?,
-            status: decode_word(&self.id, "status", &self.status)?,
-            id: self.id,
-            workflow: self.workflow,
-            created_at_ms: self.created_at_ms,
-            finished_at_ms: self.finished_at_ms,
-            message: self.message,
-        })
+/// A `runs` row, its words still text.
+fn read_summary(r: &tokio_postgres::Row) -> RawSummary {
+    RawSummary {
+        id: r.get(0),
+        workflow: r.get(1),
+        mode: r.get(2),
+        status: r.get(3),
+        created_at_ms: r.get(4),
+        finished_at_ms: r.get(5),
+        message: r.get(6),
     }
 }
 

@@ -15,13 +15,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use meridian_protocol::event::{Encoded, encode_all, pair};
-use meridian_protocol::{Event, EventSink, SinkError};
 use rusqlite::params;
 
 use super::SqliteStore;
 use crate::StoreError;
-use crate::pending::{EventRow, PendingEvents, RowProjection};
+use crate::pending::{CommitRows, EventRow, RowProjection, RunSink};
 
 /// The queue of rows waiting for a commit, shared by every handle of one store.
 #[derive(Debug, Default)]
@@ -148,36 +146,22 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, b: &Batch) -> rusqlite::Result<()
     Ok(())
 }
 
-/// The journal of one run, an [`EventSink`]: commit points are durable when `emit` returns (see
-/// the contract on [`EventSink`]); other events wait in memory for the next one.
-pub struct RunJournal {
+/// One run of the store, as the backend of its [`RunJournal`].
+#[derive(Debug)]
+pub struct SqliteRun {
     pub(super) store: SqliteStore,
     pub(super) run_id: String,
-    pub(super) pending: PendingEvents,
 }
 
-impl RunJournal {
-    /// Events emitted since the last commit point, not on disk yet.
-    pub fn held(&self) -> usize {
-        self.pending.held()
+impl CommitRows for SqliteRun {
+    fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String> {
+        self.store.commit_rows(&self.run_id, rows)
     }
 }
 
-impl EventSink for RunJournal {
-    fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        self.emit_all(std::slice::from_ref(event))
-    }
-
-    fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
-        let json = encode_all(events)?;
-        self.emit_encoded(&pair(events, &json))
-    }
-
-    fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
-        self.pending
-            .emit(events, |rows| self.store.commit_rows(&self.run_id, rows))
-    }
-}
+/// The journal of one run, an [`EventSink`](meridian_protocol::EventSink): commit points are
+/// durable when `emit` returns; other events wait in memory for the next one.
+pub type RunJournal = RunSink<SqliteRun>;
 
 #[cfg(test)]
 mod tests {

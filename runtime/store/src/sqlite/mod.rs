@@ -5,7 +5,7 @@ mod commit;
 mod kv;
 mod maintain;
 
-pub use commit::RunJournal;
+pub use commit::{RunJournal, SqliteRun};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use meridian_protocol::{EventSink, KvStore};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::pending::{PendingEvents, now_ms};
+use crate::pending::now_ms;
 use crate::{
-    EventRecord, Journal, LegRecord, RunRecord, RunSummary, StoreError, decode, decode_word,
+    EventRecord, Journal, LegRecord, RawSummary, RunRecord, RunSummary, StoreError, decode,
+    decode_word,
 };
 use commit::Committer;
 use kv::SqliteKv;
@@ -93,8 +94,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the state file. A file that is not SQLite, not Meridian's, damaged, or
-    /// from a newer schema is refused and left untouched.
+    /// Opens (or creates) the state file. A file that is not SQLite, not Meridian's, or from a
+    /// newer schema is refused and left untouched. Only the header is read: damage past it is
+    /// found by [`Journal::check`], or reported as [`StoreError::Corrupt`] when met.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
@@ -253,11 +255,13 @@ impl SqliteStore {
             c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id=?1")?
                 .query_row(params![run_id], |r| r.get(0))
         })?;
-        Ok(RunJournal {
-            store: self.clone(),
-            run_id: run_id.to_string(),
-            pending: PendingEvents::new(seq),
-        })
+        Ok(RunJournal::new(
+            SqliteRun {
+                store: self.clone(),
+                run_id: run_id.to_string(),
+            },
+            seq,
+        ))
     }
 
     /// Runs `f` on the connection; a SQLite error becomes a [`StoreError`] naming the file.
@@ -318,7 +322,7 @@ impl Journal for SqliteStore {
                 "SELECT id, workflow, mode, status, created_at, finished_at, message FROM runs
                  ORDER BY created_at DESC, rowid DESC LIMIT ?1",
             )?;
-            let rows = stmt.query_map(params![limit as i64], RawSummary::read)?;
+            let rows = stmt.query_map(params![limit as i64], read_summary)?;
             rows.collect()
         })?;
         rows.into_iter().map(RawSummary::decode).collect()
@@ -333,7 +337,7 @@ impl Journal for SqliteStore {
             )?
             .query_row(params![id], |r| {
                 Ok((
-                    RawSummary::read(r)?,
+                    read_summary(r)?,
                     r.get::<_, String>(7)?,
                     r.get::<_, String>(8)?,
                     r.get::<_, String>(9)?,
@@ -446,39 +450,15 @@ impl Journal for SqliteStore {
     }
 }
 
-/// A `runs` row before its words are parsed.
-struct RawSummary {
-    id: String,
-    workflow: String,
-    mode: String,
-    status: String,
-    created_at_ms: i64,
-    finished_at_ms: Option<i64>,
-    message: Option<String>,
-}
-
-impl RawSummary {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSummary> {
-        Ok(RawSummary {
-            id: r.get(0)?,
-            workflow: r.get(1)?,
-            mode: r.get(2)?,
-            status: r.get(3)?,
-            created_at_ms: r.get(4)?,
-            finished_at_ms: r.get(5)?,
-            message: r.get(6)?,
-        })
-    }
-
-    fn decode(self) -> Result<RunSummary, StoreError> {
-        Ok(RunSummary {
-            mode: decode_word(&self.id, "mode", &self.mode)?,
-            status: decode_word(&self.id, "status", &self.status)?,
-            id: self.id,
-            workflow: self.workflow,
-            created_at_ms: self.created_at_ms,
-            finished_at_ms: self.finished_at_ms,
-            message: self.message,
-        })
-    }
+/// A `runs` row, its words still text.
+fn read_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSummary> {
+    Ok(RawSummary {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        mode: r.get(2)?,
+        status: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        finished_at_ms: r.get(5)?,
+        message: r.get(6)?,
+    })
 }
