@@ -242,3 +242,39 @@ fn wrong_files_as_steps_get_a_plain_word() {
     let (out, _) = expect_code(&s.run(&["--json", "run", "wf.yaml"]), 1);
     assert!(out.contains("not a WebAssembly file"), "{out}");
 }
+
+#[test]
+fn runs_prune_deletes_ended_runs_and_keeps_waiting_ones_and_check_passes() {
+    let s = Scratch::new();
+    s.write("wf.yaml", HELLO);
+    s.write(
+        "gate.yaml",
+        "name: gated\nsteps:\n  - id: promote\n    uses: hello\n    approval: {message: go?}\n",
+    );
+    let (out, _) = expect_code(&s.run(&["--json", "run", "wf.yaml"]), 0);
+    let done: Json = serde_json::from_str(&out).unwrap();
+    let (out, _) = expect_code(&s.run(&["--json", "run", "gate.yaml"]), 3);
+    let waiting: Json = serde_json::from_str(&out).unwrap();
+
+    let (out, _) = expect_code(&s.run(&["runs", "check"]), 0);
+    assert!(out.trim_end().ends_with(": ok"), "{out}");
+    let (out, _) = expect_code(&s.run(&["runs", "prune", "--older-than", "1h"]), 0);
+    assert!(out.contains("pruned 0 runs"), "{out}");
+    let (out, _) = expect_code(
+        &s.run(&["--json", "runs", "prune", "--older-than", "0s"]),
+        0,
+    );
+    assert_eq!(serde_json::from_str::<Json>(&out).unwrap()["pruned"], 1);
+    let (out, _) = expect_code(&s.run(&["--json", "runs", "list"]), 0);
+    let left: Json = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&Json> = left.as_array().unwrap().iter().map(|r| &r["id"]).collect();
+    assert_eq!(ids, [&waiting["run_id"]], "{left}");
+    let (_, err) = expect_code(
+        &s.run(&["runs", "show", done["run_id"].as_str().unwrap()]),
+        2,
+    );
+    assert!(err.contains("not found"), "{err}");
+
+    let (_, err) = expect_code(&s.run(&["runs", "prune", "--older-than", "soon"]), 2);
+    assert!(err.contains("--older-than"), "{err}");
+}

@@ -3,6 +3,7 @@
 //! uninterrupted run would.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -65,11 +66,9 @@ fn setup(s: &Scratch, dir: &str) {
     .unwrap();
 }
 
-#[test]
-fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
-    let s = Scratch::new();
-    // The uninterrupted run, for comparison.
-    setup(&s, "base");
+/// The uninterrupted run, for comparison: its `--json` report.
+fn baseline(s: &Scratch) -> Json {
+    setup(s, "base");
     let wf = s.path().join("base/wf/x/wf.yaml");
     let (out, _) = expect_code(
         &s.cmd()
@@ -79,8 +78,27 @@ fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
             .unwrap(),
         0,
     );
-    let base: Json = serde_json::from_str(&out).unwrap();
-    assert_eq!(executions(&s, "base/wf/x").len(), 5);
+    assert_eq!(executions(s, "base/wf/x").len(), 5);
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `meridian --json ARGS…` on the journal in `state`, parsed.
+fn query(s: &Scratch, state: &Path, args: &[&str]) -> Json {
+    let o = s
+        .cmd()
+        .env("MERIDIAN_STATE_DIR", state)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&o, 0);
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
+    let s = Scratch::new();
+    let base = baseline(&s);
 
     // Kill points spread over the run (5 steps × 250 ms), bounded.
     for (n, kill_after) in [50u64, 300, 550, 800, 1050, 1200].into_iter().enumerate() {
@@ -103,63 +121,142 @@ fn sigkill_at_many_points_then_resume_matches_an_uninterrupted_run() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let list = s
-            .cmd()
-            .env("MERIDIAN_STATE_DIR", &state)
-            .args(["--json", "runs", "list"])
-            .output()
-            .unwrap();
-        let (out, _) = expect_code(&list, 0);
-        let runs: Json = serde_json::from_str(&out).unwrap();
+        let runs = query(&s, &state, &["runs", "list"]);
         let Some(run_id) = runs[0]["id"].as_str() else {
             // Killed before the run was even recorded: nothing to resume, nothing ran.
             assert!(executions(&s, &format!("{dir}/wf/x")).is_empty());
             continue;
         };
-        let before = executions(&s, &format!("{dir}/wf/x"));
+        resume_and_check(
+            &s,
+            &dir,
+            &state,
+            run_id,
+            &base,
+            &format!("kill at {kill_after}ms"),
+        );
+    }
+}
 
-        let resumed = s
+/// Kill points chosen by what is on disk: right after a step's leg-finished commit, while the
+/// next step runs and its attempt-started waits in memory for the next commit point. The kill
+/// loses that event, and resume still runs the interrupted step once more under the same key.
+#[test]
+fn sigkill_right_after_a_commit_then_resume() {
+    let s = Scratch::new();
+    let base = baseline(&s);
+    for (n, after) in ["a", "c"].into_iter().enumerate() {
+        let dir = format!("e{n}");
+        setup(&s, &dir);
+        let wf = s.path().join(&dir).join("wf/x/wf.yaml");
+        let state = s.path().join(&dir).join("state");
+        let mut child = s
             .cmd()
             .env("MERIDIAN_STATE_DIR", &state)
-            .args(["--json", "resume", run_id])
-            .output()
+            .args(["run", wf.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(s.path().join(format!("{dir}.err"))).unwrap())
+            .spawn()
             .unwrap();
-        let (out, err) = expect_code(&resumed, 0);
-        let report: Json =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
-        assert_eq!(
-            report["status"], "succeeded",
-            "kill at {kill_after}ms: {report}"
-        );
-        // Same outputs as the uninterrupted run.
-        assert_eq!(outputs(&report), outputs(&base), "kill at {kill_after}ms");
-
-        // Every step ran; at most the interrupted one ran twice, with the same idempotency key.
-        let all = executions(&s, &format!("{dir}/wf/x"));
-        let mut count: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (step, _, key) in &all {
-            count.entry(step.as_str()).or_default().push(key.as_str());
-        }
-        assert_eq!(count.len(), 5, "kill at {kill_after}ms: {all:?}");
-        let twice: Vec<_> = count.iter().filter(|(_, k)| k.len() > 1).collect();
-        assert!(twice.len() <= 1, "kill at {kill_after}ms: {all:?}");
-        for (_, keys) in twice {
-            assert_eq!(keys.len(), 2);
-            assert_eq!(
-                keys[0], keys[1],
-                "the retried step keeps its idempotency key"
+        let mut run_id = None;
+        loop {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before step {after} was seen finished in the journal: {}",
+                std::fs::read_to_string(s.path().join(format!("{dir}.err"))).unwrap_or_default()
             );
+            if run_id.is_none() {
+                run_id = query(&s, &state, &["runs", "list"])[0]["id"]
+                    .as_str()
+                    .map(str::to_string);
+            }
+            if let Some(id) = &run_id {
+                let shown = query(&s, &state, &["runs", "show", id]);
+                let finished = shown["legs"].as_array().unwrap();
+                if finished.iter().any(|l| l["step"] == after) {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        // Steps recorded as started before the kill and finished are not run again.
-        let reused = report["steps"]
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let run_id = run_id.unwrap();
+        // What the kill left: whole commits only, each closed by a leg-finished, so no attempt
+        // is on disk without its leg's end.
+        let events: Vec<Json> = query(&s, &state, &["runs", "show", &run_id])["events"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["legs"][0]["reused"] == true)
-            .count();
-        assert!(
-            reused + 1 >= before.len(),
-            "kill at {kill_after}ms: reused {reused}, before {before:?}"
+            .map(|e| e["event"].clone())
+            .collect();
+        assert_eq!(
+            events.last().map(|e| e["event"].clone()),
+            Some(Json::from("leg-finished")),
+            "after {after}: {events:?}"
+        );
+        for e in events.iter().filter(|e| e["event"] == "attempt-started") {
+            assert!(
+                events
+                    .iter()
+                    .any(|f| f["event"] == "leg-finished" && f["step"] == e["step"]),
+                "after {after}: {e} is on disk without its leg's end"
+            );
+        }
+        resume_and_check(
+            &s,
+            &dir,
+            &state,
+            &run_id,
+            &base,
+            &format!("kill after {after}"),
         );
     }
+}
+
+/// Resumes the killed run in `dir` and checks it against the uninterrupted run `base`: it
+/// succeeds with the same outputs, every step ran, at most the interrupted one twice and then
+/// with the same idempotency key, and steps finished before the kill were not run again.
+fn resume_and_check(s: &Scratch, dir: &str, state: &Path, run_id: &str, base: &Json, label: &str) {
+    let before = executions(s, &format!("{dir}/wf/x"));
+
+    let resumed = s
+        .cmd()
+        .env("MERIDIAN_STATE_DIR", state)
+        .args(["--json", "resume", run_id])
+        .output()
+        .unwrap();
+    let (out, err) = expect_code(&resumed, 0);
+    let report: Json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(report["status"], "succeeded", "{label}: {report}");
+    // Same outputs as the uninterrupted run.
+    assert_eq!(outputs(&report), outputs(base), "{label}");
+
+    // Every step ran; at most the interrupted one ran twice, with the same idempotency key.
+    let all = executions(s, &format!("{dir}/wf/x"));
+    let mut count: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (step, _, key) in &all {
+        count.entry(step.as_str()).or_default().push(key.as_str());
+    }
+    assert_eq!(count.len(), 5, "{label}: {all:?}");
+    let twice: Vec<_> = count.iter().filter(|(_, k)| k.len() > 1).collect();
+    assert!(twice.len() <= 1, "{label}: {all:?}");
+    for (_, keys) in twice {
+        assert_eq!(keys.len(), 2);
+        assert_eq!(
+            keys[0], keys[1],
+            "the retried step keeps its idempotency key"
+        );
+    }
+    // Steps recorded as started before the kill and finished are not run again.
+    let reused = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["legs"][0]["reused"] == true)
+        .count();
+    assert!(
+        reused + 1 >= before.len(),
+        "{label}: reused {reused}, before {before:?}"
+    );
 }

@@ -137,6 +137,16 @@ pub enum RunsCmd {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Delete runs that ended (succeeded, failed, timed out, cancelled) at least DURATION ago,
+    /// with their events, legs and kv state. Running, interrupted and waiting runs are kept.
+    Prune {
+        /// e.g. 30d, 12h, 90m.
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+    },
+    /// Check the whole journal (SQLite integrity, every stored value); exit 5 when damaged.
+    /// Opening the journal checks only its header, so this is the full check.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meridian_engine::{Approver, ComponentRef, EventSink, Mode, RunReport, RunStatus};
@@ -16,7 +15,7 @@ use meridian_runner::{
 use meridian_store::StoreError;
 use serde_json::json;
 
-use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, RunsCmd, StepsCmd};
+use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, StepsCmd};
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
 use meridian_host::WasmExecutor;
@@ -38,8 +37,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             from,
             common,
         } => resume(&ctx, &run_id, Some(from), common).await,
-        Command::Runs(RunsCmd::List { limit }) => runs_list(&ctx, limit),
-        Command::Runs(RunsCmd::Show { run_id, html }) => runs_show(&ctx, &run_id, html.as_deref()),
+        Command::Runs(cmd) => crate::runs::run(&ctx, cmd),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
@@ -60,7 +58,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn journal(&self) -> anyhow::Result<Arc<dyn Journal>> {
+    pub(crate) fn journal(&self) -> anyhow::Result<Arc<dyn Journal>> {
         crate::store::open(self.store.as_deref(), &self.state_dir)
     }
 
@@ -120,7 +118,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 /// Text a step produced (or that contains it), escaped for the terminal with continuation lines
 /// indented under the row it belongs to.
-fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn safe(s: &str) -> std::borrow::Cow<'_, str> {
     meridian_protocol::text::for_terminal(s, "      ")
 }
 
@@ -139,7 +137,7 @@ fn fail(e: RunnerError) -> anyhow::Error {
 }
 
 /// A journal error: an unknown run is the user's mistake (exit 2), anything else the store's.
-fn store_fail(e: StoreError) -> anyhow::Error {
+pub(crate) fn store_fail(e: StoreError) -> anyhow::Error {
     fail(RunnerError::Store(e))
 }
 
@@ -439,93 +437,6 @@ async fn resume(
         }
         Resumed::Ran(done) => report(ctx, &done),
     }
-}
-
-fn runs_list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
-    let journal = ctx.journal()?;
-    let runs = journal.runs(limit).map_err(store_fail)?;
-    if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
-        return Ok(exit::OK);
-    }
-    if runs.is_empty() {
-        println!("no runs yet in {}", journal.describe());
-    }
-    for r in runs {
-        let took = r
-            .finished_at_ms
-            .map(|f| fmt_dur(Duration::from_millis((f - r.created_at_ms).max(0) as u64)))
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<22} {:<18} {:<6} {:>9}  {}  {}",
-            r.id,
-            r.status.as_str(),
-            r.mode.as_str(),
-            took,
-            r.workflow,
-            r.message.unwrap_or_default()
-        );
-    }
-    Ok(exit::OK)
-}
-
-fn runs_show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
-    let journal = ctx.journal()?;
-    let (record, summary) = journal.run(run_id).map_err(store_fail)?;
-    let events = journal.events(run_id).map_err(store_fail)?;
-    if let Some(path) = html {
-        std::fs::write(path, crate::report::html(&record, &summary, &events))
-            .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
-        eprintln!("wrote {}", path.display());
-    }
-    let legs = journal.legs(run_id).map_err(store_fail)?;
-    if ctx.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "run": record, "summary": summary, "events": events, "legs": legs,
-            }))?
-        );
-        return Ok(exit::OK);
-    }
-    println!(
-        "run {} — {} ({})",
-        record.id,
-        record.workflow,
-        record.mode.as_str()
-    );
-    println!("  workflow: {}", record.workflow_path);
-    println!(
-        "  status:   {} {}",
-        summary.status.as_str(),
-        safe(summary.message.as_deref().unwrap_or_default())
-    );
-    println!("  inputs:   {}", record.inputs);
-    println!("timeline:");
-    let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
-    for e in &events {
-        let Some(line) = view::describe(&e.event) else {
-            continue;
-        };
-        println!(
-            "  +{:>8}  {line}",
-            fmt_dur(Duration::from_millis((e.at_ms - t0).max(0) as u64))
-        );
-    }
-    println!("outputs:");
-    for l in legs {
-        println!(
-            "  {} [{}] {}",
-            view::leg_id(&l.step, &l.leg),
-            l.outcome.as_str(),
-            safe(
-                &l.error
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| l.output.to_string())
-            )
-        );
-    }
-    Ok(exit::OK)
 }
 
 async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod lab;
 mod report;
+mod runs;
 mod scaffold;
 mod store;
 mod view;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use meridian_engine::{Event, EventSink, Outcome, SinkError};
+use meridian_protocol::Encoded;
 use meridian_protocol::text::for_terminal;
 
 /// Plain lines on stderr: for logs and pipes.
@@ -102,12 +103,39 @@ fn describe_raw(ev: &Event) -> Option<String> {
     })
 }
 
+/// Writes `text` to stderr in one `write(2)` (stderr is unbuffered: `eprintln!` with arguments
+/// writes each piece on its own). A view that cannot write is no reason to stop a run.
+fn write_stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+impl Lines {
+    /// Each event's line, timestamped and newline-terminated, into `out`.
+    fn lines<'a>(&self, events: impl Iterator<Item = &'a Event>, out: &mut String) {
+        use std::fmt::Write as _;
+        for line in events.filter_map(describe) {
+            let t = self.started.elapsed().as_secs_f64();
+            let _ = writeln!(out, "[{t:7.2}s] {line}");
+        }
+    }
+}
+
 impl EventSink for Lines {
     fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        if let Some(line) = describe(event) {
-            let t = self.started.elapsed().as_secs_f64();
-            eprintln!("[{t:7.2}s] {line}");
-        }
+        self.emit_all(std::slice::from_ref(event))
+    }
+
+    fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
+        let mut out = String::new();
+        self.lines(events.iter(), &mut out);
+        write_stderr(&out);
+        Ok(())
+    }
+
+    fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
+        let mut out = String::new();
+        self.lines(events.iter().map(|e| e.event), &mut out);
+        write_stderr(&out);
         Ok(())
     }
 }
@@ -117,8 +145,22 @@ pub struct JsonLines;
 
 impl EventSink for JsonLines {
     fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        let line = serde_json::to_string(event).map_err(|e| SinkError(e.to_string()))?;
-        eprintln!("{line}");
+        self.emit_all(std::slice::from_ref(event))
+    }
+
+    fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
+        let json = meridian_protocol::event::encode_all(events)?;
+        self.emit_encoded(&meridian_protocol::event::pair(events, &json))
+    }
+
+    /// The JSON the journal stores, made once for both (see the fan-out in `meridian-protocol`).
+    fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
+        let mut out = String::with_capacity(events.iter().map(|e| e.json.len() + 1).sum());
+        for e in events {
+            out.push_str(e.json);
+            out.push('\n');
+        }
+        write_stderr(&out);
         Ok(())
     }
 }
@@ -189,7 +231,10 @@ impl Live {
 }
 
 fn redraw(st: &mut LiveState) {
-    let mut out = std::io::stderr().lock();
+    // The whole frame in one write: a frame written piece by piece flickers and costs a
+    // syscall per piece on unbuffered stderr.
+    use std::fmt::Write as _;
+    let mut out = String::new();
     if st.drawn > 0 {
         let _ = write!(out, "\x1b[{}A", st.drawn);
     }
@@ -229,7 +274,7 @@ fn redraw(st: &mut LiveState) {
         );
     }
     st.drawn = st.rows.len();
-    let _ = out.flush();
+    write_stderr(&out);
 }
 
 /// The first line of a step's text, escaped for the terminal and cut to `n` characters.
@@ -354,5 +399,40 @@ pub fn fmt_dur(d: Duration) -> String {
         format!("{:.2}s", d.as_secs_f64())
     } else {
         format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_are_whole_lines_one_per_shown_event() {
+        let events = [
+            Event::LegFinished {
+                step: "deploy".into(),
+                leg: "eu".into(),
+                outcome: Outcome::Success,
+                attempts: 2,
+                duration: Duration::from_millis(12),
+                output: serde_json::Value::Null,
+                plan: vec![],
+                error: None,
+            },
+            // Not shown in plain lines.
+            Event::StepFinished {
+                step: "deploy".into(),
+                outcome: Outcome::Success,
+            },
+        ];
+        let mut out = String::new();
+        Lines::new().lines(events.iter(), &mut out);
+        let lines: Vec<&str> = out.split_inclusive('\n').collect();
+        assert_eq!(lines.len(), 1, "{out:?}");
+        assert!(
+            lines[0].ends_with("] deploy[eu]: success in 12ms (2 attempts)\n"),
+            "{out:?}"
+        );
+        assert!(lines[0].starts_with('['), "timestamped: {out:?}");
     }
 }

@@ -183,6 +183,33 @@ impl Event {
         }
     }
 
+    /// Whether a journal must have this event, and every event emitted before it, on disk when
+    /// [`EventSink::emit`] returns: a *commit point*.
+    ///
+    /// What resume reads back is exactly what these carry: the leg-finished records (a finished
+    /// leg is never run again, and its outputs feed its dependents), the approvals (an approval
+    /// given once stands), compensations (an undo is not repeated) and the run's end (status and
+    /// message). The other events are history for `runs show`: an attempt needs no durable
+    /// "started" record because its idempotency key is derived from (run, step, leg), so an
+    /// interrupted attempt runs again under the same key whether or not its start was written;
+    /// a step's finish and a skip are recomputed on resume from the legs and the conditions. So a
+    /// journal may hold those in memory and write them with the next commit point, and a
+    /// sequential step costs one durable commit instead of three.
+    pub fn is_commit_point(&self) -> bool {
+        match self {
+            Event::LegFinished { .. }
+            | Event::ApprovalGranted { .. }
+            | Event::ApprovalRequired { .. }
+            | Event::Compensation { .. }
+            | Event::RunFinished { .. } => true,
+            Event::RunStarted { .. }
+            | Event::StepSkipped { .. }
+            | Event::AttemptStarted { .. }
+            | Event::AttemptFailed { .. }
+            | Event::StepFinished { .. } => false,
+        }
+    }
+
     /// The step the event is about, if any.
     pub fn step(&self) -> Option<&str> {
         match self {
@@ -199,10 +226,61 @@ impl Event {
     }
 }
 
-/// Receives every event, in order, before the engine goes on. A durable journal commits here, so a
-/// step's dependents never start before its result is on disk.
+/// Receives every event, in order, before the engine goes on.
+///
+/// # What is durable when `emit` returns
+///
+/// For a durable sink (a journal): when `emit` (or `emit_all`) returns `Ok` after receiving a
+/// commit point ([`Event::is_commit_point`]: leg-finished, approval-granted, approval-required,
+/// compensation, run-finished), that event and every event the sink received before it are on
+/// disk. Any other event (run-started, attempt-started, attempt-failed, step-finished,
+/// step-skipped) may be held in memory until the next commit point, and is lost if the process
+/// dies before it: resume never needs one. The engine emits a run's last event, run-finished, as
+/// a commit point, so nothing of a run that ended is left in memory.
+///
+/// A step's dependents start only after its leg-finished events were emitted, so they never
+/// start before its result is on disk. Sinks that only show events (the terminal view,
+/// `--json`) have nothing to make durable and show each event as it comes.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: &Event) -> Result<(), SinkError>;
+
+    /// Several events, in order, received as one group: a journal writes them in one commit
+    /// (one fsync) when any of them is a commit point. The engine hands over the legs that
+    /// finished together this way, so concurrent legs share a commit.
+    fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
+        events.iter().try_for_each(|e| self.emit(e))
+    }
+
+    /// [`EventSink::emit_all`] with each event's JSON already made, by a fan-out that serialises
+    /// an event once for every sink that needs its JSON (a journal's stored body, `--json`
+    /// lines). Sinks that do not use JSON need not implement it.
+    fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
+        events.iter().try_for_each(|e| self.emit(e.event))
+    }
+}
+
+/// An event with its JSON text (`serde_json::to_string(event)`), made once for every sink.
+#[derive(Clone, Copy, Debug)]
+pub struct Encoded<'a> {
+    pub event: &'a Event,
+    pub json: &'a str,
+}
+
+/// The JSON text of each event, in order: what [`Encoded`] borrows.
+pub fn encode_all(events: &[Event]) -> Result<Vec<String>, SinkError> {
+    events
+        .iter()
+        .map(|e| serde_json::to_string(e).map_err(|err| SinkError(err.to_string())))
+        .collect()
+}
+
+/// Pairs events with their JSON text from [`encode_all`].
+pub fn pair<'a>(events: &'a [Event], json: &'a [String]) -> Vec<Encoded<'a>> {
+    events
+        .iter()
+        .zip(json)
+        .map(|(event, json)| Encoded { event, json })
+        .collect()
 }
 
 /// A sink failed (e.g. the journal's disk is full). The run stops: carrying on unjournaled would
@@ -211,13 +289,24 @@ pub trait EventSink: Send + Sync {
 #[error("event sink failed: {0}")]
 pub struct SinkError(pub String);
 
-/// Fans one event out to several sinks.
+/// Fans events out to several sinks, in order (a journal first, so a view never shows an event
+/// the journal refused). With more than one sink, each event is serialised once and handed to
+/// every sink as [`Encoded`].
 impl<T: EventSink + ?Sized> EventSink for Vec<std::sync::Arc<T>> {
     fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        for s in self {
-            s.emit(event)?;
+        self.emit_all(std::slice::from_ref(event))
+    }
+
+    fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
+        if let [one] = self.as_slice() {
+            return one.emit_all(events);
         }
-        Ok(())
+        let json = encode_all(events)?;
+        self.emit_encoded(&pair(events, &json))
+    }
+
+    fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
+        self.iter().try_for_each(|s| s.emit_encoded(events))
     }
 }
 
@@ -268,6 +357,89 @@ mod tests {
             assert_eq!(j.get("step").and_then(Json::as_str), e.step());
             assert_eq!(serde_json::from_value::<Event>(j).unwrap(), e);
         }
+    }
+
+    /// Remembers what each sink received and how: one call per group.
+    #[derive(Default)]
+    struct Calls(std::sync::Mutex<Vec<(usize, Option<String>)>>);
+    impl EventSink for Calls {
+        fn emit(&self, _event: &Event) -> Result<(), SinkError> {
+            self.0.lock().unwrap().push((1, None));
+            Ok(())
+        }
+        fn emit_all(&self, events: &[Event]) -> Result<(), SinkError> {
+            self.0.lock().unwrap().push((events.len(), None));
+            Ok(())
+        }
+        fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
+            let first = events.first().map(|e| e.json.to_string());
+            self.0.lock().unwrap().push((events.len(), first));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_fan_out_hands_groups_on_whole_and_serialises_once() {
+        let a = std::sync::Arc::new(Calls::default());
+        let b = std::sync::Arc::new(Calls::default());
+        let fan = vec![a.clone(), b.clone()];
+        let events = [
+            Event::StepFinished {
+                step: "s".into(),
+                outcome: Outcome::Success,
+            },
+            Event::RunFinished {
+                status: RunStatus::Succeeded,
+                duration: Duration::from_millis(1),
+                message: "ok".into(),
+            },
+        ];
+        fan.emit_all(&events).unwrap();
+        let json = serde_json::to_string(&events[0]).unwrap();
+        for sink in [&a, &b] {
+            assert_eq!(*sink.0.lock().unwrap(), [(2, Some(json.clone()))]);
+        }
+        // A single sink gets the group as it is, with no JSON made for it.
+        let one = vec![a.clone()];
+        one.emit_all(&events).unwrap();
+        assert_eq!(a.0.lock().unwrap().last(), Some(&(2, None)));
+    }
+
+    #[test]
+    fn commit_points_are_what_resume_reads() {
+        let leg = Event::LegFinished {
+            step: "s".into(),
+            leg: String::new(),
+            outcome: Outcome::Success,
+            attempts: 1,
+            duration: Duration::ZERO,
+            output: Json::Null,
+            plan: vec![],
+            error: None,
+        };
+        let started = Event::AttemptStarted {
+            step: "s".into(),
+            leg: String::new(),
+            attempt: 1,
+            idempotency_key: "r/s".into(),
+            input: Json::Null,
+        };
+        assert!(leg.is_commit_point());
+        assert!(!started.is_commit_point());
+        assert!(
+            Event::ApprovalGranted {
+                step: "s".into(),
+                by: "x".into()
+            }
+            .is_commit_point()
+        );
+        assert!(
+            !Event::StepFinished {
+                step: "s".into(),
+                outcome: Outcome::Success
+            }
+            .is_commit_point()
+        );
     }
 
     #[test]

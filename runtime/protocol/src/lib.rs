@@ -52,7 +52,7 @@ pub mod text;
 
 pub use component::{ComponentRef, ComponentRefError, Sha256};
 pub use error::StepError;
-pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
+pub use event::{Encoded, Event, EventSink, Outcome, RunStatus, SinkError};
 pub use grant::{GrantKind, GrantRequest};
 pub use kv::{KvError, KvStore, MemoryKv};
 pub use log::{Level, LogLine, LogSource};

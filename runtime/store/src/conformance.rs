@@ -13,8 +13,9 @@ use serde_json::json;
 
 use crate::{Journal, RunRecord, RunSettings, StoreError};
 
-/// Runs every check against fresh runs (ids made unique with `prefix`, so a shared database
-/// can hold several runs of the suite).
+/// Runs every check against fresh runs (ids made unique with `prefix`, so a database may hold
+/// several runs of the suite). The prune check deletes every finished run in the storage, so
+/// give the suite storage that no other test uses at the same time.
 pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     records_round_trip(&format!("{prefix}-rec"), open);
     unknown_runs_are_not_found(&format!("{prefix}-none"), open);
@@ -22,6 +23,9 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     forgetting_legs_and_reopening(&format!("{prefix}-fg"), open);
     kv_is_durable_per_run_and_bounded(&format!("{prefix}-kv"), open);
     runs_are_listed_newest_first(&format!("{prefix}-ls"), open);
+    a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
+    // Last: it deletes every finished run of the storage, the other checks' included.
+    pruning_keeps_what_may_go_on(&format!("{prefix}-pr"), open);
 }
 
 /// A run record as the tests create it.
@@ -236,4 +240,131 @@ fn runs_are_listed_newest_first(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     }
     let listed: Vec<String> = j.runs(3).unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(listed, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+}
+
+fn started(step: &str, attempt: u32) -> Event {
+    Event::AttemptStarted {
+        step: step.into(),
+        leg: String::new(),
+        attempt,
+        idempotency_key: format!("r/{step}"),
+        input: json!({"n": attempt}),
+    }
+}
+
+/// A commit point makes the group it closes durable; events a killed runner held in memory
+/// (here: a sink dropped after events that are not commit points) may be lost, and the next
+/// sink's numbering continues after what is on disk, without a gap.
+fn a_group_is_durable_and_lost_events_leave_no_gap(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    j.create_run(&record(id)).unwrap();
+    let group = [
+        started("a", 1),
+        started("b", 1),
+        leg("a", "", Outcome::Success, 1),
+        leg("b", "", Outcome::Success, 1),
+        Event::StepFinished {
+            step: "a".into(),
+            outcome: Outcome::Success,
+        },
+    ];
+    let sink = j.sink(id).unwrap();
+    sink.emit_all(&group[..4]).unwrap();
+    let back: Vec<Event> = open()
+        .events(id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        back,
+        group[..4],
+        "the whole group is durable once emit_all returns"
+    );
+    // Not commit points: a journal may hold them, and they go with the process.
+    sink.emit(&group[4]).unwrap();
+    sink.emit(&started("c", 1)).unwrap();
+    drop(sink);
+    let sink = open().sink(id).unwrap();
+    sink.emit(&leg("c", "", Outcome::Success, 1)).unwrap();
+    let back = open().events(id).unwrap();
+    let seqs: Vec<i64> = back.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=back.len() as i64).collect::<Vec<_>>(), "no gap");
+    assert_eq!(back.last().map(|e| e.event.kind()), Some("leg-finished"));
+    let steps: Vec<String> = open()
+        .legs(id)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(steps, ["a", "b", "c"]);
+}
+
+fn finish(status: RunStatus) -> Event {
+    Event::RunFinished {
+        status,
+        duration: Duration::from_millis(5),
+        message: status.as_str().into(),
+    }
+}
+
+/// `prune` deletes ended runs with everything they own, and never a run that may go on: one
+/// running or interrupted (resumable) or waiting for an approval.
+fn pruning_keeps_what_may_go_on(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    let [done, failed, waiting, running, reopened] =
+        ["done", "failed", "waiting", "running", "reopened"].map(|k| format!("{id}-{k}"));
+    for r in [&done, &failed, &waiting, &running, &reopened] {
+        j.create_run(&record(r)).unwrap();
+        let sink = j.sink(r).unwrap();
+        sink.emit(&started("a", 1)).unwrap();
+        sink.emit(&leg("a", "", Outcome::Success, 1)).unwrap();
+        j.kv(r).set("k", b"v".to_vec()).unwrap();
+    }
+    for (r, status) in [
+        (&done, RunStatus::Succeeded),
+        (&failed, RunStatus::Failed),
+        (&waiting, RunStatus::AwaitingApproval),
+        (&reopened, RunStatus::Failed),
+    ] {
+        j.sink(r).unwrap().emit(&finish(status)).unwrap();
+    }
+    j.reopen_run(&reopened).unwrap();
+
+    assert_eq!(
+        j.prune(Duration::from_secs(3600)).unwrap(),
+        0,
+        "nothing finished an hour ago"
+    );
+    assert!(open().run(&done).is_ok());
+    let pruned = open().prune(Duration::ZERO).unwrap();
+    assert!(pruned >= 2, "{pruned}: done and failed at least");
+    let j = open();
+    for gone in [&done, &failed] {
+        assert!(
+            matches!(j.run(gone), Err(StoreError::NoSuchRun(_))),
+            "{gone}"
+        );
+        assert!(j.events(gone).unwrap().is_empty(), "{gone}'s events");
+        assert!(j.legs(gone).unwrap().is_empty(), "{gone}'s legs");
+        assert_eq!(
+            j.kv(gone).keys("").unwrap(),
+            Vec::<String>::new(),
+            "{gone}'s kv"
+        );
+    }
+    for kept in [&waiting, &running, &reopened] {
+        assert!(j.run(kept).is_ok(), "{kept} is kept");
+        assert_eq!(j.legs(kept).unwrap().len(), 1, "{kept}'s legs");
+        assert_eq!(
+            j.kv(kept).get("k").unwrap(),
+            Some(b"v".to_vec()),
+            "{kept}'s kv"
+        );
+    }
+    assert_eq!(
+        j.check().unwrap(),
+        Vec::<String>::new(),
+        "a sound journal checks clean"
+    );
 }

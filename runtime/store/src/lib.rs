@@ -1,12 +1,13 @@
-//! The run journal: every event of every run, committed durably before the engine goes on, so a
-//! killed runner can resume a run without redoing finished steps.
+//! The run journal: every event of every run, so a killed runner can resume a run without
+//! redoing finished steps.
 //!
 //! [`Journal`] is the one interface the runner, the CLI and the server use; it has two backends
 //! that pass the same conformance suite ([`conformance`], feature `conformance`):
-//! - [`SqliteStore`], the embedded default: one SQLite file in WAL mode with `synchronous=FULL`,
-//!   one transaction (so one durable commit) per event. The schema is versioned
-//!   (`PRAGMA user_version`) and the file is marked as Meridian's (`PRAGMA application_id`), so a
-//!   foreign or damaged file is refused with a clear error and never overwritten.
+//! - [`SqliteStore`], the embedded default: one SQLite file in WAL mode with `synchronous=FULL`.
+//!   The schema is versioned (`PRAGMA user_version`) and the file is marked as Meridian's
+//!   (`PRAGMA application_id`), so a foreign or newer file is refused with a clear error and
+//!   never overwritten. Opening reads only that header, so start-up does not grow with history;
+//!   [`Journal::check`] is the full check, and damage met later is a [`StoreError::Corrupt`].
 //! - the PostgreSQL journal of `meridian-distributed`, for several coordinators and workers.
 //!
 //! Both store typed values ([`RunRecord`], [`LegRecord`], [`Event`]) and read them back typed: a
@@ -15,12 +16,42 @@
 //! [`project`], in the same transaction as the event. Both hold the run's durable kv state
 //! ([`Journal::kv`]), written one small transaction per `set`, so compensation after a resume (or
 //! on another worker) sees what the step saved before it was interrupted.
+//!
+//! # What is durable, and why that is enough
+//!
+//! A durable commit (an fsync) is the cost of a journaled step, so a journal commits only at
+//! *commit points* ([`Event::is_commit_point`]): leg-finished, approval-granted,
+//! approval-required, compensation and run-finished. Every other event (run-started,
+//! attempt-started, attempt-failed, step-finished, step-skipped) waits in memory
+//! ([`pending::PendingEvents`]) and is written in the same transaction as the next commit point.
+//! A sequential step therefore costs one commit, and legs that finish together share one: the
+//! engine hands them over as one group, and the SQLite store's committer writes whatever runs
+//! handed over while its previous commit was in flight in one transaction (group commit, with no
+//! waiting to gather a batch).
+//!
+//! Resume keeps its guarantees because of what it reads:
+//! - **finished steps never run again**: a leg counts as finished only through its leg-finished
+//!   record, and that is a commit point, durable before the engine lets its dependents start;
+//! - **an interrupted step runs again with the same idempotency key**: the key is derived from
+//!   (run, step, leg), not from anything journaled, so an attempt needs no durable "started"
+//!   record — Temporal does not persist an activity's start either. An attempt whose start was
+//!   lost with the process is simply an interrupted attempt, run again under the same key (the
+//!   step's own idempotency covers whatever it had already done);
+//! - **outputs equal an uninterrupted run's**: outputs come from the leg-finished records, and
+//!   skips and step outcomes are recomputed from them and the workflow's conditions;
+//! - approvals given and compensations done are commit points, and so is the run's end, so an
+//!   approval is never asked twice, an undo never repeated, and a finished run never reopens.
+//!
+//! What a kill loses is history only: the attempt-started and attempt-failed events of legs that
+//! had not finished, and step-finished/skipped events after the last commit point. `runs show`
+//! of a live run shows a running step's attempts once its leg finishes.
 
-#[cfg(feature = "conformance")]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod pending;
 mod sqlite;
 
-pub use sqlite::{RunJournal, SqliteStore};
+pub use sqlite::{RunJournal, SqliteRun, SqliteStore};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,8 +75,9 @@ pub trait Journal: Send + Sync {
     fn reopen_run(&self, id: &str) -> Result<(), StoreError>;
     /// Forgets the finished legs of `steps` (for `retry RUN --from STEP`).
     fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), StoreError>;
-    /// An event sink that journals into this store under `run_id`; every `emit` is durable
-    /// before it returns.
+    /// An event sink that journals into this store under `run_id`, continuing its sequence: a
+    /// commit point is durable, with every event before it, when `emit` returns (see
+    /// [`EventSink`]).
     fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError>;
     /// The run's durable key-value state.
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore>;
@@ -59,6 +91,44 @@ pub trait Journal: Send + Sync {
     fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError>;
     /// Steps approved in earlier invocations of the run, in the order they were approved.
     fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes the runs that finished at least `older_than` ago, with their events, legs and kv
+    /// state, in one transaction; never a run that is running (or was interrupted: it may be
+    /// resumed) or awaits an approval. Returns how many runs it deleted.
+    fn prune(&self, older_than: Duration) -> Result<usize, StoreError>;
+    /// Checks the whole journal, however long that takes (opening a journal checks only what
+    /// is cheap): the backend's own consistency, then that every stored value reads back as its
+    /// type. Returns the problems found, one line each; none when the journal is sound.
+    fn check(&self) -> Result<Vec<String>, StoreError> {
+        check_values(self)
+    }
+}
+
+/// Reads every run, event and leg back typed: a value that does not (edited by hand, a damaged
+/// file) is a problem, named with its run. Errors only when the journal cannot be read at all.
+pub fn check_values<J: Journal + ?Sized>(journal: &J) -> Result<Vec<String>, StoreError> {
+    fn note(problems: &mut Vec<String>, r: Result<(), StoreError>) -> Result<(), StoreError> {
+        match r {
+            Err(e @ StoreError::CorruptValue { .. }) => {
+                problems.push(e.to_string());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+    let mut problems = Vec::new();
+    let runs = match journal.runs(usize::MAX) {
+        Ok(r) => r,
+        Err(e) => {
+            note(&mut problems, Err(e))?;
+            return Ok(problems);
+        }
+    };
+    for r in &runs {
+        note(&mut problems, journal.run(&r.id).map(drop))?;
+        note(&mut problems, journal.events(&r.id).map(drop))?;
+        note(&mut problems, journal.legs(&r.id).map(drop))?;
+    }
+    Ok(problems)
 }
 
 /// What a run was started with; enough to resume it.
@@ -104,6 +174,33 @@ pub struct RunSummary {
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
     pub message: Option<String>,
+}
+
+/// A `runs` row as a backend reads it, before its words (mode, status) are parsed.
+#[derive(Clone, Debug)]
+pub struct RawSummary {
+    pub id: String,
+    pub workflow: String,
+    pub mode: String,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub message: Option<String>,
+}
+
+impl RawSummary {
+    /// Parses the words; one that does not parse is a [`StoreError::CorruptValue`].
+    pub fn decode(self) -> Result<RunSummary, StoreError> {
+        Ok(RunSummary {
+            mode: decode_word(&self.id, "mode", &self.mode)?,
+            status: decode_word(&self.id, "status", &self.status)?,
+            id: self.id,
+            workflow: self.workflow,
+            created_at_ms: self.created_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            message: self.message,
+        })
+    }
 }
 
 /// One journaled event.
@@ -170,111 +267,6 @@ pub fn project(event: &Event) -> Projection<'_> {
         },
         _ => Projection::Touch,
     }
-}
-
-/// A `runs` row as every backend reads it, before its words are parsed.
-#[derive(Debug)]
-pub struct SummaryRow {
-    pub id: String,
-    pub workflow: String,
-    pub mode: String,
-    pub status: String,
-    pub created_at_ms: i64,
-    pub finished_at_ms: Option<i64>,
-    pub message: Option<String>,
-}
-
-impl SummaryRow {
-    pub fn decode(self) -> Result<RunSummary, StoreError> {
-        Ok(RunSummary {
-            mode: decode_word(&self.id, "mode", &self.mode)?,
-            status: decode_word(&self.id, "status", &self.status)?,
-            id: self.id,
-            workflow: self.workflow,
-            created_at_ms: self.created_at_ms,
-            finished_at_ms: self.finished_at_ms,
-            message: self.message,
-        })
-    }
-}
-
-/// The rest of a `runs` row, for [`Journal::run`].
-#[derive(Debug)]
-pub struct RunRow {
-    pub summary: SummaryRow,
-    pub workflow_path: String,
-    pub workflow_sha256: String,
-    pub inputs: String,
-    pub settings: String,
-}
-
-impl RunRow {
-    pub fn decode(self) -> Result<(RunRecord, RunSummary), StoreError> {
-        let summary = self.summary.decode()?;
-        let id = &summary.id;
-        let record = RunRecord {
-            id: id.clone(),
-            workflow: summary.workflow.clone(),
-            workflow_path: self.workflow_path,
-            workflow_sha256: self.workflow_sha256,
-            mode: summary.mode,
-            inputs: decode(id, "inputs", &self.inputs)?,
-            settings: decode(id, "run settings", &self.settings)?,
-        };
-        Ok((record, summary))
-    }
-}
-
-/// A `legs` row as every backend reads it.
-#[derive(Debug)]
-pub struct LegRow {
-    pub step: String,
-    pub leg: String,
-    pub outcome: String,
-    pub attempts: u32,
-    pub duration_ms: u64,
-    pub output: String,
-    pub plan: String,
-    pub error: Option<String>,
-}
-
-impl LegRow {
-    pub fn decode(self, run: &str) -> Result<LegRecord, StoreError> {
-        let what = |field: &str| {
-            format!(
-                "{field} of {}",
-                meridian_protocol::display_id(&self.step, &self.leg)
-            )
-        };
-        Ok(LegRecord {
-            outcome: decode_word(run, &what("outcome"), &self.outcome)?,
-            attempts: self.attempts,
-            duration: Duration::from_millis(self.duration_ms),
-            output: decode(run, &what("output"), &self.output)?,
-            plan: decode(run, &what("plan"), &self.plan)?,
-            error: self
-                .error
-                .as_deref()
-                .map(|e| decode(run, &what("error"), e))
-                .transpose()?,
-            step: self.step,
-            leg: self.leg,
-        })
-    }
-}
-
-/// An `events` row read back.
-pub fn decode_event(
-    run: &str,
-    seq: i64,
-    at_ms: i64,
-    body: &str,
-) -> Result<EventRecord, StoreError> {
-    Ok(EventRecord {
-        seq,
-        at_ms,
-        event: decode(run, &format!("event {seq}"), body)?,
-    })
 }
 
 /// Reads a journaled JSON value back into its type; what does not parse is named, not nulled.

@@ -62,6 +62,77 @@ fn a_corrupt_value_is_an_error_not_null() {
         store.events("r1"),
         Err(StoreError::CorruptValue { .. })
     ));
+    // `meridian runs check` finds each of them, and names the run.
+    let problems = store.check().unwrap();
+    assert_eq!(problems.len(), 3, "settings, event, output: {problems:?}");
+    assert!(
+        problems.iter().all(|p| p.contains("run `r1`")),
+        "{problems:?}"
+    );
+}
+
+fn finished_run(store: &SqliteStore, id: &str) {
+    store.create_run(&conformance::record(id)).unwrap();
+    store
+        .sink(id)
+        .unwrap()
+        .emit(&meridian_protocol::Event::RunFinished {
+            status: meridian_protocol::RunStatus::Succeeded,
+            duration: std::time::Duration::from_millis(1),
+            message: "ok".into(),
+        })
+        .unwrap();
+}
+
+#[test]
+fn prune_deletes_only_runs_older_than_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.db");
+    let store = SqliteStore::open(&path).unwrap();
+    finished_run(&store, "old");
+    finished_run(&store, "new");
+    let day = 24 * 3600 * 1000;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE runs SET finished_at = finished_at - ?1 WHERE id = 'old'",
+            [2 * day],
+        )
+        .unwrap();
+    let n = store
+        .prune(std::time::Duration::from_millis(day as u64))
+        .unwrap();
+    assert_eq!(n, 1);
+    let left: Vec<String> = store.runs(10).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(left, ["new"]);
+}
+
+/// Opening checks only the header, so a file damaged past its first page opens; the full check
+/// finds the damage, and reads report it as damage, not as a generic SQLite error.
+#[test]
+fn damage_past_the_header_is_found_by_the_full_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..200 {
+            finished_run(&store, &format!("run-{i:03}"));
+        }
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes.len() > 8 * 4096,
+        "the test needs a file of several pages"
+    );
+    for b in &mut bytes[3 * 4096..6 * 4096] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let store = SqliteStore::open(&path).expect("the header is intact");
+    match store.check() {
+        Ok(problems) => assert!(!problems.is_empty(), "damage went unnoticed"),
+        Err(e) => assert!(matches!(e, StoreError::Corrupt { .. }), "{e}"),
+    }
 }
 
 #[test]
@@ -87,4 +158,28 @@ fn foreign_and_garbage_files_are_refused_and_untouched() {
     }
     let err = SqliteStore::open(&foreign).unwrap_err();
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+}
+
+/// Regression: a `run` and a `runs list` opening a new state file at once both created the
+/// tables, and one failed with "table runs already exists".
+#[test]
+fn opening_a_new_file_from_several_places_at_once_migrates_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/meridian.db");
+    let start = Arc::new(std::sync::Barrier::new(4));
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let (path, start) = (path.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                SqliteStore::open(&path).map(|_| ())
+            })
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    store.create_run(&conformance::record("r")).unwrap();
+    assert_eq!(store.runs(10).unwrap().len(), 1);
 }

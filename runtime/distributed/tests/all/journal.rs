@@ -13,6 +13,14 @@ use crate::Pg;
 
 use meridian_store::conformance::record;
 
+/// A commit point: written (with whatever the sink held) before `emit` returns.
+fn approved(step: &str) -> Event {
+    Event::ApprovalGranted {
+        step: step.into(),
+        by: "test".into(),
+    }
+}
+
 /// The journal conformance suite, the same one the SQLite journal passes. Plain `#[test]`: the
 /// journal needs no runtime of the caller's.
 #[test]
@@ -22,17 +30,17 @@ fn conformance_suite() {
     meridian_store::conformance::run_all("pg", &|| {
         Arc::new(PgJournal::open(&dsn).unwrap()) as Arc<dyn Journal>
     });
-    // An event for a run that was never created is refused (as with SQLite's foreign keys).
+    // Events for a run that was never created are refused (as with SQLite's foreign keys), at
+    // the commit point that writes them.
     let store = PgJournal::open(&dsn).unwrap();
     let orphan = store.sink("ghost").unwrap();
-    assert!(
-        orphan
-            .emit(&Event::StepFinished {
-                step: "a".into(),
-                outcome: Outcome::Success
-            })
-            .is_err()
-    );
+    orphan
+        .emit(&Event::StepFinished {
+            step: "a".into(),
+            outcome: Outcome::Success,
+        })
+        .unwrap();
+    assert!(orphan.emit(&approved("a")).is_err());
 }
 
 #[test]
@@ -41,15 +49,11 @@ fn the_journal_survives_a_database_restart() {
     let store = PgJournal::open(&pg.dsn()).unwrap();
     store.create_run(&record("r1")).unwrap();
     let j = store.sink("r1").unwrap();
-    let ev = |s: &str| Event::StepFinished {
-        step: s.into(),
-        outcome: Outcome::Success,
-    };
-    j.emit(&ev("a")).unwrap();
+    j.emit(&approved("a")).unwrap();
     pg.cluster.stop(StopMode::Fast);
     pg.cluster.start().unwrap();
     // The first write after the restart meets a dead connection and is retried on a new one.
-    j.emit(&ev("b")).unwrap();
+    j.emit(&approved("b")).unwrap();
     let events = store.events("r1").unwrap();
     let steps: Vec<&str> = events.iter().filter_map(|e| e.event.step()).collect();
     assert_eq!(steps, ["a", "b"]);
@@ -63,11 +67,7 @@ async fn emit_works_inside_a_current_thread_runtime() {
     store.create_run(&record("r1")).unwrap();
     let j = store.sink("r1").unwrap();
     for i in 0..20 {
-        j.emit(&Event::StepFinished {
-            step: format!("s{i}"),
-            outcome: Outcome::Success,
-        })
-        .unwrap();
+        j.emit(&approved(&format!("s{i}"))).unwrap();
     }
     assert_eq!(store.events("r1").unwrap().len(), 20);
 }
@@ -142,4 +142,46 @@ fn connection_errors_do_not_print_the_password() {
     assert!(matches!(e, DistError::Connect { .. }), "{msg}");
     assert!(msg.contains("postgres://u@127.0.0.1:1/d"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
+}
+
+/// `prune` goes by the server's clock: a run that ended two days ago goes, one that just ended
+/// stays, and the old run's queue rows go with it.
+#[test]
+fn prune_deletes_only_runs_older_than_asked() {
+    let Some(pg) = Pg::start() else { return };
+    let store = PgJournal::open(&pg.dsn()).unwrap();
+    for id in ["old", "new"] {
+        store.create_run(&record(id)).unwrap();
+        store
+            .sink(id)
+            .unwrap()
+            .emit(&Event::RunFinished {
+                status: meridian_protocol::RunStatus::Succeeded,
+                duration: std::time::Duration::from_millis(1),
+                message: "ok".into(),
+            })
+            .unwrap();
+    }
+    pg.cluster
+        .psql_db(
+            "meridian",
+            "UPDATE meridian.runs SET finished_at = finished_at - 2 * 86400000 WHERE id = 'old';
+             INSERT INTO meridian.tasks (run_id, step_id, idempotency_key, attempt, uses, action, mode, request, sealed, key_id, state)
+             VALUES ('old', 'a', 'old/a', 1, 'x', 'run', 'apply', '{}', '\\x00', 'k', 'done');",
+        )
+        .unwrap();
+    let n = store
+        .prune(std::time::Duration::from_secs(24 * 3600))
+        .unwrap();
+    assert_eq!(n, 1);
+    let left: Vec<String> = store.runs(10).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(left, ["new"]);
+    let tasks = pg
+        .cluster
+        .psql_db(
+            "meridian",
+            "SELECT count(*) FROM meridian.tasks WHERE run_id = 'old'",
+        )
+        .unwrap();
+    assert_eq!(tasks.trim(), "0", "{tasks}");
 }

@@ -188,11 +188,9 @@ impl Runner {
                 }
             };
             match next.await {
-                Some(Some(Ok(done))) => self.leg_done(done)?,
-                Some(Some(Err(join))) => {
-                    // A leg task panicked: a bug in an executor. Fail the run, never the process.
-                    tracing::error!("leg task failed: {join}");
-                    self.fail_run();
+                Some(Some(first)) => {
+                    let batch = self.with_finished(first);
+                    self.legs_done(batch)?;
                 }
                 Some(None) => break,
                 None => {
@@ -200,10 +198,9 @@ impl Runner {
                     self.cancelled = true;
                     self.fail_run();
                     // Drain: cancelled legs return promptly.
-                    while let Some(res) = self.tasks.join_next().await {
-                        if let Ok(done) = res {
-                            self.leg_done(done)?;
-                        }
+                    while let Some(first) = self.tasks.join_next().await {
+                        let batch = self.with_finished(first);
+                        self.legs_done(batch)?;
                     }
                     break;
                 }
@@ -331,23 +328,64 @@ impl Runner {
         }
     }
 
+    /// `first` and every other leg task that has already ended: legs that finished together
+    /// (while the scheduler waited, or while the previous commit ran) are journaled together.
+    fn with_finished(
+        &mut self,
+        first: Result<LegDone, tokio::task::JoinError>,
+    ) -> Vec<Result<LegDone, tokio::task::JoinError>> {
+        let mut batch = vec![first];
+        while let Some(more) = self.tasks.try_join_next() {
+            batch.push(more);
+        }
+        batch
+    }
+
+    /// Journals the legs of `batch` in one group (one durable commit for all of them: see
+    /// `EventSink::emit_all`), then books each. Their dependents start only after this returns.
+    fn legs_done(
+        &mut self,
+        batch: Vec<Result<LegDone, tokio::task::JoinError>>,
+    ) -> Result<(), RunError> {
+        let mut done = Vec::with_capacity(batch.len());
+        for res in batch {
+            match res {
+                Ok(d) => done.push(d),
+                Err(join) => {
+                    // A leg task panicked: a bug in an executor. Fail the run, never the process.
+                    tracing::error!("leg task failed: {join}");
+                    self.fail_run();
+                }
+            }
+        }
+        let finished: Vec<Event> = done
+            .iter()
+            .filter(|d| !d.report.reused)
+            .map(|d| {
+                let r = &d.report;
+                Event::LegFinished {
+                    step: self.wf.steps[d.step].id.value.clone(),
+                    leg: r.key.clone(),
+                    outcome: r.outcome,
+                    attempts: r.attempts,
+                    duration: r.duration,
+                    output: r.output.clone(),
+                    plan: r.plan.clone(),
+                    error: r.error.clone(),
+                }
+            })
+            .collect();
+        if let (Some(sink), false) = (&self.opts.sink, finished.is_empty()) {
+            sink.emit_all(&finished)?;
+        }
+        done.into_iter().try_for_each(|d| self.leg_done(d))
+    }
+
+    /// Books one journaled leg: fail-fast, its step's progress.
     fn leg_done(&mut self, done: LegDone) -> Result<(), RunError> {
         let step = &self.wf.steps[done.step];
-        let id = step.id.value.clone();
         let report = done.report;
         self.inflight.remove(&(done.step, done.leg));
-        if !report.reused {
-            self.emit(Event::LegFinished {
-                step: id.clone(),
-                leg: report.key.clone(),
-                outcome: report.outcome,
-                attempts: report.attempts,
-                duration: report.duration,
-                output: report.output.clone(),
-                plan: report.plan.clone(),
-                error: report.error.clone(),
-            })?;
-        }
         if report.outcome == Outcome::Success {
             self.completed.push((done.step, done.leg));
         } else if report.outcome == Outcome::Failure && !step.continue_on_error {

@@ -10,28 +10,29 @@
 //! context — a current-thread runtime (where `block_in_place` panics), a multi-thread one, or no
 //! runtime at all — and because it keeps the engine's tasks on their worker threads.
 //!
-//! Cost per call: two thread hand-offs (a few µs) plus one network round trip and one commit (each
-//! event is one single-statement transaction, using statements prepared once per connection); the
-//! calling thread is blocked meanwhile, as with SQLite's fsync. All journal calls of one
+//! Cost per call: two thread hand-offs (a few µs) plus one network round trip and one commit, using
+//! statements prepared once per connection; the calling thread is blocked meanwhile, as with
+//! SQLite's fsync. Events are written as the SQLite journal writes them (see `meridian_store`'s
+//! docs): those that are not commit points wait in memory and go with the next commit point, a
+//! whole group in one statement (`append`), so a sequential step costs one round trip and one
+//! commit, and legs that finish together share them. All journal calls of one
 //! `PgJournal` (and its clones) are serialized on that one connection, which also keeps each run's
 //! events in order. The thread ends when the last clone is dropped.
 //!
 //! A call that fails because the connection dropped (server restart, failover of the journal
 //! database) is retried once on a new connection; an append retried after an ambiguous commit
-//! accepts the row already there when it is byte-identical.
+//! accepts the rows already there when each is byte-identical.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use meridian_protocol::kv::{KvError, check_write};
-use meridian_protocol::{Event, EventSink, KvStore, SinkError};
+use meridian_protocol::{EventSink, KvStore};
 use meridian_store::{
-    EventRecord, Journal, LegRecord, LegRow, Projection, RunRecord, RunRow, RunSummary, StoreError,
-    SummaryRow, decode_event, project,
+    EventRecord, Journal, LegRecord, RawSummary, RunRecord, RunSummary, StoreError, decode,
+    decode_word,
 };
 use tokio::sync::mpsc;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use crate::DistError;
@@ -44,6 +45,12 @@ macro_rules! now_ms {
         "(extract(epoch from now()) * 1000)::bigint"
     };
 }
+
+mod append;
+mod kv;
+
+pub use append::{PgRun, PgRunJournal};
+use kv::PgKv;
 
 const CREATE_RUN: &str = concat!(
     "INSERT INTO meridian.runs (id, workflow, workflow_path, workflow_sha256, mode, status, inputs, options, created_at, updated_at)
@@ -72,51 +79,25 @@ const LEGS: &str =
      FROM meridian.legs WHERE run_id = $1 ORDER BY step COLLATE \"C\", leg COLLATE \"C\"";
 const APPROVALS: &str =
     "SELECT step FROM meridian.events WHERE run_id = $1 AND kind = 'approval-granted' ORDER BY seq";
-const EVENT_BODY: &str = "SELECT body::text FROM meridian.events WHERE run_id = $1 AND seq = $2";
-const KV_GET: &str = "SELECT value FROM meridian.kv WHERE run_id = $1 AND key = $2";
-// The limit check and the write in one statement (one round trip, one commit): the row is
-// written only when the run's total stays within the limit; the sizes come back either way.
-const KV_SET: &str = "WITH sizes AS (
-       SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0)::bigint AS total,
-              coalesce(sum(octet_length(key) + octet_length(value)) FILTER (WHERE key = $2::text), 0)::bigint AS replaced
-         FROM meridian.kv WHERE run_id = $1::text),
-     ins AS (
-       INSERT INTO meridian.kv (run_id, key, value) SELECT $1::text, $2::text, $3::bytea FROM sizes
-        WHERE total - replaced + octet_length($2::text) + octet_length($3::bytea) <= $4::bigint
-       ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1)
-     SELECT total, replaced, (SELECT count(*) FROM ins) FROM sizes";
-const KV_DELETE: &str = "DELETE FROM meridian.kv WHERE run_id = $1 AND key = $2";
-const KV_KEYS: &str = "SELECT key FROM meridian.kv WHERE run_id = $1 AND left(key, length($2)) = $2 ORDER BY key COLLATE \"C\"";
-
-// One statement per event, so one round trip and one commit: data-modifying CTEs all run.
-const APPEND: &str = concat!(
-    "WITH ev AS (INSERT INTO meridian.events (run_id, seq, at, kind, step, body)
-                 VALUES ($1, $2, ",
+/// Ended runs (not running or interrupted, not waiting for an approval) that finished at least
+/// $1 ms ago by the server's clock, with everything they own, tasks included (their sealed
+/// inputs are of no use once the run ended). One statement, so one transaction: the foreign keys
+/// are checked at its end, after the rows that refer to a run went with it.
+const PRUNE: &str = concat!(
+    "WITH doomed AS (
+       SELECT id FROM meridian.runs
+        WHERE finished_at IS NOT NULL AND finished_at <= ",
     now_ms!(),
-    ", $3, $4, $5::text::json) RETURNING at)
-     UPDATE meridian.runs SET updated_at = ev.at FROM ev WHERE id = $1"
+    " - $1
+          AND status NOT IN ('running', 'awaiting-approval')
+        FOR UPDATE),
+     ev AS (DELETE FROM meridian.events WHERE run_id IN (SELECT id FROM doomed)),
+     lg AS (DELETE FROM meridian.legs WHERE run_id IN (SELECT id FROM doomed)),
+     kv AS (DELETE FROM meridian.kv WHERE run_id IN (SELECT id FROM doomed)),
+     tk AS (DELETE FROM meridian.tasks WHERE run_id IN (SELECT id FROM doomed)),
+     rn AS (DELETE FROM meridian.runs WHERE id IN (SELECT id FROM doomed) RETURNING 1)
+     SELECT count(*) FROM rn"
 );
-const APPEND_LEG: &str = concat!(
-    "WITH ev AS (INSERT INTO meridian.events (run_id, seq, at, kind, step, body)
-                 VALUES ($1, $2, ",
-    now_ms!(),
-    ", $3, $4, $5::text::json) RETURNING at),
-          lg AS (INSERT INTO meridian.legs (run_id, step, leg, outcome, attempts, duration_ms, output, plan, error)
-                 VALUES ($1, $4, $6, $7, $8, $9, $10::text::json, $11::text::json, $12::text::json)
-                 ON CONFLICT (run_id, step, leg) DO UPDATE SET outcome = EXCLUDED.outcome,
-                   attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms,
-                   output = EXCLUDED.output, plan = EXCLUDED.plan, error = EXCLUDED.error)
-     UPDATE meridian.runs SET updated_at = ev.at FROM ev WHERE id = $1"
-);
-const APPEND_FINISH: &str = concat!(
-    "WITH ev AS (INSERT INTO meridian.events (run_id, seq, at, kind, step, body)
-                 VALUES ($1, $2, ",
-    now_ms!(),
-    ", $3, $4, $5::text::json) RETURNING at)
-     UPDATE meridian.runs SET status = $6, message = $7, finished_at = ev.at, updated_at = ev.at
-       FROM ev WHERE id = $1"
-);
-
 /// What runs on the bridge thread: the connection (re-made after it drops) and the statements
 /// prepared on it.
 struct Session {
@@ -324,15 +305,17 @@ impl PgJournal {
                 Ok(row.get::<_, i64>(0))
             })
         })?;
-        Ok(PgRunJournal {
-            journal: self.clone(),
-            run_id: run_id.to_string(),
-            seq: Mutex::new(seq),
-        })
+        Ok(PgRunJournal::new(
+            PgRun {
+                journal: self.clone(),
+                run_id: run_id.to_string(),
+            },
+            seq,
+        ))
     }
 
     /// Most recent runs first.
-    fn runs_raw(&self, limit: usize) -> Result<Vec<SummaryRow>, DistError> {
+    fn runs_raw(&self, limit: usize) -> Result<Vec<RawSummary>, DistError> {
         let limit = limit.min(i64::MAX as usize) as i64;
         self.call(true, move |s, _| {
             Box::pin(async move {
@@ -341,13 +324,13 @@ impl PgJournal {
                     .query(&st, &[&limit])
                     .await
                     .map_err(DistError::db("list runs"))?;
-                Ok(rows.iter().map(summary_row).collect())
+                Ok(rows.iter().map(read_summary).collect())
             })
         })
     }
 
     /// The run's row, its typed parts still text.
-    fn run_raw(&self, id: &str) -> Result<Option<RunRow>, DistError> {
+    fn run_raw(&self, id: &str) -> Result<Option<RawRun>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -357,8 +340,8 @@ impl PgJournal {
                     .query_opt(&st, &[&id])
                     .await
                     .map_err(DistError::db("read a run"))?;
-                Ok(row.map(|r| RunRow {
-                    summary: summary_row(&r),
+                Ok(row.map(|r| RawRun {
+                    summary: read_summary(&r),
                     workflow_path: r.get(7),
                     workflow_sha256: r.get(8),
                     inputs: r.get(9),
@@ -386,7 +369,7 @@ impl PgJournal {
         })
     }
 
-    fn legs_raw(&self, id: &str) -> Result<Vec<LegRow>, DistError> {
+    fn legs_raw(&self, id: &str) -> Result<Vec<RawLeg>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -398,7 +381,7 @@ impl PgJournal {
                     .map_err(DistError::db("read legs"))?;
                 Ok(rows
                     .iter()
-                    .map(|r| LegRow {
+                    .map(|r| RawLeg {
                         step: r.get(0),
                         leg: r.get(1),
                         outcome: r.get(2),
@@ -409,6 +392,20 @@ impl PgJournal {
                         error: r.get(7),
                     })
                     .collect())
+            })
+        })
+    }
+
+    /// Deletes the runs that ended at least `older_than_ms` ago; how many.
+    fn prune_runs(&self, older_than_ms: i64) -> Result<usize, DistError> {
+        self.call(true, move |s, _| {
+            Box::pin(async move {
+                let (c, st) = s.stmt(PRUNE).await?;
+                let row = c
+                    .query_one(&st, &[&older_than_ms])
+                    .await
+                    .map_err(DistError::db("prune runs"))?;
+                Ok(row.get::<_, i64>(0).max(0) as usize)
             })
         })
     }
@@ -428,188 +425,11 @@ impl PgJournal {
             })
         })
     }
-
-    fn append(&self, run_id: &str, seq: i64, event: &Event) -> Result<(), DistError> {
-        let row = AppendRow::new(run_id, seq, event);
-        self.call(true, move |s, retry| {
-            let row = row.clone();
-            Box::pin(async move { row.write(s, retry).await })
-        })
-    }
 }
 
-/// One event, flattened for the append statements.
-#[derive(Clone)]
-struct AppendRow {
-    run_id: String,
-    seq: i64,
-    kind: &'static str,
-    step: Option<String>,
-    body: String,
-    extra: Extra,
-}
-
-/// The event's projection (`meridian_store::project`) as statement parameters.
-#[derive(Clone)]
-enum Extra {
-    None,
-    Leg {
-        leg: String,
-        outcome: &'static str,
-        attempts: i32,
-        duration_ms: i64,
-        output: String,
-        plan: String,
-        error: Option<String>,
-    },
-    Finish {
-        status: &'static str,
-        message: String,
-    },
-}
-
-impl AppendRow {
-    fn new(run_id: &str, seq: i64, event: &Event) -> AppendRow {
-        let extra = match project(event) {
-            Projection::Leg(l) => Extra::Leg {
-                leg: l.leg,
-                outcome: l.outcome.as_str(),
-                attempts: l.attempts.min(i32::MAX as u32) as i32,
-                duration_ms: l.duration.as_millis().min(i64::MAX as u128) as i64,
-                output: l.output.to_string(),
-                plan: serde_json::to_string(&l.plan).unwrap_or_default(),
-                error: l
-                    .error
-                    .as_ref()
-                    .map(|e| serde_json::to_string(e).unwrap_or_default()),
-            },
-            Projection::Finished { status, message } => Extra::Finish {
-                status: status.as_str(),
-                message: message.to_string(),
-            },
-            Projection::Touch => Extra::None,
-        };
-        AppendRow {
-            run_id: run_id.to_string(),
-            seq,
-            kind: event.kind(),
-            step: event.step().map(str::to_string),
-            body: serde_json::to_string(event).unwrap_or_default(),
-            extra,
-        }
-    }
-
-    async fn write(&self, s: &mut Session, retry: bool) -> Result<(), DistError> {
-        let res = match &self.extra {
-            Extra::None => {
-                let (c, st) = s.stmt(APPEND).await?;
-                c.execute(
-                    &st,
-                    &[&self.run_id, &self.seq, &self.kind, &self.step, &self.body],
-                )
-                .await
-            }
-            Extra::Leg {
-                leg,
-                outcome,
-                attempts,
-                duration_ms,
-                output,
-                plan,
-                error,
-            } => {
-                let (c, st) = s.stmt(APPEND_LEG).await?;
-                c.execute(
-                    &st,
-                    &[
-                        &self.run_id,
-                        &self.seq,
-                        &self.kind,
-                        &self.step,
-                        &self.body,
-                        leg,
-                        outcome,
-                        attempts,
-                        duration_ms,
-                        output,
-                        plan,
-                        error,
-                    ],
-                )
-                .await
-            }
-            Extra::Finish { status, message } => {
-                let (c, st) = s.stmt(APPEND_FINISH).await?;
-                c.execute(
-                    &st,
-                    &[
-                        &self.run_id,
-                        &self.seq,
-                        &self.kind,
-                        &self.step,
-                        &self.body,
-                        status,
-                        message,
-                    ],
-                )
-                .await
-            }
-        };
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if retry && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                // The first try may have committed before its connection dropped.
-                let (c, st) = s.stmt(EVENT_BODY).await?;
-                let row = c
-                    .query_opt(&st, &[&self.run_id, &self.seq])
-                    .await
-                    .map_err(DistError::db("check a retried event"))?;
-                match row.map(|r| r.get::<_, String>(0)) {
-                    Some(existing) if existing == self.body => Ok(()),
-                    _ => Err(DistError::Db {
-                        op: "append an event",
-                        source: e,
-                    }),
-                }
-            }
-            Err(source) => Err(DistError::Db {
-                op: "append an event",
-                source,
-            }),
-        }
-    }
-}
-
-/// The journal of one run: an [`EventSink`] whose every `emit` is one durable commit on the
-/// journal's connection thread.
-pub struct PgRunJournal {
-    journal: PgJournal,
-    run_id: String,
-    seq: Mutex<i64>,
-}
-
-impl std::fmt::Debug for PgRunJournal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgRunJournal")
-            .field("run_id", &self.run_id)
-            .finish()
-    }
-}
-
-impl EventSink for PgRunJournal {
-    fn emit(&self, event: &Event) -> Result<(), SinkError> {
-        // Held across the write: the sequence number and the row go together, in order.
-        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
-        self.journal
-            .append(&self.run_id, *seq + 1, event)
-            .map_err(|e| SinkError(e.to_string()))?;
-        *seq += 1;
-        Ok(())
-    }
-}
-
-fn summary_row(r: &tokio_postgres::Row) -> SummaryRow {
-    SummaryRow {
+/// A `runs` row, its words still text.
+fn read_summary(r: &tokio_postgres::Row) -> RawSummary {
+    RawSummary {
         id: r.get(0),
         workflow: r.get(1),
         mode: r.get(2),
@@ -618,6 +438,25 @@ fn summary_row(r: &tokio_postgres::Row) -> SummaryRow {
         finished_at_ms: r.get(5),
         message: r.get(6),
     }
+}
+
+struct RawRun {
+    summary: RawSummary,
+    workflow_path: String,
+    workflow_sha256: String,
+    inputs: String,
+    settings: String,
+}
+
+struct RawLeg {
+    step: String,
+    leg: String,
+    outcome: String,
+    attempts: u32,
+    duration_ms: u64,
+    output: String,
+    plan: String,
+    error: Option<String>,
 }
 
 fn store_err(e: DistError) -> StoreError {
@@ -659,22 +498,39 @@ impl Journal for PgJournal {
         self.runs_raw(limit)
             .map_err(store_err)?
             .into_iter()
-            .map(SummaryRow::decode)
+            .map(RawSummary::decode)
             .collect()
     }
 
     fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
-        self.run_raw(id)
+        let raw = self
+            .run_raw(id)
             .map_err(store_err)?
-            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?
-            .decode()
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+        let summary = raw.summary.decode()?;
+        let record = RunRecord {
+            id: summary.id.clone(),
+            workflow: summary.workflow.clone(),
+            workflow_path: raw.workflow_path,
+            workflow_sha256: raw.workflow_sha256,
+            mode: summary.mode,
+            inputs: decode(id, "inputs", &raw.inputs)?,
+            settings: decode(id, "run settings", &raw.settings)?,
+        };
+        Ok((record, summary))
     }
 
     fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
         self.events_raw(id)
             .map_err(store_err)?
             .into_iter()
-            .map(|(seq, at_ms, body)| decode_event(id, seq, at_ms, &body))
+            .map(|(seq, at_ms, body)| {
+                Ok(EventRecord {
+                    seq,
+                    at_ms,
+                    event: decode(id, &format!("event {seq}"), &body)?,
+                })
+            })
             .collect()
     }
 
@@ -682,106 +538,37 @@ impl Journal for PgJournal {
         self.legs_raw(id)
             .map_err(store_err)?
             .into_iter()
-            .map(|l| l.decode(id))
+            .map(|l| {
+                let what = |field: &str| {
+                    format!(
+                        "{field} of {}",
+                        meridian_protocol::display_id(&l.step, &l.leg)
+                    )
+                };
+                Ok(LegRecord {
+                    outcome: decode_word(id, &what("outcome"), &l.outcome)?,
+                    attempts: l.attempts,
+                    duration: std::time::Duration::from_millis(l.duration_ms),
+                    output: decode(id, &what("output"), &l.output)?,
+                    plan: decode(id, &what("plan"), &l.plan)?,
+                    error: l
+                        .error
+                        .as_deref()
+                        .map(|e| decode(id, &what("error"), e))
+                        .transpose()?,
+                    step: l.step,
+                    leg: l.leg,
+                })
+            })
             .collect()
     }
 
     fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
         self.approvals_raw(id).map_err(store_err)
     }
-}
 
-/// One run's kv state in `meridian.kv`, reached from any coordinator or worker: every write is
-/// one statement (limit check included) and so one commit.
-struct PgKv {
-    journal: PgJournal,
-    run_id: String,
-}
-
-impl PgKv {
-    fn call<T: Send + 'static>(
-        &self,
-        sql: &'static str,
-        key: &str,
-        f: impl for<'a> Fn(&'a Client, Statement, String, String) -> BoxFuture<'a, Result<T, DistError>>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Result<T, KvError> {
-        let (run, key) = (self.run_id.clone(), key.to_string());
-        let f = Arc::new(f);
-        self.journal
-            .call(true, move |s, _| {
-                let (run, key, f) = (run.clone(), key.clone(), f.clone());
-                Box::pin(async move {
-                    let (c, st) = s.stmt(sql).await?;
-                    f(c, st, run, key).await
-                })
-            })
-            .map_err(|e| KvError::Store(e.to_string()))
-    }
-}
-
-impl KvStore for PgKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.call(KV_GET, key, |c, st, run, key| {
-            Box::pin(async move {
-                let row = c
-                    .query_opt(&st, &[&run, &key])
-                    .await
-                    .map_err(DistError::db("read kv"))?;
-                Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
-            })
-        })
-    }
-
-    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        // The size limits on key and value alone are checked before the round trip.
-        check_write(key, &value, 0, 0)?;
-        let value = Arc::new(value);
-        let v = value.clone();
-        let limit = meridian_protocol::kv::MAX_TOTAL_BYTES as i64;
-        let (total, replaced, written) = self.call(KV_SET, key, move |c, st, run, key| {
-            let v = v.clone();
-            Box::pin(async move {
-                let row = c
-                    .query_one(&st, &[&run, &key, &v.as_slice(), &limit])
-                    .await
-                    .map_err(DistError::db("write kv"))?;
-                Ok((
-                    row.get::<_, i64>(0),
-                    row.get::<_, i64>(1),
-                    row.get::<_, i64>(2),
-                ))
-            })
-        })?;
-        if written == 0 {
-            check_write(key, &value, total as usize, replaced as usize)?;
-            return Err(KvError::Store("kv write refused".into()));
-        }
-        Ok(())
-    }
-
-    fn delete(&self, key: &str) -> Result<bool, KvError> {
-        self.call(KV_DELETE, key, |c, st, run, key| {
-            Box::pin(async move {
-                c.execute(&st, &[&run, &key])
-                    .await
-                    .map(|n| n > 0)
-                    .map_err(DistError::db("delete kv"))
-            })
-        })
-    }
-
-    fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        self.call(KV_KEYS, prefix, |c, st, run, prefix| {
-            Box::pin(async move {
-                let rows = c
-                    .query(&st, &[&run, &prefix])
-                    .await
-                    .map_err(DistError::db("list kv keys"))?;
-                Ok(rows.iter().map(|r| r.get(0)).collect())
-            })
-        })
+    fn prune(&self, older_than: std::time::Duration) -> Result<usize, StoreError> {
+        let ms = older_than.as_millis().min(i64::MAX as u128) as i64;
+        self.prune_runs(ms).map_err(store_err)
     }
 }

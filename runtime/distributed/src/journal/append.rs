@@ -1,0 +1,222 @@
+//! Writing events: a run's events wait in memory until a commit point, then go to the server in
+//! one statement (so one round trip and one commit) with it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use meridian_store::pending::{CommitRows, EventRow, RowProjection, RunSink};
+use tokio_postgres::error::SqlState;
+
+use super::{PgJournal, Session};
+use crate::DistError;
+
+/// A group of events in one statement: the events from arrays (`unnest`), the legs they
+/// finished (upserted), the run's `updated_at` and, with a run-finished event, its end. Times
+/// are the server's clock at the transaction's start minus each event's age, so an event held
+/// in memory keeps the moment it happened and every machine still agrees on the clock.
+const APPEND: &str = concat!(
+    "WITH ev AS (
+       INSERT INTO meridian.events (run_id, seq, at, kind, step, body)
+       SELECT $1, u.seq, ",
+    now_ms!(),
+    " - u.age, u.kind, u.step, u.body::json
+         FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+              AS u(seq, age, kind, step, body)
+       RETURNING at),
+     lg AS (
+       INSERT INTO meridian.legs (run_id, step, leg, outcome, attempts, duration_ms, output, plan, error)
+       SELECT $1, l.step, l.leg, l.outcome, l.attempts, l.duration_ms, l.output::json, l.plan::json, l.error::json
+         FROM unnest($7::text[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::text[], $13::text[], $14::text[])
+              AS l(step, leg, outcome, attempts, duration_ms, output, plan, error)
+       ON CONFLICT (run_id, step, leg) DO UPDATE SET outcome = EXCLUDED.outcome,
+         attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms,
+         output = EXCLUDED.output, plan = EXCLUDED.plan, error = EXCLUDED.error)
+     UPDATE meridian.runs SET updated_at = last.at,
+            status = coalesce($15::text, status),
+            message = CASE WHEN $15::text IS NULL THEN message ELSE $16::text END,
+            finished_at = CASE WHEN $15::text IS NULL THEN finished_at ELSE last.at END
+       FROM (SELECT max(at) AS at FROM ev) AS last
+      WHERE id = $1"
+);
+const BODIES: &str =
+    "SELECT seq, body::text FROM meridian.events WHERE run_id = $1 AND seq = ANY($2)";
+
+/// A group of rows as the statement's parameters.
+struct Batch {
+    run_id: String,
+    seq: Vec<i64>,
+    /// Milliseconds since each event was emitted, when the batch was sent.
+    age: Vec<i64>,
+    kind: Vec<&'static str>,
+    step: Vec<Option<String>>,
+    body: Vec<String>,
+    legs: Legs,
+    finished: Option<(&'static str, String)>,
+}
+
+#[derive(Default)]
+struct Legs {
+    step: Vec<String>,
+    leg: Vec<String>,
+    outcome: Vec<&'static str>,
+    attempts: Vec<i32>,
+    duration_ms: Vec<i64>,
+    output: Vec<String>,
+    plan: Vec<String>,
+    error: Vec<Option<String>>,
+}
+
+impl Batch {
+    fn new(run_id: &str, rows: Vec<EventRow>) -> Batch {
+        let now = Instant::now();
+        let mut b = Batch {
+            run_id: run_id.to_string(),
+            seq: Vec::with_capacity(rows.len()),
+            age: Vec::with_capacity(rows.len()),
+            kind: Vec::with_capacity(rows.len()),
+            step: Vec::with_capacity(rows.len()),
+            body: Vec::with_capacity(rows.len()),
+            legs: Legs::default(),
+            finished: None,
+        };
+        // One upsert per leg: a statement may not update the same row twice, and the last
+        // record of a leg is the one that stands (as with one statement per event).
+        let mut legs: HashMap<(String, String), usize> = HashMap::new();
+        for r in rows {
+            b.seq.push(r.seq);
+            b.age.push(
+                now.duration_since(r.emitted)
+                    .as_millis()
+                    .min(i64::MAX as u128) as i64,
+            );
+            b.kind.push(r.kind);
+            b.step.push(r.step);
+            b.body.push(r.body);
+            match r.projection {
+                RowProjection::Leg(l) => {
+                    let at = *legs
+                        .entry((l.step.clone(), l.leg.clone()))
+                        .or_insert(b.legs.step.len());
+                    let attempts = l.attempts.min(i32::MAX as u32) as i32;
+                    if at == b.legs.step.len() {
+                        b.legs.step.push(l.step);
+                        b.legs.leg.push(l.leg);
+                        b.legs.outcome.push(l.outcome);
+                        b.legs.attempts.push(attempts);
+                        b.legs.duration_ms.push(l.duration_ms);
+                        b.legs.output.push(l.output);
+                        b.legs.plan.push(l.plan);
+                        b.legs.error.push(l.error);
+                    } else {
+                        b.legs.outcome[at] = l.outcome;
+                        b.legs.attempts[at] = attempts;
+                        b.legs.duration_ms[at] = l.duration_ms;
+                        b.legs.output[at] = l.output;
+                        b.legs.plan[at] = l.plan;
+                        b.legs.error[at] = l.error;
+                    }
+                }
+                RowProjection::Finished { status, message } => {
+                    b.finished = Some((status.as_str(), message));
+                }
+                RowProjection::Touch => {}
+            }
+        }
+        b
+    }
+
+    async fn write(&self, s: &mut Session, retry: bool) -> Result<(), DistError> {
+        let (c, st) = s.stmt(APPEND).await?;
+        let (status, message) = match &self.finished {
+            Some((s, m)) => (Some(*s), Some(m.as_str())),
+            None => (None, None),
+        };
+        let l = &self.legs;
+        let res = c
+            .execute(
+                &st,
+                &[
+                    &self.run_id,
+                    &self.seq,
+                    &self.age,
+                    &self.kind,
+                    &self.step,
+                    &self.body,
+                    &l.step,
+                    &l.leg,
+                    &l.outcome,
+                    &l.attempts,
+                    &l.duration_ms,
+                    &l.output,
+                    &l.plan,
+                    &l.error,
+                    &status,
+                    &message,
+                ],
+            )
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if retry && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // The first try may have committed before its connection dropped: accept the
+                // rows already there when every one is byte-identical.
+                let (c, st) = s.stmt(BODIES).await?;
+                let rows = c
+                    .query(&st, &[&self.run_id, &self.seq])
+                    .await
+                    .map_err(DistError::db("check a retried append"))?;
+                let there: HashMap<i64, String> =
+                    rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                let same = self
+                    .seq
+                    .iter()
+                    .zip(&self.body)
+                    .all(|(seq, body)| there.get(seq) == Some(body));
+                if same {
+                    Ok(())
+                } else {
+                    Err(DistError::Db {
+                        op: "append events",
+                        source: e,
+                    })
+                }
+            }
+            Err(source) => Err(DistError::Db {
+                op: "append events",
+                source,
+            }),
+        }
+    }
+}
+
+impl PgJournal {
+    /// Writes `rows` of `run_id` in one statement; retried once on a new connection.
+    fn append(&self, run_id: &str, rows: Vec<EventRow>) -> Result<(), DistError> {
+        let batch = Arc::new(Batch::new(run_id, rows));
+        self.call(true, move |s, retry| {
+            let batch = batch.clone();
+            Box::pin(async move { batch.write(s, retry).await })
+        })
+    }
+}
+
+/// One run of the journal, as the backend of its [`PgRunJournal`].
+#[derive(Debug)]
+pub struct PgRun {
+    pub(super) journal: PgJournal,
+    pub(super) run_id: String,
+}
+
+impl CommitRows for PgRun {
+    fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String> {
+        self.journal
+            .append(&self.run_id, rows)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The journal of one run, an [`EventSink`](meridian_protocol::EventSink): commit points are
+/// durable when `emit` returns, each written with the events held before it in one statement on
+/// the journal's connection thread.
+pub type PgRunJournal = RunSink<PgRun>;

@@ -1,0 +1,282 @@
+//! Writing events: each run's [`RunJournal`] holds its events until a commit point, and the
+//! store's committer writes what every run handed over meanwhile in one transaction.
+//!
+//! # Group commit
+//!
+//! A commit point's rows join a queue. The first thread to find no commit running leads: it
+//! takes everything queued and writes it in one transaction (one WAL fsync under
+//! `synchronous=FULL`), then wakes the others; whoever still waits for its rows leads the next
+//! round with what queued up during this one. Nobody sleeps to gather a batch, so a lone step
+//! pays exactly one commit and no added latency, and runs (or legs emitted from several threads)
+//! finishing while a commit is in flight share the next one. Legs that finish together in one run
+//! arrive as one group already (the engine hands them over with `EventSink::emit_all`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use rusqlite::params;
+
+use super::SqliteStore;
+use crate::StoreError;
+use crate::pending::{CommitRows, EventRow, RowProjection, RunSink};
+
+/// The queue of rows waiting for a commit, shared by every handle of one store.
+#[derive(Debug, Default)]
+pub(super) struct Committer {
+    queue: Mutex<Queue>,
+    turn: Condvar,
+    /// Transactions that committed events, for tests and benchmarks.
+    commits: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<(u64, Batch)>,
+    next_ticket: u64,
+    /// A thread is writing a round.
+    leading: bool,
+    /// Outcome of each written ticket, until its owner takes it.
+    results: HashMap<u64, Result<(), String>>,
+}
+
+#[derive(Debug)]
+struct Batch {
+    run_id: String,
+    rows: Vec<EventRow>,
+}
+
+impl SqliteStore {
+    /// Commits `rows` of `run_id`, possibly in one transaction with other runs' rows; returns
+    /// when they are durable.
+    fn commit_rows(&self, run_id: &str, rows: Vec<EventRow>) -> Result<(), String> {
+        let c = &self.committer;
+        let lock = || c.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock();
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.waiting.push((
+            ticket,
+            Batch {
+                run_id: run_id.to_string(),
+                rows,
+            },
+        ));
+        loop {
+            if let Some(result) = q.results.remove(&ticket) {
+                return result;
+            }
+            if q.leading {
+                q = c.turn.wait(q).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            q.leading = true;
+            let round = std::mem::take(&mut q.waiting);
+            drop(q);
+            let result = self.write(&round).map_err(|e| e.to_string());
+            q = lock();
+            for (t, _) in &round {
+                q.results.insert(*t, result.clone());
+            }
+            q.leading = false;
+            c.turn.notify_all();
+        }
+    }
+
+    /// One transaction for a round of batches: each row into `events`, its projection into
+    /// `legs` or `runs`.
+    fn write(&self, round: &[(u64, Batch)]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for (_, b) in round {
+            write_batch(&tx, b).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        self.committer.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Transactions that committed events through this store (and its clones) so far.
+    pub fn commits(&self) -> u64 {
+        self.committer.commits.load(Ordering::Relaxed)
+    }
+}
+
+fn write_batch(tx: &rusqlite::Transaction<'_>, b: &Batch) -> rusqlite::Result<()> {
+    let mut event = tx.prepare_cached(
+        "INSERT INTO events (run_id, seq, at, kind, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut touched = None;
+    for r in &b.rows {
+        event.execute(params![b.run_id, r.seq, r.at_ms, r.kind, r.step, r.body])?;
+        match &r.projection {
+            RowProjection::Leg(l) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO legs (run_id, step, leg, outcome, attempts, duration_ms, output, plan, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    b.run_id,
+                    l.step,
+                    l.leg,
+                    l.outcome,
+                    l.attempts,
+                    l.duration_ms,
+                    l.output,
+                    l.plan,
+                    l.error,
+                ])?;
+                touched = Some(r.at_ms);
+            }
+            RowProjection::Finished { status, message } => {
+                tx.prepare_cached(
+                    "UPDATE runs SET status=?2, message=?3, finished_at=?4, updated_at=?4 WHERE id=?1",
+                )?
+                .execute(params![b.run_id, status.as_str(), message, r.at_ms])?;
+                touched = None;
+            }
+            RowProjection::Touch => touched = Some(r.at_ms),
+        }
+    }
+    // `updated_at` once per batch: the time of its last event.
+    if let Some(at) = touched {
+        tx.prepare_cached("UPDATE runs SET updated_at=?2 WHERE id=?1")?
+            .execute(params![b.run_id, at])?;
+    }
+    Ok(())
+}
+
+/// One run of the store, as the backend of its [`RunJournal`].
+#[derive(Debug)]
+pub struct SqliteRun {
+    pub(super) store: SqliteStore,
+    pub(super) run_id: String,
+}
+
+impl CommitRows for SqliteRun {
+    fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String> {
+        self.store.commit_rows(&self.run_id, rows)
+    }
+}
+
+/// The journal of one run, an [`EventSink`](meridian_protocol::EventSink): commit points are
+/// durable when `emit` returns; other events wait in memory for the next one.
+pub type RunJournal = RunSink<SqliteRun>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use meridian_protocol::{Event, EventSink, Outcome};
+
+    use super::*;
+    use crate::Journal;
+    use crate::conformance::record;
+
+    fn leg(step: &str) -> Event {
+        Event::LegFinished {
+            step: step.into(),
+            leg: String::new(),
+            outcome: Outcome::Success,
+            attempts: 1,
+            duration: Duration::from_millis(1),
+            output: serde_json::json!({}),
+            plan: vec![],
+            error: None,
+        }
+    }
+
+    /// Waits (without a deadline: the test harness has one) until `cond` holds of the queue.
+    fn until(store: &SqliteStore, cond: impl Fn(&Queue) -> bool) {
+        while !cond(&store.committer.queue.lock().unwrap()) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn runs_that_finish_during_a_commit_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let ids = ["a", "b", "c", "d"];
+        for id in ids {
+            store.create_run(&record(id)).unwrap();
+        }
+        let sinks: Vec<Arc<RunJournal>> = ids
+            .iter()
+            .map(|id| Arc::new(store.journal(id).unwrap()))
+            .collect();
+        let emit = |i: usize| {
+            let sink = sinks[i].clone();
+            std::thread::spawn(move || sink.emit(&leg("s")).unwrap())
+        };
+        // Hold the connection: `a`'s commit is in flight (led, blocked on the file) while `b`,
+        // `c` and `d` finish.
+        let conn = store.lock();
+        let first = emit(0);
+        until(&store, |q| q.leading);
+        let rest: Vec<_> = (1..4).map(emit).collect();
+        until(&store, |q| q.waiting.len() == 3);
+        drop(conn);
+        first.join().unwrap();
+        rest.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(
+            store.commits(),
+            2,
+            "a alone, then b, c and d in one transaction"
+        );
+        for id in ids {
+            assert_eq!(store.legs(id).unwrap().len(), 1, "{id}'s leg is durable");
+        }
+    }
+
+    #[test]
+    fn a_step_costs_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store.create_run(&record("r")).unwrap();
+        let sink = store.journal("r").unwrap();
+        for (i, step) in ["a", "b", "c"].into_iter().enumerate() {
+            sink.emit(&Event::AttemptStarted {
+                step: step.into(),
+                leg: String::new(),
+                attempt: 1,
+                idempotency_key: format!("r/{step}"),
+                input: serde_json::json!({}),
+            })
+            .unwrap();
+            // The attempt's start, after the previous step's finish.
+            assert_eq!(sink.held(), if i == 0 { 1 } else { 2 });
+            sink.emit(&leg(step)).unwrap();
+            sink.emit(&Event::StepFinished {
+                step: step.into(),
+                outcome: Outcome::Success,
+            })
+            .unwrap();
+        }
+        assert_eq!(store.commits(), 3);
+        // The last step's finish waits for the next commit point, which a reopened journal
+        // does not see.
+        assert_eq!(sink.held(), 1);
+        let kinds: Vec<&str> = SqliteStore::open(store.path())
+            .unwrap()
+            .events("r")
+            .unwrap()
+            .iter()
+            .map(|e| e.event.kind())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "attempt-started",
+                "leg-finished",
+                "step-finished",
+                "attempt-started",
+                "leg-finished",
+                "step-finished",
+                "attempt-started",
+                "leg-finished",
+            ]
+        );
+    }
+}

@@ -1,0 +1,464 @@
+//! SQLite implementation of the journal: opening and migrating the file and reading it here,
+//! writing events in `commit`, the kv state in `kv`.
+
+mod commit;
+mod kv;
+mod maintain;
+
+pub use commit::{RunJournal, SqliteRun};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use meridian_protocol::{EventSink, KvStore};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::pending::now_ms;
+use crate::{
+    EventRecord, Journal, LegRecord, RawSummary, RunRecord, RunSummary, StoreError, decode,
+    decode_word,
+};
+use commit::Committer;
+use kv::SqliteKv;
+
+/// `MRDN` — marks the file as ours.
+const APPLICATION_ID: i64 = 0x4D52_444E;
+/// Bump with a new entry in `MIGRATIONS`.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Migrations, index i takes the schema from version i to i + 1.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    workflow_path TEXT NOT NULL,
+    workflow_sha256 TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    options TEXT NOT NULL,
+    message TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX runs_created ON runs(created_at);
+CREATE TABLE events (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE legs (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step TEXT NOT NULL,
+    leg TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    output TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (run_id, step, leg)
+);
+"#,
+    r#"
+CREATE TABLE kv (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+"#,
+];
+
+/// The embedded journal. Cheap to clone; one connection behind a mutex (SQLite serializes
+/// writers anyway, and the number of durable commits is the cost that matters: see `commit`).
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    committer: Arc<Committer>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the state file. A file that is not SQLite, not Meridian's, or from a
+    /// newer schema is refused and left untouched. Only the header is read: damage past it is
+    /// found by [`Journal::check`], or reported as [`StoreError::Corrupt`] when met.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let existed = path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(sql)?;
+        // Only what the file's first page tells, so opening costs the same with 10 runs or a
+        // million journaled steps: the full check is `SqliteStore::check` (`meridian runs
+        // check`), and damage found later is reported as `StoreError::Corrupt` by every call.
+        // Reading the header is the first thing that fails on a non-SQLite file.
+        let (app_id, version): (i64, i64) = conn
+            .query_row(
+                "SELECT application_id, user_version FROM pragma_application_id, pragma_user_version",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| StoreError::Foreign {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+        if existed && app_id != APPLICATION_ID {
+            // An empty SQLite file (no tables yet) may become ours; anything else is not.
+            let tables: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| StoreError::Foreign {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                })?;
+            if app_id != 0 || tables > 0 {
+                return Err(StoreError::Foreign {
+                    path: path.to_path_buf(),
+                    detail: format!("SQLite application_id is {app_id:#x}, not Meridian's"),
+                });
+            }
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // Per connection, once. The busy timeout first: another process may hold the write lock
+        // (a run while `runs list` opens the file). WAL is a property of the file, set when the
+        // file is created (see `migrate`).
+        conn.execute_batch(
+            "PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(sql)?;
+        let store = SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            committer: Arc::default(),
+            path: path.to_path_buf(),
+        };
+        if version < SCHEMA_VERSION {
+            store.migrate()?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        // Without a check on open, damage shows up here, on the first page that reads wrong.
+        if let rusqlite::Error::SqliteFailure(f, _) = &source
+            && matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            )
+        {
+            return StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("{source}; `meridian runs check` checks the whole file"),
+            };
+        }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: every write is one
+        // transaction that either committed or rolled back.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`] in one transaction that holds the write lock from
+    /// its start, reading the version again under it: two processes opening a new file at once
+    /// (a `run` and a `runs list`) must not both create the tables.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        // Outside the transaction (SQLite cannot change it inside one); persistent in the file.
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let from: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if from >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        for sql in MIGRATIONS.iter().skip(from.max(0) as usize) {
+            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+        }
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records a new run (status `running`).
+    pub fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.lock()
+            .execute(
+                "INSERT INTO runs (id, workflow, workflow_path, workflow_sha256, mode, status, inputs, options, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?8)",
+                params![
+                    run.id,
+                    run.workflow,
+                    run.workflow_path,
+                    run.workflow_sha256,
+                    run.mode.as_str(),
+                    run.inputs.to_string(),
+                    serde_json::to_string(&run.settings).unwrap_or_default(),
+                    now
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The journal of one run as a concrete type (the trait hands out `Arc<dyn EventSink>`).
+    pub fn journal(&self, run_id: &str) -> Result<RunJournal, StoreError> {
+        let seq: i64 = self.with(|c| {
+            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id=?1")?
+                .query_row(params![run_id], |r| r.get(0))
+        })?;
+        Ok(RunJournal::new(
+            SqliteRun {
+                store: self.clone(),
+                run_id: run_id.to_string(),
+            },
+            seq,
+        ))
+    }
+
+    /// Runs `f` on the connection; a SQLite error becomes a [`StoreError`] naming the file.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        f(&self.lock()).map_err(|e| self.err(e))
+    }
+}
+
+impl Journal for SqliteStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        SqliteStore::create_run(self, run)
+    }
+
+    fn reopen_run(&self, id: &str) -> Result<(), StoreError> {
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE runs SET status='running', finished_at=NULL, updated_at=?2 WHERE id=?1",
+                params![id, now_ms()],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn forget_legs(&self, id: &str, steps: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for s in steps {
+            tx.execute(
+                "DELETE FROM legs WHERE run_id=?1 AND step=?2",
+                params![id, s],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError> {
+        Ok(Arc::new(self.journal(run_id)?))
+    }
+
+    fn kv(&self, run_id: &str) -> Arc<dyn KvStore> {
+        Arc::new(SqliteKv {
+            store: self.clone(),
+            run_id: run_id.to_string(),
+        })
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let rows: Vec<RawSummary> = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, workflow, mode, status, created_at, finished_at, message FROM runs
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], read_summary)?;
+            rows.collect()
+        })?;
+        rows.into_iter().map(RawSummary::decode).collect()
+    }
+
+    fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
+        let row = self.with(|c| {
+            c.prepare_cached(
+                "SELECT id, workflow, mode, status, created_at, finished_at, message,
+                        workflow_path, workflow_sha256, inputs, options
+                 FROM runs WHERE id=?1",
+            )?
+            .query_row(params![id], |r| {
+                Ok((
+                    read_summary(r)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
+                ))
+            })
+            .optional()
+        })?;
+        let Some((summary, workflow_path, workflow_sha256, inputs, options)) = row else {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        };
+        let summary = summary.decode()?;
+        let record = RunRecord {
+            id: summary.id.clone(),
+            workflow: summary.workflow.clone(),
+            workflow_path,
+            workflow_sha256,
+            mode: summary.mode,
+            inputs: decode(id, "inputs", &inputs)?,
+            settings: decode(id, "run settings", &options)?,
+        };
+        Ok((record, summary))
+    }
+
+    fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows: Vec<(i64, i64, String)> = self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT seq, at, body FROM events WHERE run_id=?1 ORDER BY seq")?;
+            let rows = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(seq, at_ms, body)| {
+                Ok(EventRecord {
+                    seq,
+                    at_ms,
+                    event: decode(id, &format!("event {seq}"), &body)?,
+                })
+            })
+            .collect()
+    }
+
+    fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            u32,
+            i64,
+            String,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT step, leg, outcome, attempts, duration_ms, output, plan, error FROM legs
+                 WHERE run_id=?1 ORDER BY step, leg",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(
+                |(step, leg, outcome, attempts, duration_ms, output, plan, error)| {
+                    let what = |field: &str| {
+                        format!("{field} of {}", meridian_protocol::display_id(&step, &leg))
+                    };
+                    Ok(LegRecord {
+                        outcome: decode_word(id, &what("outcome"), &outcome)?,
+                        attempts,
+                        duration: std::time::Duration::from_millis(duration_ms.max(0) as u64),
+                        output: decode(id, &what("output"), &output)?,
+                        plan: decode(id, &what("plan"), &plan)?,
+                        error: error.map(|e| decode(id, &what("error"), &e)).transpose()?,
+                        step,
+                        leg,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT step FROM events WHERE run_id=?1 AND kind='approval-granted' ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![id], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn prune(&self, older_than: std::time::Duration) -> Result<usize, StoreError> {
+        self.prune_runs(older_than)
+    }
+
+    fn check(&self) -> Result<Vec<String>, StoreError> {
+        self.check_file()
+    }
+}
+
+/// A `runs` row, its words still text.
+fn read_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSummary> {
+    Ok(RawSummary {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        mode: r.get(2)?,
+        status: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        finished_at_ms: r.get(5)?,
+        message: r.get(6)?,
+    })
+}
