@@ -5,7 +5,7 @@
 //! - `engine/wasm-noop`: a workflow of independent no-op Wasm steps through `WasmExecutor`
 //!   (fresh instance per step from the pooled `InstancePre`, call, bookkeeping), no journal.
 //! - `engine/wasm-noop-journaled`: the same with the SQLite journal, `synchronous=FULL`: one
-//!   durable commit per event.
+//!   durable commit per finished step (the other events go with it).
 //! - `workflow/1000-steps`: a 1,000-step no-op Wasm workflow (chains of 10 so the DAG matters).
 //!
 //! Each iteration runs a workflow of `N` steps; criterion reports time per workflow, and the
