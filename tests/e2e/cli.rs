@@ -230,7 +230,7 @@ fn wrong_files_as_steps_get_a_plain_word() {
     std::fs::write(s.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
     s.write(
         "wf.yaml",
-        "name: w\nsteps:\n  - id: a\n    uses: ./garbage.wasm\n  - id: b\n    uses: ./core.wasm\n",
+        "name: w\nsteps:\n  - id: a\n    uses: ./garbage.wasm\n  - id: b\n    uses: ./core.wasm\n    needs: a\n    if: always()\n",
     );
     let (_, err) = expect_code(&s.run(&["validate", "wf.yaml"]), 2);
     assert!(err.contains("is not a WebAssembly file"), "{err}");
@@ -239,8 +239,10 @@ fn wrong_files_as_steps_get_a_plain_word() {
         "{err}"
     );
     // At run time the same reasons fail the steps, and the run ends with exit 1.
+    // (b runs after a, so fail-fast cannot cancel one before its reason is reported.)
     let (out, _) = expect_code(&s.run(&["--json", "run", "wf.yaml"]), 1);
     assert!(out.contains("not a WebAssembly file"), "{out}");
+    assert!(out.contains("core WebAssembly module"), "{out}");
 }
 
 #[test]
