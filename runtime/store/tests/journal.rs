@@ -161,25 +161,35 @@ fn foreign_and_garbage_files_are_refused_and_untouched() {
 }
 
 /// Regression: a `run` and a `runs list` opening a new state file at once both created the
-/// tables, and one failed with "table runs already exists".
+/// tables, and one failed with "table runs already exists"; later, one of them read the header
+/// before its busy timeout was set and failed with "database is locked" while the other turned
+/// the new file to WAL. Every round opens a fresh file from eight places, each of which then
+/// writes and reads.
 #[test]
 fn opening_a_new_file_from_several_places_at_once_migrates_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state/meridian.db");
-    let start = Arc::new(std::sync::Barrier::new(4));
-    let opened: Vec<_> = (0..4)
-        .map(|_| {
-            let (path, start) = (path.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                SqliteStore::open(&path).map(|_| ())
+    for round in 0..20 {
+        let path = dir.path().join(format!("state{round}/meridian.db"));
+        let start = Arc::new(std::sync::Barrier::new(8));
+        let opened: Vec<_> = (0..8)
+            .map(|i| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let store = SqliteStore::open(&path).map_err(|e| format!("open: {e}"))?;
+                    store
+                        .create_run(&conformance::record(&format!("r{i}")))
+                        .map_err(|e| format!("create_run: {e}"))?;
+                    store.runs(10).map(|_| ()).map_err(|e| format!("runs: {e}"))
+                })
             })
-        })
-        .collect();
-    for t in opened {
-        t.join().unwrap().unwrap();
+            .collect();
+        for t in opened {
+            t.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.runs(10).unwrap().len(), 8, "round {round}");
     }
-    let store = SqliteStore::open(&path).unwrap();
-    store.create_run(&conformance::record("r")).unwrap();
-    assert_eq!(store.runs(10).unwrap().len(), 1);
 }

@@ -93,6 +93,10 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// How long a connection waits for another process's lock (a run writing while `runs list`
+/// reads, two processes creating the file) before reporting "database is locked".
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl SqliteStore {
     /// Opens (or creates) the state file. A file that is not SQLite, not Meridian's, or from a
     /// newer schema is refused and left untouched. Only the header is read: damage past it is
@@ -117,6 +121,10 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )
         .map_err(sql)?;
+        // Before anything reads the file: another process may be turning a new file to WAL
+        // (an exclusive lock) or writing, and without a busy timeout the first read fails at
+        // once with "database is locked".
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         // Only what the file's first page tells, so opening costs the same with 10 runs or a
         // million journaled steps: the full check is `SqliteStore::check` (`meridian runs
         // check`), and damage found later is reported as `StoreError::Corrupt` by every call.
@@ -153,13 +161,10 @@ impl SqliteStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        // Per connection, once. The busy timeout first: another process may hold the write lock
-        // (a run while `runs list` opens the file). WAL is a property of the file, set when the
-        // file is created (see `migrate`).
-        conn.execute_batch(
-            "PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-        )
-        .map_err(sql)?;
+        // Per connection, once. WAL is a property of the file, set when the file is created
+        // (see `migrate`).
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(sql)?;
         let store = SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             committer: Arc::default(),
@@ -203,28 +208,44 @@ impl SqliteStore {
     /// Brings the schema to [`SCHEMA_VERSION`] in one transaction that holds the write lock from
     /// its start, reading the version again under it: two processes opening a new file at once
     /// (a `run` and a `runs list`) must not both create the tables.
+    ///
+    /// Switching a new file to WAL needs an exclusive lock, and SQLite answers a lock upgrade
+    /// that would deadlock (another connection holds a shared lock and waits for ours) with
+    /// "database is locked" at once, without the busy handler. So the whole step is retried,
+    /// with a short pause, until the busy timeout has passed.
     fn migrate(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            match self.try_migrate() {
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                other => return other.map_err(|e| self.err(e)),
+            }
+        }
+    }
+
+    fn try_migrate(&self) -> Result<(), rusqlite::Error> {
         let mut conn = self.lock();
         // Outside the transaction (SQLite cannot change it inside one); persistent in the file.
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .map_err(|e| self.err(e))?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        let from: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let from: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if from >= SCHEMA_VERSION {
             return Ok(());
         }
         for sql in MIGRATIONS.iter().skip(from.max(0) as usize) {
-            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+            tx.execute_batch(sql)?;
         }
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
-        ))
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+        ))?;
+        tx.commit()
     }
 
     /// Records a new run (status `running`).
