@@ -427,6 +427,7 @@ async fn resume(
         secrets_file: args.secrets_file.clone(),
         approver: approver(ctx, args.no_prompt),
         view: Some(Box::new(move |wf: &Workflow| view_for(json, live, wf))),
+        decisions: Vec::new(),
     };
     match runner.resume(run_id, resume).await.map_err(fail)? {
         Resumed::AlreadySucceeded => {

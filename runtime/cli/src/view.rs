@@ -45,6 +45,12 @@ fn describe_raw(ev: &Event) -> Option<String> {
             format!("{step}: needs approval: {message}")
         }
         Event::ApprovalGranted { step, by } => format!("{step}: approved ({by})"),
+        Event::ApprovalRejected { step, by, comment } if comment.is_empty() => {
+            format!("{step}: approval rejected by {by}")
+        }
+        Event::ApprovalRejected { step, by, comment } => {
+            format!("{step}: approval rejected by {by}: {comment}")
+        }
         Event::AttemptStarted {
             step, leg, attempt, ..
         } => format!("{}: attempt {attempt} started", leg_id(step, leg)),
@@ -381,7 +387,9 @@ impl EventSink for Live {
                     st.done = true;
                 }
             }
-            Event::RunStarted { .. } | Event::ApprovalGranted { .. } => {}
+            Event::RunStarted { .. }
+            | Event::ApprovalGranted { .. }
+            | Event::ApprovalRejected { .. } => {}
         }
         redraw(&mut st);
         Ok(())

@@ -114,6 +114,13 @@ pub enum Event {
         step: String,
         message: String,
     },
+    /// Somebody refused a step's approval gate: the step fails without running.
+    ApprovalRejected {
+        step: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        comment: String,
+    },
     AttemptStarted {
         step: String,
         leg: String,
@@ -174,6 +181,7 @@ impl Event {
             Event::StepSkipped { .. } => "step-skipped",
             Event::ApprovalGranted { .. } => "approval-granted",
             Event::ApprovalRequired { .. } => "approval-required",
+            Event::ApprovalRejected { .. } => "approval-rejected",
             Event::AttemptStarted { .. } => "attempt-started",
             Event::AttemptFailed { .. } => "attempt-failed",
             Event::LegFinished { .. } => "leg-finished",
@@ -200,6 +208,7 @@ impl Event {
             Event::LegFinished { .. }
             | Event::ApprovalGranted { .. }
             | Event::ApprovalRequired { .. }
+            | Event::ApprovalRejected { .. }
             | Event::Compensation { .. }
             | Event::RunFinished { .. } => true,
             Event::RunStarted { .. }
@@ -217,6 +226,7 @@ impl Event {
             Event::StepSkipped { step, .. }
             | Event::ApprovalGranted { step, .. }
             | Event::ApprovalRequired { step, .. }
+            | Event::ApprovalRejected { step, .. }
             | Event::AttemptStarted { step, .. }
             | Event::AttemptFailed { step, .. }
             | Event::LegFinished { step, .. }

@@ -15,6 +15,8 @@ pub mod secrets;
 
 pub use drill::{DrillFigure, DrillVerdict, Verdict};
 pub use error::RunnerError;
-pub use run::{Finished, Launch, Loaded, Resume, Resumed, Runner, StepRunner, ViewFactory, load};
+pub use run::{
+    Decision, Finished, Launch, Loaded, Resume, Resumed, Runner, StepRunner, ViewFactory, load,
+};
 
 pub use meridian_store::{Journal, RunSettings};

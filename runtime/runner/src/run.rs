@@ -78,6 +78,18 @@ pub struct Resume {
     pub approver: Option<Arc<dyn Approver>>,
     /// Makes the view of the run's events once the run's workflow is loaded.
     pub view: Option<ViewFactory>,
+    /// Answers to approval gates given by somebody with a name (an API token), journaled with it.
+    pub decisions: Vec<Decision>,
+}
+
+/// An answer to a step's approval gate.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub step: String,
+    pub approve: bool,
+    /// Who answered (a token's name).
+    pub by: String,
+    pub comment: String,
 }
 
 /// Builds a view (an extra event sink) for a workflow.
@@ -147,7 +159,11 @@ impl Runner {
         opts.mode = launch.mode;
         opts.inputs = inputs;
         opts.secrets = secrets;
-        opts.approvals = launch.approve.into_iter().collect();
+        opts.approvals = launch
+            .approve
+            .into_iter()
+            .map(|s| (s, "--approve".to_string()))
+            .collect();
         opts.approver = launch.approver;
         self.execute(wf, opts, &settings, launch.view, true).await
     }
@@ -186,9 +202,27 @@ impl Runner {
         opts.mode = record.mode;
         opts.inputs = inputs;
         opts.secrets = secrets;
-        let mut approvals: BTreeSet<String> = self.journal.approvals(run_id)?.into_iter().collect();
-        approvals.extend(resume.approve);
-        approvals.extend(settings.approve.iter().cloned());
+        // Who approved: the journal (an approval given once stands), then this resume's.
+        let mut approvals: BTreeMap<String, String> =
+            self.journal.approvals(run_id)?.into_iter().collect();
+        for step in resume.approve.iter().chain(&settings.approve) {
+            approvals
+                .entry(step.clone())
+                .or_insert_with(|| "--approve".to_string());
+        }
+        for d in resume.decisions {
+            let by = d.by.clone();
+            if d.approve {
+                let by = match d.comment.is_empty() {
+                    true => by,
+                    false => format!("{by}: {}", d.comment),
+                };
+                approvals.insert(d.step, by);
+            } else {
+                approvals.remove(&d.step);
+                opts.rejections.insert(d.step, (by, d.comment));
+            }
+        }
         opts.approvals = approvals;
         opts.approver = resume.approver;
         opts.prior = self

@@ -155,7 +155,13 @@ fn events_project_to_legs_and_status(id: &str, open: &dyn Fn() -> Arc<dyn Journa
     assert_eq!(legs[1].output, json!({"v": 2, "nested": {"k": [1, 2]}}));
     assert_eq!(legs[1].duration, Duration::from_millis(12));
     assert_eq!(legs[1].plan.len(), 1);
-    assert_eq!(j.approvals(id).unwrap(), ["gate", "promote"]);
+    assert_eq!(
+        j.approvals(id).unwrap(),
+        [
+            ("gate".to_string(), "--approve".to_string()),
+            ("promote".to_string(), "ops".to_string())
+        ]
+    );
     let (_, summary) = j.run(id).unwrap();
     assert_eq!(summary.status, RunStatus::Failed);
     assert_eq!(summary.message.as_deref(), Some("step check failed"));

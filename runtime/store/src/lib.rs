@@ -89,8 +89,9 @@ pub trait Journal: Send + Sync {
     fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;
     /// Finished legs of a run, ordered by (step, leg).
     fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError>;
-    /// Steps approved in earlier invocations of the run, in the order they were approved.
-    fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// Steps approved in earlier invocations of the run with who approved each, in the order
+    /// they were approved.
+    fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Deletes the runs that finished at least `older_than` ago, with their events, legs and kv
     /// state, in one transaction; never a run that is running (or was interrupted: it may be
     /// resumed) or awaits an approval. Returns how many runs it deleted.

@@ -77,8 +77,7 @@ const EVENTS: &str =
 const LEGS: &str =
     "SELECT step, leg, outcome, attempts, duration_ms, output::text, plan::text, error::text
      FROM meridian.legs WHERE run_id = $1 ORDER BY step COLLATE \"C\", leg COLLATE \"C\"";
-const APPROVALS: &str =
-    "SELECT step FROM meridian.events WHERE run_id = $1 AND kind = 'approval-granted' ORDER BY seq";
+const APPROVALS: &str = "SELECT step, coalesce(body->>'by', '') FROM meridian.events WHERE run_id = $1 AND kind = 'approval-granted' ORDER BY seq";
 /// Ended runs (not running or interrupted, not waiting for an approval) that finished at least
 /// $1 ms ago by the server's clock, with everything they own, tasks included (their sealed
 /// inputs are of no use once the run ended). One statement, so one transaction: the foreign keys
@@ -411,7 +410,7 @@ impl PgJournal {
     }
 
     /// Steps approved in earlier invocations of the run.
-    fn approvals_raw(&self, id: &str) -> Result<Vec<String>, DistError> {
+    fn approvals_raw(&self, id: &str) -> Result<Vec<(String, String)>, DistError> {
         let id = id.to_string();
         self.call(true, move |s, _| {
             let id = id.clone();
@@ -421,7 +420,15 @@ impl PgJournal {
                     .query(&st, &[&id])
                     .await
                     .map_err(DistError::db("read approvals"))?;
-                Ok(rows.iter().filter_map(|r| r.get(0)).collect())
+                Ok(rows
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                        ))
+                    })
+                    .collect())
             })
         })
     }
@@ -563,7 +570,7 @@ impl Journal for PgJournal {
             .collect()
     }
 
-    fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.approvals_raw(id).map_err(store_err)
     }
 

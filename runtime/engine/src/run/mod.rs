@@ -14,7 +14,7 @@ mod report;
 mod runner;
 mod start;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,8 +60,12 @@ pub struct RunOptions {
     pub secrets: BTreeMap<String, String>,
     /// Legs running at once, across the whole run (≥ 1).
     pub max_parallel: usize,
-    /// Steps approved up front (`--approve STEP`).
-    pub approvals: BTreeSet<String>,
+    /// Steps approved up front, step → who approved (`--approve STEP`, an API token's name):
+    /// journaled in the step's `approval-granted` event.
+    pub approvals: BTreeMap<String, String>,
+    /// Steps whose approval was refused, step → (who, comment): each fails without running,
+    /// after an `approval-rejected` event.
+    pub rejections: BTreeMap<String, (String, String)>,
     pub approver: Option<Arc<dyn Approver>>,
     pub sink: Option<Arc<dyn EventSink>>,
     /// Legs already finished, keyed by (step id, leg key).
@@ -80,7 +84,8 @@ impl RunOptions {
             inputs: Map::new(),
             secrets: BTreeMap::new(),
             max_parallel: 4,
-            approvals: BTreeSet::new(),
+            approvals: BTreeMap::new(),
+            rejections: BTreeMap::new(),
             approver: None,
             sink: None,
             prior: HashMap::new(),

@@ -68,7 +68,8 @@ impl Runner {
         }
 
         if let Some(approval) = &step.approval {
-            let already = self.opts.approvals.contains(&id);
+            let already = self.opts.approvals.get(&id).cloned();
+            let rejected = self.opts.rejections.get(&id).cloned();
             let message = approval
                 .message
                 .as_ref()
@@ -79,10 +80,22 @@ impl Runner {
                 })
                 .unwrap_or_else(|| format!("run step `{id}`?"));
             let message = self.masker.mask_str(&message);
-            if already {
+            if let Some((by, comment)) = rejected {
+                let reason = match comment.is_empty() {
+                    true => format!("approval rejected by {by}"),
+                    false => format!("approval rejected by {by}: {comment}"),
+                };
+                self.emit(Event::ApprovalRejected {
+                    step: id.clone(),
+                    by,
+                    comment,
+                })?;
+                self.finish_without_legs(i, Outcome::Failure, reason)?;
+                return Ok(());
+            } else if let Some(by) = already {
                 self.emit(Event::ApprovalGranted {
                     step: id.clone(),
-                    by: "--approve".into(),
+                    by,
                 })?;
             } else if let Some(approver) = self.opts.approver.clone() {
                 self.emit(Event::ApprovalRequired {

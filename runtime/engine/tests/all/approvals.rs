@@ -40,7 +40,7 @@ async fn approval_without_approver_stops_cleanly() {
 #[tokio::test(start_paused = true)]
 async fn approval_by_flag_or_prompt() {
     let mut o = opts();
-    o.approvals.insert("promote".into());
+    o.approvals.insert("promote".into(), "--approve".into());
     let (r, _) = go(GATED, o).await;
     assert_eq!(r.status, RunStatus::Succeeded);
 
@@ -54,4 +54,23 @@ async fn approval_by_flag_or_prompt() {
     let (r, exec) = go(GATED, o).await;
     assert_eq!(r.status, RunStatus::Failed);
     assert!(exec.runs_of("promote").is_empty());
+}
+
+/// A refusal given up front (the server's reject): the step fails without running, and the
+/// journal says who refused and why.
+#[tokio::test(start_paused = true)]
+async fn a_rejected_gate_fails_its_step_and_names_who() {
+    let mut o = opts();
+    o.rejections.insert(
+        "promote".into(),
+        ("alice".into(), "not during the sale".into()),
+    );
+    let (r, exec) = go(GATED, o).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(exec.runs_of("promote").is_empty());
+    let step = r.steps.iter().find(|s| s.id == "promote").unwrap();
+    assert_eq!(
+        step.reason.as_deref(),
+        Some("approval rejected by alice: not during the sale")
+    );
 }

@@ -452,12 +452,13 @@ impl Journal for SqliteStore {
             .collect()
     }
 
-    fn approvals(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT step FROM events WHERE run_id=?1 AND kind='approval-granted' ORDER BY seq",
+                "SELECT step, coalesce(json_extract(body, '$.by'), '') FROM events
+                 WHERE run_id=?1 AND kind='approval-granted' ORDER BY seq",
             )?;
-            let rows = stmt.query_map(params![id], |r| r.get(0))?;
+            let rows = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })
     }
