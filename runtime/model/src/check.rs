@@ -319,16 +319,25 @@ pub(crate) fn check(cx: &mut Cx<'_>, wf: &Workflow) {
     for site in sites(wf) {
         check_site(cx, wf, &mut anc, &site);
     }
-    if wf.on.as_ref().is_some_and(|o| !o.schedule.is_empty()) {
+    // A scheduled run's inputs come from its schedule entry, else from the server's inputs
+    // file for the workflow (`meridian serve`), which this file cannot see: a warning, and the
+    // server refuses to arm a schedule that still lacks one.
+    for s in wf.on.iter().flat_map(|o| &o.schedule) {
         for (name, def) in &wf.inputs {
-            if def.required {
-                cx.error(
-                    def.span,
-                    format!(
-                        "input `{name}` is required, but scheduled runs cannot be given inputs"
-                    ),
-                    Some("give it a `default:`".into()),
+            if def.required && !s.inputs.contains_key(name) {
+                cx.warn(
+                    s.span,
+                    format!("this schedule does not give the required input `{name}`"),
+                    Some(format!(
+                        "add `inputs: {{{name}: …}}` to the schedule, or name an inputs file for the workflow in the server's config"
+                    )),
                 );
+            }
+        }
+        for name in s.inputs.keys() {
+            if !wf.inputs.contains_key(name) {
+                let hint = crate::diag::suggest(name, wf.inputs.keys().map(String::as_str));
+                cx.error(s.span, format!("this schedule gives input `{name}`, which the workflow does not declare"), hint);
             }
         }
     }

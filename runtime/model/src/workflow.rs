@@ -115,19 +115,29 @@ pub struct Triggers {
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub span: Span,
-    /// A 5- or 6-field cron expression, already checked.
+    /// A 5- or 6-field cron expression (seconds first when 6), already checked.
     pub cron: String,
     pub overlap: OverlapPolicy,
+    /// An IANA time zone name (`Europe/Berlin`) the cron line is read in; UTC when absent.
+    pub timezone: Option<String>,
+    /// After downtime, fire the latest missed tick once (`catch-up: latest`) or not at all.
+    pub catch_up: bool,
+    /// Each fire is delayed by a random time up to this, so many schedules do not fire at once.
+    pub jitter: Option<std::time::Duration>,
+    /// Inputs of the runs it starts, as text typed against `inputs:` (like `--input`).
+    pub inputs: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum OverlapPolicy {
     /// A tick that finds the previous run still going is skipped (default).
     #[default]
     Skip,
-    /// It waits for the previous run to end.
+    /// It waits for the previous run to end (at most one tick waits).
     Queue,
+    /// The previous run is cancelled, then the new one starts.
+    CancelPrevious,
     /// Runs may overlap.
     Allow,
 }

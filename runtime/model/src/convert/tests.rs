@@ -299,3 +299,49 @@ fn uses_paths_resolve_against_the_workflow_file() {
         cwd.join("flows/steps/x.wasm")
     );
 }
+
+#[test]
+fn schedule_entries() {
+    let w = wf(r#"
+name: s
+inputs:
+  region: {type: string, required: true}
+on:
+  schedule:
+    - cron: "*/5 * * * * *"
+      overlap: cancel-previous
+      timezone: Europe/Berlin
+      catch-up: latest
+      jitter: 2s
+      inputs: {region: eu}
+steps: [{id: a, uses: hello}]
+"#);
+    let s = &w.on.as_ref().unwrap().schedule[0];
+    assert_eq!(s.overlap, OverlapPolicy::CancelPrevious);
+    assert_eq!(s.timezone.as_deref(), Some("Europe/Berlin"));
+    assert!(s.catch_up);
+    assert_eq!(s.jitter, Some(Duration::from_secs(2)));
+    assert_eq!(s.inputs["region"], "eu");
+
+    let e = errors(
+        r#"
+name: s
+inputs:
+  region: {type: string, required: true}
+on:
+  schedule:
+    - cron: "@hourly"
+      timezone: Europe/Berlinn
+      catch-up: all
+      inputs: {regoin: eu}
+steps: [{id: a, uses: hello}]
+"#,
+    );
+    let all = e.join("\n");
+    assert!(all.contains("8:17: unknown time zone `Europe/Berlinn`"), "{all}");
+    assert!(all.contains("9:17: invalid `catch-up`"), "{all}");
+    assert!(
+        all.contains("does not declare") && all.contains("required input `region`"),
+        "{all}"
+    );
+}

@@ -224,7 +224,11 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
         return Some(t);
     };
     for item in items {
-        let Some(e) = cx.fields(item, &["cron", "overlap"], "in a schedule") else {
+        let Some(e) = cx.fields(
+            item,
+            &["cron", "overlap", "timezone", "catch-up", "jitter", "inputs"],
+            "in a schedule",
+        ) else {
             continue;
         };
         let Some(c) = cx.require(&e, "cron", "in a schedule") else {
@@ -242,10 +246,12 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
                 Some("skip") => overlap = OverlapPolicy::Skip,
                 Some("queue") => overlap = OverlapPolicy::Queue,
                 Some("allow") => overlap = OverlapPolicy::Allow,
+                Some("cancel-previous") => overlap = OverlapPolicy::CancelPrevious,
                 other => {
+                    let words = ["skip", "queue", "cancel-previous", "allow"];
                     let hint = other
-                        .and_then(|s| suggest(s, ["skip", "queue", "allow"]))
-                        .or_else(|| Some("use `skip`, `queue` or `allow`".into()));
+                        .and_then(|s| suggest(s, words))
+                        .or_else(|| Some("use `skip`, `queue`, `cancel-previous` or `allow`".into()));
                     cx.error(
                         o.span,
                         format!(
@@ -257,10 +263,68 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
                 }
             }
         }
+        let timezone = e.get("timezone").and_then(|n| {
+            let tz = cx.string(n, "`timezone`")?;
+            match tz.value.parse::<chrono_tz::Tz>() {
+                Ok(_) => Some(tz.value),
+                Err(_) => {
+                    let hint = suggest(&tz.value, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
+                        .or_else(|| Some("use an IANA name such as `UTC` or `Europe/Berlin`".into()));
+                    cx.error(n.span, format!("unknown time zone `{}`", tz.value), hint);
+                    None
+                }
+            }
+        });
+        let catch_up = match e.get("catch-up") {
+            None => false,
+            Some(n) => match n.as_str() {
+                Some("none") => false,
+                Some("latest") => true,
+                _ => {
+                    cx.error(
+                        n.span,
+                        format!("invalid `catch-up`: {}", n.describe()),
+                        Some("use `none` (the default: ticks missed while down are not fired) or `latest` (fire the latest missed tick once)".into()),
+                    );
+                    false
+                }
+            },
+        };
+        let jitter = e
+            .get("jitter")
+            .and_then(|n| cx.duration(n, "`jitter`", false));
+        let mut inputs = std::collections::BTreeMap::new();
+        if let Some(n) = e.get("inputs") {
+            match &n.kind {
+                NodeKind::Map(entries) => {
+                    for (k, v) in entries {
+                        let Some(key) = k.as_str() else {
+                            cx.wrong_type(k, "an input name", "a schedule's `inputs`");
+                            continue;
+                        };
+                        let text = match &v.kind {
+                            NodeKind::Scalar(Scalar::Str(s, _)) => s.clone(),
+                            NodeKind::Scalar(Scalar::Number(x)) => x.to_string(),
+                            NodeKind::Scalar(Scalar::Bool(b)) => b.to_string(),
+                            _ => {
+                                cx.wrong_type(v, "a string, number or boolean", &format!("input `{key}`"));
+                                continue;
+                            }
+                        };
+                        inputs.insert(key.to_string(), text);
+                    }
+                }
+                _ => cx.wrong_type(n, "a mapping of input names to values", "a schedule's `inputs`"),
+            }
+        }
         t.schedule.push(Schedule {
             span: item.span,
             cron: cron.value,
             overlap,
+            timezone,
+            catch_up,
+            jitter,
+            inputs,
         });
     }
     Some(t)
