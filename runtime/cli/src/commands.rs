@@ -268,6 +268,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         timeout,
         approver: approver(ctx, args.no_prompt),
         view: Some(view_sink(ctx, &wf.workflow)),
+        ..Launch::default()
     };
     let done = runner.start(&wf, launch).await.map_err(fail)?;
     report(ctx, &done)

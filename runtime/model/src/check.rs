@@ -337,7 +337,13 @@ pub(crate) fn check(cx: &mut Cx<'_>, wf: &Workflow) {
         for name in s.inputs.keys() {
             if !wf.inputs.contains_key(name) {
                 let hint = crate::diag::suggest(name, wf.inputs.keys().map(String::as_str));
-                cx.error(s.span, format!("this schedule gives input `{name}`, which the workflow does not declare"), hint);
+                cx.error(
+                    s.span,
+                    format!(
+                        "this schedule gives input `{name}`, which the workflow does not declare"
+                    ),
+                    hint,
+                );
             }
         }
     }

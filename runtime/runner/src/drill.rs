@@ -50,13 +50,21 @@ impl DrillVerdict {
     /// `None` when the workflow has no `drill:` block. RTO is always listed; the RPO figures
     /// when targeted or measured.
     pub fn judge(wf: &Workflow, r: &RunReport) -> Option<DrillVerdict> {
+        Self::from_outputs(wf, r.steps.iter().flat_map(|s| &s.legs).map(|l| &l.output))
+    }
+
+    /// The same from the legs' outputs (a journal's legs, for a run that ended elsewhere); a
+    /// figure measured by several legs is taken from the last.
+    pub fn from_outputs<'a, I>(wf: &Workflow, outputs: I) -> Option<DrillVerdict>
+    where
+        I: Iterator<Item = &'a Json> + Clone,
+    {
         let drill = wf.drill.as_ref()?;
         let found = |key: &str| {
-            r.steps
-                .iter()
-                .flat_map(|s| &s.legs)
-                .filter_map(|l| l.output.get(key).and_then(Json::as_f64))
-                .next_back()
+            outputs
+                .clone()
+                .filter_map(|o| o.get(key).and_then(Json::as_f64))
+                .last()
         };
         let mut figures = vec![DrillFigure {
             name: "RTO",

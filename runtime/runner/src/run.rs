@@ -66,6 +66,11 @@ pub struct Launch {
     pub approver: Option<Arc<dyn Approver>>,
     /// Receives every event besides the journal (a terminal view, a server's stream).
     pub view: Option<Arc<dyn EventSink>>,
+    /// The run's id, when the caller needs it before the run ends (a server answers a start
+    /// request at once); a fresh one otherwise. See [`new_run_id`].
+    pub run_id: Option<String>,
+    /// Journaled in the run's settings (see [`RunSettings::trigger`]).
+    pub trigger: Option<String>,
 }
 
 /// How to resume (or, with `from`, retry) a run.
@@ -136,7 +141,7 @@ impl Runner {
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
         let secrets = secrets::load(&workflow, launch.secrets_file.as_deref())?;
         let masker = Masker::new(secrets.values());
-        let run_id = new_run_id();
+        let run_id = launch.run_id.unwrap_or_else(new_run_id);
         let settings = RunSettings {
             max_parallel: launch.max_parallel,
             approve: launch.approve.clone(),
@@ -145,6 +150,7 @@ impl Runner {
                 .iter()
                 .map(|(k, v)| (k.clone(), masker.mask_str(v)))
                 .collect(),
+            trigger: launch.trigger,
         };
         self.journal.create_run(&RunRecord {
             id: run_id.clone(),
@@ -334,7 +340,8 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn new_run_id() -> String {
+/// A new run id: `r<unix ms>-<4 hex digits>`, sortable by start time.
+pub fn new_run_id() -> String {
     let suffix: u32 = rand::random::<u32>() & 0xffff;
     format!("r{}-{:04x}", now_ms(), suffix)
 }

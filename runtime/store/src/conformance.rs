@@ -42,6 +42,7 @@ pub fn record(id: &str) -> RunRecord {
             approve: vec!["gate".into()],
             timeout: Some(Duration::from_secs(3)),
             raw_inputs: [("x".to_string(), "1".to_string())].into(),
+            trigger: Some("schedule:wf#0".into()),
         },
     }
 }

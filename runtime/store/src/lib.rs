@@ -163,6 +163,10 @@ pub struct RunSettings {
     /// The inputs as given (masked), re-typed on resume so a changed default cannot slip in.
     #[serde(default)]
     pub raw_inputs: BTreeMap<String, String>,
+    /// What started the run when not a person at a terminal: `api`, `schedule:WORKFLOW#N`. A
+    /// server resumes the interrupted runs it started; never a CLI's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 /// One line of `meridian runs list`.

@@ -338,7 +338,10 @@ steps: [{id: a, uses: hello}]
 "#,
     );
     let all = e.join("\n");
-    assert!(all.contains("8:17: unknown time zone `Europe/Berlinn`"), "{all}");
+    assert!(
+        all.contains("8:17: unknown time zone `Europe/Berlinn`"),
+        "{all}"
+    );
     assert!(all.contains("9:17: invalid `catch-up`"), "{all}");
     assert!(
         all.contains("does not declare") && all.contains("required input `region`"),

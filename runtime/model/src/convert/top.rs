@@ -226,7 +226,9 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
     for item in items {
         let Some(e) = cx.fields(
             item,
-            &["cron", "overlap", "timezone", "catch-up", "jitter", "inputs"],
+            &[
+                "cron", "overlap", "timezone", "catch-up", "jitter", "inputs",
+            ],
             "in a schedule",
         ) else {
             continue;
@@ -249,9 +251,9 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
                 Some("cancel-previous") => overlap = OverlapPolicy::CancelPrevious,
                 other => {
                     let words = ["skip", "queue", "cancel-previous", "allow"];
-                    let hint = other
-                        .and_then(|s| suggest(s, words))
-                        .or_else(|| Some("use `skip`, `queue`, `cancel-previous` or `allow`".into()));
+                    let hint = other.and_then(|s| suggest(s, words)).or_else(|| {
+                        Some("use `skip`, `queue`, `cancel-previous` or `allow`".into())
+                    });
                     cx.error(
                         o.span,
                         format!(
@@ -269,7 +271,9 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
                 Ok(_) => Some(tz.value),
                 Err(_) => {
                     let hint = suggest(&tz.value, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
-                        .or_else(|| Some("use an IANA name such as `UTC` or `Europe/Berlin`".into()));
+                        .or_else(|| {
+                            Some("use an IANA name such as `UTC` or `Europe/Berlin`".into())
+                        });
                     cx.error(n.span, format!("unknown time zone `{}`", tz.value), hint);
                     None
                 }
@@ -307,14 +311,22 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
                             NodeKind::Scalar(Scalar::Number(x)) => x.to_string(),
                             NodeKind::Scalar(Scalar::Bool(b)) => b.to_string(),
                             _ => {
-                                cx.wrong_type(v, "a string, number or boolean", &format!("input `{key}`"));
+                                cx.wrong_type(
+                                    v,
+                                    "a string, number or boolean",
+                                    &format!("input `{key}`"),
+                                );
                                 continue;
                             }
                         };
                         inputs.insert(key.to_string(), text);
                     }
                 }
-                _ => cx.wrong_type(n, "a mapping of input names to values", "a schedule's `inputs`"),
+                _ => cx.wrong_type(
+                    n,
+                    "a mapping of input names to values",
+                    "a schedule's `inputs`",
+                ),
             }
         }
         t.schedule.push(Schedule {
