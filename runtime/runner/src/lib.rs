@@ -16,8 +16,8 @@ pub mod secrets;
 pub use drill::{DrillFigure, DrillVerdict, Verdict};
 pub use error::RunnerError;
 pub use run::{
-    Decision, Finished, Launch, Loaded, Resume, Resumed, Runner, StepRunner, ViewFactory, load,
-    new_run_id,
+    Decision, Finished, Launch, Loaded, Resume, Resumed, Runner, StepRunner, ViewFactory,
+    check_inputs, load, new_run_id,
 };
 
 pub use meridian_store::{Journal, RunSettings};

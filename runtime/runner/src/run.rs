@@ -43,6 +43,14 @@ pub fn load(path: &Path) -> Result<Loaded, RunnerError> {
     })
 }
 
+/// Types `raw` against the workflow's `inputs:` without starting anything: what [`Runner::start`]
+/// would refuse, said before a caller (a server) answers that a run started.
+pub fn check_inputs(wf: &Workflow, raw: &BTreeMap<String, String>) -> Result<(), RunnerError> {
+    meridian_engine::inputs::resolve(wf, raw)
+        .map(|_| ())
+        .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))
+}
+
 /// What executes the steps.
 #[derive(Clone)]
 pub enum StepRunner {

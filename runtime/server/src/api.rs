@@ -1,0 +1,608 @@
+//! The HTTP JSON API under `/api/v1` (described by `openapi.json`, served at
+//! `/api/v1/openapi.json`), plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Errors are `{"error": {"status": 404, "message": "…"}}` with the matching status code.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use meridian_protocol::{Mode, RunStatus};
+use meridian_runner::{Decision, DrillVerdict};
+use meridian_store::StoreError;
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+
+use crate::Server;
+use crate::auth::{Identity, Role};
+use crate::runs::StartRequest;
+
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route: (method, path as written in the OpenAPI document). The router is built from
+/// the same handlers; a test checks the document lists exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/workflows"),
+    ("get", "/api/v1/runs"),
+    ("post", "/api/v1/runs"),
+    ("get", "/api/v1/runs/{id}"),
+    ("get", "/api/v1/runs/{id}/events"),
+    ("get", "/api/v1/runs/{id}/stream"),
+    ("post", "/api/v1/runs/{id}/cancel"),
+    ("post", "/api/v1/runs/{id}/approvals/{step}"),
+    ("get", "/api/v1/drills"),
+    ("get", "/api/v1/schedules"),
+    ("post", "/api/v1/schedules/{id}/pause"),
+    ("post", "/api/v1/schedules/{id}/resume"),
+    ("post", "/api/v1/schedules/{id}/trigger"),
+];
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn conflict(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::CONFLICT, m)
+    }
+    pub fn unavailable(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, m)
+    }
+    pub fn internal(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, m)
+    }
+    pub fn from_store(e: StoreError) -> ApiError {
+        if e.is_not_found() {
+            Self::not_found(e.to_string())
+        } else {
+            Self::internal(e.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"status": self.status.as_u16(), "message": self.message}});
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"meridian\""),
+            );
+        }
+        r
+    }
+}
+
+type Answer<T> = Result<T, ApiError>;
+
+pub fn router(server: Arc<Server>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/workflows", get(workflows))
+        .route("/api/v1/runs", get(list_runs).post(start_run))
+        .route("/api/v1/runs/{id}", get(show_run))
+        .route("/api/v1/runs/{id}/events", get(run_events))
+        .route("/api/v1/runs/{id}/stream", get(run_stream))
+        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/approvals/{step}", post(decide))
+        .route("/api/v1/drills", get(drills))
+        .route("/api/v1/schedules", get(schedules))
+        .route("/api/v1/schedules/{id}/pause", post(pause))
+        .route("/api/v1/schedules/{id}/resume", post(resume))
+        .route("/api/v1/schedules/{id}/trigger", post(trigger))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(server.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(api)
+        .with_state(server)
+}
+
+/// Every API route needs a token when the server has a tokens file; without one the server
+/// listens on loopback only and every caller is `local` with every role.
+async fn authenticate(State(server): State<Arc<Server>>, mut req: Request, next: Next) -> Response {
+    let identity = match &server.tokens {
+        None => Identity {
+            name: "local".into(),
+            roles: vec![Role::Operator, Role::Approver],
+        },
+        Some(tokens) => {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match given.and_then(|t| tokens.identify(t.trim())) {
+                Some(id) => id,
+                None => {
+                    let msg = match given {
+                        None => "this API needs `Authorization: Bearer TOKEN`",
+                        Some(_) => "unknown token",
+                    };
+                    return ApiError::new(StatusCode::UNAUTHORIZED, msg).into_response();
+                }
+            }
+        }
+    };
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+fn require(id: &Identity, role: Role) -> Answer<()> {
+    if id.may(role) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token `{}` lacks the `{}` role this needs",
+                id.name,
+                role.as_str()
+            ),
+        ))
+    }
+}
+
+async fn readyz(State(s): State<Arc<Server>>) -> Response {
+    if s.draining() {
+        return ApiError::unavailable("shutting down").into_response();
+    }
+    match s.runner.journal().runs(1) {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => {
+            ApiError::unavailable(format!("the journal does not answer: {e}")).into_response()
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn workflows(State(s): State<Arc<Server>>) -> Json<Json_> {
+    let infos = s.catalog.read().unwrap().infos();
+    Json(json!({ "workflows": infos }))
+}
+
+#[derive(Deserialize)]
+struct RunFilter {
+    workflow: Option<String>,
+    status: Option<String>,
+    /// Unix ms: runs created at or after.
+    since: Option<i64>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn list_runs(
+    State(s): State<Arc<Server>>,
+    Query(f): Query<RunFilter>,
+) -> Answer<Json<Json_>> {
+    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    let offset = f.offset.unwrap_or(0);
+    let all = s
+        .runner
+        .journal()
+        .runs(10_000)
+        .map_err(ApiError::from_store)?;
+    let matching: Vec<_> = all
+        .into_iter()
+        .filter(|r| f.workflow.as_ref().is_none_or(|w| *w == r.workflow))
+        .filter(|r| f.status.as_ref().is_none_or(|st| st == r.status.as_str()))
+        .filter(|r| f.since.is_none_or(|t| r.created_at_ms >= t))
+        .collect();
+    let total = matching.len();
+    let page: Vec<_> = matching.into_iter().skip(offset).take(limit).collect();
+    let next = (offset + page.len() < total).then_some(offset + page.len());
+    Ok(Json(
+        json!({"runs": page, "total": total, "next_offset": next}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    workflow: String,
+    #[serde(default)]
+    inputs: BTreeMap<String, Json_>,
+    #[serde(default)]
+    plan: bool,
+}
+
+async fn start_run(
+    State(s): State<Arc<Server>>,
+    Extension(id): Extension<Identity>,
+    headers: HeaderMap,
+    body: Result<Json<StartBody>, axum::extract::rejection::JsonRejection>,
+) -> Answer<Response> {
+    require(&id, Role::Operator)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be text"))
+        })
+        .transpose()?;
+    let inputs = body
+        .inputs
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Json_::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect();
+    let run_id = s.start_run(StartRequest {
+        workflow: body.workflow,
+        mode: if body.plan { Mode::Plan } else { Mode::Apply },
+        inputs,
+        trigger: format!("api:{}", id.name),
+        schedule: None,
+        idempotency_key: key.map(|k| format!("{}\u{0}{k}", id.name)),
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/v1/runs/{run_id}"))],
+        Json(json!({"id": run_id})),
+    )
+        .into_response())
+}
+
+async fn show_run(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Answer<Json<Json_>> {
+    let j = s.runner.journal();
+    let (record, summary) = j.run(&id).map_err(ApiError::from_store)?;
+    let legs = j.legs(&id).map_err(ApiError::from_store)?;
+    let events = j.events(&id).map_err(ApiError::from_store)?;
+    let waiting = crate::runs::waiting_gates(events.iter().map(|e| &e.event));
+    let plan: Vec<_> = legs
+        .iter()
+        .flat_map(|l| {
+            l.plan
+                .iter()
+                .map(move |c| json!({"step": l.step, "leg": l.leg, "change": c}))
+        })
+        .collect();
+    let drill = s
+        .catalog
+        .read()
+        .unwrap()
+        .get(&summary.workflow)
+        .and_then(|l| DrillVerdict::from_outputs(&l.workflow, legs.iter().map(|l| &l.output)));
+    let active = s.active.lock().unwrap().contains_key(&id);
+    Ok(Json(json!({
+        "run": record,
+        "summary": summary,
+        "legs": legs,
+        "plan": plan,
+        "waiting_for_approval": waiting,
+        "driven_here": active,
+        "drill": drill.map(drill_json),
+    })))
+}
+
+fn drill_json(d: DrillVerdict) -> Json_ {
+    let figures: Vec<Json_> = d
+        .figures
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name, "unit": f.unit, "achieved": f.achieved, "target": f.target,
+                "verdict": f.verdict(),
+            })
+        })
+        .collect();
+    let met = d
+        .figures
+        .iter()
+        .all(|f| f.target.is_none() || f.verdict() == meridian_runner::Verdict::Met);
+    json!({"figures": figures, "met": met})
+}
+
+#[derive(Deserialize)]
+struct After {
+    /// Only events after this sequence number.
+    after: Option<i64>,
+}
+
+async fn run_events(
+    State(s): State<Arc<Server>>,
+    Path(id): Path<String>,
+    Query(a): Query<After>,
+) -> Answer<Json<Json_>> {
+    let events = s
+        .runner
+        .journal()
+        .events(&id)
+        .map_err(ApiError::from_store)?;
+    let after = a.after.unwrap_or(0);
+    let events: Vec<_> = events.into_iter().filter(|e| e.seq > after).collect();
+    Ok(Json(json!({ "events": events })))
+}
+
+/// Server-sent events: the run's journaled events from the start (or after `Last-Event-ID`),
+/// then each new one as the journal receives it, read every 200 ms; the stream ends once the
+/// run has ended and every event was sent. Read from the journal, so it shows the same thing
+/// whichever server or runner drives the run.
+async fn run_stream(
+    State(s): State<Arc<Server>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>> {
+    s.runner.journal().run(&id).map_err(ApiError::from_store)?;
+    let mut after: i64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stream = async_stream(move |tx| async move {
+        loop {
+            let journal = s.runner.journal();
+            let Ok((_, summary)) = journal.run(&id) else {
+                return;
+            };
+            let ended =
+                summary.status != RunStatus::Running && !s.active.lock().unwrap().contains_key(&id);
+            let Ok(events) = journal.events(&id) else {
+                return;
+            };
+            let from = after;
+            for e in events.into_iter().filter(|e| e.seq > from) {
+                after = e.seq;
+                let ev = SseEvent::default()
+                    .id(e.seq.to_string())
+                    .event(e.event.kind())
+                    .json_data(&e)
+                    .unwrap_or_default();
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            if ended {
+                let _ = tx
+                    .send(Ok(SseEvent::default()
+                        .event("end")
+                        .data(summary.status.as_str())))
+                    .await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A stream fed by a task through a small channel (the task ends when the client goes).
+fn async_stream<F, Fut>(f: F) -> impl futures::Stream<Item = Result<SseEvent, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+}
+
+async fn cancel_run(
+    State(s): State<Arc<Server>>,
+    Extension(id): Extension<Identity>,
+    Path(run): Path<String>,
+) -> Answer<Json<Json_>> {
+    require(&id, Role::Operator)?;
+    s.cancel_run(&run).await?;
+    Ok(Json(json!({"id": run, "status": "cancelled"})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    /// `approve` or `reject`.
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn decide(
+    State(s): State<Arc<Server>>,
+    Extension(id): Extension<Identity>,
+    Path((run, step)): Path<(String, String)>,
+    body: Result<Json<DecideBody>, axum::extract::rejection::JsonRejection>,
+) -> Answer<Response> {
+    require(&id, Role::Approver)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let approve = match body.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "decision `{other}`: use \"approve\" or \"reject\""
+            )));
+        }
+    };
+    if body.comment.len() > 4096 {
+        return Err(ApiError::bad_request("comment: at most 4,096 bytes"));
+    }
+    s.decide(
+        &run,
+        Decision {
+            step: step.clone(),
+            approve,
+            by: id.name.clone(),
+            comment: body.comment,
+        },
+    )?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": run, "step": step, "decision": body.decision, "by": id.name})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct DrillFilter {
+    workflow: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Drill history: the runs of workflows with a `drill:` block, newest first, each with its
+/// figures against the targets.
+async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> Answer<Json<Json_>> {
+    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    let drills: BTreeMap<String, Arc<meridian_model::Workflow>> = s
+        .catalog
+        .read()
+        .unwrap()
+        .workflows()
+        .filter(|l| l.workflow.drill.is_some())
+        .filter(|l| f.workflow.as_ref().is_none_or(|w| *w == l.workflow.name))
+        .map(|l| (l.workflow.name.clone(), l.workflow.clone()))
+        .collect();
+    let j = s.runner.journal();
+    let mut out = Vec::new();
+    for r in j.runs(10_000).map_err(ApiError::from_store)? {
+        if out.len() >= limit {
+            break;
+        }
+        let Some(wf) = drills.get(&r.workflow) else {
+            continue;
+        };
+        if r.mode != Mode::Apply || r.status == RunStatus::Running {
+            continue;
+        }
+        let legs = j.legs(&r.id).map_err(ApiError::from_store)?;
+        let verdict = DrillVerdict::from_outputs(wf, legs.iter().map(|l| &l.output));
+        out.push(json!({
+            "run": r.id, "workflow": r.workflow, "status": r.status,
+            "created_at_ms": r.created_at_ms, "finished_at_ms": r.finished_at_ms,
+            "drill": verdict.map(drill_json),
+        }));
+    }
+    Ok(Json(json!({ "drills": out })))
+}
+
+async fn schedules(State(s): State<Arc<Server>>) -> Json<Json_> {
+    Json(json!({ "schedules": s.schedule_infos() }))
+}
+
+async fn pause(
+    State(s): State<Arc<Server>>,
+    Extension(id): Extension<Identity>,
+    Path(sched): Path<String>,
+) -> Answer<Json<Json_>> {
+    require(&id, Role::Operator)?;
+    Ok(Json(json!(s.set_paused(&sched, Some(&id.name))?)))
+}
+
+async fn resume(
+    State(s): State<Arc<Server>>,
+    Extension(id): Extension<Identity>,
+    Path(sched): Path<String>,
+) -> Answer<Json<Json_>> {
+    require(&id, Role::Operator)?;
+    Ok(Json(json!(s.set_paused(&sched, None)?)))
+}
+
+async fn trigger(
+    State(s): State<Arc<Server>>,
+    Extension(id): Extension<Identity>,
+    Path(sched): Path<String>,
+) -> Answer<Response> {
+    require(&id, Role::Operator)?;
+    if !s.schedules.lock().unwrap().contains_key(&sched) {
+        return Err(ApiError::not_found(format!("no schedule `{sched}`")));
+    }
+    s.fire(&sched, None).await;
+    let info = s
+        .schedule_infos()
+        .into_iter()
+        .find(|i| i.id == sched)
+        .ok_or_else(|| ApiError::not_found(format!("no schedule `{sched}`")))?;
+    Ok((StatusCode::ACCEPTED, Json(json!(info))).into_response())
+}
+
+async fn metrics(State(s): State<Arc<Server>>) -> Answer<Response> {
+    let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for r in s
+        .runner
+        .journal()
+        .runs(10_000)
+        .map_err(ApiError::from_store)?
+    {
+        *states.entry(r.status.as_str()).or_default() += 1;
+    }
+    let active = s.active.lock().unwrap().len();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(&states, active),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document lists every route the router serves, and nothing else.
+    #[test]
+    fn the_openapi_document_matches_the_routes() {
+        let doc: Json_ = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), path.clone()))
+            })
+            .collect();
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        routes.sort();
+        assert_eq!(documented, routes);
+    }
+}

@@ -1,0 +1,300 @@
+//! `meridian.toml`: what a server loads, where it listens, who may call it, whom it tells.
+//!
+//! ```toml
+//! workflows = "workflows"          # a directory of *.yaml workflows, relative to this file
+//! listen = "127.0.0.1:8080"
+//! tokens = "tokens.toml"           # bearer tokens (hashed) and roles; loopback only without
+//! secrets-file = "secrets.env"     # NAME=value lines, for the workflows' `secrets:`
+//! pause-after-failures = 3         # a schedule pauses itself after this many failed runs
+//! reload-interval = "1s"           # how often the directory is checked for changes
+//! grace = "30s"                    # on SIGTERM, how long in-flight runs may take to finish
+//!
+//! [workflow.dr-drill]
+//! inputs-file = "lab-inputs.yaml"  # inputs of its scheduled and API-started runs
+//!
+//! [[schedule]]                     # a schedule kept outside the workflow file
+//! workflow = "dr-drill"
+//! cron = "0 0 3 * * *"
+//! timezone = "Europe/Berlin"
+//!
+//! [[notify]]
+//! url = "https://hooks.example.com/meridian"
+//! format = "slack"                 # or "json" (the default)
+//! secret-env = "MERIDIAN_WEBHOOK_SECRET"   # HMAC-SHA256 key for the signature header
+//! events = ["run.failed", "drill.missed", "schedule.paused"]   # all when absent
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the server cannot start with the configuration it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration, paths resolved against the config file's directory.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub workflows: PathBuf,
+    pub listen: SocketAddr,
+    pub tokens: Option<PathBuf>,
+    pub secrets_file: Option<PathBuf>,
+    pub pause_after_failures: u32,
+    pub reload_interval: Duration,
+    pub grace: Duration,
+    /// Per workflow name: where the inputs of its server-started runs come from.
+    pub workflow_inputs: BTreeMap<String, PathBuf>,
+    pub schedules: Vec<ExtraSchedule>,
+    pub notify: Vec<Webhook>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            workflows: PathBuf::from("workflows"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens: None,
+            secrets_file: None,
+            pause_after_failures: 3,
+            reload_interval: Duration::from_secs(1),
+            grace: Duration::from_secs(30),
+            workflow_inputs: BTreeMap::new(),
+            schedules: Vec::new(),
+            notify: Vec::new(),
+        }
+    }
+}
+
+/// A `[[schedule]]` of the server config: a schedule for a workflow whose file has none.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExtraSchedule {
+    pub workflow: String,
+    pub cron: String,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub overlap: Option<String>,
+    #[serde(default)]
+    pub catch_up: Option<String>,
+    #[serde(default, with = "opt_duration")]
+    pub jitter: Option<Duration>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, toml::Value>,
+}
+
+/// A `[[notify]]` webhook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Webhook {
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The environment variable holding the HMAC key; unsigned when absent.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Which notifications it receives (`run.started`, …); every kind when absent.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Json,
+    Slack,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct File {
+    workflows: Option<PathBuf>,
+    listen: Option<String>,
+    tokens: Option<PathBuf>,
+    secrets_file: Option<PathBuf>,
+    pause_after_failures: Option<u32>,
+    #[serde(default, with = "opt_duration")]
+    reload_interval: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    grace: Option<Duration>,
+    #[serde(default)]
+    workflow: BTreeMap<String, PerWorkflow>,
+    #[serde(default)]
+    schedule: Vec<ExtraSchedule>,
+    #[serde(default)]
+    notify: Vec<Webhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PerWorkflow {
+    inputs_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// Reads `meridian.toml`. Unknown keys are errors (a typo must not silently disable a
+    /// schedule), with the line and column TOML reports.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<ServerConfig, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        // TOML cannot have both a string and a table under one key, so the per-workflow tables
+        // are `[workflow.NAME]` beside `workflows = "dir"`.
+        let file: File = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let mut c = ServerConfig::default();
+        if let Some(w) = file.workflows {
+            c.workflows = at(w);
+        } else {
+            c.workflows = base.join("workflows");
+        }
+        if let Some(l) = file.listen {
+            c.listen = l.parse().map_err(|e| {
+                invalid(format!(
+                    "listen = \"{l}\": {e}; write an address and port such as \"127.0.0.1:8080\""
+                ))
+            })?;
+        }
+        c.tokens = file.tokens.map(at);
+        c.secrets_file = file.secrets_file.map(at);
+        if let Some(n) = file.pause_after_failures {
+            if n == 0 {
+                return Err(invalid(
+                    "pause-after-failures must be at least 1".to_string(),
+                ));
+            }
+            c.pause_after_failures = n;
+        }
+        if let Some(d) = file.reload_interval {
+            c.reload_interval = d.max(Duration::from_millis(50));
+        }
+        if let Some(d) = file.grace {
+            c.grace = d;
+        }
+        for (name, w) in file.workflow {
+            if let Some(p) = w.inputs_file {
+                c.workflow_inputs.insert(name, at(p));
+            }
+        }
+        c.schedules = file.schedule;
+        c.notify = file.notify;
+        for (i, h) in c.notify.iter().enumerate() {
+            if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "notify #{}: url `{}` is not an http(s) URL",
+                    i + 1,
+                    h.url
+                )));
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// `"30s"`, `"1m30s"` or a number of seconds.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Secs(s)) => Ok(Some(Duration::from_secs(s))),
+            Some(Raw::Text(t)) => meridian_model::duration::parse_duration(&t)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_reads_and_paths_resolve_against_it() {
+        let c = ServerConfig::parse(
+            Path::new("/etc/meridian/meridian.toml"),
+            r#"
+workflows = "wf"
+listen = "127.0.0.1:9000"
+tokens = "/abs/tokens.toml"
+pause-after-failures = 2
+reload-interval = "200ms"
+grace = 5
+
+[workflow.dr-drill]
+inputs-file = "lab.yaml"
+
+[[schedule]]
+workflow = "dr-drill"
+cron = "*/2 * * * * *"
+overlap = "queue"
+
+[[notify]]
+url = "http://127.0.0.1:1/hook"
+format = "slack"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.workflows, Path::new("/etc/meridian/wf"));
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.tokens.as_deref(), Some(Path::new("/abs/tokens.toml")));
+        assert_eq!(c.pause_after_failures, 2);
+        assert_eq!(c.reload_interval, Duration::from_millis(200));
+        assert_eq!(c.grace, Duration::from_secs(5));
+        assert_eq!(
+            c.workflow_inputs["dr-drill"],
+            Path::new("/etc/meridian/lab.yaml")
+        );
+        assert_eq!(c.schedules[0].overlap.as_deref(), Some("queue"));
+        assert_eq!(c.notify[0].format, WebhookFormat::Slack);
+    }
+
+    #[test]
+    fn typos_are_errors_with_a_position() {
+        let e = ServerConfig::parse(
+            Path::new("m.toml"),
+            "listen = \"127.0.0.1:1\"\npuase-after-failures = 2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("puase-after-failures"), "{e}");
+        let e = ServerConfig::parse(Path::new("m.toml"), "listen = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("127.0.0.1:8080"), "{e}");
+    }
+}

@@ -1,0 +1,224 @@
+//! `meridian serve`: the runner as a long-lived service.
+//!
+//! It loads the workflows of a directory (reloading them when they change), fires their
+//! schedules, answers the HTTP API (start, cancel, approve, stream, drill history, metrics) and
+//! sends webhooks. Runs go through the same [`Runner`] and journal as `meridian run`, so
+//! `meridian runs show` reads a served run like any other, and a run interrupted by a crash
+//! or a shutdown is resumed by the next server that starts on the same journal.
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod metrics;
+pub mod notify;
+mod runs;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use meridian_runner::Runner;
+use tokio_util::sync::CancellationToken;
+
+pub use catalog::Catalog;
+pub use config::{ConfigError, ServerConfig};
+pub use runs::StartRequest;
+pub use schedule::ScheduleInfo;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The server's state, shared by the API handlers, the scheduler and the runs' tasks.
+pub struct Server {
+    config: ServerConfig,
+    runner: Runner,
+    catalog: RwLock<Catalog>,
+    schedules: Mutex<BTreeMap<String, schedule::Sched>>,
+    active: Mutex<BTreeMap<String, runs::Active>>,
+    idempotency: Mutex<runs::Idempotency>,
+    notifier: notify::Notifier,
+    metrics: metrics::Metrics,
+    tokens: Option<auth::Tokens>,
+    draining: AtomicBool,
+    drain: CancellationToken,
+}
+
+impl Server {
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Reads the workflows directory again; reports what changed.
+    fn reload(self: &Arc<Self>) {
+        let changes = self.catalog.write().unwrap().reload();
+        match changes {
+            Ok(c) if c.is_empty() => {}
+            Ok(c) => {
+                for f in &c.loaded {
+                    tracing::info!(file = %f, "workflow loaded");
+                }
+                for f in &c.removed {
+                    tracing::info!(file = %f, "workflow removed");
+                }
+                if !c.rejected.is_empty() {
+                    let catalog = self.catalog.read().unwrap();
+                    for e in catalog.errors() {
+                        // Diagnostics name file:line:col; the previous version stays in service.
+                        tracing::warn!(
+                            "workflow not loaded (the previous version, if any, stays in service):\n{e}"
+                        );
+                    }
+                }
+                self.sync_schedules(false);
+            }
+            Err(e) => tracing::warn!(
+                dir = %self.catalog.read().unwrap().dir().display(),
+                "cannot read the workflows directory: {e}"
+            ),
+        }
+    }
+}
+
+/// A running server: where it listens, and how to wait for its end.
+pub struct Handle {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Handle {
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.task
+            .await
+            .map_err(|e| ServeError::Invalid(format!("the server task failed: {e}")))?
+    }
+}
+
+/// Starts a server; it stops when `shutdown` completes: it starts no new runs, lets the runs it
+/// drives finish for up to `config.grace`, then returns (runs still going stay resumable and
+/// are resumed by the next server on the same journal).
+pub async fn serve(
+    config: ServerConfig,
+    runner: Runner,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Handle, ServeError> {
+    let tokens = match &config.tokens {
+        Some(p) => Some(auth::Tokens::load(p).map_err(ServeError::Invalid)?),
+        None => None,
+    };
+    if tokens.is_none() && !config.listen.ip().is_loopback() {
+        return Err(ServeError::Invalid(format!(
+            "refusing to listen on {} without a tokens file: anyone who reaches it could start and approve runs. Give `tokens = \"tokens.toml\"` in the config (or --tokens), or listen on 127.0.0.1",
+            config.listen
+        )));
+    }
+    if !config.workflows.is_dir() {
+        return Err(ServeError::Invalid(format!(
+            "the workflows directory {} does not exist; create it or set `workflows = \"DIR\"` (or --workflows)",
+            config.workflows.display()
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let server = Arc::new(Server {
+        catalog: RwLock::new(Catalog::new(&config.workflows)),
+        notifier: notify::Notifier::start(config.notify.clone()),
+        config,
+        runner,
+        schedules: Mutex::default(),
+        active: Mutex::default(),
+        idempotency: Mutex::default(),
+        metrics: metrics::Metrics::default(),
+        tokens,
+        draining: AtomicBool::new(false),
+        drain: CancellationToken::new(),
+    });
+    server.catalog.write().unwrap().reload()?;
+    for e in server.catalog.read().unwrap().errors() {
+        tracing::warn!("workflow not loaded:\n{e}");
+    }
+    let catch_up = server.sync_schedules(true);
+    match server.resume_interrupted() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("resumed {n} interrupted run(s)"),
+        Err(e) => tracing::warn!("cannot look for interrupted runs: {e}"),
+    }
+
+    // The directory, checked for changes.
+    let s = server.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(s.config.reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => s.reload(),
+                _ = s.drain.cancelled() => return,
+            }
+        }
+    });
+    tokio::spawn(server.clone().schedule_loop(catch_up));
+
+    let app = api::router(server.clone());
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        let stop = s.drain.clone();
+        let drained = s.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new runs; waiting for the runs in flight");
+            drained.draining.store(true, Ordering::SeqCst);
+            drained.drain.cancel();
+        });
+        let http = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+        });
+        // Streams (SSE) would hold a graceful HTTP shutdown open; the runs decide how long
+        // the server lingers, not the clients.
+        let http = tokio::spawn(async move { http.await });
+        s.drain.cancelled().await;
+        wait_for_runs(&s, s.config.grace).await;
+        http.abort();
+        Ok(())
+    });
+    Ok(Handle { addr, task })
+}
+
+/// Waits until the runs this server drives have ended, or `grace` has passed.
+async fn wait_for_runs(s: &Arc<Server>, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let left = s.active.lock().unwrap().len();
+        if left == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "{left} run(s) still going after the grace period; they stay resumable and the next server resumes them"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

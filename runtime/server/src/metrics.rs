@@ -1,0 +1,201 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use meridian_protocol::RunStatus;
+use meridian_runner::DrillVerdict;
+
+/// Upper bounds (seconds) of the step-duration histogram.
+const STEP_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+/// Upper bounds (seconds) of the schedule-lateness histogram.
+const LATE_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    n: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (i, b) in bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.n += 1;
+    }
+
+    fn write(&self, out: &mut String, name: &str, bounds: &[f64]) {
+        for (i, b) in bounds.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.n);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.n);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    ended: BTreeMap<(String, &'static str), u64>,
+    steps: Histogram,
+    lateness: Histogram,
+    /// workflow → (figure name → (achieved, target)).
+    drills: BTreeMap<String, BTreeMap<&'static str, (Option<f64>, Option<f64>)>>,
+    paused: BTreeMap<String, bool>,
+}
+
+/// What the server counts while it runs.
+#[derive(Default)]
+pub struct Metrics(Mutex<Inner>);
+
+impl Metrics {
+    pub fn run_ended(&self, workflow: &str, status: RunStatus) {
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .ended
+            .entry((workflow.to_string(), status.as_str()))
+            .or_default() += 1;
+    }
+
+    pub fn step_finished(&self, d: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .steps
+            .observe(&STEP_BUCKETS, d.as_secs_f64());
+    }
+
+    pub fn schedule_fired(&self, late: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .lateness
+            .observe(&LATE_BUCKETS, late.as_secs_f64());
+    }
+
+    pub fn schedule_paused(&self, id: &str, paused: bool) {
+        self.0.lock().unwrap().paused.insert(id.to_string(), paused);
+    }
+
+    pub fn drill(&self, workflow: &str, d: &DrillVerdict) {
+        let mut inner = self.0.lock().unwrap();
+        let figures = inner.drills.entry(workflow.to_string()).or_default();
+        for f in &d.figures {
+            figures.insert(f.name, (f.achieved, f.target));
+        }
+    }
+
+    /// The exposition; `states` counts the journal's runs by state, `active` the runs this
+    /// server drives now.
+    pub fn render(&self, states: &BTreeMap<&'static str, u64>, active: usize) -> String {
+        let inner = self.0.lock().unwrap();
+        let mut out = String::new();
+        out.push_str("# HELP meridian_runs Runs in the journal by state (the latest 10,000 runs).\n# TYPE meridian_runs gauge\n");
+        for (state, n) in states {
+            let _ = writeln!(out, "meridian_runs{{state=\"{state}\"}} {n}");
+        }
+        out.push_str("# HELP meridian_runs_active Runs this server is driving now.\n# TYPE meridian_runs_active gauge\n");
+        let _ = writeln!(out, "meridian_runs_active {active}");
+        out.push_str("# HELP meridian_runs_ended_total Runs this server drove to an end, by workflow and state.\n# TYPE meridian_runs_ended_total counter\n");
+        for ((wf, state), n) in &inner.ended {
+            let _ = writeln!(
+                out,
+                "meridian_runs_ended_total{{workflow=\"{}\",state=\"{state}\"}} {n}",
+                label(wf)
+            );
+        }
+        out.push_str("# HELP meridian_step_duration_seconds Duration of finished step legs.\n# TYPE meridian_step_duration_seconds histogram\n");
+        inner
+            .steps
+            .write(&mut out, "meridian_step_duration_seconds", &STEP_BUCKETS);
+        out.push_str("# HELP meridian_schedule_lateness_seconds How late schedule ticks fired.\n# TYPE meridian_schedule_lateness_seconds histogram\n");
+        inner.lateness.write(
+            &mut out,
+            "meridian_schedule_lateness_seconds",
+            &LATE_BUCKETS,
+        );
+        out.push_str("# HELP meridian_schedule_paused Whether a schedule is paused.\n# TYPE meridian_schedule_paused gauge\n");
+        for (id, p) in &inner.paused {
+            let _ = writeln!(
+                out,
+                "meridian_schedule_paused{{schedule=\"{}\"}} {}",
+                label(id),
+                u8::from(*p)
+            );
+        }
+        out.push_str("# HELP meridian_drill_achieved Last drill's achieved figure per workflow (ms or bytes, see unit).\n# TYPE meridian_drill_achieved gauge\n");
+        let mut targets = String::new();
+        for (wf, figures) in &inner.drills {
+            for (name, (achieved, target)) in figures {
+                let unit = if name.ends_with("bytes") {
+                    "bytes"
+                } else {
+                    "ms"
+                };
+                let labels = format!(
+                    "workflow=\"{}\",figure=\"{name}\",unit=\"{unit}\"",
+                    label(wf)
+                );
+                if let Some(a) = achieved {
+                    let _ = writeln!(out, "meridian_drill_achieved{{{labels}}} {a}");
+                }
+                if let Some(t) = target {
+                    let _ = writeln!(targets, "meridian_drill_target{{{labels}}} {t}");
+                }
+            }
+        }
+        out.push_str("# HELP meridian_drill_target The workflow's drill target per figure.\n# TYPE meridian_drill_target gauge\n");
+        out.push_str(&targets);
+        out
+    }
+}
+
+/// A label value: backslash, quote and newline escaped as the format requires.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let m = Metrics::default();
+        m.step_finished(Duration::from_millis(20));
+        m.step_finished(Duration::from_secs(2));
+        m.run_ended("a\"b", RunStatus::Failed);
+        let text = m.render(&BTreeMap::from([("failed", 1)]), 0);
+        assert!(
+            text.contains("meridian_step_duration_seconds_bucket{le=\"0.05\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meridian_step_duration_seconds_bucket{le=\"5\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meridian_step_duration_seconds_count 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("workflow=\"a\\\"b\",state=\"failed\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! Runs the server starts, resumes, cancels and answers approvals for. Every run goes through
+//! the same [`Runner`] and journal as `meridian run`; the server only keeps in memory which runs
+//! it is driving right now (to cancel them, and to wait for them on shutdown).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meridian_protocol::{Event, EventSink, Mode, RunStatus, SinkError};
+use meridian_runner::{Decision, Finished, Launch, Resume, Resumed, RunnerError};
+use tokio::task::JoinHandle;
+
+use crate::Server;
+use crate::api::ApiError;
+use crate::notify::Note;
+
+/// A run this server is driving now.
+pub(crate) struct Active {
+    pub workflow: String,
+    /// The schedule that started it, if one did.
+    pub schedule: Option<String>,
+    pub handle: JoinHandle<()>,
+}
+
+/// How long a start request's `Idempotency-Key` is remembered.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Keys of start requests already answered: key → (run id, when).
+#[derive(Default)]
+pub(crate) struct Idempotency(HashMap<String, (String, Instant)>);
+
+impl Idempotency {
+    fn get(&mut self, key: &str) -> Option<String> {
+        self.0.retain(|_, (_, at)| at.elapsed() < IDEMPOTENCY_TTL);
+        self.0.get(key).map(|(id, _)| id.clone())
+    }
+}
+
+/// What starts a run.
+pub struct StartRequest {
+    pub workflow: String,
+    pub mode: Mode,
+    /// Inputs given with the request, over the workflow's inputs file (server config).
+    pub inputs: BTreeMap<String, String>,
+    /// `api` or `schedule:ID`.
+    pub trigger: String,
+    pub schedule: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl Server {
+    /// Starts a run in the background and returns its id at once. Inputs are checked first,
+    /// so a request with bad inputs is answered 400 and journals nothing.
+    pub fn start_run(self: &Arc<Self>, req: StartRequest) -> Result<String, ApiError> {
+        if self.draining() {
+            return Err(ApiError::unavailable(
+                "the server is shutting down and starts no new runs",
+            ));
+        }
+        // One lock for the check and the insert: two requests with one key start one run.
+        let mut keys = self.idempotency.lock().unwrap();
+        if let Some(key) = &req.idempotency_key
+            && let Some(id) = keys.get(key)
+        {
+            return Ok(id);
+        }
+        let loaded = self
+            .catalog
+            .read()
+            .unwrap()
+            .get(&req.workflow)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", req.workflow)))?;
+        let mut raw = match self.config.workflow_inputs.get(&req.workflow) {
+            Some(file) => meridian_runner::inputs::from_file(file).map_err(|e| {
+                ApiError::internal(format!(
+                    "the server's inputs file for `{}`: {e}",
+                    req.workflow
+                ))
+            })?,
+            None => BTreeMap::new(),
+        };
+        raw.extend(req.inputs);
+        meridian_runner::check_inputs(&loaded.workflow, &raw)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let run_id = meridian_runner::new_run_id();
+        if let Some(key) = req.idempotency_key {
+            keys.0.insert(key, (run_id.clone(), Instant::now()));
+        }
+        drop(keys);
+
+        let server = self.clone();
+        let id = run_id.clone();
+        let workflow = req.workflow.clone();
+        let schedule = req.schedule.clone();
+        let launch = Launch {
+            mode: req.mode,
+            raw_inputs: raw,
+            secrets_file: self.config.secrets_file.clone(),
+            view: Some(self.view(&workflow, true)),
+            run_id: Some(run_id.clone()),
+            trigger: Some(req.trigger),
+            ..Launch::default()
+        };
+        let mut active = self.active.lock().unwrap();
+        let handle = tokio::spawn(async move {
+            let result = server.runner.start(&loaded, launch).await;
+            server.ended(&id, result.map(Some));
+        });
+        active.insert(
+            run_id.clone(),
+            Active {
+                workflow,
+                schedule,
+                handle,
+            },
+        );
+        Ok(run_id)
+    }
+
+    /// Resumes a run in the background (after an approval, or an interrupted run at start-up).
+    pub(crate) fn resume_run(
+        self: &Arc<Self>,
+        run_id: &str,
+        workflow: &str,
+        schedule: Option<String>,
+        decisions: Vec<Decision>,
+    ) {
+        let server = self.clone();
+        let id = run_id.to_string();
+        let view_for = workflow.to_string();
+        let mut active = self.active.lock().unwrap();
+        let handle = tokio::spawn(async move {
+            let sink = server.view(&view_for, false);
+            let resume = Resume {
+                secrets_file: server.config.secrets_file.clone(),
+                view: Some(Box::new(move |_| sink)),
+                decisions,
+                ..Resume::default()
+            };
+            let result = server.runner.resume(&id, resume).await.map(|r| match r {
+                Resumed::Ran(f) => Some(f),
+                Resumed::AlreadySucceeded => None,
+            });
+            server.ended(&id, result);
+        });
+        active.insert(
+            run_id.to_string(),
+            Active {
+                workflow: workflow.to_string(),
+                schedule,
+                handle,
+            },
+        );
+    }
+
+    /// A run's task ended: bookkeeping, metrics, notifications, and the schedule that started
+    /// it (which may have a tick queued behind it).
+    fn ended(self: &Arc<Self>, run_id: &str, result: Result<Option<Finished>, RunnerError>) {
+        let active = self.active.lock().unwrap().remove(run_id);
+        let workflow = active
+            .as_ref()
+            .map(|a| a.workflow.clone())
+            .unwrap_or_default();
+        let schedule = active.and_then(|a| a.schedule);
+        let (status, message) = match &result {
+            Ok(Some(f)) => (f.report.status, f.report.message.clone()),
+            Ok(None) => (RunStatus::Succeeded, "already succeeded".to_string()),
+            Err(e) => (RunStatus::Failed, e.to_string()),
+        };
+        self.metrics.run_ended(&workflow, status);
+        let note = match status {
+            RunStatus::Succeeded => Some("run.succeeded"),
+            RunStatus::AwaitingApproval => Some("run.awaiting-approval"),
+            RunStatus::Failed | RunStatus::TimedOut => Some("run.failed"),
+            RunStatus::Cancelled | RunStatus::Running => None,
+        };
+        if let Some(kind) = note {
+            self.notifier
+                .send(Note::run(kind, &workflow, run_id, status, &message));
+        }
+        if let Ok(Some(f)) = &result
+            && let Some(d) = &f.drill
+        {
+            self.metrics.drill(&workflow, d);
+            let missed: Vec<String> = d
+                .figures
+                .iter()
+                .filter(|f| f.verdict() != meridian_runner::Verdict::Met && f.target.is_some())
+                .map(|f| format!("{} {:?} (target {:?})", f.name, f.achieved, f.target))
+                .collect();
+            if !missed.is_empty() {
+                self.notifier.send(Note::run(
+                    "drill.missed",
+                    &workflow,
+                    run_id,
+                    status,
+                    &format!("drill targets missed: {}", missed.join(", ")),
+                ));
+            }
+        }
+        if let Some(id) = schedule {
+            self.schedule_run_ended(&id, run_id, status, &message);
+        }
+    }
+
+    /// Cancels a run: a run this server drives is stopped (its in-flight steps are dropped, as
+    /// when a runner is killed), then `run-finished: cancelled` is journaled. A run waiting for
+    /// an approval is cancelled in the journal alone.
+    pub async fn cancel_run(self: &Arc<Self>, run_id: &str) -> Result<(), ApiError> {
+        let (_, summary) = self
+            .runner
+            .journal()
+            .run(run_id)
+            .map_err(ApiError::from_store)?;
+        let active = self.active.lock().unwrap().remove(run_id);
+        let stoppable = matches!(
+            summary.status,
+            RunStatus::Running | RunStatus::AwaitingApproval
+        );
+        if active.is_none() && !stoppable {
+            return Err(ApiError::conflict(format!(
+                "run {run_id} has already ended ({})",
+                summary.status.as_str()
+            )));
+        }
+        if active.is_none() && summary.status == RunStatus::Running {
+            return Err(ApiError::conflict(format!(
+                "run {run_id} is not driven by this server (another runner may be running it); cancel it there"
+            )));
+        }
+        let schedule = active.as_ref().and_then(|a| a.schedule.clone());
+        let workflow = active
+            .as_ref()
+            .map(|a| a.workflow.clone())
+            .unwrap_or(summary.workflow.clone());
+        if let Some(a) = active {
+            a.handle.abort();
+            let _ = a.handle.await;
+        }
+        let elapsed = now_ms().saturating_sub(summary.created_at_ms.max(0) as u64);
+        self.runner
+            .journal()
+            .sink(run_id)
+            .and_then(|s| {
+                s.emit(&Event::RunFinished {
+                    status: RunStatus::Cancelled,
+                    duration: Duration::from_millis(elapsed),
+                    message: "cancelled through the API".into(),
+                })
+                .map_err(|e| meridian_store::StoreError::Backend(e.to_string()))
+            })
+            .map_err(ApiError::from_store)?;
+        self.metrics.run_ended(&workflow, RunStatus::Cancelled);
+        if let Some(id) = schedule {
+            self.schedule_run_ended(&id, run_id, RunStatus::Cancelled, "cancelled");
+        }
+        Ok(())
+    }
+
+    /// Approves or rejects the approval gate a run waits at, then resumes the run.
+    pub fn decide(self: &Arc<Self>, run_id: &str, decision: Decision) -> Result<(), ApiError> {
+        let journal = self.runner.journal();
+        let (record, summary) = journal.run(run_id).map_err(ApiError::from_store)?;
+        if summary.status != RunStatus::AwaitingApproval
+            || self.active.lock().unwrap().contains_key(run_id)
+        {
+            return Err(ApiError::conflict(format!(
+                "run {run_id} is not waiting for an approval (it is {})",
+                summary.status.as_str()
+            )));
+        }
+        let events = journal.events(run_id).map_err(ApiError::from_store)?;
+        let waiting = waiting_gates(events.iter().map(|e| &e.event));
+        if !waiting.contains(&decision.step) {
+            return Err(ApiError::conflict(format!(
+                "run {run_id} is not waiting at step `{}`; it waits at: {}",
+                decision.step,
+                if waiting.is_empty() {
+                    "no step".to_string()
+                } else {
+                    waiting.join(", ")
+                }
+            )));
+        }
+        let schedule = record
+            .settings
+            .trigger
+            .as_deref()
+            .and_then(|t| t.strip_prefix("schedule:"))
+            .map(str::to_string);
+        self.resume_run(run_id, &summary.workflow, schedule, vec![decision]);
+        Ok(())
+    }
+
+    /// At start-up: resumes the runs a server started that were interrupted (a crash, a kill,
+    /// a shutdown that outlasted its grace). Runs a person started with `meridian run` are
+    /// left to that person.
+    pub(crate) fn resume_interrupted(self: &Arc<Self>) -> Result<usize, ApiError> {
+        let journal = self.runner.journal();
+        let mut n = 0;
+        for s in journal.runs(10_000).map_err(ApiError::from_store)? {
+            if s.status != RunStatus::Running || self.active.lock().unwrap().contains_key(&s.id) {
+                continue;
+            }
+            let (record, _) = journal.run(&s.id).map_err(ApiError::from_store)?;
+            let Some(trigger) = record.settings.trigger else {
+                continue;
+            };
+            let schedule = trigger.strip_prefix("schedule:").map(str::to_string);
+            tracing::info!(run = %s.id, "resuming an interrupted run");
+            self.resume_run(&s.id, &s.workflow, schedule, Vec::new());
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The extra event sink of a run: metrics, and `run.started` for a new run (not on each
+    /// resume, so a receiver hears of a run's start once).
+    fn view(self: &Arc<Self>, workflow: &str, fresh: bool) -> Arc<dyn EventSink> {
+        Arc::new(View {
+            server: Arc::downgrade(self),
+            workflow: workflow.to_string(),
+            fresh,
+        })
+    }
+}
+
+/// The gates a run's events show waiting: an `approval-required` with no answer after it.
+pub(crate) fn waiting_gates<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<String> {
+    let mut waiting: Vec<String> = Vec::new();
+    for e in events {
+        match e {
+            Event::ApprovalRequired { step, .. } => {
+                if !waiting.contains(step) {
+                    waiting.push(step.clone());
+                }
+            }
+            Event::ApprovalGranted { step, .. } | Event::ApprovalRejected { step, .. } => {
+                waiting.retain(|s| s != step);
+            }
+            _ => {}
+        }
+    }
+    waiting
+}
+
+struct View {
+    server: std::sync::Weak<Server>,
+    workflow: String,
+    fresh: bool,
+}
+
+impl EventSink for View {
+    fn emit(&self, event: &Event) -> Result<(), SinkError> {
+        let Some(server) = self.server.upgrade() else {
+            return Ok(());
+        };
+        match event {
+            Event::LegFinished { duration, .. } => server.metrics.step_finished(*duration),
+            Event::RunStarted { run_id, .. } if self.fresh => server.notifier.send(Note::run(
+                "run.started",
+                &self.workflow,
+                run_id,
+                RunStatus::Running,
+                "",
+            )),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,623 @@
+//! The scheduler: fires each `on.schedule` entry (and each `[[schedule]]` of the server config)
+//! at its cron ticks, in its time zone, under its overlap policy, and pauses a schedule whose
+//! runs keep failing.
+//!
+//! Ticks missed while the server was down are not fired, unless the schedule says
+//! `catch-up: latest`: then the latest missed tick fires once at start-up (a missed tick is one
+//! after the schedule's last journaled run).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meridian_model::{OverlapPolicy, Workflow};
+use meridian_protocol::{Mode, RunStatus};
+use serde::Serialize;
+
+use crate::Server;
+use crate::api::ApiError;
+use crate::notify::Note;
+use crate::runs::StartRequest;
+
+/// One schedule and where it stands.
+pub(crate) struct Sched {
+    pub spec: Spec,
+    /// The next tick (without jitter), when armed.
+    pub next: Option<DateTime<Utc>>,
+    /// When the next tick fires: `next` plus this tick's jitter.
+    pub fire_at: Option<DateTime<Utc>>,
+    pub last_fire: Option<DateTime<Utc>>,
+    pub last_run: Option<String>,
+    pub last_result: Option<String>,
+    /// Consecutive runs that failed or timed out.
+    pub failures: u32,
+    /// Why it does not fire (a person paused it, or its runs kept failing).
+    pub paused: Option<String>,
+    /// A tick waits for the running one (`overlap: queue`; at most one waits).
+    pub queued: bool,
+    /// Runs it started that have not ended.
+    pub running: Vec<String>,
+}
+
+/// What a schedule is, from a workflow file or the server config.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Spec {
+    /// `WORKFLOW#N` for the N-th entry of the file's `on.schedule`, `WORKFLOW@config#N` for
+    /// the N-th `[[schedule]]` of the server config.
+    pub id: String,
+    pub workflow: String,
+    pub cron: String,
+    pub timezone: Option<String>,
+    pub overlap: OverlapPolicy,
+    pub catch_up: bool,
+    pub jitter: Option<Duration>,
+    pub inputs: BTreeMap<String, String>,
+    /// Why it cannot be armed (an unknown time zone in the server config, a missing input).
+    pub error: Option<String>,
+}
+
+/// A schedule as the API shows it.
+#[derive(Serialize)]
+pub struct ScheduleInfo {
+    pub id: String,
+    pub workflow: String,
+    pub cron: String,
+    pub timezone: String,
+    pub overlap: OverlapPolicy,
+    pub next_fire: Option<DateTime<Utc>>,
+    pub last_fire: Option<DateTime<Utc>>,
+    pub last_run: Option<String>,
+    pub last_result: Option<String>,
+    pub consecutive_failures: u32,
+    pub paused: Option<String>,
+    pub error: Option<String>,
+    pub running: Vec<String>,
+}
+
+impl Spec {
+    fn tz(&self) -> Result<chrono_tz::Tz, String> {
+        match &self.timezone {
+            None => Ok(chrono_tz::UTC),
+            Some(t) => t.parse().map_err(|_| format!("unknown time zone `{t}`")),
+        }
+    }
+
+    fn cron(&self) -> Result<croner::Cron, String> {
+        self.cron
+            .parse()
+            .map_err(|e| format!("invalid cron `{}`: {e}", self.cron))
+    }
+
+    /// The first tick after `after`.
+    pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+        let tz = self.tz()?;
+        let t = self
+            .cron()?
+            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .map_err(|e| e.to_string())?;
+        Ok(t.with_timezone(&Utc))
+    }
+
+    /// The last tick at or before `at`.
+    fn previous(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let tz = self.tz().ok()?;
+        let t = self
+            .cron()
+            .ok()?
+            .find_previous_occurrence(&at.with_timezone(&tz), true)
+            .ok()?;
+        Some(t.with_timezone(&Utc))
+    }
+}
+
+/// Every schedule of the workflows in service and of the server config.
+pub(crate) fn specs(workflows: &[Arc<Workflow>], config: &crate::ServerConfig) -> Vec<Spec> {
+    let mut out = Vec::new();
+    for wf in workflows {
+        for (i, s) in wf.on.iter().flat_map(|o| &o.schedule).enumerate() {
+            out.push(Spec {
+                id: format!("{}#{i}", wf.name),
+                workflow: wf.name.clone(),
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone(),
+                overlap: s.overlap,
+                catch_up: s.catch_up,
+                jitter: s.jitter,
+                inputs: s.inputs.clone(),
+                error: None,
+            });
+        }
+    }
+    for (i, s) in config.schedules.iter().enumerate() {
+        let mut error = None;
+        let overlap = match s.overlap.as_deref() {
+            None | Some("skip") => OverlapPolicy::Skip,
+            Some("queue") => OverlapPolicy::Queue,
+            Some("cancel-previous") => OverlapPolicy::CancelPrevious,
+            Some("allow") => OverlapPolicy::Allow,
+            Some(other) => {
+                error = Some(format!(
+                    "overlap `{other}`: use skip, queue, cancel-previous or allow"
+                ));
+                OverlapPolicy::Skip
+            }
+        };
+        let catch_up = match s.catch_up.as_deref() {
+            None | Some("none") => false,
+            Some("latest") => true,
+            Some(other) => {
+                error = Some(format!("catch-up `{other}`: use none or latest"));
+                false
+            }
+        };
+        if !workflows.iter().any(|w| w.name == s.workflow) {
+            error = Some(format!(
+                "no workflow `{}` in the workflows directory",
+                s.workflow
+            ));
+        }
+        let inputs = s
+            .inputs
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
+        out.push(Spec {
+            id: format!("{}@config#{i}", s.workflow),
+            workflow: s.workflow.clone(),
+            cron: s.cron.clone(),
+            timezone: s.timezone.clone(),
+            overlap,
+            catch_up,
+            jitter: s.jitter,
+            inputs,
+            error,
+        });
+    }
+    for spec in &mut out {
+        if spec.error.is_none() {
+            spec.error = spec.tz().err().or_else(|| spec.cron().err());
+        }
+    }
+    out
+}
+
+impl Sched {
+    fn new(spec: Spec) -> Sched {
+        Sched {
+            spec,
+            next: None,
+            fire_at: None,
+            last_fire: None,
+            last_run: None,
+            last_result: None,
+            failures: 0,
+            paused: None,
+            queued: false,
+            running: Vec::new(),
+        }
+    }
+
+    /// Sets the next tick after `after`, with this tick's jitter.
+    fn arm(&mut self, after: DateTime<Utc>) {
+        if self.spec.error.is_some() {
+            self.next = None;
+            self.fire_at = None;
+            return;
+        }
+        match self.spec.next_after(after) {
+            Ok(t) => {
+                self.next = Some(t);
+                let jitter = self
+                    .spec
+                    .jitter
+                    .map(|j| rand::random_range(0..=j.as_millis() as u64))
+                    .unwrap_or(0);
+                self.fire_at = Some(t + chrono::Duration::milliseconds(jitter as i64));
+            }
+            Err(e) => {
+                self.spec.error = Some(e);
+                self.next = None;
+                self.fire_at = None;
+            }
+        }
+    }
+
+    pub(crate) fn info(&self) -> ScheduleInfo {
+        ScheduleInfo {
+            id: self.spec.id.clone(),
+            workflow: self.spec.workflow.clone(),
+            cron: self.spec.cron.clone(),
+            timezone: self.spec.timezone.clone().unwrap_or_else(|| "UTC".into()),
+            overlap: self.spec.overlap,
+            next_fire: if self.paused.is_some() {
+                None
+            } else {
+                self.fire_at
+            },
+            last_fire: self.last_fire,
+            last_run: self.last_run.clone(),
+            last_result: self.last_result.clone(),
+            consecutive_failures: self.failures,
+            paused: self.paused.clone(),
+            error: self.spec.error.clone(),
+            running: self.running.clone(),
+        }
+    }
+}
+
+impl Server {
+    /// Brings the schedules in line with the workflows in service: new ones are armed, changed
+    /// ones re-armed (keeping their history), removed ones dropped. `start_up`: the first call,
+    /// where `catch-up: latest` may fire a missed tick.
+    pub(crate) fn sync_schedules(self: &Arc<Self>, start_up: bool) -> Vec<String> {
+        let workflows: Vec<Arc<Workflow>> = self
+            .catalog
+            .read()
+            .unwrap()
+            .workflows()
+            .map(|l| l.workflow.clone())
+            .collect();
+        let mut specs = specs(&workflows, &self.config);
+        // A schedule must be able to start its runs: every required input given by the entry
+        // or the server's inputs file for the workflow.
+        for spec in &mut specs {
+            if spec.error.is_some() {
+                continue;
+            }
+            let Some(wf) = workflows.iter().find(|w| w.name == spec.workflow) else {
+                continue;
+            };
+            let mut raw = match self.config.workflow_inputs.get(&spec.workflow) {
+                Some(f) => match meridian_runner::inputs::from_file(f) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        spec.error = Some(e.to_string());
+                        continue;
+                    }
+                },
+                None => BTreeMap::new(),
+            };
+            raw.extend(spec.inputs.clone());
+            if let Err(e) = meridian_runner::check_inputs(wf, &raw) {
+                spec.error = Some(format!(
+                    "{e}; give it in the schedule's `inputs:` or in an inputs file for the workflow in the server config ([workflow.{}] inputs-file = …)",
+                    spec.workflow
+                ));
+            }
+        }
+        let now = Utc::now();
+        let mut catch_up = Vec::new();
+        let mut scheds = self.schedules.lock().unwrap();
+        let mut next: BTreeMap<String, Sched> = BTreeMap::new();
+        for spec in specs {
+            let sched = match scheds.remove(&spec.id) {
+                Some(mut old) if old.spec == spec => {
+                    old.spec = spec;
+                    old
+                }
+                Some(mut old) => {
+                    old.spec = spec;
+                    old.arm(now);
+                    old
+                }
+                None => {
+                    let mut s = Sched::new(spec);
+                    s.arm(now);
+                    if start_up && s.spec.catch_up && s.spec.error.is_none() {
+                        catch_up.push(s.spec.id.clone());
+                    }
+                    s
+                }
+            };
+            next.insert(sched.spec.id.clone(), sched);
+        }
+        *scheds = next;
+        drop(scheds);
+        // Which schedules missed a tick while the server was down: one after their last run.
+        let mut fire = Vec::new();
+        for id in catch_up {
+            let (spec, prev) = {
+                let scheds = self.schedules.lock().unwrap();
+                let Some(s) = scheds.get(&id) else { continue };
+                (s.spec.clone(), s.spec.previous(now))
+            };
+            let Some(prev) = prev else { continue };
+            match self.last_scheduled_run(&spec) {
+                Some(last) if last < prev => fire.push(id),
+                _ => {}
+            }
+        }
+        fire
+    }
+
+    /// When the schedule last started a run, from the journal (the last 1,000 runs).
+    fn last_scheduled_run(&self, spec: &Spec) -> Option<DateTime<Utc>> {
+        let journal = self.runner.journal();
+        let trigger = format!("schedule:{}", spec.id);
+        journal
+            .runs(1000)
+            .ok()?
+            .into_iter()
+            .filter(|r| r.workflow == spec.workflow)
+            .find(|r| {
+                journal
+                    .run(&r.id)
+                    .is_ok_and(|(rec, _)| rec.settings.trigger.as_deref() == Some(&trigger))
+            })
+            .and_then(|r| DateTime::from_timestamp_millis(r.created_at_ms))
+    }
+
+    /// The scheduler's loop: fires what is due, then sleeps until the next tick (at most
+    /// 200 ms, so a reload's new schedules are seen soon). Ends when the server drains.
+    pub(crate) async fn schedule_loop(self: Arc<Self>, catch_up: Vec<String>) {
+        for id in catch_up {
+            tracing::info!(schedule = %id, "firing the latest missed tick (catch-up: latest)");
+            self.fire(&id, None).await;
+        }
+        while !self.draining() {
+            let now = Utc::now();
+            let due: Vec<(String, DateTime<Utc>)> = {
+                let mut scheds = self.schedules.lock().unwrap();
+                let mut due = Vec::new();
+                for s in scheds.values_mut() {
+                    if let Some(at) = s.fire_at
+                        && at <= now
+                    {
+                        due.push((s.spec.id.clone(), at));
+                        let tick = s.next.unwrap_or(now);
+                        s.arm(tick.max(now - chrono::Duration::milliseconds(1)));
+                    }
+                }
+                due
+            };
+            for (id, at) in due {
+                let late = (Utc::now() - at).to_std().unwrap_or_default();
+                self.metrics.schedule_fired(late);
+                self.fire(&id, Some(at)).await;
+            }
+            let wait = {
+                let scheds = self.schedules.lock().unwrap();
+                scheds
+                    .values()
+                    .filter_map(|s| s.fire_at)
+                    .min()
+                    .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+                    .unwrap_or(Duration::from_millis(200))
+                    .min(Duration::from_millis(200))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.drain.cancelled() => break,
+            }
+        }
+    }
+
+    /// One tick of a schedule (or a `trigger`), under its overlap policy.
+    pub(crate) async fn fire(self: &Arc<Self>, id: &str, at: Option<DateTime<Utc>>) {
+        let (spec, running) = {
+            let mut scheds = self.schedules.lock().unwrap();
+            let Some(s) = scheds.get_mut(id) else { return };
+            if s.paused.is_some() || s.spec.error.is_some() {
+                return;
+            }
+            s.last_fire = Some(at.unwrap_or_else(Utc::now));
+            if !s.running.is_empty() {
+                match s.spec.overlap {
+                    OverlapPolicy::Skip => {
+                        s.last_result = Some(format!(
+                            "tick skipped: run {} was still going (overlap: skip)",
+                            s.running.join(", ")
+                        ));
+                        return;
+                    }
+                    OverlapPolicy::Queue => {
+                        s.queued = true;
+                        return;
+                    }
+                    OverlapPolicy::CancelPrevious | OverlapPolicy::Allow => {}
+                }
+            }
+            (s.spec.clone(), s.running.clone())
+        };
+        if spec.overlap == OverlapPolicy::CancelPrevious {
+            for run in running {
+                if let Err(e) = self.cancel_run(&run).await {
+                    tracing::warn!(schedule = %id, run = %run, "cannot cancel the previous run: {e}");
+                }
+            }
+        }
+        self.start_scheduled(&spec);
+    }
+
+    fn start_scheduled(self: &Arc<Self>, spec: &Spec) {
+        let started = self.start_run(StartRequest {
+            workflow: spec.workflow.clone(),
+            mode: Mode::Apply,
+            inputs: spec.inputs.clone(),
+            trigger: format!("schedule:{}", spec.id),
+            schedule: Some(spec.id.clone()),
+            idempotency_key: None,
+        });
+        let mut scheds = self.schedules.lock().unwrap();
+        let Some(s) = scheds.get_mut(&spec.id) else {
+            return;
+        };
+        match started {
+            Ok(run) => {
+                s.last_run = Some(run.clone());
+                if !s.running.contains(&run) {
+                    s.running.push(run);
+                }
+            }
+            Err(e) => {
+                s.last_result = Some(format!("could not start a run: {}", e.message));
+                s.failures += 1;
+                let paused = self.pause_if_failing(s);
+                drop(scheds);
+                if let Some(n) = paused {
+                    self.notifier.send(n);
+                }
+            }
+        }
+    }
+
+    /// A run a schedule started has ended.
+    pub(crate) fn schedule_run_ended(
+        self: &Arc<Self>,
+        id: &str,
+        run_id: &str,
+        status: RunStatus,
+        message: &str,
+    ) {
+        let mut scheds = self.schedules.lock().unwrap();
+        let Some(s) = scheds.get_mut(id) else { return };
+        s.running.retain(|r| r != run_id);
+        s.last_result = Some(match message.is_empty() {
+            true => format!("run {run_id}: {}", status.as_str()),
+            false => format!("run {run_id}: {}: {message}", status.as_str()),
+        });
+        let mut note = None;
+        match status {
+            RunStatus::Failed | RunStatus::TimedOut => {
+                s.failures += 1;
+                note = self.pause_if_failing(s);
+            }
+            RunStatus::Succeeded => s.failures = 0,
+            _ => {}
+        }
+        let queued = s.queued && s.running.is_empty() && s.paused.is_none();
+        if queued {
+            s.queued = false;
+        }
+        let spec = s.spec.clone();
+        drop(scheds);
+        if let Some(n) = note {
+            self.notifier.send(n);
+        }
+        if queued && !self.draining() {
+            self.start_scheduled(&spec);
+        }
+    }
+
+    fn pause_if_failing(&self, s: &mut Sched) -> Option<Note> {
+        let n = self.config.pause_after_failures;
+        if s.failures < n || s.paused.is_some() {
+            return None;
+        }
+        let why = format!(
+            "paused after {n} consecutive failed runs (last: {}); resume it with POST /api/v1/schedules/{}/resume",
+            s.last_result.as_deref().unwrap_or("-"),
+            s.spec.id
+        );
+        s.paused = Some(why.clone());
+        self.metrics.schedule_paused(&s.spec.id, true);
+        Some(Note::schedule(
+            "schedule.paused",
+            &s.spec.workflow,
+            &s.spec.id,
+            &why,
+        ))
+    }
+
+    /// Pauses (`by` a person) or resumes a schedule.
+    pub fn set_paused(&self, id: &str, by: Option<&str>) -> Result<ScheduleInfo, ApiError> {
+        let mut scheds = self.schedules.lock().unwrap();
+        let s = scheds
+            .get_mut(id)
+            .ok_or_else(|| ApiError::not_found(format!("no schedule `{id}`")))?;
+        match by {
+            Some(who) => s.paused = Some(format!("paused by {who}")),
+            None => {
+                s.paused = None;
+                s.failures = 0;
+                s.arm(Utc::now());
+            }
+        }
+        self.metrics.schedule_paused(id, s.paused.is_some());
+        Ok(s.info())
+    }
+
+    pub fn schedule_infos(&self) -> Vec<ScheduleInfo> {
+        self.schedules
+            .lock()
+            .unwrap()
+            .values()
+            .map(Sched::info)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(cron: &str, tz: Option<&str>) -> Spec {
+        Spec {
+            id: "w#0".into(),
+            workflow: "w".into(),
+            cron: cron.into(),
+            timezone: tz.map(str::to_string),
+            overlap: OverlapPolicy::Skip,
+            catch_up: false,
+            jitter: None,
+            inputs: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn ticks_follow_the_time_zone_and_seconds() {
+        let at = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // 03:00 in Berlin in summer (UTC+2) is 01:00 UTC.
+        let next = spec("0 3 * * *", Some("Europe/Berlin"))
+            .next_after(at)
+            .unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-07-01T01:00:00+00:00");
+        let next = spec("*/10 * * * * *", None).next_after(at).unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-07-01T00:00:10+00:00");
+    }
+
+    #[test]
+    fn jitter_delays_within_its_bound() {
+        let mut s = Sched::new(Spec {
+            jitter: Some(Duration::from_secs(5)),
+            ..spec("0 * * * *", None)
+        });
+        for _ in 0..50 {
+            s.arm(Utc::now());
+            let d = s.fire_at.unwrap() - s.next.unwrap();
+            assert!(d >= chrono::Duration::zero() && d <= chrono::Duration::seconds(5));
+        }
+    }
+
+    #[test]
+    fn a_bad_time_zone_in_the_server_config_is_said() {
+        let mut config = crate::ServerConfig::default();
+        config.schedules.push(crate::config::ExtraSchedule {
+            workflow: "nope".into(),
+            cron: "* * * * *".into(),
+            timezone: Some("Mars/Olympus".into()),
+            overlap: None,
+            catch_up: None,
+            jitter: None,
+            inputs: BTreeMap::new(),
+        });
+        let specs = specs(&[], &config);
+        assert!(
+            specs[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("no workflow `nope`")
+        );
+    }
+}
