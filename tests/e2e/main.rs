@@ -11,6 +11,7 @@ mod distributed;
 mod regressions;
 mod resume;
 mod scaffold;
+mod serve;
 mod support;
 mod vendors;
 mod workflows;

@@ -84,6 +84,9 @@ pub enum Command {
     /// The local multi-region lab (real PostgreSQL and PowerDNS, gateway emulators).
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Run as a service: workflows of a directory on their schedules, an HTTP API with
+    /// approvals, webhooks and metrics.
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Args, Debug, Clone)]

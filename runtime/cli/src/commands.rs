@@ -47,6 +47,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             max_concurrent,
             new_key,
         } => worker(&ctx, id, max_concurrent, new_key).await,
+        Command::Serve(args) => crate::serve::serve(&ctx, args).await,
     }
 }
 
@@ -63,7 +64,7 @@ impl Ctx {
     }
 
     /// A runner over this invocation's journal and step executor.
-    async fn runner(&self) -> anyhow::Result<Runner> {
+    pub(crate) async fn runner(&self) -> anyhow::Result<Runner> {
         let steps = match self.store.as_deref() {
             Some(url) if crate::store::is_postgres(url) => {
                 StepRunner::Remote(self.step_executor().await?)

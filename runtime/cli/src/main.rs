@@ -9,6 +9,7 @@ mod lab;
 mod report;
 mod runs;
 mod scaffold;
+mod serve;
 mod store;
 mod view;
 
@@ -62,10 +63,15 @@ fn main() -> ExitCode {
             });
         }
     };
+    // A server reports what it does (loads, reloads, fires, resumes); a command only errors.
+    let quiet = match cli.command {
+        cli::Command::Serve(_) => "error,meridian_server=info",
+        _ => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,0 +1,579 @@
+//! `meridian serve` through the binary: the API with roles and approvals, idempotent starts,
+//! the event stream, webhooks (each once, signed), schedules (fire, overlap, pause after
+//! failures), reloads that keep the previous version, and a restart that resumes a run.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::Scratch;
+
+/// A `meridian serve` process on a free loopback port; killed and reaped on drop.
+struct Served {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Served {
+    fn start(s: &Scratch, args: &[&str]) -> Served {
+        Served::spawn(s.cmd(), args)
+    }
+
+    /// `meridian serve --listen 127.0.0.1:0 ARGS…` from a prepared command (its environment).
+    fn spawn(mut cmd: std::process::Command, args: &[&str]) -> Served {
+        let mut child = cmd
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("meridian: serving ") {
+                    let _ = tx.send(addr.to_string());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
+        Served { child, base, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A request with an optional bearer token; (status, JSON body).
+async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Json>) -> (u16, Json) {
+    call_with(method, url, token, body, &[]).await
+}
+
+async fn call_with(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Json>,
+    headers: &[(&str, &str)],
+) -> (u16, Json) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Json::String(text)),
+    )
+}
+
+/// Polls `url` until `done` holds (at most `limit`).
+async fn until(
+    url: &str,
+    token: Option<&str>,
+    limit: Duration,
+    done: impl Fn(&Json) -> bool,
+) -> Json {
+    let start = Instant::now();
+    loop {
+        let (_, body) = call("GET", url, token, None).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(start.elapsed() < limit, "{url} never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Received webhook calls: (headers lower-cased, body).
+type Calls = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
+
+/// A loopback HTTP receiver that answers 200 to every POST and records it.
+async fn receiver() -> (String, Calls) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let calls: Calls = Arc::default();
+    let rec = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let headers: Vec<(String, String)> = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k == "content-length")
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                    rec.lock().unwrap().push((headers, body));
+                    let _ = sock
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, calls)
+}
+
+fn sha(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+const GATED: &str = r#"
+name: gated
+steps:
+  - id: before
+    uses: hello
+  - id: promote
+    uses: hello
+    needs: before
+    approval: {message: "promote the standby?"}
+"#;
+
+#[test]
+fn the_api_starts_streams_and_an_approver_approves() {
+    let s = Scratch::new();
+    s.write("wf/gated.yaml", GATED);
+    s.write(
+        "tokens.toml",
+        &format!(
+            "[[token]]\nname = \"vic\"\nsha256 = \"{}\"\n\n[[token]]\nname = \"olga\"\nroles = [\"operator\"]\nsha256 = \"{}\"\n\n[[token]]\nname = \"alice\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n",
+            sha("viewer-token"),
+            sha("operator-token"),
+            sha("approver-token")
+        ),
+    );
+    let rt = rt();
+    let (hook, calls) = rt.block_on(receiver());
+    s.write(
+        "meridian.toml",
+        &format!(
+            "workflows = \"wf\"\ntokens = \"tokens.toml\"\n\n[[notify]]\nurl = \"{hook}\"\nsecret-env = \"HOOK_KEY\"\n"
+        ),
+    );
+    // The HMAC key comes from the server's environment.
+    let mut cmd = s.cmd();
+    cmd.env("HOOK_KEY", "k3y");
+    let served = Served::spawn(cmd, &["--config", "meridian.toml"]);
+    rt.block_on(async {
+        let (code, body) = call("GET", &served.url("/api/v1/runs"), None, None).await;
+        assert_eq!(code, 401, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Bearer")
+        );
+        let (code, _) = call("GET", &served.url("/api/v1/runs"), Some("nope"), None).await;
+        assert_eq!(code, 401);
+
+        // A viewer cannot start a run.
+        let start = json!({"workflow": "gated"});
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            Some("viewer-token"),
+            Some(start.clone()),
+        )
+        .await;
+        assert_eq!(code, 403, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("operator")
+        );
+
+        // The same Idempotency-Key twice starts one run.
+        let key = [("Idempotency-Key", "deploy-42")];
+        let (code, first) = call_with(
+            "POST",
+            &served.url("/api/v1/runs"),
+            Some("operator-token"),
+            Some(start.clone()),
+            &key,
+        )
+        .await;
+        assert_eq!(code, 202, "{first}");
+        let (code, second) = call_with(
+            "POST",
+            &served.url("/api/v1/runs"),
+            Some("operator-token"),
+            Some(start),
+            &key,
+        )
+        .await;
+        assert_eq!(code, 202);
+        assert_eq!(first["id"], second["id"]);
+        let id = first["id"].as_str().unwrap().to_string();
+
+        let run_url = served.url(&format!("/api/v1/runs/{id}"));
+        let run = until(
+            &run_url,
+            Some("viewer-token"),
+            Duration::from_secs(60),
+            |b| b["summary"]["status"] == "awaiting-approval",
+        )
+        .await;
+        assert_eq!(run["waiting_for_approval"], json!(["promote"]));
+        let (_, list) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=gated"),
+            Some("viewer-token"),
+            None,
+        )
+        .await;
+        assert_eq!(list["total"], 1, "{list}");
+
+        // Only an approver approves; the gate must be the one waiting.
+        let approve = json!({"decision": "approve", "comment": "go"});
+        let gate = served.url(&format!("/api/v1/runs/{id}/approvals/promote"));
+        let (code, _) = call("POST", &gate, Some("viewer-token"), Some(approve.clone())).await;
+        assert_eq!(code, 403);
+        let (code, _) = call("POST", &gate, Some("operator-token"), Some(approve.clone())).await;
+        assert_eq!(code, 403);
+        let wrong = served.url(&format!("/api/v1/runs/{id}/approvals/before"));
+        let (code, body) = call(
+            "POST",
+            &wrong,
+            Some("approver-token"),
+            Some(approve.clone()),
+        )
+        .await;
+        assert_eq!(code, 409, "{body}");
+        let (code, body) = call("POST", &gate, Some("approver-token"), Some(approve)).await;
+        assert_eq!(code, 202, "{body}");
+
+        // The stream replays the journal and ends with the run.
+        let stream = reqwest::Client::new()
+            .get(served.url(&format!("/api/v1/runs/{id}/stream")))
+            .bearer_auth("viewer-token")
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(stream.contains("event: approval-granted"), "{stream}");
+        assert!(stream.contains("event: end\ndata: succeeded"), "{stream}");
+
+        let (_, run) = call("GET", &run_url, Some("viewer-token"), None).await;
+        assert_eq!(run["summary"]["status"], "succeeded");
+
+        // Webhooks: each notification once, signed with the key.
+        let start = Instant::now();
+        loop {
+            let kinds: Vec<String> = calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, b)| {
+                    serde_json::from_str::<Json>(b).unwrap()["kind"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            if kinds.contains(&"run.succeeded".to_string()) {
+                let mut sorted = kinds.clone();
+                sorted.sort();
+                assert_eq!(
+                    sorted,
+                    ["run.awaiting-approval", "run.started", "run.succeeded"],
+                    "{kinds:?}"
+                );
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "webhooks: {kinds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (headers, body) in calls.lock().unwrap().iter() {
+            let sig = headers
+                .iter()
+                .find(|(k, _)| k == "x-meridian-signature")
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                sig,
+                Some(meridian_server::notify::signature(b"k3y", body.as_bytes()))
+            );
+        }
+    });
+    // The approval is journaled with who gave it; the CLI reads the served run.
+    let (list, _) = crate::support::expect_code(&s.run(&["--json", "runs", "list"]), 0);
+    let id = serde_json::from_str::<Json>(&list).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, _) = crate::support::expect_code(&s.run(&["runs", "show", &id]), 0);
+    assert!(out.contains("promote: approved (alice: go)"), "{out}");
+    drop(served);
+}
+
+#[test]
+fn schedules_fire_skip_overlaps_and_pause_after_failures() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("wf/sleeper.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "wf/tick.yaml",
+        "name: tick\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    // Each run takes 2.5 s and a tick comes every second: overlap skip lets one run at a time.
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\non:\n  schedule:\n    - {cron: \"* * * * * *\", overlap: skip}\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 2500}}\n",
+    );
+    // Times out every time: paused after two failures.
+    s.write(
+        "wf/broken.yaml",
+        "name: broken\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: ./sleeper.wasm, timeout: 50ms, with: {ms: 5000}}\n",
+    );
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\npause-after-failures = 2\n",
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let rt = rt();
+    rt.block_on(async {
+        let url = served.url("/api/v1/schedules");
+        let paused = until(&url, None, Duration::from_secs(60), |b| {
+            b["schedules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == "broken#0" && s["paused"].is_string())
+        })
+        .await;
+        let broken = paused["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "broken#0")
+            .unwrap()
+            .clone();
+        assert!(
+            broken["paused"]
+                .as_str()
+                .unwrap()
+                .contains("2 consecutive failed runs"),
+            "{broken}"
+        );
+        assert_eq!(broken["next_fire"], Json::Null);
+        // Let more ticks pass: a paused schedule stays paused and starts nothing.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let (_, runs) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=broken"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(runs["total"], 2, "{runs}");
+
+        let (_, runs) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=tick&status=succeeded"),
+            None,
+            None,
+        )
+        .await;
+        assert!(runs["total"].as_u64().unwrap() >= 3, "{runs}");
+
+        let (_, all) = call("GET", &url, None, None).await;
+        let slow = all["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "slow#0")
+            .unwrap()
+            .clone();
+        let (_, runs) = call("GET", &served.url("/api/v1/runs?workflow=slow"), None, None).await;
+        let ran = runs["runs"].as_array().unwrap();
+        let overlapping = ran.iter().filter(|r| r["status"] == "running").count();
+        assert!(overlapping <= 1, "{runs}");
+        assert!(!ran.is_empty());
+        // Over ~5 s of ticks, 2.5 s runs one at a time: a few runs, not one per tick.
+        assert!(ran.len() <= 3, "{runs}");
+        assert!(
+            slow["last_result"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("skipped")
+                || ran.len() >= 2,
+            "{slow}"
+        );
+
+        // Resume it: it fires again.
+        let (code, info) = call(
+            "POST",
+            &served.url("/api/v1/schedules/broken%230/resume"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{info}");
+        assert_eq!(info["paused"], Json::Null);
+
+        let (code, metrics) = call("GET", &served.url("/metrics"), None, None).await;
+        assert_eq!(code, 200);
+        let metrics = metrics.as_str().unwrap().to_string();
+        assert!(
+            metrics.contains("meridian_schedule_lateness_seconds_count"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("meridian_runs{state=\"failed\"}"),
+            "{metrics}"
+        );
+    });
+    let log = served.log();
+    drop(served);
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_previous_version_and_a_restart_resumes() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("wf/sleeper.wasm"),
+    )
+    .unwrap();
+    let slow = "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1500}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 1500}}\n";
+    s.write("wf/slow.yaml", slow);
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\nreload-interval = \"100ms\"\n",
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let rt = rt();
+    let id = rt.block_on(async {
+        // A broken edit: reported with file:line:col, the previous version serves on.
+        s.write("wf/slow.yaml", &slow.replace("needs: a", "needz: a"));
+        let wfs = until(
+            &served.url("/api/v1/workflows"),
+            None,
+            Duration::from_secs(20),
+            |b| b["workflows"][0]["valid"] == false,
+        )
+        .await;
+        let err = wfs["workflows"][0]["error"].as_str().unwrap();
+        assert!(err.contains("slow.yaml:4:"), "{err}");
+        assert_eq!(wfs["workflows"][0]["name"], "slow");
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "slow"})),
+        )
+        .await;
+        assert_eq!(code, 202, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    });
+    // Kill the server while the run is in step a or b.
+    std::thread::sleep(Duration::from_millis(800));
+    drop(served);
+    // Restore the file (a resume refuses a changed workflow), then start again.
+    s.write("wf/slow.yaml", slow);
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    rt.block_on(async {
+        let run = until(
+            &served.url(&format!("/api/v1/runs/{id}")),
+            None,
+            Duration::from_secs(60),
+            |b| b["summary"]["status"] != "running",
+        )
+        .await;
+        assert_eq!(run["summary"]["status"], "succeeded", "{run}");
+    });
+    assert!(
+        served.log().contains("resuming an interrupted run"),
+        "{}",
+        served.log()
+    );
+}
+
+#[test]
+fn without_tokens_it_refuses_to_listen_beyond_loopback() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    let o = s.run(&["serve", "--workflows", "wf", "--listen", "0.0.0.0:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("without a tokens file"), "{err}");
+}
