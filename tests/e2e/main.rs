@@ -8,6 +8,7 @@
 
 mod cli;
 mod distributed;
+mod pipes;
 mod regressions;
 mod resume;
 mod scaffold;

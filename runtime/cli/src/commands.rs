@@ -16,6 +16,7 @@ use meridian_store::StoreError;
 use serde_json::json;
 
 use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, StepsCmd};
+use crate::out::{errln, outln};
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
 use meridian_host::WasmExecutor;
@@ -150,7 +151,7 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: cannot read {}: {e}", f.display());
+                errln!("error: cannot read {}: {e}", f.display());
                 errors += 1;
                 continue;
             }
@@ -159,7 +160,7 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
         let Some(wf) = wf.filter(|_| !diags.has_errors()) else {
             errors += diags.error_count();
             warnings += diags.warning_count();
-            eprintln!("{diags}");
+            errln!("{diags}");
             out.push(json!({"file": f, "valid": false, "diagnostics": diags.as_slice()}));
             continue;
         };
@@ -187,18 +188,18 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
         errors += e;
         warnings += diags.warning_count();
         if !diags.is_empty() {
-            eprintln!("{diags}");
+            errln!("{diags}");
         }
         out.push(json!({"file": f, "valid": e == 0, "diagnostics": diags.as_slice()}));
         if e == 0 && !ctx.json {
-            println!("{}: ok ({} steps)", f.display(), wf.steps.len());
+            outln!("{}: ok ({} steps)", f.display(), wf.steps.len())?;
         }
     }
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     }
     if errors > 0 {
-        eprintln!("{errors} error(s), {warnings} warning(s)");
+        errln!("{errors} error(s), {warnings} warning(s)");
         return Ok(exit::INVALID);
     }
     Ok(exit::OK)
@@ -211,7 +212,7 @@ impl Approver for TerminalApprover {
         let prompt = format!("\n{}\napprove step `{step}`? [y/N] ", safe(message));
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                eprint!("{prompt}");
+                crate::out::err(&prompt);
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).is_ok()
                     && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
@@ -286,9 +287,9 @@ fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
         if let (Some(d), Some(o)) = (&done.drill, out.as_object_mut()) {
             o.insert("drill".into(), serde_json::to_value(d)?);
         }
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        print_summary(&done.workflow, &done.report, done.drill.as_ref());
+        print_summary(&done.workflow, &done.report, done.drill.as_ref())?;
     }
     Ok(match done.report.status {
         RunStatus::Succeeded => exit::OK,
@@ -300,9 +301,9 @@ fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
     })
 }
 
-fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
-    println!();
-    println!("{} — run {} ({:?})", wf.name, r.run_id, r.mode);
+fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> anyhow::Result<()> {
+    outln!()?;
+    outln!("{} — run {} ({:?})", wf.name, r.run_id, r.mode)?;
     for s in &r.steps {
         for l in &s.legs {
             let id = view::leg_id(&s.id, &l.key);
@@ -312,22 +313,22 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
                 .map(|e| format!("  {}", safe(&e.to_string())))
                 .unwrap_or_default();
             let reused = if l.reused { "  (from journal)" } else { "" };
-            println!(
+            outln!(
                 "  {:<10} {:<28} {:>9}  attempts {}{reused}{err}",
                 l.outcome.as_str(),
                 id,
                 fmt_dur(l.duration),
                 l.attempts
-            );
+            )?;
         }
         if s.legs.is_empty() {
-            println!(
+            outln!(
                 "  {:<10} {:<28} {:>9}  {}",
                 s.outcome.as_str(),
                 s.id,
                 "",
                 safe(s.reason.as_deref().unwrap_or_default())
-            );
+            )?;
         }
     }
     if r.mode == Mode::Plan {
@@ -348,25 +349,25 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
             .collect();
         let complete = r.status == RunStatus::Succeeded;
         match (changes.is_empty(), complete) {
-            (_, true) => println!("\nplan (changes that `meridian run` would make):"),
-            (true, false) => println!(
+            (_, true) => outln!("\nplan (changes that `meridian run` would make):"),
+            (true, false) => outln!(
                 "\nplan incomplete: the run {} before every step was planned; no changes were recorded",
                 r.status.as_str()
             ),
-            (false, false) => println!(
+            (false, false) => outln!(
                 "\nplan incomplete: the run {} before every step was planned; changes recorded so far:",
                 r.status.as_str()
             ),
-        }
+        }?;
         for c in &changes {
-            println!("{c}");
+            outln!("{c}")?;
         }
         if changes.is_empty() && complete {
-            println!("  no changes");
+            outln!("  no changes")?;
         }
     }
     for c in &r.compensations {
-        println!(
+        outln!(
             "  compensated {} → {}{}",
             view::leg_id(&c.step, &c.leg),
             c.outcome.as_str(),
@@ -374,17 +375,17 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
                 .as_ref()
                 .map(|e| format!(": {}", safe(&e.to_string())))
                 .unwrap_or_default()
-        );
+        )?;
     }
     if let Some(d) = drill {
-        println!("\n{}", drill_lines(d));
+        outln!("\n{}", drill_lines(d))?;
     }
-    println!(
+    outln!(
         "\nrun {}: {} in {}",
         r.status.as_str(),
         safe(&r.message),
         fmt_dur(r.duration)
-    );
+    )
 }
 
 /// The drill's figures as the table the README shows.
@@ -430,9 +431,9 @@ async fn resume(
     };
     match runner.resume(run_id, resume).await.map_err(fail)? {
         Resumed::AlreadySucceeded => {
-            println!(
+            outln!(
                 "run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)"
-            );
+            )?;
             Ok(exit::OK)
         }
         Resumed::Ran(done) => report(ctx, &done),
@@ -451,10 +452,10 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
         }
     }
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
         for r in rows {
-            println!(
+            outln!(
                 "{:<18} {:<8} {}",
                 r["name"].as_str().unwrap_or(""),
                 r["version"].as_str().unwrap_or(""),
@@ -462,7 +463,7 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
                     .as_str()
                     .or(r["error"].as_str())
                     .unwrap_or("")
-            );
+            )?;
         }
     }
     Ok(exit::OK)
@@ -477,7 +478,7 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
         .manifest(&component)
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
-    println!("{}", serde_json::to_string_pretty(&m)?);
+    outln!("{}", serde_json::to_string_pretty(&m)?)?;
     Ok(exit::OK)
 }
 
@@ -490,7 +491,7 @@ async fn worker(
     new_key: bool,
 ) -> anyhow::Result<u8> {
     if new_key {
-        println!("{}", meridian_distributed::TaskKey::generate().to_hex());
+        outln!("{}", meridian_distributed::TaskKey::generate().to_hex())?;
         return Ok(exit::OK);
     }
     let Some(url) = ctx.store.as_deref().filter(|u| u.starts_with("postgres")) else {
@@ -525,7 +526,7 @@ async fn worker(
     // a step saved on another worker, or before a coordinator was killed.
     let journal = ctx.journal()?;
     exec.set_kv_source(Arc::new(move |run: &str| journal.kv(run)));
-    eprintln!("worker {id}: taking steps from the queue (Ctrl-C to stop)");
+    errln!("worker {id}: taking steps from the queue (Ctrl-C to stop)");
     meridian_distributed::run_worker(
         url,
         &id,

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod lab;
+mod out;
 mod report;
 mod runs;
 mod scaffold;
@@ -69,16 +70,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match try_main(cli) {
+    match try_main(cli).and_then(|code| out::flush().map(|()| code)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 if !exit.message.is_empty() {
-                    eprintln!("{}", exit.message);
+                    out::err(&format!("{}\n", exit.message));
                 }
                 return ExitCode::from(exit.code);
             }
-            eprintln!("error: {e:#}");
+            out::err(&format!("error: {e:#}\n"));
             ExitCode::from(exit::INTERNAL)
         }
     }

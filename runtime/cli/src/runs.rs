@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::cli::RunsCmd;
 use crate::commands::{Ctx, safe, store_fail};
+use crate::out::{errln, outln};
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
 
@@ -23,18 +24,18 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
     let journal = ctx.journal()?;
     let runs = journal.runs(limit).map_err(store_fail)?;
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?)?;
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!("no runs yet in {}", journal.describe());
+        outln!("no runs yet in {}", journal.describe())?;
     }
     for r in runs {
         let took = r
             .finished_at_ms
             .map(|f| fmt_dur(Duration::from_millis((f - r.created_at_ms).max(0) as u64)))
             .unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<22} {:<18} {:<6} {:>9}  {}  {}",
             r.id,
             r.status.as_str(),
@@ -42,7 +43,7 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
             took,
             r.workflow,
             r.message.unwrap_or_default()
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -54,45 +55,45 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     if let Some(path) = html {
         std::fs::write(path, crate::report::html(&record, &summary, &events))
             .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
-        eprintln!("wrote {}", path.display());
+        errln!("wrote {}", path.display());
     }
     let legs = journal.legs(run_id).map_err(store_fail)?;
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "run": record, "summary": summary, "events": events, "legs": legs,
             }))?
-        );
+        )?;
         return Ok(exit::OK);
     }
-    println!(
+    outln!(
         "run {} — {} ({})",
         record.id,
         record.workflow,
         record.mode.as_str()
-    );
-    println!("  workflow: {}", record.workflow_path);
-    println!(
+    )?;
+    outln!("  workflow: {}", record.workflow_path)?;
+    outln!(
         "  status:   {} {}",
         summary.status.as_str(),
         safe(summary.message.as_deref().unwrap_or_default())
-    );
-    println!("  inputs:   {}", record.inputs);
-    println!("timeline:");
+    )?;
+    outln!("  inputs:   {}", record.inputs)?;
+    outln!("timeline:")?;
     let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
     for e in &events {
         let Some(line) = view::describe(&e.event) else {
             continue;
         };
-        println!(
+        outln!(
             "  +{:>8}  {line}",
             fmt_dur(Duration::from_millis((e.at_ms - t0).max(0) as u64))
-        );
+        )?;
     }
-    println!("outputs:");
+    outln!("outputs:")?;
     for l in legs {
-        println!(
+        outln!(
             "  {} [{}] {}",
             view::leg_id(&l.step, &l.leg),
             l.outcome.as_str(),
@@ -101,7 +102,7 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| l.output.to_string())
             )
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -113,14 +114,14 @@ fn prune(ctx: &Ctx, older_than: &str) -> anyhow::Result<u8> {
     let journal = ctx.journal()?;
     let n = journal.prune(age).map_err(store_fail)?;
     if ctx.json {
-        println!("{}", json!({ "pruned": n }));
+        outln!("{}", json!({ "pruned": n }))?;
     } else {
-        println!(
+        outln!(
             "pruned {n} run{} that ended at least {} ago from {}",
             if n == 1 { "" } else { "s" },
             older_than.trim(),
             journal.describe()
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -130,16 +131,16 @@ fn check(ctx: &Ctx) -> anyhow::Result<u8> {
     let journal = ctx.journal()?;
     let problems = journal.check().map_err(store_fail)?;
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             json!({ "journal": journal.describe(), "problems": problems })
-        );
+        )?;
     } else if problems.is_empty() {
-        println!("{}: ok", journal.describe());
+        outln!("{}: ok", journal.describe())?;
     } else {
-        println!("{}: {} problem(s)", journal.describe(), problems.len());
+        outln!("{}: {} problem(s)", journal.describe(), problems.len())?;
         for p in &problems {
-            println!("  {p}");
+            outln!("  {p}")?;
         }
     }
     Ok(if problems.is_empty() {
