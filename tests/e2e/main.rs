@@ -8,6 +8,7 @@
 
 mod cli;
 mod distributed;
+mod output;
 mod pipes;
 mod regressions;
 mod resume;

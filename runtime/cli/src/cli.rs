@@ -153,7 +153,8 @@ pub enum RunsCmd {
 pub enum StepsCmd {
     /// Built-in steps with their descriptions.
     List,
-    /// A step's manifest: inputs, outputs, grants it needs.
+    /// A step's inputs and outputs (types, descriptions), the grants it needs, plan and
+    /// compensate support; with --json its manifest with the full JSON Schemas.
     Show {
         /// A built-in name or a path to a component.
         step: String,

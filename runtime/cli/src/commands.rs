@@ -123,6 +123,14 @@ pub(crate) fn safe(s: &str) -> std::borrow::Cow<'_, str> {
     meridian_protocol::text::for_terminal(s, "      ")
 }
 
+/// Where the text of a summary row starts (`  success    `).
+const ROW_INDENT: &str = "             ";
+
+/// Text a step produced, escaped, its continuation lines starting with `indent`.
+pub(crate) fn indented<'a>(s: &'a str, indent: &str) -> std::borrow::Cow<'a, str> {
+    meridian_protocol::text::for_terminal(s, indent)
+}
+
 /// A runner error as the CLI reports it: the user's mistakes exit 2, the host's exit 5.
 fn fail(e: RunnerError) -> anyhow::Error {
     let usage = e.is_usage();
@@ -304,22 +312,23 @@ fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
 fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> anyhow::Result<()> {
     outln!()?;
     outln!("{} — run {} ({:?})", wf.name, r.run_id, r.mode)?;
+    let mut run = view::RunContext::new(&r.run_id);
     for s in &r.steps {
         for l in &s.legs {
             let id = view::leg_id(&s.id, &l.key);
-            let err = l
-                .error
-                .as_ref()
-                .map(|e| format!("  {}", safe(&e.to_string())))
-                .unwrap_or_default();
             let reused = if l.reused { "  (from journal)" } else { "" };
             outln!(
-                "  {:<10} {:<28} {:>9}  attempts {}{reused}{err}",
+                "  {:<10} {:<28} {:>9}  attempts {}{reused}",
                 l.outcome.as_str(),
                 id,
                 fmt_dur(l.duration),
                 l.attempts
             )?;
+            // An error on its own lines under the step's name, every line indented alike.
+            if let Some(e) = &l.error {
+                outln!("{ROW_INDENT}{}", indented(&e.to_string(), ROW_INDENT))?;
+            }
+            run.leg(id, l.outcome);
         }
         if s.legs.is_empty() {
             outln!(
@@ -381,10 +390,10 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> 
         outln!("\n{}", drill_lines(d))?;
     }
     outln!(
-        "\nrun {}: {} in {}",
+        "\nrun {} in {}: {}",
         r.status.as_str(),
-        safe(&r.message),
-        fmt_dur(r.duration)
+        fmt_dur(r.duration),
+        indented(&run.message(r.status, &r.message), "  ")
     )
 }
 
@@ -478,7 +487,11 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
         .manifest(&component)
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
-    outln!("{}", serde_json::to_string_pretty(&m)?)?;
+    if ctx.json {
+        outln!("{}", serde_json::to_string_pretty(&m)?)?;
+    } else {
+        crate::out::write(format_args!("{}", crate::manifest::summary(&m, step)))?;
+    }
     Ok(exit::OK)
 }
 

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod lab;
+mod manifest;
 mod out;
 mod report;
 mod runs;
