@@ -8,6 +8,7 @@
 
 mod cli;
 mod distributed;
+mod limits;
 mod output;
 mod pipes;
 mod regressions;

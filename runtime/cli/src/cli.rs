@@ -93,7 +93,8 @@ pub struct RunArgs {
     /// An input, `name=value` (repeatable).
     #[arg(short, long = "input", value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
-    /// Inputs from a JSON or YAML file (a map); `--input` wins. `meridian lab up` writes one.
+    /// Inputs from a JSON or YAML file (a map, at most 1 MiB); `--input` wins. `meridian lab up`
+    /// writes one.
     #[arg(long, value_name = "FILE")]
     pub inputs_file: Option<PathBuf>,
     /// Approve a gated step up front (repeatable).
@@ -102,8 +103,9 @@ pub struct RunArgs {
     /// Steps (legs) running at once.
     #[arg(long)]
     pub max_parallel: Option<usize>,
-    /// Secrets file: `NAME=value` lines (`#` comments). `MERIDIAN_SECRET_<NAME>` env vars win.
-    #[arg(long)]
+    /// Secrets file in dotenv form: `NAME=value` or `export NAME=value` lines, quotes, `#`
+    /// comments; at most 1 MiB. `MERIDIAN_SECRET_<NAME>` env vars win.
+    #[arg(long, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
     /// Whole-run timeout, overriding the workflow's `timeout:` (e.g. 10m).
     #[arg(long)]

@@ -156,10 +156,15 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
     let mut warnings = 0usize;
     let mut out = Vec::new();
     for f in files {
-        let text = match std::fs::read_to_string(f) {
+        // Any file, a device or a FIFO, read with the model's cap.
+        let text = match meridian_runner::files::read_capped(
+            f,
+            "workflow",
+            meridian_runner::files::WORKFLOW_LIMIT,
+        ) {
             Ok(t) => t,
             Err(e) => {
-                errln!("error: cannot read {}: {e}", f.display());
+                errln!("error: {e}");
                 errors += 1;
                 continue;
             }
@@ -248,6 +253,8 @@ fn view_for(json: bool, live: bool, wf: &Workflow) -> Arc<dyn EventSink> {
 }
 
 async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
+    // Size and kind from the metadata, before `load` reads the file whole.
+    meridian_runner::files::check_workflow_file(&args.file).map_err(fail)?;
     let wf = meridian_runner::load(&args.file).map_err(fail)?;
     // A shared inputs file (the lab's) may describe more than this workflow declares; a name
     // given with --input must be declared.
