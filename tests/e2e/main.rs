@@ -8,6 +8,7 @@
 
 mod cli;
 mod distributed;
+mod lab;
 mod limits;
 mod output;
 mod pipes;

@@ -176,7 +176,7 @@ pub enum NewCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum LabCmd {
-    /// Start the lab (idempotent).
+    /// Start the lab (idempotent while it runs; after `down` or a crash, a fresh lab).
     Up {
         #[arg(long, default_value = "eu,us", value_delimiter = ',')]
         regions: Vec<String>,
@@ -186,7 +186,7 @@ pub enum LabCmd {
         #[arg(long)]
         with_moto: bool,
     },
-    /// What runs, where.
+    /// What runs, where; exit 1 when the lab or any part of it is down.
     Status {
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,

@@ -40,7 +40,25 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
         LabCmd::Status { dir } => {
             let state = meridian_lab::status(&dir).map_err(fail)?;
             print_state(&state, json_out)?;
-            Ok(exit::OK)
+            // Scripts and health checks read the exit code: anything down is a failure.
+            let problems = state.problems();
+            if problems.is_empty() {
+                return Ok(exit::OK);
+            }
+            let mut message = format!("error: the lab in {} is not healthy:", dir.display());
+            for p in &problems {
+                message.push_str("\n  ");
+                message.push_str(p);
+            }
+            message.push_str(
+                "\n  = help: `meridian lab region NAME start` brings a region back; \
+                 `meridian lab down` then `meridian lab up` starts a fresh lab",
+            );
+            Err(Exit {
+                code: exit::FAILED,
+                message,
+            }
+            .into())
         }
         LabCmd::Down { dir } => {
             meridian_lab::down(&dir).map_err(fail)?;
