@@ -136,3 +136,35 @@ fn errors_are_prefixed_once() {
         );
     }
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_definitions() {
+    let s = Scratch::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _meridian"),
+        ("zsh", "#compdef meridian"),
+        ("fish", "complete -c meridian"),
+    ] {
+        let (out, _) = expect_code(&s.run(&["completions", shell]), 0);
+        assert!(out.contains(marker), "{shell}: {out}");
+        assert!(out.contains("secrets-file"), "{shell}: {out}");
+    }
+    expect_code(&s.run(&["completions", "tcsh"]), 2);
+
+    let (out, _) = expect_code(&s.run(&["man"]), 0);
+    assert!(out.contains(".TH meridian 1"), "{out}");
+    assert!(out.contains("\\-\\-state\\-dir"), "{out}");
+    let (out, _) = expect_code(&s.run(&["man", "runs", "list"]), 0);
+    assert!(out.contains(".TH meridian-runs-list 1"), "{out}");
+    assert!(out.contains("How many runs"), "{out}");
+    let (_, err) = expect_code(&s.run(&["man", "runs", "nope"]), 2);
+    assert!(
+        err.contains("`meridian runs nope` is not a command"),
+        "{err}"
+    );
+
+    expect_code(&s.run(&["man", "--dir", "pages"]), 0);
+    for page in ["meridian.1", "meridian-run.1", "meridian-lab-up.1"] {
+        assert!(s.path().join("pages").join(page).is_file(), "{page}");
+    }
+}

@@ -42,7 +42,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
-        Command::Lab(_) => unreachable!("handled before the runtime starts"),
+        Command::Lab(_) | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Worker {
             id,
             max_concurrent,

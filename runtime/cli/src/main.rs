@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod docs;
 mod lab;
 mod manifest;
 mod out;
@@ -88,8 +89,11 @@ fn main() -> ExitCode {
 
 fn try_main(cli: cli::Cli) -> anyhow::Result<u8> {
     // The lab's calls block and its daemon builds its own runtime: no runtime of ours around them.
-    if let cli::Command::Lab(cmd) = cli.command {
-        return lab::run(cmd, cli.json);
+    match cli.command {
+        cli::Command::Lab(cmd) => return lab::run(cmd, cli.json),
+        cli::Command::Completions { shell } => return docs::completions(shell),
+        cli::Command::Man { command, dir } => return docs::man(&command, dir.as_deref()),
+        _ => {}
     }
     // A run is one scheduler and I/O-bound steps: one thread avoids a cross-thread wake-up per
     // step (30 µs instead of 62 µs of overhead per no-op step, see the README's benchmarks).

@@ -21,6 +21,14 @@ pub fn write(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     out.write_fmt(args).map_err(|e| failed(&e))
 }
 
+/// Writes raw bytes (a generated script or page) to stdout, with the same rules.
+pub fn bytes(b: &[u8]) -> anyhow::Result<()> {
+    std::io::stdout()
+        .lock()
+        .write_all(b)
+        .map_err(|e| failed(&e))
+}
+
 /// Flushes what is still buffered (a line without its newline), with the same rules.
 pub fn flush() -> anyhow::Result<()> {
     std::io::stdout().lock().flush().map_err(|e| failed(&e))
