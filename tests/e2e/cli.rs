@@ -174,7 +174,7 @@ fn steps_list_and_show_describe_builtins() {
     let s = Scratch::new();
     let (out, _) = expect_code(&s.run(&["steps", "list"]), 0);
     assert!(out.contains("hello"), "{out}");
-    let (out, _) = expect_code(&s.run(&["steps", "show", "hello"]), 0);
+    let (out, _) = expect_code(&s.run(&["--json", "steps", "show", "hello"]), 0);
     let m: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(m["name"], "hello");
     assert!(m["input_schema"]["properties"]["name"].is_object(), "{m}");

@@ -8,6 +8,10 @@
 
 mod cli;
 mod distributed;
+mod lab;
+mod limits;
+mod output;
+mod pipes;
 mod regressions;
 mod resume;
 mod scaffold;

@@ -38,7 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Check workflow files: syntax, keys, references, cycles, step inputs against their schemas.
     Validate {
-        #[arg(required = true)]
+        /// Workflow files (any file; each at most 4 MiB).
+        #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Run a workflow in plan mode: reads go through, changes are recorded and shown, not made.
@@ -47,12 +48,14 @@ pub enum Command {
     Run(RunArgs),
     /// Resume an interrupted run: finished steps are not run again.
     Resume {
+        /// The run (`meridian runs list`).
         run_id: String,
         #[command(flatten)]
         common: ResumeArgs,
     },
     /// Run a finished run again from a step (that step and everything after it).
     Retry {
+        /// The run (`meridian runs list`).
         run_id: String,
         /// The first step to run again.
         #[arg(long)]
@@ -87,6 +90,19 @@ pub enum Command {
     /// Run as a service: workflows of a directory on their schedules, an HTTP API with
     /// approvals, webhooks and metrics.
     Serve(crate::serve::ServeArgs),
+    /// Shell completions on stdout, e.g. `meridian completions bash > ~/.local/share/bash-completion/completions/meridian`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page as roff on stdout (`meridian man | man -l -`), or every page with --dir.
+    Man {
+        /// The command whose page to print, e.g. `runs list` (default: meridian itself).
+        command: Vec<String>,
+        /// Write meridian.1 and one page per command into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -96,7 +112,8 @@ pub struct RunArgs {
     /// An input, `name=value` (repeatable).
     #[arg(short, long = "input", value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
-    /// Inputs from a JSON or YAML file (a map); `--input` wins. `meridian lab up` writes one.
+    /// Inputs from a JSON or YAML file (a map, at most 1 MiB); `--input` wins. `meridian lab up`
+    /// writes one.
     #[arg(long, value_name = "FILE")]
     pub inputs_file: Option<PathBuf>,
     /// Approve a gated step up front (repeatable).
@@ -105,8 +122,9 @@ pub struct RunArgs {
     /// Steps (legs) running at once.
     #[arg(long)]
     pub max_parallel: Option<usize>,
-    /// Secrets file: `NAME=value` lines (`#` comments). `MERIDIAN_SECRET_<NAME>` env vars win.
-    #[arg(long)]
+    /// Secrets file in dotenv form: `NAME=value` or `export NAME=value` lines, quotes, `#`
+    /// comments; at most 1 MiB. `MERIDIAN_SECRET_<NAME>` env vars win.
+    #[arg(long, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
     /// Whole-run timeout, overriding the workflow's `timeout:` (e.g. 10m).
     #[arg(long)]
@@ -118,10 +136,14 @@ pub struct RunArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ResumeArgs {
+    /// Approve a gated step (repeatable); approvals given when the run started still hold.
     #[arg(long = "approve", value_name = "STEP")]
     pub approve: Vec<String>,
-    #[arg(long)]
+    /// Secrets file in dotenv form, as for `run` (secrets are never journaled, so give them
+    /// again). `MERIDIAN_SECRET_<NAME>` env vars win.
+    #[arg(long, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// Never prompt for approvals, even on a terminal.
     #[arg(long)]
     pub no_prompt: bool,
 }
@@ -130,11 +152,13 @@ pub struct ResumeArgs {
 pub enum RunsCmd {
     /// Recent runs.
     List {
+        /// How many runs, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
     /// One run: per-step timeline, attempts, errors, outputs (secrets masked).
     Show {
+        /// The run (`meridian runs list`).
         run_id: String,
         /// Also write the run as an HTML page with a timeline (a drill's report).
         #[arg(long, value_name = "FILE")]
@@ -156,7 +180,8 @@ pub enum RunsCmd {
 pub enum StepsCmd {
     /// Built-in steps with their descriptions.
     List,
-    /// A step's manifest: inputs, outputs, grants it needs.
+    /// A step's inputs and outputs (types, descriptions), the grants it needs, plan and
+    /// compensate support; with --json its manifest with the full JSON Schemas.
     Show {
         /// A built-in name or a path to a component.
         step: String,
@@ -167,6 +192,7 @@ pub enum StepsCmd {
 pub enum NewCmd {
     /// Scaffold a step crate that builds as is (`cargo build --target wasm32-wasip2 --release`).
     Step {
+        /// The step's name: lower-case letters, digits and `-`, starting with a letter.
         name: String,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
@@ -176,23 +202,27 @@ pub enum NewCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum LabCmd {
-    /// Start the lab (idempotent).
+    /// Start the lab (idempotent while it runs; after `down` or a crash, a fresh lab).
     Up {
+        /// Region names, comma-separated; the first is the primary.
         #[arg(long, default_value = "eu,us", value_delimiter = ',')]
         regions: Vec<String>,
+        /// Where the lab keeps its state, data and logs.
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
         /// Also start moto (Route 53 API).
         #[arg(long)]
         with_moto: bool,
     },
-    /// What runs, where.
+    /// What runs, where; exit 1 when the lab or any part of it is down.
     Status {
+        /// The lab's directory (as given to `lab up`).
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
     },
     /// Stop everything the lab started.
     Down {
+        /// The lab's directory (as given to `lab up`).
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
     },
@@ -205,13 +235,60 @@ pub enum LabCmd {
         /// With rebuild-standby: the region to copy from (the current primary).
         #[arg(long)]
         from: Option<String>,
+        /// The lab's directory (as given to `lab up`).
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
     },
     /// (internal) the lab's supervisor process.
     #[command(hide = true)]
     Daemon {
+        /// The lab's directory.
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, flag and argument explains itself in `--help`, the man page and completions.
+    #[test]
+    fn every_command_flag_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+                missing.push(format!("`{path}` (the command)"));
+            }
+            for a in cmd.get_arguments() {
+                if matches!(a.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    let name = a
+                        .get_long()
+                        .map_or_else(|| a.get_id().as_str().to_uppercase(), |l| format!("--{l}"));
+                    missing.push(format!("`{path} {name}`"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "meridian", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "without help text:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }

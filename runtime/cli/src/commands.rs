@@ -16,6 +16,7 @@ use meridian_store::StoreError;
 use serde_json::json;
 
 use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, StepsCmd};
+use crate::out::{errln, outln};
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
 use meridian_host::WasmExecutor;
@@ -41,7 +42,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
-        Command::Lab(_) => unreachable!("handled before the runtime starts"),
+        Command::Lab(_) | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Worker {
             id,
             max_concurrent,
@@ -123,6 +126,14 @@ pub(crate) fn safe(s: &str) -> std::borrow::Cow<'_, str> {
     meridian_protocol::text::for_terminal(s, "      ")
 }
 
+/// Where the text of a summary row starts (`  success    `).
+const ROW_INDENT: &str = "             ";
+
+/// Text a step produced, escaped, its continuation lines starting with `indent`.
+pub(crate) fn indented<'a>(s: &'a str, indent: &str) -> std::borrow::Cow<'a, str> {
+    meridian_protocol::text::for_terminal(s, indent)
+}
+
 /// A runner error as the CLI reports it: the user's mistakes exit 2, the host's exit 5.
 fn fail(e: RunnerError) -> anyhow::Error {
     let usage = e.is_usage();
@@ -148,10 +159,15 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
     let mut warnings = 0usize;
     let mut out = Vec::new();
     for f in files {
-        let text = match std::fs::read_to_string(f) {
+        // Any file, a device or a FIFO, read with the model's cap.
+        let text = match meridian_runner::files::read_capped(
+            f,
+            "workflow",
+            meridian_runner::files::WORKFLOW_LIMIT,
+        ) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: cannot read {}: {e}", f.display());
+                errln!("error: {e}");
                 errors += 1;
                 continue;
             }
@@ -160,7 +176,7 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
         let Some(wf) = wf.filter(|_| !diags.has_errors()) else {
             errors += diags.error_count();
             warnings += diags.warning_count();
-            eprintln!("{diags}");
+            errln!("{diags}");
             out.push(json!({"file": f, "valid": false, "diagnostics": diags.as_slice()}));
             continue;
         };
@@ -188,18 +204,18 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
         errors += e;
         warnings += diags.warning_count();
         if !diags.is_empty() {
-            eprintln!("{diags}");
+            errln!("{diags}");
         }
         out.push(json!({"file": f, "valid": e == 0, "diagnostics": diags.as_slice()}));
         if e == 0 && !ctx.json {
-            println!("{}: ok ({} steps)", f.display(), wf.steps.len());
+            outln!("{}: ok ({} steps)", f.display(), wf.steps.len())?;
         }
     }
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     }
     if errors > 0 {
-        eprintln!("{errors} error(s), {warnings} warning(s)");
+        errln!("{errors} error(s), {warnings} warning(s)");
         return Ok(exit::INVALID);
     }
     Ok(exit::OK)
@@ -212,7 +228,7 @@ impl Approver for TerminalApprover {
         let prompt = format!("\n{}\napprove step `{step}`? [y/N] ", safe(message));
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                eprint!("{prompt}");
+                crate::out::err(&prompt);
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).is_ok()
                     && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
@@ -240,6 +256,8 @@ fn view_for(json: bool, live: bool, wf: &Workflow) -> Arc<dyn EventSink> {
 }
 
 async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
+    // Size and kind from the metadata, before `load` reads the file whole.
+    meridian_runner::files::check_workflow_file(&args.file).map_err(fail)?;
     let wf = meridian_runner::load(&args.file).map_err(fail)?;
     // A shared inputs file (the lab's) may describe more than this workflow declares; a name
     // given with --input must be declared.
@@ -288,9 +306,9 @@ fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
         if let (Some(d), Some(o)) = (&done.drill, out.as_object_mut()) {
             o.insert("drill".into(), serde_json::to_value(d)?);
         }
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        print_summary(&done.workflow, &done.report, done.drill.as_ref());
+        print_summary(&done.workflow, &done.report, done.drill.as_ref())?;
     }
     Ok(match done.report.status {
         RunStatus::Succeeded => exit::OK,
@@ -302,34 +320,35 @@ fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
     })
 }
 
-fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
-    println!();
-    println!("{} — run {} ({:?})", wf.name, r.run_id, r.mode);
+fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> anyhow::Result<()> {
+    outln!()?;
+    outln!("{} — run {} ({:?})", wf.name, r.run_id, r.mode)?;
+    let mut run = view::RunContext::new(&r.run_id);
     for s in &r.steps {
         for l in &s.legs {
             let id = view::leg_id(&s.id, &l.key);
-            let err = l
-                .error
-                .as_ref()
-                .map(|e| format!("  {}", safe(&e.to_string())))
-                .unwrap_or_default();
             let reused = if l.reused { "  (from journal)" } else { "" };
-            println!(
-                "  {:<10} {:<28} {:>9}  attempts {}{reused}{err}",
+            outln!(
+                "  {:<10} {:<28} {:>9}  attempts {}{reused}",
                 l.outcome.as_str(),
                 id,
                 fmt_dur(l.duration),
                 l.attempts
-            );
+            )?;
+            // An error on its own lines under the step's name, every line indented alike.
+            if let Some(e) = &l.error {
+                outln!("{ROW_INDENT}{}", indented(&e.to_string(), ROW_INDENT))?;
+            }
+            run.leg(id, l.outcome);
         }
         if s.legs.is_empty() {
-            println!(
+            outln!(
                 "  {:<10} {:<28} {:>9}  {}",
                 s.outcome.as_str(),
                 s.id,
                 "",
                 safe(s.reason.as_deref().unwrap_or_default())
-            );
+            )?;
         }
     }
     if r.mode == Mode::Plan {
@@ -350,25 +369,25 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
             .collect();
         let complete = r.status == RunStatus::Succeeded;
         match (changes.is_empty(), complete) {
-            (_, true) => println!("\nplan (changes that `meridian run` would make):"),
-            (true, false) => println!(
+            (_, true) => outln!("\nplan (changes that `meridian run` would make):"),
+            (true, false) => outln!(
                 "\nplan incomplete: the run {} before every step was planned; no changes were recorded",
                 r.status.as_str()
             ),
-            (false, false) => println!(
+            (false, false) => outln!(
                 "\nplan incomplete: the run {} before every step was planned; changes recorded so far:",
                 r.status.as_str()
             ),
-        }
+        }?;
         for c in &changes {
-            println!("{c}");
+            outln!("{c}")?;
         }
         if changes.is_empty() && complete {
-            println!("  no changes");
+            outln!("  no changes")?;
         }
     }
     for c in &r.compensations {
-        println!(
+        outln!(
             "  compensated {} → {}{}",
             view::leg_id(&c.step, &c.leg),
             c.outcome.as_str(),
@@ -376,17 +395,17 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) {
                 .as_ref()
                 .map(|e| format!(": {}", safe(&e.to_string())))
                 .unwrap_or_default()
-        );
+        )?;
     }
     if let Some(d) = drill {
-        println!("\n{}", drill_lines(d));
+        outln!("\n{}", drill_lines(d))?;
     }
-    println!(
-        "\nrun {}: {} in {}",
+    outln!(
+        "\nrun {} in {}: {}",
         r.status.as_str(),
-        safe(&r.message),
-        fmt_dur(r.duration)
-    );
+        fmt_dur(r.duration),
+        indented(&run.message(r.status, &r.message), "  ")
+    )
 }
 
 /// The drill's figures as the table the README shows.
@@ -433,9 +452,9 @@ async fn resume(
     };
     match runner.resume(run_id, resume).await.map_err(fail)? {
         Resumed::AlreadySucceeded => {
-            println!(
+            outln!(
                 "run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)"
-            );
+            )?;
             Ok(exit::OK)
         }
         Resumed::Ran(done) => report(ctx, &done),
@@ -454,10 +473,10 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
         }
     }
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
         for r in rows {
-            println!(
+            outln!(
                 "{:<18} {:<8} {}",
                 r["name"].as_str().unwrap_or(""),
                 r["version"].as_str().unwrap_or(""),
@@ -465,7 +484,7 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
                     .as_str()
                     .or(r["error"].as_str())
                     .unwrap_or("")
-            );
+            )?;
         }
     }
     Ok(exit::OK)
@@ -480,7 +499,11 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
         .manifest(&component)
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
-    println!("{}", serde_json::to_string_pretty(&m)?);
+    if ctx.json {
+        outln!("{}", serde_json::to_string_pretty(&m)?)?;
+    } else {
+        crate::out::write(format_args!("{}", crate::manifest::summary(&m, step)))?;
+    }
     Ok(exit::OK)
 }
 
@@ -493,7 +516,7 @@ async fn worker(
     new_key: bool,
 ) -> anyhow::Result<u8> {
     if new_key {
-        println!("{}", meridian_distributed::TaskKey::generate().to_hex());
+        outln!("{}", meridian_distributed::TaskKey::generate().to_hex())?;
         return Ok(exit::OK);
     }
     let Some(url) = ctx.store.as_deref().filter(|u| u.starts_with("postgres")) else {
@@ -528,7 +551,7 @@ async fn worker(
     // a step saved on another worker, or before a coordinator was killed.
     let journal = ctx.journal()?;
     exec.set_kv_source(Arc::new(move |run: &str| journal.kv(run)));
-    eprintln!("worker {id}: taking steps from the queue (Ctrl-C to stop)");
+    errln!("worker {id}: taking steps from the queue (Ctrl-C to stop)");
     meridian_distributed::run_worker(
         url,
         &id,

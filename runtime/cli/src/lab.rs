@@ -7,6 +7,7 @@ use meridian_lab::{LabConfig, LabState, Launcher, RegionAction};
 use serde_json::{Value as Json, json};
 
 use crate::cli::LabCmd;
+use crate::out::outln;
 use crate::{Exit, exit};
 
 pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
@@ -39,12 +40,30 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
         LabCmd::Status { dir } => {
             let state = meridian_lab::status(&dir).map_err(fail)?;
             print_state(&state, json_out)?;
-            Ok(exit::OK)
+            // Scripts and health checks read the exit code: anything down is a failure.
+            let problems = state.problems();
+            if problems.is_empty() {
+                return Ok(exit::OK);
+            }
+            let mut message = format!("error: the lab in {} is not healthy:", dir.display());
+            for p in &problems {
+                message.push_str("\n  ");
+                message.push_str(p);
+            }
+            message.push_str(
+                "\n  = help: `meridian lab region NAME start` brings a region back; \
+                 `meridian lab down` then `meridian lab up` starts a fresh lab",
+            );
+            Err(Exit {
+                code: exit::FAILED,
+                message,
+            }
+            .into())
         }
         LabCmd::Down { dir } => {
             meridian_lab::down(&dir).map_err(fail)?;
             if !json_out {
-                println!("lab in {} stopped; nothing left running", dir.display());
+                outln!("lab in {} stopped; nothing left running", dir.display())?;
             }
             Ok(exit::OK)
         }
@@ -203,13 +222,13 @@ fn port_of(url: &str) -> Option<u16> {
 
 fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
     if json_out {
-        println!("{}", serde_json::to_string_pretty(state)?);
+        outln!("{}", serde_json::to_string_pretty(state)?)?;
         return Ok(());
     }
-    println!("lab {:?} in {}", state.status, state.dir.display());
-    println!("  control API  {}", state.control_url);
+    outln!("lab {:?} in {}", state.status, state.dir.display())?;
+    outln!("  control API  {}", state.control_url)?;
     for r in &state.regions {
-        println!(
+        outln!(
             "  region {:<6} {:<8} {:?}  ip {}  postgres :{} ({})  admin {}  data plane {}{}",
             r.name,
             r.role,
@@ -220,25 +239,30 @@ fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
             r.gateway.admin_url,
             r.gateway.data_plane_url,
             if r.gateway.ready { "" } else { " (not ready)" }
-        );
+        )?;
     }
     if let Some(d) = &state.dns {
-        println!(
+        outln!(
             "  dns          {} zone {}  {} → {:?}  {} → {:?}",
-            d.server, d.zone, d.api_record, d.api_answer, d.failover_record, d.failover_answer
-        );
+            d.server,
+            d.zone,
+            d.api_record,
+            d.api_answer,
+            d.failover_record,
+            d.failover_answer
+        )?;
     }
     if let Some(m) = &state.moto {
-        println!("  route53      {}", m.url);
+        outln!("  route53      {}", m.url)?;
     }
-    println!("  logs         {}", state.logs_dir.display());
+    outln!("  logs         {}", state.logs_dir.display())?;
     let inputs = Path::new(&state.dir).join("inputs.json");
     if inputs.exists() {
-        println!(
+        outln!(
             "  workflows    --inputs-file {} --secrets-file {}",
             inputs.display(),
             state.dir.join("secrets.env").display()
-        );
+        )?;
     }
     Ok(())
 }

@@ -5,7 +5,10 @@
 
 mod cli;
 mod commands;
+mod docs;
 mod lab;
+mod manifest;
+mod out;
 mod report;
 mod runs;
 mod scaffold;
@@ -75,16 +78,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match try_main(cli) {
+    match try_main(cli).and_then(|code| out::flush().map(|()| code)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 if !exit.message.is_empty() {
-                    eprintln!("{}", exit.message);
+                    out::err(&format!("{}\n", exit.message));
                 }
                 return ExitCode::from(exit.code);
             }
-            eprintln!("error: {e:#}");
+            out::err(&format!("error: {e:#}\n"));
             ExitCode::from(exit::INTERNAL)
         }
     }
@@ -92,8 +95,11 @@ fn main() -> ExitCode {
 
 fn try_main(cli: cli::Cli) -> anyhow::Result<u8> {
     // The lab's calls block and its daemon builds its own runtime: no runtime of ours around them.
-    if let cli::Command::Lab(cmd) = cli.command {
-        return lab::run(cmd, cli.json);
+    match cli.command {
+        cli::Command::Lab(cmd) => return lab::run(cmd, cli.json),
+        cli::Command::Completions { shell } => return docs::completions(shell),
+        cli::Command::Man { command, dir } => return docs::man(&command, dir.as_deref()),
+        _ => {}
     }
     // A run is one scheduler and I/O-bound steps: one thread avoids a cross-thread wake-up per
     // step (30 µs instead of 62 µs of overhead per no-op step, see the README's benchmarks).

@@ -3,10 +3,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use meridian_engine::RunStatus;
 use serde_json::json;
 
 use crate::cli::RunsCmd;
-use crate::commands::{Ctx, safe, store_fail};
+use crate::commands::{Ctx, indented, safe, store_fail};
+use crate::out::{errln, outln};
 use crate::view::{self, fmt_dur};
 use crate::{Exit, exit};
 
@@ -23,28 +25,70 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
     let journal = ctx.journal()?;
     let runs = journal.runs(limit).map_err(store_fail)?;
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?)?;
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!("no runs yet in {}", journal.describe());
+        outln!("no runs yet in {}", journal.describe())?;
+        return Ok(exit::OK);
     }
+    outln!(
+        "{:<22} {:<20} {:>9}  {:<18} {:<5}  {}",
+        "RUN",
+        "STARTED (UTC)",
+        "DURATION",
+        "STATE",
+        "MODE",
+        "WORKFLOW  MESSAGE"
+    )?;
     for r in runs {
         let took = r
             .finished_at_ms
             .map(|f| fmt_dur(Duration::from_millis((f - r.created_at_ms).max(0) as u64)))
             .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<22} {:<18} {:<6} {:>9}  {}  {}",
+        let mut run = view::RunContext::new(&r.id);
+        // "all steps succeeded" must not hide a leg that failed under continue-on-error.
+        if r.status == RunStatus::Succeeded {
+            for l in journal.legs(&r.id).map_err(store_fail)? {
+                run.leg(view::leg_id(&l.step, &l.leg), l.outcome);
+            }
+        }
+        let message = run.message(r.status, r.message.as_deref().unwrap_or_default());
+        outln!(
+            "{:<22} {:<20} {:>9}  {:<18} {:<5}  {}  {}",
             r.id,
+            utc(r.created_at_ms),
+            took,
             r.status.as_str(),
             r.mode.as_str(),
-            took,
-            r.workflow,
-            r.message.unwrap_or_default()
-        );
+            safe(&r.workflow),
+            // One row per run: a message on several lines is shown on one.
+            safe(&message.replace('\n', " "))
+        )?;
     }
     Ok(exit::OK)
+}
+
+/// Milliseconds since the epoch as `2026-12-03 17:40:12` (UTC), without a time-zone database.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
@@ -54,54 +98,68 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     if let Some(path) = html {
         std::fs::write(path, crate::report::html(&record, &summary, &events))
             .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
-        eprintln!("wrote {}", path.display());
+        errln!("wrote {}", path.display());
     }
     let legs = journal.legs(run_id).map_err(store_fail)?;
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "run": record, "summary": summary, "events": events, "legs": legs,
             }))?
-        );
+        )?;
         return Ok(exit::OK);
     }
-    println!(
+    outln!(
         "run {} — {} ({})",
         record.id,
         record.workflow,
         record.mode.as_str()
-    );
-    println!("  workflow: {}", record.workflow_path);
-    println!(
-        "  status:   {} {}",
+    )?;
+    outln!("  workflow: {}", record.workflow_path)?;
+    let mut run = view::RunContext::new(&record.id);
+    for l in &legs {
+        run.leg(view::leg_id(&l.step, &l.leg), l.outcome);
+    }
+    outln!(
+        "  status:   {}: {}",
         summary.status.as_str(),
-        safe(summary.message.as_deref().unwrap_or_default())
-    );
-    println!("  inputs:   {}", record.inputs);
-    println!("timeline:");
+        indented(
+            &run.message(
+                summary.status,
+                summary.message.as_deref().unwrap_or_default()
+            ),
+            "            "
+        )
+    )?;
+    outln!("  inputs:   {}", safe(&record.inputs.to_string()))?;
+    outln!("timeline:")?;
     let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
+    let mut story = view::RunContext::new(&record.id);
     for e in &events {
-        let Some(line) = view::describe(&e.event) else {
+        story.see(&e.event);
+        // `  +   1.23s  `: continuation lines start under the line's text.
+        let Some(line) = view::describe(&e.event, &story, "             ") else {
             continue;
         };
-        println!(
+        outln!(
             "  +{:>8}  {line}",
             fmt_dur(Duration::from_millis((e.at_ms - t0).max(0) as u64))
-        );
+        )?;
     }
-    println!("outputs:");
+    outln!("outputs:")?;
     for l in legs {
-        println!(
+        outln!(
             "  {} [{}] {}",
             view::leg_id(&l.step, &l.leg),
             l.outcome.as_str(),
-            safe(
+            indented(
                 &l.error
                     .map(|e| e.to_string())
-                    .unwrap_or_else(|| l.output.to_string())
+                    .unwrap_or_else(|| l.output.to_string()),
+                "      "
             )
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -113,14 +171,14 @@ fn prune(ctx: &Ctx, older_than: &str) -> anyhow::Result<u8> {
     let journal = ctx.journal()?;
     let n = journal.prune(age).map_err(store_fail)?;
     if ctx.json {
-        println!("{}", json!({ "pruned": n }));
+        outln!("{}", json!({ "pruned": n }))?;
     } else {
-        println!(
+        outln!(
             "pruned {n} run{} that ended at least {} ago from {}",
             if n == 1 { "" } else { "s" },
             older_than.trim(),
             journal.describe()
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -130,16 +188,16 @@ fn check(ctx: &Ctx) -> anyhow::Result<u8> {
     let journal = ctx.journal()?;
     let problems = journal.check().map_err(store_fail)?;
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             json!({ "journal": journal.describe(), "problems": problems })
-        );
+        )?;
     } else if problems.is_empty() {
-        println!("{}: ok", journal.describe());
+        outln!("{}: ok", journal.describe())?;
     } else {
-        println!("{}: {} problem(s)", journal.describe(), problems.len());
+        outln!("{}: {} problem(s)", journal.describe(), problems.len())?;
         for p in &problems {
-            println!("  {p}");
+            outln!("  {p}")?;
         }
     }
     Ok(if problems.is_empty() {
@@ -147,4 +205,15 @@ fn check(ctx: &Ctx) -> anyhow::Result<u8> {
     } else {
         exit::INTERNAL
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_times_are_utc_calendar_times() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        // 2024-02-29 23:59:59.999 UTC: a leap day, the last millisecond of it.
+        assert_eq!(super::utc(1_709_251_199_999), "2024-02-29 23:59:59");
+        assert_eq!(super::utc(1_796_318_518_979), "2026-12-03 17:21:58");
+    }
 }

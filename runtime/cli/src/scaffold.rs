@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::out::outln;
 use crate::{Exit, exit};
 
 /// `meridian new step NAME`: a step crate that builds as is with
@@ -129,13 +130,13 @@ meridian_sdk::export_step!({ty});
         }
         std::fs::write(&p, text)?;
     }
-    println!(
+    outln!(
         "created step `{name}` in {}\n  build: cd {} && cargo build --release\n  use:   uses: {}/target/wasm32-wasip2/release/{}.wasm",
         dir.display(),
         dir.display(),
         dir.display(),
         name.replace('-', "_")
-    );
+    )?;
     Ok(exit::OK)
 }
 

@@ -6,33 +6,123 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
-use meridian_engine::{Event, EventSink, Outcome, SinkError};
+use meridian_engine::{Event, EventSink, Outcome, RunStatus, SinkError};
 use meridian_protocol::Encoded;
 use meridian_protocol::text::for_terminal;
 
 /// Plain lines on stderr: for logs and pipes.
 pub struct Lines {
     started: Instant,
+    run: Mutex<RunContext>,
 }
+
+/// `[   1.23s] `: continuation lines of a plain line start under its text.
+const LINES_INDENT: &str = "           ";
 
 impl Lines {
     pub fn new() -> Self {
         Lines {
             started: Instant::now(),
+            run: Mutex::new(RunContext::default()),
         }
     }
 }
 
-/// One line (continuation lines indented) for an event; what a step wrote in it is escaped, so
-/// it cannot act on the terminal or forge a line of its own.
-pub fn describe(ev: &Event) -> Option<String> {
-    describe_raw(ev).map(|line| match for_terminal(&line, "      ") {
+/// What the closing line of a run needs from the events before it: the run's id (for the
+/// command to type) and how each leg ended last (a leg that failed under `continue-on-error`
+/// must not hide behind "all steps succeeded").
+#[derive(Default, Clone, Debug)]
+pub struct RunContext {
+    pub run_id: String,
+    last: IndexMap<String, Outcome>,
+}
+
+impl RunContext {
+    pub fn new(run_id: &str) -> Self {
+        RunContext {
+            run_id: run_id.to_string(),
+            last: IndexMap::new(),
+        }
+    }
+
+    /// Learns the run's id and how legs ended.
+    pub fn see(&mut self, ev: &Event) {
+        match ev {
+            Event::RunStarted { run_id, .. } => self.run_id.clone_from(run_id),
+            Event::LegFinished {
+                step, leg, outcome, ..
+            } => {
+                self.last.insert(leg_id(step, leg), *outcome);
+            }
+            _ => {}
+        }
+    }
+
+    /// A leg's final outcome, as the journal's leg table or a report gives it.
+    pub fn leg(&mut self, id: String, outcome: Outcome) {
+        self.last.insert(id, outcome);
+    }
+
+    /// The legs whose last outcome is a failure.
+    pub fn failed(&self) -> Vec<&str> {
+        self.last
+            .iter()
+            .filter(|(_, o)| **o == Outcome::Failure)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    /// The run's closing message as an operator should read it. The engine's own message stays
+    /// in `--json` and the journal; here a run that succeeded with legs failed under
+    /// `continue-on-error` says so, and a run waiting for approval names the command to type.
+    pub fn message(&self, status: RunStatus, message: &str) -> String {
+        let failed = self.failed();
+        match status {
+            RunStatus::Succeeded if !failed.is_empty() => format!(
+                "{} failed under continue-on-error ({}); the others succeeded",
+                if failed.len() == 1 {
+                    "1 step".to_string()
+                } else {
+                    format!("{} steps", failed.len())
+                },
+                failed.join(", ")
+            ),
+            RunStatus::AwaitingApproval => match awaiting(message) {
+                Some(steps) => format!(
+                    "waiting for approval of {}; to approve and go on: meridian resume {} {}",
+                    steps.join(", "),
+                    self.run_id,
+                    steps
+                        .iter()
+                        .map(|s| format!("--approve {s}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                None => message.to_string(),
+            },
+            _ => message.to_string(),
+        }
+    }
+}
+
+/// The steps of the engine's "waiting for approval of a, b: re-run with --approve a --approve b".
+fn awaiting(message: &str) -> Option<Vec<&str>> {
+    let (steps, _) = message
+        .strip_prefix("waiting for approval of ")?
+        .split_once(": ")?;
+    Some(steps.split(", ").collect())
+}
+
+/// One line for an event, continuation lines indented by `indent`; what a step wrote in it is
+/// escaped, so it cannot act on the terminal or forge a line of its own.
+pub fn describe(ev: &Event, run: &RunContext, indent: &str) -> Option<String> {
+    describe_raw(ev, run).map(|line| match for_terminal(&line, indent) {
         std::borrow::Cow::Borrowed(_) => line,
         std::borrow::Cow::Owned(safe) => safe,
     })
 }
 
-fn describe_raw(ev: &Event) -> Option<String> {
+fn describe_raw(ev: &Event, run: &RunContext) -> Option<String> {
     Some(match ev {
         Event::RunStarted {
             run_id,
@@ -102,9 +192,10 @@ fn describe_raw(ev: &Event) -> Option<String> {
             duration,
             message,
         } => format!(
-            "run {} in {}: {message}",
+            "run {} in {}: {}",
             status.as_str(),
-            fmt_dur(*duration)
+            fmt_dur(*duration),
+            run.message(*status, message)
         ),
     })
 }
@@ -119,7 +210,12 @@ impl Lines {
     /// Each event's line, timestamped and newline-terminated, into `out`.
     fn lines<'a>(&self, events: impl Iterator<Item = &'a Event>, out: &mut String) {
         use std::fmt::Write as _;
-        for line in events.filter_map(describe) {
+        let mut run = self.run.lock().unwrap_or_else(|p| p.into_inner());
+        for ev in events {
+            run.see(ev);
+            let Some(line) = describe(ev, &run, LINES_INDENT) else {
+                continue;
+            };
             let t = self.started.elapsed().as_secs_f64();
             let _ = writeln!(out, "[{t:7.2}s] {line}");
         }
@@ -186,6 +282,7 @@ struct LiveState {
     drawn: usize,
     done: bool,
     log: Vec<String>,
+    run: RunContext,
 }
 
 /// A table of steps redrawn in place on a terminal: state, duration, attempt.
@@ -219,6 +316,7 @@ impl Live {
                 drawn: 0,
                 done: false,
                 log: Vec::new(),
+                run: RunContext::default(),
             })),
         };
         let ticker = live.clone();
@@ -298,6 +396,7 @@ fn truncate(s: &str, n: usize) -> String {
 impl EventSink for Live {
     fn emit(&self, event: &Event) -> Result<(), SinkError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.run.see(event);
         match event {
             Event::AttemptStarted {
                 step, leg, attempt, ..
@@ -380,7 +479,7 @@ impl EventSink for Live {
                 }
             }
             Event::Compensation { .. } | Event::RunFinished { .. } => {
-                if let Some(line) = describe(event) {
+                if let Some(line) = describe(event, &st.run, "  ") {
                     st.log.push(line);
                 }
                 if matches!(event, Event::RunFinished { .. }) {
@@ -442,5 +541,61 @@ mod tests {
             "{out:?}"
         );
         assert!(lines[0].starts_with('['), "timestamped: {out:?}");
+    }
+
+    #[test]
+    fn a_continue_on_error_failure_is_not_all_steps_succeeded() {
+        let mut run = RunContext::new("r1");
+        run.leg("optional".into(), Outcome::Failure);
+        run.leg("last".into(), Outcome::Success);
+        let m = run.message(RunStatus::Succeeded, "all steps succeeded");
+        assert_eq!(
+            m,
+            "1 step failed under continue-on-error (optional); the others succeeded"
+        );
+        // A leg that failed and then succeeded on resume counts as it ended last.
+        run.leg("optional".into(), Outcome::Success);
+        assert_eq!(
+            run.message(RunStatus::Succeeded, "all steps succeeded"),
+            "all steps succeeded"
+        );
+    }
+
+    #[test]
+    fn a_waiting_run_names_the_command_to_type() {
+        let mut run = RunContext::default();
+        run.see(&Event::RunStarted {
+            run_id: "r42".into(),
+            workflow: "w".into(),
+            mode: meridian_engine::Mode::Apply,
+            inputs: serde_json::Value::Null,
+        });
+        let m = run.message(
+            RunStatus::AwaitingApproval,
+            "waiting for approval of a, b: re-run with --approve a --approve b",
+        );
+        assert_eq!(
+            m,
+            "waiting for approval of a, b; to approve and go on: meridian resume r42 --approve a --approve b"
+        );
+        // Words it does not recognise are shown as they are.
+        assert_eq!(run.message(RunStatus::AwaitingApproval, "other"), "other");
+    }
+
+    #[test]
+    fn continuation_lines_of_a_plain_line_start_under_its_text() {
+        let events = [Event::AttemptFailed {
+            step: "a".into(),
+            leg: String::new(),
+            attempt: 1,
+            error: meridian_protocol::StepError::Fatal("one\ntwo\x1b[2J".into()),
+            retry_in: None,
+        }];
+        let mut out = String::new();
+        Lines::new().lines(events.iter(), &mut out);
+        assert!(
+            out.ends_with("attempt 1 failed: one\n           two\\x1b[2J\n"),
+            "{out:?}"
+        );
     }
 }

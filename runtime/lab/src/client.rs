@@ -65,6 +65,7 @@ pub fn up(cfg: &LabConfig, launcher: &Launcher) -> Result<LabState, LabError> {
         }
         kill_leftovers(&old)?;
     }
+    remove_previous_lab(&cfg.dir)?;
     cfg.save()?;
     let state_file = cfg.dir.join(STATE_FILE);
     match std::fs::remove_file(&state_file) {
@@ -138,6 +139,34 @@ pub fn up(cfg: &LabConfig, launcher: &Launcher) -> Result<LabState, LabError> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// What an earlier lab in `dir` left once nothing of it runs: its PostgreSQL clusters and
+/// PowerDNS database. A lab is built fresh on every `up` (new ports, new keys), and the daemon
+/// refuses to initialize a cluster over an old one, so `up` after `down` (or after a crash) needs
+/// them gone. Only the lab's own subdirectories go, and only in a directory that held a lab
+/// (`config.json` or `lab.json`); `logs/` is kept.
+fn remove_previous_lab(dir: &Path) -> Result<(), LabError> {
+    if !dir.join(STATE_FILE).exists() && !dir.join(crate::state::CONFIG_FILE).exists() {
+        return Ok(());
+    }
+    for sub in ["pg", "pdns"] {
+        let path = dir.join(sub);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "removed the previous lab's data"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(LabError::io(
+                    format!(
+                        "removing the previous lab's {} (remove it by hand, or use another --dir)",
+                        path.display()
+                    ),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The lab's current state: live from the daemon when it answers, else what `lab.json` last said

@@ -281,6 +281,42 @@ pub struct LabState {
 }
 
 impl LabState {
+    /// What is not up, one line each: the lab itself when not `ready` (with its error), then per
+    /// region a region stopped or killed, PostgreSQL not running, the gateway not ready, then
+    /// moto not running. Empty when everything runs.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.status != LabStatus::Ready {
+            let status = format!("{:?}", self.status).to_lowercase();
+            out.push(match &self.error {
+                Some(e) => format!("the lab is {status}: {e}"),
+                None => format!("the lab is {status}"),
+            });
+            // A lab that is not running has nothing else to report.
+            if matches!(self.status, LabStatus::Stopped | LabStatus::Failed) {
+                return out;
+            }
+        }
+        for r in &self.regions {
+            if r.status != RegionStatus::Up {
+                let status = format!("{:?}", r.status).to_lowercase();
+                out.push(format!("region {} is {status}", r.name));
+            }
+            if !r.postgres.running {
+                out.push(format!("region {}: PostgreSQL is not running", r.name));
+            }
+            if !r.gateway.ready {
+                out.push(format!("region {}: the gateway is not ready", r.name));
+            }
+        }
+        if let Some(m) = &self.moto
+            && !m.running
+        {
+            out.push("moto (Route 53) is not running".to_string());
+        }
+        out
+    }
+
     /// The region called `name`.
     pub fn region(&self, name: &str) -> Option<&RegionState> {
         self.regions.iter().find(|r| r.name == name)
@@ -362,5 +398,68 @@ mod tests {
         let missing = LabState::read(&dir).unwrap_err().to_string();
         assert!(missing.contains("meridian lab up"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn problems_name_what_is_down() {
+        let pg = PgState {
+            port: 1,
+            dsn: String::new(),
+            data_dir: PathBuf::new(),
+            log: PathBuf::new(),
+            pid: None,
+            running: true,
+            in_recovery: Some(false),
+        };
+        let gw = GatewayState {
+            admin_url: String::new(),
+            admin_key: String::new(),
+            data_plane_url: String::new(),
+            ready_url: String::new(),
+            serving: true,
+            ready: true,
+        };
+        let region = |name: &str| RegionState {
+            name: name.into(),
+            ip: region_ip(0),
+            role: "primary".into(),
+            status: RegionStatus::Up,
+            postgres: pg.clone(),
+            gateway: gw.clone(),
+            upstream_url: String::new(),
+        };
+        let mut st = LabState {
+            status: LabStatus::Ready,
+            error: None,
+            dir: PathBuf::from("/lab"),
+            logs_dir: PathBuf::from("/lab/logs"),
+            daemon_pid: 1,
+            control_url: String::new(),
+            regions: vec![region("eu"), region("us")],
+            dns: None,
+            moto: None,
+            processes: vec![],
+        };
+        assert!(st.problems().is_empty());
+        st.regions[0].status = RegionStatus::Killed;
+        st.regions[0].postgres.running = false;
+        st.regions[0].gateway.ready = false;
+        assert_eq!(
+            st.problems(),
+            [
+                "region eu is killed",
+                "region eu: PostgreSQL is not running",
+                "region eu: the gateway is not ready"
+            ]
+        );
+        st.status = LabStatus::Failed;
+        st.error = Some("the lab daemon (pid 1) does not answer at /Lab".into());
+        assert_eq!(
+            st.problems(),
+            ["the lab is failed: the lab daemon (pid 1) does not answer at /Lab"]
+        );
+        st.status = LabStatus::Stopped;
+        st.error = None;
+        assert_eq!(st.problems(), ["the lab is stopped"]);
     }
 }

@@ -23,8 +23,7 @@ pub fn parse_pairs(items: &[String]) -> Result<BTreeMap<String, String>, RunnerE
 
 /// A map of inputs from a JSON or YAML file, as the strings `--input` would give.
 pub fn from_file(path: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RunnerError::Invalid(format!("--inputs-file {}: {e}", path.display())))?;
+    let text = crate::files::read_capped(path, "--inputs-file", crate::files::INPUTS_LIMIT)?;
     let map: BTreeMap<String, Json> = serde_yaml_ng::from_str(&text).map_err(|e| {
         RunnerError::Invalid(format!(
             "--inputs-file {}: {e} (expected a map of input names to values)",
@@ -41,4 +40,21 @@ pub fn from_file(path: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
             (k, s)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inputs_file_is_read_with_a_cap() {
+        let e = from_file(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.starts_with("--inputs-file /dev/zero: "), "{e}");
+        assert!(e.contains("the limit is 1 MiB"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("inputs.json");
+        std::fs::write(&p, r#"{"who": "Ada", "n": 3}"#).unwrap();
+        let m = from_file(&p).unwrap();
+        assert_eq!((m["who"].as_str(), m["n"].as_str()), ("Ada", "3"));
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod drill;
 mod error;
+pub mod files;
 pub mod inputs;
 mod run;
 pub mod secrets;

@@ -32,8 +32,8 @@ impl Loaded {
 
 /// Reads and parses a workflow; diagnostics (file:line:col) become [`RunnerError::Invalid`].
 pub fn load(path: &Path) -> Result<Loaded, RunnerError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RunnerError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    // Capped: a server's workflows directory or a resume may meet any file.
+    let text = crate::files::read_capped(path, "workflow", crate::files::WORKFLOW_LIMIT)?;
     let workflow = meridian_model::parse(&path.display().to_string(), &text)
         .map_err(|diags| RunnerError::Diagnostics(diags.to_string()))?;
     Ok(Loaded {

@@ -1,0 +1,170 @@
+//! What a person reads: `steps show`, `runs list`, run summaries, error messages.
+
+use serde_json::Value as Json;
+
+use crate::support::{Scratch, expect_code};
+
+#[test]
+fn steps_show_prints_a_summary_and_json_prints_the_schema() {
+    let s = Scratch::new();
+    let (out, _) = expect_code(&s.run(&["steps", "show", "db-postgres"]), 0);
+    assert!(out.starts_with("db-postgres "), "{out}");
+    assert!(
+        out.contains("action") && out.contains("one of: status, setup-logical, fence"),
+        "{out}"
+    );
+    assert!(
+        out.contains("connection") && out.contains("string, required"),
+        "{out}"
+    );
+    assert!(out.contains("grants it needs:\n  sql "), "{out}");
+    assert!(out.contains("plan mode:  yes"), "{out}");
+    assert!(out.contains("compensate: yes"), "{out}");
+    let (out, _) = expect_code(&s.run(&["--json", "steps", "show", "db-postgres"]), 0);
+    let m: Json = serde_json::from_str(&out).unwrap();
+    assert!(m["input_schema"]["properties"]["action"].is_object(), "{m}");
+}
+
+const COE: &str = r#"
+name: coe
+steps:
+  - id: optional
+    uses: ./kitchen_sink.wasm
+    continue-on-error: true
+    with: {ops: [{op: fail, kind: fatal, message: "first line\nsecond line"}]}
+  - id: last
+    needs: optional
+    if: always()
+    uses: hello
+"#;
+
+#[test]
+fn a_continue_on_error_failure_is_reported_and_its_lines_stay_indented() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    s.write("coe.yaml", COE);
+    let (out, err) = expect_code(&s.run(&["run", "coe.yaml"]), 0);
+    assert!(!out.contains("all steps succeeded"), "{out}");
+    assert!(
+        out.contains("1 step failed under continue-on-error (optional)"),
+        "{out}"
+    );
+    // The error's second line sits under its first, not at the start of a line.
+    assert!(
+        out.contains("\n             step failed: first line\n             second line\n"),
+        "{out}"
+    );
+    assert!(err.contains("first line\n           second line"), "{err}");
+    assert!(!err.contains("all steps succeeded"), "{err}");
+
+    let (out, _) = expect_code(&s.run(&["runs", "list"]), 0);
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    for column in ["RUN", "STARTED (UTC)", "DURATION", "STATE", "WORKFLOW"] {
+        assert!(header.contains(column), "{out}");
+    }
+    let row = lines.next().unwrap();
+    assert!(row.contains("succeeded") && row.contains(" coe "), "{out}");
+    assert!(row.contains("failed under continue-on-error"), "{out}");
+    // A start time: YYYY-MM-DD HH:MM:SS.
+    let started = row.split_whitespace().nth(1).unwrap();
+    assert_eq!(started.len(), 10, "{row}");
+    assert_eq!(&started[4..5], "-", "{row}");
+}
+
+#[test]
+fn a_waiting_run_says_the_command_to_type() {
+    let s = Scratch::new();
+    s.write(
+        "gate.yaml",
+        "name: gated\nsteps:\n  - id: promote\n    uses: hello\n    approval: {message: go?}\n",
+    );
+    let (out, err) = expect_code(&s.run(&["run", "gate.yaml"]), 3);
+    let (json, _) = expect_code(&s.run(&["--json", "runs", "list"]), 0);
+    let runs: Json = serde_json::from_str(&json).unwrap();
+    let want = format!(
+        "meridian resume {} --approve promote",
+        runs[0]["id"].as_str().unwrap()
+    );
+    assert!(out.contains(&want), "{out}");
+    assert!(err.contains(&want), "{err}");
+    assert!(!out.contains("re-run with"), "{out}");
+}
+
+/// Every error is said once: no "error: error:" however it reaches the terminal.
+#[test]
+fn errors_are_prefixed_once() {
+    let s = Scratch::new();
+    s.write(
+        "wf.yaml",
+        "name: w\nsecrets: [A, B]\nsteps:\n  - id: a\n    uses: hello\n",
+    );
+    s.write("bad.yaml", "name: b\nsteps:\n  - id: a\n    uses: nope\n");
+    let cases: &[&[&str]] = &[
+        &["validate", "missing.yaml"],
+        &["validate", "bad.yaml"],
+        &["run", "missing.yaml"],
+        &["run", "bad.yaml"],
+        &["run", "wf.yaml"],
+        &["run", "wf.yaml", "--secrets-file", "missing.env"],
+        &["run", "wf.yaml", "--inputs-file", "missing.json"],
+        &["run", "wf.yaml", "--timeout", "soon"],
+        &["run", "wf.yaml", "--input", "x"],
+        &["steps", "show", "nope"],
+        &["runs", "show", "r-nope"],
+        &["resume", "r-nope"],
+        &["--store", "mysql://x", "runs", "list"],
+        &["worker"],
+        &["lab", "status", "--dir", "no-lab"],
+        &["new", "step", "Bad"],
+    ];
+    for args in cases {
+        let o = s.run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.code().is_some_and(|c| c != 0),
+            "{args:?} succeeded: {err}"
+        );
+        assert!(!err.is_empty(), "{args:?}: nothing said");
+        assert!(
+            !err.to_lowercase().contains("error: error"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_definitions() {
+    let s = Scratch::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _meridian"),
+        ("zsh", "#compdef meridian"),
+        ("fish", "complete -c meridian"),
+    ] {
+        let (out, _) = expect_code(&s.run(&["completions", shell]), 0);
+        assert!(out.contains(marker), "{shell}: {out}");
+        assert!(out.contains("secrets-file"), "{shell}: {out}");
+    }
+    expect_code(&s.run(&["completions", "tcsh"]), 2);
+
+    let (out, _) = expect_code(&s.run(&["man"]), 0);
+    assert!(out.contains(".TH meridian 1"), "{out}");
+    assert!(out.contains("\\-\\-state\\-dir"), "{out}");
+    let (out, _) = expect_code(&s.run(&["man", "runs", "list"]), 0);
+    assert!(out.contains(".TH meridian-runs-list 1"), "{out}");
+    assert!(out.contains("How many runs"), "{out}");
+    let (_, err) = expect_code(&s.run(&["man", "runs", "nope"]), 2);
+    assert!(
+        err.contains("`meridian runs nope` is not a command"),
+        "{err}"
+    );
+
+    expect_code(&s.run(&["man", "--dir", "pages"]), 0);
+    for page in ["meridian.1", "meridian-run.1", "meridian-lab-up.1"] {
+        assert!(s.path().join("pages").join(page).is_file(), "{page}");
+    }
+}
