@@ -50,12 +50,12 @@ impl DrillVerdict {
     /// `None` when the workflow has no `drill:` block. RTO is always listed; the RPO figures
     /// when targeted or measured.
     pub fn judge(wf: &Workflow, r: &RunReport) -> Option<DrillVerdict> {
-        Self::from_outputs(wf, r.steps.iter().flat_map(|s| &s.legs).map(|l| &l.output))
+        Self::from_outputs(wf, &r.steps.iter().flat_map(|s| &s.legs).map(|l| &l.output))
     }
 
     /// The same from the legs' outputs (a journal's legs, for a run that ended elsewhere); a
     /// figure measured by several legs is taken from the last.
-    pub fn from_outputs<'a, I>(wf: &Workflow, outputs: I) -> Option<DrillVerdict>
+    pub fn from_outputs<'a, I>(wf: &Workflow, outputs: &I) -> Option<DrillVerdict>
     where
         I: Iterator<Item = &'a Json> + Clone,
     {

@@ -79,7 +79,7 @@ impl ApiError {
     pub fn internal(m: impl Into<String>) -> ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, m)
     }
-    pub fn from_store(e: StoreError) -> ApiError {
+    pub fn from_store(e: &StoreError) -> ApiError {
         if e.is_not_found() {
             Self::not_found(e.to_string())
         } else {
@@ -220,7 +220,7 @@ async fn list_runs(
         .runner
         .journal()
         .runs(10_000)
-        .map_err(ApiError::from_store)?;
+        .map_err(|e| ApiError::from_store(&e))?;
     let matching: Vec<_> = all
         .into_iter()
         .filter(|r| f.workflow.as_ref().is_none_or(|w| *w == r.workflow))
@@ -290,9 +290,9 @@ async fn start_run(
 
 async fn show_run(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Answer<Json<Json_>> {
     let j = s.runner.journal();
-    let (record, summary) = j.run(&id).map_err(ApiError::from_store)?;
-    let legs = j.legs(&id).map_err(ApiError::from_store)?;
-    let events = j.events(&id).map_err(ApiError::from_store)?;
+    let (record, summary) = j.run(&id).map_err(|e| ApiError::from_store(&e))?;
+    let legs = j.legs(&id).map_err(|e| ApiError::from_store(&e))?;
+    let events = j.events(&id).map_err(|e| ApiError::from_store(&e))?;
     let waiting = crate::runs::waiting_gates(events.iter().map(|e| &e.event));
     let plan: Vec<_> = legs
         .iter()
@@ -307,7 +307,7 @@ async fn show_run(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Answe
         .read()
         .unwrap()
         .get(&summary.workflow)
-        .and_then(|l| DrillVerdict::from_outputs(&l.workflow, legs.iter().map(|l| &l.output)));
+        .and_then(|l| DrillVerdict::from_outputs(&l.workflow, &legs.iter().map(|l| &l.output)));
     let active = s.active.lock().unwrap().contains_key(&id);
     Ok(Json(json!({
         "run": record,
@@ -316,11 +316,11 @@ async fn show_run(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Answe
         "plan": plan,
         "waiting_for_approval": waiting,
         "driven_here": active,
-        "drill": drill.map(drill_json),
+        "drill": drill.as_ref().map(drill_json),
     })))
 }
 
-fn drill_json(d: DrillVerdict) -> Json_ {
+fn drill_json(d: &DrillVerdict) -> Json_ {
     let figures: Vec<Json_> = d
         .figures
         .iter()
@@ -353,7 +353,7 @@ async fn run_events(
         .runner
         .journal()
         .events(&id)
-        .map_err(ApiError::from_store)?;
+        .map_err(|e| ApiError::from_store(&e))?;
     let after = a.after.unwrap_or(0);
     let events: Vec<_> = events.into_iter().filter(|e| e.seq > after).collect();
     Ok(Json(json!({ "events": events })))
@@ -368,7 +368,10 @@ async fn run_stream(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Answer<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>> {
-    s.runner.journal().run(&id).map_err(ApiError::from_store)?;
+    s.runner
+        .journal()
+        .run(&id)
+        .map_err(|e| ApiError::from_store(&e))?;
     let mut after: i64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -498,7 +501,7 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
         .collect();
     let j = s.runner.journal();
     let mut out = Vec::new();
-    for r in j.runs(10_000).map_err(ApiError::from_store)? {
+    for r in j.runs(10_000).map_err(|e| ApiError::from_store(&e))? {
         if out.len() >= limit {
             break;
         }
@@ -508,12 +511,12 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
         if r.mode != Mode::Apply || r.status == RunStatus::Running {
             continue;
         }
-        let legs = j.legs(&r.id).map_err(ApiError::from_store)?;
-        let verdict = DrillVerdict::from_outputs(wf, legs.iter().map(|l| &l.output));
+        let legs = j.legs(&r.id).map_err(|e| ApiError::from_store(&e))?;
+        let verdict = DrillVerdict::from_outputs(wf, &legs.iter().map(|l| &l.output));
         out.push(json!({
             "run": r.id, "workflow": r.workflow, "status": r.status,
             "created_at_ms": r.created_at_ms, "finished_at_ms": r.finished_at_ms,
-            "drill": verdict.map(drill_json),
+            "drill": verdict.as_ref().map(drill_json),
         }));
     }
     Ok(Json(json!({ "drills": out })))
@@ -565,7 +568,7 @@ async fn metrics(State(s): State<Arc<Server>>) -> Answer<Response> {
         .runner
         .journal()
         .runs(10_000)
-        .map_err(ApiError::from_store)?
+        .map_err(|e| ApiError::from_store(&e))?
     {
         *states.entry(r.status.as_str()).or_default() += 1;
     }

@@ -45,13 +45,16 @@ impl Histogram {
     }
 }
 
+/// A drill's figures: name → (achieved, target).
+type Figures = BTreeMap<&'static str, (Option<f64>, Option<f64>)>;
+
 #[derive(Default)]
 struct Inner {
     ended: BTreeMap<(String, &'static str), u64>,
     steps: Histogram,
     lateness: Histogram,
     /// workflow → (figure name → (achieved, target)).
-    drills: BTreeMap<String, BTreeMap<&'static str, (Option<f64>, Option<f64>)>>,
+    drills: BTreeMap<String, Figures>,
     paused: BTreeMap<String, bool>,
 }
 

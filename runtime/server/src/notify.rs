@@ -144,10 +144,7 @@ async fn deliver_all(hooks: Arc<Vec<Webhook>>, mut rx: mpsc::Receiver<Note>) {
         .unwrap_or_default();
     while let Some(note) = rx.recv().await {
         for hook in hooks.iter() {
-            let wanted = hook
-                .events
-                .as_ref()
-                .is_none_or(|e| e.iter().any(|k| *k == note.kind));
+            let wanted = hook.events.as_ref().is_none_or(|e| e.contains(&note.kind));
             if wanted {
                 // Each delivery on its own task: one dead receiver does not delay the others.
                 tokio::spawn(deliver(client.clone(), hook.clone(), note.clone()));

@@ -105,7 +105,7 @@ impl Server {
         let mut active = self.active.lock().unwrap();
         let handle = tokio::spawn(async move {
             let result = server.runner.start(&loaded, launch).await;
-            server.ended(&id, result.map(Some));
+            server.ended(&id, &result.map(Some));
         });
         active.insert(
             run_id.clone(),
@@ -142,7 +142,7 @@ impl Server {
                 Resumed::Ran(f) => Some(f),
                 Resumed::AlreadySucceeded => None,
             });
-            server.ended(&id, result);
+            server.ended(&id, &result);
         });
         active.insert(
             run_id.to_string(),
@@ -156,14 +156,14 @@ impl Server {
 
     /// A run's task ended: bookkeeping, metrics, notifications, and the schedule that started
     /// it (which may have a tick queued behind it).
-    fn ended(self: &Arc<Self>, run_id: &str, result: Result<Option<Finished>, RunnerError>) {
+    fn ended(self: &Arc<Self>, run_id: &str, result: &Result<Option<Finished>, RunnerError>) {
         let active = self.active.lock().unwrap().remove(run_id);
         let workflow = active
             .as_ref()
             .map(|a| a.workflow.clone())
             .unwrap_or_default();
         let schedule = active.and_then(|a| a.schedule);
-        let (status, message) = match &result {
+        let (status, message) = match result {
             Ok(Some(f)) => (f.report.status, f.report.message.clone()),
             Ok(None) => (RunStatus::Succeeded, "already succeeded".to_string()),
             Err(e) => (RunStatus::Failed, e.to_string()),
@@ -179,7 +179,7 @@ impl Server {
             self.notifier
                 .send(Note::run(kind, &workflow, run_id, status, &message));
         }
-        if let Ok(Some(f)) = &result
+        if let Ok(Some(f)) = result
             && let Some(d) = &f.drill
         {
             self.metrics.drill(&workflow, d);
@@ -212,7 +212,7 @@ impl Server {
             .runner
             .journal()
             .run(run_id)
-            .map_err(ApiError::from_store)?;
+            .map_err(|e| ApiError::from_store(&e))?;
         let active = self.active.lock().unwrap().remove(run_id);
         let stoppable = matches!(
             summary.status,
@@ -250,7 +250,7 @@ impl Server {
                 })
                 .map_err(|e| meridian_store::StoreError::Backend(e.to_string()))
             })
-            .map_err(ApiError::from_store)?;
+            .map_err(|e| ApiError::from_store(&e))?;
         self.metrics.run_ended(&workflow, RunStatus::Cancelled);
         if let Some(id) = schedule {
             self.schedule_run_ended(&id, run_id, RunStatus::Cancelled, "cancelled");
@@ -261,7 +261,7 @@ impl Server {
     /// Approves or rejects the approval gate a run waits at, then resumes the run.
     pub fn decide(self: &Arc<Self>, run_id: &str, decision: Decision) -> Result<(), ApiError> {
         let journal = self.runner.journal();
-        let (record, summary) = journal.run(run_id).map_err(ApiError::from_store)?;
+        let (record, summary) = journal.run(run_id).map_err(|e| ApiError::from_store(&e))?;
         if summary.status != RunStatus::AwaitingApproval
             || self.active.lock().unwrap().contains_key(run_id)
         {
@@ -270,7 +270,9 @@ impl Server {
                 summary.status.as_str()
             )));
         }
-        let events = journal.events(run_id).map_err(ApiError::from_store)?;
+        let events = journal
+            .events(run_id)
+            .map_err(|e| ApiError::from_store(&e))?;
         let waiting = waiting_gates(events.iter().map(|e| &e.event));
         if !waiting.contains(&decision.step) {
             return Err(ApiError::conflict(format!(
@@ -299,11 +301,11 @@ impl Server {
     pub(crate) fn resume_interrupted(self: &Arc<Self>) -> Result<usize, ApiError> {
         let journal = self.runner.journal();
         let mut n = 0;
-        for s in journal.runs(10_000).map_err(ApiError::from_store)? {
+        for s in journal.runs(10_000).map_err(|e| ApiError::from_store(&e))? {
             if s.status != RunStatus::Running || self.active.lock().unwrap().contains_key(&s.id) {
                 continue;
             }
-            let (record, _) = journal.run(&s.id).map_err(ApiError::from_store)?;
+            let (record, _) = journal.run(&s.id).map_err(|e| ApiError::from_store(&e))?;
             let Some(trigger) = record.settings.trigger else {
                 continue;
             };
@@ -331,10 +333,8 @@ pub(crate) fn waiting_gates<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<
     let mut waiting: Vec<String> = Vec::new();
     for e in events {
         match e {
-            Event::ApprovalRequired { step, .. } => {
-                if !waiting.contains(step) {
-                    waiting.push(step.clone());
-                }
+            Event::ApprovalRequired { step, .. } if !waiting.contains(step) => {
+                waiting.push(step.clone());
             }
             Event::ApprovalGranted { step, .. } | Event::ApprovalRejected { step, .. } => {
                 waiting.retain(|s| s != step);
