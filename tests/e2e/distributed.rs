@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use crate::support::{Scratch, expect_code};
 
-struct Workers(Vec<Child>);
+pub(crate) struct Workers(pub(crate) Vec<Child>);
 
 impl Drop for Workers {
     fn drop(&mut self) {
@@ -20,15 +20,15 @@ impl Drop for Workers {
 }
 
 /// A PostgreSQL store for the tests of one scratch dir.
-struct Store {
-    _pg: meridian_lab::PgCluster,
-    url: String,
+pub(crate) struct Store {
+    pub(crate) pg: meridian_lab::PgCluster,
+    pub(crate) url: String,
     key: String,
 }
 
 impl Store {
     /// `meridian …` in `s` against this store, with its task key.
-    fn cmd(&self, s: &Scratch) -> std::process::Command {
+    pub(crate) fn cmd(&self, s: &Scratch) -> std::process::Command {
         let mut c = s.cmd();
         c.env("MERIDIAN_STORE", &self.url)
             .env("MERIDIAN_TASK_KEY", &self.key);
@@ -38,7 +38,7 @@ impl Store {
 
 /// A PostgreSQL store for `s` (its cluster lives under `s`) with a fresh task key; `None` when
 /// PostgreSQL is missing and `MERIDIAN_ALLOW_SKIP` is set.
-fn store(s: &Scratch) -> Option<Store> {
+pub(crate) fn store(s: &Scratch) -> Option<Store> {
     let pg = match meridian_lab::PgCluster::start_primary(
         &s.path().join("pg"),
         meridian_lab::free_port(),
@@ -54,7 +54,7 @@ fn store(s: &Scratch) -> Option<Store> {
     let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
     let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();
     Some(Store {
-        _pg: pg,
+        pg,
         url,
         key: key.trim().to_string(),
     })

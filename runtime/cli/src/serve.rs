@@ -45,6 +45,8 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<u8> {
     if let Some(s) = args.secrets_file {
         config.secrets_file = Some(s);
     }
+    // Several servers may share a PostgreSQL journal: none resumes runs another may drive.
+    config.resume_interrupted = !ctx.store.as_deref().is_some_and(crate::store::is_postgres);
     let runner = ctx.runner().await?;
     let shutdown = async {
         use tokio::signal::unix::{SignalKind, signal};

@@ -7,7 +7,7 @@ use crate::DistError;
 use crate::conn::Target;
 
 /// Bump with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// `MRDN`: the advisory lock key held while migrating.
 const MIGRATION_LOCK: i64 = 0x4D52_444E;
@@ -102,6 +102,18 @@ CREATE TABLE meridian.kv (
     key text NOT NULL,
     value bytea NOT NULL,
     PRIMARY KEY (run_id, key)
+);
+"#,
+    ),
+    (
+        "ticks: schedule ticks claimed by one server each",
+        r#"
+CREATE TABLE meridian.ticks (
+    schedule text NOT NULL,
+    tick bigint NOT NULL,
+    claimed_by text NOT NULL,
+    claimed_at bigint NOT NULL,
+    PRIMARY KEY (schedule, tick)
 );
 "#,
     ),

@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub workflow_inputs: BTreeMap<String, PathBuf>,
     pub schedules: Vec<ExtraSchedule>,
     pub notify: Vec<Webhook>,
+    /// Resume, at start-up, the interrupted runs a server started. Right for a journal one
+    /// server owns (SQLite); with a shared PostgreSQL journal another server may be driving
+    /// them, so the CLI turns it off there.
+    pub resume_interrupted: bool,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             workflow_inputs: BTreeMap::new(),
             schedules: Vec::new(),
             notify: Vec::new(),
+            resume_interrupted: true,
         }
     }
 }

@@ -48,6 +48,8 @@ pub enum ServeError {
 
 /// The server's state, shared by the API handlers, the scheduler and the runs' tasks.
 pub struct Server {
+    /// This server among those sharing a journal (claims of schedule ticks name it).
+    name: String,
     config: ServerConfig,
     runner: Runner,
     catalog: RwLock<Catalog>,
@@ -143,6 +145,14 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr()?;
     let server = Arc::new(Server {
+        name: format!(
+            "{}:{}:{:04x}",
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into()),
+            std::process::id(),
+            rand::random::<u16>()
+        ),
         catalog: RwLock::new(Catalog::new(&config.workflows)),
         notifier: notify::Notifier::start(config.notify.clone()),
         config,
@@ -160,10 +170,12 @@ pub async fn serve(
         tracing::warn!("workflow not loaded:\n{e}");
     }
     let catch_up = server.sync_schedules(true);
-    match server.resume_interrupted() {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("resumed {n} interrupted run(s)"),
-        Err(e) => tracing::warn!("cannot look for interrupted runs: {e}"),
+    if server.config.resume_interrupted {
+        match server.resume_interrupted() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("resumed {n} interrupted run(s)"),
+            Err(e) => tracing::warn!("cannot look for interrupted runs: {e}"),
+        }
     }
 
     // The directory, checked for changes.

@@ -256,7 +256,7 @@ impl Server {
     /// Brings the schedules in line with the workflows in service: new ones are armed, changed
     /// ones re-armed (keeping their history), removed ones dropped. `start_up`: the first call,
     /// where `catch-up: latest` may fire a missed tick.
-    pub(crate) fn sync_schedules(self: &Arc<Self>, start_up: bool) -> Vec<String> {
+    pub(crate) fn sync_schedules(self: &Arc<Self>, start_up: bool) -> Vec<(String, DateTime<Utc>)> {
         let workflows: Vec<Arc<Workflow>> = self
             .catalog
             .read()
@@ -330,7 +330,7 @@ impl Server {
             };
             let Some(prev) = prev else { continue };
             match self.last_scheduled_run(&spec) {
-                Some(last) if last < prev => fire.push(id),
+                Some(last) if last < prev => fire.push((id, prev)),
                 _ => {}
             }
         }
@@ -356,28 +356,34 @@ impl Server {
 
     /// The scheduler's loop: fires what is due, then sleeps until the next tick (at most
     /// 200 ms, so a reload's new schedules are seen soon). Ends when the server drains.
-    pub(crate) async fn schedule_loop(self: Arc<Self>, catch_up: Vec<String>) {
-        for id in catch_up {
-            tracing::info!(schedule = %id, "firing the latest missed tick (catch-up: latest)");
-            self.fire(&id, None).await;
+    pub(crate) async fn schedule_loop(self: Arc<Self>, catch_up: Vec<(String, DateTime<Utc>)>) {
+        for (id, tick) in catch_up {
+            if self.claim(&id, tick) {
+                tracing::info!(schedule = %id, "firing the latest missed tick (catch-up: latest)");
+                self.fire(&id, None).await;
+            }
         }
         while !self.draining() {
             let now = Utc::now();
-            let due: Vec<(String, DateTime<Utc>)> = {
+            let due: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = {
                 let mut scheds = self.schedules.lock().unwrap();
                 let mut due = Vec::new();
                 for s in scheds.values_mut() {
                     if let Some(at) = s.fire_at
                         && at <= now
                     {
-                        due.push((s.spec.id.clone(), at));
                         let tick = s.next.unwrap_or(now);
+                        due.push((s.spec.id.clone(), tick, at));
                         s.arm(tick.max(now - chrono::Duration::milliseconds(1)));
                     }
                 }
                 due
             };
-            for (id, at) in due {
+            for (id, tick, at) in due {
+                // Servers sharing a journal race for the tick; the journal lets one win.
+                if !self.claim(&id, tick) {
+                    continue;
+                }
                 let late = (Utc::now() - at).to_std().unwrap_or_default();
                 self.metrics.schedule_fired(late);
                 self.fire(&id, Some(at)).await;
@@ -395,6 +401,28 @@ impl Server {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.drain.cancelled() => break,
+            }
+        }
+    }
+
+    /// Whether this server fires `tick` of schedule `id`: the journal's claim decides among
+    /// the servers that share it. A journal that does not answer fires nothing (a tick missed
+    /// is safer than a drill run twice), and says so.
+    fn claim(&self, id: &str, tick: DateTime<Utc>) -> bool {
+        match self
+            .runner
+            .journal()
+            .claim_tick(id, tick.timestamp_millis(), &self.name)
+        {
+            Ok(won) => won,
+            Err(e) => {
+                tracing::warn!(schedule = %id, "tick not fired: cannot claim it in the journal: {e}");
+                if let Some(s) = self.schedules.lock().unwrap().get_mut(id) {
+                    s.last_result = Some(format!(
+                        "tick at {tick} not fired: the journal did not answer: {e}"
+                    ));
+                }
+                false
             }
         }
     }

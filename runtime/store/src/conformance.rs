@@ -24,6 +24,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     kv_is_durable_per_run_and_bounded(&format!("{prefix}-kv"), open);
     runs_are_listed_newest_first(&format!("{prefix}-ls"), open);
     a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
+    a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
     // Last: it deletes every finished run of the storage, the other checks' included.
     pruning_keeps_what_may_go_on(&format!("{prefix}-pr"), open);
 }
@@ -373,5 +374,44 @@ fn pruning_keeps_what_may_go_on(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
         j.check().unwrap(),
         Vec::<String>::new(),
         "a sound journal checks clean"
+    );
+}
+
+/// Eight claimants (each its own connection, as separate servers would be) race for each of
+/// five ticks: exactly one wins each.
+fn a_tick_is_claimed_once(schedule: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let journals: Vec<Arc<dyn Journal>> = (0..8).map(|_| open()).collect();
+    for tick in 0..5i64 {
+        let start = Arc::new(std::sync::Barrier::new(journals.len()));
+        let wins: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = journals
+                .iter()
+                .enumerate()
+                .map(|(i, j)| {
+                    let start = start.clone();
+                    scope.spawn(move || {
+                        start.wait();
+                        j.claim_tick(schedule, 1_000 * tick, &format!("server-{i}"))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(wins, 1, "tick {tick} of {schedule}");
+    }
+    // Another schedule's tick at the same time is its own.
+    assert!(
+        journals[0]
+            .claim_tick(&format!("{schedule}-b"), 0, "x")
+            .unwrap()
+    );
+    assert!(
+        !journals[1]
+            .claim_tick(&format!("{schedule}-b"), 0, "y")
+            .unwrap()
     );
 }

@@ -89,6 +89,10 @@ pub trait Journal: Send + Sync {
     fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;
     /// Finished legs of a run, ordered by (step, leg).
     fn legs(&self, id: &str) -> Result<Vec<LegRecord>, StoreError>;
+    /// Claims one tick of a schedule for `by` (a server's name): `true` for exactly one caller
+    /// per (schedule, tick) among every process sharing this journal, so servers that share it
+    /// fire each tick once without a leader. Claims older than a week are dropped by `prune`.
+    fn claim_tick(&self, schedule: &str, tick_ms: i64, by: &str) -> Result<bool, StoreError>;
     /// Steps approved in earlier invocations of the run with who approved each, in the order
     /// they were approved.
     fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError>;

@@ -82,6 +82,11 @@ const APPROVALS: &str = "SELECT step, coalesce(body->>'by', '') FROM meridian.ev
 /// $1 ms ago by the server's clock, with everything they own, tasks included (their sealed
 /// inputs are of no use once the run ended). One statement, so one transaction: the foreign keys
 /// are checked at its end, after the rows that refer to a run went with it.
+const CLAIM_TICK: &str = concat!(
+    "INSERT INTO meridian.ticks (schedule, tick, claimed_by, claimed_at) VALUES ($1, $2, $3, ",
+    now_ms!(),
+    ") ON CONFLICT DO NOTHING"
+);
 const PRUNE: &str = concat!(
     "WITH doomed AS (
        SELECT id FROM meridian.runs
@@ -94,6 +99,9 @@ const PRUNE: &str = concat!(
      lg AS (DELETE FROM meridian.legs WHERE run_id IN (SELECT id FROM doomed)),
      kv AS (DELETE FROM meridian.kv WHERE run_id IN (SELECT id FROM doomed)),
      tk AS (DELETE FROM meridian.tasks WHERE run_id IN (SELECT id FROM doomed)),
+     ti AS (DELETE FROM meridian.ticks WHERE claimed_at < ",
+    now_ms!(),
+    " - 604800000),
      rn AS (DELETE FROM meridian.runs WHERE id IN (SELECT id FROM doomed) RETURNING 1)
      SELECT count(*) FROM rn"
 );
@@ -409,6 +417,21 @@ impl PgJournal {
         })
     }
 
+    fn claim_tick_raw(&self, schedule: &str, tick: i64, by: &str) -> Result<bool, DistError> {
+        let (schedule, by) = (schedule.to_string(), by.to_string());
+        self.call(true, move |s, _| {
+            let (schedule, by) = (schedule.clone(), by.clone());
+            Box::pin(async move {
+                let (c, st) = s.stmt(CLAIM_TICK).await?;
+                let n = c
+                    .execute(&st, &[&schedule, &tick, &by])
+                    .await
+                    .map_err(DistError::db("claim a schedule tick"))?;
+                Ok(n == 1)
+            })
+        })
+    }
+
     /// Steps approved in earlier invocations of the run.
     fn approvals_raw(&self, id: &str) -> Result<Vec<(String, String)>, DistError> {
         let id = id.to_string();
@@ -568,6 +591,11 @@ impl Journal for PgJournal {
                 })
             })
             .collect()
+    }
+
+    fn claim_tick(&self, schedule: &str, tick_ms: i64, by: &str) -> Result<bool, StoreError> {
+        self.claim_tick_raw(schedule, tick_ms, by)
+            .map_err(store_err)
     }
 
     fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {

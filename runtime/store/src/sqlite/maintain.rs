@@ -13,6 +13,9 @@ use crate::pending::now_ms;
 const PRUNABLE: &str = "SELECT id FROM runs WHERE finished_at IS NOT NULL AND finished_at <= ?1
        AND status NOT IN ('running', 'awaiting-approval')";
 
+/// How long claimed schedule ticks are kept (a week).
+const TICKS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+
 impl SqliteStore {
     pub(super) fn prune_runs(&self, older_than: Duration) -> Result<usize, StoreError> {
         let cutoff = now_ms().saturating_sub(older_than.as_millis().min(i64::MAX as u128) as i64);
@@ -33,6 +36,12 @@ impl SqliteStore {
                 params![cutoff],
             )
             .map_err(|e| self.err(e))?;
+        // Schedule ticks need remembering only while a server could still fire them.
+        tx.execute(
+            "DELETE FROM ticks WHERE claimed_at < ?1",
+            params![now_ms() - TICKS_KEPT_MS],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
     }

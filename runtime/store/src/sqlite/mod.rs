@@ -24,7 +24,7 @@ use kv::SqliteKv;
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
 /// Bump with a new entry in `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, index i takes the schema from version i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -72,6 +72,15 @@ CREATE TABLE kv (
     key TEXT NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (run_id, key)
+);
+"#,
+    r#"
+CREATE TABLE ticks (
+    schedule TEXT NOT NULL,
+    tick INTEGER NOT NULL,
+    claimed_by TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL,
+    PRIMARY KEY (schedule, tick)
 );
 "#,
 ];
@@ -450,6 +459,16 @@ impl Journal for SqliteStore {
                 },
             )
             .collect()
+    }
+
+    fn claim_tick(&self, schedule: &str, tick_ms: i64, by: &str) -> Result<bool, StoreError> {
+        let n = self.with(|c| {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO ticks (schedule, tick, claimed_by, claimed_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![schedule, tick_ms, by, now_ms()])
+        })?;
+        Ok(n == 1)
     }
 
     fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
