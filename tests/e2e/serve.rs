@@ -646,3 +646,79 @@ fn two_servers_on_one_postgres_fire_each_tick_once() {
         ticks.len()
     );
 }
+
+/// `--server URL`: an operator lists, shows, triggers and approves from another machine.
+#[test]
+fn the_cli_talks_to_a_server() {
+    let s = Scratch::new();
+    // A schedule that does not fire during the test: only `trigger` starts runs.
+    s.write(
+        "wf/gated.yaml",
+        &GATED.replace(
+            "name: gated\n",
+            "name: gated\non:\n  schedule:\n    - cron: \"0 0 1 1 *\"\n",
+        ),
+    );
+    s.write(
+        "tokens.toml",
+        &format!(
+            "[[token]]\nname = \"olga\"\nroles = [\"operator\"]\nsha256 = \"{}\"\n\n[[token]]\nname = \"alice\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n",
+            sha("operator-token"),
+            sha("approver-token")
+        ),
+    );
+    let served = Served::start(&s, &["--workflows", "wf", "--tokens", "tokens.toml"]);
+    // Another "machine": a fresh state dir that holds nothing.
+    let remote = |token: &str, args: &[&str]| {
+        s.cmd()
+            .env("MERIDIAN_STATE_DIR", s.path().join("laptop"))
+            .env("MERIDIAN_SERVER", &served.base)
+            .env("MERIDIAN_TOKEN", token)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (out, _) =
+        crate::support::expect_code(&remote("operator-token", &["trigger", "gated#0"]), 0);
+    assert!(out.contains("fired schedule gated#0"), "{out}");
+    let start = Instant::now();
+    let id = loop {
+        let (out, _) =
+            crate::support::expect_code(&remote("operator-token", &["--json", "runs", "list"]), 0);
+        let runs: Json = serde_json::from_str(&out).unwrap();
+        if runs[0]["status"] == "awaiting-approval" {
+            break runs[0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The operator may not approve; the server's reason is shown.
+    let (_, err) =
+        crate::support::expect_code(&remote("operator-token", &["approve", &id, "promote"]), 1);
+    assert!(err.contains("403") && err.contains("approver"), "{err}");
+    let (out, _) = crate::support::expect_code(
+        &remote(
+            "approver-token",
+            &["approve", &id, "promote", "--comment", "window open"],
+        ),
+        0,
+    );
+    assert!(out.contains("approved step `promote`"), "{out}");
+    let start = Instant::now();
+    loop {
+        let (out, _) =
+            crate::support::expect_code(&remote("approver-token", &["runs", "show", &id]), 0);
+        if out.contains("status:   succeeded") {
+            assert!(
+                out.contains("promote: approved (alice: window open)"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without --server, approve says what to type instead.
+    let (_, err) = crate::support::expect_code(&s.run(&["approve", &id, "promote"]), 2);
+    assert!(err.contains("--server") && err.contains("resume"), "{err}");
+}

@@ -27,6 +27,10 @@ pub struct Cli {
     /// Compiled-component cache (default: $XDG_CACHE_HOME/meridian or ~/.cache/meridian).
     #[arg(long, global = true, env = "MERIDIAN_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// A `meridian serve` to talk to (`runs list|show`, `approve`, `trigger`); the bearer token
+    /// comes from MERIDIAN_TOKEN.
+    #[arg(long, global = true, env = "MERIDIAN_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// Machine-readable output (JSON lines for events, one JSON document for results).
     #[arg(long, global = true)]
     pub json: bool,
@@ -90,6 +94,24 @@ pub enum Command {
     /// Run as a service: workflows of a directory on their schedules, an HTTP API with
     /// approvals, webhooks and metrics.
     Serve(crate::serve::ServeArgs),
+    /// Approve (or reject) the gate a served run waits at (needs --server).
+    Approve {
+        /// The run waiting for the approval.
+        run_id: String,
+        /// The step whose gate to answer.
+        step: String,
+        /// Reject instead: the step fails without running.
+        #[arg(long)]
+        reject: bool,
+        /// Why, journaled with the answer.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Fire a schedule of a server now, under its overlap policy (needs --server).
+    Trigger {
+        /// The schedule's id (`WORKFLOW#N`, see GET /api/v1/schedules).
+        schedule: String,
+    },
     /// Shell completions on stdout, e.g. `meridian completions bash > ~/.local/share/bash-completion/completions/meridian`.
     Completions {
         /// The shell to complete in.

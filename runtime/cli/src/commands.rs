@@ -27,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         store: cli.store.clone(),
         cache_dir: cli.cache_dir.clone().or_else(default_cache_dir),
         json: cli.json,
+        server: cli.server.clone(),
     };
     match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,
@@ -51,6 +52,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             new_key,
         } => worker(&ctx, id, max_concurrent, new_key).await,
         Command::Serve(args) => crate::serve::serve(&ctx, args).await,
+        Command::Approve {
+            run_id,
+            step,
+            reject,
+            comment,
+        } => crate::remote::approve(ctx.server.as_deref(), &run_id, &step, reject, comment),
+        Command::Trigger { schedule } => crate::remote::trigger(ctx.server.as_deref(), &schedule),
     }
 }
 
@@ -59,10 +67,16 @@ pub struct Ctx {
     pub store: Option<String>,
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
+    /// `--server URL`: read runs from a `meridian serve` instead of a journal.
+    pub server: Option<String>,
 }
 
 impl Ctx {
     pub(crate) fn journal(&self) -> anyhow::Result<Arc<dyn Journal>> {
+        if let Some(url) = &self.server {
+            let remote = crate::remote::Remote::new(url)?;
+            return Ok(Arc::new(crate::remote::RemoteJournal(remote)));
+        }
         crate::store::open(self.store.as_deref(), &self.state_dir)
     }
 

@@ -9,6 +9,7 @@ mod docs;
 mod lab;
 mod manifest;
 mod out;
+mod remote;
 mod report;
 mod runs;
 mod scaffold;
