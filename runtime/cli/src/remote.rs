@@ -216,6 +216,8 @@ fn need_server(server: Option<&str>, hint: &str) -> anyhow::Result<Remote> {
     }
 }
 
+// Taken by value: used as `map_err(fail)` over `Result<_, String>`.
+#[allow(clippy::needless_pass_by_value)]
 fn fail(msg: String) -> anyhow::Error {
     anyhow::Error::new(Exit {
         code: exit::FAILED,
