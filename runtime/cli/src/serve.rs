@@ -23,6 +23,12 @@ pub struct ServeArgs {
     /// Bearer tokens and their roles (hashed); without it the server listens on loopback only.
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Secret values for the workflows' `secrets:` (NAME=value lines).
     #[arg(long, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
@@ -41,6 +47,12 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<u8> {
     }
     if let Some(t) = args.tokens {
         config.tokens = Some(t);
+    }
+    if let Some(c) = args.tls_cert {
+        config.tls_cert = Some(c);
+    }
+    if let Some(k) = args.tls_key {
+        config.tls_key = Some(k);
     }
     if let Some(s) = args.secrets_file {
         config.secrets_file = Some(s);
@@ -68,7 +80,7 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<u8> {
             message: format!("error: {e}"),
         })?;
     // The address on a line of its own, for scripts and tests that asked for port 0.
-    eprintln!("meridian: serving http://{}", handle.addr);
+    eprintln!("meridian: serving {}://{}", handle.scheme, handle.addr);
     handle.wait().await.map_err(|e| Exit {
         code: exit::INTERNAL,
         message: format!("error: {e}"),

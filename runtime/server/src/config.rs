@@ -4,6 +4,8 @@
 //! workflows = "workflows"          # a directory of *.yaml workflows, relative to this file
 //! listen = "127.0.0.1:8080"
 //! tokens = "tokens.toml"           # bearer tokens (hashed) and roles; loopback only without
+//! tls-cert = "cert.pem"            # HTTPS with this PEM chain and key (both or neither)
+//! tls-key = "key.pem"
 //! secrets-file = "secrets.env"     # NAME=value lines, for the workflows' `secrets:`
 //! pause-after-failures = 3         # a schedule pauses itself after this many failed runs
 //! reload-interval = "1s"           # how often the directory is checked for changes
@@ -49,6 +51,9 @@ pub struct ServerConfig {
     pub workflows: PathBuf,
     pub listen: SocketAddr,
     pub tokens: Option<PathBuf>,
+    /// PEM certificate chain and private key: the API is served over HTTPS when both are given.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub secrets_file: Option<PathBuf>,
     pub pause_after_failures: u32,
     pub reload_interval: Duration,
@@ -69,6 +74,8 @@ impl Default for ServerConfig {
             workflows: PathBuf::from("workflows"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tokens: None,
+            tls_cert: None,
+            tls_key: None,
             secrets_file: None,
             pause_after_failures: 3,
             reload_interval: Duration::from_secs(1),
@@ -128,6 +135,8 @@ struct File {
     workflows: Option<PathBuf>,
     listen: Option<String>,
     tokens: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     secrets_file: Option<PathBuf>,
     pause_after_failures: Option<u32>,
     #[serde(default, with = "opt_duration")]
@@ -183,6 +192,8 @@ impl ServerConfig {
             })?;
         }
         c.tokens = file.tokens.map(at);
+        c.tls_cert = file.tls_cert.map(at);
+        c.tls_key = file.tls_key.map(at);
         c.secrets_file = file.secrets_file.map(at);
         if let Some(n) = file.pause_after_failures {
             if n == 0 {

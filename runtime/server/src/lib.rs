@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notify;
 mod runs;
 mod schedule;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -102,6 +103,8 @@ impl Server {
 /// A running server: where it listens, and how to wait for its end.
 pub struct Handle {
     pub addr: SocketAddr,
+    /// `https` with a certificate, else `http`.
+    pub scheme: &'static str,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
@@ -137,6 +140,15 @@ pub async fn serve(
             config.workflows.display()
         )));
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => Some(tls::config(c, k).map_err(ServeError::Invalid)?),
+        (None, None) => None,
+        _ => {
+            return Err(ServeError::Invalid(
+                "TLS needs both a certificate and a key (tls-cert and tls-key)".into(),
+            ));
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -144,6 +156,7 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = Arc::new(Server {
         name: format!(
             "{}:{}:{:04x}",
@@ -203,18 +216,27 @@ pub async fn serve(
             drained.draining.store(true, Ordering::SeqCst);
             drained.drain.cancel();
         });
-        let http = axum::serve(listener, app).with_graceful_shutdown(async move {
-            stop.cancelled().await;
-        });
         // Streams (SSE) would hold a graceful HTTP shutdown open; the runs decide how long
         // the server lingers, not the clients.
-        let http = tokio::spawn(async move { http.await });
+        let http = match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config)?;
+                let http = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                tokio::spawn(async move { http.await })
+            }
+            None => {
+                let http = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                tokio::spawn(async move { http.await })
+            }
+        };
         s.drain.cancelled().await;
         wait_for_runs(&s, s.config.grace).await;
         http.abort();
         Ok(())
     });
-    Ok(Handle { addr, task })
+    Ok(Handle { addr, scheme, task })
 }
 
 /// Waits until the runs this server drives have ended, or `grace` has passed.
