@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::support::{Scratch, expect_code};
 
-const EU: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-const US: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+pub(crate) const EU: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+pub(crate) const US: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
 /// The workflows shipped in workflows/, by file name.
 const PACKAGED: [&str; 5] = [
@@ -35,13 +35,13 @@ fn workflow(name: &str) -> String {
 }
 
 /// A running lab; `Drop` runs `meridian lab down` (which stops every lab process).
-struct LabGuard<'a> {
+pub(crate) struct LabGuard<'a> {
     scratch: &'a Scratch,
     dir: PathBuf,
 }
 
 impl<'a> LabGuard<'a> {
-    fn up(scratch: &'a Scratch) -> Self {
+    pub(crate) fn up(scratch: &'a Scratch) -> Self {
         let dir = scratch.path().join("lab");
         // The guard exists before `up` runs: a half-started lab is torn down too.
         let guard = LabGuard { scratch, dir };
@@ -55,11 +55,11 @@ impl<'a> LabGuard<'a> {
         guard
     }
 
-    fn inputs(&self) -> String {
+    pub(crate) fn inputs(&self) -> String {
         self.dir.join("inputs.json").to_string_lossy().into_owned()
     }
 
-    fn secrets(&self) -> String {
+    pub(crate) fn secrets(&self) -> String {
         self.dir.join("secrets.env").to_string_lossy().into_owned()
     }
 
@@ -85,7 +85,7 @@ impl<'a> LabGuard<'a> {
     }
 
     /// What the lab's PowerDNS answers for the API name.
-    fn dns(&self) -> Vec<IpAddr> {
+    pub(crate) fn dns(&self) -> Vec<IpAddr> {
         let dns = self.state().dns.expect("the lab runs PowerDNS");
         let server: SocketAddr = dns.server.parse().unwrap();
         let mut answer =

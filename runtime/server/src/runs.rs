@@ -71,15 +71,12 @@ impl Server {
             .get(&req.workflow)
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", req.workflow)))?;
-        let mut raw = match self.config.workflow_inputs.get(&req.workflow) {
-            Some(file) => meridian_runner::inputs::from_file(file).map_err(|e| {
-                ApiError::internal(format!(
-                    "the server's inputs file for `{}`: {e}",
-                    req.workflow
-                ))
-            })?,
-            None => BTreeMap::new(),
-        };
+        let mut raw = self.file_inputs(&loaded.workflow).map_err(|e| {
+            ApiError::internal(format!(
+                "the server's inputs file for `{}`: {e}",
+                req.workflow
+            ))
+        })?;
         raw.extend(req.inputs);
         meridian_runner::check_inputs(&loaded.workflow, &raw)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -116,6 +113,23 @@ impl Server {
             },
         );
         Ok(run_id)
+    }
+
+    /// The inputs the server config's inputs file gives a workflow: only those it declares,
+    /// since one file (the lab's `inputs.json`) usually serves several workflows — as
+    /// `--inputs-file` does on the command line. Inputs given by a request or a schedule entry
+    /// are checked strictly.
+    pub(crate) fn file_inputs(
+        &self,
+        wf: &meridian_model::Workflow,
+    ) -> Result<BTreeMap<String, String>, RunnerError> {
+        match self.config.workflow_inputs.get(&wf.name) {
+            Some(file) => Ok(meridian_runner::inputs::from_file(file)?
+                .into_iter()
+                .filter(|(k, _)| wf.inputs.contains_key(k))
+                .collect()),
+            None => Ok(BTreeMap::new()),
+        }
     }
 
     /// Resumes a run in the background (after an approval, or an interrupted run at start-up).
@@ -187,7 +201,13 @@ impl Server {
                 .figures
                 .iter()
                 .filter(|f| f.verdict() != meridian_runner::Verdict::Met && f.target.is_some())
-                .map(|f| format!("{} {:?} (target {:?})", f.name, f.achieved, f.target))
+                .map(|f| match (f.achieved, f.target) {
+                    (Some(a), Some(t)) => {
+                        format!("{} {a} {u} (target {t} {u})", f.name, u = f.unit)
+                    }
+                    (None, Some(t)) => format!("{} not measured (target {t} {})", f.name, f.unit),
+                    _ => f.name.to_string(),
+                })
                 .collect();
             if !missed.is_empty() {
                 self.notifier.send(Note::run(

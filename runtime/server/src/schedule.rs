@@ -274,15 +274,12 @@ impl Server {
             let Some(wf) = workflows.iter().find(|w| w.name == spec.workflow) else {
                 continue;
             };
-            let mut raw = match self.config.workflow_inputs.get(&spec.workflow) {
-                Some(f) => match meridian_runner::inputs::from_file(f) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        spec.error = Some(e.to_string());
-                        continue;
-                    }
-                },
-                None => BTreeMap::new(),
+            let mut raw = match self.file_inputs(wf) {
+                Ok(m) => m,
+                Err(e) => {
+                    spec.error = Some(e.to_string());
+                    continue;
+                }
             };
             raw.extend(spec.inputs.clone());
             if let Err(e) = meridian_runner::check_inputs(wf, &raw) {
