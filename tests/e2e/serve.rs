@@ -199,7 +199,13 @@ steps:
 #[test]
 fn the_api_starts_streams_and_an_approver_approves() {
     let s = Scratch::new();
-    s.write("wf/gated.yaml", GATED);
+    let rt = rt();
+    // The workflow's own webhook, for its successes only, besides the server's.
+    let (own_hook, own_calls) = rt.block_on(receiver());
+    s.write(
+        "wf/gated.yaml",
+        &format!("{GATED}notify:\n  - {{url: \"{own_hook}\", events: [run.succeeded]}}\n"),
+    );
     s.write(
         "tokens.toml",
         &format!(
@@ -209,7 +215,6 @@ fn the_api_starts_streams_and_an_approver_approves() {
             sha("approver-token")
         ),
     );
-    let rt = rt();
     let (hook, calls) = rt.block_on(receiver());
     s.write(
         "meridian.toml",
@@ -357,6 +362,20 @@ fn the_api_starts_streams_and_an_approver_approves() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Deliveries go out on their own tasks: wait for the workflow's hook too.
+        let start = Instant::now();
+        while own_calls.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let own: Vec<String> = own_calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
+        assert_eq!(own.len(), 1, "{own:?}");
+        assert!(own[0].contains("\"kind\":\"run.succeeded\""), "{own:?}");
         for (headers, body) in calls.lock().unwrap().iter() {
             let sig = headers
                 .iter()

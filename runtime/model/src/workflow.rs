@@ -35,6 +35,8 @@ pub struct Workflow {
     pub on: Option<Triggers>,
     /// `drill:` targets.
     pub drill: Option<Drill>,
+    /// `notify:` webhooks for this workflow's runs (sent by `meridian serve`).
+    pub notify: Vec<Notify>,
     /// Whole-run timeout (`timeout:` at top level).
     pub timeout: Option<Duration>,
     /// `max-parallel:` at top level (the CLI flag overrides it).
@@ -568,3 +570,27 @@ impl ValueNode {
         }
     }
 }
+
+/// A `notify:` entry: a webhook told about this workflow's runs by `meridian serve`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notify {
+    pub span: Span,
+    /// An `http://` or `https://` URL.
+    pub url: String,
+    /// `json` (default) or `slack`.
+    pub format: String,
+    /// The environment variable (of the server) holding the HMAC key; unsigned when absent.
+    pub secret_env: Option<String>,
+    /// The notification kinds it receives; every kind when absent.
+    pub events: Option<Vec<String>>,
+}
+
+/// The notification kinds a server sends.
+pub const NOTIFY_EVENTS: [&str; 6] = [
+    "run.started",
+    "run.awaiting-approval",
+    "run.failed",
+    "run.succeeded",
+    "drill.missed",
+    "schedule.paused",
+];

@@ -121,6 +121,21 @@ pub struct Webhook {
     pub events: Option<Vec<String>>,
 }
 
+impl From<&meridian_model::Notify> for Webhook {
+    fn from(n: &meridian_model::Notify) -> Webhook {
+        Webhook {
+            url: n.url.clone(),
+            format: if n.format == "slack" {
+                WebhookFormat::Slack
+            } else {
+                WebhookFormat::Json
+            },
+            secret_env: n.secret_env.clone(),
+            events: n.events.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {

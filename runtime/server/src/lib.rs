@@ -69,6 +69,20 @@ impl Server {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Sends a notification to the server's webhooks and to the `notify:` webhooks of the
+    /// workflow it is about.
+    fn notify(&self, mut note: notify::Note) {
+        if let Some(l) = self.catalog.read().unwrap().get(&note.workflow) {
+            note.hooks = l
+                .workflow
+                .notify
+                .iter()
+                .map(config::Webhook::from)
+                .collect();
+        }
+        self.notifier.send(note);
+    }
+
     /// Reads the workflows directory again; reports what changed.
     fn reload(self: &Arc<Self>) {
         let changes = self.catalog.write().unwrap().reload();

@@ -41,6 +41,9 @@ pub struct Note {
     /// Unix ms.
     pub at: u64,
     pub delivery: String,
+    /// The workflow's own `notify:` webhooks, besides the server's.
+    #[serde(skip)]
+    pub hooks: Vec<Webhook>,
 }
 
 impl Note {
@@ -54,6 +57,7 @@ impl Note {
             message: message.into(),
             at: crate::runs::now_ms(),
             delivery: delivery_id(),
+            hooks: Vec::new(),
         }
     }
 
@@ -67,6 +71,7 @@ impl Note {
             message: message.into(),
             at: crate::runs::now_ms(),
             delivery: delivery_id(),
+            hooks: Vec::new(),
         }
     }
 
@@ -116,11 +121,8 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the delivery task (nothing when there are no webhooks).
+    /// Starts the delivery task.
     pub fn start(hooks: Vec<Webhook>) -> Notifier {
-        if hooks.is_empty() {
-            return Notifier { tx: None };
-        }
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(deliver_all(Arc::new(hooks), rx));
         Notifier { tx: Some(tx) }
@@ -143,7 +145,7 @@ async fn deliver_all(hooks: Arc<Vec<Webhook>>, mut rx: mpsc::Receiver<Note>) {
         .build()
         .unwrap_or_default();
     while let Some(note) = rx.recv().await {
-        for hook in hooks.iter() {
+        for hook in hooks.iter().chain(&note.hooks) {
             let wanted = hook.events.as_ref().is_none_or(|e| e.contains(&note.kind));
             if wanted {
                 // Each delivery on its own task: one dead receiver does not delay the others.

@@ -190,8 +190,7 @@ impl Server {
             RunStatus::Cancelled | RunStatus::Running => None,
         };
         if let Some(kind) = note {
-            self.notifier
-                .send(Note::run(kind, &workflow, run_id, status, &message));
+            self.notify(Note::run(kind, &workflow, run_id, status, &message));
         }
         if let Ok(Some(f)) = result
             && let Some(d) = &f.drill
@@ -210,7 +209,7 @@ impl Server {
                 })
                 .collect();
             if !missed.is_empty() {
-                self.notifier.send(Note::run(
+                self.notify(Note::run(
                     "drill.missed",
                     &workflow,
                     run_id,
@@ -378,7 +377,7 @@ impl EventSink for View {
         };
         match event {
             Event::LegFinished { duration, .. } => server.metrics.step_finished(*duration),
-            Event::RunStarted { run_id, .. } if self.fresh => server.notifier.send(Note::run(
+            Event::RunStarted { run_id, .. } if self.fresh => server.notify(Note::run(
                 "run.started",
                 &self.workflow,
                 run_id,

@@ -487,7 +487,7 @@ impl Server {
                 let paused = self.pause_if_failing(s);
                 drop(scheds);
                 if let Some(n) = paused {
-                    self.notifier.send(n);
+                    self.notify(n);
                 }
             }
         }
@@ -524,7 +524,7 @@ impl Server {
         let spec = s.spec.clone();
         drop(scheds);
         if let Some(n) = note {
-            self.notifier.send(n);
+            self.notify(n);
         }
         if queued && !self.draining() {
             self.start_scheduled(&spec);

@@ -11,7 +11,7 @@ use crate::span::Spanned;
 use crate::workflow::*;
 use crate::yaml::{Node, NodeKind, Scalar};
 
-const TOP_KEYS: [&str; 11] = [
+const TOP_KEYS: [&str; 12] = [
     "name",
     "description",
     "inputs",
@@ -20,6 +20,7 @@ const TOP_KEYS: [&str; 11] = [
     "secrets",
     "on",
     "drill",
+    "notify",
     "timeout",
     "max-parallel",
     "steps",
@@ -37,6 +38,7 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: Option<&Node>) -> Workflow {
         secrets: Vec::new(),
         on: None,
         drill: None,
+        notify: Vec::new(),
         timeout: None,
         max_parallel: None,
         steps: Vec::new(),
@@ -104,6 +106,9 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: Option<&Node>) -> Workflow {
     }
     if let Some(n) = top.get("drill") {
         wf.drill = drill(cx, n);
+    }
+    if let Some(n) = top.get("notify") {
+        wf.notify = notify(cx, n);
     }
     if let Some(n) = top.get("timeout") {
         wf.timeout = cx.duration(n, "`timeout`", true);
@@ -365,6 +370,80 @@ fn check_cron(cx: &mut Cx<'_>, cron: &Spanned<String>) -> bool {
             false
         }
     }
+}
+
+fn notify(cx: &mut Cx<'_>, node: &Node) -> Vec<Notify> {
+    let NodeKind::Seq(items) = &node.kind else {
+        cx.wrong_type(node, "a list of `- url: …` entries", "`notify`");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(f) = cx.fields(
+            item,
+            &["url", "format", "secret-env", "events"],
+            "in `notify`",
+        ) else {
+            continue;
+        };
+        let Some(u) = cx.require(&f, "url", "in a `notify` entry") else {
+            continue;
+        };
+        let Some(url) = cx.string(u, "`url`") else {
+            continue;
+        };
+        if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+            cx.error(
+                u.span,
+                format!("`url` `{}` is not an http(s) URL", url.value),
+                Some(
+                    "write the webhook's full URL, e.g. https://hooks.example.com/meridian".into(),
+                ),
+            );
+            continue;
+        }
+        let format = match f.get("format") {
+            None => "json".to_string(),
+            Some(n) => match n.as_str() {
+                Some(w @ ("json" | "slack")) => w.to_string(),
+                _ => {
+                    cx.error(
+                        n.span,
+                        format!("invalid `format`: {}", n.describe()),
+                        Some("use `json` or `slack`".into()),
+                    );
+                    continue;
+                }
+            },
+        };
+        let secret_env = f
+            .get("secret-env")
+            .and_then(|n| cx.string(n, "`secret-env`"))
+            .map(|s| s.value);
+        let events = f.get("events").map(|n| {
+            cx.string_list(n, "`events`", false)
+                .into_iter()
+                .filter_map(|e| {
+                    if NOTIFY_EVENTS.contains(&e.value.as_str()) {
+                        Some(e.value)
+                    } else {
+                        let hint = suggest(&e.value, NOTIFY_EVENTS)
+                            .or_else(|| Some(format!("one of: {}", NOTIFY_EVENTS.join(", "))));
+                        cx.error(e.span, format!("unknown notification `{}`", e.value), hint);
+                        None
+                    }
+                })
+                .collect()
+        });
+        out.push(Notify {
+            span: item.span,
+            url: url.value,
+            format,
+            secret_env,
+            events,
+        });
+    }
+    out
 }
 
 fn drill(cx: &mut Cx<'_>, node: &Node) -> Option<Drill> {
