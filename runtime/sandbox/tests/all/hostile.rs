@@ -356,3 +356,71 @@ async fn ungranted_secret_is_refused() {
     let e = out.output["results"][0]["error"].as_str().unwrap();
     assert!(e.contains("secret `token` is not granted"), "{e}");
 }
+
+/// Regression: a guest calling `exit(0)` showed only "error while executing at wasm
+/// backtrace:"; the cause is the exit, named with its code.
+#[tokio::test]
+async fn exit_from_a_step_is_named() {
+    let c = load(meridian_artifacts::MISBEHAVE);
+    let err = sandbox()
+        .invoke(&c, run(json!({"what": "exit"})))
+        .await
+        .unwrap_err();
+    let StepFailure::Trap(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(m.starts_with("the step called exit(0)"), "{m}");
+    assert!(m.contains("return from `run`"), "{m}");
+    assert_still_healthy().await;
+}
+
+/// Regression: a plan flood showed only the wasm backtrace header; the host's own message
+/// (the sandbox's limit) is what the user sees.
+#[tokio::test]
+async fn a_plan_flood_names_the_limit() {
+    let server = Server::start();
+    let caps = Capabilities {
+        http: meridian_sandbox::HttpPolicy::allowing([server.origin()]),
+        ..Capabilities::default()
+    };
+    let c = load(meridian_artifacts::MISBEHAVE);
+    let err = sandbox()
+        .invoke(
+            &c,
+            Call::run(
+                crate::support::plan_inv(json!({"what": "plan-flood", "base": server.url("")})),
+                caps,
+            ),
+        )
+        .await
+        .unwrap_err();
+    let StepFailure::Trap(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.starts_with("the step recorded more than 10000 planned changes"),
+        "{m}"
+    );
+    assert!(!m.contains("wasm backtrace"), "{m}");
+    assert!(server.seen().is_empty(), "plan mode sent nothing");
+}
+
+/// Regression: overflowing the shadow stack (in linear memory) showed as "out of bounds memory
+/// access"; it is named a stack overflow, with the size of the stack the step had.
+#[tokio::test]
+async fn a_shadow_stack_overflow_is_named() {
+    let c = load(meridian_artifacts::MISBEHAVE);
+    let err = sandbox()
+        .invoke(&c, run(json!({"what": "shadow-stack"})))
+        .await
+        .unwrap_err();
+    let StepFailure::Trap(m) = &err else {
+        panic!("{err:?}")
+    };
+    // Rust's default for wasm32: 1 MiB, read from the component's `__stack_pointer`.
+    assert!(
+        m.starts_with("stack overflow in the step (its shadow stack is 1048576 bytes)"),
+        "{m}"
+    );
+    assert_still_healthy().await;
+}
