@@ -223,3 +223,24 @@ fn a_step_cannot_write_control_sequences_to_the_terminal() {
         );
     }
 }
+
+/// Regression: `run` did not check `with:` against the component's input schema (only
+/// `validate` did): now it refuses the same way, exit 2, before a run is recorded.
+#[test]
+fn run_checks_with_against_the_schema_like_validate() {
+    let s = Scratch::new();
+    s.write(
+        "w.yaml",
+        "name: w\nsteps:\n  - id: a\n    uses: hello\n    with: {nmae: x}\n",
+    );
+    let (_, validate) = expect_code(&s.run(&["validate", "w.yaml"]), 2);
+    let (_, run) = expect_code(&s.run(&["run", "w.yaml"]), 2);
+    for err in [&validate, &run] {
+        assert!(
+            err.contains("unknown input `with.nmae` for step `a`") && err.contains("w.yaml:5:12"),
+            "{err}"
+        );
+    }
+    let (out, _) = expect_code(&s.run(&["--json", "runs", "list"]), 0);
+    assert_eq!(out.trim(), "[]", "nothing was recorded");
+}

@@ -148,6 +148,7 @@ impl Runner {
         let inputs = meridian_engine::inputs::resolve(&workflow, &raw)
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
         let secrets = secrets::load(&workflow, launch.secrets_file.as_deref())?;
+        self.check_with(&workflow).await?;
         let masker = Masker::new(secrets.values());
         let run_id = launch.run_id.unwrap_or_else(new_run_id);
         let settings = RunSettings {
@@ -180,6 +181,32 @@ impl Runner {
             .collect();
         opts.approver = launch.approver;
         self.execute(wf, opts, &settings, launch.view, true).await
+    }
+
+    /// What `validate` checks of `with:` against each component's input schema, checked again
+    /// before a run starts, so a run refuses what `validate` refuses (and a component whose
+    /// `describe` does not answer stops the run before anything ran). Only with the sandbox in
+    /// this process: the components of a distributed run live with its workers. A component
+    /// that cannot be loaded is left to fail its own step, as before.
+    async fn check_with(&self, workflow: &Workflow) -> Result<(), RunnerError> {
+        let StepRunner::Local(local) = &self.steps else {
+            return Ok(());
+        };
+        let schemas = local.schemas_for(workflow).await;
+        let lookup = |c: &meridian_model::ComponentRef| {
+            schemas.get(c).and_then(|r| r.as_ref().ok()).cloned()
+        };
+        let mut errors = meridian_model::Diagnostics::new();
+        for d in meridian_model::schema::check_steps(workflow, &lookup) {
+            if d.severity == meridian_model::Severity::Error {
+                errors.push(d);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RunnerError::Diagnostics(errors.to_string()))
+        }
     }
 
     /// Resumes an interrupted, failed or waiting run: finished legs come from the journal, the
