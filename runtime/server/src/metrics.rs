@@ -1,6 +1,13 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4).
+//!
+//! Schedule lateness (how long after its due time a tick fired, measured when the scheduler
+//! has claimed the tick, before the run starts) is exposed twice: the histogram
+//! `meridian_schedule_lateness_seconds` over the server's life, and the summary
+//! `meridian_schedule_lateness_recent_seconds` whose quantiles (0.5, 0.99, and 1 = the
+//! largest) are nearest-rank quantiles of the last [`LATE_RECENT`] ticks fired; its `_sum` and
+//! `_count` cover the server's life, as Prometheus summaries do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,6 +19,10 @@ use meridian_runner::DrillVerdict;
 const STEP_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 /// Upper bounds (seconds) of the schedule-lateness histogram.
 const LATE_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+/// How many of the latest lateness samples the recent-lateness summary keeps.
+pub const LATE_RECENT: usize = 4096;
+/// The quantiles of the recent-lateness summary (1 is the largest sample).
+const LATE_QUANTILES: [f64; 3] = [0.5, 0.99, 1.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -53,6 +64,8 @@ struct Inner {
     ended: BTreeMap<(String, &'static str), u64>,
     steps: Histogram,
     lateness: Histogram,
+    /// The latest lateness samples (seconds), oldest first, at most [`LATE_RECENT`].
+    recent_lateness: VecDeque<f64>,
     /// workflow → (figure name → (achieved, target)).
     drills: BTreeMap<String, Figures>,
     paused: BTreeMap<String, bool>,
@@ -82,11 +95,13 @@ impl Metrics {
     }
 
     pub fn schedule_fired(&self, late: Duration) {
-        self.0
-            .lock()
-            .unwrap()
-            .lateness
-            .observe(&LATE_BUCKETS, late.as_secs_f64());
+        let late = late.as_secs_f64();
+        let mut inner = self.0.lock().unwrap();
+        inner.lateness.observe(&LATE_BUCKETS, late);
+        if inner.recent_lateness.len() == LATE_RECENT {
+            inner.recent_lateness.pop_front();
+        }
+        inner.recent_lateness.push_back(late);
     }
 
     pub fn schedule_paused(&self, id: &str, paused: bool) {
@@ -130,6 +145,28 @@ impl Metrics {
             "meridian_schedule_lateness_seconds",
             &LATE_BUCKETS,
         );
+        let _ = writeln!(
+            out,
+            "# HELP meridian_schedule_lateness_recent_seconds How late the latest {LATE_RECENT} schedule ticks fired (nearest-rank quantiles; quantile 1 is the largest; sum and count since start).\n# TYPE meridian_schedule_lateness_recent_seconds summary"
+        );
+        let quantiles = nearest_rank(&inner.recent_lateness, &LATE_QUANTILES);
+        for (q, v) in LATE_QUANTILES.iter().zip(quantiles) {
+            let v = v.map_or("NaN".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "meridian_schedule_lateness_recent_seconds{{quantile=\"{q}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "meridian_schedule_lateness_recent_seconds_sum {}",
+            inner.lateness.sum
+        );
+        let _ = writeln!(
+            out,
+            "meridian_schedule_lateness_recent_seconds_count {}",
+            inner.lateness.n
+        );
         out.push_str("# HELP meridian_schedule_paused Whether a schedule is paused.\n# TYPE meridian_schedule_paused gauge\n");
         for (id, p) in &inner.paused {
             let _ = writeln!(
@@ -166,6 +203,20 @@ impl Metrics {
     }
 }
 
+/// Nearest-rank quantiles of `samples` (the smallest sample with at least `q` of them at or
+/// below it); `None` each when there are none.
+fn nearest_rank(samples: &VecDeque<f64>, quantiles: &[f64]) -> Vec<Option<f64>> {
+    let mut sorted: Vec<f64> = samples.iter().copied().collect();
+    sorted.sort_by(f64::total_cmp);
+    quantiles
+        .iter()
+        .map(|q| {
+            let rank = (q * sorted.len() as f64).ceil() as usize;
+            sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+        })
+        .collect()
+}
+
 /// A label value: backslash, quote and newline escaped as the format requires.
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -198,6 +249,42 @@ mod tests {
         );
         assert!(
             text.contains("workflow=\"a\\\"b\",state=\"failed\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn recent_lateness_quantiles_cover_the_latest_ticks_only() {
+        let m = Metrics::default();
+        let empty = m.render(&BTreeMap::new(), 0);
+        assert!(
+            empty.contains("meridian_schedule_lateness_recent_seconds{quantile=\"0.5\"} NaN"),
+            "{empty}"
+        );
+        // 100 slow ticks, then a full window of fast ones: 4096 ms down to 1 ms.
+        for _ in 0..100 {
+            m.schedule_fired(Duration::from_secs(60));
+        }
+        for i in (1..=LATE_RECENT as u64).rev() {
+            m.schedule_fired(Duration::from_millis(i));
+        }
+        let text = m.render(&BTreeMap::new(), 0);
+        for (q, v) in [("0.5", "2.048"), ("0.99", "4.056"), ("1", "4.096")] {
+            let line =
+                format!("meridian_schedule_lateness_recent_seconds{{quantile=\"{q}\"}} {v}\n");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(
+            text.contains("meridian_schedule_lateness_recent_seconds_count 4196\n"),
+            "{text}"
+        );
+        // The histogram still counts every tick.
+        assert!(
+            text.contains("meridian_schedule_lateness_seconds_count 4196\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE meridian_schedule_lateness_recent_seconds summary\n"),
             "{text}"
         );
     }
