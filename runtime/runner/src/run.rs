@@ -79,6 +79,9 @@ pub struct Launch {
     pub run_id: Option<String>,
     /// Journaled in the run's settings (see [`RunSettings::trigger`]).
     pub trigger: Option<String>,
+    /// Called once the run is recorded in the journal (before its first step): a server
+    /// answers a start request then, so the run can be read as soon as its id is known.
+    pub on_created: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// How to resume (or, with `from`, retry) a run.
@@ -170,6 +173,9 @@ impl Runner {
             inputs: masker.mask_json(&serde_json::Value::Object(inputs.clone())),
             settings: settings.clone(),
         })?;
+        if let Some(created) = launch.on_created {
+            created();
+        }
         let mut opts = RunOptions::new(run_id);
         opts.mode = launch.mode;
         opts.inputs = inputs;

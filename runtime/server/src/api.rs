@@ -272,14 +272,16 @@ async fn start_run(
             (k, text)
         })
         .collect();
-    let run_id = s.start_run(StartRequest {
-        workflow: body.workflow,
-        mode: if body.plan { Mode::Plan } else { Mode::Apply },
-        inputs,
-        trigger: format!("api:{}", id.name),
-        schedule: None,
-        idempotency_key: key.map(|k| format!("{}\u{0}{k}", id.name)),
-    })?;
+    let run_id = s
+        .start_run(StartRequest {
+            workflow: body.workflow,
+            mode: if body.plan { Mode::Plan } else { Mode::Apply },
+            inputs,
+            trigger: format!("api:{}", id.name),
+            schedule: None,
+            idempotency_key: key.map(|k| format!("{}\u{0}{k}", id.name)),
+        })
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/v1/runs/{run_id}"))],

@@ -69,6 +69,7 @@ struct Inner {
     /// workflow → (figure name → (achieved, target)).
     drills: BTreeMap<String, Figures>,
     paused: BTreeMap<String, bool>,
+    skipped: BTreeMap<String, u64>,
 }
 
 /// What the server counts while it runs.
@@ -102,6 +103,17 @@ impl Metrics {
             inner.recent_lateness.pop_front();
         }
         inner.recent_lateness.push_back(late);
+    }
+
+    /// Ticks a late scheduler passed over (not fired: there is no catch-up).
+    pub fn ticks_skipped(&self, id: &str, n: u64) {
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .skipped
+            .entry(id.to_string())
+            .or_default() += n;
     }
 
     pub fn schedule_paused(&self, id: &str, paused: bool) {
@@ -167,6 +179,14 @@ impl Metrics {
             "meridian_schedule_lateness_recent_seconds_count {}",
             inner.lateness.n
         );
+        out.push_str("# HELP meridian_schedule_ticks_skipped_total Ticks not fired because the scheduler was late.\n# TYPE meridian_schedule_ticks_skipped_total counter\n");
+        for (id, n) in &inner.skipped {
+            let _ = writeln!(
+                out,
+                "meridian_schedule_ticks_skipped_total{{schedule=\"{}\"}} {n}",
+                label(id)
+            );
+        }
         out.push_str("# HELP meridian_schedule_paused Whether a schedule is paused.\n# TYPE meridian_schedule_paused gauge\n");
         for (id, p) in &inner.paused {
             let _ = writeln!(

@@ -36,6 +36,18 @@ impl Idempotency {
     }
 }
 
+/// Where [`Server::begin_start`] left a start request.
+enum Begun {
+    /// A retried request (same `Idempotency-Key`): the run it started.
+    Known(String),
+    /// A new run; `rx` answers once it is journaled (or why it was refused).
+    New {
+        run_id: String,
+        rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
+        key: Option<String>,
+    },
+}
+
 /// What starts a run.
 pub struct StartRequest {
     pub workflow: String,
@@ -49,9 +61,28 @@ pub struct StartRequest {
 }
 
 impl Server {
-    /// Starts a run in the background and returns its id at once. Inputs are checked first,
-    /// so a request with bad inputs is answered 400 and journals nothing.
-    pub fn start_run(self: &Arc<Self>, req: StartRequest) -> Result<String, ApiError> {
+    /// Starts a run in the background and returns its id once the run is in the journal.
+    /// Inputs, the steps' `with:` and the secrets are checked first, so a request the run
+    /// would refuse is answered 400 and journals nothing.
+    pub async fn start_run(self: &Arc<Self>, req: StartRequest) -> Result<String, ApiError> {
+        let (run_id, rx, key) = match self.begin_start(req)? {
+            Begun::Known(id) => return Ok(id),
+            Begun::New { run_id, rx, key } => (run_id, rx, key),
+        };
+        match rx.await {
+            Ok(Ok(())) => Ok(run_id),
+            Ok(Err(e)) => {
+                if let Some(key) = &key {
+                    self.idempotency.lock().unwrap().0.remove(key);
+                }
+                Err(ApiError::bad_request(e))
+            }
+            Err(_) => Err(ApiError::internal("the run's task ended before it started")),
+        }
+    }
+
+    /// The synchronous part of [`Server::start_run`]: no lock is held across an await.
+    fn begin_start(self: &Arc<Self>, req: StartRequest) -> Result<Begun, ApiError> {
         if self.draining() {
             return Err(ApiError::unavailable(
                 "the server is shutting down and starts no new runs",
@@ -62,7 +93,7 @@ impl Server {
         if let Some(key) = &req.idempotency_key
             && let Some(id) = keys.get(key)
         {
-            return Ok(id);
+            return Ok(Begun::Known(id));
         }
         let loaded = self
             .catalog
@@ -81,8 +112,9 @@ impl Server {
         meridian_runner::check_inputs(&loaded.workflow, &raw)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let run_id = meridian_runner::new_run_id();
-        if let Some(key) = req.idempotency_key {
-            keys.0.insert(key, (run_id.clone(), Instant::now()));
+        let idempotency_key = req.idempotency_key;
+        if let Some(key) = &idempotency_key {
+            keys.0.insert(key.clone(), (run_id.clone(), Instant::now()));
         }
         drop(keys);
 
@@ -90,6 +122,10 @@ impl Server {
         let id = run_id.clone();
         let workflow = req.workflow.clone();
         let schedule = req.schedule.clone();
+        // Answered once the run is in the journal, or with why it could not start.
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let created = tx.clone();
         let launch = Launch {
             mode: req.mode,
             raw_inputs: raw,
@@ -97,11 +133,24 @@ impl Server {
             view: Some(self.view(&workflow, true)),
             run_id: Some(run_id.clone()),
             trigger: Some(req.trigger),
+            on_created: Some(Box::new(move || {
+                if let Some(t) = created.lock().unwrap().take() {
+                    let _ = t.send(Ok(()));
+                }
+            })),
             ..Launch::default()
         };
         let mut active = self.active.lock().unwrap();
         let handle = tokio::spawn(async move {
             let result = server.runner.start(&loaded, launch).await;
+            if let Err(e) = &result
+                && let Some(t) = tx.lock().unwrap().take()
+            {
+                // Refused before it was recorded: there is no run to report on.
+                server.active.lock().unwrap().remove(&id);
+                let _ = t.send(Err(e.to_string()));
+                return;
+            }
             server.ended(&id, &result.map(Some));
         });
         active.insert(
@@ -112,7 +161,11 @@ impl Server {
                 handle,
             },
         );
-        Ok(run_id)
+        Ok(Begun::New {
+            run_id,
+            rx,
+            key: idempotency_key,
+        })
     }
 
     /// The inputs the server config's inputs file gives a workflow: only those it declares,

@@ -99,6 +99,22 @@ impl Spec {
         Ok(t.with_timezone(&Utc))
     }
 
+    /// How many ticks fall strictly between `after` and `before` (bounded: 10,000).
+    pub(crate) fn ticks_between(&self, after: DateTime<Utc>, before: DateTime<Utc>) -> u64 {
+        let mut n = 0;
+        let mut t = after;
+        while n < 10_000 {
+            match self.next_after(t) {
+                Ok(next) if next < before => {
+                    n += 1;
+                    t = next;
+                }
+                _ => break,
+            }
+        }
+        n
+    }
+
     /// The last tick at or before `at`.
     fn previous(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let tz = self.tz().ok()?;
@@ -355,7 +371,7 @@ impl Server {
     /// 200 ms, so a reload's new schedules are seen soon). Ends when the server drains.
     pub(crate) async fn schedule_loop(self: Arc<Self>, catch_up: Vec<(String, DateTime<Utc>)>) {
         for (id, tick) in catch_up {
-            if self.claim(&id, tick) {
+            if self.claim(&[(id.clone(), tick, tick)]) == [true] {
                 tracing::info!(schedule = %id, "firing the latest missed tick (catch-up: latest)");
                 self.fire(&id, None).await;
             }
@@ -371,14 +387,26 @@ impl Server {
                     {
                         let tick = s.next.unwrap_or(now);
                         due.push((s.spec.id.clone(), tick, at));
+                        // Ticks that came and went while the scheduler was late are not fired
+                        // (no catch-up), but said: counted, logged, shown.
+                        let missed = s.spec.ticks_between(tick, now);
+                        if missed > 0 {
+                            tracing::warn!(schedule = %s.spec.id, missed, "the scheduler was late: ticks skipped");
+                            self.metrics.ticks_skipped(&s.spec.id, missed);
+                            s.last_result = Some(format!(
+                                "{missed} tick(s) before {now} skipped: the scheduler was late"
+                            ));
+                        }
                         s.arm(tick.max(now - chrono::Duration::milliseconds(1)));
                     }
                 }
                 due
             };
-            for (id, tick, at) in due {
-                // Servers sharing a journal race for the tick; the journal lets one win.
-                if !self.claim(&id, tick) {
+            // Servers sharing a journal race for each tick; the journal lets one win. All the
+            // ticks of a pass are claimed together (one durable commit on SQLite).
+            let won = self.claim(&due);
+            for ((id, _, at), won) in due.into_iter().zip(won) {
+                if !won {
                     continue;
                 }
                 let late = (Utc::now() - at).to_std().unwrap_or_default();
@@ -405,21 +433,27 @@ impl Server {
     /// Whether this server fires `tick` of schedule `id`: the journal's claim decides among
     /// the servers that share it. A journal that does not answer fires nothing (a tick missed
     /// is safer than a drill run twice), and says so.
-    fn claim(&self, id: &str, tick: DateTime<Utc>) -> bool {
-        match self
-            .runner
-            .journal()
-            .claim_tick(id, tick.timestamp_millis(), &self.name)
-        {
+    fn claim(&self, due: &[(String, DateTime<Utc>, DateTime<Utc>)]) -> Vec<bool> {
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let ticks: Vec<(String, i64)> = due
+            .iter()
+            .map(|(id, tick, _)| (id.clone(), tick.timestamp_millis()))
+            .collect();
+        match self.runner.journal().claim_ticks(&ticks, &self.name) {
             Ok(won) => won,
             Err(e) => {
-                tracing::warn!(schedule = %id, "tick not fired: cannot claim it in the journal: {e}");
-                if let Some(s) = self.schedules.lock().unwrap().get_mut(id) {
-                    s.last_result = Some(format!(
-                        "tick at {tick} not fired: the journal did not answer: {e}"
-                    ));
+                let mut scheds = self.schedules.lock().unwrap();
+                for (id, tick, _) in due {
+                    tracing::warn!(schedule = %id, "tick not fired: cannot claim it in the journal: {e}");
+                    if let Some(s) = scheds.get_mut(id) {
+                        s.last_result = Some(format!(
+                            "tick at {tick} not fired: the journal did not answer: {e}"
+                        ));
+                    }
                 }
-                false
+                vec![false; due.len()]
             }
         }
     }
@@ -458,18 +492,20 @@ impl Server {
                 }
             }
         }
-        self.start_scheduled(&spec);
+        self.start_scheduled(&spec).await;
     }
 
-    fn start_scheduled(self: &Arc<Self>, spec: &Spec) {
-        let started = self.start_run(StartRequest {
-            workflow: spec.workflow.clone(),
-            mode: Mode::Apply,
-            inputs: spec.inputs.clone(),
-            trigger: format!("schedule:{}", spec.id),
-            schedule: Some(spec.id.clone()),
-            idempotency_key: None,
-        });
+    async fn start_scheduled(self: &Arc<Self>, spec: &Spec) {
+        let started = self
+            .start_run(StartRequest {
+                workflow: spec.workflow.clone(),
+                mode: Mode::Apply,
+                inputs: spec.inputs.clone(),
+                trigger: format!("schedule:{}", spec.id),
+                schedule: Some(spec.id.clone()),
+                idempotency_key: None,
+            })
+            .await;
         let mut scheds = self.schedules.lock().unwrap();
         let Some(s) = scheds.get_mut(&spec.id) else {
             return;
@@ -527,7 +563,8 @@ impl Server {
             self.notify(n);
         }
         if queued && !self.draining() {
-            self.start_scheduled(&spec);
+            let server = self.clone();
+            tokio::spawn(async move { server.start_scheduled(&spec).await });
         }
     }
 
@@ -609,6 +646,19 @@ mod tests {
         assert_eq!(next.to_rfc3339(), "2026-07-01T01:00:00+00:00");
         let next = spec("*/10 * * * * *", None).next_after(at).unwrap();
         assert_eq!(next.to_rfc3339(), "2026-07-01T00:00:10+00:00");
+    }
+
+    #[test]
+    fn ticks_a_late_scheduler_passed_over_are_counted() {
+        let at = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = spec("* * * * * *", None);
+        assert_eq!(s.ticks_between(at, at + chrono::Duration::seconds(5)), 4);
+        assert_eq!(
+            s.ticks_between(at, at + chrono::Duration::milliseconds(900)),
+            0
+        );
     }
 
     #[test]

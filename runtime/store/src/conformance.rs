@@ -403,6 +403,17 @@ fn a_tick_is_claimed_once(schedule: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
         });
         assert_eq!(wins, 1, "tick {tick} of {schedule}");
     }
+    // A batch: what was claimed loses, the rest wins, in order.
+    let batch = [
+        (schedule.to_string(), 4_000),
+        (schedule.to_string(), 9_000),
+        (format!("{schedule}-c"), 4_000),
+    ];
+    assert_eq!(
+        journals[2].claim_ticks(&batch, "z").unwrap(),
+        [false, true, true]
+    );
+    assert_eq!(journals[3].claim_ticks(&batch, "w").unwrap(), [false; 3]);
     // Another schedule's tick at the same time is its own.
     assert!(
         journals[0]

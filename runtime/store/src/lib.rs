@@ -93,6 +93,14 @@ pub trait Journal: Send + Sync {
     /// per (schedule, tick) among every process sharing this journal, so servers that share it
     /// fire each tick once without a leader. Claims older than a week are dropped by `prune`.
     fn claim_tick(&self, schedule: &str, tick_ms: i64, by: &str) -> Result<bool, StoreError>;
+    /// [`Journal::claim_tick`] for several (schedule, tick) at once, in order: a scheduler
+    /// that finds many ticks due claims them with one durable commit where the backend can.
+    fn claim_ticks(&self, ticks: &[(String, i64)], by: &str) -> Result<Vec<bool>, StoreError> {
+        ticks
+            .iter()
+            .map(|(s, t)| self.claim_tick(s, *t, by))
+            .collect()
+    }
     /// Steps approved in earlier invocations of the run with who approved each, in the order
     /// they were approved.
     fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError>;

@@ -471,6 +471,30 @@ impl Journal for SqliteStore {
         Ok(n == 1)
     }
 
+    fn claim_ticks(&self, ticks: &[(String, i64)], by: &str) -> Result<Vec<bool>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let mut won = Vec::with_capacity(ticks.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO ticks (schedule, tick, claimed_by, claimed_at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(|e| self.err(e))?;
+            let at = now_ms();
+            for (schedule, tick) in ticks {
+                let n = stmt
+                    .execute(params![schedule, tick, by, at])
+                    .map_err(|e| self.err(e))?;
+                won.push(n == 1);
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(won)
+    }
+
     fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
