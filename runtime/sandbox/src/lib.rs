@@ -56,6 +56,7 @@ mod cache;
 mod caps;
 mod engine;
 mod error;
+mod failure;
 mod sandbox;
 mod state;
 mod stdio;

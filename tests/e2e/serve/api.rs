@@ -1,0 +1,292 @@
+//! The API with roles and approvals, idempotent starts, the event stream, signed webhooks,
+//! and the CLI against a server.
+
+use super::*;
+
+#[test]
+fn the_api_starts_streams_and_an_approver_approves() {
+    let s = Scratch::new();
+    let rt = rt();
+    // The workflow's own webhook, for its successes only, besides the server's.
+    let (own_hook, own_calls) = rt.block_on(receiver());
+    s.write(
+        "wf/gated.yaml",
+        &format!("{GATED}notify:\n  - {{url: \"{own_hook}\", events: [run.succeeded]}}\n"),
+    );
+    s.write(
+        "tokens.toml",
+        &format!(
+            "[[token]]\nname = \"vic\"\nsha256 = \"{}\"\n\n[[token]]\nname = \"olga\"\nroles = [\"operator\"]\nsha256 = \"{}\"\n\n[[token]]\nname = \"alice\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n",
+            sha("viewer-token"),
+            sha("operator-token"),
+            sha("approver-token")
+        ),
+    );
+    let (hook, calls) = rt.block_on(receiver());
+    s.write(
+        "meridian.toml",
+        &format!(
+            "workflows = \"wf\"\ntokens = \"tokens.toml\"\n\n[[notify]]\nurl = \"{hook}\"\nsecret-env = \"HOOK_KEY\"\n"
+        ),
+    );
+    // The HMAC key comes from the server's environment.
+    let mut cmd = s.cmd();
+    cmd.env("HOOK_KEY", "k3y");
+    let served = Served::spawn(cmd, &["--config", "meridian.toml"]);
+    rt.block_on(async {
+        let (code, body) = call("GET", &served.url("/api/v1/runs"), None, None).await;
+        assert_eq!(code, 401, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Bearer")
+        );
+        let (code, _) = call("GET", &served.url("/api/v1/runs"), Some("nope"), None).await;
+        assert_eq!(code, 401);
+
+        // A viewer cannot start a run.
+        let start = json!({"workflow": "gated"});
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            Some("viewer-token"),
+            Some(start.clone()),
+        )
+        .await;
+        assert_eq!(code, 403, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("operator")
+        );
+
+        // The same Idempotency-Key twice starts one run.
+        let key = [("Idempotency-Key", "deploy-42")];
+        let (code, first) = call_with(
+            "POST",
+            &served.url("/api/v1/runs"),
+            Some("operator-token"),
+            Some(start.clone()),
+            &key,
+        )
+        .await;
+        assert_eq!(code, 202, "{first}");
+        let (code, second) = call_with(
+            "POST",
+            &served.url("/api/v1/runs"),
+            Some("operator-token"),
+            Some(start),
+            &key,
+        )
+        .await;
+        assert_eq!(code, 202);
+        assert_eq!(first["id"], second["id"]);
+        let id = first["id"].as_str().unwrap().to_string();
+
+        let run_url = served.url(&format!("/api/v1/runs/{id}"));
+        let run = until(
+            &run_url,
+            Some("viewer-token"),
+            Duration::from_secs(60),
+            |b| b["summary"]["status"] == "awaiting-approval",
+        )
+        .await;
+        assert_eq!(run["waiting_for_approval"], json!(["promote"]));
+        let (_, list) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=gated"),
+            Some("viewer-token"),
+            None,
+        )
+        .await;
+        assert_eq!(list["total"], 1, "{list}");
+
+        // Only an approver approves; the gate must be the one waiting.
+        let approve = json!({"decision": "approve", "comment": "go"});
+        let gate = served.url(&format!("/api/v1/runs/{id}/approvals/promote"));
+        let (code, _) = call("POST", &gate, Some("viewer-token"), Some(approve.clone())).await;
+        assert_eq!(code, 403);
+        let (code, _) = call("POST", &gate, Some("operator-token"), Some(approve.clone())).await;
+        assert_eq!(code, 403);
+        let wrong = served.url(&format!("/api/v1/runs/{id}/approvals/before"));
+        let (code, body) = call(
+            "POST",
+            &wrong,
+            Some("approver-token"),
+            Some(approve.clone()),
+        )
+        .await;
+        assert_eq!(code, 409, "{body}");
+        let (code, body) = call("POST", &gate, Some("approver-token"), Some(approve)).await;
+        assert_eq!(code, 202, "{body}");
+
+        // The stream replays the journal and ends with the run.
+        let stream = reqwest::Client::new()
+            .get(served.url(&format!("/api/v1/runs/{id}/stream")))
+            .bearer_auth("viewer-token")
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(stream.contains("event: approval-granted"), "{stream}");
+        assert!(stream.contains("event: end\ndata: succeeded"), "{stream}");
+
+        let (_, run) = call("GET", &run_url, Some("viewer-token"), None).await;
+        assert_eq!(run["summary"]["status"], "succeeded");
+
+        // Webhooks: each notification once, signed with the key.
+        let start = Instant::now();
+        loop {
+            let kinds: Vec<String> = calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, b)| {
+                    serde_json::from_str::<Json>(b).unwrap()["kind"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            if kinds.contains(&"run.succeeded".to_string()) {
+                let mut sorted = kinds.clone();
+                sorted.sort();
+                assert_eq!(
+                    sorted,
+                    ["run.awaiting-approval", "run.started", "run.succeeded"],
+                    "{kinds:?}"
+                );
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "webhooks: {kinds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Deliveries go out on their own tasks: wait for the workflow's hook too.
+        let start = Instant::now();
+        while own_calls.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let own: Vec<String> = own_calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
+        assert_eq!(own.len(), 1, "{own:?}");
+        assert!(own[0].contains("\"kind\":\"run.succeeded\""), "{own:?}");
+        for (headers, body) in calls.lock().unwrap().iter() {
+            let sig = headers
+                .iter()
+                .find(|(k, _)| k == "x-meridian-signature")
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                sig,
+                Some(meridian_server::notify::signature(b"k3y", body.as_bytes()))
+            );
+        }
+    });
+    // The approval is journaled with who gave it; the CLI reads the served run.
+    let (list, _) = crate::support::expect_code(&s.run(&["--json", "runs", "list"]), 0);
+    let id = serde_json::from_str::<Json>(&list).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, _) = crate::support::expect_code(&s.run(&["runs", "show", &id]), 0);
+    assert!(out.contains("promote: approved (alice: go)"), "{out}");
+    drop(served);
+}
+
+/// `--server URL`: an operator lists, shows, triggers and approves from another machine.
+#[test]
+fn the_cli_talks_to_a_server() {
+    let s = Scratch::new();
+    // A schedule that does not fire during the test: only `trigger` starts runs.
+    s.write(
+        "wf/gated.yaml",
+        &GATED.replace(
+            "name: gated\n",
+            "name: gated\non:\n  schedule:\n    - cron: \"0 0 1 1 *\"\n",
+        ),
+    );
+    s.write(
+        "tokens.toml",
+        &format!(
+            "[[token]]\nname = \"olga\"\nroles = [\"operator\"]\nsha256 = \"{}\"\n\n[[token]]\nname = \"alice\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n",
+            sha("operator-token"),
+            sha("approver-token")
+        ),
+    );
+    let served = Served::start(&s, &["--workflows", "wf", "--tokens", "tokens.toml"]);
+    // Another "machine": a fresh state dir that holds nothing.
+    let remote = |token: &str, args: &[&str]| {
+        s.cmd()
+            .env("MERIDIAN_STATE_DIR", s.path().join("laptop"))
+            .env("MERIDIAN_SERVER", &served.base)
+            .env("MERIDIAN_TOKEN", token)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (out, _) =
+        crate::support::expect_code(&remote("operator-token", &["trigger", "gated#0"]), 0);
+    assert!(out.contains("fired schedule gated#0"), "{out}");
+    let start = Instant::now();
+    let id = loop {
+        let (out, _) =
+            crate::support::expect_code(&remote("operator-token", &["--json", "runs", "list"]), 0);
+        let runs: Json = serde_json::from_str(&out).unwrap();
+        if runs[0]["status"] == "awaiting-approval" {
+            break runs[0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The operator may not approve; the server's reason is shown.
+    let (_, err) =
+        crate::support::expect_code(&remote("operator-token", &["approve", &id, "promote"]), 1);
+    assert!(err.contains("403") && err.contains("approver"), "{err}");
+    let (out, _) = crate::support::expect_code(
+        &remote(
+            "approver-token",
+            &["approve", &id, "promote", "--comment", "window open"],
+        ),
+        0,
+    );
+    assert!(out.contains("approved step `promote`"), "{out}");
+    let start = Instant::now();
+    loop {
+        let (out, _) =
+            crate::support::expect_code(&remote("approver-token", &["runs", "show", &id]), 0);
+        if out.contains("status:   succeeded") {
+            assert!(
+                out.contains("promote: approved (alice: window open)"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without --server, approve says what to type instead.
+    let (_, err) = crate::support::expect_code(&s.run(&["approve", &id, "promote"]), 2);
+    assert!(err.contains("--server") && err.contains("resume"), "{err}");
+}
+
+#[test]
+fn without_tokens_it_refuses_to_listen_beyond_loopback() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    let o = s.run(&["serve", "--workflows", "wf", "--listen", "0.0.0.0:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("without a tokens file"), "{err}");
+}

@@ -1,0 +1,193 @@
+//! Schedules (fire, overlap, pause after failures), reloads that keep the previous version, and
+//! a restart that resumes a run.
+
+use super::*;
+
+#[test]
+fn schedules_fire_skip_overlaps_and_pause_after_failures() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("wf/sleeper.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "wf/tick.yaml",
+        "name: tick\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    // Each run takes 2.5 s and a tick comes every second: overlap skip lets one run at a time.
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\non:\n  schedule:\n    - {cron: \"* * * * * *\", overlap: skip}\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 2500}}\n",
+    );
+    // Times out every time: paused after two failures.
+    s.write(
+        "wf/broken.yaml",
+        "name: broken\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: ./sleeper.wasm, timeout: 50ms, with: {ms: 5000}}\n",
+    );
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\npause-after-failures = 2\n",
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let rt = rt();
+    rt.block_on(async {
+        let url = served.url("/api/v1/schedules");
+        let paused = until(&url, None, Duration::from_secs(60), |b| {
+            b["schedules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == "broken#0" && s["paused"].is_string())
+        })
+        .await;
+        let broken = paused["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "broken#0")
+            .unwrap()
+            .clone();
+        assert!(
+            broken["paused"]
+                .as_str()
+                .unwrap()
+                .contains("2 consecutive failed runs"),
+            "{broken}"
+        );
+        assert_eq!(broken["next_fire"], Json::Null);
+        // Let more ticks pass: a paused schedule stays paused and starts nothing.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let (_, runs) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=broken"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(runs["total"], 2, "{runs}");
+
+        let (_, runs) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=tick&status=succeeded"),
+            None,
+            None,
+        )
+        .await;
+        assert!(runs["total"].as_u64().unwrap() >= 3, "{runs}");
+
+        let (_, all) = call("GET", &url, None, None).await;
+        let slow = all["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "slow#0")
+            .unwrap()
+            .clone();
+        let (_, runs) = call("GET", &served.url("/api/v1/runs?workflow=slow"), None, None).await;
+        let ran = runs["runs"].as_array().unwrap();
+        let overlapping = ran.iter().filter(|r| r["status"] == "running").count();
+        assert!(overlapping <= 1, "{runs}");
+        assert!(!ran.is_empty());
+        // Over ~5 s of ticks, 2.5 s runs one at a time: a few runs, not one per tick.
+        assert!(ran.len() <= 3, "{runs}");
+        assert!(
+            slow["last_result"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("skipped")
+                || ran.len() >= 2,
+            "{slow}"
+        );
+
+        // Resume it: it fires again.
+        let (code, info) = call(
+            "POST",
+            &served.url("/api/v1/schedules/broken%230/resume"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{info}");
+        assert_eq!(info["paused"], Json::Null);
+
+        let (code, metrics) = call("GET", &served.url("/metrics"), None, None).await;
+        assert_eq!(code, 200);
+        let metrics = metrics.as_str().unwrap().to_string();
+        assert!(
+            metrics.contains("meridian_schedule_lateness_seconds_count"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("meridian_runs{state=\"failed\"}"),
+            "{metrics}"
+        );
+    });
+    let log = served.log();
+    drop(served);
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_previous_version_and_a_restart_resumes() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("wf/sleeper.wasm"),
+    )
+    .unwrap();
+    let slow = "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1500}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 1500}}\n";
+    s.write("wf/slow.yaml", slow);
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\nreload-interval = \"100ms\"\n",
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let rt = rt();
+    let id = rt.block_on(async {
+        // A broken edit: reported with file:line:col, the previous version serves on.
+        s.write("wf/slow.yaml", &slow.replace("needs: a", "needz: a"));
+        let wfs = until(
+            &served.url("/api/v1/workflows"),
+            None,
+            Duration::from_secs(20),
+            |b| b["workflows"][0]["valid"] == false,
+        )
+        .await;
+        let err = wfs["workflows"][0]["error"].as_str().unwrap();
+        assert!(err.contains("slow.yaml:4:"), "{err}");
+        assert_eq!(wfs["workflows"][0]["name"], "slow");
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "slow"})),
+        )
+        .await;
+        assert_eq!(code, 202, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    });
+    // Kill the server while the run is in step a or b.
+    std::thread::sleep(Duration::from_millis(800));
+    drop(served);
+    // Restore the file (a resume refuses a changed workflow), then start again.
+    s.write("wf/slow.yaml", slow);
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    rt.block_on(async {
+        let run = until(
+            &served.url(&format!("/api/v1/runs/{id}")),
+            None,
+            Duration::from_secs(60),
+            |b| b["summary"]["status"] != "running",
+        )
+        .await;
+        assert_eq!(run["summary"]["status"], "succeeded", "{run}");
+    });
+    assert!(
+        served.log().contains("resuming an interrupted run"),
+        "{}",
+        served.log()
+    );
+}
