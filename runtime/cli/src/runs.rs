@@ -33,7 +33,7 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     outln!(
-        "{:<22} {:<20} {:>9}  {:<18} {:<5}  {}",
+        "{:<23} {:<20} {:>9}  {:<18} {:<5}  {}",
         "RUN",
         "STARTED (UTC)",
         "DURATION",
@@ -55,7 +55,7 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         }
         let message = run.message(r.status, r.message.as_deref().unwrap_or_default());
         outln!(
-            "{:<22} {:<20} {:>9}  {:<18} {:<5}  {}  {}",
+            "{:<23} {:<20} {:>9}  {:<18} {:<5}  {}  {}",
             r.id,
             utc(r.created_at_ms),
             took,

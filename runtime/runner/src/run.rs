@@ -381,8 +381,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A new run id: `r<unix ms>-<4 hex digits>`, sortable by start time.
+/// A new run id: `r<unix ms>-<8 hex digits>`, sortable by start time. 32 random bits: a server
+/// starting many runs in one millisecond must not give two the same id (16 bits made that a
+/// matter of time).
 pub fn new_run_id() -> String {
-    let suffix: u32 = rand::random::<u32>() & 0xffff;
-    format!("r{}-{:04x}", now_ms(), suffix)
+    format!("r{}-{:08x}", now_ms(), rand::random::<u32>())
 }
