@@ -79,6 +79,8 @@ pub struct Launch {
     pub run_id: Option<String>,
     /// Journaled in the run's settings (see [`RunSettings::trigger`]).
     pub trigger: Option<String>,
+    /// Journaled in the run's settings (see [`RunSettings::idempotency_key`]).
+    pub idempotency_key: Option<String>,
     /// Called once the run is recorded in the journal (before its first step): a server
     /// answers a start request then, so the run can be read as soon as its id is known.
     pub on_created: Option<Box<dyn FnOnce() + Send>>,
@@ -163,6 +165,7 @@ impl Runner {
                 .map(|(k, v)| (k.clone(), masker.mask_str(v)))
                 .collect(),
             trigger: launch.trigger,
+            idempotency_key: launch.idempotency_key,
         };
         self.journal.create_run(&RunRecord {
             id: run_id.clone(),

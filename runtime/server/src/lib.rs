@@ -197,6 +197,9 @@ pub async fn serve(
         tracing::warn!("workflow not loaded:\n{e}");
     }
     let catch_up = server.sync_schedules(true);
+    if let Err(e) = server.remember_idempotency_keys() {
+        tracing::warn!("cannot read the idempotency keys of recent runs: {e}");
+    }
     if server.config.resume_interrupted {
         match server.resume_interrupted() {
             Ok(0) => {}

@@ -133,6 +133,7 @@ impl Server {
             view: Some(self.view(&workflow, true)),
             run_id: Some(run_id.clone()),
             trigger: Some(req.trigger),
+            idempotency_key: idempotency_key.clone(),
             on_created: Some(Box::new(move || {
                 if let Some(t) = created.lock().unwrap().take() {
                     let _ = t.send(Ok(()));
@@ -365,6 +366,31 @@ impl Server {
             .map(str::to_string);
         self.resume_run(run_id, &summary.workflow, schedule, vec![decision]);
         Ok(())
+    }
+
+    /// At start-up: the `Idempotency-Key`s of the runs started in the last 24 hours (of the
+    /// latest 1,000), so a request retried across a restart still starts one run.
+    pub(crate) fn remember_idempotency_keys(&self) -> Result<usize, ApiError> {
+        let journal = self.runner.journal();
+        let now = now_ms() as i64;
+        let ttl = IDEMPOTENCY_TTL.as_millis() as i64;
+        let mut keys = self.idempotency.lock().unwrap();
+        let mut n = 0;
+        for s in journal.runs(1000).map_err(|e| ApiError::from_store(&e))? {
+            let age = now.saturating_sub(s.created_at_ms);
+            if age >= ttl {
+                break; // newest first: the rest are older
+            }
+            let (record, _) = journal.run(&s.id).map_err(|e| ApiError::from_store(&e))?;
+            if let Some(key) = record.settings.idempotency_key {
+                let at = Instant::now()
+                    .checked_sub(Duration::from_millis(age.max(0) as u64))
+                    .unwrap_or_else(Instant::now);
+                keys.0.entry(key).or_insert((s.id.clone(), at));
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// At start-up: resumes the runs a server started that were interrupted (a crash, a kill,

@@ -44,6 +44,7 @@ pub fn record(id: &str) -> RunRecord {
             timeout: Some(Duration::from_secs(3)),
             raw_inputs: [("x".to_string(), "1".to_string())].into(),
             trigger: Some("schedule:wf#0".into()),
+            idempotency_key: Some("alice\u{0}deploy-42".into()),
         },
     }
 }

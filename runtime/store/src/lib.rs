@@ -179,6 +179,10 @@ pub struct RunSettings {
     /// server resumes the interrupted runs it started; never a CLI's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// The `Idempotency-Key` of the request that started the run (a server's), so a retried
+    /// request finds the run after a restart too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// One line of `meridian runs list`.

@@ -159,11 +159,12 @@ fn an_invalid_edit_keeps_the_previous_version_and_a_restart_resumes() {
         let err = wfs["workflows"][0]["error"].as_str().unwrap();
         assert!(err.contains("slow.yaml:4:"), "{err}");
         assert_eq!(wfs["workflows"][0]["name"], "slow");
-        let (code, body) = call(
+        let (code, body) = call_with(
             "POST",
             &served.url("/api/v1/runs"),
             None,
             Some(json!({"workflow": "slow"})),
+            &[("Idempotency-Key", "once")],
         )
         .await;
         assert_eq!(code, 202, "{body}");
@@ -184,6 +185,19 @@ fn an_invalid_edit_keeps_the_previous_version_and_a_restart_resumes() {
         )
         .await;
         assert_eq!(run["summary"]["status"], "succeeded", "{run}");
+        // The request retried across the restart finds the run it started.
+        let (code, again) = call_with(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "slow"})),
+            &[("Idempotency-Key", "once")],
+        )
+        .await;
+        assert_eq!(code, 202, "{again}");
+        assert_eq!(again["id"], id.as_str());
+        let (_, runs) = call("GET", &served.url("/api/v1/runs?workflow=slow"), None, None).await;
+        assert_eq!(runs["total"], 1, "{runs}");
     });
     assert!(
         served.log().contains("resuming an interrupted run"),

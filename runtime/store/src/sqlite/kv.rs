@@ -32,7 +32,12 @@ impl KvStore for SqliteKv {
 
     fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
         let mut conn = self.store.lock();
-        let tx = conn.transaction().map_err(|e| self.fail(e))?;
+        // Immediate: the write lock first. This transaction reads (the run's total) before it
+        // writes, and a read snapshot another process writes past cannot be upgraded: SQLite
+        // answers "database is locked" at once, without waiting.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.fail(e))?;
         let (total, replaced): (i64, i64) = tx
             .prepare_cached(
                 "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0),

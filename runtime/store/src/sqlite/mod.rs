@@ -138,30 +138,32 @@ impl SqliteStore {
         // million journaled steps: the full check is `SqliteStore::check` (`meridian runs
         // check`), and damage found later is reported as `StoreError::Corrupt` by every call.
         // Reading the header is the first thing that fails on a non-SQLite file.
-        let (app_id, version): (i64, i64) = conn
+        // One statement, so one snapshot: read apart, the header and the table count could
+        // straddle another process's creation of the file and call a new Meridian file foreign.
+        let (app_id, version, tables): (i64, i64, i64) = conn
             .query_row(
-                "SELECT application_id, user_version FROM pragma_application_id, pragma_user_version",
+                "SELECT application_id, user_version, (SELECT count(*) FROM sqlite_master)
+                 FROM pragma_application_id, pragma_user_version",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .map_err(|e| StoreError::Foreign {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
+            .map_err(|e| match &e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    StoreError::Foreign {
+                        path: path.to_path_buf(),
+                        detail: e.to_string(),
+                    }
+                }
+                _ => sql(e),
             })?;
-        if existed && app_id != APPLICATION_ID {
-            // An empty SQLite file (no tables yet) may become ours; anything else is not.
-            let tables: i64 = conn
-                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-                .map_err(|e| StoreError::Foreign {
-                    path: path.to_path_buf(),
-                    detail: e.to_string(),
-                })?;
-            if app_id != 0 || tables > 0 {
-                return Err(StoreError::Foreign {
-                    path: path.to_path_buf(),
-                    detail: format!("SQLite application_id is {app_id:#x}, not Meridian's"),
-                });
-            }
+        // An empty SQLite file (no tables yet) may become ours; anything else is not.
+        if existed && app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+            return Err(StoreError::Foreign {
+                path: path.to_path_buf(),
+                detail: format!("SQLite application_id is {app_id:#x}, not Meridian's"),
+            });
         }
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
