@@ -273,14 +273,8 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     // Size and kind from the metadata, before `load` reads the file whole.
     meridian_runner::files::check_workflow_file(&args.file).map_err(fail)?;
     let wf = meridian_runner::load(&args.file).map_err(fail)?;
-    // A shared inputs file (the lab's) may describe more than this workflow declares; a name
-    // given with --input must be declared.
     let mut raw: BTreeMap<String, String> = match &args.inputs_file {
-        Some(f) => meridian_runner::inputs::from_file(f)
-            .map_err(fail)?
-            .into_iter()
-            .filter(|(k, _)| wf.workflow.inputs.contains_key(k))
-            .collect(),
+        Some(f) => meridian_runner::inputs::from_file_for(&wf.workflow, f).map_err(fail)?,
         None => BTreeMap::new(),
     };
     raw.extend(meridian_runner::inputs::parse_pairs(&args.inputs).map_err(fail)?);

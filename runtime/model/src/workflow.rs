@@ -144,6 +144,27 @@ pub enum OverlapPolicy {
     Allow,
 }
 
+impl OverlapPolicy {
+    /// The words of `overlap:`, as written in a workflow or the server config.
+    pub const WORDS: [&'static str; 4] = ["skip", "queue", "cancel-previous", "allow"];
+}
+
+impl std::str::FromStr for OverlapPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "skip" => Ok(OverlapPolicy::Skip),
+            "queue" => Ok(OverlapPolicy::Queue),
+            "cancel-previous" => Ok(OverlapPolicy::CancelPrevious),
+            "allow" => Ok(OverlapPolicy::Allow),
+            other => Err(format!(
+                "`{other}`: use `skip`, `queue`, `cancel-previous` or `allow`"
+            )),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Drill {
     pub span: Span,

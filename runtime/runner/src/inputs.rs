@@ -23,23 +23,36 @@ pub fn parse_pairs(items: &[String]) -> Result<BTreeMap<String, String>, RunnerE
 
 /// A map of inputs from a JSON or YAML file, as the strings `--input` would give.
 pub fn from_file(path: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
-    let text = crate::files::read_capped(path, "--inputs-file", crate::files::INPUTS_LIMIT)?;
-    let map: BTreeMap<String, Json> = serde_yaml_ng::from_str(&text).map_err(|e| {
+    let source = crate::files::read_capped(path, "--inputs-file", crate::files::INPUTS_LIMIT)?;
+    let map: BTreeMap<String, Json> = serde_yaml_ng::from_str(&source).map_err(|e| {
         RunnerError::Invalid(format!(
             "--inputs-file {}: {e} (expected a map of input names to values)",
             path.display()
         ))
     })?;
-    Ok(map
+    Ok(map.into_iter().map(|(k, v)| (k, text(v))).collect())
+}
+
+/// [`from_file`] for one workflow: only the inputs it declares. One file (the lab's
+/// `inputs.json`) usually serves several workflows, so the others' names are not errors here;
+/// names given one by one (`--input`, a request, a schedule entry) are checked strictly.
+pub fn from_file_for(
+    wf: &meridian_model::Workflow,
+    path: &Path,
+) -> Result<BTreeMap<String, String>, RunnerError> {
+    Ok(from_file(path)?
         .into_iter()
-        .map(|(k, v)| {
-            let s = match v {
-                Json::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, s)
-        })
+        .filter(|(k, _)| wf.inputs.contains_key(k))
         .collect())
+}
+
+/// An input value as the text `--input NAME=VALUE` would give: a string as it is, anything
+/// else as JSON.
+pub fn text(v: Json) -> String {
+    match v {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -264,13 +264,7 @@ async fn start_run(
     let inputs = body
         .inputs
         .into_iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Json_::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, text)
-        })
+        .map(|(k, v)| (k, meridian_runner::inputs::text(v)))
         .collect();
     let run_id = s
         .start_run(StartRequest {

@@ -55,7 +55,7 @@ impl Note {
             status: Some(status.as_str().into()),
             schedule: None,
             message: message.into(),
-            at: crate::runs::now_ms(),
+            at: meridian_store::pending::now_ms().max(0) as u64,
             delivery: delivery_id(),
             hooks: Vec::new(),
         }
@@ -69,7 +69,7 @@ impl Note {
             status: None,
             schedule: Some(schedule.into()),
             message: message.into(),
-            at: crate::runs::now_ms(),
+            at: meridian_store::pending::now_ms().max(0) as u64,
             delivery: delivery_id(),
             hooks: Vec::new(),
         }

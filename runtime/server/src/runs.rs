@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use meridian_protocol::{Event, EventSink, Mode, RunStatus, SinkError};
 use meridian_runner::{Decision, Finished, Launch, Resume, Resumed, RunnerError};
+use meridian_store::pending::now_ms;
 use tokio::task::JoinHandle;
 
 use crate::Server;
@@ -169,19 +170,13 @@ impl Server {
         })
     }
 
-    /// The inputs the server config's inputs file gives a workflow: only those it declares,
-    /// since one file (the lab's `inputs.json`) usually serves several workflows — as
-    /// `--inputs-file` does on the command line. Inputs given by a request or a schedule entry
-    /// are checked strictly.
+    /// The inputs the server config's inputs file gives a workflow (only those it declares).
     pub(crate) fn file_inputs(
         &self,
         wf: &meridian_model::Workflow,
     ) -> Result<BTreeMap<String, String>, RunnerError> {
         match self.config.workflow_inputs.get(&wf.name) {
-            Some(file) => Ok(meridian_runner::inputs::from_file(file)?
-                .into_iter()
-                .filter(|(k, _)| wf.inputs.contains_key(k))
-                .collect()),
+            Some(file) => meridian_runner::inputs::from_file_for(wf, file),
             None => Ok(BTreeMap::new()),
         }
     }
@@ -311,7 +306,7 @@ impl Server {
             a.handle.abort();
             let _ = a.handle.await;
         }
-        let elapsed = now_ms().saturating_sub(summary.created_at_ms.max(0) as u64);
+        let elapsed = (now_ms() - summary.created_at_ms).max(0) as u64;
         self.runner
             .journal()
             .sink(run_id)
@@ -372,7 +367,7 @@ impl Server {
     /// latest 1,000), so a request retried across a restart still starts one run.
     pub(crate) fn remember_idempotency_keys(&self) -> Result<usize, ApiError> {
         let journal = self.runner.journal();
-        let now = now_ms() as i64;
+        let now = now_ms();
         let ttl = IDEMPOTENCY_TTL.as_millis() as i64;
         let mut keys = self.idempotency.lock().unwrap();
         let mut n = 0;
@@ -467,11 +462,4 @@ impl EventSink for View {
         }
         Ok(())
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

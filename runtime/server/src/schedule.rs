@@ -147,15 +147,11 @@ pub(crate) fn specs(workflows: &[Arc<Workflow>], config: &crate::ServerConfig) -
     }
     for (i, s) in config.schedules.iter().enumerate() {
         let mut error = None;
-        let overlap = match s.overlap.as_deref() {
-            None | Some("skip") => OverlapPolicy::Skip,
-            Some("queue") => OverlapPolicy::Queue,
-            Some("cancel-previous") => OverlapPolicy::CancelPrevious,
-            Some("allow") => OverlapPolicy::Allow,
-            Some(other) => {
-                error = Some(format!(
-                    "overlap `{other}`: use skip, queue, cancel-previous or allow"
-                ));
+        let overlap = match s.overlap.as_deref().map(str::parse::<OverlapPolicy>) {
+            None => OverlapPolicy::Skip,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                error = Some(format!("overlap {e}"));
                 OverlapPolicy::Skip
             }
         };

@@ -290,3 +290,37 @@ fn without_tokens_it_refuses_to_listen_beyond_loopback() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("without a tokens file"), "{err}");
 }
+
+/// Every route the OpenAPI document lists (`ROUTES`, which a unit test holds equal to the
+/// document) is served: no 405, and a 404 only as the API's own JSON answer about an unknown
+/// run or schedule, never the router's "no such route".
+#[test]
+fn every_documented_route_is_served() {
+    let s = Scratch::new();
+    s.write("wf/gated.yaml", GATED);
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    rt().block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        for (method, path) in meridian_server::api::ROUTES {
+            let url = served.url(&path.replace("{id}", "nope").replace("{step}", "nope"));
+            let r = client
+                .request(method.to_uppercase().parse().unwrap(), &url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            assert_ne!(status, 405, "{method} {path}");
+            if status == 404 {
+                let v: Json = serde_json::from_str(&body)
+                    .unwrap_or_else(|_| panic!("{method} {path}: the router's 404: {body:?}"));
+                assert!(v["error"]["message"].is_string(), "{method} {path}: {body}");
+            }
+        }
+    });
+}

@@ -249,24 +249,20 @@ fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
         }
         let mut overlap = OverlapPolicy::Skip;
         if let Some(o) = e.get("overlap") {
-            match o.as_str() {
-                Some("skip") => overlap = OverlapPolicy::Skip,
-                Some("queue") => overlap = OverlapPolicy::Queue,
-                Some("allow") => overlap = OverlapPolicy::Allow,
-                Some("cancel-previous") => overlap = OverlapPolicy::CancelPrevious,
+            match o.as_str().map(str::parse::<OverlapPolicy>) {
+                Some(Ok(p)) => overlap = p,
                 other => {
-                    let words = ["skip", "queue", "cancel-previous", "allow"];
-                    let hint = other.and_then(|s| suggest(s, words)).or_else(|| {
-                        Some("use `skip`, `queue`, `cancel-previous` or `allow`".into())
-                    });
-                    cx.error(
-                        o.span,
-                        format!(
-                            "invalid `overlap`: {}",
-                            other.map_or_else(|| o.describe().to_owned(), |s| format!("`{s}`"))
-                        ),
-                        hint,
-                    );
+                    let hint = o
+                        .as_str()
+                        .and_then(|s| suggest(s, OverlapPolicy::WORDS))
+                        .or_else(|| {
+                            Some("use `skip`, `queue`, `cancel-previous` or `allow`".into())
+                        });
+                    let found = match other {
+                        Some(_) => format!("`{}`", o.as_str().unwrap_or_default()),
+                        None => o.describe().to_owned(),
+                    };
+                    cx.error(o.span, format!("invalid `overlap`: {found}"), hint);
                 }
             }
         }
