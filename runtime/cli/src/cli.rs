@@ -248,15 +248,19 @@ pub enum LabCmd {
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
     },
-    /// Kill, stop or start a region (what a disaster looks like in the lab).
+    /// Kill, stop or start a region, or inject a fault (what a disaster looks like in the lab).
     Region {
         /// Region name.
         name: String,
-        /// kill | stop | start | rebuild-standby
+        /// kill | stop | start | rebuild-standby, or a fault: region-down | db-down |
+        /// data-plane-down | replication-cut | dns-stale (`start` undoes any fault)
         action: String,
         /// With rebuild-standby: the region to copy from (the current primary).
         #[arg(long)]
         from: Option<String>,
+        /// With dns-stale: how long the GSLB keeps answering the dead region, in ms.
+        #[arg(long)]
+        stale_ms: Option<u64>,
         /// The lab's directory (as given to `lab up`).
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,

@@ -71,9 +71,14 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
             name,
             action,
             from,
+            stale_ms,
             dir,
         } => {
             let action = match (action.as_str(), from) {
+                (fault, _) if meridian_lab::Fault::NAMES.contains(&fault) => RegionAction::Fault {
+                    fault: fault.parse().map_err(fail)?,
+                    stale_ms,
+                },
                 ("kill", _) => RegionAction::Kill,
                 ("stop", _) => RegionAction::Stop,
                 ("start", _) => RegionAction::Start,
@@ -83,7 +88,8 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
                 }
                 (other, _) => {
                     return Err(Exit::invalid(format!(
-                        "error: unknown region action `{other}` (kill, stop, start, rebuild-standby)"
+                        "error: unknown region action `{other}` (kill, stop, start, rebuild-standby, or a fault: {})",
+                        meridian_lab::Fault::NAMES.join(", ")
                     )));
                 }
             };

@@ -37,6 +37,12 @@ pub enum RegionAction {
         /// The region to copy from (normally the new primary).
         from: String,
     },
+    /// Inject a named fault (see [`crate::Fault`]); `start` undoes it.
+    Fault {
+        fault: crate::Fault,
+        /// `dns-stale`: how long the GSLB keeps answering the dead region (default 5 s).
+        stale_ms: Option<u64>,
+    },
 }
 
 impl RegionAction {
@@ -48,6 +54,10 @@ impl RegionAction {
             RegionAction::RebuildStandby { from } => {
                 format!("/regions/{region}/rebuild-standby?from={from}")
             }
+            RegionAction::Fault { fault, stale_ms } => match stale_ms {
+                Some(ms) => format!("/regions/{region}/faults/{}?stale_ms={ms}", fault.as_str()),
+                None => format!("/regions/{region}/faults/{}", fault.as_str()),
+            },
         }
     }
 }

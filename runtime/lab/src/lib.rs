@@ -29,6 +29,7 @@
 mod client;
 mod daemon;
 mod error;
+mod faults;
 mod gateway;
 mod moto;
 mod net;
@@ -40,6 +41,7 @@ mod state;
 pub use client::{RegionAction, down, region, status, up};
 pub use daemon::{daemon_main, run_daemon};
 pub use error::LabError;
+pub use faults::Fault;
 pub use moto::Moto;
 pub use net::{DnsAnswer, RTYPE_A, RTYPE_AAAA, RTYPE_SOA, dns_exchange, dns_query, free_port};
 pub use pdns::Pdns;

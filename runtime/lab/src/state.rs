@@ -204,6 +204,10 @@ pub struct RegionState {
     pub gateway: GatewayState,
     /// The region's upstream service (answers `{"region": "<name>"}` on any path).
     pub upstream_url: String,
+    /// Faults injected into the region and not yet undone by `start` (`region-down`, `db-down`,
+    /// `data-plane-down`, `replication-cut`, `dns-stale`).
+    #[serde(default)]
+    pub faults: Vec<String>,
 }
 
 /// The PowerDNS GSLB.

@@ -45,6 +45,17 @@ fn kv_key(connection: &str) -> String {
     format!("db-postgres/promoted/{connection}")
 }
 
+/// Written just before `pg_promote`: what the attempt measured, so an attempt after a kill
+/// between the promotion and its result still reports the RPO instead of "already primary".
+fn pending_key(connection: &str) -> String {
+    format!("db-postgres/promoting/{connection}")
+}
+
+/// Default `catch_up_ms`.
+const DEFAULT_CATCH_UP_MS: u64 = 5_000;
+pub(crate) const SQL_STREAMING: &str =
+    "SELECT count(*) AS streaming FROM pg_stat_wal_receiver WHERE status = 'streaming'";
+
 /// Runs `promote`.
 pub(crate) fn run(
     ctx: &Ctx,
@@ -64,6 +75,23 @@ pub(crate) fn run(
             ));
             return Ok(previous);
         }
+        if let Some(mut pending) = ctx
+            .kv()
+            .get_json::<DatabaseOutput>(&pending_key(conn.name))?
+        {
+            ctx.log.warn(&format!(
+                "`{}` was promoted by an earlier attempt of this run that did not finish; reporting the RPO it measured before pg_promote",
+                conn.name
+            ));
+            pending.promoted = Some(true);
+            pending.already_primary = Some(false);
+            pending.in_recovery = Some(false);
+            pending.role = Some(Role::Primary);
+            pending.resumed = Some(true);
+            current_position(conn, &mut pending)?;
+            ctx.kv().set_json(&kv_key(conn.name), &pending)?;
+            return Ok(pending);
+        }
         out.promoted = Some(false);
         out.already_primary = Some(true);
         out.in_recovery = Some(false);
@@ -75,16 +103,23 @@ pub(crate) fn run(
         return Ok(out);
     }
 
-    let before = conn.query("reading the standby's WAL positions", SQL_STANDBY_LSNS, &[])?;
-    let before = first(&before, conn.name, "reading the standby's WAL positions")?;
-    // pg_promote replays everything received before it promotes, so the received position is
-    // what the new primary will have.
-    let received = before.lsn("receive_lsn").max(before.lsn("replay_lsn"));
     let old_primary = input
         .primary
         .as_deref()
         .and_then(|p| old_primary_lsn(ctx, p));
     out.old_primary_lsn = old_primary.map(|l| l.to_string());
+    let catch_up = if ctx.is_plan() {
+        0
+    } else {
+        input.catch_up_ms.unwrap_or(DEFAULT_CATCH_UP_MS)
+    };
+    // pg_promote replays everything received before it promotes, so the received position is
+    // what the new primary will have.
+    let received = match old_primary {
+        Some(old) if catch_up > 0 => wait_caught_up(conn, old, catch_up, clock)?,
+        _ => received_lsn(conn)?,
+    };
+    out.caught_up = old_primary.map(|old| received.is_some_and(|r| r >= old));
     if let (Some(max), Some(old), Some(have)) = (input.max_lag_bytes, old_primary, received) {
         let gap = old.bytes_after(have);
         if gap > max {
@@ -110,6 +145,11 @@ pub(crate) fn run(
         out.rpo_bytes = old_primary.zip(received).map(|(o, r)| o.bytes_after(r));
         return Ok(out);
     }
+
+    // What this attempt measured, kept in case the runner dies between pg_promote and the end.
+    out.replayed_lsn = received.map(|l| l.to_string());
+    out.rpo_bytes = old_primary.zip(received).map(|(o, r)| o.bytes_after(r));
+    ctx.kv().set_json(&pending_key(conn.name), &out)?;
 
     let deadline = clock.now_unix_ms().saturating_add(wait_ms);
     match conn.try_query(&sql_promote(wait_s), &[]) {
@@ -160,6 +200,51 @@ pub(crate) fn run(
     // A retry after a lost reply must report this promotion, not "already primary".
     ctx.kv().set_json(&kv_key(conn.name), &out)?;
     Ok(out)
+}
+
+/// The standby's received (or replayed, if later) WAL position.
+fn received_lsn(conn: Conn<'_>) -> Result<Option<Lsn>, Error> {
+    let what = "reading the standby's WAL positions";
+    let r = conn.query(what, SQL_STANDBY_LSNS, &[])?;
+    let r = first(&r, conn.name, what)?;
+    Ok(r.lsn("receive_lsn").max(r.lsn("replay_lsn")))
+}
+
+/// Waits, up to `limit_ms`, until the standby has received `target` (the old primary's
+/// position); returns the received position. Gives up at once when the standby does not stream.
+fn wait_caught_up(
+    conn: Conn<'_>,
+    target: Lsn,
+    limit_ms: u64,
+    clock: &dyn Clock,
+) -> Result<Option<Lsn>, Error> {
+    let deadline = clock.now_unix_ms().saturating_add(limit_ms);
+    loop {
+        let received = received_lsn(conn)?;
+        if received.is_some_and(|r| r >= target) {
+            return Ok(received);
+        }
+        let what = "checking the standby's WAL receiver";
+        let r = conn.query(what, SQL_STREAMING, &[])?;
+        let streaming = first(&r, conn.name, what)?.int("streaming").unwrap_or(0) > 0;
+        if !streaming || clock.now_unix_ms() >= deadline {
+            conn.ctx.log.warn(&format!(
+                "`{}` has not received all of the old primary's WAL ({}); promoting anyway: {}",
+                conn.name,
+                match received {
+                    Some(r) => format!("{} bytes behind", target.bytes_after(r)),
+                    None => "position unknown".to_owned(),
+                },
+                if streaming {
+                    "catch_up_ms passed"
+                } else {
+                    "its WAL receiver is not streaming"
+                }
+            ));
+            return Ok(received);
+        }
+        clock.sleep_ms(50);
+    }
 }
 
 fn in_recovery(conn: Conn<'_>, what: &str) -> Result<bool, Error> {

@@ -41,9 +41,12 @@ pub struct Output {
     pub rpo_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo_bytes: Option<u64>,
-    /// `true` when every target given was met.
+    /// `true` when every target given was met (a target without a measurement is not met).
     pub met: bool,
-    /// One line per target: `RTO 1834ms <= 60000ms: met`.
+    /// `met`, `missed` (a target was missed) or `incomplete` (none missed, but a target had no
+    /// measurement: the drill cannot claim it was met).
+    pub verdict: String,
+    /// One line per target: `RTO 1834ms <= 60000ms: met`, `RPO not measured (target 1024B)`.
     pub verdicts: Vec<String>,
 }
 
@@ -57,25 +60,39 @@ pub fn report(i: &Input) -> Result<Output, Error> {
     }
     let rto = i.recovered_at_ms - i.fault_at_ms;
     let mut verdicts = Vec::new();
-    let mut met = true;
-    let mut check = |name: &str, got: Option<u64>, target: Option<u64>, unit: &str| {
-        if let (Some(g), Some(t)) = (got, target) {
-            let ok = g <= t;
-            met &= ok;
-            verdicts.push(format!(
-                "{name} {g}{unit} <= {t}{unit}: {}",
-                if ok { "met" } else { "MISSED" }
-            ));
-        }
-    };
+    let (mut missed, mut unmeasured) = (false, false);
+    let mut check =
+        |name: &str, got: Option<u64>, target: Option<u64>, unit: &str| match (got, target) {
+            (Some(g), Some(t)) => {
+                let ok = g <= t;
+                missed |= !ok;
+                verdicts.push(format!(
+                    "{name} {g}{unit} <= {t}{unit}: {}",
+                    if ok { "met" } else { "MISSED" }
+                ));
+            }
+            (None, Some(t)) => {
+                unmeasured = true;
+                verdicts.push(format!(
+                    "{name} not measured (target {t}{unit}): incomplete"
+                ));
+            }
+            _ => {}
+        };
     check("RTO", Some(rto), i.rto_target_ms, "ms");
     check("RPO", i.rpo_ms, i.rpo_target_ms, "ms");
     check("RPO", i.rpo_bytes, i.rpo_target_bytes, "B");
+    let verdict = match (missed, unmeasured) {
+        (true, _) => "missed",
+        (false, true) => "incomplete",
+        (false, false) => "met",
+    };
     Ok(Output {
         rto_ms: rto,
         rpo_ms: i.rpo_ms,
         rpo_bytes: i.rpo_bytes,
-        met,
+        met: verdict == "met",
+        verdict: verdict.to_owned(),
         verdicts,
     })
 }
@@ -134,6 +151,24 @@ mod tests {
         let out = report(&input(0, 90_000)).unwrap();
         assert!(!out.met);
         assert!(out.verdicts[0].contains("MISSED"));
+    }
+
+    #[test]
+    fn a_target_without_a_measurement_is_incomplete_never_met() {
+        let mut i = input(1_000, 3_500);
+        i.rpo_bytes = None;
+        let out = report(&i).unwrap();
+        assert!(!out.met);
+        assert_eq!(out.verdict, "incomplete");
+        assert!(
+            out.verdicts[1].contains("not measured"),
+            "{:?}",
+            out.verdicts
+        );
+        // A missed target outranks a missing measurement.
+        let mut i = input(0, 90_000);
+        i.rpo_bytes = None;
+        assert_eq!(report(&i).unwrap().verdict, "missed");
     }
 
     #[test]

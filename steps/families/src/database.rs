@@ -92,6 +92,14 @@ pub struct DatabaseInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 3_600_000))]
     pub wait_timeout_ms: Option<u64>,
+    /// `promote`: when the old primary answers and the standby still streams from it, wait up to
+    /// this long for the standby to receive everything the old primary wrote before promoting
+    /// (default 5000; 0 promotes at once). Fence the old primary first so it stops moving: a
+    /// planned failover then loses nothing. A standby that does not stream (replication cut) is
+    /// promoted at once: waiting could not help.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 600_000))]
+    pub catch_up_ms: Option<u64>,
     /// `verify-writable`: the probe table, `table` or `schema.table` (default `meridian_probe`).
     #[serde(default = "default_probe_table")]
     pub probe_table: String,
@@ -492,6 +500,14 @@ pub struct DatabaseOutput {
     /// old primary was reachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo_bytes: Option<u64>,
+    /// promote: whether the standby had received all of the old primary's WAL when it was
+    /// promoted (absent when the old primary did not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up: Option<bool>,
+    /// promote: the promotion was done by an earlier attempt of this run that did not finish
+    /// (the runner was killed); the RPO is the one that attempt measured before promoting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
     /// promote: when the promotion completed, Unix milliseconds (host clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at_ms: Option<u64>,
@@ -547,6 +563,8 @@ impl DatabaseOutput {
             replayed_lsn: None,
             old_primary_lsn: None,
             rpo_bytes: None,
+            caught_up: None,
+            resumed: None,
             promoted_at_ms: None,
             subscription_disabled: None,
             writable: None,

@@ -37,6 +37,9 @@ pub enum RegionAction {
     /// Re-create the region's database as a streaming standby of region `from` (the lab:
     /// pg_basebackup from it; the region's own data is replaced). The first step of a failback.
     RebuildStandby,
+    /// Inject the named `fault` into the region (a drill's way to break it; the lab:
+    /// `region-down`, `db-down`, `data-plane-down`, `replication-cut`, `dns-stale`).
+    Fault,
 }
 
 impl RegionAction {
@@ -50,6 +53,7 @@ impl RegionAction {
             Self::WaitReady => "wait-ready",
             Self::Deploy => "deploy",
             Self::RebuildStandby => "rebuild-standby",
+            Self::Fault => "fault",
         }
     }
 }
@@ -116,6 +120,19 @@ pub struct RegionInput {
     /// Required by that action, refused by the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// fault: which fault to inject (required by that action, refused by the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// fault `dns-stale`: how long the GSLB keeps answering the broken region, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 120_000))]
+    pub stale_ms: Option<u64>,
+    /// fault: how long to wait after injecting before the step succeeds, in ms (default 0): the
+    /// time a real outage goes unnoticed before anyone reacts. The fault instant is still
+    /// `fault_at_ms`.
+    #[serde(default)]
+    #[schemars(range(max = 600_000))]
+    pub hold_ms: u64,
     /// Pause between readiness polls in milliseconds (default 500).
     #[serde(default = "default_poll_ms")]
     #[schemars(range(min = 10, max = 60_000))]
@@ -178,6 +195,26 @@ impl RegionInput {
                 )));
             }
             (_, None) => {}
+        }
+        match (self.action, self.fault.as_deref()) {
+            (RegionAction::Fault, None) => {
+                return Err(StepError::invalid(
+                    "fault: the fault action needs the fault to inject, e.g. `fault: region-down`",
+                ));
+            }
+            (RegionAction::Fault, Some(f)) => check_region_name("fault", f)?,
+            (_, Some(_)) => {
+                return Err(StepError::invalid(format!(
+                    "fault: only the fault action takes `fault`, not `{}`",
+                    self.action.as_str()
+                )));
+            }
+            (_, None) => {}
+        }
+        if self.hold_ms > 600_000 || self.stale_ms.is_some_and(|s| s > 120_000) {
+            return Err(StepError::invalid(
+                "hold_ms (at most 600000) or stale_ms (at most 120000) is too large",
+            ));
         }
         if self.timeout_ms > 3_600_000 {
             return Err(StepError::invalid(
@@ -242,6 +279,12 @@ pub struct RegionOutput {
     /// start: when the start was requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<u64>,
+    /// fault: the fault injected and when (host clock just before the request; remembered for
+    /// retries, so a retry that finds the fault in place reports the first instant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_at_ms: Option<u64>,
     /// rebuild-standby: when the rebuild was requested (host clock; remembered for retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuilt_at_ms: Option<u64>,
@@ -293,6 +336,8 @@ impl RegionOutput {
             stopped_at_ms: None,
             started_at_ms: None,
             rebuilt_at_ms: None,
+            fault: None,
+            fault_at_ms: None,
             role: None,
             ready_at_ms: None,
             waited_ms: None,

@@ -39,13 +39,14 @@ use serde::Deserialize;
 pub const VENDOR: &str = "lab";
 
 /// The actions this vendor supports.
-pub const ACTIONS: [RegionAction; 6] = [
+pub const ACTIONS: [RegionAction; 7] = [
     RegionAction::Status,
     RegionAction::Start,
     RegionAction::Stop,
     RegionAction::Kill,
     RegionAction::WaitReady,
     RegionAction::RebuildStandby,
+    RegionAction::Fault,
 ];
 
 /// The lab state as `GET /status` answers it; only what this step reads, every field optional
@@ -69,6 +70,9 @@ struct LabRegion {
     gateway: Option<LabGateway>,
     #[serde(default)]
     postgres: Option<LabPostgres>,
+    /// Faults injected and not undone (absent from older labs).
+    #[serde(default)]
+    faults: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +217,7 @@ pub fn run(
         RegionAction::Start => change(env, memo, &lab, input, "start", &["up"], plan),
         RegionAction::WaitReady => wait_ready(env, &lab, input, plan),
         RegionAction::RebuildStandby => rebuild_standby(env, memo, &lab, input, plan),
+        RegionAction::Fault => fault(env, memo, &lab, input),
         _ => status(env, &lab, input),
     }?;
     out.planned |= plan;
@@ -296,6 +301,70 @@ fn change(
         "kill" => out.killed_at_ms = at,
         "stop" => out.stopped_at_ms = at,
         _ => out.started_at_ms = at,
+    }
+    Ok(out)
+}
+
+/// Injects `input.fault` (`POST /regions/{name}/faults/{fault}`), unless this run already did
+/// and the lab still shows it; then holds for `hold_ms`.
+fn fault(
+    env: &Env<'_>,
+    memo: &dyn Memo,
+    lab: &Lab<'_>,
+    input: &RegionInput,
+) -> Result<RegionOutput, StepError> {
+    let name = input.region.as_str();
+    let fault = input.fault.as_deref().unwrap_or_default();
+    let key = format!("region-lab/{name}/fault/{fault}_at_ms");
+    let before = lab.status()?;
+    let region = before.region(name)?;
+    let mut out = RegionOutput::new(VENDOR, input, env.clock.now_unix_ms());
+    out.fault = Some(fault.to_owned());
+    let remembered = memo.get(&key).and_then(|v| v.parse::<u64>().ok());
+    if let Some(at) = remembered.filter(|_| region.faults.iter().any(|f| f == fault)) {
+        env.log.info(&format!(
+            "fault {fault} was injected into region {name} earlier in this run and is still in place"
+        ));
+        fill(&mut out, region, env.clock.now_unix_ms());
+        out.fault_at_ms = Some(at);
+        return Ok(out);
+    }
+    let path = match input.stale_ms {
+        Some(ms) => format!("faults/{}?stale_ms={ms}", percent_encode(fault, b"")),
+        None => format!("faults/{}", percent_encode(fault, b"")),
+    };
+    let line = format!("POST /regions/{name}/{path}");
+    let sent_at = env.clock.now_unix_ms();
+    let Some(after) = lab.act(name, &path)? else {
+        out.planned = true;
+        out.changed = true;
+        out.changes.push(line);
+        fill(&mut out, region, env.clock.now_unix_ms());
+        return Ok(out);
+    };
+    let region = after.region(name)?;
+    if !region.faults.iter().any(|f| f == fault) {
+        return Err(StepError::retryable(format!(
+            "the lab accepted {line} but does not list the fault on region {name} ({}); is the lab older than this step?",
+            region.describe()
+        )));
+    }
+    memo.set(&key, &sent_at.to_string());
+    env.log.info(&format!(
+        "region {name}: fault {fault} injected in {} ms",
+        env.clock.now_unix_ms().saturating_sub(sent_at)
+    ));
+    if input.hold_ms > 0 {
+        env.log
+            .info(&format!("holding the fault for {} ms", input.hold_ms));
+        env.clock.sleep_ms(input.hold_ms);
+    }
+    fill(&mut out, region, env.clock.now_unix_ms());
+    out.changed = true;
+    out.changes.push(line);
+    out.fault_at_ms = Some(sent_at);
+    if matches!(fault, "region-down" | "dns-stale") {
+        out.killed_at_ms = Some(sent_at);
     }
     Ok(out)
 }

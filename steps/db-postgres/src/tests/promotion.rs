@@ -10,6 +10,8 @@ fn standby_fake(
     let rec = Arc::clone(&recovering);
     let fake = Fake::new(move |s| match (s.conn.as_str(), s.sql.as_str()) {
         ("us", promote::SQL_RECOVERY) => Ok(row(&["in_recovery"], vec![Value::Bool(rec.get())])),
+        // Replication cut: nothing to wait for.
+        ("us", promote::SQL_STREAMING) => Ok(row(&["streaming"], vec![Value::Int(0)])),
         ("us", promote::SQL_STANDBY_LSNS) => Ok(row(
             &["receive_lsn", "replay_lsn"],
             vec![t("0/3000230"), t("0/3000200")],
@@ -188,4 +190,70 @@ fn promote_without_privilege_is_fatal() {
         "{}",
         e.message()
     );
+}
+
+#[test]
+fn promote_waits_for_a_streaming_standby_to_catch_up_and_loses_nothing() {
+    let polls = Arc::new(Shared::new(0_i64));
+    let p = Arc::clone(&polls);
+    let rec = Arc::new(Shared::new(true));
+    let r = Arc::clone(&rec);
+    let fake = Fake::new(move |s| match (s.conn.as_str(), s.sql.as_str()) {
+        ("us", promote::SQL_RECOVERY) => Ok(row(&["in_recovery"], vec![Value::Bool(r.get())])),
+        ("us", promote::SQL_STREAMING) => Ok(row(&["streaming"], vec![Value::Int(1)])),
+        // The received position reaches the old primary's on the third read.
+        ("us", promote::SQL_STANDBY_LSNS) => {
+            p.set(p.get() + 1);
+            let lsn = if p.get() >= 3 {
+                "0/3000300"
+            } else {
+                "0/3000230"
+            };
+            Ok(row(
+                &["receive_lsn", "replay_lsn"],
+                vec![t(lsn), t("0/3000200")],
+            ))
+        }
+        ("eu", status::SQL_REMOTE_LSN) => Ok(row(
+            &["in_recovery", "lsn"],
+            vec![Value::Bool(false), t("0/3000300")],
+        )),
+        ("us", sql) if sql.starts_with("SELECT pg_promote(") => {
+            r.set(false);
+            Ok(row(&["promoted"], vec![Value::Bool(true)]))
+        }
+        ("us", promote::SQL_AFTER) => Ok(row(
+            &["lsn", "walfile", "replayed_lsn"],
+            vec![
+                t("0/3000400"),
+                t("000000020000000000000003"),
+                t("0/3000300"),
+            ],
+        )),
+        _ => unscripted(s),
+    });
+    let out = run(
+        &fake,
+        Mode::Apply,
+        serde_json::json!({"action": "promote", "connection": "us", "primary": "eu"}),
+    )
+    .unwrap();
+    assert_eq!(out.caught_up, Some(true));
+    assert_eq!(out.rpo_bytes, Some(0));
+    assert!(polls.get() >= 3, "polled {} times", polls.get());
+}
+
+#[test]
+fn a_promotion_whose_attempt_died_reports_the_rpo_it_measured_not_already_primary() {
+    // The first attempt promotes, then fails before recording its result (as when the runner
+    // is killed right after pg_promote).
+    let (fake, _) = standby_fake(Err(SqlError::Connect("connection reset".into())), true);
+    let args = serde_json::json!({"action": "promote", "connection": "us", "primary": "eu", "wait_timeout_ms": 30_000});
+    assert!(run(&fake, Mode::Apply, args.clone()).is_err());
+    let again = run(&fake, Mode::Apply, args).unwrap();
+    assert_eq!(again.already_primary, Some(false));
+    assert_eq!(again.promoted, Some(true));
+    assert_eq!(again.resumed, Some(true));
+    assert_eq!(again.caught_up, Some(false));
+    assert_eq!(again.rpo_bytes, Some(0x300 - 0x230));
 }

@@ -6,15 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use tokio::sync::{Mutex, Notify};
 
+mod control;
+mod ops;
+
 use crate::error::LabError;
+use crate::faults::Fault;
 use crate::gateway::{Gateway, Upstream, bind, bind_common_port, blocking, within};
 use crate::moto::Moto;
 use crate::net::{RTYPE_A, dns_query, free_port};
@@ -50,6 +49,10 @@ struct Region {
     upstream: Upstream,
     status: RegionStatus,
     last_role: String,
+    /// Faults injected and not yet undone by `start`, in the order they were injected.
+    faults: Vec<Fault>,
+    /// `replication-cut`: the `primary_conninfo` this (standby) region had before the cut.
+    saved_conninfo: Option<String>,
 }
 
 /// Everything the daemon owns. Dropping it stops every process (each harness value kills its
@@ -64,6 +67,8 @@ struct Lab {
     regions: Vec<Region>,
     pdns: Option<Arc<Pdns>>,
     moto: Option<Arc<Moto>>,
+    /// `dns-stale`: the task that keeps the `api` record on the dead region's address.
+    stale_dns: Option<tokio::task::JoinHandle<()>>,
 }
 
 type Shared = Arc<Mutex<Lab>>;
@@ -100,6 +105,7 @@ pub async fn run_daemon(cfg: LabConfig) -> Result<(), LabError> {
         regions: Vec::new(),
         pdns: None,
         moto: None,
+        stale_dns: None,
         cfg,
     };
     lab.publish().await?;
@@ -124,9 +130,13 @@ pub async fn run_daemon(cfg: LabConfig) -> Result<(), LabError> {
         shutdown: shutdown.clone(),
     };
     let router = axum::Router::new()
-        .route("/status", get(get_status))
-        .route("/regions/{name}/{action}", post(region_action))
-        .route("/shutdown", post(post_shutdown))
+        .route("/status", get(control::get_status))
+        .route("/regions/{name}/{action}", post(control::region_action))
+        .route(
+            "/regions/{name}/faults/{fault}",
+            post(control::fault_action),
+        )
+        .route("/shutdown", post(control::post_shutdown))
         .with_state(app);
     let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(meridian_emulators::serve(control, router, async {
@@ -263,6 +273,8 @@ async fn start_all(lab: &mut Lab) -> Result<(), LabError> {
             gateway,
             upstream,
             status: RegionStatus::Up,
+            faults: Vec::new(),
+            saved_conninfo: None,
         });
     }
     lab.publish().await?;
@@ -459,6 +471,7 @@ impl Lab {
                     ready: gw.serving() && gw.apisix.is_ready(),
                 },
                 upstream_url: r.upstream.url(),
+                faults: r.faults.iter().map(|f| f.as_str().to_string()).collect(),
             });
         }
         let dns = match &self.pdns {
@@ -524,89 +537,12 @@ impl Lab {
         self.regions.iter().position(|r| r.name == name)
     }
 
-    /// "kill" / "stop" / "start" of one region.
-    async fn region_op(&mut self, idx: usize, action: &str) -> Result<(), LabError> {
-        let r = &mut self.regions[idx];
-        let pg = r.pg.clone();
-        match action {
-            "kill" => {
-                r.gateway.stop(false).await;
-                blocking(move || {
-                    pg.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .stop(StopMode::Immediate);
-                    Ok(())
-                })
-                .await?;
-                r.status = RegionStatus::Killed;
-            }
-            "stop" => {
-                r.gateway.stop(true).await;
-                blocking(move || {
-                    pg.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .stop(StopMode::Fast);
-                    Ok(())
-                })
-                .await?;
-                r.status = RegionStatus::Stopped;
-            }
-            "start" => {
-                blocking(move || pg.lock().unwrap_or_else(|p| p.into_inner()).start()).await?;
-                r.gateway.start().await?;
-                r.status = RegionStatus::Up;
-            }
-            other => {
-                return Err(LabError::Invalid(format!(
-                    "unknown region action {other:?}: use start, stop, kill or rebuild-standby"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Re-creates region `idx`'s cluster as a standby of region `from` (pg_basebackup from it).
-    async fn rebuild_standby(&mut self, idx: usize, from: usize) -> Result<(), LabError> {
-        if idx == from {
-            return Err(LabError::Invalid(
-                "a region cannot be rebuilt from itself".into(),
-            ));
-        }
-        let source = self.regions[from].pg.clone();
-        let source_port = self.regions[from].pg_port;
-        let r = &mut self.regions[idx];
-        let (pg, dir, log, port, slot) = (
-            r.pg.clone(),
-            r.pg_dir.clone(),
-            r.pg_log.clone(),
-            r.pg_port,
-            slot_name(&r.name),
-        );
-        let from_name = self.regions[from].name.clone();
-        blocking(move || {
-            if !source
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_running()
-            {
-                return Err(LabError::Invalid(format!(
-                    "region {from_name}'s PostgreSQL is not running; start it first"
-                )));
-            }
-            let mut guard = pg.lock().unwrap_or_else(|p| p.into_inner());
-            guard.stop(StopMode::Fast);
-            let fresh = PgCluster::standby_from_port(source_port, &dir, port, &slot, Some(&log))?;
-            let _old = std::mem::replace(&mut *guard, fresh);
-            Ok(())
-        })
-        .await?;
-        self.regions[idx].last_role = "standby".into();
-        Ok(())
-    }
-
     /// Stops everything: gateways and upstreams, then moto, PowerDNS and the clusters (standbys
     /// first, fast shutdown), each on the blocking pool.
     async fn shutdown(&mut self) {
+        if let Some(task) = self.stale_dns.take() {
+            task.abort();
+        }
         for r in &mut self.regions {
             r.gateway.stop(false).await;
             r.upstream.stop().await;
@@ -641,75 +577,4 @@ async fn refresh_loop(lab: Shared) {
             tracing::warn!(error = %e, "refreshing lab.json failed");
         }
     }
-}
-
-fn error_response(status: StatusCode, e: &LabError) -> Response {
-    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
-}
-
-async fn get_status(State(app): State<AppState>) -> Response {
-    let mut lab = app.lab.lock().await;
-    match lab.publish().await {
-        Ok(state) => Json(state).into_response(),
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e),
-    }
-}
-
-#[derive(Deserialize)]
-struct RebuildQuery {
-    from: Option<String>,
-}
-
-async fn region_action(
-    State(app): State<AppState>,
-    UrlPath((name, action)): UrlPath<(String, String)>,
-    Query(q): Query<RebuildQuery>,
-) -> Response {
-    let mut lab = app.lab.lock().await;
-    if lab.status != LabStatus::Ready {
-        let e = LabError::State(format!("the lab is {:?}", lab.status));
-        return error_response(StatusCode::CONFLICT, &e);
-    }
-    let Some(idx) = lab.region_index(&name) else {
-        let e = LabError::Invalid(format!(
-            "no region {name:?}; regions: {}",
-            lab.cfg.regions.join(", ")
-        ));
-        return error_response(StatusCode::NOT_FOUND, &e);
-    };
-    tracing::info!(region = %name, %action, "region request");
-    let result = if action == "rebuild-standby" {
-        match q.from.as_deref().map(|f| (f, lab.region_index(f))) {
-            Some((_, Some(from))) => lab.rebuild_standby(idx, from).await,
-            Some((f, None)) => Err(LabError::Invalid(format!(
-                "no region {f:?} to rebuild from"
-            ))),
-            None => Err(LabError::Invalid(
-                "rebuild-standby needs ?from=<region of the new primary>".into(),
-            )),
-        }
-    } else {
-        lab.region_op(idx, &action).await
-    };
-    if let Err(e) = result {
-        let status = match e {
-            LabError::Invalid(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let _ = lab.publish().await;
-        return error_response(status, &e);
-    }
-    match lab.publish().await {
-        Ok(state) => Json(state).into_response(),
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e),
-    }
-}
-
-async fn post_shutdown(State(app): State<AppState>) -> Response {
-    app.shutdown.notify_one();
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "status": "stopping" })),
-    )
-        .into_response()
 }

@@ -1,0 +1,236 @@
+//! What the control API does to a region: start, stop, kill, faults, rebuild-standby.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Lab, slot_name};
+use crate::error::LabError;
+use crate::faults::{Fault, cut_replication, restore_replication};
+use crate::gateway::blocking;
+use crate::pdns::Pdns;
+use crate::pg::{PgCluster, StopMode};
+use crate::state::{API_RECORD, RegionStatus, ZONE};
+
+impl Lab {
+    /// "kill" / "stop" / "start" of one region.
+    pub(super) async fn region_op(&mut self, idx: usize, action: &str) -> Result<(), LabError> {
+        let r = &mut self.regions[idx];
+        let pg = r.pg.clone();
+        match action {
+            "kill" => {
+                r.gateway.stop(false).await;
+                blocking(move || {
+                    pg.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stop(StopMode::Immediate);
+                    Ok(())
+                })
+                .await?;
+                r.status = RegionStatus::Killed;
+            }
+            "stop" => {
+                r.gateway.stop(true).await;
+                blocking(move || {
+                    pg.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stop(StopMode::Fast);
+                    Ok(())
+                })
+                .await?;
+                r.status = RegionStatus::Stopped;
+            }
+            "start" => {
+                if let Some(task) = self.stale_dns.take() {
+                    task.abort();
+                }
+                let r = &mut self.regions[idx];
+                let conninfo = r.saved_conninfo.take();
+                blocking(move || {
+                    let mut pg = pg.lock().unwrap_or_else(|p| p.into_inner());
+                    pg.start()?;
+                    if let Some(c) = conninfo {
+                        restore_replication(&pg, &c)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                r.gateway.start().await?;
+                r.status = RegionStatus::Up;
+                r.faults.clear();
+                // A cut of this region's standbys is undone with it.
+                let cut: Vec<usize> = (0..self.regions.len())
+                    .filter(|&i| i != idx && self.regions[i].saved_conninfo.is_some())
+                    .collect();
+                for i in cut {
+                    self.restore_standby(i).await?;
+                }
+            }
+            other => {
+                return Err(LabError::Invalid(format!(
+                    "unknown region action {other:?}: use start, stop, kill or rebuild-standby"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back the `primary_conninfo` a `replication-cut` took from region `idx`.
+    async fn restore_standby(&mut self, idx: usize) -> Result<(), LabError> {
+        let r = &mut self.regions[idx];
+        let Some(conninfo) = r.saved_conninfo.take() else {
+            return Ok(());
+        };
+        let pg = r.pg.clone();
+        blocking(move || {
+            let pg = pg.lock().unwrap_or_else(|p| p.into_inner());
+            restore_replication(&pg, &conninfo)
+        })
+        .await?;
+        r.faults.retain(|f| *f != Fault::ReplicationCut);
+        Ok(())
+    }
+
+    /// Injects `fault` into region `idx` (see [`crate::faults`]).
+    pub(super) async fn inject(
+        &mut self,
+        idx: usize,
+        fault: Fault,
+        stale_ms: u64,
+    ) -> Result<(), LabError> {
+        match fault {
+            Fault::RegionDown => self.region_op(idx, "kill").await?,
+            Fault::DbDown => {
+                let pg = self.regions[idx].pg.clone();
+                blocking(move || {
+                    pg.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stop(StopMode::Immediate);
+                    Ok(())
+                })
+                .await?;
+            }
+            Fault::DataPlaneDown => self.regions[idx].gateway.stop(false).await,
+            Fault::ReplicationCut => {
+                // The region's own stream when it is a standby, else every standby's.
+                let mut cut_any = false;
+                for i in 0..self.regions.len() {
+                    let pg = self.regions[i].pg.clone();
+                    let is_standby = blocking(move || {
+                        let pg = pg.lock().unwrap_or_else(|p| p.into_inner());
+                        Ok(pg.is_running() && pg.is_in_recovery().unwrap_or(false))
+                    })
+                    .await?;
+                    let target = if i == idx {
+                        is_standby
+                    } else {
+                        is_standby && !self.standby_at(idx).await
+                    };
+                    if !target {
+                        continue;
+                    }
+                    let pg = self.regions[i].pg.clone();
+                    let saved = blocking(move || {
+                        cut_replication(&pg.lock().unwrap_or_else(|p| p.into_inner()))
+                    })
+                    .await?;
+                    let r = &mut self.regions[i];
+                    if let Some(c) = saved {
+                        r.saved_conninfo = Some(c);
+                    }
+                    if !r.faults.contains(&Fault::ReplicationCut) {
+                        r.faults.push(Fault::ReplicationCut);
+                    }
+                    cut_any = true;
+                }
+                if !cut_any {
+                    return Err(LabError::Invalid(format!(
+                        "replication-cut: region {} has no running standby to cut",
+                        self.regions[idx].name
+                    )));
+                }
+            }
+            Fault::DnsStale => {
+                self.region_op(idx, "kill").await?;
+                let pdns = self
+                    .pdns
+                    .clone()
+                    .ok_or_else(|| LabError::State("the GSLB (PowerDNS) is not running".into()))?;
+                let ip = self.regions[idx].ip.to_string();
+                if let Some(old) = self.stale_dns.take() {
+                    old.abort();
+                }
+                self.stale_dns = Some(tokio::spawn(hold_dns(pdns, ip, stale_ms)));
+            }
+        }
+        let r = &mut self.regions[idx];
+        if !r.faults.contains(&fault) {
+            r.faults.push(fault);
+        }
+        Ok(())
+    }
+
+    /// Whether region `idx` is itself a standby (then a cut concerns only its own stream).
+    async fn standby_at(&self, idx: usize) -> bool {
+        let pg = self.regions[idx].pg.clone();
+        blocking(move || {
+            let pg = pg.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(pg.is_running() && pg.is_in_recovery().unwrap_or(false))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Re-creates region `idx`'s cluster as a standby of region `from` (pg_basebackup from it).
+    pub(super) async fn rebuild_standby(
+        &mut self,
+        idx: usize,
+        from: usize,
+    ) -> Result<(), LabError> {
+        if idx == from {
+            return Err(LabError::Invalid(
+                "a region cannot be rebuilt from itself".into(),
+            ));
+        }
+        let source = self.regions[from].pg.clone();
+        let source_port = self.regions[from].pg_port;
+        let r = &mut self.regions[idx];
+        let (pg, dir, log, port, slot) = (
+            r.pg.clone(),
+            r.pg_dir.clone(),
+            r.pg_log.clone(),
+            r.pg_port,
+            slot_name(&r.name),
+        );
+        let from_name = self.regions[from].name.clone();
+        blocking(move || {
+            if !source
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_running()
+            {
+                return Err(LabError::Invalid(format!(
+                    "region {from_name}'s PostgreSQL is not running; start it first"
+                )));
+            }
+            let mut guard = pg.lock().unwrap_or_else(|p| p.into_inner());
+            guard.stop(StopMode::Fast);
+            let fresh = PgCluster::standby_from_port(source_port, &dir, port, &slot, Some(&log))?;
+            let _old = std::mem::replace(&mut *guard, fresh);
+            Ok(())
+        })
+        .await?;
+        self.regions[idx].last_role = "standby".into();
+        Ok(())
+    }
+}
+
+/// Keeps the `api` record on `ip` for `stale_ms`: a GSLB whose answers lag behind the truth.
+pub(super) async fn hold_dns(pdns: Arc<Pdns>, ip: String, stale_ms: u64) {
+    let until = tokio::time::Instant::now() + Duration::from_millis(stale_ms);
+    while tokio::time::Instant::now() < until {
+        let (p, ip2) = (pdns.clone(), ip.clone());
+        let _ = blocking(move || p.replace_rrset(ZONE, API_RECORD, "A", 5, &[&ip2])).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::info!("dns-stale window over");
+}
