@@ -8,6 +8,7 @@
 
 mod cli;
 mod distributed;
+mod drills;
 mod lab;
 mod limits;
 mod output;

@@ -37,7 +37,7 @@ fn workflow(name: &str) -> String {
 /// A running lab; `Drop` runs `meridian lab down` (which stops every lab process).
 pub(crate) struct LabGuard<'a> {
     scratch: &'a Scratch,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl<'a> LabGuard<'a> {
@@ -76,7 +76,7 @@ impl<'a> LabGuard<'a> {
         meridian_lab::status(&self.dir).expect("lab status")
     }
 
-    fn region(&self, name: &str) -> meridian_lab::RegionState {
+    pub(crate) fn region(&self, name: &str) -> meridian_lab::RegionState {
         self.state()
             .regions
             .into_iter()
@@ -96,7 +96,7 @@ impl<'a> LabGuard<'a> {
 
     /// `meridian plan|run WORKFLOW --inputs-file … --secrets-file … EXTRA… --json`, exit 0,
     /// the JSON report.
-    fn meridian(&self, verb: &str, name: &str, extra: &[&str]) -> (Value, String) {
+    pub(crate) fn meridian(&self, verb: &str, name: &str, extra: &[&str]) -> (Value, String) {
         let mut cmd = self.scratch.cmd();
         cmd.args([verb, &workflow(name), "--inputs-file", &self.inputs()])
             .args(["--secrets-file", &self.secrets(), "--json"])
@@ -126,7 +126,7 @@ impl Drop for LabGuard<'_> {
 }
 
 /// The output of a (non-matrix) step in a JSON report.
-fn output<'r>(report: &'r Value, step: &str) -> &'r Value {
+pub(crate) fn output<'r>(report: &'r Value, step: &str) -> &'r Value {
     let s = report["steps"]
         .as_array()
         .unwrap()
@@ -214,14 +214,17 @@ fn packaged_workflows_validate() {
 }
 
 #[test]
-fn dr_drill_kills_the_primary_and_fails_over_unattended() {
+fn dr_drill_crashes_the_primary_and_fails_over_unattended() {
     let s = Scratch::new();
     let lab = LabGuard::up(&s);
     assert_eq!(lab.dns(), [EU]);
 
     let (plan, _) = lab.meridian("plan", "dr-drill.yaml", &[]);
     let changes = planned(&plan);
-    assert!(changes.contains("/regions/eu/kill"), "{changes}");
+    assert!(
+        changes.contains("/regions/eu/faults/region-down"),
+        "{changes}"
+    );
     assert!(
         changes.contains("default_transaction_read_only"),
         "{changes}"
@@ -234,7 +237,7 @@ fn dr_drill_kills_the_primary_and_fails_over_unattended() {
     assert_eq!(in_recovery(&lab, "us"), Some(true));
 
     let (run, _) = lab.meridian("run", "dr-drill.yaml", &[]);
-    let killed_at = output(&run, "kill-primary")["killed_at_ms"]
+    let killed_at = output(&run, "inject-fault")["fault_at_ms"]
         .as_u64()
         .unwrap();
     let report = output(&run, "report");

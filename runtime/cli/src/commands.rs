@@ -418,25 +418,39 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> 
 
 /// The drill's figures as the table the README shows.
 fn drill_lines(d: &DrillVerdict) -> String {
-    let mut lines = vec!["drill:".to_string()];
+    let mut lines = vec![format!("drill: {}", d.verdict.as_str())];
+    let unit = |u: &str| {
+        if u == "ms" || u == "B" {
+            u.to_string()
+        } else {
+            format!(" {u}")
+        }
+    };
     for f in &d.figures {
         let got = f
             .achieved
-            .map(|g| format!("{g:.0}{}", f.unit))
+            .map(|g| format!("{g:.0}{}", unit(f.unit)))
             .unwrap_or("not measured".into());
         let target = f
             .target
-            .map(|t| format!("{t:.0}{}", f.unit))
+            .map(|t| format!("{t:.0}{}", unit(f.unit)))
             .unwrap_or("-".into());
         let verdict = match f.verdict() {
             Verdict::Met => "met",
             Verdict::Missed => "MISSED",
+            Verdict::NotMeasured if f.target.is_some() => "INCOMPLETE",
             Verdict::NotMeasured | Verdict::NoTarget => "",
         };
         lines.push(format!(
-            "  {:<9} achieved {got:<14} target {target:<10} {verdict}",
+            "  {:<15} achieved {got:<14} target {target:<12} {verdict}",
             f.name
         ));
+        if let Some(note) = &f.note {
+            lines.push(format!(
+                "    ({})",
+                meridian_protocol::text::for_terminal(note, "     ")
+            ));
+        }
     }
     lines.join("\n")
 }

@@ -197,6 +197,10 @@ fn describe_raw(ev: &Event, run: &RunContext) -> Option<String> {
             fmt_dur(*duration),
             run.message(*status, message)
         ),
+        Event::Measured { name, .. } if name == "canary-started" => {
+            "drill canaries started (writer and prober, host side)".to_string()
+        }
+        Event::Measured { name, value } => format!("measured {name}: {}", canary_line(value)),
     })
 }
 
@@ -478,7 +482,7 @@ impl EventSink for Live {
                     row.note = format!("needs approval: {message}");
                 }
             }
-            Event::Compensation { .. } | Event::RunFinished { .. } => {
+            Event::Compensation { .. } | Event::RunFinished { .. } | Event::Measured { .. } => {
                 if let Some(line) = describe(event, &st.run, "  ") {
                     st.log.push(line);
                 }
@@ -492,6 +496,30 @@ impl EventSink for Live {
         }
         redraw(&mut st);
         Ok(())
+    }
+}
+
+/// The canary's figures in one line: `rows 120 written, 118 found, 2 lost; requests 60 sent,
+/// 9 failed, downtime 850 ms`.
+fn canary_line(v: &serde_json::Value) -> String {
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    let mut parts = Vec::new();
+    if let Some(w) = n("rows_written") {
+        let found = n("rows_found").map_or("?".to_string(), |f| f.to_string());
+        let lost = n("rows_lost").map_or("not measured".to_string(), |l| format!("{l} lost"));
+        parts.push(format!("rows {w} written, {found} found, {lost}"));
+    }
+    if let Some(sent) = n("requests_sent") {
+        let failed = n("requests_failed").unwrap_or(0);
+        let down = n("downtime_ms").map_or("not measured".to_string(), |d| format!("{d} ms"));
+        parts.push(format!(
+            "requests {sent} sent, {failed} failed, downtime {down}"
+        ));
+    }
+    if parts.is_empty() {
+        "no figures".to_string()
+    } else {
+        parts.join("; ")
     }
 }
 

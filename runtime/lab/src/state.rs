@@ -431,6 +431,7 @@ mod tests {
             postgres: pg.clone(),
             gateway: gw.clone(),
             upstream_url: String::new(),
+            faults: Vec::new(),
         };
         let mut st = LabState {
             status: LabStatus::Ready,

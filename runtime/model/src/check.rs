@@ -84,6 +84,17 @@ pub(crate) fn sites(wf: &Workflow) -> Vec<Site<'_>> {
         };
         push_t(&mut out, Place::Connection, None, c.span, t);
     }
+    // The drill's prober is set up like a connection: before any step, from inputs and vars.
+    if let Some(p) = wf.drill.as_ref().and_then(|d| d.canary.as_ref()) {
+        let templates = p
+            .prober
+            .iter()
+            .flat_map(|p| [Some(&p.url), p.dns.as_ref(), p.expect.as_ref()])
+            .flatten();
+        for t in templates {
+            push_t(&mut out, Place::Connection, None, p.span, t);
+        }
+    }
     for (si, s) in wf.steps.iter().enumerate() {
         for v in s.with.values() {
             v.for_each_template(&mut |span, t| push_t(&mut out, Place::With, Some(si), span, t));

@@ -14,6 +14,7 @@ mod check;
 mod convert;
 pub mod dag;
 pub mod diag;
+pub mod drill;
 pub mod duration;
 pub mod expr;
 pub mod schema;

@@ -165,16 +165,7 @@ impl std::str::FromStr for OverlapPolicy {
     }
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct Drill {
-    pub span: Span,
-    /// Recovery time objective.
-    pub rto: Option<Duration>,
-    /// Recovery point objective as time.
-    pub rpo: Option<Duration>,
-    /// Recovery point objective as WAL bytes not yet replicated.
-    pub rpo_bytes: Option<u64>,
-}
+pub use crate::drill::{Canary, CanaryProber, CanaryWriter, Drill};
 
 /// One step of a workflow.
 #[derive(Clone, Debug)]

@@ -171,6 +171,12 @@ pub enum Event {
         duration: Duration,
         message: String,
     },
+    /// Something the host measured beside the steps (a drill's canaries): `name` says what
+    /// (`canary-started`, `canary`), `value` holds the figures. Never written by a step.
+    Measured {
+        name: String,
+        value: Json,
+    },
 }
 
 impl Event {
@@ -188,6 +194,7 @@ impl Event {
             Event::StepFinished { .. } => "step-finished",
             Event::Compensation { .. } => "compensation",
             Event::RunFinished { .. } => "run-finished",
+            Event::Measured { .. } => "measured",
         }
     }
 
@@ -210,7 +217,8 @@ impl Event {
             | Event::ApprovalRequired { .. }
             | Event::ApprovalRejected { .. }
             | Event::Compensation { .. }
-            | Event::RunFinished { .. } => true,
+            | Event::RunFinished { .. }
+            | Event::Measured { .. } => true,
             Event::RunStarted { .. }
             | Event::StepSkipped { .. }
             | Event::AttemptStarted { .. }
@@ -222,7 +230,7 @@ impl Event {
     /// The step the event is about, if any.
     pub fn step(&self) -> Option<&str> {
         match self {
-            Event::RunStarted { .. } | Event::RunFinished { .. } => None,
+            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::Measured { .. } => None,
             Event::StepSkipped { step, .. }
             | Event::ApprovalGranted { step, .. }
             | Event::ApprovalRequired { step, .. }

@@ -1,5 +1,14 @@
-//! The drill verdict: what a run measured (step outputs named `rto_ms`, `rpo_ms`, `rpo_bytes`)
-//! against the workflow's `drill:` targets.
+//! The drill verdict: what a run measured against the workflow's `drill:` targets.
+//!
+//! Figures come from two places:
+//! * step outputs named `rto_ms`, `rpo_ms` and `rpo_bytes` (a figure several legs report is taken
+//!   from the last), e.g. `drill-report`'s;
+//! * the host's canaries (the journal's `measured canary` record): rows written, found and lost,
+//!   the time window of lost writes (the RPO in time when a writer runs), requests sent and
+//!   failed, and the client-observed downtime.
+//!
+//! A figure with a target and no measurement is "not measured", and the drill's verdict is then
+//! `incomplete`: never `met`.
 
 use meridian_engine::RunReport;
 use meridian_model::Workflow;
@@ -9,12 +18,15 @@ use serde_json::Value as Json;
 /// One figure of a drill.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DrillFigure {
-    /// `RTO`, `RPO`, `RPO bytes`.
+    /// `RTO`, `RPO`, `RPO rows`, `RPO bytes`, `Downtime`, `Rows written`, …
     pub name: &'static str,
-    /// `ms` or `B`.
+    /// `ms`, `B`, `rows` or `requests`.
     pub unit: &'static str,
     pub achieved: Option<f64>,
     pub target: Option<f64>,
+    /// Why it was not measured, when it was not and the measurer said why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// How one figure compares with its target.
@@ -40,22 +52,49 @@ impl DrillFigure {
     }
 }
 
+/// The drill as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overall {
+    /// Every target met.
+    Met,
+    /// At least one target missed.
+    Missed,
+    /// None missed, but a target had no measurement.
+    Incomplete,
+}
+
+impl Overall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overall::Met => "met",
+            Overall::Missed => "missed",
+            Overall::Incomplete => "incomplete",
+        }
+    }
+}
+
 /// Every figure of a drill run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DrillVerdict {
     pub figures: Vec<DrillFigure>,
+    pub verdict: Overall,
 }
 
 impl DrillVerdict {
-    /// `None` when the workflow has no `drill:` block. RTO is always listed; the RPO figures
-    /// when targeted or measured.
-    pub fn judge(wf: &Workflow, r: &RunReport) -> Option<DrillVerdict> {
-        Self::from_outputs(wf, &r.steps.iter().flat_map(|s| &s.legs).map(|l| &l.output))
+    /// `None` when the workflow has no `drill:` block. `canary`: the run's `measured canary`
+    /// record, when the canaries reported.
+    pub fn judge(wf: &Workflow, r: &RunReport, canary: Option<&Json>) -> Option<DrillVerdict> {
+        let outputs = r.steps.iter().flat_map(|s| &s.legs).map(|l| &l.output);
+        Self::from_outputs(wf, &outputs, canary)
     }
 
-    /// The same from the legs' outputs (a journal's legs, for a run that ended elsewhere); a
-    /// figure measured by several legs is taken from the last.
-    pub fn from_outputs<'a, I>(wf: &Workflow, outputs: &I) -> Option<DrillVerdict>
+    /// The same from the legs' outputs (a journal's legs, for a run that ended elsewhere).
+    pub fn from_outputs<'a, I>(
+        wf: &Workflow,
+        outputs: &I,
+        canary: Option<&Json>,
+    ) -> Option<DrillVerdict>
     where
         I: Iterator<Item = &'a Json> + Clone,
     {
@@ -66,30 +105,121 @@ impl DrillVerdict {
                 .filter_map(|o| o.get(key).and_then(Json::as_f64))
                 .last()
         };
+        let spec = drill.canary.as_ref();
+        let (writer, prober) = (
+            spec.is_some_and(|c| c.writer.is_some()),
+            spec.is_some_and(|c| c.prober.is_some()),
+        );
+        let measured = |key: &str| canary.and_then(|c| c.get(key)).and_then(Json::as_f64);
+        let why = |key: &str| {
+            canary
+                .and_then(|c| c.get(key))
+                .and_then(Json::as_str)
+                .map(str::to_string)
+                .or_else(|| {
+                    canary
+                        .is_none()
+                        .then(|| "the canaries did not report".to_string())
+                })
+        };
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as f64);
         let mut figures = vec![DrillFigure {
             name: "RTO",
             unit: "ms",
             achieved: found("rto_ms"),
-            target: drill.rto.map(|d| d.as_millis() as f64),
+            target: ms(drill.rto),
+            note: None,
         }];
-        let rpo = DrillFigure {
-            name: "RPO",
-            unit: "ms",
-            achieved: found("rpo_ms"),
-            target: drill.rpo.map(|d| d.as_millis() as f64),
+        let mut push = |f: DrillFigure, listed: bool| {
+            if listed || f.achieved.is_some() || f.target.is_some() {
+                figures.push(f);
+            }
         };
-        if rpo.achieved.is_some() || rpo.target.is_some() {
-            figures.push(rpo);
-        }
-        let bytes = DrillFigure {
-            name: "RPO bytes",
-            unit: "B",
-            achieved: found("rpo_bytes"),
-            target: drill.rpo_bytes.map(|b| b as f64),
+        // With a writer, the RPO in time is the window of writes users lost.
+        let (rpo, rpo_note) = if writer {
+            (measured("rpo_window_ms"), why("writer_not_measured"))
+        } else {
+            (found("rpo_ms"), None)
         };
-        if bytes.achieved.is_some() || bytes.target.is_some() {
-            figures.push(bytes);
+        push(
+            DrillFigure {
+                name: "RPO",
+                unit: "ms",
+                achieved: rpo,
+                target: ms(drill.rpo),
+                note: rpo.is_none().then_some(rpo_note).flatten(),
+            },
+            writer,
+        );
+        let lost = measured("rows_lost");
+        push(
+            DrillFigure {
+                name: "RPO rows",
+                unit: "rows",
+                achieved: lost,
+                target: drill.rpo_rows.map(|r| r as f64),
+                note: lost.is_none().then(|| why("writer_not_measured")).flatten(),
+            },
+            writer,
+        );
+        push(
+            DrillFigure {
+                name: "RPO bytes",
+                unit: "B",
+                achieved: found("rpo_bytes"),
+                target: drill.rpo_bytes.map(|b| b as f64),
+                note: None,
+            },
+            false,
+        );
+        let down = measured("downtime_ms");
+        push(
+            DrillFigure {
+                name: "Downtime",
+                unit: "ms",
+                achieved: down,
+                target: ms(drill.downtime),
+                note: down.is_none().then(|| why("prober_not_measured")).flatten(),
+            },
+            prober,
+        );
+        let info = [
+            (writer, "Rows written", "rows", "rows_written"),
+            (writer, "Rows found", "rows", "rows_found"),
+            (prober, "Requests sent", "requests", "requests_sent"),
+            (prober, "Requests failed", "requests", "requests_failed"),
+        ];
+        for (on, name, unit, key) in info {
+            if on && let Some(v) = measured(key) {
+                figures.push(DrillFigure {
+                    name,
+                    unit,
+                    achieved: Some(v),
+                    target: None,
+                    note: None,
+                });
+            }
         }
-        Some(DrillVerdict { figures })
+        let verdict = if figures.iter().any(|f| f.verdict() == Verdict::Missed) {
+            Overall::Missed
+        } else if figures
+            .iter()
+            .any(|f| f.target.is_some() && f.verdict() == Verdict::NotMeasured)
+        {
+            Overall::Incomplete
+        } else {
+            Overall::Met
+        };
+        Some(DrillVerdict { figures, verdict })
+    }
+
+    /// The run's last `measured canary` record in a journal's events.
+    pub fn canary_record(events: &[meridian_store::EventRecord]) -> Option<Json> {
+        events.iter().rev().find_map(|e| match &e.event {
+            meridian_protocol::Event::Measured { name, value } if name == crate::canary::REPORT => {
+                Some(value.clone())
+            }
+            _ => None,
+        })
     }
 }

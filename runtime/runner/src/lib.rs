@@ -7,6 +7,7 @@
 //! inputs as given, `--max-parallel`, `--timeout`, approvals) is written into the journal's
 //! [`RunSettings`] when the run starts and read back on every resume.
 
+pub mod canary;
 pub mod drill;
 mod error;
 pub mod files;
@@ -14,7 +15,7 @@ pub mod inputs;
 mod run;
 pub mod secrets;
 
-pub use drill::{DrillFigure, DrillVerdict, Verdict};
+pub use drill::{DrillFigure, DrillVerdict, Overall, Verdict};
 pub use error::RunnerError;
 pub use run::{
     Decision, Finished, Launch, Loaded, Resume, Resumed, Runner, StepRunner, ViewFactory,

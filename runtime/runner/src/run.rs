@@ -189,7 +189,7 @@ impl Runner {
             .map(|s| (s, "--approve".to_string()))
             .collect();
         opts.approver = launch.approver;
-        self.execute(wf, opts, &settings, launch.view, true).await
+        self.execute(wf, opts, &settings, launch.view, None).await
     }
 
     /// What `validate` checks of `with:` against each component's input schema, checked again
@@ -294,31 +294,43 @@ impl Runner {
                 )
             })
             .collect();
+        let prior = prior_canary(&self.journal.events(run_id)?);
         self.journal.reopen_run(run_id)?;
         let view = resume.view.map(|make| make(&workflow));
-        self.execute(&wf, opts, &settings, view, false)
+        self.execute(&wf, opts, &settings, view, Some(prior))
             .await
             .map(Resumed::Ran)
     }
 
-    /// Runs `opts` to the end. `fresh`: a new run (its start time is taken after compiling), not
-    /// a resume (which keeps the first start time).
+    /// Runs `opts` to the end. `resumed`: what the journal says of the drill's canaries when
+    /// this resumes a run (`None` for a new run, whose start time is taken after compiling; a
+    /// resume keeps the first start time).
     async fn execute(
         &self,
         wf: &Loaded,
         mut opts: RunOptions,
         settings: &RunSettings,
         view: Option<Arc<dyn EventSink>>,
-        fresh: bool,
+        resumed: Option<PriorCanary>,
     ) -> Result<Finished, RunnerError> {
+        let fresh = resumed.is_none();
         let workflow = wf.workflow.clone();
         opts.max_parallel = settings.max_parallel.or(workflow.max_parallel).unwrap_or(4);
         opts.run_timeout = settings.timeout;
         let journal = self.journal.sink(&opts.run_id)?;
-        opts.sink = Some(match view {
+        let sink: Arc<dyn EventSink> = match view {
             Some(v) => Arc::new(vec![journal, v]),
             None => journal,
-        });
+        };
+        opts.sink = Some(sink.clone());
+        let measure = |name: &str, value: serde_json::Value| {
+            let event = meridian_protocol::Event::Measured {
+                name: name.to_string(),
+                value,
+            };
+            sink.emit(&event)
+                .map_err(|e| RunnerError::Host(format!("journaling the drill's canaries: {e}")))
+        };
         let exec: Arc<dyn Executor> = match &self.steps {
             StepRunner::Remote(e) => e.clone(),
             StepRunner::Local(local) => {
@@ -343,16 +355,79 @@ impl Runner {
                 local.clone()
             }
         };
-        let report = meridian_engine::run(workflow.clone(), exec, opts)
-            .await
-            .map_err(|e| RunnerError::Host(e.to_string()))?;
-        let drill = DrillVerdict::judge(&workflow, &report);
+        // The drill's canaries: for a new run in apply mode. A resumed run's canaries either
+        // reported already or died with the runner that started them.
+        let mut canary_report = None;
+        let canaries = match resumed {
+            Some(PriorCanary::Reported(r)) => {
+                canary_report = Some(r);
+                None
+            }
+            Some(PriorCanary::Interrupted) => {
+                let r = crate::canary::interrupted();
+                measure(crate::canary::REPORT, r.clone())?;
+                canary_report = Some(r);
+                None
+            }
+            Some(PriorCanary::None) | None if opts.mode != Mode::Apply || !fresh => None,
+            _ => {
+                let run = serde_json::json!({"id": opts.run_id, "workflow": workflow.name, "mode": opts.mode});
+                match crate::canary::CanaryPlan::resolve(
+                    &workflow,
+                    &opts.inputs,
+                    &opts.secrets,
+                    run,
+                )
+                .map_err(RunnerError::Invalid)?
+                {
+                    Some(plan) => {
+                        let running = crate::canary::Running::start(plan, &opts.run_id);
+                        measure(crate::canary::STARTED, running.started_record())?;
+                        Some(running)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let report = meridian_engine::run(workflow.clone(), exec, opts).await;
+        if let Some(running) = canaries {
+            let r = running.finish().await;
+            measure(crate::canary::REPORT, r.clone())?;
+            canary_report = Some(r);
+        }
+        let report = report.map_err(|e| RunnerError::Host(e.to_string()))?;
+        let drill = DrillVerdict::judge(&workflow, &report, canary_report.as_ref());
         Ok(Finished {
             workflow,
             report,
             drill,
         })
     }
+}
+
+/// What a journal says of a run's drill canaries.
+#[derive(Debug)]
+pub(crate) enum PriorCanary {
+    /// None started (no canary, a plan, or they never ran).
+    None,
+    /// They reported: the last report.
+    Reported(serde_json::Value),
+    /// They started and never reported: the runner died with their samples.
+    Interrupted,
+}
+
+pub(crate) fn prior_canary(events: &[meridian_store::EventRecord]) -> PriorCanary {
+    let mut state = PriorCanary::None;
+    for e in events {
+        if let meridian_protocol::Event::Measured { name, value } = &e.event {
+            if name == crate::canary::STARTED {
+                state = PriorCanary::Interrupted;
+            } else if name == crate::canary::REPORT {
+                state = PriorCanary::Reported(value.clone());
+            }
+        }
+    }
+    state
 }
 
 /// Whether a journaled leg may stand on resume; the engine decides which of these it reuses

@@ -303,7 +303,14 @@ async fn show_run(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Answe
         .read()
         .unwrap()
         .get(&summary.workflow)
-        .and_then(|l| DrillVerdict::from_outputs(&l.workflow, &legs.iter().map(|l| &l.output)));
+        .and_then(|l| {
+            let canary = DrillVerdict::canary_record(&events);
+            DrillVerdict::from_outputs(
+                &l.workflow,
+                &legs.iter().map(|l| &l.output),
+                canary.as_ref(),
+            )
+        });
     let active = s.active.lock().unwrap().contains_key(&id);
     Ok(Json(json!({
         "run": record,
@@ -323,15 +330,12 @@ fn drill_json(d: &DrillVerdict) -> Json_ {
         .map(|f| {
             json!({
                 "name": f.name, "unit": f.unit, "achieved": f.achieved, "target": f.target,
-                "verdict": f.verdict(),
+                "verdict": f.verdict(), "note": f.note,
             })
         })
         .collect();
-    let met = d
-        .figures
-        .iter()
-        .all(|f| f.target.is_none() || f.verdict() == meridian_runner::Verdict::Met);
-    json!({"figures": figures, "met": met})
+    let met = d.verdict == meridian_runner::Overall::Met;
+    json!({"figures": figures, "met": met, "verdict": d.verdict})
 }
 
 #[derive(Deserialize)]
@@ -508,7 +512,10 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
             continue;
         }
         let legs = j.legs(&r.id).map_err(|e| ApiError::from_store(&e))?;
-        let verdict = DrillVerdict::from_outputs(wf, &legs.iter().map(|l| &l.output));
+        let events = j.events(&r.id).map_err(|e| ApiError::from_store(&e))?;
+        let canary = DrillVerdict::canary_record(&events);
+        let verdict =
+            DrillVerdict::from_outputs(wf, &legs.iter().map(|l| &l.output), canary.as_ref());
         out.push(json!({
             "run": r.id, "workflow": r.workflow, "status": r.status,
             "created_at_ms": r.created_at_ms, "finished_at_ms": r.finished_at_ms,

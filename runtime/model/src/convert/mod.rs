@@ -6,6 +6,7 @@
 //! Conversion never stops at the first problem: a bad part is reported and left out (or given its
 //! default) so the rest of the file is still checked.
 
+mod drill;
 mod fields;
 mod grants;
 mod inputs;

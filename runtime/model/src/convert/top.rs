@@ -105,7 +105,7 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: Option<&Node>) -> Workflow {
         wf.on = triggers(cx, n);
     }
     if let Some(n) = top.get("drill") {
-        wf.drill = drill(cx, n);
+        wf.drill = super::drill::drill(cx, n, &wf.connections);
     }
     if let Some(n) = top.get("notify") {
         wf.notify = notify(cx, n);
@@ -440,25 +440,4 @@ fn notify(cx: &mut Cx<'_>, node: &Node) -> Vec<Notify> {
         });
     }
     out
-}
-
-fn drill(cx: &mut Cx<'_>, node: &Node) -> Option<Drill> {
-    let f = cx.fields(node, &["rto", "rpo", "rpo-bytes"], "in `drill`")?;
-    let mut d = Drill {
-        span: node.span,
-        ..Drill::default()
-    };
-    if let Some(n) = f.get("rto") {
-        d.rto = cx.duration(n, "`drill.rto`", true);
-    }
-    if let Some(n) = f.get("rpo") {
-        d.rpo = cx.duration(n, "`drill.rpo`", false);
-    }
-    if let Some(n) = f.get("rpo-bytes") {
-        d.rpo_bytes = match &n.kind {
-            NodeKind::Scalar(Scalar::Number(v)) if v.as_u64() == Some(0) => Some(0),
-            _ => cx.size(n, "`drill.rpo-bytes`"),
-        };
-    }
-    Some(d)
 }

@@ -22,27 +22,31 @@ impl Resolve for GrantedResolver {
         let server = self.server;
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let mut ips = query(server, &host, 1).await?;
-            if ips.is_empty() {
-                ips = query(server, &host, 28).await?;
-            }
-            if ips.is_empty() {
-                return Err(format!("{host}: no A/AAAA record at DNS server {server}").into());
-            }
+            let (ips, _) = lookup(server, &host).await?;
             let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Asks `server` for `rtype` (1 = A, 28 = AAAA) records of `name`.
-pub(crate) async fn query(
-    server: SocketAddr,
-    name: &str,
-    rtype: u16,
-) -> Result<Vec<IpAddr>, BoxError> {
+/// The A records of `name` at `server` (AAAA when there are none) and the smallest TTL among
+/// them: what a client resolving through that server would use, and for how long it may keep
+/// it. No record at all is an error naming the name and the server.
+pub async fn lookup(server: SocketAddr, name: &str) -> Result<(Vec<IpAddr>, Duration), BoxError> {
+    let (mut ips, mut ttl) = query(server, name, 1).await?;
+    if ips.is_empty() {
+        (ips, ttl) = query(server, name, 28).await?;
+    }
+    if ips.is_empty() {
+        return Err(format!("{name}: no A/AAAA record at DNS server {server}").into());
+    }
+    Ok((ips, Duration::from_secs(u64::from(ttl))))
+}
+
+/// Asks `server` for `rtype` (1 = A, 28 = AAAA) records of `name`; with the smallest TTL.
+async fn query(server: SocketAddr, name: &str, rtype: u16) -> Result<(Vec<IpAddr>, u32), BoxError> {
     let id: u16 = rand_id();
     let packet = build_query(id, name, rtype)?;
     let bind: SocketAddr = if server.is_ipv4() {
@@ -98,13 +102,13 @@ fn build_query(id: u16, name: &str, rtype: u16) -> Result<Vec<u8>, BoxError> {
 }
 
 /// `Ok(None)` for a packet that is not the answer to our query (ignored, keep waiting).
-fn parse_response(id: u16, b: &[u8], rtype: u16) -> Result<Option<Vec<IpAddr>>, BoxError> {
+fn parse_response(id: u16, b: &[u8], rtype: u16) -> Result<Option<(Vec<IpAddr>, u32)>, BoxError> {
     if b.len() < 12 || u16::from_be_bytes([b[0], b[1]]) != id || b[2] & 0x80 == 0 {
         return Ok(None);
     }
     let rcode = b[3] & 0x0f;
     if rcode == 3 {
-        return Ok(Some(Vec::new())); // NXDOMAIN: no address
+        return Ok(Some((Vec::new(), 0))); // NXDOMAIN: no address
     }
     if rcode != 0 {
         return Err(format!("DNS error rcode {rcode}").into());
@@ -116,25 +120,32 @@ fn parse_response(id: u16, b: &[u8], rtype: u16) -> Result<Option<Vec<IpAddr>>, 
         at = skip_name(b, at)? + 4;
     }
     let mut out = Vec::new();
+    let mut min_ttl = u32::MAX;
     for _ in 0..an {
         at = skip_name(b, at)?;
         let field = b.get(at..at + 10).ok_or("truncated DNS answer")?;
         let ty = u16::from_be_bytes([field[0], field[1]]);
+        let ttl = u32::from_be_bytes([field[4], field[5], field[6], field[7]]);
         let len = u16::from_be_bytes([field[8], field[9]]) as usize;
         at += 10;
         let data = b.get(at..at + len).ok_or("truncated DNS record")?;
         match (ty, rtype, len) {
-            (1, 1, 4) => out.push(IpAddr::from([data[0], data[1], data[2], data[3]])),
+            (1, 1, 4) => {
+                out.push(IpAddr::from([data[0], data[1], data[2], data[3]]));
+                min_ttl = min_ttl.min(ttl);
+            }
             (28, 28, 16) => {
                 let mut a = [0u8; 16];
                 a.copy_from_slice(data);
                 out.push(IpAddr::from(a));
+                min_ttl = min_ttl.min(ttl);
             }
             _ => {}
         }
         at += len;
     }
-    Ok(Some(out))
+    let ttl = if out.is_empty() { 0 } else { min_ttl };
+    Ok(Some((out, ttl)))
 }
 
 /// Offset just past the (possibly compressed) name at `at`.
@@ -171,7 +182,10 @@ mod tests {
         let got = parse_response(7, &r, 1).unwrap().unwrap();
         assert_eq!(
             got,
-            vec![IpAddr::from([127, 0, 0, 3]), IpAddr::from([10, 0, 0, 1])]
+            (
+                vec![IpAddr::from([127, 0, 0, 3]), IpAddr::from([10, 0, 0, 1])],
+                30
+            )
         );
         assert!(parse_response(8, &r, 1).unwrap().is_none());
         assert!(parse_response(7, &r[..20], 1).is_err());

@@ -1,0 +1,259 @@
+//! The canary writer: sequenced rows into the primary at a steady rate, each acknowledged or not;
+//! afterwards the rows are counted on the new primary. A row that was acknowledged and is not
+//! there is a write a user lost.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+use super::now_ms;
+
+/// What the writer needs, resolved (DSNs evaluated).
+#[derive(Clone, Debug)]
+pub struct WriterPlan {
+    pub dsn: String,
+    pub verify_dsn: String,
+    /// Names of the connections, for messages (never the DSNs: they may hold passwords).
+    pub connection: String,
+    pub verify: String,
+    pub rate: u32,
+    pub table: String,
+}
+
+/// What the writer saw while running.
+#[derive(Debug, Default)]
+pub(super) struct WriterLog {
+    /// (seq, acknowledged at, Unix ms), in order.
+    acked: Vec<(i64, u64)>,
+    attempted: u64,
+    failed: u64,
+    first_error: Option<String>,
+    /// Set when the writer could not even start (no table, no connection): nothing measured.
+    setup_error: Option<String>,
+}
+
+/// The writer's figures.
+#[derive(Debug, Default, Serialize)]
+pub(super) struct WriterFigures {
+    pub rows_written: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_found: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_lost: Option<u64>,
+    /// From the last acknowledged row the new primary has (before the first lost one) to the
+    /// last acknowledged row it lacks: the span of time whose writes were lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo_window_ms: Option<u64>,
+    pub writes_failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_first_error: Option<String>,
+    /// Why a figure could not be measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_not_measured: Option<String>,
+}
+
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn connect(dsn: &str, name: &str) -> Result<Client, String> {
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(dsn, NoTls));
+    match attempt.await {
+        Ok(Ok((client, conn))) => {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(client)
+        }
+        Ok(Err(e)) => Err(format!("connecting to `{name}`: {}", pg_error(&e))),
+        Err(_) => Err(format!(
+            "connecting to `{name}`: no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Writes until `stop` turns true. Never fails: problems are in the log.
+pub(super) async fn run(
+    plan: WriterPlan,
+    run_id: String,
+    mut stop: watch::Receiver<bool>,
+) -> WriterLog {
+    let mut log = WriterLog::default();
+    let mut client = match connect(&plan.dsn, &plan.connection).await {
+        Ok(c) => c,
+        Err(e) => {
+            log.setup_error = Some(e);
+            return log;
+        }
+    };
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {} (run_id text NOT NULL, seq bigint NOT NULL, \
+         written_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run_id, seq))",
+        plan.table
+    );
+    if let Err(e) = client.batch_execute(&create).await {
+        log.setup_error = Some(format!(
+            "creating the canary table {} on `{}`: {}",
+            plan.table,
+            plan.connection,
+            pg_error(&e)
+        ));
+        return log;
+    }
+    let insert = format!("INSERT INTO {} (run_id, seq) VALUES ($1, $2)", plan.table);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / plan.rate.max(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq: i64 = 0;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if client.is_closed() {
+            match connect(&plan.dsn, &plan.connection).await {
+                Ok(c) => client = c,
+                Err(e) => {
+                    log.attempted += 1;
+                    log.failed += 1;
+                    log.first_error.get_or_insert(e);
+                    continue;
+                }
+            }
+        }
+        seq += 1;
+        log.attempted += 1;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
+        let write = tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(&insert, &params));
+        match write.await {
+            Ok(Ok(_)) => log.acked.push((seq, now_ms())),
+            Ok(Err(e)) => {
+                log.failed += 1;
+                log.first_error.get_or_insert_with(|| pg_error(&e));
+            }
+            Err(_) => {
+                log.failed += 1;
+                log.first_error
+                    .get_or_insert_with(|| "no acknowledgement within 1 s".to_string());
+            }
+        }
+    }
+    log
+}
+
+/// A PostgreSQL error with the server's message ("db error" alone says nothing).
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Counts this run's acknowledged rows on the verify connection and computes the figures.
+pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> WriterFigures {
+    let mut f = WriterFigures {
+        rows_written: log.acked.len() as u64,
+        writes_failed: log.failed,
+        writer_first_error: log.first_error.clone(),
+        ..WriterFigures::default()
+    };
+    if let Some(e) = log.setup_error {
+        f.writer_not_measured = Some(e);
+        return f;
+    }
+    if log.acked.is_empty() {
+        f.writer_not_measured = Some(format!(
+            "no write to `{}` was acknowledged, so nothing could be lost or kept",
+            plan.connection
+        ));
+        return f;
+    }
+    let found = match found_rows(plan, run_id).await {
+        Ok(found) => found,
+        Err(e) => {
+            f.writer_not_measured = Some(e);
+            return f;
+        }
+    };
+    let (lost, kept) = judge(&log.acked, &found);
+    f.rows_found = Some(kept);
+    f.rows_lost = Some(lost.len() as u64);
+    f.rpo_window_ms = Some(window(&log.acked, &found, &lost, plan.rate));
+    f
+}
+
+async fn found_rows(plan: &WriterPlan, run_id: &str) -> Result<BTreeSet<i64>, String> {
+    let client = connect(&plan.verify_dsn, &plan.verify).await?;
+    let sql = format!("SELECT seq FROM {} WHERE run_id = $1", plan.table);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&run_id];
+    let read = tokio::time::timeout(Duration::from_secs(10), client.query(&sql, &params));
+    match read.await {
+        Ok(Ok(rows)) => Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect()),
+        // The table never reached the new primary: none of the rows did.
+        Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            Ok(BTreeSet::new())
+        }
+        Ok(Err(e)) => Err(format!(
+            "counting the canary rows on `{}`: {}",
+            plan.verify,
+            pg_error(&e)
+        )),
+        Err(_) => Err(format!(
+            "counting the canary rows on `{}`: no answer within 10 s",
+            plan.verify
+        )),
+    }
+}
+
+/// The acknowledged rows missing from `found` (seq, ack time), and how many are there.
+fn judge(acked: &[(i64, u64)], found: &BTreeSet<i64>) -> (Vec<(i64, u64)>, u64) {
+    let lost: Vec<(i64, u64)> = acked
+        .iter()
+        .copied()
+        .filter(|(s, _)| !found.contains(s))
+        .collect();
+    (lost.clone(), (acked.len() - lost.len()) as u64)
+}
+
+/// The time span of lost writes: from the last kept acknowledgement before the first lost one
+/// (or one write interval before it, when none was kept) to the last lost acknowledgement.
+fn window(acked: &[(i64, u64)], found: &BTreeSet<i64>, lost: &[(i64, u64)], rate: u32) -> u64 {
+    let (Some(first), Some(last)) = (lost.first(), lost.last()) else {
+        return 0;
+    };
+    let interval = 1_000 / u64::from(rate.max(1));
+    let kept_before = acked
+        .iter()
+        .filter(|(s, _)| *s < first.0 && found.contains(s))
+        .map(|(_, at)| *at)
+        .next_back()
+        .unwrap_or(first.1.saturating_sub(interval));
+    last.1.saturating_sub(kept_before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_rows_and_their_window() {
+        let acked = [(1, 1_000), (2, 1_050), (3, 1_100), (4, 1_150), (5, 1_200)];
+        let found: BTreeSet<i64> = [1, 2, 3].into();
+        let (lost, kept) = judge(&acked, &found);
+        assert_eq!((lost.len(), kept), (2, 3));
+        assert_eq!(window(&acked, &found, &lost, 20), 100);
+        let all: BTreeSet<i64> = (1..=5).collect();
+        let (lost, kept) = judge(&acked, &all);
+        assert_eq!((lost.len(), kept), (0, 5));
+        assert_eq!(window(&acked, &all, &lost, 20), 0);
+        // Nothing kept at all: the window starts one interval before the first lost write.
+        let none = BTreeSet::new();
+        let (lost, _) = judge(&acked, &none);
+        assert_eq!(window(&acked, &none, &lost, 20), 250);
+    }
+}

@@ -1,0 +1,178 @@
+//! Drills that measure what users lose: the packaged `dr-drill` against the lab, once per fault.
+//! The runner's canaries write rows and send requests while the drill runs; each test checks
+//! that the measured figures move the way the fault says they must (never fixed numbers).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Scratch, expect_code};
+use crate::workflows::{LabGuard, output};
+
+fn workflow() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../workflows/dr-drill.yaml")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A figure's achieved value from a `--json` report's drill section.
+fn figure(report: &Value, name: &str) -> Option<f64> {
+    report["drill"]["figures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no drill figures in {}", report["drill"]))
+        .iter()
+        .find(|f| f["name"] == name)
+        .and_then(|f| f["achieved"].as_f64())
+}
+
+fn must(report: &Value, name: &str) -> f64 {
+    figure(report, name).unwrap_or_else(|| panic!("{name} not measured: {}", report["drill"]))
+}
+
+/// Runs the drill with `fault`; the report.
+fn drill(lab: &LabGuard<'_>, fault: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--input".to_string(), format!("fault={fault}")];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (report, stderr) = lab.meridian("run", "dr-drill.yaml", &args);
+    eprintln!("{fault}: drill {}\n{stderr}", report["drill"]);
+    assert_eq!(output(&report, "inject-fault")["fault"], fault);
+    report
+}
+
+#[test]
+fn region_down_clients_see_downtime_and_the_drill_meets_its_rto() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let r = drill(&lab, "region-down", &["--input", "fault_hold_ms=500"]);
+    let written = must(&r, "Rows written");
+    assert!(written > 0.0, "the writer wrote before the crash");
+    assert!(must(&r, "RPO rows") <= written);
+    // The data plane died with the region: clients failed until DNS moved and their cached
+    // answer expired, at least for the time the fault went unnoticed.
+    assert!(must(&r, "Downtime") >= 400.0, "{}", r["drill"]);
+    assert!(must(&r, "Requests failed") > 0.0);
+    assert!(must(&r, "RTO") < 60_000.0);
+}
+
+#[test]
+fn replication_cut_loses_acknowledged_rows() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let r = drill(&lab, "replication-cut", &["--input", "fault_hold_ms=1500"]);
+    // Writes went on for 1.5 s to a primary whose standby no longer received them.
+    let lost = must(&r, "RPO rows");
+    assert!(lost > 0.0, "{}", r["drill"]);
+    assert!(must(&r, "RPO") > 0.0, "a window of writes was lost");
+    assert_eq!(
+        must(&r, "Rows written") - lost,
+        must(&r, "Rows found"),
+        "found + lost = written"
+    );
+    let promote = output(&r, "promote");
+    assert_eq!(promote["caught_up"], false, "{promote}");
+}
+
+#[test]
+fn data_plane_down_loses_no_rows_and_clients_wait_for_dns() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let r = drill(&lab, "data-plane-down", &["--input", "fault_hold_ms=1000"]);
+    // The database never failed: the fenced primary's writes reached the standby before the
+    // promotion (it waited for the stream to catch up).
+    assert_eq!(must(&r, "RPO rows"), 0.0, "{}", r["drill"]);
+    assert!(must(&r, "Rows written") > 0.0);
+    assert_eq!(output(&r, "promote")["caught_up"], true);
+    // Clients failed from the fault until DNS moved: at least the unnoticed second.
+    assert!(must(&r, "Downtime") >= 900.0, "{}", r["drill"]);
+    assert_eq!(r["drill"]["verdict"], "met", "{}", r["drill"]);
+}
+
+#[test]
+fn db_down_keeps_the_data_planes_answering() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let r = drill(&lab, "db-down", &["--input", "fault_hold_ms=1000"]);
+    // The gateways never stopped, and DNS moved to another serving region: clients saw no
+    // lasting outage (a second covers one request timing out on a loaded machine).
+    assert!(must(&r, "Downtime") < 1_000.0, "{}", r["drill"]);
+    // Writes failed while the database was down; none of those was acknowledged.
+    assert!(must(&r, "Rows written") > 0.0);
+    assert!(must(&r, "RPO rows") <= must(&r, "Rows written"));
+}
+
+#[test]
+fn dns_stale_keeps_clients_on_the_dead_region_for_the_stale_window() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let r = drill(&lab, "dns-stale", &["--input", "dns_stale_ms=4000"]);
+    // The GSLB answered the dead region for 4 s: neither clients nor the verify step could
+    // reach the standby before then.
+    assert!(must(&r, "Downtime") >= 3_800.0, "{}", r["drill"]);
+    assert!(must(&r, "RTO") >= 3_800.0, "{}", r["drill"]);
+}
+
+/// SIGKILL of the runner right after the old primary is fenced (so during the promotion), then
+/// resume: the drill's canaries died with the runner, and the report says so ("incomplete"),
+/// never a false "met"; the promotion is not reported as "already primary".
+#[test]
+fn a_drill_killed_during_promote_is_incomplete_after_resume_never_met() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let state = s.path().join("state");
+    let err = s.path().join("run.err");
+    let mut child = s
+        .cmd()
+        .args(["run", &workflow(), "--inputs-file", &lab.inputs()])
+        .args(["--secrets-file", &lab.secrets()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut run_id = None;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "fence-primary never finished: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        let list = s.run(&["runs", "list", "--json"]);
+        let runs: Value = serde_json::from_slice(&list.stdout).unwrap_or(Value::Null);
+        run_id = run_id.or_else(|| runs[0]["id"].as_str().map(str::to_string));
+        if let Some(id) = &run_id {
+            let shown = s.run(&["runs", "show", id, "--json"]);
+            let shown: Value = serde_json::from_slice(&shown.stdout).unwrap_or(Value::Null);
+            let legs = shown["legs"].as_array().cloned().unwrap_or_default();
+            if legs.iter().any(|l| l["step"] == "fence-primary") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let _ = &state;
+    let run_id = run_id.unwrap();
+    let out = s
+        .cmd()
+        .args([
+            "resume",
+            &run_id,
+            "--secrets-file",
+            &lab.secrets(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = expect_code(&out, 0);
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    eprintln!("resumed drill: {}\n{stderr}", r["drill"]);
+    assert_eq!(r["drill"]["verdict"], "incomplete", "{}", r["drill"]);
+    let promote = output(&r, "promote");
+    assert_ne!(promote["already_primary"], true, "{promote}");
+    assert_eq!(promote["promoted"], true, "{promote}");
+}
