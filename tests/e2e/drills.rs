@@ -88,6 +88,69 @@ fn data_plane_down_loses_no_rows_and_clients_wait_for_dns() {
     // Clients failed from the fault until DNS moved: at least the unnoticed second.
     assert!(must(&r, "Downtime") >= 900.0, "{}", r["drill"]);
     assert_eq!(r["drill"]["verdict"], "met", "{}", r["drill"]);
+
+    // The history lists it with the same verdict.
+    let list = s.run(&["drills", "list", "--json"]);
+    let (stdout, _) = expect_code(&list, 0);
+    let history: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(history["summary"]["drills"], 1, "{history}");
+    assert_eq!(history["summary"]["met"], 1, "{history}");
+    assert_eq!(history["drills"][0]["run"], r["run_id"], "{history}");
+
+    evidence_round_trip(&s, r["run_id"].as_str().unwrap());
+}
+
+/// Exports the run's evidence, verifies it elsewhere with only the public key, and sees a
+/// changed byte fail.
+fn evidence_round_trip(s: &Scratch, run_id: &str) {
+    let key = s.run(&["evidence", "key"]);
+    let (public, _) = expect_code(&key, 0);
+    let public = public.trim().to_string();
+    let file = s.path().join("drill.evidence.json");
+    let export = s.run(&["evidence", "export", run_id, "-o", file.to_str().unwrap()]);
+    expect_code(&export, 0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let record = &doc["record"];
+    assert_eq!(record["drill"]["verdict"], "met");
+    assert!(record["events"].as_array().unwrap().len() > 10);
+    let components = record["components"].as_array().unwrap();
+    assert!(
+        components
+            .iter()
+            .all(|c| c["sha256"].as_str().is_some_and(|d| d.len() == 64)),
+        "every component's digest: {components:?}"
+    );
+
+    // Another machine: a fresh state dir and only the public key.
+    let elsewhere = Scratch::new();
+    let ok = elsewhere.run(&[
+        "evidence",
+        "verify",
+        file.to_str().unwrap(),
+        "--public-key",
+        &public,
+    ]);
+    let (stdout, _) = expect_code(&ok, 0);
+    assert!(stdout.contains("untouched"), "{stdout}");
+    let no_key = elsewhere.run(&["evidence", "verify", file.to_str().unwrap()]);
+    let (_, stderr) = expect_code(&no_key, 2);
+    assert!(stderr.contains("--public-key"), "{stderr}");
+
+    // One changed byte in the figures.
+    let tampered = s.path().join("tampered.json");
+    let changed = text.replacen("\"verdict\": \"met\"", "\"verdict\": \"mat\"", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&tampered, changed).unwrap();
+    let bad = elsewhere.run(&[
+        "evidence",
+        "verify",
+        tampered.to_str().unwrap(),
+        "--public-key",
+        &public,
+    ]);
+    let (_, stderr) = expect_code(&bad, 1);
+    assert!(stderr.contains("changed after it was signed"), "{stderr}");
 }
 
 #[test]
@@ -108,10 +171,10 @@ fn dns_stale_keeps_clients_on_the_dead_region_for_the_stale_window() {
     let s = Scratch::new();
     let lab = LabGuard::up(&s);
     let r = drill(&lab, "dns-stale", &["--input", "dns_stale_ms=4000"]);
-    // The GSLB answered the dead region for 4 s: neither clients nor the verify step could
-    // reach the standby before then.
+    // The GSLB answered the dead region for 4 s: clients (which resolve once per TTL) could
+    // not reach the standby before then.
     assert!(must(&r, "Downtime") >= 3_800.0, "{}", r["drill"]);
-    assert!(must(&r, "RTO") >= 3_800.0, "{}", r["drill"]);
+    assert_eq!(r["drill"]["verdict"], "met", "{}", r["drill"]);
 }
 
 /// SIGKILL of the runner right after the old primary is fenced (so during the promotion), then

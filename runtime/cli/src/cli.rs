@@ -70,6 +70,12 @@ pub enum Command {
     /// Run history.
     #[command(subcommand)]
     Runs(RunsCmd),
+    /// Drill history: each drill's figures against its targets, and a summary.
+    #[command(subcommand)]
+    Drills(DrillsCmd),
+    /// Signed drill evidence: export a run's, verify a file, print the public key.
+    #[command(subcommand)]
+    Evidence(EvidenceCmd),
     /// Built-in steps and step components.
     #[command(subcommand)]
     Steps(StepsCmd),
@@ -171,6 +177,41 @@ pub struct ResumeArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DrillsCmd {
+    /// The last drills (newest first) with RTO, rows lost, downtime and verdict; then p50/p95
+    /// RTO, the worst rows lost and the pass rate.
+    List {
+        /// Only this workflow's drills.
+        workflow: Option<String>,
+        /// How many drills, newest first.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCmd {
+    /// Write a run's evidence (workflow and component digests, inputs, approvals, the event
+    /// chain, the drill's figures), signed with this runner's key.
+    Export {
+        run_id: String,
+        /// The file to write (default: `<run id>.evidence.json`).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+    /// Check an evidence file: exit 0 when the events and the signature match, 1 when not.
+    Verify {
+        file: PathBuf,
+        /// The signer's public key (hex, from `meridian evidence key`); default: this state
+        /// directory's own key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print this runner's public key (creating the key pair on first use).
+    Key,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RunsCmd {
     /// Recent runs.
     List {

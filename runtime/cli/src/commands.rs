@@ -40,6 +40,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             common,
         } => resume(&ctx, &run_id, Some(from), common).await,
         Command::Runs(cmd) => crate::runs::run(&ctx, cmd),
+        Command::Drills(cmd) => crate::evidence::drills(&ctx, cmd),
+        Command::Evidence(cmd) => crate::evidence::evidence(&ctx, cmd),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod docs;
+mod evidence;
 mod lab;
 mod manifest;
 mod out;

@@ -15,9 +15,11 @@
 //! `replication-cut` empties the standby's `primary_conninfo` (`ALTER SYSTEM`, reload: PostgreSQL
 //! 13+ stops the WAL receiver) and waits until `pg_stat_wal_receiver` is empty, so when the
 //! control API answers, the standby no longer receives anything. `start` puts the saved
-//! conninfo back. `dns-stale` re-asserts the `api` record every 100 ms; the record written last
-//! by anyone else wins once the window ends (PowerDNS serves what it stores, so the next query
-//! after the window sees the workflow's answer).
+//! conninfo back. `dns-stale` checks the `api` record every 20 ms and puts the dead region's
+//! address back whenever something else was written; what was written last is published when
+//! the window ends, as a GSLB that propagates slowly would. A query in the few milliseconds
+//! between a workflow's write and the re-assertion can see the new answer (a client that
+//! resolves once per TTL, like the drill's prober, keeps the stale one).
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -10,7 +10,9 @@
 pub mod canary;
 pub mod drill;
 mod error;
+pub mod evidence;
 pub mod files;
+pub mod history;
 pub mod inputs;
 mod run;
 pub mod secrets;

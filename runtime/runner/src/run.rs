@@ -25,7 +25,7 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    fn sha256(&self) -> String {
+    pub(crate) fn sha256(&self) -> String {
         hex::encode(Sha256::digest(self.text.as_bytes()))
     }
 }

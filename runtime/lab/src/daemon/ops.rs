@@ -227,10 +227,49 @@ impl Lab {
 /// Keeps the `api` record on `ip` for `stale_ms`: a GSLB whose answers lag behind the truth.
 pub(super) async fn hold_dns(pdns: Arc<Pdns>, ip: String, stale_ms: u64) {
     let until = tokio::time::Instant::now() + Duration::from_millis(stale_ms);
+    // What somebody else wrote during the window: published when it ends, as a slow GSLB
+    // would propagate it.
+    let mut wanted: Option<String> = None;
     while tokio::time::Instant::now() < until {
-        let (p, ip2) = (pdns.clone(), ip.clone());
-        let _ = blocking(move || p.replace_rrset(ZONE, API_RECORD, "A", 5, &[&ip2])).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (p, held) = (pdns.clone(), ip.clone());
+        let seen = blocking(move || {
+            let now = api_answer(&p);
+            if now.as_deref() != Some(held.as_str()) {
+                p.replace_rrset(ZONE, API_RECORD, "A", 5, &[&held])?;
+            }
+            Ok(now)
+        })
+        .await;
+        if let Ok(Some(now)) = seen
+            && now != ip
+        {
+            wanted = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(w) = wanted {
+        let _ = blocking(move || pdns.replace_rrset(ZONE, API_RECORD, "A", 5, &[&w])).await;
     }
     tracing::info!("dns-stale window over");
+}
+
+/// The `api` record's first address as PowerDNS stores it (its API, not a DNS query).
+fn api_answer(pdns: &Pdns) -> Option<String> {
+    let (status, body) = pdns
+        .api(
+            "GET",
+            &format!("/api/v1/servers/localhost/zones/{ZONE}"),
+            None,
+        )
+        .ok()?;
+    if status != 200 {
+        return None;
+    }
+    let zone: serde_json::Value = serde_json::from_str(&body).ok()?;
+    zone["rrsets"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == API_RECORD && r["type"] == "A")?["records"][0]["content"]
+        .as_str()
+        .map(str::to_string)
 }

@@ -1,0 +1,198 @@
+//! Drill history: each drill run's figures and verdict, and a summary over the last N drills
+//! (`meridian drills list`, the server's drill page).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use meridian_model::Workflow;
+use meridian_protocol::{Mode, RunStatus};
+use meridian_store::{Journal, StoreError};
+use serde::Serialize;
+
+use crate::{DrillVerdict, Overall};
+
+/// One drill run.
+#[derive(Debug, Serialize)]
+pub struct DrillRun {
+    pub run: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    /// `None` when the workflow file changed or is gone since (the figures cannot be judged
+    /// against targets that may have changed).
+    pub drill: Option<DrillVerdict>,
+}
+
+impl DrillRun {
+    pub fn figure(&self, name: &str) -> Option<f64> {
+        self.drill
+            .as_ref()?
+            .figures
+            .iter()
+            .find(|f| f.name == name)?
+            .achieved
+    }
+}
+
+/// Over the drills listed.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Summary {
+    pub drills: usize,
+    pub met: usize,
+    pub missed: usize,
+    pub incomplete: usize,
+    /// Met / drills judged.
+    pub pass_rate: Option<f64>,
+    pub rto_p50_ms: Option<f64>,
+    pub rto_p95_ms: Option<f64>,
+    pub worst_rows_lost: Option<f64>,
+    pub worst_downtime_ms: Option<f64>,
+}
+
+/// The last `last` finished drill runs (apply mode, workflows with a `drill:` block), newest
+/// first; only `workflow`'s when given.
+pub fn history(
+    journal: &dyn Journal,
+    workflow: Option<&str>,
+    last: usize,
+) -> Result<Vec<DrillRun>, StoreError> {
+    let mut loaded: HashMap<(String, String), Option<Arc<Workflow>>> = HashMap::new();
+    let mut out = Vec::new();
+    for r in journal.runs(10_000)? {
+        if out.len() >= last {
+            break;
+        }
+        if workflow.is_some_and(|w| w != r.workflow)
+            || r.mode != Mode::Apply
+            || r.status == RunStatus::Running
+        {
+            continue;
+        }
+        let (record, _) = journal.run(&r.id)?;
+        let wf = loaded
+            .entry((record.workflow_path.clone(), record.workflow_sha256.clone()))
+            .or_insert_with(|| {
+                crate::load(Path::new(&record.workflow_path))
+                    .ok()
+                    .filter(|l| l.sha256() == record.workflow_sha256)
+                    .map(|l| l.workflow)
+            })
+            .clone();
+        let Some(wf) = wf.filter(|w| w.drill.is_some()) else {
+            continue;
+        };
+        let legs = journal.legs(&r.id)?;
+        let events = journal.events(&r.id)?;
+        let canary = DrillVerdict::canary_record(&events);
+        let drill =
+            DrillVerdict::from_outputs(&wf, &legs.iter().map(|l| &l.output), canary.as_ref());
+        out.push(DrillRun {
+            run: r.id,
+            workflow: r.workflow,
+            status: r.status,
+            created_at_ms: r.created_at_ms,
+            finished_at_ms: r.finished_at_ms,
+            drill,
+        });
+    }
+    Ok(out)
+}
+
+/// Pass rate, RTO percentiles (nearest rank), the worst rows lost and downtime.
+pub fn summarize(runs: &[DrillRun]) -> Summary {
+    let mut s = Summary {
+        drills: runs.len(),
+        ..Summary::default()
+    };
+    for r in runs {
+        match r.drill.as_ref().map(|d| d.verdict) {
+            Some(Overall::Met) => s.met += 1,
+            Some(Overall::Missed) => s.missed += 1,
+            Some(Overall::Incomplete) | None => s.incomplete += 1,
+        }
+    }
+    if s.drills > 0 {
+        s.pass_rate = Some(s.met as f64 / s.drills as f64);
+    }
+    let mut rto: Vec<f64> = runs.iter().filter_map(|r| r.figure("RTO")).collect();
+    rto.sort_by(f64::total_cmp);
+    let rank = |p: f64| -> Option<f64> {
+        if rto.is_empty() {
+            return None;
+        }
+        let i = ((p * rto.len() as f64).ceil() as usize).clamp(1, rto.len()) - 1;
+        Some(rto[i])
+    };
+    s.rto_p50_ms = rank(0.50);
+    s.rto_p95_ms = rank(0.95);
+    let worst = |name: &str| {
+        runs.iter()
+            .filter_map(|r| r.figure(name))
+            .max_by(f64::total_cmp)
+    };
+    s.worst_rows_lost = worst("RPO rows");
+    s.worst_downtime_ms = worst("Downtime");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DrillFigure;
+
+    fn run(verdict: Overall, rto: f64, lost: Option<f64>) -> DrillRun {
+        let mut figures = vec![DrillFigure {
+            name: "RTO",
+            unit: "ms",
+            achieved: Some(rto),
+            target: Some(60_000.0),
+            note: None,
+        }];
+        if let Some(l) = lost {
+            figures.push(DrillFigure {
+                name: "RPO rows",
+                unit: "rows",
+                achieved: Some(l),
+                target: Some(10.0),
+                note: None,
+            });
+        }
+        DrillRun {
+            run: "r".into(),
+            workflow: "w".into(),
+            status: RunStatus::Succeeded,
+            created_at_ms: 0,
+            finished_at_ms: None,
+            drill: Some(DrillVerdict { figures, verdict }),
+        }
+    }
+
+    #[test]
+    fn summary_counts_verdicts_and_takes_nearest_rank_percentiles() {
+        let runs: Vec<DrillRun> = (1..=10)
+            .map(|i| {
+                let v = if i == 3 {
+                    Overall::Missed
+                } else if i == 7 {
+                    Overall::Incomplete
+                } else {
+                    Overall::Met
+                };
+                run(
+                    v,
+                    f64::from(i) * 100.0,
+                    (i % 2 == 0).then_some(f64::from(i)),
+                )
+            })
+            .collect();
+        let s = summarize(&runs);
+        assert_eq!((s.drills, s.met, s.missed, s.incomplete), (10, 8, 1, 1));
+        assert_eq!(s.pass_rate, Some(0.8));
+        assert_eq!((s.rto_p50_ms, s.rto_p95_ms), (Some(500.0), Some(1000.0)));
+        assert_eq!(s.worst_rows_lost, Some(10.0));
+        assert_eq!(s.worst_downtime_ms, None);
+        assert_eq!(summarize(&[]), Summary::default());
+    }
+}
