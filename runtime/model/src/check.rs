@@ -19,6 +19,8 @@ pub(crate) enum Place {
     /// The value of the i-th var.
     Var(usize),
     Connection,
+    /// The drill's canary block (set up like a connection, before any step).
+    Canary,
     With,
     If,
     MatrixAxis,
@@ -31,6 +33,7 @@ impl Place {
         match self {
             Place::Var(_) => "`vars`",
             Place::Connection => "`connections`",
+            Place::Canary => "`drill.canary`",
             Place::With => "`with`",
             Place::If => "`if`",
             Place::MatrixAxis => "`strategy.matrix`",
@@ -92,7 +95,7 @@ pub(crate) fn sites(wf: &Workflow) -> Vec<Site<'_>> {
             .flat_map(|p| [Some(&p.url), p.dns.as_ref(), p.expect.as_ref()])
             .flatten();
         for t in templates {
-            push_t(&mut out, Place::Connection, None, p.span, t);
+            push_t(&mut out, Place::Canary, None, p.span, t);
         }
     }
     for (si, s) in wf.steps.iter().enumerate() {
@@ -432,7 +435,7 @@ fn check_site(cx: &mut Cx<'_>, wf: &Workflow, anc: &mut Ancestors<'_>, site: &Si
         let ctx = r.path[0].as_str();
         let name = r.path.get(1).map(String::as_str);
         let allowed = match site.place {
-            Place::Var(_) | Place::Connection => {
+            Place::Var(_) | Place::Connection | Place::Canary => {
                 matches!(ctx, "inputs" | "vars" | "secrets" | "run")
             }
             Place::MatrixAxis => ctx != "matrix",

@@ -348,3 +348,54 @@ steps: [{id: a, uses: hello}]
         "{all}"
     );
 }
+
+#[test]
+fn drill_canaries_parse_and_bad_ones_say_where() {
+    let w = wf(r#"
+name: d
+inputs: {host: {type: string, default: api.example.com}}
+connections:
+  primary: {postgres: "host=a"}
+  standby: {postgres: "host=b"}
+drill:
+  rto: 60s
+  rpo-rows: 10
+  downtime: 30s
+  canary:
+    writer: {connection: primary, verify: standby, rate: 50}
+    prober: {url: "http://${{ inputs.host }}:9080/", dns: "127.0.0.1:53"}
+steps:
+  - {id: a, uses: hello}
+"#);
+    let d = w.drill.as_ref().unwrap();
+    assert_eq!(d.rpo_rows, Some(10));
+    assert_eq!(d.downtime, Some(Duration::from_secs(30)));
+    let c = d.canary.as_ref().unwrap();
+    assert_eq!(c.writer.as_ref().unwrap().rate, 50);
+    assert_eq!(c.writer.as_ref().unwrap().table, "meridian_canary");
+    assert_eq!(c.prober.as_ref().unwrap().rate, 10);
+
+    let e = errors(
+        r#"
+name: d
+connections: {primary: {postgres: "host=a"}}
+drill:
+  rpo-rows: 1
+  canary:
+    writer: {connection: primary, verify: standy, rate: 5000, table: "x; DROP"}
+    prober: {url: "http://${{ steps.a.outputs.url }}/"}
+steps:
+  - {id: a, uses: hello}
+"#,
+    );
+    let all = e.join("\n");
+    assert!(all.contains("no connection named `standy`"), "{all}");
+    assert!(all.contains("above 200 per second"), "{all}");
+    assert!(all.contains("not a plain table name"), "{all}");
+    assert!(
+        all.contains("`steps` cannot be used in `drill.canary`"),
+        "{all}"
+    );
+    let e = errors("name: d\ndrill: {downtime: 5s}\nsteps:\n  - {id: a, uses: hello}\n");
+    assert!(e.join("\n").contains("no `canary` block"), "{e:?}");
+}
