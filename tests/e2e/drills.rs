@@ -239,3 +239,51 @@ fn a_drill_killed_during_promote_is_incomplete_after_resume_never_met() {
     assert_ne!(promote["already_primary"], true, "{promote}");
     assert_eq!(promote["promoted"], true, "{promote}");
 }
+
+/// `meridian ready` on the lab: ready once the gateways serve the ADC files, not ready while
+/// replication is cut, ready again when it is restored.
+#[test]
+fn ready_turns_not_ready_when_replication_is_cut_and_back() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let ready = |want: i32| -> Value {
+        let out = s
+            .cmd()
+            .args(["ready", &workflow(), "--inputs-file", &lab.inputs()])
+            .args(["--secrets-file", &lab.secrets(), "--json"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = expect_code(&out, want);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+    };
+    let rule = |r: &Value, name: &str| -> bool {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["rule"] == name)
+            .all(|c| c["ok"] == true)
+    };
+    // The lab's gateways start with only the lab route: the ADC files are not served yet.
+    let r = ready(1);
+    assert!(!rule(&r, "config"), "{r}");
+    lab.meridian("run", "config-sync.yaml", &[]);
+    let r = ready(0);
+    assert_eq!(r["ready"], true, "{r}");
+
+    let dir = lab.dir.to_string_lossy().into_owned();
+    expect_code(
+        &s.run(&["lab", "region", "eu", "replication-cut", "--dir", &dir]),
+        0,
+    );
+    let r = ready(1);
+    assert!(!rule(&r, "replication"), "{r}");
+    assert!(
+        rule(&r, "plan") && rule(&r, "config"),
+        "only replication: {r}"
+    );
+
+    expect_code(&s.run(&["lab", "region", "eu", "start", "--dir", &dir]), 0);
+    let r = ready(0);
+    assert_eq!(r["ready"], true, "{r}");
+}

@@ -70,6 +70,11 @@ pub enum Command {
     /// Run history.
     #[command(subcommand)]
     Runs(RunsCmd),
+    /// Would a failover work right now? Plans the workflow (nothing changes) and checks the
+    /// readiness rules: every step plans, replication healthy and within target, gateway config
+    /// equal to the ADC files, the service answers through the GSLB, components pinned.
+    /// Exit 0 ready, 1 not ready.
+    Ready(RunArgs),
     /// Drill history: each drill's figures against its targets, and a summary.
     #[command(subcommand)]
     Drills(DrillsCmd),

@@ -40,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             common,
         } => resume(&ctx, &run_id, Some(from), common).await,
         Command::Runs(cmd) => crate::runs::run(&ctx, cmd),
+        Command::Ready(args) => ready(&ctx, args).await,
         Command::Drills(cmd) => crate::evidence::drills(&ctx, cmd),
         Command::Evidence(cmd) => crate::evidence::evidence(&ctx, cmd),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
@@ -301,6 +302,45 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     };
     let done = runner.start(&wf, launch).await.map_err(fail)?;
     report(ctx, &done)
+}
+
+/// `meridian ready`: the readiness rules over a plan of the workflow.
+async fn ready(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
+    meridian_runner::files::check_workflow_file(&args.file).map_err(fail)?;
+    let wf = meridian_runner::load(&args.file).map_err(fail)?;
+    let mut raw: BTreeMap<String, String> = match &args.inputs_file {
+        Some(f) => meridian_runner::inputs::from_file_for(&wf.workflow, f).map_err(fail)?,
+        None => BTreeMap::new(),
+    };
+    raw.extend(meridian_runner::inputs::parse_pairs(&args.inputs).map_err(fail)?);
+    let runner = ctx.runner().await?;
+    let launch = Launch {
+        raw_inputs: raw,
+        secrets_file: args.secrets_file.clone(),
+        max_parallel: args.max_parallel,
+        ..Launch::default()
+    };
+    let r = runner.ready(&wf, launch).await.map_err(fail)?;
+    if ctx.json {
+        outln!("{}", serde_json::to_string_pretty(&r)?)?;
+    } else {
+        outln!(
+            "{} is {} ({} ms; plan run {})",
+            r.workflow,
+            if r.ready { "READY" } else { "NOT READY" },
+            r.took_ms,
+            r.run_id
+        )?;
+        for c in &r.checks {
+            outln!(
+                "  {:<4} {:<12} {}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.rule,
+                c.detail
+            )?;
+        }
+    }
+    Ok(if r.ready { exit::OK } else { exit::FAILED })
 }
 
 /// A terminal prompt for approval gates, when there is a terminal to ask on.

@@ -11,6 +11,7 @@
 //!   canary:
 //!     writer: {connection: primary, verify: standby, rate: 20}
 //!     prober: {url: "http://api.example.com:9080/health", dns: "10.0.0.53:53", rate: 10}
+//!     warm-up: 2s       # measure this long before the first step (the baseline)
 //!     settle: 3s        # keep measuring this long after the last step
 //! ```
 
@@ -45,6 +46,9 @@ pub struct Canary {
     /// How long the canaries keep measuring after the run's last step: a success counts as
     /// lasting only when nothing fails in this window.
     pub settle: Duration,
+    /// How long the canaries measure before the first step starts: the baseline the fault is
+    /// judged against (default 2 s).
+    pub warm_up: Duration,
 }
 
 /// Inserts sequenced rows into the primary at a steady rate, then counts them on the new one.
@@ -77,6 +81,7 @@ pub struct CanaryProber {
 
 /// Defaults of the canary block.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(3);
+pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(2);
 pub const DEFAULT_WRITE_RATE: u32 = 20;
 pub const DEFAULT_PROBE_RATE: u32 = 10;
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);

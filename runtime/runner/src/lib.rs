@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod files;
 pub mod history;
 pub mod inputs;
+pub mod ready;
 mod run;
 pub mod secrets;
 

@@ -381,8 +381,11 @@ impl Runner {
                 .map_err(RunnerError::Invalid)?
                 {
                     Some(plan) => {
+                        let warm_up = plan.warm_up;
                         let running = crate::canary::Running::start(plan, &opts.run_id);
                         measure(crate::canary::STARTED, running.started_record())?;
+                        // The baseline: what clients see before anything is broken.
+                        tokio::time::sleep(warm_up).await;
                         Some(running)
                     }
                     None => None,

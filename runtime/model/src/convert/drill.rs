@@ -73,13 +73,23 @@ fn canary(
     node: &Node,
     connections: &IndexMap<String, Connection>,
 ) -> Option<Canary> {
-    let f = cx.fields(node, &["writer", "prober", "settle"], "in `drill.canary`")?;
+    let f = cx.fields(
+        node,
+        &["writer", "prober", "settle", "warm-up"],
+        "in `drill.canary`",
+    )?;
     let mut c = Canary {
         span: node.span,
         writer: None,
         prober: None,
         settle: DEFAULT_SETTLE,
+        warm_up: DEFAULT_WARM_UP,
     };
+    if let Some(n) = f.get("warm-up") {
+        c.warm_up = cx
+            .duration(n, "`drill.canary.warm-up`", false)
+            .unwrap_or(DEFAULT_WARM_UP);
+    }
     if let Some(n) = f.get("settle") {
         c.settle = cx
             .duration(n, "`drill.canary.settle`", false)

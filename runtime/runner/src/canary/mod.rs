@@ -36,6 +36,7 @@ pub struct CanaryPlan {
     pub writer: Option<WriterPlan>,
     pub prober: Option<ProberPlan>,
     pub settle: Duration,
+    pub warm_up: Duration,
 }
 
 impl CanaryPlan {
@@ -113,6 +114,7 @@ impl CanaryPlan {
             writer,
             prober,
             settle: c.settle,
+            warm_up: c.warm_up,
         }))
     }
 }
@@ -238,6 +240,11 @@ fn merge(out: &mut Map<String, Json>, v: Result<Json, serde_json::Error>) {
     if let Ok(Json::Object(m)) = v {
         out.extend(m);
     }
+}
+
+/// One prober request: does the service answer clients through the GSLB right now?
+pub async fn probe_once(plan: ProberPlan) -> Result<(), String> {
+    prober::once(&plan).await
 }
 
 /// The `canary` record of a run whose canaries died with the runner.

@@ -145,6 +145,11 @@ pub(super) async fn run(
     log
 }
 
+/// One request, as the prober sends them (readiness asks once).
+pub(super) async fn once(plan: &ProberPlan) -> Result<(), String> {
+    probe(&client(plan)?, plan).await
+}
+
 async fn probe(http: &reqwest::Client, plan: &ProberPlan) -> Result<(), String> {
     let resp = http.get(&plan.url).send().await.map_err(|e| {
         let mut msg = e.to_string();
