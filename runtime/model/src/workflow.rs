@@ -598,11 +598,12 @@ pub struct Notify {
 }
 
 /// The notification kinds a server sends.
-pub const NOTIFY_EVENTS: [&str; 6] = [
+pub const NOTIFY_EVENTS: [&str; 7] = [
     "run.started",
     "run.awaiting-approval",
     "run.failed",
     "run.succeeded",
     "drill.missed",
     "schedule.paused",
+    "readiness.changed",
 ];

@@ -44,6 +44,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/runs/{id}/cancel"),
     ("post", "/api/v1/runs/{id}/approvals/{step}"),
     ("get", "/api/v1/drills"),
+    ("get", "/api/v1/readiness"),
     ("get", "/api/v1/schedules"),
     ("post", "/api/v1/schedules/{id}/pause"),
     ("post", "/api/v1/schedules/{id}/resume"),
@@ -121,6 +122,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
         .route("/api/v1/runs/{id}/approvals/{step}", post(decide))
         .route("/api/v1/drills", get(drills))
+        .route("/api/v1/readiness", get(readiness))
         .route("/api/v1/schedules", get(schedules))
         .route("/api/v1/schedules/{id}/pause", post(pause))
         .route("/api/v1/schedules/{id}/resume", post(resume))
@@ -523,6 +525,10 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
         }));
     }
     Ok(Json(json!({ "drills": out })))
+}
+
+async fn readiness(State(s): State<Arc<Server>>) -> Json<Json_> {
+    Json(json!({ "readiness": s.readiness_infos() }))
 }
 
 async fn schedules(State(s): State<Arc<Server>>) -> Json<Json_> {

@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Per workflow name: where the inputs of its server-started runs come from.
     pub workflow_inputs: BTreeMap<String, PathBuf>,
+    /// Per workflow name: how often the server checks its readiness (`meridian ready`).
+    pub ready_every: BTreeMap<String, Duration>,
     pub schedules: Vec<ExtraSchedule>,
     pub notify: Vec<Webhook>,
     /// Resume, at start-up, the interrupted runs a server started. Right for a journal one
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             reload_interval: Duration::from_secs(1),
             grace: Duration::from_secs(30),
             workflow_inputs: BTreeMap::new(),
+            ready_every: BTreeMap::new(),
             schedules: Vec::new(),
             notify: Vec::new(),
             resume_interrupted: true,
@@ -170,6 +173,8 @@ struct File {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct PerWorkflow {
     inputs_file: Option<PathBuf>,
+    #[serde(default, with = "opt_duration")]
+    ready_every: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -225,6 +230,10 @@ impl ServerConfig {
             c.grace = d;
         }
         for (name, w) in file.workflow {
+            if let Some(d) = w.ready_every {
+                c.ready_every
+                    .insert(name.clone(), d.max(Duration::from_secs(1)));
+            }
             if let Some(p) = w.inputs_file {
                 c.workflow_inputs.insert(name, at(p));
             }
@@ -287,6 +296,7 @@ grace = 5
 
 [workflow.dr-drill]
 inputs-file = "lab.yaml"
+ready-every = "5m"
 
 [[schedule]]
 workflow = "dr-drill"
@@ -309,6 +319,7 @@ format = "slack"
             c.workflow_inputs["dr-drill"],
             Path::new("/etc/meridian/lab.yaml")
         );
+        assert_eq!(c.ready_every["dr-drill"], Duration::from_secs(300));
         assert_eq!(c.schedules[0].overlap.as_deref(), Some("queue"));
         assert_eq!(c.notify[0].format, WebhookFormat::Slack);
     }

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod metrics;
 pub mod notify;
+mod readiness;
 mod runs;
 mod schedule;
 mod tls;
@@ -57,6 +58,7 @@ pub struct Server {
     schedules: Mutex<BTreeMap<String, schedule::Sched>>,
     active: Mutex<BTreeMap<String, runs::Active>>,
     idempotency: Mutex<runs::Idempotency>,
+    readiness: Mutex<BTreeMap<String, readiness::LastReadiness>>,
     notifier: notify::Notifier,
     metrics: metrics::Metrics,
     tokens: Option<auth::Tokens>,
@@ -187,6 +189,7 @@ pub async fn serve(
         schedules: Mutex::default(),
         active: Mutex::default(),
         idempotency: Mutex::default(),
+        readiness: Mutex::default(),
         metrics: metrics::Metrics::default(),
         tokens,
         draining: AtomicBool::new(false),
@@ -221,6 +224,7 @@ pub async fn serve(
         }
     });
     tokio::spawn(server.clone().schedule_loop(catch_up));
+    server.start_readiness();
 
     let app = api::router(server.clone());
     let s = server.clone();

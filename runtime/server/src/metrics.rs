@@ -56,8 +56,8 @@ impl Histogram {
     }
 }
 
-/// A drill's figures: name → (achieved, target).
-type Figures = BTreeMap<&'static str, (Option<f64>, Option<f64>)>;
+/// A drill's figures: name → (unit, achieved, target).
+type Figures = BTreeMap<&'static str, (&'static str, Option<f64>, Option<f64>)>;
 
 #[derive(Default)]
 struct Inner {
@@ -69,6 +69,7 @@ struct Inner {
     /// workflow → (figure name → (achieved, target)).
     drills: BTreeMap<String, Figures>,
     paused: BTreeMap<String, bool>,
+    ready: BTreeMap<String, bool>,
     skipped: BTreeMap<String, u64>,
 }
 
@@ -124,8 +125,17 @@ impl Metrics {
         let mut inner = self.0.lock().unwrap();
         let figures = inner.drills.entry(workflow.to_string()).or_default();
         for f in &d.figures {
-            figures.insert(f.name, (f.achieved, f.target));
+            figures.insert(f.name, (f.unit, f.achieved, f.target));
         }
+    }
+
+    /// The last readiness answer of a workflow.
+    pub fn ready(&self, workflow: &str, ready: bool) {
+        self.0
+            .lock()
+            .unwrap()
+            .ready
+            .insert(workflow.to_string(), ready);
     }
 
     /// The exposition; `states` counts the journal's runs by state, `active` the runs this
@@ -196,15 +206,20 @@ impl Metrics {
                 u8::from(*p)
             );
         }
-        out.push_str("# HELP meridian_drill_achieved Last drill's achieved figure per workflow (ms or bytes, see unit).\n# TYPE meridian_drill_achieved gauge\n");
+        out.push_str("# HELP meridian_ready Whether the workflow was ready at its last readiness check.\n# TYPE meridian_ready gauge\n");
+        for (wf, r) in &inner.ready {
+            let _ = writeln!(
+                out,
+                "meridian_ready{{workflow=\"{}\"}} {}",
+                label(wf),
+                u8::from(*r)
+            );
+        }
+        out.push_str("# HELP meridian_drill_achieved Last drill's achieved figure per workflow (see unit).\n# TYPE meridian_drill_achieved gauge\n");
         let mut targets = String::new();
         for (wf, figures) in &inner.drills {
-            for (name, (achieved, target)) in figures {
-                let unit = if name.ends_with("bytes") {
-                    "bytes"
-                } else {
-                    "ms"
-                };
+            for (name, (unit, achieved, target)) in figures {
+                let unit = if *unit == "B" { "bytes" } else { unit };
                 let labels = format!(
                     "workflow=\"{}\",figure=\"{name}\",unit=\"{unit}\"",
                     label(wf)

@@ -28,7 +28,7 @@ const ATTEMPTS: u32 = 5;
 #[derive(Clone, Debug, Serialize)]
 pub struct Note {
     /// `run.started`, `run.awaiting-approval`, `run.failed`, `run.succeeded`, `drill.missed`,
-    /// `schedule.paused`.
+    /// `schedule.paused`, `readiness.changed`.
     pub kind: String,
     pub workflow: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +68,21 @@ impl Note {
             run_id: None,
             status: None,
             schedule: Some(schedule.into()),
+            message: message.into(),
+            at: meridian_store::pending::now_ms().max(0) as u64,
+            delivery: delivery_id(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// A workflow turned ready or not ready (`readiness.changed`).
+    pub fn readiness(workflow: &str, ready: bool, message: &str) -> Note {
+        Note {
+            kind: "readiness.changed".into(),
+            workflow: workflow.into(),
+            run_id: None,
+            status: Some(if ready { "ready" } else { "not-ready" }.into()),
+            schedule: None,
             message: message.into(),
             at: meridian_store::pending::now_ms().max(0) as u64,
             delivery: delivery_id(),

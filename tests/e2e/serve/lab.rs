@@ -85,3 +85,78 @@ fn the_packaged_dr_drill_runs_on_its_schedule_against_the_lab() {
     assert_eq!(lab.dns(), [US]);
     drop(served);
 }
+
+/// Readiness under `serve`: checked every second for `dr-drill`, `GET /api/v1/readiness` and the
+/// `meridian_ready` gauge follow the lab, and the turn to "not ready" when replication is cut
+/// is notified (`readiness.changed`), as is the turn back.
+#[test]
+fn readiness_is_checked_on_an_interval_and_a_change_is_notified() {
+    use crate::support::expect_code;
+    use crate::workflows::LabGuard;
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    // The gateways serve the ADC files first, so only replication can make it not ready.
+    lab.meridian("run", "config-sync.yaml", &[]);
+    let rt = rt();
+    let (hook, calls) = rt.block_on(receiver());
+    let packaged = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workflows");
+    s.write(
+        "meridian.toml",
+        &format!(
+            "workflows = \"{}\"\nsecrets-file = \"{}\"\n\n[workflow.dr-drill]\ninputs-file = \"{}\"\nready-every = \"1s\"\n\n[[notify]]\nurl = \"{hook}\"\nevents = [\"readiness.changed\"]\n",
+            packaged.display(),
+            lab.secrets(),
+            lab.inputs()
+        ),
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let dir = lab.dir.to_string_lossy().into_owned();
+    rt.block_on(async {
+        let ready_is = |want: bool| {
+            move |b: &Json| {
+                b["readiness"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|r| r["workflow"] == "dr-drill"))
+                    .is_some_and(|r| r["ready"] == want)
+            }
+        };
+        let url = served.url("/api/v1/readiness");
+        until(&url, None, Duration::from_secs(90), ready_is(true)).await;
+
+        expect_code(
+            &s.run(&["lab", "region", "eu", "replication-cut", "--dir", &dir]),
+            0,
+        );
+        let r = until(&url, None, Duration::from_secs(60), ready_is(false)).await;
+        assert!(
+            r.to_string().contains("not streaming"),
+            "the failed rule is named: {r}"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = calls.lock().unwrap().iter().any(|(h, b)| {
+                h.iter()
+                    .any(|(k, v)| k == "x-meridian-event" && v == "readiness.changed")
+                    && b.contains("not-ready")
+            });
+            if got {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no readiness.changed notification: {}",
+                served.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, metrics) = call("GET", &served.url("/metrics"), None, None).await;
+        let metrics = metrics.as_str().unwrap_or_default().to_string();
+        assert!(
+            metrics.contains("meridian_ready{workflow=\"dr-drill\"} 0"),
+            "{metrics}"
+        );
+
+        expect_code(&s.run(&["lab", "region", "eu", "start", "--dir", &dir]), 0);
+        until(&url, None, Duration::from_secs(60), ready_is(true)).await;
+    });
+}
