@@ -244,3 +244,67 @@ fn run_checks_with_against_the_schema_like_validate() {
     let (out, _) = expect_code(&s.run(&["--json", "runs", "list"]), 0);
     assert_eq!(out.trim(), "[]", "nothing was recorded");
 }
+
+/// Per-run kv was shared by every step without a grant: a token one step stored was read by a
+/// grantless step. Now each step has its own keys, and a namespace is shared only between steps
+/// that list it in `grants.kv`.
+#[test]
+fn a_step_cannot_read_what_another_step_stored_in_kv_without_a_grant() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "kv.yaml",
+        r#"
+name: kv
+secrets: [token]
+steps:
+  - id: store
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: kv-set, key: token, value: "s3cret"}, {op: kv-set, key: handoff/url, value: "http://x"}]
+    grants: {kv: [handoff]}
+  - id: thief
+    needs: store
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: kv-get, key: token}, {op: kv-get, key: handoff/url}, {op: kv-list, prefix: ""}]
+  - id: friend
+    needs: store
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: kv-get, key: handoff/url}, {op: kv-get, key: token}]
+    grants: {kv: [handoff]}
+"#,
+    );
+    let o = s
+        .cmd()
+        .env("MERIDIAN_SECRET_TOKEN", "t0k")
+        .args(["--json", "run", "kv.yaml"])
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&o, 0);
+    let report = json(&out);
+    let results = |step: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == step)
+            .unwrap()["legs"][0]["output"]["results"]
+            .clone()
+    };
+    assert_eq!(
+        results("thief"),
+        serde_json::json!([null, null, []]),
+        "{report}"
+    );
+    assert_eq!(
+        results("friend"),
+        serde_json::json!(["http://x", null]),
+        "{report}"
+    );
+}

@@ -165,6 +165,7 @@ pub(crate) fn encode_request(req: &StepRequest, key: &TaskKey) -> Result<TaskRow
             })).collect::<Vec<_>>(),
             "secrets": g.secrets,
             "dns": g.dns.map(|a| a.to_string()),
+            "kv": g.kv,
         },
         "mask": req.mask,
     });
@@ -302,6 +303,16 @@ pub(crate) fn decode_request(
                     .ok_or_else(|| bad(format!("grants.dns: not an address: {v}")))?,
             ),
         },
+        kv: g
+            .get("kv")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Json::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     Ok(StepRequest {
         run_id,
@@ -407,6 +418,7 @@ mod tests {
                 }],
                 secrets: [("db_password".to_string(), "hunter2".to_string())].into(),
                 dns: Some("127.0.0.1:5353".parse().unwrap()),
+                kv: vec!["handoff".into()],
             },
             limits: Limits {
                 memory: 1 << 20,
@@ -459,6 +471,7 @@ mod tests {
         assert_eq!(back.grants.http_limits, req.grants.http_limits);
         assert_eq!(back.grants.fs, req.grants.fs);
         assert_eq!(back.grants.dns, req.grants.dns);
+        assert_eq!(back.grants.kv, req.grants.kv);
         assert_eq!(back.limits, req.limits);
         assert_eq!(back.timeout, req.timeout);
         assert_eq!(back.mask, req.mask);

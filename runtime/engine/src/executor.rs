@@ -25,6 +25,8 @@ pub struct ResolvedGrants {
     pub secrets: BTreeMap<String, String>,
     /// The DNS server host names resolve through (`grants.dns`), evaluated.
     pub dns: Option<std::net::SocketAddr>,
+    /// Shared kv namespaces (`grants.kv`); every other key is the step's own.
+    pub kv: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -240,6 +240,8 @@ impl Executor for WasmExecutor {
                 }
             };
             let g = req.grants;
+            let kv: Arc<dyn sb::KvStore> =
+                Arc::new(sb::ScopedKv::new(kv, &req.step_id, g.kv.clone()));
             let caps = sb::Capabilities {
                 http: sb::HttpPolicy {
                     allow: g.http,

@@ -355,6 +355,9 @@ pub struct Grants {
     /// `dns: "IP:PORT"` (a template): the step's HTTP requests resolve host names through this
     /// DNS server only, so a verification sees what the GSLB answers.
     pub dns: Option<Spanned<Template>>,
+    /// Shared kv namespaces: a key `NS/…` with `NS` listed here is shared with every step that
+    /// lists `NS`; every other key is the step's own.
+    pub kv: Vec<Spanned<String>>,
 }
 
 /// One entry of `grants.http`, parsed once by the model; [`HttpGrant::origin`] is what it allows

@@ -65,6 +65,64 @@ pub trait KvStore: Send + Sync {
     fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError>;
 }
 
+/// One step's view of a run's kv: its own keys live under `step/<step>/`, and a key `NS/…` whose
+/// namespace `NS` the step was granted (`grants.kv`) under `shared/NS/…`. A step without a grant
+/// cannot read or overwrite what another step stored.
+pub struct ScopedKv {
+    inner: std::sync::Arc<dyn KvStore>,
+    own: String,
+    shared: Vec<String>,
+}
+
+impl ScopedKv {
+    /// `step` is the step id; a matrix leg's brackets are dropped, so the legs of one step
+    /// share its namespace (as they share its code).
+    pub fn new(inner: std::sync::Arc<dyn KvStore>, step: &str, shared: Vec<String>) -> ScopedKv {
+        let step = step.split('[').next().unwrap_or(step);
+        ScopedKv {
+            inner,
+            own: format!("step/{step}/"),
+            shared,
+        }
+    }
+
+    fn map(&self, key: &str) -> String {
+        match key.split_once('/') {
+            Some((ns, _)) if self.shared.iter().any(|s| s == ns) => format!("shared/{key}"),
+            _ => format!("{}{key}", self.own),
+        }
+    }
+}
+
+impl KvStore for ScopedKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(&self.map(key))
+    }
+
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        self.inner.set(&self.map(key), value)
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, KvError> {
+        self.inner.delete(&self.map(key))
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let mapped = self.map(prefix);
+        let strip = if mapped.starts_with("shared/") {
+            "shared/".len()
+        } else {
+            self.own.len()
+        };
+        Ok(self
+            .inner
+            .keys(&mapped)?
+            .into_iter()
+            .map(|k| k[strip..].to_string())
+            .collect())
+    }
+}
+
 /// An in-memory [`KvStore`]: for tests and for runs without a journal.
 #[derive(Debug, Default)]
 pub struct MemoryKv {
@@ -111,6 +169,25 @@ impl KvStore for MemoryKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scoped_kv_keeps_steps_apart_and_shares_granted_namespaces() {
+        let run: std::sync::Arc<dyn KvStore> = std::sync::Arc::new(MemoryKv::default());
+        let a = ScopedKv::new(run.clone(), "a", vec!["handoff".into()]);
+        let b = ScopedKv::new(run.clone(), "b[eu]", vec![]);
+        let c = ScopedKv::new(run.clone(), "c", vec!["handoff".into()]);
+        a.set("token", b"secret".to_vec()).unwrap();
+        a.set("handoff/url", b"u".to_vec()).unwrap();
+        assert_eq!(b.get("token").unwrap(), None, "another step's key");
+        assert_eq!(b.get("handoff/url").unwrap(), None, "not granted");
+        b.set("token", b"mine".to_vec()).unwrap();
+        assert_eq!(a.get("token").unwrap().unwrap(), b"secret");
+        assert_eq!(c.get("handoff/url").unwrap().unwrap(), b"u");
+        assert_eq!(a.keys("").unwrap(), ["token"]);
+        assert_eq!(c.keys("handoff/").unwrap(), ["handoff/url"]);
+        let b_other_leg = ScopedKv::new(run, "b[us]", vec![]);
+        assert_eq!(b_other_leg.get("token").unwrap().unwrap(), b"mine");
+    }
 
     #[test]
     fn memory_kv_prefix_and_limit() {

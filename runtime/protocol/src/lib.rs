@@ -54,7 +54,7 @@ pub use component::{ComponentRef, ComponentRefError, Sha256};
 pub use error::StepError;
 pub use event::{Encoded, Event, EventSink, Outcome, RunStatus, SinkError};
 pub use grant::{GrantKind, GrantRequest};
-pub use kv::{KvError, KvStore, MemoryKv};
+pub use kv::{KvError, KvStore, MemoryKv, ScopedKv};
 pub use log::{Level, LogLine, LogSource};
 pub use mask::Masker;
 pub use origin::{OriginError, OriginPattern};

@@ -67,7 +67,7 @@ pub use caps::{Capabilities, HttpPolicy, LogContext, Preopen};
 pub use error::{SandboxError, StepFailure};
 pub use meridian_protocol::{
     Action, GrantKind, GrantRequest, KvError, KvStore, Level, LogLine, LogSource, MemoryKv, Mode,
-    OriginPattern, PlannedChange,
+    OriginPattern, PlannedChange, ScopedKv,
 };
 pub use sandbox::{Sandbox, SandboxConfig, Stats, StepComponent};
 pub use types::{Call, Invocation, Manifest, Outcome, Report};

@@ -188,6 +188,8 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| SandboxError::Engine(format!("linking WASI: {e:#}")))?;
+        refuse_symlinks(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("linking WASI: {e:#}")))?;
         Step::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Engine(format!("linking meridian:step: {e:#}")))?;
         let cache = cfg
@@ -634,6 +636,25 @@ fn parse_output(json: &str, limit: u64, masker: &Masker) -> Result<serde_json::V
         .map_err(|e| StepFailure::InvalidOutput(masker.mask_string(e.to_string())))?;
     masker.mask_json_mut(&mut v);
     Ok(v)
+}
+
+/// A step may not create symbolic links: a relative link in a writable preopen could point out
+/// of it (`../../etc/passwd`), and the host tools that read the directory afterwards would
+/// follow it. WASI's `symlink-at` answers `not-permitted`; every other filesystem call is
+/// wasmtime-wasi's.
+fn refuse_symlinks(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::bindings::filesystem::types::{Descriptor, ErrorCode};
+    linker.allow_shadowing(true);
+    let mut types = linker.instance("wasi:filesystem/types@0.2.12")?;
+    types.func_wrap_async(
+        "[method]descriptor.symlink-at",
+        |_store, (_dir, _old, _new): (Resource<Descriptor>, String, String)| {
+            Box::new(async move { Ok((Err::<(), ErrorCode>(ErrorCode::NotPermitted),)) })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ impl Runner {
             fs,
             secrets,
             dns,
+            kv: g.kv.iter().map(|k| k.value.clone()).collect(),
         })
     }
 }

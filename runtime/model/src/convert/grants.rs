@@ -14,7 +14,7 @@ use crate::yaml::{Node, NodeKind, Scalar};
 pub(super) fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> Grants {
     let mut g = Grants::default();
     let what = format!("in `grants` {}", of(label));
-    let Some(f) = cx.fields(n, &["http", "sql", "fs", "secrets", "dns"], &what) else {
+    let Some(f) = cx.fields(n, &["http", "sql", "fs", "secrets", "dns", "kv"], &what) else {
         return g;
     };
     if let Some(d) = f.get("dns")
@@ -107,6 +107,27 @@ pub(super) fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> G
                 }
             }
             _ => cx.wrong_type(fs, "a list of paths", "`grants.fs`"),
+        }
+    }
+    if let Some(k) = f.get("kv") {
+        for name in cx.string_list(k, "`grants.kv`", false) {
+            let ok = !name.value.is_empty()
+                && name
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if ok {
+                g.kv.push(name);
+            } else {
+                cx.error(
+                    name.span,
+                    format!("`{}` is not a kv namespace name", name.value),
+                    Some(
+                        "use letters, digits, `-` and `_` (a step then shares the keys `NAME/…`)"
+                            .into(),
+                    ),
+                );
+            }
         }
     }
     if let Some(s) = f.get("secrets") {

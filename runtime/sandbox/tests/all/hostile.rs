@@ -424,3 +424,50 @@ async fn a_shadow_stack_overflow_is_named() {
     );
     assert_still_healthy().await;
 }
+
+/// A relative symbolic link in a writable preopen could point out of it for host tools to
+/// follow; creating any symbolic link is refused, and nothing is left behind.
+#[tokio::test]
+async fn a_step_cannot_create_a_symlink_in_a_writable_preopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = Capabilities {
+        fs: vec![Preopen {
+            host: dir.path().to_owned(),
+            guest: "/out".into(),
+            writable: true,
+        }],
+        ..Capabilities::default()
+    };
+    let c = load(meridian_artifacts::FS_WRITER);
+    for target in ["../../../../etc/passwd", "inside.txt"] {
+        let out = sandbox()
+            .invoke(
+                &c,
+                Call::run(
+                    inv(json!({"path": "/out/link", "symlink_to": target})),
+                    caps.clone(),
+                ),
+            )
+            .await
+            .unwrap();
+        let said = out.output["write"].as_str().unwrap();
+        assert_ne!(said, "ok", "a symlink to {target} was created");
+        assert!(
+            said.to_lowercase().contains("not permitted"),
+            "{target}: {said}"
+        );
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("link")).is_err(),
+            "a link was left behind"
+        );
+    }
+    // Plain files still work.
+    let out = sandbox()
+        .invoke(
+            &c,
+            Call::run(inv(json!({"path": "/out/f.txt", "content": "x"})), caps),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.output["write"], "ok");
+}

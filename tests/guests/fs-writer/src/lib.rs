@@ -11,6 +11,9 @@ pub struct Input {
     /// Content.
     #[serde(default)]
     pub content: String,
+    /// Instead of writing: make `path` a symbolic link to this target.
+    #[serde(default)]
+    pub symlink_to: Option<String>,
 }
 
 /// Outputs.
@@ -32,6 +35,19 @@ impl Step for FsWriter {
         ManifestInfo::new("fs-writer", "0.1.0")
     }
     fn run(_ctx: &Ctx, input: Input) -> Result<Output, Error> {
+        if let Some(target) = &input.symlink_to {
+            // `soft_link` is the stable way to make a symlink on WASI (deprecated elsewhere).
+            #[allow(deprecated)]
+            let made = std::fs::soft_link(target, &input.path);
+            let write = match made {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            return Ok(Output {
+                write,
+                read_back: String::new(),
+            });
+        }
         let write = match std::fs::write(&input.path, input.content.as_bytes()) {
             Ok(()) => "ok".to_owned(),
             Err(e) => e.to_string(),
