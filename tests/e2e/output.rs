@@ -168,3 +168,35 @@ fn completions_and_man_pages_come_from_the_definitions() {
         assert!(s.path().join("pages").join(page).is_file(), "{page}");
     }
 }
+
+/// `--json` streams the events on stderr, one JSON object per line, each with the Unix ms it
+/// happened at.
+#[test]
+fn json_events_carry_timestamps() {
+    let s = Scratch::new();
+    s.write(
+        "t.yaml",
+        "name: t\nsteps:\n  - {id: a, uses: hello}\n  - {id: b, uses: hello, needs: a}\n",
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (_, stderr) = expect_code(&s.run(&["--json", "run", "t.yaml"]), 0);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(events.len() >= 6, "{stderr}");
+    let mut last = before;
+    for e in &events {
+        let at = e["at_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no at_ms: {e}"));
+        assert!(at >= last, "timestamps go forward: {e}");
+        last = at;
+        assert!(e["event"].is_string(), "{e}");
+    }
+    assert_eq!(events[0]["event"], "run-started");
+}

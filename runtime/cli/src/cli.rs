@@ -199,6 +199,7 @@ pub enum EvidenceCmd {
     /// Write a run's evidence (workflow and component digests, inputs, approvals, the event
     /// chain, the drill's figures), signed with this runner's key.
     Export {
+        /// The run (`runs list` shows ids).
         run_id: String,
         /// The file to write (default: `<run id>.evidence.json`).
         #[arg(short, long)]
@@ -206,6 +207,7 @@ pub enum EvidenceCmd {
     },
     /// Check an evidence file: exit 0 when the events and the signature match, 1 when not.
     Verify {
+        /// The evidence file (`evidence export` wrote it).
         file: PathBuf,
         /// The signer's public key (hex, from `meridian evidence key`); default: this state
         /// directory's own key.

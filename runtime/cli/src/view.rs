@@ -246,7 +246,8 @@ impl EventSink for Lines {
     }
 }
 
-/// JSON lines on stderr (stdout carries the final report).
+/// JSON lines on stderr (stdout carries the final report), each stamped with the Unix ms it was
+/// emitted at (`at_ms`, as `runs show --json` stamps the journaled events).
 pub struct JsonLines;
 
 impl EventSink for JsonLines {
@@ -261,9 +262,20 @@ impl EventSink for JsonLines {
 
     /// The JSON the journal stores, made once for both (see the fan-out in `meridian-protocol`).
     fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
-        let mut out = String::with_capacity(events.iter().map(|e| e.json.len() + 1).sum());
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let stamp = format!("{{\"at_ms\":{at},");
+        let mut out =
+            String::with_capacity(events.iter().map(|e| e.json.len() + stamp.len() + 1).sum());
         for e in events {
-            out.push_str(e.json);
+            match e.json.strip_prefix('{') {
+                Some(rest) => {
+                    out.push_str(&stamp);
+                    out.push_str(rest);
+                }
+                None => out.push_str(e.json),
+            }
             out.push('\n');
         }
         write_stderr(&out);
