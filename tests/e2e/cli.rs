@@ -96,10 +96,16 @@ fn run_passes_outputs_between_steps_and_journals() {
     );
     let page = std::fs::read_to_string(s.path().join("report.html")).unwrap();
     assert!(
-        page.contains("<h2>Timeline</h2>") && page.contains("again #1"),
+        page.contains(">Timeline</h2>") && page.contains("title=\"again\""),
         "{page}"
     );
-    assert!(page.contains("class=\"bar success\""), "{page}");
+    assert!(page.contains("class=\"b success\""), "{page}");
+    assert!(page.contains("attempt 1: success"), "{page}");
+    // Self-contained: no script, nothing fetched.
+    assert!(
+        !page.contains("<script") && !page.contains("src=\"http"),
+        "{page}"
+    );
 }
 
 #[test]

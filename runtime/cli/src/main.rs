@@ -10,7 +10,6 @@ mod lab;
 mod manifest;
 mod out;
 mod remote;
-mod report;
 mod runs;
 mod scaffold;
 mod serve;
