@@ -53,9 +53,9 @@ pub(crate) fn timeline(s: &Story<'_>) -> Markup {
                     }
                     span.meta role="columnheader" { "state · tries · time" }
                 }
-                @if let Some(f) = s.fault_at {
+                @if let Some(f) = s.fault_at.filter(|f| (s.t0..=s.t_end).contains(f)) {
                     div.marks aria-hidden="true" {
-                        @if let Some(r) = s.recovered_at {
+                        @if let Some(r) = s.recovered_at.filter(|r| (s.t0..=s.t_end).contains(r)) {
                             div.rto style={"left:" (format!("{:.2}", pct(f, s.t0, span))) "%;width:" (format!("{:.2}", pct(r, s.t0, span) - pct(f, s.t0, span))) "%"} {}
                             div.mk.recovery style={"left:" (format!("{:.2}", pct(r, s.t0, span))) "%"} { span { "recovered " (clock(r, true)) } }
                         }

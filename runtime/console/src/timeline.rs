@@ -284,6 +284,12 @@ impl<'a> Story<'a> {
         if fault_at.is_none() {
             fault_at = recovered_at.zip(rto).map(|(r, d)| r - d);
         }
+        // A fault shortly before the run started (the run was started because of it) is
+        // part of the picture: the axis starts there.
+        let t0 = match fault_at {
+            Some(f) if f < t0 && t0 - f <= 600_000 => f,
+            _ => t0,
+        };
         Story {
             t0,
             t_end: t_end.max(t0 + 1),

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+mod console;
 pub mod metrics;
 pub mod notify;
 mod runs;
@@ -60,6 +61,8 @@ pub struct Server {
     notifier: notify::Notifier,
     metrics: metrics::Metrics,
     tokens: Option<auth::Tokens>,
+    /// The web console's signed-in browsers.
+    sessions: console::session::Sessions,
     draining: AtomicBool,
     drain: CancellationToken,
 }
@@ -189,6 +192,7 @@ pub async fn serve(
         idempotency: Mutex::default(),
         metrics: metrics::Metrics::default(),
         tokens,
+        sessions: Default::default(),
         draining: AtomicBool::new(false),
         drain: CancellationToken::new(),
     });
