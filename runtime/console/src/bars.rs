@@ -40,19 +40,7 @@ pub(crate) fn timeline(s: &Story<'_>) -> Markup {
                 @if s.fault_at.is_some() { span { i style="background:rgba(192,38,45,.25)" {} "RTO window (fault → recovery)" } }
                 span { "Times in UTC; below each, the time since the run started." }
             }
-            div.tl role="table" aria-label="Timeline of the run's attempts" {
-                div.ax role="row" {
-                    span role="columnheader" { span.lb { "step" } }
-                    div.tk role="columnheader" aria-label={"From " (clock(s.t0, precise)) " UTC, over " (dur(s.t_end - s.t0))} {
-                        @for (i, d) in ticks.iter().enumerate() {
-                            @let left = pct(s.t0 + d, s.t0, span);
-                            span class=[(i > 0 && left > 92.0).then_some("end")] style={"left:" (format!("{left:.2}")) "%"} {
-                                (clock(s.t0 + d, precise)) br; (since(*d))
-                            }
-                        }
-                    }
-                    span.meta role="columnheader" { "state · tries · time" }
-                }
+            div.tl {
                 @if let Some(f) = s.fault_at.filter(|f| (s.t0..=s.t_end).contains(f)) {
                     div.marks aria-hidden="true" {
                         @if let Some(r) = s.recovered_at.filter(|r| (s.t0..=s.t_end).contains(r)) {
@@ -62,28 +50,48 @@ pub(crate) fn timeline(s: &Story<'_>) -> Markup {
                         div.mk.fault style={"left:" (format!("{:.2}", pct(f, s.t0, span))) "%"} { span { "fault " (clock(f, true)) } }
                     }
                 }
-                @for l in &s.lanes {
-                    @let id = l.id();
-                    @let state = l.state();
-                    div class={"ln" @if !l.leg.is_empty() { " leg" }} role="row" {
-                        span.lb role="rowheader" title=(clean(&id)) {
-                            (clean(&id))
-                        }
-                        div.tr role="cell" {
-                            @for a in &l.attempts {
-                                @let left = pct(a.start, s.t0, span);
-                                @let w = pct(a.end.unwrap_or(s.t_end), s.t0, span) - left;
-                                i class={"b " (a.state)} style={"left:" (format!("{left:.2}")) "%;width:" (format!("{w:.2}")) "%"}
-                                    title={"attempt " (a.n) ": " (a.state) ", " (dur(a.end.unwrap_or(s.t_end) - a.start))} {}
-                            }
-                            @if state == "waiting" {
-                                i.b.waiting style="left:calc(100% - 1.2rem);width:1.2rem" title="waiting for approval" {}
+                table aria-label="Timeline of the run's attempts" {
+                    colgroup { col.a; col; col.c; }
+                    thead { tr.ax {
+                        th scope="col" { "step" }
+                        th.tk scope="col" aria-label={"From " (clock(s.t0, precise)) " UTC, over " (dur(s.t_end - s.t0))} {
+                            @for (i, d) in ticks.iter().enumerate() {
+                                @let left = pct(s.t0 + d, s.t0, span);
+                                span class=[(i > 0 && left > 92.0).then_some("end")] style={"left:" (format!("{left:.2}")) "%"} {
+                                    (clock(s.t0 + d, precise)) br; (since(*d))
+                                }
                             }
                         }
-                        span.meta role="cell" {
-                            span class=(state) { (state) }
-                            @if let Some(f) = &l.finished { @if f.attempts > 1 { " · " (f.attempts) } }
-                            @if let Some(t) = l.took(s.t_end) { span.at { " · " (dur(t)) } }
+                        th scope="col" { "state · time" }
+                    } }
+                    tbody {
+                        @for l in &s.lanes {
+                            @let state = l.state();
+                            tr class=[(!l.leg.is_empty()).then_some("leg")] {
+                                th { (clean(&l.id())) }
+                                td {
+                                    @for a in &l.attempts {
+                                        @let left = pct(a.start, s.t0, span);
+                                        @let w = pct(a.end.unwrap_or(s.t_end), s.t0, span) - left;
+                                        @let style = format!("left:{left:.2}%;width:{w:.2}%");
+                                        // A lane's only, successful attempt needs no words beside its state.
+                                        @if l.attempts.len() == 1 && a.state == "success" {
+                                            i class={"b " (a.state)} style=(style) {}
+                                        } @else {
+                                            i class={"b " (a.state)} style=(style)
+                                                title={"attempt " (a.n) ": " (a.state) ", " (dur(a.end.unwrap_or(s.t_end) - a.start))} {}
+                                        }
+                                    }
+                                    @if state == "waiting" {
+                                        i.b.waiting style="left:calc(100% - 1.2rem);width:1.2rem" title="waiting for approval" {}
+                                    }
+                                }
+                                td class=(state) {
+                                    (state)
+                                    @if let Some(f) = &l.finished { @if f.attempts > 1 { " ×" (f.attempts) } }
+                                    @if let Some(t) = l.took(s.t_end) { span.at { " · " (dur(t)) } }
+                                }
+                            }
                         }
                     }
                 }

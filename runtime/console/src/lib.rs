@@ -20,6 +20,9 @@ mod pages;
 mod run;
 mod timeline;
 
+#[cfg(test)]
+mod tests;
+
 pub use fmt::{day_start_ms, wall};
 pub use layout::{Shell, Viewer};
 pub use pages::{

@@ -231,11 +231,16 @@ fn gates(story: &Story<'_>, d: &RunData<'_>, shell: Shell<'_>) -> Markup {
 /// changes, compensations, a skip reason.
 fn details(story: &Story<'_>, now: i64) -> Markup {
     html! {
-        section aria-labelledby="steps-h" {
+        section #steps aria-labelledby="steps-h" {
             h2 #steps-h { "Steps" }
+            p.muted { "Outputs as journaled, secrets masked." }
             @for l in &story.lanes {
-                @if worth_details(l) {
-                    details.step id={"step-" (l.id())} open[l.state() == "failure"] {
+                @if worth_details(l) && !rich(l) {
+                    @if let Some(f) = &l.finished {
+                        details { summary { (clean(&l.id())) } pre { (text(&shown(f.output))) } }
+                    }
+                } @else if worth_details(l) {
+                    details id={"step-" (l.id())} open[l.state() == "failure"] {
                         summary {
                             code { (clean(&l.id())) } " — " (badge(l.state()))
                             @if let Some(f) = &l.finished { " " (f.attempts) " attempt" @if f.attempts != 1 { "s" } }
@@ -259,10 +264,7 @@ fn details(story: &Story<'_>, now: i64) -> Markup {
                         @if let Some(f) = &l.finished {
                             @if !f.plan.is_empty() { (crate::diff::plan(f.plan)) }
                             (crate::diff::adc(f.output))
-                            @if !is_empty_json(f.output) {
-                                h3.muted { "Outputs (secrets masked)" }
-                                pre { (clean(&shown(f.output))) }
-                            }
+                            @if !is_empty_json(f.output) { pre { (text(&shown(f.output))) } }
                         }
                     }
                 }
@@ -281,13 +283,29 @@ fn worth_details(l: &Lane<'_>) -> bool {
             .is_some_and(|f| f.error.is_some() || !f.plan.is_empty() || !is_empty_json(f.output))
 }
 
+/// Whether a lane has more to show than a successful output (the short form).
+fn rich(l: &Lane<'_>) -> bool {
+    l.state() != "success"
+        || !l.undo.is_empty()
+        || l.attempts.len() > 1
+        || l.attempts.iter().any(|a| a.error.is_some())
+        || l.finished.as_ref().is_some_and(|f| {
+            !f.plan.is_empty() || f.output.get("events").is_some_and(|e| e.is_array())
+        })
+}
+
 fn is_empty_json(v: &serde_json::Value) -> bool {
     v.is_null() || v.as_object().is_some_and(|o| o.is_empty())
 }
 
 /// A leg's output, pretty when small, cut at [`OUTPUT_SHOWN`].
 fn shown(v: &serde_json::Value) -> String {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    let compact = serde_json::to_string(v).unwrap_or_default();
+    let mut s = if compact.len() <= 100 {
+        compact
+    } else {
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    };
     if s.len() > OUTPUT_SHOWN {
         let mut cut = OUTPUT_SHOWN;
         while !s.is_char_boundary(cut) {
@@ -297,6 +315,17 @@ fn shown(v: &serde_json::Value) -> String {
         s.push_str("\n… (cut here; `meridian runs show RUN --json` has all of it)");
     }
     s
+}
+
+/// Text for an element's content: `&`, `<` and `>` escaped (quotes need no escaping there,
+/// and a step's JSON is full of them), after [`clean`].
+fn text(s: &str) -> maud::PreEscaped<String> {
+    maud::PreEscaped(
+        clean(s)
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;"),
+    )
 }
 
 /// A path segment or query value, percent-encoded.

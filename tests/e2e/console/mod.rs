@@ -116,7 +116,7 @@ fn an_approver_approves_in_the_browser_and_the_timeline_moves_on_without_a_reloa
         assert!(page.contains("promote the standby?"), "{page}");
         // What the step wrote is shown as text, never run.
         let output = b
-            .js("return document.querySelector('#step-before pre').textContent;")
+            .js("return document.querySelector('#steps pre').textContent;")
             .await;
         assert!(
             output
@@ -132,7 +132,7 @@ fn an_approver_approves_in_the_browser_and_the_timeline_moves_on_without_a_reloa
         );
         assert_eq!(b.count("button.approve").await, 1);
         assert_eq!(
-            b.count(".ln").await,
+            b.count(".tl tbody tr").await,
             3,
             "a lane per step, the one not started too"
         );
@@ -171,7 +171,7 @@ fn an_approver_approves_in_the_browser_and_the_timeline_moves_on_without_a_reloa
         assert!(page.contains("approved by alice"), "{page}");
         assert!(page.contains("standby lag is 0, go"), "{page}");
         assert_eq!(
-            b.count(".ln .b.success").await,
+            b.count(".tl .b.success").await,
             3,
             "every step's attempt is a green bar: {page}"
         );
