@@ -45,9 +45,22 @@ pub(crate) fn timeline(s: &Story<'_>) -> Markup {
                     div.marks aria-hidden="true" {
                         @if let Some(r) = s.recovered_at.filter(|r| (s.t0..=s.t_end).contains(r)) {
                             div.rto style={"left:" (format!("{:.2}", pct(f, s.t0, span))) "%;width:" (format!("{:.2}", pct(r, s.t0, span) - pct(f, s.t0, span))) "%"} {}
-                            div.mk.recovery style={"left:" (format!("{:.2}", pct(r, s.t0, span))) "%"} { span { "recovered " (clock(r, true)) } }
+                            @let x = pct(r, s.t0, span);
+                            div class={"mk recovery" @if x > 70.0 { " r" }} style={"left:" (format!("{x:.2}")) "%"} { span { "recovered " (clock(r, true)) } }
                         }
-                        div.mk.fault style={"left:" (format!("{:.2}", pct(f, s.t0, span))) "%"} { span { "fault " (clock(f, true)) } }
+                        @let x = pct(f, s.t0, span);
+                        div class={"mk fault" @if x > 70.0 { " r" }} style={"left:" (format!("{x:.2}")) "%"} { span { "fault " (clock(f, true)) } }
+                    }
+                }
+                @if s.gates.iter().any(|g| g.answer.is_some()) {
+                    div.marks aria-hidden="true" {
+                        @for g in &s.gates {
+                            @if let Some(a) = g.answer.as_ref().filter(|a| (s.t0..=s.t_end).contains(&a.at)) {
+                                @let x = pct(a.at, s.t0, span);
+                                div class={"mk gate" @if x > 70.0 { " r" }} style={"left:" (format!("{x:.2}")) "%"}
+                                    { span { (if a.approved { "approved " } else { "rejected " }) (clean(g.step)) } }
+                            }
+                        }
                     }
                 }
                 table aria-label="Timeline of the run's attempts" {
@@ -68,7 +81,12 @@ pub(crate) fn timeline(s: &Story<'_>) -> Markup {
                         @for l in &s.lanes {
                             @let state = l.state();
                             tr class=[(!l.leg.is_empty()).then_some("leg")] {
-                                th { (clean(&l.id())) }
+                                th {
+                                    // A lane with more to say links to it (retries, errors, plan).
+                                    @if crate::run::worth_details(l) && crate::run::rich(l) {
+                                        a href={"#step-" (l.id())} { (clean(&l.id())) }
+                                    } @else { (clean(&l.id())) }
+                                }
                                 td {
                                     @for a in &l.attempts {
                                         @let left = pct(a.start, s.t0, span);

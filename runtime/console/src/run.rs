@@ -273,7 +273,7 @@ fn details(story: &Story<'_>, now: i64) -> Markup {
     }
 }
 
-fn worth_details(l: &Lane<'_>) -> bool {
+pub(crate) fn worth_details(l: &Lane<'_>) -> bool {
     l.skipped.is_some()
         || !l.undo.is_empty()
         || l.attempts.len() > 1
@@ -284,7 +284,7 @@ fn worth_details(l: &Lane<'_>) -> bool {
 }
 
 /// Whether a lane has more to show than a successful output (the short form).
-fn rich(l: &Lane<'_>) -> bool {
+pub(crate) fn rich(l: &Lane<'_>) -> bool {
     l.state() != "success"
         || !l.undo.is_empty()
         || l.attempts.len() > 1

@@ -215,7 +215,7 @@ fn a_failed_drill_shows_its_figures_and_says_incomplete_or_missed() {
     assert!(html.contains("The step failed: &lt;script&gt;"), "{html}");
     assert!(html.contains("A temporary failure"), "{html}");
     assert!(html.contains("1970-01-01 00:00:01 UTC"), "{html}");
-    assert!(html.contains("class=\"mk fault\""), "{html}");
+    assert!(html.contains("class=\"mk fault"), "{html}");
 }
 
 #[test]

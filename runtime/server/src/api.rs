@@ -425,11 +425,13 @@ async fn run_stream(
                 }
             }
             if ended {
-                let _ = tx
-                    .send(Ok(SseEvent::default()
-                        .event("end")
-                        .data(summary.status.as_str())))
-                    .await;
+                let mut end = SseEvent::default().event("end");
+                // A browser reconnects by itself after the stream ends; a run waiting for an
+                // approval may go on soon, so it is asked to come back within a second.
+                if summary.status == RunStatus::AwaitingApproval {
+                    end = end.retry(Duration::from_secs(1));
+                }
+                let _ = tx.send(Ok(end.data(summary.status.as_str()))).await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
