@@ -96,10 +96,16 @@ fn run_passes_outputs_between_steps_and_journals() {
     );
     let page = std::fs::read_to_string(s.path().join("report.html")).unwrap();
     assert!(
-        page.contains("<h2>Timeline</h2>") && page.contains("again #1"),
+        page.contains(">Timeline</h2>") && page.contains("<th>again</th>"),
         "{page}"
     );
-    assert!(page.contains("class=\"bar success\""), "{page}");
+    assert_eq!(page.matches("class=\"b success\"").count(), 2, "{page}");
+    assert!(page.contains("Hello, Grace!"), "outputs: {page}");
+    // Self-contained: no script, nothing fetched.
+    assert!(
+        !page.contains("<script") && !page.contains("src=\"http"),
+        "{page}"
+    );
 }
 
 #[test]

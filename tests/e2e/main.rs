@@ -7,6 +7,7 @@
 #![allow(unreachable_pub)]
 
 mod cli;
+mod console;
 mod distributed;
 mod drills;
 mod lab;

@@ -230,7 +230,8 @@ pub enum RunsCmd {
     Show {
         /// The run (`meridian runs list`).
         run_id: String,
-        /// Also write the run as an HTML page with a timeline (a drill's report).
+        /// Also write the run as one self-contained HTML page, the web console's run page:
+        /// time axis, a bar per attempt, approvals, errors in plain words, the drill's figures.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },

@@ -11,7 +11,6 @@ mod lab;
 mod manifest;
 mod out;
 mod remote;
-mod report;
 mod runs;
 mod scaffold;
 mod serve;

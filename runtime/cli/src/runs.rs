@@ -69,6 +69,53 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// The web console's run page as one file. The drill's targets and the step list come from the
+/// workflow file the run was started from, read again now.
+fn html_page(
+    record: &meridian_store::RunRecord,
+    summary: &meridian_store::RunSummary,
+    events: &[meridian_store::EventRecord],
+    legs: &[meridian_store::LegRecord],
+) -> String {
+    let loaded = meridian_runner::load(Path::new(&record.workflow_path));
+    let (steps, drill, note) = match &loaded {
+        Ok(l) => (
+            l.workflow
+                .steps
+                .iter()
+                .map(|s| s.id.value.clone())
+                .collect(),
+            meridian_runner::DrillVerdict::from_outputs(
+                &l.workflow,
+                &legs.iter().map(|l| &l.output),
+                meridian_runner::DrillVerdict::canary_record(events).as_ref(),
+            ),
+            None,
+        ),
+        Err(e) => (
+            Vec::new(),
+            None,
+            Some(format!(
+                "The workflow file {} cannot be read now ({e}), so its drill targets are unknown.",
+                record.workflow_path
+            )),
+        ),
+    };
+    meridian_console::run_page(
+        &meridian_console::RunData {
+            record,
+            summary,
+            events,
+            steps: &steps,
+            drill: drill.as_ref(),
+            drill_note: note.as_deref(),
+            now_ms: meridian_store::pending::now_ms(),
+            live: false,
+        },
+        meridian_console::Shell::File,
+    )
+}
+
 /// Milliseconds since the epoch as `2026-12-03 17:40:12` (UTC), without a time-zone database.
 pub fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -95,12 +142,12 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     let journal = ctx.journal()?;
     let (record, summary) = journal.run(run_id).map_err(store_fail)?;
     let events = journal.events(run_id).map_err(store_fail)?;
+    let legs = journal.legs(run_id).map_err(store_fail)?;
     if let Some(path) = html {
-        std::fs::write(path, crate::report::html(&record, &summary, &events))
+        std::fs::write(path, html_page(&record, &summary, &events, &legs))
             .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
         errln!("wrote {}", path.display());
     }
-    let legs = journal.legs(run_id).map_err(store_fail)?;
     if ctx.json {
         outln!(
             "{}",

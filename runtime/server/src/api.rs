@@ -133,6 +133,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(crate::console::router())
         .with_state(server)
 }
 
@@ -150,6 +151,29 @@ async fn authenticate(State(server): State<Arc<Server>>, mut req: Request, next:
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
+            let session = match given {
+                None => server.sessions.find(req.headers()),
+                Some(_) => None,
+            };
+            if let Some((_, session)) = session {
+                // A console page's own requests: a state-changing one must carry the
+                // session's CSRF token, so another site's page cannot send it.
+                let safe = matches!(req.method().as_str(), "GET" | "HEAD");
+                let csrf = req
+                    .headers()
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !safe && !crate::console::session::same(csrf, &session.csrf) {
+                    return ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "a request with the console's session cookie must carry its X-CSRF-Token",
+                    )
+                    .into_response();
+                }
+                req.extensions_mut().insert(session.identity);
+                return next.run(req).await;
+            }
             match given.and_then(|t| tokens.identify(t.trim())) {
                 Some(id) => id,
                 None => {
@@ -361,23 +385,27 @@ async fn run_events(
     Ok(Json(json!({ "events": events })))
 }
 
-/// Server-sent events: the run's journaled events from the start (or after `Last-Event-ID`),
+/// Server-sent events: the run's journaled events from the start (or after `Last-Event-ID`, or
+/// the `after` sequence number),
 /// then each new one as the journal receives it, read every 200 ms; the stream ends once the
 /// run has ended and every event was sent. Read from the journal, so it shows the same thing
 /// whichever server or runner drives the run.
 async fn run_stream(
     State(s): State<Arc<Server>>,
     Path(id): Path<String>,
+    Query(a): Query<After>,
     headers: HeaderMap,
 ) -> Answer<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>> {
     s.runner
         .journal()
         .run(&id)
         .map_err(|e| ApiError::from_store(&e))?;
+    // A reconnecting client's `Last-Event-ID` wins over the `after` it first asked with.
     let mut after: i64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
+        .or(a.after)
         .unwrap_or(0);
     let stream = async_stream(move |tx| async move {
         loop {
@@ -403,11 +431,13 @@ async fn run_stream(
                 }
             }
             if ended {
-                let _ = tx
-                    .send(Ok(SseEvent::default()
-                        .event("end")
-                        .data(summary.status.as_str())))
-                    .await;
+                let mut end = SseEvent::default().event("end");
+                // A browser reconnects by itself after the stream ends; a run waiting for an
+                // approval may go on soon, so it is asked to come back within a second.
+                if summary.status == RunStatus::AwaitingApproval {
+                    end = end.retry(Duration::from_secs(1));
+                }
+                let _ = tx.send(Ok(end.data(summary.status.as_str()))).await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+mod console;
 pub mod metrics;
 pub mod notify;
 mod readiness;
@@ -62,6 +63,8 @@ pub struct Server {
     notifier: notify::Notifier,
     metrics: metrics::Metrics,
     tokens: Option<auth::Tokens>,
+    /// The web console's signed-in browsers.
+    sessions: console::session::Sessions,
     draining: AtomicBool,
     drain: CancellationToken,
 }
@@ -192,6 +195,7 @@ pub async fn serve(
         readiness: Mutex::default(),
         metrics: metrics::Metrics::default(),
         tokens,
+        sessions: Default::default(),
         draining: AtomicBool::new(false),
         drain: CancellationToken::new(),
     });

@@ -13,14 +13,14 @@ use sha2::{Digest, Sha256};
 use crate::support::Scratch;
 
 /// A `meridian serve` process on a free loopback port; killed and reaped on drop.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: Arc<Mutex<String>>,
 }
 
 impl Served {
-    fn start(s: &Scratch, args: &[&str]) -> Served {
+    pub(crate) fn start(s: &Scratch, args: &[&str]) -> Served {
         Served::spawn(s.cmd(), args)
     }
 
@@ -53,11 +53,11 @@ impl Served {
         Served { child, base, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -69,7 +69,7 @@ impl Drop for Served {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,7 +77,12 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// A request with an optional bearer token; (status, JSON body).
-async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Json>) -> (u16, Json) {
+pub(crate) async fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Json>,
+) -> (u16, Json) {
     call_with(method, url, token, body, &[]).await
 }
 
@@ -109,7 +114,7 @@ async fn call_with(
 }
 
 /// Polls `url` until `done` holds (at most `limit`).
-async fn until(
+pub(crate) async fn until(
     url: &str,
     token: Option<&str>,
     limit: Duration,
@@ -181,7 +186,7 @@ async fn receiver() -> (String, Calls) {
     (url, calls)
 }
 
-fn sha(token: &str) -> String {
+pub(crate) fn sha(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
