@@ -74,8 +74,7 @@ async fn tampered_blobs_are_refused() {
     std::fs::write(&blob, &evil).unwrap();
     let err = fetch(&pushed.reference, &cache, None, false)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(matches!(err, OciError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains(&pushed.component_digest), "{err}");
 
@@ -92,8 +91,7 @@ async fn tampered_blobs_are_refused() {
     let cache2 = Cache::new(&cache_dir.path().join("two"));
     let err = fetch(&pushed.reference, &cache2, None, false)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(matches!(err, OciError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains("digest mismatch"), "{err}");
 }
@@ -125,8 +123,7 @@ async fn signatures_under_a_policy() {
     // Unsigned: refused, naming the step, its digest and the rule.
     let err = fetch(&pushed.reference, &cache, Some(&policy), false)
         .await
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("not signed"), "{err}");
     assert!(err.contains(&pushed.manifest_digest), "{err}");
@@ -138,8 +135,7 @@ async fn signatures_under_a_policy() {
     sign_and_publish(&pushed.reference, &mallory).await.unwrap();
     let err = fetch(&pushed.reference, &cache, Some(&policy), false)
         .await
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("does not trust"), "{err}");
 
@@ -164,8 +160,7 @@ async fn signatures_under_a_policy() {
     let stray = push(&component(6), &at(&reg, "stray/x:1")).await.unwrap();
     let err = fetch(&stray.reference, &cache, Some(&policy), false)
         .await
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("unmatched"), "{err}");
     drop(reg);
