@@ -10,6 +10,7 @@ mod cli;
 mod distributed;
 mod lab;
 mod limits;
+mod oci;
 mod output;
 mod pipes;
 mod regressions;

@@ -34,6 +34,15 @@ pub struct Cli {
     /// Machine-readable output (JSON lines for events, one JSON document for results).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Trust policy (TOML): which keys must have signed the `uses: oci://…` steps of which
+    /// registries and namespaces. Without one, OCI steps are digest-checked but not signature-checked.
+    #[arg(
+        long,
+        global = true,
+        env = "MERIDIAN_TRUST_POLICY",
+        value_name = "FILE"
+    )]
+    pub trust_policy: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,6 +82,9 @@ pub enum Command {
     /// Built-in steps and step components.
     #[command(subcommand)]
     Steps(StepsCmd),
+    /// Ship steps through OCI registries: push, pull, sign, keygen.
+    #[command(subcommand)]
+    Step(crate::oci::StepCmd),
     /// Scaffolding.
     #[command(subcommand)]
     New(NewCmd),
@@ -154,6 +166,9 @@ pub struct RunArgs {
     /// Never prompt for approvals, even on a terminal.
     #[arg(long)]
     pub no_prompt: bool,
+    /// Run `uses: oci://…:TAG` steps that have no `@sha256:` digest (the tag is resolved now).
+    #[arg(long)]
+    pub allow_unpinned: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -205,7 +220,7 @@ pub enum StepsCmd {
     /// A step's inputs and outputs (types, descriptions), the grants it needs, plan and
     /// compensate support; with --json its manifest with the full JSON Schemas.
     Show {
-        /// A built-in name or a path to a component.
+        /// A built-in name, a path to a component, or an `oci://` reference.
         step: String,
     },
 }

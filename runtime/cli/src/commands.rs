@@ -28,6 +28,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         cache_dir: cli.cache_dir.clone().or_else(default_cache_dir),
         json: cli.json,
         server: cli.server.clone(),
+        trust_policy: cli.trust_policy.clone(),
+        // Only `run` and `plan` refuse a tag without a digest; `validate` warns.
+        allow_unpinned: match &cli.command {
+            Command::Run(a) | Command::Plan(a) => a.allow_unpinned,
+            _ => true,
+        },
     };
     match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,
@@ -43,6 +49,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
         Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
+        Command::Step(cmd) => crate::oci::run(&ctx, cmd).await,
         Command::Lab(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before the runtime starts")
         }
@@ -69,6 +76,10 @@ pub struct Ctx {
     pub json: bool,
     /// `--server URL`: read runs from a `meridian serve` instead of a journal.
     pub server: Option<String>,
+    /// `--trust-policy FILE` for `uses: oci://…`.
+    pub trust_policy: Option<PathBuf>,
+    /// Whether an OCI tag without a digest may be loaded.
+    pub allow_unpinned: bool,
 }
 
 impl Ctx {
@@ -118,12 +129,12 @@ impl Ctx {
         }
     }
 
-    fn executor(&self) -> anyhow::Result<Arc<WasmExecutor>> {
+    pub(crate) fn executor(&self) -> anyhow::Result<Arc<WasmExecutor>> {
         let exec = WasmExecutor::new(self.cache_dir.clone()).map_err(|e| Exit {
             code: exit::INTERNAL,
             message: format!("error: cannot start the Wasm sandbox: {e}"),
         })?;
-        Ok(Arc::new(exec))
+        Ok(Arc::new(exec.with_oci(crate::oci::settings(self)?)))
     }
 }
 
@@ -507,10 +518,16 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
         .manifest(&component)
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
+    let origin = crate::oci::origin(&exec, &component).await;
     if ctx.json {
-        outln!("{}", serde_json::to_string_pretty(&m)?)?;
+        let mut v = serde_json::to_value(&m)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("origin".into(), origin.to_json());
+        }
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         crate::out::write(format_args!("{}", crate::manifest::summary(&m, step)))?;
+        crate::out::write(format_args!("{}", origin.to_text()))?;
     }
     Ok(exit::OK)
 }

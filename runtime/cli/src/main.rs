@@ -8,6 +8,7 @@ mod commands;
 mod docs;
 mod lab;
 mod manifest;
+mod oci;
 mod out;
 mod remote;
 mod report;
