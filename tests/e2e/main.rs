@@ -13,6 +13,7 @@ mod limits;
 mod oci;
 mod output;
 mod pipes;
+mod polyglot;
 mod regressions;
 mod resume;
 mod scaffold;
