@@ -364,3 +364,59 @@ fn checked_in_components_match_a_rebuild_from_source() {
         );
     }
 }
+
+/// `meridian new step NAME --lang js|python` makes a project that builds as is (with the
+/// toolchains scripts/install-deps installs) and whose example workflow runs.
+#[test]
+fn scaffolded_javascript_and_python_steps_build_and_run() {
+    let s = Scratch::new();
+    for (lang, name) in [("js", "js-greet"), ("python", "py-greet")] {
+        let (out, _) = expect_code(&s.run(&["new", "step", name, "--lang", lang]), 0);
+        assert!(out.contains("workflow.yaml"), "{out}");
+        let dir = s.path().join(name);
+        let mut build = if lang == "js" {
+            // What `npm run build` runs, with componentize-js from the tools dir instead of an
+            // `npm install` per test.
+            let mut c = Command::new("node");
+            c.arg("build.mjs").arg(format!("{name}.wasm"));
+            c
+        } else {
+            Command::new("./build.sh")
+        };
+        let path = format!(
+            "{}:{}",
+            tools().join("py/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let o = build
+            .current_dir(&dir)
+            .env("MERIDIAN_TOOLS_DIR", tools())
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{lang}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let wf = dir.join("workflow.yaml");
+        let (out, _) = expect_code(&s.run(&["--json", "run", wf.to_str().unwrap()]), 0);
+        assert_eq!(
+            output(&out)["output"]["message"],
+            "hello, Ada",
+            "{lang}: {out}"
+        );
+        // Its declared schema is read, and `with:` is checked against it before anything runs.
+        let wasm = dir.join(format!("{name}.wasm"));
+        let (show, _) = expect_code(&s.run(&["steps", "show", wasm.to_str().unwrap()]), 0);
+        assert!(show.contains("Who to greet."), "{show}");
+        let bad = s.write(
+            &format!("{name}-bad.yaml"),
+            &format!(
+                "name: bad\nsteps:\n  - id: g\n    uses: {}\n    with: {{nmae: Ada}}\n",
+                wasm.display()
+            ),
+        );
+        expect_code(&s.run(&["validate", bad.to_str().unwrap()]), 2);
+    }
+}

@@ -227,13 +227,17 @@ pub enum StepsCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum NewCmd {
-    /// Scaffold a step crate that builds as is (`cargo build --target wasm32-wasip2 --release`).
+    /// Scaffold a step that builds as is: a Rust crate (`cargo build --release`), or with
+    /// --lang js|python a JavaScript or Python project with the SDK, the WIT and an example workflow.
     Step {
         /// The step's name: lower-case letters, digits and `-`, starting with a letter.
         name: String,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The language: rust (cargo), js (componentize-js) or python (componentize-py).
+        #[arg(long, value_enum, default_value_t)]
+        lang: crate::scaffold_polyglot::Lang,
     },
 }
 

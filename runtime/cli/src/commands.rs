@@ -48,7 +48,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Runs(cmd) => crate::runs::run(&ctx, cmd),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
-        Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
+        Command::New(NewCmd::Step { name, dir, lang }) => {
+            crate::scaffold::scaffold(&name, dir, lang)
+        }
         Command::Step(cmd) => crate::oci::run(&ctx, cmd).await,
         Command::Lab(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before the runtime starts")

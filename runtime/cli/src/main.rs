@@ -14,6 +14,7 @@ mod remote;
 mod report;
 mod runs;
 mod scaffold;
+mod scaffold_polyglot;
 mod serve;
 mod store;
 mod view;
