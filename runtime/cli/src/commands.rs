@@ -29,10 +29,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         json: cli.json,
         server: cli.server.clone(),
         trust_policy: cli.trust_policy.clone(),
-        // Only `run` and `plan` refuse a tag without a digest; `validate` warns.
+        // What runs refuses a tag without a digest unless `run`/`plan` say --allow-unpinned;
+        // `validate` only warns, and `steps show` / `step pull` resolve the tag.
         allow_unpinned: match &cli.command {
             Command::Run(a) | Command::Plan(a) => a.allow_unpinned,
-            _ => true,
+            Command::Validate { .. } | Command::Steps(_) | Command::Step(_) => true,
+            _ => false,
         },
     };
     match cli.command {
