@@ -490,7 +490,11 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
     for name in meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n) {
         match exec.manifest(&ComponentRef::builtin(name)).await {
             Ok(m) => {
-                rows.push(json!({"name": name, "version": m.version, "description": m.description}))
+                let origin = crate::oci::origin(&exec, &ComponentRef::builtin(name)).await;
+                rows.push(
+                    json!({"name": name, "version": m.version, "description": m.description,
+                                 "origin": origin.to_json()}),
+                )
             }
             Err(e) => rows.push(json!({"name": name, "error": e.to_string()})),
         }
