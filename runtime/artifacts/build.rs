@@ -69,14 +69,19 @@ fn main() {
     }
     code.push_str("/// Every step under `steps/`: (step name, component bytes). Sorted by name.\n");
     code.push_str("pub static BUILTIN: &[(&str, &[u8])] = &[\n");
-    for c in builtin {
-        writeln!(
-            code,
-            "    ({:?}, include_bytes!({:?})),",
-            c.dir_name,
-            c.wasm.display().to_string()
+    let prebuilt = prebuilt_steps(&root.join("steps"));
+    let mut entries: Vec<(String, String)> = builtin
+        .iter()
+        .map(|c| (c.dir_name.clone(), c.wasm.display().to_string()))
+        .chain(
+            prebuilt
+                .iter()
+                .map(|(n, p)| (n.clone(), p.display().to_string())),
         )
-        .unwrap();
+        .collect();
+    entries.sort();
+    for (name, path) in &entries {
+        writeln!(code, "    ({name:?}, include_bytes!({path:?})),").unwrap();
     }
     code.push_str("];\n");
     code.push_str(
@@ -96,6 +101,36 @@ fn main() {
     code.push_str("/// Guest crates that failed to build (see the cargo warnings); empty in a healthy tree.\n");
     writeln!(code, "pub const FAILED: &[&str] = &{failed:?};").unwrap();
     std::fs::write(out_dir.join("artifacts.rs"), code).expect("write artifacts.rs");
+}
+
+/// Steps written in other languages: `steps/<name>/component.wasm`, built from source by
+/// `scripts/build-polyglot-steps` and checked in with `component.wasm.sha256`. A component that
+/// does not match its recorded digest fails the build (it was changed without the script).
+fn prebuilt_steps(steps: &Path) -> Vec<(String, PathBuf)> {
+    use sha2::Digest as _;
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(steps) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let wasm = entry.path().join("component.wasm");
+        if !wasm.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&wasm).expect("read a prebuilt component");
+        let recorded =
+            std::fs::read_to_string(entry.path().join("component.wasm.sha256")).unwrap_or_default();
+        let actual = hex::encode(sha2::Sha256::digest(&bytes));
+        assert_eq!(
+            recorded.trim(),
+            actual,
+            "{}: its sha256 differs from component.wasm.sha256; rebuild it with scripts/build-polyglot-steps",
+            wasm.display()
+        );
+        out.push((name, wasm));
+    }
+    out
 }
 
 struct Built {
@@ -250,7 +285,12 @@ fn rerun_if_changed_tree(dir: &Path) {
             if name != "target" && !name.starts_with('.') {
                 rerun_if_changed_tree(&path);
             }
-        } else if name.ends_with(".rs") || name.ends_with(".toml") || name.ends_with(".wit") {
+        } else if name.ends_with(".rs")
+            || name.ends_with(".toml")
+            || name.ends_with(".wit")
+            || name.ends_with(".wasm")
+            || name.ends_with(".sha256")
+        {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }

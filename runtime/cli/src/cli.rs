@@ -34,6 +34,15 @@ pub struct Cli {
     /// Machine-readable output (JSON lines for events, one JSON document for results).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Trust policy (TOML): which keys must have signed the `uses: oci://…` steps of which
+    /// registries and namespaces. Without one, OCI steps are digest-checked but not signature-checked.
+    #[arg(
+        long,
+        global = true,
+        env = "MERIDIAN_TRUST_POLICY",
+        value_name = "FILE"
+    )]
+    pub trust_policy: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -84,6 +93,9 @@ pub enum Command {
     /// Built-in steps and step components.
     #[command(subcommand)]
     Steps(StepsCmd),
+    /// Ship steps through OCI registries: push, pull, sign, keygen.
+    #[command(subcommand)]
+    Step(crate::oci::StepCmd),
     /// Scaffolding.
     #[command(subcommand)]
     New(NewCmd),
@@ -165,6 +177,9 @@ pub struct RunArgs {
     /// Never prompt for approvals, even on a terminal.
     #[arg(long)]
     pub no_prompt: bool,
+    /// Run `uses: oci://…:TAG` steps that have no `@sha256:` digest (the tag is resolved now).
+    #[arg(long)]
+    pub allow_unpinned: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -254,20 +269,24 @@ pub enum StepsCmd {
     /// A step's inputs and outputs (types, descriptions), the grants it needs, plan and
     /// compensate support; with --json its manifest with the full JSON Schemas.
     Show {
-        /// A built-in name or a path to a component.
+        /// A built-in name, a path to a component, or an `oci://` reference.
         step: String,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum NewCmd {
-    /// Scaffold a step crate that builds as is (`cargo build --target wasm32-wasip2 --release`).
+    /// Scaffold a step that builds as is: a Rust crate (`cargo build --release`), or with
+    /// --lang js|python a JavaScript or Python project with the SDK, the WIT and an example workflow.
     Step {
         /// The step's name: lower-case letters, digits and `-`, starting with a letter.
         name: String,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The language: rust (cargo), js (componentize-js) or python (componentize-py).
+        #[arg(long, value_enum, default_value_t)]
+        lang: crate::scaffold_polyglot::Lang,
     },
 }
 

@@ -28,6 +28,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         cache_dir: cli.cache_dir.clone().or_else(default_cache_dir),
         json: cli.json,
         server: cli.server.clone(),
+        trust_policy: cli.trust_policy.clone(),
+        // What runs refuses a tag without a digest unless `run`/`plan` say --allow-unpinned;
+        // `validate` only warns, and `steps show` / `step pull` resolve the tag.
+        allow_unpinned: match &cli.command {
+            Command::Run(a) | Command::Plan(a) => a.allow_unpinned,
+            Command::Validate { .. } | Command::Steps(_) | Command::Step(_) => true,
+            _ => false,
+        },
     };
     match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,
@@ -45,7 +53,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Evidence(cmd) => crate::evidence::evidence(&ctx, cmd),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
         Command::Steps(StepsCmd::Show { step }) => steps_show(&ctx, &step).await,
-        Command::New(NewCmd::Step { name, dir }) => crate::scaffold::scaffold(&name, dir),
+        Command::New(NewCmd::Step { name, dir, lang }) => {
+            crate::scaffold::scaffold(&name, dir, lang)
+        }
+        Command::Step(cmd) => crate::oci::run(&ctx, cmd).await,
         Command::Lab(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before the runtime starts")
         }
@@ -72,6 +83,10 @@ pub struct Ctx {
     pub json: bool,
     /// `--server URL`: read runs from a `meridian serve` instead of a journal.
     pub server: Option<String>,
+    /// `--trust-policy FILE` for `uses: oci://…`.
+    pub trust_policy: Option<PathBuf>,
+    /// Whether an OCI tag without a digest may be loaded.
+    pub allow_unpinned: bool,
 }
 
 impl Ctx {
@@ -121,12 +136,12 @@ impl Ctx {
         }
     }
 
-    fn executor(&self) -> anyhow::Result<Arc<WasmExecutor>> {
+    pub(crate) fn executor(&self) -> anyhow::Result<Arc<WasmExecutor>> {
         let exec = WasmExecutor::new(self.cache_dir.clone()).map_err(|e| Exit {
             code: exit::INTERNAL,
             message: format!("error: cannot start the Wasm sandbox: {e}"),
         })?;
-        Ok(Arc::new(exec))
+        Ok(Arc::new(exec.with_oci(crate::oci::settings(self)?)))
     }
 }
 
@@ -531,7 +546,11 @@ async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
     for name in meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n) {
         match exec.manifest(&ComponentRef::builtin(name)).await {
             Ok(m) => {
-                rows.push(json!({"name": name, "version": m.version, "description": m.description}))
+                let origin = crate::oci::origin(&exec, &ComponentRef::builtin(name)).await;
+                rows.push(
+                    json!({"name": name, "version": m.version, "description": m.description,
+                                 "origin": origin.to_json()}),
+                )
             }
             Err(e) => rows.push(json!({"name": name, "error": e.to_string()})),
         }
@@ -563,10 +582,16 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
         .manifest(&component)
         .await
         .map_err(|e| Exit::invalid(format!("error: step `{step}`: {e}")))?;
+    let origin = crate::oci::origin(&exec, &component).await;
     if ctx.json {
-        outln!("{}", serde_json::to_string_pretty(&m)?)?;
+        let mut v = serde_json::to_value(&m)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("origin".into(), origin.to_json());
+        }
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         crate::out::write(format_args!("{}", crate::manifest::summary(&m, step)))?;
+        crate::out::write(format_args!("{}", origin.to_text()))?;
     }
     Ok(exit::OK)
 }

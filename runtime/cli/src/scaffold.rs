@@ -7,7 +7,11 @@ use crate::{Exit, exit};
 
 /// `meridian new step NAME`: a step crate that builds as is with
 /// `cargo build --release` (its `.cargo/config.toml` selects wasm32-wasip2).
-pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<u8> {
+pub fn scaffold(
+    name: &str,
+    dir: Option<PathBuf>,
+    lang: crate::scaffold_polyglot::Lang,
+) -> anyhow::Result<u8> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -25,6 +29,10 @@ pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<u8> {
             "error: {} exists and is not empty; pick another --dir",
             dir.display()
         )));
+    }
+    if lang != crate::scaffold_polyglot::Lang::Rust {
+        std::fs::create_dir_all(&dir)?;
+        return crate::scaffold_polyglot::scaffold(name, &dir, lang);
     }
     let sdk = sdk_path().ok_or_else(|| {
         Exit::invalid(

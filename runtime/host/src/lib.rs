@@ -1,5 +1,7 @@
 //! The engine's [`Executor`] over the Wasm sandbox: loads the component a [`ComponentRef`] names
-//! (a built-in step or an absolute path, either optionally pinned by sha256), turns grants into sandbox capabilities,
+//! (a built-in step or an absolute path, either optionally pinned by sha256, or an OCI artifact
+//! pulled through `meridian-oci`: cached by digest, verified, checked against the trust
+//! policy), turns grants into sandbox capabilities,
 //! and maps sandbox failures to engine errors. The glue between `meridian-engine` (which knows
 //! nothing of Wasm) and `meridian-sandbox` (which knows nothing of workflows).
 
@@ -32,6 +34,18 @@ pub struct WasmExecutor {
 struct Resolver {
     sandbox: Arc<sb::Sandbox>,
     loaded: Arc<Mutex<HashMap<ComponentRef, Arc<sb::StepComponent>>>>,
+    oci: Arc<OciSettings>,
+}
+
+/// How `uses: oci://…` is resolved.
+#[derive(Clone, Debug, Default)]
+pub struct OciSettings {
+    /// Where pulled artifacts are kept by digest (`<dir>/oci`); the system temp dir if `None`.
+    pub cache_dir: Option<PathBuf>,
+    /// Which keys must have signed which registries' steps; `None`: signatures are not asked.
+    pub policy: Option<Arc<meridian_oci::policy::TrustPolicy>>,
+    /// Run a tag without a digest (resolved when the component is loaded).
+    pub allow_unpinned: bool,
 }
 
 impl WasmExecutor {
@@ -41,15 +55,55 @@ impl WasmExecutor {
             cache_dir,
             ..Default::default()
         };
+        let oci = OciSettings {
+            cache_dir: cfg.cache_dir.clone(),
+            ..Default::default()
+        };
         let sandbox = sb::Sandbox::new(cfg)?;
         Ok(WasmExecutor {
             resolver: Resolver {
                 sandbox: Arc::new(sandbox),
                 loaded: Arc::new(Mutex::new(HashMap::new())),
+                oci: Arc::new(oci),
             },
             kv_source: Mutex::new(None),
             kv: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Resolves `uses: oci://…` with these settings (before any component is loaded).
+    #[must_use]
+    pub fn with_oci(mut self, settings: OciSettings) -> Self {
+        self.resolver.oci = Arc::new(settings);
+        self
+    }
+
+    /// Whether a trust policy is in force.
+    pub fn has_policy(&self) -> bool {
+        self.resolver.oci.policy.is_some()
+    }
+
+    /// Whether a tag without a digest may run.
+    pub fn allows_unpinned(&self) -> bool {
+        self.resolver.oci.allow_unpinned
+    }
+
+    /// Pulls (or finds in the cache) and verifies the OCI artifact `uses` names, as running it
+    /// would: digest, layout and trust policy. For `step pull` and `steps show`.
+    pub async fn fetch_oci(&self, uses: &ComponentRef) -> Result<meridian_oci::Fetched, String> {
+        let ComponentRef::Oci { reference, sha256 } = uses else {
+            return Err(format!("{uses} is not an OCI reference"));
+        };
+        let r = meridian_oci::OciRef::new(reference, sha256.as_ref());
+        let settings = &self.resolver.oci;
+        meridian_oci::fetch(
+            &r,
+            &settings.cache(),
+            settings.policy.as_deref(),
+            settings.allow_unpinned,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Keeps each run's kv state where `source` says (the run's journal), so it outlives this
@@ -150,6 +204,16 @@ fn check_header(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+impl OciSettings {
+    fn cache(&self) -> meridian_oci::Cache {
+        let dir = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("meridian-cache"));
+        meridian_oci::Cache::new(&dir)
+    }
+}
+
 impl Resolver {
     /// The component for `uses` if it was loaded before.
     fn cached(&self, uses: &ComponentRef) -> Option<Arc<sb::StepComponent>> {
@@ -195,6 +259,20 @@ impl Resolver {
                 self.sandbox
                     .load_file(path, pin.as_deref())
                     .map_err(|e| e.to_string())?
+            }
+            ComponentRef::Oci { reference, sha256 } => {
+                // The pin is the manifest's digest, checked by the fetch with the component's.
+                let r = meridian_oci::OciRef::new(reference, sha256.as_ref());
+                let fetched = meridian_oci::fetch_blocking(
+                    &r,
+                    &self.oci.cache(),
+                    self.oci.policy.as_deref(),
+                    self.oci.allow_unpinned,
+                )
+                .map_err(|e| e.to_string())?;
+                self.sandbox
+                    .load(&fetched.component, None)
+                    .map_err(|e| format!("{r}: {e}"))?
             }
         };
         self.loaded

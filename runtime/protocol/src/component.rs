@@ -5,6 +5,8 @@
 //!
 //! Syntax: `hello`, `./steps/x.wasm`, `/abs/x.wasm`, and either form followed by
 //! `@sha256:<64 hex digits>`. A reference that contains `/` or ends in `.wasm` is a path.
+//! `oci://HOST/NS/NAME:TAG@sha256:<manifest digest>` names a step in an OCI registry (the tag
+//! or the digest may be left out; without a digest it is unpinned).
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -28,7 +30,18 @@ pub enum ComponentRef {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<Sha256>,
     },
+    /// A step artifact in an OCI registry: `reference` is `HOST/NS/NAME[:TAG]` (no scheme), and
+    /// `sha256` the digest of its manifest (the registry's content address, as `docker pull
+    /// NAME@sha256:…` uses), not of the component bytes.
+    Oci {
+        reference: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<Sha256>,
+    },
 }
+
+/// The scheme of a `uses:` that names an OCI artifact.
+pub const OCI_SCHEME: &str = "oci://";
 
 /// A content digest a component is pinned to.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +54,8 @@ pub enum ComponentRefError {
     Empty,
     #[error("invalid digest `{0}`: expected `sha256:` and 64 hex digits")]
     Digest(String),
+    #[error("invalid OCI reference `{0}`: expected oci://HOST/NAMESPACE/NAME:TAG[@sha256:…]")]
+    Oci(String),
 }
 
 impl ComponentRef {
@@ -67,6 +82,16 @@ impl ComponentRef {
         if target.is_empty() {
             return Err(ComponentRefError::Empty);
         }
+        if let Some(rest) = target.strip_prefix(OCI_SCHEME) {
+            return if valid_oci_reference(rest) {
+                Ok(ComponentRef::Oci {
+                    reference: rest.to_owned(),
+                    sha256,
+                })
+            } else {
+                Err(ComponentRefError::Oci(target.to_owned()))
+            };
+        }
         Ok(if target.contains('/') || target.ends_with(".wasm") {
             ComponentRef::Path {
                 path: resolve(base, Path::new(target)),
@@ -83,9 +108,9 @@ impl ComponentRef {
     /// The digest the component is pinned to, if any.
     pub fn sha256(&self) -> Option<&Sha256> {
         match self {
-            ComponentRef::Builtin { sha256, .. } | ComponentRef::Path { sha256, .. } => {
-                sha256.as_ref()
-            }
+            ComponentRef::Builtin { sha256, .. }
+            | ComponentRef::Path { sha256, .. }
+            | ComponentRef::Oci { sha256, .. } => sha256.as_ref(),
         }
     }
 
@@ -93,9 +118,48 @@ impl ComponentRef {
     pub fn builtin_name(&self) -> Option<&str> {
         match self {
             ComponentRef::Builtin { name, .. } => Some(name),
-            ComponentRef::Path { .. } => None,
+            ComponentRef::Path { .. } | ComponentRef::Oci { .. } => None,
         }
     }
+
+    /// An OCI reference named by tag alone, with no digest to pin it.
+    pub fn is_unpinned_oci(&self) -> bool {
+        matches!(self, ComponentRef::Oci { sha256: None, .. })
+    }
+}
+
+/// `HOST/…/NAME[:TAG]`: a registry host (with an optional port), at least one repository path
+/// segment of lower-case letters, digits and `._-`, and an optional tag of at most 128
+/// characters from `[A-Za-z0-9_.-]`.
+fn valid_oci_reference(r: &str) -> bool {
+    let Some((host, path)) = r.split_once('/') else {
+        return false;
+    };
+    let (repo, tag) = match path.rsplit_once(':') {
+        Some((repo, tag)) => (repo, Some(tag)),
+        None => (path, None),
+    };
+    let host_ok = host
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '[')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let repo_ok = !repo.is_empty()
+        && repo.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+                })
+        });
+    let tag_ok = tag.is_none_or(|t| {
+        !t.is_empty()
+            && t.len() <= 128
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    });
+    host_ok && repo_ok && tag_ok
 }
 
 /// `path` as seen from `base`: itself when absolute, else joined to `base`; `.` components
@@ -113,6 +177,7 @@ impl fmt::Display for ComponentRef {
         match self {
             ComponentRef::Builtin { name, .. } => f.write_str(name)?,
             ComponentRef::Path { path, .. } => write!(f, "{}", path.display())?,
+            ComponentRef::Oci { reference, .. } => write!(f, "{OCI_SCHEME}{reference}")?,
         }
         match self.sha256() {
             Some(d) => write!(f, "@sha256:{d}"),
@@ -203,6 +268,45 @@ mod tests {
             p.to_string(),
             format!("/flows/x.wasm@sha256:{}", HEX.to_ascii_lowercase())
         );
+    }
+
+    #[test]
+    fn oci_references() {
+        let r = parse(&format!(
+            "oci://127.0.0.1:5000/acme/notify:1.0@sha256:{HEX}"
+        ))
+        .unwrap();
+        assert!(
+            matches!(&r, ComponentRef::Oci { reference, sha256: Some(_) } if reference == "127.0.0.1:5000/acme/notify:1.0")
+        );
+        assert!(!r.is_unpinned_oci());
+        assert_eq!(
+            r.to_string(),
+            format!(
+                "oci://127.0.0.1:5000/acme/notify:1.0@sha256:{}",
+                HEX.to_ascii_lowercase()
+            )
+        );
+        let tag = parse("oci://ghcr.io/acme/steps/notify:v2").unwrap();
+        assert!(tag.is_unpinned_oci());
+        assert_eq!(tag.to_string(), "oci://ghcr.io/acme/steps/notify:v2");
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["kind"], "oci");
+        assert_eq!(serde_json::from_value::<ComponentRef>(j).unwrap(), r);
+        for bad in [
+            "oci://",
+            "oci://host",
+            "oci://host/",
+            "oci://host/Upper/x:1",
+            "oci://host/ns/x:",
+            "oci://host/ns//x:1",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ComponentRefError::Oci(_))),
+                "{bad}: {:?}",
+                parse(bad)
+            );
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub mod origin;
 pub mod plan;
 pub mod text;
 
-pub use component::{ComponentRef, ComponentRefError, Sha256};
+pub use component::{ComponentRef, ComponentRefError, OCI_SCHEME, Sha256};
 pub use error::StepError;
 pub use event::{Encoded, Event, EventSink, Outcome, RunStatus, SinkError};
 pub use grant::{GrantKind, GrantRequest};

@@ -201,7 +201,28 @@ impl Runner {
         let StepRunner::Local(local) = &self.steps else {
             return Ok(());
         };
+        if !local.allows_unpinned()
+            && let Some(s) = workflow
+                .steps
+                .iter()
+                .find(|s| s.component.as_ref().is_some_and(|c| c.is_unpinned_oci()))
+        {
+            let c = s.component.as_ref().expect("found above");
+            return Err(RunnerError::Invalid(format!(
+                "step `{}`: `uses: {c}` names a tag without a digest; pin it as {c}@sha256:<manifest digest> (`meridian step pull {c}` prints it) or pass --allow-unpinned",
+                s.id.value
+            )));
+        }
         let schemas = local.schemas_for(workflow).await;
+        // An OCI step that cannot be pulled, verified or trusted stops the run before anything
+        // ran: what runs must be what was pinned and signed.
+        for s in &workflow.steps {
+            if let Some(c @ meridian_model::ComponentRef::Oci { .. }) = &s.component
+                && let Some(Err(e)) = schemas.get(c)
+            {
+                return Err(RunnerError::Invalid(format!("step `{}`: {e}", s.id.value)));
+            }
+        }
         let lookup = |c: &meridian_model::ComponentRef| {
             schemas.get(c).and_then(|r| r.as_ref().ok()).cloned()
         };

@@ -125,12 +125,33 @@ pub(super) fn step(cx: &mut Cx<'_>, node: &Node, index: usize, wf: &Workflow) ->
 /// is resolved against the workflow file's directory, here and only here.
 fn component(cx: &mut Cx<'_>, uses: &Spanned<String>) -> Option<ComponentRef> {
     match ComponentRef::parse(&uses.value, &cx.base) {
+        Ok(c) if c.is_unpinned_oci() => {
+            cx.warn(
+                uses.span,
+                format!(
+                    "`uses: {}` names a tag without a digest: what runs can change under the same workflow",
+                    uses.value.trim()
+                ),
+                Some(
+                    "pin it as `…:TAG@sha256:<manifest digest>` (`meridian step push` and `meridian step pull` print it); `run` and `plan` refuse it unless --allow-unpinned".into(),
+                ),
+            );
+            Some(c)
+        }
         Ok(c) => Some(c),
         Err(ComponentRefError::Empty) => {
             cx.error(
                 uses.span,
                 "`uses` is empty",
                 Some("name a step component: `hello`, `./steps/x.wasm`".into()),
+            );
+            None
+        }
+        Err(e @ ComponentRefError::Oci(_)) => {
+            cx.error(
+                uses.span,
+                e.to_string(),
+                Some("e.g. `uses: oci://registry.example.com/acme/notify-webhook:1.0@sha256:<64 hex digits>`".into()),
             );
             None
         }

@@ -1,0 +1,189 @@
+//! `meridian new step NAME --lang js|python`: a JavaScript (componentize-js) or Python
+//! (componentize-py) step that builds as is, with the SDK and the WIT contract copied in (so the
+//! directory builds wherever it is put) and an example workflow.
+
+use std::path::Path;
+
+use crate::exit;
+use crate::out::outln;
+
+const WIT: &str = include_str!("../../../sdk/wit/step.wit");
+const JS_SDK: &str = include_str!("../../../sdk/js/meridian.js");
+const PY_SDK: &str = include_str!("../../../sdk/python/meridian_step.py");
+/// The toolchain versions the repository's own steps are built and tested with.
+const COMPONENTIZE_JS: &str = "0.23.0";
+const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// Which language a scaffolded step is written in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lang {
+    /// A Rust crate for wasm32-wasip2 (meridian-sdk).
+    #[default]
+    Rust,
+    /// JavaScript, built with componentize-js.
+    Js,
+    /// Python, built with componentize-py.
+    Python,
+}
+
+fn example_workflow(name: &str) -> String {
+    format!(
+        "# Runs the step built in this directory: `meridian run workflow.yaml`.\nname: {name}-example\nsteps:\n  - id: greet\n    uses: ./{name}.wasm\n    with: {{name: Ada}}\n"
+    )
+}
+
+const JS_BUILD: &str = r#"// Builds step.js to a component against wit/: `npm install && npm run build`.
+// Uses @bytecodealliance/componentize-js from node_modules, or from
+// $MERIDIAN_TOOLS_DIR/js/node_modules (where Meridian's scripts/install-deps puts it).
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+async function load() {
+  try {
+    return await import('@bytecodealliance/componentize-js');
+  } catch (e) {
+    const tools = process.env.MERIDIAN_TOOLS_DIR;
+    if (!tools) throw e;
+    return import(pathToFileURL(join(tools, 'js/node_modules/@bytecodealliance/componentize-js/src/componentize.js')));
+  }
+}
+const { componentize } = await load();
+const out = process.argv[2];
+const { component } = await componentize({
+  sourcePath: resolve('step.js'),
+  witPath: resolve('wit'),
+  worldName: 'step',
+  disableFeatures: ['http', 'fetch-event', 'random', 'clocks', 'stdio'],
+});
+await writeFile(out, component);
+console.error(`built ${out}`);
+"#;
+
+/// Writes the project; `dir` exists and is empty.
+pub fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<u8> {
+    let files: Vec<(&str, String)> = match lang {
+        Lang::Rust => unreachable!("the Rust scaffold is scaffold::scaffold"),
+        Lang::Js => vec![
+            (
+                "package.json",
+                format!(
+                    "{{\n  \"name\": \"{name}\",\n  \"version\": \"0.1.0\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"scripts\": {{ \"build\": \"node build.mjs {name}.wasm\" }},\n  \"devDependencies\": {{ \"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\" }}\n}}\n"
+                ),
+            ),
+            ("build.mjs", JS_BUILD.to_owned()),
+            ("meridian.js", JS_SDK.to_owned()),
+            (
+                "step.js",
+                format!(
+                    r#"// `{name}`: a Meridian workflow step in JavaScript.
+// Build: `npm install && npm run build` → {name}.wasm. Use: `uses: ./{name}.wasm`.
+import {{ defineStep, invalidInput }} from './meridian.js';
+
+const step = defineStep({{
+  name: '{name}',
+  version: '0.1.0',
+  description: 'Describe what {name} does.',
+  // JSON Schemas: `meridian validate` checks `with:` against `input` before anything runs.
+  input: {{
+    type: 'object',
+    additionalProperties: false,
+    required: ['name'],
+    properties: {{ name: {{ type: 'string', description: 'Who to greet.' }} }},
+  }},
+  output: {{ type: 'object', properties: {{ message: {{ type: 'string' }} }} }},
+  // Grants it needs, e.g. [['http', 'the URL in `url`']]; ctx.http, ctx.sql(name), ctx.secret(name), ctx.kv, ctx.log.
+  needs: [],
+  run(ctx, input) {{
+    if (!input.name) throw invalidInput('with.name must not be empty');
+    ctx.log.info('running', {{ mode: ctx.invocation.mode }});
+    return {{ message: `hello, ${{input.name}}` }};
+  }},
+}});
+
+export const describe = step.describe;
+export const run = step.run;
+export const compensate = step.compensate;
+"#
+                ),
+            ),
+            ("wit/step.wit", WIT.to_owned()),
+            ("workflow.yaml", example_workflow(name)),
+            (".gitignore", "node_modules/\n*.wasm\n".to_owned()),
+        ],
+        Lang::Python => vec![
+            (
+                "requirements.txt",
+                format!("componentize-py=={COMPONENTIZE_PY}\n"),
+            ),
+            (
+                "build.sh",
+                format!(
+                    "#!/bin/sh\n# Builds app.py to a component against wit/: `pip install -r requirements.txt && ./build.sh`.\nset -e\ncd \"$(dirname \"$0\")\"\ncomponentize-py -d wit -w step componentize -p . app -o {name}.wasm\necho \"built {name}.wasm\" >&2\n"
+                ),
+            ),
+            ("meridian_step.py", PY_SDK.to_owned()),
+            (
+                "app.py",
+                format!(
+                    r#""""`{name}`: a Meridian workflow step in Python.
+Build: `pip install -r requirements.txt && ./build.sh` → {name}.wasm. Use: `uses: ./{name}.wasm`."""
+
+from meridian_step import Step, export, invalid_input
+
+
+class Main(Step):
+    name = "{name}"
+    version = "0.1.0"
+    description = "Describe what {name} does."
+    # JSON Schemas: `meridian validate` checks `with:` against input_schema before anything runs.
+    input_schema = {{
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {{"name": {{"type": "string", "description": "Who to greet."}}}},
+    }}
+    output_schema = {{"type": "object", "properties": {{"message": {{"type": "string"}}}}}}
+    # Grants it needs, e.g. [("sql", "the connection in `connection`")];
+    # ctx.http, ctx.sql(name), ctx.secret(name), ctx.kv, ctx.log.
+    needs = []
+
+    def run(self, ctx, input):
+        if not input["name"]:
+            raise invalid_input("with.name must not be empty")
+        ctx.log.info("running", {{"plan": ctx.is_plan}})
+        return {{"message": f"hello, {{input['name']}}"}}
+
+
+WitWorld = export(Main)
+"#
+                ),
+            ),
+            ("wit/step.wit", WIT.to_owned()),
+            ("workflow.yaml", example_workflow(name)),
+            (".gitignore", "__pycache__/\n*.wasm\n".to_owned()),
+        ],
+    };
+    for (rel, text) in &files {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, text)?;
+    }
+    let build = if lang == Lang::Js {
+        "npm install && npm run build".to_owned()
+    } else {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.join("build.sh"), std::fs::Permissions::from_mode(0o755))?;
+        "pip install -r requirements.txt && ./build.sh".to_owned()
+    };
+    outln!(
+        "created step `{name}` in {}\n  build: cd {} && {build}\n  use:   uses: {}/{name}.wasm   (example: {}/workflow.yaml)",
+        dir.display(),
+        dir.display(),
+        dir.display(),
+        dir.display()
+    )?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,220 @@
+//! The trust policy: which keys must have signed the steps of which registries and
+//! namespaces. A TOML file (`--trust-policy FILE`, `MERIDIAN_TRUST_POLICY`):
+//!
+//! ```toml
+//! unmatched = "allow"              # steps no rule matches: "allow" (default) or "refuse"
+//!
+//! [[rule]]
+//! scope = "registry.example.com/acme"   # a registry, a namespace in it, or one repository
+//! keys = ["keys/acme.pub"]              # PEM public keys, relative to this file; any one suffices
+//!
+//! [[rule]]
+//! scope = "127.0.0.1:5000/scratch"
+//! unsigned = true                       # steps here may run unsigned
+//! ```
+//!
+//! The rule with the longest matching scope applies (`*` matches every step). Without a
+//! policy file, OCI steps run whether signed or not (digests are still checked).
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+
+use crate::OciError;
+
+/// A loaded trust policy.
+#[derive(Debug, Clone)]
+pub struct TrustPolicy {
+    /// Where it came from, for messages.
+    pub source: String,
+    unmatched_allowed: bool,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    scope: String,
+    keys: Vec<(String, VerifyingKey)>,
+    unsigned: bool,
+}
+
+/// What the policy asks of one step.
+#[derive(Debug)]
+pub enum Requirement<'a> {
+    /// Runs signed or not; `rule` names the rule that allows it, if one does.
+    Nothing { rule: Option<String> },
+    /// Must carry a valid signature by one of `keys`.
+    Signed {
+        rule: String,
+        keys: &'a [(String, VerifyingKey)],
+    },
+    /// No rule matches and the policy refuses unmatched steps.
+    Refused { rule: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    unmatched: Option<String>,
+    #[serde(default)]
+    rule: Vec<RuleFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    scope: String,
+    #[serde(default)]
+    keys: Vec<PathBuf>,
+    #[serde(default)]
+    unsigned: bool,
+}
+
+impl TrustPolicy {
+    /// Reads the policy file at `path`; key paths are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, OciError> {
+        let text = std::fs::read_to_string(path).map_err(|e| OciError::File {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base, &path.display().to_string())
+    }
+
+    /// Parses policy text; `base` resolves relative key paths, `source` names it in messages.
+    pub fn parse(text: &str, base: &Path, source: &str) -> Result<Self, OciError> {
+        let bad = |why: String| OciError::Policy(format!("trust policy {source}: {why}"));
+        let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let unmatched_allowed = match file.unmatched.as_deref() {
+            None | Some("allow") => true,
+            Some("refuse") => false,
+            Some(other) => {
+                return Err(bad(format!(
+                    "`unmatched = \"{other}\"`: expected \"allow\" or \"refuse\""
+                )));
+            }
+        };
+        let mut rules = Vec::new();
+        for r in file.rule {
+            let scope = r
+                .scope
+                .trim()
+                .trim_start_matches("oci://")
+                .trim_end_matches('/');
+            if scope.is_empty() {
+                return Err(bad("a rule has an empty `scope`".into()));
+            }
+            if r.unsigned != r.keys.is_empty() {
+                return Err(bad(format!(
+                    "rule `{scope}`: give either `keys = [...]` or `unsigned = true`"
+                )));
+            }
+            let mut keys = Vec::new();
+            for k in &r.keys {
+                let path = base.join(k);
+                let key = crate::sign::load_verifying_key(&path)
+                    .map_err(|e| bad(format!("rule `{scope}`: {e}")))?;
+                keys.push((k.display().to_string(), key));
+            }
+            rules.push(Rule {
+                scope: scope.to_owned(),
+                keys,
+                unsigned: r.unsigned,
+            });
+        }
+        Ok(TrustPolicy {
+            source: source.to_owned(),
+            unmatched_allowed,
+            rules,
+        })
+    }
+
+    /// What the policy asks of the step at `scope` (`registry/repository`).
+    pub fn requirement(&self, scope: &str) -> Requirement<'_> {
+        let matches = |s: &str| s == "*" || scope == s || scope.starts_with(&format!("{s}/"));
+        let best = self
+            .rules
+            .iter()
+            .filter(|r| matches(&r.scope))
+            .max_by_key(|r| if r.scope == "*" { 0 } else { r.scope.len() });
+        match best {
+            Some(r) if r.unsigned => Requirement::Nothing {
+                rule: Some(self.rule_name(&r.scope)),
+            },
+            Some(r) => Requirement::Signed {
+                rule: self.rule_name(&r.scope),
+                keys: &r.keys,
+            },
+            None if self.unmatched_allowed => Requirement::Nothing { rule: None },
+            None => Requirement::Refused {
+                rule: format!("`unmatched = \"refuse\"` in {}", self.source),
+            },
+        }
+    }
+
+    fn rule_name(&self, scope: &str) -> String {
+        format!("rule `{scope}` in {}", self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_scope_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::sign::generate(&dir.path().join("acme.key")).unwrap();
+        let text = r#"
+            unmatched = "refuse"
+            [[rule]]
+            scope = "reg.example.com/acme"
+            keys = ["acme.key.pub"]
+            [[rule]]
+            scope = "oci://reg.example.com/acme/scratch/"
+            unsigned = true
+        "#;
+        let p = TrustPolicy::parse(text, dir.path(), "policy.toml").unwrap();
+        assert!(matches!(
+            p.requirement("reg.example.com/acme/notify"),
+            Requirement::Signed { rule, keys } if rule.contains("`reg.example.com/acme`") && keys.len() == 1
+        ));
+        assert!(matches!(
+            p.requirement("reg.example.com/acme/scratch/x"),
+            Requirement::Nothing { rule: Some(_) }
+        ));
+        assert!(matches!(
+            p.requirement("reg.example.com/acmeish/x"),
+            Requirement::Refused { .. }
+        ));
+        let open = TrustPolicy::parse("", dir.path(), "p").unwrap();
+        assert!(matches!(
+            open.requirement("x/y"),
+            Requirement::Nothing { rule: None }
+        ));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, needle) in [
+            ("unmatched = \"maybe\"", "expected \"allow\""),
+            ("[[rule]]\nscope = \"a/b\"", "either `keys"),
+            (
+                "[[rule]]\nscope = \"a/b\"\nkeys = [\"missing.pub\"]",
+                "missing.pub",
+            ),
+            (
+                "[[rule]]\nscope = \"a/b\"\nunsigned = true\nkey = 1",
+                "unknown field",
+            ),
+        ] {
+            let e = TrustPolicy::parse(text, dir.path(), "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains("p.toml"), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Steps through a real OCI registry (Debian's docker-registry on loopback): push, run pinned
+//! from a fresh cache, run offline, unpinned tags, a signing policy, tampering.
+
+use std::process::Output;
+
+use meridian_oci::testkit::TestRegistry;
+
+use crate::support::{Scratch, expect_code};
+
+/// `meridian ARGS…` with this test's own cache dir (pulled artifacts land in `<cache>/oci`).
+fn run(s: &Scratch, cache: &str, args: &[&str]) -> Output {
+    s.cmd()
+        .env("MERIDIAN_CACHE_DIR", s.path().join(cache))
+        .env_remove("MERIDIAN_TRUST_POLICY")
+        .env("DOCKER_CONFIG", s.path().join("no-docker-config"))
+        .args(args)
+        .output()
+        .expect("run meridian")
+}
+
+fn workflow(s: &Scratch, name: &str, uses: &str) {
+    s.write(
+        name,
+        &format!("name: oci\nsteps:\n  - id: greet\n    uses: {uses}\n    with: {{name: Ada}}\n"),
+    );
+}
+
+#[test]
+fn push_run_pinned_offline_and_signed() {
+    let s = Scratch::new();
+    let reg = TestRegistry::start();
+    let tag = format!("oci://{}/acme/hello:1.0", reg.host);
+    let (pinned, _) = expect_code(
+        &run(&s, "c0", &["step", "push", meridian_artifacts::HELLO, &tag]),
+        0,
+    );
+    let pinned = pinned.trim().to_owned();
+    assert!(pinned.starts_with(&format!("{tag}@sha256:")), "{pinned}");
+    let digest = pinned.rsplit_once('@').unwrap().1.to_owned();
+
+    // Pinned, first use on a fresh cache: pulled, verified, run.
+    workflow(&s, "pinned.yaml", &pinned);
+    expect_code(&run(&s, "c1", &["validate", "pinned.yaml"]), 0);
+    let (out, _) = expect_code(&run(&s, "c1", &["--json", "run", "pinned.yaml"]), 0);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        r["steps"][0]["legs"][0]["output"]["greeting"],
+        "Hello, Ada!"
+    );
+    expect_code(&run(&s, "c1", &["plan", "pinned.yaml"]), 0);
+
+    // A tag alone: validate warns, run refuses unless --allow-unpinned.
+    workflow(&s, "tag.yaml", &tag);
+    let (_, err) = expect_code(&run(&s, "c1", &["validate", "tag.yaml"]), 0);
+    assert!(err.contains("without a digest"), "{err}");
+    let (_, err) = expect_code(&run(&s, "c1", &["run", "tag.yaml"]), 2);
+    assert!(
+        err.contains("--allow-unpinned") && err.contains("greet"),
+        "{err}"
+    );
+    expect_code(&run(&s, "c1", &["run", "tag.yaml", "--allow-unpinned"]), 0);
+
+    // A signing policy: unsigned is refused, naming the step, the digest and the rule.
+    let (pubkey, _) = expect_code(&run(&s, "c1", &["step", "keygen", "acme.key"]), 0);
+    assert_eq!(pubkey.trim(), "acme.key.pub");
+    s.write(
+        "policy.toml",
+        &format!(
+            "[[rule]]\nscope = \"{}/acme\"\nkeys = [\"acme.key.pub\"]\n",
+            reg.host
+        ),
+    );
+    let policy = ["--trust-policy", "policy.toml"];
+    let (_, err) = expect_code(
+        &run(&s, "c1", &[&policy[..], &["run", "pinned.yaml"]].concat()),
+        2,
+    );
+    assert!(err.contains("step `greet`"), "{err}");
+    assert!(err.contains(&digest), "{err}");
+    assert!(
+        err.contains(&format!("rule `{}/acme` in policy.toml", reg.host)),
+        "{err}"
+    );
+    assert!(err.contains("not signed"), "{err}");
+
+    let (signed, err) = expect_code(
+        &run(&s, "c1", &["step", "sign", &tag, "--key", "acme.key"]),
+        0,
+    );
+    assert_eq!(signed.trim(), pinned, "{err}");
+    expect_code(
+        &run(&s, "c1", &[&policy[..], &["run", "pinned.yaml"]].concat()),
+        0,
+    );
+    let (show, _) = expect_code(
+        &run(
+            &s,
+            "c1",
+            &[&policy[..], &["steps", "show", &pinned]].concat(),
+        ),
+        0,
+    );
+    assert!(
+        show.contains("origin:     oci") && show.contains(&digest),
+        "{show}"
+    );
+    assert!(show.contains("verified, signed by acme.key.pub"), "{show}");
+
+    // `step pull` on another fresh cache prints the pinned reference.
+    let (pulled, _) = expect_code(
+        &run(&s, "c2", &["step", "pull", &tag, "--output", "copy.wasm"]),
+        0,
+    );
+    assert_eq!(pulled.trim(), pinned);
+    assert_eq!(
+        std::fs::read(s.path().join("copy.wasm")).unwrap(),
+        std::fs::read(meridian_artifacts::HELLO).unwrap()
+    );
+
+    // The registry gone: what was pulled (and its signature) still runs from the cache.
+    drop(reg);
+    expect_code(
+        &run(&s, "c1", &[&policy[..], &["run", "pinned.yaml"]].concat()),
+        0,
+    );
+    // A cache that never had it cannot.
+    let (_, err) = expect_code(&run(&s, "c3", &["run", "pinned.yaml"]), 2);
+    assert!(err.contains("step `greet`"), "{err}");
+}
+
+#[test]
+fn a_tampered_component_is_refused_before_anything_runs() {
+    let s = Scratch::new();
+    let reg = TestRegistry::start();
+    let tag = format!("oci://{}/acme/hello:2.0", reg.host);
+    let (pinned, _) = expect_code(
+        &run(&s, "c0", &["step", "push", meridian_artifacts::HELLO, &tag]),
+        0,
+    );
+    let (show, _) = expect_code(
+        &run(&s, "c0", &["--json", "step", "pull", pinned.trim()]),
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let blob = reg.blob_file(v["component_digest"].as_str().unwrap());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+    s.write(
+        "wf.yaml",
+        &format!(
+            "name: oci\nsteps:\n  - id: first\n    uses: hello\n  - id: greet\n    uses: {}\n",
+            pinned.trim()
+        ),
+    );
+    let (out, err) = expect_code(&run(&s, "fresh", &["run", "wf.yaml"]), 2);
+    assert!(
+        err.contains("step `greet`") && err.contains("digest mismatch"),
+        "{err}"
+    );
+    assert!(!out.contains("first"), "nothing ran: {out}");
+}
