@@ -22,8 +22,17 @@ pub struct WorkflowRow {
     pub next_fire_ms: Option<i64>,
     /// The last finished drill run with its figures (drill workflows).
     pub last_drill: Option<(RunSummary, DrillVerdict)>,
-    /// The last plan run: the readiness we know of until a richer one exists.
+    /// The last plan run: what the overview shows when no readiness check runs.
     pub last_plan: Option<RunSummary>,
+    /// The server's last readiness check (`ready-every`), when it runs one.
+    pub readiness: Option<ReadyRow>,
+}
+
+/// A readiness answer: ready or not, when, and the failed rules.
+pub struct ReadyRow {
+    pub ready: bool,
+    pub checked_at_ms: i64,
+    pub problems: Vec<String>,
 }
 
 fn run_link(r: &RunSummary) -> Markup {
@@ -71,7 +80,12 @@ pub fn overview_page(rows: &[WorkflowRow], viewer: &Viewer) -> String {
                                 a href={"/runs/" (urlenc(&r.id))} { (badge(&overall(v))) } br; (figures_line(v))
                             } @else { span.muted { "—" } }
                         }
-                        td data-h="Readiness" { @if let Some(r) = &w.last_plan { (run_link(r)) } @else { span.muted { "no plan run yet" } } }
+                        td data-h="Readiness" {
+                            @if let Some(r) = &w.readiness {
+                                (badge(if r.ready { "ready" } else { "not-ready" })) " " span.muted { (wall(r.checked_at_ms)) }
+                                @for p in &r.problems { br; span { (p) } }
+                            } @else if let Some(r) = &w.last_plan { "last plan: " (run_link(r)) } @else { span.muted { "no readiness check or plan run yet" } }
+                        }
                     }
                 }
             }

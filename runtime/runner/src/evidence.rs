@@ -177,8 +177,8 @@ fn component_digest(c: &meridian_protocol::ComponentRef) -> Option<String> {
     let bytes: Vec<u8> = match c {
         ComponentRef::Builtin { name, .. } => meridian_artifacts::builtin(name)?.to_vec(),
         ComponentRef::Path { path, .. } => std::fs::read(path).ok()?,
-        #[allow(unreachable_patterns)]
-        _ => return None,
+        // An OCI step is pinned by its manifest digest (the manifest names the layer's).
+        ComponentRef::Oci { sha256, .. } => return sha256.map(|d| d.to_string()),
     };
     Some(hex::encode(Sha256::digest(&bytes)))
 }

@@ -232,8 +232,14 @@ fn components_check(wf: &Workflow) -> Check {
                 )),
                 Ok(_) => {}
             },
-            #[allow(unreachable_patterns)]
-            Some(_) => {}
+            Some(ComponentRef::Oci { reference, sha256 }) => {
+                if sha256.is_none() {
+                    problems.push(format!(
+                        "{}: oci://{reference} is a tag, not pinned; `meridian step pull` prints the digest to pin",
+                        s.id.value
+                    ));
+                }
+            }
         }
     }
     Check {

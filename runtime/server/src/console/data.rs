@@ -69,6 +69,11 @@ fn overview_rows(s: &Server) -> Result<Vec<console::WorkflowRow>, ApiError> {
             *e = (*e).min(t);
         }
     }
+    let ready: BTreeMap<String, crate::readiness::LastReadiness> = s
+        .readiness_infos()
+        .into_iter()
+        .map(|r| (r.workflow.clone(), r))
+        .collect();
     let catalog = s.catalog.read().unwrap();
     let mut rows = Vec::new();
     for info in catalog.infos() {
@@ -93,11 +98,19 @@ fn overview_rows(s: &Server) -> Result<Vec<console::WorkflowRow>, ApiError> {
         }
         rows.push(console::WorkflowRow {
             next_fire_ms: name.as_ref().and_then(|n| next.get(n).copied()),
-            name,
             file: info.file,
             description: info.description,
             error: info.error,
             last_run,
+            readiness: name
+                .as_ref()
+                .and_then(|n| ready.get(n))
+                .map(|r| console::ReadyRow {
+                    ready: r.ready,
+                    checked_at_ms: r.checked_at_ms,
+                    problems: r.problems.clone(),
+                }),
+            name,
             last_drill,
             last_plan,
         });
