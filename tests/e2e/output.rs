@@ -200,3 +200,63 @@ fn json_events_carry_timestamps() {
     }
     assert_eq!(events[0]["event"], "run-started");
 }
+
+/// What a step logs is journaled per attempt (masked, bounded), streamed in `--json` events and
+/// shown by `runs show`; a secret's value never appears.
+#[test]
+fn step_logs_are_journaled_masked_and_shown() {
+    let s = Scratch::new();
+    std::fs::copy(
+        meridian_artifacts::KITCHEN_SINK,
+        s.path().join("kitchen_sink.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "logs.yaml",
+        r#"
+name: logs
+secrets: [token]
+steps:
+  - id: talk
+    uses: ./kitchen_sink.wasm
+    with:
+      ops:
+        - {op: log, level: info, message: "connecting with t0ps3cret now"}
+        - {op: log, level: warn, message: "second line"}
+"#,
+    );
+    let run = s
+        .cmd()
+        .env("MERIDIAN_SECRET_TOKEN", "t0ps3cret")
+        .args(["--json", "run", "logs.yaml"])
+        .output()
+        .unwrap();
+    let (out, stderr) = expect_code(&run, 0);
+    let run_id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let streamed = stderr
+        .lines()
+        .find(|l| l.contains("\"step-log\""))
+        .unwrap_or_else(|| panic!("no step-log event: {stderr}"));
+    assert!(streamed.contains("connecting with *** now"), "{streamed}");
+    assert!(!stderr.contains("t0ps3cret"), "{stderr}");
+
+    let (shown, _) = expect_code(&s.run(&["--json", "runs", "show", &run_id]), 0);
+    let shown: Json = serde_json::from_str(&shown).unwrap();
+    let log = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["event"] == "step-log")
+        .unwrap_or_else(|| panic!("not journaled: {shown}"));
+    assert_eq!(log["event"]["attempt"], 1);
+    assert_eq!(log["event"]["lines"].as_array().unwrap().len(), 2, "{log}");
+    assert!(log["at_ms"].as_i64().unwrap() > 0);
+
+    let (text, _) = expect_code(&s.run(&["runs", "show", &run_id]), 0);
+    assert!(text.contains("attempt 1 logged"), "{text}");
+    assert!(text.contains("warn: second line"), "{text}");
+    assert!(!text.contains("t0ps3cret"), "{text}");
+}

@@ -197,6 +197,19 @@ fn describe_raw(ev: &Event, run: &RunContext) -> Option<String> {
             fmt_dur(*duration),
             run.message(*status, message)
         ),
+        Event::StepLog {
+            step,
+            leg,
+            attempt,
+            lines,
+        } => {
+            let mut text = format!("{}: attempt {attempt} logged:", leg_id(step, leg));
+            for l in lines {
+                text.push_str("\n  ");
+                text.push_str(&l.to_string());
+            }
+            text
+        }
         Event::Measured { name, .. } if name == "canary-started" => {
             "drill canaries started (writer and prober, host side)".to_string()
         }
@@ -471,7 +484,12 @@ impl EventSink for Live {
                 row.running = false;
                 row.state = *outcome;
                 row.took = Some(*duration);
-                row.note = error.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                // The attempt's last log line stays when the leg ends without an error.
+                row.note = match error {
+                    Some(e) => e.to_string(),
+                    None if row.note.starts_with("log: ") => std::mem::take(&mut row.note),
+                    None => String::new(),
+                };
             }
             Event::StepSkipped { step, reason } => {
                 if let Some(row) = st.rows.get_mut(step) {
@@ -492,6 +510,14 @@ impl EventSink for Live {
             Event::ApprovalRequired { step, message } => {
                 if let Some(row) = st.rows.get_mut(step) {
                     row.note = format!("needs approval: {message}");
+                }
+            }
+            Event::StepLog {
+                step, leg, lines, ..
+            } => {
+                if let (Some(row), Some(last)) = (st.rows.get_mut(&leg_id(step, leg)), lines.last())
+                {
+                    row.note = format!("log: {}", last.message);
                 }
             }
             Event::Compensation { .. } | Event::RunFinished { .. } | Event::Measured { .. } => {

@@ -260,6 +260,12 @@ fn details(story: &Story<'_>, now: i64) -> Markup {
                                 }
                             }
                         }
+                        @for (n, at, lines) in &l.logs {
+                            details.log {
+                                summary { "Log of attempt " (n) " (" (lines.len()) " line" @if lines.len() != 1 { "s" } ", journaled " (crate::fmt::clock(*at, true)) " UTC)" }
+                                pre { @for line in lines.iter() { (clean(&line.to_string())) "\n" } }
+                            }
+                        }
                         @for u in &l.undo {
                             p { "Compensation (" (format!("{:?}", u.action).to_lowercase()) ") at " (wall(u.at)) ": " (u.outcome.as_str())
                                 @if let Some(e) = u.error { " — " (plain_error(e)) } }
@@ -277,7 +283,8 @@ fn details(story: &Story<'_>, now: i64) -> Markup {
 }
 
 pub(crate) fn worth_details(l: &Lane<'_>) -> bool {
-    l.skipped.is_some()
+    !l.logs.is_empty()
+        || l.skipped.is_some()
         || !l.undo.is_empty()
         || l.attempts.len() > 1
         || l.attempts.iter().any(|a| a.error.is_some())
@@ -288,7 +295,8 @@ pub(crate) fn worth_details(l: &Lane<'_>) -> bool {
 
 /// Whether a lane has more to show than a successful output (the short form).
 pub(crate) fn rich(l: &Lane<'_>) -> bool {
-    l.state() != "success"
+    !l.logs.is_empty()
+        || l.state() != "success"
         || !l.undo.is_empty()
         || l.attempts.len() > 1
         || l.attempts.iter().any(|a| a.error.is_some())

@@ -84,6 +84,21 @@ fn events() -> Vec<EventRecord> {
                 None,
             ),
         ),
+        at(
+            4,
+            1_600,
+            Event::StepLog {
+                step: "kill".into(),
+                leg: String::new(),
+                attempt: 1,
+                lines: vec![meridian_protocol::LogLine {
+                    level: meridian_protocol::Level::Info,
+                    source: meridian_protocol::LogSource::Guest,
+                    message: format!("region down {EVIL}"),
+                    fields: Vec::new(),
+                }],
+            },
+        ),
         at(4, 2_000, start("switch", "eu", 1)),
         at(5, 2_000, start("switch", "us", 1)),
         at(
@@ -194,6 +209,10 @@ fn what_steps_wrote_is_escaped_everywhere() {
             "{html}"
         );
     }
+    // A step's log lines are on the page, as text.
+    let file = page(Shell::File);
+    assert!(file.contains("Log of attempt 1"), "{file}");
+    assert!(file.contains("info: region down &lt;script&gt;"), "{file}");
     // The file has no script at all and a policy that would refuse one.
     let file = page(Shell::File);
     assert!(!file.contains("<script"));

@@ -46,6 +46,8 @@ pub(crate) struct Lane<'a> {
     /// Why it was skipped.
     pub skipped: Option<&'a str>,
     pub undo: Vec<Undo<'a>>,
+    /// What its attempts logged: (attempt, when journaled, lines).
+    pub logs: Vec<(u32, i64, &'a [meridian_protocol::LogLine])>,
     /// Waiting at its approval gate.
     pub waiting: bool,
 }
@@ -137,6 +139,7 @@ impl<'a> Story<'a> {
                     finished: None,
                     skipped: None,
                     undo: Vec::new(),
+                    logs: Vec::new(),
                     waiting: false,
                 });
                 lanes.len() - 1
@@ -259,6 +262,15 @@ impl<'a> Story<'a> {
                     });
                 }
                 Event::RunFinished { .. } => running = false,
+                Event::StepLog {
+                    step,
+                    leg,
+                    attempt,
+                    lines,
+                } => {
+                    let i = lane(&mut lanes, step, leg);
+                    lanes[i].logs.push((*attempt, e.at_ms, lines));
+                }
                 // The drill's canary figures are read through `DrillVerdict`.
                 Event::StepFinished { .. } | Event::Measured { .. } => {}
             }

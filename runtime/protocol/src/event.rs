@@ -171,6 +171,14 @@ pub enum Event {
         duration: Duration,
         message: String,
     },
+    /// What a successful attempt logged (`ctx.log`, stdout, stderr), masked and bounded (see
+    /// [`crate::log::bound_lines`]); journaled with the leg's result.
+    StepLog {
+        step: String,
+        leg: String,
+        attempt: u32,
+        lines: Vec<crate::LogLine>,
+    },
     /// Something the host measured beside the steps (a drill's canaries): `name` says what
     /// (`canary-started`, `canary`), `value` holds the figures. Never written by a step.
     Measured {
@@ -195,6 +203,7 @@ impl Event {
             Event::Compensation { .. } => "compensation",
             Event::RunFinished { .. } => "run-finished",
             Event::Measured { .. } => "measured",
+            Event::StepLog { .. } => "step-log",
         }
     }
 
@@ -223,7 +232,8 @@ impl Event {
             | Event::StepSkipped { .. }
             | Event::AttemptStarted { .. }
             | Event::AttemptFailed { .. }
-            | Event::StepFinished { .. } => false,
+            | Event::StepFinished { .. }
+            | Event::StepLog { .. } => false,
         }
     }
 
@@ -239,6 +249,7 @@ impl Event {
             | Event::AttemptFailed { step, .. }
             | Event::LegFinished { step, .. }
             | Event::StepFinished { step, .. }
+            | Event::StepLog { step, .. }
             | Event::Compensation { step, .. } => Some(step),
         }
     }

@@ -68,3 +68,36 @@ impl std::fmt::Display for LogLine {
         Ok(())
     }
 }
+
+/// Most lines of one attempt kept in the journal.
+pub const MAX_JOURNALED_LINES: usize = 200;
+/// Most bytes of message text of one attempt kept in the journal.
+pub const MAX_JOURNALED_BYTES: usize = 64 * 1024;
+
+/// The first lines that fit [`MAX_JOURNALED_LINES`] and [`MAX_JOURNALED_BYTES`], and a last line
+/// saying how many were left out, if any.
+pub fn bound_lines(lines: Vec<LogLine>) -> Vec<LogLine> {
+    let total = lines.len();
+    let mut bytes = 0usize;
+    let mut out = Vec::new();
+    for l in lines {
+        bytes += l.message.len();
+        if out.len() >= MAX_JOURNALED_LINES || bytes > MAX_JOURNALED_BYTES {
+            break;
+        }
+        out.push(l);
+    }
+    if out.len() < total {
+        out.push(LogLine {
+            level: Level::Warn,
+            source: LogSource::Host,
+            message: format!(
+                "{} more log lines not kept (at most {MAX_JOURNALED_LINES} lines or {} KiB per attempt)",
+                total - out.len(),
+                MAX_JOURNALED_BYTES / 1024
+            ),
+            fields: Vec::new(),
+        });
+    }
+    out
+}

@@ -90,7 +90,22 @@ impl Attempt {
                 _ = self.cancel.cancelled() => Err(StepError::Cancelled),
             };
             match result {
-                Ok(StepResult { output, plan, .. }) => {
+                Ok(StepResult { output, plan, logs }) => {
+                    if !logs.is_empty() {
+                        let lines = meridian_protocol::log::bound_lines(logs)
+                            .into_iter()
+                            .map(|mut l| {
+                                l.message = self.masker.mask_string(l.message);
+                                l
+                            })
+                            .collect();
+                        self.emit(Event::StepLog {
+                            step: step.to_string(),
+                            leg: key.clone(),
+                            attempt,
+                            lines,
+                        });
+                    }
                     return LegReport {
                         key,
                         matrix,
