@@ -96,7 +96,9 @@ fn run_passes_outputs_between_steps_and_journals() {
     );
     let page = std::fs::read_to_string(s.path().join("report.html")).unwrap();
     assert!(
-        page.contains(">Timeline</h2>") && page.contains("<th>again</th>"),
+        // Its lane links to the step's details (its log lines are there).
+        page.contains(">Timeline</h2>")
+            && page.contains("<th><a href=\"#step-again\">again</a></th>"),
         "{page}"
     );
     assert_eq!(page.matches("class=\"b success\"").count(), 2, "{page}");
