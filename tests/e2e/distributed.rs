@@ -161,11 +161,7 @@ fn compensation_on_another_worker_after_resume_sees_the_kv_state() {
     let Some(db) = store(&s) else {
         return;
     };
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     std::fs::create_dir_all(s.path().join("rec")).unwrap();
     s.write("undo.yaml", crate::regressions::UNDO_WORKFLOW);
     let spawn = |id: &str| {

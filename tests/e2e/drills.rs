@@ -184,7 +184,6 @@ fn dns_stale_keeps_clients_on_the_dead_region_for_the_stale_window() {
 fn a_drill_killed_during_promote_is_incomplete_after_resume_never_met() {
     let s = Scratch::new();
     let lab = LabGuard::up(&s);
-    let state = s.path().join("state");
     let err = s.path().join("run.err");
     let mut child = s
         .cmd()
@@ -218,7 +217,6 @@ fn a_drill_killed_during_promote_is_incomplete_after_resume_never_met() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let _ = &state;
     let run_id = run_id.unwrap();
     let out = s
         .cmd()

@@ -41,11 +41,7 @@ steps:
 #[test]
 fn a_continue_on_error_failure_is_reported_and_its_lines_stay_indented() {
     let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     s.write("coe.yaml", COE);
     let (out, err) = expect_code(&s.run(&["run", "coe.yaml"]), 0);
     assert!(!out.contains("all steps succeeded"), "{out}");
@@ -206,11 +202,7 @@ fn json_events_carry_timestamps() {
 #[test]
 fn step_logs_are_journaled_masked_and_shown() {
     let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     s.write(
         "logs.yaml",
         r#"

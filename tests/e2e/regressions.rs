@@ -38,11 +38,7 @@ fn json(out: &str) -> Json {
 #[test]
 fn compensation_after_resume_sees_the_kv_state_saved_before_it() {
     let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     std::fs::create_dir_all(s.path().join("rec")).unwrap();
     s.write("undo.yaml", UNDO_WORKFLOW);
     let env = [("MERIDIAN_SECRET_TOKEN", "t0k")];
@@ -93,11 +89,7 @@ fn resume_keeps_the_run_timeout() {
 #[test]
 fn retry_from_a_step_keeps_earlier_continue_on_error_failures() {
     let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
     std::fs::create_dir_all(s.path().join("rec")).unwrap();
     s.write(
@@ -149,11 +141,7 @@ steps:
 #[test]
 fn a_failed_plan_does_not_claim_no_changes() {
     let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     s.write(
         "plan.yaml",
         "name: p\nsecrets: [token]\nsteps:\n  - id: creds\n    uses: ./kitchen_sink.wasm\n    with: {ops: [{op: fail, kind: fatal, message: \"bad credentials\"}]}\n",
@@ -176,11 +164,7 @@ fn a_failed_plan_does_not_claim_no_changes() {
 #[test]
 fn a_step_cannot_write_control_sequences_to_the_terminal() {
     let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     let hostile =
         "\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;aGk=\u{7}\r  success    fake-step\nline two";
     s.write(
@@ -251,11 +235,7 @@ fn run_checks_with_against_the_schema_like_validate() {
 #[test]
 fn a_step_cannot_read_what_another_step_stored_in_kv_without_a_grant() {
     let s = Scratch::new();
-    std::fs::copy(
-        meridian_artifacts::KITCHEN_SINK,
-        s.path().join("kitchen_sink.wasm"),
-    )
-    .unwrap();
+    s.kitchen_sink();
     s.write(
         "kv.yaml",
         r#"

@@ -20,6 +20,16 @@ impl Scratch {
         self.dir.path()
     }
 
+    /// Copies the kitchen-sink test guest to `kitchen_sink.wasm` in the scratch dir (workflows
+    /// there say `uses: ./kitchen_sink.wasm`).
+    pub fn kitchen_sink(&self) {
+        std::fs::copy(
+            meridian_artifacts::KITCHEN_SINK,
+            self.dir.path().join("kitchen_sink.wasm"),
+        )
+        .unwrap();
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         if let Some(parent) = p.parent() {

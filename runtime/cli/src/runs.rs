@@ -85,11 +85,7 @@ fn html_page(
                 .iter()
                 .map(|s| s.id.value.clone())
                 .collect(),
-            meridian_runner::DrillVerdict::from_outputs(
-                &l.workflow,
-                &legs.iter().map(|l| &l.output),
-                meridian_runner::DrillVerdict::canary_record(events).as_ref(),
-            ),
+            meridian_runner::DrillVerdict::of_run(&l.workflow, legs, events),
             None,
         ),
         Err(e) => (

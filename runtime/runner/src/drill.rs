@@ -213,8 +213,19 @@ impl DrillVerdict {
         Some(DrillVerdict { figures, verdict })
     }
 
+    /// The verdict of a journaled run: its legs' outputs and its last `measured canary` record
+    /// (a run that ended elsewhere, or was resumed).
+    pub fn of_run(
+        wf: &Workflow,
+        legs: &[meridian_store::LegRecord],
+        events: &[meridian_store::EventRecord],
+    ) -> Option<DrillVerdict> {
+        let canary = Self::canary_record(events);
+        Self::from_outputs(wf, &legs.iter().map(|l| &l.output), canary.as_ref())
+    }
+
     /// The run's last `measured canary` record in a journal's events.
-    pub fn canary_record(events: &[meridian_store::EventRecord]) -> Option<Json> {
+    fn canary_record(events: &[meridian_store::EventRecord]) -> Option<Json> {
         events.iter().rev().find_map(|e| match &e.event {
             meridian_protocol::Event::Measured { name, value } if name == crate::canary::REPORT => {
                 Some(value.clone())

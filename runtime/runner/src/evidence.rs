@@ -106,9 +106,10 @@ pub fn chain(events: &[Json]) -> String {
 /// Builds the signed evidence of run `id`.
 pub fn export(journal: &dyn Journal, id: &str, key: &SigningKey) -> Result<Json, EvidenceError> {
     let (record, summary) = journal.run(id)?;
-    let events: Vec<Json> = journal
-        .events(id)?
-        .into_iter()
+    let records = journal.events(id)?;
+    let legs = journal.legs(id)?;
+    let events: Vec<Json> = records
+        .iter()
         .map(|e| json!({"seq": e.seq, "at_ms": e.at_ms, "event": e.event}))
         .collect();
     let approvals: Vec<Json> = journal
@@ -132,16 +133,9 @@ pub fn export(journal: &dyn Journal, id: &str, key: &SigningKey) -> Result<Json,
             .collect(),
         None => Vec::new(),
     };
-    let drill = loaded.as_ref().and_then(|l| {
-        let legs = journal.legs(id).ok()?;
-        let recs = journal.events(id).ok()?;
-        let canary = DrillVerdict::canary_record(&recs);
-        DrillVerdict::from_outputs(
-            &l.workflow,
-            &legs.iter().map(|l| &l.output),
-            canary.as_ref(),
-        )
-    });
+    let drill = loaded
+        .as_ref()
+        .and_then(|l| DrillVerdict::of_run(&l.workflow, &legs, &records));
     let body = json!({
         "run": record.id,
         "workflow": record.workflow,

@@ -85,9 +85,7 @@ pub fn history(
         };
         let legs = journal.legs(&r.id)?;
         let events = journal.events(&r.id)?;
-        let canary = DrillVerdict::canary_record(&events);
-        let drill =
-            DrillVerdict::from_outputs(&wf, &legs.iter().map(|l| &l.output), canary.as_ref());
+        let drill = DrillVerdict::of_run(&wf, &legs, &events);
         out.push(DrillRun {
             run: r.id,
             workflow: r.workflow,

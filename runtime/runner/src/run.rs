@@ -12,6 +12,7 @@ use meridian_protocol::{Masker, Mode, Outcome, RunStatus};
 use meridian_store::{Journal, LegRecord, RunRecord, RunSettings};
 use sha2::{Digest, Sha256};
 
+use crate::canary::now_ms;
 use crate::{DrillVerdict, RunnerError, secrets};
 
 /// A parsed workflow file and the text it came from (hashed into the run record, so a resume
@@ -390,8 +391,10 @@ impl Runner {
                 canary_report = Some(r);
                 None
             }
-            Some(PriorCanary::None) | None if opts.mode != Mode::Apply || !fresh => None,
-            _ => {
+            // A resumed run whose canaries never started does not start them half-way.
+            Some(PriorCanary::None) => None,
+            None if opts.mode != Mode::Apply => None,
+            None => {
                 let run = serde_json::json!({"id": opts.run_id, "workflow": workflow.name, "mode": opts.mode});
                 match crate::canary::CanaryPlan::resolve(
                     &workflow,
@@ -474,13 +477,6 @@ fn dependents(wf: &Workflow, step: &str) -> BTreeSet<String> {
             return out;
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A new run id: `r<unix ms>-<8 hex digits>`, sortable by start time. 32 random bits: a server

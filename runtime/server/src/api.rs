@@ -329,14 +329,7 @@ async fn show_run(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Answe
         .read()
         .unwrap()
         .get(&summary.workflow)
-        .and_then(|l| {
-            let canary = DrillVerdict::canary_record(&events);
-            DrillVerdict::from_outputs(
-                &l.workflow,
-                &legs.iter().map(|l| &l.output),
-                canary.as_ref(),
-            )
-        });
+        .and_then(|l| DrillVerdict::of_run(&l.workflow, &legs, &events));
     let active = s.active.lock().unwrap().contains_key(&id);
     Ok(Json(json!({
         "run": record,
@@ -545,9 +538,7 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
         }
         let legs = j.legs(&r.id).map_err(|e| ApiError::from_store(&e))?;
         let events = j.events(&r.id).map_err(|e| ApiError::from_store(&e))?;
-        let canary = DrillVerdict::canary_record(&events);
-        let verdict =
-            DrillVerdict::from_outputs(wf, &legs.iter().map(|l| &l.output), canary.as_ref());
+        let verdict = DrillVerdict::of_run(wf, &legs, &events);
         out.push(json!({
             "run": r.id, "workflow": r.workflow, "status": r.status,
             "created_at_ms": r.created_at_ms, "finished_at_ms": r.finished_at_ms,

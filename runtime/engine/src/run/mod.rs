@@ -28,6 +28,7 @@ use meridian_protocol::PlannedChange;
 pub use meridian_protocol::display_id;
 pub use report::{CompensationReport, LegReport, RunReport, StepReport};
 use runner::Runner;
+pub use runner::base_context;
 
 /// Default attempt timeout of a step without `timeout:`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);

@@ -75,39 +75,13 @@ impl Runner {
         opts: RunOptions,
     ) -> Result<Self, RunError> {
         let masker = Masker::new(opts.secrets.values().cloned());
-        let secrets: Map<String, Json> = opts
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-            .collect();
-        let mut base = Map::new();
-        base.insert("inputs".into(), Json::Object(opts.inputs.clone()));
-        base.insert("secrets".into(), Json::Object(secrets));
-        base.insert(
-            "run".into(),
-            json!({
-                "id": opts.run_id,
-                "workflow": wf.name,
-                "mode": opts.mode,
-                "started_at_ms": opts.started_at_ms,
-            }),
-        );
-        base.insert("matrix".into(), json!({}));
-        // vars are evaluated once, in file order; each may use the ones before it.
-        let mut vars = Map::new();
-        base.insert("vars".into(), Json::Object(vars.clone()));
-        for (name, node) in &wf.vars {
-            let ctx = EvalContext {
-                data: Json::Object(base.clone()),
-                status: ExprStatus::default(),
-            };
-            let v = node.eval(&ctx).map_err(|e| RunError::Var {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
-            vars.insert(name.clone(), v);
-            base.insert("vars".into(), Json::Object(vars.clone()));
-        }
+        let run = json!({
+            "id": opts.run_id,
+            "workflow": wf.name,
+            "mode": opts.mode,
+            "started_at_ms": opts.started_at_ms,
+        });
+        let base = base_context(&wf, &opts.inputs, &opts.secrets, run)?;
         let n = wf.steps.len();
         let max_parallel = opts.max_parallel.max(1);
         let refs = wf.steps.iter().map(step_refs).collect();
@@ -519,4 +493,39 @@ impl Runner {
         });
         self.published.insert(step.id.value.clone(), entry);
     }
+}
+
+/// What every expression of a run sees before any step ran: `inputs`, `secrets`, `run`, an empty
+/// `matrix`, and `vars` — evaluated once, in file order, each able to use the ones before it.
+/// Also what a drill's canary block is evaluated against.
+pub fn base_context(
+    wf: &Workflow,
+    inputs: &Map<String, Json>,
+    secrets: &std::collections::BTreeMap<String, String>,
+    run: Json,
+) -> Result<Map<String, Json>, RunError> {
+    let secrets: Map<String, Json> = secrets
+        .iter()
+        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .collect();
+    let mut base = Map::new();
+    base.insert("inputs".into(), Json::Object(inputs.clone()));
+    base.insert("secrets".into(), Json::Object(secrets));
+    base.insert("run".into(), run);
+    base.insert("matrix".into(), json!({}));
+    let mut vars = Map::new();
+    base.insert("vars".into(), Json::Object(vars.clone()));
+    for (name, node) in &wf.vars {
+        let ctx = EvalContext {
+            data: Json::Object(base.clone()),
+            status: ExprStatus::default(),
+        };
+        let v = node.eval(&ctx).map_err(|e| RunError::Var {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
+        vars.insert(name.clone(), v);
+        base.insert("vars".into(), Json::Object(vars.clone()));
+    }
+    Ok(base)
 }

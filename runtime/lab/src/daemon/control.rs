@@ -7,13 +7,46 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
+use super::{AppState, Lab};
 use crate::error::LabError;
 use crate::faults::{DEFAULT_STALE_MS, Fault, MAX_STALE_MS};
 use crate::state::LabStatus;
 
 fn error_response(status: StatusCode, e: &LabError) -> Response {
     (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+}
+
+/// The index of region `name`, or why not: the lab is not ready (409) or has no such region
+/// (404).
+fn ready_region(lab: &Lab, name: &str) -> Result<usize, (StatusCode, LabError)> {
+    if lab.status != LabStatus::Ready {
+        let e = LabError::State(format!("the lab is {:?}", lab.status));
+        return Err((StatusCode::CONFLICT, e));
+    }
+    lab.region_index(name).ok_or_else(|| {
+        let e = LabError::Invalid(format!(
+            "no region {name:?}; regions: {}",
+            lab.cfg.regions.join(", ")
+        ));
+        (StatusCode::NOT_FOUND, e)
+    })
+}
+
+/// The lab's state after an action, or the action's error (400 for a bad request); the state
+/// is published either way.
+async fn answer(lab: &mut Lab, result: Result<(), LabError>) -> Response {
+    let published = lab.publish().await;
+    match (result, published) {
+        (Err(e), _) => {
+            let status = match e {
+                LabError::Invalid(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error_response(status, &e)
+        }
+        (Ok(()), Ok(state)) => Json(state).into_response(),
+        (Ok(()), Err(e)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
 }
 
 pub(super) async fn get_status(State(app): State<AppState>) -> Response {
@@ -35,16 +68,9 @@ pub(super) async fn region_action(
     Query(q): Query<RebuildQuery>,
 ) -> Response {
     let mut lab = app.lab.lock().await;
-    if lab.status != LabStatus::Ready {
-        let e = LabError::State(format!("the lab is {:?}", lab.status));
-        return error_response(StatusCode::CONFLICT, &e);
-    }
-    let Some(idx) = lab.region_index(&name) else {
-        let e = LabError::Invalid(format!(
-            "no region {name:?}; regions: {}",
-            lab.cfg.regions.join(", ")
-        ));
-        return error_response(StatusCode::NOT_FOUND, &e);
+    let idx = match ready_region(&lab, &name) {
+        Ok(i) => i,
+        Err((status, e)) => return error_response(status, &e),
     };
     tracing::info!(region = %name, %action, "region request");
     let result = if action == "rebuild-standby" {
@@ -60,18 +86,7 @@ pub(super) async fn region_action(
     } else {
         lab.region_op(idx, &action).await
     };
-    if let Err(e) = result {
-        let status = match e {
-            LabError::Invalid(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let _ = lab.publish().await;
-        return error_response(status, &e);
-    }
-    match lab.publish().await {
-        Ok(state) => Json(state).into_response(),
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e),
-    }
+    answer(&mut lab, result).await
 }
 
 #[derive(Deserialize)]
@@ -94,30 +109,13 @@ pub(super) async fn fault_action(
         return error_response(StatusCode::BAD_REQUEST, &e);
     }
     let mut lab = app.lab.lock().await;
-    if lab.status != LabStatus::Ready {
-        let e = LabError::State(format!("the lab is {:?}", lab.status));
-        return error_response(StatusCode::CONFLICT, &e);
-    }
-    let Some(idx) = lab.region_index(&name) else {
-        let e = LabError::Invalid(format!(
-            "no region {name:?}; regions: {}",
-            lab.cfg.regions.join(", ")
-        ));
-        return error_response(StatusCode::NOT_FOUND, &e);
+    let idx = match ready_region(&lab, &name) {
+        Ok(i) => i,
+        Err((status, e)) => return error_response(status, &e),
     };
     tracing::info!(region = %name, fault = fault.as_str(), "fault request");
-    if let Err(e) = lab.inject(idx, fault, stale_ms).await {
-        let status = match e {
-            LabError::Invalid(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let _ = lab.publish().await;
-        return error_response(status, &e);
-    }
-    match lab.publish().await {
-        Ok(state) => Json(state).into_response(),
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e),
-    }
+    let result = lab.inject(idx, fault, stale_ms).await;
+    answer(&mut lab, result).await
 }
 
 pub(super) async fn post_shutdown(State(app): State<AppState>) -> Response {

@@ -112,22 +112,17 @@ impl Lab {
             Fault::DataPlaneDown => self.regions[idx].gateway.stop(false).await,
             Fault::ReplicationCut => {
                 // The region's own stream when it is a standby, else every standby's.
-                let mut cut_any = false;
+                let mut standby = Vec::with_capacity(self.regions.len());
                 for i in 0..self.regions.len() {
-                    let pg = self.regions[i].pg.clone();
-                    let is_standby = blocking(move || {
-                        let pg = pg.lock().unwrap_or_else(|p| p.into_inner());
-                        Ok(pg.is_running() && pg.is_in_recovery().unwrap_or(false))
-                    })
-                    .await?;
-                    let target = if i == idx {
-                        is_standby
-                    } else {
-                        is_standby && !self.standby_at(idx).await
-                    };
-                    if !target {
-                        continue;
-                    }
+                    standby.push(self.standby_at(i).await);
+                }
+                let targets: Vec<usize> = if standby[idx] {
+                    vec![idx]
+                } else {
+                    (0..standby.len()).filter(|&i| standby[i]).collect()
+                };
+                let cut_any = !targets.is_empty();
+                for i in targets {
                     let pg = self.regions[i].pg.clone();
                     let saved = blocking(move || {
                         cut_replication(&pg.lock().unwrap_or_else(|p| p.into_inner()))
@@ -140,7 +135,6 @@ impl Lab {
                     if !r.faults.contains(&Fault::ReplicationCut) {
                         r.faults.push(Fault::ReplicationCut);
                     }
-                    cut_any = true;
                 }
                 if !cut_any {
                     return Err(LabError::Invalid(format!(
@@ -169,7 +163,7 @@ impl Lab {
         Ok(())
     }
 
-    /// Whether region `idx` is itself a standby (then a cut concerns only its own stream).
+    /// Whether region `idx`'s PostgreSQL runs as a standby.
     async fn standby_at(&self, idx: usize) -> bool {
         let pg = self.regions[idx].pg.clone();
         blocking(move || {

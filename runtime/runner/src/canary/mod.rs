@@ -126,29 +126,8 @@ fn context(
     secrets: &std::collections::BTreeMap<String, String>,
     run: Json,
 ) -> Result<EvalContext, String> {
-    let mut data = Map::new();
-    data.insert("inputs".into(), Json::Object(inputs.clone()));
-    data.insert(
-        "secrets".into(),
-        Json::Object(
-            secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-                .collect(),
-        ),
-    );
-    data.insert("run".into(), run);
-    let mut vars = Map::new();
-    for (name, node) in &wf.vars {
-        data.insert("vars".into(), Json::Object(vars.clone()));
-        let ctx = EvalContext {
-            data: Json::Object(data.clone()),
-            status: ExprStatus::default(),
-        };
-        let v = node.eval(&ctx).map_err(|e| format!("vars.{name}: {e}"))?;
-        vars.insert(name.clone(), v);
-    }
-    data.insert("vars".into(), Json::Object(vars));
+    let data =
+        meridian_engine::run::base_context(wf, inputs, secrets, run).map_err(|e| e.to_string())?;
     Ok(EvalContext {
         data: Json::Object(data),
         status: ExprStatus::default(),

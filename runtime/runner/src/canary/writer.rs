@@ -217,7 +217,8 @@ fn judge(acked: &[(i64, u64)], found: &BTreeSet<i64>) -> (Vec<(i64, u64)>, u64) 
         .copied()
         .filter(|(s, _)| !found.contains(s))
         .collect();
-    (lost.clone(), (acked.len() - lost.len()) as u64)
+    let kept = (acked.len() - lost.len()) as u64;
+    (lost, kept)
 }
 
 /// The time span of lost writes: from the last kept acknowledgement before the first lost one

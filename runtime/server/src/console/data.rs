@@ -48,16 +48,12 @@ fn drill_of(
 ) -> Result<Option<DrillVerdict>, ApiError> {
     let j = s.runner.journal();
     let legs = j.legs(run).map_err(|e| store(&e))?;
-    // The host's canary figures, when the drill has canaries.
-    let canary = match wf.drill.as_ref().and_then(|d| d.canary.as_ref()) {
-        Some(_) => DrillVerdict::canary_record(&j.events(run).map_err(|e| store(&e))?),
-        None => None,
+    // The events hold the host's canary figures: read them only when the drill has canaries.
+    let events = match wf.drill.as_ref().and_then(|d| d.canary.as_ref()) {
+        Some(_) => j.events(run).map_err(|e| store(&e))?,
+        None => Vec::new(),
     };
-    Ok(DrillVerdict::from_outputs(
-        wf,
-        &legs.iter().map(|l| &l.output),
-        canary.as_ref(),
-    ))
+    Ok(DrillVerdict::of_run(wf, &legs, &events))
 }
 
 fn overview_rows(s: &Server) -> Result<Vec<console::WorkflowRow>, ApiError> {
