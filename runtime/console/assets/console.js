@@ -23,9 +23,15 @@
     fetch(base + "/live", { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
       .then(function (html) {
+        var next = document.createElement("div");
+        next.innerHTML = html;
+        var seq = next.querySelector("[data-seq]");
+        seq = seq && seq.getAttribute("data-seq");
+        // Nothing happened while the run waits at a gate (the stream reconnects every second
+        // then): keep the page, and whatever is typed in its approval form.
+        if (seq && seq === live.getAttribute("data-seq") && live.querySelector("form.decide")) return;
         live.innerHTML = html;
-        var after = live.querySelector("[data-seq]");
-        if (after) live.setAttribute("data-seq", after.getAttribute("data-seq"));
+        if (seq) live.setAttribute("data-seq", seq);
       })
       .catch(function (e) { say("Live update failed (" + e.message + "); reload the page."); })
       .then(function () { busy = false; if (pending) { pending = false; setTimeout(refresh, 150); } });
