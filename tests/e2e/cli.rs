@@ -288,3 +288,48 @@ fn runs_prune_deletes_ended_runs_and_keeps_waiting_ones_and_check_passes() {
     let (_, err) = expect_code(&s.run(&["runs", "prune", "--older-than", "soon"]), 2);
     assert!(err.contains("--older-than"), "{err}");
 }
+
+#[test]
+fn doctor_verifies_the_journal_and_names_what_is_missing() {
+    let s = Scratch::new();
+    s.write("wf.yaml", HELLO);
+    expect_code(&s.run(&["run", "wf.yaml"]), 0);
+    let (out, _) = expect_code(&s.run(&["doctor"]), 0);
+    assert!(out.contains("ok   journal"), "{out}");
+    assert!(out.contains("verified whole"), "{out}");
+    assert!(out.contains("built-in steps"), "{out}");
+    assert!(out.trim_end().ends_with("meridian doctor: ok"), "{out}");
+    let (out, _) = expect_code(&s.run(&["--json", "doctor"]), 0);
+    let d: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["ok"], true, "{d}");
+    // A lab tool off PATH is a warning, not a failure: only `meridian lab` needs it.
+    let out = s
+        .cmd()
+        .args(["--json", "doctor"])
+        .env("PATH", "/nonexistent")
+        .env("MERIDIAN_PG_BIN", "/nonexistent")
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&out, 0);
+    let d: Json = serde_json::from_str(&out).unwrap();
+    let pdns = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["what"].as_str().unwrap().contains("PowerDNS"))
+        .unwrap()
+        .clone();
+    // /usr/sbin is searched too: absent or present, never a failure.
+    assert_ne!(pdns["state"], "fail", "{pdns}");
+
+    // A damaged journal file fails the check, naming it.
+    let db = s.path().join("state/meridian.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let end = bytes.len().min(12_288);
+    for b in &mut bytes[4_096..end] {
+        *b = 0xAB;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let (out, _) = expect_code(&s.run(&["doctor"]), 1);
+    assert!(out.contains("FAIL journal"), "{out}");
+}

@@ -78,12 +78,14 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     let spawn = |id: &str| {
         db.cmd(&s)
             .args(["worker", "--id", id, "--max-concurrent", "2"])
+            .args(["--lease", "3s", "--heartbeat", "1s"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
     let mut workers = Workers(vec![spawn("w1"), spawn("w2"), spawn("w3")]);
+    let started = std::time::Instant::now();
 
     let run = db
         .cmd(&s)
@@ -93,7 +95,7 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
         .spawn()
         .unwrap();
     // Kill one worker while steps are running: the steps it had claimed are taken over by the
-    // others once its lease (30 s by default) expires, and the run still succeeds.
+    // others once its lease (3 s here, 30 s by default) expires, and the run still succeeds.
     std::thread::sleep(Duration::from_millis(200));
     let _ = workers.0[0].kill();
     let out = run.wait_with_output().unwrap();
@@ -101,6 +103,12 @@ fn workers_run_the_steps_and_survive_a_killed_worker() {
     let report: Json = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["steps"].as_array().unwrap().len(), 6);
+    // Taken over on the short lease, not the default one (a generous bound, not a figure).
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "took {:?}",
+        started.elapsed()
+    );
 
     // The run is in the PostgreSQL journal.
     let (out, _) = expect_code(&db.cmd(&s).args(["runs", "list"]).output().unwrap(), 0);
@@ -197,4 +205,26 @@ fn compensation_on_another_worker_after_resume_sees_the_kv_state() {
     assert_eq!(report["compensations"][0]["outcome"], "success", "{report}");
     let seen = std::fs::read_to_string(s.path().join("rec/undo.log")).unwrap();
     assert_eq!(seen, "\"eu was primary\"\n");
+}
+
+#[test]
+fn worker_lease_and_heartbeat_are_checked() {
+    let s = Scratch::new();
+    for (args, needle) in [
+        (&["--lease", "500ms"][..], "--lease must be at least 1s"),
+        (
+            &["--lease", "4s", "--heartbeat", "3s"][..],
+            "at most half of --lease",
+        ),
+        (&["--lease", "soon"][..], "--lease soon"),
+    ] {
+        let out = s
+            .cmd()
+            .args(["--store", "postgres://127.0.0.1:1/none", "worker"])
+            .args(args)
+            .output()
+            .unwrap();
+        let (_, err) = expect_code(&out, 2);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
 }

@@ -6,10 +6,12 @@
 // A test binary has no public API.
 #![allow(unreachable_pub)]
 
+mod capacity;
 mod cli;
 mod console;
 mod distributed;
 mod drills;
+mod gitops;
 mod lab;
 mod limits;
 mod oci;
@@ -21,5 +23,6 @@ mod resume;
 mod scaffold;
 mod serve;
 mod support;
+mod terminal;
 mod vendors;
 mod workflows;

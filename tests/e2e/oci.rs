@@ -161,3 +161,86 @@ fn a_tampered_component_is_refused_before_anything_runs() {
     );
     assert!(!out.contains("first"), "nothing ran: {out}");
 }
+
+/// A workflow's own `trust-policy`, and the server's (`trust-policy` in meridian.toml): an
+/// unsigned step is refused by each before anything runs, and runs once signed.
+#[test]
+fn workflow_and_server_trust_policies_refuse_an_unsigned_step() {
+    use crate::serve::{Served, call, rt};
+    let s = Scratch::new();
+    let reg = TestRegistry::start();
+    let tag = format!("oci://{}/acme/hello:1.0", reg.host);
+    let (pinned, _) = expect_code(
+        &run(&s, "c0", &["step", "push", meridian_artifacts::HELLO, &tag]),
+        0,
+    );
+    let pinned = pinned.trim().to_owned();
+    expect_code(&run(&s, "c0", &["step", "keygen", "acme.key"]), 0);
+    s.write(
+        "policy.toml",
+        &format!(
+            "[[rule]]\nscope = \"{}/acme\"\nkeys = [\"acme.key.pub\"]\n",
+            reg.host
+        ),
+    );
+    s.write(
+        "wf/own.yaml",
+        &format!(
+            "name: own\ntrust-policy: ../policy.toml\nsteps:\n  - id: greet\n    uses: {pinned}\n    with: {{name: Ada}}\n"
+        ),
+    );
+    s.write(
+        "wf/plain.yaml",
+        &format!(
+            "name: plain\nsteps:\n  - id: greet\n    uses: {pinned}\n    with: {{name: Ada}}\n"
+        ),
+    );
+    // The workflow's policy, with no policy on the command line.
+    let (_, err) = expect_code(&run(&s, "c1", &["run", "wf/own.yaml"]), 2);
+    assert!(
+        err.contains("step `greet`") && err.contains("not signed"),
+        "{err}"
+    );
+    assert!(err.contains("the workflow's `trust-policy`"), "{err}");
+    expect_code(&run(&s, "c1", &["run", "wf/plain.yaml"]), 0);
+
+    // The server's policy, from meridian.toml.
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\ntrust-policy = \"policy.toml\"\n",
+    );
+    let serve = |s: &Scratch| {
+        let mut cmd = s.cmd();
+        cmd.env("MERIDIAN_CACHE_DIR", s.path().join("c2"))
+            .env_remove("MERIDIAN_TRUST_POLICY")
+            .env("DOCKER_CONFIG", s.path().join("no-docker-config"));
+        Served::spawn(cmd, &["--config", "meridian.toml"])
+    };
+    let served = serve(&s);
+    let rt = rt();
+    let start = |served: &Served, wf: &str| {
+        let url = served.url("/api/v1/runs");
+        let body = serde_json::json!({ "workflow": wf });
+        rt.block_on(async { call("POST", &url, None, Some(body)).await })
+    };
+    let (code, body) = start(&served, "plain");
+    assert_eq!(code, 400, "{body}");
+    let msg = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("not signed") && msg.contains("policy.toml"),
+        "{msg}"
+    );
+    drop(served);
+
+    expect_code(
+        &run(&s, "c1", &["step", "sign", &tag, "--key", "acme.key"]),
+        0,
+    );
+    expect_code(&run(&s, "c1", &["run", "wf/own.yaml"]), 0);
+    let served = serve(&s);
+    let (code, body) = start(&served, "plain");
+    assert_eq!(code, 202, "{body}");
+}

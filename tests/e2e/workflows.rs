@@ -42,6 +42,11 @@ pub(crate) struct LabGuard<'a> {
 
 impl<'a> LabGuard<'a> {
     pub(crate) fn up(scratch: &'a Scratch) -> Self {
+        Self::up_with(scratch, &[])
+    }
+
+    /// `meridian lab up EXTRA…` (`--regions`, `--capacity`, …).
+    pub(crate) fn up_with(scratch: &'a Scratch, extra: &[&str]) -> Self {
         let dir = scratch.path().join("lab");
         // The guard exists before `up` runs: a half-started lab is torn down too.
         let guard = LabGuard { scratch, dir };
@@ -49,6 +54,7 @@ impl<'a> LabGuard<'a> {
             .cmd()
             .args(["lab", "up", "--dir"])
             .arg(&guard.dir)
+            .args(extra)
             .output()
             .expect("run meridian lab up");
         expect_code(&out, 0);
@@ -64,7 +70,7 @@ impl<'a> LabGuard<'a> {
     }
 
     /// A secret's value from secrets.env.
-    fn secret(&self, name: &str) -> String {
+    pub(crate) fn secret(&self, name: &str) -> String {
         let text = std::fs::read_to_string(self.dir.join("secrets.env")).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
@@ -72,7 +78,7 @@ impl<'a> LabGuard<'a> {
     }
 
     /// The live lab state (asked from the daemon, not the 5-second-old lab.json).
-    fn state(&self) -> meridian_lab::LabState {
+    pub(crate) fn state(&self) -> meridian_lab::LabState {
         meridian_lab::status(&self.dir).expect("lab status")
     }
 
@@ -164,7 +170,12 @@ fn planned(report: &Value) -> String {
 }
 
 /// `GET path` on `ip:port` with HTTP/1.1 and `Connection: close`; (status, body).
-fn http_get(ip: IpAddr, port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+pub(crate) fn http_get(
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("connect {ip}:{port}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

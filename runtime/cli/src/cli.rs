@@ -84,6 +84,15 @@ pub enum Command {
     /// equal to the ADC files, the service answers through the GSLB, components pinned.
     /// Exit 0 ready, 1 not ready.
     Ready(RunArgs),
+    /// Has a gateway drifted from its ADC files? Plans the workflow (nothing changes): every
+    /// `adc-apisix` leg reads its region's live configuration and lists each object that differs
+    /// from the files (for a workflow with `on.git`, the files of the branch head).
+    /// Exit 0 in sync, 1 drift, 5 when a region could not be read.
+    Drift(RunArgs),
+    /// Is this machine fit to run workflows? Verifies the whole journal (opening it checks only
+    /// what is cheap), the state directory and compile cache, the built-in steps, and what
+    /// `new step` and `lab` need. Exit 0 fit, 1 when something fails.
+    Doctor,
     /// Drill history: each drill's figures against its targets, and a summary.
     #[command(subcommand)]
     Drills(DrillsCmd),
@@ -107,6 +116,15 @@ pub enum Command {
         /// Steps run at once.
         #[arg(long, default_value_t = 4)]
         max_concurrent: usize,
+        /// How long a claimed step is held without a heartbeat: the steps of a killed worker are
+        /// taken over by another after this (at least 1s). It bounds what a dead worker adds to
+        /// a failover's RTO.
+        #[arg(long, value_name = "DURATION", default_value = "30s")]
+        lease: String,
+        /// How often a running step's lease is extended (at most half the lease; default 10s,
+        /// or a third of a shorter lease).
+        #[arg(long, value_name = "DURATION")]
+        heartbeat: Option<String>,
         /// Print a new task key (for MERIDIAN_TASK_KEY) and exit.
         #[arg(long)]
         new_key: bool,
@@ -198,8 +216,9 @@ pub struct ResumeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DrillsCmd {
-    /// The last drills (newest first) with RTO, rows lost, downtime and verdict; then p50/p95
-    /// RTO, the worst rows lost and the pass rate.
+    /// The last drills (newest first) with RTO, time to full capacity, rows lost, downtime and
+    /// verdict; then p50/p95 RTO, the worst time to full capacity and rows lost, and the pass
+    /// rate.
     List {
         /// Only this workflow's drills.
         workflow: Option<String>,
@@ -303,6 +322,8 @@ pub enum LabCmd {
         /// Also start moto (Route 53 API).
         #[arg(long)]
         with_moto: bool,
+        #[command(flatten)]
+        capacity: meridian_lab::CapacityArgs,
     },
     /// What runs, where; exit 1 when the lab or any part of it is down.
     Status {
@@ -320,12 +341,15 @@ pub enum LabCmd {
     Region {
         /// Region name.
         name: String,
-        /// kill | stop | start | rebuild-standby, or a fault: region-down | db-down |
+        /// kill | stop | start | rebuild-standby | scale, or a fault: region-down | db-down |
         /// data-plane-down | replication-cut | dns-stale (`start` undoes any fault)
         action: String,
         /// With rebuild-standby: the region to copy from (the current primary).
         #[arg(long)]
         from: Option<String>,
+        /// With scale: the data-plane instances the region should run (0-16).
+        #[arg(long)]
+        instances: Option<u32>,
         /// With dns-stale: how long the GSLB keeps answering the dead region, in ms.
         #[arg(long)]
         stale_ms: Option<u64>,

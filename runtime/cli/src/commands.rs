@@ -49,6 +49,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         } => resume(&ctx, &run_id, Some(from), common).await,
         Command::Runs(cmd) => crate::runs::run(&ctx, cmd),
         Command::Ready(args) => ready(&ctx, args).await,
+        Command::Drift(args) => crate::drift::drift(&ctx, args).await,
+        Command::Doctor => crate::doctor::doctor(&ctx),
         Command::Drills(cmd) => crate::evidence::drills(&ctx, cmd),
         Command::Evidence(cmd) => crate::evidence::evidence(&ctx, cmd),
         Command::Steps(StepsCmd::List) => steps_list(&ctx).await,
@@ -63,8 +65,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Worker {
             id,
             max_concurrent,
+            lease,
+            heartbeat,
             new_key,
-        } => worker(&ctx, id, max_concurrent, new_key).await,
+        } => {
+            let lease = lease_timing(&lease, heartbeat.as_deref())?;
+            worker(&ctx, id, max_concurrent, lease, new_key).await
+        }
         Command::Serve(args) => crate::serve::serve(&ctx, args).await,
         Command::Approve {
             run_id,
@@ -76,6 +83,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+#[derive(Clone)]
 pub struct Ctx {
     pub state_dir: PathBuf,
     pub store: Option<String>,
@@ -167,7 +175,7 @@ pub(crate) fn indented<'a>(s: &'a str, indent: &str) -> std::borrow::Cow<'a, str
 }
 
 /// A runner error as the CLI reports it: the user's mistakes exit 2, the host's exit 5.
-fn fail(e: RunnerError) -> anyhow::Error {
+pub(crate) fn fail(e: RunnerError) -> anyhow::Error {
     let usage = e.is_usage();
     let message = match e {
         // Diagnostics print as they are (they name file:line:col themselves).
@@ -260,10 +268,13 @@ impl Approver for TerminalApprover {
         let prompt = format!("\n{}\napprove step `{step}`? [y/N] ", safe(message));
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                crate::out::err(&prompt);
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).is_ok()
-                    && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+                // The live table steps aside while the question is on the screen.
+                crate::live::with_table_hidden(|| {
+                    crate::out::err(&prompt);
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).is_ok()
+                        && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+                })
             })
             .await
             .unwrap_or(false)
@@ -271,9 +282,8 @@ impl Approver for TerminalApprover {
     }
 }
 
-fn view_sink(ctx: &Ctx, wf: &Workflow) -> Arc<dyn EventSink> {
-    let live = std::io::stderr().is_terminal() && std::env::var_os("MERIDIAN_PLAIN").is_none();
-    view_for(ctx.json, live, wf)
+pub(crate) fn view_sink(ctx: &Ctx, wf: &Workflow) -> Arc<dyn EventSink> {
+    view_for(ctx.json, crate::live::can_redraw(), wf)
 }
 
 fn view_for(json: bool, live: bool, wf: &Workflow) -> Arc<dyn EventSink> {
@@ -281,7 +291,7 @@ fn view_for(json: bool, live: bool, wf: &Workflow) -> Arc<dyn EventSink> {
         Arc::new(view::JsonLines)
     } else if live {
         let ids: Vec<String> = wf.steps.iter().map(|s| s.id.value.clone()).collect();
-        Arc::new(view::Live::new(&ids))
+        Arc::new(crate::live::Live::new(&ids))
     } else {
         Arc::new(view::Lines::new())
     }
@@ -291,11 +301,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     // Size and kind from the metadata, before `load` reads the file whole.
     meridian_runner::files::check_workflow_file(&args.file).map_err(fail)?;
     let wf = meridian_runner::load(&args.file).map_err(fail)?;
-    let mut raw: BTreeMap<String, String> = match &args.inputs_file {
-        Some(f) => meridian_runner::inputs::from_file_for(&wf.workflow, f).map_err(fail)?,
-        None => BTreeMap::new(),
-    };
-    raw.extend(meridian_runner::inputs::parse_pairs(&args.inputs).map_err(fail)?);
+    let (raw, _) = raw_inputs(ctx, &wf, &args).await?;
     let timeout = match &args.timeout {
         Some(t) => Some(
             meridian_model::duration::parse_duration(t)
@@ -319,15 +325,34 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     report(ctx, &done)
 }
 
-/// `meridian ready`: the readiness rules over a plan of the workflow.
-async fn ready(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
-    meridian_runner::files::check_workflow_file(&args.file).map_err(fail)?;
-    let wf = meridian_runner::load(&args.file).map_err(fail)?;
+/// The inputs of a run started from the command line: `--inputs-file` (the names the workflow
+/// declares), then `--input` pairs; for a workflow with `on.git`, the git inputs not given
+/// (from `git_commit` when given, else the branch head). Returns the commit too.
+pub(crate) async fn raw_inputs(
+    ctx: &Ctx,
+    wf: &meridian_runner::Loaded,
+    args: &RunArgs,
+) -> anyhow::Result<(BTreeMap<String, String>, Option<meridian_gitops::Commit>)> {
     let mut raw: BTreeMap<String, String> = match &args.inputs_file {
         Some(f) => meridian_runner::inputs::from_file_for(&wf.workflow, f).map_err(fail)?,
         None => BTreeMap::new(),
     };
     raw.extend(meridian_runner::inputs::parse_pairs(&args.inputs).map_err(fail)?);
+    let (workflow, state_dir) = (wf.workflow.clone(), ctx.state_dir.clone());
+    let (raw, commit) = tokio::task::spawn_blocking(move || {
+        let mut raw = raw;
+        meridian_runner::git::fill_inputs(&workflow, &state_dir, &mut raw).map(|c| (raw, c))
+    })
+    .await?
+    .map_err(fail)?;
+    Ok((raw, commit))
+}
+
+/// `meridian ready`: the readiness rules over a plan of the workflow.
+async fn ready(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
+    meridian_runner::files::check_workflow_file(&args.file).map_err(fail)?;
+    let wf = meridian_runner::load(&args.file).map_err(fail)?;
+    let (raw, _) = raw_inputs(ctx, &wf, &args).await?;
     let runner = ctx.runner().await?;
     let launch = Launch {
         raw_inputs: raw,
@@ -598,10 +623,40 @@ async fn steps_show(ctx: &Ctx, step: &str) -> anyhow::Result<u8> {
 
 /// `meridian worker`: takes steps from the PostgreSQL queue and runs them in the local sandbox
 /// until SIGINT/SIGTERM, then lets running steps finish.
+/// `--lease` and `--heartbeat` of `meridian worker`: (lease, heartbeat), checked.
+fn lease_timing(
+    lease: &str,
+    heartbeat: Option<&str>,
+) -> anyhow::Result<(std::time::Duration, std::time::Duration)> {
+    use std::time::Duration;
+    let parse = |flag: &str, v: &str| {
+        meridian_model::duration::parse_duration(v)
+            .map_err(|e| Exit::invalid(format!("error: --{flag} {v}: {e}")))
+    };
+    let lease = parse("lease", lease)?;
+    if lease < Duration::from_secs(1) {
+        return Err(Exit::invalid(
+            "error: --lease must be at least 1s (a heartbeat must reach the database well within it)",
+        ));
+    }
+    let heartbeat = match heartbeat {
+        Some(h) => parse("heartbeat", h)?,
+        None => Duration::from_secs(10).min(lease / 3),
+    };
+    if heartbeat.is_zero() || heartbeat > lease / 2 {
+        return Err(Exit::invalid(format!(
+            "error: --heartbeat must be more than 0 and at most half of --lease ({:?}), so one late heartbeat does not lose the lease",
+            lease / 2
+        )));
+    }
+    Ok((lease, heartbeat))
+}
+
 async fn worker(
     ctx: &Ctx,
     id: Option<String>,
     max_concurrent: usize,
+    (lease, heartbeat): (std::time::Duration, std::time::Duration),
     new_key: bool,
 ) -> anyhow::Result<u8> {
     if new_key {
@@ -648,6 +703,8 @@ async fn worker(
         key,
         meridian_distributed::WorkerOptions {
             max_concurrent: max_concurrent.max(1),
+            lease,
+            heartbeat,
             shutdown,
             ..Default::default()
         },

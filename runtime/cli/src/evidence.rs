@@ -34,11 +34,12 @@ pub fn drills(ctx: &Ctx, cmd: DrillsCmd) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     outln!(
-        "{:<23} {:<20} {:<14} {:>9} {:>9} {:>10}  {}",
+        "{:<23} {:<20} {:<14} {:>9} {:>9} {:>9} {:>10}  {}",
         "RUN",
         "STARTED (UTC)",
         "WORKFLOW",
         "RTO",
+        "CAPACITY",
         "ROWS LOST",
         "DOWNTIME",
         "VERDICT"
@@ -53,11 +54,12 @@ pub fn drills(ctx: &Ctx, cmd: DrillsCmd) -> anyhow::Result<u8> {
             .as_ref()
             .map_or("incomplete", |d| d.verdict.as_str());
         outln!(
-            "{:<23} {:<20} {:<14} {:>9} {:>9} {:>10}  {}",
+            "{:<23} {:<20} {:<14} {:>9} {:>9} {:>9} {:>10}  {}",
             r.run,
             utc(r.created_at_ms),
             r.workflow,
             ms(r.figure("RTO")),
+            ms(r.figure("Capacity")),
             r.figure("RPO rows")
                 .map_or("-".into(), |v| format!("{v:.0}")),
             ms(r.figure("Downtime")),
@@ -68,13 +70,14 @@ pub fn drills(ctx: &Ctx, cmd: DrillsCmd) -> anyhow::Result<u8> {
         .pass_rate
         .map_or("-".into(), |p| format!("{:.0} %", p * 100.0));
     outln!(
-        "\n{} drills: {} met, {} missed, {} incomplete (pass rate {rate}); RTO p50 {}, p95 {}; worst rows lost {}, worst downtime {}",
+        "\n{} drills: {} met, {} missed, {} incomplete (pass rate {rate}); RTO p50 {}, p95 {}; worst time to full capacity {}; worst rows lost {}, worst downtime {}",
         summary.drills,
         summary.met,
         summary.missed,
         summary.incomplete,
         ms(summary.rto_p50_ms),
         ms(summary.rto_p95_ms),
+        ms(summary.worst_capacity_ms),
         summary
             .worst_rows_lost
             .map_or("-".into(), |v| format!("{v:.0}")),

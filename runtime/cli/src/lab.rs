@@ -26,10 +26,12 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
             regions,
             dir,
             with_moto,
+            capacity,
         } => {
             let mut cfg = LabConfig::new(&dir);
             cfg.regions = regions;
             cfg.with_moto = with_moto;
+            capacity.apply(&mut cfg);
             let exe = std::env::current_exe()?;
             let state =
                 meridian_lab::up(&cfg, &Launcher::new(exe, ["lab", "daemon"])).map_err(fail)?;
@@ -71,10 +73,15 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
             name,
             action,
             from,
+            instances,
             stale_ms,
             dir,
         } => {
             let action = match (action.as_str(), from) {
+                ("scale", _) => match instances {
+                    Some(instances) => RegionAction::Scale { instances },
+                    None => return Err(Exit::invalid("error: scale needs --instances N")),
+                },
                 (fault, _) if meridian_lab::Fault::NAMES.contains(&fault) => RegionAction::Fault {
                     fault: fault.parse().map_err(fail)?,
                     stale_ms,
@@ -88,7 +95,7 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
                 }
                 (other, _) => {
                     return Err(Exit::invalid(format!(
-                        "error: unknown region action `{other}` (kill, stop, start, rebuild-standby, or a fault: {})",
+                        "error: unknown region action `{other}` (kill, stop, start, rebuild-standby, scale, or a fault: {})",
                         meridian_lab::Fault::NAMES.join(", ")
                     )));
                 }
@@ -181,6 +188,40 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
         "regions".into(),
         Json::Array(state.regions.iter().map(|r| region(Some(r))).collect()),
     );
+    // The GSLB's view of the regions, for steps that take the whole list (`regions:`).
+    inputs.insert(
+        "gslb_regions".into(),
+        Json::Array(
+            state
+                .regions
+                .iter()
+                .map(|r| json!({"name": r.name, "endpoint": r.ip.to_string()}))
+                .collect(),
+        ),
+    );
+    inputs.insert(
+        "admin_key_secrets".into(),
+        state
+            .regions
+            .iter()
+            .map(|r| (r.name.clone(), json!(admin_key_secret(&r.name))))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    // Every region serves at weight 1 under active-active.
+    inputs.insert(
+        "weights".into(),
+        state
+            .regions
+            .iter()
+            .map(|r| (r.name.clone(), json!(1)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    // Full capacity: what the primary runs; a failover scales the standby up to it.
+    if let Some(p) = first {
+        inputs.insert("standby_capacity".into(), json!(p.gateway.capacity.max(1)));
+    }
     if let Some(d) = dns {
         inputs.insert("dns_server".into(), json!(d.server));
         inputs.insert("dns_zone".into(), json!(d.zone));
@@ -199,8 +240,25 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
         writeln!(secrets, "PDNS_API_KEY={}", d.api_key)?;
     }
     for r in &state.regions {
-        let name = r.name.to_uppercase().replace('-', "_");
-        writeln!(secrets, "ADMIN_KEY_{name}={}", r.gateway.admin_key)?;
+        writeln!(
+            secrets,
+            "{}={}",
+            admin_key_secret(&r.name),
+            r.gateway.admin_key
+        )?;
+    }
+    // The packaged multi-region workflows declare the keys of three regions (eu, us, ap) and a
+    // declared secret must have a value: a region this lab does not run gets a key that no
+    // gateway of the lab accepts.
+    for name in PACKAGED_REGIONS {
+        if state.region(name).is_none() {
+            writeln!(
+                secrets,
+                "# no region {name} in this lab: a key nothing accepts, for the workflows that declare it\n{}={}",
+                admin_key_secret(name),
+                unused_key()
+            )?;
+        }
     }
     if let (Some(p), Some(s)) = (first, second) {
         writeln!(secrets, "PRIMARY_ADMIN_KEY={}", p.gateway.admin_key)?;
@@ -219,6 +277,26 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The regions whose admin-key secrets the packaged multi-region workflows declare.
+const PACKAGED_REGIONS: [&str; 3] = ["eu", "us", "ap"];
+
+/// The secret holding region `name`'s Admin API key: `ADMIN_KEY_<NAME>`.
+fn admin_key_secret(name: &str) -> String {
+    format!("ADMIN_KEY_{}", name.to_uppercase().replace('-', "_"))
+}
+
+/// 32 hex digits from the process's randomly keyed hasher: a key no lab gateway was given.
+fn unused_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    for i in 0..2u8 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(i);
+        write!(out, "{:016x}", h.finish()).unwrap_or_default();
+    }
+    out
+}
+
 /// The port of `http://host:port[/…]`.
 fn port_of(url: &str) -> Option<u16> {
     let rest = url.split("://").nth(1)?;
@@ -235,7 +313,7 @@ fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
     outln!("  control API  {}", state.control_url)?;
     for r in &state.regions {
         outln!(
-            "  region {:<6} {:<8} {:?}  ip {}  postgres :{} ({})  admin {}  data plane {}{}",
+            "  region {:<6} {:<8} {:?}  ip {}  postgres :{} ({})  admin {}  data plane {} ({}/{} instances ready){}",
             r.name,
             r.role,
             r.status,
@@ -244,6 +322,8 @@ fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
             if r.postgres.running { "up" } else { "down" },
             r.gateway.admin_url,
             r.gateway.data_plane_url,
+            r.gateway.instances_ready,
+            r.gateway.capacity,
             if r.gateway.ready { "" } else { " (not ready)" }
         )?;
     }

@@ -175,7 +175,17 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
             "            "
         )
     )?;
-    outln!("  inputs:   {}", safe(&record.inputs.to_string()))?;
+    if let Some(t) = &record.settings.trigger {
+        outln!("  trigger:  {}", safe(t))?;
+    }
+    // The files of a git commit are the run's configuration, not something to read inline.
+    let mut inputs = record.inputs.clone();
+    if let Some(files) = inputs.get_mut("git_files")
+        && let Some(n) = files.as_object().map(|m| m.len())
+    {
+        *files = json!(format!("<{n} files>"));
+    }
+    outln!("  inputs:   {}", safe(&inputs.to_string()))?;
     outln!("timeline:")?;
     let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
     let mut story = view::RunContext::new(&record.id);

@@ -1,12 +1,14 @@
 //! `meridian new step`: scaffolding.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::out::outln;
 use crate::{Exit, exit};
 
-/// `meridian new step NAME`: a step crate that builds as is with
-/// `cargo build --release` (its `.cargo/config.toml` selects wasm32-wasip2).
+/// `meridian new step NAME`: a step crate that builds as is (`cargo build-step`, an alias for
+/// `cargo build --release --target wasm32-wasip2`), whose `cargo test` runs its logic on the
+/// host against the SDK's mock host, with a README and an example workflow. The SDK is vendored
+/// from the binary (`vendor/`), so this works from an installed `meridian` anywhere.
 pub fn scaffold(
     name: &str,
     dir: Option<PathBuf>,
@@ -34,11 +36,15 @@ pub fn scaffold(
         std::fs::create_dir_all(&dir)?;
         return crate::scaffold_polyglot::scaffold(name, &dir, lang);
     }
-    let sdk = sdk_path().ok_or_else(|| {
-        Exit::invalid(
-            "error: cannot find the Meridian SDK (sdk/rust); set MERIDIAN_SDK_PATH to its directory",
-        )
-    })?;
+    // The SDK this binary carries, unless MERIDIAN_SDK_PATH names a checkout's (SDK work).
+    let (sdk, vendored) = match std::env::var_os("MERIDIAN_SDK_PATH") {
+        Some(p) => (PathBuf::from(p), Vec::new()),
+        None => (
+            PathBuf::from("vendor/meridian-sdk"),
+            crate::scaffold_sdk::files()?,
+        ),
+    };
+    let file = name.replace('-', "_");
     let ty: String = name
         .split('-')
         .map(|w| {
@@ -71,7 +77,7 @@ schemars = "1"
 opt-level = "s"
 strip = true
 
-# A workspace of its own, so it builds wherever it is put.
+# A workspace of its own, so it builds wherever it is put (the vendored SDK is a member).
 [workspace]
 "#,
                 sdk = sdk.display()
@@ -79,14 +85,50 @@ strip = true
         ),
         (
             ".cargo/config.toml",
-            "[build]\ntarget = \"wasm32-wasip2\"\n".to_string(),
+            "# `cargo build-step`: the component. `cargo test` runs the logic on the host.\n[alias]\nbuild-step = \"build --release --target wasm32-wasip2\"\n".to_string(),
+        ),
+        (
+            "README.md",
+            format!(
+                r#"# {name}
+
+A Meridian workflow step: a WebAssembly component that runs sandboxed in `meridian run`.
+
+```sh
+cargo test           # the logic, on this machine, against the SDK's mock host
+cargo build-step     # the component: target/wasm32-wasip2/release/{file}.wasm
+meridian steps show target/wasm32-wasip2/release/{file}.wasm   # its inputs, outputs, grants
+meridian run workflow.yaml
+```
+
+- `src/lib.rs`: `Input` (the step's `with:`, its JSON Schema derived), `Output` (what later steps
+  read as `steps.<id>.outputs`), `run`, and the tests.
+- Capabilities come from the workflow's `grants:` (http, sql, secrets, fs, kv, dns); ask for
+  them in `manifest()` with `.needs(...)` so `meridian validate` can say what to grant.
+- Plan mode (`meridian plan`) runs the same code with every change recorded instead of made.
+- `vendor/`: the step SDK (`meridian-sdk`) and the WIT contract this `meridian` speaks.
+"#
+            ),
+        ),
+        (
+            "workflow.yaml",
+            format!(
+                r#"# Run with: cargo build-step && meridian run workflow.yaml
+name: try-{name}
+steps:
+  - id: {name}
+    uses: ./target/wasm32-wasip2/release/{file}.wasm
+    with: {{name: Ada}}
+"#
+            ),
         ),
         (
             "src/lib.rs",
             format!(
                 r#"//! `{name}`: a Meridian workflow step.
 //!
-//! Build: `cargo build --release` → `target/wasm32-wasip2/release/{file}.wasm`.
+//! Test:  `cargo test` (on this machine, against the SDK's mock host).
+//! Build: `cargo build-step` → `target/wasm32-wasip2/release/{file}.wasm`.
 //! Use:   `uses: ./path/to/{file}.wasm` in a workflow; `meridian steps show` prints its schema.
 
 use meridian_sdk::{{Ctx, Error, JsonSchema, ManifestInfo, Step}};
@@ -126,12 +168,50 @@ impl Step for {ty} {{
 }}
 
 meridian_sdk::export_step!({ty});
-"#,
-                file = name.replace('-', "_")
+
+#[cfg(test)]
+mod tests {{
+    use std::sync::Arc;
+
+    use meridian_sdk::testing::MockHost;
+    use meridian_sdk::{{Invocation, run_with}};
+    use serde_json::json;
+
+    use super::{ty};
+
+    #[test]
+    fn greets() {{
+        let out = run_with::<{ty}>(
+            Invocation::for_test(&json!({{"name": "Ada"}})),
+            Arc::new(MockHost::new()),
+        )
+        .unwrap();
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(out["message"], "hello, Ada");
+    }}
+
+    #[test]
+    fn an_empty_name_is_invalid_input() {{
+        let e = run_with::<{ty}>(
+            Invocation::for_test(&json!({{"name": ""}})),
+            Arc::new(MockHost::new()),
+        )
+        .unwrap_err();
+        assert!(e.message().contains("must not be empty"), "{{e}}");
+    }}
+}}
+"#
             ),
         ),
     ];
-    for (rel, text) in files {
+    let vendored = vendored
+        .into_iter()
+        .map(|(rel, text)| (format!("vendor/{rel}"), text));
+    for (rel, text) in files
+        .into_iter()
+        .map(|(rel, text)| (rel.to_string(), text))
+        .chain(vendored)
+    {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent)?;
@@ -139,20 +219,16 @@ meridian_sdk::export_step!({ty});
         std::fs::write(&p, text)?;
     }
     outln!(
-        "created step `{name}` in {}\n  build: cd {} && cargo build --release\n  use:   uses: {}/target/wasm32-wasip2/release/{}.wasm",
-        dir.display(),
-        dir.display(),
-        dir.display(),
-        name.replace('-', "_")
+        "created step `{name}` in {d}\n  test:  cd {d} && cargo test\n  build: cd {d} && cargo build-step   (cargo build --release --target wasm32-wasip2)\n  use:   uses: {d}/target/wasm32-wasip2/release/{file}.wasm   (see {d}/workflow.yaml)\n  sdk:   {}",
+        if std::env::var_os("MERIDIAN_SDK_PATH").is_some() {
+            format!("{} (MERIDIAN_SDK_PATH)", sdk.display())
+        } else {
+            format!(
+                "vendored in {}/vendor, the one this meridian carries",
+                dir.display()
+            )
+        },
+        d = dir.display(),
     )?;
     Ok(exit::OK)
-}
-
-/// The guest SDK: `MERIDIAN_SDK_PATH`, else the checkout this binary was built from.
-fn sdk_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MERIDIAN_SDK_PATH") {
-        return Some(PathBuf::from(p));
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust");
-    std::fs::canonicalize(built).ok()
 }

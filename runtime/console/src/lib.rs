@@ -26,7 +26,7 @@ mod tests;
 pub use fmt::{day_start_ms, wall};
 pub use layout::{Shell, Viewer};
 pub use pages::{
-    DrillHistory, DrillRun, ReadyRow, RunsQuery, ScheduleRow, WorkflowRow, drills_page, error_page,
-    login_page, overview_page, runs_page, schedules_page,
+    DriftRow, DrillHistory, DrillRun, GitRow, ReadyRow, RunsQuery, ScheduleRow, WorkflowRow,
+    drills_page, error_page, login_page, overview_page, runs_page, schedules_page,
 };
 pub use run::{RunData, overall, run_live, run_page};

@@ -26,6 +26,31 @@ pub struct WorkflowRow {
     pub last_plan: Option<RunSummary>,
     /// The server's last readiness check (`ready-every`), when it runs one.
     pub readiness: Option<ReadyRow>,
+    /// The server's last drift check (`drift-every`), when it runs one.
+    pub drift: Option<DriftRow>,
+    /// The branch the workflow follows (`on.git`), when it has one.
+    pub git: Option<GitRow>,
+}
+
+/// A drift answer: `in-sync`, `drift` or `unknown`, when, and what differs.
+pub struct DriftRow {
+    pub state: String,
+    pub checked_at_ms: i64,
+    pub summary: String,
+    /// The commit compared with (`on.git` workflows).
+    pub commit: Option<String>,
+}
+
+/// The branch an `on.git` workflow follows, and the last commit seen on it.
+pub struct GitRow {
+    pub repo: String,
+    pub branch: String,
+    pub commit: Option<String>,
+    pub error: Option<String>,
+}
+
+fn short_id(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
 }
 
 /// A readiness answer: ready or not, when, and the failed rules.
@@ -59,7 +84,7 @@ pub fn overview_page(rows: &[WorkflowRow], viewer: &Viewer) -> String {
         div.scroll { table.rows {
             thead { tr {
                 th scope="col" { "Workflow" } th scope="col" { "Last run" } th scope="col" { "Next scheduled" }
-                th scope="col" { "Last drill" } th scope="col" { "Readiness (last plan)" }
+                th scope="col" { "Last drill" } th scope="col" { "Readiness (last plan)" } th scope="col" { "Drift" }
             } }
             tbody {
                 @for w in rows {
@@ -69,6 +94,11 @@ pub fn overview_page(rows: &[WorkflowRow], viewer: &Viewer) -> String {
                                 a href={"/runs?workflow=" (urlenc(n))} { strong { (clean(n)) } }
                                 @if let Some(d) = &w.description { br; span.muted { (clean(d)) } }
                             } @else { strong { (clean(&w.file)) } }
+                            @if let Some(g) = &w.git {
+                                br; span.muted { "git: " (clean(&g.repo)) " " (clean(&g.branch))
+                                    @if let Some(c) = &g.commit { " @ " code { (short_id(c)) } } }
+                                @if let Some(e) = &g.error { br; span.error { (clean(e)) } }
+                            }
                             @if let Some(e) = &w.error {
                                 details { summary.error { "does not validate" @if w.name.is_some() { " (the previous version stays in service)" } } pre { (clean(e)) } }
                             }
@@ -85,6 +115,13 @@ pub fn overview_page(rows: &[WorkflowRow], viewer: &Viewer) -> String {
                                 (badge(if r.ready { "ready" } else { "not-ready" })) " " span.muted { (wall(r.checked_at_ms)) }
                                 @for p in &r.problems { br; span { (p) } }
                             } @else if let Some(r) = &w.last_plan { "last plan: " (run_link(r)) } @else { span.muted { "no readiness check or plan run yet" } }
+                        }
+                        td data-h="Drift" {
+                            @if let Some(d) = &w.drift {
+                                (badge(&d.state)) " " span.muted { (wall(d.checked_at_ms)) }
+                                @if let Some(c) = &d.commit { br; span.muted { "against " code { (short_id(c)) } } }
+                                br; span { (clean(&d.summary)) }
+                            } @else { span.muted { "—" } }
                         }
                     }
                 }

@@ -316,3 +316,41 @@ fn only_an_approver_gets_the_buttons_and_the_form_carries_the_csrf_token() {
     assert!(!no.contains(">Approve</button>"));
     assert!(no.contains("no approver role"));
 }
+
+#[test]
+fn the_overview_shows_drift_and_the_followed_branch_escaped() {
+    let row = crate::WorkflowRow {
+        name: Some("config-sync-gitops".into()),
+        file: "config-sync-gitops.yaml".into(),
+        description: None,
+        error: None,
+        last_run: None,
+        next_fire_ms: None,
+        last_drill: None,
+        last_plan: None,
+        readiness: None,
+        drift: Some(crate::DriftRow {
+            state: "drift".into(),
+            checked_at_ms: 1_700_000_000_000,
+            summary: "us: 1 object differs <script>x</script>".into(),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        }),
+        git: Some(crate::GitRow {
+            repo: "/srv/git/gateway.git".into(),
+            branch: "main".into(),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            error: None,
+        }),
+    };
+    let html = crate::overview_page(&[row], &viewer(false));
+    assert!(
+        html.contains(r#"<span class="badge drift">drift</span>"#),
+        "{html}"
+    );
+    assert!(html.contains("against <code>0123456789ab</code>"), "{html}");
+    assert!(
+        html.contains("git: /srv/git/gateway.git main @ <code>0123456789ab</code>"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>x"), "{html}");
+}

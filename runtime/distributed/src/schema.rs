@@ -7,7 +7,7 @@ use crate::DistError;
 use crate::conn::Target;
 
 /// Bump with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// `MRDN`: the advisory lock key held while migrating.
 const MIGRATION_LOCK: i64 = 0x4D52_444E;
@@ -115,6 +115,12 @@ CREATE TABLE meridian.ticks (
     claimed_at bigint NOT NULL,
     PRIMARY KEY (schedule, tick)
 );
+"#,
+    ),
+    (
+        "runs_workflow: listings by workflow read one page",
+        r#"
+CREATE INDEX runs_workflow ON meridian.runs (workflow, created_at);
 "#,
     ),
 ];

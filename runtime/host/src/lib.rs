@@ -106,6 +106,25 @@ impl WasmExecutor {
         .map_err(|e| e.to_string())
     }
 
+    /// Pulls (or finds in the cache) the OCI artifact `uses` names and verifies it against
+    /// `policy` (besides digest and layout): a workflow's own `trust-policy`, which adds to the
+    /// executor's.
+    pub async fn verify_oci_with(
+        &self,
+        uses: &ComponentRef,
+        policy: &meridian_oci::policy::TrustPolicy,
+    ) -> Result<(), String> {
+        let ComponentRef::Oci { reference, sha256 } = uses else {
+            return Ok(());
+        };
+        let r = meridian_oci::OciRef::new(reference, sha256.as_ref());
+        let settings = &self.resolver.oci;
+        meridian_oci::fetch(&r, &settings.cache(), Some(policy), settings.allow_unpinned)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Keeps each run's kv state where `source` says (the run's journal), so it outlives this
     /// process: compensation after a resume, or on another worker, sees what a step saved.
     pub fn set_kv_source(&self, source: KvSource) {

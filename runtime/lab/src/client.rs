@@ -25,7 +25,8 @@ const DOWN_TIMEOUT: Duration = Duration::from_secs(90);
 /// An action on one region through the control API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegionAction {
-    /// Bring the gateway and PostgreSQL back (a killed former primary comes back as it was).
+    /// Bring the gateway and PostgreSQL back (a killed former primary comes back as it was);
+    /// answers once PostgreSQL accepts connections and the data planes passed their start-up.
     Start,
     /// Graceful: the gateway reports not-ready and drains, PostgreSQL stops with `-m fast`.
     Stop,
@@ -36,6 +37,13 @@ pub enum RegionAction {
     RebuildStandby {
         /// The region to copy from (normally the new primary).
         from: String,
+    },
+    /// Run `instances` data-plane instances behind the region's address: new ones take the
+    /// lab's start-up time, removed ones drain (the answer comes at once; poll `status` for
+    /// readiness).
+    Scale {
+        /// How many (0 to [`crate::MAX_DATA_PLANES`]).
+        instances: u32,
     },
     /// Inject a named fault (see [`crate::Fault`]); `start` undoes it.
     Fault {
@@ -53,6 +61,9 @@ impl RegionAction {
             RegionAction::Kill => format!("/regions/{region}/kill"),
             RegionAction::RebuildStandby { from } => {
                 format!("/regions/{region}/rebuild-standby?from={from}")
+            }
+            RegionAction::Scale { instances } => {
+                format!("/regions/{region}/scale?instances={instances}")
             }
             RegionAction::Fault { fault, stale_ms } => match stale_ms {
                 Some(ms) => format!("/regions/{region}/faults/{}?stale_ms={ms}", fault.as_str()),

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::dataplanes::DataPlanes;
 use crate::error::LabError;
 
 /// One HTTP server task with its shutdown trigger.
@@ -79,54 +80,58 @@ pub(crate) async fn bind_common_port(
     ))
 }
 
-/// A region's gateway: the emulator state (kept across stop/start, like APISIX's etcd) and its two
-/// listeners while it serves.
+/// A region's gateway: the emulator state (kept across stop/start, like APISIX's etcd), its
+/// Admin API listener while it serves, and its data planes (N instances behind the region's
+/// data-plane address, see [`crate::dataplanes`]).
 #[derive(Debug)]
 pub(crate) struct Gateway {
     pub(crate) apisix: Apisix,
     pub(crate) ip: Ipv4Addr,
     pub(crate) admin_port: u16,
     pub(crate) data_port: u16,
-    servers: Option<(Served, Served)>,
+    admin: Option<Served>,
+    pub(crate) data_planes: DataPlanes,
 }
 
 impl Gateway {
-    /// Creates the emulator with `api_key` and serves it on the given (already bound) listeners.
-    pub(crate) fn serve(
+    /// Creates the emulator with `api_key` and serves it on the given (already bound) listeners,
+    /// with `instances` data-plane instances ready at once; instances started later (scale,
+    /// start) take `start_ms` to become ready.
+    pub(crate) async fn serve(
         api_key: String,
         ip: Ipv4Addr,
         admin: TcpListener,
         data: TcpListener,
+        instances: u32,
+        start_ms: u64,
     ) -> Result<Gateway, LabError> {
         let apisix = Apisix::new(ApisixConfig {
             api_key,
             ..ApisixConfig::default()
         });
-        let port = |l: &TcpListener| {
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(|e| LabError::io("reading a bound address", e))
-        };
-        let mut gw = Gateway {
-            apisix,
+        let admin_port = admin
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| LabError::io("reading a bound address", e))?;
+        let served = Served::spawn(admin, apisix.admin_router());
+        let data_planes = DataPlanes::serve(apisix.clone(), ip, data, instances, start_ms).await?;
+        Ok(Gateway {
             ip,
-            admin_port: port(&admin)?,
-            data_port: port(&data)?,
-            servers: None,
-        };
-        gw.servers = Some(gw.spawn(admin, data));
-        Ok(gw)
-    }
-
-    fn spawn(&self, admin: TcpListener, data: TcpListener) -> (Served, Served) {
-        (
-            Served::spawn(admin, self.apisix.admin_router()),
-            Served::spawn(data, self.apisix.data_plane_router()),
-        )
+            admin_port,
+            data_port: data_planes.port,
+            admin: Some(served),
+            data_planes,
+            apisix,
+        })
     }
 
     pub(crate) fn serving(&self) -> bool {
-        self.servers.is_some()
+        self.admin.is_some() && self.data_planes.serving()
+    }
+
+    /// Serving, the gateway ready and at least one data-plane instance ready.
+    pub(crate) fn ready(&self) -> bool {
+        self.serving() && self.apisix.is_ready() && self.data_planes.ready_count() > 0
     }
 
     pub(crate) fn admin_url(&self) -> String {
@@ -137,31 +142,36 @@ impl Gateway {
         format!("http://{}:{}", self.ip, self.data_port)
     }
 
-    /// Starts serving again on the same ports with the same stored configuration.
+    /// Starts serving again on the same ports with the same stored configuration; the data
+    /// planes take their start-up time.
     pub(crate) async fn start(&mut self) -> Result<(), LabError> {
-        if self.servers.is_some() {
+        if self.serving() {
             return Ok(());
         }
-        let admin = bind(self.ip, self.admin_port).await?;
-        let data = bind(self.ip, self.data_port).await?;
+        if self.admin.is_none() {
+            let admin = bind(self.ip, self.admin_port).await?;
+            self.admin = Some(Served::spawn(admin, self.apisix.admin_router()));
+        }
         self.apisix.set_ready(true);
-        self.servers = Some(self.spawn(admin, data));
-        Ok(())
+        self.data_planes.start().await
     }
 
     /// Stops serving. `graceful`: report not-ready first and let requests finish (up to 5 s);
     /// otherwise the listeners close at once and open connections get 100 ms.
     pub(crate) async fn stop(&mut self, graceful: bool) {
-        let Some((admin, data)) = self.servers.take() else {
-            return;
-        };
         let grace = if graceful {
             self.apisix.set_ready(false);
             Duration::from_secs(5)
         } else {
             Duration::from_millis(100)
         };
-        tokio::join!(admin.stop(grace), data.stop(grace));
+        let admin = self.admin.take();
+        let stop_admin = async {
+            if let Some(a) = admin {
+                a.stop(grace).await;
+            }
+        };
+        tokio::join!(stop_admin, self.data_planes.stop(grace));
     }
 }
 

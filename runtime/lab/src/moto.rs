@@ -37,7 +37,7 @@ impl Moto {
 
     /// [`start`](Self::start) logging to `log_file`.
     pub fn start_with_log(port: u16, log_file: &Path) -> Result<Moto, LabError> {
-        let bin = find_binary("moto_server", &[], MOTO_INSTALL)?;
+        let bin = find()?;
         let mut cmd = Command::new(bin);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let server = Supervised::spawn(format!("moto_server on 127.0.0.1:{port}"), cmd, log_file)?;
@@ -93,4 +93,9 @@ impl Moto {
         }
         Ok(r.body)
     }
+}
+
+/// Where `moto_server` is, or how to install it.
+pub(crate) fn find() -> Result<std::path::PathBuf, LabError> {
+    find_binary("moto_server", &[], MOTO_INSTALL)
 }

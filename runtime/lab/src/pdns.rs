@@ -53,7 +53,7 @@ impl Pdns {
         api_key: Option<&str>,
         log_file: Option<&Path>,
     ) -> Result<Pdns, LabError> {
-        let bin = find_binary("pdns_server", &[PathBuf::from("/usr/sbin")], PDNS_INSTALL)?;
+        let bin = find()?;
         let schema = Path::new(SCHEMA);
         if !schema.exists() {
             return Err(LabError::MissingBinary {
@@ -248,4 +248,9 @@ pub(crate) fn random_hex(n: usize) -> Result<String, LabError> {
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| LabError::io("reading /dev/urandom", e))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Where `pdns_server` is, or how to install it.
+pub(crate) fn find() -> Result<PathBuf, LabError> {
+    find_binary("pdns_server", &[PathBuf::from("/usr/sbin")], PDNS_INSTALL)
 }

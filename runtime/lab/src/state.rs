@@ -21,6 +21,30 @@ pub const FAILOVER_RECORD: &str = "failover.lab.meridian.test.";
 /// Path of the lab route seeded on every gateway; it proxies to the region's upstream service.
 pub const REGION_ROUTE: &str = "/lab/region";
 
+/// The data-plane flags of `lab up`, shared by `meridian lab up` and `meridian-lab up`.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct CapacityArgs {
+    /// Data-plane instances of the primary region (its full capacity), 1-16.
+    #[arg(long, default_value_t = 1)]
+    pub capacity: u32,
+    /// Data-plane instances of each standby region (its minimum capacity); default: --capacity.
+    #[arg(long)]
+    pub standby_capacity: Option<u32>,
+    /// How long a data-plane instance started later (scale-up, region start) takes to become
+    /// ready, in ms.
+    #[arg(long, default_value_t = DEFAULT_INSTANCE_START_MS)]
+    pub instance_start_ms: u64,
+}
+
+impl CapacityArgs {
+    /// Writes the flags into `cfg`.
+    pub fn apply(&self, cfg: &mut LabConfig) {
+        cfg.capacity = self.capacity;
+        cfg.standby_capacity = self.standby_capacity;
+        cfg.instance_start_ms = self.instance_start_ms;
+    }
+}
+
 /// What `meridian lab up` asks for. Written to `<dir>/config.json` for the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabConfig {
@@ -34,6 +58,32 @@ pub struct LabConfig {
     /// Port of the control API on 127.0.0.1; `None` picks a free one.
     #[serde(default)]
     pub control_port: Option<u16>,
+    /// Data-plane instances of the first region (the primary) at start: its full capacity.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    /// Data-plane instances of every other region (the standbys) at start: their minimum
+    /// capacity; `None` is `capacity`.
+    #[serde(default)]
+    pub standby_capacity: Option<u32>,
+    /// How long a data-plane instance started after `up` (scale-up, a region's restart) takes
+    /// to become ready, in ms.
+    #[serde(default = "default_instance_start_ms")]
+    pub instance_start_ms: u64,
+}
+
+fn default_capacity() -> u32 {
+    1
+}
+
+/// The default start-up time of a data-plane instance: an APISIX process starting its workers
+/// and receiving its configuration.
+pub const DEFAULT_INSTANCE_START_MS: u64 = 1_000;
+
+/// The longest start-up time the lab accepts (a drill measures, it does not wait for hours).
+pub const MAX_INSTANCE_START_MS: u64 = 120_000;
+
+fn default_instance_start_ms() -> u64 {
+    DEFAULT_INSTANCE_START_MS
 }
 
 impl LabConfig {
@@ -44,6 +94,18 @@ impl LabConfig {
             regions: vec!["eu".into(), "us".into()],
             with_moto: false,
             control_port: None,
+            capacity: 1,
+            standby_capacity: None,
+            instance_start_ms: DEFAULT_INSTANCE_START_MS,
+        }
+    }
+
+    /// The data-plane instances region `index` starts with.
+    pub fn capacity_of(&self, index: usize) -> u32 {
+        if index == 0 {
+            self.capacity
+        } else {
+            self.standby_capacity.unwrap_or(self.capacity)
         }
     }
 
@@ -69,6 +131,24 @@ impl LabConfig {
             if self.regions[..i].contains(r) {
                 return Err(LabError::Invalid(format!("region {r:?} listed twice")));
             }
+        }
+        let max = crate::dataplanes::MAX_DATA_PLANES;
+        if self.capacity == 0 || self.capacity > max {
+            return Err(LabError::Invalid(format!(
+                "capacity: the primary runs 1 to {max} data planes, not {}",
+                self.capacity
+            )));
+        }
+        if let Some(s) = self.standby_capacity.filter(|s| *s > max) {
+            return Err(LabError::Invalid(format!(
+                "standby capacity: at most {max} data planes, not {s}"
+            )));
+        }
+        if self.instance_start_ms > MAX_INSTANCE_START_MS {
+            return Err(LabError::Invalid(format!(
+                "instance start-up time: at most {MAX_INSTANCE_START_MS} ms, not {}",
+                self.instance_start_ms
+            )));
         }
         self.dir = crate::process::absolute(&self.dir)?;
         Ok(self)
@@ -182,8 +262,18 @@ pub struct GatewayState {
     pub ready_url: String,
     /// Whether the admin and data-plane listeners are up.
     pub serving: bool,
-    /// Whether `/status/ready` answers 200 (when serving).
+    /// Whether `/status/ready` answers 200 (when serving): the gateway is ready and at least one
+    /// data-plane instance is.
     pub ready: bool,
+    /// Data-plane instances the region should run (what it was started or scaled to).
+    #[serde(default)]
+    pub capacity: u32,
+    /// Data-plane instances ready now.
+    #[serde(default)]
+    pub instances_ready: u32,
+    /// The data-plane instances behind `data_plane_url`.
+    #[serde(default)]
+    pub instances: Vec<crate::dataplanes::InstanceState>,
 }
 
 /// One region of the lab.
@@ -272,7 +362,8 @@ pub struct LabState {
     /// The daemon's pid.
     pub daemon_pid: u32,
     /// The control API (`GET /status`, `POST /regions/{name}/start|stop|kill`,
-    /// `POST /regions/{name}/rebuild-standby?from=<region>`, `POST /shutdown`).
+    /// `POST /regions/{name}/rebuild-standby?from=<region>`,
+    /// `POST /regions/{name}/scale?instances=<n>`, `POST /shutdown`).
     pub control_url: String,
     /// Regions in configuration order.
     pub regions: Vec<RegionState>,
@@ -422,6 +513,9 @@ mod tests {
             ready_url: String::new(),
             serving: true,
             ready: true,
+            capacity: 1,
+            instances_ready: 1,
+            instances: Vec::new(),
         };
         let region = |name: &str| RegionState {
             name: name.into(),

@@ -306,6 +306,7 @@ impl Ancestors<'_> {
 pub(crate) fn check(cx: &mut Cx<'_>, wf: &Workflow) {
     let graph = Graph::new(wf);
     check_steps(cx, wf, &graph);
+    check_git(cx, wf);
     let cycles = graph.cycles();
     let cycles_found = cycles.len();
     for c in cycles {
@@ -359,6 +360,35 @@ pub(crate) fn check(cx: &mut Cx<'_>, wf: &Workflow) {
                     hint,
                 );
             }
+        }
+    }
+}
+
+/// `on.git`: the run is tied to its commit through the `git_commit` input, so the workflow must
+/// declare it; the other git inputs are optional but must have their types.
+fn check_git(cx: &mut Cx<'_>, wf: &Workflow) {
+    let Some(g) = wf.on.as_ref().and_then(|o| o.git.as_ref()) else {
+        return;
+    };
+    if !wf.inputs.contains_key("git_commit") {
+        cx.error(
+            g.span,
+            "a workflow with `on.git` must declare the input `git_commit` (the commit a run is for)",
+            Some(
+                "add to `inputs:`\n  git_commit: {type: string, required: true}\n  git_files: {type: map, default: {}}"
+                    .into(),
+            ),
+        );
+    }
+    for (name, ty) in GitTrigger::INPUTS {
+        if let Some(def) = wf.inputs.get(name)
+            && def.ty.name() != ty
+        {
+            cx.error(
+                def.span,
+                format!("input `{name}` is set by `on.git` and must have `type: {ty}`"),
+                None,
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ```yaml
 //! drill:
 //!   rto: 60s            # fault -> verified service (a step reports rto_ms)
+//!   capacity: 90s       # fault -> the recovered region at full capacity (a step reports capacity_ms)
 //!   rpo: 5s             # time window of acknowledged writes lost (canary writer, or rpo_ms)
 //!   rpo-rows: 100       # acknowledged canary rows missing on the new primary
 //!   rpo-bytes: 16MiB    # WAL not replicated at the fault (a step reports rpo_bytes)
@@ -25,6 +26,9 @@ pub struct Drill {
     pub span: Span,
     /// Recovery time objective.
     pub rto: Option<Duration>,
+    /// Time to full capacity: fault to the recovered region running all the data planes it
+    /// needs (a step reports `capacity_ms`, e.g. `drill-report`).
+    pub capacity: Option<Duration>,
     /// Recovery point objective as time: the window of acknowledged writes lost.
     pub rpo: Option<Duration>,
     /// Recovery point objective as WAL bytes not yet replicated.

@@ -41,6 +41,10 @@ pub struct Workflow {
     pub timeout: Option<Duration>,
     /// `max-parallel:` at top level (the CLI flag overrides it).
     pub max_parallel: Option<usize>,
+    /// `trust-policy: FILE`: a trust policy for this workflow's OCI steps, made absolute against
+    /// the workflow file's directory. It adds to the runner's own policy: a step must satisfy
+    /// both.
+    pub trust_policy: Option<Spanned<std::path::PathBuf>>,
     /// Steps in file order.
     pub steps: Vec<Step>,
     /// The file's text, so checks made after parsing (e.g. [`crate::schema::check_steps`]) can
@@ -83,6 +87,20 @@ pub enum InputType {
     Map,
 }
 
+impl InputType {
+    /// The word written after `type:`.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Number => "number",
+            InputType::Bool => "bool",
+            InputType::Duration => "duration",
+            InputType::List => "list",
+            InputType::Map => "map",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct InputDef {
     pub span: Span,
@@ -112,6 +130,45 @@ pub enum ConnectionKind {
 #[derive(Clone, Debug, Default)]
 pub struct Triggers {
     pub schedule: Vec<Schedule>,
+    /// `on.git`: a branch whose commits touching some paths start the workflow.
+    pub git: Option<GitTrigger>,
+}
+
+/// `on.git`: under `meridian serve`, a new commit on `branch` that touches `paths` starts a run
+/// with the inputs [`GitTrigger::INPUTS`] the workflow declares.
+#[derive(Clone, Debug)]
+pub struct GitTrigger {
+    pub span: Span,
+    /// A URL (`https://…`, `ssh://…`, `git@host:…`) or a local path, made absolute against the
+    /// workflow file's directory.
+    pub repo: String,
+    /// The branch watched (default `main`).
+    pub branch: String,
+    /// Git-style globs (`adc/**`); empty means every path.
+    pub paths: Vec<String>,
+    /// How often the branch is polled (default 60 s); a webhook wakes the poller at once.
+    pub interval: std::time::Duration,
+    /// Name of the server secret that signs push webhooks; without it webhooks are refused.
+    pub webhook_secret: Option<String>,
+}
+
+/// Whether `repo` of `on.git` names a remote repository: a URL other than `file://`, or the
+/// scp-like `git@host:org/repo.git` (a colon before any slash). Anything else is a path.
+pub fn is_remote_repo(repo: &str) -> bool {
+    if let Some((scheme, _)) = repo.split_once("://") {
+        return scheme != "file";
+    }
+    matches!(repo.find(':'), Some(c) if !repo[..c].contains('/') && c > 1)
+}
+
+impl GitTrigger {
+    /// The inputs a git-started run gets, when the workflow declares them: the commit id
+    /// (required), the changed paths under `paths`, and the text of every file under `paths`.
+    pub const INPUTS: [(&'static str, &'static str); 3] = [
+        ("git_commit", "string"),
+        ("git_changed_files", "list"),
+        ("git_files", "map"),
+    ];
 }
 
 #[derive(Clone, Debug)]
@@ -601,7 +658,7 @@ pub struct Notify {
 }
 
 /// The notification kinds a server sends.
-pub const NOTIFY_EVENTS: [&str; 7] = [
+pub const NOTIFY_EVENTS: [&str; 8] = [
     "run.started",
     "run.awaiting-approval",
     "run.failed",
@@ -609,4 +666,5 @@ pub const NOTIFY_EVENTS: [&str; 7] = [
     "drill.missed",
     "schedule.paused",
     "readiness.changed",
+    "drift.changed",
 ];

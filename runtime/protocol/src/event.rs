@@ -59,6 +59,16 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in the order a run meets them.
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::AwaitingApproval,
+        RunStatus::TimedOut,
+        RunStatus::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -473,14 +483,7 @@ mod tests {
 
     #[test]
     fn statuses_parse_back() {
-        for s in [
-            RunStatus::Running,
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-            RunStatus::AwaitingApproval,
-            RunStatus::TimedOut,
-            RunStatus::Cancelled,
-        ] {
+        for s in RunStatus::ALL {
             assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
         }
         assert!("done".parse::<RunStatus>().is_err());

@@ -1,8 +1,8 @@
 //! The drill verdict: what a run measured against the workflow's `drill:` targets.
 //!
 //! Figures come from two places:
-//! * step outputs named `rto_ms`, `rpo_ms` and `rpo_bytes` (a figure several legs report is taken
-//!   from the last), e.g. `drill-report`'s;
+//! * step outputs named `rto_ms`, `capacity_ms` (time to full capacity), `rpo_ms` and
+//!   `rpo_bytes` (a figure several legs report is taken from the last), e.g. `drill-report`'s;
 //! * the host's canaries (the journal's `measured canary` record): rows written, found and lost,
 //!   the time window of lost writes (the RPO in time when a writer runs), requests sent and
 //!   failed, and the client-observed downtime.
@@ -18,7 +18,8 @@ use serde_json::Value as Json;
 /// One figure of a drill.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DrillFigure {
-    /// `RTO`, `RPO`, `RPO rows`, `RPO bytes`, `Downtime`, `Rows written`, …
+    /// `RTO`, `Capacity` (time to full capacity), `RPO`, `RPO rows`, `RPO bytes`, `Downtime`,
+    /// `Rows written`, …
     pub name: &'static str,
     /// `ms`, `B`, `rows` or `requests`.
     pub unit: &'static str,
@@ -135,6 +136,17 @@ impl DrillVerdict {
                 figures.push(f);
             }
         };
+        // Beside the RTO: when the recovered region ran at full capacity.
+        push(
+            DrillFigure {
+                name: "Capacity",
+                unit: "ms",
+                achieved: found("capacity_ms"),
+                target: ms(drill.capacity),
+                note: None,
+            },
+            false,
+        );
         // With a writer, the RPO in time is the window of writes users lost.
         let (rpo, rpo_note) = if writer {
             (measured("rpo_window_ms"), why("writer_not_measured"))

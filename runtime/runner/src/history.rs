@@ -47,6 +47,8 @@ pub struct Summary {
     pub pass_rate: Option<f64>,
     pub rto_p50_ms: Option<f64>,
     pub rto_p95_ms: Option<f64>,
+    /// The longest time to full capacity.
+    pub worst_capacity_ms: Option<f64>,
     pub worst_rows_lost: Option<f64>,
     pub worst_downtime_ms: Option<f64>,
 }
@@ -60,14 +62,20 @@ pub fn history(
 ) -> Result<Vec<DrillRun>, StoreError> {
     let mut loaded: HashMap<(String, String), Option<Arc<Workflow>>> = HashMap::new();
     let mut out = Vec::new();
-    for r in journal.runs(10_000)? {
+    // Applied runs (of `workflow`), a page at a time from the store's index, until `last`
+    // drills are found or the history ends.
+    let q = meridian_store::RunQuery {
+        workflow: workflow.map(str::to_string),
+        mode: Some(Mode::Apply),
+        limit: 200,
+        ..meridian_store::RunQuery::default()
+    };
+    for r in meridian_store::query_all(journal, q) {
         if out.len() >= last {
             break;
         }
-        if workflow.is_some_and(|w| w != r.workflow)
-            || r.mode != Mode::Apply
-            || r.status == RunStatus::Running
-        {
+        let r = r?;
+        if r.status == RunStatus::Running {
             continue;
         }
         let (record, _) = journal.run(&r.id)?;
@@ -98,7 +106,8 @@ pub fn history(
     Ok(out)
 }
 
-/// Pass rate, RTO percentiles (nearest rank), the worst rows lost and downtime.
+/// Pass rate, RTO percentiles (nearest rank), the worst time to full capacity, rows lost and
+/// downtime.
 pub fn summarize(runs: &[DrillRun]) -> Summary {
     let mut s = Summary {
         drills: runs.len(),
@@ -130,6 +139,7 @@ pub fn summarize(runs: &[DrillRun]) -> Summary {
             .filter_map(|r| r.figure(name))
             .max_by(f64::total_cmp)
     };
+    s.worst_capacity_ms = worst("Capacity");
     s.worst_rows_lost = worst("RPO rows");
     s.worst_downtime_ms = worst("Downtime");
     s
@@ -190,6 +200,7 @@ mod tests {
         assert_eq!(s.pass_rate, Some(0.8));
         assert_eq!((s.rto_p50_ms, s.rto_p95_ms), (Some(500.0), Some(1000.0)));
         assert_eq!(s.worst_rows_lost, Some(10.0));
+        assert_eq!(s.worst_capacity_ms, None);
         assert_eq!(s.worst_downtime_ms, None);
         assert_eq!(summarize(&[]), Summary::default());
     }

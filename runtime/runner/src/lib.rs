@@ -8,10 +8,12 @@
 //! [`RunSettings`] when the run starts and read back on every resume.
 
 pub mod canary;
+pub mod drift;
 pub mod drill;
 mod error;
 pub mod evidence;
 pub mod files;
+pub mod git;
 pub mod history;
 pub mod inputs;
 pub mod ready;

@@ -46,15 +46,7 @@ impl Runner {
     /// Plans `wf` with `launch`'s inputs and secrets and judges the readiness rules.
     pub async fn ready(&self, wf: &Loaded, mut launch: Launch) -> Result<Readiness, RunnerError> {
         let started = Instant::now();
-        launch.mode = Mode::Plan;
-        launch.approver = None;
-        launch.approve = wf
-            .workflow
-            .steps
-            .iter()
-            .filter(|s| s.approval.is_some())
-            .map(|s| s.id.value.clone())
-            .collect();
+        as_plan(wf, &mut launch);
         let secrets = crate::secrets::load(&wf.workflow, launch.secrets_file.as_deref())?;
         let inputs = meridian_engine::inputs::resolve(&wf.workflow, &launch.raw_inputs)
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
@@ -75,6 +67,20 @@ impl Runner {
             checks,
         })
     }
+}
+
+/// Makes `launch` a plan that judges what it saw: plan mode, every approval gate approved (a
+/// plan changes nothing), nobody asked.
+pub(crate) fn as_plan(wf: &Loaded, launch: &mut Launch) {
+    launch.mode = Mode::Plan;
+    launch.approver = None;
+    launch.approve = wf
+        .workflow
+        .steps
+        .iter()
+        .filter(|s| s.approval.is_some())
+        .map(|s| s.id.value.clone())
+        .collect();
 }
 
 fn error_text(e: &meridian_protocol::StepError) -> String {

@@ -214,6 +214,22 @@ impl Runner {
                 s.id.value
             )));
         }
+        // The workflow's own trust policy, on top of the runner's.
+        if let Some(p) = &workflow.trust_policy {
+            let policy = meridian_oci::policy::TrustPolicy::load(&p.value).map_err(|e| {
+                RunnerError::Invalid(format!("{}: `trust-policy`: {e}", workflow.file))
+            })?;
+            for s in &workflow.steps {
+                if let Some(c @ meridian_model::ComponentRef::Oci { .. }) = &s.component
+                    && let Err(e) = local.verify_oci_with(c, &policy).await
+                {
+                    return Err(RunnerError::Invalid(format!(
+                        "step `{}`: {e} (the workflow's `trust-policy`)",
+                        s.id.value
+                    )));
+                }
+            }
+        }
         let schemas = local.schemas_for(workflow).await;
         // An OCI step that cannot be pulled, verified or trusted stops the run before anything
         // ran: what runs must be what was pinned and signed.

@@ -13,24 +13,34 @@ pub fn env_name(name: &str) -> String {
     format!("MERIDIAN_SECRET_{}", name.to_uppercase().replace('-', "_"))
 }
 
+/// The entries of a secrets file (none without one), read with a cap.
+pub fn read_file(file: Option<&Path>) -> Result<BTreeMap<String, String>, RunnerError> {
+    match file {
+        Some(f) => {
+            let text = crate::files::read_capped(f, "secrets file", crate::files::SECRETS_LIMIT)?;
+            parse_dotenv(&text, &f.display().to_string())
+        }
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// A secret's value: `MERIDIAN_SECRET_<NAME>` wins over the file's entry (`from_file`, a
+/// parsed secrets file).
+pub fn value(name: &str, from_file: &BTreeMap<String, String>) -> Option<String> {
+    std::env::var(env_name(name))
+        .ok()
+        .or_else(|| from_file.get(name).cloned())
+}
+
 /// The values of the workflow's declared secrets; the environment wins over the file. A
 /// declared secret with no value is an error naming both ways to give it.
 pub fn load(wf: &Workflow, file: Option<&Path>) -> Result<BTreeMap<String, String>, RunnerError> {
-    let from_file = match file {
-        Some(f) => {
-            let text = crate::files::read_capped(f, "secrets file", crate::files::SECRETS_LIMIT)?;
-            parse_dotenv(&text, &f.display().to_string())?
-        }
-        None => BTreeMap::new(),
-    };
+    let from_file = read_file(file)?;
     let mut out = BTreeMap::new();
     let mut missing = Vec::new();
     for s in &wf.secrets {
         let env = env_name(&s.value);
-        match std::env::var(&env)
-            .ok()
-            .or_else(|| from_file.get(&s.value).cloned())
-        {
+        match value(&s.value, &from_file) {
             Some(v) => {
                 out.insert(s.value.clone(), v);
             }

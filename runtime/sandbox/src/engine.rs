@@ -58,9 +58,10 @@ pub(crate) fn build(cfg: &SandboxConfig) -> Result<(Engine, bool), SandboxError>
     Ok((engine, false))
 }
 
-/// Increments the engine's epoch every `tick` on a dedicated thread until dropped. A step's
-/// deadline is `timeout / tick` epochs, so a guest spinning without host calls is stopped within
-/// one tick of its timeout. Cost: one thread waking every tick.
+/// Increments the engine's epoch every `tick` on a dedicated thread until dropped. At every tick
+/// each running step compares the monotonic clock with its deadline, so a guest spinning
+/// without host calls is stopped within one tick of its timeout, however late this thread
+/// wakes. Cost: one thread waking every tick.
 pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,

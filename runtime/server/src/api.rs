@@ -45,10 +45,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/runs/{id}/approvals/{step}"),
     ("get", "/api/v1/drills"),
     ("get", "/api/v1/readiness"),
+    ("get", "/api/v1/drift"),
+    ("get", "/api/v1/git"),
     ("get", "/api/v1/schedules"),
     ("post", "/api/v1/schedules/{id}/pause"),
     ("post", "/api/v1/schedules/{id}/resume"),
     ("post", "/api/v1/schedules/{id}/trigger"),
+    ("post", "/hooks/git/{workflow}"),
 ];
 
 /// An error answer.
@@ -70,6 +73,12 @@ impl ApiError {
     }
     pub fn not_found(m: impl Into<String>) -> ApiError {
         Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNAUTHORIZED, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, m)
     }
     pub fn conflict(m: impl Into<String>) -> ApiError {
         Self::new(StatusCode::CONFLICT, m)
@@ -123,6 +132,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/runs/{id}/approvals/{step}", post(decide))
         .route("/api/v1/drills", get(drills))
         .route("/api/v1/readiness", get(readiness))
+        .route("/api/v1/drift", get(drift))
+        .route("/api/v1/git", get(git))
         .route("/api/v1/schedules", get(schedules))
         .route("/api/v1/schedules/{id}/pause", post(pause))
         .route("/api/v1/schedules/{id}/resume", post(resume))
@@ -133,6 +144,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(crate::git::router())
         .merge(crate::console::router())
         .with_state(server)
 }
@@ -242,22 +254,28 @@ async fn list_runs(
 ) -> Answer<Json<Json_>> {
     let limit = f.limit.unwrap_or(50).clamp(1, 500);
     let offset = f.offset.unwrap_or(0);
-    let all = s
+    let status = f
+        .status
+        .as_deref()
+        .map(|w| w.parse::<RunStatus>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("status: {e}")))?;
+    // One page from the store's index, not the history filtered here.
+    let page = s
         .runner
         .journal()
-        .runs(10_000)
+        .query_runs(&meridian_store::RunQuery {
+            workflow: f.workflow,
+            status,
+            mode: None,
+            since_ms: f.since,
+            offset,
+            limit,
+        })
         .map_err(|e| ApiError::from_store(&e))?;
-    let matching: Vec<_> = all
-        .into_iter()
-        .filter(|r| f.workflow.as_ref().is_none_or(|w| *w == r.workflow))
-        .filter(|r| f.status.as_ref().is_none_or(|st| st == r.status.as_str()))
-        .filter(|r| f.since.is_none_or(|t| r.created_at_ms >= t))
-        .collect();
-    let total = matching.len();
-    let page: Vec<_> = matching.into_iter().skip(offset).take(limit).collect();
-    let next = (offset + page.len() < total).then_some(offset + page.len());
+    let next = (offset + page.runs.len() < page.total).then_some(offset + page.runs.len());
     Ok(Json(
-        json!({"runs": page, "total": total, "next_offset": next}),
+        json!({"runs": page.runs, "total": page.total, "next_offset": next}),
     ))
 }
 
@@ -526,14 +544,22 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
         .collect();
     let j = s.runner.journal();
     let mut out = Vec::new();
-    for r in j.runs(10_000).map_err(|e| ApiError::from_store(&e))? {
+    // Applied runs (of the workflow asked for), a page at a time from the store's index.
+    let q = meridian_store::RunQuery {
+        workflow: f.workflow.clone(),
+        mode: Some(Mode::Apply),
+        limit: 200,
+        ..meridian_store::RunQuery::default()
+    };
+    for r in meridian_store::query_all(&**j, q) {
         if out.len() >= limit {
             break;
         }
+        let r = r.map_err(|e| ApiError::from_store(&e))?;
         let Some(wf) = drills.get(&r.workflow) else {
             continue;
         };
-        if r.mode != Mode::Apply || r.status == RunStatus::Running {
+        if r.status == RunStatus::Running {
             continue;
         }
         let legs = j.legs(&r.id).map_err(|e| ApiError::from_store(&e))?;
@@ -546,6 +572,14 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
         }));
     }
     Ok(Json(json!({ "drills": out })))
+}
+
+async fn drift(State(s): State<Arc<Server>>) -> Json<Json_> {
+    Json(json!({ "drift": s.drift_infos() }))
+}
+
+async fn git(State(s): State<Arc<Server>>) -> Json<Json_> {
+    Json(json!({ "git": s.git_infos() }))
 }
 
 async fn readiness(State(s): State<Arc<Server>>) -> Json<Json_> {
@@ -593,14 +627,21 @@ async fn trigger(
 }
 
 async fn metrics(State(s): State<Arc<Server>>) -> Answer<Response> {
+    // Every run of the journal, counted by the store per state (no page is read).
     let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for r in s
-        .runner
-        .journal()
-        .runs(10_000)
-        .map_err(|e| ApiError::from_store(&e))?
-    {
-        *states.entry(r.status.as_str()).or_default() += 1;
+    for status in RunStatus::ALL {
+        let page = s
+            .runner
+            .journal()
+            .query_runs(&meridian_store::RunQuery {
+                status: Some(status),
+                limit: 0,
+                ..meridian_store::RunQuery::default()
+            })
+            .map_err(|e| ApiError::from_store(&e))?;
+        if page.total > 0 {
+            states.insert(status.as_str(), page.total as u64);
+        }
     }
     let active = s.active.lock().unwrap().len();
     Ok((

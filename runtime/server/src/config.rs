@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub secrets_file: Option<PathBuf>,
+    /// The trust policy for the workflows' OCI steps (`trust-policy = "policy.toml"`); the
+    /// command line's `--trust-policy` wins.
+    pub trust_policy: Option<PathBuf>,
     pub pause_after_failures: u32,
     pub reload_interval: Duration,
     pub grace: Duration,
@@ -62,6 +65,10 @@ pub struct ServerConfig {
     pub workflow_inputs: BTreeMap<String, PathBuf>,
     /// Per workflow name: how often the server checks its readiness (`meridian ready`).
     pub ready_every: BTreeMap<String, Duration>,
+    /// Per workflow name: how often the server checks its gateways for drift (`meridian drift`).
+    pub drift_every: BTreeMap<String, Duration>,
+    /// Where the server keeps its own files: clones of remote `on.git` repositories (`git/`).
+    pub state_dir: PathBuf,
     pub schedules: Vec<ExtraSchedule>,
     pub notify: Vec<Webhook>,
     /// Resume, at start-up, the interrupted runs a server started. Right for a journal one
@@ -79,11 +86,14 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             secrets_file: None,
+            trust_policy: None,
             pause_after_failures: 3,
             reload_interval: Duration::from_secs(1),
             grace: Duration::from_secs(30),
             workflow_inputs: BTreeMap::new(),
             ready_every: BTreeMap::new(),
+            drift_every: BTreeMap::new(),
+            state_dir: PathBuf::from(".meridian"),
             schedules: Vec::new(),
             notify: Vec::new(),
             resume_interrupted: true,
@@ -156,6 +166,7 @@ struct File {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     secrets_file: Option<PathBuf>,
+    trust_policy: Option<PathBuf>,
     pause_after_failures: Option<u32>,
     #[serde(default, with = "opt_duration")]
     reload_interval: Option<Duration>,
@@ -175,6 +186,8 @@ struct PerWorkflow {
     inputs_file: Option<PathBuf>,
     #[serde(default, with = "opt_duration")]
     ready_every: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    drift_every: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -215,6 +228,7 @@ impl ServerConfig {
         c.tls_cert = file.tls_cert.map(at);
         c.tls_key = file.tls_key.map(at);
         c.secrets_file = file.secrets_file.map(at);
+        c.trust_policy = file.trust_policy.map(at);
         if let Some(n) = file.pause_after_failures {
             if n == 0 {
                 return Err(invalid(
@@ -232,6 +246,10 @@ impl ServerConfig {
         for (name, w) in file.workflow {
             if let Some(d) = w.ready_every {
                 c.ready_every
+                    .insert(name.clone(), d.max(Duration::from_secs(1)));
+            }
+            if let Some(d) = w.drift_every {
+                c.drift_every
                     .insert(name.clone(), d.max(Duration::from_secs(1)));
             }
             if let Some(p) = w.inputs_file {
@@ -297,6 +315,7 @@ grace = 5
 [workflow.dr-drill]
 inputs-file = "lab.yaml"
 ready-every = "5m"
+drift-every = "10m"
 
 [[schedule]]
 workflow = "dr-drill"
@@ -320,6 +339,7 @@ format = "slack"
             Path::new("/etc/meridian/lab.yaml")
         );
         assert_eq!(c.ready_every["dr-drill"], Duration::from_secs(300));
+        assert_eq!(c.drift_every["dr-drill"], Duration::from_secs(600));
         assert_eq!(c.schedules[0].overlap.as_deref(), Some("queue"));
         assert_eq!(c.notify[0].format, WebhookFormat::Slack);
     }

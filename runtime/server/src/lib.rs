@@ -11,6 +11,8 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 mod console;
+mod drift;
+mod git;
 pub mod metrics;
 pub mod notify;
 mod readiness;
@@ -60,6 +62,8 @@ pub struct Server {
     active: Mutex<BTreeMap<String, runs::Active>>,
     idempotency: Mutex<runs::Idempotency>,
     readiness: Mutex<BTreeMap<String, readiness::LastReadiness>>,
+    drift: Mutex<BTreeMap<String, drift::LastDrift>>,
+    git: Mutex<BTreeMap<String, git::Watch>>,
     notifier: notify::Notifier,
     metrics: metrics::Metrics,
     tokens: Option<auth::Tokens>,
@@ -88,6 +92,29 @@ impl Server {
         self.notifier.send(note);
     }
 
+    /// One loop per workflow of `every` (name → interval, at least 1 s) calling `check` on
+    /// each tick, the first at once; each loop ends when the server drains. Serves the
+    /// periodic readiness and drift checks.
+    fn on_interval<F, Fut>(self: &Arc<Self>, every: BTreeMap<String, Duration>, check: F)
+    where
+        F: Fn(Arc<Server>, String) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        for (workflow, period) in every {
+            let (s, check) = (self.clone(), check.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period.max(Duration::from_secs(1)));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => check(s.clone(), workflow.clone()).await,
+                        _ = s.drain.cancelled() => return,
+                    }
+                }
+            });
+        }
+    }
+
     /// Reads the workflows directory again; reports what changed.
     fn reload(self: &Arc<Self>) {
         let changes = self.catalog.write().unwrap().reload();
@@ -110,6 +137,7 @@ impl Server {
                     }
                 }
                 self.sync_schedules(false);
+                self.sync_git();
             }
             Err(e) => tracing::warn!(
                 dir = %self.catalog.read().unwrap().dir().display(),
@@ -193,6 +221,8 @@ pub async fn serve(
         active: Mutex::default(),
         idempotency: Mutex::default(),
         readiness: Mutex::default(),
+        drift: Mutex::default(),
+        git: Mutex::default(),
         metrics: metrics::Metrics::default(),
         tokens,
         sessions: Default::default(),
@@ -229,6 +259,8 @@ pub async fn serve(
     });
     tokio::spawn(server.clone().schedule_loop(catch_up));
     server.start_readiness();
+    server.start_drift();
+    server.sync_git();
 
     let app = api::router(server.clone());
     let s = server.clone();

@@ -70,6 +70,7 @@ struct Inner {
     drills: BTreeMap<String, Figures>,
     paused: BTreeMap<String, bool>,
     ready: BTreeMap<String, bool>,
+    drift: BTreeMap<String, &'static str>,
     skipped: BTreeMap<String, u64>,
 }
 
@@ -136,6 +137,15 @@ impl Metrics {
             .unwrap()
             .ready
             .insert(workflow.to_string(), ready);
+    }
+
+    /// The last drift answer of a workflow: `in-sync`, `drift` or `unknown`.
+    pub fn drift(&self, workflow: &str, state: &'static str) {
+        self.0
+            .lock()
+            .unwrap()
+            .drift
+            .insert(workflow.to_string(), state);
     }
 
     /// The exposition; `states` counts the journal's runs by state, `active` the runs this
@@ -214,6 +224,15 @@ impl Metrics {
                 label(wf),
                 u8::from(*r)
             );
+        }
+        out.push_str("# HELP meridian_drift Whether the workflow's gateways differed from their ADC files at the last drift check (1 drift, 0 in sync, -1 unknown).\n# TYPE meridian_drift gauge\n");
+        for (wf, state) in &inner.drift {
+            let v = match *state {
+                "drift" => 1,
+                "in-sync" => 0,
+                _ => -1,
+            };
+            let _ = writeln!(out, "meridian_drift{{workflow=\"{}\"}} {v}", label(wf));
         }
         out.push_str("# HELP meridian_drill_achieved Last drill's achieved figure per workflow (see unit).\n# TYPE meridian_drill_achieved gauge\n");
         let mut targets = String::new();

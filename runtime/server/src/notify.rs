@@ -28,7 +28,7 @@ const ATTEMPTS: u32 = 5;
 #[derive(Clone, Debug, Serialize)]
 pub struct Note {
     /// `run.started`, `run.awaiting-approval`, `run.failed`, `run.succeeded`, `drill.missed`,
-    /// `schedule.paused`, `readiness.changed`.
+    /// `schedule.paused`, `readiness.changed`, `drift.changed`.
     pub kind: String,
     pub workflow: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +37,9 @@ pub struct Note {
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// The git commit a run was started for (`on.git`), or a drift check compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub message: String,
     /// Unix ms.
     pub at: u64,
@@ -54,6 +57,7 @@ impl Note {
             run_id: Some(run_id.into()),
             status: Some(status.as_str().into()),
             schedule: None,
+            commit: None,
             message: message.into(),
             at: meridian_store::pending::now_ms().max(0) as u64,
             delivery: delivery_id(),
@@ -68,6 +72,7 @@ impl Note {
             run_id: None,
             status: None,
             schedule: Some(schedule.into()),
+            commit: None,
             message: message.into(),
             at: meridian_store::pending::now_ms().max(0) as u64,
             delivery: delivery_id(),
@@ -83,6 +88,24 @@ impl Note {
             run_id: None,
             status: Some(if ready { "ready" } else { "not-ready" }.into()),
             schedule: None,
+            commit: None,
+            message: message.into(),
+            at: meridian_store::pending::now_ms().max(0) as u64,
+            delivery: delivery_id(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// A workflow's gateways drifted from their ADC files, or are back in sync
+    /// (`drift.changed`); `state` is `drift`, `in-sync` or `unknown`.
+    pub fn drift(workflow: &str, state: &str, commit: Option<String>, message: &str) -> Note {
+        Note {
+            kind: "drift.changed".into(),
+            workflow: workflow.into(),
+            run_id: None,
+            status: Some(state.into()),
+            schedule: None,
+            commit,
             message: message.into(),
             at: meridian_store::pending::now_ms().max(0) as u64,
             delivery: delivery_id(),
@@ -101,6 +124,9 @@ impl Note {
                 }
                 if let Some(s) = &self.schedule {
                     text.push_str(&format!(" schedule `{s}`"));
+                }
+                if let Some(c) = &self.commit {
+                    text.push_str(&format!(" commit `{}`", &c[..c.len().min(12)]));
                 }
                 if !self.message.is_empty() {
                     text.push_str(&format!(": {}", slack_escape(&self.message)));

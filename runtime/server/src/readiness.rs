@@ -5,7 +5,6 @@
 //! notification when a workflow turns ready or not ready (not for the first answer).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use meridian_runner::Launch;
 use meridian_runner::ready::Readiness;
@@ -30,19 +29,9 @@ pub(crate) struct LastReadiness {
 impl Server {
     /// One loop per workflow with `ready-every`; each ends when the server drains.
     pub(crate) fn start_readiness(self: &Arc<Self>) {
-        for (workflow, every) in self.config.ready_every.clone() {
-            let s = self.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => s.check_readiness(&workflow).await,
-                        _ = s.drain.cancelled() => return,
-                    }
-                }
-            });
-        }
+        self.on_interval(self.config.ready_every.clone(), |s, wf| async move {
+            s.check_readiness(&wf).await
+        });
     }
 
     async fn check_readiness(self: &Arc<Self>, workflow: &str) {

@@ -239,7 +239,9 @@ impl Server {
             RunStatus::Cancelled | RunStatus::Running => None,
         };
         if let Some(kind) = note {
-            self.notify(Note::run(kind, &workflow, run_id, status, &message));
+            let mut n = Note::run(kind, &workflow, run_id, status, &message);
+            n.commit = self.git_commit_of(run_id);
+            self.notify(n);
         }
         if let Ok(Some(f)) = result
             && let Some(d) = &f.drill
@@ -394,8 +396,16 @@ impl Server {
     pub(crate) fn resume_interrupted(self: &Arc<Self>) -> Result<usize, ApiError> {
         let journal = self.runner.journal();
         let mut n = 0;
-        for s in journal.runs(10_000).map_err(|e| ApiError::from_store(&e))? {
-            if s.status != RunStatus::Running || self.active.lock().unwrap().contains_key(&s.id) {
+        // Only running runs, read through the store's query (not the whole history).
+        let running = journal
+            .query_runs(&meridian_store::RunQuery {
+                status: Some(RunStatus::Running),
+                limit: 10_000,
+                ..meridian_store::RunQuery::default()
+            })
+            .map_err(|e| ApiError::from_store(&e))?;
+        for s in running.runs {
+            if self.active.lock().unwrap().contains_key(&s.id) {
                 continue;
             }
             let (record, _) = journal.run(&s.id).map_err(|e| ApiError::from_store(&e))?;

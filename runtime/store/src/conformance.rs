@@ -11,7 +11,7 @@ use meridian_protocol::kv::{MAX_TOTAL_BYTES, MAX_VALUE_BYTES};
 use meridian_protocol::{Event, Mode, Outcome, PlannedChange, RunStatus, StepError};
 use serde_json::json;
 
-use crate::{Journal, RunRecord, RunSettings, StoreError};
+use crate::{Journal, RunQuery, RunRecord, RunSettings, StoreError};
 
 /// Runs every check against fresh runs (ids made unique with `prefix`, so a database may hold
 /// several runs of the suite). The prune check deletes every finished run in the storage, so
@@ -23,6 +23,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     forgetting_legs_and_reopening(&format!("{prefix}-fg"), open);
     kv_is_durable_per_run_and_bounded(&format!("{prefix}-kv"), open);
     runs_are_listed_newest_first(&format!("{prefix}-ls"), open);
+    queries_filter_and_page_in_the_store(&format!("{prefix}-q"), open);
     a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
     a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
     // Last: it deletes every finished run of the storage, the other checks' included.
@@ -249,6 +250,83 @@ fn runs_are_listed_newest_first(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     }
     let listed: Vec<String> = j.runs(3).unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(listed, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+}
+
+/// `query_runs` filters by workflow, status, mode and time and pages, newest first, with the
+/// total matching; the same answer as filtering the whole listing.
+fn queries_filter_and_page_in_the_store(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    let workflow = format!("{id}-wf");
+    let ids: Vec<String> = (0..5).map(|i| format!("{id}-{i}")).collect();
+    for (i, r) in ids.iter().enumerate() {
+        let mut rec = record(r);
+        rec.workflow = workflow.clone();
+        if i >= 3 {
+            rec.mode = Mode::Apply;
+        }
+        j.create_run(&rec).unwrap();
+        if i % 2 == 0 {
+            j.sink(r)
+                .unwrap()
+                .emit(&finish(RunStatus::Succeeded))
+                .unwrap();
+        }
+    }
+    let base = RunQuery {
+        workflow: Some(workflow.clone()),
+        limit: 2,
+        ..RunQuery::default()
+    };
+    let ids_of = |q: &RunQuery| -> (Vec<String>, usize) {
+        let page = j.query_runs(q).unwrap();
+        (page.runs.into_iter().map(|r| r.id).collect(), page.total)
+    };
+    assert_eq!(ids_of(&base), (vec![ids[4].clone(), ids[3].clone()], 5));
+    let last = RunQuery {
+        offset: 4,
+        ..base.clone()
+    };
+    assert_eq!(ids_of(&last), (vec![ids[0].clone()], 5));
+    let past = RunQuery {
+        offset: 10,
+        ..base.clone()
+    };
+    assert_eq!(ids_of(&past), (vec![], 5));
+    let apply = RunQuery {
+        mode: Some(Mode::Apply),
+        limit: 10,
+        ..base.clone()
+    };
+    assert_eq!(ids_of(&apply), (vec![ids[4].clone(), ids[3].clone()], 2));
+    let done = RunQuery {
+        status: Some(RunStatus::Succeeded),
+        limit: 10,
+        ..base.clone()
+    };
+    assert_eq!(
+        ids_of(&done),
+        (vec![ids[4].clone(), ids[2].clone(), ids[0].clone()], 3)
+    );
+    let later = RunQuery {
+        since_ms: Some(crate::pending::now_ms() + 86_400_000),
+        ..base.clone()
+    };
+    assert_eq!(ids_of(&later), (vec![], 0));
+    // The same answer as the whole listing, filtered.
+    let all: Vec<String> = j
+        .runs(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|r| done.matches(r))
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(all, ids_of(&done).0);
+    // Read a page of 2 at a time, every match comes once, newest first.
+    let every: Vec<String> = crate::query_all(&*j, base.clone())
+        .map(|r| r.unwrap().id)
+        .collect();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(every, newest_first);
 }
 
 fn started(step: &str, attempt: u32) -> Event {

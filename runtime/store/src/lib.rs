@@ -83,6 +83,20 @@ pub trait Journal: Send + Sync {
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore>;
     /// Most recent runs first.
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
+    /// The runs matching `q`, most recent first: `q.limit` of them after the first `q.offset`,
+    /// and how many match in all. The stores answer it with one indexed query (a listing reads
+    /// one page, not the history); this default filters [`Journal::runs`].
+    fn query_runs(&self, q: &RunQuery) -> Result<RunPage, StoreError> {
+        let matching: Vec<RunSummary> = self
+            .runs(usize::MAX)?
+            .into_iter()
+            .filter(|r| q.matches(r))
+            .collect();
+        Ok(RunPage {
+            total: matching.len(),
+            runs: matching.into_iter().skip(q.offset).take(q.limit).collect(),
+        })
+    }
     /// The run's record and summary.
     fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError>;
     /// Every event of a run, in order.
@@ -114,6 +128,65 @@ pub trait Journal: Send + Sync {
     fn check(&self) -> Result<Vec<String>, StoreError> {
         check_values(self)
     }
+}
+
+/// Which runs a listing wants (every filter optional), and which page of them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunQuery {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub mode: Option<Mode>,
+    /// Runs created at or after this (Unix ms).
+    pub since_ms: Option<i64>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl RunQuery {
+    /// Whether `r` passes the filters (not the paging).
+    pub fn matches(&self, r: &RunSummary) -> bool {
+        self.workflow.as_ref().is_none_or(|w| *w == r.workflow)
+            && self.status.is_none_or(|s| s == r.status)
+            && self.mode.is_none_or(|m| m == r.mode)
+            && self.since_ms.is_none_or(|t| r.created_at_ms >= t)
+    }
+}
+
+/// Every run matching `q`, most recent first, read from the store a page (`q.limit` runs) at a
+/// time: a caller that stops early reads no further page.
+pub fn query_all(
+    journal: &dyn Journal,
+    q: RunQuery,
+) -> impl Iterator<Item = Result<RunSummary, StoreError>> + '_ {
+    let mut q = RunQuery {
+        limit: q.limit.max(1),
+        ..q
+    };
+    let mut page = std::collections::VecDeque::new();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if page.is_empty() && !done {
+            match journal.query_runs(&q) {
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+                Ok(p) => {
+                    done = p.runs.len() < q.limit;
+                    q.offset += p.runs.len();
+                    page.extend(p.runs);
+                }
+            }
+        }
+        page.pop_front().map(Ok)
+    })
+}
+
+/// One page of a listing, and how many runs match the query in all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    pub total: usize,
 }
 
 /// Reads every run, event and leg back typed: a value that does not (edited by hand, a damaged

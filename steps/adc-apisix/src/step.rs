@@ -167,6 +167,27 @@ mod tests {
     }
 
     #[test]
+    fn documents_by_path_merge_and_errors_name_the_path() {
+        let host = Arc::new(MockHost::new().http(empty_gateway).secret("gw-key", "k"));
+        let docs = json!({
+            "adc/README.md": "not: [config",
+            "adc/rules.yaml": "global_rules: {prometheus: {}}\n",
+        });
+        let inv = json!({"server": GW, "token_secret": "gw-key", "documents": docs});
+        let out = run_with::<AdcApisix>(Invocation::for_test(&inv), host.clone()).unwrap();
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(out["summary"]["create"], 1, "{out}");
+        let bad = json!({"server": GW, "documents": {"adc/bad.yaml": "services: [{}]"}});
+        let e = run_with::<AdcApisix>(Invocation::for_test(&bad), host).unwrap_err();
+        assert_eq!(e.kind(), SdkKind::InvalidInput);
+        assert!(
+            e.message()
+                .contains("adc/bad.yaml:1:12: missing field `name`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn error_kinds_reach_the_engine() {
         // The gateway is not reachable: the host denies every request, a grant problem.
         let host = Arc::new(

@@ -66,7 +66,12 @@ pub struct Input {
     /// .yaml/.yml/.json below) or `*` patterns in the last path component.
     #[serde(default)]
     pub files: Vec<String>,
-    /// Inline ADC YAML (or JSON), merged after `files`.
+    /// ADC files given as text, by path (the files of a git commit, as `on.git` passes them
+    /// in `git_files`): those ending in .yaml, .yml or .json are merged after `files`, in path
+    /// order; errors name the path. Other entries (a README next to them) are ignored.
+    #[serde(default)]
+    pub documents: BTreeMap<String, String>,
+    /// Inline ADC YAML (or JSON), merged after `files` and `documents`.
     #[serde(default)]
     pub config: Option<String>,
     /// Values for `${NAME}` in the files (the step has no process environment).
@@ -152,14 +157,29 @@ pub struct Runtime<'a> {
     pub now_ms: u64,
 }
 
-/// The ADC sources named by the input: `files` (via `fs` preopens), then inline `config`.
+/// The ADC sources named by the input: `files` (via `fs` preopens), `documents`, then inline
+/// `config`.
 pub fn sources(input: &Input) -> Result<Vec<Source>, SyncError> {
-    if input.files.is_empty() && input.config.is_none() {
+    if input.files.is_empty() && input.documents.is_empty() && input.config.is_none() {
         return Err(SyncError::InvalidInput(
-            "give the ADC configuration as `files` (paths inside a directory granted with `fs`) or as inline `config`".into(),
+            "give the ADC configuration as `files` (paths inside a directory granted with `fs`), as `documents` (text by path) or as inline `config`".into(),
         ));
     }
     let mut out = load::read_files(&input.files)?;
+    out.extend(
+        input
+            .documents
+            .iter()
+            .filter(|(name, _)| {
+                [".yaml", ".yml", ".json"]
+                    .iter()
+                    .any(|ext| name.to_ascii_lowercase().ends_with(ext))
+            })
+            .map(|(name, text)| Source {
+                name: name.clone(),
+                text: text.clone(),
+            }),
+    );
     if let Some(text) = &input.config {
         out.push(Source {
             name: "<config>".into(),

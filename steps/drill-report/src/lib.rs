@@ -1,13 +1,14 @@
-//! `drill-report`: turns the timestamps a drill measured into achieved RTO and RPO, compared
-//! with the targets. The engine's drill summary reads `rto_ms`, `rpo_ms` and `rpo_bytes` from
+//! `drill-report`: turns the timestamps a drill measured into achieved RTO, time to full
+//! capacity and RPO, compared with the targets. The engine's drill summary reads `rto_ms`,
+//! `capacity_ms`, `rpo_ms` and `rpo_bytes` from
 //! step outputs; this step is where a workflow computes them (expressions have no arithmetic on
 //! purpose).
 
 use meridian_sdk::{Ctx, Error, JsonSchema, ManifestInfo, Step};
 use serde::{Deserialize, Serialize};
 
-/// Inputs: when the fault happened (or was declared), when service was back, and what the
-/// database step measured.
+/// Inputs: when the fault happened (or was declared), when service was back, when the region
+/// reached full capacity, and what the database step measured.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
@@ -21,9 +22,17 @@ pub struct Input {
     /// Replication delay at failover in ms, if measured.
     #[serde(default)]
     pub rpo_ms: Option<u64>,
+    /// Unix ms when the recovered region reached full capacity (e.g. `region-lab` wait-ready's
+    /// or scale's `capacity_ready_at_ms`), if measured: the time to full capacity is measured
+    /// from `fault_at_ms` to here (0 when it was already there at the fault).
+    #[serde(default)]
+    pub capacity_ready_at_ms: Option<u64>,
     /// Targets, from the workflow's `drill:` block or inputs.
     #[serde(default)]
     pub rto_target_ms: Option<u64>,
+    /// Target of the time to full capacity.
+    #[serde(default)]
+    pub capacity_target_ms: Option<u64>,
     #[serde(default)]
     pub rpo_target_ms: Option<u64>,
     #[serde(default)]
@@ -37,6 +46,9 @@ pub struct Input {
 #[derive(Debug, Serialize, JsonSchema, PartialEq)]
 pub struct Output {
     pub rto_ms: u64,
+    /// Fault → full capacity, when `capacity_ready_at_ms` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +91,11 @@ pub fn report(i: &Input) -> Result<Output, Error> {
             }
             _ => {}
         };
+    let capacity = i
+        .capacity_ready_at_ms
+        .map(|c| c.saturating_sub(i.fault_at_ms));
     check("RTO", Some(rto), i.rto_target_ms, "ms");
+    check("Capacity", capacity, i.capacity_target_ms, "ms");
     check("RPO", i.rpo_ms, i.rpo_target_ms, "ms");
     check("RPO", i.rpo_bytes, i.rpo_target_bytes, "B");
     let verdict = match (missed, unmeasured) {
@@ -89,6 +105,7 @@ pub fn report(i: &Input) -> Result<Output, Error> {
     };
     Ok(Output {
         rto_ms: rto,
+        capacity_ms: capacity,
         rpo_ms: i.rpo_ms,
         rpo_bytes: i.rpo_bytes,
         met: verdict == "met",
@@ -104,8 +121,9 @@ impl Step for DrillReport {
     type Output = Output;
 
     fn manifest() -> ManifestInfo {
-        ManifestInfo::new("drill-report", env!("CARGO_PKG_VERSION"))
-            .description("Achieved RTO/RPO of a DR drill against its targets.")
+        ManifestInfo::new("drill-report", env!("CARGO_PKG_VERSION")).description(
+            "Achieved RTO, time to full capacity and RPO of a DR drill against its targets.",
+        )
     }
 
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {
@@ -135,7 +153,9 @@ mod tests {
             recovered_at_ms: rec,
             rpo_bytes: Some(0),
             rpo_ms: None,
+            capacity_ready_at_ms: None,
             rto_target_ms: Some(60_000),
+            capacity_target_ms: None,
             rpo_target_ms: None,
             rpo_target_bytes: Some(1024),
             enforce: false,
@@ -168,6 +188,32 @@ mod tests {
         // A missed target outranks a missing measurement.
         let mut i = input(0, 90_000);
         i.rpo_bytes = None;
+        assert_eq!(report(&i).unwrap().verdict, "missed");
+    }
+
+    #[test]
+    fn time_to_full_capacity_is_measured_from_the_fault() {
+        let mut i = input(1_000, 3_500);
+        i.capacity_ready_at_ms = Some(4_200);
+        i.capacity_target_ms = Some(5_000);
+        let out = report(&i).unwrap();
+        assert_eq!((out.rto_ms, out.capacity_ms), (2_500, Some(3_200)));
+        assert!(
+            out.verdicts
+                .contains(&"Capacity 3200ms <= 5000ms: met".to_owned())
+        );
+        // Full capacity before the fault (a standby kept at full size) counts as 0.
+        i.capacity_ready_at_ms = Some(500);
+        assert_eq!(report(&i).unwrap().capacity_ms, Some(0));
+        // A target and no measurement: incomplete.
+        i.capacity_ready_at_ms = None;
+        let out = report(&i).unwrap();
+        assert_eq!(
+            (out.capacity_ms, out.verdict.as_str()),
+            (None, "incomplete")
+        );
+        // Missed.
+        i.capacity_ready_at_ms = Some(9_000);
         assert_eq!(report(&i).unwrap().verdict, "missed");
     }
 

@@ -40,6 +40,10 @@ pub enum RegionAction {
     /// Inject the named `fault` into the region (a drill's way to break it; the lab:
     /// `region-down`, `db-down`, `data-plane-down`, `replication-cut`, `dns-stale`).
     Fault,
+    /// Run `capacity` data-plane instances, then wait (bounded by `timeout_ms`) until
+    /// `min_capacity` of them (default: all) are ready. The lab starts or drains instances; on
+    /// API7 the platform scales the data planes and the step waits for them.
+    Scale,
 }
 
 impl RegionAction {
@@ -54,6 +58,7 @@ impl RegionAction {
             Self::Deploy => "deploy",
             Self::RebuildStandby => "rebuild-standby",
             Self::Fault => "fault",
+            Self::Scale => "scale",
         }
     }
 }
@@ -133,6 +138,17 @@ pub struct RegionInput {
     #[serde(default)]
     #[schemars(range(max = 600_000))]
     pub hold_ms: u64,
+    /// scale: the data-plane instances the region should run (its full capacity; required).
+    /// wait-ready: how many data planes must be ready (default: the lab's one, API7's all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1024))]
+    pub capacity: Option<u32>,
+    /// scale: how many instances must be ready before the step succeeds (default: `capacity`).
+    /// A failover that may move traffic to a region before it reached full capacity says so
+    /// here; a later `wait-ready` with `capacity` reports when the rest is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1024))]
+    pub min_capacity: Option<u32>,
     /// Pause between readiness polls in milliseconds (default 500).
     #[serde(default = "default_poll_ms")]
     #[schemars(range(min = 10, max = 60_000))]
@@ -210,6 +226,35 @@ impl RegionInput {
                 )));
             }
             (_, None) => {}
+        }
+        match (self.action, self.capacity, self.min_capacity) {
+            (RegionAction::Scale, None, _) => {
+                return Err(StepError::invalid(
+                    "capacity: scale needs the data-plane instances the region should run, e.g. `capacity: 3`",
+                ));
+            }
+            (RegionAction::Scale, Some(c), Some(m)) if m > c => {
+                return Err(StepError::invalid(format!(
+                    "min_capacity: {m} is more than capacity {c}; the step cannot wait for more instances than it asks for"
+                )));
+            }
+            (RegionAction::Scale, Some(_), _) => {}
+            (RegionAction::WaitReady, _, None) => {}
+            (RegionAction::WaitReady, _, Some(_)) => {
+                return Err(StepError::invalid(
+                    "min_capacity: only scale takes `min_capacity`; give wait-ready the `capacity` to wait for",
+                ));
+            }
+            (_, None, None) => {}
+            (a, _, _) => {
+                return Err(StepError::invalid(format!(
+                    "capacity: only scale and wait-ready take `capacity` or `min_capacity`, not `{}`",
+                    a.as_str()
+                )));
+            }
+        }
+        if self.capacity.is_some_and(|c| c > 1024) || self.min_capacity.is_some_and(|c| c > 1024) {
+            return Err(StepError::invalid("capacity: at most 1024 data planes"));
         }
         if self.hold_ms > 600_000 || self.stale_ms.is_some_and(|s| s > 120_000) {
             return Err(StepError::invalid(
@@ -292,6 +337,20 @@ pub struct RegionOutput {
     /// as the vendor reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// scale: when the scale was requested (host clock; remembered for retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_at_ms: Option<u64>,
+    /// scale / wait-ready: the data-plane instances the region runs (lab: what it was scaled
+    /// to; API7: the data planes waited for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+    /// scale / wait-ready: data-plane instances ready when last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_ready: Option<u32>,
+    /// scale / wait-ready: when `capacity` instances were first seen ready (full capacity); a
+    /// drill's time to full capacity is measured to here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_ready_at_ms: Option<u64>,
     /// wait-ready / deploy: when readiness was first observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_at_ms: Option<u64>,
@@ -339,6 +398,10 @@ impl RegionOutput {
             fault: None,
             fault_at_ms: None,
             role: None,
+            scaled_at_ms: None,
+            capacity: None,
+            instances_ready: None,
+            capacity_ready_at_ms: None,
             ready_at_ms: None,
             waited_ms: None,
             data_planes: BTreeMap::new(),
@@ -461,6 +524,26 @@ mod tests {
             (
                 r#"{"action":"kill","region":"eu","from":"us"}"#,
                 "from: only rebuild-standby",
+            ),
+            (
+                r#"{"action":"scale","region":"eu"}"#,
+                "capacity: scale needs",
+            ),
+            (
+                r#"{"action":"scale","region":"eu","capacity":2,"min_capacity":3}"#,
+                "min_capacity: 3 is more than capacity 2",
+            ),
+            (
+                r#"{"action":"kill","region":"eu","capacity":2}"#,
+                "capacity: only scale and wait-ready",
+            ),
+            (
+                r#"{"action":"wait-ready","region":"eu","capacity":2,"min_capacity":1}"#,
+                "min_capacity: only scale",
+            ),
+            (
+                r#"{"action":"scale","region":"eu","capacity":5000}"#,
+                "capacity: at most 1024",
             ),
         ] {
             let e = RegionInput::from_json(json).unwrap_err();

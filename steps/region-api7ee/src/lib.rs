@@ -12,7 +12,13 @@
 //!   previous key).
 //! - `status`: the same reads without creating or issuing anything, and one readiness probe per
 //!   data plane.
-//! - `wait-ready`: only the data-plane wait (no control-plane call).
+//! - `wait-ready`: only the data-plane wait (no control-plane call); with `capacity`, until that
+//!   many of the listed data planes answer ready (default: all of them).
+//! - `scale` (with `capacity`, optionally `min_capacity`): API7's control plane does not run
+//!   data planes — the platform does (a Kubernetes Deployment's replicas, an autoscaling group) —
+//!   so the step reads the group's registered instances and waits until `min_capacity` (default
+//!   `capacity`) of the listed data planes answer ready; `capacity_ready_at_ms` is when
+//!   `capacity` of them did.
 //!
 //! The access token is sent as `X-API-KEY`; 401/403 are fatal and name the secret. Not ready
 //! within `timeout_ms` is a retryable error listing each data plane's last answer.
@@ -35,10 +41,11 @@ use serde_json::{Value, json};
 pub const VENDOR: &str = "api7ee";
 
 /// The actions this vendor supports.
-pub const ACTIONS: [RegionAction; 3] = [
+pub const ACTIONS: [RegionAction; 4] = [
     RegionAction::Deploy,
     RegionAction::Status,
     RegionAction::WaitReady,
+    RegionAction::Scale,
 ];
 
 /// Upper bound of one data-plane probe.
@@ -60,7 +67,7 @@ pub fn run(
             "provider.api7ee: region-api7ee needs `control_plane` (URL) and `token_secret` (the secret holding the access token)",
         )
     })?;
-    validate(cfg, input.action)?;
+    validate(cfg, input)?;
     let mut out = RegionOutput::new(VENDOR, input, env.clock.now_unix_ms());
     out.planned = plan;
     if input.action != RegionAction::WaitReady {
@@ -100,7 +107,8 @@ pub fn run(
     Ok(out)
 }
 
-fn validate(cfg: &Api7eeProvider, action: RegionAction) -> Result<(), StepError> {
+fn validate(cfg: &Api7eeProvider, input: &RegionInput) -> Result<(), StepError> {
+    let action = input.action;
     if split_url(&cfg.control_plane).is_none_or(|u| !matches!(u.scheme, "http" | "https")) {
         return Err(StepError::invalid(format!(
             "provider.api7ee.control_plane: `{}` is not an http(s) URL",
@@ -132,6 +140,15 @@ fn validate(cfg: &Api7eeProvider, action: RegionAction) -> Result<(), StepError>
         return Err(StepError::invalid(
             "provider.api7ee.data_planes: list the status endpoint of every data plane of the region (e.g. http://10.0.0.5:7085)",
         ));
+    }
+    if let Some(c) = input
+        .capacity
+        .filter(|c| *c as usize > cfg.data_planes.len())
+    {
+        return Err(StepError::invalid(format!(
+            "capacity: {c} data planes to wait for, but provider.api7ee.data_planes lists {}; list the status endpoint of every data plane the region runs at that capacity",
+            cfg.data_planes.len()
+        )));
     }
     Ok(())
 }
@@ -380,11 +397,25 @@ fn wait_for_data_planes(
 ) -> Result<(), StepError> {
     let start = env.clock.now_unix_ms();
     let deadline = start.saturating_add(input.timeout_ms);
+    let all = cfg.data_planes.len() as u32;
+    // Full capacity, and what must be ready before the step succeeds.
+    let full = input.capacity.unwrap_or(all);
+    let needed = input.min_capacity.unwrap_or(full);
+    if input.capacity.is_some() {
+        out.capacity = Some(full);
+    }
     loop {
         let not_ready = probe_all(env, cfg, out);
         let now = env.clock.now_unix_ms();
         out.observed_at_ms = now;
-        if not_ready.is_empty() && !cfg.data_planes.is_empty() {
+        let ready = all - not_ready.len() as u32;
+        if input.capacity.is_some() {
+            out.instances_ready = Some(ready);
+            if ready >= full && out.capacity_ready_at_ms.is_none() {
+                out.capacity_ready_at_ms = Some(now);
+            }
+        }
+        if ready >= needed && !cfg.data_planes.is_empty() {
             out.ready = true;
             out.status = "ready".to_owned();
             out.ready_at_ms = Some(now);
@@ -399,7 +430,7 @@ fn wait_for_data_planes(
         if now >= deadline {
             let list: Vec<String> = not_ready.iter().map(|(u, a)| format!("{u}: {a}")).collect();
             return Err(StepError::retryable(format!(
-                "data planes of region {} not ready after {} ms: {}",
+                "data planes of region {} not ready after {} ms ({ready} of {all} ready, {needed} needed): {}",
                 input.region,
                 input.timeout_ms,
                 list.join("; ")
@@ -417,8 +448,8 @@ meridian_families::region_step! {
         manifest: meridian_sdk::ManifestInfo::new("region-api7ee", env!("CARGO_PKG_VERSION"))
             .description(
                 "Bootstraps a region on API7 Enterprise (gateway group, data-plane instance token, admin key) \
-                 through the control plane, then waits for every data plane's /status/ready; status and \
-                 wait-ready read only.",
+                 through the control plane, then waits for every data plane's /status/ready; status, \
+                 wait-ready and scale (wait for `capacity` data planes the platform scaled) read only.",
             )
             .needs(meridian_sdk::GrantKind::Http, "`provider.api7ee.control_plane` and every `provider.api7ee.data_planes` URL")
             .needs(meridian_sdk::GrantKind::Secret, "`provider.api7ee.token_secret`"),

@@ -23,6 +23,8 @@ struct FakeCp {
     /// Readiness polls each data plane fails before it answers 200.
     dp_warmup: Cell<u32>,
     dp_polls: Cell<u32>,
+    /// Data planes (by host) that never answer ready: not started by the platform yet.
+    dp_missing: RefCell<Vec<&'static str>>,
 }
 
 impl FakeCp {
@@ -30,6 +32,9 @@ impl FakeCp {
         if let Some(rest) = req.url.strip_prefix("http://10.0.0.") {
             assert!(rest.ends_with(":7085/status/ready"), "{}", req.url);
             self.dp_polls.set(self.dp_polls.get() + 1);
+            if self.dp_missing.borrow().iter().any(|h| req.url.contains(h)) {
+                return Err(HttpError::Connect("connection refused".into()));
+            }
             return Ok(if self.dp_polls.get() > self.dp_warmup.get() {
                 Response::new(200, r#"{"status":"ok"}"#)
             } else {
@@ -248,6 +253,77 @@ fn plan_mode_records_the_bootstrap_and_does_not_wait() {
     );
     assert!(cp.groups.borrow().is_empty());
     assert_eq!(clock.now_unix_ms(), 0, "no waiting in plan mode");
+}
+
+fn three_planes(action: &str, capacity: u32, min: Option<u32>) -> RegionInput {
+    RegionInput::from_json(
+        &json!({"action": action, "region": "eu-west", "timeout_ms": 3_000, "poll_interval_ms": 250,
+                "capacity": capacity, "min_capacity": min,
+                "provider": {"api7ee": {"control_plane": CP, "token_secret": "API7_TOKEN",
+                    "data_planes": ["http://10.0.0.5:7085", "http://10.0.0.6:7085", "http://10.0.0.7:7085"]}}})
+        .to_string(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn scale_waits_for_the_data_planes_the_platform_started() {
+    let cp = FakeCp::default();
+    cp.groups
+        .borrow_mut()
+        .insert("gg-1".into(), "eu-west".into());
+    // The third data plane is still being started by the platform.
+    cp.dp_missing.borrow_mut().push("10.0.0.7");
+    let http = FakeTransport::new(|r| cp.answer(r));
+    let clock = FakeClock::at(0);
+    let memo = MapMemo::default();
+    let out = run_with(
+        &http,
+        &clock,
+        &memo,
+        &three_planes("scale", 3, Some(2)),
+        false,
+    )
+    .unwrap();
+    assert!(out.ready);
+    assert_eq!(
+        (out.capacity, out.instances_ready, out.capacity_ready_at_ms),
+        (Some(3), Some(2), None)
+    );
+    assert_eq!(
+        out.instances,
+        Some(1),
+        "the control plane's registered instances"
+    );
+    assert!(!out.changed, "scale on API7 changes nothing itself");
+
+    // Full capacity is not there: a bounded, retryable wait that says how many are ready.
+    let e = run_with(&http, &clock, &memo, &three_planes("scale", 3, None), false).unwrap_err();
+    assert!(e.is_retryable());
+    assert!(e.message().contains("(2 of 3 ready, 3 needed)"), "{e:?}");
+
+    // The platform started it: wait-ready with capacity reports when all three answered.
+    cp.dp_missing.borrow_mut().clear();
+    let t = clock.now_unix_ms();
+    let full = run_with(
+        &http,
+        &clock,
+        &memo,
+        &three_planes("wait-ready", 3, None),
+        false,
+    )
+    .unwrap();
+    assert_eq!(full.capacity_ready_at_ms, Some(t));
+    assert_eq!(full.instances_ready, Some(3));
+
+    // More capacity than data planes listed cannot be waited for.
+    let mut bad = input("wait-ready", json!({}));
+    bad.capacity = Some(3);
+    let e = run_with(&http, &clock, &memo, &bad, false).unwrap_err();
+    assert!(
+        matches!(&e, StepError::InvalidInput(m) if m.contains("lists 2")),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -20,8 +20,16 @@
 //!   in a new run re-copies the data and ends in the same state. The answer must show the region
 //!   in recovery (`role: standby`), else the step fails retryable.
 //! - `wait-ready`: polls `GET /status` every `poll_interval_ms` until the region is `up`, its
-//!   gateway serves and answers `/status/ready` 200, and its PostgreSQL runs; `ready_at_ms` is
-//!   when that was first seen. Not ready within `timeout_ms` is a retryable error.
+//!   gateway serves and answers `/status/ready` 200 (at least one data-plane instance ready, or
+//!   `capacity` of them when given), and its PostgreSQL runs; `ready_at_ms` is when that was
+//!   first seen (and `capacity_ready_at_ms` with `capacity`). Not ready within `timeout_ms` is a
+//!   retryable error.
+//! - `scale` (with `capacity`, optionally `min_capacity`): unless the region already runs
+//!   `capacity` instances, `POST /regions/{name}/scale?instances=<capacity>` (new instances take
+//!   the lab's start-up time, removed ones drain); then polls until `min_capacity` (default
+//!   `capacity`) instances are ready. `scaled_at_ms` is the host clock just before the request,
+//!   remembered for retries; `ready_at_ms` when `min_capacity` was first seen ready,
+//!   `capacity_ready_at_ms` when all `capacity` were (absent when the step returned before).
 //!
 //! Plan mode: the posts are recorded by the host (202 `{}`), so the output reports the current
 //! state with `planned: true`; `wait-ready` reads once instead of waiting.
@@ -39,7 +47,7 @@ use serde::Deserialize;
 pub const VENDOR: &str = "lab";
 
 /// The actions this vendor supports.
-pub const ACTIONS: [RegionAction; 7] = [
+pub const ACTIONS: [RegionAction; 8] = [
     RegionAction::Status,
     RegionAction::Start,
     RegionAction::Stop,
@@ -47,6 +55,7 @@ pub const ACTIONS: [RegionAction; 7] = [
     RegionAction::WaitReady,
     RegionAction::RebuildStandby,
     RegionAction::Fault,
+    RegionAction::Scale,
 ];
 
 /// The lab state as `GET /status` answers it; only what this step reads, every field optional
@@ -81,6 +90,22 @@ struct LabGateway {
     serving: bool,
     #[serde(default)]
     ready: bool,
+    /// Data-plane instances the region should run (absent from older labs: one).
+    #[serde(default)]
+    capacity: Option<u32>,
+    /// Data-plane instances ready.
+    #[serde(default)]
+    instances_ready: Option<u32>,
+    #[serde(default)]
+    instances: Vec<LabInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabInstance {
+    #[serde(default)]
+    ready_url: String,
+    #[serde(default)]
+    status: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +123,17 @@ impl LabRegion {
         self.status == "up"
             && gw.is_some_and(|g| g.serving && g.ready)
             && self.postgres.as_ref().is_some_and(|p| p.running)
+    }
+
+    /// What the region should run and what is ready: `(capacity, ready)`; a lab without
+    /// instances in its state runs one per region.
+    fn capacity(&self) -> (u32, u32) {
+        let gw = self.gateway.as_ref();
+        let ready_one = u32::from(gw.is_some_and(|g| g.serving && g.ready));
+        (
+            gw.and_then(|g| g.capacity).unwrap_or(1),
+            gw.and_then(|g| g.instances_ready).unwrap_or(ready_one),
+        )
     }
 
     /// Its PostgreSQL runs and answers that it is in recovery (a standby).
@@ -218,6 +254,7 @@ pub fn run(
         RegionAction::WaitReady => wait_ready(env, &lab, input, plan),
         RegionAction::RebuildStandby => rebuild_standby(env, memo, &lab, input, plan),
         RegionAction::Fault => fault(env, memo, &lab, input),
+        RegionAction::Scale => scale(env, memo, &lab, input, plan),
         _ => status(env, &lab, input),
     }?;
     out.planned |= plan;
@@ -228,6 +265,17 @@ fn fill(out: &mut RegionOutput, region: &LabRegion, now_ms: u64) {
     out.status = region.status.clone();
     out.ready = region.ready();
     out.observed_at_ms = now_ms;
+    let (capacity, ready) = region.capacity();
+    out.instances_ready = Some(ready);
+    if matches!(out.action, RegionAction::Scale | RegionAction::WaitReady) {
+        out.capacity = Some(capacity);
+        out.data_planes = region
+            .gateway
+            .iter()
+            .flat_map(|g| &g.instances)
+            .map(|i| (i.ready_url.clone(), i.status == "ready"))
+            .collect();
+    }
 }
 
 fn status(env: &Env<'_>, lab: &Lab<'_>, input: &RegionInput) -> Result<RegionOutput, StepError> {
@@ -435,6 +483,104 @@ fn rebuild_standby(
     Ok(out)
 }
 
+/// Scales the region's data planes to `capacity` (unless it already runs that many), then
+/// waits for `min_capacity` ready instances.
+fn scale(
+    env: &Env<'_>,
+    memo: &dyn Memo,
+    lab: &Lab<'_>,
+    input: &RegionInput,
+    plan: bool,
+) -> Result<RegionOutput, StepError> {
+    let name = input.region.as_str();
+    // validate() guarantees `capacity` for this action; the fallback only keeps this total.
+    let capacity = input
+        .capacity
+        .ok_or_else(|| StepError::invalid("capacity: scale needs the instances to run"))?;
+    let wanted = input.min_capacity.unwrap_or(capacity);
+    let key = format!("region-lab/{name}/scale/{capacity}_at_ms");
+    let before = lab.status()?;
+    let region = before.region(name)?;
+    let mut out = RegionOutput::new(VENDOR, input, env.clock.now_unix_ms());
+    let (current, _) = region.capacity();
+    let remembered = memo.get(&key).and_then(|v| v.parse::<u64>().ok());
+    let scaled_at = if current == capacity {
+        if remembered.is_none() {
+            env.log.info(&format!(
+                "region {name} already runs {capacity} data-plane instances; nothing to scale"
+            ));
+        }
+        remembered
+    } else {
+        let line = format!("POST /regions/{name}/scale?instances={capacity}");
+        let sent_at = env.clock.now_unix_ms();
+        let Some(after) = lab.act(name, &format!("scale?instances={capacity}"))? else {
+            out.planned = true;
+            out.changed = true;
+            out.changes.push(line);
+            fill(&mut out, region, env.clock.now_unix_ms());
+            return Ok(out);
+        };
+        let (now_capacity, _) = after.region(name)?.capacity();
+        if now_capacity != capacity {
+            return Err(StepError::retryable(format!(
+                "the lab accepted {line} but reports region {name} at {now_capacity} instances; is the lab older than this step?"
+            )));
+        }
+        out.changed = true;
+        out.changes.push(line);
+        if !plan {
+            memo.set(&key, &sent_at.to_string());
+        }
+        env.log.info(&format!(
+            "region {name}: scaling from {current} to {capacity} data-plane instances"
+        ));
+        Some(sent_at)
+    };
+    out.scaled_at_ms = scaled_at;
+    let start = env.clock.now_unix_ms();
+    let deadline = start.saturating_add(input.timeout_ms);
+    loop {
+        let now = env.clock.now_unix_ms();
+        let last = match lab.status() {
+            Ok(doc) => {
+                // Read after the answer: an instance that turned ready while the status
+                // request was in flight must not be dated before it was ready.
+                let now = env.clock.now_unix_ms();
+                let region = doc.region(name)?;
+                fill(&mut out, region, now);
+                let (_, ready) = region.capacity();
+                if ready >= capacity && out.capacity_ready_at_ms.is_none() {
+                    out.capacity_ready_at_ms = Some(now);
+                }
+                if ready >= wanted {
+                    out.ready_at_ms = Some(now);
+                    out.waited_ms = Some(now.saturating_sub(start));
+                    env.log.info(&format!(
+                        "region {name}: {ready} of {capacity} data-plane instances ready"
+                    ));
+                    return Ok(out);
+                }
+                format!("{ready} of {capacity} data-plane instances ready, waiting for {wanted}")
+            }
+            Err(e) if e.is_retryable() => e.message().to_owned(),
+            Err(e) => return Err(e),
+        };
+        if plan {
+            return Ok(out);
+        }
+        if now >= deadline {
+            return Err(StepError::retryable(format!(
+                "region {name} did not reach {wanted} ready data-plane instances within {} ms: {last}; \
+                 raise timeout_ms if its instances start slowly",
+                input.timeout_ms
+            )));
+        }
+        env.clock
+            .sleep_ms(input.poll_interval_ms.min(deadline - now));
+    }
+}
+
 fn wait_ready(
     env: &Env<'_>,
     lab: &Lab<'_>,
@@ -448,15 +594,27 @@ fn wait_ready(
         let now = env.clock.now_unix_ms();
         let last = match lab.status() {
             Ok(doc) => {
+                // Dated after the answer, as above.
+                let now = env.clock.now_unix_ms();
                 let region = doc.region(&input.region)?;
                 fill(&mut out, region, now);
-                if out.ready {
+                let (_, ready) = region.capacity();
+                let enough = input.capacity.is_none_or(|c| ready >= c);
+                if out.ready && enough {
                     out.ready_at_ms = Some(now);
                     out.waited_ms = Some(now.saturating_sub(start));
+                    if input.capacity.is_some() {
+                        out.capacity_ready_at_ms = Some(now);
+                    }
                     return Ok(out);
                 }
                 if doc.status != "ready" && !doc.status.is_empty() {
                     format!("the lab is {}", doc.status)
+                } else if out.ready {
+                    format!(
+                        "{ready} of the {} data-plane instances waited for are ready",
+                        input.capacity.unwrap_or(1)
+                    )
                 } else {
                     region.describe()
                 }
@@ -487,7 +645,8 @@ meridian_families::region_step! {
         manifest: meridian_sdk::ManifestInfo::new("region-lab", env!("CARGO_PKG_VERSION"))
             .description(
                 "Runs and breaks regions of the local lab through its control API: status, start, stop, \
-                 kill, wait-ready, rebuild-standby (failback), with host-clock timestamps (killed_at_ms, ready_at_ms) for RTO.",
+                 kill, wait-ready, rebuild-standby (failback), fault, scale (data-plane instances), with host-clock \
+                 timestamps (killed_at_ms, ready_at_ms, capacity_ready_at_ms) for RTO and time to full capacity.",
             )
             .needs(meridian_sdk::GrantKind::Http, "`provider.lab.control_url` (scheme://host:port of the lab's control API)"),
         run: run,

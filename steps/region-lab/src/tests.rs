@@ -23,6 +23,12 @@ struct FakeLab {
     gets: Cell<u32>,
     ready_after: Cell<u32>,
     fail_gets: Cell<u32>,
+    /// region → (data-plane instances it should run, instances ready before the last scale).
+    capacity: RefCell<BTreeMap<String, (u32, u32)>>,
+    /// Every instance is ready from this many GETs on (the start-up time of a scale).
+    scaled_ready_at_get: Cell<u32>,
+    /// GETs a scale-up takes to be ready.
+    scale_takes_gets: Cell<u32>,
 }
 
 impl FakeLab {
@@ -37,6 +43,24 @@ impl FakeLab {
             gets: Cell::new(0),
             ready_after: Cell::new(0),
             fail_gets: Cell::new(0),
+            capacity: RefCell::new(BTreeMap::new()),
+            scaled_ready_at_get: Cell::new(0),
+            scale_takes_gets: Cell::new(3),
+        }
+    }
+
+    /// `(capacity, instances ready)` of `region` now.
+    fn instances(&self, region: &str) -> (u32, u32) {
+        let (desired, before) = self
+            .capacity
+            .borrow()
+            .get(region)
+            .copied()
+            .unwrap_or((1, 1));
+        if self.gets.get() >= self.scaled_ready_at_get.get() {
+            (desired, desired)
+        } else {
+            (desired, before.min(desired))
         }
     }
 
@@ -51,10 +75,17 @@ impl FakeLab {
                 let up = status == "up";
                 let standby = standbys.contains(name);
                 let role = if standby { "standby" } else { "primary" };
+                let (capacity, ready) = self.instances(name);
+                let instances: Vec<_> = (0..capacity)
+                    .map(|i| json!({"id": i + 1, "ready_url": format!("http://127.0.0.2:{}/status/ready", 9000 + i),
+                                    "status": if i < ready { "ready" } else { "starting" }}))
+                    .collect();
                 json!({"name": name, "ip": "127.0.0.2", "role": role, "status": status,
                        "postgres": {"port": 5432, "running": up,
                                     "in_recovery": if up { json!(standby) } else { json!(null) }},
-                       "gateway": {"serving": up, "ready": up && ready_now}})
+                       "gateway": {"serving": up, "ready": up && ready_now && ready > 0,
+                                   "capacity": capacity, "instances_ready": ready,
+                                   "instances": instances}})
             })
             .collect();
         json!({"status": "ready", "control_url": BASE, "regions": regions})
@@ -94,6 +125,16 @@ impl FakeLab {
                 .push((name.to_owned(), from.to_owned()));
             return Ok(Response::new(200, self.doc().to_string()));
         }
+        if let Some(n) = verb.strip_prefix("scale?instances=") {
+            let n: u32 = n.parse().expect("instances");
+            let (_, ready) = self.instances(name);
+            self.capacity
+                .borrow_mut()
+                .insert(name.to_owned(), (n, ready));
+            self.scaled_ready_at_get
+                .set(self.gets.get() + self.scale_takes_gets.get());
+            return Ok(Response::new(200, self.doc().to_string()));
+        }
         let status = match verb {
             "kill" => "killed",
             "stop" => "stopped",
@@ -118,6 +159,16 @@ impl FakeLab {
 fn input(action: &str, region: &str) -> RegionInput {
     RegionInput::from_json(
         &json!({"action": action, "region": region, "timeout_ms": 5_000, "poll_interval_ms": 100,
+                "provider": {"lab": {"control_url": BASE}}})
+        .to_string(),
+    )
+    .unwrap()
+}
+
+fn scale(region: &str, capacity: u32, min: Option<u32>) -> RegionInput {
+    RegionInput::from_json(
+        &json!({"action": "scale", "region": region, "capacity": capacity, "min_capacity": min,
+                "timeout_ms": 5_000, "poll_interval_ms": 100,
                 "provider": {"lab": {"control_url": BASE}}})
         .to_string(),
     )
@@ -338,6 +389,95 @@ fn wait_ready_times_out_retryable_and_plan_mode_does_not_wait() {
 }
 
 #[test]
+fn scale_posts_the_count_and_waits_for_every_instance() {
+    let lab = FakeLab::new();
+    let http = FakeTransport::new(|r| lab.answer(r));
+    let clock = FakeClock::at(1_000);
+    let memo = MapMemo::default();
+    let out = run_with(&http, &clock, &memo, &scale("us", 3, None), false).unwrap();
+    assert_eq!(out.changes, ["POST /regions/us/scale?instances=3"]);
+    assert_eq!(
+        (out.capacity, out.instances_ready, out.changed),
+        (Some(3), Some(3), true)
+    );
+    assert_eq!(out.scaled_at_ms, Some(1_000));
+    // Polled every 100 ms until the third GET after the scale saw all three ready.
+    assert_eq!(out.ready_at_ms, Some(1_200));
+    assert_eq!(out.capacity_ready_at_ms, Some(1_200));
+    assert_eq!(out.data_planes.values().filter(|r| **r).count(), 3);
+
+    // A retry of the same run finds it scaled: no second request, the first instant.
+    clock.sleep_ms(1_000);
+    let posts = || {
+        http.lines()
+            .iter()
+            .filter(|l| l.starts_with("POST"))
+            .count()
+    };
+    let again = run_with(&http, &clock, &memo, &scale("us", 3, None), false).unwrap();
+    assert_eq!((again.changed, again.scaled_at_ms), (false, Some(1_000)));
+    assert_eq!(posts(), 1);
+}
+
+#[test]
+fn scale_with_min_capacity_returns_before_full_capacity_and_wait_ready_reports_it() {
+    let lab = FakeLab::new();
+    lab.scale_takes_gets.set(4);
+    let http = FakeTransport::new(|r| lab.answer(r));
+    let clock = FakeClock::at(0);
+    let memo = MapMemo::default();
+    // One instance already runs: min_capacity 1 is met at once, full capacity is not yet.
+    let out = run_with(&http, &clock, &memo, &scale("us", 3, Some(1)), false).unwrap();
+    assert_eq!((out.ready_at_ms, out.waited_ms), (Some(0), Some(0)));
+    assert_eq!(
+        (out.instances_ready, out.capacity_ready_at_ms),
+        (Some(1), None)
+    );
+
+    let mut wait = input("wait-ready", "us");
+    wait.capacity = Some(3);
+    let full = run_with(&http, &clock, &memo, &wait, false).unwrap();
+    assert!(full.ready);
+    assert_eq!(full.instances_ready, Some(3));
+    assert_eq!(full.capacity_ready_at_ms, full.ready_at_ms);
+    assert!(full.capacity_ready_at_ms.unwrap() > 0);
+}
+
+#[test]
+fn scale_times_out_retryable_and_plan_mode_only_records() {
+    let lab = FakeLab::new();
+    lab.scale_takes_gets.set(1_000);
+    let http = FakeTransport::new(|r| lab.answer(r));
+    let clock = FakeClock::at(0);
+    let e = run_with(
+        &http,
+        &clock,
+        &MapMemo::default(),
+        &scale("us", 3, None),
+        false,
+    )
+    .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(
+        e.message()
+            .contains("did not reach 3 ready data-plane instances within 5000 ms: 1 of 3"),
+        "{e:?}"
+    );
+    assert_eq!(clock.now_unix_ms(), 5_000, "bounded by timeout_ms");
+
+    let lab = FakeLab::new();
+    let http = PlanTransport::new(FakeTransport::new(|r| lab.answer(r)));
+    let memo = MapMemo::default();
+    let out = run_with(&http, &FakeClock::at(0), &memo, &scale("us", 3, None), true).unwrap();
+    assert!(out.planned && out.changed);
+    assert_eq!(out.changes, ["POST /regions/us/scale?instances=3"]);
+    assert_eq!((out.capacity, out.scaled_at_ms), (Some(1), None));
+    assert_eq!(http.planned().len(), 1);
+    assert!(lab.capacity.borrow().is_empty());
+    assert!(memo.0.lock().unwrap().is_empty());
+}
+
+#[test]
 fn plan_mode_records_the_kill_and_changes_nothing() {
     let lab = FakeLab::new();
     let http = PlanTransport::new(FakeTransport::new(|r| lab.answer(r)));
@@ -410,5 +550,8 @@ fn manifest_declares_the_http_grant_and_schemas() {
     assert!(m.input_schema.contains("wait-ready") && m.output_schema.contains("killed_at_ms"));
     assert!(
         m.input_schema.contains("rebuild-standby") && m.output_schema.contains("rebuilt_at_ms")
+    );
+    assert!(
+        m.input_schema.contains("min_capacity") && m.output_schema.contains("capacity_ready_at_ms")
     );
 }

@@ -73,11 +73,24 @@ fn act(
     region: &str,
     timeout_ms: u64,
 ) -> Result<RegionOutput, StepError> {
-    let input = RegionInput::from_json(
-        &json!({"action": action, "region": region, "timeout_ms": timeout_ms, "poll_interval_ms": 200,
-                "provider": {"lab": {"control_url": lab.control_url}}})
-        .to_string(),
-    )?;
+    act_with(lab, memo, action, region, timeout_ms, json!({}))
+}
+
+/// `act` with more input fields (`capacity`, …).
+fn act_with(
+    lab: &Lab,
+    memo: &MapMemo,
+    action: &str,
+    region: &str,
+    timeout_ms: u64,
+    extra: serde_json::Value,
+) -> Result<RegionOutput, StepError> {
+    let mut with = json!({"action": action, "region": region, "timeout_ms": timeout_ms, "poll_interval_ms": 50,
+                          "provider": {"lab": {"control_url": lab.control_url}}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        with[k] = v.clone();
+    }
+    let input = RegionInput::from_json(&with.to_string())?;
     let http = UreqTransport::new(Duration::from_secs(90));
     let env = Env {
         http: &http,
@@ -125,6 +138,34 @@ fn kill_wait_start_and_wait_ready_against_the_real_lab() {
         "RTO = ready_at_ms - killed_at_ms = {} ms",
         ready_at - killed_at
     );
+
+    // Scale us to 3 data planes: the step waits for the new ones' start-up time (the lab's
+    // default, 1 s); back to 1, the others drain at once.
+    let scaled = act_with(&lab, &memo, "scale", "us", 60_000, json!({"capacity": 3})).unwrap();
+    assert_eq!(
+        (scaled.changed, scaled.capacity, scaled.instances_ready),
+        (true, Some(3), Some(3)),
+        "{scaled:?}"
+    );
+    assert_eq!(scaled.data_planes.len(), 3, "{scaled:?}");
+    let took = scaled.capacity_ready_at_ms.unwrap() - scaled.scaled_at_ms.unwrap();
+    assert!(
+        took >= 1_000,
+        "new instances take their start-up time: {took} ms"
+    );
+    let full = act_with(
+        &lab,
+        &memo,
+        "wait-ready",
+        "us",
+        10_000,
+        json!({"capacity": 3}),
+    )
+    .unwrap();
+    assert_eq!(full.instances_ready, Some(3));
+    let down = act_with(&lab, &memo, "scale", "us", 10_000, json!({"capacity": 1})).unwrap();
+    assert_eq!((down.capacity, down.instances_ready), (Some(1), Some(1)));
+    assert!(down.ready);
 
     let stopped = act(&lab, &memo, "stop", "eu", 60_000).unwrap();
     assert_eq!((stopped.status.as_str(), stopped.ready), ("stopped", false));

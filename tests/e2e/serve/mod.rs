@@ -25,7 +25,7 @@ impl Served {
     }
 
     /// `meridian serve --listen 127.0.0.1:0 ARGS…` from a prepared command (its environment).
-    fn spawn(mut cmd: std::process::Command, args: &[&str]) -> Served {
+    pub(crate) fn spawn(mut cmd: std::process::Command, args: &[&str]) -> Served {
         let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -132,10 +132,10 @@ pub(crate) async fn until(
 }
 
 /// Received webhook calls: (headers lower-cased, body).
-type Calls = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
+pub(crate) type Calls = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
 
 /// A loopback HTTP receiver that answers 200 to every POST and records it.
-async fn receiver() -> (String, Calls) {
+pub(crate) async fn receiver() -> (String, Calls) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -202,7 +202,9 @@ steps:
 "#;
 
 mod api;
+pub(crate) mod git;
 mod ha;
 mod lab;
+mod regions;
 mod schedules;
 mod tls;

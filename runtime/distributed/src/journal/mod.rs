@@ -29,8 +29,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use meridian_protocol::{EventSink, KvStore};
 use meridian_store::{
-    EventRecord, Journal, LegRecord, RawSummary, RunRecord, RunSummary, StoreError, decode,
-    decode_word,
+    EventRecord, Journal, LegRecord, RawSummary, RunPage, RunQuery, RunRecord, RunSummary,
+    StoreError, decode, decode_word,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Statement};
@@ -69,6 +69,19 @@ const FORGET_LEGS: &str = "DELETE FROM meridian.legs WHERE run_id = $1 AND step 
 const MAX_SEQ: &str = "SELECT coalesce(max(seq), 0) FROM meridian.events WHERE run_id = $1";
 const RUNS: &str = "SELECT id, workflow, mode, status, created_at, finished_at, message
      FROM meridian.runs ORDER BY created_at DESC, seq DESC LIMIT $1";
+/// The filters of [`Journal::query_runs`]: workflow, status, mode, created at or after.
+macro_rules! runs_where {
+    () => {
+        "WHERE ($1::text IS NULL OR workflow = $1) AND ($2::text IS NULL OR status = $2)
+           AND ($3::text IS NULL OR mode = $3) AND ($4::bigint IS NULL OR created_at >= $4)"
+    };
+}
+const RUNS_PAGE: &str = concat!(
+    "SELECT id, workflow, mode, status, created_at, finished_at, message FROM meridian.runs ",
+    runs_where!(),
+    " ORDER BY created_at DESC, seq DESC LIMIT $5 OFFSET $6"
+);
+const RUNS_COUNT: &str = concat!("SELECT count(*) FROM meridian.runs ", runs_where!());
 const RUN: &str = "SELECT id, workflow, mode, status, created_at, finished_at, message,
             workflow_path, workflow_sha256, inputs::text, options::text
      FROM meridian.runs WHERE id = $1";
@@ -336,6 +349,33 @@ impl PgJournal {
         })
     }
 
+    /// One page of the runs matching `q`, and how many match.
+    fn query_raw(&self, q: &RunQuery) -> Result<(Vec<RawSummary>, i64), DistError> {
+        let workflow = q.workflow.clone();
+        let status = q.status.map(|s| s.as_str().to_string());
+        let mode = q.mode.map(|m| m.as_str().to_string());
+        let since = q.since_ms;
+        let limit = q.limit.min(i64::MAX as usize) as i64;
+        let offset = q.offset.min(i64::MAX as usize) as i64;
+        self.call(true, move |s, _| {
+            let (workflow, status, mode) = (workflow.clone(), status.clone(), mode.clone());
+            Box::pin(async move {
+                let (c, st) = s.stmt(RUNS_PAGE).await?;
+                let rows = c
+                    .query(&st, &[&workflow, &status, &mode, &since, &limit, &offset])
+                    .await
+                    .map_err(DistError::db("list runs"))?;
+                let (c, st) = s.stmt(RUNS_COUNT).await?;
+                let total: i64 = c
+                    .query_one(&st, &[&workflow, &status, &mode, &since])
+                    .await
+                    .map_err(DistError::db("count runs"))?
+                    .get(0);
+                Ok((rows.iter().map(read_summary).collect(), total))
+            })
+        })
+    }
+
     /// The run's row, its typed parts still text.
     fn run_raw(&self, id: &str) -> Result<Option<RawRun>, DistError> {
         let id = id.to_string();
@@ -530,6 +570,17 @@ impl Journal for PgJournal {
             .into_iter()
             .map(RawSummary::decode)
             .collect()
+    }
+
+    fn query_runs(&self, q: &RunQuery) -> Result<RunPage, StoreError> {
+        let (rows, total) = self.query_raw(q).map_err(store_err)?;
+        Ok(RunPage {
+            runs: rows
+                .into_iter()
+                .map(RawSummary::decode)
+                .collect::<Result<_, _>>()?,
+            total: total.max(0) as usize,
+        })
     }
 
     fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {

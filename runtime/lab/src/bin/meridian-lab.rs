@@ -2,9 +2,10 @@
 //! tests (`meridian lab …` in the main CLI calls the same library functions).
 //!
 //! ```text
-//! meridian-lab up [--dir D] [--regions eu,us] [--with-moto]
+//! meridian-lab up [--dir D] [--regions eu,us] [--with-moto] [--capacity N] [--standby-capacity M]
+//!                  [--instance-start-ms T]
 //! meridian-lab status [--dir D]
-//! meridian-lab region <name> start|stop|kill|rebuild-standby [--from R] [--dir D]
+//! meridian-lab region <name> start|stop|kill|rebuild-standby|scale [--from R] [--instances N] [--dir D]
 //! meridian-lab down [--dir D]
 //! meridian-lab daemon --dir D        # what `up` spawns
 //! ```
@@ -34,20 +35,25 @@ enum Cmd {
         /// Also start moto (Route 53 API).
         #[arg(long)]
         with_moto: bool,
+        #[command(flatten)]
+        capacity: meridian_lab::CapacityArgs,
     },
     /// Print the lab state as JSON.
     Status {
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
     },
-    /// Start, stop, kill or rebuild one region.
+    /// Start, stop, kill, rebuild or scale one region.
     Region {
         name: String,
-        /// start | stop | kill | rebuild-standby
+        /// start | stop | kill | rebuild-standby | scale
         action: String,
         /// With rebuild-standby: the region to copy from.
         #[arg(long)]
         from: Option<String>,
+        /// With scale: the data-plane instances to run.
+        #[arg(long)]
+        instances: Option<u32>,
         #[arg(long, default_value = ".meridian/lab")]
         dir: PathBuf,
     },
@@ -96,10 +102,12 @@ fn run(cli: Cli) -> Result<(), LabError> {
             dir,
             regions,
             with_moto,
+            capacity,
         } => {
             let mut cfg = LabConfig::new(dir);
             cfg.regions = regions;
             cfg.with_moto = with_moto;
+            capacity.apply(&mut cfg);
             let exe = std::env::current_exe()
                 .map_err(|e| LabError::State(format!("locating this executable: {e}")))?;
             print(&meridian_lab::up(&cfg, &Launcher::new(exe, ["daemon"]))?)
@@ -109,9 +117,14 @@ fn run(cli: Cli) -> Result<(), LabError> {
             name,
             action,
             from,
+            instances,
             dir,
         } => {
             let action = match (action.as_str(), from) {
+                ("scale", _) => RegionAction::Scale {
+                    instances: instances
+                        .ok_or_else(|| LabError::Invalid("scale needs --instances <n>".into()))?,
+                },
                 ("start", _) => RegionAction::Start,
                 ("stop", _) => RegionAction::Stop,
                 ("kill", _) => RegionAction::Kill,
@@ -123,7 +136,7 @@ fn run(cli: Cli) -> Result<(), LabError> {
                 }
                 (other, _) => {
                     return Err(LabError::Invalid(format!(
-                        "unknown action {other:?}: start, stop, kill or rebuild-standby"
+                        "unknown action {other:?}: start, stop, kill, rebuild-standby or scale"
                     )));
                 }
             };

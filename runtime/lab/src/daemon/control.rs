@@ -1,4 +1,5 @@
-//! The control API's handlers: `GET /status`, `POST /regions/{name}/{action}`,
+//! The control API's handlers: `GET /status`, `POST /regions/{name}/{action}` (start, stop,
+//! kill, rebuild-standby, scale),
 //! `POST /regions/{name}/faults/{fault}`, `POST /shutdown`.
 
 use axum::Json;
@@ -58,14 +59,17 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Response {
 }
 
 #[derive(Deserialize)]
-pub(super) struct RebuildQuery {
+pub(super) struct RegionQuery {
+    /// rebuild-standby: the region to copy from.
     from: Option<String>,
+    /// scale: the data-plane instances the region should run.
+    instances: Option<u32>,
 }
 
 pub(super) async fn region_action(
     State(app): State<AppState>,
     UrlPath((name, action)): UrlPath<(String, String)>,
-    Query(q): Query<RebuildQuery>,
+    Query(q): Query<RegionQuery>,
 ) -> Response {
     let mut lab = app.lab.lock().await;
     let idx = match ready_region(&lab, &name) {
@@ -81,6 +85,13 @@ pub(super) async fn region_action(
             ))),
             None => Err(LabError::Invalid(
                 "rebuild-standby needs ?from=<region of the new primary>".into(),
+            )),
+        }
+    } else if action == "scale" {
+        match q.instances {
+            Some(n) => lab.regions[idx].gateway.data_planes.scale(n).await,
+            None => Err(LabError::Invalid(
+                "scale needs ?instances=<data-plane instances the region should run>".into(),
             )),
         }
     } else {

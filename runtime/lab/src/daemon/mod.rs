@@ -221,29 +221,39 @@ async fn start_all(lab: &mut Lab) -> Result<(), LabError> {
     for (i, name) in names.iter().enumerate() {
         let dir = lab.cfg.dir.join("pg").join(name);
         let log = lab.logs.join(format!("postgres-{name}.log"));
-        let port = free_port();
-        let pg = if i == 0 {
-            let (d, l) = (dir.clone(), log.clone());
-            let pg = blocking(move || {
-                let pg = PgCluster::start_primary_with_log(&d, port, Some(&l))?;
-                pg.psql("CREATE DATABASE api7;")?;
-                pg.psql_db("api7", SEED_SQL)?;
-                Ok(pg)
-            })
-            .await?;
-            tracing::info!(region = %name, port, "postgres primary ready");
-            pg
-        } else {
-            let primary = clusters[0].clone();
-            let (d, l, slot) = (dir.clone(), log.clone(), slot_name(name));
-            let pg = blocking(move || {
-                let primary = primary.lock().unwrap_or_else(|p| p.into_inner());
-                PgCluster::start_standby_with_log(&primary, &d, port, &slot, Some(&l))
-            })
-            .await?;
-            tracing::info!(region = %name, port, "postgres standby ready");
-            pg
+        // A port found free can be taken by another process before postgres binds it (tests
+        // start labs side by side): then the cluster starts again on another, at most 3 times.
+        let mut attempt = 0;
+        let (pg, port) = loop {
+            attempt += 1;
+            let port = free_port();
+            let started = if i == 0 {
+                let (d, l) = (dir.clone(), log.clone());
+                blocking(move || {
+                    let pg = PgCluster::start_primary_with_log(&d, port, Some(&l))?;
+                    pg.psql("CREATE DATABASE api7;")?;
+                    pg.psql_db("api7", SEED_SQL)?;
+                    Ok(pg)
+                })
+                .await
+            } else {
+                let primary = clusters[0].clone();
+                let (d, l, slot) = (dir.clone(), log.clone(), slot_name(name));
+                blocking(move || {
+                    let primary = primary.lock().unwrap_or_else(|p| p.into_inner());
+                    PgCluster::start_standby_with_log(&primary, &d, port, &slot, Some(&l))
+                })
+                .await
+            };
+            match started {
+                Err(e) if attempt < 3 && e.to_string().contains("Address already in use") => {
+                    tracing::warn!(region = %name, port, "port taken while postgres started; again on another");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                other => break (other?, port),
+            }
         };
+        tracing::info!(region = %name, port, primary = i == 0, "postgres ready");
         clusters.push(Arc::new(std::sync::Mutex::new(pg)));
         pg_meta.push((port, dir, log));
     }
@@ -259,7 +269,15 @@ async fn start_all(lab: &mut Lab) -> Result<(), LabError> {
         .zip(upstream_listeners);
     for (i, ((admin, data), up)) in listeners.enumerate() {
         let name = names[i].clone();
-        let gateway = Gateway::serve(random_hex(16)?, ips[i], admin, data)?;
+        let gateway = Gateway::serve(
+            random_hex(16)?,
+            ips[i],
+            admin,
+            data,
+            lab.cfg.capacity_of(i),
+            lab.cfg.instance_start_ms,
+        )
+        .await?;
         let upstream = Upstream::serve(&name, up)?;
         let (pg_port, pg_dir, pg_log) = pg_meta[i].clone();
         lab.regions.push(Region {
@@ -468,7 +486,10 @@ impl Lab {
                     data_plane_url: gw.data_plane_url(),
                     ready_url: format!("{}/status/ready", gw.data_plane_url()),
                     serving: gw.serving(),
-                    ready: gw.serving() && gw.apisix.is_ready(),
+                    ready: gw.ready(),
+                    capacity: gw.data_planes.desired(),
+                    instances_ready: gw.data_planes.ready_count(),
+                    instances: gw.data_planes.states(),
                 },
                 upstream_url: r.upstream.url(),
                 faults: r.faults.iter().map(|f| f.as_str().to_string()).collect(),

@@ -67,7 +67,7 @@ impl Lab {
             }
             other => {
                 return Err(LabError::Invalid(format!(
-                    "unknown region action {other:?}: use start, stop, kill or rebuild-standby"
+                    "unknown region action {other:?}: use start, stop, kill, rebuild-standby or scale"
                 )));
             }
         }

@@ -15,7 +15,15 @@ pub(super) fn drill(
 ) -> Option<Drill> {
     let f = cx.fields(
         node,
-        &["rto", "rpo", "rpo-bytes", "rpo-rows", "downtime", "canary"],
+        &[
+            "rto",
+            "capacity",
+            "rpo",
+            "rpo-bytes",
+            "rpo-rows",
+            "downtime",
+            "canary",
+        ],
         "in `drill`",
     )?;
     let mut d = Drill {
@@ -24,6 +32,9 @@ pub(super) fn drill(
     };
     if let Some(n) = f.get("rto") {
         d.rto = cx.duration(n, "`drill.rto`", true);
+    }
+    if let Some(n) = f.get("capacity") {
+        d.capacity = cx.duration(n, "`drill.capacity`", true);
     }
     if let Some(n) = f.get("rpo") {
         d.rpo = cx.duration(n, "`drill.rpo`", false);

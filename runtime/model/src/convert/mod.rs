@@ -8,6 +8,7 @@
 
 mod drill;
 mod fields;
+mod git;
 mod grants;
 mod inputs;
 mod step;

@@ -359,6 +359,7 @@ connections:
   standby: {postgres: "host=b"}
 drill:
   rto: 60s
+  capacity: 90s
   rpo-rows: 10
   downtime: 30s
   canary:
@@ -369,6 +370,7 @@ steps:
 "#);
     let d = w.drill.as_ref().unwrap();
     assert_eq!(d.rpo_rows, Some(10));
+    assert_eq!(d.capacity, Some(Duration::from_secs(90)));
     assert_eq!(d.downtime, Some(Duration::from_secs(30)));
     let c = d.canary.as_ref().unwrap();
     assert_eq!(c.writer.as_ref().unwrap().rate, 50);
@@ -398,4 +400,86 @@ steps:
     );
     let e = errors("name: d\ndrill: {downtime: 5s}\nsteps:\n  - {id: a, uses: hello}\n");
     assert!(e.join("\n").contains("no `canary` block"), "{e:?}");
+}
+
+#[test]
+fn git_trigger() {
+    let w = wf(r#"
+name: g
+inputs:
+  git_commit: {type: string, required: true}
+  git_files: {type: map, default: {}}
+on:
+  git:
+    repo: ../gateway-config
+    branch: release/2026
+    paths: [adc/**, "*.yaml"]
+    interval: 15s
+    webhook-secret: GIT_WEBHOOK_SECRET
+steps: [{id: a, uses: hello}]
+"#);
+    let g = w.on.as_ref().unwrap().git.as_ref().unwrap();
+    assert!(
+        g.repo.ends_with("gateway-config") && g.repo.starts_with('/'),
+        "{}",
+        g.repo
+    );
+    assert_eq!(g.branch, "release/2026");
+    assert_eq!(g.paths, ["adc/**", "*.yaml"]);
+    assert_eq!(g.interval, Duration::from_secs(15));
+    assert_eq!(g.webhook_secret.as_deref(), Some("GIT_WEBHOOK_SECRET"));
+    let url = wf(r#"
+name: g
+inputs: {git_commit: {type: string, required: true}}
+on: {git: {repo: "https://git.example.com/org/gw.git"}}
+steps: [{id: a, uses: hello}]
+"#);
+    let g = url.on.as_ref().unwrap().git.as_ref().unwrap();
+    assert_eq!(g.repo, "https://git.example.com/org/gw.git");
+    assert_eq!(
+        (g.branch.as_str(), g.interval),
+        ("main", Duration::from_secs(60))
+    );
+
+    let all = errors(
+        r#"
+name: g
+inputs:
+  git_files: {type: list}
+on:
+  git:
+    repo: x
+    branch: "bad branch"
+    interval: 100ms
+    webhook-secret: "not a name"
+    colour: blue
+steps: [{id: a, uses: hello}]
+"#,
+    )
+    .join("\n");
+    assert!(all.contains("unknown key `colour`"), "{all}");
+    assert!(
+        all.contains("8:13: `bad branch` is not a branch name"),
+        "{all}"
+    );
+    let all = errors(
+        r#"
+name: g
+inputs:
+  git_files: {type: list}
+on:
+  git: {repo: x, interval: 100ms}
+steps: [{id: a, uses: hello}]
+"#,
+    )
+    .join("\n");
+    assert!(
+        all.contains("`on.git.interval` must be at least 1s"),
+        "{all}"
+    );
+    assert!(all.contains("must declare the input `git_commit`"), "{all}");
+    assert!(
+        all.contains("input `git_files` is set by `on.git` and must have `type: map`"),
+        "{all}"
+    );
 }

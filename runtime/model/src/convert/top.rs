@@ -11,7 +11,7 @@ use crate::span::Spanned;
 use crate::workflow::*;
 use crate::yaml::{Node, NodeKind, Scalar};
 
-const TOP_KEYS: [&str; 12] = [
+const TOP_KEYS: [&str; 13] = [
     "name",
     "description",
     "inputs",
@@ -23,6 +23,7 @@ const TOP_KEYS: [&str; 12] = [
     "notify",
     "timeout",
     "max-parallel",
+    "trust-policy",
     "steps",
 ];
 
@@ -41,6 +42,7 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: Option<&Node>) -> Workflow {
         notify: Vec::new(),
         timeout: None,
         max_parallel: None,
+        trust_policy: None,
         steps: Vec::new(),
         source: SourceText(cx.map.text().into()),
     };
@@ -115,6 +117,14 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: Option<&Node>) -> Workflow {
     }
     if let Some(n) = top.get("max-parallel") {
         wf.max_parallel = cx.uint(n, "`max-parallel`", 1).map(|v| v as usize);
+    }
+    if let Some(n) = top.get("trust-policy") {
+        wf.trust_policy = cx.string(n, "`trust-policy`").map(|p| {
+            Spanned::new(
+                p.span,
+                meridian_protocol::component::resolve(&cx.base, std::path::Path::new(&p.value)),
+            )
+        });
     }
     if let Some(n) = cx.require(&top, "steps", "at top level") {
         match &n.kind {
@@ -219,8 +229,11 @@ fn connections(cx: &mut Cx<'_>, node: &Node) -> IndexMap<String, Connection> {
 }
 
 fn triggers(cx: &mut Cx<'_>, node: &Node) -> Option<Triggers> {
-    let f = cx.fields(node, &["schedule"], "in `on`")?;
-    let mut t = Triggers::default();
+    let f = cx.fields(node, &["schedule", "git"], "in `on`")?;
+    let mut t = Triggers {
+        git: f.get("git").and_then(|g| super::git::git_trigger(cx, g)),
+        ..Triggers::default()
+    };
     let Some(s) = f.get("schedule") else {
         return Some(t);
     };

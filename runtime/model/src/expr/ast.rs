@@ -32,6 +32,10 @@ pub(super) enum Accessor {
     Prop(String, usize),
     /// `[expr]`; `end` is the byte offset after `]`.
     Index(Node, usize),
+    /// `.*` or `[*]`, an object filter as in GitHub Actions: the values of an object (or the
+    /// items of a list) as a list; the accessors after it apply to each item, and a second
+    /// filter flattens one level. `end` is the byte offset after `*` (or `]`).
+    Filter(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +98,7 @@ pub(super) fn shift(mut n: Node, base: usize) -> Node {
                 go(b, base);
                 for a in acc {
                     match a {
-                        Accessor::Prop(_, e) => *e -= base,
+                        Accessor::Prop(_, e) | Accessor::Filter(e) => *e -= base,
                         Accessor::Index(i, e) => {
                             go(i, base);
                             *e -= base;
@@ -163,6 +167,7 @@ pub(super) fn collect_refs(n: &Node, out: &mut Vec<Reference>) {
                             }
                             _ => break,
                         },
+                        Accessor::Filter(_) => break,
                     }
                 }
                 out.push(Reference {

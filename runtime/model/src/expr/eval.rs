@@ -12,21 +12,53 @@ use super::{EvalContext, EvalError, Expr};
 
 static NULL: Json = Json::Null;
 
+/// What an object filter reaches: an object's values, a list's items, nothing in a scalar.
+fn members(v: &Json) -> Box<dyn Iterator<Item = &Json> + '_> {
+    match v {
+        Json::Object(m) => Box::new(m.values()),
+        Json::Array(items) => Box::new(items.iter()),
+        _ => Box::new(std::iter::empty()),
+    }
+}
+
 pub(super) fn eval<'a>(n: &Node, ctx: &'a EvalContext) -> Result<Cow<'a, Json>, EvalError> {
     Ok(match &n.kind {
         Kind::Lit(v) => Cow::Owned(v.clone()),
         Kind::Context(c) => Cow::Borrowed(ctx.data.get(*c).unwrap_or(&NULL)),
         Kind::Path(base, acc) => {
             let mut cur = eval(base, ctx)?;
+            // After an object filter `cur` is a list and each accessor applies to its items.
+            let mut filtered = false;
             for a in acc {
-                cur = match a {
-                    Accessor::Prop(name, _) => child(cur, |v| match v {
+                cur = match (a, filtered) {
+                    (Accessor::Prop(name, _), false) => child(cur, |v| match v {
                         Json::Object(m) => m.get(name.as_str()),
                         _ => None,
                     }),
-                    Accessor::Index(i, _) => {
+                    (Accessor::Index(i, _), false) => {
                         let idx = eval(i, ctx)?;
                         index(cur, &idx)
+                    }
+                    (Accessor::Filter(_), false) => {
+                        filtered = true;
+                        Cow::Owned(Json::Array(members(&cur).cloned().collect()))
+                    }
+                    (Accessor::Filter(_), true) => Cow::Owned(Json::Array(
+                        members(&cur).flat_map(members).cloned().collect(),
+                    )),
+                    (Accessor::Prop(name, _), true) => Cow::Owned(Json::Array(
+                        members(&cur)
+                            .filter_map(|v| v.get(name.as_str()))
+                            .cloned()
+                            .collect(),
+                    )),
+                    (Accessor::Index(i, _), true) => {
+                        let idx = eval(i, ctx)?;
+                        let items: Vec<Json> = members(&cur)
+                            .map(|v| index(Cow::Borrowed(v), &idx).into_owned())
+                            .filter(|v| !v.is_null())
+                            .collect();
+                        Cow::Owned(Json::Array(items))
                     }
                 };
             }

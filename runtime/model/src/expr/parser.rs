@@ -199,13 +199,9 @@ impl<'s> Parser<'s> {
                             self.bump()?;
                         }
                         Tok::Star => {
-                            return Err(ExprError::new(
-                                self.tok_start,
-                                "object filters (`.*`) are not supported",
-                            )
-                            .hint(Some(
-                                "index the value you need, e.g. `steps.x.legs[0].outputs`".into(),
-                            )));
+                            end = self.tok_end;
+                            accessors.push(Accessor::Filter(end));
+                            self.bump()?;
                         }
                         other => {
                             return Err(ExprError::new(
@@ -219,10 +215,12 @@ impl<'s> Parser<'s> {
                     }
                 }
                 Tok::LBracket => {
-                    let open = self.tok_start;
                     self.bump()?;
                     if self.tok == Tok::Star {
-                        return Err(ExprError::new(open, "`[*]` is not supported"));
+                        self.bump()?;
+                        end = self.expect(&Tok::RBracket, "`]`")?;
+                        accessors.push(Accessor::Filter(end));
+                        continue;
                     }
                     let idx = self.expr()?;
                     end = self.expect(&Tok::RBracket, "`]`")?;

@@ -57,6 +57,46 @@ fn property_and_index_access() {
 }
 
 #[test]
+fn object_filters_map_and_flatten() {
+    let c = EvalContext {
+        data: json!({"steps": {"plan": {"legs": [
+            {"key": "eu", "outputs": {"summary": {"delete": 0}, "events": [{"type": "update"}]}},
+            {"key": "us", "outputs": {"summary": {"delete": 2}, "events": [{"type": "delete"}, {"type": "create"}]}},
+            {"key": "ap", "outcome": "skipped"}
+        ]}}}),
+        status: RunStatus::default(),
+    };
+    let ev = |src: &str| Expr::parse(src).unwrap().eval(&c).unwrap();
+    assert_eq!(ev("steps.plan.legs.*.key"), json!(["eu", "us", "ap"]));
+    assert_eq!(
+        ev("steps.plan.legs[*].outputs.summary.delete"),
+        json!([0, 2])
+    );
+    assert_eq!(
+        ev("steps.plan.legs.*.outputs.events.*.type"),
+        json!(["update", "delete", "create"])
+    );
+    assert_eq!(
+        ev("contains(steps.plan.legs.*.outputs.events.*.type, 'delete')"),
+        json!(true)
+    );
+    assert_eq!(
+        ev("steps.plan.legs.*.outputs.events[0].type"),
+        json!(["update", "delete"])
+    );
+    assert_eq!(
+        ev("steps.plan.*"),
+        json!([[
+            {"key": "eu", "outputs": {"summary": {"delete": 0}, "events": [{"type": "update"}]}},
+            {"key": "us", "outputs": {"summary": {"delete": 2}, "events": [{"type": "delete"}, {"type": "create"}]}},
+            {"key": "ap", "outcome": "skipped"}
+        ]])
+    );
+    assert_eq!(ev("steps.nothing.*"), json!([]));
+    assert_eq!(ev("steps.plan.legs[0].key.*"), json!([]));
+}
+
+#[test]
 fn missing_context_data_is_null() {
     let c = EvalContext::default();
     assert_eq!(
@@ -183,8 +223,10 @@ fn parse_errors_point_at_the_problem() {
     assert_eq!(e.offset, 9);
     let e = perr("(1 == 1");
     assert!(e.message.contains("expected `)`"));
-    let e = perr("steps.*.outputs");
-    assert!(e.message.contains("not supported"));
+    let e = perr("steps.*.");
+    assert!(e.message.contains("property name"), "{e}");
+    let e = perr("inputs.list[*");
+    assert!(e.message.contains("expected `]`"), "{e}");
     let e = perr("inputs.");
     assert!(e.message.contains("property name"));
     let e = perr("");

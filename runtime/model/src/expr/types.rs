@@ -91,6 +91,8 @@ fn node_type(n: &Node, path_type: &dyn Fn(&[String]) -> Option<ExprType>) -> Opt
                         // A computed index, or one evaluation would round: not worth guessing.
                         _ => return None,
                     },
+                    // An object filter always gives a list.
+                    Accessor::Filter(_) => return Some(ExprType::Array),
                 }
             }
             path_type(&path)

@@ -8,6 +8,51 @@ use serde_json::json;
 use crate::server::Server;
 use crate::support::{assert_still_healthy, inv, load, run, sandbox};
 
+/// The deadline holds next to CPU-burning neighbours: sixteen busy threads on this machine's cores
+/// delay the epoch thread's wake-ups, which used to add up over a timeout's ticks.
+#[tokio::test]
+async fn a_timeout_holds_under_load() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let burners: Vec<_> = (0..16)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
+    let c = load(meridian_artifacts::LOOP_FOREVER);
+    let timeout = Duration::from_secs(3);
+    let started = Instant::now();
+    let err = sandbox()
+        .invoke(
+            &c,
+            Call {
+                timeout,
+                ..run(json!({}))
+            },
+        )
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for b in burners {
+        b.join().unwrap();
+    }
+    assert_eq!(err, StepFailure::Timeout(timeout));
+    // A generous bound, not a performance figure: counting 2 ms ticks let a 3 s timeout run
+    // more than a second late here.
+    eprintln!("a 3 s timeout under load took {took:?}");
+    assert!(took < timeout + Duration::from_millis(500), "took {took:?}");
+    assert!(took >= timeout, "stopped before its deadline: {took:?}");
+}
+
 #[tokio::test]
 async fn infinite_loop_times_out() {
     let c = load(meridian_artifacts::LOOP_FOREVER);

@@ -70,6 +70,16 @@ fn overview_rows(s: &Server) -> Result<Vec<console::WorkflowRow>, ApiError> {
         .into_iter()
         .map(|r| (r.workflow.clone(), r))
         .collect();
+    let drift: BTreeMap<String, crate::drift::LastDrift> = s
+        .drift_infos()
+        .into_iter()
+        .map(|d| (d.workflow.clone(), d))
+        .collect();
+    let git: BTreeMap<String, crate::git::GitInfo> = s
+        .git_infos()
+        .into_iter()
+        .map(|g| (g.workflow.clone(), g))
+        .collect();
     let catalog = s.catalog.read().unwrap();
     let mut rows = Vec::new();
     for info in catalog.infos() {
@@ -105,6 +115,24 @@ fn overview_rows(s: &Server) -> Result<Vec<console::WorkflowRow>, ApiError> {
                     ready: r.ready,
                     checked_at_ms: r.checked_at_ms,
                     problems: r.problems.clone(),
+                }),
+            drift: name
+                .as_ref()
+                .and_then(|n| drift.get(n))
+                .map(|d| console::DriftRow {
+                    state: d.state.to_string(),
+                    checked_at_ms: d.checked_at_ms,
+                    summary: d.summary(),
+                    commit: d.drift.as_ref().and_then(|x| x.commit.clone()),
+                }),
+            git: name
+                .as_ref()
+                .and_then(|n| git.get(n))
+                .map(|g| console::GitRow {
+                    repo: g.repo.clone(),
+                    branch: g.branch.clone(),
+                    commit: g.commit.clone(),
+                    error: g.error.clone(),
                 }),
             name,
             last_drill,
@@ -160,22 +188,25 @@ pub(super) async fn runs(
             }
         }
     };
-    let all = match s.runner.journal().runs(HISTORY) {
-        Ok(r) => r,
-        Err(e) => return who.error(&s, &store(&e)),
+    // An unknown status word matches nothing (the page says so), as a filter typed by hand.
+    let status = (!p.status.is_empty()).then(|| p.status.parse::<RunStatus>());
+    let (page, total): (Vec<RunSummary>, usize) = match status {
+        Some(Err(_)) => (Vec::new(), 0),
+        Some(Ok(_)) | None => {
+            let q = meridian_store::RunQuery {
+                workflow: (!p.workflow.is_empty()).then(|| p.workflow.clone()),
+                status: status.and_then(Result::ok),
+                mode: None,
+                since_ms: since,
+                offset: p.page * PAGE,
+                limit: PAGE,
+            };
+            match s.runner.journal().query_runs(&q) {
+                Ok(page) => (page.runs, page.total),
+                Err(e) => return who.error(&s, &store(&e)),
+            }
+        }
     };
-    let matching: Vec<RunSummary> = all
-        .into_iter()
-        .filter(|r| p.workflow.is_empty() || r.workflow == p.workflow)
-        .filter(|r| p.status.is_empty() || r.status.as_str() == p.status)
-        .filter(|r| since.is_none_or(|t| r.created_at_ms >= t))
-        .collect();
-    let total = matching.len();
-    let page: Vec<RunSummary> = matching
-        .into_iter()
-        .skip(p.page * PAGE)
-        .take(PAGE)
-        .collect();
     let mut workflows: Vec<String> = s
         .catalog
         .read()

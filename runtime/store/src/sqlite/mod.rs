@@ -15,8 +15,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::pending::now_ms;
 use crate::{
-    EventRecord, Journal, LegRecord, RawSummary, RunRecord, RunSummary, StoreError, decode,
-    decode_word,
+    EventRecord, Journal, LegRecord, RawSummary, RunPage, RunQuery, RunRecord, RunSummary,
+    StoreError, decode, decode_word,
 };
 use commit::Committer;
 use kv::SqliteKv;
@@ -24,7 +24,7 @@ use kv::SqliteKv;
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
 /// Bump with a new entry in `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Migrations, index i takes the schema from version i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -82,6 +82,10 @@ CREATE TABLE ticks (
     claimed_at INTEGER NOT NULL,
     PRIMARY KEY (schedule, tick)
 );
+"#,
+    // Listings by workflow (the API, the console, drill history) read one page through it.
+    r#"
+CREATE INDEX runs_workflow ON runs(workflow, created_at);
 "#,
 ];
 
@@ -358,6 +362,47 @@ impl Journal for SqliteStore {
             rows.collect()
         })?;
         rows.into_iter().map(RawSummary::decode).collect()
+    }
+
+    fn query_runs(&self, q: &RunQuery) -> Result<RunPage, StoreError> {
+        const WHERE: &str = "WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2)
+             AND (?3 IS NULL OR mode = ?3) AND (?4 IS NULL OR created_at >= ?4)";
+        let (workflow, status, mode) = (
+            q.workflow.clone(),
+            q.status.map(|s| s.as_str()),
+            q.mode.map(|m| m.as_str()),
+        );
+        let clamp = |n: usize| n.min(i64::MAX as usize) as i64;
+        let (rows, total): (Vec<RawSummary>, i64) = self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT id, workflow, mode, status, created_at, finished_at, message FROM runs
+                 {WHERE} ORDER BY created_at DESC, rowid DESC LIMIT ?5 OFFSET ?6"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        workflow,
+                        status,
+                        mode,
+                        q.since_ms,
+                        clamp(q.limit),
+                        clamp(q.offset)
+                    ],
+                    read_summary,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let total = c
+                .prepare_cached(&format!("SELECT count(*) FROM runs {WHERE}"))?
+                .query_row(params![workflow, status, mode, q.since_ms], |r| r.get(0))?;
+            Ok((rows, total))
+        })?;
+        Ok(RunPage {
+            runs: rows
+                .into_iter()
+                .map(RawSummary::decode)
+                .collect::<Result<_, _>>()?,
+            total: total.max(0) as usize,
+        })
     }
 
     fn run(&self, id: &str) -> Result<(RunRecord, RunSummary), StoreError> {
