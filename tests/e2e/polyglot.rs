@@ -185,7 +185,11 @@ fn notify_webhook_in_javascript_apply_plan_and_denied() {
     assert_eq!(hook.bodies().len(), 1, "plan mode sent nothing");
 
     // Another origin granted: the host refuses the request; the step fails, naming why.
-    s.write("denied.yaml", &wf("http://127.0.0.1:1"));
+    // Marked optional, so validation lets the run reach the sandbox, which must refuse it.
+    s.write(
+        "denied.yaml",
+        &wf("http://127.0.0.1:1").replace("grants: {", "grants: {optional: [http], "),
+    );
     let (out, _) = expect_code(&s.run(&["--json", "run", "denied.yaml"]), 1);
     let leg = output(&out);
     assert!(
@@ -223,7 +227,11 @@ fn pg_canary_in_python_apply_plan_and_denied() {
     assert!(leg["output"]["written_at"].is_string(), "{leg}");
 
     // Only `other` granted: the host refuses the connection the step asks for.
-    s.write("denied.yaml", &wf("other"));
+    // Marked optional, so validation lets the run reach the sandbox, which must refuse it.
+    s.write(
+        "denied.yaml",
+        &wf("other").replace("grants: {", "grants: {optional: [sql], "),
+    );
     let (out, _) = expect_code(&s.run(&["--json", "run", "denied.yaml"]), 1);
     let leg = output(&out);
     assert!(
@@ -258,11 +266,20 @@ fn hostile_javascript_and_python_steps_are_contained() {
             "wf.yaml",
             &format!(
                 "name: hostile\nsteps:\n{}{}{}{}{}",
-                step("spin", "spin", "    timeout: 2s\n"),
-                step("alloc", "alloc", "    limits: {memory: 48MiB}\n"),
+                // Only `post` calls out; the others are told the URL too, but never use it.
+                step(
+                    "spin",
+                    "spin",
+                    "    timeout: 2s\n    grants: {optional: [http]}\n"
+                ),
+                step(
+                    "alloc",
+                    "alloc",
+                    "    limits: {memory: 48MiB}\n    grants: {optional: [http]}\n"
+                ),
                 step("post", "post", &grants),
-                step("throw", "throw", ""),
-                step("fine", "ok", ""),
+                step("throw", "throw", "    grants: {optional: [http]}\n"),
+                step("fine", "ok", "    grants: {optional: [http]}\n"),
             ),
         );
         let started = std::time::Instant::now();

@@ -229,6 +229,37 @@ fn run_checks_with_against_the_schema_like_validate() {
     assert_eq!(out.trim(), "[]", "nothing was recorded");
 }
 
+/// Regression: a step needing a grant it was not given drew a warning and ran, to fail on the
+/// call it was denied — possibly after earlier steps had changed production. It is an error in
+/// `validate`, `run` and `plan`, before anything runs, with YAML that fixes it; a workflow that
+/// knows the step does not use the need marks it optional.
+#[test]
+fn a_missing_grant_stops_the_run_before_anything_runs() {
+    let s = Scratch::new();
+    let wf = "name: w\nsteps:\n  - id: first\n    uses: hello\n  - id: probe\n    uses: http-probe\n    needs: first\n    with: {url: \"http://127.0.0.1:9/health\"}\n";
+    s.write("w.yaml", wf);
+    let (_, validate) = expect_code(&s.run(&["validate", "w.yaml"]), 2);
+    let (_, run) = expect_code(&s.run(&["run", "w.yaml"]), 2);
+    let (_, plan) = expect_code(&s.run(&["plan", "w.yaml"]), 2);
+    for err in [&validate, &run, &plan] {
+        assert!(
+            err.contains(
+                "step `probe` (`uses: http-probe`) needs http access to `http://127.0.0.1:9/health`"
+            ) && err.contains("w.yaml:6:11")
+                && err.contains("add `grants: {http: [\"http://127.0.0.1:9\"]}` to step `probe`"),
+            "{err}"
+        );
+    }
+    let (out, _) = expect_code(&s.run(&["--json", "runs", "list"]), 0);
+    assert_eq!(out.trim(), "[]", "nothing was recorded");
+    // The suggested grant, pasted as is, validates.
+    s.write(
+        "w.yaml",
+        &format!("{wf}    grants: {{http: [\"http://127.0.0.1:9\"]}}\n"),
+    );
+    expect_code(&s.run(&["validate", "w.yaml"]), 0);
+}
+
 /// Per-run kv was shared by every step without a grant: a token one step stored was read by a
 /// grantless step. Now each step has its own keys, and a namespace is shared only between steps
 /// that list it in `grants.kv`.

@@ -61,6 +61,19 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// Raises the soft limit on open files to the hard one (at most 65,536), as Go programs do at
+/// start: the sandbox bounds what steps hold in all (`max_handles`, reserved per step), and
+/// that bound must fit under the limit of the process, not under a shell's default of 1,024.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(65_536);
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
@@ -73,6 +86,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    raise_open_files_limit();
     // A server reports what it does (loads, reloads, fires, resumes); a command only errors.
     let quiet = match cli.command {
         cli::Command::Serve(_) => "error,meridian_server=info",

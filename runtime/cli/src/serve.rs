@@ -57,9 +57,7 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<u8> {
     if let Some(s) = args.secrets_file {
         config.secrets_file = Some(s);
     }
-    // Several servers may share a PostgreSQL journal: none resumes runs another may drive.
     config.state_dir = ctx.state_dir.clone();
-    config.resume_interrupted = !ctx.store.as_deref().is_some_and(crate::store::is_postgres);
     // The config's trust policy, unless `--trust-policy` (or MERIDIAN_TRUST_POLICY) gave one.
     let with_policy;
     let ctx = match (&ctx.trust_policy, &config.trust_policy) {

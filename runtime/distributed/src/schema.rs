@@ -7,7 +7,7 @@ use crate::DistError;
 use crate::conn::Target;
 
 /// Bump with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// `MRDN`: the advisory lock key held while migrating.
 const MIGRATION_LOCK: i64 = 0x4D52_444E;
@@ -121,6 +121,16 @@ CREATE TABLE meridian.ticks (
         "runs_workflow: listings by workflow read one page",
         r#"
 CREATE INDEX runs_workflow ON meridian.runs (workflow, created_at);
+"#,
+    ),
+    (
+        "leases: which server drives a run, until when",
+        r#"
+CREATE TABLE meridian.leases (
+    run_id text PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at bigint NOT NULL
+);
 "#,
     ),
 ];

@@ -68,7 +68,7 @@ fn aad(
     request: &Clear,
 ) -> Vec<u8> {
     let parts = [
-        "meridian-task-v2",
+        "meridian-task-v3",
         run_id,
         step_id,
         key,
@@ -79,6 +79,7 @@ fn aad(
         mode,
         &request.memory.to_string(),
         &request.output.to_string(),
+        &request.handles.to_string(),
         &request.timeout_ms.to_string(),
     ];
     let mut out = Vec::new();
@@ -95,6 +96,7 @@ struct Clear {
     uses: Json,
     memory: u64,
     output: u64,
+    handles: u32,
     timeout_ms: u64,
 }
 
@@ -105,6 +107,7 @@ impl Clear {
                 .map_err(|e| format!("the component {}: {e}", req.uses))?,
             memory: req.limits.memory,
             output: req.limits.output,
+            handles: req.limits.handles,
             timeout_ms: req.timeout.as_millis().min(u64::MAX as u128) as u64,
         })
     }
@@ -113,7 +116,7 @@ impl Clear {
         json!({
             "v": WIRE_VERSION,
             "uses": self.uses,
-            "limits": {"memory": self.memory, "output": self.output},
+            "limits": {"memory": self.memory, "output": self.output, "handles": self.handles},
             "timeout_ms": self.timeout_ms,
         })
     }
@@ -133,6 +136,9 @@ impl Clear {
             uses: j.get("uses").cloned().ok_or("request.uses is missing")?,
             memory: num(j.pointer("/limits/memory"), "limits.memory")?,
             output: num(j.pointer("/limits/output"), "limits.output")?,
+            handles: num(j.pointer("/limits/handles"), "limits.handles")?
+                .try_into()
+                .map_err(|_| "request.limits.handles is out of range".to_owned())?,
             timeout_ms: num(j.get("timeout_ms"), "timeout_ms")?,
         })
     }
@@ -327,6 +333,7 @@ pub(crate) fn decode_request(
         limits: Limits {
             memory: clear.memory,
             output: clear.output,
+            handles: clear.handles,
         },
         timeout: Duration::from_millis(clear.timeout_ms),
         mask: strings(secret.get("mask")),
@@ -423,6 +430,7 @@ mod tests {
             limits: Limits {
                 memory: 1 << 20,
                 output: 4096,
+                handles: 64,
             },
             timeout: Duration::from_secs(42),
             mask: vec!["hunter2".into()],

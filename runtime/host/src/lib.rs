@@ -386,6 +386,7 @@ impl Executor for WasmExecutor {
                 timeout: req.timeout,
                 memory_limit: req.limits.memory,
                 output_limit: req.limits.output,
+                handle_limit: req.limits.handles,
             };
             match sandbox.invoke(&component, call).await {
                 Ok(o) => Ok(StepResult {

@@ -415,6 +415,12 @@ pub struct Grants {
     /// Shared kv namespaces: a key `NS/…` with `NS` listed here is shared with every step that
     /// lists `NS`; every other key is the step's own.
     pub kv: Vec<Spanned<String>>,
+    /// `optional: [secrets, …]`: needs of these kinds the component declares may go ungranted
+    /// (the step does not use them with this input), so validation does not ask for them.
+    pub optional: Vec<Spanned<meridian_protocol::GrantKind>>,
+    /// The keys written under `grants:` (`None`: the step has no `grants:`), so a suggested fix
+    /// can say where its entry goes.
+    pub written: Option<Vec<String>>,
 }
 
 /// One entry of `grants.http`, parsed once by the model; [`HttpGrant::origin`] is what it allows
@@ -519,6 +525,17 @@ pub struct Limits {
     pub memory: u64,
     /// Largest output JSON accepted from the step, in bytes (default 1 MiB).
     pub output: u64,
+    /// Host handles the step may hold at once: open files and directories, streams, and
+    /// every other entry of its resource table (default 256).
+    pub handles: u32,
+}
+
+impl Limits {
+    /// Default `limits.handles`: far above what a step holds (a Rust guest uses a handful), far
+    /// below a process's file-descriptor limit shared by every step running.
+    pub const DEFAULT_HANDLES: u32 = 256;
+    /// Most `limits.handles` a workflow may ask for.
+    pub const MAX_HANDLES: u32 = 65_536;
 }
 
 impl Default for Limits {
@@ -526,6 +543,7 @@ impl Default for Limits {
         Limits {
             memory: 64 << 20,
             output: 1 << 20,
+            handles: Limits::DEFAULT_HANDLES,
         }
     }
 }

@@ -57,6 +57,30 @@ impl Masker {
         }
     }
 
+    /// Masks bytes: a secret's UTF-8 bytes are replaced wherever they occur, text or not.
+    pub fn mask_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let mut out = bytes;
+        for v in &self.values {
+            let needle = v.as_bytes();
+            if !out.windows(needle.len()).any(|w| w == needle) {
+                continue;
+            }
+            let mut masked = Vec::with_capacity(out.len());
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(needle) {
+                    masked.extend_from_slice(MASK.as_bytes());
+                    i += needle.len();
+                } else {
+                    masked.push(out[i]);
+                    i += 1;
+                }
+            }
+            out = masked;
+        }
+        out
+    }
+
     /// Masks every string (keys included) inside a JSON value, in place. Works on the parsed
     /// value, so secrets that JSON escaping would have split (quotes, backslashes, non-ASCII)
     /// are caught.
@@ -93,6 +117,17 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_bytes_text_or_not() {
+        let m = Masker::new(["hunter2", "hunter"]);
+        assert_eq!(m.mask_bytes(b"a hunter2 b hunter".to_vec()), b"a *** b ***");
+        assert_eq!(
+            m.mask_bytes(vec![0xff, b'h', b'u', b'n', b't', b'e', b'r', b'2', 0x00]),
+            [0xff, b'*', b'*', b'*', 0x00]
+        );
+        assert_eq!(m.mask_bytes(b"nothing".to_vec()), b"nothing");
+    }
 
     #[test]
     fn masks_longest_first_and_in_json() {

@@ -125,6 +125,18 @@ pub(crate) fn classify(
             limit: call.memory_limit,
         };
     }
+    let table_full = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return StepFailure::Trap(format!(
+            "the step held more than {} host handles at once (open files, directories and streams): its `limits.handles`; close what it no longer uses, or raise the step's `limits.handles`",
+            call.handle_limit
+        ));
+    }
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return StepFailure::Trap(format!(
             "the step called exit({}) instead of returning a result; exit ends the whole component, so a step must return from `run` (with an error to fail)",

@@ -37,6 +37,10 @@ pub struct SandboxConfig {
     pub pooling: bool,
     /// Steps running at once; further `invoke`s wait for a slot. Also sizes the pool.
     pub max_instances: u32,
+    /// Host handles the steps running at once may hold in all: each step reserves its
+    /// `Call::handle_limit` before it starts and waits while the total is taken, so steps
+    /// together stay below the process's file-descriptor limit however they behave.
+    pub max_handles: u32,
     /// Largest `Call::memory_limit` accepted, in bytes.
     pub max_memory_limit: u64,
     /// Epoch tick: timeout granularity for guest code. Each tick wakes one thread.
@@ -55,6 +59,7 @@ impl Default for SandboxConfig {
             cache_dir: None,
             pooling: true,
             max_instances: 64,
+            max_handles: 16_384,
             max_memory_limit: 1 << 30,
             epoch_tick: Duration::from_millis(2),
             max_wasm_stack: 512 << 10,
@@ -125,6 +130,8 @@ struct Inner {
     components: Mutex<HashMap<String, Arc<StepComponent>>>,
     http_client: OnceLock<Result<reqwest::Client, String>>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// [`SandboxConfig::max_handles`], reserved per call.
+    handles: Arc<tokio::sync::Semaphore>,
     counters: Counters,
     cfg: SandboxConfig,
     _ticker: Ticker,
@@ -199,6 +206,7 @@ impl Sandbox {
             .transpose()?;
         let ticker = Ticker::start(engine.clone(), cfg.epoch_tick)?;
         let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_instances as usize));
+        let handles = Arc::new(tokio::sync::Semaphore::new(cfg.max_handles as usize));
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -208,6 +216,7 @@ impl Sandbox {
                 components: Mutex::default(),
                 http_client: OnceLock::new(),
                 permits,
+                handles,
                 counters: Counters::default(),
                 cfg,
                 _ticker: ticker,
@@ -415,7 +424,7 @@ impl Sandbox {
                 .map(String::as_str)
                 .chain(call.caps.mask.iter().map(String::as_str)),
         ));
-        let permit = match self.acquire().await {
+        let permit = match self.acquire_for(&call).await {
             Ok(p) => p,
             Err(e) => {
                 return Report {
@@ -527,11 +536,38 @@ impl Sandbox {
         }
     }
 
+    /// A slot among the steps running at once.
     async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StepFailure> {
         Arc::clone(&self.inner.permits)
             .acquire_owned()
             .await
             .map_err(|_| StepFailure::Instantiate("the sandbox is shutting down".into()))
+    }
+
+    /// A slot among the steps running at once, and the call's handles reserved.
+    async fn acquire_for(
+        &self,
+        call: &Call,
+    ) -> Result<
+        (
+            tokio::sync::OwnedSemaphorePermit,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+        StepFailure,
+    > {
+        let total = self.inner.cfg.max_handles;
+        if call.handle_limit > total {
+            return Err(StepFailure::Grant(format!(
+                "`limits.handles` {} is above the {total} host handles this runner gives its steps in all",
+                call.handle_limit
+            )));
+        }
+        let slot = self.acquire().await?;
+        let handles = Arc::clone(&self.inner.handles)
+            .acquire_many_owned(call.handle_limit)
+            .await
+            .map_err(|_| StepFailure::Instantiate("the sandbox is shutting down".into()))?;
+        Ok((slot, handles))
     }
 
     fn http_client(&self) -> Result<reqwest::Client, StepFailure> {
@@ -609,11 +645,15 @@ impl Sandbox {
             limit: usize::try_from(call.memory_limit).unwrap_or(usize::MAX),
             exceeded: false,
         };
+        // Every open file, directory and stream is an entry of the step's own table: bounding
+        // it bounds what one step can take of the process's file descriptors.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(call.handle_limit as usize);
         let mut store = Store::new(
             &self.inner.engine,
             StoreState {
                 wasi: wasi.build(),
-                table: ResourceTable::new(),
+                table,
                 limiter,
                 host,
             },

@@ -303,7 +303,10 @@ impl kv::Host for StoreState {
         Ok(self.host.kv.get(&key)?)
     }
 
+    // What a step stores is journaled, so it is masked like its outputs: the journal never holds
+    // a secret's value (a step that needs the secret again reads it through its grant).
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let value = self.host.masker.mask_bytes(value);
         match self.host.kv.set(&key, value) {
             Ok(()) => Ok(Ok(())),
             Err(e @ meridian_protocol::KvError::Limit(_)) => Ok(Err(e.to_string())),

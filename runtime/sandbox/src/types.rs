@@ -42,6 +42,9 @@ pub struct Call {
     pub memory_limit: u64,
     /// Cap on the output JSON text, in bytes.
     pub output_limit: u64,
+    /// Cap on the host handles the guest holds at once (its resource table: open files and
+    /// directories, streams, …).
+    pub handle_limit: u32,
 }
 
 impl Call {
@@ -51,6 +54,8 @@ impl Call {
     pub const DEFAULT_MEMORY_LIMIT: u64 = 128 << 20;
     /// Default output cap: 1 MiB.
     pub const DEFAULT_OUTPUT_LIMIT: u64 = 1 << 20;
+    /// Default handle cap: 256.
+    pub const DEFAULT_HANDLE_LIMIT: u32 = 256;
 
     /// A `run` call with default limits and the given capabilities.
     pub fn run(invocation: Invocation, caps: Capabilities) -> Self {
@@ -61,6 +66,7 @@ impl Call {
             timeout: Self::DEFAULT_TIMEOUT,
             memory_limit: Self::DEFAULT_MEMORY_LIMIT,
             output_limit: Self::DEFAULT_OUTPUT_LIMIT,
+            handle_limit: Self::DEFAULT_HANDLE_LIMIT,
         }
     }
 

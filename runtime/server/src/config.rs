@@ -10,6 +10,8 @@
 //! pause-after-failures = 3         # a schedule pauses itself after this many failed runs
 //! reload-interval = "1s"           # how often the directory is checked for changes
 //! grace = "30s"                    # on SIGTERM, how long in-flight runs may take to finish
+//! run-lease = "15s"                # a server that stops renewing its runs' leases this long
+//!                                  # has them taken over by the servers sharing its journal
 //!
 //! [workflow.dr-drill]
 //! inputs-file = "lab-inputs.yaml"  # inputs of its scheduled and API-started runs
@@ -61,6 +63,9 @@ pub struct ServerConfig {
     pub pause_after_failures: u32,
     pub reload_interval: Duration,
     pub grace: Duration,
+    /// How long a server's lease on a run it drives lasts without renewal (renewed every
+    /// third of it): the servers sharing the journal take over the runs of one that stopped.
+    pub run_lease: Duration,
     /// Per workflow name: where the inputs of its server-started runs come from.
     pub workflow_inputs: BTreeMap<String, PathBuf>,
     /// Per workflow name: how often the server checks its readiness (`meridian ready`).
@@ -71,9 +76,9 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     pub schedules: Vec<ExtraSchedule>,
     pub notify: Vec<Webhook>,
-    /// Resume, at start-up, the interrupted runs a server started. Right for a journal one
-    /// server owns (SQLite); with a shared PostgreSQL journal another server may be driving
-    /// them, so the CLI turns it off there.
+    /// Resume the interrupted runs a server started whose lease expired (at start-up and
+    /// while serving): a killed server's runs go on from another server sharing the journal,
+    /// or from itself after a restart.
     pub resume_interrupted: bool,
 }
 
@@ -90,6 +95,7 @@ impl Default for ServerConfig {
             pause_after_failures: 3,
             reload_interval: Duration::from_secs(1),
             grace: Duration::from_secs(30),
+            run_lease: Duration::from_secs(15),
             workflow_inputs: BTreeMap::new(),
             ready_every: BTreeMap::new(),
             drift_every: BTreeMap::new(),
@@ -172,6 +178,8 @@ struct File {
     reload_interval: Option<Duration>,
     #[serde(default, with = "opt_duration")]
     grace: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    run_lease: Option<Duration>,
     #[serde(default)]
     workflow: BTreeMap<String, PerWorkflow>,
     #[serde(default)]
@@ -239,6 +247,14 @@ impl ServerConfig {
         }
         if let Some(d) = file.reload_interval {
             c.reload_interval = d.max(Duration::from_millis(50));
+        }
+        if let Some(d) = file.run_lease {
+            if d < Duration::from_secs(1) {
+                return Err(invalid(
+                    "run-lease must be at least 1s (it is renewed every third of it)".to_string(),
+                ));
+            }
+            c.run_lease = d;
         }
         if let Some(d) = file.grace {
             c.grace = d;

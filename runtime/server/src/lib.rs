@@ -237,13 +237,8 @@ pub async fn serve(
     if let Err(e) = server.remember_idempotency_keys() {
         tracing::warn!("cannot read the idempotency keys of recent runs: {e}");
     }
-    if server.config.resume_interrupted {
-        match server.resume_interrupted() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("resumed {n} interrupted run(s)"),
-            Err(e) => tracing::warn!("cannot look for interrupted runs: {e}"),
-        }
-    }
+    // Leases renewed, and interrupted runs taken over: at once, then every third of a lease.
+    tokio::spawn(server.clone().lease_loop());
 
     // The directory, checked for changes.
     let s = server.clone();

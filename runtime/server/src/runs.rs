@@ -118,6 +118,14 @@ impl Server {
             keys.0.insert(key.clone(), (run_id.clone(), Instant::now()));
         }
         drop(keys);
+        // The lease first: a server looking for interrupted runs must never find this one
+        // running with no lease, between its record and its lease.
+        if let Err(e) = self.lease(&run_id) {
+            if let Some(key) = &idempotency_key {
+                self.idempotency.lock().unwrap().0.remove(key);
+            }
+            return Err(e);
+        }
 
         let server = self.clone();
         let id = run_id.clone();
@@ -181,14 +189,39 @@ impl Server {
         }
     }
 
-    /// Resumes a run in the background (after an approval, or an interrupted run at start-up).
+    /// Takes (or renews) this server's lease on driving `run_id`; a conflict when another
+    /// server holds it.
+    fn lease(&self, run_id: &str) -> Result<(), ApiError> {
+        match self
+            .runner
+            .journal()
+            .lease_run(run_id, &self.name, self.config.run_lease)
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::conflict(format!(
+                "run {run_id} is driven by another server sharing this journal"
+            ))),
+            Err(e) => Err(ApiError::from_store(&e)),
+        }
+    }
+
+    /// Gives up the lease on a run this server no longer drives.
+    fn release(&self, run_id: &str) {
+        if let Err(e) = self.runner.journal().release_run(run_id, &self.name) {
+            tracing::warn!(run = %run_id, "cannot release the run's lease (it expires by itself): {e}");
+        }
+    }
+
+    /// Resumes a run in the background (after an approval, or an interrupted run), once this
+    /// server holds its lease.
     pub(crate) fn resume_run(
         self: &Arc<Self>,
         run_id: &str,
         workflow: &str,
         schedule: Option<String>,
         decisions: Vec<Decision>,
-    ) {
+    ) -> Result<(), ApiError> {
+        self.lease(run_id)?;
         let server = self.clone();
         let id = run_id.to_string();
         let view_for = workflow.to_string();
@@ -215,12 +248,15 @@ impl Server {
                 handle,
             },
         );
+        Ok(())
     }
 
     /// A run's task ended: bookkeeping, metrics, notifications, and the schedule that started
     /// it (which may have a tick queued behind it).
     fn ended(self: &Arc<Self>, run_id: &str, result: &Result<Option<Finished>, RunnerError>) {
         let active = self.active.lock().unwrap().remove(run_id);
+        // Ended, waiting for an approval, or stopped by a shutdown: another server may go on.
+        self.release(run_id);
         let workflow = active
             .as_ref()
             .map(|a| a.workflow.clone())
@@ -307,6 +343,7 @@ impl Server {
         if let Some(a) = active {
             a.handle.abort();
             let _ = a.handle.await;
+            self.release(run_id);
         }
         let elapsed = (now_ms() - summary.created_at_ms).max(0) as u64;
         self.runner
@@ -355,14 +392,12 @@ impl Server {
                 }
             )));
         }
-        let schedule = record
-            .settings
-            .trigger
-            .as_deref()
-            .and_then(|t| t.strip_prefix("schedule:"))
-            .map(str::to_string);
-        self.resume_run(run_id, &summary.workflow, schedule, vec![decision]);
-        Ok(())
+        self.resume_run(
+            run_id,
+            &summary.workflow,
+            schedule_of(&record),
+            vec![decision],
+        )
     }
 
     /// At start-up: the `Idempotency-Key`s of the runs started in the last 24 hours (of the
@@ -390,10 +425,53 @@ impl Server {
         Ok(n)
     }
 
-    /// At start-up: resumes the runs a server started that were interrupted (a crash, a kill,
-    /// a shutdown that outlasted its grace). Runs a person started with `meridian run` are
-    /// left to that person.
-    pub(crate) fn resume_interrupted(self: &Arc<Self>) -> Result<usize, ApiError> {
+    /// Renews the leases of the runs this server drives, and takes over the interrupted runs
+    /// whose lease expired: a killed server's runs (or, after a restart, its own) go on from
+    /// here within about one lease. Every third of a lease, until the server drains.
+    pub(crate) async fn lease_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.run_lease / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.drain.cancelled() => return,
+            }
+            self.renew_leases();
+            if self.config.resume_interrupted {
+                match self.take_over() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("resumed {n} interrupted run(s)"),
+                    Err(e) => tracing::warn!("cannot look for interrupted runs: {}", e.message),
+                }
+            }
+        }
+    }
+
+    /// Renews this server's leases; a run whose lease another server took (this one stalled
+    /// longer than a lease) is stopped here, as if this server had been killed.
+    fn renew_leases(&self) {
+        let ids: Vec<String> = self.active.lock().unwrap().keys().cloned().collect();
+        for id in ids {
+            match self
+                .runner
+                .journal()
+                .lease_run(&id, &self.name, self.config.run_lease)
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(run = %id, "another server took the run over; stopping it here");
+                    if let Some(a) = self.active.lock().unwrap().remove(&id) {
+                        a.handle.abort();
+                    }
+                }
+                Err(e) => tracing::warn!(run = %id, "cannot renew the run's lease: {e}"),
+            }
+        }
+    }
+
+    /// Resumes the interrupted runs servers started whose lease expired (or that never had
+    /// one). Runs a person started with `meridian run` are left to that person.
+    pub(crate) fn take_over(self: &Arc<Self>) -> Result<usize, ApiError> {
         let journal = self.runner.journal();
         let mut n = 0;
         // Only running runs, read through the store's query (not the whole history).
@@ -405,17 +483,32 @@ impl Server {
             })
             .map_err(|e| ApiError::from_store(&e))?;
         for s in running.runs {
+            if self.draining() {
+                break;
+            }
             if self.active.lock().unwrap().contains_key(&s.id) {
                 continue;
             }
             let (record, _) = journal.run(&s.id).map_err(|e| ApiError::from_store(&e))?;
-            let Some(trigger) = record.settings.trigger else {
+            if record.settings.trigger.is_none() {
                 continue;
-            };
-            let schedule = trigger.strip_prefix("schedule:").map(str::to_string);
+            }
+            if self.lease(&s.id).is_err() {
+                continue; // driven by a live server
+            }
+            // Read again under the lease: the run may have ended since the listing (its
+            // server writes the end before it lets the lease go), and resuming an ended run
+            // would retry its failed steps.
+            let (record, summary) = journal.run(&s.id).map_err(|e| ApiError::from_store(&e))?;
+            if summary.status != RunStatus::Running {
+                self.release(&s.id);
+                continue;
+            }
             tracing::info!(run = %s.id, "resuming an interrupted run");
-            self.resume_run(&s.id, &s.workflow, schedule, Vec::new());
-            n += 1;
+            match self.resume_run(&s.id, &s.workflow, schedule_of(&record), Vec::new()) {
+                Ok(()) => n += 1,
+                Err(e) => tracing::warn!(run = %s.id, "cannot resume: {}", e.message),
+            }
         }
         Ok(n)
     }
@@ -429,6 +522,16 @@ impl Server {
             fresh,
         })
     }
+}
+
+/// The schedule that started a run (its trigger `schedule:ID`), if one did.
+fn schedule_of(record: &meridian_store::RunRecord) -> Option<String> {
+    record
+        .settings
+        .trigger
+        .as_deref()
+        .and_then(|t| t.strip_prefix("schedule:"))
+        .map(str::to_string)
 }
 
 /// The gates a run's events show waiting: an `approval-required` with no answer after it.

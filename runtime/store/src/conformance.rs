@@ -26,6 +26,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     queries_filter_and_page_in_the_store(&format!("{prefix}-q"), open);
     a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
     a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
+    a_run_is_leased_to_one_server(&format!("{prefix}-lease"), open);
     // Last: it deletes every finished run of the storage, the other checks' included.
     pruning_keeps_what_may_go_on(&format!("{prefix}-pr"), open);
 }
@@ -453,6 +454,56 @@ fn pruning_keeps_what_may_go_on(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
         j.check().unwrap(),
         Vec::<String>::new(),
         "a sound journal checks clean"
+    );
+}
+
+/// Eight servers race for one run's lease: one wins; its holder renews it, the others are
+/// refused until it expires or is released, and then one of them takes it over.
+fn a_run_is_leased_to_one_server(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    use std::time::Duration;
+    let journals: Vec<Arc<dyn Journal>> = (0..8).map(|_| open()).collect();
+    let ttl = Duration::from_millis(600);
+    let start = Arc::new(std::sync::Barrier::new(journals.len()));
+    let winners: Vec<usize> = std::thread::scope(|scope| {
+        let handles: Vec<_> = journals
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let start = start.clone();
+                scope.spawn(move || {
+                    start.wait();
+                    j.lease_run(id, &format!("server-{i}"), ttl).unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.join().unwrap().then_some(i))
+            .collect()
+    });
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let holder = format!("server-{}", winners[0]);
+    let other = format!("server-{}", (winners[0] + 1) % 8);
+    assert!(journals[0].lease_run(id, &holder, ttl).unwrap(), "renewed");
+    assert!(!journals[1].lease_run(id, &other, ttl).unwrap(), "held");
+    // Another server's release does not free it; expiry does.
+    journals[1].release_run(id, &other).unwrap();
+    assert!(
+        !journals[1].lease_run(id, &other, ttl).unwrap(),
+        "still held"
+    );
+    std::thread::sleep(ttl + Duration::from_millis(300));
+    assert!(
+        journals[1].lease_run(id, &other, ttl).unwrap(),
+        "taken over"
+    );
+    assert!(!journals[0].lease_run(id, &holder, ttl).unwrap(), "lost");
+    // Released, it is free at once.
+    journals[1].release_run(id, &other).unwrap();
+    assert!(
+        journals[2].lease_run(id, &holder, ttl).unwrap(),
+        "free again"
     );
 }
 

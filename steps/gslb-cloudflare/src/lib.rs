@@ -546,7 +546,7 @@ meridian_families::gslb_step! {
         description: "GSLB on Cloudflare Load Balancing: one monitor and pool per region and a load balancer (failover order, random-steering weights or dynamic latency); failover and set-weights compensate back.",
         needs: &[
             (meridian_sdk::GrantKind::Http, "the URL in `provider.cloudflare.endpoint` (default https://api.cloudflare.com/client/v4)"),
-            (meridian_sdk::GrantKind::Secret, "CLOUDFLARE_API_TOKEN"),
+            (meridian_sdk::GrantKind::Secret, "the API token named by `provider.cloudflare.api_token_secret`"),
         ],
         run: run,
         compensate: compensate,

@@ -637,9 +637,9 @@ meridian_families::gslb_step! {
         needs: &[
             (
                 meridian_sdk::GrantKind::Http,
-                "the provider.powerdns.endpoint URL (e.g. http://127.0.0.1:8081)",
+                "the URL in `provider.powerdns.endpoint` (e.g. http://127.0.0.1:8081)",
             ),
-            (meridian_sdk::GrantKind::Secret, "PDNS_API_KEY"),
+            (meridian_sdk::GrantKind::Secret, "the API key named by `provider.powerdns.api_key_secret`"),
         ],
         run: run,
         compensate: compensate,

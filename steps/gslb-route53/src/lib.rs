@@ -670,8 +670,9 @@ meridian_families::gslb_step! {
         description: "GSLB on AWS Route 53: failover (PRIMARY/SECONDARY with health checks), weighted and latency records, SigV4-signed inside the component; failover and set-weights compensate back.",
         needs: &[
             (meridian_sdk::GrantKind::Http, "the URL in `provider.route53.endpoint` (default https://route53.amazonaws.com)"),
-            (meridian_sdk::GrantKind::Secret, "AWS_ACCESS_KEY_ID"),
-            (meridian_sdk::GrantKind::Secret, "AWS_SECRET_ACCESS_KEY"),
+            (meridian_sdk::GrantKind::Secret, "the access key id named by `provider.route53.access_key_id_secret`"),
+            (meridian_sdk::GrantKind::Secret, "the secret access key named by `provider.route53.secret_access_key_secret`"),
+            (meridian_sdk::GrantKind::Secret, "the session token named by `provider.route53.session_token_secret`, when given"),
         ],
         run: run,
         compensate: compensate,

@@ -76,7 +76,7 @@ impl Step for HttpProbe {
             .description(
                 "Sends one GET/HEAD request and checks the status (and optionally the body).",
             )
-            .needs(GrantKind::Http, "the probed URL's scheme://host:port")
+            .needs(GrantKind::Http, "the origin (scheme://host:port) of `url`")
     }
 
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {

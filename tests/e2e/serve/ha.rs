@@ -1,6 +1,19 @@
 //! Several servers on one PostgreSQL journal.
 
 use super::*;
+use crate::distributed::{Store, Workers};
+
+/// A `meridian worker` on the store, killed when dropped.
+fn one_worker(db: &Store, s: &Scratch) -> Workers {
+    let worker = db
+        .cmd(s)
+        .args(["worker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Workers(vec![worker])
+}
 
 /// Two servers on one PostgreSQL journal, a schedule every second: each tick is claimed by one
 /// server and starts one run; SIGKILLing one server (then the other, after a restart) leaves
@@ -8,21 +21,14 @@ use super::*;
 /// very next tick.
 #[test]
 fn two_servers_on_one_postgres_fire_each_tick_once() {
-    use crate::distributed::{Workers, store};
+    use crate::distributed::store;
     let s = Scratch::new();
     let Some(db) = store(&s) else { return };
     s.write(
         "wf/tick.yaml",
         "name: tick\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: hello}\n",
     );
-    let worker = db
-        .cmd(&s)
-        .args(["worker"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _workers = Workers(vec![worker]);
+    let _workers = one_worker(&db, &s);
     let a = Served::spawn(db.cmd(&s), &["--workflows", "wf"]);
     let b = Served::spawn(db.cmd(&s), &["--workflows", "wf"]);
     std::thread::sleep(Duration::from_secs(5));
@@ -68,5 +74,76 @@ fn two_servers_on_one_postgres_fire_each_tick_once() {
     eprintln!(
         "takeover: largest gap between fired ticks {gap} ms ({} ticks, {runs} runs)",
         ticks.len()
+    );
+}
+
+/// Regression: a run driven by a server that died stayed `running` until someone resumed it by
+/// hand. The servers sharing the journal hold a lease on each run they drive; when a server is
+/// SIGKILLed mid-run, another takes the run over once the lease expires, and the run finishes
+/// with each step run once.
+#[test]
+fn a_killed_servers_run_is_taken_over_by_another() {
+    use crate::distributed::store;
+    let s = Scratch::new();
+    let Some(db) = store(&s) else { return };
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("wf/sleeper.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1500}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 1500}}\n  - {id: c, uses: ./sleeper.wasm, needs: b, with: {ms: 100}}\n",
+    );
+    s.write("meridian.toml", "workflows = \"wf\"\nrun-lease = \"2s\"\n");
+    let _workers = one_worker(&db, &s);
+    let a = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let b = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let rt = rt();
+    let id = rt.block_on(async {
+        let (code, body) = call(
+            "POST",
+            &a.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "slow"})),
+        )
+        .await;
+        assert_eq!(code, 202, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    });
+    // Kill the server driving it while step a runs; b must not touch it before its lease ends.
+    std::thread::sleep(Duration::from_millis(700));
+    drop(a);
+    let killed = Instant::now();
+    let run = rt.block_on(until(
+        &b.url(&format!("/api/v1/runs/{id}")),
+        None,
+        Duration::from_secs(60),
+        |r| r["summary"]["status"] != "running",
+    ));
+    assert_eq!(run["summary"]["status"], "succeeded", "{run}\n{}", b.log());
+    assert!(
+        b.log().contains("resuming an interrupted run"),
+        "{}",
+        b.log()
+    );
+    let q = |sql: &str| db.pg.psql_db("meridian", sql).unwrap();
+    // Each step finished once; step a's task (in flight on the worker) was re-attached to, not
+    // queued again.
+    let legs = q(&format!(
+        "SELECT string_agg(step || ':' || attempts, ',' ORDER BY step) FROM meridian.legs WHERE run_id = '{id}'"
+    ));
+    assert_eq!(legs.trim(), "a:1,b:1,c:1");
+    let tasks: i64 = q(&format!(
+        "SELECT count(*) FROM meridian.tasks WHERE run_id = '{id}' AND step_id = 'a'"
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(tasks, 1, "step a queued again");
+    eprintln!(
+        "takeover: run finished {} ms after its server was killed (lease 2 s)",
+        killed.elapsed().as_millis()
     );
 }

@@ -100,6 +100,16 @@ const CLAIM_TICK: &str = concat!(
     now_ms!(),
     ") ON CONFLICT DO NOTHING"
 );
+/// Takes or renews a run's lease ($1 run, $2 owner, $3 ttl ms) by the database's clock, so
+/// servers with skewed clocks agree on when a lease expired.
+const LEASE_RUN: &str = concat!(
+    "INSERT INTO meridian.leases (run_id, owner, expires_at) VALUES ($1, $2, ",
+    now_ms!(),
+    " + $3) ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+     WHERE meridian.leases.owner = excluded.owner OR meridian.leases.expires_at < ",
+    now_ms!()
+);
+const RELEASE_RUN: &str = "DELETE FROM meridian.leases WHERE run_id = $1 AND owner = $2";
 const PRUNE: &str = concat!(
     "WITH doomed AS (
        SELECT id FROM meridian.runs
@@ -112,6 +122,7 @@ const PRUNE: &str = concat!(
      lg AS (DELETE FROM meridian.legs WHERE run_id IN (SELECT id FROM doomed)),
      kv AS (DELETE FROM meridian.kv WHERE run_id IN (SELECT id FROM doomed)),
      tk AS (DELETE FROM meridian.tasks WHERE run_id IN (SELECT id FROM doomed)),
+     le AS (DELETE FROM meridian.leases WHERE run_id IN (SELECT id FROM doomed)),
      ti AS (DELETE FROM meridian.ticks WHERE claimed_at < ",
     now_ms!(),
     " - 604800000),
@@ -457,6 +468,35 @@ impl PgJournal {
         })
     }
 
+    fn lease_raw(&self, id: &str, by: &str, ttl_ms: i64) -> Result<bool, DistError> {
+        let (id, by) = (id.to_string(), by.to_string());
+        self.call(true, move |s, _| {
+            let (id, by) = (id.clone(), by.clone());
+            Box::pin(async move {
+                let (c, st) = s.stmt(LEASE_RUN).await?;
+                let n = c
+                    .execute(&st, &[&id, &by, &ttl_ms])
+                    .await
+                    .map_err(DistError::db("lease a run"))?;
+                Ok(n == 1)
+            })
+        })
+    }
+
+    fn release_raw(&self, id: &str, by: &str) -> Result<(), DistError> {
+        let (id, by) = (id.to_string(), by.to_string());
+        self.call(true, move |s, _| {
+            let (id, by) = (id.clone(), by.clone());
+            Box::pin(async move {
+                let (c, st) = s.stmt(RELEASE_RUN).await?;
+                c.execute(&st, &[&id, &by])
+                    .await
+                    .map_err(DistError::db("release a run's lease"))?;
+                Ok(())
+            })
+        })
+    }
+
     fn claim_tick_raw(&self, schedule: &str, tick: i64, by: &str) -> Result<bool, DistError> {
         let (schedule, by) = (schedule.to_string(), by.to_string());
         self.call(true, move |s, _| {
@@ -647,6 +687,15 @@ impl Journal for PgJournal {
     fn claim_tick(&self, schedule: &str, tick_ms: i64, by: &str) -> Result<bool, StoreError> {
         self.claim_tick_raw(schedule, tick_ms, by)
             .map_err(store_err)
+    }
+
+    fn lease_run(&self, id: &str, by: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let ms = ttl.as_millis().min(i64::MAX as u128) as i64;
+        self.lease_raw(id, by, ms).map_err(store_err)
+    }
+
+    fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
+        self.release_raw(id, by).map_err(store_err)
     }
 
     fn approvals(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {

@@ -1,7 +1,9 @@
-//! `grants:` of a step: what its sandbox may reach (`http`, `dns`, `sql`, `fs`, `secrets`).
+//! `grants:` of a step: what its sandbox may reach (`http`, `dns`, `sql`, `fs`, `secrets`,
+//! `kv`), and which of its component's declared needs it may go without (`optional`).
 
 use std::path::Path;
 
+use meridian_protocol::GrantKind;
 use meridian_protocol::component::resolve;
 
 use super::{Cx, of};
@@ -14,9 +16,34 @@ use crate::yaml::{Node, NodeKind, Scalar};
 pub(super) fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> Grants {
     let mut g = Grants::default();
     let what = format!("in `grants` {}", of(label));
-    let Some(f) = cx.fields(n, &["http", "sql", "fs", "secrets", "dns", "kv"], &what) else {
+    let keys = ["http", "sql", "fs", "secrets", "dns", "kv", "optional"];
+    let Some(f) = cx.fields(n, &keys, &what) else {
         return g;
     };
+    g.written = Some(
+        keys.iter()
+            .filter(|k| f.get(k).is_some())
+            .map(|k| (*k).to_owned())
+            .collect(),
+    );
+    if let Some(o) = f.get("optional") {
+        for k in cx.string_list(o, "`grants.optional`", false) {
+            match optional_kind(&k.value) {
+                Some(kind) => g.optional.push(Spanned::new(k.span, kind)),
+                None => {
+                    let hint =
+                        suggest(&k.value, OPTIONAL_KINDS.iter().map(|(n, _)| *n)).or_else(|| {
+                            Some("list grant kinds: `http`, `sql`, `fs`, `secrets` or `dns`".into())
+                        });
+                    cx.error(
+                        k.span,
+                        format!("`{}` is not a grant kind that can be optional", k.value),
+                        hint,
+                    );
+                }
+            }
+        }
+    }
     if let Some(d) = f.get("dns")
         && let Some(text) = cx.string(d, "`grants.dns`")
     {
@@ -35,6 +62,9 @@ pub(super) fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> G
     if let Some(h) = f.get("http") {
         let list = match &h.kind {
             NodeKind::Map(_) => {
+                if let Some(k) = g.written.iter_mut().flatten().find(|k| *k == "http") {
+                    "http.allow".clone_into(k);
+                }
                 let hw = format!("in `grants.http` {}", of(label));
                 match cx.fields(h, &["allow", "max-request", "max-response", "timeout"], &hw) {
                     Some(hf) => {
@@ -152,6 +182,22 @@ pub(super) fn grants(cx: &mut Cx<'_>, n: &Node, label: &str, wf: &Workflow) -> G
         }
     }
     g
+}
+
+/// The kinds of need `grants.optional` may list, spelled as the grants' own keys.
+const OPTIONAL_KINDS: [(&str, GrantKind); 5] = [
+    ("http", GrantKind::Http),
+    ("sql", GrantKind::Sql),
+    ("fs", GrantKind::Fs),
+    ("secrets", GrantKind::Secret),
+    ("dns", GrantKind::Dns),
+];
+
+fn optional_kind(name: &str) -> Option<GrantKind> {
+    OPTIONAL_KINDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
 }
 
 /// An http grant is an origin pattern `scheme://host[:port]` (see [`OriginPattern`]), the name of

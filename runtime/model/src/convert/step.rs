@@ -310,7 +310,22 @@ fn retry(cx: &mut Cx<'_>, n: &Node, label: &str) -> Option<RetryPolicy> {
 fn limits(cx: &mut Cx<'_>, n: &Node, label: &str) -> Limits {
     let mut l = Limits::default();
     let what = format!("in `limits` {}", of(label));
-    if let Some(f) = cx.fields(n, &["memory", "output"], &what) {
+    if let Some(f) = cx.fields(n, &["memory", "output", "handles"], &what) {
+        if let Some(h) = f.get("handles")
+            && let Some(v) = cx.uint(h, "`limits.handles`", 1)
+        {
+            match u32::try_from(v) {
+                Ok(v) if v <= Limits::MAX_HANDLES => l.handles = v,
+                _ => cx.error(
+                    h.span,
+                    format!(
+                        "`limits.handles` is above the most a step may hold ({})",
+                        Limits::MAX_HANDLES
+                    ),
+                    Some("a step holding that many files at once is better split".into()),
+                ),
+            }
+        }
         if let Some(m) = f.get("memory") {
             l.memory = cx.size(m, "`limits.memory`").unwrap_or(l.memory);
         }

@@ -47,7 +47,7 @@ steps:
       sql: [db]
       fs: [data/, {path: /abs, mode: rw}, {path: rel, guest: /g}]
       secrets: [S2]
-    limits: {memory: 32MiB, output: 100}
+    limits: {memory: 32MiB, output: 100, handles: 32}
     compensate: {uses: undo, with: {k: v}}
     approval: true
   - id: b
@@ -126,7 +126,8 @@ steps:
         a.limits,
         Limits {
             memory: 32 << 20,
-            output: 100
+            output: 100,
+            handles: 32
         }
     );
     assert!(

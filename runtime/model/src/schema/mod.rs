@@ -1,7 +1,8 @@
 //! Checks a workflow against what its step components declare (`describe()` in the WIT
 //! contract): each step's `with:` against the JSON Schema of its input, references to
 //! `steps.<id>.outputs.<name>` against the output schema, and the grants a step needs against
-//! the grants the workflow gives it (a warning: the step may still work for the inputs given).
+//! the grants the workflow gives it (an error unless the workflow marks the need's kind
+//! `optional`; see `grants.rs`).
 //!
 //! Supported JSON Schema subset: `type` (one or a list), `enum`, `const`, `minimum`, `maximum`,
 //! `exclusiveMinimum`, `exclusiveMaximum`, `minLength`, `maxLength`, `items`, `minItems`,
@@ -77,7 +78,7 @@ pub fn check_steps(
     for (s, schema) in wf.steps.iter().zip(&by_step) {
         if let Some(sc) = schema {
             out.with(&sc.input, &s.with, s.uses.span, &s.id.value, &s.uses.value);
-            out.grants(wf, s, &sc.grants_needed);
+            out.grants(wf, s, &sc.input, &sc.grants_needed);
         }
         if let Compensate::Step {
             uses,

@@ -97,9 +97,13 @@ fn problems_in_with_are_reported_where_they_are() {
         ttl.hint.as_deref(),
         Some("remove the quotes to make it a number")
     );
-    // Missing grants are warnings.
-    let w: Vec<&Diagnostic> = d.iter().filter(|d| !d.is_error()).collect();
+    // Missing grants are errors.
+    let w: Vec<&Diagnostic> = d
+        .iter()
+        .filter(|d| d.message.contains("grants do not allow"))
+        .collect();
     assert_eq!(w.len(), 2, "{:?}", messages(&d));
+    assert!(w.iter().all(|d| d.is_error()));
     assert!(w.iter().any(|d| {
         d.message
             .contains("needs http access to `https://route53.amazonaws.com`")
@@ -430,7 +434,7 @@ fn the_suggested_http_grant_parses_and_grants_the_need() {
         "the probed URL's scheme://host:port",
         "the URL in `provider.route53.endpoint`",
     ] {
-        let bare = "name: t\nsteps:\n  - id: a\n    uses: x\n";
+        let bare = "name: t\ninputs: {u: {}}\nsteps:\n  - id: a\n    uses: x\n    with: {provider: {route53: {endpoint: \"${{ inputs.u }}\"}}}\n";
         let lookup = needs_http(detail);
         let d = check_steps(&wf(bare), &lookup);
         assert_eq!(d.len(), 1, "{detail}: {:?}", messages(&d));
@@ -459,16 +463,159 @@ fn prose_needs_ask_for_some_grant_of_their_kind() {
         })
     };
     let d = check_steps(
-        &wf("name: t\nsecrets: [K]\nsteps:\n  - id: a\n    uses: x\n"),
+        &wf(
+            "name: t\ninputs: {k: {}}\nsecrets: [K]\nsteps:\n  - id: a\n    uses: x\n    with: {token_secret: \"${{ inputs.k }}\"}\n",
+        ),
         &lookup,
     );
     assert_eq!(
         messages(&d),
         [
-            "5:11: step `a` (`uses: x`) needs secret access (the admin key named by `token_secret`), which its grants do not allow"
+            "6:11: step `a` (`uses: x`) needs secret access (the admin key named by `token_secret`), which its grants do not allow"
         ]
     );
-    let granted =
-        wf("name: t\nsecrets: [K]\nsteps:\n  - id: a\n    uses: x\n    grants: {secrets: [K]}\n");
+    let granted = wf(
+        "name: t\ninputs: {k: {}}\nsecrets: [K]\nsteps:\n  - id: a\n    uses: x\n    with: {token_secret: \"${{ inputs.k }}\"}\n    grants: {secrets: [K]}\n",
+    );
     assert!(check_steps(&granted, &lookup).is_empty());
+    // A step that does not give the input (and the schema no default) does not need it.
+    let absent = wf("name: t\nsecrets: [K]\nsteps:\n  - id: a\n    uses: x\n");
+    assert!(check_steps(&absent, &lookup).is_empty());
+}
+
+/// Schema for the needs tests: a secret name nested in `provider`, with a default.
+fn needs_secret_by_input() -> impl Fn(&ComponentRef) -> Option<StepSchema> {
+    |_| {
+        Some(StepSchema {
+            input: json!({
+                "type": "object",
+                "properties": {
+                    "provider": {"$ref": "#/$defs/provider"},
+                    "token_secret": {"type": "string"}
+                },
+                "$defs": {"provider": {"type": "object", "properties": {
+                    "pdns": {"type": "object", "properties": {
+                        "key_secret": {"type": "string", "default": "PDNS_API_KEY"}}}}}}
+            }),
+            grants_needed: vec![
+                GrantRequest {
+                    kind: GrantKind::Secret,
+                    detail: "the API key named by `provider.pdns.key_secret`".into(),
+                },
+                GrantRequest {
+                    kind: GrantKind::Secret,
+                    detail: "the token named by `token_secret`, when given".into(),
+                },
+            ],
+            ..StepSchema::default()
+        })
+    }
+}
+
+/// An input named by a need's prose is read from `with:` or the schema's default and checked
+/// exactly; the hint is YAML that goes where the step's grants are.
+#[test]
+fn prose_needs_read_the_named_input_or_its_default() {
+    let lookup = needs_secret_by_input();
+    let head = "name: t\nsecrets: [PDNS_API_KEY, OTHER, TOK]\nsteps:\n  - id: a\n    uses: x\n";
+    // The default applies: PDNS_API_KEY, exactly.
+    let d = check_steps(
+        &wf(&format!(
+            "{head}    with: {{provider: {{pdns: {{}}}}}}\n    grants: {{secrets: [OTHER]}}\n"
+        )),
+        &lookup,
+    );
+    assert_eq!(
+        messages(&d),
+        [
+            "5:11: step `a` (`uses: x`) needs secret access to `PDNS_API_KEY` (the API key named by `provider.pdns.key_secret`), which its grants do not allow"
+        ]
+    );
+    assert!(d[0].is_error());
+    assert_eq!(
+        d[0].hint.as_deref(),
+        Some(
+            "add `PDNS_API_KEY` to the step's `grants.secrets` list; or, if the step does not use it with this input, add `optional: [secrets]` under the step's `grants:`"
+        )
+    );
+    // A literal in `with:` overrides the default, and a given optional input applies.
+    let d = check_steps(
+        &wf(&format!(
+            "{head}    with: {{provider: {{pdns: {{key_secret: OTHER}}}}, token_secret: TOK}}\n    grants: {{http: [\"http://x\"]}}\n"
+        )),
+        &lookup,
+    );
+    assert_eq!(d.len(), 2, "{:?}", messages(&d));
+    assert!(d[0].message.contains("to `OTHER`"), "{:?}", messages(&d));
+    assert!(d[1].message.contains("to `TOK`"), "{:?}", messages(&d));
+    assert!(
+        d[0].hint
+            .as_deref()
+            .unwrap()
+            .starts_with("add `secrets: [OTHER]` under the step's `grants:`")
+    );
+    // No grants at all: the whole `grants:` to add, with the secret to declare.
+    let d = check_steps(
+        &wf("name: t\nsteps:\n  - id: a\n    uses: x\n    with: {provider: {pdns: {}}}\n"),
+        &lookup,
+    );
+    assert_eq!(
+        d[0].hint.as_deref(),
+        Some(
+            "add `PDNS_API_KEY` to the top-level `secrets:` list and add `grants: {secrets: [PDNS_API_KEY]}` to step `a`; or, if the step does not use it with this input, add `grants: {optional: [secrets]}` to step `a`"
+        )
+    );
+    let ok = wf(&format!(
+        "{head}    with: {{provider: {{pdns: {{}}}}}}\n    grants: {{secrets: [PDNS_API_KEY]}}\n"
+    ));
+    assert!(check_steps(&ok, &lookup).is_empty());
+}
+
+/// `grants.optional` waives a kind of need; listing a kind the component does not need is a
+/// warning, and an unknown kind an error.
+#[test]
+fn optional_needs_are_marked_by_kind() {
+    let lookup = needs_secret_by_input();
+    let head = "name: t\nsteps:\n  - id: a\n    uses: x\n    with: {provider: {pdns: {}}}\n";
+    let d = check_steps(
+        &wf(&format!("{head}    grants: {{optional: [secrets]}}\n")),
+        &lookup,
+    );
+    assert!(d.is_empty(), "{:?}", messages(&d));
+    let d = check_steps(
+        &wf(&format!("{head}    grants: {{optional: [secrets, sql]}}\n")),
+        &lookup,
+    );
+    assert_eq!(
+        messages(&d),
+        ["6:34: `grants.optional` lists `sql`, but `x` declares no sql need"]
+    );
+    assert!(!d[0].is_error());
+    let e = crate::parse(
+        "w.yaml",
+        &format!("{head}    grants: {{optional: [secret]}}\n"),
+    )
+    .unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("`secret` is not a grant kind that can be optional"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `secrets`?"), "{e}");
+}
+
+/// Regression: the long form of `grants.http` keeps its patterns under `allow`, so the hint
+/// must say so.
+#[test]
+fn the_http_hint_follows_the_long_form() {
+    let w = wf(
+        "name: t\nsteps:\n  - id: a\n    uses: x\n    grants: {http: {allow: [\"https://a.example\"]}}\n",
+    );
+    let d = check_steps(&w, &needs_http("https://b.example"));
+    assert_eq!(
+        d[0].hint.as_deref(),
+        Some(
+            "add `\"https://b.example\"` to the step's `grants.http.allow` list; or, if the step does not use it with this input, add `optional: [http]` under the step's `grants:`"
+        )
+    );
 }

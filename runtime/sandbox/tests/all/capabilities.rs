@@ -288,7 +288,16 @@ async fn compensate_and_invocation_identity() {
     assert_eq!(kv.get("compensated").unwrap(), Some(b"yes".to_vec()));
     let m = sandbox().describe(&c).await.unwrap();
     assert!(m.supports_compensate);
-    assert_eq!(m.needs[0].kind, meridian_sandbox::GrantKind::Secret);
+    // Needs come through `describe` with their kind and detail.
+    let m = sandbox()
+        .describe(&load(meridian_artifacts::HTTP_PROBE))
+        .await
+        .unwrap();
+    assert_eq!(m.needs[0].kind, meridian_sandbox::GrantKind::Http);
+    assert_eq!(
+        m.needs[0].detail,
+        "the origin (scheme://host:port) of `url`"
+    );
 }
 
 #[tokio::test]
@@ -406,4 +415,30 @@ async fn sql_connect_failure_is_reported() {
         .unwrap();
     let e = out.output["results"][0]["error"].as_str().unwrap();
     assert!(e.starts_with("connection failed"), "{e}");
+}
+
+/// Regression: what a step stored in kv was journaled as it wrote it, so a secret's value a
+/// step put there sat in the journal in clear. It is masked like outputs.
+#[tokio::test]
+async fn kv_values_are_masked_like_outputs() {
+    let kv: Arc<MemoryKv> = Arc::new(MemoryKv::default());
+    let caps = Capabilities {
+        kv: kv.clone(),
+        mask: vec!["hunter2".into()],
+        ..Capabilities::default()
+    };
+    let c = load(meridian_artifacts::KITCHEN_SINK);
+    let ops = json!({"ops": [
+        {"op": "kv-set", "key": "token", "value": {"auth": "Bearer hunter2"}},
+        {"op": "kv-get", "key": "token"},
+    ]});
+    let out = sandbox()
+        .invoke(&c, Call::run(inv(ops), caps))
+        .await
+        .unwrap();
+    assert_eq!(out.output["results"][1], json!({"auth": "Bearer ***"}));
+    assert_eq!(
+        kv.get("token").unwrap(),
+        Some(br#"{"auth":"Bearer ***"}"#.to_vec())
+    );
 }

@@ -516,3 +516,69 @@ async fn a_step_cannot_create_a_symlink_in_a_writable_preopen() {
         .unwrap();
     assert_eq!(out.output["write"], "ok");
 }
+
+/// Regression: a step with only a read-only `fs` grant could open files until the runner's
+/// process limit, and a step running next to it then failed with "Too many open files". A step
+/// stops at its own `limits.handles`, named as the cause, and its neighbour keeps working.
+#[tokio::test]
+async fn a_file_descriptor_bomb_stops_at_its_own_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), "x").unwrap();
+    let caps = Capabilities {
+        fs: vec![Preopen {
+            host: dir.path().to_owned(),
+            guest: "/data".into(),
+            writable: false,
+        }],
+        ..Capabilities::default()
+    };
+    let c = load(meridian_artifacts::MISBEHAVE);
+    let sb = sandbox();
+    let opens = |count: u64| inv(json!({"what": "fd-bomb", "path": "/data/f", "count": count}));
+    let bomb = Call {
+        handle_limit: 64,
+        ..Call::run(opens(1_000_000), caps.clone())
+    };
+    let neighbour = Call::run(opens(100), caps.clone());
+    let (bomb, neighbour) = tokio::join!(sb.invoke(&c, bomb), sb.invoke(&c, neighbour));
+    let StepFailure::Trap(m) = bomb.unwrap_err() else {
+        panic!("the bomb was not stopped by its limit")
+    };
+    assert!(
+        m.starts_with(
+            "the step held more than 64 host handles at once (open files, directories and streams)"
+        ),
+        "{m}"
+    );
+    assert!(m.contains("raise the step's `limits.handles`"), "{m}");
+    assert_eq!(neighbour.unwrap().output["held"], 100);
+    // The default bound is far below a process's file-descriptor limit.
+    let err = sb
+        .invoke(&c, Call::run(opens(1_000_000), caps))
+        .await
+        .unwrap_err();
+    let StepFailure::Trap(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(m.contains("more than 256 host handles"), "{m}");
+    assert_still_healthy().await;
+}
+
+/// Steps reserve their `limits.handles` from the runner's total before they start; a step
+/// asking for more than the total is refused before it runs, naming both numbers.
+#[tokio::test]
+async fn a_handle_limit_above_the_runners_total_is_refused() {
+    let c = load(meridian_artifacts::MISBEHAVE);
+    let call = Call {
+        handle_limit: 1_000_000,
+        ..run(json!({"what": "exit"}))
+    };
+    let err = sandbox().invoke(&c, call).await.unwrap_err();
+    let StepFailure::Grant(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        m,
+        "`limits.handles` 1000000 is above the 16384 host handles this runner gives its steps in all"
+    );
+}

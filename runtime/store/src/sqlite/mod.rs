@@ -9,6 +9,7 @@ pub use commit::{RunJournal, SqliteRun};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use meridian_protocol::{EventSink, KvStore};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -24,7 +25,7 @@ use kv::SqliteKv;
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
 /// Bump with a new entry in `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Migrations, index i takes the schema from version i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -86,6 +87,14 @@ CREATE TABLE ticks (
     // Listings by workflow (the API, the console, drill history) read one page through it.
     r#"
 CREATE INDEX runs_workflow ON runs(workflow, created_at);
+"#,
+    // Which server drives a run, until when (see `Journal::lease_run`).
+    r#"
+CREATE TABLE leases (
+    run_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 "#,
 ];
 
@@ -516,6 +525,28 @@ impl Journal for SqliteStore {
             .execute(params![schedule, tick_ms, by, now_ms()])
         })?;
         Ok(n == 1)
+    }
+
+    fn lease_run(&self, id: &str, by: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let until = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
+        let n = self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO leases (run_id, owner, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                 WHERE leases.owner = excluded.owner OR leases.expires_at < ?4",
+            )?
+            .execute(params![id, by, until, now])
+        })?;
+        Ok(n == 1)
+    }
+
+    fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached("DELETE FROM leases WHERE run_id = ?1 AND owner = ?2")?
+                .execute(params![id, by])
+        })?;
+        Ok(())
     }
 
     fn claim_ticks(&self, ticks: &[(String, i64)], by: &str) -> Result<Vec<bool>, StoreError> {

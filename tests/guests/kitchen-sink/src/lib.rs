@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use meridian_sdk::sql::Value;
-use meridian_sdk::{Ctx, Error, GrantKind, JsonSchema, Level, ManifestInfo, Step};
+use meridian_sdk::{Ctx, Error, JsonSchema, Level, ManifestInfo, Step};
 use serde::{Deserialize, Serialize};
 
 /// One operation.
@@ -129,9 +129,9 @@ impl Step for KitchenSink {
     type Input = Input;
     type Output = Output;
     fn manifest() -> ManifestInfo {
-        ManifestInfo::new("kitchen-sink", "0.1.0")
-            .needs(GrantKind::Secret, "token")
-            .supports_compensate(true)
+        // No declared needs: which grants it uses depends on its `ops`, and a test that leaves
+        // one out wants to see the sandbox deny it at run time.
+        ManifestInfo::new("kitchen-sink", "0.1.0").supports_compensate(true)
     }
     fn run(ctx: &Ctx, input: Input) -> Result<Output, Error> {
         let mut results = Vec::new();

@@ -1,14 +1,21 @@
 //! Ends in ways whose cause the host must name: `exit(0)` from inside a step, more planned
 //! changes than the sandbox keeps, and a shadow-stack overflow (deep recursion with large
-//! locals, which in Rust's wasm32 layout runs below address 0 of linear memory).
+//! locals, which in Rust's wasm32 layout runs below address 0 of linear memory), and a
+//! file-descriptor bomb (every file of a directory opened and held, over and over).
 use meridian_sdk::{Ctx, Error, JsonSchema, ManifestInfo, Step};
 use serde::Deserialize;
 
 /// Inputs.
 #[derive(Deserialize, JsonSchema)]
 pub struct Input {
-    /// `exit`, `plan-flood` or `shadow-stack`.
+    /// `exit`, `plan-flood`, `shadow-stack` or `fd-bomb`.
     pub what: String,
+    /// For `fd-bomb`: the file to open again and again, holding every handle.
+    #[serde(default)]
+    pub path: String,
+    /// For `fd-bomb`: how many times to open it.
+    #[serde(default)]
+    pub count: u64,
     /// For `plan-flood`: the base URL to "write" to (plan mode records, sends nothing).
     #[serde(default)]
     pub base: String,
@@ -50,6 +57,15 @@ impl Step for Misbehave {
                 Ok(serde_json::json!({"recorded": 10_001}))
             }
             "shadow-stack" => Ok(serde_json::json!({"depth": deep(0)})),
+            "fd-bomb" => {
+                let mut held = Vec::new();
+                for _ in 0..input.count {
+                    let f = std::fs::File::open(&input.path)
+                        .map_err(|e| Error::fatal(format!("open #{}: {e}", held.len() + 1)))?;
+                    held.push(f);
+                }
+                Ok(serde_json::json!({"held": held.len()}))
+            }
             other => Err(Error::invalid_input(format!("unknown `what`: {other}"))),
         }
     }
