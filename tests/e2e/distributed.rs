@@ -36,20 +36,23 @@ impl Store {
     }
 }
 
+/// A PostgreSQL cluster under `s/pg`; `None` when PostgreSQL is missing and
+/// `MERIDIAN_ALLOW_SKIP` is set.
+pub(crate) fn postgres(s: &Scratch) -> Option<meridian_lab::PgCluster> {
+    match meridian_lab::PgCluster::start_primary(&s.path().join("pg"), meridian_lab::free_port()) {
+        Ok(pg) => Some(pg),
+        Err(e) if std::env::var_os("MERIDIAN_ALLOW_SKIP").is_some() => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// A PostgreSQL store for `s` (its cluster lives under `s`) with a fresh task key; `None` when
 /// PostgreSQL is missing and `MERIDIAN_ALLOW_SKIP` is set.
 pub(crate) fn store(s: &Scratch) -> Option<Store> {
-    let pg = match meridian_lab::PgCluster::start_primary(
-        &s.path().join("pg"),
-        meridian_lab::free_port(),
-    ) {
-        Ok(pg) => pg,
-        Err(e) if std::env::var_os("MERIDIAN_ALLOW_SKIP").is_some() => {
-            eprintln!("SKIPPED: {e}");
-            return None;
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let pg = postgres(s)?;
     pg.psql("CREATE DATABASE meridian;").unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{}/meridian", pg.port);
     let key = String::from_utf8(s.run(&["worker", "--new-key"]).stdout).unwrap();

@@ -16,6 +16,7 @@ mod lab;
 mod limits;
 mod oci;
 mod output;
+mod pgtls;
 mod pipes;
 mod polyglot;
 mod regressions;

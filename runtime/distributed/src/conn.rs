@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use meridian_pgtls::PgTarget;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
+use tokio_postgres::{AsyncMessage, Client, Statement};
 
 use crate::DistError;
 
@@ -21,7 +21,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A parsed DSN plus a description of it that is safe to print (no password).
 #[derive(Clone)]
 pub(crate) struct Target {
-    pub(crate) config: Config,
+    /// The connection string parsed, with the TLS its `sslmode` asks for.
+    pub(crate) pg: PgTarget,
     pub(crate) name: String,
 }
 
@@ -32,10 +33,11 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Accepts both `host=… port=… user=… dbname=…` and `postgres://user@host:port/db`.
+    /// Accepts both `host=… port=… user=… dbname=…` and `postgres://user@host:port/db`, with
+    /// libpq's `sslmode` and `sslrootcert` (see `meridian-pgtls`).
     pub(crate) fn parse(dsn: &str) -> Result<Target, DistError> {
-        let mut config = Config::from_str(dsn)
-            .map_err(|e| DistError::Config(format!("not a PostgreSQL connection string: {e}")))?;
+        let mut pg = PgTarget::parse(dsn).map_err(|e| DistError::Config(e.to_string()))?;
+        let config = &mut pg.config;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -65,20 +67,20 @@ impl Target {
             if port.is_empty() { "5432" } else { &port },
             config.get_dbname().unwrap_or("?"),
         );
-        Ok(Target { config, name })
+        Ok(Target { pg, name })
     }
 
     /// A plain connection whose driver runs as a task on the current runtime (it ends when the
     /// client is dropped).
     pub(crate) async fn connect(&self) -> Result<Client, DistError> {
-        let (client, conn) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|source| DistError::Connect {
-                    target: self.name.clone(),
-                    source,
-                })?;
+        let (client, conn) = self
+            .pg
+            .connect()
+            .await
+            .map_err(|source| DistError::Connect {
+                target: self.name.clone(),
+                source,
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("postgres connection ended: {e}");
@@ -127,8 +129,8 @@ impl Link {
         handler: Handler,
     ) -> Result<Link, DistError> {
         let first = target
-            .config
-            .connect(NoTls)
+            .pg
+            .connect()
             .await
             .map_err(|source| DistError::Connect {
                 target: target.name.clone(),
@@ -168,7 +170,7 @@ impl Link {
     }
 }
 
-type Conn = tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+type Conn = meridian_pgtls::Connection;
 
 async fn supervise(
     target: Target,
@@ -184,7 +186,7 @@ async fn supervise(
     loop {
         let (client, mut conn) = match next.take() {
             Some(pair) => pair,
-            None => match target.config.connect(NoTls).await {
+            None => match target.pg.connect().await {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!("reconnecting to {}: {e}", target.name);

@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
     /// The server could not be reached or refused the login.
-    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    #[error("cannot connect to PostgreSQL at {target}: {}", db_detail(source))]
     Connect {
         target: String,
         #[source]
@@ -49,12 +49,7 @@ pub enum DistError {
 }
 
 /// The server's message and SQLSTATE when there is one (tokio-postgres displays only "db error").
-fn db_detail(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => format!("{} (SQLSTATE {})", d.message(), d.code().code()),
-        None => e.to_string(),
-    }
-}
+use meridian_pgtls::error_text as db_detail;
 
 impl DistError {
     /// Wraps a statement error with what was being done.

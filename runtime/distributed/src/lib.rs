@@ -14,7 +14,8 @@
 //! Secret-bearing parts of a task are sealed under a [`TaskKey`] shared by coordinators and
 //! workers (see [`key`]).
 //!
-//! Connections are plain TCP (`NoTls`): run them over loopback, a private network or a tunnel.
+//! Connections follow libpq's `sslmode` (default `prefer`: TLS when the server offers it, the
+//! certificate unchecked; `verify-full` with `sslrootcert` to authenticate the server).
 //!
 //! [`testkit`] holds the fake step executor used by this crate's tests, benchmarks and the
 //! `meridian-test-worker` binary.

@@ -10,13 +10,18 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::SandboxConfig;
+use crate::cache::FunctionCache;
 use crate::error::SandboxError;
 
 /// Stack reserved for host frames on each async fiber, on top of the wasm stack.
 const HOST_STACK_HEADROOM: usize = 1 << 20;
 
-fn base_config(cfg: &SandboxConfig) -> Config {
+fn base_config(cfg: &SandboxConfig, functions: Option<&Arc<FunctionCache>>) -> Config {
     let mut c = Config::new();
+    if let Some(f) = functions {
+        // Only fails when the compiler is disabled, which it never is here.
+        let _ = c.enable_incremental_compilation(f.clone());
+    }
     c.wasm_component_model(true);
     c.epoch_interruption(true);
     c.max_wasm_stack(cfg.max_wasm_stack);
@@ -40,10 +45,14 @@ fn pooling_config(cfg: &SandboxConfig) -> PoolingAllocationConfig {
     p
 }
 
-/// Builds the engine; returns it and whether the pooling allocator is in use.
-pub(crate) fn build(cfg: &SandboxConfig) -> Result<(Engine, bool), SandboxError> {
+/// Builds the engine; returns it and whether the pooling allocator is in use. With a function
+/// cache, Cranelift compiles incrementally through it.
+pub(crate) fn build(
+    cfg: &SandboxConfig,
+    functions: Option<&Arc<FunctionCache>>,
+) -> Result<(Engine, bool), SandboxError> {
     if cfg.pooling {
-        let mut c = base_config(cfg);
+        let mut c = base_config(cfg, functions);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(cfg)));
         match Engine::new(&c) {
             Ok(engine) => return Ok((engine, true)),
@@ -53,8 +62,8 @@ pub(crate) fn build(cfg: &SandboxConfig) -> Result<(Engine, bool), SandboxError>
             }
         }
     }
-    let engine =
-        Engine::new(&base_config(cfg)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    let engine = Engine::new(&base_config(cfg, functions))
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
     Ok((engine, false))
 }
 

@@ -14,7 +14,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::bindings::meridian::step::types as wit;
 use crate::bindings::{Step, StepPre};
-use crate::cache::DiskCache;
+use crate::cache::{DiskCache, FunctionCache};
 use crate::caps::http::{HttpCap, build_client};
 use crate::caps::sql::SqlCap;
 use crate::engine::{self, Ticker};
@@ -80,6 +80,10 @@ pub struct Stats {
     pub memory_hits: u64,
     /// `describe`, `run` and `compensate` calls that instantiated the component.
     pub instantiations: u64,
+    /// Functions whose compiled code came from the function cache while compiling components.
+    pub functions_reused: u64,
+    /// Functions compiled (looked up in the function cache and not found).
+    pub functions_compiled: u64,
 }
 
 #[derive(Default)]
@@ -127,6 +131,10 @@ struct Inner {
     linker: Linker<StoreState>,
     pooling: bool,
     cache: Option<DiskCache>,
+    /// Cranelift's incremental cache (with a cache directory).
+    functions: Option<Arc<FunctionCache>>,
+    /// Held while a component compiles.
+    compiling: Mutex<()>,
     components: Mutex<HashMap<String, Arc<StepComponent>>>,
     http_client: OnceLock<Result<reqwest::Client, String>>,
     permits: Arc<tokio::sync::Semaphore>,
@@ -191,7 +199,12 @@ impl Sandbox {
                 "max_memory_limit is above the 4 GiB of a 32-bit wasm memory".into(),
             ));
         }
-        let (engine, pooling) = engine::build(&cfg)?;
+        // Functions are cached beside the components (`<cache>/functions`).
+        let functions = cfg
+            .cache_dir
+            .as_deref()
+            .map(|d| Arc::new(FunctionCache::new(d.join("functions"))));
+        let (engine, pooling) = engine::build(&cfg, functions.as_ref())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| SandboxError::Engine(format!("linking WASI: {e:#}")))?;
@@ -213,6 +226,8 @@ impl Sandbox {
                 linker,
                 pooling,
                 cache,
+                functions,
+                compiling: Mutex::default(),
                 components: Mutex::default(),
                 http_client: OnceLock::new(),
                 permits,
@@ -237,6 +252,16 @@ impl Sandbox {
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             memory_hits: c.memory_hits.load(Ordering::Relaxed),
             instantiations: c.instantiations.load(Ordering::Relaxed),
+            functions_reused: self
+                .inner
+                .functions
+                .as_ref()
+                .map_or(0, |f| f.hits.load(Ordering::Relaxed)),
+            functions_compiled: self
+                .inner
+                .functions
+                .as_ref()
+                .map_or(0, |f| f.misses.load(Ordering::Relaxed)),
         }
     }
 
@@ -278,6 +303,13 @@ impl Sandbox {
                 c
             }
             None => {
+                // One component at a time: Cranelift already spreads a component's functions
+                // over every core, and a component compiled after another finds the functions
+                // they share in the function cache instead of compiling them twice at once.
+                let _one_at_a_time = inner
+                    .compiling
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let started = Instant::now();
                 let c =
                     Component::new(&inner.engine, bytes).map_err(|e| SandboxError::Compile {
@@ -285,6 +317,9 @@ impl Sandbox {
                         message: format!("{e:#}"),
                     })?;
                 inner.counters.compiled.fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = &inner.functions {
+                    f.flush();
+                }
                 tracing::info!(digest = %digest, elapsed = ?started.elapsed(), "component compiled");
                 if let Some(cache) = &inner.cache
                     && let Err(e) = cache.store(&digest, &c)

@@ -86,12 +86,7 @@ fn a_killed_servers_run_is_taken_over_by_another() {
     use crate::distributed::store;
     let s = Scratch::new();
     let Some(db) = store(&s) else { return };
-    std::fs::create_dir_all(s.path().join("wf")).unwrap();
-    std::fs::copy(
-        meridian_artifacts::SLEEPER,
-        s.path().join("wf/sleeper.wasm"),
-    )
-    .unwrap();
+    with_sleeper(&s);
     s.write(
         "wf/slow.yaml",
         "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1500}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 1500}}\n  - {id: c, uses: ./sleeper.wasm, needs: b, with: {ms: 100}}\n",
@@ -101,17 +96,7 @@ fn a_killed_servers_run_is_taken_over_by_another() {
     let a = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
     let b = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
     let rt = rt();
-    let id = rt.block_on(async {
-        let (code, body) = call(
-            "POST",
-            &a.url("/api/v1/runs"),
-            None,
-            Some(json!({"workflow": "slow"})),
-        )
-        .await;
-        assert_eq!(code, 202, "{body}");
-        body["id"].as_str().unwrap().to_string()
-    });
+    let id = start(&a, "slow");
     // Kill the server driving it while step a runs; b must not touch it before its lease ends.
     std::thread::sleep(Duration::from_millis(700));
     drop(a);
@@ -146,4 +131,35 @@ fn a_killed_servers_run_is_taken_over_by_another() {
         "takeover: run finished {} ms after its server was killed (lease 2 s)",
         killed.elapsed().as_millis()
     );
+}
+
+/// Regression: `meridian resume` of a run a server was driving started a second coordinator on
+/// it. The CLI takes the run's lease too, so it refuses a run a server drives (and a server does
+/// not take over a run the CLI resumes).
+#[test]
+fn resume_refuses_a_run_a_server_drives() {
+    let s = Scratch::new();
+    with_sleeper(&s);
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 2500}}\n",
+    );
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let rt = rt();
+    let id = start(&served, "slow");
+    let (_, err) = crate::support::expect_code(&s.run(&["resume", &id]), 2);
+    assert!(
+        err.contains(&format!("run {id} is being driven by a server")),
+        "{err}"
+    );
+    let run = rt.block_on(until(
+        &served.url(&format!("/api/v1/runs/{id}")),
+        None,
+        Duration::from_secs(60),
+        |r| r["summary"]["status"] != "running",
+    ));
+    assert_eq!(run["summary"]["status"], "succeeded", "{run}");
+    // Ended, the lease is given up: resume may look at it again.
+    let (out, _) = crate::support::expect_code(&s.run(&["resume", &id]), 0);
+    assert!(out.contains("already succeeded"), "{out}");
 }

@@ -69,6 +69,31 @@ impl Drop for Served {
     }
 }
 
+/// `wf/` with the sleeper test guest in it (`uses: ./sleeper.wasm`, `with: {ms: N}`).
+pub(crate) fn with_sleeper(s: &Scratch) {
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("wf/sleeper.wasm"),
+    )
+    .unwrap();
+}
+
+/// Starts a run of `workflow` through the API of `served`; its id.
+pub(crate) fn start(served: &Served, workflow: &str) -> String {
+    rt().block_on(async {
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": workflow})),
+        )
+        .await;
+        assert_eq!(code, 202, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    })
+}
+
 pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

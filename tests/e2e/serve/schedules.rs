@@ -6,12 +6,7 @@ use super::*;
 #[test]
 fn schedules_fire_skip_overlaps_and_pause_after_failures() {
     let s = Scratch::new();
-    std::fs::create_dir_all(s.path().join("wf")).unwrap();
-    std::fs::copy(
-        meridian_artifacts::SLEEPER,
-        s.path().join("wf/sleeper.wasm"),
-    )
-    .unwrap();
+    with_sleeper(&s);
     s.write(
         "wf/tick.yaml",
         "name: tick\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: hello}\n",
@@ -132,12 +127,7 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
 #[test]
 fn an_invalid_edit_keeps_the_previous_version_and_a_restart_resumes() {
     let s = Scratch::new();
-    std::fs::create_dir_all(s.path().join("wf")).unwrap();
-    std::fs::copy(
-        meridian_artifacts::SLEEPER,
-        s.path().join("wf/sleeper.wasm"),
-    )
-    .unwrap();
+    with_sleeper(&s);
     let slow = "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1500}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 1500}}\n";
     s.write("wf/slow.yaml", slow);
     s.write(

@@ -8,75 +8,7 @@ use super::*;
 fn tls_with_a_generated_certificate() {
     let s = Scratch::new();
     std::fs::create_dir_all(s.path().join("wf")).unwrap();
-    s.write(
-        "leaf.ext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    );
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    for args in [
-        [
-            &["req", "-x509"][..],
-            &ec[..],
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=meridian test CA",
-            ][..],
-        ]
-        .concat(),
-        [
-            &["req"][..],
-            &ec[..],
-            &[
-                "-keyout",
-                "key.pem",
-                "-out",
-                "leaf.csr",
-                "-subj",
-                "/CN=localhost",
-            ][..],
-        ]
-        .concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "leaf.ext",
-        ],
-    ] {
-        let o = std::process::Command::new("openssl")
-            .args(&args)
-            .current_dir(s.path())
-            .output()
-            .expect("openssl");
-        assert!(
-            o.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    crate::support::test_certificates(s.path());
     let served = Served::start(
         &s,
         &[

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::now_ms;
 
@@ -59,7 +59,7 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn connect(dsn: &str, name: &str) -> Result<Client, String> {
-    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(dsn, NoTls));
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, meridian_pgtls::connect(dsn));
     match attempt.await {
         Ok(Ok((client, conn))) => {
             tokio::spawn(async move {
@@ -67,7 +67,7 @@ async fn connect(dsn: &str, name: &str) -> Result<Client, String> {
             });
             Ok(client)
         }
-        Ok(Err(e)) => Err(format!("connecting to `{name}`: {}", pg_error(&e))),
+        Ok(Err(e)) => Err(format!("connecting to `{name}`: {e}")),
         Err(_) => Err(format!(
             "connecting to `{name}`: no answer within {} s",
             CONNECT_TIMEOUT.as_secs()
@@ -147,12 +147,7 @@ pub(super) async fn run(
 }
 
 /// A PostgreSQL error with the server's message ("db error" alone says nothing).
-fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
-}
+use meridian_pgtls::error_text as pg_error;
 
 /// Counts this run's acknowledged rows on the verify connection and computes the figures.
 pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> WriterFigures {

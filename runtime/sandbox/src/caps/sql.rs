@@ -1,5 +1,5 @@
-//! The `sql` capability: tokio-postgres on named connections only (plain TCP or Unix socket, no
-//! TLS), typed values both ways, `statement_timeout` on every session (90% of the call's
+//! The `sql` capability: tokio-postgres on named connections only (TCP with TLS as the
+//! connection string's `sslmode` says, or a Unix socket), typed values both ways, `statement_timeout` on every session (90% of the call's
 //! timeout), and plan mode.
 //!
 //! Plan mode: `query` and `execute` run inside `BEGIN READ ONLY … ROLLBACK`, so PostgreSQL
@@ -104,13 +104,7 @@ fn db_error(e: &tokio_postgres::Error) -> SqlError {
         }
         return SqlError::Db((db.code().code().to_owned(), db.message().to_owned()));
     }
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
+    let msg = meridian_pgtls::error_text(e);
     if e.is_closed() {
         SqlError::Connect(msg)
     } else {
@@ -140,7 +134,7 @@ impl SqlCap {
                     "connection `{name}` is not granted to this step; add it to the step's grants.sql"
                 )));
             };
-            let connect = tokio_postgres::connect(dsn, tokio_postgres::NoTls);
+            let connect = meridian_pgtls::connect(dsn);
             let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
                 Err(_) => {
                     return Err(SqlError::Connect(format!(

@@ -22,15 +22,12 @@ async fn second_sandbox_loads_without_compiling() {
 
     let first = sandbox_at(dir.path());
     let c = first.load(&bytes, None).unwrap();
+    let s = first.stats();
     assert_eq!(
-        first.stats(),
-        Stats {
-            compiled: 1,
-            cache_hits: 0,
-            memory_hits: 0,
-            instantiations: 0
-        }
+        (s.compiled, s.cache_hits, s.memory_hits, s.instantiations),
+        (1, 0, 0, 0)
     );
+    assert!(s.functions_compiled > 0, "{s:?}");
     first.load(&bytes, None).unwrap();
     assert_eq!(first.stats().memory_hits, 1);
     first.invoke(&c, run(json!({}))).await.unwrap();
@@ -44,7 +41,9 @@ async fn second_sandbox_loads_without_compiling() {
             compiled: 0,
             cache_hits: 1,
             memory_hits: 0,
-            instantiations: 0
+            instantiations: 0,
+            functions_reused: 0,
+            functions_compiled: 0,
         }
     );
     let out = second.invoke(&c, run(json!({}))).await.unwrap();
@@ -59,6 +58,7 @@ async fn corrupt_cache_entries_are_recompiled() {
     let entries: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     std::fs::write(&entries[0], b"not a compiled component").unwrap();
@@ -71,6 +71,50 @@ async fn corrupt_cache_entries_are_recompiled() {
     let s = sandbox_at(dir.path());
     s.load(&bytes, None).unwrap();
     assert_eq!((s.stats().compiled, s.stats().cache_hits), (0, 1));
+}
+
+/// A component never seen before compiles only the functions no earlier component had: steps
+/// share the standard library, serde and the SDK, and Cranelift's incremental cache keeps each
+/// compiled function on disk, for this process and the next.
+#[test]
+fn a_new_component_reuses_the_functions_others_compiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = sandbox_at(dir.path());
+    first
+        .load(&std::fs::read(meridian_artifacts::HELLO).unwrap(), None)
+        .unwrap();
+    let hello = first.stats();
+    first
+        .load(
+            &std::fs::read(meridian_artifacts::HTTP_PROBE).unwrap(),
+            None,
+        )
+        .unwrap();
+    let probe = first.stats();
+    let (reused, compiled) = (
+        probe.functions_reused - hello.functions_reused,
+        probe.functions_compiled - hello.functions_compiled,
+    );
+    assert!(
+        reused > 0,
+        "http-probe reused nothing from hello: {probe:?}"
+    );
+    drop(first);
+    // Another process (a new sandbox) compiling a third component finds them on disk.
+    let second = sandbox_at(dir.path());
+    second
+        .load(
+            &std::fs::read(meridian_artifacts::REGION_LAB).unwrap(),
+            None,
+        )
+        .unwrap();
+    let lab = second.stats();
+    assert_eq!(lab.compiled, 1);
+    assert!(lab.functions_reused > 0, "{lab:?}");
+    eprintln!(
+        "http-probe after hello: {reused} functions reused, {compiled} compiled; region-lab in a new sandbox: {} reused, {} compiled",
+        lab.functions_reused, lab.functions_compiled
+    );
 }
 
 #[test]
