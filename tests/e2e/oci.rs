@@ -123,6 +123,36 @@ fn push_run_pinned_offline_and_signed() {
         &run(&s, "c1", &[&policy[..], &["run", "pinned.yaml"]].concat()),
         0,
     );
+    // `steps list` shows it beside the built-ins, offline: pinned reference and signature.
+    let (list, _) = expect_code(
+        &run(&s, "c1", &[&policy[..], &["steps", "list"]].concat()),
+        0,
+    );
+    let pulled = list
+        .split("pulled from OCI registries:")
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        pulled.contains(pinned.trim()) && pulled.contains("verified, signed by acme.key.pub"),
+        "{list}"
+    );
+    let (json, _) = expect_code(
+        &run(
+            &s,
+            "c1",
+            &[&policy[..], &["--json", "steps", "list"]].concat(),
+        ),
+        0,
+    );
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let oci: Vec<&serde_json::Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["origin"]["kind"] == "oci")
+        .collect();
+    assert_eq!(oci.len(), 1, "{json}");
+    assert_eq!(oci[0]["origin"]["digest"], digest.as_str(), "{json}");
     // A cache that never had it cannot.
     let (_, err) = expect_code(&run(&s, "c3", &["run", "pinned.yaml"]), 2);
     assert!(err.contains("step `greet`"), "{err}");

@@ -623,31 +623,53 @@ async fn resume(
 async fn steps_list(ctx: &Ctx) -> anyhow::Result<u8> {
     let exec = ctx.executor()?;
     let mut rows = Vec::new();
-    for name in meridian_artifacts::BUILTIN.iter().map(|(n, _)| *n) {
-        match exec.manifest(&ComponentRef::builtin(name)).await {
-            Ok(m) => {
-                let origin = crate::oci::origin(&exec, &ComponentRef::builtin(name)).await;
-                rows.push(
-                    json!({"name": name, "version": m.version, "description": m.description,
-                                 "origin": origin.to_json()}),
-                )
-            }
-            Err(e) => rows.push(json!({"name": name, "error": e.to_string()})),
+    // The built-ins, then the OCI steps pulled into the cache (verified again, offline).
+    let steps = meridian_artifacts::BUILTIN
+        .iter()
+        .map(|(n, _)| ComponentRef::builtin(*n))
+        .chain(exec.pulled());
+    for c in steps {
+        let name = match &c {
+            ComponentRef::Builtin { name, .. } => name.clone(),
+            other => other.to_string(),
+        };
+        let origin = crate::oci::origin(&exec, &c).await;
+        match exec.manifest(&c).await {
+            Ok(m) => rows.push(
+                json!({"name": name, "version": m.version, "description": m.description,
+                       "origin": origin.to_json()}),
+            ),
+            Err(e) => rows.push(json!({"name": name, "error": e.to_string(),
+                                       "origin": origin.to_json()})),
         }
     }
     if ctx.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
+        let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let mut pulled_header = false;
         for r in rows {
-            outln!(
-                "{:<18} {:<8} {}",
-                r["name"].as_str().unwrap_or(""),
-                r["version"].as_str().unwrap_or(""),
-                r["description"]
-                    .as_str()
-                    .or(r["error"].as_str())
-                    .unwrap_or("")
-            )?;
+            let about = r["description"]
+                .as_str()
+                .or(r["error"].as_str())
+                .unwrap_or("");
+            if r["origin"]["kind"] != "oci" {
+                outln!(
+                    "{:<18} {:<8} {about}",
+                    text(&r, "name"),
+                    text(&r, "version")
+                )?;
+                continue;
+            }
+            if !pulled_header {
+                outln!("\npulled from OCI registries:")?;
+                pulled_header = true;
+            }
+            // A vendor's manifest is untrusted text: escaped before it reaches the terminal.
+            let safe = |s: &str| meridian_protocol::text::for_terminal(s, "    ").to_string();
+            outln!("{}  {}", text(&r, "name"), safe(&text(&r, "version")))?;
+            outln!("    {}", safe(about))?;
+            outln!("    signature: {}", safe(&text(&r["origin"], "signature")))?;
         }
     }
     Ok(exit::OK)

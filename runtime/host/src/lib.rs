@@ -88,6 +88,18 @@ impl WasmExecutor {
         self.resolver.oci.allow_unpinned
     }
 
+    /// The OCI steps fetched into this executor's cache (pinned references, `oci://…@sha256:…`),
+    /// for `steps list`.
+    pub fn pulled(&self) -> Vec<ComponentRef> {
+        self.resolver
+            .oci
+            .cache()
+            .refs()
+            .iter()
+            .filter_map(|r| ComponentRef::parse(r, std::path::Path::new("/")).ok())
+            .collect()
+    }
+
     /// Pulls (or finds in the cache) and verifies the OCI artifact `uses` names, as running it
     /// would: digest, layout and trust policy. For `step pull` and `steps show`.
     pub async fn fetch_oci(&self, uses: &ComponentRef) -> Result<meridian_oci::Fetched, String> {

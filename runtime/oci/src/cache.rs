@@ -1,5 +1,7 @@
 //! Content-addressed storage of what was pulled: `<dir>/oci/blobs/sha256/<hex>` for manifests
-//! and components, `<dir>/oci/signatures/<manifest hex>.json` for signature documents. Every
+//! and components, `<dir>/oci/signatures/<manifest hex>.json` for signature documents, and
+//! `<dir>/oci/refs/<sha256 of the reference>` holding each pinned reference fetched (what
+//! `meridian steps list` shows as pulled). Every
 //! blob read is hashed again: a blob that no longer matches its name is removed and reported
 //! missing, so it is fetched again (or refused when offline), never run.
 
@@ -65,6 +67,34 @@ impl Cache {
     /// Caches the signature document of a manifest digest.
     pub fn put_signature(&self, manifest_digest: &str, doc: &[u8]) -> Result<(), OciError> {
         write_atomic(&self.signature_path(manifest_digest), doc)
+    }
+
+    /// Remembers that `pinned` (`registry/ns/name:tag@sha256:…`) was fetched and verified.
+    pub fn record_ref(&self, pinned: &str) -> Result<(), OciError> {
+        let name = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pinned.as_bytes()));
+        let path = self.root.join("refs").join(name);
+        if path.exists() {
+            return Ok(());
+        }
+        write_atomic(&path, pinned.as_bytes())
+    }
+
+    /// The pinned references fetched into this cache whose manifest is still cached, sorted.
+    pub fn refs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("refs")) else {
+            return Vec::new();
+        };
+        let mut refs: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter(|r| {
+                r.rsplit_once('@')
+                    .and_then(|(_, d)| self.blob_path(d).ok())
+                    .is_some_and(|p| p.exists())
+            })
+            .collect();
+        refs.sort();
+        refs
     }
 
     fn signature_path(&self, manifest_digest: &str) -> PathBuf {

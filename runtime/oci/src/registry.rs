@@ -265,6 +265,8 @@ pub async fn fetch(
             (Some(by), Some(rule))
         }
     };
+    // Best effort: the list of pulled steps is a convenience, the blobs are what matter.
+    let _ = cache.record_ref(&r.to_string());
     Ok(Fetched {
         component_digest: layer.digest,
         reference: r,
