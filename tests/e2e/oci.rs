@@ -274,3 +274,65 @@ fn workflow_and_server_trust_policies_refuse_an_unsigned_step() {
     let (code, body) = start(&served, "plain");
     assert_eq!(code, 202, "{body}");
 }
+
+/// A registry that asks for credentials (htpasswd basic auth): without them `step push` and a
+/// run's pull are refused with the registry's answer named; with them from the docker config
+/// file (`auths`, base64 `user:password`) or from `MERIDIAN_REGISTRY_USERNAME`/`…_PASSWORD`,
+/// push, pull and run work.
+#[test]
+fn an_authenticated_registry_takes_credentials_from_docker_config_or_env() {
+    use base64::Engine as _;
+    let s = Scratch::new();
+    // bcrypt (cost 5) of "s3cret-pw", made with Python's crypt (libxcrypt).
+    let reg = TestRegistry::start_with_auth(
+        "vendor",
+        "$2b$05$tFJFL09vgVpNB18t1AKfiOEwYTI7h1jtnoeTDFqYrA8rWUmH1qCFi",
+    );
+    let tag = format!("oci://{}/acme/hello:1.0", reg.host);
+    let push = ["step", "push", meridian_artifacts::HELLO, tag.as_str()];
+
+    let (_, err) = expect_code(&run(&s, "c0", &push), 1);
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+
+    // The docker config file, as `docker login` leaves it.
+    let auth = base64::engine::general_purpose::STANDARD.encode("vendor:s3cret-pw");
+    std::fs::create_dir_all(s.path().join("docker")).unwrap();
+    s.write(
+        "docker/config.json",
+        &format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, reg.host),
+    );
+    let with_config = |cache: &str, args: &[&str]| {
+        s.cmd()
+            .env("MERIDIAN_CACHE_DIR", s.path().join(cache))
+            .env("DOCKER_CONFIG", s.path().join("docker"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (pinned, err) = expect_code(&with_config("c0", &push), 0);
+    let pinned = pinned.trim().to_owned();
+    assert!(
+        pinned.starts_with(&format!("{tag}@sha256:")),
+        "{pinned} {err}"
+    );
+
+    // A run pulls with the same credentials; without any, the pull is refused.
+    workflow(&s, "pinned.yaml", &pinned);
+    expect_code(&with_config("c1", &["run", "pinned.yaml"]), 0);
+    let (_, err) = expect_code(&run(&s, "c2", &["run", "pinned.yaml"]), 2);
+    assert!(err.contains("step `greet`"), "{err}");
+    // From the environment instead of the file.
+    let by_env = s
+        .cmd()
+        .env("MERIDIAN_CACHE_DIR", s.path().join("c3"))
+        .env("DOCKER_CONFIG", s.path().join("no-docker-config"))
+        .env("MERIDIAN_REGISTRY_USERNAME", "vendor")
+        .env("MERIDIAN_REGISTRY_PASSWORD", "s3cret-pw")
+        .args(["run", "pinned.yaml"])
+        .output()
+        .unwrap();
+    expect_code(&by_env, 0);
+}

@@ -22,6 +22,16 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts one and waits until it answers `GET /v2/`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// One that asks for HTTP basic credentials (the registry's `htpasswd` auth): `user` with
+    /// the password whose bcrypt hash is `bcrypt`.
+    pub fn start_with_auth(user: &str, bcrypt: &str) -> Self {
+        Self::start_with(Some((user, bcrypt)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Self {
         let bin = registry_bin();
         assert!(
             bin.exists(),
@@ -35,14 +45,19 @@ impl TestRegistry {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("write config");
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, bcrypt)) = auth {
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{user}:{bcrypt}\n")).expect("write htpasswd");
+            text += &format!(
+                "auth:\n  htpasswd:\n    realm: meridian-test\n    path: {}\n",
+                file.display()
+            );
+        }
+        std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
         let child = Command::new(&bin)
             .arg("serve")
@@ -74,7 +89,8 @@ impl TestRegistry {
                 let mut resp = String::new();
                 if s.write_all(req.as_bytes()).is_ok()
                     && s.read_to_string(&mut resp).is_ok()
-                    && resp.starts_with("HTTP/1.0 200")
+                    // Up: 200, or 401 when it asks for credentials.
+                    && (resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.0 401"))
                 {
                     return;
                 }
