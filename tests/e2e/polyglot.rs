@@ -391,6 +391,29 @@ fn scaffolded_javascript_and_python_steps_build_and_run() {
         let (out, _) = expect_code(&s.run(&["new", "step", name, "--lang", lang]), 0);
         assert!(out.contains("workflow.yaml"), "{out}");
         let dir = s.path().join(name);
+        // Its own unit tests pass against the SDK's mock host, before anything is built.
+        let mut unit = if lang == "js" {
+            let mut c = Command::new("node");
+            c.arg("--test");
+            c
+        } else {
+            let mut c = Command::new("python3");
+            c.args(["-m", "unittest", "-v"]);
+            c
+        };
+        let o = unit.current_dir(&dir).output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{lang} unit tests: {said}");
+        let passed = if lang == "js" {
+            "# pass 3"
+        } else {
+            "Ran 3 tests"
+        };
+        assert!(said.contains(passed), "{lang}: {said}");
         let mut build = if lang == "js" {
             // What `npm run build` runs, with componentize-js from the tools dir instead of an
             // `npm install` per test.

@@ -10,6 +10,9 @@ use crate::out::outln;
 const WIT: &str = include_str!("../../../sdk/wit/step.wit");
 const JS_SDK: &str = include_str!("../../../sdk/js/meridian.js");
 const PY_SDK: &str = include_str!("../../../sdk/python/meridian_step.py");
+const JS_TESTING: &str = include_str!("../../../sdk/js/testing.mjs");
+const JS_TESTING_HOOKS: &str = include_str!("../../../sdk/js/testing-hooks.mjs");
+const PY_TESTING: &str = include_str!("../../../sdk/python/meridian_testing.py");
 /// The toolchain versions the repository's own steps are built and tested with.
 const COMPONENTIZE_JS: &str = "0.23.0";
 const COMPONENTIZE_PY: &str = "0.25.1";
@@ -68,11 +71,43 @@ pub fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<u8> {
             (
                 "package.json",
                 format!(
-                    "{{\n  \"name\": \"{name}\",\n  \"version\": \"0.1.0\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"scripts\": {{ \"build\": \"node build.mjs {name}.wasm\" }},\n  \"devDependencies\": {{ \"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\" }}\n}}\n"
+                    "{{\n  \"name\": \"{name}\",\n  \"version\": \"0.1.0\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"scripts\": {{ \"build\": \"node build.mjs {name}.wasm\", \"test\": \"node --test\" }},\n  \"devDependencies\": {{ \"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\" }}\n}}\n"
                 ),
             ),
             ("build.mjs", JS_BUILD.to_owned()),
             ("meridian.js", JS_SDK.to_owned()),
+            ("testing.mjs", JS_TESTING.to_owned()),
+            ("testing-hooks.mjs", JS_TESTING_HOOKS.to_owned()),
+            (
+                "step.test.mjs",
+                r#"// Unit tests against a mock host, no component built: `npm test` (node --test).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { register } from 'node:module';
+
+// The step's WIT imports resolve to the mock host (before the step is imported).
+register('./testing-hooks.mjs', import.meta.url);
+const { host, invocation } = await import('./testing.mjs');
+const step = await import('./step.js');
+
+test('greets by name and logs', () => {
+  host.reset();
+  const out = JSON.parse(step.run(invocation({ name: 'Ada' })));
+  assert.deepEqual(out, { message: 'hello, Ada' });
+  assert.equal(host.logs[0].message, 'running');
+  assert.equal(host.logs[0].fields.mode, 'apply');
+});
+
+test('an empty name is invalid input', () => {
+  assert.throws(() => step.run(invocation({ name: '' })), (e) => e.tag === 'invalid-input');
+});
+
+test('the declared input schema requires a name', () => {
+  assert.deepEqual(JSON.parse(step.describe().inputSchema).required, ['name']);
+});
+"#
+                .to_owned(),
+            ),
             (
                 "step.js",
                 format!(
@@ -123,6 +158,44 @@ export const compensate = step.compensate;
                 ),
             ),
             ("meridian_step.py", PY_SDK.to_owned()),
+            ("meridian_testing.py", PY_TESTING.to_owned()),
+            (
+                "test_app.py",
+                r#""""Unit tests against a mock host, no component built: `python3 -m unittest`."""
+
+import json
+import unittest
+
+import meridian_testing  # first: stands in for the WIT modules componentize-py generates
+from meridian_testing import Err, host, invocation
+
+import app
+
+
+class AppTest(unittest.TestCase):
+    def setUp(self):
+        host.reset()
+
+    def test_greets_by_name_and_logs(self):
+        out = json.loads(app.WitWorld().run(invocation({"name": "Ada"})))
+        self.assertEqual(out, {"message": "hello, Ada"})
+        self.assertEqual(host.logs[0][:2], ("info", "running"))
+
+    def test_an_empty_name_is_invalid_input(self):
+        with self.assertRaises(Err) as e:
+            app.WitWorld().run(invocation({"name": ""}))
+        self.assertEqual(type(e.exception.value).__name__, "StepError_InvalidInput")
+
+    def test_the_declared_input_schema_requires_a_name(self):
+        schema = json.loads(app.WitWorld().describe().input_schema)
+        self.assertEqual(schema["required"], ["name"])
+
+
+if __name__ == "__main__":
+    unittest.main()
+"#
+                .to_owned(),
+            ),
             (
                 "app.py",
                 format!(
@@ -171,19 +244,19 @@ WitWorld = export(Main)
         }
         std::fs::write(&p, text)?;
     }
-    let build = if lang == Lang::Js {
-        "npm install && npm run build".to_owned()
+    let (build, test) = if lang == Lang::Js {
+        ("npm install && npm run build".to_owned(), "npm test")
     } else {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(dir.join("build.sh"), std::fs::Permissions::from_mode(0o755))?;
-        "pip install -r requirements.txt && ./build.sh".to_owned()
+        (
+            "pip install -r requirements.txt && ./build.sh".to_owned(),
+            "python3 -m unittest",
+        )
     };
+    let d = dir.display();
     outln!(
-        "created step `{name}` in {}\n  build: cd {} && {build}\n  use:   uses: {}/{name}.wasm   (example: {}/workflow.yaml)",
-        dir.display(),
-        dir.display(),
-        dir.display(),
-        dir.display()
+        "created step `{name}` in {d}\n  test:  cd {d} && {test}   (a mock host, no build)\n  build: cd {d} && {build}\n  use:   uses: {d}/{name}.wasm   (example: {d}/workflow.yaml)"
     )?;
     Ok(exit::OK)
 }
