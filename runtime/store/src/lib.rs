@@ -45,6 +45,13 @@
 //! What a kill loses is history only: the attempt-started and attempt-failed events of legs that
 //! had not finished, and step-finished/skipped events after the last commit point. `runs show`
 //! of a live run shows a running step's attempts once its leg finishes.
+//!
+//! A kill is not a power cut. The SQLite store writes a round that holds nothing but runs' ends
+//! (run-finished and the events waiting with it) under `synchronous=NORMAL`: written to the WAL
+//! before `emit` returns, so a killed process loses nothing, but not fsynced. A power cut right
+//! after can lose that end: the run then reads as interrupted with every leg finished, and a
+//! resume (or a server's takeover) records its end without running any step again. A one-step
+//! run thus pays two fsyncs (its record, its step) instead of three.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -21,6 +21,18 @@ use super::SqliteStore;
 use crate::StoreError;
 use crate::pending::{CommitRows, EventRow, RowProjection, RunSink};
 
+/// What a round written without an fsync may hold: runs' ends and the history events that wait
+/// in memory for a commit point anyway (see [`meridian_protocol::Event::is_commit_point`]).
+const RIDES_WITH_AN_END: [&str; 7] = [
+    "run-finished",
+    "run-started",
+    "step-skipped",
+    "attempt-started",
+    "attempt-failed",
+    "step-finished",
+    "step-log",
+];
+
 /// The queue of rows waiting for a commit, shared by every handle of one store.
 #[derive(Debug, Default)]
 pub(super) struct Committer {
@@ -85,13 +97,34 @@ impl SqliteStore {
 
     /// One transaction for a round of batches: each row into `events`, its projection into
     /// `legs` or `runs`.
+    ///
+    /// A round of nothing but runs' ends is written without an fsync (see the crate docs: a
+    /// resume repairs a run end a power cut lost; a process kill loses nothing).
     fn write(&self, round: &[(u64, Batch)]) -> Result<(), StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        for (_, b) in round {
-            write_batch(&tx, b).map_err(|e| self.err(e))?;
+        // Each batch ends a run, and its only commit point is that end (not a leg, an approval,
+        // a compensation or a measurement riding along).
+        let ends_only = round.iter().all(|(_, b)| {
+            b.rows.iter().any(|r| r.kind == "run-finished")
+                && b.rows.iter().all(|r| RIDES_WITH_AN_END.contains(&r.kind))
+        });
+        if ends_only {
+            conn.execute_batch("PRAGMA synchronous=NORMAL")
+                .map_err(|e| self.err(e))?;
         }
-        tx.commit().map_err(|e| self.err(e))?;
+        let written = (|| {
+            let tx = conn.transaction()?;
+            for (_, b) in round {
+                write_batch(&tx, b)?;
+            }
+            tx.commit()
+        })();
+        if ends_only {
+            // Everything else (run records, legs, approvals, kv, claims) stays fsynced.
+            conn.execute_batch("PRAGMA synchronous=FULL")
+                .map_err(|e| self.err(e))?;
+        }
+        written.map_err(|e| self.err(e))?;
         self.committer.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -278,5 +311,29 @@ mod tests {
                 "leg-finished",
             ]
         );
+    }
+
+    /// A round holding only a run's end is written without an fsync (`synchronous=NORMAL`), and
+    /// the connection is back to `FULL` for everything after it; the end reads back.
+    #[test]
+    fn a_runs_end_alone_is_written_without_fsync_and_full_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store.create_run(&record("r")).unwrap();
+        let sink = store.sink("r").unwrap();
+        sink.emit(&leg("a")).unwrap();
+        sink.emit(&Event::RunFinished {
+            status: meridian_protocol::RunStatus::Succeeded,
+            duration: Duration::from_millis(3),
+            message: "done".into(),
+        })
+        .unwrap();
+        let sync: i64 = store
+            .with(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL again after the run's end");
+        let (_, summary) = SqliteStore::open(store.path()).unwrap().run("r").unwrap();
+        assert_eq!(summary.status, meridian_protocol::RunStatus::Succeeded);
+        assert_eq!(store.commits(), 2);
     }
 }
