@@ -46,7 +46,10 @@ impl SqliteStore {
         // Maintenance is also when the WAL goes into the main file (commands leave it in place
         // at exit): a copy of `meridian.db` alone is then whole, and the WAL file small again.
         // A reader holding an old snapshot leaves part of it; that is not an error.
-        let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        // (A pragma that returns a row: `query_row` steps it to completion.)
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
         Ok(n)
     }
 
