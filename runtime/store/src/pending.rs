@@ -29,6 +29,8 @@ pub struct EventRow {
     /// clock (PostgreSQL): it subtracts the event's age at commit time.
     pub emitted: Instant,
     pub kind: &'static str,
+    /// [`meridian_protocol::Event::is_commit_point`] of the event.
+    pub commit_point: bool,
     pub step: Option<String>,
     pub body: String,
     pub projection: RowProjection,
@@ -86,6 +88,7 @@ impl EventRow {
             at_ms: now_ms(),
             emitted: Instant::now(),
             kind: e.event.kind(),
+            commit_point: e.event.is_commit_point(),
             step: e.event.step().map(str::to_string),
             body: e.json.to_string(),
             projection,

@@ -156,8 +156,8 @@ fn given<'w>(with: &'w indexmap::IndexMap<String, ValueNode>, path: &str) -> Opt
     Some(at)
 }
 
-/// The schema's `default` for a dotted input path: the innermost default on the way down, read
-/// from a parent's default object when the property itself declares none.
+/// The schema's `default` for a dotted input path: the property's own `default` (a default on a
+/// parent object is not looked into).
 fn default_at<'s>(root: &'s Json, path: &str) -> Option<&'s Json> {
     let mut schema = resolve(root, root);
     let mut parts = path.split('.').peekable();

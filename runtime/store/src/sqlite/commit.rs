@@ -21,18 +21,6 @@ use super::SqliteStore;
 use crate::StoreError;
 use crate::pending::{CommitRows, EventRow, RowProjection, RunSink};
 
-/// What a round written without an fsync may hold: runs' ends and the history events that wait
-/// in memory for a commit point anyway (see [`meridian_protocol::Event::is_commit_point`]).
-const RIDES_WITH_AN_END: [&str; 7] = [
-    "run-finished",
-    "run-started",
-    "step-skipped",
-    "attempt-started",
-    "attempt-failed",
-    "step-finished",
-    "step-log",
-];
-
 /// The queue of rows waiting for a commit, shared by every handle of one store.
 #[derive(Debug, Default)]
 pub(super) struct Committer {
@@ -105,8 +93,8 @@ impl SqliteStore {
         // Each batch ends a run, and its only commit point is that end (not a leg, an approval,
         // a compensation or a measurement riding along).
         let ends_only = round.iter().all(|(_, b)| {
-            b.rows.iter().any(|r| r.kind == "run-finished")
-                && b.rows.iter().all(|r| RIDES_WITH_AN_END.contains(&r.kind))
+            let is_end = |r: &EventRow| matches!(r.projection, RowProjection::Finished { .. });
+            b.rows.iter().any(is_end) && b.rows.iter().all(|r| !r.commit_point || is_end(r))
         });
         if ends_only {
             conn.execute_batch("PRAGMA synchronous=NORMAL")
