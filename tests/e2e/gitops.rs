@@ -95,11 +95,23 @@ fn gitops_syncs_every_commit_asks_before_deleting_and_notifies_drift() {
     let lab = LabGuard::up(&s);
     let (origin, work) = repo(s.path());
     let adc = std::fs::read_to_string(packaged("adc/lab.yaml")).unwrap();
-    let c1 = push(
-        &work,
-        &[("workflows/adc/lab.yaml", Some(&adc))],
-        "lab config",
-    );
+    // The repository starts as the packaged tree is: every file the workflow's `paths` take in.
+    let shipped: Vec<(String, String)> = std::fs::read_dir(packaged("adc"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+            (
+                format!("workflows/adc/{name}"),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, Option<&str>)> = shipped
+        .iter()
+        .map(|(path, text)| (path.as_str(), Some(text.as_str())))
+        .collect();
+    let c1 = push(&work, &files, "lab config");
     // The packaged workflow, pointed at this repository and polled every second.
     let wf = std::fs::read_to_string(packaged("config-sync-gitops.yaml"))
         .unwrap()

@@ -33,8 +33,14 @@ pub fn drills(ctx: &Ctx, cmd: DrillsCmd) -> anyhow::Result<u8> {
         )?;
         return Ok(exit::OK);
     }
+    let wide = runs
+        .iter()
+        .map(|r| r.workflow.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     outln!(
-        "{:<23} {:<20} {:<14} {:>9} {:>9} {:>9} {:>10}  {}",
+        "{:<23} {:<20} {:<wide$} {:>9} {:>9} {:>9} {:>10}  {}",
         "RUN",
         "STARTED (UTC)",
         "WORKFLOW",
@@ -54,7 +60,7 @@ pub fn drills(ctx: &Ctx, cmd: DrillsCmd) -> anyhow::Result<u8> {
             .as_ref()
             .map_or("incomplete", |d| d.verdict.as_str());
         outln!(
-            "{:<23} {:<20} {:<14} {:>9} {:>9} {:>9} {:>10}  {}",
+            "{:<23} {:<20} {:<wide$} {:>9} {:>9} {:>9} {:>10}  {}",
             r.run,
             utc(r.created_at_ms),
             r.workflow,

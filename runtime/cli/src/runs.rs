@@ -32,16 +32,27 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         outln!("no runs yet in {}", journal.describe())?;
         return Ok(exit::OK);
     }
+    // The workflow column is as wide as the longest name listed, so messages line up.
+    let names: Vec<String> = runs
+        .iter()
+        .map(|r| safe(&r.workflow).into_owned())
+        .collect();
+    let wide = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     outln!(
-        "{:<23} {:<20} {:>9}  {:<18} {:<5}  {}",
+        "{:<23} {:<20} {:>9}  {:<18} {:<5}  {:<wide$}  MESSAGE",
         "RUN",
         "STARTED (UTC)",
         "DURATION",
         "STATE",
         "MODE",
-        "WORKFLOW  MESSAGE"
+        "WORKFLOW"
     )?;
-    for r in runs {
+    for (r, name) in runs.into_iter().zip(names) {
         let took = r
             .finished_at_ms
             .map(|f| fmt_dur(Duration::from_millis((f - r.created_at_ms).max(0) as u64)))
@@ -55,13 +66,13 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         }
         let message = run.message(r.status, r.message.as_deref().unwrap_or_default());
         outln!(
-            "{:<23} {:<20} {:>9}  {:<18} {:<5}  {}  {}",
+            "{:<23} {:<20} {:>9}  {:<18} {:<5}  {:<wide$}  {}",
             r.id,
             utc(r.created_at_ms),
             took,
             r.status.as_str(),
             r.mode.as_str(),
-            safe(&r.workflow),
+            name,
             // One row per run: a message on several lines is shown on one.
             safe(&message.replace('\n', " "))
         )?;

@@ -292,11 +292,11 @@ fn dump_round_trips() {
     assert_eq!(again.events.len(), 0, "{:#?}", again.events);
 }
 
-/// The example files shipped under workflows/adc/ load, sync and settle. (`lab.yaml` there is
-/// the lab's own config, pushed by the packaged workflows and tested by their e2e tests.)
+/// The example files shipped under workflows/examples/adc/ load, sync and settle.
+/// (`workflows/adc/lab.yaml` is the lab's own config, tested by the packaged workflows' e2e tests.)
 #[test]
 fn shipped_examples_sync_and_settle() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/adc");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/examples/adc");
     let files = [
         format!("{dir}/gateway.yaml"),
         format!("{dir}/observability.yaml"),
