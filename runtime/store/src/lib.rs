@@ -43,8 +43,11 @@
 //!   approval is never asked twice, an undo never repeated, and a finished run never reopens.
 //!
 //! What a kill loses is history only: the attempt-started and attempt-failed events of legs that
-//! had not finished, and step-finished/skipped events after the last commit point. `runs show`
-//! of a live run shows a running step's attempts once its leg finishes.
+//! had not finished, and step-finished/skipped events after the last commit point. Events held
+//! longer than 100 ms (a step that takes a while) are written early by the SQLite store, without
+//! an fsync, so `runs show` from another process sees a running step's attempt while it runs;
+//! steps that finish sooner pay nothing for it (the PostgreSQL journal holds them until the
+//! commit point).
 //!
 //! A kill is not a power cut. The SQLite store writes a round that holds nothing but runs' ends
 //! (run-finished and the events waiting with it) under `synchronous=NORMAL`: written to the WAL

@@ -2,8 +2,8 @@
 //! the columns they write ([`EventRow`]), and the run's events held in memory until the next
 //! commit point ([`PendingEvents`]).
 
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meridian_protocol::event::{Encoded, encode_all, pair};
 use meridian_protocol::{Event, EventSink, RunStatus, SinkError};
@@ -148,6 +148,29 @@ impl PendingEvents {
         Ok(())
     }
 
+    /// Progress: when the oldest held event waited `age`, hands the held rows to `write` (a
+    /// backend's write that need not be durable: they are history, see the crate docs) so a
+    /// reader of the journal sees a long step's attempt while it runs. Returns when the held
+    /// rows (if any remain) are due. A failed write keeps the rows for the next commit point.
+    pub fn flush_held(
+        &self,
+        age: Duration,
+        write: impl FnOnce(Vec<EventRow>) -> Result<(), String>,
+    ) -> Option<Instant> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let due = st.rows.first()?.emitted + age;
+        if due > Instant::now() {
+            return Some(due);
+        }
+        let rows = std::mem::take(&mut st.rows);
+        let last = rows.last().map_or(st.committed, |r| r.seq);
+        match write(rows.clone()) {
+            Ok(()) => st.committed = last,
+            Err(_) => st.rows = rows,
+        }
+        None
+    }
+
     /// How many events wait for the next commit point.
     pub fn held(&self) -> usize {
         self.state
@@ -170,7 +193,7 @@ pub trait CommitRows: Send + Sync {
 #[derive(Debug)]
 pub struct RunSink<C> {
     backend: C,
-    pending: PendingEvents,
+    pending: Arc<PendingEvents>,
 }
 
 impl<C: CommitRows> RunSink<C> {
@@ -178,8 +201,13 @@ impl<C: CommitRows> RunSink<C> {
     pub fn new(backend: C, last_seq: i64) -> RunSink<C> {
         RunSink {
             backend,
-            pending: PendingEvents::new(last_seq),
+            pending: Arc::new(PendingEvents::new(last_seq)),
         }
+    }
+
+    /// The run's held events, for a backend that writes long-held ones as progress.
+    pub fn pending(&self) -> &Arc<PendingEvents> {
+        &self.pending
     }
 
     /// Events emitted since the last commit point, not durable yet.
@@ -301,5 +329,34 @@ mod tests {
             }
             other => panic!("expected a leg row, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn held_events_are_flushed_only_once_due_and_numbering_continues() {
+        let p = PendingEvents::new(0);
+        let mut commits = Vec::new();
+        emit(&p, &[started("a")], &mut commits);
+        let due = p.flush_held(Duration::from_secs(3600), |_| panic!("not due yet"));
+        assert!(due.is_some_and(|d| d > Instant::now()));
+        let mut flushed = Vec::new();
+        assert_eq!(
+            p.flush_held(Duration::ZERO, |rows| {
+                flushed.extend(rows.iter().map(|r| r.seq));
+                Ok(())
+            }),
+            None
+        );
+        assert_eq!(flushed, [1]);
+        assert_eq!(p.held(), 0);
+        // A failed progress write keeps the rows for the commit point.
+        emit(&p, &[started("b")], &mut commits);
+        assert_eq!(p.flush_held(Duration::ZERO, |_| Err("busy".into())), None);
+        assert_eq!(p.held(), 1);
+        emit(&p, &[finished("a")], &mut commits);
+        assert_eq!(commits, [vec![2, 3]]);
+        assert_eq!(
+            p.flush_held(Duration::ZERO, |_| panic!("nothing held")),
+            None
+        );
     }
 }

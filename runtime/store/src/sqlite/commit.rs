@@ -49,7 +49,7 @@ struct Batch {
 impl SqliteStore {
     /// Commits `rows` of `run_id`, possibly in one transaction with other runs' rows; returns
     /// when they are durable.
-    fn commit_rows(&self, run_id: &str, rows: Vec<EventRow>) -> Result<(), String> {
+    pub(super) fn commit_rows(&self, run_id: &str, rows: Vec<EventRow>) -> Result<(), String> {
         let c = &self.committer;
         let lock = || c.queue.lock().unwrap_or_else(|p| p.into_inner());
         let mut q = lock();
@@ -86,15 +86,18 @@ impl SqliteStore {
     /// One transaction for a round of batches: each row into `events`, its projection into
     /// `legs` or `runs`.
     ///
-    /// A round of nothing but runs' ends is written without an fsync (see the crate docs: a
-    /// resume repairs a run end a power cut lost; a process kill loses nothing).
+    /// A round of nothing but runs' ends and progress is written without an fsync (see the
+    /// crate docs: a resume repairs a run end a power cut lost, progress is history; a process
+    /// kill loses nothing).
     fn write(&self, round: &[(u64, Batch)]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         // Each batch ends a run, and its only commit point is that end (not a leg, an approval,
         // a compensation or a measurement riding along).
+        // A batch handed over at a commit point always holds one; a batch of progress (held
+        // events written early, see `progress`) holds none.
         let ends_only = round.iter().all(|(_, b)| {
             let is_end = |r: &EventRow| matches!(r.projection, RowProjection::Finished { .. });
-            b.rows.iter().any(is_end) && b.rows.iter().all(|r| !r.commit_point || is_end(r))
+            b.rows.iter().all(|r| !r.commit_point || is_end(r))
         });
         if ends_only {
             conn.execute_batch("PRAGMA synchronous=NORMAL")
@@ -255,6 +258,7 @@ mod tests {
     fn a_step_costs_one_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store.no_progress();
         store.create_run(&record("r")).unwrap();
         let sink = store.journal("r").unwrap();
         for (i, step) in ["a", "b", "c"].into_iter().enumerate() {

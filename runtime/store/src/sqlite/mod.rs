@@ -4,6 +4,7 @@
 mod commit;
 mod kv;
 mod maintain;
+mod progress;
 
 pub use commit::{RunJournal, SqliteRun};
 
@@ -21,6 +22,7 @@ use crate::{
 };
 use commit::Committer;
 use kv::SqliteKv;
+use progress::Progress;
 
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
@@ -104,6 +106,7 @@ CREATE TABLE leases (
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     committer: Arc<Committer>,
+    progress: Arc<Progress>,
     path: PathBuf,
 }
 
@@ -201,6 +204,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             committer: Arc::default(),
+            progress: Arc::default(),
             path: path.to_path_buf(),
         };
         if version < SCHEMA_VERSION {
@@ -309,13 +313,15 @@ impl SqliteStore {
             c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id=?1")?
                 .query_row(params![run_id], |r| r.get(0))
         })?;
-        Ok(RunJournal::new(
+        let journal = RunJournal::new(
             SqliteRun {
                 store: self.clone(),
                 run_id: run_id.to_string(),
             },
             seq,
-        ))
+        );
+        self.watch_progress(run_id, journal.pending());
+        Ok(journal)
     }
 
     /// Runs `f` on the connection; a SQLite error becomes a [`StoreError`] naming the file.
