@@ -1,7 +1,7 @@
 //! [`PgQueue`]: the coordinator's side of the step queue, an [`Executor`] that hands each step
 //! attempt to whichever worker claims it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,40 +125,66 @@ struct Inner {
     poll: Duration,
 }
 
-/// Attempts waiting for their task's result, by task id.
+/// Attempts waiting for their task's result, by task id, and the ids whose result was announced
+/// before anyone waited for them (a worker can finish a task between the statement that queued it
+/// and the attempt registering): so an attempt reads its task's row once, when it is done, instead
+/// of once more right after queueing it.
 #[derive(Default)]
-struct Waiters(Mutex<HashMap<i64, Vec<Arc<Notify>>>>);
+struct Waiters(Mutex<WaitState>);
+
+#[derive(Default)]
+struct WaitState {
+    waiting: HashMap<i64, Vec<Arc<Notify>>>,
+    /// Announced with nobody waiting, oldest first; at most [`EARLY_KEPT`] (an id that falls out
+    /// is read at the next poll tick instead).
+    early: VecDeque<i64>,
+}
+
+const EARLY_KEPT: usize = 4096;
 
 impl Waiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WaitState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The returned `Notify` has a permit already when the result was announced before.
     fn register(&self, id: i64) -> Arc<Notify> {
         let n = Arc::new(Notify::new());
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id)
-            .or_default()
-            .push(n.clone());
+        let mut st = self.lock();
+        if let Some(i) = st.early.iter().position(|&e| e == id) {
+            st.early.remove(i);
+            n.notify_one();
+        }
+        st.waiting.entry(id).or_default().push(n.clone());
         n
     }
 
     fn unregister(&self, id: i64, n: &Arc<Notify>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = map.get_mut(&id) {
+        let mut st = self.lock();
+        if let Some(v) = st.waiting.get_mut(&id) {
             v.retain(|x| !Arc::ptr_eq(x, n));
             if v.is_empty() {
-                map.remove(&id);
+                st.waiting.remove(&id);
             }
         }
     }
 
     fn wake(&self, id: i64) {
-        if let Some(v) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            v.iter().for_each(|n| n.notify_one());
+        let mut st = self.lock();
+        match st.waiting.get(&id) {
+            Some(v) => v.iter().for_each(|n| n.notify_one()),
+            None => {
+                if st.early.len() == EARLY_KEPT {
+                    st.early.pop_front();
+                }
+                st.early.push_back(id);
+            }
         }
     }
 
+    /// After a reconnection: notifications may have been lost, every waiter looks.
     fn wake_all(&self) {
-        for v in self.0.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        for v in self.lock().waiting.values() {
             v.iter().for_each(|n| n.notify_one());
         }
     }
@@ -300,15 +326,16 @@ impl Inner {
             armed: true,
         };
         let result = loop {
-            // Looked at after registering, so a notification sent meanwhile is not missed.
+            // The row is read when the result is announced (or was, before registering) and at
+            // each poll tick, which covers announcements lost while the connection was down.
+            tokio::select! {
+                () = notify.notified() => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
             match self.poll_once(id).await {
                 Ok(Some(r)) => break r,
                 Ok(None) => {}
                 Err(e) => tracing::debug!("waiting for task {id}: {e}"),
-            }
-            tokio::select! {
-                () = notify.notified() => {}
-                () = tokio::time::sleep(self.poll) => {}
             }
         };
         guard.armed = false;
@@ -352,4 +379,46 @@ fn done_result(state: &str, result: Option<&str>) -> Option<Result<StepResult, S
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or(Json::Null);
     Some(decode_result(&j))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A result announced between queueing and registering is not lost: the waiter registers
+    /// with a permit and reads its row at once instead of after a poll tick.
+    #[tokio::test]
+    async fn a_result_announced_before_the_waiter_registers_wakes_it() {
+        let w = Waiters::default();
+        w.wake(7);
+        let n = w.register(7);
+        tokio::time::timeout(Duration::from_secs(5), n.notified())
+            .await
+            .expect("the early announcement is a permit");
+        w.unregister(7, &n);
+        // Taken once: a second waiter of the same id waits for a new announcement.
+        let again = w.register(7);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), again.notified())
+                .await
+                .is_err()
+        );
+        w.wake(7);
+        tokio::time::timeout(Duration::from_secs(5), again.notified())
+            .await
+            .expect("woken while registered");
+    }
+
+    #[test]
+    fn announcements_nobody_waits_for_are_bounded() {
+        let w = Waiters::default();
+        for id in 0..(EARLY_KEPT as i64 + 10) {
+            w.wake(id);
+        }
+        let st = w.lock();
+        assert_eq!(st.early.len(), EARLY_KEPT);
+        assert_eq!(st.early.front(), Some(&10), "the oldest fall out first");
+    }
 }

@@ -260,6 +260,11 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let shutdown = self.opts.shutdown.clone();
         let mut last_reap: Option<Instant> = None;
+        // Whether the queue may hold tasks for us: at start, after a notification or a poll
+        // tick, and after a claim that filled every free slot. A claim that came back short
+        // saw the queue empty; whatever is queued after it notifies, so a task finishing alone
+        // does not send the worker to the queue again (one claim per task, not two).
+        let mut claim_now = true;
         loop {
             while let Some(r) = tasks.try_join_next() {
                 log_join(r);
@@ -275,7 +280,7 @@ impl Worker {
             }
             let free = self.opts.max_concurrent.saturating_sub(tasks.len());
             // While reconnecting, the link itself reports; the loop just waits.
-            if free > 0 && self.link.client().is_some() {
+            if claim_now && free > 0 && self.link.client().is_some() {
                 let sent = Instant::now();
                 match self.claim(free).await {
                     Ok(claimed) => {
@@ -284,8 +289,9 @@ impl Worker {
                             let me = self.clone();
                             tasks.spawn(async move { me.run_task(t, sent).await });
                         }
+                        // More may be waiting; claim again as soon as there is room.
+                        claim_now = full;
                         if full {
-                            // More may be waiting; claim again as soon as there is room.
                             continue;
                         }
                     }
@@ -293,9 +299,9 @@ impl Worker {
                 }
             }
             tokio::select! {
-                () = self.signals.work.notified() => {}
+                () = self.signals.work.notified() => claim_now = true,
                 Some(r) = tasks.join_next(), if !tasks.is_empty() => log_join(r),
-                () = tokio::time::sleep(self.opts.poll) => {}
+                () = tokio::time::sleep(self.opts.poll) => claim_now = true,
                 () = shutdown.cancelled() => {}
             }
         }
