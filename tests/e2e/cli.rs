@@ -163,6 +163,46 @@ steps:
     assert!(report["steps"][1]["legs"][0].get("reused").is_none());
 }
 
+/// The closing line of a run waiting for approval is a command that works as printed: it carries
+/// the secrets file (secrets are never journaled) and the state directory.
+#[test]
+fn the_command_a_waiting_run_prints_resumes_it() {
+    let s = Scratch::new();
+    s.write(
+        "gate.yaml",
+        "name: gated\nsecrets: [TOKEN]\nsteps:\n  - id: promote\n    uses: hello\n    approval: {message: go?}\n",
+    );
+    s.write("my secrets.env", "TOKEN=t0k3n\n");
+    let (_, err) = expect_code(
+        &s.run(&["run", "gate.yaml", "--secrets-file", "my secrets.env"]),
+        3,
+    );
+    let (_, command) = err
+        .split_once("to approve and go on: meridian ")
+        .unwrap_or_else(|| panic!("no command in: {err}"));
+    let command = command.lines().next().unwrap();
+    assert!(
+        command.contains("--secrets-file 'my secrets.env'"),
+        "{command}"
+    );
+    // The words as a shell would split them (the one quoted path is the only quoting).
+    let mut words = Vec::new();
+    let mut rest = command;
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        let (word, after) = match rest.strip_prefix('\'') {
+            Some(q) => q.split_once('\'').unwrap(),
+            None => rest.split_once(' ').unwrap_or((rest, "")),
+        };
+        words.push(word.to_string());
+        rest = after;
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    assert_eq!(words[0], "resume", "{command}");
+    let (out, _) = expect_code(&s.run(&words), 0);
+    assert!(out.contains("succeeded"), "{out}");
+}
+
 #[test]
 fn a_digest_mismatch_refuses_to_run() {
     let s = Scratch::new();

@@ -310,6 +310,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         None => None,
     };
     let runner = ctx.runner().await?;
+    view::set_resume_flags(&ctx.state_dir, args.secrets_file.as_deref());
     let launch = Launch {
         mode,
         raw_inputs: raw,
@@ -598,6 +599,7 @@ async fn resume(
     args: ResumeArgs,
 ) -> anyhow::Result<u8> {
     let runner = ctx.runner().await?;
+    view::set_resume_flags(&ctx.state_dir, args.secrets_file.as_deref());
     let json = ctx.json;
     let live = std::io::stderr().is_terminal() && std::env::var_os("MERIDIAN_PLAIN").is_none();
     let resume = Resume {

@@ -28,6 +28,35 @@ impl Lines {
     }
 }
 
+/// The flags a `meridian resume` of this process's run needs besides `--approve`: the state
+/// directory when not the default, and the secrets file (secrets are never journaled). Set once
+/// by `run`/`resume`; the closing line of a run waiting for approval names them.
+static RESUME_FLAGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_resume_flags(state_dir: &std::path::Path, secrets_file: Option<&std::path::Path>) {
+    let mut flags = String::new();
+    if state_dir != std::path::Path::new(".meridian") {
+        flags.push_str(&format!(" --state-dir {}", shell_word(state_dir)));
+    }
+    if let Some(f) = secrets_file {
+        flags.push_str(&format!(" --secrets-file {}", shell_word(f)));
+    }
+    let _ = RESUME_FLAGS.set(flags);
+}
+
+/// A path as one shell word: as it is when that is safe, else single-quoted.
+fn shell_word(p: &std::path::Path) -> String {
+    let s = p.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// What the closing line of a run needs from the events before it: the run's id (for the
 /// command to type) and how each leg ended last (a leg that failed under `continue-on-error`
 /// must not hide behind "all steps succeeded").
@@ -89,9 +118,10 @@ impl RunContext {
             ),
             RunStatus::AwaitingApproval => match awaiting(message) {
                 Some(steps) => format!(
-                    "waiting for approval of {}; to approve and go on: meridian resume {} {}",
+                    "waiting for approval of {}; to approve and go on: meridian resume {}{} {}",
                     steps.join(", "),
                     self.run_id,
+                    RESUME_FLAGS.get().map_or("", String::as_str),
                     steps
                         .iter()
                         .map(|s| format!("--approve {s}"))
@@ -336,6 +366,8 @@ pub fn fmt_dur(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -384,6 +416,13 @@ mod tests {
             run.message(RunStatus::Succeeded, "all steps succeeded"),
             "all steps succeeded"
         );
+    }
+
+    #[test]
+    fn resume_flags_are_shell_words() {
+        assert_eq!(shell_word(Path::new("lab/secrets.env")), "lab/secrets.env");
+        assert_eq!(shell_word(Path::new("my dir/s.env")), "'my dir/s.env'");
+        assert_eq!(shell_word(Path::new("it's")), "'it'\\''s'");
     }
 
     #[test]
