@@ -174,7 +174,14 @@ fn the_command_a_waiting_run_prints_resumes_it() {
     );
     s.write("my secrets.env", "TOKEN=t0k3n\n");
     let (_, err) = expect_code(
-        &s.run(&["run", "gate.yaml", "--secrets-file", "my secrets.env"]),
+        &s.run(&[
+            "run",
+            "gate.yaml",
+            "--secrets-file",
+            "my secrets.env",
+            "--state-dir",
+            "elsewhere",
+        ]),
         3,
     );
     let (_, command) = err
@@ -182,7 +189,7 @@ fn the_command_a_waiting_run_prints_resumes_it() {
         .unwrap_or_else(|| panic!("no command in: {err}"));
     let command = command.lines().next().unwrap();
     assert!(
-        command.contains("--secrets-file 'my secrets.env'"),
+        command.contains("--state-dir elsewhere --secrets-file 'my secrets.env'"),
         "{command}"
     );
     // The words as a shell would split them (the one quoted path is the only quoting).

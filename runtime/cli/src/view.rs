@@ -29,13 +29,15 @@ impl Lines {
 }
 
 /// The flags a `meridian resume` of this process's run needs besides `--approve`: the state
-/// directory when not the default, and the secrets file (secrets are never journaled). Set once
-/// by `run`/`resume`; the closing line of a run waiting for approval names them.
+/// directory when neither the default nor `MERIDIAN_STATE_DIR`'s, and the secrets file (secrets
+/// are never journaled). Set once by `run`/`resume`; the closing line of a run waiting for
+/// approval names them.
 static RESUME_FLAGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub fn set_resume_flags(state_dir: &std::path::Path, secrets_file: Option<&std::path::Path>) {
     let mut flags = String::new();
-    if state_dir != std::path::Path::new(".meridian") {
+    let from_env = std::env::var_os("MERIDIAN_STATE_DIR").is_some_and(|e| state_dir == e);
+    if state_dir != std::path::Path::new(".meridian") && !from_env {
         flags.push_str(&format!(" --state-dir {}", shell_word(state_dir)));
     }
     if let Some(f) = secrets_file {

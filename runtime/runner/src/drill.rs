@@ -82,12 +82,41 @@ pub struct DrillVerdict {
     pub verdict: Overall,
 }
 
+/// How long the run waited at approval gates in all: from each gate's approval-required to the
+/// answer (approved or rejected, possibly by a later `resume`). `None` when no gate was
+/// answered.
+pub fn approval_wait_ms(events: &[meridian_store::EventRecord]) -> Option<f64> {
+    use meridian_protocol::Event;
+    let mut asked: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut waited = None;
+    for e in events {
+        match &e.event {
+            Event::ApprovalRequired { step, .. } => {
+                asked.entry(step.as_str()).or_insert(e.at_ms);
+            }
+            Event::ApprovalGranted { step, .. } | Event::ApprovalRejected { step, .. } => {
+                if let Some(at) = asked.remove(step.as_str()) {
+                    *waited.get_or_insert(0.0) += (e.at_ms - at).max(0) as f64;
+                }
+            }
+            _ => {}
+        }
+    }
+    waited
+}
+
 impl DrillVerdict {
     /// `None` when the workflow has no `drill:` block. `canary`: the run's `measured canary`
     /// record, when the canaries reported.
-    pub fn judge(wf: &Workflow, r: &RunReport, canary: Option<&Json>) -> Option<DrillVerdict> {
+    /// `approval_wait`: [`approval_wait_ms`] of the run's events.
+    pub fn judge(
+        wf: &Workflow,
+        r: &RunReport,
+        canary: Option<&Json>,
+        approval_wait: Option<f64>,
+    ) -> Option<DrillVerdict> {
         let outputs = r.steps.iter().flat_map(|s| &s.legs).map(|l| &l.output);
-        Self::from_outputs(wf, &outputs, canary)
+        Self::from_outputs(wf, &outputs, canary, approval_wait)
     }
 
     /// The same from the legs' outputs (a journal's legs, for a run that ended elsewhere).
@@ -95,6 +124,7 @@ impl DrillVerdict {
         wf: &Workflow,
         outputs: &I,
         canary: Option<&Json>,
+        approval_wait: Option<f64>,
     ) -> Option<DrillVerdict>
     where
         I: Iterator<Item = &'a Json> + Clone,
@@ -212,6 +242,17 @@ impl DrillVerdict {
                 });
             }
         }
+        // A person's decision is part of a real failover's RTO; shown beside it, a missed RTO
+        // says whether the systems or the wait for a person took the time.
+        if let Some(w) = approval_wait {
+            figures.push(DrillFigure {
+                name: "Approval wait",
+                unit: "ms",
+                achieved: Some(w),
+                target: None,
+                note: None,
+            });
+        }
         let verdict = if figures.iter().any(|f| f.verdict() == Verdict::Missed) {
             Overall::Missed
         } else if figures
@@ -233,7 +274,8 @@ impl DrillVerdict {
         events: &[meridian_store::EventRecord],
     ) -> Option<DrillVerdict> {
         let canary = Self::canary_record(events);
-        Self::from_outputs(wf, &legs.iter().map(|l| &l.output), canary.as_ref())
+        let outputs = legs.iter().map(|l| &l.output);
+        Self::from_outputs(wf, &outputs, canary.as_ref(), approval_wait_ms(events))
     }
 
     /// The run's last `measured canary` record in a journal's events.
@@ -244,5 +286,57 @@ impl DrillVerdict {
             }
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meridian_protocol::Event;
+    use meridian_store::EventRecord;
+
+    use super::approval_wait_ms;
+
+    fn at(at_ms: i64, event: Event) -> EventRecord {
+        EventRecord {
+            seq: at_ms,
+            at_ms,
+            event,
+        }
+    }
+
+    fn asked(step: &str) -> Event {
+        Event::ApprovalRequired {
+            step: step.into(),
+            message: "go?".into(),
+        }
+    }
+
+    #[test]
+    fn approval_wait_adds_each_gate_from_its_question_to_its_answer() {
+        assert_eq!(approval_wait_ms(&[]), None);
+        // Asked, never answered (the run still waits): nothing waited to report yet.
+        assert_eq!(approval_wait_ms(&[at(10, asked("promote"))]), None);
+        let events = [
+            at(100, asked("promote")),
+            // A second run segment asks again; the wait counts from the first question.
+            at(500, asked("promote")),
+            at(
+                73_800,
+                Event::ApprovalGranted {
+                    step: "promote".into(),
+                    by: "--approve".into(),
+                },
+            ),
+            at(80_000, asked("switch")),
+            at(
+                80_250,
+                Event::ApprovalRejected {
+                    step: "switch".into(),
+                    by: "ops".into(),
+                    comment: String::new(),
+                },
+            ),
+        ];
+        assert_eq!(approval_wait_ms(&events), Some(73_700.0 + 250.0));
     }
 }

@@ -432,6 +432,7 @@ impl Runner {
                 }
             }
         };
+        let run_id = opts.run_id.clone();
         let report = meridian_engine::run(workflow.clone(), exec, opts).await;
         if let Some(running) = canaries {
             let r = running.finish().await;
@@ -439,7 +440,12 @@ impl Runner {
             canary_report = Some(r);
         }
         let report = report.map_err(|e| RunnerError::Host(e.to_string()))?;
-        let drill = DrillVerdict::judge(&workflow, &report, canary_report.as_ref());
+        let approval_wait = match workflow.drill {
+            // Every event is in the journal once the run ended (its end is a commit point).
+            Some(_) => crate::drill::approval_wait_ms(&self.journal.events(&run_id)?),
+            None => None,
+        };
+        let drill = DrillVerdict::judge(&workflow, &report, canary_report.as_ref(), approval_wait);
         Ok(Finished {
             workflow,
             report,
