@@ -449,23 +449,24 @@ impl Server {
 
     /// Renews this server's leases; a run whose lease another server took (this one stalled
     /// longer than a lease) is stopped here, as if this server had been killed.
+    ///
+    /// One commit (one round trip) for all of them: `Journal::renew_runs`.
     fn renew_leases(&self) {
         let ids: Vec<String> = self.active.lock().unwrap().keys().cloned().collect();
-        for id in ids {
-            match self
-                .runner
-                .journal()
-                .lease_run(&id, &self.name, self.config.run_lease)
-            {
-                Ok(true) => {}
-                Ok(false) => {
+        if ids.is_empty() {
+            return;
+        }
+        let journal = self.runner.journal();
+        match journal.renew_runs(&ids, &self.name, self.config.run_lease) {
+            Ok(lost) => {
+                for id in lost {
                     tracing::warn!(run = %id, "another server took the run over; stopping it here");
                     if let Some(a) = self.active.lock().unwrap().remove(&id) {
                         a.handle.abort();
                     }
                 }
-                Err(e) => tracing::warn!(run = %id, "cannot renew the run's lease: {e}"),
             }
+            Err(e) => tracing::warn!("cannot renew the leases of {} run(s): {e}", ids.len()),
         }
     }
 

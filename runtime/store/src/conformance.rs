@@ -487,6 +487,22 @@ fn a_run_is_leased_to_one_server(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) 
     let other = format!("server-{}", (winners[0] + 1) % 8);
     assert!(journals[0].lease_run(id, &holder, ttl).unwrap(), "renewed");
     assert!(!journals[1].lease_run(id, &other, ttl).unwrap(), "held");
+    // Renewed with others in one round trip: a free run is taken, a held one reported lost.
+    let free = format!("{id}-free");
+    let both = [id.to_string(), free.clone()];
+    assert_eq!(
+        journals[0].renew_runs(&both, &holder, ttl).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        journals[1].renew_runs(&both, &other, ttl).unwrap(),
+        both.to_vec()
+    );
+    assert_eq!(
+        journals[1].renew_runs(&[], &other, ttl).unwrap(),
+        Vec::<String>::new()
+    );
+    journals[0].release_run(&free, &holder).unwrap();
     // Another server's release does not free it; expiry does.
     journals[1].release_run(id, &other).unwrap();
     assert!(

@@ -133,6 +133,22 @@ pub trait Journal: Send + Sync {
         let _ = (id, by, ttl);
         Ok(true)
     }
+    /// [`Journal::lease_run`] for every run `by` drives, in one commit (one round trip): returns
+    /// the ids whose lease another server holds now (`by` stalled longer than a lease).
+    fn renew_runs(
+        &self,
+        ids: &[String],
+        by: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut lost = Vec::new();
+        for id in ids {
+            if !self.lease_run(id, by, ttl)? {
+                lost.push(id.clone());
+            }
+        }
+        Ok(lost)
+    }
     /// Gives up `by`'s lease on run `id` (the run ended, or waits for an approval).
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
         let _ = (id, by);

@@ -109,6 +109,20 @@ const LEASE_RUN: &str = concat!(
      WHERE meridian.leases.owner = excluded.owner OR meridian.leases.expires_at < ",
     now_ms!()
 );
+/// `LEASE_RUN` for many runs in one statement; answers the ids `$2` does not hold.
+const RENEW_RUNS: &str = concat!(
+    "WITH want AS (SELECT unnest($1::text[]) AS run_id),
+     won AS (INSERT INTO meridian.leases (run_id, owner, expires_at)
+             SELECT run_id, $2, ",
+    now_ms!(),
+    " + $3 FROM want
+             ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE meridian.leases.owner = excluded.owner OR meridian.leases.expires_at < ",
+    now_ms!(),
+    "
+             RETURNING run_id)
+     SELECT run_id FROM want WHERE run_id NOT IN (SELECT run_id FROM won)"
+);
 const RELEASE_RUN: &str = "DELETE FROM meridian.leases WHERE run_id = $1 AND owner = $2";
 const PRUNE: &str = concat!(
     "WITH doomed AS (
@@ -483,6 +497,21 @@ impl PgJournal {
         })
     }
 
+    fn renew_raw(&self, ids: &[String], by: &str, ttl_ms: i64) -> Result<Vec<String>, DistError> {
+        let (ids, by) = (ids.to_vec(), by.to_string());
+        self.call(true, move |s, _| {
+            let (ids, by) = (ids.clone(), by.clone());
+            Box::pin(async move {
+                let (c, st) = s.stmt(RENEW_RUNS).await?;
+                let rows = c
+                    .query(&st, &[&ids, &by, &ttl_ms])
+                    .await
+                    .map_err(DistError::db("renew runs' leases"))?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            })
+        })
+    }
+
     fn release_raw(&self, id: &str, by: &str) -> Result<(), DistError> {
         let (id, by) = (id.to_string(), by.to_string());
         self.call(true, move |s, _| {
@@ -692,6 +721,19 @@ impl Journal for PgJournal {
     fn lease_run(&self, id: &str, by: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
         let ms = ttl.as_millis().min(i64::MAX as u128) as i64;
         self.lease_raw(id, by, ms).map_err(store_err)
+    }
+
+    fn renew_runs(
+        &self,
+        ids: &[String],
+        by: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ms = ttl.as_millis().min(i64::MAX as u128) as i64;
+        self.renew_raw(ids, by, ms).map_err(store_err)
     }
 
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {

@@ -543,17 +543,37 @@ impl Journal for SqliteStore {
     }
 
     fn lease_run(&self, id: &str, by: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.renew_runs(&[id.to_string()], by, ttl)?.is_empty())
+    }
+
+    fn renew_runs(
+        &self,
+        ids: &[String],
+        by: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
         let until = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
-        let n = self.with(|c| {
-            c.prepare_cached(
-                "INSERT INTO leases (run_id, owner, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-                 WHERE leases.owner = excluded.owner OR leases.expires_at < ?4",
-            )?
-            .execute(params![id, by, until, now])
-        })?;
-        Ok(n == 1)
+        let mut conn = self.lock();
+        let lost = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut lost = Vec::new();
+            {
+                let mut lease = tx.prepare_cached(
+                    "INSERT INTO leases (run_id, owner, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                     WHERE leases.owner = excluded.owner OR leases.expires_at < ?4",
+                )?;
+                for id in ids {
+                    if lease.execute(params![id, by, until, now])? != 1 {
+                        lost.push(id.clone());
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(lost)
+        })();
+        lost.map_err(|e| self.err(e))
     }
 
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
