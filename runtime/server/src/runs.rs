@@ -475,23 +475,15 @@ impl Server {
     pub(crate) fn take_over(self: &Arc<Self>) -> Result<usize, ApiError> {
         let journal = self.runner.journal();
         let mut n = 0;
-        // Only running runs, read through the store's query (not the whole history).
-        let running = journal
-            .query_runs(&meridian_store::RunQuery {
-                status: Some(RunStatus::Running),
-                limit: 10_000,
-                ..meridian_store::RunQuery::default()
-            })
+        // One query: server-started running runs without a live lease (not every running run).
+        let orphaned = journal
+            .orphaned_runs(1_000)
             .map_err(|e| ApiError::from_store(&e))?;
-        for s in running.runs {
+        for s in orphaned {
             if self.draining() {
                 break;
             }
             if self.active.lock().unwrap().contains_key(&s.id) {
-                continue;
-            }
-            let (record, _) = journal.run(&s.id).map_err(|e| ApiError::from_store(&e))?;
-            if record.settings.trigger.is_none() {
                 continue;
             }
             if self.lease(&s.id).is_err() {

@@ -27,6 +27,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
     a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
     a_run_is_leased_to_one_server(&format!("{prefix}-lease"), open);
+    orphaned_runs_are_the_unleased_running_ones_servers_started(&format!("{prefix}-orph"), open);
     // Last: it deletes every finished run of the storage, the other checks' included.
     pruning_keeps_what_may_go_on(&format!("{prefix}-pr"), open);
 }
@@ -455,6 +456,45 @@ fn pruning_keeps_what_may_go_on(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
         Vec::<String>::new(),
         "a sound journal checks clean"
     );
+}
+
+/// A takeover pass's one query: running, started by a server, no live lease.
+fn orphaned_runs_are_the_unleased_running_ones_servers_started(
+    id: &str,
+    open: &dyn Fn() -> Arc<dyn Journal>,
+) {
+    let j = open();
+    let by_hand = |r: RunRecord| RunRecord {
+        settings: RunSettings {
+            trigger: None,
+            ..r.settings
+        },
+        ..r
+    };
+    let ids = ["a", "by-hand", "leased", "ended"].map(|s| format!("{id}-{s}"));
+    j.create_run(&record(&ids[0])).unwrap();
+    j.create_run(&by_hand(record(&ids[1]))).unwrap();
+    j.create_run(&record(&ids[2])).unwrap();
+    j.create_run(&record(&ids[3])).unwrap();
+    assert!(j.lease_run(&ids[2], "s1", Duration::from_secs(60)).unwrap());
+    j.sink(&ids[3])
+        .unwrap()
+        .emit(&Event::RunFinished {
+            status: RunStatus::Succeeded,
+            duration: Duration::from_millis(1),
+            message: "ok".into(),
+        })
+        .unwrap();
+    let mine = |j: &Arc<dyn Journal>| -> Vec<String> {
+        let runs = j.orphaned_runs(1_000).unwrap();
+        runs.into_iter()
+            .map(|r| r.id)
+            .filter(|r| r.starts_with(id))
+            .collect()
+    };
+    assert_eq!(mine(&j), [ids[0].clone()]);
+    j.release_run(&ids[2], "s1").unwrap();
+    assert_eq!(mine(&j), [ids[0].clone(), ids[2].clone()], "oldest first");
 }
 
 /// Eight servers race for one run's lease: one wins; its holder renews it, the others are

@@ -149,6 +149,23 @@ pub trait Journal: Send + Sync {
         }
         Ok(lost)
     }
+    /// The runs a server may take over: status `running`, started by a server (a trigger), and
+    /// no lease that has not expired; oldest first, at most `limit`. One query in the stores
+    /// that keep leases (a takeover pass costs one read, not one per running run).
+    fn orphaned_runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let running = self.query_runs(&RunQuery {
+            status: Some(RunStatus::Running),
+            limit,
+            ..RunQuery::default()
+        })?;
+        let mut orphaned = Vec::new();
+        for s in running.runs.into_iter().rev() {
+            if self.run(&s.id)?.0.settings.trigger.is_some() {
+                orphaned.push(s);
+            }
+        }
+        Ok(orphaned)
+    }
     /// Gives up `by`'s lease on run `id` (the run ended, or waits for an approval).
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
         let _ = (id, by);

@@ -123,6 +123,17 @@ const RENEW_RUNS: &str = concat!(
              RETURNING run_id)
      SELECT run_id FROM want WHERE run_id NOT IN (SELECT run_id FROM won)"
 );
+/// Running runs without a live lease, with their options: whether a server started them (a
+/// `trigger`) is read from the options in Rust, as `->>` refuses a text holding `\u0000`.
+const ORPHANED: &str = concat!(
+    "SELECT r.id, r.workflow, r.mode, r.status, r.created_at, r.finished_at, r.message,
+            r.options::text
+       FROM meridian.runs r LEFT JOIN meridian.leases l ON l.run_id = r.id
+      WHERE r.status = 'running' AND (l.run_id IS NULL OR l.expires_at < ",
+    now_ms!(),
+    ")
+      ORDER BY r.created_at, r.seq LIMIT $1"
+);
 const RELEASE_RUN: &str = "DELETE FROM meridian.leases WHERE run_id = $1 AND owner = $2";
 const PRUNE: &str = concat!(
     "WITH doomed AS (
@@ -512,6 +523,27 @@ impl PgJournal {
         })
     }
 
+    fn orphaned_raw(&self, limit: i64) -> Result<Vec<RawSummary>, DistError> {
+        self.call(true, move |s, _| {
+            Box::pin(async move {
+                let (c, st) = s.stmt(ORPHANED).await?;
+                let rows = c
+                    .query(&st, &[&limit])
+                    .await
+                    .map_err(DistError::db("list orphaned runs"))?;
+                let by_server = |options: &str| {
+                    serde_json::from_str::<serde_json::Value>(options)
+                        .is_ok_and(|o| o.get("trigger").is_some_and(|t| !t.is_null()))
+                };
+                Ok(rows
+                    .iter()
+                    .filter(|r| by_server(r.get(7)))
+                    .map(read_summary)
+                    .collect())
+            })
+        })
+    }
+
     fn release_raw(&self, id: &str, by: &str) -> Result<(), DistError> {
         let (id, by) = (id.to_string(), by.to_string());
         self.call(true, move |s, _| {
@@ -734,6 +766,15 @@ impl Journal for PgJournal {
         }
         let ms = ttl.as_millis().min(i64::MAX as u128) as i64;
         self.renew_raw(ids, by, ms).map_err(store_err)
+    }
+
+    fn orphaned_runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.orphaned_raw(limit)
+            .map_err(store_err)?
+            .into_iter()
+            .map(RawSummary::decode)
+            .collect()
     }
 
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {

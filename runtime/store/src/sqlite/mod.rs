@@ -576,6 +576,22 @@ impl Journal for SqliteStore {
         lost.map_err(|e| self.err(e))
     }
 
+    fn orphaned_runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let rows: Vec<RawSummary> = self.with(|c| {
+            c.prepare_cached(
+                "SELECT r.id, r.workflow, r.mode, r.status, r.created_at, r.finished_at, r.message
+                   FROM runs r LEFT JOIN leases l ON l.run_id = r.id
+                  WHERE r.status = 'running' AND json_extract(r.options, '$.trigger') IS NOT NULL
+                    AND (l.run_id IS NULL OR l.expires_at < ?1)
+                  ORDER BY r.created_at, r.rowid LIMIT ?2",
+            )?
+            .query_map(params![now_ms(), limit], read_summary)?
+            .collect()
+        })?;
+        rows.into_iter().map(RawSummary::decode).collect()
+    }
+
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.prepare_cached("DELETE FROM leases WHERE run_id = ?1 AND owner = ?2")?
