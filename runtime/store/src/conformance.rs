@@ -25,6 +25,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     runs_are_listed_newest_first(&format!("{prefix}-ls"), open);
     queries_filter_and_page_in_the_store(&format!("{prefix}-q"), open);
     a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
+    a_long_step_shows_while_it_runs(&format!("{prefix}-prog"), open);
     a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
     a_run_is_leased_to_one_server(&format!("{prefix}-lease"), open);
     orphaned_runs_are_the_unleased_running_ones_servers_started(&format!("{prefix}-orph"), open);
@@ -387,6 +388,29 @@ fn a_group_is_durable_and_lost_events_leave_no_gap(id: &str, open: &dyn Fn() -> 
         .map(|l| l.step)
         .collect();
     assert_eq!(steps, ["a", "b", "c"]);
+}
+
+/// Held events are written as progress once they waited [`crate::progress::PROGRESS_AFTER`]:
+/// another reader sees a long step's attempt before its leg ends.
+fn a_long_step_shows_while_it_runs(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let j = open();
+    j.create_run(&record(id)).unwrap();
+    let sink = j.sink(id).unwrap();
+    sink.emit(&started("long", 1)).unwrap();
+    let reader = open();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reader.events(id).unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the attempt never showed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sink.emit(&leg("long", "", Outcome::Success, 1)).unwrap();
+    let kinds: Vec<(i64, &str)> = reader
+        .events(id)
+        .unwrap()
+        .iter()
+        .map(|e| (e.seq, e.event.kind()))
+        .collect();
+    assert_eq!(kinds, [(1, "attempt-started"), (2, "leg-finished")]);
 }
 
 fn finish(status: RunStatus) -> Event {

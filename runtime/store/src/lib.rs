@@ -44,10 +44,9 @@
 //!
 //! What a kill loses is history only: the attempt-started and attempt-failed events of legs that
 //! had not finished, and step-finished/skipped events after the last commit point. Events held
-//! longer than 100 ms (a step that takes a while) are written early by the SQLite store, without
-//! an fsync, so `runs show` from another process sees a running step's attempt while it runs;
-//! steps that finish sooner pay nothing for it (the PostgreSQL journal holds them until the
-//! commit point).
+//! longer than 100 ms (a step that takes a while) are written early ([`progress`]; the SQLite
+//! store without an fsync), so `runs show` from another process sees a running step's attempt
+//! while it runs; steps that finish sooner pay nothing for it.
 //!
 //! A kill is not a power cut. The SQLite store writes a round that holds nothing but runs' ends
 //! (run-finished and the events waiting with it) under `synchronous=NORMAL`: written to the WAL
@@ -59,6 +58,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod pending;
+pub mod progress;
 mod sqlite;
 
 pub use sqlite::{RunJournal, SqliteRun, SqliteStore};

@@ -183,7 +183,9 @@ impl PendingEvents {
 
 /// Where a run's rows go at a commit point: one backend's durable commit.
 pub trait CommitRows: Send + Sync {
-    /// Writes `rows` (in sequence order) and returns once they are durable.
+    /// Writes `rows` (in sequence order) and returns once they are durable. Rows without a
+    /// commit point among them are progress ([`crate::progress`]): a backend may write those
+    /// without an fsync.
     fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String>;
 }
 
@@ -192,22 +194,30 @@ pub trait CommitRows: Send + Sync {
 /// other events wait in memory for the next one.
 #[derive(Debug)]
 pub struct RunSink<C> {
-    backend: C,
+    backend: Arc<C>,
     pending: Arc<PendingEvents>,
 }
 
 impl<C: CommitRows> RunSink<C> {
-    /// Continues a run whose last journaled event has sequence number `last_seq`.
+    /// Continues a run whose last journaled event has sequence number `last_seq`. Held events
+    /// wait for the next commit point however long it takes.
     pub fn new(backend: C, last_seq: i64) -> RunSink<C> {
         RunSink {
-            backend,
+            backend: Arc::new(backend),
             pending: Arc::new(PendingEvents::new(last_seq)),
         }
     }
 
-    /// The run's held events, for a backend that writes long-held ones as progress.
-    pub fn pending(&self) -> &Arc<PendingEvents> {
-        &self.pending
+    /// The same, with held events written as progress once they have waited
+    /// [`crate::progress::PROGRESS_AFTER`] (a long step's attempt shows while it runs).
+    pub fn with_progress(backend: C, last_seq: i64) -> RunSink<C>
+    where
+        C: 'static,
+    {
+        let sink = Self::new(backend, last_seq);
+        let backend: Arc<dyn CommitRows> = sink.backend.clone();
+        crate::progress::watch(&sink.pending, &backend);
+        sink
     }
 
     /// Events emitted since the last commit point, not durable yet.

@@ -361,7 +361,7 @@ impl PgJournal {
                 Ok(row.get::<_, i64>(0))
             })
         })?;
-        Ok(PgRunJournal::new(
+        Ok(PgRunJournal::with_progress(
             PgRun {
                 journal: self.clone(),
                 run_id: run_id.to_string(),

@@ -190,7 +190,7 @@ pub type RunJournal = RunSink<SqliteRun>;
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use meridian_protocol::{Event, EventSink, Outcome};
 
@@ -258,9 +258,8 @@ mod tests {
     fn a_step_costs_one_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-        store.no_progress();
         store.create_run(&record("r")).unwrap();
-        let sink = store.journal("r").unwrap();
+        let sink = store.journal_with("r", false).unwrap();
         for (i, step) in ["a", "b", "c"].into_iter().enumerate() {
             sink.emit(&Event::AttemptStarted {
                 step: step.into(),
@@ -327,5 +326,51 @@ mod tests {
         let (_, summary) = SqliteStore::open(store.path()).unwrap().run("r").unwrap();
         assert_eq!(summary.status, meridian_protocol::RunStatus::Succeeded);
         assert_eq!(store.commits(), 2);
+    }
+
+    /// A step still running after `PROGRESS_AFTER` shows in the file another process reads,
+    /// and its leg's commit continues the numbering after the rows written early.
+    #[test]
+    fn a_long_running_attempt_is_visible_to_another_reader_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store.create_run(&record("r")).unwrap();
+        let sink = store.journal("r").unwrap();
+        sink.emit(&Event::AttemptStarted {
+            step: "long".into(),
+            leg: String::new(),
+            attempt: 1,
+            idempotency_key: "r/long".into(),
+            input: serde_json::json!({}),
+        })
+        .unwrap();
+        let reader = SqliteStore::open(store.path()).unwrap();
+        let kinds = |s: &SqliteStore| -> Vec<(i64, &'static str)> {
+            let events = s.events("r").unwrap();
+            events.iter().map(|e| (e.seq, e.event.kind())).collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while kinds(&reader).is_empty() {
+            assert!(Instant::now() < deadline, "the attempt never showed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(kinds(&reader), [(1, "attempt-started")]);
+        assert_eq!(sink.held(), 0);
+        sink.emit(&Event::LegFinished {
+            step: "long".into(),
+            leg: String::new(),
+            outcome: Outcome::Success,
+            attempts: 1,
+            duration: Duration::from_millis(150),
+            output: serde_json::json!({}),
+            plan: vec![],
+            error: None,
+        })
+        .unwrap();
+        assert_eq!(
+            kinds(&reader),
+            [(1, "attempt-started"), (2, "leg-finished")]
+        );
+        assert_eq!(reader.legs("r").unwrap().len(), 1);
     }
 }

@@ -4,7 +4,6 @@
 mod commit;
 mod kv;
 mod maintain;
-mod progress;
 
 pub use commit::{RunJournal, SqliteRun};
 
@@ -22,7 +21,6 @@ use crate::{
 };
 use commit::Committer;
 use kv::SqliteKv;
-use progress::Progress;
 
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
@@ -106,7 +104,6 @@ CREATE TABLE leases (
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     committer: Arc<Committer>,
-    progress: Arc<Progress>,
     path: PathBuf,
 }
 
@@ -204,7 +201,6 @@ impl SqliteStore {
         let store = SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             committer: Arc::default(),
-            progress: Arc::default(),
             path: path.to_path_buf(),
         };
         if version < SCHEMA_VERSION {
@@ -308,20 +304,30 @@ impl SqliteStore {
     }
 
     /// The journal of one run as a concrete type (the trait hands out `Arc<dyn EventSink>`).
+    /// Held events are written as progress once they waited 100 ms (see [`crate::progress`]).
     pub fn journal(&self, run_id: &str) -> Result<RunJournal, StoreError> {
+        self.journal_with(run_id, true)
+    }
+
+    /// `progress: false`: held events wait for their commit point however long it takes.
+    pub(super) fn journal_with(
+        &self,
+        run_id: &str,
+        progress: bool,
+    ) -> Result<RunJournal, StoreError> {
         let seq: i64 = self.with(|c| {
             c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id=?1")?
                 .query_row(params![run_id], |r| r.get(0))
         })?;
-        let journal = RunJournal::new(
-            SqliteRun {
-                store: self.clone(),
-                run_id: run_id.to_string(),
-            },
-            seq,
-        );
-        self.watch_progress(run_id, journal.pending());
-        Ok(journal)
+        let backend = SqliteRun {
+            store: self.clone(),
+            run_id: run_id.to_string(),
+        };
+        Ok(if progress {
+            RunJournal::with_progress(backend, seq)
+        } else {
+            RunJournal::new(backend, seq)
+        })
     }
 
     /// Runs `f` on the connection; a SQLite error becomes a [`StoreError`] naming the file.
