@@ -400,7 +400,10 @@ fn a_long_step_shows_while_it_runs(id: &str, open: &dyn Fn() -> Arc<dyn Journal>
     let reader = open();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while reader.events(id).unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the attempt never showed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attempt never showed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     sink.emit(&leg("long", "", Outcome::Success, 1)).unwrap();
