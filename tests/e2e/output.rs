@@ -252,3 +252,70 @@ steps:
     assert!(text.contains("warn: second line"), "{text}");
     assert!(!text.contains("t0ps3cret"), "{text}");
 }
+
+/// A failed attempt's log lines are journaled too (masked), before its failure: what a step
+/// logged before it failed is what an operator reads first.
+#[test]
+fn a_failed_attempts_logs_are_kept_and_shown() {
+    let s = Scratch::new();
+    s.kitchen_sink();
+    s.write(
+        "fails.yaml",
+        r#"
+name: fails
+secrets: [token]
+steps:
+  - id: promote
+    uses: ./kitchen_sink.wasm
+    retry: {attempts: 2, initial: 10ms}
+    with:
+      ops:
+        - {op: log, level: warn, message: "replica lag 9 GB with t0ps3cret, refusing"}
+        - {op: fail, kind: retryable, message: "lag too high"}
+"#,
+    );
+    let run = s
+        .cmd()
+        .env("MERIDIAN_SECRET_TOKEN", "t0ps3cret")
+        .args(["--json", "run", "fails.yaml"])
+        .output()
+        .unwrap();
+    let (out, _) = expect_code(&run, 1);
+    let run_id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (shown, _) = expect_code(&s.run(&["--json", "runs", "show", &run_id]), 0);
+    let shown: Json = serde_json::from_str(&shown).unwrap();
+    let kinds: Vec<(String, Json)> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"]["event"].as_str().unwrap().to_string(),
+                e["event"]["attempt"].clone(),
+            )
+        })
+        .filter(|(k, _)| k.starts_with("attempt-") || k == "step-log")
+        .collect();
+    let want: Vec<(String, Json)> = [
+        ("attempt-started", 1),
+        ("step-log", 1),
+        ("attempt-failed", 1),
+        ("attempt-started", 2),
+        ("step-log", 2),
+        ("attempt-failed", 2),
+    ]
+    .iter()
+    .map(|(k, a)| (k.to_string(), Json::from(*a)))
+    .collect();
+    assert_eq!(kinds, want, "{shown}");
+    let (text, _) = expect_code(&s.run(&["runs", "show", &run_id]), 0);
+    assert!(text.contains("attempt 2 logged"), "{text}");
+    assert!(
+        text.contains("replica lag 9 GB with ***, refusing"),
+        "{text}"
+    );
+    assert!(!text.contains("t0ps3cret"), "{text}");
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use meridian_engine::{Executor, StepError, StepRequest, StepResult};
+use meridian_engine::{AttemptError, Executor, StepError, StepRequest, StepResult};
 use serde_json::Value as Json;
 use tokio::sync::Notify;
 
@@ -234,7 +234,7 @@ impl PgQueue {
 }
 
 impl Executor for PgQueue {
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.execute(req).await })
     }
@@ -272,7 +272,7 @@ impl Inner {
             .ok_or_else(|| format!("not connected to {}", self.target.name))
     }
 
-    async fn execute(self: Arc<Self>, req: StepRequest) -> Result<StepResult, StepError> {
+    async fn execute(self: Arc<Self>, req: StepRequest) -> Result<StepResult, AttemptError> {
         let row = encode_request(&req, &self.key).map_err(StepError::Fatal)?;
         let request = row.request.to_string();
         // Queue (or re-attach). Connection trouble is retried; the engine's attempt timeout
@@ -343,7 +343,7 @@ impl Inner {
         result
     }
 
-    async fn poll_once(&self, id: i64) -> Result<Option<Result<StepResult, StepError>>, String> {
+    async fn poll_once(&self, id: i64) -> Result<Option<Result<StepResult, AttemptError>>, String> {
         let c = self.client()?;
         let st = self
             .prepared
@@ -355,7 +355,8 @@ impl Inner {
             Some(r) => Ok(done_result(r.get(0), r.get(1))),
             None => Ok(Some(Err(StepError::Fatal(format!(
                 "task {id} disappeared from meridian.tasks"
-            ))))),
+            ))
+            .into()))),
         }
     }
 
@@ -371,7 +372,7 @@ impl Inner {
     }
 }
 
-fn done_result(state: &str, result: Option<&str>) -> Option<Result<StepResult, StepError>> {
+fn done_result(state: &str, result: Option<&str>) -> Option<Result<StepResult, AttemptError>> {
     if state != "done" {
         return None;
     }

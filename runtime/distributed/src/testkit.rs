@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use meridian_engine::{Executor, StepError, StepRequest, StepResult};
+use meridian_engine::{AttemptError, Executor, StepError, StepRequest, StepResult};
 use tokio_postgres::Client;
 
 use crate::DistError;
@@ -97,7 +97,7 @@ impl Drop for EndRecord {
 }
 
 impl Executor for FakeExec {
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         let me = self.clone();
         Box::pin(async move {
             let name = req.uses.builtin_name().unwrap_or("");

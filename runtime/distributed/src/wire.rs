@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use meridian_engine::{
-    Action, ComponentRef, FsPreopen, Masker, Mode, ResolvedGrants, StepError, StepRequest,
-    StepResult,
+    Action, AttemptError, ComponentRef, FsPreopen, Masker, Mode, ResolvedGrants, StepError,
+    StepRequest, StepResult,
 };
 use meridian_model::{HttpLimits, Limits};
 use serde_json::{Value as Json, json};
@@ -341,7 +341,8 @@ pub(crate) fn decode_request(
 }
 
 /// A task's result as stored in the queue: `{"ok": {output, plan, logs}}` or
-/// `{"err": {kind, message}}` — the protocol's own types, so nothing is re-read by key name.
+/// `{"err": {kind, message}, "logs": [...]}` — the protocol's own types, so nothing is re-read
+/// by key name. A failure's `logs` (what the attempt logged before it failed) may be absent.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum WireResult {
@@ -353,39 +354,64 @@ enum WireResult {
     Err(StepError),
 }
 
-/// The result, masked, as the queue stores it.
-pub(crate) fn encode_result(r: &Result<StepResult, StepError>, masker: &Masker) -> Json {
-    let wire = match r {
-        Ok(res) => WireResult::Ok {
-            output: masker.mask_json(&res.output),
-            plan: res.plan.iter().map(|p| p.clone().masked(masker)).collect(),
-            logs: res
-                .logs
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireStored {
+    #[serde(flatten)]
+    result: WireResult,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    logs: Vec<meridian_protocol::LogLine>,
+}
+
+fn mask_logs(
+    logs: &[meridian_protocol::LogLine],
+    masker: &Masker,
+) -> Vec<meridian_protocol::LogLine> {
+    logs.iter()
+        .map(|l| meridian_protocol::LogLine {
+            message: masker.mask_str(&l.message),
+            fields: l
+                .fields
                 .iter()
-                .map(|l| meridian_protocol::LogLine {
-                    message: masker.mask_str(&l.message),
-                    fields: l
-                        .fields
-                        .iter()
-                        .map(|(k, v)| (k.clone(), masker.mask_str(v)))
-                        .collect(),
-                    ..l.clone()
-                })
+                .map(|(k, v)| (k.clone(), masker.mask_str(v)))
                 .collect(),
+            ..l.clone()
+        })
+        .collect()
+}
+
+/// The result, masked, as the queue stores it.
+pub(crate) fn encode_result(r: &Result<StepResult, AttemptError>, masker: &Masker) -> Json {
+    let wire = match r {
+        Ok(res) => WireStored {
+            result: WireResult::Ok {
+                output: masker.mask_json(&res.output),
+                plan: res.plan.iter().map(|p| p.clone().masked(masker)).collect(),
+                logs: mask_logs(&res.logs, masker),
+            },
+            logs: Vec::new(),
         },
-        Err(e) => WireResult::Err(e.clone().map_text(|t| masker.mask_string(t))),
+        Err(f) => WireStored {
+            result: WireResult::Err(f.error.clone().map_text(|t| masker.mask_string(t))),
+            logs: mask_logs(&f.logs, masker),
+        },
     };
     serde_json::to_value(wire).unwrap_or(Json::Null)
 }
 
 /// A stored result; one the queue cannot read fails the step with the reason (never `null`).
-pub(crate) fn decode_result(j: &Json) -> Result<StepResult, StepError> {
-    match serde_json::from_value::<WireResult>(j.clone()) {
-        Ok(WireResult::Ok { output, plan, logs }) => Ok(StepResult { output, plan, logs }),
-        Ok(WireResult::Err(e)) => Err(e),
-        Err(e) => Err(StepError::Fatal(format!(
-            "the task's result is malformed ({e}): {j}"
-        ))),
+pub(crate) fn decode_result(j: &Json) -> Result<StepResult, AttemptError> {
+    match serde_json::from_value::<WireStored>(j.clone()) {
+        Ok(WireStored {
+            result: WireResult::Ok { output, plan, logs },
+            ..
+        }) => Ok(StepResult { output, plan, logs }),
+        Ok(WireStored {
+            result: WireResult::Err(error),
+            logs,
+        }) => Err(AttemptError { error, logs }),
+        Err(e) => {
+            Err(StepError::Fatal(format!("the task's result is malformed ({e}): {j}")).into())
+        }
     }
 }
 
@@ -554,21 +580,39 @@ mod tests {
             StepError::Timeout(Duration::from_millis(1500)),
             StepError::Cancelled,
         ] {
-            let back = decode_result(&encode_result(&Err(e.clone()), &m)).unwrap_err();
+            let back = decode_result(&encode_result(&Err(e.clone().into()), &m)).unwrap_err();
             let want = match e {
                 StepError::Retryable(_) => StepError::Retryable("again ***".into()),
                 other => other,
             };
-            assert_eq!(back, want);
+            assert_eq!(back, want.into());
         }
-        // The literal the SQL statements write for cancelled tasks.
+        // A failure carries what the attempt logged before it, masked.
+        let failed = AttemptError {
+            error: StepError::Fatal("lag".into()),
+            logs: vec![log_line("lag 9 GB at hunter2")],
+        };
+        let enc = encode_result(&Err(failed), &m);
+        assert!(!enc.to_string().contains("hunter2"));
+        assert_eq!(
+            decode_result(&enc).unwrap_err(),
+            AttemptError {
+                error: StepError::Fatal("lag".into()),
+                logs: vec![log_line("lag 9 GB at ***")],
+            }
+        );
+        // The literal the SQL statements write for cancelled tasks (and a result stored before
+        // failures carried logs).
         assert_eq!(
             decode_result(&json!({"err": {"kind": "cancelled"}})),
-            Err(StepError::Cancelled)
+            Err(StepError::Cancelled.into())
         );
         assert!(matches!(
             decode_result(&json!({"x": 1})),
-            Err(StepError::Fatal(_))
+            Err(AttemptError {
+                error: StepError::Fatal(_),
+                ..
+            })
         ));
     }
 }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use meridian_engine::{Executor, Masker, StepError, StepResult};
+use meridian_engine::{AttemptError, Executor, Masker, StepError, StepResult};
 use serde_json::Value as Json;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -404,7 +404,8 @@ impl Worker {
             Err(e) => Outcome::Finish(Err(StepError::Fatal(format!(
                 "worker {} cannot open the task: {e}",
                 self.id
-            )))),
+            ))
+            .into())),
             Ok(req) => {
                 let masker = Masker::new(req.mask.clone());
                 let timeout = req.timeout;
@@ -422,8 +423,8 @@ impl Worker {
                     tokio::select! {
                         r = &mut fut => break Outcome::Finish(match r {
                             Ok(Ok(r)) => r,
-                            Ok(Err(_)) => Err(StepError::Timeout(timeout)),
-                            Err(_) => Err(StepError::Fatal("the step executor panicked".into())),
+                            Ok(Err(_)) => Err(StepError::Timeout(timeout).into()),
+                            Err(_) => Err(StepError::Fatal("the step executor panicked".into()).into()),
                         }),
                         () = tokio::time::sleep_until(lease.valid_until - margin) => {
                             break Outcome::Abandon("it could not renew its lease in time");
@@ -590,7 +591,7 @@ struct Lease {
 }
 
 enum Outcome {
-    Finish(Result<StepResult, StepError>),
+    Finish(Result<StepResult, AttemptError>),
     Masked(Json),
     Cancelled,
     Abandon(&'static str),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::BoxFuture;
-use meridian_engine::{Executor, RunOptions, RunStatus, StepError, StepRequest, StepResult};
+use meridian_engine::{AttemptError, Executor, RunOptions, RunStatus, StepRequest, StepResult};
 
 fn workflow(n: usize, chained: bool) -> Arc<meridian_model::Workflow> {
     let mut y = String::from("name: bench\nsteps:\n");
@@ -28,7 +28,7 @@ fn workflow(n: usize, chained: bool) -> Arc<meridian_model::Workflow> {
 
 struct Noop;
 impl Executor for Noop {
-    fn execute(&self, _req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, _req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         Box::pin(async { Ok(StepResult::default()) })
     }
 }

@@ -71,9 +71,26 @@ pub struct StepResult {
     pub logs: Vec<LogLine>,
 }
 
+/// What a failed attempt produced: why it failed, and what it logged until then (already masked)
+/// — for a failed step, its logs are what an operator reads first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptError {
+    pub error: StepError,
+    pub logs: Vec<LogLine>,
+}
+
+impl From<StepError> for AttemptError {
+    fn from(error: StepError) -> Self {
+        AttemptError {
+            error,
+            logs: Vec::new(),
+        }
+    }
+}
+
 /// Runs steps. Implementations must be cheap to call concurrently.
 pub trait Executor: Send + Sync + 'static {
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>>;
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>>;
 
     /// Called once per leg before its first attempt, outside the attempt's timeout: the place
     /// for one-time work such as compiling the step's component, so that a cold cache does not

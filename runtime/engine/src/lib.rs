@@ -14,7 +14,8 @@ pub mod testkit;
 
 pub use event::{Event, EventSink, Outcome, RunStatus, SinkError};
 pub use executor::{
-    Action, Executor, FsPreopen, Mode, ResolvedGrants, StepError, StepRequest, StepResult,
+    Action, AttemptError, Executor, FsPreopen, Mode, ResolvedGrants, StepError, StepRequest,
+    StepResult,
 };
 pub use meridian_protocol::{ComponentRef, Masker, OriginPattern, PlannedChange};
 pub use run::{

@@ -11,7 +11,7 @@
 
 use serde_json::{Value as Json, json};
 
-use crate::{StepError, StepRequest, StepResult};
+use crate::{AttemptError, StepError, StepRequest, StepResult};
 
 /// `with.ms`, the time a test step sleeps before it answers (0 when absent).
 pub fn sleep_ms(req: &StepRequest) -> u64 {
@@ -19,7 +19,7 @@ pub fn sleep_ms(req: &StepRequest) -> u64 {
 }
 
 /// The answer of the test step `req.uses` (after its sleep).
-pub fn respond(req: &StepRequest) -> Result<StepResult, StepError> {
+pub fn respond(req: &StepRequest) -> Result<StepResult, AttemptError> {
     let ok = |output: Json| {
         Ok(StepResult {
             output,
@@ -40,7 +40,8 @@ pub fn respond(req: &StepRequest) -> Result<StepResult, StepError> {
                 Some("retryable") => StepError::Retryable(msg),
                 Some("invalid") => StepError::InvalidInput(msg),
                 _ => StepError::Fatal(msg),
-            })
+            }
+            .into())
         }
         "test-flaky" => {
             let on = req
@@ -51,9 +52,9 @@ pub fn respond(req: &StepRequest) -> Result<StepResult, StepError> {
             if req.attempt >= on {
                 ok(json!({"attempt": req.attempt}))
             } else {
-                Err(StepError::Retryable(format!("not yet ({})", req.attempt)))
+                Err(StepError::Retryable(format!("not yet ({})", req.attempt)).into())
             }
         }
-        _ => Err(StepError::Fatal(format!("unknown test step {}", req.uses))),
+        _ => Err(StepError::Fatal(format!("unknown test step {}", req.uses)).into()),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meridian_engine::{
-    Event, EventSink, Executor, RunOptions, RunStatus, SinkError, StepError, StepRequest,
+    AttemptError, Event, EventSink, Executor, RunOptions, RunStatus, SinkError, StepRequest,
     StepResult, run,
 };
 use serde_json::Value as Json;
@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 /// Returns at once, or after `with.ms` of (paused) tokio time.
 struct Exec;
 impl Executor for Exec {
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         Box::pin(async move {
             let ms = req.input.get("ms").and_then(Json::as_u64).unwrap_or(0);
             if ms > 0 {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::BoxFuture;
-use meridian_engine::{Executor, RunOptions, StepError, StepRequest, StepResult};
+use meridian_engine::{AttemptError, Executor, RunOptions, StepRequest, StepResult};
 use meridian_host::WasmExecutor;
 
 fn workflow(n: usize, uses: &str, chain: usize) -> Arc<meridian_model::Workflow> {
@@ -32,7 +32,7 @@ fn workflow(n: usize, uses: &str, chain: usize) -> Arc<meridian_model::Workflow>
 
 struct Instant0;
 impl Executor for Instant0 {
-    fn execute(&self, _req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, _req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         Box::pin(async { Ok(StepResult::default()) })
     }
 }

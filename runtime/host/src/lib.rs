@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use meridian_engine::{Action, ComponentRef, Executor, Mode, StepError, StepRequest, StepResult};
+use meridian_engine::{
+    Action, AttemptError, ComponentRef, Executor, Mode, StepError, StepRequest, StepResult,
+};
 use meridian_model::Workflow;
 use meridian_model::schema::StepSchema;
 use meridian_sandbox as sb;
@@ -330,7 +332,7 @@ impl Executor for WasmExecutor {
         })
     }
 
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         let resolver = self.resolver.clone();
         let kv = self.kv_for(&req.run_id);
         Box::pin(async move {
@@ -400,13 +402,18 @@ impl Executor for WasmExecutor {
                 output_limit: req.limits.output,
                 handle_limit: req.limits.handles,
             };
-            match sandbox.invoke(&component, call).await {
-                Ok(o) => Ok(StepResult {
-                    output: o.output,
-                    plan: o.plan,
-                    logs: o.logs,
+            let report = sandbox.execute(&component, call).await;
+            match report.result {
+                Ok(output) => Ok(StepResult {
+                    output,
+                    plan: report.plan,
+                    logs: report.logs,
                 }),
-                Err(f) => Err(map_failure(f)),
+                // What it logged before failing goes with the failure.
+                Err(f) => Err(AttemptError {
+                    error: map_failure(f),
+                    logs: report.logs,
+                }),
             }
         })
     }

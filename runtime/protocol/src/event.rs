@@ -181,8 +181,9 @@ pub enum Event {
         duration: Duration,
         message: String,
     },
-    /// What a successful attempt logged (`ctx.log`, stdout, stderr), masked and bounded (see
-    /// [`crate::log::bound_lines`]); journaled with the leg's result.
+    /// What an attempt logged (`ctx.log`, stdout, stderr), masked and bounded (see
+    /// [`crate::log::bound_lines`]): a successful attempt's before its leg's result, a failed
+    /// one's before its failure.
     StepLog {
         step: String,
         leg: String,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use meridian_engine::{Executor, StepError, StepRequest, StepResult};
+use meridian_engine::{AttemptError, Executor, StepRequest, StepResult};
 use meridian_runner::{Launch, Runner, StepRunner};
 use meridian_server::ServerConfig;
 use meridian_store::SqliteStore;
@@ -26,7 +26,7 @@ const N: usize = 30;
 struct TestSteps;
 
 impl Executor for TestSteps {
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         Box::pin(async move { meridian_engine::testkit::respond(&req) })
     }
 }

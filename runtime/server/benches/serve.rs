@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
-use meridian_engine::{Executor, StepError, StepRequest, StepResult};
+use meridian_engine::{AttemptError, Executor, StepRequest, StepResult};
 use meridian_protocol::RunStatus;
 use meridian_runner::{Launch, Loaded, Runner, StepRunner};
 use meridian_server::{Handle, ServerConfig};
@@ -39,7 +39,7 @@ const CLIENTS: usize = 50;
 struct TestSteps;
 
 impl Executor for TestSteps {
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         Box::pin(async move {
             let ms = meridian_engine::testkit::sleep_ms(&req);
             if ms > 0 {

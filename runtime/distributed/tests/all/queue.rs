@@ -433,7 +433,7 @@ async fn a_task_taken_over_too_often_fails() {
         .unwrap()
         .unwrap_err();
     workers.stop().await;
-    match err {
+    match err.error {
         StepError::Fatal(m) => assert!(m.contains("taken over 5 times") && m.contains("w5"), "{m}"),
         other => panic!("{other:?}"),
     }

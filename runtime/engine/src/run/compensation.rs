@@ -61,10 +61,12 @@ impl Runner {
                         mask: self.masker.values().to_vec(),
                     };
                     let timeout = req.timeout;
+                    // A compensation's logs are not journaled (its event carries the outcome).
                     tokio::time::timeout(timeout, self.exec.execute(req))
                         .await
-                        .unwrap_or(Err(StepError::Timeout(timeout)))
+                        .unwrap_or_else(|_| Err(StepError::Timeout(timeout).into()))
                         .map(|_| ())
+                        .map_err(|f| f.error)
                 }
             };
             let (outcome, error) = match result {

@@ -86,26 +86,33 @@ impl Attempt {
             let timeout = req.timeout;
             let fut = self.exec.execute(req.clone());
             let result = tokio::select! {
-                r = tokio::time::timeout(timeout, fut) => r.unwrap_or(Err(StepError::Timeout(timeout))),
-                _ = self.cancel.cancelled() => Err(StepError::Cancelled),
+                r = tokio::time::timeout(timeout, fut) => r.unwrap_or_else(|_| Err(StepError::Timeout(timeout).into())),
+                _ = self.cancel.cancelled() => Err(StepError::Cancelled.into()),
             };
+            // What the attempt logged, failed or not: a failed attempt's lines go out before
+            // its failure (bounded and masked the same way).
+            let logs = match &result {
+                Ok(r) => &r.logs,
+                Err(f) => &f.logs,
+            };
+            if !logs.is_empty() {
+                let lines = meridian_protocol::log::bound_lines(logs.clone())
+                    .into_iter()
+                    .map(|mut l| {
+                        l.message = self.masker.mask_string(l.message);
+                        l
+                    })
+                    .collect();
+                self.emit(Event::StepLog {
+                    step: step.to_string(),
+                    leg: key.clone(),
+                    attempt,
+                    lines,
+                });
+            }
+            let result = result.map_err(|f| f.error);
             match result {
-                Ok(StepResult { output, plan, logs }) => {
-                    if !logs.is_empty() {
-                        let lines = meridian_protocol::log::bound_lines(logs)
-                            .into_iter()
-                            .map(|mut l| {
-                                l.message = self.masker.mask_string(l.message);
-                                l
-                            })
-                            .collect();
-                        self.emit(Event::StepLog {
-                            step: step.to_string(),
-                            leg: key.clone(),
-                            attempt,
-                            lines,
-                        });
-                    }
+                Ok(StepResult { output, plan, .. }) => {
                     return LegReport {
                         key,
                         matrix,

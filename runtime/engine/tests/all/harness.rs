@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meridian_engine::{
-    Action, Event, EventSink, Executor, Outcome, RunOptions, RunReport, SinkError, StepError,
+    Action, AttemptError, Event, EventSink, Executor, Outcome, RunOptions, RunReport, SinkError,
     StepRequest, StepResult, run,
 };
 use serde_json::Value as Json;
@@ -51,7 +51,7 @@ impl TestExec {
 pub(crate) struct Shared(pub(crate) Arc<TestExec>);
 
 impl Executor for Shared {
-    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
         let me = self.0.clone();
         Box::pin(async move {
             let now = tokio::time::Instant::now();

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use meridian_engine::{Executor, Outcome, RunStatus, StepError, StepRequest, StepResult, run};
+use meridian_engine::{
+    AttemptError, Executor, Outcome, RunStatus, StepError, StepRequest, StepResult, run,
+};
 
 use crate::harness::{Shared, TestExec, go, opts, outcome, workflow};
 
@@ -125,7 +127,10 @@ steps:
 async fn one_time_preparation_does_not_count_against_the_step_timeout() {
     struct SlowPrepare(Arc<TestExec>);
     impl Executor for SlowPrepare {
-        fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, StepError>> {
+        fn execute(
+            &self,
+            req: StepRequest,
+        ) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
             Shared(self.0.clone()).execute(req)
         }
         fn prepare(
