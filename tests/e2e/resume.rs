@@ -260,3 +260,66 @@ fn resume_and_check(s: &Scratch, dir: &str, state: &Path, run_id: &str, base: &J
         "{label}: reused {reused}, before {before:?}"
     );
 }
+
+/// A `meridian resume` whose lease a server took (as after this process stalled longer than the
+/// lease) stops at its next renewal instead of driving the run beside the server.
+#[test]
+fn a_resume_that_lost_its_lease_stops() {
+    use meridian_store::Journal;
+    let s = Scratch::new();
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    s.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - {id: gate, uses: ./sleeper.wasm, with: {ms: 1}, approval: {message: go?}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 30000}, needs: gate}\n",
+    );
+    let (out, _) = expect_code(&s.run(&["--json", "run", "slow.yaml"]), 3);
+    let id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let mut child = s
+        .cmd()
+        .args(["resume", &id, "--approve", "gate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let owner = format!("meridian-cli:{}", child.id());
+    let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
+    // Wait until the resume holds the lease and runs the long step, then take the lease as a
+    // server would once it expired.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the resume never started the long step"
+        );
+        let events = journal.events(&id).unwrap();
+        if events
+            .iter()
+            .any(|e| e.event.kind() == "attempt-started" && e.event.step() == Some("long"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    journal.release_run(&id, &owner).unwrap();
+    assert!(
+        journal
+            .lease_run(&id, "server-x", Duration::from_secs(120))
+            .unwrap()
+    );
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!("run {id} was taken over by a server")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it ran the step out"
+    );
+    journal.release_run(&id, "server-x").unwrap();
+}

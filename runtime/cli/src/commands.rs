@@ -572,7 +572,20 @@ impl RunLease {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Self::TTL / 3).await;
-                    let _ = journal.lease_run(&id, &owner, Self::TTL);
+                    // Off the runtime's thread: a journal commit waits for the disk.
+                    let (j, i, o) = (journal.clone(), id.clone(), owner.clone());
+                    let held =
+                        tokio::task::spawn_blocking(move || j.lease_run(&i, &o, Self::TTL)).await;
+                    if let Ok(Ok(false)) = held {
+                        // This process stalled longer than a lease and a server took the run
+                        // over: two drivers must never write one run, so this one stops as if
+                        // killed (the journal is consistent at every commit point).
+                        view::write_stderr(&format!(
+                            "error: run {id} was taken over by a server sharing this journal (this process stalled longer than its {}s lease); stopping here\n",
+                            Self::TTL.as_secs()
+                        ));
+                        std::process::exit(i32::from(exit::INTERNAL));
+                    }
                 }
             })
         };
