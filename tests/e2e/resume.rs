@@ -278,7 +278,7 @@ fn a_resume_that_lost_its_lease_stops() {
         .unwrap()
         .to_string();
     let started = Instant::now();
-    let mut child = s
+    let child = s
         .cmd()
         .args(["resume", &id, "--approve", "gate"])
         .stdout(Stdio::null())
