@@ -107,6 +107,18 @@ fn drill_scales_the_standby_from_1_to_3_data_planes_and_measures_the_time_to_ful
         shown.contains(&format!("\"capacity_ms\":{capacity}")) && shown.contains("info: Capacity "),
         "{shown}"
     );
+    // The drill's table, as the run printed it.
+    assert!(
+        shown.contains("drill: met")
+            && shown.contains(&format!("Capacity        achieved {capacity:.0}ms")),
+        "{shown}"
+    );
+    let (shown_json, _) = expect_code(&s.run(&["--json", "runs", "show", run_id]), 0);
+    let shown_json: Value = serde_json::from_str(&shown_json).unwrap();
+    assert_eq!(
+        shown_json["drill"], report["drill"],
+        "the same figures as the run's report"
+    );
     let page = s.path().join("run.html");
     expect_code(
         &s.run(&["runs", "show", run_id, "--html", page.to_str().unwrap()]),

@@ -500,7 +500,7 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> 
 }
 
 /// The drill's figures as the table the README shows.
-fn drill_lines(d: &DrillVerdict) -> String {
+pub(crate) fn drill_lines(d: &DrillVerdict) -> String {
     let mut lines = vec![format!("drill: {}", d.verdict.as_str())];
     let unit = |u: &str| {
         if u == "ms" || u == "B" {

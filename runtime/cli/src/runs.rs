@@ -155,11 +155,17 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
             .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
         errln!("wrote {}", path.display());
     }
+    // A drill's figures against its targets, judged as the run judged them (the targets come
+    // from the workflow file the run was started from, read again now).
+    let drill = meridian_runner::load(Path::new(&record.workflow_path))
+        .ok()
+        .and_then(|l| meridian_runner::DrillVerdict::of_run(&l.workflow, &legs, &events));
     if ctx.json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "run": record, "summary": summary, "events": events, "legs": legs,
+                "drill": drill,
             }))?
         )?;
         return Ok(exit::OK);
@@ -224,6 +230,9 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
                 "      "
             )
         )?;
+    }
+    if let Some(d) = &drill {
+        outln!("{}", crate::commands::drill_lines(d))?;
     }
     Ok(exit::OK)
 }
