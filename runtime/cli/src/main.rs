@@ -10,6 +10,7 @@ mod doctor;
 mod drift;
 mod evidence;
 mod lab;
+mod lease;
 mod live;
 mod manifest;
 mod oci;
