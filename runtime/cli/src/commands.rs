@@ -108,13 +108,43 @@ impl Ctx {
 
     /// A runner over this invocation's journal and step executor.
     pub(crate) async fn runner(&self) -> anyhow::Result<Runner> {
+        self.runner_for(None).await
+    }
+
+    /// A runner that is about to run `wf`. The journal opens (SQLite reads its WAL back) on a
+    /// blocking thread while the sandbox starts and loads `wf`'s components (from the compile
+    /// cache, or compiled, all at once) and asks each for its schemas — what the run's first
+    /// check needs anyway: a `meridian run` waits for the longer of the two instead of both.
+    pub(crate) async fn runner_for(&self, wf: Option<&Workflow>) -> anyhow::Result<Runner> {
+        let ctx = self.clone();
+        let journal = tokio::task::spawn_blocking(move || ctx.journal());
         let steps = match self.store.as_deref() {
             Some(url) if crate::store::is_postgres(url) => {
                 StepRunner::Remote(self.step_executor().await?)
             }
-            _ => StepRunner::Local(self.executor()?),
+            _ => {
+                let exec = self.executor()?;
+                // Only local components: an OCI one is fetched and verified against the
+                // workflow's trust policy by the run's check first, before any of its code runs.
+                use meridian_model::{Compensate, ComponentRef};
+                let oci = |c: &ComponentRef| matches!(c, ComponentRef::Oci { .. });
+                let local = |wf: &&Workflow| {
+                    wf.steps.iter().all(|s| {
+                        !s.component.as_ref().is_some_and(oci)
+                            && !matches!(&s.compensate, Compensate::Step { component, .. } if oci(component))
+                    })
+                };
+                if let Some(wf) = wf.filter(local) {
+                    // Errors are the run's to report, when it checks the same schemas.
+                    let _ = exec.schemas_for(wf).await;
+                }
+                StepRunner::Local(exec)
+            }
         };
-        Ok(Runner::new(self.journal()?, steps))
+        let journal = journal
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the journal panicked: {e}"))??;
+        Ok(Runner::new(journal, steps))
     }
 
     /// What runs the steps: the sandbox in this process, or — with a PostgreSQL store — the
@@ -309,7 +339,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         ),
         None => None,
     };
-    let runner = ctx.runner().await?;
+    let runner = ctx.runner_for(Some(&wf.workflow)).await?;
     view::set_resume_flags(&ctx.state_dir, args.secrets_file.as_deref());
     let launch = Launch {
         mode,

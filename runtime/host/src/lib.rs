@@ -185,19 +185,22 @@ impl WasmExecutor {
                 uses.push(component);
             }
         }
-        let mut out = HashMap::new();
-        for u in uses {
-            if out.contains_key(u) {
-                continue;
-            }
-            let r = self.manifest(u).await.map(|m| StepSchema {
-                input: m.input_schema,
-                output: m.output_schema,
-                grants_needed: m.needs,
-            });
-            out.insert(u.clone(), r);
-        }
-        out
+        uses.sort_by_key(|c| c.to_string());
+        uses.dedup();
+        // Every component loads at once, each on a blocking thread (from the compile cache or an
+        // OCI registry; compiles still take turns, each spread over every core by Cranelift).
+        let manifests = futures::future::join_all(uses.iter().map(|u| self.manifest(u))).await;
+        uses.into_iter()
+            .zip(manifests)
+            .map(|(u, m)| {
+                let schema = m.map(|m| StepSchema {
+                    input: m.input_schema,
+                    output: m.output_schema,
+                    grants_needed: m.needs,
+                });
+                (u.clone(), schema)
+            })
+            .collect()
     }
 
     fn kv_for(&self, run_id: &str) -> Arc<dyn sb::KvStore> {

@@ -107,6 +107,25 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+fn sync_dir(db: &Path) -> Result<(), StoreError> {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
@@ -134,6 +153,8 @@ impl SqliteStore {
             && std::fs::metadata(path)
                 .map(|m| m.len() > 0)
                 .unwrap_or(false);
+        let wal = wal_path(path);
+        let had_wal = wal.exists();
         let sql = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -205,6 +226,12 @@ impl SqliteStore {
         };
         if version < SCHEMA_VERSION {
             store.migrate()?;
+        }
+        // SQLite is built without its own directory fsyncs (`.cargo/config.toml`), so the
+        // directory entries of a new database or WAL are made durable here, once, before any
+        // commit that counts on them.
+        if !existed || (!had_wal && wal.exists()) {
+            sync_dir(path)?;
         }
         Ok(store)
     }
