@@ -323,3 +323,63 @@ fn a_resume_that_lost_its_lease_stops() {
     );
     journal.release_run(&id, "server-x").unwrap();
 }
+
+/// A resume whose lease is taken while its step runs cannot record the step when it ends
+/// (before its next renewal would notice): the journal refuses the write and the command stops.
+#[test]
+fn a_step_that_ends_after_the_lease_was_taken_is_not_recorded() {
+    use meridian_store::Journal;
+    let s = Scratch::new();
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    s.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - {id: gate, uses: ./sleeper.wasm, with: {ms: 1}, approval: {message: go?}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 1500}, needs: gate}\n",
+    );
+    let (out, _) = expect_code(&s.run(&["--json", "run", "slow.yaml"]), 3);
+    let id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let child = s
+        .cmd()
+        .args(["resume", &id, "--approve", "gate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let owner = format!("meridian-cli:{}", child.id());
+    let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the resume never started the long step"
+        );
+        let events = journal.events(&id).unwrap();
+        if events
+            .iter()
+            .any(|e| e.event.kind() == "attempt-started" && e.event.step() == Some("long"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    journal.release_run(&id, &owner).unwrap();
+    assert!(
+        journal
+            .lease_run(&id, "server-x", Duration::from_secs(120))
+            .unwrap()
+    );
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{err}");
+    assert!(err.contains("lost the run's lease to `server-x`"), "{err}");
+    let legs: Vec<String> = journal
+        .legs(&id)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(legs, ["gate"], "the long step's end was not kept");
+    journal.release_run(&id, "server-x").unwrap();
+}

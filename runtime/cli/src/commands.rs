@@ -578,6 +578,7 @@ async fn resume(
     view::set_resume_flags(&ctx.state_dir, args.secrets_file.as_deref());
     let json = ctx.json;
     let live = std::io::stderr().is_terminal() && std::env::var_os("MERIDIAN_PLAIN").is_none();
+    let lease = crate::lease::RunLease::take(runner.journal().clone(), run_id)?;
     let resume = Resume {
         from,
         approve: args.approve.clone(),
@@ -585,8 +586,8 @@ async fn resume(
         approver: approver(ctx, args.no_prompt),
         view: Some(Box::new(move |wf: &Workflow| view_for(json, live, wf))),
         decisions: Vec::new(),
+        lease_owner: Some(lease.owner().to_string()),
     };
-    let _lease = crate::lease::RunLease::take(runner.journal().clone(), run_id)?;
     match runner.resume(run_id, resume).await.map_err(fail)? {
         Resumed::AlreadySucceeded => {
             outln!(

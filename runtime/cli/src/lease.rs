@@ -19,6 +19,11 @@ pub(crate) struct RunLease {
 impl RunLease {
     const TTL: std::time::Duration = std::time::Duration::from_secs(15);
 
+    /// Who holds the lease: the run's journal writes are fenced with it.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
     pub(crate) fn take(
         journal: Arc<dyn meridian_store::Journal>,
         id: &str,

@@ -46,6 +46,9 @@ pub enum DistError {
     /// The journal's connection thread is gone (it panicked or could not start).
     #[error("the journal's connection thread stopped: {0}")]
     Bridge(String),
+    /// A fenced write whose owner lost the run's lease (see `Journal::fenced_sink`).
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 /// The server's message and SQLSTATE when there is one (tokio-postgres displays only "db error").

@@ -85,6 +85,10 @@ pub struct Launch {
     /// Called once the run is recorded in the journal (before its first step): a server
     /// answers a start request then, so the run can be read as soon as its id is known.
     pub on_created: Option<Box<dyn FnOnce() + Send>>,
+    /// The holder of the run's lease ([`Journal::lease_run`]) this invocation drives it under:
+    /// its journal writes are refused once another takes the lease over
+    /// ([`Journal::fenced_sink`]).
+    pub lease_owner: Option<String>,
 }
 
 /// How to resume (or, with `from`, retry) a run.
@@ -99,6 +103,8 @@ pub struct Resume {
     pub view: Option<ViewFactory>,
     /// Answers to approval gates given by somebody with a name (an API token), journaled with it.
     pub decisions: Vec<Decision>,
+    /// As [`Launch::lease_owner`].
+    pub lease_owner: Option<String>,
 }
 
 /// An answer to a step's approval gate.
@@ -190,7 +196,9 @@ impl Runner {
             .map(|s| (s, "--approve".to_string()))
             .collect();
         opts.approver = launch.approver;
-        self.execute(wf, opts, &settings, launch.view, None).await
+        let owner = launch.lease_owner.as_deref();
+        self.execute(wf, opts, &settings, launch.view, None, owner)
+            .await
     }
 
     /// What `validate` checks of `with:` against each component's input schema, checked again
@@ -335,7 +343,8 @@ impl Runner {
         let prior = prior_canary(&self.journal.events(run_id)?);
         self.journal.reopen_run(run_id)?;
         let view = resume.view.map(|make| make(&workflow));
-        self.execute(&wf, opts, &settings, view, Some(prior))
+        let owner = resume.lease_owner.as_deref();
+        self.execute(&wf, opts, &settings, view, Some(prior), owner)
             .await
             .map(Resumed::Ran)
     }
@@ -350,12 +359,16 @@ impl Runner {
         settings: &RunSettings,
         view: Option<Arc<dyn EventSink>>,
         resumed: Option<PriorCanary>,
+        lease_owner: Option<&str>,
     ) -> Result<Finished, RunnerError> {
         let fresh = resumed.is_none();
         let workflow = wf.workflow.clone();
         opts.max_parallel = settings.max_parallel.or(workflow.max_parallel).unwrap_or(4);
         opts.run_timeout = settings.timeout;
-        let journal = self.journal.sink(&opts.run_id)?;
+        let journal = match lease_owner {
+            Some(owner) => self.journal.fenced_sink(&opts.run_id, owner)?,
+            None => self.journal.sink(&opts.run_id)?,
+        };
         let sink: Arc<dyn EventSink> = match view {
             Some(v) => Arc::new(vec![journal, v]),
             None => journal,

@@ -148,6 +148,8 @@ impl Server {
                     let _ = t.send(Ok(()));
                 }
             })),
+            // Its writes stop counting the moment another server takes the run over.
+            lease_owner: Some(self.name.clone()),
             ..Launch::default()
         };
         let mut active = self.active.lock().unwrap();
@@ -232,6 +234,7 @@ impl Server {
                 secrets_file: server.config.secrets_file.clone(),
                 view: Some(Box::new(move |_| sink)),
                 decisions,
+                lease_owner: Some(server.name.clone()),
                 ..Resume::default()
             };
             let result = server.runner.resume(&id, resume).await.map(|r| match r {

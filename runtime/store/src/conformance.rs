@@ -28,6 +28,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     a_long_step_shows_while_it_runs(&format!("{prefix}-prog"), open);
     a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
     a_run_is_leased_to_one_server(&format!("{prefix}-lease"), open);
+    a_write_under_a_lost_lease_is_refused(&format!("{prefix}-fence"), open);
     orphaned_runs_are_the_unleased_running_ones_servers_started(&format!("{prefix}-orph"), open);
     // Last: it deletes every finished run of the storage, the other checks' included.
     pruning_keeps_what_may_go_on(&format!("{prefix}-pr"), open);
@@ -588,6 +589,40 @@ fn a_run_is_leased_to_one_server(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) 
         journals[2].lease_run(id, &holder, ttl).unwrap(),
         "free again"
     );
+}
+
+/// A server that stalled past its lease cannot write into the run another server took over,
+/// even when it writes first (its next event would take the sequence number the new holder's
+/// next one takes); the new holder's writes go on, until it lets the lease go.
+fn a_write_under_a_lost_lease_is_refused(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let (j1, j2) = (open(), open());
+    j1.create_run(&record(id)).unwrap();
+    let ttl = Duration::from_millis(300);
+    assert!(j1.lease_run(id, "s1", ttl).unwrap());
+    let stalled = j1.fenced_sink(id, "s1").unwrap();
+    stalled.emit(&leg("a", "", Outcome::Success, 1)).unwrap();
+    std::thread::sleep(ttl + Duration::from_millis(200));
+    assert!(j2.lease_run(id, "s2", ttl * 100).unwrap(), "taken over");
+    let driving = j2.fenced_sink(id, "s2").unwrap();
+    let refused = stalled
+        .emit(&leg("b", "", Outcome::Success, 1))
+        .expect_err("the stalled server's write");
+    assert!(
+        refused.to_string().contains("lost the run's lease to `s2`"),
+        "{refused}"
+    );
+    driving.emit(&leg("c", "", Outcome::Success, 1)).unwrap();
+    let steps = |j: &dyn Journal| -> Vec<String> {
+        j.legs(id).unwrap().into_iter().map(|l| l.step).collect()
+    };
+    assert_eq!(steps(&*open()), ["a", "c"], "b was not kept");
+    // Let go (the run ended, or waits for a person): its old holder's sink writes no more.
+    j2.release_run(id, "s2").unwrap();
+    let after = driving
+        .emit(&leg("d", "", Outcome::Success, 1))
+        .expect_err("a write after the release");
+    assert!(after.to_string().contains("no longer holds"), "{after}");
+    assert_eq!(steps(&*open()), ["a", "c"]);
 }
 
 /// Eight claimants (each its own connection, as separate servers would be) race for each of

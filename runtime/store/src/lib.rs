@@ -75,6 +75,18 @@ use meridian_protocol::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+/// What a fenced sink's refused commit says (the same words from every journal).
+pub fn lease_lost_message(run_id: &str, owner: &str, holder: Option<&str>) -> String {
+    match holder {
+        Some(h) => format!(
+            "run {run_id}: `{owner}` lost the run's lease to `{h}`, which drives it now; nothing of this write was kept"
+        ),
+        None => format!(
+            "run {run_id}: `{owner}` no longer holds the run's lease; nothing of this write was kept"
+        ),
+    }
+}
+
 /// A run journal: what runs exist, what happened in each, and each run's kv state.
 pub trait Journal: Send + Sync {
     /// Where the journal lives, for messages (`/path/meridian.db`, `PostgreSQL db@host`).
@@ -89,6 +101,15 @@ pub trait Journal: Send + Sync {
     /// commit point is durable, with every event before it, when `emit` returns (see
     /// [`EventSink`]).
     fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError>;
+    /// [`Journal::sink`] for the holder of the run's lease ([`Journal::lease_run`]): every
+    /// commit first checks, in its own transaction, that `owner` still holds the lease, and is
+    /// refused (nothing of it written) when another server took the run over. A server that
+    /// stalled past its lease thus cannot write into a run beside the one that took it over,
+    /// whichever of the two writes first. Journals without leases ignore `owner`.
+    fn fenced_sink(&self, run_id: &str, owner: &str) -> Result<Arc<dyn EventSink>, StoreError> {
+        let _ = owner;
+        self.sink(run_id)
+    }
     /// The run's durable key-value state.
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore>;
     /// Most recent runs first.

@@ -15,20 +15,29 @@ use crate::DistError;
 /// finished (upserted), the run's `updated_at` and, with a run-finished event, its end. Times
 /// are the server's clock at the transaction's start minus each event's age, so an event held
 /// in memory keeps the moment it happened and every machine still agrees on the clock.
+///
+/// With a fence (`$17`, the owner of a fenced sink), nothing is written unless that owner holds
+/// the run's lease, whose row the statement locks (`FOR SHARE`) so that a takeover commits
+/// either before the check or after the write; the statement then updates no row.
 const APPEND: &str = concat!(
-    "WITH ev AS (
+    "WITH allowed AS (
+       SELECT $17::text IS NULL OR EXISTS (
+         SELECT 1 FROM meridian.leases WHERE run_id = $1 AND owner = $17 FOR SHARE) AS ok),
+     ev AS (
        INSERT INTO meridian.events (run_id, seq, at, kind, step, body)
        SELECT $1, u.seq, ",
     now_ms!(),
     " - u.age, u.kind, u.step, u.body::json
          FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
               AS u(seq, age, kind, step, body)
+        WHERE (SELECT ok FROM allowed)
        RETURNING at),
      lg AS (
        INSERT INTO meridian.legs (run_id, step, leg, outcome, attempts, duration_ms, output, plan, error)
        SELECT $1, l.step, l.leg, l.outcome, l.attempts, l.duration_ms, l.output::json, l.plan::json, l.error::json
          FROM unnest($7::text[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::text[], $13::text[], $14::text[])
               AS l(step, leg, outcome, attempts, duration_ms, output, plan, error)
+        WHERE (SELECT ok FROM allowed)
        ON CONFLICT (run_id, step, leg) DO UPDATE SET outcome = EXCLUDED.outcome,
          attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms,
          output = EXCLUDED.output, plan = EXCLUDED.plan, error = EXCLUDED.error)
@@ -37,14 +46,17 @@ const APPEND: &str = concat!(
             message = CASE WHEN $15::text IS NULL THEN message ELSE $16::text END,
             finished_at = CASE WHEN $15::text IS NULL THEN finished_at ELSE last.at END
        FROM (SELECT max(at) AS at FROM ev) AS last
-      WHERE id = $1"
+      WHERE id = $1 AND (SELECT ok FROM allowed)"
 );
+const HOLDER: &str = "SELECT owner FROM meridian.leases WHERE run_id = $1";
 const BODIES: &str =
     "SELECT seq, body::text FROM meridian.events WHERE run_id = $1 AND seq = ANY($2)";
 
 /// A group of rows as the statement's parameters.
 struct Batch {
     run_id: String,
+    /// Written only while this owner holds the run's lease.
+    fence: Option<String>,
     seq: Vec<i64>,
     /// Milliseconds since each event was emitted, when the batch was sent.
     age: Vec<i64>,
@@ -68,10 +80,11 @@ struct Legs {
 }
 
 impl Batch {
-    fn new(run_id: &str, rows: Vec<EventRow>) -> Batch {
+    fn new(run_id: &str, fence: Option<&str>, rows: Vec<EventRow>) -> Batch {
         let now = Instant::now();
         let mut b = Batch {
             run_id: run_id.to_string(),
+            fence: fence.map(str::to_string),
             seq: Vec::with_capacity(rows.len()),
             age: Vec::with_capacity(rows.len()),
             kind: Vec::with_capacity(rows.len()),
@@ -153,10 +166,24 @@ impl Batch {
                     &l.error,
                     &status,
                     &message,
+                    &self.fence,
                 ],
             )
             .await;
         match res {
+            Ok(0) if self.fence.is_some() => {
+                let (c, st) = s.stmt(HOLDER).await?;
+                let holder: Option<String> = c
+                    .query_opt(&st, &[&self.run_id])
+                    .await
+                    .map_err(DistError::db("read the run's lease"))?
+                    .map(|r| r.get(0));
+                Err(DistError::LeaseLost(meridian_store::lease_lost_message(
+                    &self.run_id,
+                    self.fence.as_deref().unwrap_or_default(),
+                    holder.as_deref(),
+                )))
+            }
             Ok(_) => Ok(()),
             Err(e) if retry && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // The first try may have committed before its connection dropped: accept the
@@ -191,9 +218,47 @@ impl Batch {
 }
 
 impl PgJournal {
+    /// An event sink that journals into this database under `run_id`, continuing its sequence.
+    pub fn journal(&self, run_id: &str) -> Result<PgRunJournal, DistError> {
+        self.journal_fenced(run_id, None)
+    }
+
+    /// With `fence`: every commit is refused unless `fence` holds the run's lease.
+    pub fn journal_fenced(
+        &self,
+        run_id: &str,
+        fence: Option<&str>,
+    ) -> Result<PgRunJournal, DistError> {
+        let id = run_id.to_string();
+        let seq = self.call(true, move |s, _| {
+            let id = id.clone();
+            Box::pin(async move {
+                let (c, st) = s.stmt(super::MAX_SEQ).await?;
+                let row = c
+                    .query_one(&st, &[&id])
+                    .await
+                    .map_err(DistError::db("read the event sequence"))?;
+                Ok(row.get::<_, i64>(0))
+            })
+        })?;
+        Ok(PgRunJournal::with_progress(
+            PgRun {
+                journal: self.clone(),
+                run_id: run_id.to_string(),
+                fence: fence.map(str::to_string),
+            },
+            seq,
+        ))
+    }
+
     /// Writes `rows` of `run_id` in one statement; retried once on a new connection.
-    fn append(&self, run_id: &str, rows: Vec<EventRow>) -> Result<(), DistError> {
-        let batch = Arc::new(Batch::new(run_id, rows));
+    fn append(
+        &self,
+        run_id: &str,
+        fence: Option<&str>,
+        rows: Vec<EventRow>,
+    ) -> Result<(), DistError> {
+        let batch = Arc::new(Batch::new(run_id, fence, rows));
         self.call(true, move |s, retry| {
             let batch = batch.clone();
             Box::pin(async move { batch.write(s, retry).await })
@@ -206,12 +271,13 @@ impl PgJournal {
 pub struct PgRun {
     pub(super) journal: PgJournal,
     pub(super) run_id: String,
+    pub(super) fence: Option<String>,
 }
 
 impl CommitRows for PgRun {
     fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String> {
         self.journal
-            .append(&self.run_id, rows)
+            .append(&self.run_id, self.fence.as_deref(), rows)
             .map_err(|e| e.to_string())
     }
 }

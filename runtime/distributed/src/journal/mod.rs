@@ -347,29 +347,6 @@ impl PgJournal {
         })
     }
 
-    /// An event sink that journals into this database under `run_id`, continuing its sequence.
-    pub fn journal(&self, run_id: &str) -> Result<PgRunJournal, DistError> {
-        let id = run_id.to_string();
-        let seq = self.call(true, move |s, _| {
-            let id = id.clone();
-            Box::pin(async move {
-                let (c, st) = s.stmt(MAX_SEQ).await?;
-                let row = c
-                    .query_one(&st, &[&id])
-                    .await
-                    .map_err(DistError::db("read the event sequence"))?;
-                Ok(row.get::<_, i64>(0))
-            })
-        })?;
-        Ok(PgRunJournal::with_progress(
-            PgRun {
-                journal: self.clone(),
-                run_id: run_id.to_string(),
-            },
-            seq,
-        ))
-    }
-
     /// Most recent runs first.
     fn runs_raw(&self, limit: usize) -> Result<Vec<RawSummary>, DistError> {
         let limit = limit.min(i64::MAX as usize) as i64;
@@ -656,6 +633,13 @@ impl Journal for PgJournal {
 
     fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError> {
         Ok(Arc::new(self.journal(run_id).map_err(store_err)?))
+    }
+
+    fn fenced_sink(&self, run_id: &str, owner: &str) -> Result<Arc<dyn EventSink>, StoreError> {
+        Ok(Arc::new(
+            self.journal_fenced(run_id, Some(owner))
+                .map_err(store_err)?,
+        ))
     }
 
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore> {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::StoreError;
@@ -43,13 +43,20 @@ struct Queue {
 #[derive(Debug)]
 struct Batch {
     run_id: String,
+    /// Written only while this owner holds the run's lease.
+    fence: Option<String>,
     rows: Vec<EventRow>,
 }
 
 impl SqliteStore {
     /// Commits `rows` of `run_id`, possibly in one transaction with other runs' rows; returns
     /// when they are durable.
-    pub(super) fn commit_rows(&self, run_id: &str, rows: Vec<EventRow>) -> Result<(), String> {
+    pub(super) fn commit_rows(
+        &self,
+        run_id: &str,
+        fence: Option<&str>,
+        rows: Vec<EventRow>,
+    ) -> Result<(), String> {
         let c = &self.committer;
         let lock = || c.queue.lock().unwrap_or_else(|p| p.into_inner());
         let mut q = lock();
@@ -59,6 +66,7 @@ impl SqliteStore {
             ticket,
             Batch {
                 run_id: run_id.to_string(),
+                fence: fence.map(str::to_string),
                 rows,
             },
         ));
@@ -75,8 +83,15 @@ impl SqliteStore {
             drop(q);
             let result = self.write(&round).map_err(|e| e.to_string());
             q = lock();
-            for (t, _) in &round {
-                q.results.insert(*t, result.clone());
+            for (i, (t, _)) in round.iter().enumerate() {
+                let r = match &result {
+                    Ok(refused) => match &refused[i] {
+                        Some(why) => Err(why.clone()),
+                        None => Ok(()),
+                    },
+                    Err(e) => Err(e.clone()),
+                };
+                q.results.insert(*t, r);
             }
             q.leading = false;
             c.turn.notify_all();
@@ -89,7 +104,10 @@ impl SqliteStore {
     /// A round of nothing but runs' ends and progress is written without an fsync (see the
     /// crate docs: a resume repairs a run end a power cut lost, progress is history; a process
     /// kill loses nothing).
-    fn write(&self, round: &[(u64, Batch)]) -> Result<(), StoreError> {
+    ///
+    /// Returns, for each batch, why it was refused: a fenced batch whose owner lost the run's
+    /// lease is not written (the round's other batches are).
+    fn write(&self, round: &[(u64, Batch)]) -> Result<Vec<Option<String>>, StoreError> {
         let mut conn = self.lock();
         // Each batch ends a run, and its only commit point is that end (not a leg, an approval,
         // a compensation or a measurement riding along).
@@ -104,26 +122,60 @@ impl SqliteStore {
                 .map_err(|e| self.err(e))?;
         }
         let written = (|| {
-            let tx = conn.transaction()?;
+            // Fenced: the write lock first, so a takeover commits before the check or after
+            // the write, never between the two.
+            let fenced = round.iter().any(|(_, b)| b.fence.is_some());
+            let tx = conn.transaction_with_behavior(if fenced {
+                rusqlite::TransactionBehavior::Immediate
+            } else {
+                rusqlite::TransactionBehavior::Deferred
+            })?;
+            let mut refused = Vec::with_capacity(round.len());
             for (_, b) in round {
-                write_batch(&tx, b)?;
+                let why = match &b.fence {
+                    Some(owner) => lease_lost(&tx, &b.run_id, owner)?,
+                    None => None,
+                };
+                if why.is_none() {
+                    write_batch(&tx, b)?;
+                }
+                refused.push(why);
             }
-            tx.commit()
+            tx.commit()?;
+            Ok(refused)
         })();
         if ends_only {
             // Everything else (run records, legs, approvals, kv, claims) stays fsynced.
             conn.execute_batch("PRAGMA synchronous=FULL")
                 .map_err(|e| self.err(e))?;
         }
-        written.map_err(|e| self.err(e))?;
+        let refused = written.map_err(|e| self.err(e))?;
         self.committer.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(refused)
     }
 
     /// Transactions that committed events through this store (and its clones) so far.
     pub fn commits(&self) -> u64 {
         self.committer.commits.load(Ordering::Relaxed)
     }
+}
+
+/// Why `owner` may not write into `run_id` any more: another holds the run's lease, or none
+/// does (the lease is released only once the run's end is written).
+fn lease_lost(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    owner: &str,
+) -> rusqlite::Result<Option<String>> {
+    let holder: Option<String> = tx
+        .prepare_cached("SELECT owner FROM leases WHERE run_id = ?1")?
+        .query_row(params![run_id], |r| r.get(0))
+        .optional()?;
+    Ok(match holder {
+        Some(h) if h == owner => None,
+        Some(h) => Some(crate::lease_lost_message(run_id, owner, Some(&h))),
+        None => Some(crate::lease_lost_message(run_id, owner, None)),
+    })
 }
 
 fn write_batch(tx: &rusqlite::Transaction<'_>, b: &Batch) -> rusqlite::Result<()> {
@@ -175,11 +227,13 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, b: &Batch) -> rusqlite::Result<()
 pub struct SqliteRun {
     pub(super) store: SqliteStore,
     pub(super) run_id: String,
+    pub(super) fence: Option<String>,
 }
 
 impl CommitRows for SqliteRun {
     fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String> {
-        self.store.commit_rows(&self.run_id, rows)
+        self.store
+            .commit_rows(&self.run_id, self.fence.as_deref(), rows)
     }
 }
 

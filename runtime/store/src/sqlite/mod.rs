@@ -342,6 +342,16 @@ impl SqliteStore {
         run_id: &str,
         progress: bool,
     ) -> Result<RunJournal, StoreError> {
+        self.journal_fenced(run_id, progress, None)
+    }
+
+    /// With `fence`: every commit is refused unless `fence` holds the run's lease.
+    pub(super) fn journal_fenced(
+        &self,
+        run_id: &str,
+        progress: bool,
+        fence: Option<&str>,
+    ) -> Result<RunJournal, StoreError> {
         let seq: i64 = self.with(|c| {
             c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id=?1")?
                 .query_row(params![run_id], |r| r.get(0))
@@ -349,6 +359,7 @@ impl SqliteStore {
         let backend = SqliteRun {
             store: self.clone(),
             run_id: run_id.to_string(),
+            fence: fence.map(str::to_string),
         };
         Ok(if progress {
             RunJournal::with_progress(backend, seq)
@@ -400,6 +411,10 @@ impl Journal for SqliteStore {
 
     fn sink(&self, run_id: &str) -> Result<Arc<dyn EventSink>, StoreError> {
         Ok(Arc::new(self.journal(run_id)?))
+    }
+
+    fn fenced_sink(&self, run_id: &str, owner: &str) -> Result<Arc<dyn EventSink>, StoreError> {
+        Ok(Arc::new(self.journal_fenced(run_id, true, Some(owner))?))
     }
 
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore> {
