@@ -261,79 +261,18 @@ fn resume_and_check(s: &Scratch, dir: &str, state: &Path, run_id: &str, base: &J
     );
 }
 
-/// A `meridian resume` whose lease a server took (as after this process stalled longer than the
-/// lease) stops at its next renewal instead of driving the run beside the server.
-#[test]
-fn a_resume_that_lost_its_lease_stops() {
+/// Runs a workflow whose `long` step sleeps `ms` behind an approval gate, resumes it with the
+/// gate approved, and once the resume has started `long`, takes the run's lease from it as a
+/// server would once it expired. Returns the run's id, the resume's output and the journal.
+fn resume_and_take_its_lease(
+    s: &Scratch,
+    ms: u64,
+) -> (String, std::process::Output, meridian_store::SqliteStore) {
     use meridian_store::Journal;
-    let s = Scratch::new();
     std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
     s.write(
         "slow.yaml",
-        "name: slow\nsteps:\n  - {id: gate, uses: ./sleeper.wasm, with: {ms: 1}, approval: {message: go?}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 30000}, needs: gate}\n",
-    );
-    let (out, _) = expect_code(&s.run(&["--json", "run", "slow.yaml"]), 3);
-    let id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let started = Instant::now();
-    let child = s
-        .cmd()
-        .args(["resume", &id, "--approve", "gate"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let owner = format!("meridian-cli:{}", child.id());
-    let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
-    // Wait until the resume holds the lease and runs the long step, then take the lease as a
-    // server would once it expired.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the resume never started the long step"
-        );
-        let events = journal.events(&id).unwrap();
-        if events
-            .iter()
-            .any(|e| e.event.kind() == "attempt-started" && e.event.step() == Some("long"))
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    journal.release_run(&id, &owner).unwrap();
-    assert!(
-        journal
-            .lease_run(&id, "server-x", Duration::from_secs(120))
-            .unwrap()
-    );
-    let output = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(5), "{err}");
-    assert!(
-        err.contains(&format!("run {id} was taken over by a server")),
-        "{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "it ran the step out"
-    );
-    journal.release_run(&id, "server-x").unwrap();
-}
-
-/// A resume whose lease is taken while its step runs cannot record the step when it ends
-/// (before its next renewal would notice): the journal refuses the write and the command stops.
-#[test]
-fn a_step_that_ends_after_the_lease_was_taken_is_not_recorded() {
-    use meridian_store::Journal;
-    let s = Scratch::new();
-    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
-    s.write(
-        "slow.yaml",
-        "name: slow\nsteps:\n  - {id: gate, uses: ./sleeper.wasm, with: {ms: 1}, approval: {message: go?}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 1500}, needs: gate}\n",
+        &format!("name: slow\nsteps:\n  - {{id: gate, uses: ./sleeper.wasm, with: {{ms: 1}}, approval: {{message: go?}}}}\n  - {{id: long, uses: ./sleeper.wasm, with: {{ms: {ms}}}, needs: gate}}\n"),
     );
     let (out, _) = expect_code(&s.run(&["--json", "run", "slow.yaml"]), 3);
     let id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
@@ -371,6 +310,37 @@ fn a_step_that_ends_after_the_lease_was_taken_is_not_recorded() {
             .unwrap()
     );
     let output = child.wait_with_output().unwrap();
+    (id, output, journal)
+}
+
+/// A `meridian resume` whose lease a server took (as after this process stalled longer than the
+/// lease) stops at its next renewal instead of driving the run beside the server.
+#[test]
+fn a_resume_that_lost_its_lease_stops() {
+    use meridian_store::Journal;
+    let s = Scratch::new();
+    let started = Instant::now();
+    let (id, output, journal) = resume_and_take_its_lease(&s, 30_000);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!("run {id} was taken over by a server")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it ran the step out"
+    );
+    journal.release_run(&id, "server-x").unwrap();
+}
+
+/// A resume whose lease is taken while its step runs cannot record the step when it ends
+/// (before its next renewal would notice): the journal refuses the write and the command stops.
+#[test]
+fn a_step_that_ends_after_the_lease_was_taken_is_not_recorded() {
+    use meridian_store::Journal;
+    let s = Scratch::new();
+    let (id, output, journal) = resume_and_take_its_lease(&s, 1_500);
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(5), "{err}");
     assert!(err.contains("lost the run's lease to `server-x`"), "{err}");

@@ -122,12 +122,13 @@ impl Server {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        let launch = Launch {
+        let mut launch = Launch {
             raw_inputs: raw,
             secrets_file: self.config.secrets_file.clone(),
             trigger: Some(format!("drift:{workflow}")),
             ..Launch::default()
         };
+        let _lease = self.lease_check(&mut launch)?;
         self.runner
             .drift(&loaded, launch, commit.map(|c| c.id))
             .await

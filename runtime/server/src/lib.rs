@@ -60,6 +60,8 @@ pub struct Server {
     catalog: RwLock<Catalog>,
     schedules: Mutex<BTreeMap<String, schedule::Sched>>,
     active: Mutex<BTreeMap<String, runs::Active>>,
+    /// The check runs (readiness, drift) this server drives: leased and renewed like `active`.
+    checks: Mutex<std::collections::BTreeSet<String>>,
     idempotency: Mutex<runs::Idempotency>,
     readiness: Mutex<BTreeMap<String, readiness::LastReadiness>>,
     drift: Mutex<BTreeMap<String, drift::LastDrift>>,
@@ -219,6 +221,7 @@ pub async fn serve(
         runner,
         schedules: Mutex::default(),
         active: Mutex::default(),
+        checks: Mutex::default(),
         idempotency: Mutex::default(),
         readiness: Mutex::default(),
         drift: Mutex::default(),

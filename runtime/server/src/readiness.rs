@@ -42,16 +42,20 @@ impl Server {
         let answer = match self.file_inputs(&loaded.workflow) {
             Err(e) => Err(e.to_string()),
             Ok(raw_inputs) => {
-                let launch = Launch {
+                let mut launch = Launch {
                     raw_inputs,
                     secrets_file: self.config.secrets_file.clone(),
                     trigger: Some(format!("readiness:{workflow}")),
                     ..Launch::default()
                 };
-                self.runner
-                    .ready(&loaded, launch)
-                    .await
-                    .map_err(|e| e.to_string())
+                match self.lease_check(&mut launch) {
+                    Err(e) => Err(e),
+                    Ok(_lease) => self
+                        .runner
+                        .ready(&loaded, launch)
+                        .await
+                        .map_err(|e| e.to_string()),
+                }
             }
         };
         self.record_readiness(workflow, answer);

@@ -16,6 +16,19 @@ use crate::api::ApiError;
 use crate::notify::Note;
 
 /// A run this server is driving now.
+/// See [`Server::lease_check`].
+pub(crate) struct CheckLease<'a> {
+    server: &'a Server,
+    run_id: String,
+}
+
+impl Drop for CheckLease<'_> {
+    fn drop(&mut self) {
+        self.server.checks.lock().unwrap().remove(&self.run_id);
+        self.server.release(&self.run_id);
+    }
+}
+
 pub(crate) struct Active {
     pub workflow: String,
     /// The schedule that started it, if one did.
@@ -205,6 +218,21 @@ impl Server {
             ))),
             Err(e) => Err(ApiError::from_store(&e)),
         }
+    }
+
+    /// A new check run (readiness, drift) under this server's lease, so that a takeover pass
+    /// never resumes it while it runs here; renewed with the other runs, given up when the guard
+    /// drops. The launch's run id and lease owner are set.
+    pub(crate) fn lease_check(&self, launch: &mut Launch) -> Result<CheckLease<'_>, String> {
+        let run_id = meridian_runner::new_run_id();
+        self.lease(&run_id).map_err(|e| e.message)?;
+        self.checks.lock().unwrap().insert(run_id.clone());
+        launch.run_id = Some(run_id.clone());
+        launch.lease_owner = Some(self.name.clone());
+        Ok(CheckLease {
+            server: self,
+            run_id,
+        })
     }
 
     /// Gives up the lease on a run this server no longer drives.
@@ -455,7 +483,9 @@ impl Server {
     ///
     /// One commit (one round trip) for all of them: `Journal::renew_runs`.
     fn renew_leases(&self) {
-        let ids: Vec<String> = self.active.lock().unwrap().keys().cloned().collect();
+        let mut ids: Vec<String> = self.active.lock().unwrap().keys().cloned().collect();
+        // A check whose lease is lost simply fails: its journal writes are refused.
+        ids.extend(self.checks.lock().unwrap().iter().cloned());
         if ids.is_empty() {
             return;
         }
