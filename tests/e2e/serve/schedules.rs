@@ -195,3 +195,65 @@ fn an_invalid_edit_keeps_the_previous_version_and_a_restart_resumes() {
         served.log()
     );
 }
+
+/// A readiness check's plan run holds the server's lease while it runs (so a takeover pass
+/// never resumes it under the server running it) and lets it go when it ends.
+#[test]
+fn a_readiness_check_runs_under_the_servers_lease() {
+    use meridian_store::Journal;
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(
+        meridian_artifacts::SLEEPER,
+        s.path().join("wf/sleeper.wasm"),
+    )
+    .unwrap();
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1500}}\n",
+    );
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\n\n[workflow.slow]\nready-every = \"1h\"\n",
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
+    let leased = |id: &str| {
+        // Another owner is refused while the lease is live; a run nobody leases is free.
+        !journal
+            .lease_run(id, "someone-else", Duration::from_millis(1))
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no readiness run started: {}",
+            served.log()
+        );
+        let running = journal.runs(10).unwrap();
+        if let Some(r) = running
+            .iter()
+            .find(|r| r.workflow == "slow" && r.status == meridian_protocol::RunStatus::Running)
+        {
+            break r.id.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(leased(&id), "the running check holds a lease");
+    loop {
+        assert!(Instant::now() < deadline, "the readiness run never ended");
+        let (_, summary) = journal.run(&id).unwrap();
+        if summary.status != meridian_protocol::RunStatus::Running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Released once it ended (the release follows the run's end closely).
+    let released = Instant::now() + Duration::from_secs(5);
+    while leased(&id) {
+        assert!(Instant::now() < released, "the lease was not let go");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(served);
+}
