@@ -99,9 +99,10 @@ impl Default for QueueOptions {
 ///
 /// The input, grants and mask list travel sealed under the [`TaskKey`]; see [`crate::key`].
 ///
-/// Cost per attempt: one statement to queue (a commit), one to read the result, and the workers'
-/// claim and result commits; one shared connection per `PgQueue`, on which concurrent attempts are
-/// pipelined. Cheap to clone.
+/// Cost per attempt: one statement to queue (a commit) and the workers' claim and result commits;
+/// the result arrives inside its announcement when it fits (else, or when the announcement came
+/// before anyone waited or was lost, one statement reads it). One shared connection per
+/// `PgQueue`, on which concurrent attempts are pipelined. Cheap to clone.
 #[derive(Clone)]
 pub struct PgQueue {
     inner: Arc<Inner>,
@@ -135,6 +136,8 @@ struct Waiters(Mutex<WaitState>);
 #[derive(Default)]
 struct WaitState {
     waiting: HashMap<i64, Vec<Arc<Notify>>>,
+    /// Results the announcement carried, for tasks someone waits for (until they stop waiting).
+    carried: HashMap<i64, String>,
     /// Announced with nobody waiting, oldest first; at most [`EARLY_KEPT`] (an id that falls out
     /// is read at the next poll tick instead).
     early: VecDeque<i64>,
@@ -165,14 +168,28 @@ impl Waiters {
             v.retain(|x| !Arc::ptr_eq(x, n));
             if v.is_empty() {
                 st.waiting.remove(&id);
+                st.carried.remove(&id);
             }
         }
     }
 
-    fn wake(&self, id: i64) {
+    /// The result task `id`'s announcement carried, if it did.
+    fn carried(&self, id: i64) -> Option<String> {
+        self.lock().carried.get(&id).cloned()
+    }
+
+    /// A worker announced task `id`'s result (`result`: the result itself, when the
+    /// announcement carried it). Only a result someone waits for is kept: an early announcement
+    /// keeps the id, and its attempt reads the row.
+    fn wake(&self, id: i64, result: Option<&str>) {
         let mut st = self.lock();
         match st.waiting.get(&id) {
-            Some(v) => v.iter().for_each(|n| n.notify_one()),
+            Some(v) => {
+                v.iter().for_each(|n| n.notify_one());
+                if let Some(r) = result {
+                    st.carried.insert(id, r.to_string());
+                }
+            }
             None => {
                 if st.early.len() == EARLY_KEPT {
                     st.early.pop_front();
@@ -212,8 +229,13 @@ impl PgQueue {
             &[DONE_CHANNEL],
             Arc::new(move |ev| match ev {
                 LinkEvent::Notification { payload, .. } => {
-                    if let Ok(id) = payload.parse() {
-                        w.wake(id);
+                    // `id` or `id:result` (see the worker's `FINISH`).
+                    let (id, result) = match payload.split_once(':') {
+                        Some((id, result)) => (id, Some(result)),
+                        None => (payload, None),
+                    };
+                    if let Ok(id) = id.parse() {
+                        w.wake(id, result);
                     }
                 }
                 LinkEvent::Reconnected => w.wake_all(),
@@ -332,6 +354,13 @@ impl Inner {
                 () = notify.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
             }
+            // Carried by the announcement: the row says the same (the worker's `FINISH` writes it
+            // and announces it in one statement), without a round trip to read it.
+            if let Some(r) = self.waiters.carried(id)
+                && let Some(r) = done_result("done", Some(&r))
+            {
+                break r;
+            }
             match self.poll_once(id).await {
                 Ok(Some(r)) => break r,
                 Ok(None) => {}
@@ -393,11 +422,12 @@ mod tests {
     #[tokio::test]
     async fn a_result_announced_before_the_waiter_registers_wakes_it() {
         let w = Waiters::default();
-        w.wake(7);
+        w.wake(7, Some("{}"));
         let n = w.register(7);
         tokio::time::timeout(Duration::from_secs(5), n.notified())
             .await
             .expect("the early announcement is a permit");
+        assert_eq!(w.carried(7), None, "an early result is read from the row");
         w.unregister(7, &n);
         // Taken once: a second waiter of the same id waits for a new announcement.
         let again = w.register(7);
@@ -406,20 +436,24 @@ mod tests {
                 .await
                 .is_err()
         );
-        w.wake(7);
+        w.wake(7, Some(r#"{"ok":1}"#));
         tokio::time::timeout(Duration::from_secs(5), again.notified())
             .await
             .expect("woken while registered");
+        assert_eq!(w.carried(7).as_deref(), Some(r#"{"ok":1}"#));
+        w.unregister(7, &again);
+        assert_eq!(w.carried(7), None, "dropped with its last waiter");
     }
 
     #[test]
     fn announcements_nobody_waits_for_are_bounded() {
         let w = Waiters::default();
         for id in 0..(EARLY_KEPT as i64 + 10) {
-            w.wake(id);
+            w.wake(id, Some("{}"));
         }
         let st = w.lock();
         assert_eq!(st.early.len(), EARLY_KEPT);
         assert_eq!(st.early.front(), Some(&10), "the oldest fall out first");
+        assert!(st.carried.is_empty(), "no result kept for nobody");
     }
 }

@@ -58,13 +58,17 @@ const HEARTBEAT: &str = "UPDATE meridian.tasks
       WHERE id = $1 AND lease_epoch = $2 AND state = 'running'
      RETURNING cancel";
 /// The fenced commit: only the holder of the current epoch writes, and the NOTIFY goes out with
-/// the commit.
+/// the commit. It carries the result after the task id (`id:result`) when both fit in a
+/// notification (PostgreSQL's limit is 8,000 bytes), so the waiting coordinator need not read
+/// the row back; a larger result is announced by its id alone.
 const FINISH: &str = "WITH u AS (
        UPDATE meridian.tasks SET state = 'done', result = $3::text::json,
               finished_at = clock_timestamp(), lease_until = NULL
         WHERE id = $1 AND lease_epoch = $2 AND state = 'running'
         RETURNING id)
-     SELECT pg_notify('meridian_done', id::text) FROM u";
+     SELECT pg_notify('meridian_done',
+              CASE WHEN octet_length($3::text) < 7900 THEN id::text || ':' || $3::text
+                   ELSE id::text END) FROM u";
 /// The coordinator cancelled: end the task as cancelled, unless a coordinator re-attached
 /// meanwhile (cancel cleared), in which case it goes back to the queue.
 const FINISH_CANCELLED: &str = "WITH u AS (

@@ -180,6 +180,40 @@ async fn a_workflow_runs_through_three_workers() {
     );
 }
 
+/// A result travels with its announcement when it fits in a notification, and is read from its
+/// row when it does not (PostgreSQL refuses notifications of 8,000 bytes or more): both reach
+/// the run whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_large_results_both_arrive() {
+    let Some(pg) = Pg::start() else { return };
+    let key = TaskKey::generate();
+    let journal = PgJournal::open(&pg.dsn()).unwrap();
+    let queue = PgQueue::connect(&pg.dsn(), key.clone(), queue_opts())
+        .await
+        .unwrap();
+    let workers = InProc::start(&pg, &["w1"], &key, fast_opts()).await;
+    let pad = "x".repeat(20_000);
+    let yaml = format!(
+        "name: sizes\nsteps:\n  - {{id: small, uses: test-ok, with: {{pad: ab}}}}\n  - {{id: large, uses: test-ok, with: {{pad: {pad}}}}}\n"
+    );
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_journaled(&yaml, "run-sizes", &journal, &queue, BTreeMap::new()),
+    )
+    .await
+    .expect("run ends");
+    workers.stop().await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(
+        r.step("small").unwrap().legs[0].output,
+        json!({"echo": {"pad": "ab"}})
+    );
+    assert_eq!(
+        r.step("large").unwrap().legs[0].output,
+        json!({"echo": {"pad": pad}})
+    );
+}
+
 /// A coordinator that dies (its futures vanish without running any drop code) leaves its task
 /// queued; the resumed coordinator re-attaches to it instead of running the attempt again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
