@@ -24,7 +24,7 @@ pub const RTYPE_SOA: u16 = 6;
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 /// Returns a port on 127.0.0.1 that is free for both TCP and UDP right now (the kernel picks it by
-/// binding port 0). Cost: a few syscalls. The port is released before returning, so another
+/// binding port 0), and free for TCP on the lab's region addresses too. Cost: a few syscalls. The port is released before returning, so another
 /// process can still take it; within this process the same port is never returned twice.
 pub fn free_port() -> u16 {
     let mut guard = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
@@ -41,6 +41,14 @@ pub fn free_port() -> u16 {
         let port = addr.port();
         // PowerDNS binds UDP and TCP on the same port; make sure the UDP side is free too.
         if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+            continue;
+        }
+        // The lab's regions listen on 127.0.0.2 and up (at most 8): a port free on 127.0.0.1
+        // can be in use there (by a lab daemon, a process with its own list of ports handed
+        // out), and a test binding it on a region's address then fails with "address in use".
+        let in_use_by_a_region =
+            (0..8u8).any(|i| TcpListener::bind((Ipv4Addr::new(127, 0, 0, 2 + i), port)).is_err());
+        if in_use_by_a_region {
             continue;
         }
         if handed.insert(port) {
