@@ -126,13 +126,10 @@ impl Ctx {
                 let exec = self.executor()?;
                 // Only local components: an OCI one is fetched and verified against the
                 // workflow's trust policy by the run's check first, before any of its code runs.
-                use meridian_model::{Compensate, ComponentRef};
-                let oci = |c: &ComponentRef| matches!(c, ComponentRef::Oci { .. });
                 let local = |wf: &&Workflow| {
-                    wf.steps.iter().all(|s| {
-                        !s.component.as_ref().is_some_and(oci)
-                            && !matches!(&s.compensate, Compensate::Step { component, .. } if oci(component))
-                    })
+                    wf.components()
+                        .iter()
+                        .all(|c| !matches!(c, meridian_model::ComponentRef::Oci { .. }))
                 };
                 if let Some(wf) = wf.filter(local) {
                     // Errors are the run's to report, when it checks the same schemas.

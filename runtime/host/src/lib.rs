@@ -175,18 +175,7 @@ impl WasmExecutor {
         &self,
         wf: &Workflow,
     ) -> HashMap<ComponentRef, Result<StepSchema, String>> {
-        let mut uses: Vec<&ComponentRef> = wf
-            .steps
-            .iter()
-            .filter_map(|s| s.component.as_ref())
-            .collect();
-        for s in &wf.steps {
-            if let meridian_model::Compensate::Step { component, .. } = &s.compensate {
-                uses.push(component);
-            }
-        }
-        uses.sort_by_key(|c| c.to_string());
-        uses.dedup();
+        let uses = wf.components();
         // Every component loads at once, each on a blocking thread (from the compile cache or an
         // OCI registry; compiles still take turns, each spread over every core by Cranelift).
         let manifests = futures::future::join_all(uses.iter().map(|u| self.manifest(u))).await;

@@ -74,6 +74,23 @@ impl Workflow {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id.value == id)
     }
+
+    /// Every component the workflow runs — its steps' and their compensation steps' — each once
+    /// (ordered by their written form).
+    pub fn components(&self) -> Vec<&ComponentRef> {
+        let mut uses: Vec<&ComponentRef> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.component.as_ref())
+            .chain(self.steps.iter().filter_map(|s| match &s.compensate {
+                Compensate::Step { component, .. } => Some(component),
+                _ => None,
+            }))
+            .collect();
+        uses.sort_by_key(|c| c.to_string());
+        uses.dedup();
+        uses
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

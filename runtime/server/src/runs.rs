@@ -15,7 +15,6 @@ use crate::Server;
 use crate::api::ApiError;
 use crate::notify::Note;
 
-/// A run this server is driving now.
 /// See [`Server::lease_check`].
 pub(crate) struct CheckLease<'a> {
     server: &'a Server,
@@ -29,6 +28,7 @@ impl Drop for CheckLease<'_> {
     }
 }
 
+/// A run this server is driving now.
 pub(crate) struct Active {
     pub workflow: String,
     /// The schedule that started it, if one did.

@@ -46,6 +46,18 @@ pub(crate) fn request(key: &str, uses: &str, input: Json) -> StepRequest {
     }
 }
 
+/// A coordinator's journal and queue on `pg`, and in-process workers named `names`, all under
+/// one new task key.
+async fn coordinator_and_workers(pg: &Pg, names: &[&str]) -> (PgJournal, PgQueue, InProc) {
+    let key = TaskKey::generate();
+    let journal = PgJournal::open(&pg.dsn()).unwrap();
+    let queue = PgQueue::connect(&pg.dsn(), key.clone(), queue_opts())
+        .await
+        .unwrap();
+    let workers = InProc::start(pg, names, &key, fast_opts()).await;
+    (journal, queue, workers)
+}
+
 /// Runs `yaml` as run `run_id` through the engine, journaled in `journal`, with `queue`.
 pub(crate) async fn run_journaled(
     yaml: &str,
@@ -110,12 +122,7 @@ steps:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_runs_through_three_workers() {
     let Some(pg) = Pg::start() else { return };
-    let key = TaskKey::generate();
-    let journal = PgJournal::open(&pg.dsn()).unwrap();
-    let queue = PgQueue::connect(&pg.dsn(), key.clone(), queue_opts())
-        .await
-        .unwrap();
-    let workers = InProc::start(&pg, &["w1", "w2", "w3"], &key, fast_opts()).await;
+    let (journal, queue, workers) = coordinator_and_workers(&pg, &["w1", "w2", "w3"]).await;
     let secrets = BTreeMap::from([("DB_PASSWORD".to_string(), "hunter2".to_string())]);
     let r = tokio::time::timeout(
         Duration::from_secs(60),
@@ -186,12 +193,7 @@ async fn a_workflow_runs_through_three_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_and_large_results_both_arrive() {
     let Some(pg) = Pg::start() else { return };
-    let key = TaskKey::generate();
-    let journal = PgJournal::open(&pg.dsn()).unwrap();
-    let queue = PgQueue::connect(&pg.dsn(), key.clone(), queue_opts())
-        .await
-        .unwrap();
-    let workers = InProc::start(&pg, &["w1"], &key, fast_opts()).await;
+    let (journal, queue, workers) = coordinator_and_workers(&pg, &["w1"]).await;
     let pad = "x".repeat(20_000);
     let yaml = format!(
         "name: sizes\nsteps:\n  - {{id: small, uses: test-ok, with: {{pad: ab}}}}\n  - {{id: large, uses: test-ok, with: {{pad: {pad}}}}}\n"
