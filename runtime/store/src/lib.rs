@@ -404,8 +404,9 @@ pub enum Projection<'a> {
     Leg(LegRecord),
     /// The run ended: status and message.
     Finished { status: RunStatus, message: &'a str },
-    /// Only the run's `updated_at` moves.
-    Touch,
+    /// Nothing beyond the event itself. (A run's `updated_at` moves with its status, not
+    /// with every event: a row rewritten at every commit costs a page per commit.)
+    EventOnly,
 }
 
 /// The projection of one event.
@@ -436,7 +437,7 @@ pub fn project(event: &Event) -> Projection<'_> {
             status: *status,
             message,
         },
-        _ => Projection::Touch,
+        _ => Projection::EventOnly,
     }
 }
 

@@ -39,8 +39,8 @@ pub struct EventRow {
 /// [`Projection`] with owned values, ready to bind as statement parameters.
 #[derive(Clone, Debug)]
 pub enum RowProjection {
-    /// Only the run's `updated_at` moves.
-    Touch,
+    /// Nothing beyond the event itself.
+    EventOnly,
     Leg(LegRow),
     Finished {
         status: RunStatus,
@@ -81,7 +81,7 @@ impl EventRow {
                 status,
                 message: message.to_string(),
             },
-            Projection::Touch => RowProjection::Touch,
+            Projection::EventOnly => RowProjection::EventOnly,
         };
         EventRow {
             seq,

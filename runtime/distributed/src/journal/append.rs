@@ -12,13 +12,15 @@ use super::{PgJournal, Session};
 use crate::DistError;
 
 /// A group of events in one statement: the events from arrays (`unnest`), the legs they
-/// finished (upserted), the run's `updated_at` and, with a run-finished event, its end. Times
+/// finished (upserted) and, with a run-finished event, the run's end (its status, message,
+/// `finished_at` and `updated_at`: the run's row is rewritten when its status changes, not at
+/// every commit). Times
 /// are the server's clock at the transaction's start minus each event's age, so an event held
 /// in memory keeps the moment it happened and every machine still agrees on the clock.
 ///
 /// With a fence (`$17`, the owner of a fenced sink), nothing is written unless that owner holds
 /// the run's lease, whose row the statement locks (`FOR SHARE`) so that a takeover commits
-/// either before the check or after the write; the statement then updates no row.
+/// either before the check or after the write. The statement returns whether it wrote.
 const APPEND: &str = concat!(
     "WITH allowed AS (
        SELECT $17::text IS NULL OR EXISTS (
@@ -40,13 +42,13 @@ const APPEND: &str = concat!(
         WHERE (SELECT ok FROM allowed)
        ON CONFLICT (run_id, step, leg) DO UPDATE SET outcome = EXCLUDED.outcome,
          attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms,
-         output = EXCLUDED.output, plan = EXCLUDED.plan, error = EXCLUDED.error)
-     UPDATE meridian.runs SET updated_at = last.at,
-            status = coalesce($15::text, status),
-            message = CASE WHEN $15::text IS NULL THEN message ELSE $16::text END,
-            finished_at = CASE WHEN $15::text IS NULL THEN finished_at ELSE last.at END
-       FROM (SELECT max(at) AS at FROM ev) AS last
-      WHERE id = $1 AND (SELECT ok FROM allowed)"
+         output = EXCLUDED.output, plan = EXCLUDED.plan, error = EXCLUDED.error),
+     fin AS (
+       UPDATE meridian.runs SET status = $15::text, message = $16::text,
+              finished_at = last.at, updated_at = last.at
+         FROM (SELECT max(at) AS at FROM ev) AS last
+        WHERE id = $1 AND $15::text IS NOT NULL AND (SELECT ok FROM allowed))
+     SELECT ok FROM allowed"
 );
 const HOLDER: &str = "SELECT owner FROM meridian.leases WHERE run_id = $1";
 const BODIES: &str =
@@ -133,7 +135,7 @@ impl Batch {
                 RowProjection::Finished { status, message } => {
                     b.finished = Some((status.as_str(), message));
                 }
-                RowProjection::Touch => {}
+                RowProjection::EventOnly => {}
             }
         }
         b
@@ -147,7 +149,7 @@ impl Batch {
         };
         let l = &self.legs;
         let res = c
-            .execute(
+            .query_one(
                 &st,
                 &[
                     &self.run_id,
@@ -170,8 +172,8 @@ impl Batch {
                 ],
             )
             .await;
-        match res {
-            Ok(0) if self.fence.is_some() => {
+        match res.map(|row| row.get::<_, bool>(0)) {
+            Ok(false) => {
                 let (c, st) = s.stmt(HOLDER).await?;
                 let holder: Option<String> = c
                     .query_opt(&st, &[&self.run_id])
@@ -184,7 +186,7 @@ impl Batch {
                     holder.as_deref(),
                 )))
             }
-            Ok(_) => Ok(()),
+            Ok(true) => Ok(()),
             Err(e) if retry && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // The first try may have committed before its connection dropped: accept the
                 // rows already there when every one is byte-identical.

@@ -36,6 +36,8 @@ struct Queue {
     next_ticket: u64,
     /// A thread is writing a round.
     leading: bool,
+    /// Threads waiting for a round to end (a lone writer wakes nobody: no futex call).
+    sleepers: usize,
     /// Outcome of each written ticket, until its owner takes it.
     results: HashMap<u64, Result<(), String>>,
 }
@@ -75,7 +77,9 @@ impl SqliteStore {
                 return result;
             }
             if q.leading {
+                q.sleepers += 1;
                 q = c.turn.wait(q).unwrap_or_else(|p| p.into_inner());
+                q.sleepers -= 1;
                 continue;
             }
             q.leading = true;
@@ -94,7 +98,9 @@ impl SqliteStore {
                 q.results.insert(*t, r);
             }
             q.leading = false;
-            c.turn.notify_all();
+            if q.sleepers > 0 {
+                c.turn.notify_all();
+            }
         }
     }
 
@@ -182,7 +188,6 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, b: &Batch) -> rusqlite::Result<()
     let mut event = tx.prepare_cached(
         "INSERT INTO events (run_id, seq, at, kind, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut touched = None;
     for r in &b.rows {
         event.execute(params![b.run_id, r.seq, r.at_ms, r.kind, r.step, r.body])?;
         match &r.projection {
@@ -202,22 +207,15 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, b: &Batch) -> rusqlite::Result<()
                     l.plan,
                     l.error,
                 ])?;
-                touched = Some(r.at_ms);
             }
             RowProjection::Finished { status, message } => {
                 tx.prepare_cached(
                     "UPDATE runs SET status=?2, message=?3, finished_at=?4, updated_at=?4 WHERE id=?1",
                 )?
                 .execute(params![b.run_id, status.as_str(), message, r.at_ms])?;
-                touched = None;
             }
-            RowProjection::Touch => touched = Some(r.at_ms),
+            RowProjection::EventOnly => {}
         }
-    }
-    // `updated_at` once per batch: the time of its last event.
-    if let Some(at) = touched {
-        tx.prepare_cached("UPDATE runs SET updated_at=?2 WHERE id=?1")?
-            .execute(params![b.run_id, at])?;
     }
     Ok(())
 }
