@@ -46,28 +46,47 @@ impl Browser {
                 "{path} is missing: the console's browser tests need Debian's `chromium` and `chromium-driver` packages (scripts/install-deps installs them: apt-get install {package})"
             );
         }
-        let port = free_port();
-        let mut cmd = Command::new(DRIVER);
-        cmd.arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let driver = cmd.spawn().expect("start chromedriver");
         let profile = tempfile::tempdir().unwrap();
-        let mut guard = Guard(Some(driver));
-        let url = format!("http://127.0.0.1:{port}");
-        let began = Instant::now();
-        loop {
-            if reqwest::get(format!("{url}/status")).await.is_ok() {
-                break;
+        // The port is free when picked and taken only when chromedriver binds it: another
+        // process can take it in between, and chromedriver then exits. Try another port.
+        let mut attempts = 0;
+        let (mut guard, url) = loop {
+            attempts += 1;
+            let port = free_port();
+            let log = profile.path().join(format!("chromedriver-{attempts}.log"));
+            let mut cmd = Command::new(DRIVER);
+            cmd.arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let mut guard = Guard(Some(cmd.spawn().expect("start chromedriver")));
+            let url = format!("http://127.0.0.1:{port}");
+            let began = Instant::now();
+            let exited = loop {
+                if reqwest::get(format!("{url}/status")).await.is_ok() {
+                    break None;
+                }
+                if let Some(status) = guard.0.as_mut().unwrap().try_wait().unwrap() {
+                    break Some(status);
+                }
+                assert!(
+                    began.elapsed() < WAIT,
+                    "chromedriver did not answer on {url} within {WAIT:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            match exited {
+                None => break (guard, url),
+                Some(status) => {
+                    let said = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert!(
+                        attempts < 5,
+                        "chromedriver exited ({status}) {attempts} times; last it said:\n{said}"
+                    );
+                }
             }
-            assert!(
-                began.elapsed() < WAIT,
-                "chromedriver did not answer on {url}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
