@@ -4,8 +4,12 @@
 //!   process, each with its own connection, up to 16 tasks at once each). Per step: a queue
 //!   commit, a claim commit, a result commit and a result read.
 //! - `engine_journaled/4`: a 100-step workflow of independent no-op steps run by the engine with
-//!   the PostgreSQL journal as sink (three more commits per step: attempt started, leg finished,
-//!   step finished), 4 workers.
+//!   the PostgreSQL journal as sink (one more commit per finished step, legs finishing together
+//!   share it), 4 workers.
+//! - `journal_append/{unfenced,fenced}`: one leg's commit through a run's sink, one after
+//!   another: as `meridian run` writes (unfenced), and as a server or `meridian resume` writes,
+//!   checking in the same statement that its owner still holds the run's lease (`FOR SHARE` on
+//!   the lease row). The difference is what fencing costs a commit.
 //!
 //! Everything — PostgreSQL (the lab's settings: `fsync=off`), coordinator and workers — shares the
 //! machine's cores, so more workers mostly add contention on a small machine; the numbers say what
@@ -28,6 +32,7 @@ use meridian_engine::{
 };
 use meridian_lab::{PgCluster, free_port};
 use meridian_model::Limits;
+use meridian_protocol::{Event, Outcome};
 use meridian_store::{Journal, RunRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -153,17 +158,7 @@ fn bench(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let id = format!("run-{}", SEQ.fetch_add(1, Ordering::Relaxed));
-                    journal
-                        .create_run(&RunRecord {
-                            id: id.clone(),
-                            workflow: "bench".into(),
-                            workflow_path: "bench.yaml".into(),
-                            workflow_sha256: "0".into(),
-                            mode: meridian_protocol::Mode::Apply,
-                            inputs: json!({}),
-                            settings: Default::default(),
-                        })
-                        .unwrap();
+                    journal.create_run(&record(&id)).unwrap();
                     let mut opts = RunOptions::new(id.clone());
                     opts.max_parallel = 64;
                     opts.secrets = BTreeMap::new();
@@ -181,6 +176,57 @@ fn bench(c: &mut Criterion) {
     });
     rt.block_on(workers.stop());
     group.finish();
+
+    let mut group = c.benchmark_group("journal_append");
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+    for fenced in [false, true] {
+        let id = format!("append-{fenced}");
+        journal.create_run(&record(&id)).unwrap();
+        let sink = if fenced {
+            assert!(
+                journal
+                    .lease_run(&id, "bench", Duration::from_secs(600))
+                    .unwrap()
+            );
+            journal.fenced_sink(&id, "bench").unwrap()
+        } else {
+            journal.sink(&id).unwrap()
+        };
+        let name = if fenced { "fenced" } else { "unfenced" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let step = format!("s{}", SEQ.fetch_add(1, Ordering::Relaxed));
+                sink.emit(&Event::LegFinished {
+                    step,
+                    leg: String::new(),
+                    outcome: Outcome::Success,
+                    attempts: 1,
+                    duration: Duration::from_millis(1),
+                    output: json!({}),
+                    plan: vec![],
+                    error: None,
+                })
+                .expect("a leg's commit");
+            })
+        });
+    }
+    group.finish();
+}
+
+fn record(id: &str) -> RunRecord {
+    RunRecord {
+        id: id.to_string(),
+        workflow: "bench".into(),
+        workflow_path: "bench.yaml".into(),
+        workflow_sha256: "0".into(),
+        mode: meridian_protocol::Mode::Apply,
+        inputs: json!({}),
+        settings: Default::default(),
+    }
 }
 
 criterion_group!(benches, bench);
