@@ -268,11 +268,19 @@ fn resume_and_take_its_lease(
     s: &Scratch,
     ms: u64,
 ) -> (String, std::process::Output, meridian_store::SqliteStore) {
+    resume_and_take_its_lease_with(s, &format!("{{ms: {ms}}}"))
+}
+
+/// [`resume_and_take_its_lease`] with the long step's `with:` given whole.
+fn resume_and_take_its_lease_with(
+    s: &Scratch,
+    with: &str,
+) -> (String, std::process::Output, meridian_store::SqliteStore) {
     use meridian_store::Journal;
     std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
     s.write(
         "slow.yaml",
-        &format!("name: slow\nsteps:\n  - {{id: gate, uses: ./sleeper.wasm, with: {{ms: 1}}, approval: {{message: go?}}}}\n  - {{id: long, uses: ./sleeper.wasm, with: {{ms: {ms}}}, needs: gate}}\n"),
+        &format!("name: slow\nsteps:\n  - {{id: gate, uses: ./sleeper.wasm, with: {{ms: 1}}, approval: {{message: go?}}}}\n  - {{id: long, uses: ./sleeper.wasm, with: {with}, needs: gate}}\n"),
     );
     let (out, _) = expect_code(&s.run(&["--json", "run", "slow.yaml"]), 3);
     let id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
@@ -351,5 +359,23 @@ fn a_step_that_ends_after_the_lease_was_taken_is_not_recorded() {
         .map(|l| l.step)
         .collect();
     assert_eq!(legs, ["gate"], "the long step's end was not kept");
+    journal.release_run(&id, "server-x").unwrap();
+}
+
+/// The same step saving a value once its sleep is over: the kv write is refused like the
+/// journal's, so the run's new driver never finds a stale process's value in the step's state.
+#[test]
+fn a_step_that_saves_after_the_lease_was_taken_saves_nothing() {
+    use meridian_store::Journal;
+    let s = Scratch::new();
+    let (id, output, journal) = resume_and_take_its_lease_with(&s, "{ms: 1500, save: stale}");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{err}");
+    assert!(err.contains("lost the run's lease to `server-x`"), "{err}");
+    assert_eq!(
+        journal.kv(&id).keys("").unwrap(),
+        Vec::<String>::new(),
+        "{err}"
+    );
     journal.release_run(&id, "server-x").unwrap();
 }

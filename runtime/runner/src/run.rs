@@ -1,8 +1,8 @@
 //! Starting and resuming runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meridian_engine::{Approver, EventSink, Executor, PriorLeg, RunOptions, RunReport};
@@ -142,11 +142,30 @@ pub enum Resumed {
 pub struct Runner {
     journal: Arc<dyn Journal>,
     steps: StepRunner,
+    /// The lease owner of each run this runner drives under a lease: its steps' kv writes are
+    /// fenced like its journal writes.
+    fences: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// Removes a run's fence when its execution ends, however it ends.
+struct Fence<'a>(&'a Mutex<HashMap<String, String>>, String);
+
+impl Drop for Fence<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
 }
 
 impl Runner {
     pub fn new(journal: Arc<dyn Journal>, steps: StepRunner) -> Runner {
-        Runner { journal, steps }
+        Runner {
+            journal,
+            steps,
+            fences: Arc::default(),
+        }
     }
 
     pub fn journal(&self) -> &Arc<dyn Journal> {
@@ -369,6 +388,13 @@ impl Runner {
             Some(owner) => self.journal.fenced_sink(&opts.run_id, owner)?,
             None => self.journal.sink(&opts.run_id)?,
         };
+        let _fence = lease_owner.map(|owner| {
+            self.fences
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(opts.run_id.clone(), owner.to_string());
+            Fence(&self.fences, opts.run_id.clone())
+        });
         let sink: Arc<dyn EventSink> = match view {
             Some(v) => Arc::new(vec![journal, v]),
             None => journal,
@@ -385,8 +411,18 @@ impl Runner {
         let exec: Arc<dyn Executor> = match &self.steps {
             StepRunner::Remote(e) => e.clone(),
             StepRunner::Local(local) => {
-                let journal = self.journal.clone();
-                local.set_kv_source(Arc::new(move |run: &str| journal.kv(run)));
+                let (journal, fences) = (self.journal.clone(), self.fences.clone());
+                local.set_kv_source(Arc::new(move |run: &str| {
+                    let owner = fences
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(run)
+                        .cloned();
+                    match owner {
+                        Some(owner) => journal.fenced_kv(run, &owner),
+                        None => journal.kv(run),
+                    }
+                }));
                 // Compile (or load from the cache) every component before the run starts, so a
                 // cold cache neither delays the first steps nor counts in a drill's measured
                 // times; the components compile concurrently (each on a blocking thread). A

@@ -29,6 +29,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
     a_run_is_leased_to_one_server(&format!("{prefix}-lease"), open);
     a_write_under_a_lost_lease_is_refused(&format!("{prefix}-fence"), open);
+    a_kv_write_under_a_lost_lease_is_refused(&format!("{prefix}-kvfence"), open);
     orphaned_runs_are_the_unleased_running_ones_servers_started(&format!("{prefix}-orph"), open);
     // Last: it deletes every finished run of the storage, the other checks' included.
     pruning_keeps_what_may_go_on(&format!("{prefix}-pr"), open);
@@ -623,6 +624,52 @@ fn a_write_under_a_lost_lease_is_refused(id: &str, open: &dyn Fn() -> Arc<dyn Jo
         .expect_err("a write after the release");
     assert!(after.to_string().contains("no longer holds"), "{after}");
     assert_eq!(steps(&*open()), ["a", "c"]);
+}
+
+/// The same for a run's kv state: a stalled server's step cannot overwrite (or delete) what the
+/// step's new attempt saved on the server that took the run over. Reads and unfenced writes (a
+/// `meridian run` without a server, a worker's) are not checked.
+fn a_kv_write_under_a_lost_lease_is_refused(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let (j1, j2) = (open(), open());
+    j1.create_run(&record(id)).unwrap();
+    let ttl = Duration::from_millis(300);
+    assert!(j1.lease_run(id, "s1", ttl).unwrap());
+    let stalled = j1.fenced_kv(id, "s1");
+    stalled.set("step/a/vm", b"vm-1".to_vec()).unwrap();
+    assert!(stalled.delete("step/a/vm").unwrap(), "the holder deletes");
+    stalled.set("step/a/vm", b"vm-1".to_vec()).unwrap();
+    std::thread::sleep(ttl + Duration::from_millis(200));
+    assert!(j2.lease_run(id, "s2", ttl * 100).unwrap(), "taken over");
+    let driving = j2.fenced_kv(id, "s2");
+    driving.set("step/a/vm", b"vm-2".to_vec()).unwrap();
+    let refused = stalled
+        .set("step/a/vm", b"vm-1-late".to_vec())
+        .expect_err("the stalled server's write");
+    assert!(
+        refused.to_string().contains("lost the run's lease to `s2`"),
+        "{refused}"
+    );
+    let refused = stalled
+        .delete("step/a/vm")
+        .expect_err("the stalled server's delete");
+    assert!(
+        refused.to_string().contains("lost the run's lease to `s2`"),
+        "{refused}"
+    );
+    let value = |j: &dyn Journal| j.kv(id).get("step/a/vm").unwrap();
+    assert_eq!(value(&*open()).as_deref(), Some(&b"vm-2"[..]));
+    assert_eq!(
+        stalled.get("step/a/vm").unwrap().as_deref(),
+        Some(&b"vm-2"[..]),
+        "reads are not fenced"
+    );
+    j2.release_run(id, "s2").unwrap();
+    let after = driving
+        .set("step/a/vm", b"vm-3".to_vec())
+        .expect_err("a write after the release");
+    assert!(after.to_string().contains("no longer holds"), "{after}");
+    open().kv(id).set("step/b/x", b"1".to_vec()).unwrap();
+    assert_eq!(value(&*open()).as_deref(), Some(&b"vm-2"[..]));
 }
 
 /// Eight claimants (each its own connection, as separate servers would be) race for each of

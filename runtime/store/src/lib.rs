@@ -112,6 +112,15 @@ pub trait Journal: Send + Sync {
     }
     /// The run's durable key-value state.
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore>;
+    /// [`Journal::kv`] for the holder of the run's lease: each write (`set`, `delete`) checks in
+    /// its own transaction that `owner` still holds the lease, as [`Journal::fenced_sink`]'s
+    /// commits do, so a stalled server's step cannot overwrite what the step's new attempt on
+    /// the server that took the run over saved. Reads are not fenced. Journals without leases
+    /// ignore `owner`.
+    fn fenced_kv(&self, run_id: &str, owner: &str) -> Arc<dyn KvStore> {
+        let _ = owner;
+        self.kv(run_id)
+    }
     /// Most recent runs first.
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
     /// The runs matching `q`, most recent first: `q.limit` of them after the first `q.offset`,

@@ -12,17 +12,30 @@ use crate::DistError;
 
 const KV_GET: &str = "SELECT value FROM meridian.kv WHERE run_id = $1 AND key = $2";
 // The limit check and the write in one statement (one round trip, one commit): the row is
-// written only when the run's total stays within the limit; the sizes come back either way.
-const KV_SET: &str = "WITH sizes AS (
+// written only when the run's total stays within the limit and, with a fence ($5, the owner of a
+// fenced kv), while that owner holds the run's lease (its row locked `FOR SHARE`, as the
+// journal's append does); the sizes and the lease check's answer come back either way.
+const KV_SET: &str = "WITH allowed AS (
+       SELECT $5::text IS NULL OR EXISTS (
+         SELECT 1 FROM meridian.leases WHERE run_id = $1::text AND owner = $5::text FOR SHARE) AS ok),
+     sizes AS (
        SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0)::bigint AS total,
               coalesce(sum(octet_length(key) + octet_length(value)) FILTER (WHERE key = $2::text), 0)::bigint AS replaced
          FROM meridian.kv WHERE run_id = $1::text),
      ins AS (
        INSERT INTO meridian.kv (run_id, key, value) SELECT $1::text, $2::text, $3::bytea FROM sizes
-        WHERE total - replaced + octet_length($2::text) + octet_length($3::bytea) <= $4::bigint
+        WHERE (SELECT ok FROM allowed)
+          AND total - replaced + octet_length($2::text) + octet_length($3::bytea) <= $4::bigint
        ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1)
-     SELECT total, replaced, (SELECT count(*) FROM ins) FROM sizes";
-const KV_DELETE: &str = "DELETE FROM meridian.kv WHERE run_id = $1 AND key = $2";
+     SELECT total, replaced, (SELECT count(*) FROM ins), (SELECT ok FROM allowed) FROM sizes";
+const KV_DELETE: &str = "WITH allowed AS (
+       SELECT $3::text IS NULL OR EXISTS (
+         SELECT 1 FROM meridian.leases WHERE run_id = $1::text AND owner = $3::text FOR SHARE) AS ok),
+     del AS (
+       DELETE FROM meridian.kv WHERE run_id = $1::text AND key = $2::text AND (SELECT ok FROM allowed)
+       RETURNING 1)
+     SELECT (SELECT ok FROM allowed), (SELECT count(*) FROM del)";
+const HOLDER: &str = "SELECT owner FROM meridian.leases WHERE run_id = $1";
 const KV_KEYS: &str = "SELECT key FROM meridian.kv WHERE run_id = $1 AND left(key, length($2)) = $2 ORDER BY key COLLATE \"C\"";
 
 /// One run's kv state in `meridian.kv`, reached from any coordinator or worker: every write is
@@ -30,6 +43,8 @@ const KV_KEYS: &str = "SELECT key FROM meridian.kv WHERE run_id = $1 AND left(ke
 pub(super) struct PgKv {
     pub(super) journal: PgJournal,
     pub(super) run_id: String,
+    /// Written only while this owner holds the run's lease.
+    pub(super) fence: Option<String>,
 }
 
 impl PgKv {
@@ -54,6 +69,27 @@ impl PgKv {
             })
             .map_err(|e| KvError::Store(e.to_string()))
     }
+
+    /// The refusal of a fenced write: who holds the run's lease now, if anyone.
+    fn refused(&self) -> KvError {
+        let owner = self.fence.clone().unwrap_or_default();
+        let holder = self.call(HOLDER, "", |c, st, run, _| {
+            Box::pin(async move {
+                Ok(c.query_opt(&st, &[&run])
+                    .await
+                    .map_err(DistError::db("read the run's lease"))?
+                    .map(|r| r.get::<_, String>(0)))
+            })
+        });
+        match holder {
+            Ok(h) => KvError::Store(meridian_store::lease_lost_message(
+                &self.run_id,
+                &owner,
+                h.as_deref(),
+            )),
+            Err(e) => e,
+        }
+    }
 }
 
 impl KvStore for PgKv {
@@ -75,20 +111,26 @@ impl KvStore for PgKv {
         let value = Arc::new(value);
         let v = value.clone();
         let limit = meridian_protocol::kv::MAX_TOTAL_BYTES as i64;
-        let (total, replaced, written) = self.call(KV_SET, key, move |c, st, run, key| {
-            let v = v.clone();
-            Box::pin(async move {
-                let row = c
-                    .query_one(&st, &[&run, &key, &v.as_slice(), &limit])
-                    .await
-                    .map_err(DistError::db("write kv"))?;
-                Ok((
-                    row.get::<_, i64>(0),
-                    row.get::<_, i64>(1),
-                    row.get::<_, i64>(2),
-                ))
-            })
-        })?;
+        let fence = self.fence.clone();
+        let (total, replaced, written, allowed) =
+            self.call(KV_SET, key, move |c, st, run, key| {
+                let (v, fence) = (v.clone(), fence.clone());
+                Box::pin(async move {
+                    let row = c
+                        .query_one(&st, &[&run, &key, &v.as_slice(), &limit, &fence])
+                        .await
+                        .map_err(DistError::db("write kv"))?;
+                    Ok((
+                        row.get::<_, i64>(0),
+                        row.get::<_, i64>(1),
+                        row.get::<_, i64>(2),
+                        row.get::<_, bool>(3),
+                    ))
+                })
+            })?;
+        if !allowed {
+            return Err(self.refused());
+        }
         if written == 0 {
             check_write(key, &value, total as usize, replaced as usize)?;
             return Err(KvError::Store("kv write refused".into()));
@@ -97,14 +139,21 @@ impl KvStore for PgKv {
     }
 
     fn delete(&self, key: &str) -> Result<bool, KvError> {
-        self.call(KV_DELETE, key, |c, st, run, key| {
+        let fence = self.fence.clone();
+        let (allowed, deleted) = self.call(KV_DELETE, key, move |c, st, run, key| {
+            let fence = fence.clone();
             Box::pin(async move {
-                c.execute(&st, &[&run, &key])
+                let row = c
+                    .query_one(&st, &[&run, &key, &fence])
                     .await
-                    .map(|n| n > 0)
-                    .map_err(DistError::db("delete kv"))
+                    .map_err(DistError::db("delete kv"))?;
+                Ok((row.get::<_, bool>(0), row.get::<_, i64>(1)))
             })
-        })
+        })?;
+        if !allowed {
+            return Err(self.refused());
+        }
+        Ok(deleted > 0)
     }
 
     fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {

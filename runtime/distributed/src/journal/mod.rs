@@ -646,6 +646,15 @@ impl Journal for PgJournal {
         Arc::new(PgKv {
             journal: self.clone(),
             run_id: run_id.to_string(),
+            fence: None,
+        })
+    }
+
+    fn fenced_kv(&self, run_id: &str, owner: &str) -> Arc<dyn KvStore> {
+        Arc::new(PgKv {
+            journal: self.clone(),
+            run_id: run_id.to_string(),
+            fence: Some(owner.to_string()),
         })
     }
 

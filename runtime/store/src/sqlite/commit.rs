@@ -168,7 +168,7 @@ impl SqliteStore {
 
 /// Why `owner` may not write into `run_id` any more: another holds the run's lease, or none
 /// does (the lease is released only once the run's end is written).
-fn lease_lost(
+pub(super) fn lease_lost(
     tx: &rusqlite::Transaction<'_>,
     run_id: &str,
     owner: &str,

@@ -11,11 +11,26 @@ use super::SqliteStore;
 pub(super) struct SqliteKv {
     pub(super) store: SqliteStore,
     pub(super) run_id: String,
+    /// Written only while this owner holds the run's lease.
+    pub(super) fence: Option<String>,
 }
 
 impl SqliteKv {
     fn fail(&self, e: rusqlite::Error) -> KvError {
         KvError::Store(self.store.err(e).to_string())
+    }
+
+    /// Refuses a fenced write whose owner lost the run's lease; call after taking the write
+    /// lock (an immediate transaction), so a takeover commits before the check or after the
+    /// write.
+    fn fence(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), KvError> {
+        let Some(owner) = &self.fence else {
+            return Ok(());
+        };
+        match super::commit::lease_lost(tx, &self.run_id, owner).map_err(|e| self.fail(e))? {
+            Some(why) => Err(KvError::Store(why)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -38,6 +53,7 @@ impl KvStore for SqliteKv {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.fail(e))?;
+        self.fence(&tx)?;
         let (total, replaced): (i64, i64) = tx
             .prepare_cached(
                 "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0),
@@ -56,11 +72,17 @@ impl KvStore for SqliteKv {
     }
 
     fn delete(&self, key: &str) -> Result<bool, KvError> {
-        let conn = self.store.lock();
-        conn.prepare_cached("DELETE FROM kv WHERE run_id=?1 AND key=?2")
+        let mut conn = self.store.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.fail(e))?;
+        self.fence(&tx)?;
+        let n = tx
+            .prepare_cached("DELETE FROM kv WHERE run_id=?1 AND key=?2")
             .and_then(|mut st| st.execute(params![self.run_id, key]))
-            .map(|n| n > 0)
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e))?;
+        tx.commit().map_err(|e| self.fail(e))?;
+        Ok(n > 0)
     }
 
     fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {

@@ -421,6 +421,15 @@ impl Journal for SqliteStore {
         Arc::new(SqliteKv {
             store: self.clone(),
             run_id: run_id.to_string(),
+            fence: None,
+        })
+    }
+
+    fn fenced_kv(&self, run_id: &str, owner: &str) -> Arc<dyn KvStore> {
+        Arc::new(SqliteKv {
+            store: self.clone(),
+            run_id: run_id.to_string(),
+            fence: Some(owner.to_string()),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Sleeps `with.ms`, optionally appending `<step id> <attempt> <idempotency key>` to
 //! `with.record` (a file in a writable preopen) first, so crash/resume tests can count how often
-//! each step really ran. Outputs `{"slept": ms, "step": id}`.
+//! each step really ran, and optionally saving `with.save` under the kv key `saved` after the
+//! sleep (fencing tests). Outputs `{"slept": ms, "step": id}`.
 use std::io::Write;
 
 use meridian_sdk::{Ctx, Error, ManifestInfo, Step};
@@ -16,6 +17,9 @@ pub struct Input {
     /// A file to append one line to when the step starts.
     #[serde(default)]
     pub record: Option<String>,
+    /// A value to save under the kv key `saved` once the sleep is over.
+    #[serde(default)]
+    pub save: Option<String>,
 }
 
 /// Outputs.
@@ -49,6 +53,9 @@ impl Step for Sleeper {
                 .map_err(|e| Error::fatal(format!("write {path}: {e}")))?;
         }
         std::thread::sleep(std::time::Duration::from_millis(input.ms));
+        if let Some(value) = &input.save {
+            ctx.kv().set("saved", value.as_bytes())?;
+        }
         Ok(Output {
             slept: input.ms,
             step: inv.step_id.clone(),
