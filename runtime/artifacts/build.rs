@@ -24,13 +24,16 @@ fn main() {
         .expect("repository root");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 
+    // Watched paths are given relative to this package (`../../steps/…`), which cargo resolves
+    // against the package it checks: an absolute path would tie the build script's freshness
+    // to the checkout that ran it last. Two checkouts sharing one target directory (a CI clone
+    // beside a working copy, git worktrees) share this build script's output — cargo's unit
+    // hashes do not depend on where a workspace lives — and with absolute paths an edit in one
+    // checkout went unseen after the other had built: its tests ran the other's guests.
     for dir in ["steps", "sdk", "tests/guests"] {
-        rerun_if_changed_tree(&root.join(dir));
+        rerun_if_changed_tree(&root, Path::new(dir));
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("steps/Cargo.lock").display()
-    );
+    println!("cargo:rerun-if-changed=../../steps/Cargo.lock");
 
     check_target_installed();
 
@@ -273,8 +276,10 @@ fn host_target_dir(out_dir: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-fn rerun_if_changed_tree(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Watches the sources under `root/dir`, naming each relative to this package (two levels below
+/// `root`).
+fn rerun_if_changed_tree(root: &Path, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
         return;
     };
     for entry in entries.flatten() {
@@ -283,7 +288,7 @@ fn rerun_if_changed_tree(dir: &Path) {
         let name = name.to_string_lossy();
         if path.is_dir() {
             if name != "target" && !name.starts_with('.') {
-                rerun_if_changed_tree(&path);
+                rerun_if_changed_tree(root, &dir.join(&*name));
             }
         } else if name.ends_with(".rs")
             || name.ends_with(".toml")
@@ -291,7 +296,10 @@ fn rerun_if_changed_tree(dir: &Path) {
             || name.ends_with(".wasm")
             || name.ends_with(".sha256")
         {
-            println!("cargo:rerun-if-changed={}", path.display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                Path::new("../..").join(dir).join(&*name).display()
+            );
         }
     }
 }
