@@ -3,6 +3,7 @@
 //! evaluate health, so these tests prove the API conversation, not SigV4 (see `vectors`).
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,17 +23,16 @@ struct Moto {
 
 impl Moto {
     /// Starts moto, or returns `None` (with a notice) when `moto_server` is not installed.
+    ///
+    /// moto binds a port of the kernel's choosing (`-p 0`) and names it on stderr: a port picked
+    /// here and handed over could be taken in between (two tests picked the same one once; the
+    /// second moto exited and its test talked to the first's until that one was killed).
     fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
         {
             Ok(c) => c,
@@ -43,10 +43,30 @@ impl Moto {
                 return None;
             }
         };
-        let moto = Self {
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads to the end: moto logs every request there, and a full pipe would stall it.
+        std::thread::spawn(move || {
+            const READY: &str = "Running on http://127.0.0.1:";
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line.split(READY).nth(1) {
+                    let _ = tx.send(port.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let mut moto = Self {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: String::new(),
         };
+        let port = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(Some(port)) => port,
+            Ok(None) => panic!("moto_server named no port it listens on"),
+            Err(_) => panic!(
+                "moto_server did not say where it listens within 15 s (exited: {:?})",
+                moto.child.try_wait()
+            ),
+        };
+        moto.endpoint = format!("http://127.0.0.1:{port}");
         for _ in 0..300 {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Some(moto);
