@@ -23,16 +23,30 @@ pub const RTYPE_SOA: u16 = 6;
 /// would otherwise be able to get the same just-released port from the kernel.
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
-/// Returns a port on 127.0.0.1 that is free for both TCP and UDP right now (the kernel picks it by
-/// binding port 0), and free for TCP on the lab's region addresses too. Cost: a few syscalls. The port is released before returning, so another
-/// process can still take it; within this process the same port is never returned twice.
+/// Returns a port on 127.0.0.1 that is free for both TCP and UDP right now, and free for TCP on
+/// the lab's region addresses too. Cost: a few syscalls. Within this process the same port is
+/// never returned twice.
+///
+/// The port comes from below the kernel's ephemeral range (`ip_local_port_range`), picked at
+/// random: the kernel gives ephemeral ports to every outgoing connection, and a port taken from
+/// that range (by binding port 0) and released could become some test client's source port
+/// before the server it was meant for bound it ("address in use", a red CI). Another process can
+/// still take the port in between; on a machine whose ephemeral range leaves no room below it,
+/// the kernel picks (port 0).
 pub fn free_port() -> u16 {
     let mut guard = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     let handed = guard.get_or_insert_with(HashSet::new);
-    // Bounded: the ephemeral range has thousands of ports; 1000 tries only fail when loopback is
-    // exhausted, which no test can recover from anyway.
+    let below = ephemeral_low().saturating_sub(1);
+    let mut pick = Picker::new();
+    // Bounded: thousands of ports to pick from; 1000 tries only fail when loopback is exhausted,
+    // which no test can recover from anyway.
     for _ in 0..1000 {
-        let Ok(tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) else {
+        let port = if below > MIN_PICKED {
+            MIN_PICKED + (pick.next() % u64::from(below - MIN_PICKED)) as u16
+        } else {
+            0
+        };
+        let Ok(tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
             continue;
         };
         let Ok(addr) = tcp.local_addr() else {
@@ -56,6 +70,37 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free loopback port after 1000 attempts");
+}
+
+/// The lowest port picked: above the registered services most machines run.
+const MIN_PICKED: u16 = 20_000;
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// xorshift64*, seeded from the clock and the process id: different processes picking at the
+/// same moment should not walk the same sequence.
+struct Picker(u64);
+
+impl Picker {
+    fn new() -> Picker {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Picker((nanos ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
 }
 
 /// A parsed DNS response: the response code and the address records of the answer section.
@@ -353,6 +398,21 @@ mod tests {
         let ports: HashSet<u16> = (0..50).map(|_| free_port()).collect();
         assert_eq!(ports.len(), 50);
         assert!(!ports.contains(&0));
+    }
+
+    #[test]
+    fn free_ports_come_from_below_the_ephemeral_range() {
+        let low = ephemeral_low();
+        if low <= MIN_PICKED + 1 {
+            return; // no room below it on this machine: the kernel picks
+        }
+        for _ in 0..50 {
+            let port = free_port();
+            assert!(
+                (MIN_PICKED..low).contains(&port),
+                "{port} not in {MIN_PICKED}..{low}"
+            );
+        }
     }
 
     #[test]
