@@ -106,3 +106,48 @@ pub fn host_binary(var: &str, default: &str, build_hint: &str) -> Option<PathBuf
         path.display()
     );
 }
+
+/// A port on 127.0.0.1 free for TCP and UDP right now, for a server an integration test starts
+/// (PostgreSQL, PowerDNS, an emulator); never the same port twice in one process.
+///
+/// Picked at random below the kernel's ephemeral range (`ip_local_port_range`), as the lab's
+/// `free_port` does: a port from that range, released to a server about to bind it, can become
+/// an outgoing connection's source port first, and the server then fails with "address in use".
+/// Another process can still take it in between.
+pub fn free_port() -> u16 {
+    use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const MIN: u16 = 20_000;
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32)
+        | 1;
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1000 {
+        // xorshift64
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = if low > MIN + 1 {
+            MIN + (seed % u64::from(low - 1 - MIN)) as u16
+        } else {
+            0
+        };
+        let Ok(port) = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+        else {
+            continue;
+        };
+        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() && !handed.contains(&port) {
+            handed.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port after 1000 attempts");
+}

@@ -23,12 +23,7 @@ fn emulator_bin() -> Option<PathBuf> {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use meridian_families::testing::free_port;
 
 /// An emulator process, killed on drop.
 struct Emulator(Child);

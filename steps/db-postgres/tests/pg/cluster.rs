@@ -57,12 +57,7 @@ fn check(what: &str, out: std::io::Result<Output>) -> Output {
 }
 
 /// A port nobody listens on right now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub(crate) use meridian_families::testing::free_port;
 
 /// One running cluster; `Drop` stops it (`-m immediate`) and removes its directory.
 pub(crate) struct Cluster {

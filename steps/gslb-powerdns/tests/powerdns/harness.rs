@@ -2,7 +2,7 @@
 //! HTTP health endpoints on loopback addresses. Everything is stopped and removed on drop.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -11,19 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A port free for both TCP and UDP on 127.0.0.1 (pdns listens on both).
-pub(crate) fn free_port() -> u16 {
-    for _ in 0..50 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free TCP+UDP port on 127.0.0.1");
-}
+pub(crate) use meridian_families::testing::free_port;
 
 /// A running PowerDNS Authoritative server.
 pub(crate) struct Pdns {
