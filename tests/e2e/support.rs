@@ -55,11 +55,60 @@ impl Scratch {
     }
 }
 
-/// One compile cache for every e2e test of this build.
+/// One compile cache for every e2e test of this build, trimmed once per test process (before
+/// any test uses it) to the most recently written 1 GiB when it holds more than 2 GiB: it
+/// outlives builds, and every build of the JavaScript and Python components (not
+/// byte-reproducible) or of a guest in another checkout (paths inside) adds new entries, up to
+/// 36 MB each — it had reached 5.4 GB in a day of CI runs.
 pub fn cache_dir() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("meridian-cache");
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("meridian-cache");
+        std::fs::create_dir_all(&p).unwrap();
+        trim_cache(&p, 2 << 30, 1 << 30);
+        p
+    })
+    .clone()
+}
+
+/// Deletes the oldest compiled components in `dir` until they total at most `keep` bytes, when
+/// they total more than `over`; and the function cache (`functions/`, always safe to delete)
+/// when it alone is over `keep`.
+fn trim_cache(dir: &std::path::Path, over: u64, keep: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(std::fs::Metadata::is_file)?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    if total > over {
+        files.sort();
+        for (_, len, path) in files {
+            if total <= keep {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+    }
+    let functions = dir.join("functions");
+    let packs: u64 = std::fs::read_dir(&functions)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    if packs > keep {
+        let _ = std::fs::remove_dir_all(&functions);
+    }
 }
 
 pub fn text(o: &Output) -> (String, String) {
