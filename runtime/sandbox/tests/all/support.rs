@@ -151,10 +151,8 @@ impl PgCluster {
                 .map_err(|_| "no `postgres` user to run initdb as")?;
             std::os::unix::fs::chown(dir.path(), Some(uid), None).map_err(err)?;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(err)?
-            .port();
+        // Below the ephemeral range, so no client connection takes it before PostgreSQL binds it.
+        let port = meridian_lab::free_port();
         let cluster = Self {
             dsn: format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
             dir,
