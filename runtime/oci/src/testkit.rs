@@ -39,14 +39,12 @@ impl TestRegistry {
             bin.display()
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
+        // Port 0: the registry binds a port of the kernel's choosing and logs it ("listening
+        // on 127.0.0.1:PORT", at level info). A port picked here and handed over could be
+        // taken in between, by another test's server or a client connection's source port.
         let mut text = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
             dir.path().join("data").display()
         );
         if let Some((user, bcrypt)) = auth {
@@ -67,21 +65,38 @@ impl TestRegistry {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut reg = TestRegistry { child, dir, host };
+        let mut reg = TestRegistry {
+            child,
+            dir,
+            host: String::new(),
+        };
         reg.wait_ready();
         reg
     }
 
     fn wait_ready(&mut self) {
         use std::io::{Read as _, Write as _};
+        const LISTENING: &str = "listening on 127.0.0.1:";
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "docker-registry exited ({status}): {}",
-                    std::fs::read_to_string(self.dir.path().join("registry.log"))
-                        .unwrap_or_default()
-                );
+                panic!("docker-registry exited ({status}): {log}");
+            }
+            if self.host.is_empty() {
+                let port = log.split(LISTENING).nth(1).map(|rest| {
+                    rest.chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>()
+                });
+                match port {
+                    Some(p) if !p.is_empty() => self.host = format!("127.0.0.1:{p}"),
+                    _ => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                }
             }
             if let Ok(mut s) = std::net::TcpStream::connect(&self.host) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -99,7 +114,11 @@ impl TestRegistry {
         }
         panic!(
             "docker-registry on {} did not become ready in 20 s",
-            self.host
+            if self.host.is_empty() {
+                "a port it never named"
+            } else {
+                &self.host
+            }
         );
     }
 
