@@ -22,9 +22,9 @@ use crate::DistError;
 /// the run's lease, whose row the statement locks (`FOR SHARE`) so that a takeover commits
 /// either before the check or after the write. The statement returns whether it wrote.
 const APPEND: &str = concat!(
-    "WITH allowed AS (
-       SELECT $17::text IS NULL OR EXISTS (
-         SELECT 1 FROM meridian.leases WHERE run_id = $1 AND owner = $17 FOR SHARE) AS ok),
+    "WITH ",
+    fence_cte!("$17"),
+    ",
      ev AS (
        INSERT INTO meridian.events (run_id, seq, at, kind, step, body)
        SELECT $1, u.seq, ",
@@ -50,7 +50,6 @@ const APPEND: &str = concat!(
         WHERE id = $1 AND $15::text IS NOT NULL AND (SELECT ok FROM allowed))
      SELECT ok FROM allowed"
 );
-const HOLDER: &str = "SELECT owner FROM meridian.leases WHERE run_id = $1";
 const BODIES: &str =
     "SELECT seq, body::text FROM meridian.events WHERE run_id = $1 AND seq = ANY($2)";
 
@@ -173,19 +172,9 @@ impl Batch {
             )
             .await;
         match res.map(|row| row.get::<_, bool>(0)) {
-            Ok(false) => {
-                let (c, st) = s.stmt(HOLDER).await?;
-                let holder: Option<String> = c
-                    .query_opt(&st, &[&self.run_id])
-                    .await
-                    .map_err(DistError::db("read the run's lease"))?
-                    .map(|r| r.get(0));
-                Err(DistError::LeaseLost(meridian_store::lease_lost_message(
-                    &self.run_id,
-                    self.fence.as_deref().unwrap_or_default(),
-                    holder.as_deref(),
-                )))
-            }
+            Ok(false) => Err(s
+                .lease_lost(&self.run_id, self.fence.as_deref().unwrap_or_default())
+                .await),
             Ok(true) => Ok(()),
             Err(e) if retry && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // The first try may have committed before its connection dropped: accept the

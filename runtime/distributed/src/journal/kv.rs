@@ -15,9 +15,10 @@ const KV_GET: &str = "SELECT value FROM meridian.kv WHERE run_id = $1 AND key = 
 // written only when the run's total stays within the limit and, with a fence ($5, the owner of a
 // fenced kv), while that owner holds the run's lease (its row locked `FOR SHARE`, as the
 // journal's append does); the sizes and the lease check's answer come back either way.
-const KV_SET: &str = "WITH allowed AS (
-       SELECT $5::text IS NULL OR EXISTS (
-         SELECT 1 FROM meridian.leases WHERE run_id = $1::text AND owner = $5::text FOR SHARE) AS ok),
+const KV_SET: &str = concat!(
+    "WITH ",
+    fence_cte!("$5"),
+    ",
      sizes AS (
        SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0)::bigint AS total,
               coalesce(sum(octet_length(key) + octet_length(value)) FILTER (WHERE key = $2::text), 0)::bigint AS replaced
@@ -27,27 +28,37 @@ const KV_SET: &str = "WITH allowed AS (
         WHERE (SELECT ok FROM allowed)
           AND total - replaced + octet_length($2::text) + octet_length($3::bytea) <= $4::bigint
        ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1)
-     SELECT total, replaced, (SELECT count(*) FROM ins), (SELECT ok FROM allowed) FROM sizes";
-const KV_DELETE: &str = "WITH allowed AS (
-       SELECT $3::text IS NULL OR EXISTS (
-         SELECT 1 FROM meridian.leases WHERE run_id = $1::text AND owner = $3::text FOR SHARE) AS ok),
+     SELECT total, replaced, (SELECT count(*) FROM ins), (SELECT ok FROM allowed) FROM sizes"
+);
+const KV_DELETE: &str = concat!(
+    "WITH ",
+    fence_cte!("$3"),
+    ",
      del AS (
        DELETE FROM meridian.kv WHERE run_id = $1::text AND key = $2::text AND (SELECT ok FROM allowed)
        RETURNING 1)
-     SELECT (SELECT ok FROM allowed), (SELECT count(*) FROM del)";
-const HOLDER: &str = "SELECT owner FROM meridian.leases WHERE run_id = $1";
+     SELECT (SELECT ok FROM allowed), (SELECT count(*) FROM del)"
+);
 const KV_KEYS: &str = "SELECT key FROM meridian.kv WHERE run_id = $1 AND left(key, length($2)) = $2 ORDER BY key COLLATE \"C\"";
 
 /// One run's kv state in `meridian.kv`, reached from any coordinator or worker: every write is
 /// one statement (limit check included) and so one commit.
 pub(super) struct PgKv {
-    pub(super) journal: PgJournal,
-    pub(super) run_id: String,
+    journal: PgJournal,
+    run_id: String,
     /// Written only while this owner holds the run's lease.
-    pub(super) fence: Option<String>,
+    fence: Option<String>,
 }
 
 impl PgKv {
+    pub(super) fn new(journal: &PgJournal, run_id: &str, fence: Option<&str>) -> PgKv {
+        PgKv {
+            journal: journal.clone(),
+            run_id: run_id.to_string(),
+            fence: fence.map(str::to_string),
+        }
+    }
+
     fn call<T: Send + 'static>(
         &self,
         sql: &'static str,
@@ -72,23 +83,12 @@ impl PgKv {
 
     /// The refusal of a fenced write: who holds the run's lease now, if anyone.
     fn refused(&self) -> KvError {
-        let owner = self.fence.clone().unwrap_or_default();
-        let holder = self.call(HOLDER, "", |c, st, run, _| {
-            Box::pin(async move {
-                Ok(c.query_opt(&st, &[&run])
-                    .await
-                    .map_err(DistError::db("read the run's lease"))?
-                    .map(|r| r.get::<_, String>(0)))
-            })
+        let (run, owner) = (self.run_id.clone(), self.fence.clone().unwrap_or_default());
+        let why = self.journal.call(false, move |s, _| {
+            let (run, owner) = (run.clone(), owner.clone());
+            Box::pin(async move { Ok(s.lease_lost(&run, &owner).await) })
         });
-        match holder {
-            Ok(h) => KvError::Store(meridian_store::lease_lost_message(
-                &self.run_id,
-                &owner,
-                h.as_deref(),
-            )),
-            Err(e) => e,
-        }
+        KvError::Store(why.unwrap_or_else(|e| e).to_string())
     }
 }
 

@@ -46,6 +46,19 @@ macro_rules! now_ms {
     };
 }
 
+/// The `allowed` CTE of a fenced write: true without a fence (`$owner` NULL), else whether
+/// `$owner` holds run `$1`'s lease, whose row it locks `FOR SHARE` so that a takeover commits
+/// either before the check or after the write.
+macro_rules! fence_cte {
+    ($owner:literal) => {
+        concat!(
+            "allowed AS (SELECT ", $owner, "::text IS NULL OR EXISTS (SELECT 1 FROM meridian.leases WHERE run_id = $1::text AND owner = ",
+            $owner,
+            "::text FOR SHARE) AS ok)"
+        )
+    };
+}
+
 mod append;
 mod kv;
 
@@ -163,6 +176,23 @@ struct Session {
 }
 
 impl Session {
+    /// Why a fenced write of `owner` into `run_id` was refused: who holds the run's lease now.
+    async fn lease_lost(&mut self, run_id: &str, owner: &str) -> DistError {
+        const HOLDER: &str = "SELECT owner FROM meridian.leases WHERE run_id = $1";
+        let holder = match self.stmt(HOLDER).await {
+            Ok((c, st)) => c.query_opt(&st, &[&run_id]).await,
+            Err(e) => return e,
+        };
+        match holder {
+            Ok(h) => DistError::LeaseLost(meridian_store::lease_lost_message(
+                run_id,
+                owner,
+                h.map(|r| r.get::<_, String>(0)).as_deref(),
+            )),
+            Err(e) => DistError::db("read the run's lease")(e),
+        }
+    }
+
     async fn client(&mut self) -> Result<&Client, DistError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.prepared.clear();
@@ -643,19 +673,11 @@ impl Journal for PgJournal {
     }
 
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore> {
-        Arc::new(PgKv {
-            journal: self.clone(),
-            run_id: run_id.to_string(),
-            fence: None,
-        })
+        Arc::new(PgKv::new(self, run_id, None))
     }
 
     fn fenced_kv(&self, run_id: &str, owner: &str) -> Arc<dyn KvStore> {
-        Arc::new(PgKv {
-            journal: self.clone(),
-            run_id: run_id.to_string(),
-            fence: Some(owner.to_string()),
-        })
+        Arc::new(PgKv::new(self, run_id, Some(owner)))
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {

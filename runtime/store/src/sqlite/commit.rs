@@ -88,11 +88,9 @@ impl SqliteStore {
             let result = self.write(&round).map_err(|e| e.to_string());
             q = lock();
             for (i, (t, _)) in round.iter().enumerate() {
+                // The round's error, else this batch's refusal.
                 let r = match &result {
-                    Ok(refused) => match &refused[i] {
-                        Some(why) => Err(why.clone()),
-                        None => Ok(()),
-                    },
+                    Ok(refused) => refused[i].clone().map_or(Ok(()), Err),
                     Err(e) => Err(e.clone()),
                 };
                 q.results.insert(*t, r);

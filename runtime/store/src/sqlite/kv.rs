@@ -9,13 +9,21 @@ use super::SqliteStore;
 /// One run's kv state in the `kv` table: every write is its own durable transaction, so a value
 /// a step saved before it was killed is there for its compensation after a resume.
 pub(super) struct SqliteKv {
-    pub(super) store: SqliteStore,
-    pub(super) run_id: String,
+    store: SqliteStore,
+    run_id: String,
     /// Written only while this owner holds the run's lease.
-    pub(super) fence: Option<String>,
+    fence: Option<String>,
 }
 
 impl SqliteKv {
+    pub(super) fn new(store: &SqliteStore, run_id: &str, fence: Option<&str>) -> SqliteKv {
+        SqliteKv {
+            store: store.clone(),
+            run_id: run_id.to_string(),
+            fence: fence.map(str::to_string),
+        }
+    }
+
     fn fail(&self, e: rusqlite::Error) -> KvError {
         KvError::Store(self.store.err(e).to_string())
     }

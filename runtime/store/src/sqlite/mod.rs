@@ -418,19 +418,11 @@ impl Journal for SqliteStore {
     }
 
     fn kv(&self, run_id: &str) -> Arc<dyn KvStore> {
-        Arc::new(SqliteKv {
-            store: self.clone(),
-            run_id: run_id.to_string(),
-            fence: None,
-        })
+        Arc::new(SqliteKv::new(self, run_id, None))
     }
 
     fn fenced_kv(&self, run_id: &str, owner: &str) -> Arc<dyn KvStore> {
-        Arc::new(SqliteKv {
-            store: self.clone(),
-            run_id: run_id.to_string(),
-            fence: Some(owner.to_string()),
-        })
+        Arc::new(SqliteKv::new(self, run_id, Some(owner)))
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
