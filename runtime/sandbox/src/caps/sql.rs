@@ -1,6 +1,12 @@
 //! The `sql` capability: tokio-postgres on named connections only (TCP with TLS as the
-//! connection string's `sslmode` says, or a Unix socket), typed values both ways, `statement_timeout` on every session (90% of the call's
-//! timeout), and plan mode.
+//! connection string's `sslmode` says, or a Unix socket), typed values both ways, a
+//! `statement_timeout` that ends every statement before the call's deadline, and plan mode.
+//!
+//! The statement timeout: a statement must end a tenth of the call's time before the call's
+//! deadline, so a slow query comes back to the step as a `timeout` error it can handle instead
+//! of the whole call being stopped. A session's `statement_timeout` counts from each statement's
+//! start, so one value set at connect would let a statement started late run past the deadline;
+//! the session's value is lowered (one `SET`) before a statement whose start leaves less than it.
 //!
 //! Plan mode: `query` and `execute` run inside `BEGIN READ ONLY … ROLLBACK`, so PostgreSQL
 //! itself refuses writes; a statement it refuses as a write (SQLSTATE 25006, or 25001 for
@@ -11,7 +17,7 @@
 //! Limitation: a user-defined function that calls one of these internally is not detected.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::types::ToSql;
 
@@ -72,13 +78,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Conn {
     client: tokio_postgres::Client,
     task: tokio::task::JoinHandle<()>,
+    /// The session's `statement_timeout`, as last set.
+    timeout: Duration,
 }
 
 /// One invocation's SQL grant and its open connections (closed when this is dropped).
 pub(crate) struct SqlCap {
     dsns: BTreeMap<String, String>,
     conns: HashMap<String, Conn>,
-    statement_timeout: Duration,
+    /// When every statement must have ended: the call's deadline less a tenth of its time.
+    statements_end: Instant,
 }
 
 impl Drop for SqlCap {
@@ -119,15 +128,29 @@ fn is_write_refusal(e: &SqlError) -> bool {
 }
 
 impl SqlCap {
-    pub(crate) fn new(dsns: BTreeMap<String, String>, statement_timeout: Duration) -> Self {
+    /// The grant `dsns` for a call of `timeout` that ends at `deadline`.
+    pub(crate) fn new(
+        dsns: BTreeMap<String, String>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Self {
         Self {
             dsns,
             conns: HashMap::new(),
-            statement_timeout,
+            statements_end: deadline.checked_sub(timeout / 10).unwrap_or(deadline),
         }
     }
 
+    /// The connection `name`, opened on first use, with a statement timeout that ends a
+    /// statement started now by [`Self::statements_end`].
     async fn client(&mut self, name: &str) -> Result<&mut tokio_postgres::Client, SqlError> {
+        let budget = self
+            .statements_end
+            .saturating_duration_since(Instant::now());
+        // PostgreSQL reads 0 as "no timeout": under a millisecond left is already too late.
+        if budget < Duration::from_millis(1) {
+            return Err(SqlError::Timeout);
+        }
         if !self.conns.contains_key(name) {
             let Some(dsn) = self.dsns.get(name) else {
                 return Err(SqlError::Denied(format!(
@@ -150,16 +173,32 @@ impl SqlCap {
                 // Errors surface on the client's next call; nothing to do with them here.
                 let _ = connection.await;
             });
-            let ms = self.statement_timeout.as_millis().max(1);
-            client
-                .batch_execute(&format!(
-                    "SET statement_timeout = {ms}; SET application_name = 'meridian-step'"
-                ))
+            let conn = Conn {
+                client,
+                task,
+                timeout: budget,
+            };
+            let set = format!(
+                "SET statement_timeout = {}; SET application_name = 'meridian-step'",
+                budget.as_millis()
+            );
+            // Dropped (and its task aborted) on failure.
+            conn.client
+                .batch_execute(&set)
                 .await
                 .map_err(|e| db_error(&e))?;
-            self.conns.insert(name.to_owned(), Conn { client, task });
+            self.conns.insert(name.to_owned(), conn);
         }
-        Ok(&mut self.conns.get_mut(name).expect("inserted above").client)
+        let conn = self.conns.get_mut(name).expect("inserted above");
+        if conn.timeout > budget {
+            let set = format!("SET statement_timeout = {}", budget.as_millis());
+            conn.client
+                .batch_execute(&set)
+                .await
+                .map_err(|e| db_error(&e))?;
+            conn.timeout = budget;
+        }
+        Ok(&mut conn.client)
     }
 
     /// `sql.query`. Returns the rows and, in plan mode when the statement was not run, the

@@ -75,6 +75,11 @@ impl Sandbox {
         }
         let mode = call.invocation.mode;
         let caps = &call.caps;
+        // The deadline is an instant on the monotonic clock, checked at every epoch tick: the
+        // step stops within one tick of it however late the ticker thread wakes under load
+        // (counting ticks instead let a 4 s timeout end 2.5 s late next to busy processes).
+        // SQL statements are timed to end before it.
+        let deadline = std::time::Instant::now() + call.timeout;
         let stdout = Capture::new(cfg.stdio_capture_bytes);
         let stderr = Capture::new(cfg.stdio_capture_bytes);
         let mut wasi = WasiCtxBuilder::new();
@@ -117,9 +122,7 @@ impl Sandbox {
             masker,
             caps.log.clone(),
             http,
-            // A statement gets 90% of the call's time, so a slow query comes back to the step
-            // as a `timeout` error it can handle, before the whole call is stopped.
-            SqlCap::new(caps.sql.clone(), call.timeout.mul_f64(0.9)),
+            SqlCap::new(caps.sql.clone(), deadline, call.timeout),
             caps.secrets.clone(),
             Arc::clone(&caps.kv),
         );
@@ -141,10 +144,6 @@ impl Sandbox {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        // The deadline is an instant on the monotonic clock, checked at every epoch tick: the
-        // step stops within one tick of it however late the ticker thread wakes under load
-        // (counting ticks instead let a 4 s timeout end 2.5 s late next to busy processes).
-        let deadline = std::time::Instant::now() + call.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if std::time::Instant::now() >= deadline {

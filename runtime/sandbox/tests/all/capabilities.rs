@@ -359,8 +359,8 @@ async fn sql_types_and_parameters() {
         {"op": "sql", "connection": "db", "statement": "SELECT repeat('x', 1000000) FROM generate_series(1, 100)", "params": []},
         {"op": "sql", "connection": "db", "statement": "SELECT pg_sleep(10)", "params": []},
     ]});
-    // The sleep is cut at 90 % of the call's time (7.2 s), leaving the other statements 0.8 s
-    // even on a loaded machine.
+    // The sleep is cut a tenth of the call's time (0.8 s) before the call's deadline, however
+    // long the statements before it took on a loaded machine.
     let call = Call {
         timeout: Duration::from_secs(8),
         ..Call::run(inv(ops), caps)
@@ -393,6 +393,36 @@ async fn sql_types_and_parameters() {
         r[5]["error"].as_str().unwrap().contains("timed out"),
         "statement_timeout applies: {}",
         r[5]
+    );
+}
+
+/// A statement's timeout counts from its start: one started late in the call is cut before the
+/// call's deadline (so the step gets the error), not a fixed time after it began.
+#[tokio::test]
+async fn a_statement_started_late_still_ends_before_the_deadline() {
+    let Some(pg) = test_pg("a_statement_started_late") else {
+        return;
+    };
+    let mut caps = Capabilities::default();
+    caps.sql.insert("db".into(), pg.dsn());
+    let c = load(meridian_artifacts::KITCHEN_SINK);
+    let ops = json!({"ops": [
+        {"op": "sql", "connection": "db", "statement": "SELECT 1 AS one", "params": []},
+        {"op": "sleep", "ms": 2000},
+        {"op": "sql", "connection": "db", "statement": "SELECT pg_sleep(10)", "params": []},
+    ]});
+    let call = Call {
+        timeout: Duration::from_secs(4),
+        ..Call::run(inv(ops), caps)
+    };
+    // Before, the statement was given 3.6 s from its start at 2 s: the call timed out instead.
+    let out = sandbox().invoke(&c, call).await.unwrap();
+    let r = &out.output["results"];
+    assert_eq!(r[0]["rows"][0], json!({"one": 1}));
+    assert!(
+        r[2]["error"].as_str().unwrap().contains("timed out"),
+        "the late statement is cut and the step told: {}",
+        r[2]
     );
 }
 
