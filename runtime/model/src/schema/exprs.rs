@@ -19,12 +19,12 @@ use crate::workflow::*;
 pub(super) struct Types<'w> {
     wf: &'w Workflow,
     /// Each step's component schema, by index in `wf.steps`.
-    schemas: &'w [Option<StepSchema>],
+    schemas: &'w [Option<&'w StepSchema>],
     step_index: HashMap<&'w str, usize>,
 }
 
 impl<'w> Types<'w> {
-    pub(super) fn new(wf: &'w Workflow, schemas: &'w [Option<StepSchema>]) -> Self {
+    pub(super) fn new(wf: &'w Workflow, schemas: &'w [Option<&'w StepSchema>]) -> Self {
         let step_index = wf
             .steps
             .iter()
@@ -85,7 +85,7 @@ impl<'w> Types<'w> {
 
     /// The output schema's root and the schema of one of its properties.
     fn output_schema(&self, step: usize, name: &str) -> Option<(&'w Json, &'w Json)> {
-        let root = &self.schemas[step].as_ref()?.output;
+        let root = &self.schemas[step]?.output;
         let prop = root.get("properties")?.get(name)?;
         Some((root, prop))
     }
@@ -93,7 +93,7 @@ impl<'w> Types<'w> {
     /// The outputs of a step declared with the type `want` (an integer for a number), other than
     /// `except`. Stricter than [`ExprType::fits`]: a suggestion must be right, not just possible.
     fn outputs_of_type(&self, step: usize, want: ExprType, except: &str) -> Vec<&'w str> {
-        let Some(sc) = &self.schemas[step] else {
+        let Some(sc) = self.schemas[step] else {
             return Vec::new();
         };
         let root = &sc.output;

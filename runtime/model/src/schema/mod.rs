@@ -56,17 +56,30 @@ pub fn check_steps(
     lookup: &dyn Fn(&ComponentRef) -> Option<StepSchema>,
 ) -> Vec<Diagnostic> {
     let map = SourceMap::new(&wf.source);
-    // `lookup` may be costly (compiling a component to ask it); ask once per component.
-    let mut cache: HashMap<ComponentRef, Option<StepSchema>> = HashMap::new();
-    let mut get = |c: &ComponentRef| -> Option<StepSchema> {
-        cache.entry(c.clone()).or_insert_with(|| lookup(c)).clone()
-    };
-    // Every output schema is needed before any `with:` is checked: a value may use the output
-    // of any step it needs, wherever that step is in the file.
-    let by_step: Vec<Option<StepSchema>> = wf
+    // `lookup` may be costly (compiling a component to ask it); ask once per component, then
+    // lend the answers (a schema is cloned nowhere: a 10,000-step workflow cloned one per step).
+    let mut cache: HashMap<&ComponentRef, Option<StepSchema>> = HashMap::new();
+    let compensations = wf.steps.iter().filter_map(|s| match &s.compensate {
+        Compensate::Step { component, .. } => Some(component),
+        _ => None,
+    });
+    for c in wf
         .steps
         .iter()
-        .map(|s| s.component.as_ref().and_then(&mut get))
+        .filter_map(|s| s.component.as_ref())
+        .chain(compensations)
+    {
+        if !cache.contains_key(c) {
+            cache.insert(c, lookup(c));
+        }
+    }
+    let get = |c: &ComponentRef| cache.get(c).and_then(Option::as_ref);
+    // Every output schema is needed before any `with:` is checked: a value may use the output
+    // of any step it needs, wherever that step is in the file.
+    let by_step: Vec<Option<&StepSchema>> = wf
+        .steps
+        .iter()
+        .map(|s| s.component.as_ref().and_then(get))
         .collect();
     let types = Types::new(wf, &by_step);
     let mut out = Checker {
@@ -92,12 +105,18 @@ pub fn check_steps(
         }
     }
     // Output names used by expressions.
+    let step_index: HashMap<&str, usize> = wf
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.value.as_str(), i))
+        .collect();
     for site in sites(wf) {
         for r in &site.refs {
             if r.path.len() < 4 || r.path[0] != "steps" || r.path[2] != "outputs" {
                 continue;
             }
-            let Some(ti) = wf.steps.iter().position(|s| s.id.value == r.path[1]) else {
+            let Some(&ti) = step_index.get(r.path[1].as_str()) else {
                 continue;
             };
             let target = &wf.steps[ti];
@@ -105,7 +124,7 @@ pub fn check_steps(
             let Some(name) = r.path.get(name_at) else {
                 continue;
             };
-            let Some(sc) = &by_step[ti] else { continue };
+            let Some(sc) = by_step[ti] else { continue };
             let Some(props) = closed_properties(&sc.output) else {
                 continue;
             };
