@@ -6,7 +6,8 @@
 //! deadline, so a slow query comes back to the step as a `timeout` error it can handle instead
 //! of the whole call being stopped. A session's `statement_timeout` counts from each statement's
 //! start, so one value set at connect would let a statement started late run past the deadline;
-//! the session's value is lowered (one `SET`) before a statement whose start leaves less than it.
+//! the session's value is lowered (one `SET`) before a statement whose start leaves less than it
+//! (by more than a hundredth of the call's time). Connecting is bounded by the time left too.
 //!
 //! Plan mode: `query` and `execute` run inside `BEGIN READ ONLY … ROLLBACK`, so PostgreSQL
 //! itself refuses writes; a statement it refuses as a write (SQLSTATE 25006, or 25001 for
@@ -88,6 +89,10 @@ pub(crate) struct SqlCap {
     conns: HashMap<String, Conn>,
     /// When every statement must have ended: the call's deadline less a tenth of its time.
     statements_end: Instant,
+    /// How far past `statements_end` a statement may be allowed to run before the session's
+    /// timeout is set again (a hundredth of the call's time): without it every statement would
+    /// pay a `SET`, the time left having shrunk since the last one.
+    slack: Duration,
 }
 
 impl Drop for SqlCap {
@@ -138,30 +143,39 @@ impl SqlCap {
             dsns,
             conns: HashMap::new(),
             statements_end: deadline.checked_sub(timeout / 10).unwrap_or(deadline),
+            slack: timeout / 100,
         }
     }
 
-    /// The connection `name`, opened on first use, with a statement timeout that ends a
-    /// statement started now by [`Self::statements_end`].
-    async fn client(&mut self, name: &str) -> Result<&mut tokio_postgres::Client, SqlError> {
-        let budget = self
+    /// What a statement started now may take: the time left until [`Self::statements_end`].
+    fn budget(&self) -> Result<Duration, SqlError> {
+        let left = self
             .statements_end
             .saturating_duration_since(Instant::now());
         // PostgreSQL reads 0 as "no timeout": under a millisecond left is already too late.
-        if budget < Duration::from_millis(1) {
+        if left < Duration::from_millis(1) {
             return Err(SqlError::Timeout);
         }
+        Ok(left)
+    }
+
+    /// The connection `name`, opened on first use, with a statement timeout that ends a
+    /// statement started now by [`Self::statements_end`] (give or take [`Self::slack`]).
+    async fn client(&mut self, name: &str) -> Result<&mut tokio_postgres::Client, SqlError> {
         if !self.conns.contains_key(name) {
             let Some(dsn) = self.dsns.get(name) else {
                 return Err(SqlError::Denied(format!(
                     "connection `{name}` is not granted to this step; add it to the step's grants.sql"
                 )));
             };
+            // Bounded by the time left too, so a slow server is a `connect` error the step can
+            // handle rather than the attempt being stopped.
+            let limit = CONNECT_TIMEOUT.min(self.budget()?);
             let connect = meridian_pgtls::connect(dsn);
-            let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            let (client, connection) = match tokio::time::timeout(limit, connect).await {
                 Err(_) => {
                     return Err(SqlError::Connect(format!(
-                        "connecting to `{name}` took longer than {CONNECT_TIMEOUT:?}"
+                        "connecting to `{name}` took longer than {limit:?}"
                     )));
                 }
                 Ok(Err(e)) => {
@@ -173,24 +187,23 @@ impl SqlCap {
                 // Errors surface on the client's next call; nothing to do with them here.
                 let _ = connection.await;
             });
+            let budget = self.budget()?;
+            let set = format!(
+                "SET statement_timeout = {}; SET application_name = 'meridian-step'",
+                budget.as_millis()
+            );
+            // On failure the client is dropped, and the connection's task ends with it.
+            client.batch_execute(&set).await.map_err(|e| db_error(&e))?;
             let conn = Conn {
                 client,
                 task,
                 timeout: budget,
             };
-            let set = format!(
-                "SET statement_timeout = {}; SET application_name = 'meridian-step'",
-                budget.as_millis()
-            );
-            // Dropped (and its task aborted) on failure.
-            conn.client
-                .batch_execute(&set)
-                .await
-                .map_err(|e| db_error(&e))?;
             self.conns.insert(name.to_owned(), conn);
         }
+        let budget = self.budget()?;
         let conn = self.conns.get_mut(name).expect("inserted above");
-        if conn.timeout > budget {
+        if conn.timeout > budget + self.slack {
             let set = format!("SET statement_timeout = {}", budget.as_millis());
             conn.client
                 .batch_execute(&set)
