@@ -484,3 +484,25 @@ steps: [{id: a, uses: hello}]
         "{all}"
     );
 }
+
+/// Each component a workflow runs, steps' and compensations' alike, is listed once, in the order
+/// of its written form, however many steps use it.
+#[test]
+fn components_are_listed_once_each_in_text_order() {
+    let w = wf(r#"
+name: t
+steps:
+  - id: a
+    uses: sleep
+    compensate: {uses: hello}
+  - id: b
+    uses: hello
+  - id: c
+    uses: sleep
+  - id: d
+    uses: echo
+    compensate: {uses: sleep}
+"#);
+    let names: Vec<String> = w.components().iter().map(|c| c.to_string()).collect();
+    assert_eq!(names, ["echo", "hello", "sleep"]);
+}
