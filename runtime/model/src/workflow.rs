@@ -273,6 +273,13 @@ pub struct Step {
     pub approval: Option<Approval>,
 }
 
+impl Step {
+    /// Whether the step runs the built-in step `name` (`uses: adc-apisix`, any version).
+    pub fn runs_builtin(&self, name: &str) -> bool {
+        matches!(&self.component, Some(ComponentRef::Builtin { name: n, .. }) if n == name)
+    }
+}
+
 /// `strategy.matrix` (plus `strategy.max-parallel` / `strategy.fail-fast`).
 #[derive(Clone, Debug)]
 pub struct Matrix {

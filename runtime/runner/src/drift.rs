@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use meridian_engine::RunReport;
-use meridian_model::{ComponentRef, Workflow};
+use meridian_model::Workflow;
 use meridian_protocol::Outcome;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -92,12 +92,6 @@ impl Runner {
     }
 }
 
-fn is_adc(wf: &Workflow, step: &str) -> bool {
-    wf.step(step)
-        .and_then(|s| s.component.as_ref())
-        .is_some_and(|c| matches!(c, ComponentRef::Builtin { name, .. } if name == "adc-apisix"))
-}
-
 /// The drift a plan run saw. Several `adc-apisix` steps reading the same Admin API (a diff step
 /// and a sync step) count once.
 pub fn judge(wf: &Workflow, r: &RunReport) -> Drift {
@@ -106,7 +100,7 @@ pub fn judge(wf: &Workflow, r: &RunReport) -> Drift {
     let adc_steps: Vec<_> = wf
         .steps
         .iter()
-        .filter(|s| is_adc(wf, &s.id.value))
+        .filter(|s| s.runs_builtin("adc-apisix"))
         .collect();
     for s in &adc_steps {
         let Some(rep) = r.step(&s.id.value) else {

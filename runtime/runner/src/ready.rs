@@ -157,15 +157,15 @@ fn replication_checks(wf: &Workflow, r: &RunReport) -> Vec<Check> {
 }
 
 fn config_checks(wf: &Workflow, r: &RunReport) -> Vec<Check> {
+    let adc: std::collections::HashSet<&str> = wf
+        .steps
+        .iter()
+        .filter(|s| s.runs_builtin("adc-apisix"))
+        .map(|s| s.id.value.as_str())
+        .collect();
     r.steps
         .iter()
-        .filter(|s| {
-            wf.step(&s.id)
-                .and_then(|st| st.component.as_ref())
-                .is_some_and(
-                    |c| matches!(c, ComponentRef::Builtin { name, .. } if name == "adc-apisix"),
-                )
-        })
+        .filter(|s| adc.contains(s.id.as_str()))
         .flat_map(|s| s.legs.iter().map(move |l| (s, l)))
         .filter(|(_, l)| l.outcome == Outcome::Success)
         .map(|(s, l)| Check {
