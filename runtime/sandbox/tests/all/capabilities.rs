@@ -7,7 +7,7 @@ use meridian_sandbox::{Call, Capabilities, HttpPolicy, KvStore, MemoryKv, Preope
 use serde_json::json;
 
 use crate::server::Server;
-use crate::support::{inv, load, run, sandbox, test_pg};
+use crate::support::{TestPg, inv, load, run, sandbox, test_pg};
 
 fn http_caps(server: &Server) -> Capabilities {
     Capabilities {
@@ -339,14 +339,23 @@ async fn concurrent_invocations_beyond_the_pool_wait_for_a_slot() {
     assert_eq!(s.stats().instantiations, 8);
 }
 
+/// The kitchen-sink step's output for `ops`, run in an 8 s call with `db` granted as `pg`.
+async fn sql_ops_for_8s(pg: &TestPg, ops: serde_json::Value) -> serde_json::Value {
+    let mut caps = Capabilities::default();
+    caps.sql.insert("db".into(), pg.dsn());
+    let c = load(meridian_artifacts::KITCHEN_SINK);
+    let call = Call {
+        timeout: Duration::from_secs(8),
+        ..Call::run(inv(ops), caps)
+    };
+    sandbox().invoke(&c, call).await.unwrap().output
+}
+
 #[tokio::test]
 async fn sql_types_and_parameters() {
     let Some(pg) = test_pg("sql_types_and_parameters") else {
         return;
     };
-    let mut caps = Capabilities::default();
-    caps.sql.insert("db".into(), pg.dsn());
-    let c = load(meridian_artifacts::KITCHEN_SINK);
     let statement = "SELECT 1::int2 AS i2, 2::int4 AS i4, 3::int8 AS i8, 1.5::float8 AS f8, 'x'::text AS t, true AS b, \
         '\\x0102'::bytea AS by, '{\"a\":[1]}'::jsonb AS j, 12345.678::numeric AS n, '16/B374D848'::pg_lsn AS lsn, \
         '2024-02-29 12:34:56.5+00'::timestamptz AS ts, '1 day 02:00:00'::interval AS iv, NULL::text AS nothing, \
@@ -361,12 +370,8 @@ async fn sql_types_and_parameters() {
     ]});
     // The sleep is cut a tenth of the call's time (0.8 s) before the call's deadline, however
     // long the statements before it took on a loaded machine.
-    let call = Call {
-        timeout: Duration::from_secs(8),
-        ..Call::run(inv(ops), caps)
-    };
-    let out = sandbox().invoke(&c, call).await.unwrap();
-    let r = &out.output["results"];
+    let out = sql_ops_for_8s(&pg, ops).await;
+    let r = &out["results"];
     assert_eq!(
         r[0]["rows"][0],
         json!({"i2": 1, "i4": 2, "i8": 3, "f8": 1.5, "t": "x", "b": true, "by": [1, 2], "j": {"a": [1]},
@@ -403,9 +408,6 @@ async fn a_statement_started_late_still_ends_before_the_deadline() {
     let Some(pg) = test_pg("a_statement_started_late") else {
         return;
     };
-    let mut caps = Capabilities::default();
-    caps.sql.insert("db".into(), pg.dsn());
-    let c = load(meridian_artifacts::KITCHEN_SINK);
     let ops = json!({"ops": [
         {"op": "sql", "connection": "db", "statement": "SELECT 1 AS one", "params": []},
         {"op": "sleep", "ms": 1500},
@@ -413,12 +415,8 @@ async fn a_statement_started_late_still_ends_before_the_deadline() {
     ]});
     // The statement is cut at 7.2 s, leaving the step 0.8 s to answer. Before, it was given
     // 7.2 s from its start at 1.5 s: the call timed out at 8 s instead.
-    let call = Call {
-        timeout: Duration::from_secs(8),
-        ..Call::run(inv(ops), caps)
-    };
-    let out = sandbox().invoke(&c, call).await.unwrap();
-    let r = &out.output["results"];
+    let out = sql_ops_for_8s(&pg, ops).await;
+    let r = &out["results"];
     assert_eq!(r[0]["rows"][0], json!({"one": 1}));
     assert!(
         r[2]["error"].as_str().unwrap().contains("timed out"),
