@@ -73,6 +73,13 @@ fn main() {
     code.push_str("/// Every step under `steps/`: (step name, component bytes). Sorted by name.\n");
     code.push_str("pub static BUILTIN: &[(&str, &[u8])] = &[\n");
     let prebuilt = prebuilt_steps(&root.join("steps"));
+    // The generated code includes these by absolute path, so they are watched by it too (beside
+    // the relative tree above): when the checkout that last ran this script is removed, the
+    // missing files make cargo run it again here instead of failing on an `include_bytes!` of
+    // a path that is gone.
+    for (_, path) in &prebuilt {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
     let mut entries: Vec<(String, String)> = builtin
         .iter()
         .map(|c| (c.dir_name.clone(), c.wasm.display().to_string()))

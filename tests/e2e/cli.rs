@@ -383,3 +383,59 @@ fn doctor_verifies_the_journal_and_names_what_is_missing() {
     let (out, _) = expect_code(&s.run(&["doctor"]), 1);
     assert!(out.contains("FAIL journal"), "{out}");
 }
+
+#[test]
+fn cache_prune_removes_unused_and_foreign_compiled_components_only() {
+    let s = Scratch::new();
+    s.write("wf.yaml", HELLO);
+    let cache = s.path().join("own-cache");
+    let with_cache = |args: &[&str]| {
+        s.cmd()
+            .env("MERIDIAN_CACHE_DIR", &cache)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    expect_code(&with_cache(&["run", "wf.yaml"]), 0);
+    let compiled: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+    // A component compiled by another engine (another wasmtime, another CPU) is never loaded.
+    let foreign = cache.join(format!("{}-0123456789abcdef.cwasm", "f".repeat(64)));
+    std::fs::write(&foreign, b"old").unwrap();
+
+    let (out, _) = expect_code(&with_cache(&["cache", "prune"]), 0);
+    assert!(out.contains("removed 1 file (3 B)"), "{out}");
+    assert!(
+        out.contains("1 component compiled by another wasmtime"),
+        "{out}"
+    );
+    assert!(!foreign.exists() && compiled[0].exists());
+
+    let (out, _) = expect_code(
+        &with_cache(&[
+            "--json",
+            "cache",
+            "prune",
+            "--older-than",
+            "0s",
+            "--dry-run",
+        ]),
+        0,
+    );
+    let p: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["removed"][0]["reason"], "unused", "{p}");
+    assert!(compiled[0].exists(), "a dry run removes nothing");
+    expect_code(&with_cache(&["cache", "prune", "--older-than", "0s"]), 0);
+    assert!(!compiled[0].exists());
+    // The next run compiles it again.
+    expect_code(&with_cache(&["run", "wf.yaml"]), 0);
+    assert!(compiled[0].exists());
+
+    let (_, err) = expect_code(&with_cache(&["cache", "prune", "--older-than", "later"]), 2);
+    assert!(err.contains("--older-than"), "{err}");
+}

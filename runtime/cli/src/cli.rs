@@ -105,6 +105,9 @@ pub enum Command {
     /// Ship steps through OCI registries: push, pull, sign, keygen.
     #[command(subcommand)]
     Step(crate::oci::StepCmd),
+    /// The compile cache: prune what is no longer used.
+    #[command(subcommand)]
+    Cache(CacheCmd),
     /// Scaffolding.
     #[command(subcommand)]
     New(NewCmd),
@@ -290,6 +293,21 @@ pub enum StepsCmd {
     Show {
         /// A built-in name, a path to a component, or an `oci://` reference.
         step: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCmd {
+    /// Remove compiled components of another wasmtime or CPU (never loaded again), compiled
+    /// components not used and function packs not written for DURATION, and leftovers of
+    /// interrupted writes. Pulled OCI steps are kept. Safe while other runs use the cache.
+    Prune {
+        /// e.g. 30d, 12h, 90m; 0s empties the cache (everything compiles again once).
+        #[arg(long, value_name = "DURATION", default_value = "30d")]
+        older_than: String,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -59,6 +59,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             crate::scaffold::scaffold(&name, dir, lang)
         }
         Command::Step(cmd) => crate::oci::run(&ctx, cmd).await,
+        Command::Cache(cmd) => crate::cache::run(&ctx, cmd),
         Command::Lab(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before the runtime starts")
         }
@@ -180,11 +181,19 @@ impl Ctx {
     }
 }
 
+/// `$XDG_CACHE_HOME/meridian`, else `$HOME/.cache/meridian`. As the XDG spec says, an empty or
+/// relative `XDG_CACHE_HOME` is ignored; an empty or relative `HOME` gives no cache (rather
+/// than one under whatever directory the command runs in).
 fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(x).join("meridian"));
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(x) = absolute("XDG_CACHE_HOME") {
+        return Some(x.join("meridian"));
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/meridian"))
+    absolute("HOME").map(|h| h.join(".cache/meridian"))
 }
 
 /// Text a step produced (or that contains it), escaped for the terminal with continuation lines

@@ -3,6 +3,7 @@
 // A binary has no public API: `pub` here only means "visible to sibling modules".
 #![allow(unreachable_pub)]
 
+mod cache;
 mod cli;
 mod commands;
 mod docs;

@@ -62,6 +62,7 @@ mod state;
 mod stdio;
 mod types;
 
+pub use cache::{PruneReason, Pruned};
 pub use caps::dns::{BoxError as DnsError, lookup as dns_lookup};
 pub use caps::{Capabilities, HttpPolicy, LogContext, Preopen};
 pub use error::{SandboxError, StepFailure};

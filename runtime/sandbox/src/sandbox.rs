@@ -13,7 +13,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::bindings::meridian::step::types as wit;
 use crate::bindings::{Step, StepPre};
-use crate::cache::{DiskCache, FunctionCache};
+use crate::cache::{DiskCache, FunctionCache, Pruned};
 use crate::engine::{self, Ticker};
 use crate::error::{SandboxError, StepFailure};
 use crate::failure::{classify, shadow_stack_size};
@@ -235,6 +235,18 @@ impl Sandbox {
                 _ticker: ticker,
             }),
         })
+    }
+
+    /// Prunes the on-disk compile cache: compiled components of another engine, compiled
+    /// components not loaded and function packs not written for `older_than`, leftovers of
+    /// interrupted writes (see [`Pruned`]). `None` when the sandbox has no cache directory.
+    /// With `dry_run`, only reports. Safe beside running processes: an entry removed under one
+    /// stays mapped where it is loaded and is compiled again where it is needed next.
+    pub fn prune_cache(&self, older_than: std::time::Duration, dry_run: bool) -> Option<Pruned> {
+        self.inner
+            .cache
+            .as_ref()
+            .map(|c| c.prune(older_than, dry_run))
     }
 
     /// Whether the pooling allocator is in use (false after a fallback).
