@@ -294,7 +294,6 @@ fn resume_and_take_its_lease_with(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let owner = format!("meridian-cli:{}", child.id());
     let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -311,6 +310,14 @@ fn resume_and_take_its_lease_with(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let owner = journal
+        .lease_holder(&id)
+        .unwrap()
+        .expect("the resume holds the lease");
+    assert!(
+        owner.starts_with("meridian-cli:") && owner.contains(&format!(":{}:", child.id())),
+        "{owner}"
+    );
     journal.release_run(&id, &owner).unwrap();
     assert!(
         journal
@@ -378,4 +385,94 @@ fn a_step_that_saves_after_the_lease_was_taken_saves_nothing() {
         "{err}"
     );
     journal.release_run(&id, "server-x").unwrap();
+}
+
+/// Regression: `meridian resume` of a run a live `meridian run` was still driving started a
+/// second coordinator (the long step ran in both, and the first process died on a duplicate
+/// event). The run holds the run's lease now: the resume is refused, naming the process; once
+/// that process is killed, its lease is freed at once and the run resumes without waiting for
+/// the lease to expire.
+#[test]
+fn resume_refuses_a_run_a_live_run_drives_and_takes_a_killed_ones_at_once() {
+    use meridian_store::Journal;
+    let s = Scratch::new();
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    s.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 60000}, needs: a}\n",
+    );
+    let mut child = s
+        .cmd()
+        .args(["run", "slow.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never started its long step"
+        );
+        let all = meridian_store::RunQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        if let Ok(runs) = journal.query_runs(&all)
+            && let Some(r) = runs.runs.first()
+            && journal
+                .events(&r.id)
+                .unwrap()
+                .iter()
+                .any(|e| e.event.kind() == "attempt-started" && e.event.step() == Some("long"))
+        {
+            break r.id.clone();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let (_, err) = expect_code(&s.run(&["resume", &id]), 2);
+    let by = format!("`meridian` process {} on", child.id());
+    assert!(
+        err.contains(&format!("run {id} is being driven by {by}")),
+        "{err}"
+    );
+    let holder = journal
+        .lease_holder(&id)
+        .unwrap()
+        .expect("the run holds its lease");
+    assert!(holder.contains(&format!(":{}:", child.id())), "{holder}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The dead process's lease would last 15 s more; the resume frees it at once and runs
+    // `long` again (stopped here once it holds the lease: the minute's sleep is not the point).
+    let mut resumed = s
+        .cmd()
+        .args(["resume", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        let h = journal.lease_holder(&id).unwrap();
+        if let Some(h) = h.filter(|h| h.contains(&format!(":{}:", resumed.id()))) {
+            break h;
+        }
+        if let Some(status) = resumed.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(resumed.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the resume ended ({status}) without taking the lease: {err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resume did not take the lease of the killed run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_ne!(taken, holder);
+    resumed.kill().unwrap();
+    resumed.wait().unwrap();
 }

@@ -347,6 +347,10 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     };
     let runner = ctx.runner_for(Some(&wf.workflow)).await?;
     view::set_resume_flags(&ctx.state_dir, args.secrets_file.as_deref());
+    // Held from before the run is recorded: a `meridian resume` of it while this process
+    // drives it is refused (it would run the same steps beside this one).
+    let run_id = meridian_runner::new_run_id();
+    let lease = crate::lease::RunLease::take(runner.journal().clone(), &run_id)?;
     let launch = Launch {
         mode,
         raw_inputs: raw,
@@ -356,9 +360,12 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         timeout,
         approver: approver(ctx, args.no_prompt),
         view: Some(view_sink(ctx, &wf.workflow)),
+        run_id: Some(run_id),
+        lease_owner: Some(lease.owner().to_string()),
         ..Launch::default()
     };
     let done = runner.start(&wf, launch).await.map_err(fail)?;
+    drop(lease);
     report(ctx, &done)
 }
 

@@ -1,4 +1,4 @@
-//! The lease `meridian resume` and `retry` hold on the run they drive.
+//! The lease `meridian run`, `plan`, `resume` and `retry` hold on the run they drive.
 
 use std::sync::Arc;
 
@@ -6,9 +6,13 @@ use crate::view;
 use crate::{Exit, exit};
 
 /// While this command drives a run, a lease in the journal says so: a server sharing the
-/// journal neither takes the run over nor resumes it, and a run a server drives is refused
-/// here (two coordinators on one run would both write its journal). Renewed every 5 s, given up
-/// when dropped.
+/// journal neither takes the run over nor resumes it, another `meridian resume` of it is
+/// refused, and a run a server or another process drives is refused here (two coordinators on
+/// one run would both write its journal, and run its steps twice). Renewed every 5 s, given up
+/// when dropped. A killed process cannot give it up: a lease held by a `meridian` process of
+/// this machine that no longer runs is freed at once (its pid and start time are in the
+/// lease's owner), so `resume` right after a kill works; a dead holder elsewhere is waited out
+/// (15 s).
 pub(crate) struct RunLease {
     journal: Arc<dyn meridian_store::Journal>,
     id: String,
@@ -28,19 +32,36 @@ impl RunLease {
         journal: Arc<dyn meridian_store::Journal>,
         id: &str,
     ) -> anyhow::Result<RunLease> {
-        let owner = format!("meridian-cli:{}", std::process::id());
-        let held = journal.lease_run(id, &owner, Self::TTL).map_err(|e| Exit {
+        let owner = Owner::me().to_string();
+        let store = |e: meridian_store::StoreError| Exit {
             code: exit::INTERNAL,
             message: format!("error: {e}"),
-        })?;
+        };
+        let mut held = journal.lease_run(id, &owner, Self::TTL).map_err(store)?;
         if !held {
-            return Err(Exit {
-                code: exit::INVALID,
-                message: format!(
-                    "error: run {id} is being driven by a server sharing this journal (it holds the run's lease); approve, cancel or watch it through that server (`--server URL`), or wait until it stops"
-                ),
+            let holder = journal.lease_holder(id).map_err(store)?;
+            if let Some(h) = holder
+                .as_deref()
+                .filter(|h| Owner::parse(h).is_some_and(|o| o.is_dead()))
+            {
+                // A killed `meridian` of this machine: its lease would hold the run for 15 s.
+                journal.release_run(id, h).map_err(store)?;
             }
-            .into());
+            held = journal.lease_run(id, &owner, Self::TTL).map_err(store)?;
+            if !held {
+                let who = match holder.as_deref().and_then(Owner::parse) {
+                    Some(o) => format!(
+                        "`meridian` process {} on {} (it holds the run's lease); wait until it ends, or stop it and resume the run",
+                        o.pid, o.host
+                    ),
+                    None => "a server sharing this journal (it holds the run's lease); approve, cancel or watch it through that server (`--server URL`), or wait until it stops".to_string(),
+                };
+                return Err(Exit {
+                    code: exit::INVALID,
+                    message: format!("error: run {id} is being driven by {who}"),
+                }
+                .into());
+            }
         }
         let renew = {
             let (journal, id, owner) = (journal.clone(), id.to_owned(), owner.clone());
@@ -77,5 +98,113 @@ impl Drop for RunLease {
     fn drop(&mut self) {
         self.renew.abort();
         let _ = self.journal.release_run(&self.id, &self.owner);
+    }
+}
+
+/// The owner a `meridian` process writes in the leases it takes:
+/// `meridian-cli:HOST:PID:START`, START being the process's start time (clock ticks since boot,
+/// Linux's `/proc/PID/stat`), so a pid reused by another process is not mistaken for the holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    host: String,
+    pid: u32,
+    start: u64,
+}
+
+impl Owner {
+    fn me() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            host: hostname(),
+            pid,
+            start: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Owner> {
+        let rest = s.strip_prefix("meridian-cli:")?;
+        let mut it = rest.rsplitn(3, ':');
+        let start = it.next()?.parse().ok()?;
+        let pid = it.next()?.parse().ok()?;
+        let host = it.next()?.to_string();
+        Some(Owner { host, pid, start })
+    }
+
+    /// Known not to run any more: of this machine, and its pid gone or now another process's.
+    /// Where that cannot be told (no `/proc`), never.
+    fn is_dead(&self) -> bool {
+        if self.host != hostname() || start_time(std::process::id()).is_none() {
+            return false;
+        }
+        start_time(self.pid) != Some(self.start)
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "meridian-cli:{}:{}:{}", self.host, self.pid, self.start)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(':', "_"))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Field 22 of `/proc/PID/stat` (after the command name, which may hold spaces and parens).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Owner;
+
+    #[test]
+    fn an_owner_reads_back_and_only_a_gone_process_is_dead() {
+        let me = Owner::me();
+        assert_eq!(Owner::parse(&me.to_string()), Some(me.clone()));
+        assert!(me.start > 0, "this test runs on Linux");
+        assert!(!me.is_dead());
+        // The same pid started at another time: the pid was reused.
+        assert!(
+            Owner {
+                start: me.start + 1,
+                ..me.clone()
+            }
+            .is_dead()
+        );
+        // A pid above Linux's maximum (2^22) never runs.
+        assert!(
+            Owner {
+                pid: 5_000_000,
+                ..me.clone()
+            }
+            .is_dead()
+        );
+        // Another machine's process cannot be judged from here.
+        assert!(
+            !Owner {
+                host: "elsewhere".into(),
+                pid: 5_000_000,
+                ..me.clone()
+            }
+            .is_dead()
+        );
+        assert_eq!(Owner::parse("server-eu-1"), None);
+        assert_eq!(
+            Owner::parse("meridian-cli:1234"),
+            None,
+            "the format before hosts and start times"
+        );
     }
 }

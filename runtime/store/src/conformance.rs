@@ -556,6 +556,14 @@ fn a_run_is_leased_to_one_server(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) 
     let other = format!("server-{}", (winners[0] + 1) % 8);
     assert!(journals[0].lease_run(id, &holder, ttl).unwrap(), "renewed");
     assert!(!journals[1].lease_run(id, &other, ttl).unwrap(), "held");
+    assert_eq!(
+        journals[5].lease_holder(id).unwrap().as_deref(),
+        Some(holder.as_str())
+    );
+    assert_eq!(
+        journals[5].lease_holder(&format!("{id}-never")).unwrap(),
+        None
+    );
     // Renewed with others in one round trip: a free run is taken, a held one reported lost.
     let free = format!("{id}-free");
     let both = [id.to_string(), free.clone()];
@@ -579,6 +587,11 @@ fn a_run_is_leased_to_one_server(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) 
         "still held"
     );
     std::thread::sleep(ttl + Duration::from_millis(300));
+    assert_eq!(
+        journals[1].lease_holder(id).unwrap(),
+        None,
+        "an expired lease has no holder"
+    );
     assert!(
         journals[1].lease_run(id, &other, ttl).unwrap(),
         "taken over"

@@ -196,6 +196,14 @@ pub trait Journal: Send + Sync {
         }
         Ok(orphaned)
     }
+    /// Who holds a lease on run `id` that has not expired, if anyone: so a refused
+    /// [`Journal::lease_run`] can say who drives the run, and a process that knows the holder
+    /// died (a killed `meridian run` on this machine) can free it with [`Journal::release_run`]
+    /// instead of waiting for it to expire.
+    fn lease_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
     /// Gives up `by`'s lease on run `id` (the run ended, or waits for an approval).
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
         let _ = (id, by);

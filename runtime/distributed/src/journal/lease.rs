@@ -47,6 +47,11 @@ const ORPHANED: &str = concat!(
       ORDER BY r.created_at, r.seq LIMIT $1"
 );
 const RELEASE_RUN: &str = "DELETE FROM meridian.leases WHERE run_id = $1 AND owner = $2";
+/// The owner of run `$1`'s lease while it has not expired.
+const LEASE_HOLDER: &str = concat!(
+    "SELECT owner FROM meridian.leases WHERE run_id = $1 AND expires_at >= ",
+    now_ms!()
+);
 
 impl PgJournal {
     pub(super) fn lease_raw(&self, id: &str, by: &str, ttl_ms: i64) -> Result<bool, DistError> {
@@ -115,6 +120,21 @@ impl PgJournal {
                     .await
                     .map_err(DistError::db("release a run's lease"))?;
                 Ok(())
+            })
+        })
+    }
+
+    pub(super) fn lease_holder_raw(&self, id: &str) -> Result<Option<String>, DistError> {
+        let id = id.to_string();
+        self.call(true, move |s, _| {
+            let id = id.clone();
+            Box::pin(async move {
+                let (c, st) = s.stmt(LEASE_HOLDER).await?;
+                let row = c
+                    .query_opt(&st, &[&id])
+                    .await
+                    .map_err(DistError::db("read a run's lease"))?;
+                Ok(row.map(|r| r.get(0)))
             })
         })
     }

@@ -673,6 +673,10 @@ impl Journal for PgJournal {
             .collect()
     }
 
+    fn lease_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.lease_holder_raw(id).map_err(store_err)
+    }
+
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
         self.release_raw(id, by).map_err(store_err)
     }
