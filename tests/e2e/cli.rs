@@ -153,6 +153,26 @@ steps:
     );
     let run_id = report["run_id"].as_str().unwrap().to_string();
 
+    // A name that is not a gated step is refused (it used to be journaled and change nothing,
+    // the run stopping at the gate it was meant to pass), on `run` and on `resume`.
+    for (args, why) in [
+        (
+            vec!["run", "gate.yaml", "--approve", "promte"],
+            "the workflow has no such step",
+        ),
+        (
+            vec!["resume", &run_id, "--approve", "before"],
+            "that step has no `approval:` gate",
+        ),
+    ] {
+        let (_, err) = expect_code(&s.run(&args), 2);
+        assert!(err.contains(why), "{err}");
+        assert!(
+            err.contains("the steps with an approval gate: `promote`"),
+            "{err}"
+        );
+    }
+
     let (out, _) = expect_code(
         &s.run(&["--json", "resume", &run_id, "--approve", "promote"]),
         0,

@@ -178,6 +178,7 @@ impl Runner {
         let raw = launch.raw_inputs;
         let inputs = meridian_engine::inputs::resolve(&workflow, &raw)
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
+        check_approvals(&workflow, &launch.approve)?;
         let secrets = secrets::load(&workflow, launch.secrets_file.as_deref())?;
         self.check_with(&workflow).await?;
         let masker = Masker::new(secrets.values());
@@ -309,6 +310,7 @@ impl Runner {
             let again: Vec<String> = dependents(&workflow, step).into_iter().collect();
             self.journal.forget_legs(run_id, &again)?;
         }
+        check_approvals(&workflow, &resume.approve)?;
         let secrets = secrets::load(&workflow, resume.secrets_file.as_deref())?;
         let inputs = meridian_engine::inputs::resolve(&workflow, &settings.raw_inputs)
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
@@ -553,6 +555,38 @@ fn dependents(wf: &Workflow, step: &str) -> BTreeSet<String> {
 /// A new run id: `r<unix ms>-<8 hex digits>`, sortable by start time. 32 random bits: a server
 /// starting many runs in one millisecond must not give two the same id (16 bits made that a
 /// matter of time).
+/// Each `--approve STEP` names a step of the workflow that has an `approval:` gate: any other
+/// name (a typo, a step without a gate) would be journaled with the run and change nothing,
+/// while the run stops at the gate it was meant to pass.
+fn check_approvals(workflow: &Workflow, names: &[String]) -> Result<(), RunnerError> {
+    let gated = || {
+        let ids: Vec<String> = workflow
+            .steps
+            .iter()
+            .filter(|s| s.approval.is_some())
+            .map(|s| format!("`{}`", s.id.value))
+            .collect();
+        if ids.is_empty() {
+            "the workflow has no step with an approval gate".to_string()
+        } else {
+            format!("the steps with an approval gate: {}", ids.join(", "))
+        }
+    };
+    for name in names {
+        let why = match workflow.step(name) {
+            None => "the workflow has no such step",
+            Some(s) if s.approval.is_none() => "that step has no `approval:` gate",
+            Some(_) => continue,
+        };
+        return Err(RunnerError::Invalid(format!(
+            "--approve {}: {why}; {}",
+            meridian_protocol::text::for_terminal(name, ""),
+            gated()
+        )));
+    }
+    Ok(())
+}
+
 pub fn new_run_id() -> String {
     format!("r{}-{:08x}", now_ms(), rand::random::<u32>())
 }
