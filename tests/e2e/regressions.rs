@@ -319,3 +319,80 @@ steps:
         "{report}"
     );
 }
+
+/// A gated step that runs after a failure (`if: always()`: a cleanup or a rollback) stopped the
+/// run at its gate, but the run said `failed`, was compensated at once, hid the gate, and a later
+/// `resume --approve` ran the failed step again. Now the run waits for the approval (exit 3,
+/// naming what failed), nothing is undone before the gate is answered, and the approval runs
+/// the gated step, keeps the failure as it was, and then compensates.
+#[test]
+fn a_gate_after_a_failure_waits_and_its_approval_keeps_the_failure() {
+    let s = Scratch::new();
+    s.kitchen_sink();
+    std::fs::create_dir_all(s.path().join("rec")).unwrap();
+    s.write(
+        "cleanup.yaml",
+        r#"
+name: cleanup
+steps:
+  - id: change
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: kv-set, key: undo, value: "was primary"}]
+      undo_record: /rec/undo.log
+    grants: {fs: [{path: rec, guest: /rec, mode: rw}]}
+    compensate: true
+  - id: boom
+    needs: change
+    uses: ./kitchen_sink.wasm
+    with:
+      ops: [{op: fail, kind: fatal, message: boom}]
+  - id: tidy
+    needs: boom
+    if: always()
+    uses: hello
+    approval: {message: "tidy up?"}
+"#,
+    );
+    let (out, _) = expect_code(&s.run(&["--json", "run", "cleanup.yaml"]), 3);
+    let report = json(&out);
+    assert_eq!(report["status"], "awaiting-approval", "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains("waiting for approval of tidy (failed: boom)")
+            && message.contains("--approve tidy"),
+        "{message}"
+    );
+    assert_eq!(report["compensations"], Json::Array(vec![]), "{report}");
+    assert!(
+        !s.path().join("rec/undo.log").exists(),
+        "undone before the gate was answered"
+    );
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    let (out, _) = expect_code(
+        &s.run(&["--json", "resume", &run_id, "--approve", "tidy"]),
+        1,
+    );
+    let report = json(&out);
+    assert_eq!(report["status"], "failed", "{report}");
+    let step = |id: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id}: {report}"))
+            .clone()
+    };
+    let boom = step("boom");
+    assert_eq!(boom["conclusion"], "failure", "{boom}");
+    assert_eq!(
+        boom["legs"][0]["reused"], true,
+        "the failed step ran again: {boom}"
+    );
+    assert_eq!(step("tidy")["conclusion"], "success");
+    assert_eq!(report["compensations"][0]["step"], "change", "{report}");
+    let undone = std::fs::read_to_string(s.path().join("rec/undo.log")).unwrap();
+    assert_eq!(undone, "\"was primary\"\n");
+}

@@ -361,7 +361,14 @@ impl Runner {
                 )
             })
             .collect();
-        let prior = prior_canary(&self.journal.events(run_id)?);
+        let events = self.journal.events(run_id)?;
+        // Its last invocation stopped at a gate: what failed before it stays failed (see
+        // `keep_failures`), also when a resume of it was killed since.
+        opts.keep_failures = events.iter().rev().find_map(|e| match &e.event {
+            meridian_engine::Event::RunFinished { status, .. } => Some(*status),
+            _ => None,
+        }) == Some(RunStatus::AwaitingApproval);
+        let prior = prior_canary(&events);
         self.journal.reopen_run(run_id)?;
         let view = resume.view.map(|make| make(&workflow));
         let owner = resume.lease_owner.as_deref();

@@ -71,6 +71,12 @@ pub struct RunOptions {
     pub sink: Option<Arc<dyn EventSink>>,
     /// Legs already finished, keyed by (step id, leg key).
     pub prior: HashMap<(String, String), PriorLeg>,
+    /// A resume of a run that stopped at an approval gate: a step that failed in it stays
+    /// failed (its failed legs stand, whatever its `if:` says now; its other unfinished legs
+    /// end cancelled) and the run starts failed. Approving the gate carries the run on into its
+    /// failure path (`if: always()` / `failure()` steps, then compensation); it does not retry
+    /// what failed (`retry --from` does). Otherwise a failed leg runs again on resume.
+    pub keep_failures: bool,
     /// Overrides the workflow's `timeout:`.
     pub run_timeout: Option<Duration>,
     /// When the run was first started, Unix ms (`run.started_at_ms`; kept across resumes).
@@ -90,6 +96,7 @@ impl RunOptions {
             approver: None,
             sink: None,
             prior: HashMap::new(),
+            keep_failures: false,
             run_timeout: None,
             started_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use meridian_model::Workflow;
 use meridian_model::expr::{EvalContext, RunStatus as ExprStatus};
+use meridian_model::{Step, Workflow};
 use meridian_protocol::Masker;
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::Semaphore;
@@ -59,6 +59,10 @@ pub(super) struct Runner {
     /// (step index, leg index) in completion order, for compensation.
     pub(super) completed: Vec<(usize, usize)>,
     pub(super) failed: bool,
+    /// This resume carries on a run that had failed before it stopped at a gate
+    /// ([`RunOptions::keep_failures`]): it starts failed, and the steps that ran before are
+    /// replayed as they ended ([`Runner::replays`]).
+    pub(super) replay: bool,
     /// Set when the run timed out; no new step starts.
     pub(super) cancelled: bool,
     /// Cancellation of each leg in flight, keyed by (step index, leg index).
@@ -104,6 +108,7 @@ impl Runner {
             }
         }
         let ready = (0..n).filter(|&i| unmet[i] == 0).collect();
+        let replay = wf.steps.iter().any(|s| kept_failure(&opts, s));
         Ok(Runner {
             exec,
             masker,
@@ -116,7 +121,8 @@ impl Runner {
             dependents,
             ready,
             completed: Vec::new(),
-            failed: false,
+            failed: replay,
+            replay,
             cancelled: false,
             inflight: HashMap::new(),
             permits: Arc::new(Semaphore::new(max_parallel)),
@@ -181,19 +187,22 @@ impl Runner {
             }
         }
 
-        let compensations = if self.failed && self.opts.mode == Mode::Apply {
-            self.compensate().await?
-        } else {
-            Vec::new()
-        };
-
-        let awaiting: Vec<&str> = self
+        let awaiting: Vec<String> = self
             .states
             .iter()
             .enumerate()
             .filter(|(_, s)| matches!(s, StepState::Blocked))
-            .map(|(i, _)| self.wf.steps[i].id.value.as_str())
+            .map(|(i, _)| self.wf.steps[i].id.value.clone())
             .collect();
+        // A run that failed and waits at a gate (a cleanup or rollback step's, `if: always()`)
+        // has not ended: it is undone once it ends, after that step ran or was refused.
+        let compensations =
+            if self.failed && self.opts.mode == Mode::Apply && (timed_out || awaiting.is_empty()) {
+                self.compensate().await?
+            } else {
+                Vec::new()
+            };
+
         let failed_steps: Vec<&str> = self
             .states
             .iter()
@@ -210,16 +219,15 @@ impl Runner {
                     meridian_model::duration::format_duration(timeout.unwrap_or_default())
                 ),
             )
-        } else if self.failed {
-            (
-                RunStatus::Failed,
-                format!("failed: {}", failed_steps.join(", ")),
-            )
         } else if !awaiting.is_empty() {
+            let failed = match failed_steps.is_empty() {
+                true => String::new(),
+                false => format!(" (failed: {})", failed_steps.join(", ")),
+            };
             (
                 RunStatus::AwaitingApproval,
                 format!(
-                    "waiting for approval of {}: re-run with {}",
+                    "waiting for approval of {}{failed}: re-run with {}",
                     awaiting.join(", "),
                     awaiting
                         .iter()
@@ -227,6 +235,11 @@ impl Runner {
                         .collect::<Vec<_>>()
                         .join(" ")
                 ),
+            )
+        } else if self.failed {
+            (
+                RunStatus::Failed,
+                format!("failed: {}", failed_steps.join(", ")),
             )
         } else {
             (RunStatus::Succeeded, "all steps succeeded".to_string())
@@ -388,6 +401,15 @@ impl Runner {
 
     /// Marks the run failed and cancels every leg in flight. Steps that start later (`if:
     /// always()`, `if: failure()`) get fresh tokens and run normally.
+    /// Whether step `i` ran before in a run this resume carries on after its failure
+    /// ([`Runner::replay`]): its `if:` and gate were passed then (now, the run having failed,
+    /// its `if:` would skip it), its finished legs stand, failed ones included, and the legs
+    /// that had not finished end cancelled instead of running again.
+    pub(super) fn replays(&self, i: usize) -> bool {
+        let id = &self.wf.steps[i].id.value;
+        self.replay && self.opts.prior.keys().any(|(s, _)| s == id)
+    }
+
     fn fail_run(&mut self) {
         self.failed = true;
         for c in self.inflight.values() {
@@ -528,4 +550,16 @@ pub fn base_context(
         base.insert("vars".into(), Json::Object(vars.clone()));
     }
     Ok(base)
+}
+
+/// Whether `step` failed in the run being resumed and stays failed
+/// ([`RunOptions::keep_failures`]): a failed leg of it in the journal, and no
+/// `continue-on-error` (whose failures stand on every resume anyway).
+fn kept_failure(opts: &RunOptions, step: &Step) -> bool {
+    opts.keep_failures
+        && !step.continue_on_error
+        && opts
+            .prior
+            .iter()
+            .any(|((s, _), p)| *s == step.id.value && p.outcome == Outcome::Failure)
 }

@@ -21,6 +21,42 @@ impl Runner {
     pub(super) async fn start_step(&mut self, i: usize, needs: &[Outcome]) -> Result<(), RunError> {
         let wf = self.wf.clone();
         let step = &wf.steps[i];
+        if !self.replays(i) && !self.admit(i, needs).await? {
+            return Ok(());
+        }
+        let legs = match self.expand_matrix(i, step) {
+            Ok(l) => l,
+            Err(msg) => {
+                self.finish_without_legs(i, Outcome::Failure, msg)?;
+                return Ok(());
+            }
+        };
+        let n = legs.len();
+        self.states[i] = StepState::Running {
+            legs: vec![None; n],
+            pending: n,
+        };
+        if n == 0 {
+            self.finish_step(i)?;
+            return Ok(());
+        }
+        let step_sem = step
+            .matrix
+            .as_ref()
+            .and_then(|m| m.max_parallel)
+            .map(|p| Arc::new(Semaphore::new(p.max(1))));
+        for (li, (key, matrix)) in legs.into_iter().enumerate() {
+            self.spawn_leg(i, li, key, matrix, step_sem.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Whether step `i` runs: its `if:` (or, without one, success so far and of its needs),
+    /// then its approval gate. A step that does not run ends here (skipped, failed, or blocked
+    /// on its gate).
+    async fn admit(&mut self, i: usize, needs: &[Outcome]) -> Result<bool, RunError> {
+        let wf = self.wf.clone();
+        let step = &wf.steps[i];
         let id = step.id.value.clone();
         let needs_ok = needs.iter().all(|o| *o == Outcome::Success);
         let default_ok = !self.failed && !self.cancelled && needs_ok;
@@ -42,7 +78,7 @@ impl Runner {
             Ok(b) => b,
             Err(msg) => {
                 self.finish_without_legs(i, Outcome::Failure, msg)?;
-                return Ok(());
+                return Ok(false);
             }
         };
         if !run_it {
@@ -64,7 +100,7 @@ impl Runner {
                 reason: reason.clone(),
             })?;
             self.finish_without_legs(i, Outcome::Skipped, reason)?;
-            return Ok(());
+            return Ok(false);
         }
 
         if let Some(approval) = &step.approval {
@@ -91,7 +127,7 @@ impl Runner {
                     comment,
                 })?;
                 self.finish_without_legs(i, Outcome::Failure, reason)?;
-                return Ok(());
+                return Ok(false);
             } else if let Some(by) = already {
                 self.emit(Event::ApprovalGranted {
                     step: id.clone(),
@@ -115,7 +151,7 @@ impl Runner {
                     })?;
                 } else {
                     self.finish_without_legs(i, Outcome::Failure, "approval denied")?;
-                    return Ok(());
+                    return Ok(false);
                 }
             } else {
                 self.emit(Event::ApprovalRequired {
@@ -123,35 +159,11 @@ impl Runner {
                     message,
                 })?;
                 self.states[i] = StepState::Blocked;
-                return Ok(());
+                return Ok(false);
             }
         }
 
-        let legs = match self.expand_matrix(i, step) {
-            Ok(l) => l,
-            Err(msg) => {
-                self.finish_without_legs(i, Outcome::Failure, msg)?;
-                return Ok(());
-            }
-        };
-        let n = legs.len();
-        self.states[i] = StepState::Running {
-            legs: vec![None; n],
-            pending: n,
-        };
-        if n == 0 {
-            self.finish_step(i)?;
-            return Ok(());
-        }
-        let step_sem = step
-            .matrix
-            .as_ref()
-            .and_then(|m| m.max_parallel)
-            .map(|p| Arc::new(Semaphore::new(p.max(1))));
-        for (li, (key, matrix)) in legs.into_iter().enumerate() {
-            self.spawn_leg(i, li, key, matrix, step_sem.clone())?;
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// The legs of a step: `("", {})` without a matrix.
@@ -193,10 +205,12 @@ impl Runner {
         let step = &self.wf.steps[si];
         let id = step.id.value.clone();
         // A leg that succeeded, or failed in a step the run carries on past, stands; any other
-        // earlier end (failure, cancellation) runs again.
+        // earlier end (failure, cancellation) runs again — unless the step is replayed
+        // (`Runner::replays`): then its failures stand too and its other legs end cancelled.
+        let replays = self.replays(si);
         if let Some(prior) = self.opts.prior.get(&(id.clone(), key.clone()))
             && (prior.outcome == Outcome::Success
-                || (prior.outcome == Outcome::Failure && step.continue_on_error))
+                || (prior.outcome == Outcome::Failure && (step.continue_on_error || replays)))
         {
             let report = LegReport {
                 key,
@@ -209,6 +223,17 @@ impl Runner {
                 error: prior.error.clone(),
                 reused: true,
             };
+            self.tasks.spawn(async move {
+                LegDone {
+                    step: si,
+                    leg: li,
+                    report,
+                }
+            });
+            return Ok(());
+        }
+        if replays {
+            let report = LegReport::ended(key, matrix, 0, Duration::ZERO, StepError::Cancelled);
             self.tasks.spawn(async move {
                 LegDone {
                     step: si,
