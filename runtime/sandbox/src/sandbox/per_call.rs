@@ -145,11 +145,14 @@ impl Sandbox {
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
+        // At every epoch tick a running guest yields to the async runtime: a step that computes
+        // in a loop shares its thread with the rest of the process (a server's API and
+        // scheduler, other steps, cancellation) instead of holding it until its deadline.
         store.epoch_deadline_callback(move |_| {
             if std::time::Instant::now() >= deadline {
                 Err(wasmtime::Trap::Interrupt.into())
             } else {
-                Ok(wasmtime::UpdateDeadline::Continue(1))
+                Ok(wasmtime::UpdateDeadline::Yield(1))
             }
         });
         Ok((store, stdout, stderr))

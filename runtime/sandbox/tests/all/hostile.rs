@@ -53,6 +53,47 @@ async fn a_timeout_holds_under_load() {
     assert!(took >= timeout, "stopped before its deadline: {took:?}");
 }
 
+/// Regression: a guest looping on the CPU held its thread until its timeout, so on a server
+/// (or the CLI's one-thread runtime) nothing else ran meanwhile: no API request, no scheduler
+/// tick, no cancellation. A running guest yields at every epoch tick now. On this one-thread
+/// runtime, a task that only sleeps 20 ms finishes while the loop still runs, and dropping
+/// the call (a cancellation) stops the guest.
+#[tokio::test]
+async fn a_looping_guest_lets_the_rest_of_its_thread_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let c = load(meridian_artifacts::LOOP_FOREVER);
+    let sb = sandbox();
+    let looping = Arc::new(AtomicBool::new(true));
+    let call = {
+        let looping = looping.clone();
+        async move {
+            let r = sb
+                .invoke(
+                    &c,
+                    Call {
+                        timeout: Duration::from_secs(30),
+                        ..run(json!({}))
+                    },
+                )
+                .await;
+            looping.store(false, Ordering::SeqCst);
+            r
+        }
+    };
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        looping.load(Ordering::SeqCst)
+    };
+    tokio::select! {
+        r = call => panic!("the loop ended before the other task ran: {r:?}"),
+        still_looping = other => assert!(still_looping),
+    }
+    // The call's future was dropped by the select: the guest no longer runs, and the sandbox
+    // serves the next call.
+    assert_still_healthy().await;
+}
+
 #[tokio::test]
 async fn infinite_loop_times_out() {
     let c = load(meridian_artifacts::LOOP_FOREVER);
