@@ -364,7 +364,7 @@ fn doctor_verifies_the_journal_and_names_what_is_missing() {
     let (out, _) = expect_code(&s.run(&["doctor"]), 0);
     assert!(out.contains("ok   journal"), "{out}");
     assert!(out.contains("verified whole"), "{out}");
-    assert!(out.contains("built-in steps"), "{out}");
+    assert!(out.contains("12 carried by this binary"), "{out}");
     assert!(out.trim_end().ends_with("meridian doctor: ok"), "{out}");
     let (out, _) = expect_code(&s.run(&["--json", "doctor"]), 0);
     let d: Json = serde_json::from_str(&out).unwrap();

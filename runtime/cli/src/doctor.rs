@@ -63,6 +63,24 @@ fn usage(dir: &Path) -> (u64, u64) {
     (bytes, files)
 }
 
+/// The steps this binary must carry (checked by name, not read from the list it carries, so a
+/// build that lost one fails `doctor`).
+const BUILTINS: [&str; 12] = [
+    "hello",
+    "http-probe",
+    "db-postgres",
+    "adc-apisix",
+    "gslb-powerdns",
+    "gslb-route53",
+    "gslb-cloudflare",
+    "region-lab",
+    "region-api7ee",
+    "drill-report",
+    // Built from JavaScript and Python and checked in (`scripts/build-polyglot-steps`).
+    "notify-webhook",
+    "pg-canary",
+];
+
 pub(crate) fn doctor(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut checks = Vec::new();
     checks.push(match writable(&ctx.state_dir) {
@@ -101,28 +119,20 @@ pub(crate) fn doctor(ctx: &Ctx) -> anyhow::Result<u8> {
             Err(e) => check("fail", "compile cache", e),
         },
     });
-    let builtins = [
-        "hello",
-        "http-probe",
-        "db-postgres",
-        "adc-apisix",
-        "gslb-powerdns",
-        "gslb-route53",
-        "gslb-cloudflare",
-        "region-lab",
-        "region-api7ee",
-        "drill-report",
-    ];
-    let missing: Vec<&str> = builtins
+    // Present, and a WebAssembly component (its preamble: magic, version 0x0d, layer 1).
+    let missing: Vec<&str> = BUILTINS
         .iter()
         .copied()
-        .filter(|b| meridian_artifacts::builtin(b).is_none())
+        .filter(|b| {
+            meridian_artifacts::builtin(b)
+                .is_none_or(|bytes| !bytes.starts_with(b"\0asm\x0d\0\x01\0"))
+        })
         .collect();
     checks.push(if missing.is_empty() {
         check(
             "ok",
             "built-in steps",
-            format!("{} carried by this binary", builtins.len()),
+            format!("{} carried by this binary", BUILTINS.len()),
         )
     } else {
         check(
@@ -181,4 +191,17 @@ pub(crate) fn doctor(ctx: &Ctx) -> anyhow::Result<u8> {
         )?;
     }
     Ok(if failed == 0 { exit::OK } else { exit::FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn doctor_checks_every_step_the_build_carries() {
+        for (name, _) in meridian_artifacts::BUILTIN {
+            assert!(
+                super::BUILTINS.contains(name),
+                "built-in `{name}` is not in doctor's list"
+            );
+        }
+    }
 }
