@@ -62,6 +62,22 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
         )
         .await;
         assert_eq!(runs["total"], 2, "{runs}");
+        // Triggering it by hand says it is paused (it used to answer 202 and start nothing).
+        let (code, err) = call(
+            "POST",
+            &served.url("/api/v1/schedules/broken%230/trigger"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 409, "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is paused (paused after 2 consecutive failed runs"),
+            "{err}"
+        );
 
         let (_, runs) = call(
             "GET",

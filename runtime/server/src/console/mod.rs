@@ -143,9 +143,15 @@ fn query_escape(s: &str) -> String {
         .collect()
 }
 
-/// Only a path on this site (never `//host` or a URL) is followed after signing in.
+/// Only a path on this site (never `//host` or a URL) is followed after signing in. Control
+/// characters are refused too: browsers drop tabs and newlines from a URL, so `/\t/evil.example`
+/// would be followed as `//evil.example` (and a CR or LF cannot go in a `Location` header).
 fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    if next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+    {
         next
     } else {
         "/"
@@ -356,5 +362,26 @@ async fn asset(Path(file): Path<String>) -> Response {
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_a_path_of_this_site_is_followed_after_signing_in() {
+        for ok in ["/", "/runs?state=failed", "/runs/r1-2#events"] {
+            assert_eq!(super::local_path(ok), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "https://evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\nSet-Cookie: x=y",
+            "runs",
+        ] {
+            assert_eq!(super::local_path(bad), "/", "{bad:?}");
+        }
     }
 }
