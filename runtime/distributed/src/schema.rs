@@ -7,7 +7,7 @@ use crate::DistError;
 use crate::conn::Target;
 
 /// Bump with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// `MRDN`: the advisory lock key held while migrating.
 const MIGRATION_LOCK: i64 = 0x4D52_444E;
@@ -130,6 +130,17 @@ CREATE TABLE meridian.leases (
     run_id text PRIMARY KEY,
     owner text NOT NULL,
     expires_at bigint NOT NULL
+);
+"#,
+    ),
+    (
+        "schedules: each schedule's pause and failures, across restarts and servers",
+        r#"
+CREATE TABLE meridian.schedules (
+    schedule text PRIMARY KEY,
+    paused text,
+    failures integer NOT NULL,
+    updated_at bigint NOT NULL
 );
 "#,
     ),

@@ -614,6 +614,7 @@ async fn trigger(
     Path(sched): Path<String>,
 ) -> Answer<Response> {
     require(&id, Role::Operator)?;
+    s.refresh_schedule(&sched);
     {
         let scheds = s.schedules.lock().unwrap();
         let Some(found) = scheds.get(&sched) else {

@@ -2,6 +2,10 @@
 //! at its cron ticks, in its time zone, under its overlap policy, and pauses a schedule whose
 //! runs keep failing.
 //!
+//! A schedule's pause and its count of failed runs are saved in the journal at every change
+//! ([`meridian_store::Journal::save_schedule`]): a restart keeps them, and so does every server
+//! sharing the journal (a tick reads them before it fires).
+//!
 //! Ticks missed while the server was down are not fired, unless the schedule says
 //! `catch-up: latest`: then the latest missed tick fires once at start-up (a missed tick is one
 //! after the schedule's last journaled run).
@@ -13,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use meridian_model::{OverlapPolicy, Workflow};
 use meridian_protocol::{Mode, RunStatus};
+use meridian_store::ScheduleState;
 use serde::Serialize;
 
 use crate::Server;
@@ -216,6 +221,15 @@ impl Sched {
         }
     }
 
+    /// What is saved of it in the journal.
+    fn state(&self) -> ScheduleState {
+        ScheduleState {
+            schedule: self.spec.id.clone(),
+            paused: self.paused.clone(),
+            failures: self.failures,
+        }
+    }
+
     /// Sets the next tick after `after`, with this tick's jitter.
     fn arm(&mut self, after: DateTime<Utc>) {
         if self.spec.error.is_some() {
@@ -301,6 +315,7 @@ impl Server {
                 ));
             }
         }
+        let saved = self.saved_schedules();
         let now = Utc::now();
         let mut catch_up = Vec::new();
         let mut scheds = self.schedules.lock().unwrap();
@@ -318,6 +333,11 @@ impl Server {
                 }
                 None => {
                     let mut s = Sched::new(spec);
+                    if let Some(st) = saved.get(&s.spec.id) {
+                        s.paused.clone_from(&st.paused);
+                        s.failures = st.failures;
+                        self.metrics.schedule_paused(&s.spec.id, s.paused.is_some());
+                    }
                     s.arm(now);
                     if start_up && s.spec.catch_up && s.spec.error.is_none() {
                         catch_up.push(s.spec.id.clone());
@@ -456,6 +476,7 @@ impl Server {
 
     /// One tick of a schedule (or a `trigger`), under its overlap policy.
     pub(crate) async fn fire(self: &Arc<Self>, id: &str, at: Option<DateTime<Utc>>) {
+        self.refresh_schedule(id);
         let (spec, running) = {
             let mut scheds = self.schedules.lock().unwrap();
             let Some(s) = scheds.get_mut(id) else { return };
@@ -517,7 +538,9 @@ impl Server {
                 s.last_result = Some(format!("could not start a run: {}", e.message));
                 s.failures += 1;
                 let paused = self.pause_if_failing(s);
+                let state = s.state();
                 drop(scheds);
+                self.save_schedule(&state);
                 if let Some(n) = paused {
                     self.notify(n);
                 }
@@ -541,6 +564,7 @@ impl Server {
             false => format!("run {run_id}: {}: {message}", status.as_str()),
         });
         let mut note = None;
+        let before = s.state();
         match status {
             RunStatus::Failed | RunStatus::TimedOut => {
                 s.failures += 1;
@@ -549,12 +573,16 @@ impl Server {
             RunStatus::Succeeded => s.failures = 0,
             _ => {}
         }
+        let state = Some(s.state()).filter(|st| *st != before);
         let queued = s.queued && s.running.is_empty() && s.paused.is_none();
         if queued {
             s.queued = false;
         }
         let spec = s.spec.clone();
         drop(scheds);
+        if let Some(state) = state {
+            self.save_schedule(&state);
+        }
         if let Some(n) = note {
             self.notify(n);
         }
@@ -586,20 +614,64 @@ impl Server {
 
     /// Pauses (`by` a person) or resumes a schedule.
     pub fn set_paused(&self, id: &str, by: Option<&str>) -> Result<ScheduleInfo, ApiError> {
-        let mut scheds = self.schedules.lock().unwrap();
-        let s = scheds
-            .get_mut(id)
-            .ok_or_else(|| ApiError::not_found(format!("no schedule `{id}`")))?;
-        match by {
-            Some(who) => s.paused = Some(format!("paused by {who}")),
-            None => {
-                s.paused = None;
-                s.failures = 0;
-                s.arm(Utc::now());
+        let (info, state) = {
+            let mut scheds = self.schedules.lock().unwrap();
+            let s = scheds
+                .get_mut(id)
+                .ok_or_else(|| ApiError::not_found(format!("no schedule `{id}`")))?;
+            match by {
+                Some(who) => s.paused = Some(format!("paused by {who}")),
+                None => {
+                    s.paused = None;
+                    s.failures = 0;
+                    s.arm(Utc::now());
+                }
+            }
+            self.metrics.schedule_paused(id, s.paused.is_some());
+            (s.info(), s.state())
+        };
+        // A pause that a restart would forget is not a pause: refused when it cannot be saved.
+        self.runner
+            .journal()
+            .save_schedule(&state)
+            .map_err(|e| ApiError::from_store(&e))?;
+        Ok(info)
+    }
+
+    /// Every schedule's saved state, by id (none when the journal does not answer: said).
+    fn saved_schedules(&self) -> BTreeMap<String, ScheduleState> {
+        match self.runner.journal().schedules() {
+            Ok(all) => all.into_iter().map(|s| (s.schedule.clone(), s)).collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the schedules' saved pauses from the journal: {e}");
+                BTreeMap::new()
             }
         }
-        self.metrics.schedule_paused(id, s.paused.is_some());
-        Ok(s.info())
+    }
+
+    /// Takes schedule `id`'s pause and failures from the journal, where another server sharing
+    /// it (or this one, before a restart) may have changed them.
+    pub(crate) fn refresh_schedule(&self, id: &str) {
+        let saved = self.saved_schedules();
+        let mut scheds = self.schedules.lock().unwrap();
+        if let (Some(s), Some(st)) = (scheds.get_mut(id), saved.get(id))
+            && (s.paused != st.paused || s.failures != st.failures)
+        {
+            let resumed = s.paused.is_some() && st.paused.is_none();
+            s.paused.clone_from(&st.paused);
+            s.failures = st.failures;
+            if resumed {
+                s.arm(Utc::now());
+            }
+            self.metrics.schedule_paused(id, s.paused.is_some());
+        }
+    }
+
+    /// Saves a schedule's state; a failure is logged (the state in memory goes on).
+    fn save_schedule(&self, state: &ScheduleState) {
+        if let Err(e) = self.runner.journal().save_schedule(state) {
+            tracing::warn!(schedule = %state.schedule, "cannot save the schedule's pause and failures: {e}");
+        }
     }
 
     pub fn schedule_infos(&self) -> Vec<ScheduleInfo> {

@@ -31,6 +31,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     a_write_under_a_lost_lease_is_refused(&format!("{prefix}-fence"), open);
     a_kv_write_under_a_lost_lease_is_refused(&format!("{prefix}-kvfence"), open);
     orphaned_runs_are_the_unleased_running_ones_servers_started(&format!("{prefix}-orph"), open);
+    a_schedules_state_is_kept(&format!("{prefix}-sched"), open);
     // Last: it deletes every finished run of the storage, the other checks' included.
     pruning_keeps_what_may_go_on(&format!("{prefix}-pr"), open);
 }
@@ -524,6 +525,41 @@ fn orphaned_runs_are_the_unleased_running_ones_servers_started(
     assert_eq!(mine(&j), [ids[0].clone()]);
     j.release_run(&ids[2], "s1").unwrap();
     assert_eq!(mine(&j), [ids[0].clone(), ids[2].clone()], "oldest first");
+}
+
+/// A schedule's pause and failures, saved by one journal, read by another (a restarted server,
+/// or another server sharing the storage); saved again, replaced.
+fn a_schedules_state_is_kept(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    use crate::ScheduleState;
+    let ours = |j: &Arc<dyn Journal>| -> Vec<ScheduleState> {
+        j.schedules()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.schedule.starts_with(id))
+            .collect()
+    };
+    let (a, b) = (open(), open());
+    assert_eq!(ours(&b), []);
+    let drill = ScheduleState {
+        schedule: format!("{id}-drill#0"),
+        paused: Some("paused by op1".into()),
+        failures: 2,
+    };
+    let tick = ScheduleState {
+        schedule: format!("{id}-tick#0"),
+        paused: None,
+        failures: 1,
+    };
+    a.save_schedule(&drill).unwrap();
+    a.save_schedule(&tick).unwrap();
+    assert_eq!(ours(&b), [drill.clone(), tick.clone()]);
+    let resumed = ScheduleState {
+        paused: None,
+        failures: 0,
+        ..drill
+    };
+    b.save_schedule(&resumed).unwrap();
+    assert_eq!(ours(&open()), [resumed, tick]);
 }
 
 /// Eight servers race for one run's lease: one wins; its holder renews it, the others are

@@ -204,6 +204,16 @@ pub trait Journal: Send + Sync {
         let _ = id;
         Ok(None)
     }
+    /// Every schedule's saved state ([`Journal::save_schedule`]), by schedule id.
+    fn schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Saves a schedule's state durably: a pause holds across a server's restart and for
+    /// every server sharing this journal.
+    fn save_schedule(&self, state: &ScheduleState) -> Result<(), StoreError> {
+        let _ = state;
+        Ok(())
+    }
     /// Gives up `by`'s lease on run `id` (the run ended, or waits for an approval).
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {
         let _ = (id, by);
@@ -350,6 +360,18 @@ pub struct RunSettings {
     /// request finds the run after a restart too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+}
+
+/// What a server keeps of a schedule across restarts (and shares with the servers of its
+/// journal): why it does not fire, and its runs that failed in a row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleState {
+    /// The schedule's id (`WORKFLOW#N`, `WORKFLOW@config#N`).
+    pub schedule: String,
+    /// Why it is paused (a person paused it, or its runs kept failing); `None` fires.
+    pub paused: Option<String>,
+    /// Consecutive runs that failed or timed out.
+    pub failures: u32,
 }
 
 /// One line of `meridian runs list`.

@@ -273,3 +273,121 @@ fn a_readiness_check_runs_under_the_servers_lease() {
     }
     drop(served);
 }
+
+/// Regression: a schedule's pause lived in the server's memory only. A restart (or a crash) of
+/// the server forgot a person's pause and the pause after failed runs, and the schedule fired
+/// again — a paused drill that breaks the primary region came back by itself.
+#[test]
+fn a_schedules_pause_survives_a_restart() {
+    let s = Scratch::new();
+    with_sleeper(&s);
+    s.write(
+        "wf/tick.yaml",
+        "name: tick\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    s.write(
+        "wf/broken.yaml",
+        "name: broken\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: ./sleeper.wasm, timeout: 50ms, with: {ms: 5000}}\n",
+    );
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\npause-after-failures = 1\n",
+    );
+    let schedule = |all: &Json, id: &str| {
+        all["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {all}"))
+            .clone()
+    };
+    let rt = rt();
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let (tick_runs, broken_runs) = rt.block_on(async {
+        let (code, paused) = call(
+            "POST",
+            &served.url("/api/v1/schedules/tick%230/pause"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{paused}");
+        until(
+            &served.url("/api/v1/schedules"),
+            None,
+            Duration::from_secs(60),
+            |b| schedule(b, "broken#0")["paused"].is_string(),
+        )
+        .await;
+        let total = |wf: &'static str| {
+            let url = served.url(&format!("/api/v1/runs?workflow={wf}"));
+            async move {
+                call("GET", &url, None, None).await.1["total"]
+                    .as_u64()
+                    .unwrap()
+            }
+        };
+        // Runs the paused schedules started before their pause (a failing tick may have
+        // started a second run before the first one ended).
+        (total("tick").await, total("broken").await)
+    });
+    drop(served);
+
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    rt.block_on(async {
+        let (_, all) = call("GET", &served.url("/api/v1/schedules"), None, None).await;
+        let tick = schedule(&all, "tick#0");
+        assert!(
+            tick["paused"].as_str().unwrap().starts_with("paused by"),
+            "{tick}"
+        );
+        assert_eq!(tick["next_fire"], Json::Null, "{tick}");
+        let broken = schedule(&all, "broken#0");
+        assert!(
+            broken["paused"]
+                .as_str()
+                .unwrap()
+                .contains("consecutive failed runs"),
+            "{broken}"
+        );
+        assert!(
+            broken["consecutive_failures"].as_u64().unwrap() >= 1,
+            "{broken}"
+        );
+        // Ticks pass: neither fires.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let (_, runs) = call("GET", &served.url("/api/v1/runs?workflow=tick"), None, None).await;
+        assert_eq!(runs["total"].as_u64().unwrap(), tick_runs, "{runs}");
+        let (_, runs) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=broken"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(runs["total"].as_u64().unwrap(), broken_runs, "{runs}");
+        // Resumed, it fires again, and stays resumed across the next restart.
+        let (code, info) = call(
+            "POST",
+            &served.url("/api/v1/schedules/tick%230/resume"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{info}");
+        until(
+            &served.url("/api/v1/runs?workflow=tick"),
+            None,
+            Duration::from_secs(20),
+            |b| b["total"].as_u64().unwrap() > tick_runs,
+        )
+        .await;
+    });
+    drop(served);
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    rt.block_on(async {
+        let (_, all) = call("GET", &served.url("/api/v1/schedules"), None, None).await;
+        assert_eq!(schedule(&all, "tick#0")["paused"], Json::Null, "{all}");
+    });
+}

@@ -1,7 +1,8 @@
 //! Who drives what, by the database's clock: runs' leases (taken, renewed, released; the runs
-//! whose lease lapsed) and schedule ticks (claimed once among the servers sharing the journal).
+//! whose lease lapsed), schedule ticks (claimed once among the servers sharing the journal) and
+//! schedules' saved state (paused, failures).
 
-use meridian_store::RawSummary;
+use meridian_store::{RawSummary, ScheduleState};
 
 use super::{PgJournal, read_summary};
 use crate::DistError;
@@ -47,6 +48,16 @@ const ORPHANED: &str = concat!(
       ORDER BY r.created_at, r.seq LIMIT $1"
 );
 const RELEASE_RUN: &str = "DELETE FROM meridian.leases WHERE run_id = $1 AND owner = $2";
+/// Every schedule's saved state.
+const SCHEDULES: &str =
+    "SELECT schedule, paused, failures FROM meridian.schedules ORDER BY schedule";
+/// Saves schedule `$1`'s state: paused `$2`, failures `$3`.
+const SAVE_SCHEDULE: &str = concat!(
+    "INSERT INTO meridian.schedules (schedule, paused, failures, updated_at) VALUES ($1, $2, $3, ",
+    now_ms!(),
+    ") ON CONFLICT (schedule) DO UPDATE SET paused = excluded.paused, failures = excluded.failures,
+       updated_at = excluded.updated_at"
+);
 /// The owner of run `$1`'s lease while it has not expired.
 const LEASE_HOLDER: &str = concat!(
     "SELECT owner FROM meridian.leases WHERE run_id = $1 AND expires_at >= ",
@@ -135,6 +146,41 @@ impl PgJournal {
                     .await
                     .map_err(DistError::db("read a run's lease"))?;
                 Ok(row.map(|r| r.get(0)))
+            })
+        })
+    }
+
+    pub(super) fn schedules_raw(&self) -> Result<Vec<ScheduleState>, DistError> {
+        self.call(true, move |s, _| {
+            Box::pin(async move {
+                let (c, st) = s.stmt(SCHEDULES).await?;
+                let rows = c
+                    .query(&st, &[])
+                    .await
+                    .map_err(DistError::db("read the schedules' state"))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| ScheduleState {
+                        schedule: r.get(0),
+                        paused: r.get(1),
+                        failures: r.get::<_, i32>(2).max(0) as u32,
+                    })
+                    .collect())
+            })
+        })
+    }
+
+    pub(super) fn save_schedule_raw(&self, state: &ScheduleState) -> Result<(), DistError> {
+        let state = state.clone();
+        self.call(true, move |s, _| {
+            let state = state.clone();
+            Box::pin(async move {
+                let (c, st) = s.stmt(SAVE_SCHEDULE).await?;
+                let failures = i32::try_from(state.failures).unwrap_or(i32::MAX);
+                c.execute(&st, &[&state.schedule, &state.paused, &failures])
+                    .await
+                    .map_err(DistError::db("save a schedule's state"))?;
+                Ok(())
             })
         })
     }

@@ -673,6 +673,14 @@ impl Journal for PgJournal {
             .collect()
     }
 
+    fn schedules(&self) -> Result<Vec<meridian_store::ScheduleState>, StoreError> {
+        self.schedules_raw().map_err(store_err)
+    }
+
+    fn save_schedule(&self, state: &meridian_store::ScheduleState) -> Result<(), StoreError> {
+        self.save_schedule_raw(state).map_err(store_err)
+    }
+
     fn lease_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.lease_holder_raw(id).map_err(store_err)
     }

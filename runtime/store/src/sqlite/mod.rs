@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::pending::now_ms;
 use crate::{
     EventRecord, Journal, LegRecord, RawSummary, RunPage, RunQuery, RunRecord, RunSummary,
-    StoreError, decode, decode_word,
+    ScheduleState, StoreError, decode, decode_word,
 };
 use commit::Committer;
 use kv::SqliteKv;
@@ -25,7 +25,7 @@ use kv::SqliteKv;
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
 /// Bump with a new entry in `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Migrations, index i takes the schema from version i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -94,6 +94,15 @@ CREATE TABLE leases (
     run_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     expires_at INTEGER NOT NULL
+);
+"#,
+    // Schedules' pauses and failure counts (see `Journal::save_schedule`).
+    r#"
+CREATE TABLE schedules (
+    schedule TEXT PRIMARY KEY,
+    paused TEXT,
+    failures INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
 );
 "#,
 ];
@@ -640,6 +649,32 @@ impl Journal for SqliteStore {
             tx.commit()?;
             Ok(lost)
         })
+    }
+
+    fn schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT schedule, paused, failures FROM schedules ORDER BY schedule")?
+                .query_map([], |r| {
+                    Ok(ScheduleState {
+                        schedule: r.get(0)?,
+                        paused: r.get(1)?,
+                        failures: r.get::<_, i64>(2)?.clamp(0, i64::from(u32::MAX)) as u32,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    fn save_schedule(&self, state: &ScheduleState) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO schedules (schedule, paused, failures, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (schedule) DO UPDATE SET paused = excluded.paused,
+                   failures = excluded.failures, updated_at = excluded.updated_at",
+            )?
+            .execute(params![state.schedule, state.paused, state.failures, now_ms()])
+        })?;
+        Ok(())
     }
 
     fn lease_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
