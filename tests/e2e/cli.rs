@@ -90,10 +90,12 @@ fn run_passes_outputs_between_steps_and_journals() {
     assert!(out.contains("greet: attempt 1 started"), "{out}");
     assert!(out.contains("Hello, Grace!"), "{out}");
     // The same run as an HTML report with a timeline bar per attempt.
-    expect_code(
+    let (out, err) = expect_code(
         &s.run(&["runs", "show", &run_id, "--html", "report.html"]),
         0,
     );
+    assert_eq!(out, "", "the page only, not the text report as well");
+    assert!(err.contains("wrote report.html"), "{err}");
     let page = std::fs::read_to_string(s.path().join("report.html")).unwrap();
     assert!(
         // Its lane links to the step's details (its log lines are there).

@@ -476,3 +476,79 @@ fn resume_refuses_a_run_a_live_run_drives_and_takes_a_killed_ones_at_once() {
     resumed.kill().unwrap();
     resumed.wait().unwrap();
 }
+
+/// Regression: Ctrl-C (SIGINT) or SIGTERM killed `meridian run` on the spot, saying nothing,
+/// holding the run's lease, with nothing to tell that the run was dead. Now the run stops as a
+/// kill would (nothing finished is lost), its lease is let go, the command to go on is printed,
+/// and the exit code is the shell's for the signal.
+#[test]
+fn an_interrupted_run_says_how_to_go_on_and_lets_its_lease_go() {
+    use meridian_store::Journal;
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let s = Scratch::new();
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    s.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 60000}, needs: a}\n",
+    );
+    let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
+    for (signal, code, what) in [
+        (Signal::SIGINT, 130, "interrupted"),
+        (Signal::SIGTERM, 143, "terminated"),
+    ] {
+        let child = s
+            .cmd()
+            .args(["run", "slow.yaml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let all = meridian_store::RunQuery {
+            limit: 1,
+            ..Default::default()
+        };
+        let id =
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "the run never started its long step"
+                );
+                if let Ok(runs) = journal.query_runs(&all)
+                    && let Some(r) = runs.runs.first()
+                    && journal
+                        .lease_holder(&r.id)
+                        .unwrap()
+                        .is_some_and(|h| h.contains(&format!(":{}:", child.id())))
+                    && journal.events(&r.id).unwrap().iter().any(|e| {
+                        e.event.kind() == "attempt-started" && e.event.step() == Some("long")
+                    })
+                {
+                    break r.id.clone();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(
+            err.contains(&format!("{what}: run {id} stopped here"))
+                && err.contains(&format!("meridian resume {id}")),
+            "{err}"
+        );
+        assert_eq!(
+            journal.lease_holder(&id).unwrap(),
+            None,
+            "the lease was kept"
+        );
+        let legs: Vec<String> = journal
+            .legs(&id)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.step)
+            .collect();
+        assert_eq!(legs, ["a"], "what finished is kept");
+    }
+}

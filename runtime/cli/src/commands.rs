@@ -256,24 +256,8 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
             out.push(json!({"file": f, "valid": false, "diagnostics": diags.as_slice()}));
             continue;
         };
-        let schemas = exec.schemas_for(&wf).await;
-        let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
-        for d in meridian_model::schema::check_steps(&wf, &lookup) {
+        for d in meridian_runner::validate::component_diagnostics(&exec, &wf, &text).await {
             diags.push(d);
-        }
-        // A `uses:` that cannot be loaded is an error at its position.
-        for step in &wf.steps {
-            if let Some(Err(msg)) = step.component.as_ref().and_then(|c| schemas.get(c)) {
-                diags.push(
-                    meridian_model::diag::Diagnostic::error(
-                        &wf.file,
-                        step.uses.span,
-                        format!("cannot load step `{}`: {msg}", step.uses.value),
-                    )
-                    .with_hint("use a built-in name (`meridian steps list`), a path to a .wasm component, or NAME@sha256:DIGEST")
-                    .with_source(&text),
-                );
-            }
         }
         diags.sort();
         let e = diags.error_count();
@@ -284,7 +268,12 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> anyhow::Result<u8> {
         }
         out.push(json!({"file": f, "valid": e == 0, "diagnostics": diags.as_slice()}));
         if e == 0 && !ctx.json {
-            outln!("{}: ok ({} steps)", f.display(), wf.steps.len())?;
+            let n = wf.steps.len();
+            outln!(
+                "{}: ok ({n} step{})",
+                f.display(),
+                if n == 1 { "" } else { "s" }
+            )?;
         }
     }
     if ctx.json {
@@ -351,6 +340,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     // drives it is refused (it would run the same steps beside this one).
     let run_id = meridian_runner::new_run_id();
     let lease = crate::lease::RunLease::take(runner.journal().clone(), &run_id)?;
+    let id = run_id.clone();
     let launch = Launch {
         mode,
         raw_inputs: raw,
@@ -364,7 +354,10 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         lease_owner: Some(lease.owner().to_string()),
         ..Launch::default()
     };
-    let done = runner.start(&wf, launch).await.map_err(fail)?;
+    let done = tokio::select! {
+        done = runner.start(&wf, launch) => done.map_err(fail)?,
+        signal = interrupted() => stop_interrupted(&id, lease, signal),
+    };
     drop(lease);
     report(ctx, &done)
 }
@@ -425,6 +418,36 @@ async fn ready(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(if r.ready { exit::OK } else { exit::FAILED })
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM: the signal's exit code (128 + its number) and name.
+async fn interrupted() -> (i32, &'static str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => (130, "interrupted"),
+        _ = term.recv() => (143, "terminated"),
+    }
+}
+
+/// Stops a run this process drives, as a kill would — the journal is consistent at every
+/// point, so nothing finished is lost — but lets its lease go (another machine resumes it at
+/// once) and says how to go on. A step that was running is abandoned; it runs again, with the
+/// same idempotency key, when the run is resumed. Exits the process: a terminal prompt may be
+/// blocking on its input.
+fn stop_interrupted(run_id: &str, lease: crate::lease::RunLease, (code, what): (i32, &str)) -> ! {
+    drop(lease);
+    view::write_stderr(&format!(
+        "\n{what}: run {run_id} stopped here; what finished is kept, and a step that was running runs again (same idempotency key) when the run goes on:\n  meridian resume {run_id}{}\n",
+        view::resume_flags()
+    ));
+    let _ = crate::out::flush();
+    std::process::exit(code)
 }
 
 /// A terminal prompt for approval gates, when there is a terminal to ask on.
@@ -612,7 +635,11 @@ async fn resume(
         decisions: Vec::new(),
         lease_owner: Some(lease.owner().to_string()),
     };
-    match runner.resume(run_id, resume).await.map_err(fail)? {
+    let resumed = tokio::select! {
+        resumed = runner.resume(run_id, resume) => resumed.map_err(fail)?,
+        signal = interrupted() => stop_interrupted(run_id, lease, signal),
+    };
+    match resumed {
         Resumed::AlreadySucceeded => {
             outln!(
                 "run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)"

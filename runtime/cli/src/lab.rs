@@ -13,7 +13,11 @@ use crate::{Exit, exit};
 pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
     let fail = |e: meridian_lab::LabError| {
         anyhow::Error::new(Exit {
-            code: exit::FAILED,
+            // A request the lab cannot take (an unknown region, a bad count) is a usage error.
+            code: match e {
+                meridian_lab::LabError::Invalid(_) => exit::INVALID,
+                _ => exit::FAILED,
+            },
             message: format!("error: {e}"),
         })
     };

@@ -57,7 +57,7 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
             .finished_at_ms
             .map(|f| fmt_dur(Duration::from_millis((f - r.created_at_ms).max(0) as u64)))
             .unwrap_or_else(|| "-".into());
-        let mut run = view::RunContext::new(&r.id);
+        let mut run = view::RunContext::new(&r.id).read_from_server(ctx.server.as_deref());
         // "all steps succeeded" must not hide a leg that failed under continue-on-error.
         if r.status == RunStatus::Succeeded {
             for l in journal.legs(&r.id).map_err(store_fail)? {
@@ -154,6 +154,8 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
         std::fs::write(path, html_page(&record, &summary, &events, &legs))
             .map_err(|e| Exit::invalid(format!("error: writing {}: {e}", path.display())))?;
         errln!("wrote {}", path.display());
+        // The page is what was asked for: the text report is not printed as well.
+        return Ok(exit::OK);
     }
     // A drill's figures against its targets, judged as the run judged them (the targets come
     // from the workflow file the run was started from, read again now).
@@ -177,7 +179,7 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
         record.mode.as_str()
     )?;
     outln!("  workflow: {}", record.workflow_path)?;
-    let mut run = view::RunContext::new(&record.id);
+    let mut run = view::RunContext::new(&record.id).read_from_server(ctx.server.as_deref());
     for l in &legs {
         run.leg(view::leg_id(&l.step, &l.leg), l.outcome);
     }

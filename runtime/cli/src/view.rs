@@ -46,6 +46,12 @@ pub fn set_resume_flags(state_dir: &std::path::Path, secrets_file: Option<&std::
     let _ = RESUME_FLAGS.set(flags);
 }
 
+/// The flags `meridian resume` needs beside the run's id (`--state-dir`, `--secrets-file`), as
+/// set by [`set_resume_flags`]; each starts with a space.
+pub fn resume_flags() -> &'static str {
+    RESUME_FLAGS.get().map_or("", String::as_str)
+}
+
 /// A path as one shell word: as it is when that is safe, else single-quoted.
 fn shell_word(p: &std::path::Path) -> String {
     let s = p.to_string_lossy();
@@ -66,6 +72,8 @@ fn shell_word(p: &std::path::Path) -> String {
 pub struct RunContext {
     pub run_id: String,
     last: IndexMap<String, Outcome>,
+    /// The server the run was read from (`--server URL`): a waiting run is approved there.
+    server: Option<String>,
 }
 
 impl RunContext {
@@ -73,7 +81,16 @@ impl RunContext {
         RunContext {
             run_id: run_id.to_string(),
             last: IndexMap::new(),
+            server: None,
         }
+    }
+
+    /// The run is read from the server at `url` (`--server`), which drives it: the command
+    /// that approves it goes through that server, not `meridian resume` here.
+    #[must_use]
+    pub fn read_from_server(mut self, url: Option<&str>) -> Self {
+        self.server = url.map(str::to_string);
+        self
     }
 
     /// Learns the run's id and how legs ended.
@@ -119,17 +136,29 @@ impl RunContext {
                 failed.join(", ")
             ),
             RunStatus::AwaitingApproval => match awaiting(message) {
-                Some(steps) => format!(
-                    "waiting for approval of {}; to approve and go on: meridian resume {}{} {}",
-                    steps.join(", "),
-                    self.run_id,
-                    RESUME_FLAGS.get().map_or("", String::as_str),
-                    steps
-                        .iter()
-                        .map(|s| format!("--approve {s}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
+                Some((steps, failed)) => {
+                    let how = match &self.server {
+                        Some(url) => steps
+                            .iter()
+                            .map(|s| format!("meridian --server {url} approve {} {s}", self.run_id))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        None => format!(
+                            "meridian resume {}{} {}",
+                            self.run_id,
+                            RESUME_FLAGS.get().map_or("", String::as_str),
+                            steps
+                                .iter()
+                                .map(|s| format!("--approve {s}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                    };
+                    format!(
+                        "waiting for approval of {}{failed}; to approve and go on: {how}",
+                        steps.join(", ")
+                    )
+                }
                 None => message.to_string(),
             },
             _ => message.to_string(),
@@ -138,11 +167,16 @@ impl RunContext {
 }
 
 /// The steps of the engine's "waiting for approval of a, b: re-run with --approve a --approve b".
-fn awaiting(message: &str) -> Option<Vec<&str>> {
-    let (steps, _) = message
-        .strip_prefix("waiting for approval of ")?
-        .split_once(": ")?;
-    Some(steps.split(", ").collect())
+/// The steps of the engine's "waiting for approval of a, b[ (failed: c)]: re-run with …", and
+/// the `(failed: …)` part (with its leading space) when there is one.
+fn awaiting(message: &str) -> Option<(Vec<&str>, &str)> {
+    let rest = message.strip_prefix("waiting for approval of ")?;
+    let (head, _) = rest.split_once(": re-run with ")?;
+    let (steps, failed) = match head.find(" (failed: ") {
+        Some(i) => head.split_at(i),
+        None => (head, ""),
+    };
+    Some((steps.split(", ").collect(), failed))
 }
 
 /// One line for an event, continuation lines indented by `indent`; what a step wrote in it is
@@ -446,6 +480,15 @@ mod tests {
         );
         // Words it does not recognise are shown as they are.
         assert_eq!(run.message(RunStatus::AwaitingApproval, "other"), "other");
+        // What failed before the gate is kept; a run read from a server is approved there.
+        let m = run.read_from_server(Some("http://127.0.0.1:8080")).message(
+            RunStatus::AwaitingApproval,
+            "waiting for approval of tidy (failed: boom): re-run with --approve tidy",
+        );
+        assert_eq!(
+            m,
+            "waiting for approval of tidy (failed: boom); to approve and go on: meridian --server http://127.0.0.1:8080 approve r42 tidy"
+        );
     }
 
     #[test]

@@ -81,13 +81,19 @@ pub fn coerce(ty: InputType, text: &str) -> Result<Json, String> {
         InputType::Bool => match t.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(Json::Bool(true)),
             "false" | "no" | "off" | "0" => Ok(Json::Bool(false)),
-            _ => Err(format!("`{text}` is not a bool (use true or false)")),
+            _ => Err(format!(
+                "`{text}` is not a bool (use true or false; yes/no, on/off and 1/0 are read too)"
+            )),
         },
         InputType::Duration => meridian_model::duration::parse_duration(t)
             .map(|_| Json::String(t.to_string()))
             .map_err(|e| format!("`{text}` is not a duration: {e}")),
         InputType::List => {
-            if t.starts_with('[') {
+            if t.starts_with('{') {
+                Err(format!(
+                    "`{text}` is a map, not a list (write [a, b] or a,b)"
+                ))
+            } else if t.starts_with('[') {
                 match serde_json::from_str::<Json>(t) {
                     Ok(v @ Json::Array(_)) => Ok(v),
                     _ => Err(format!("`{text}` is not a JSON list")),
@@ -103,7 +109,11 @@ pub fn coerce(ty: InputType, text: &str) -> Result<Json, String> {
             }
         }
         InputType::Map => {
-            if t.starts_with('{') {
+            if t.starts_with('[') {
+                Err(format!(
+                    "`{text}` is a list, not a map (write {{\"k\": \"v\"}} or k=v,k2=v2)"
+                ))
+            } else if t.starts_with('{') {
                 match serde_json::from_str::<Json>(t) {
                     Ok(v @ Json::Object(_)) => Ok(v),
                     _ => Err(format!("`{text}` is not a JSON object")),
@@ -136,6 +146,11 @@ mod tests {
         assert!(coerce(InputType::Number, "x").is_err());
         assert_eq!(coerce(InputType::Bool, "Yes").unwrap(), Json::Bool(true));
         assert!(coerce(InputType::Bool, "maybe").is_err());
+        // A list for a map (from an inputs file's JSON) is named as such, not split on commas.
+        let e = coerce(InputType::Map, "[1,2]").unwrap_err();
+        assert!(e.contains("is a list, not a map"), "{e}");
+        let e = coerce(InputType::List, r#"{"a":1}"#).unwrap_err();
+        assert!(e.contains("is a map, not a list"), "{e}");
         assert_eq!(
             coerce(InputType::List, "eu, us").unwrap(),
             serde_json::json!(["eu", "us"])

@@ -272,6 +272,10 @@ fn parse_state(url: &str, status: u16, body: &str) -> Result<LabState, LabError>
             .and_then(|v| v["error"].as_str().map(str::to_string))
             .unwrap_or_else(|| body.to_string());
         return Err(if status == 400 || status == 404 {
+            // The daemon's message is a `LabError::Invalid`'s already: said once.
+            let msg = msg
+                .strip_prefix("invalid lab request: ")
+                .map_or(msg.clone(), str::to_string);
             LabError::Invalid(msg)
         } else {
             LabError::Http {

@@ -30,7 +30,13 @@ pub fn from_file(path: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
             path.display()
         ))
     })?;
-    Ok(map.into_iter().map(|(k, v)| (k, text(v))).collect())
+    // `name: null` (or `name:` in YAML) gives nothing: the input's default applies, and a
+    // required input is missing, not the text "null".
+    Ok(map
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k, text(v)))
+        .collect())
 }
 
 /// [`from_file`] for one workflow: only the inputs it declares. One file (the lab's
@@ -66,8 +72,9 @@ mod tests {
         assert!(e.contains("the limit is 1 MiB"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("inputs.json");
-        std::fs::write(&p, r#"{"who": "Ada", "n": 3}"#).unwrap();
+        std::fs::write(&p, r#"{"who": "Ada", "n": 3, "none": null}"#).unwrap();
         let m = from_file(&p).unwrap();
         assert_eq!((m["who"].as_str(), m["n"].as_str()), ("Ada", "3"));
+        assert!(!m.contains_key("none"), "a null is no value: {m:?}");
     }
 }

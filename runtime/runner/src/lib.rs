@@ -19,6 +19,7 @@ pub mod inputs;
 pub mod ready;
 mod run;
 pub mod secrets;
+pub mod validate;
 
 pub use drill::{DrillFigure, DrillVerdict, Overall, Verdict};
 pub use error::RunnerError;

@@ -141,7 +141,7 @@ pub enum Resumed {
 #[derive(Clone)]
 pub struct Runner {
     journal: Arc<dyn Journal>,
-    steps: StepRunner,
+    pub(crate) steps: StepRunner,
     /// The lease owner of each run this runner drives under a lease: its steps' kv writes are
     /// fenced like its journal writes.
     fences: Arc<Mutex<HashMap<String, String>>>,

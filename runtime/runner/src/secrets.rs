@@ -58,8 +58,9 @@ pub fn load(wf: &Workflow, file: Option<&Path>) -> Result<BTreeMap<String, Strin
 
 /// A secrets file in dotenv form, as a shell would read it without running anything:
 ///
-/// - `NAME=value`, optionally `export NAME=value`; `NAME` is letters, digits, `_` and `-`, not
-///   starting with a digit; spaces around `=` are allowed;
+/// - `NAME=value`, optionally `export NAME=value`; `NAME` is letters, digits and `_`, not
+///   starting with a digit (as in a workflow's `secrets:`); spaces around `=` are allowed;
+/// - a UTF-8 byte order mark at the start (some editors write one) is skipped;
 /// - blank lines and lines starting with `#` are skipped; after a value, ` # …` is a comment;
 /// - `'single quoted'`: every character as written;
 /// - `"double quoted"`: `\\`, `\"`, `\$`, `` \` `` and `\n` escapes;
@@ -70,6 +71,7 @@ pub fn load(wf: &Workflow, file: Option<&Path>) -> Result<BTreeMap<String, Strin
 pub fn parse_dotenv(text: &str, file: &str) -> Result<BTreeMap<String, String>, RunnerError> {
     let mut out = BTreeMap::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let err = |what: &str| RunnerError::Invalid(format!("{file}:{n}: {what}"));
@@ -89,12 +91,11 @@ pub fn parse_dotenv(text: &str, file: &str) -> Result<BTreeMap<String, String>, 
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
             return Err(err(&format!(
-                "`{name}` is not a secret name (letters, digits, `_` and `-`, not starting with a digit)"
+                "`{}` is not a secret name (letters, digits and `_`, not starting with a digit, as a workflow's `secrets:` declares them)",
+                name.escape_debug()
             )));
         }
         let trimmed = value.trim_start();
@@ -209,6 +210,12 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_at_the_start_is_skipped() {
+        let m = parse("\u{feff}TOKEN=t0k\n").unwrap();
+        assert_eq!(m.get("TOKEN").map(String::as_str), Some("t0k"));
+    }
+
+    #[test]
     fn what_is_not_understood_is_refused_naming_the_line() {
         let cases = [
             ("A=1\nnot a pair\n", "s.env:2: expected NAME=value"),
@@ -224,6 +231,7 @@ mod tests {
             ("A=\"\\t\"\n", "s.env:1: unknown escape `\\t`"),
             ("A='x' y\n", "s.env:1: text after the value"),
             ("1A=x\n", "s.env:1: `1A` is not a secret name"),
+            ("MY-KEY=x\n", "s.env:1: `MY-KEY` is not a secret name"),
             ("export =x\n", "s.env:1: `` is not a secret name"),
         ];
         for (text, want) in cases {

@@ -140,13 +140,31 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/schedules/{id}/trigger", post(trigger))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(server.clone(), authenticate));
+    let pages = Router::new()
+        .merge(api)
+        .merge(crate::console::router())
+        .layer(middleware::from_fn_with_state(
+            server.clone(),
+            loopback_only,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .merge(api)
+        .merge(pages)
+        // Signed by the git host (HMAC), and never a browser's.
         .merge(crate::git::router())
-        .merge(crate::console::router())
         .with_state(server)
+}
+
+/// Without a tokens file, the API and the console answer this machine's callers only (see
+/// [`crate::auth::local_caller`]).
+async fn loopback_only(State(server): State<Arc<Server>>, req: Request, next: Next) -> Response {
+    if server.tokens.is_none()
+        && let Err(why) = crate::auth::local_caller(req.headers())
+    {
+        return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
+    }
+    next.run(req).await
 }
 
 /// Every API route needs a token when the server has a tokens file; without one the server

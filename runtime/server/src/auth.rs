@@ -143,3 +143,116 @@ mod tests {
         assert!(e.contains("64 hex digits"), "{e}");
     }
 }
+
+/// Without a tokens file every caller is `local` with every role, and only processes of this
+/// machine may be that caller (the server then listens on loopback only). A web page elsewhere
+/// can still make a browser send requests here: cross-site (`Origin` names the other page's
+/// site; `Sec-Fetch-Site: cross-site`), or through DNS rebinding (a foreign name that resolves
+/// to 127.0.0.1, so `Host` holds that name). Such a request is refused, with why; a request
+/// without those headers (curl, `meridian --server`, a script) is not a browser's and passes.
+pub(crate) fn local_caller(headers: &axum::http::HeaderMap) -> Result<(), String> {
+    use axum::http::header;
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let host = text(header::HOST).unwrap_or("");
+    if !host.is_empty() && !loopback_authority(host) {
+        return Err(format!(
+            "`Host: {}` is not a loopback address: without a tokens file this server answers requests to 127.0.0.1, [::1] or localhost only (give it a tokens file to serve other names)",
+            host.escape_debug()
+        ));
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let own = ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.strip_prefix(scheme) == Some(host));
+        if !own {
+            return Err(format!(
+                "a request from a web page of `{}` is refused: without a tokens file only this server's own pages may call it",
+                origin.escape_debug()
+            ));
+        }
+    }
+    if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return Err("a cross-site request from a web page is refused".into());
+    }
+    Ok(())
+}
+
+/// `host[:port]` naming this machine: `localhost` or a loopback IP (`[::1]` bracketed).
+fn loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(h, _)| h),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod local_tests {
+    use axum::http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_this_machines_callers_pass_without_tokens() {
+        for ok in [
+            headers(&[]),
+            headers(&[("host", "127.0.0.1:8080")]),
+            headers(&[("host", "localhost:8080")]),
+            headers(&[("host", "[::1]:8080")]),
+            headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+            ]),
+            headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+        ] {
+            assert_eq!(super::local_caller(&ok), Ok(()), "{ok:?}");
+        }
+        for (bad, why) in [
+            (
+                headers(&[("host", "evil.example:8080")]),
+                "is not a loopback address",
+            ),
+            (
+                headers(&[("host", "127.0.0.2.evil.example")]),
+                "is not a loopback address",
+            ),
+            (
+                headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://evil.example"),
+                ]),
+                "from a web page of `http://evil.example`",
+            ),
+            (
+                headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:3000"),
+                ]),
+                "is refused",
+            ),
+            (
+                headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]),
+                "is refused",
+            ),
+            (
+                headers(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")]),
+                "cross-site",
+            ),
+        ] {
+            let err = super::local_caller(&bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+}

@@ -35,6 +35,38 @@ impl Changes {
     }
 }
 
+/// What [`Catalog::scan`] read: the files that changed, and every workflow file there.
+#[derive(Default)]
+pub struct Scan {
+    changed: Vec<Candidate>,
+    seen: Vec<PathBuf>,
+}
+
+/// A changed file, read: a workflow that validates as a file, or why not.
+pub struct Candidate {
+    path: PathBuf,
+    stamp: (Option<SystemTime>, u64),
+    loaded: Result<Loaded, String>,
+}
+
+impl Scan {
+    /// The changed files that read as workflows, to check further before they go in service.
+    pub fn workflows(&mut self) -> impl Iterator<Item = &mut Candidate> {
+        self.changed.iter_mut().filter(|c| c.loaded.is_ok())
+    }
+}
+
+impl Candidate {
+    pub fn loaded(&self) -> Option<&Loaded> {
+        self.loaded.as_ref().ok()
+    }
+
+    /// Keeps it out of service, with why (its previous version, if any, stays).
+    pub fn refuse(&mut self, why: String) {
+        self.loaded = Err(why);
+    }
+}
+
 /// Every workflow file of the directory, by path.
 #[derive(Clone, Default)]
 pub struct Catalog {
@@ -68,11 +100,19 @@ impl Catalog {
         &self.dir
     }
 
-    /// Reads the files that changed since the last call. Errors reading the directory itself
-    /// leave everything as it was.
+    /// Reads the files that changed since the last call and puts in service those that
+    /// validate ([`Catalog::scan`], then [`Catalog::apply`]). Errors reading the directory
+    /// itself leave everything as it was.
     pub fn reload(&mut self) -> Result<Changes, std::io::Error> {
-        let mut seen = Vec::new();
-        let mut changes = Changes::default();
+        let scan = self.scan()?;
+        Ok(self.apply(scan))
+    }
+
+    /// The files that changed since the last [`Catalog::apply`], each read and checked as a
+    /// workflow file; nothing is put in service yet (a caller checks the components in between,
+    /// see `Server::reload`).
+    pub fn scan(&self) -> Result<Scan, std::io::Error> {
+        let mut scan = Scan::default();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
             let yaml = matches!(
@@ -82,21 +122,36 @@ impl Catalog {
             if !yaml || !path.is_file() {
                 continue;
             }
-            seen.push(path.clone());
+            scan.seen.push(path.clone());
             let meta = std::fs::metadata(&path)?;
             let stamp = (meta.modified().ok(), meta.len());
             if self.files.get(&path).is_some_and(|e| e.stamp == stamp) {
                 continue;
             }
-            let name = path.display().to_string();
-            let mut e = self.files.remove(&path).unwrap_or(Entry {
-                path: path.clone(),
+            let loaded = meridian_runner::load(&path).map_err(|e| e.to_string());
+            scan.changed.push(Candidate {
+                path,
+                stamp,
+                loaded,
+            });
+        }
+        Ok(scan)
+    }
+
+    /// Puts in service what `scan` read and nobody refused; a file refused keeps its previous
+    /// version in service, with why. Files gone from the directory are removed.
+    pub fn apply(&mut self, scan: Scan) -> Changes {
+        let mut changes = Changes::default();
+        for c in scan.changed {
+            let name = c.path.display().to_string();
+            let mut e = self.files.remove(&c.path).unwrap_or(Entry {
+                path: c.path.clone(),
                 loaded: None,
                 error: None,
-                stamp,
+                stamp: c.stamp,
             });
-            e.stamp = stamp;
-            match meridian_runner::load(&path) {
+            e.stamp = c.stamp;
+            match c.loaded {
                 Ok(l) => {
                     let clash = self.files.values().find(|o| {
                         o.loaded
@@ -118,23 +173,23 @@ impl Catalog {
                     }
                 }
                 Err(err) => {
-                    e.error = Some(err.to_string());
+                    e.error = Some(err);
                     changes.rejected.push(name);
                 }
             }
-            self.files.insert(path, e);
+            self.files.insert(c.path, e);
         }
         let gone: Vec<PathBuf> = self
             .files
             .keys()
-            .filter(|p| !seen.contains(p))
+            .filter(|p| !scan.seen.contains(p))
             .cloned()
             .collect();
         for p in gone {
             self.files.remove(&p);
             changes.removed.push(p.display().to_string());
         }
-        Ok(changes)
+        changes
     }
 
     /// The workflow in service under `name`.

@@ -117,9 +117,34 @@ impl Server {
         }
     }
 
+    /// Reads the workflows directory: the files that changed are checked as `meridian
+    /// validate` checks them — the file, then its components (every `uses:` loads, every
+    /// `with:` fits its schema) — and put in service only when they pass.
+    async fn load_workflows(self: &Arc<Self>) -> Result<catalog::Changes, std::io::Error> {
+        let mut scan = self.catalog.read().unwrap().scan()?;
+        for c in scan.workflows() {
+            let Some(l) = c.loaded() else { continue };
+            let mut errors = meridian_model::Diagnostics::new();
+            for d in self
+                .runner
+                .component_diagnostics(&l.workflow, &l.text)
+                .await
+            {
+                if d.severity == meridian_model::Severity::Error {
+                    errors.push(d);
+                }
+            }
+            if !errors.is_empty() {
+                errors.sort();
+                c.refuse(errors.to_string());
+            }
+        }
+        Ok(self.catalog.write().unwrap().apply(scan))
+    }
+
     /// Reads the workflows directory again; reports what changed.
-    fn reload(self: &Arc<Self>) {
-        let changes = self.catalog.write().unwrap().reload();
+    async fn reload(self: &Arc<Self>) {
+        let changes = self.load_workflows().await;
         match changes {
             Ok(c) if c.is_empty() => {}
             Ok(c) => {
@@ -232,7 +257,7 @@ pub async fn serve(
         draining: AtomicBool::new(false),
         drain: CancellationToken::new(),
     });
-    server.catalog.write().unwrap().reload()?;
+    server.load_workflows().await?;
     for e in server.catalog.read().unwrap().errors() {
         tracing::warn!("workflow not loaded:\n{e}");
     }
@@ -250,7 +275,7 @@ pub async fn serve(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => s.reload(),
+                _ = tick.tick() => s.reload().await,
                 _ = s.drain.cancelled() => return,
             }
         }

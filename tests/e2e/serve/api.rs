@@ -291,6 +291,139 @@ fn without_tokens_it_refuses_to_listen_beyond_loopback() {
     assert!(err.contains("without a tokens file"), "{err}");
 }
 
+/// Regression: without a tokens file any web page could drive the server through the visitor's
+/// browser — a cross-site POST (no CORS preflight for a body-less request) triggered and paused
+/// schedules, and DNS rebinding (`Host: evil.example`) read the API. Both are refused now; the
+/// CLI, curl and the server's own pages are not.
+#[test]
+fn without_tokens_a_web_page_elsewhere_cannot_use_the_server() {
+    let s = Scratch::new();
+    s.write(
+        "wf/tick.yaml",
+        "name: tick
+on:\n  schedule:\n    - cron: \"0 0 1 1 *\"\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let rt = rt();
+    rt.block_on(async {
+        let trigger = served.url("/api/v1/schedules/tick%230/trigger");
+        let own = served.url("");
+        let own = own.trim_end_matches('/');
+        for (headers, why) in [
+            (
+                vec![("Origin", "http://evil.example")],
+                "from a web page of `http://evil.example`",
+            ),
+            (vec![("Sec-Fetch-Site", "cross-site")], "cross-site"),
+            (vec![("Host", "evil.example")], "is not a loopback address"),
+        ] {
+            let (code, err) = call_with("POST", &trigger, None, None, &headers).await;
+            assert_eq!(code, 403, "{headers:?}: {err}");
+            assert!(
+                err["error"]["message"].as_str().unwrap().contains(why),
+                "{err}"
+            );
+        }
+        let (code, err) = call_with(
+            "GET",
+            &served.url("/api/v1/runs"),
+            None,
+            None,
+            &[("Host", "rebound.example:80")],
+        )
+        .await;
+        assert_eq!(code, 403, "{err}");
+        let (_, runs) = call("GET", &served.url("/api/v1/runs"), None, None).await;
+        assert_eq!(runs["total"], 0, "nothing ran: {runs}");
+        // The server's own page (same origin), and a client that is no browser.
+        let (code, body) = call_with("POST", &trigger, None, None, &[("Origin", own)]).await;
+        assert_eq!(code, 202, "{body}");
+        let (code, body) = call("GET", &served.url("/api/v1/runs"), None, None).await;
+        assert_eq!(code, 200, "{body}");
+    });
+}
+
+/// Regression: a reload put in service what `meridian validate` refuses — a `with:` that does
+/// not fit its component's schema, a `uses:` that names no step — and reported it valid; every
+/// run of it then failed. The server checks components as `validate` does now: the edit is
+/// refused with the same diagnostics, and the previous version serves on.
+#[test]
+fn a_reload_refuses_what_validate_refuses_and_keeps_the_previous_version() {
+    let s = Scratch::new();
+    let good = "name: greet\nsteps:\n  - id: a\n    uses: hello\n    with: {name: cron}\n";
+    s.write("wf/greet.yaml", good);
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\nreload-interval = \"100ms\"\n",
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    let rt = rt();
+    rt.block_on(async {
+        s.write("wf/greet.yaml", &good.replace("name: cron", "nam: cron"));
+        s.write(
+            "wf/nope.yaml",
+            "name: nope\nsteps:\n  - {id: a, uses: nope-step}\n",
+        );
+        let info = |all: &Json, file: &str| {
+            all["workflows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["file"].as_str().unwrap().ends_with(file))
+                .cloned()
+                .unwrap_or(Json::Null)
+        };
+        let all = until(
+            &served.url("/api/v1/workflows"),
+            None,
+            Duration::from_secs(20),
+            |b| info(b, "greet.yaml")["valid"] == false && info(b, "nope.yaml")["valid"] == false,
+        )
+        .await;
+        let greet = info(&all, "greet.yaml");
+        let err = greet["error"].as_str().unwrap();
+        assert!(
+            err.contains("greet.yaml:5:") && err.contains("nam"),
+            "{err}"
+        );
+        assert_eq!(
+            greet["name"], "greet",
+            "the previous version is in service: {greet}"
+        );
+        let err = info(&all, "nope.yaml")["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("cannot load step `nope-step`"), "{err}");
+        // The previous version runs; the refused file is not a workflow to start.
+        let (code, run) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "greet"})),
+        )
+        .await;
+        assert_eq!(code, 202, "{run}");
+        let id = run["id"].as_str().unwrap().to_string();
+        let done = until(
+            &served.url(&format!("/api/v1/runs/{id}")),
+            None,
+            Duration::from_secs(30),
+            |b| b["summary"]["status"] != "running",
+        )
+        .await;
+        assert_eq!(done["summary"]["status"], "succeeded", "{done}");
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "nope"})),
+        )
+        .await;
+        assert!(code == 404 || code == 400, "{code}: {body}");
+    });
+}
+
 /// Every route the OpenAPI document lists (`ROUTES`, which a unit test holds equal to the
 /// document) is served: no 405, and a 404 only as the API's own JSON answer about an unknown
 /// run or schedule, never the router's "no such route".
