@@ -62,7 +62,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -139,7 +139,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/schedules/{id}/resume", post(resume))
         .route("/api/v1/schedules/{id}/trigger", post(trigger))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(server.clone(), authenticate));
+        .layer(middleware::from_fn_with_state(server.clone(), authenticate))
+        .layer(middleware::from_fn(crate::envelope::json_errors));
     let pages = Router::new()
         .merge(api)
         .merge(crate::console::router())
@@ -153,6 +154,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .merge(pages)
         // Signed by the git host (HMAC), and never a browser's.
         .merge(crate::git::router())
+        .fallback(crate::envelope::not_found)
         .with_state(server)
 }
 

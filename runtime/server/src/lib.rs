@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 mod console;
 mod drift;
+mod envelope;
 mod git;
 pub mod metrics;
 pub mod notify;

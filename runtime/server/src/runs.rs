@@ -41,12 +41,20 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Keys of start requests already answered: key → (run id, when).
 #[derive(Default)]
-pub(crate) struct Idempotency(HashMap<String, (String, Instant)>);
+pub(crate) struct Idempotency(HashMap<String, Keyed>);
+
+/// The run a key started, when, and what it asked for (the workflow, the mode): a retried
+/// request must ask for the same.
+struct Keyed {
+    run: String,
+    at: Instant,
+    what: (String, Mode),
+}
 
 impl Idempotency {
-    fn get(&mut self, key: &str) -> Option<String> {
-        self.0.retain(|_, (_, at)| at.elapsed() < IDEMPOTENCY_TTL);
-        self.0.get(key).map(|(id, _)| id.clone())
+    fn get(&mut self, key: &str) -> Option<&Keyed> {
+        self.0.retain(|_, k| k.at.elapsed() < IDEMPOTENCY_TTL);
+        self.0.get(key)
     }
 }
 
@@ -105,9 +113,22 @@ impl Server {
         // One lock for the check and the insert: two requests with one key start one run.
         let mut keys = self.idempotency.lock().unwrap();
         if let Some(key) = &req.idempotency_key
-            && let Some(id) = keys.get(key)
+            && let Some(k) = keys.get(key)
         {
-            return Ok(Begun::Known(id));
+            if k.what != (req.workflow.clone(), req.mode) {
+                // The key is namespaced by the caller (`NAME\0KEY`): the caller's part only.
+                let given = key.split_once('\0').map_or(key.as_str(), |(_, k)| k);
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "Idempotency-Key `{given}` started run {} of `{}` ({}); a retried request must ask for the same — use a new key for a new request",
+                        k.run,
+                        k.what.0,
+                        k.what.1.as_str()
+                    ),
+                ));
+            }
+            return Ok(Begun::Known(k.run.clone()));
         }
         let loaded = self
             .catalog
@@ -128,7 +149,14 @@ impl Server {
         let run_id = meridian_runner::new_run_id();
         let idempotency_key = req.idempotency_key;
         if let Some(key) = &idempotency_key {
-            keys.0.insert(key.clone(), (run_id.clone(), Instant::now()));
+            keys.0.insert(
+                key.clone(),
+                Keyed {
+                    run: run_id.clone(),
+                    at: Instant::now(),
+                    what: (req.workflow.clone(), req.mode),
+                },
+            );
         }
         drop(keys);
         // The lease first: a server looking for interrupted runs must never find this one
@@ -449,7 +477,11 @@ impl Server {
                 let at = Instant::now()
                     .checked_sub(Duration::from_millis(age.max(0) as u64))
                     .unwrap_or_else(Instant::now);
-                keys.0.entry(key).or_insert((s.id.clone(), at));
+                keys.0.entry(key).or_insert(Keyed {
+                    run: s.id.clone(),
+                    at,
+                    what: (record.workflow.clone(), record.mode),
+                });
                 n += 1;
             }
         }

@@ -424,6 +424,30 @@ fn a_reload_refuses_what_validate_refuses_and_keeps_the_previous_version() {
     });
 }
 
+/// Regression: the router's own answers had no body or a text one (an unknown route, a wrong
+/// method, a query that does not parse), while the API promises `{"error": {…}}` for every error.
+#[test]
+fn every_error_has_the_apis_json_shape() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let rt = rt();
+    rt.block_on(async {
+        for (method, path, status, says) in [
+            ("GET", "/api/v1/nope", 404, "no route GET /api/v1/nope"),
+            ("DELETE", "/api/v1/runs", 405, "does not take that method"),
+            ("GET", "/api/v1/runs?limit=abc", 400, "limit"),
+            ("GET", "/api/v1/runs/x/events?after=x", 400, "after"),
+        ] {
+            let (code, body) = call(method, &served.url(path), None, None).await;
+            assert_eq!(code, status, "{method} {path}: {body}");
+            assert_eq!(body["error"]["status"], status, "{method} {path}: {body}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(says), "{method} {path}: {body}");
+        }
+    });
+}
+
 /// Every route the OpenAPI document lists (`ROUTES`, which a unit test holds equal to the
 /// document) is served: no 405, and a 404 only as the API's own JSON answer about an unknown
 /// run or schedule, never the router's "no such route".

@@ -202,6 +202,21 @@ fn an_invalid_edit_keeps_the_previous_version_and_a_restart_resumes() {
         .await;
         assert_eq!(code, 202, "{again}");
         assert_eq!(again["id"], id.as_str());
+        // The same key for another request is refused (it used to answer with the first run).
+        let (code, other) = call_with(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "slow", "plan": true})),
+            &[("Idempotency-Key", "once")],
+        )
+        .await;
+        assert_eq!(code, 422, "{other}");
+        let message = other["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`once` started run {id} of `slow` (apply)")),
+            "{message}"
+        );
         let (_, runs) = call("GET", &served.url("/api/v1/runs?workflow=slow"), None, None).await;
         assert_eq!(runs["total"], 1, "{runs}");
     });
