@@ -185,8 +185,8 @@ pub struct RunArgs {
     /// Approve a gated step up front (repeatable).
     #[arg(long = "approve", value_name = "STEP")]
     pub approve: Vec<String>,
-    /// Steps (legs) running at once.
-    #[arg(long)]
+    /// Steps (legs) running at once (at least 1).
+    #[arg(long, value_parser = at_least_one)]
     pub max_parallel: Option<usize>,
     /// Secrets file in dotenv form: `NAME=value` or `export NAME=value` lines, quotes, `#`
     /// comments; at most 1 MiB. `MERIDIAN_SECRET_<NAME>` env vars win.
@@ -259,8 +259,8 @@ pub enum EvidenceCmd {
 pub enum RunsCmd {
     /// Recent runs.
     List {
-        /// How many runs, newest first.
-        #[arg(long, default_value_t = 20)]
+        /// How many runs, newest first (at least 1).
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         limit: usize,
     },
     /// One run: per-step timeline, attempts, errors, outputs (secrets masked).
@@ -382,6 +382,15 @@ pub enum LabCmd {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+/// A count of 1 or more (`--max-parallel`, `--limit`).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} (a whole number, at least 1)")),
+    }
 }
 
 #[cfg(test)]

@@ -330,7 +330,14 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     let timeout = match &args.timeout {
         Some(t) => Some(
             meridian_model::duration::parse_duration(t)
-                .map_err(|e| Exit::invalid(format!("error: --timeout {t}: {e}")))?,
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    let why = meridian_model::duration::parse_duration(t)
+                        .err()
+                        .map_or("must be more than 0".to_string(), |e| e.to_string());
+                    Exit::invalid(format!("error: --timeout {t}: {why}"))
+                })?,
         ),
         None => None,
     };

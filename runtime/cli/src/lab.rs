@@ -39,6 +39,18 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
             let exe = std::env::current_exe()?;
             let state =
                 meridian_lab::up(&cfg, &Launcher::new(exe, ["lab", "daemon"])).map_err(fail)?;
+            // `up` on a lab that runs answers with that lab: flags asking for another one are
+            // not applied, and said so.
+            let running: Vec<&str> = state.regions.iter().map(|r| r.name.as_str()).collect();
+            if running != cfg.regions {
+                crate::out::err(&format!(
+                    "warning: the lab in {} already runs with regions {}; --regions {} and the other flags apply to a new lab only (`meridian lab down --dir {}` first)\n",
+                    dir.display(),
+                    running.join(","),
+                    cfg.regions.join(","),
+                    dir.display()
+                ));
+            }
             write_workflow_files(&state)?;
             print_state(&state, json_out)?;
             Ok(exit::OK)
@@ -313,7 +325,17 @@ fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string_pretty(state)?)?;
         return Ok(());
     }
-    outln!("lab {:?} in {}", state.status, state.dir.display())?;
+    // The lab's own state (it started), and what is down in it now.
+    let problems = state.problems();
+    let health = match problems.len() {
+        0 => String::new(),
+        n => format!(
+            " — {n} problem{}: {}",
+            if n == 1 { "" } else { "s" },
+            problems.join("; ")
+        ),
+    };
+    outln!("lab {:?} in {}{health}", state.status, state.dir.display())?;
     outln!("  control API  {}", state.control_url)?;
     for r in &state.regions {
         outln!(

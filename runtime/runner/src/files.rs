@@ -87,10 +87,14 @@ fn bytes(n: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (unit, size) in UNITS {
         if n >= size {
+            let whole = format!("{:.1}", n as f64 / size as f64);
             return if n.is_multiple_of(size) {
                 format!("{} {unit}", n / size)
+            } else if whole.ends_with(".0") {
+                // 4,212,907 bytes is not "4.0 MiB" beside a limit of 4 MiB: the bytes too.
+                format!("{whole} {unit} ({n} bytes)")
             } else {
-                format!("{:.1} {unit}", n as f64 / size as f64)
+                format!("{whole} {unit}")
             };
         }
     }
@@ -113,6 +117,14 @@ mod tests {
             m,
             "--inputs-file /dev/zero: goes on past the limit; the limit is 1 MiB. Is it the right file?"
         );
+    }
+
+    #[test]
+    fn a_size_just_over_a_limit_does_not_read_as_the_limit() {
+        assert_eq!(bytes(4 << 20), "4 MiB");
+        assert_eq!(bytes(4_212_907), "4.0 MiB (4212907 bytes)");
+        assert_eq!(bytes(3 << 19), "1.5 MiB");
+        assert_eq!(bytes(512), "512 bytes");
     }
 
     #[test]

@@ -74,6 +74,8 @@ impl Runner {
 pub(crate) fn as_plan(wf: &Loaded, launch: &mut Launch) {
     launch.mode = Mode::Plan;
     launch.approver = None;
+    // Every region is read: one that cannot be must not cancel the others' reads.
+    launch.keep_going = true;
     launch.approve = wf
         .workflow
         .steps

@@ -89,6 +89,8 @@ pub struct Launch {
     /// its journal writes are refused once another takes the lease over
     /// ([`Journal::fenced_sink`]).
     pub lease_owner: Option<String>,
+    /// See [`meridian_engine::RunOptions::keep_going`] (plans that read every region).
+    pub keep_going: bool,
 }
 
 /// How to resume (or, with `from`, retry) a run.
@@ -216,6 +218,7 @@ impl Runner {
             .map(|s| (s, "--approve".to_string()))
             .collect();
         opts.approver = launch.approver;
+        opts.keep_going = launch.keep_going;
         let owner = launch.lease_owner.as_deref();
         self.execute(wf, opts, &settings, launch.view, None, owner)
             .await

@@ -84,7 +84,8 @@ pub enum StepFailure {
     Timeout(Duration),
     /// The guest tried to grow its memory past the cap.
     #[error(
-        "step exceeded its memory limit of {limit} bytes; raise the limit or make the step hold less data"
+        "step exceeded its memory limit of {}; raise the step's `limits.memory` or make it hold less data",
+        human_bytes(*limit)
     )]
     OutOfMemory {
         /// The cap, in bytes.
@@ -119,5 +120,16 @@ impl StepFailure {
     /// out (a slow dependency). Traps, memory exhaustion and bad input are deterministic.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StepFailure::Retryable(_) | StepFailure::Timeout(_))
+    }
+}
+
+/// `33554432` as `32 MiB`; a size that is not a whole KiB or MiB in bytes.
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
     }
 }

@@ -182,7 +182,9 @@ async fn authenticate(State(server): State<Arc<Server>>, mut req: Request, next:
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` too.
+                .and_then(|v| v.split_once(' '))
+                .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token));
             let session = match given {
                 None => server.sessions.find(req.headers()),
                 Some(_) => None,

@@ -17,6 +17,9 @@ pub struct Entry {
     pub loaded: Option<Loaded>,
     /// Why the file on disk is not in service (diagnostics), when it is not.
     pub error: Option<String>,
+    /// The name the file on disk declares when it reads as a workflow but was refused (its
+    /// components, a name clash): a request to start it is told why.
+    refused_name: Option<String>,
     /// The file's modification time and length when last read.
     stamp: (Option<SystemTime>, u64),
 }
@@ -47,6 +50,8 @@ pub struct Candidate {
     path: PathBuf,
     stamp: (Option<SystemTime>, u64),
     loaded: Result<Loaded, String>,
+    /// The workflow's name, when the file reads as one.
+    name: Option<String>,
 }
 
 impl Scan {
@@ -129,10 +134,12 @@ impl Catalog {
                 continue;
             }
             let loaded = meridian_runner::load(&path).map_err(|e| e.to_string());
+            let name = loaded.as_ref().ok().map(|l| l.workflow.name.clone());
             scan.changed.push(Candidate {
                 path,
                 stamp,
                 loaded,
+                name,
             });
         }
         Ok(scan)
@@ -148,9 +155,11 @@ impl Catalog {
                 path: c.path.clone(),
                 loaded: None,
                 error: None,
+                refused_name: None,
                 stamp: c.stamp,
             });
             e.stamp = c.stamp;
+            e.refused_name = c.name.clone();
             match c.loaded {
                 Ok(l) => {
                     let clash = self.files.values().find(|o| {
@@ -169,6 +178,7 @@ impl Catalog {
                     } else {
                         e.loaded = Some(l);
                         e.error = None;
+                        e.refused_name = None;
                         changes.loaded.push(name);
                     }
                 }
@@ -198,6 +208,18 @@ impl Catalog {
             .values()
             .filter_map(|e| e.loaded.as_ref())
             .find(|l| l.workflow.name == name)
+    }
+
+    /// Why workflow `name` is not in service, when a file declaring it was refused and no
+    /// version of it serves.
+    pub fn refusal(&self, name: &str) -> Option<&str> {
+        if self.get(name).is_some() {
+            return None;
+        }
+        self.files
+            .values()
+            .find(|e| e.refused_name.as_deref() == Some(name))
+            .and_then(|e| e.error.as_deref())
     }
 
     /// Every workflow in service.

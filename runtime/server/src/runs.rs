@@ -130,13 +130,18 @@ impl Server {
             }
             return Ok(Begun::Known(k.run.clone()));
         }
-        let loaded = self
-            .catalog
-            .read()
-            .unwrap()
-            .get(&req.workflow)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", req.workflow)))?;
+        let loaded = {
+            let catalog = self.catalog.read().unwrap();
+            catalog.get(&req.workflow).cloned().ok_or_else(|| {
+                match catalog.refusal(&req.workflow) {
+                    Some(why) => ApiError::bad_request(format!(
+                        "workflow `{}` is not in service: {why}",
+                        req.workflow
+                    )),
+                    None => ApiError::not_found(format!("no workflow `{}`", req.workflow)),
+                }
+            })?
+        };
         let mut raw = self.file_inputs(&loaded.workflow).map_err(|e| {
             ApiError::internal(format!(
                 "the server's inputs file for `{}`: {e}",

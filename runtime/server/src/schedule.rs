@@ -559,9 +559,11 @@ impl Server {
         let mut scheds = self.schedules.lock().unwrap();
         let Some(s) = scheds.get_mut(id) else { return };
         s.running.retain(|r| r != run_id);
-        s.last_result = Some(match message.is_empty() {
-            true => format!("run {run_id}: {}", status.as_str()),
-            false => format!("run {run_id}: {}: {message}", status.as_str()),
+        // The engine's message may start with the status already ("failed: probe").
+        s.last_result = Some(match message {
+            "" => format!("run {run_id}: {}", status.as_str()),
+            m if m.starts_with(status.as_str()) => format!("run {run_id}: {m}"),
+            m => format!("run {run_id}: {}: {m}", status.as_str()),
         });
         let mut note = None;
         let before = s.state();

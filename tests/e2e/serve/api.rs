@@ -44,6 +44,16 @@ fn the_api_starts_streams_and_an_approver_approves() {
         );
         let (code, _) = call("GET", &served.url("/api/v1/runs"), Some("nope"), None).await;
         assert_eq!(code, 401);
+        // The scheme's case does not matter (RFC 9110).
+        let (code, body) = call_with(
+            "GET",
+            &served.url("/api/v1/runs"),
+            None,
+            None,
+            &[("Authorization", "bearer viewer-token")],
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
 
         // A viewer cannot start a run.
         let start = json!({"workflow": "gated"});

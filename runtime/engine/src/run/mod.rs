@@ -77,6 +77,10 @@ pub struct RunOptions {
     /// failure path (`if: always()` / `failure()` steps, then compensation); it does not retry
     /// what failed (`retry --from` does). Otherwise a failed leg runs again on resume.
     pub keep_failures: bool,
+    /// A failed leg cancels nothing (no fail-fast, of the run or of a matrix): every leg in
+    /// flight ends on its own. For plans that read every region (drift, readiness), where one
+    /// region that cannot be read must not hide the others' answers.
+    pub keep_going: bool,
     /// Overrides the workflow's `timeout:`.
     pub run_timeout: Option<Duration>,
     /// When the run was first started, Unix ms (`run.started_at_ms`; kept across resumes).
@@ -97,6 +101,7 @@ impl RunOptions {
             sink: None,
             prior: HashMap::new(),
             keep_failures: false,
+            keep_going: false,
             run_timeout: None,
             started_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

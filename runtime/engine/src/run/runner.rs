@@ -380,6 +380,7 @@ impl Runner {
             self.fail_run();
         } else if report.outcome == Outcome::Failure
             && step.matrix.as_ref().is_some_and(|m| m.fail_fast)
+            && !self.opts.keep_going
         {
             // continue-on-error with a fail-fast matrix: only the sibling legs stop.
             for ((s, _), c) in &self.inflight {
@@ -399,8 +400,6 @@ impl Runner {
         Ok(())
     }
 
-    /// Marks the run failed and cancels every leg in flight. Steps that start later (`if:
-    /// always()`, `if: failure()`) get fresh tokens and run normally.
     /// Whether step `i` ran before in a run this resume carries on after its failure
     /// ([`Runner::replay`]): its `if:` and gate were passed then (now, the run having failed,
     /// its `if:` would skip it), its finished legs stand, failed ones included, and the legs
@@ -410,8 +409,14 @@ impl Runner {
         self.replay && self.opts.prior.keys().any(|(s, _)| s == id)
     }
 
+    /// Marks the run failed and cancels every leg in flight — unless the run keeps going
+    /// ([`RunOptions::keep_going`]). Steps that start later (`if: always()`, `if: failure()`)
+    /// get fresh tokens and run normally.
     fn fail_run(&mut self) {
         self.failed = true;
+        if self.opts.keep_going {
+            return;
+        }
         for c in self.inflight.values() {
             c.cancel();
         }

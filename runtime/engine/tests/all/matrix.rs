@@ -60,3 +60,34 @@ steps:
     assert_eq!(legs[0].outcome, Outcome::Failure);
     assert_eq!(legs[1].outcome, Outcome::Cancelled);
 }
+
+/// A run that keeps going (`RunOptions::keep_going`: the plans of `drift` and `ready`, which
+/// read every region) cancels nothing when a leg fails: one region that cannot be read used to
+/// cancel the others' reads, and the whole answer was unknown.
+#[tokio::test(start_paused = true)]
+async fn a_run_that_keeps_going_lets_every_leg_end_on_its_own() {
+    let mut o = opts();
+    o.keep_going = true;
+    let (r, _) = go(
+        r#"
+name: read-every-region
+steps:
+  - id: m
+    uses: test-fail
+    with: {ms: "${{ matrix.ms }}"}
+    strategy:
+      matrix:
+        ms: [10, 60000]
+  - id: other
+    uses: test-ok
+    with: {ms: 30000}
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let legs = &r.step("m").unwrap().legs;
+    assert_eq!(legs[0].outcome, Outcome::Failure);
+    assert_eq!(legs[1].outcome, Outcome::Failure, "ran to its own end");
+    assert_eq!(r.step("other").unwrap().legs[0].outcome, Outcome::Success);
+}

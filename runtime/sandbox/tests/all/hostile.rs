@@ -162,10 +162,7 @@ async fn memory_bomb_hits_the_cap() {
         .await
         .unwrap_err();
     assert_eq!(err, StepFailure::OutOfMemory { limit });
-    assert!(
-        err.to_string().contains("memory limit of 33554432 bytes"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("memory limit of 32 MiB"), "{err}");
     assert_still_healthy().await;
 }
 
