@@ -6,18 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use meridian_engine::{Approver, ComponentRef, EventSink, Mode, RunReport, RunStatus};
+use meridian_engine::{Approver, ComponentRef, EventSink, Mode};
 use meridian_model::Workflow;
-use meridian_runner::{
-    DrillVerdict, Finished, Journal, Launch, Resume, Resumed, Runner, RunnerError, StepRunner,
-    Verdict,
-};
+use meridian_runner::{Journal, Launch, Resume, Resumed, Runner, RunnerError, StepRunner};
 use meridian_store::StoreError;
 use serde_json::json;
 
 use crate::cli::{Cli, Command, NewCmd, ResumeArgs, RunArgs, StepsCmd};
 use crate::out::{errln, outln};
-use crate::view::{self, fmt_dur};
+use crate::view;
 use crate::{Exit, exit};
 use meridian_host::WasmExecutor;
 
@@ -202,9 +199,6 @@ pub(crate) fn safe(s: &str) -> std::borrow::Cow<'_, str> {
     meridian_protocol::text::for_terminal(s, "      ")
 }
 
-/// Where the text of a summary row starts (`  success    `).
-const ROW_INDENT: &str = "             ";
-
 /// Text a step produced, escaped, its continuation lines starting with `indent`.
 pub(crate) fn indented<'a>(s: &'a str, indent: &str) -> std::borrow::Cow<'a, str> {
     meridian_protocol::text::for_terminal(s, indent)
@@ -366,7 +360,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         signal = interrupted() => stop_interrupted(&id, lease, signal),
     };
     drop(lease);
-    report(ctx, &done)
+    crate::summary::report(ctx, &done)
 }
 
 /// The inputs of a run started from the command line: `--inputs-file` (the names the workflow
@@ -463,165 +457,6 @@ fn approver(ctx: &Ctx, no_prompt: bool) -> Option<Arc<dyn Approver>> {
         .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>)
 }
 
-/// Prints a finished run and maps its status to the exit code.
-fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
-    if ctx.json {
-        let mut out = serde_json::to_value(&done.report)?;
-        if let (Some(d), Some(o)) = (&done.drill, out.as_object_mut()) {
-            o.insert("drill".into(), serde_json::to_value(d)?);
-        }
-        outln!("{}", serde_json::to_string_pretty(&out)?)?;
-    } else {
-        print_summary(&done.workflow, &done.report, done.drill.as_ref())?;
-    }
-    Ok(match done.report.status {
-        RunStatus::Succeeded => exit::OK,
-        RunStatus::Failed | RunStatus::Cancelled => exit::FAILED,
-        RunStatus::AwaitingApproval => exit::AWAITING_APPROVAL,
-        RunStatus::TimedOut => exit::TIMED_OUT,
-        // The engine returns a report only for a run that ended.
-        RunStatus::Running => exit::INTERNAL,
-    })
-}
-
-fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> anyhow::Result<()> {
-    use std::fmt::Write as _;
-    // Rendered whole, then written at once: stdout writes each line on its own (a `write(2)`
-    // a line, ~3 µs each: 30 ms at the end of a 10,000-step run).
-    let mut buf = String::new();
-    writeln!(buf)?;
-    writeln!(buf, "{} — run {} ({:?})", wf.name, r.run_id, r.mode)?;
-    let mut run = view::RunContext::new(&r.run_id);
-    for s in &r.steps {
-        for l in &s.legs {
-            let id = view::leg_id(&s.id, &l.key);
-            let reused = if l.reused { "  (from journal)" } else { "" };
-            writeln!(
-                buf,
-                "  {:<10} {:<28} {:>9}  attempts {}{reused}",
-                l.outcome.as_str(),
-                id,
-                fmt_dur(l.duration),
-                l.attempts
-            )?;
-            // An error on its own lines under the step's name, every line indented alike.
-            if let Some(e) = &l.error {
-                writeln!(buf, "{ROW_INDENT}{}", indented(&e.to_string(), ROW_INDENT))?;
-            }
-            run.leg(id, l.outcome);
-        }
-        if s.legs.is_empty() {
-            writeln!(
-                buf,
-                "  {:<10} {:<28} {:>9}  {}",
-                s.outcome.as_str(),
-                s.id,
-                "",
-                safe(s.reason.as_deref().unwrap_or_default())
-            )?;
-        }
-    }
-    if r.mode == Mode::Plan {
-        let changes: Vec<String> = r
-            .steps
-            .iter()
-            .flat_map(|s| {
-                s.legs.iter().flat_map(move |l| {
-                    l.plan.iter().map(move |p| {
-                        format!(
-                            "  {}: {}",
-                            view::leg_id(&s.id, &l.key),
-                            safe(&p.to_string())
-                        )
-                    })
-                })
-            })
-            .collect();
-        let complete = r.status == RunStatus::Succeeded;
-        match (changes.is_empty(), complete) {
-            (_, true) => writeln!(buf, "\nplan (changes that `meridian run` would make):"),
-            (true, false) => writeln!(
-                buf,
-                "\nplan incomplete: the run {} before every step was planned; no changes were recorded",
-                r.status.as_str()
-            ),
-            (false, false) => writeln!(
-                buf,
-                "\nplan incomplete: the run {} before every step was planned; changes recorded so far:",
-                r.status.as_str()
-            ),
-        }?;
-        for c in &changes {
-            writeln!(buf, "{c}")?;
-        }
-        if changes.is_empty() && complete {
-            writeln!(buf, "  no changes")?;
-        }
-    }
-    for c in &r.compensations {
-        writeln!(
-            buf,
-            "  compensated {} → {}{}",
-            view::leg_id(&c.step, &c.leg),
-            c.outcome.as_str(),
-            c.error
-                .as_ref()
-                .map(|e| format!(": {}", safe(&e.to_string())))
-                .unwrap_or_default()
-        )?;
-    }
-    if let Some(d) = drill {
-        writeln!(buf, "\n{}", drill_lines(d))?;
-    }
-    writeln!(
-        buf,
-        "\nrun {} in {}: {}",
-        r.status.as_str(),
-        fmt_dur(r.duration),
-        indented(&run.message(r.status, &r.message), "  ")
-    )?;
-    crate::out::write(format_args!("{buf}"))
-}
-
-/// The drill's figures as the table the README shows.
-pub(crate) fn drill_lines(d: &DrillVerdict) -> String {
-    let mut lines = vec![format!("drill: {}", d.verdict.as_str())];
-    let unit = |u: &str| {
-        if u == "ms" || u == "B" {
-            u.to_string()
-        } else {
-            format!(" {u}")
-        }
-    };
-    for f in &d.figures {
-        let got = f
-            .achieved
-            .map(|g| format!("{g:.0}{}", unit(f.unit)))
-            .unwrap_or("not measured".into());
-        let target = f
-            .target
-            .map(|t| format!("{t:.0}{}", unit(f.unit)))
-            .unwrap_or("-".into());
-        let verdict = match f.verdict() {
-            Verdict::Met => "met",
-            Verdict::Missed => "MISSED",
-            Verdict::NotMeasured if f.target.is_some() => "INCOMPLETE",
-            Verdict::NotMeasured | Verdict::NoTarget => "",
-        };
-        lines.push(format!(
-            "  {:<15} achieved {got:<14} target {target:<12} {verdict}",
-            f.name
-        ));
-        if let Some(note) = &f.note {
-            lines.push(format!(
-                "    ({})",
-                meridian_protocol::text::for_terminal(note, "     ")
-            ));
-        }
-    }
-    lines.join("\n")
-}
-
 async fn resume(
     ctx: &Ctx,
     run_id: &str,
@@ -653,7 +488,7 @@ async fn resume(
             )?;
             Ok(exit::OK)
         }
-        Resumed::Ran(done) => report(ctx, &done),
+        Resumed::Ran(done) => crate::summary::report(ctx, &done),
     }
 }
 

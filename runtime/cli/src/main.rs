@@ -23,6 +23,7 @@ mod scaffold_polyglot;
 mod scaffold_sdk;
 mod serve;
 mod store;
+mod summary;
 mod view;
 
 use std::process::ExitCode;

@@ -234,7 +234,7 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
         )?;
     }
     if let Some(d) = &drill {
-        outln!("{}", crate::commands::drill_lines(d))?;
+        outln!("{}", crate::summary::drill_lines(d))?;
     }
     Ok(exit::OK)
 }
