@@ -18,7 +18,10 @@ pub enum StepError {
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// The attempt ran past its timeout.
-    #[error("timed out after {}", crate::duration::format_duration(*.0))]
+    #[error(
+        "timed out after {} (the step's `timeout:`; raise it if the step needs longer)",
+        crate::duration::format_duration(*.0)
+    )]
     Timeout(#[serde(with = "crate::duration::ms")] Duration),
     /// The run was cancelled (fail-fast, run timeout, shutdown) while the attempt ran.
     #[error("cancelled")]
@@ -67,7 +70,7 @@ mod tests {
         }
         assert_eq!(
             StepError::Timeout(Duration::from_millis(1500)).to_string(),
-            "timed out after 1s500ms"
+            "timed out after 1s500ms (the step's `timeout:`; raise it if the step needs longer)"
         );
     }
 }
