@@ -231,3 +231,104 @@ fn worker_lease_and_heartbeat_are_checked() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// Two regressions of the queue:
+/// - an attempt that timed out while no worker had claimed its task left the task queued when
+///   the run ended (its cancellation was still on its way when the process exited): the next
+///   worker ran the step of a run that had already failed;
+/// - `retry --from STEP` kept the leg's idempotency key, and the queue re-attached to the
+///   finished task and handed back its old result: a failed step could never be retried.
+#[test]
+fn an_abandoned_task_is_cancelled_and_a_retried_step_runs_again() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let Some(db) = store(&s) else {
+        return;
+    };
+    // Nothing listens on `port` until the responder below starts.
+    let port = meridian_lab::free_port();
+    s.write(
+        "probe.yaml",
+        &format!(
+            "name: probe\nsteps:\n  - id: probe\n    uses: http-probe\n    timeout: 2s\n    with: {{url: \"http://127.0.0.1:{port}/\", timeout_ms: 500}}\n    grants: {{http: [\"http://127.0.0.1:{port}\"]}}\n"
+        ),
+    );
+    let tasks = || {
+        db.pg
+            .psql_db(
+                "meridian",
+                "SELECT id || ':' || state || ':' || cancel FROM meridian.tasks WHERE step_id = 'probe' ORDER BY id;",
+            )
+            .unwrap()
+    };
+
+    // No worker: the attempt times out, and its task is cancelled before the run says it ended.
+    let (out, _) = expect_code(
+        &db.cmd(&s)
+            .args(["--json", "run", "probe.yaml"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    let run_id = serde_json::from_str::<Json>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let abandoned = tasks();
+    // Cancelled: a task no worker claimed ends `done` with its cancel flag (it was left
+    // `ready` and not cancelled before).
+    assert!(
+        abandoned.ends_with(":true"),
+        "the task is not cancelled: {abandoned}"
+    );
+
+    // A worker now: the run fails for real (connection refused).
+    let spawn = || {
+        db.cmd(&s)
+            .args(["worker", "--id", "w1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let _workers = Workers(vec![spawn()]);
+    let (out, _) = expect_code(
+        &db.cmd(&s)
+            .args(["--json", "retry", &run_id, "--from", "probe"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    let report: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "failed", "{report}");
+    let failed = tasks();
+
+    // Something answers now: a retry runs the step again (a new task) and succeeds.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let responder = std::thread::spawn(move || {
+        // One probe; bounded by the accept, which the probe's request ends.
+        if let Ok((mut c, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let (out, _) = expect_code(
+        &db.cmd(&s)
+            .args(["--json", "retry", &run_id, "--from", "probe"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let report: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(
+        report["steps"][0]["legs"][0]["output"]["status"], 200,
+        "{report}"
+    );
+    responder.join().unwrap();
+    let now = tasks();
+    assert_ne!(now, failed, "the retry re-attached to the finished task");
+    assert!(now.ends_with(":done:false"), "{now}");
+}

@@ -357,7 +357,10 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     };
     let done = tokio::select! {
         done = runner.start(&wf, launch) => done.map_err(fail)?,
-        signal = interrupted() => stop_interrupted(&id, lease, signal),
+        signal = interrupted() => {
+            runner.settle().await;
+            stop_interrupted(&id, lease, signal)
+        }
     };
     drop(lease);
     crate::summary::report(ctx, &done)
@@ -479,7 +482,10 @@ async fn resume(
     };
     let resumed = tokio::select! {
         resumed = runner.resume(run_id, resume) => resumed.map_err(fail)?,
-        signal = interrupted() => stop_interrupted(run_id, lease, signal),
+        signal = interrupted() => {
+            runner.settle().await;
+            stop_interrupted(run_id, lease, signal)
+        }
     };
     match resumed {
         Resumed::AlreadySucceeded => {

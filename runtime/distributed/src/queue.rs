@@ -124,6 +124,10 @@ struct Inner {
     key: TaskKey,
     waiters: Arc<Waiters>,
     poll: Duration,
+    /// Cancellations of tasks whose attempt was dropped, still on their way to the database:
+    /// [`Executor::settle`] waits for them (a process that exits first would leave the task
+    /// queued, and a worker would run it later for a run that already ended).
+    cancels: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Attempts waiting for their task's result, by task id, and the ids whose result was announced
@@ -250,6 +254,7 @@ impl PgQueue {
                 key,
                 waiters,
                 poll: opts.poll,
+                cancels: Mutex::default(),
             }),
         })
     }
@@ -260,7 +265,25 @@ impl Executor for PgQueue {
         let inner = self.inner.clone();
         Box::pin(async move { inner.execute(req).await })
     }
+
+    /// Waits (at most [`SETTLE`]) for the cancellations of dropped attempts to reach the
+    /// database.
+    fn settle(&self) -> BoxFuture<'static, ()> {
+        let pending: Vec<_> =
+            std::mem::take(&mut *self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner()));
+        Box::pin(async move {
+            let all = futures::future::join_all(pending);
+            if tokio::time::timeout(SETTLE, all).await.is_err() {
+                tracing::warn!(
+                    "cancelling abandoned tasks took longer than {SETTLE:?}; a worker may still run them"
+                );
+            }
+        })
+    }
 }
+
+/// How long a run's end waits for its abandoned tasks to be cancelled.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// Cancels the task when the waiting attempt is dropped before its result arrived.
 struct CancelOnDrop {
@@ -278,11 +301,15 @@ impl Drop for CancelOnDrop {
         // Without a runtime (it is shutting down) the task stays queued; a resumed coordinator
         // re-attaches to it.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = inner.cancel(id).await {
+            let task = inner.clone();
+            let handle = rt.spawn(async move {
+                if let Err(e) = task.cancel(id).await {
                     tracing::warn!("could not cancel task {id}: {e}");
                 }
             });
+            let mut cancels = inner.cancels.lock().unwrap_or_else(|p| p.into_inner());
+            cancels.retain(|h| !h.is_finished());
+            cancels.push(handle);
         }
     }
 }

@@ -99,4 +99,11 @@ pub trait Executor: Send + Sync + 'static {
         let _ = uses;
         Box::pin(async { Ok(()) })
     }
+
+    /// Called when a run ends: finishes what the executor still owes for attempts the engine
+    /// gave up on (timed out, cancelled) — a queue's cancellation of their tasks — before the
+    /// run is reported ended and the process may exit. The default does nothing.
+    fn settle(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }

@@ -174,6 +174,16 @@ impl Runner {
         &self.journal
     }
 
+    /// What the steps' executor still owes for attempts given up on ([`Executor::settle`]): after
+    /// a run was stopped from outside (a signal dropped it), the tasks of its dropped attempts
+    /// are cancelled before the process exits, so no worker runs them later.
+    pub async fn settle(&self) {
+        match &self.steps {
+            StepRunner::Local(e) => e.settle().await,
+            StepRunner::Remote(e) => e.settle().await,
+        }
+    }
+
     /// Starts a new run of `wf` and runs it to its end.
     pub async fn start(&self, wf: &Loaded, launch: Launch) -> Result<Finished, RunnerError> {
         let workflow = wf.workflow.clone();

@@ -80,6 +80,11 @@ const REOPEN_RUN: &str = concat!(
     " WHERE id = $1"
 );
 const FORGET_LEGS: &str = "DELETE FROM meridian.legs WHERE run_id = $1 AND step = ANY($2)";
+/// The queue's finished tasks of those steps (`step` or `step[leg]`): a retried leg keeps its
+/// idempotency key, and `SUBMIT` would re-attach to the finished task and hand back its old
+/// result instead of running the step again.
+const FORGET_TASKS: &str = "DELETE FROM meridian.tasks
+     WHERE run_id = $1 AND state <> 'running' AND split_part(step_id, '[', 1) = ANY($2)";
 const MAX_SEQ: &str = "SELECT coalesce(max(seq), 0) FROM meridian.events WHERE run_id = $1";
 const RUNS: &str = "SELECT id, workflow, mode, status, created_at, finished_at, message
      FROM meridian.runs ORDER BY created_at DESC, seq DESC LIMIT $1";
@@ -322,7 +327,8 @@ impl PgJournal {
         Ok(())
     }
 
-    /// Forgets the finished legs of `steps` (for `meridian retry RUN --from STEP`).
+    /// Forgets the finished legs of `steps`, and their tasks in the queue (for `meridian retry
+    /// RUN --from STEP`: they run again).
     fn forget(&self, id: &str, steps: &[String]) -> Result<(), DistError> {
         let id = id.to_string();
         let steps = steps.to_vec();
@@ -333,6 +339,10 @@ impl PgJournal {
                 c.execute(&st, &[&id, &steps])
                     .await
                     .map_err(DistError::db("forget legs"))?;
+                let (c, st) = s.stmt(FORGET_TASKS).await?;
+                c.execute(&st, &[&id, &steps])
+                    .await
+                    .map_err(DistError::db("forget the queue's tasks of retried steps"))?;
                 Ok(())
             })
         })

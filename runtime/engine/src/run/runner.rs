@@ -187,6 +187,9 @@ impl Runner {
             }
         }
 
+        // Attempts given up on (timed out, cancelled by fail-fast or the run's timeout) must be
+        // stopped where they would run before the run says it ended.
+        self.exec.settle().await;
         let awaiting: Vec<String> = self
             .states
             .iter()
