@@ -81,7 +81,12 @@ pub fn bound_lines(lines: Vec<LogLine>) -> Vec<LogLine> {
     let mut bytes = 0usize;
     let mut out = Vec::new();
     for l in lines {
-        bytes += l.message.len();
+        // Fields count too: a step can log a short message with a field of any size.
+        bytes += l.message.len()
+            + l.fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         if out.len() >= MAX_JOURNALED_LINES || bytes > MAX_JOURNALED_BYTES {
             break;
         }
@@ -100,4 +105,31 @@ pub fn bound_lines(lines: Vec<LogLine>) -> Vec<LogLine> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: &str, fields: Vec<(String, String)>) -> LogLine {
+        LogLine {
+            level: Level::Info,
+            source: LogSource::Guest,
+            message: message.into(),
+            fields,
+        }
+    }
+
+    #[test]
+    fn fields_count_toward_the_journaled_bytes() {
+        let big = vec![("name".to_string(), "x".repeat(MAX_JOURNALED_BYTES))];
+        let kept = bound_lines(vec![line("small", vec![]), line("hello", big)]);
+        assert_eq!(kept.len(), 2, "the small line and the notice");
+        assert_eq!(kept[0].message, "small");
+        assert!(
+            kept[1].message.starts_with("1 more log lines not kept"),
+            "{:?}",
+            kept[1]
+        );
+    }
 }

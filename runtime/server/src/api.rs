@@ -636,25 +636,7 @@ async fn trigger(
     Path(sched): Path<String>,
 ) -> Answer<Response> {
     require(&id, Role::Operator)?;
-    s.refresh_schedule(&sched);
-    {
-        let scheds = s.schedules.lock().unwrap();
-        let Some(found) = scheds.get(&sched) else {
-            return Err(ApiError::not_found(format!("no schedule `{sched}`")));
-        };
-        // A tick of a paused or broken schedule starts nothing: say so rather than answer 202.
-        if let Some(why) = &found.paused {
-            return Err(ApiError::conflict(format!(
-                "schedule `{sched}` is paused ({why}); resume it first (POST /api/v1/schedules/{{id}}/resume)"
-            )));
-        }
-        if let Some(e) = &found.spec.error {
-            return Err(ApiError::conflict(format!(
-                "schedule `{sched}` cannot fire: {e}"
-            )));
-        }
-    }
-    s.fire(&sched, None).await;
+    s.trigger(&sched).await?;
     let info = s
         .schedule_infos()
         .into_iter()

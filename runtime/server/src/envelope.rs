@@ -28,13 +28,10 @@ pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let message = if text.is_empty() {
         match status {
+            // axum adds the route's `Allow` header outside this layer.
             StatusCode::METHOD_NOT_ALLOWED => {
-                let allow = parts
-                    .headers
-                    .get(header::ALLOW)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                format!("this route does not take that method (it takes: {allow})")
+                "this route does not take that method (its `Allow` header lists those it takes)"
+                    .to_string()
             }
             s => s.canonical_reason().unwrap_or("error").to_lowercase(),
         }

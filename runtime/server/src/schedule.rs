@@ -474,6 +474,30 @@ impl Server {
         }
     }
 
+    /// Fires schedule `id` now (the API's and the console's `trigger`), under its overlap
+    /// policy; a paused or broken schedule is refused with why (409) rather than firing nothing.
+    pub(crate) async fn trigger(self: &Arc<Self>, id: &str) -> Result<(), ApiError> {
+        self.refresh_schedule(id);
+        {
+            let scheds = self.schedules.lock().unwrap();
+            let Some(found) = scheds.get(id) else {
+                return Err(ApiError::not_found(format!("no schedule `{id}`")));
+            };
+            if let Some(why) = &found.paused {
+                return Err(ApiError::conflict(format!(
+                    "schedule `{id}` is paused ({why}); resume it first (POST /api/v1/schedules/{{id}}/resume)"
+                )));
+            }
+            if let Some(e) = &found.spec.error {
+                return Err(ApiError::conflict(format!(
+                    "schedule `{id}` cannot fire: {e}"
+                )));
+            }
+        }
+        self.fire(id, None).await;
+        Ok(())
+    }
+
     /// One tick of a schedule (or a `trigger`), under its overlap policy.
     pub(crate) async fn fire(self: &Arc<Self>, id: &str, at: Option<DateTime<Utc>>) {
         self.refresh_schedule(id);

@@ -334,14 +334,7 @@ async fn schedule_action(
     let result = match action.as_str() {
         "pause" => s.set_paused(&id, Some(&who.identity.name)).map(|_| ()),
         "resume" => s.set_paused(&id, None).map(|_| ()),
-        "trigger" => {
-            if s.schedules.lock().unwrap().contains_key(&id) {
-                s.fire(&id, None).await;
-                Ok(())
-            } else {
-                Err(ApiError::not_found(format!("no schedule `{id}`")))
-            }
-        }
+        "trigger" => s.trigger(&id).await,
         other => Err(ApiError::not_found(format!("no action `{other}`"))),
     };
     match result {
