@@ -180,6 +180,9 @@ impl Server {
         info: Arc<Mutex<GitInfo>>,
     ) {
         let mut last = self.last_git_commit(&workflow);
+        // A commit this server claimed and could not start a run for: tried again at each poll
+        // (the claim is its, no other server will) until it starts or a newer head supersedes it.
+        let mut owed: Option<String> = None;
         let mut tick = tokio::time::interval(g.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -188,7 +191,7 @@ impl Server {
                 _ = wake.notified() => {}
                 _ = self.drain.cancelled() => return,
             }
-            match self.poll(&workflow, &g, last.as_deref()).await {
+            match self.poll(&workflow, &g, last.as_deref(), &mut owed).await {
                 Ok((head, run)) => {
                     let mut i = info.lock().unwrap();
                     i.commit = Some(head.clone());
@@ -209,13 +212,15 @@ impl Server {
         }
     }
 
-    /// One look at the branch: the head, and the run started for it (when the head is new,
-    /// touches the paths and is not claimed yet).
+    /// One look at the branch: the head, and the run started for it (when the head differs
+    /// from the last one seen, touches the paths, and this server wins the claim on the move
+    /// from `last` to it — or won it already and owes its run, `owed`).
     async fn poll(
         self: &Arc<Self>,
         workflow: &str,
         g: &GitTrigger,
         last: Option<&str>,
+        owed: &mut Option<String>,
     ) -> Result<(String, Option<String>), String> {
         let Some(loaded) = self.catalog.read().unwrap().get(workflow).cloned() else {
             return Err(format!("no workflow `{workflow}` is loaded"));
@@ -252,15 +257,19 @@ impl Server {
             tracing::info!(workflow, commit = %head, "git: a new commit, nothing under the watched paths changed");
             return Ok((head, None));
         }
-        let claim = format!("git:{workflow}@{head}");
-        let first = self
-            .runner
-            .journal()
-            .claim_tick(&claim, 0, &self.name)
-            .map_err(|e| e.to_string())?;
+        // The claim is on the move from the last head to this one, not on the commit: a branch
+        // moved back to an earlier commit (a rollback) is applied again.
+        let claim = format!("git:{workflow}@{head}:after:{}", last.unwrap_or("-"));
+        let first = owed.as_deref() == Some(claim.as_str())
+            || self
+                .runner
+                .journal()
+                .claim_tick(&claim, 0, &self.name)
+                .map_err(|e| e.to_string())?;
         if !first {
             return Ok((head, None));
         }
+        *owed = Some(claim);
         let summary = meridian_protocol::text::for_terminal(&run.commit.summary, " ").into_owned();
         tracing::info!(workflow, commit = %head, files = run.changed.len(), "git: starting a run for {summary:?}");
         let id = self
@@ -273,7 +282,10 @@ impl Server {
                 idempotency_key: None,
             })
             .await
-            .map_err(|e| format!("commit {head}: the run did not start: {e}"))?;
+            .map_err(|e| {
+                format!("commit {head}: the run did not start (tried again at each poll): {e}")
+            })?;
+        *owed = None;
         Ok((head, Some(id)))
     }
 

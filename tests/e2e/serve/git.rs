@@ -280,5 +280,34 @@ fn commits_touching_the_paths_start_one_run_each_and_webhooks_are_signed() {
         let (stdout, _) = crate::support::expect_code(&out, 0);
         assert!(stdout.contains(&format!("trigger:  git:{c4}")), "{stdout}");
         assert!(stdout.contains("<2 files>"), "{stdout}");
+
+        // Regression: the branch moved back to c3 (a rollback) started no run — c3 had been
+        // claimed once, for good. The claim is on the move now: c3 is applied again.
+        let c3 = git(&work, &["rev-parse", "HEAD~1"]);
+        git(
+            &work,
+            &["push", "-q", "-f", "origin", &format!("{c3}:main")],
+        );
+        let body = until(&runs_url, None, Duration::from_secs(30), |b| {
+            runs_of(b, "polled").len() == 3
+                && runs_of(b, "polled")
+                    .iter()
+                    .all(|r| r["status"] == "succeeded")
+        })
+        .await;
+        let newest = &runs_of(&body, "polled")[0];
+        let (_, run) = call(
+            "GET",
+            &served.url(&format!("/api/v1/runs/{}", newest["id"].as_str().unwrap())),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(run["run"]["settings"]["trigger"], format!("git:{c3}"));
+        assert_eq!(
+            run["run"]["inputs"]["git_changed_files"],
+            json!(["adc/a.yaml"]),
+            "what the rollback changed"
+        );
     });
 }
