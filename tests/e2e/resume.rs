@@ -550,5 +550,12 @@ fn an_interrupted_run_says_how_to_go_on_and_lets_its_lease_go() {
             .map(|l| l.step)
             .collect();
         assert_eq!(legs, ["a"], "what finished is kept");
+        // Listed as interrupted (running, nobody driving it), not as running.
+        let (out, _) = expect_code(&s.run(&["runs", "list"]), 0);
+        let row = out.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
+        assert!(
+            row.contains("interrupted") && row.contains("meridian resume"),
+            "{out}"
+        );
     }
 }

@@ -337,12 +337,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     };
     let runner = ctx.runner_for(Some(&wf.workflow)).await?;
     view::set_resume_flags(&ctx.state_dir, args.secrets_file.as_deref());
-    // Held from before the run is recorded: a `meridian resume` of it while this process
-    // drives it is refused (it would run the same steps beside this one).
-    let run_id = meridian_runner::new_run_id();
-    let lease = crate::lease::RunLease::take(runner.journal().clone(), &run_id)?;
-    let id = run_id.clone();
-    let launch = Launch {
+    let mut launch = Launch {
         mode,
         raw_inputs: raw,
         secrets_file: args.secrets_file.clone(),
@@ -351,10 +346,12 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         timeout,
         approver: approver(ctx, args.no_prompt),
         view: Some(view_sink(ctx, &wf.workflow)),
-        run_id: Some(run_id),
-        lease_owner: Some(lease.owner().to_string()),
         ..Launch::default()
     };
+    // Held from before the run is recorded: a `meridian resume` of it while this process
+    // drives it is refused (it would run the same steps beside this one).
+    let lease = crate::lease::RunLease::for_new_run(runner.journal().clone(), &mut launch)?;
+    let id = lease.run_id().to_string();
     let done = tokio::select! {
         done = runner.start(&wf, launch) => done.map_err(fail)?,
         signal = interrupted() => {
@@ -395,12 +392,13 @@ async fn ready(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     let wf = meridian_runner::load(&args.file).map_err(fail)?;
     let (raw, _) = raw_inputs(ctx, &wf, &args).await?;
     let runner = ctx.runner().await?;
-    let launch = Launch {
+    let mut launch = Launch {
         raw_inputs: raw,
         secrets_file: args.secrets_file.clone(),
         max_parallel: args.max_parallel,
         ..Launch::default()
     };
+    let _lease = crate::lease::RunLease::for_new_run(runner.journal().clone(), &mut launch)?;
     let r = runner.ready(&wf, launch).await.map_err(fail)?;
     if ctx.json {
         outln!("{}", serde_json::to_string_pretty(&r)?)?;

@@ -13,13 +13,15 @@ pub(crate) async fn drift(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     let wf = meridian_runner::load(&args.file).map_err(fail)?;
     let (raw, commit) = raw_inputs(ctx, &wf, &args).await?;
     let runner = ctx.runner().await?;
-    let launch = Launch {
+    let mut launch = Launch {
         raw_inputs: raw,
         secrets_file: args.secrets_file.clone(),
         max_parallel: args.max_parallel,
         trigger: Some(format!("drift:{}", wf.workflow.name)),
         ..Launch::default()
     };
+    // Held while the plan runs: no server sharing the journal takes it for an orphan.
+    let _lease = crate::lease::RunLease::for_new_run(runner.journal().clone(), &mut launch)?;
     let d = runner
         .drift(&wf, launch, commit.map(|c| c.id))
         .await

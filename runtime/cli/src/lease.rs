@@ -28,6 +28,24 @@ impl RunLease {
         &self.owner
     }
 
+    /// A new run's id and its lease, set in `launch`: held from before the run is recorded, so
+    /// the run never looks interrupted (running, nobody's lease) while this process drives it.
+    pub(crate) fn for_new_run(
+        journal: Arc<dyn meridian_store::Journal>,
+        launch: &mut meridian_runner::Launch,
+    ) -> anyhow::Result<RunLease> {
+        let id = meridian_runner::new_run_id();
+        let lease = RunLease::take(journal, &id)?;
+        launch.run_id = Some(id);
+        launch.lease_owner = Some(lease.owner().to_string());
+        Ok(lease)
+    }
+
+    /// The run this lease is on.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.id
+    }
+
     pub(crate) fn take(
         journal: Arc<dyn meridian_store::Journal>,
         id: &str,
@@ -99,6 +117,12 @@ impl Drop for RunLease {
         self.renew.abort();
         let _ = self.journal.release_run(&self.id, &self.owner);
     }
+}
+
+/// Whether a lease's holder is a `meridian` process of this machine that no longer runs (its
+/// lease lasts until it expires, but nobody drives the run).
+pub(crate) fn holder_is_dead(owner: &str) -> bool {
+    Owner::parse(owner).is_some_and(|o| o.is_dead())
 }
 
 /// The owner a `meridian` process writes in the leases it takes:

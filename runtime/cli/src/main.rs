@@ -93,7 +93,8 @@ fn main() -> ExitCode {
     // A server reports what it does (loads, reloads, fires, resumes); a command only errors.
     let quiet = match cli.command {
         cli::Command::Serve(_) => "error,meridian_server=info",
-        _ => "error",
+        // The queue's warnings (a step no worker claims) reach the person waiting.
+        _ => "error,meridian_distributed=warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -64,13 +64,21 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
                 run.leg(view::leg_id(&l.step, &l.leg), l.outcome);
             }
         }
-        let message = run.message(r.status, r.message.as_deref().unwrap_or_default());
+        let mut message = run.message(r.status, r.message.as_deref().unwrap_or_default());
+        let mut state = r.status.as_str();
+        if interrupted(ctx, journal.as_ref(), &r.id, r.status) {
+            state = "interrupted";
+            message = format!(
+                "nobody drives it now; `meridian resume {}` goes on (a server resumes the runs it started)",
+                r.id
+            );
+        }
         outln!(
             "{:<23} {:<20} {:>9}  {:<18} {:<5}  {:<wide$}  {}",
             r.id,
             utc(r.created_at_ms),
             took,
-            r.status.as_str(),
+            state,
             r.mode.as_str(),
             name,
             // One row per run: a message on several lines is shown on one.
@@ -183,17 +191,24 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     for l in &legs {
         run.leg(view::leg_id(&l.step, &l.leg), l.outcome);
     }
-    outln!(
-        "  status:   {}: {}",
-        summary.status.as_str(),
-        indented(
-            &run.message(
-                summary.status,
-                summary.message.as_deref().unwrap_or_default()
-            ),
-            "            "
-        )
-    )?;
+    if interrupted(ctx, journal.as_ref(), &record.id, summary.status) {
+        outln!(
+            "  status:   interrupted: nobody drives it now; `meridian resume {}` goes on (a server resumes the runs it started)",
+            record.id
+        )?;
+    } else {
+        outln!(
+            "  status:   {}: {}",
+            summary.status.as_str(),
+            indented(
+                &run.message(
+                    summary.status,
+                    summary.message.as_deref().unwrap_or_default()
+                ),
+                "            "
+            )
+        )?;
+    }
     if let Some(t) = &record.settings.trigger {
         outln!("  trigger:  {}", safe(t))?;
     }
@@ -237,6 +252,23 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
         outln!("{}", crate::summary::drill_lines(d))?;
     }
     Ok(exit::OK)
+}
+
+/// A run the journal says is running that no process drives: its lease is gone, or held by a
+/// `meridian` of this machine that no longer runs (killed, or the machine restarted), so it
+/// stays so until `meridian resume` (a server resumes the runs it started by itself). Read from this machine's journal only: through
+/// `--server`, the server answers for its runs.
+fn interrupted(
+    ctx: &Ctx,
+    journal: &dyn meridian_store::Journal,
+    id: &str,
+    status: RunStatus,
+) -> bool {
+    status == RunStatus::Running
+        && ctx.server.is_none()
+        && journal
+            .lease_holder(id)
+            .is_ok_and(|h| h.is_none_or(|h| crate::lease::holder_is_dead(&h)))
 }
 
 /// `runs prune --older-than D`: deletes ended runs that finished at least `D` ago.

@@ -282,6 +282,9 @@ impl Executor for PgQueue {
     }
 }
 
+/// How long a task may wait unclaimed before its attempt says so.
+const UNCLAIMED: Duration = Duration::from_secs(10);
+
 /// How long a run's end waits for its abandoned tasks to be cancelled.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -374,6 +377,8 @@ impl Inner {
             id,
             armed: true,
         };
+        let queued_at = std::time::Instant::now();
+        let mut warned = false;
         let result = loop {
             // The row is read when the result is announced (or was, before registering) and at
             // each poll tick, which covers announcements lost while the connection was down.
@@ -389,8 +394,21 @@ impl Inner {
                 break r;
             }
             match self.poll_once(id).await {
-                Ok(Some(r)) => break r,
-                Ok(None) => {}
+                Ok((_, Some(r))) => break r,
+                // Nobody claimed it for a while: said once, since the step's timeout would
+                // otherwise be the first sign (no worker runs, or none holds this task key).
+                Ok((state, None))
+                    if state == "ready" && !warned && queued_at.elapsed() >= UNCLAIMED =>
+                {
+                    warned = true;
+                    tracing::warn!(
+                        "step {} has waited {}s for a worker to claim it (task {id}): is a `meridian worker` running against {}, with the same MERIDIAN_TASK_KEY?",
+                        req.step_id,
+                        UNCLAIMED.as_secs(),
+                        self.target.name
+                    );
+                }
+                Ok(_) => {}
                 Err(e) => tracing::debug!("waiting for task {id}: {e}"),
             }
         };
@@ -399,7 +417,11 @@ impl Inner {
         result
     }
 
-    async fn poll_once(&self, id: i64) -> Result<Option<Result<StepResult, AttemptError>>, String> {
+    /// The task's state, and its result once it is done.
+    async fn poll_once(
+        &self,
+        id: i64,
+    ) -> Result<(String, Option<Result<StepResult, AttemptError>>), String> {
         let c = self.client()?;
         let st = self
             .prepared
@@ -408,11 +430,14 @@ impl Inner {
             .map_err(|e| e.to_string())?;
         let r = c.query_opt(&st, &[&id]).await.map_err(|e| e.to_string())?;
         match r {
-            Some(r) => Ok(done_result(r.get(0), r.get(1))),
-            None => Ok(Some(Err(StepError::Fatal(format!(
-                "task {id} disappeared from meridian.tasks"
-            ))
-            .into()))),
+            Some(r) => Ok((r.get::<_, String>(0), done_result(r.get(0), r.get(1)))),
+            None => Ok((
+                "gone".into(),
+                Some(Err(StepError::Fatal(format!(
+                    "task {id} disappeared from meridian.tasks"
+                ))
+                .into())),
+            )),
         }
     }
 

@@ -5,7 +5,9 @@
 //! * `plan`: every step planned without error — a provider that refuses the credentials, a DNS
 //!   zone or record that is missing, an unreachable database all fail here, by step;
 //! * `replication`: every database status reports healthy (the standby streams, no problem
-//!   found) and its lag is within the drill's `rpo-bytes` target;
+//!   found), its lag is within the drill's `rpo-bytes` target, and a primary it reports has a
+//!   standby streaming from it (after a failover the promoted standby is a primary alone:
+//!   nothing to fail over to);
 //! * `config`: the gateway configuration steps (`adc-apisix`) would change nothing: the regions
 //!   already serve what the ADC files say;
 //! * `service`: with a drill prober, one request through the GSLB name answers as clients need;
@@ -124,38 +126,53 @@ fn replication_checks(wf: &Workflow, r: &RunReport) -> Vec<Check> {
     let target = wf.drill.as_ref().and_then(|d| d.rpo_bytes);
     outputs(r)
         .filter(|(_, o)| o.get("healthy").is_some() && o.get("role").is_some())
-        .map(|(step, o)| {
-            let healthy = o["healthy"].as_bool().unwrap_or(false);
-            let lag = o["lag_bytes"].as_u64();
-            let problems: Vec<&str> = o["problems"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Json::as_str)
-                .collect();
-            let over = matches!((lag, target), (Some(l), Some(t)) if l > t);
-            let mut detail = format!(
-                "{step}: {} {}, lag {}",
-                o["role"].as_str().unwrap_or("?"),
-                o["connection"].as_str().unwrap_or("?"),
-                lag.map_or("unknown".to_string(), |l| format!("{l} B"))
-            );
-            if over {
-                detail.push_str(&format!(
-                    " (above the drill's rpo-bytes {} B)",
-                    target.unwrap_or(0)
-                ));
-            }
-            if !problems.is_empty() {
-                detail.push_str(&format!(": {}", problems.join("; ")));
-            }
-            Check {
-                rule: "replication",
-                ok: healthy && !over,
-                detail: meridian_protocol::text::for_terminal(&detail, "  ").into_owned(),
-            }
-        })
+        .map(|(step, o)| replication_check(step, o, target))
         .collect()
+}
+
+/// One database status (`db-postgres status`'s output) judged for a failover.
+fn replication_check(step: &str, o: &Json, target: Option<u64>) -> Check {
+    let healthy = o["healthy"].as_bool().unwrap_or(false);
+    let lag = o["lag_bytes"].as_u64();
+    let problems: Vec<&str> = o["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .collect();
+    let over = matches!((lag, target), (Some(l), Some(t)) if l > t);
+    // A primary nothing replicates from (a standby already promoted, a standby gone) leaves
+    // nothing to fail over to, healthy as it is.
+    let list = |k: &str| o[k].as_array().map_or(&[][..], Vec::as_slice);
+    let streaming = list("replicas")
+        .iter()
+        .filter(|r| r["state"] == "streaming")
+        .count()
+        + list("subscriptions").len();
+    let alone = o["role"] == "primary" && streaming == 0;
+    let mut detail = format!(
+        "{step}: {} {}, lag {}",
+        o["role"].as_str().unwrap_or("?"),
+        o["connection"].as_str().unwrap_or("?"),
+        lag.map_or("unknown".to_string(), |l| format!("{l} B"))
+    );
+    if over {
+        detail.push_str(&format!(
+            " (above the drill's rpo-bytes {} B)",
+            target.unwrap_or(0)
+        ));
+    }
+    if alone {
+        detail.push_str(": a primary no standby replicates from — nothing to fail over to");
+    }
+    if !problems.is_empty() {
+        detail.push_str(&format!(": {}", problems.join("; ")));
+    }
+    Check {
+        rule: "replication",
+        ok: healthy && !over && !alone,
+        detail: meridian_protocol::text::for_terminal(&detail, "  ").into_owned(),
+    }
 }
 
 fn config_checks(wf: &Workflow, r: &RunReport) -> Vec<Check> {
@@ -261,5 +278,30 @@ fn components_check(wf: &Workflow) -> Check {
         } else {
             problems.join("; ")
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_primary_alone_is_not_ready_and_a_streaming_standby_is() {
+        let standby =
+            json!({"role": "standby", "connection": "standby", "healthy": true, "lag_bytes": 0});
+        assert!(super::replication_check("check", &standby, Some(1024)).ok);
+        // After a failover: the promoted standby, healthy, with nobody replicating from it.
+        let promoted =
+            json!({"role": "primary", "connection": "standby", "healthy": true, "replicas": []});
+        let c = super::replication_check("check", &promoted, None);
+        assert!(!c.ok, "{}", c.detail);
+        assert!(c.detail.contains("nothing to fail over to"), "{}", c.detail);
+        let primary = json!({"role": "primary", "connection": "primary", "healthy": true,
+                             "replicas": [{"state": "streaming"}], "lag_bytes": 10});
+        assert!(super::replication_check("check", &primary, Some(1024)).ok);
+        assert!(
+            !super::replication_check("check", &primary, Some(5)).ok,
+            "lag above the target"
+        );
     }
 }
