@@ -76,8 +76,9 @@ pub fn drills(ctx: &Ctx, cmd: DrillsCmd) -> anyhow::Result<u8> {
         .pass_rate
         .map_or("-".into(), |p| format!("{:.0} %", p * 100.0));
     outln!(
-        "\n{} drills: {} met, {} missed, {} incomplete (pass rate {rate}); RTO p50 {}, p95 {}; worst time to full capacity {}; worst rows lost {}, worst downtime {}",
+        "\n{} drill{}: {} met, {} missed, {} incomplete (pass rate {rate}); RTO p50 {}, p95 {}; worst time to full capacity {}; worst rows lost {}, worst downtime {}",
         summary.drills,
+        if summary.drills == 1 { "" } else { "s" },
         summary.met,
         summary.missed,
         summary.incomplete,

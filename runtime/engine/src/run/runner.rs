@@ -240,9 +240,19 @@ impl Runner {
                 ),
             )
         } else if self.failed {
+            // An undo that failed leaves the world half changed: the run's message says so.
+            let undone_not: Vec<String> = compensations
+                .iter()
+                .filter(|c| c.outcome != Outcome::Success)
+                .map(|c| meridian_protocol::display_id(&c.step, &c.leg))
+                .collect();
+            let also = match undone_not.is_empty() {
+                true => String::new(),
+                false => format!("; compensation failed: {}", undone_not.join(", ")),
+            };
             (
                 RunStatus::Failed,
-                format!("failed: {}", failed_steps.join(", ")),
+                format!("failed: {}{also}", failed_steps.join(", ")),
             )
         } else {
             (RunStatus::Succeeded, "all steps succeeded".to_string())

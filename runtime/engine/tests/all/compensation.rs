@@ -51,3 +51,27 @@ steps:
             .all(|c| c.outcome == Outcome::Success)
     );
 }
+
+/// A compensation that fails is said in the run's message: the run failed, and the world was
+/// not put back (the message used to name the failed step only).
+#[tokio::test(start_paused = true)]
+async fn a_failed_compensation_is_in_the_runs_message() {
+    let (r, _) = go(
+        r#"
+name: comp
+steps:
+  - id: a
+    uses: test-ok
+    compensate:
+      uses: test-fail
+  - id: boom
+    uses: test-fail
+    needs: a
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(r.compensations[0].outcome, Outcome::Failure);
+    assert_eq!(r.message, "failed: boom; compensation failed: a");
+}

@@ -189,11 +189,21 @@ fn same_type(a: &Json, b: &Json) -> bool {
 }
 
 /// `==`: strings case-insensitively, same types directly, mismatched primitives as numbers;
-/// lists and objects by deep equality (GitHub compares them by identity, which JSON values lack).
+/// lists and objects by deep equality under these same rules, element by element (GitHub
+/// compares them by identity, which JSON values lack): `[1.0, 'A'] == [1, 'a']`.
 pub fn loose_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
         (Json::String(x), Json::String(y)) => x == y || lower(x) == lower(y),
         (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| loose_eq(a, b))
+        }
+        // Keys as written (an object's keys are names, not text compared by `==`).
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| loose_eq(v, w)))
+        }
         _ if same_type(a, b) => a == b,
         (Json::Array(_) | Json::Object(_), _) | (_, Json::Array(_) | Json::Object(_)) => false,
         _ => to_num(a) == to_num(b),

@@ -125,6 +125,20 @@ fn comparisons_are_loose() {
     assert_eq!(ev("inputs.list == 1"), json!(false));
     assert_eq!(ev("inputs.list < 1"), json!(false));
     assert_eq!(ev("1 < 2 == true"), json!(true));
+    // Lists and objects: element by element under the same rules.
+    assert_eq!(
+        ev("fromJSON('[1.0, \"A\"]') == fromJSON('[1, \"a\"]')"),
+        json!(true)
+    );
+    assert_eq!(
+        ev("fromJSON('{\"k\": 2.0}') == fromJSON('{\"k\": 2}')"),
+        json!(true)
+    );
+    assert_eq!(ev("fromJSON('[1, 2]') == fromJSON('[1]')"), json!(false));
+    assert_eq!(
+        ev("fromJSON('{\"K\": 1}') == fromJSON('{\"k\": 1}')"),
+        json!(false)
+    );
 }
 
 #[test]
