@@ -58,10 +58,7 @@ impl RunLease {
         let mut held = journal.lease_run(id, &owner, Self::TTL).map_err(store)?;
         if !held {
             let holder = journal.lease_holder(id).map_err(store)?;
-            if let Some(h) = holder
-                .as_deref()
-                .filter(|h| Owner::parse(h).is_some_and(|o| o.is_dead()))
-            {
+            if let Some(h) = holder.as_deref().filter(|h| holder_is_dead(h)) {
                 // A killed `meridian` of this machine: its lease would hold the run for 15 s.
                 journal.release_run(id, h).map_err(store)?;
             }
@@ -154,13 +151,17 @@ impl Owner {
         Some(Owner { host, pid, start })
     }
 
-    /// Known not to run any more: of this machine, and its pid gone or now another process's.
-    /// Where that cannot be told (no `/proc`), never.
+    /// Known not to run any more: of this machine, and its pid gone, a zombie (killed, not yet
+    /// reaped by its parent), or now another process's. Where that cannot be told (no
+    /// `/proc`), never.
     fn is_dead(&self) -> bool {
         if self.host != hostname() || start_time(std::process::id()).is_none() {
             return false;
         }
-        start_time(self.pid) != Some(self.start)
+        match stat(self.pid) {
+            Some((state, start)) => start != self.start || matches!(state, 'Z' | 'X'),
+            None => true,
+        }
     }
 }
 
@@ -178,15 +179,19 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Field 22 of `/proc/PID/stat` (after the command name, which may hold spaces and parens).
+/// Field 22 of `/proc/PID/stat`: the process's start time.
 fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// Fields 3 (state) and 22 (start time) of `/proc/PID/stat`, read after the command name
+/// (which may hold spaces and parentheses).
+fn stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
 #[cfg(test)]
@@ -224,6 +229,27 @@ mod tests {
             }
             .is_dead()
         );
+        // Killed and not reaped yet (a zombie): dead, though its /proc entry is still there.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let it = Owner {
+            pid,
+            start: super::start_time(pid).unwrap(),
+            ..me.clone()
+        };
+        assert!(!it.is_dead(), "it runs");
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while super::stat(pid).is_some_and(|(state, _)| state != 'Z') {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(it.is_dead(), "a zombie is dead");
+        child.wait().unwrap();
+        assert!(it.is_dead(), "reaped");
         assert_eq!(Owner::parse("server-eu-1"), None);
         assert_eq!(
             Owner::parse("meridian-cli:1234"),
