@@ -238,6 +238,34 @@ fn a_viewer_sees_no_approve_button_and_a_forged_post_changes_nothing() {
             "{cookie}"
         );
         let session = cookie.split(';').next().unwrap().to_string();
+        // Signing in from a filtered list comes back to it, filters kept; a filter that does
+        // not parse gets the console's error page (it was axum's plain text).
+        let r = client
+            .get(served.url("/runs?workflow=gated&page=2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let to = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            to.contains("next=/runs%3Fworkflow%3Dgated%26page%3D2"),
+            "{to}"
+        );
+        let r = client
+            .get(served.url("/runs?page=-1"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{:?}",
+            r.headers()
+        );
         let gate = served.url(&format!("/runs/{id}/approvals/promote"));
         for form in [
             vec![("decision", "approve")],

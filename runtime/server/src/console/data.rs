@@ -169,9 +169,22 @@ pub(super) struct RunsParams {
 pub(super) async fn runs(
     State(s): State<Arc<Server>>,
     headers: HeaderMap,
-    Query(p): Query<RunsParams>,
+    uri: axum::http::Uri,
+    params: Result<Query<RunsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let who = caller!(s, headers, "/runs");
+    // Back here after signing in, filters and page included.
+    let here = uri.path_and_query().map_or("/runs", |pq| pq.as_str());
+    let who = caller!(s, headers, here);
+    // A filter or page that does not parse gets the console's error page, not axum's text.
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => {
+            return who.error(
+                &s,
+                &ApiError::bad_request(format!("{e}; see the filters above the list")),
+            );
+        }
+    };
     let since = if p.since.trim().is_empty() {
         None
     } else {
