@@ -60,13 +60,30 @@ impl Runner {
                         timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
                         mask: self.masker.values().to_vec(),
                     };
-                    let timeout = req.timeout;
-                    // A compensation's logs are not journaled (its event carries the outcome).
-                    tokio::time::timeout(timeout, self.exec.execute(req))
-                        .await
-                        .unwrap_or_else(|_| Err(StepError::Timeout(timeout).into()))
-                        .map(|_| ())
-                        .map_err(|f| f.error)
+                    // Retried as the step's own attempts are (`retry:`): an undo that hit a
+                    // transient error must not leave the world half changed. A compensation's
+                    // logs are not journaled (its event carries the outcome).
+                    let policy = step.retry.clone().unwrap_or_else(crate::retry::no_retry);
+                    let attempts = policy.attempts.max(1);
+                    let mut req = req;
+                    loop {
+                        let timeout = req.timeout;
+                        let result = tokio::time::timeout(timeout, self.exec.execute(req.clone()))
+                            .await
+                            .unwrap_or_else(|_| Err(StepError::Timeout(timeout).into()))
+                            .map(|_| ())
+                            .map_err(|f| f.error);
+                        match result {
+                            Err(e)
+                                if req.attempt < attempts && crate::retry::retries(&policy, &e) =>
+                            {
+                                tokio::time::sleep(crate::retry::delay(&policy, req.attempt + 1))
+                                    .await;
+                                req.attempt += 1;
+                            }
+                            done => break done,
+                        }
+                    }
                 }
             };
             let (outcome, error) = match result {

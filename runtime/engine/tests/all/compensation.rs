@@ -75,3 +75,38 @@ steps:
     assert_eq!(r.compensations[0].outcome, Outcome::Failure);
     assert_eq!(r.message, "failed: boom; compensation failed: a");
 }
+
+/// A compensation is retried as the step's attempts are (`retry:`): it used to be tried once,
+/// whatever the step said.
+#[tokio::test(start_paused = true)]
+async fn a_compensation_is_retried_as_its_step_is() {
+    let (r, exec) = go(
+        r#"
+name: comp
+steps:
+  - id: a
+    uses: test-ok
+    retry: {attempts: 3, initial: 1s}
+    compensate:
+      uses: test-fail
+      with: {kind: retryable}
+  - id: b
+    uses: test-ok
+    compensate:
+      uses: test-fail
+  - id: boom
+    uses: test-fail
+    needs: [a, b]
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(exec.runs_of("a:compensate").len(), 3, "three attempts");
+    assert_eq!(exec.runs_of("b:compensate").len(), 1, "no retry: once");
+    assert!(
+        r.compensations
+            .iter()
+            .all(|c| c.outcome == Outcome::Failure)
+    );
+}
