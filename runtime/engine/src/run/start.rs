@@ -31,15 +31,21 @@ impl Runner {
                 return Ok(());
             }
         };
+        // As GitHub Actions does: a matrix of no legs is an error, not a step that did nothing
+        // and succeeded (a region list that came out empty must not pass for a deployment).
+        if legs.is_empty() {
+            self.finish_without_legs(
+                i,
+                Outcome::Failure,
+                "strategy.matrix gives no legs (an axis is an empty list, or every combination is excluded): the step would do nothing; give each axis a value, or skip the step with `if:`",
+            )?;
+            return Ok(());
+        }
         let n = legs.len();
         self.states[i] = StepState::Running {
             legs: vec![None; n],
             pending: n,
         };
-        if n == 0 {
-            self.finish_step(i)?;
-            return Ok(());
-        }
         let step_sem = step
             .matrix
             .as_ref()

@@ -91,3 +91,29 @@ steps:
     assert_eq!(legs[1].outcome, Outcome::Failure, "ran to its own end");
     assert_eq!(r.step("other").unwrap().legs[0].outcome, Outcome::Success);
 }
+
+/// A matrix with no legs fails its step, as in GitHub Actions: it used to succeed having done
+/// nothing (a deployment to a region list that came out empty passed).
+#[tokio::test(start_paused = true)]
+async fn a_matrix_of_no_legs_fails_its_step() {
+    let (r, exec) = go(
+        r#"
+name: matrix
+inputs:
+  regions: {type: list, default: []}
+steps:
+  - id: deploy
+    uses: test-ok
+    strategy:
+      matrix:
+        region: ${{ inputs.regions }}
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    let step = r.step("deploy").unwrap();
+    assert_eq!(step.conclusion, Outcome::Failure);
+    assert!(exec.calls().is_empty());
+    assert!(r.message.contains("deploy"), "{}", r.message);
+}
