@@ -283,45 +283,48 @@ fn an_abandoned_task_is_cancelled_and_a_retried_step_runs_again() {
     );
 
     // A worker now: the run fails for real (connection refused).
-    let spawn = || {
-        db.cmd(&s)
-            .args(["worker", "--id", "w1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let _workers = Workers(vec![spawn()]);
-    let (out, _) = expect_code(
-        &db.cmd(&s)
+    let worker = db
+        .cmd(&s)
+        .args(["worker", "--id", "w1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _workers = Workers(vec![worker]);
+    let retry = |code: i32| -> Json {
+        let out = db
+            .cmd(&s)
             .args(["--json", "retry", &run_id, "--from", "probe"])
             .output()
-            .unwrap(),
-        1,
-    );
-    let report: Json = serde_json::from_str(&out).unwrap();
+            .unwrap();
+        serde_json::from_str(&expect_code(&out, code).0).unwrap()
+    };
+    let report = retry(1);
     assert_eq!(report["status"], "failed", "{report}");
     let failed = tasks();
 
     // Something answers now: a retry runs the step again (a new task) and succeeds.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
     let responder = std::thread::spawn(move || {
-        // One probe; bounded by the accept, which the probe's request ends.
-        if let Ok((mut c, _)) = listener.accept() {
-            let mut buf = [0u8; 1024];
-            let _ = c.read(&mut buf);
-            let _ =
-                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        // One probe, waited for at most 30 s (a retry that runs nothing never connects).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut c, _)) => {
+                    c.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 1024];
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
     });
-    let (out, _) = expect_code(
-        &db.cmd(&s)
-            .args(["--json", "retry", &run_id, "--from", "probe"])
-            .output()
-            .unwrap(),
-        0,
-    );
-    let report: Json = serde_json::from_str(&out).unwrap();
+    let report = retry(0);
     assert_eq!(report["status"], "succeeded", "{report}");
     assert_eq!(
         report["steps"][0]["legs"][0]["output"]["status"], 200,

@@ -387,6 +387,46 @@ fn a_step_that_saves_after_the_lease_was_taken_saves_nothing() {
     journal.release_run(&id, "server-x").unwrap();
 }
 
+/// `slow.yaml`: a quick step `a`, then `long`, a minute's sleep.
+fn slow_workflow(s: &Scratch) {
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    s.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 60000}, needs: a}\n",
+    );
+}
+
+/// The newest run once process `pid` drives it (holds its lease) and its `long` step started.
+fn long_step_started(journal: &meridian_store::SqliteStore, pid: u32) -> String {
+    use meridian_store::Journal;
+    let newest = meridian_store::RunQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never started its long step"
+        );
+        if let Ok(runs) = journal.query_runs(&newest)
+            && let Some(r) = runs.runs.first()
+            && journal
+                .lease_holder(&r.id)
+                .unwrap()
+                .is_some_and(|h| h.contains(&format!(":{pid}:")))
+            && journal
+                .events(&r.id)
+                .unwrap()
+                .iter()
+                .any(|e| e.event.kind() == "attempt-started" && e.event.step() == Some("long"))
+        {
+            return r.id.clone();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Regression: `meridian resume` of a run a live `meridian run` was still driving started a
 /// second coordinator (the long step ran in both, and the first process died on a duplicate
 /// event). The run holds the run's lease now: the resume is refused, naming the process; once
@@ -396,11 +436,7 @@ fn a_step_that_saves_after_the_lease_was_taken_saves_nothing() {
 fn resume_refuses_a_run_a_live_run_drives_and_takes_a_killed_ones_at_once() {
     use meridian_store::Journal;
     let s = Scratch::new();
-    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
-    s.write(
-        "slow.yaml",
-        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 60000}, needs: a}\n",
-    );
+    slow_workflow(&s);
     let mut child = s
         .cmd()
         .args(["run", "slow.yaml"])
@@ -409,28 +445,7 @@ fn resume_refuses_a_run_a_live_run_drives_and_takes_a_killed_ones_at_once() {
         .spawn()
         .unwrap();
     let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let id = loop {
-        assert!(
-            Instant::now() < deadline,
-            "the run never started its long step"
-        );
-        let all = meridian_store::RunQuery {
-            limit: 10,
-            ..Default::default()
-        };
-        if let Ok(runs) = journal.query_runs(&all)
-            && let Some(r) = runs.runs.first()
-            && journal
-                .events(&r.id)
-                .unwrap()
-                .iter()
-                .any(|e| e.event.kind() == "attempt-started" && e.event.step() == Some("long"))
-        {
-            break r.id.clone();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let id = long_step_started(&journal, child.id());
 
     let (_, err) = expect_code(&s.run(&["resume", &id]), 2);
     let by = format!("`meridian` process {} on", child.id());
@@ -487,11 +502,7 @@ fn an_interrupted_run_says_how_to_go_on_and_lets_its_lease_go() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     let s = Scratch::new();
-    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
-    s.write(
-        "slow.yaml",
-        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 1}}\n  - {id: long, uses: ./sleeper.wasm, with: {ms: 60000}, needs: a}\n",
-    );
+    slow_workflow(&s);
     let journal = meridian_store::SqliteStore::open(&s.path().join("state/meridian.db")).unwrap();
     for (signal, code, what) in [
         (Signal::SIGINT, 130, "interrupted"),
@@ -504,31 +515,7 @@ fn an_interrupted_run_says_how_to_go_on_and_lets_its_lease_go() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let all = meridian_store::RunQuery {
-            limit: 1,
-            ..Default::default()
-        };
-        let id =
-            loop {
-                assert!(
-                    Instant::now() < deadline,
-                    "the run never started its long step"
-                );
-                if let Ok(runs) = journal.query_runs(&all)
-                    && let Some(r) = runs.runs.first()
-                    && journal
-                        .lease_holder(&r.id)
-                        .unwrap()
-                        .is_some_and(|h| h.contains(&format!(":{}:", child.id())))
-                    && journal.events(&r.id).unwrap().iter().any(|e| {
-                        e.event.kind() == "attempt-started" && e.event.step() == Some("long")
-                    })
-                {
-                    break r.id.clone();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
+        let id = long_step_started(&journal, child.id());
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -200,6 +200,18 @@ impl Runner {
             .collect())
     }
 
+    /// A leg whose end is known without running it (from the journal, cancelled, refused its
+    /// input): booked through the same channel as the legs that run.
+    fn decided(&mut self, si: usize, li: usize, report: LegReport) {
+        self.tasks.spawn(async move {
+            LegDone {
+                step: si,
+                leg: li,
+                report,
+            }
+        });
+    }
+
     fn spawn_leg(
         &mut self,
         si: usize,
@@ -229,24 +241,12 @@ impl Runner {
                 error: prior.error.clone(),
                 reused: true,
             };
-            self.tasks.spawn(async move {
-                LegDone {
-                    step: si,
-                    leg: li,
-                    report,
-                }
-            });
+            self.decided(si, li, report);
             return Ok(());
         }
         if replays {
             let report = LegReport::ended(key, matrix, 0, Duration::ZERO, StepError::Cancelled);
-            self.tasks.spawn(async move {
-                LegDone {
-                    step: si,
-                    leg: li,
-                    report,
-                }
-            });
+            self.decided(si, li, report);
             return Ok(());
         }
         let ctx = self.ctx(si, Some(&matrix));
@@ -265,13 +265,7 @@ impl Runner {
                     Duration::ZERO,
                     StepError::InvalidInput(self.masker.mask_str(&msg)),
                 );
-                self.tasks.spawn(async move {
-                    LegDone {
-                        step: si,
-                        leg: li,
-                        report,
-                    }
-                });
+                self.decided(si, li, report);
                 return Ok(());
             }
         };
