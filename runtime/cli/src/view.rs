@@ -268,8 +268,14 @@ fn describe_raw(ev: &Event, run: &RunContext) -> Option<String> {
             leg,
             attempt,
             lines,
+            compensation,
         } => {
-            let mut text = format!("{}: attempt {attempt} logged:", leg_id(step, leg));
+            let what = if *compensation {
+                "compensation attempt"
+            } else {
+                "attempt"
+            };
+            let mut text = format!("{}: {what} {attempt} logged:", leg_id(step, leg));
             for l in lines {
                 text.push_str("\n  ");
                 text.push_str(&l.to_string());

@@ -260,9 +260,9 @@ fn details(story: &Story<'_>, now: i64) -> Markup {
                                 }
                             }
                         }
-                        @for (n, at, lines) in &l.logs {
+                        @for (n, at, lines, undo) in &l.logs {
                             details.log {
-                                summary { "Log of attempt " (n) " (" (lines.len()) " line" @if lines.len() != 1 { "s" } ", journaled " (crate::fmt::clock(*at, true)) " UTC)" }
+                                summary { "Log of " @if *undo { "compensation " } "attempt " (n) " (" (lines.len()) " line" @if lines.len() != 1 { "s" } ", journaled " (crate::fmt::clock(*at, true)) " UTC)" }
                                 pre { @for line in lines.iter() { (clean(&line.to_string())) "\n" } }
                             }
                         }

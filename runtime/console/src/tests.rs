@@ -97,6 +97,7 @@ fn events() -> Vec<EventRecord> {
                     message: format!("region down {EVIL}"),
                     fields: Vec::new(),
                 }],
+                compensation: false,
             },
         ),
         at(4, 2_000, start("switch", "eu", 1)),

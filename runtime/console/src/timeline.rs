@@ -46,8 +46,8 @@ pub(crate) struct Lane<'a> {
     /// Why it was skipped.
     pub skipped: Option<&'a str>,
     pub undo: Vec<Undo<'a>>,
-    /// What its attempts logged: (attempt, when journaled, lines).
-    pub logs: Vec<(u32, i64, &'a [meridian_protocol::LogLine])>,
+    /// What its attempts logged: (attempt, when journaled, lines, of its compensation).
+    pub logs: Vec<(u32, i64, &'a [meridian_protocol::LogLine], bool)>,
     /// Waiting at its approval gate.
     pub waiting: bool,
 }
@@ -267,9 +267,12 @@ impl<'a> Story<'a> {
                     leg,
                     attempt,
                     lines,
+                    compensation,
                 } => {
                     let i = lane(&mut lanes, step, leg);
-                    lanes[i].logs.push((*attempt, e.at_ms, lines));
+                    lanes[i]
+                        .logs
+                        .push((*attempt, e.at_ms, lines, *compensation));
                 }
                 // The drill's canary figures are read through `DrillVerdict`.
                 Event::StepFinished { .. } | Event::Measured { .. } => {}

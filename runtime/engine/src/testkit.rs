@@ -8,6 +8,8 @@
 //!   `invalid`, anything else fatal.
 //! - `test-flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
 //!   `{"attempt": n}`.
+//!
+//! Each logs `with.log` (a string), if given, as one guest line, failed or not.
 
 use serde_json::{Value as Json, json};
 
@@ -20,6 +22,27 @@ pub fn sleep_ms(req: &StepRequest) -> u64 {
 
 /// The answer of the test step `req.uses` (after its sleep).
 pub fn respond(req: &StepRequest) -> Result<StepResult, AttemptError> {
+    let logs: Vec<meridian_protocol::LogLine> = req
+        .input
+        .get("log")
+        .and_then(Json::as_str)
+        .map(|m| meridian_protocol::LogLine {
+            level: meridian_protocol::Level::Info,
+            source: meridian_protocol::LogSource::Guest,
+            message: m.to_string(),
+            fields: Vec::new(),
+        })
+        .into_iter()
+        .collect();
+    answer(req)
+        .map(|r| StepResult {
+            logs: logs.clone(),
+            ..r
+        })
+        .map_err(|e| AttemptError { logs, ..e })
+}
+
+fn answer(req: &StepRequest) -> Result<StepResult, AttemptError> {
     let ok = |output: Json| {
         Ok(StepResult {
             output,

@@ -342,6 +342,24 @@ impl Executor for WasmExecutor {
                         .map_err(StepError::Fatal)?
                 }
             };
+            // The contract's promise (`sdk/wit`): data crossing into and out of a step is
+            // checked against the schemas the step declares. Before the run, `validate` checks
+            // `with:` as written; here the values are the evaluated ones.
+            let manifest = sandbox
+                .manifest(&component)
+                .await
+                .map_err(|e| StepError::Fatal(format!("describe failed: {e}")))?;
+            let problems =
+                meridian_model::schema::check_json(&manifest.input_schema, &req.input, "with");
+            if !problems.is_empty() {
+                return Err(StepError::InvalidInput(format!(
+                    "the evaluated input does not match what `{}` accepts: {}",
+                    req.uses,
+                    problems.join("; ")
+                ))
+                .into());
+            }
+            let check_output = req.action == Action::Run && req.mode == Mode::Apply;
             let g = req.grants;
             let kv: Arc<dyn sb::KvStore> =
                 Arc::new(sb::ScopedKv::new(kv, &req.step_id, g.kv.clone()));
@@ -372,6 +390,7 @@ impl Executor for WasmExecutor {
                     attempt: req.attempt,
                 },
             };
+            let req_uses = req.uses.to_string();
             let call = sb::Call {
                 action: match req.action {
                     Action::Run => sb::Action::Run,
@@ -396,6 +415,30 @@ impl Executor for WasmExecutor {
             };
             let report = sandbox.execute(&component, call).await;
             match report.result {
+                Ok(output) if check_output => {
+                    let problems = meridian_model::schema::check_json(
+                        &manifest.output_schema,
+                        &output,
+                        "outputs",
+                    );
+                    if problems.is_empty() {
+                        Ok(StepResult {
+                            output,
+                            plan: report.plan,
+                            logs: report.logs,
+                        })
+                    } else {
+                        Err(AttemptError {
+                            error: StepError::Fatal(format!(
+                                "the step's output does not match the output schema `{}` \
+                                 declares (a fault of the step component, not of the workflow): {}",
+                                req_uses,
+                                problems.join("; ")
+                            )),
+                            logs: report.logs,
+                        })
+                    }
+                }
                 Ok(output) => Ok(StepResult {
                     output,
                     plan: report.plan,

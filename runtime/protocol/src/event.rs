@@ -189,6 +189,10 @@ pub enum Event {
         leg: String,
         attempt: u32,
         lines: Vec<crate::LogLine>,
+        /// The lines of the leg's compensation (its undo after the run failed), not of a run
+        /// attempt: `attempt` counts the compensation's own attempts.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        compensation: bool,
     },
     /// Something the host measured beside the steps (a drill's canaries): `name` says what
     /// (`canary-started`, `canary`), `value` holds the figures. Never written by a step.

@@ -374,10 +374,15 @@ impl Sandbox {
 
     /// The step's manifest (`describe` export), computed once per component and cached.
     pub async fn describe(&self, c: &StepComponent) -> Result<Manifest, StepFailure> {
+        self.manifest(c).await.cloned()
+    }
+
+    /// [`Sandbox::describe`] without the copy (the host checks every step's input and output
+    /// against it).
+    pub async fn manifest<'c>(&self, c: &'c StepComponent) -> Result<&'c Manifest, StepFailure> {
         c.manifest
             .get_or_try_init(|| self.describe_uncached(c))
             .await
-            .cloned()
     }
 
     async fn describe_uncached(&self, c: &StepComponent) -> Result<Manifest, StepFailure> {

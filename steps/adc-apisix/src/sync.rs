@@ -111,7 +111,7 @@ pub struct EventOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     /// For updates: the fields that differ (`old` = gateway, `new` = file; secrets redacted).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<Change>,
 }
 
@@ -139,7 +139,7 @@ pub struct Output {
     pub applied: bool,
     /// Writes sent (or recorded in plan mode). Zero when the gateway already matched.
     pub requests: usize,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// `mode: dump` only: the gateway's state as an ADC configuration.
     #[serde(skip_serializing_if = "Option::is_none")]

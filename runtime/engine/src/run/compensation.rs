@@ -3,7 +3,7 @@
 use meridian_model::Compensate;
 
 use super::context::{component, eval_with};
-use super::leg::mask_error;
+use super::leg::{journal_lines, mask_error};
 use super::runner::{Runner, StepState};
 use super::{CompensationReport, DEFAULT_STEP_TIMEOUT, RunError, display_id};
 use crate::event::{Event, Outcome};
@@ -61,8 +61,8 @@ impl Runner {
                         mask: self.masker.values().to_vec(),
                     };
                     // Retried as the step's own attempts are (`retry:`): an undo that hit a
-                    // transient error must not leave the world half changed. A compensation's
-                    // logs are not journaled (its event carries the outcome).
+                    // transient error must not leave the world half changed. What each attempt
+                    // logged is journaled as a run attempt's is, marked as the compensation's.
                     let policy = step.retry.clone().unwrap_or_else(crate::retry::no_retry);
                     let attempts = policy.attempts.max(1);
                     let mut req = req;
@@ -70,10 +70,21 @@ impl Runner {
                         let timeout = req.timeout;
                         let result = tokio::time::timeout(timeout, self.exec.execute(req.clone()))
                             .await
-                            .unwrap_or_else(|_| Err(StepError::Timeout(timeout).into()))
-                            .map(|_| ())
-                            .map_err(|f| f.error);
-                        match result {
+                            .unwrap_or_else(|_| Err(StepError::Timeout(timeout).into()));
+                        let logs = match &result {
+                            Ok(r) => &r.logs,
+                            Err(f) => &f.logs,
+                        };
+                        if !logs.is_empty() {
+                            self.emit(Event::StepLog {
+                                step: step.id.value.clone(),
+                                leg: leg.key.clone(),
+                                attempt: req.attempt,
+                                lines: journal_lines(&self.masker, logs),
+                                compensation: true,
+                            })?;
+                        }
+                        match result.map(|_| ()).map_err(|f| f.error) {
                             Err(e)
                                 if req.attempt < attempts && crate::retry::retries(&policy, &e) =>
                             {

@@ -96,18 +96,12 @@ impl Attempt {
                 Err(f) => &f.logs,
             };
             if !logs.is_empty() {
-                let lines = meridian_protocol::log::bound_lines(logs.clone())
-                    .into_iter()
-                    .map(|mut l| {
-                        l.message = self.masker.mask_string(l.message);
-                        l
-                    })
-                    .collect();
                 self.emit(Event::StepLog {
                     step: step.to_string(),
                     leg: key.clone(),
                     attempt,
-                    lines,
+                    lines: journal_lines(&self.masker, logs),
+                    compensation: false,
                 });
             }
             let result = result.map_err(|f| f.error);
@@ -155,4 +149,19 @@ impl Attempt {
 
 pub(super) fn mask_error(m: &Masker, e: StepError) -> StepError {
     e.map_text(|t| m.mask_string(t))
+}
+
+/// What an attempt logged as the journal keeps it: bounded (see
+/// [`meridian_protocol::log::bound_lines`]) and masked.
+pub(super) fn journal_lines(
+    masker: &meridian_protocol::Masker,
+    logs: &[meridian_protocol::LogLine],
+) -> Vec<meridian_protocol::LogLine> {
+    meridian_protocol::log::bound_lines(logs.to_vec())
+        .into_iter()
+        .map(|mut l| {
+            l.message = masker.mask_string(l.message);
+            l
+        })
+        .collect()
 }

@@ -110,3 +110,54 @@ steps:
             .all(|c| c.outcome == Outcome::Failure)
     );
 }
+
+/// What a compensation logs is journaled, masked, marked as the compensation's, one event per
+/// attempt (it used to be dropped: an operator saw "compensation failed" and nothing more).
+#[tokio::test(start_paused = true)]
+async fn a_compensations_logs_are_journaled_per_attempt() {
+    let rec = std::sync::Arc::new(crate::harness::Recorder::default());
+    let mut o = opts();
+    o.sink = Some(rec.clone());
+    o.secrets.insert("TOKEN".into(), "hunter22".into());
+    let (r, _) = go(
+        r#"
+name: comp
+steps:
+  - id: a
+    uses: test-ok
+    with: {log: "ran"}
+    retry: {attempts: 2, initial: 1s}
+    compensate:
+      uses: test-fail
+      with: {kind: retryable, log: "undo refused by hunter22"}
+  - id: boom
+    uses: test-fail
+    needs: a
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let logs = rec.of_kind("step-log");
+    let shown: Vec<(String, u64, bool, String)> = logs
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_str().unwrap().to_string(),
+                e["attempt"].as_u64().unwrap(),
+                e["compensation"].as_bool().unwrap_or(false),
+                e["lines"][0]["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("a".to_string(), 1, false, "ran".to_string()),
+            ("a".to_string(), 1, true, "undo refused by ***".to_string()),
+            ("a".to_string(), 2, true, "undo refused by ***".to_string()),
+        ]
+    );
+    // A run attempt's log says nothing of compensation (old journals read the same).
+    assert!(logs[0].get("compensation").is_none(), "{}", logs[0]);
+}

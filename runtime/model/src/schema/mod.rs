@@ -20,6 +20,7 @@
 
 mod exprs;
 mod grants;
+mod json;
 #[cfg(test)]
 mod tests;
 mod value;
@@ -36,6 +37,7 @@ use crate::span::Span;
 use crate::workflow::*;
 
 use exprs::Types;
+pub use json::{MAX_PROBLEMS, check_json};
 
 /// What a step component declares about itself (from its `describe()` manifest).
 #[derive(Clone, Debug, Default, PartialEq)]

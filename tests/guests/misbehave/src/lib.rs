@@ -1,14 +1,16 @@
 //! Ends in ways whose cause the host must name: `exit(0)` from inside a step, more planned
 //! changes than the sandbox keeps, and a shadow-stack overflow (deep recursion with large
 //! locals, which in Rust's wasm32 layout runs below address 0 of linear memory), and a
-//! file-descriptor bomb (every file of a directory opened and held, over and over).
+//! file-descriptor bomb (every file of a directory opened and held, over and over), and an
+//! output that breaks the output schema it declares (`wrong-output`).
+use meridian_sdk::schemars::{Schema, SchemaGenerator, json_schema};
 use meridian_sdk::{Ctx, Error, JsonSchema, ManifestInfo, Step};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Inputs.
 #[derive(Deserialize, JsonSchema)]
 pub struct Input {
-    /// `exit`, `plan-flood`, `shadow-stack` or `fd-bomb`.
+    /// `exit`, `plan-flood`, `shadow-stack`, `fd-bomb` or `wrong-output`.
     pub what: String,
     /// For `fd-bomb`: the file to open again and again, holding every handle.
     #[serde(default)]
@@ -19,6 +21,28 @@ pub struct Input {
     /// For `plan-flood`: the base URL to "write" to (plan mode records, sends nothing).
     #[serde(default)]
     pub base: String,
+}
+
+/// What it reports: one count, by the name of the mode. Its schema is written by hand so that
+/// `wrong-output` can break it (a derived schema always matches what serde writes).
+#[derive(Serialize)]
+pub struct Report(serde_json::Value);
+
+impl JsonSchema for Report {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Report".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "recorded": {"type": "integer"},
+                "depth": {"type": "integer"},
+                "held": {"type": "integer"}
+            }
+        })
+    }
 }
 
 /// Misbehaves as asked.
@@ -39,12 +63,12 @@ fn deep(depth: u64) -> u64 {
 
 impl Step for Misbehave {
     type Input = Input;
-    type Output = serde_json::Value;
+    type Output = Report;
     fn manifest() -> ManifestInfo {
         ManifestInfo::new("misbehave", "0.1.0").supports_plan(true)
     }
-    fn run(ctx: &Ctx, input: Input) -> Result<serde_json::Value, Error> {
-        match input.what.as_str() {
+    fn run(ctx: &Ctx, input: Input) -> Result<Report, Error> {
+        let out = match input.what.as_str() {
             "exit" => std::process::exit(0),
             "plan-flood" => {
                 let http = ctx.http();
@@ -54,9 +78,9 @@ impl Step for Misbehave {
                         &serde_json::json!({"i": i}),
                     )?;
                 }
-                Ok(serde_json::json!({"recorded": 10_001}))
+                serde_json::json!({"recorded": 10_001})
             }
-            "shadow-stack" => Ok(serde_json::json!({"depth": deep(0)})),
+            "shadow-stack" => serde_json::json!({"depth": deep(0)}),
             "fd-bomb" => {
                 let mut held = Vec::new();
                 for _ in 0..input.count {
@@ -64,10 +88,12 @@ impl Step for Misbehave {
                         .map_err(|e| Error::fatal(format!("open #{}: {e}", held.len() + 1)))?;
                     held.push(f);
                 }
-                Ok(serde_json::json!({"held": held.len()}))
+                serde_json::json!({"held": held.len()})
             }
-            other => Err(Error::invalid_input(format!("unknown `what`: {other}"))),
-        }
+            "wrong-output" => serde_json::json!({"recorded": "many", "held": 1, "token": "s3cr3t"}),
+            other => return Err(Error::invalid_input(format!("unknown `what`: {other}"))),
+        };
+        Ok(Report(out))
     }
 }
 
