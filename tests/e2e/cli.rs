@@ -185,6 +185,68 @@ steps:
     assert!(report["steps"][1]["legs"][0].get("reused").is_none());
 }
 
+/// A gate can be refused without a server: `resume --reject STEP` fails the step without running
+/// it, and the run goes on into its failure path (there was no way but a server's API: a fenced
+/// primary stayed fenced, its compensation never ran).
+#[test]
+fn a_waiting_run_can_be_rejected_from_the_cli() {
+    let s = Scratch::new();
+    s.write(
+        "gate.yaml",
+        r#"
+name: gated
+steps:
+  - id: before
+    uses: hello
+  - id: promote
+    uses: hello
+    needs: before
+    approval: {message: "promote the standby?"}
+  - id: tidy
+    uses: hello
+    needs: promote
+    if: failure()
+"#,
+    );
+    let (out, _) = expect_code(&s.run(&["--json", "run", "gate.yaml"]), 3);
+    let report: Json = serde_json::from_str(&out).unwrap();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let (_, err) = expect_code(&s.run(&["resume", &run_id, "--reject", "before"]), 2);
+    assert!(
+        err.contains("--reject before: that step has no `approval:` gate"),
+        "{err}"
+    );
+    let (out, _) = expect_code(
+        &s.run(&[
+            "--json",
+            "resume",
+            &run_id,
+            "--reject",
+            "promote",
+            "--comment",
+            "not tonight",
+        ]),
+        1,
+    );
+    let report: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "failed", "{report}");
+    let step = |id: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id}: {report}"))
+            .clone()
+    };
+    assert_eq!(step("promote")["outcome"], "failure");
+    assert_eq!(
+        step("promote")["reason"],
+        "approval rejected by --reject: not tonight"
+    );
+    assert_eq!(step("tidy")["outcome"], "success");
+}
+
 /// The closing line of a run waiting for approval is a command that works as printed: it carries
 /// the secrets file (secrets are never journaled) and the state directory.
 #[test]

@@ -208,6 +208,13 @@ pub struct ResumeArgs {
     /// Approve a gated step (repeatable); approvals given when the run started still hold.
     #[arg(long = "approve", value_name = "STEP")]
     pub approve: Vec<String>,
+    /// Reject a gated step (repeatable): it fails without running, and the run goes on into
+    /// its failure path (`if: failure()` steps, then compensation of what completed).
+    #[arg(long = "reject", value_name = "STEP", conflicts_with = "approve")]
+    pub reject: Vec<String>,
+    /// Why, journaled with the rejection.
+    #[arg(long, requires = "reject")]
+    pub comment: Option<String>,
     /// Secrets file in dotenv form, as for `run` (secrets are never journaled, so give them
     /// again). `MERIDIAN_SECRET_<NAME>` env vars win.
     #[arg(long, value_name = "FILE")]

@@ -475,7 +475,16 @@ async fn resume(
         secrets_file: args.secrets_file.clone(),
         approver: approver(ctx, args.no_prompt),
         view: Some(Box::new(move |wf: &Workflow| view_for(json, live, wf))),
-        decisions: Vec::new(),
+        decisions: args
+            .reject
+            .iter()
+            .map(|step| meridian_runner::Decision {
+                step: step.clone(),
+                approve: false,
+                by: "--reject".to_string(),
+                comment: args.comment.clone().unwrap_or_default(),
+            })
+            .collect(),
         lease_owner: Some(lease.owner().to_string()),
     };
     let resumed = tokio::select! {

@@ -175,9 +175,10 @@ pub fn approve(
     reject: bool,
     comment: Option<String>,
 ) -> anyhow::Result<u8> {
+    let local = if reject { "--reject" } else { "--approve" };
     let remote = need_server(
         server,
-        &format!("locally, approve with `meridian resume {run} --approve {step}`"),
+        &format!("for a run on this machine: `meridian resume {run} {local} {step}`"),
     )?;
     let decision = if reject { "reject" } else { "approve" };
     let v = remote

@@ -331,9 +331,11 @@ pub(crate) fn check(cx: &mut Cx<'_>, wf: &Workflow) {
         closure: None,
         walked: HashMap::new(),
     };
-    for site in sites(wf) {
-        check_site(cx, wf, &mut anc, &site);
+    let sites = sites(wf);
+    for site in &sites {
+        check_site(cx, wf, &mut anc, site);
     }
+    check_secret_flows(cx, wf, &sites);
     // A scheduled run's inputs come from its schedule entry, else from the server's inputs
     // file for the workflow (`meridian serve`), which this file cannot see: a warning, and the
     // server refuses to arm a schedule that still lacks one.
@@ -631,5 +633,82 @@ fn check_step_ref(
                 keys.join(", ")
             )),
         );
+    }
+}
+
+/// A secret's value reaches a step's component only through the step's `grants.secrets`, so its
+/// grants say all it can see: a `with:` (or `compensate.with:`, or a matrix axis the `with:`
+/// reads) that holds `secrets.X`, directly or through vars, needs `X` granted. Without this a
+/// var was a way around the grant that nothing pointed out.
+fn check_secret_flows(cx: &mut Cx<'_>, wf: &Workflow, sites: &[Site<'_>]) {
+    use std::collections::BTreeSet;
+    // The secrets each var holds, its own and those of the vars it uses (vars use only the vars
+    // above them, and sites come in file order, so one pass in var order is enough).
+    let mut var_secrets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); wf.vars.len()];
+    for site in sites {
+        let Place::Var(i) = site.place else { continue };
+        for r in &site.refs {
+            match (r.path[0].as_str(), r.path.get(1)) {
+                ("secrets", Some(name)) => {
+                    var_secrets[i].insert(name.as_str());
+                }
+                ("vars", Some(name)) => {
+                    if let Some(j) = wf.vars.get_index_of(name.as_str()).filter(|&j| j < i) {
+                        let held: Vec<&str> = var_secrets[j].iter().copied().collect();
+                        var_secrets[i].extend(held);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for site in sites {
+        let Some(si) = site.step else { continue };
+        let step = &wf.steps[si];
+        let reads_matrix = || {
+            sites.iter().any(|o| {
+                o.step == Some(si)
+                    && matches!(o.place, Place::With | Place::CompensateWith)
+                    && o.refs.iter().any(|r| r.path[0] == "matrix")
+            })
+        };
+        let into = match site.place {
+            Place::With | Place::CompensateWith => site.place.name(),
+            Place::MatrixAxis if reads_matrix() => "`strategy.matrix` (read by its `with`)",
+            _ => continue,
+        };
+        for r in &site.refs {
+            let held: Vec<(&str, Option<&str>)> = match (r.path[0].as_str(), r.path.get(1)) {
+                ("secrets", Some(name)) => vec![(name.as_str(), None)],
+                ("vars", Some(v)) => match wf.vars.get_index_of(v.as_str()) {
+                    Some(j) => var_secrets[j]
+                        .iter()
+                        .map(|s| (*s, Some(v.as_str())))
+                        .collect(),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            for (secret, via) in held {
+                if step.grants.secrets.iter().any(|g| g.value == secret)
+                    || !wf.secrets.iter().any(|d| d.value == secret)
+                {
+                    continue;
+                }
+                let via = via
+                    .map(|v| format!(" (through var `{v}`)"))
+                    .unwrap_or_default();
+                cx.error(
+                    cx.locate(site.span, site.raw, r.offset, r.len),
+                    format!(
+                        "secret `{secret}` reaches step `{}` through {into}{via}, but the step does not grant it",
+                        step.id.value
+                    ),
+                    Some(format!(
+                        "add it to the step's grants: `grants: {{secrets: [{secret}]}}` (a secret's value reaches a step only through its grants)"
+                    )),
+                );
+            }
+        }
     }
 }

@@ -190,7 +190,7 @@ impl Runner {
         let raw = launch.raw_inputs;
         let inputs = meridian_engine::inputs::resolve(&workflow, &raw)
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
-        check_approvals(&workflow, &launch.approve)?;
+        check_approvals(&workflow, "--approve", &launch.approve)?;
         let secrets = secrets::load(&workflow, launch.secrets_file.as_deref())?;
         self.check_with(&workflow).await?;
         let masker = Masker::new(secrets.values());
@@ -323,7 +323,14 @@ impl Runner {
             let again: Vec<String> = dependents(&workflow, step).into_iter().collect();
             self.journal.forget_legs(run_id, &again)?;
         }
-        check_approvals(&workflow, &resume.approve)?;
+        check_approvals(&workflow, "--approve", &resume.approve)?;
+        let rejected: Vec<String> = resume
+            .decisions
+            .iter()
+            .filter(|d| !d.approve)
+            .map(|d| d.step.clone())
+            .collect();
+        check_approvals(&workflow, "--reject", &rejected)?;
         let secrets = secrets::load(&workflow, resume.secrets_file.as_deref())?;
         let inputs = meridian_engine::inputs::resolve(&workflow, &settings.raw_inputs)
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
@@ -578,7 +585,7 @@ fn dependents(wf: &Workflow, step: &str) -> BTreeSet<String> {
 /// Each `--approve STEP` names a step of the workflow that has an `approval:` gate: any other
 /// name (a typo, a step without a gate) would be journaled with the run and change nothing,
 /// while the run stops at the gate it was meant to pass.
-fn check_approvals(workflow: &Workflow, names: &[String]) -> Result<(), RunnerError> {
+fn check_approvals(workflow: &Workflow, flag: &str, names: &[String]) -> Result<(), RunnerError> {
     let gated = || {
         let ids: Vec<String> = workflow
             .steps
@@ -599,7 +606,7 @@ fn check_approvals(workflow: &Workflow, names: &[String]) -> Result<(), RunnerEr
             Some(_) => continue,
         };
         return Err(RunnerError::Invalid(format!(
-            "--approve {}: {why}; {}",
+            "{flag} {}: {why}; {}",
             meridian_protocol::text::for_terminal(name, ""),
             gated()
         )));

@@ -261,6 +261,7 @@ async fn workflows(State(s): State<Arc<Server>>) -> Json<Json_> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RunFilter {
     workflow: Option<String>,
     status: Option<String>,
@@ -398,6 +399,7 @@ fn drill_json(d: &DrillVerdict) -> Json_ {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct After {
     /// Only events after this sequence number.
     after: Option<i64>,
@@ -546,6 +548,7 @@ async fn decide(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DrillFilter {
     workflow: Option<String>,
     limit: Option<usize>,

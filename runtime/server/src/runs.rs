@@ -43,12 +43,15 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Default)]
 pub(crate) struct Idempotency(HashMap<String, Keyed>);
 
-/// The run a key started, when, and what it asked for (the workflow, the mode): a retried
-/// request must ask for the same.
+/// The run a key started, when, and what it asked for (the workflow, the mode, the inputs the
+/// request gave): a retried request must ask for the same.
 struct Keyed {
     run: String,
     at: Instant,
     what: (String, Mode),
+    /// `None` for a key read back from the journal at start-up (it keeps the inputs merged with
+    /// the inputs file, and masked): those are not compared.
+    inputs: Option<BTreeMap<String, String>>,
 }
 
 impl Idempotency {
@@ -115,16 +118,22 @@ impl Server {
         if let Some(key) = &req.idempotency_key
             && let Some(k) = keys.get(key)
         {
-            if k.what != (req.workflow.clone(), req.mode) {
+            let other_inputs = k.inputs.as_ref().is_some_and(|i| *i != req.inputs);
+            if k.what != (req.workflow.clone(), req.mode) || other_inputs {
                 // The key is namespaced by the caller (`NAME\0KEY`): the caller's part only.
                 let given = key.split_once('\0').map_or(key.as_str(), |(_, k)| k);
                 return Err(ApiError::new(
                     axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                     format!(
-                        "Idempotency-Key `{given}` started run {} of `{}` ({}); a retried request must ask for the same — use a new key for a new request",
+                        "Idempotency-Key `{given}` started run {} of `{}` ({}){}; a retried request must ask for the same — use a new key for a new request",
                         k.run,
                         k.what.0,
-                        k.what.1.as_str()
+                        k.what.1.as_str(),
+                        if other_inputs {
+                            " with other inputs"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }
@@ -148,7 +157,8 @@ impl Server {
                 req.workflow
             ))
         })?;
-        raw.extend(req.inputs);
+        let given = req.inputs;
+        raw.extend(given.clone());
         meridian_runner::check_inputs(&loaded.workflow, &raw)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let run_id = meridian_runner::new_run_id();
@@ -160,6 +170,7 @@ impl Server {
                     run: run_id.clone(),
                     at: Instant::now(),
                     what: (req.workflow.clone(), req.mode),
+                    inputs: Some(given),
                 },
             );
         }
@@ -486,6 +497,7 @@ impl Server {
                     run: s.id.clone(),
                     at,
                     what: (record.workflow.clone(), record.mode),
+                    inputs: None,
                 });
                 n += 1;
             }

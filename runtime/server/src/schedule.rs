@@ -485,7 +485,8 @@ impl Server {
             };
             if let Some(why) = &found.paused {
                 return Err(ApiError::conflict(format!(
-                    "schedule `{id}` is paused ({why}); resume it first (POST /api/v1/schedules/{{id}}/resume)"
+                    "schedule `{id}` is paused ({why}); resume it first: {}",
+                    resume_hint(id)
                 )));
             }
             if let Some(e) = &found.spec.error {
@@ -494,18 +495,27 @@ impl Server {
                 )));
             }
         }
-        self.fire(id, None).await;
-        Ok(())
+        match self.fire(id, None).await {
+            // Said to the caller, not only kept in the schedule's `last_result`: a trigger that
+            // answered 202 and started nothing looked like a success.
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
     }
 
-    /// One tick of a schedule (or a `trigger`), under its overlap policy.
-    pub(crate) async fn fire(self: &Arc<Self>, id: &str, at: Option<DateTime<Utc>>) {
+    /// One tick of a schedule (or a `trigger`), under its overlap policy: the run it started,
+    /// or why none could start (`None`: no start was due — paused, skipped or queued).
+    pub(crate) async fn fire(
+        self: &Arc<Self>,
+        id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Option<Result<String, ApiError>> {
         self.refresh_schedule(id);
         let (spec, running) = {
             let mut scheds = self.schedules.lock().unwrap();
-            let Some(s) = scheds.get_mut(id) else { return };
+            let s = scheds.get_mut(id)?;
             if s.paused.is_some() || s.spec.error.is_some() {
-                return;
+                return None;
             }
             s.last_fire = Some(at.unwrap_or_else(Utc::now));
             if !s.running.is_empty() {
@@ -515,11 +525,11 @@ impl Server {
                             "tick skipped: run {} was still going (overlap: skip)",
                             s.running.join(", ")
                         ));
-                        return;
+                        return None;
                     }
                     OverlapPolicy::Queue => {
                         s.queued = true;
-                        return;
+                        return None;
                     }
                     OverlapPolicy::CancelPrevious | OverlapPolicy::Allow => {}
                 }
@@ -533,10 +543,10 @@ impl Server {
                 }
             }
         }
-        self.start_scheduled(&spec).await;
+        Some(self.start_scheduled(&spec).await)
     }
 
-    async fn start_scheduled(self: &Arc<Self>, spec: &Spec) {
+    async fn start_scheduled(self: &Arc<Self>, spec: &Spec) -> Result<String, ApiError> {
         let started = self
             .start_run(StartRequest {
                 workflow: spec.workflow.clone(),
@@ -547,15 +557,18 @@ impl Server {
                 idempotency_key: None,
             })
             .await;
+        if let Err(e) = &started {
+            tracing::error!(schedule = %spec.id, "could not start a run: {}", e.message);
+        }
         let mut scheds = self.schedules.lock().unwrap();
         let Some(s) = scheds.get_mut(&spec.id) else {
-            return;
+            return started;
         };
-        match started {
+        match &started {
             Ok(run) => {
                 s.last_run = Some(run.clone());
-                if !s.running.contains(&run) {
-                    s.running.push(run);
+                if !s.running.contains(run) {
+                    s.running.push(run.clone());
                 }
             }
             Err(e) => {
@@ -570,6 +583,7 @@ impl Server {
                 }
             }
         }
+        started
     }
 
     /// A run a schedule started has ended.
@@ -614,7 +628,9 @@ impl Server {
         }
         if queued && !self.draining() {
             let server = self.clone();
-            tokio::spawn(async move { server.start_scheduled(&spec).await });
+            tokio::spawn(async move {
+                let _ = server.start_scheduled(&spec).await;
+            });
         }
     }
 
@@ -624,9 +640,8 @@ impl Server {
             return None;
         }
         let why = format!(
-            "paused after {n} consecutive failed runs (last: {}); resume it with POST /api/v1/schedules/{}/resume",
+            "paused after {n} consecutive failed runs (last: {})",
             s.last_result.as_deref().unwrap_or("-"),
-            s.spec.id
         );
         s.paused = Some(why.clone());
         self.metrics.schedule_paused(&s.spec.id, true);
@@ -634,7 +649,7 @@ impl Server {
             "schedule.paused",
             &s.spec.workflow,
             &s.spec.id,
-            &why,
+            &format!("{why}; resume it: {}", resume_hint(&s.spec.id)),
         ))
     }
 
@@ -710,83 +725,21 @@ impl Server {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(cron: &str, tz: Option<&str>) -> Spec {
-        Spec {
-            id: "w#0".into(),
-            workflow: "w".into(),
-            cron: cron.into(),
-            timezone: tz.map(str::to_string),
-            overlap: OverlapPolicy::Skip,
-            catch_up: false,
-            jitter: None,
-            inputs: BTreeMap::new(),
-            error: None,
+/// How to resume a paused schedule, as a request that works when typed: the id percent-encoded
+/// (`dr-drill#0` is `dr-drill%230`; a bare `#` starts the URL's fragment, and curl sends the path
+/// without it).
+fn resume_hint(id: &str) -> String {
+    let mut path = String::new();
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
         }
     }
-
-    #[test]
-    fn ticks_follow_the_time_zone_and_seconds() {
-        let at = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        // 03:00 in Berlin in summer (UTC+2) is 01:00 UTC.
-        let next = spec("0 3 * * *", Some("Europe/Berlin"))
-            .next_after(at)
-            .unwrap();
-        assert_eq!(next.to_rfc3339(), "2026-07-01T01:00:00+00:00");
-        let next = spec("*/10 * * * * *", None).next_after(at).unwrap();
-        assert_eq!(next.to_rfc3339(), "2026-07-01T00:00:10+00:00");
-    }
-
-    #[test]
-    fn ticks_a_late_scheduler_passed_over_are_counted() {
-        let at = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let s = spec("* * * * * *", None);
-        assert_eq!(s.ticks_between(at, at + chrono::Duration::seconds(5)), 4);
-        assert_eq!(
-            s.ticks_between(at, at + chrono::Duration::milliseconds(900)),
-            0
-        );
-    }
-
-    #[test]
-    fn jitter_delays_within_its_bound() {
-        let mut s = Sched::new(Spec {
-            jitter: Some(Duration::from_secs(5)),
-            ..spec("0 * * * *", None)
-        });
-        for _ in 0..50 {
-            s.arm(Utc::now());
-            let d = s.fire_at.unwrap() - s.next.unwrap();
-            assert!(d >= chrono::Duration::zero() && d <= chrono::Duration::seconds(5));
-        }
-    }
-
-    #[test]
-    fn a_bad_time_zone_in_the_server_config_is_said() {
-        let mut config = crate::ServerConfig::default();
-        config.schedules.push(crate::config::ExtraSchedule {
-            workflow: "nope".into(),
-            cron: "* * * * *".into(),
-            timezone: Some("Mars/Olympus".into()),
-            overlap: None,
-            catch_up: None,
-            jitter: None,
-            inputs: BTreeMap::new(),
-        });
-        let specs = specs(&[], &config);
-        assert!(
-            specs[0]
-                .error
-                .as_deref()
-                .unwrap()
-                .contains("no workflow `nope`")
-        );
-    }
+    format!("POST /api/v1/schedules/{path}/resume")
 }
+
+#[cfg(test)]
+#[path = "schedule_tests.rs"]
+mod tests;

@@ -94,6 +94,26 @@ fn the_api_starts_streams_and_an_approver_approves() {
         assert_eq!(code, 202);
         assert_eq!(first["id"], second["id"]);
         let id = first["id"].as_str().unwrap().to_string();
+        // The key again with other inputs is another request: refused, not answered with the
+        // first run (a corrected retry used to get the old run back, silently).
+        let (code, other) = call_with(
+            "POST",
+            &served.url("/api/v1/runs"),
+            Some("operator-token"),
+            Some(json!({"workflow": "gated", "inputs": {"region": "ap"}})),
+            &key,
+        )
+        .await;
+        assert_eq!(code, 422, "{other}");
+        assert!(
+            other["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!(
+                    "started run {id} of `gated` (apply) with other inputs"
+                )),
+            "{other}"
+        );
 
         let run_url = served.url(&format!("/api/v1/runs/{id}"));
         let run = until(
@@ -448,6 +468,13 @@ fn every_error_has_the_apis_json_shape() {
             ("DELETE", "/api/v1/runs", 405, "does not take that method"),
             ("GET", "/api/v1/runs?limit=abc", 400, "limit"),
             ("GET", "/api/v1/runs/x/events?after=x", 400, "after"),
+            // A misspelt filter used to be ignored: every run came back.
+            (
+                "GET",
+                "/api/v1/runs?state=failed",
+                400,
+                "unknown field `state`",
+            ),
         ] {
             let (code, body) = call(method, &served.url(path), None, None).await;
             assert_eq!(code, status, "{method} {path}: {body}");

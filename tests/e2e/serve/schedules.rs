@@ -21,6 +21,11 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
         "wf/broken.yaml",
         "name: broken\non:\n  schedule:\n    - cron: \"* * * * * *\"\nsteps:\n  - {id: a, uses: ./sleeper.wasm, timeout: 50ms, with: {ms: 5000}}\n",
     );
+    // Its secret has no value on this server: each start fails before the run exists.
+    s.write(
+        "wf/nosecret.yaml",
+        "name: nosecret\nsecrets: [TOKEN]\non:\n  schedule:\n    - cron: \"0 0 1 1 *\"\nsteps:\n  - {id: a, uses: hello}\n",
+    );
     s.write(
         "meridian.toml",
         "workflows = \"wf\"\npause-after-failures = 2\n",
@@ -28,6 +33,23 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
     let served = Served::start(&s, &["--config", "meridian.toml"]);
     let rt = rt();
     rt.block_on(async {
+        // A trigger whose run cannot start says why (it answered 202 and started nothing, the
+        // reason only in the schedule's `last_result`), and the server's log says it too.
+        let (code, err) = call(
+            "POST",
+            &served.url("/api/v1/schedules/nosecret%230/trigger"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 400, "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("secret `TOKEN` has no value"),
+            "{err}"
+        );
         let url = served.url("/api/v1/schedules");
         let paused = until(&url, None, Duration::from_secs(60), |b| {
             b["schedules"]
@@ -78,6 +100,13 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
                 .contains("is paused (paused after 2 consecutive failed runs"),
             "{err}"
         );
+        // The way out, once, as a request that works when typed (`#` percent-encoded).
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("); resume it first: POST /api/v1/schedules/broken%230/resume"),
+            "{message}"
+        );
+        assert_eq!(message.matches("resume it").count(), 1, "{message}");
 
         let (_, runs) = call(
             "GET",
@@ -138,6 +167,10 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
     let log = served.log();
     drop(served);
     assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("could not start a run") && log.contains("nosecret#0"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -77,8 +77,8 @@ pub struct RunOptions {
     /// failure path (`if: always()` / `failure()` steps, then compensation); it does not retry
     /// what failed (`retry --from` does). Otherwise a failed leg runs again on resume.
     pub keep_failures: bool,
-    /// A failed leg cancels nothing (no fail-fast, of the run or of a matrix): every leg in
-    /// flight ends on its own. For plans that read every region (drift, readiness), where one
+    /// A failed leg cancels nothing (not even its matrix's other legs, whatever `fail-fast`
+    /// says): every leg in flight ends on its own. For plans that read every region (drift, readiness), where one
     /// region that cannot be read must not hide the others' answers.
     pub keep_going: bool,
     /// Overrides the workflow's `timeout:`.

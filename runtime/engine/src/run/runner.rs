@@ -177,6 +177,9 @@ impl Runner {
                     timed_out = true;
                     self.cancelled = true;
                     self.fail_run();
+                    for c in self.inflight.values() {
+                        c.cancel();
+                    }
                     // Drain: cancelled legs return promptly.
                     while let Some(first) = self.tasks.join_next().await {
                         let batch = self.with_finished(first);
@@ -388,17 +391,17 @@ impl Runner {
         self.inflight.remove(&(done.step, done.leg));
         if report.outcome == Outcome::Success {
             self.completed.push((done.step, done.leg));
-        } else if report.outcome == Outcome::Failure && !step.continue_on_error {
-            // Fail fast: every leg in flight, of this step and of others, is cancelled.
-            self.fail_run();
-        } else if report.outcome == Outcome::Failure
-            && step.matrix.as_ref().is_some_and(|m| m.fail_fast)
-            && !self.opts.keep_going
-        {
-            // continue-on-error with a fail-fast matrix: only the sibling legs stop.
-            for ((s, _), c) in &self.inflight {
-                if *s == done.step {
-                    c.cancel();
+        } else if report.outcome == Outcome::Failure {
+            if !step.continue_on_error {
+                self.failed = true;
+            }
+            // A fail-fast matrix stops its other legs (as GitHub Actions does); the legs of
+            // other steps run to their end.
+            if step.matrix.as_ref().is_some_and(|m| m.fail_fast) && !self.opts.keep_going {
+                for ((s, _), c) in &self.inflight {
+                    if *s == done.step {
+                        c.cancel();
+                    }
                 }
             }
         }
@@ -422,17 +425,13 @@ impl Runner {
         self.replay && self.opts.prior.keys().any(|(s, _)| s == id)
     }
 
-    /// Marks the run failed and cancels every leg in flight — unless the run keeps going
-    /// ([`RunOptions::keep_going`]). Steps that start later (`if: always()`, `if: failure()`)
-    /// get fresh tokens and run normally.
+    /// Marks the run failed: no step starts any more but those whose `if:` asks for it
+    /// (`always()`, `failure()`). Legs of other steps already running are not cancelled: they
+    /// end on their own (bounded by their timeouts and the run's), so a promotion or a DNS
+    /// change in flight is never cut off halfway by an unrelated failure, and what they
+    /// completed is compensated with the rest.
     fn fail_run(&mut self) {
         self.failed = true;
-        if self.opts.keep_going {
-            return;
-        }
-        for c in self.inflight.values() {
-            c.cancel();
-        }
     }
 
     pub(super) fn finish_without_legs(
