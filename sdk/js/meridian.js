@@ -189,6 +189,18 @@ function invoke(fn, inv) {
   }
 }
 
+// The exports are synchronous (componentize-js runs no event loop after an export returns): a
+// Promise handed back would be serialised as `{}` and its work never done. Said instead.
+function synchronous(what, out) {
+  if (out !== null && typeof out === 'object' && typeof out.then === 'function') {
+    throw {
+      tag: 'fatal',
+      val: `\`${what}\` returned a Promise: write it as a plain (not async) function; ctx.http, ctx.sql and ctx.kv answer synchronously`,
+    };
+  }
+  return out;
+}
+
 /** The component's exports for a step definition. */
 export function defineStep(def) {
   for (const k of ['name', 'version', 'run']) {
@@ -208,11 +220,20 @@ export function defineStep(def) {
       };
     },
     run(inv) {
-      const out = invoke(def.run, inv);
-      return JSON.stringify(out ?? {});
+      const out = synchronous('run', invoke(def.run, inv));
+      let text;
+      try {
+        text = JSON.stringify(out ?? {});
+      } catch (e) {
+        throw { tag: 'fatal', val: `the output of \`run\` cannot be written as JSON: ${e}` };
+      }
+      if (text === undefined) {
+        throw { tag: 'fatal', val: `the output of \`run\` cannot be written as JSON (a ${typeof out})` };
+      }
+      return text;
     },
     compensate(inv) {
-      if (typeof def.compensate === 'function') invoke(def.compensate, inv);
+      if (typeof def.compensate === 'function') synchronous('compensate', invoke(def.compensate, inv));
     },
   };
 }

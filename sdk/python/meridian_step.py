@@ -21,6 +21,7 @@ helpers for http, sql, secrets, kv and log. Plan mode needs nothing from the aut
 records what would change.
 """
 
+import inspect
 import json
 import traceback
 
@@ -271,6 +272,17 @@ def _invoke(fn, inv):
         raise _step_error(e)
 
 
+def _synchronous(what, out):
+    # The exports are synchronous: a coroutine handed back (an `async def run`) would never run.
+    if inspect.isawaitable(out):
+        if inspect.iscoroutine(out):
+            out.close()
+        raise Err(_t.StepError_Fatal(
+            f"`{what}` returned a coroutine: write it as a plain `def`, not `async def`; "
+            "ctx.http, ctx.sql and ctx.kv answer synchronously"))
+    return out
+
+
 def export(step_class):
     """The class componentize-py instantiates for the world's exports (bind it to `WitWorld`)."""
     step = step_class()
@@ -289,11 +301,14 @@ def export(step_class):
             )
 
         def run(self, inv):
-            out = _invoke(step.run, inv)
-            return json.dumps({} if out is None else out)
+            out = _synchronous("run", _invoke(step.run, inv))
+            try:
+                return json.dumps({} if out is None else out, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise Err(_t.StepError_Fatal(f"the output of `run` cannot be written as JSON: {e}"))
 
         def compensate(self, inv):
             if step.compensate is not None:
-                _invoke(step.compensate, inv)
+                _synchronous("compensate", _invoke(step.compensate, inv))
 
     return WitWorld

@@ -290,6 +290,16 @@ fn the_command_a_waiting_run_prints_resumes_it() {
     }
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     assert_eq!(words[0], "resume", "{command}");
+    // `runs list` and `runs show` read the run from the journal: their command names the
+    // secrets file too (journaled as an absolute path; it used to be left out, and the command
+    // as shown failed on the missing secret).
+    let secrets = s.path().join("my secrets.env");
+    let want = format!("--secrets-file '{}'", secrets.display());
+    let (listed, _) = expect_code(&s.run(&["--state-dir", "elsewhere", "runs", "list"]), 0);
+    assert!(listed.contains(&want), "{listed}");
+    let id = words[1];
+    let (shown, _) = expect_code(&s.run(&["--state-dir", "elsewhere", "runs", "show", id]), 0);
+    assert!(shown.contains(&want), "{shown}");
     let (out, _) = expect_code(&s.run(&words), 0);
     assert!(out.contains("succeeded"), "{out}");
 }
@@ -399,6 +409,10 @@ fn runs_prune_deletes_ended_runs_and_keeps_waiting_ones_and_check_passes() {
 
     let (out, _) = expect_code(&s.run(&["runs", "check"]), 0);
     assert!(out.trim_end().ends_with(": ok"), "{out}");
+    // A bare number (seconds in a workflow) is refused: `30` meant days to whoever typed it,
+    // and deleted the runs of the last 30 seconds.
+    let (_, err) = expect_code(&s.run(&["runs", "prune", "--older-than", "30"]), 2);
+    assert!(err.contains("`30` has no unit"), "{err}");
     let (out, _) = expect_code(&s.run(&["runs", "prune", "--older-than", "1h"]), 0);
     assert!(out.contains("pruned 0 runs"), "{out}");
     let (out, _) = expect_code(

@@ -47,8 +47,14 @@ fn up_after_down_starts_again_and_status_reports_what_is_down() {
     );
 
     expect_code(&lab(&["down"]), 0);
-    let (_, err) = expect_code(&lab(&["status"]), 1);
+    let (out, err) = expect_code(&lab(&["status"]), 1);
     assert!(err.contains("the lab is stopped"), "{err}");
+    // No region of a stopped lab is shown up (they all were, after `down`).
+    let state = std::fs::read_to_string(dir.join("lab.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    for r in state["regions"].as_array().unwrap() {
+        assert_ne!(r["status"], "up", "{out}\n{r}");
+    }
 
     // The same directory again: a fresh lab, not "already holds a cluster".
     let (out, err) = expect_code(&lab(&["up", "--regions", "eu,us"]), 0);

@@ -109,7 +109,7 @@ fn a_secrets_file_in_dotenv_form_is_read_and_a_duplicate_is_refused() {
     let s = Scratch::new();
     s.write(
         "wf.yaml",
-        "name: w\nsecrets: [token]\nsteps:\n  - id: a\n    uses: hello\n    with: {name: \"${{ secrets.token }}\"}\n",
+        "name: w\nsecrets: [token]\nsteps:\n  - id: a\n    uses: hello\n    with: {name: \"${{ secrets.token }}\"}\n    grants: {secrets: [token]}\n",
     );
     s.write("ok.env", "# lab\nexport token='s3cr3t $x'\n");
     let o = s

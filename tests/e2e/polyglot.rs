@@ -265,7 +265,7 @@ fn hostile_javascript_and_python_steps_are_contained() {
         s.write(
             "wf.yaml",
             &format!(
-                "name: hostile\nsteps:\n{}{}{}{}{}",
+                "name: hostile\nsteps:\n{}{}{}{}{}{}{}",
                 // Only `post` calls out; the others are told the URL too, but never use it.
                 step(
                     "spin",
@@ -280,6 +280,10 @@ fn hostile_javascript_and_python_steps_are_contained() {
                 step("post", "post", &grants),
                 step("throw", "throw", "    grants: {optional: [http]}\n"),
                 step("fine", "ok", "    grants: {optional: [http]}\n"),
+                // An async `run` was answered `{}` and its work never done; an output JSON
+                // cannot hold trapped. Both fail the step with why.
+                step("async", "async", "    grants: {optional: [http]}\n"),
+                step("bigint", "bigint", "    grants: {optional: [http]}\n"),
             ),
         );
         let started = std::time::Instant::now();
@@ -325,6 +329,16 @@ fn hostile_javascript_and_python_steps_are_contained() {
             leg("post")
         );
         assert_eq!(leg("fine")["output"]["ok"], true, "{dir}: {}", leg("fine"));
+        assert!(
+            err("async").contains("write it as a plain"),
+            "{dir}: {}",
+            leg("async")
+        );
+        assert!(
+            err("bigint").contains("cannot be written as JSON"),
+            "{dir}: {}",
+            leg("bigint")
+        );
         assert!(
             started.elapsed().as_secs() < 120,
             "{dir}: took {:?}",

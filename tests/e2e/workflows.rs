@@ -272,7 +272,9 @@ fn failover_then_failback_returns_to_the_home_region() {
     let lab = LabGuard::up(&s);
 
     let approve = ["--approve", "promote"];
-    let (plan, _) = lab.meridian("plan", "active-passive-failover.yaml", &approve);
+    // A plan passes the gate without `--approve` (it changes nothing) and plans the DNS change
+    // beyond it; it used to stop there, exit 3.
+    let (plan, _) = lab.meridian("plan", "active-passive-failover.yaml", &[]);
     assert!(planned(&plan).contains("127.0.0.3"), "{}", planned(&plan));
     assert_eq!(lab.dns(), [EU]);
     assert_eq!(in_recovery(&lab, "us"), Some(true));

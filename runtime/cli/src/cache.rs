@@ -15,8 +15,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: CacheCmd) -> anyhow::Result<u8> {
         older_than,
         dry_run,
     } = cmd;
-    let age = meridian_model::duration::parse_duration(&older_than)
-        .map_err(|e| Exit::invalid(format!("error: --older-than `{older_than}`: {e}")))?;
+    let age = crate::runs::retention(&older_than)?;
     let Some(dir) = &ctx.cache_dir else {
         return Err(Exit::invalid(
             "error: there is no compile cache to prune (no HOME or XDG_CACHE_HOME): pass --cache-dir",

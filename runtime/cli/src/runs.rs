@@ -58,6 +58,11 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
             .map(|f| fmt_dur(Duration::from_millis((f - r.created_at_ms).max(0) as u64)))
             .unwrap_or_else(|| "-".into());
         let mut run = view::RunContext::new(&r.id).read_from_server(ctx.server.as_deref());
+        // A waiting run's command to type names the secrets file it was started with.
+        if r.status == RunStatus::AwaitingApproval && ctx.server.is_none() {
+            let (record, _) = journal.run(&r.id).map_err(store_fail)?;
+            run = run.resumed_with(resume_flags(ctx, &record));
+        }
         // "all steps succeeded" must not hide a leg that failed under continue-on-error.
         if r.status == RunStatus::Succeeded {
             for l in journal.legs(&r.id).map_err(store_fail)? {
@@ -68,9 +73,11 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         let mut state = r.status.as_str();
         if interrupted(ctx, journal.as_ref(), &r.id, r.status) {
             state = "interrupted";
+            let (record, _) = journal.run(&r.id).map_err(store_fail)?;
             message = format!(
-                "nobody drives it now; `meridian resume {}` goes on (a server resumes the runs it started)",
-                r.id
+                "nobody drives it now; `meridian resume {}{}` goes on (a server resumes the runs it started)",
+                r.id,
+                resume_flags(ctx, &record)
             );
         }
         outln!(
@@ -187,14 +194,18 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
         record.mode.as_str()
     )?;
     outln!("  workflow: {}", record.workflow_path)?;
-    let mut run = view::RunContext::new(&record.id).read_from_server(ctx.server.as_deref());
+    let flags = resume_flags(ctx, &record);
+    let mut run = view::RunContext::new(&record.id)
+        .read_from_server(ctx.server.as_deref())
+        .resumed_with(flags.clone());
     for l in &legs {
         run.leg(view::leg_id(&l.step, &l.leg), l.outcome);
     }
     if interrupted(ctx, journal.as_ref(), &record.id, summary.status) {
         outln!(
-            "  status:   interrupted: nobody drives it now; `meridian resume {}` goes on (a server resumes the runs it started)",
-            record.id
+            "  status:   interrupted: nobody drives it now; `meridian resume {}{}` goes on (a server resumes the runs it started)",
+            record.id,
+            resume_flags(ctx, &record)
         )?;
     } else {
         outln!(
@@ -222,7 +233,9 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     outln!("  inputs:   {}", safe(&inputs.to_string()))?;
     outln!("timeline:")?;
     let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
-    let mut story = view::RunContext::new(&record.id);
+    let mut story = view::RunContext::new(&record.id)
+        .read_from_server(ctx.server.as_deref())
+        .resumed_with(flags);
     for e in &events {
         story.see(&e.event);
         // `  +   1.23s  `: continuation lines start under the line's text.
@@ -273,8 +286,7 @@ fn interrupted(
 
 /// `runs prune --older-than D`: deletes ended runs that finished at least `D` ago.
 fn prune(ctx: &Ctx, older_than: &str) -> anyhow::Result<u8> {
-    let age = meridian_model::duration::parse_duration(older_than)
-        .map_err(|e| Exit::invalid(format!("error: --older-than `{older_than}`: {e}")))?;
+    let age = retention(older_than)?;
     let journal = ctx.journal()?;
     let n = journal.prune(age).map_err(store_fail)?;
     if ctx.json {
@@ -312,6 +324,29 @@ fn check(ctx: &Ctx) -> anyhow::Result<u8> {
     } else {
         exit::INTERNAL
     })
+}
+
+/// What `meridian resume` needs beside a journaled run's id: this command's state directory and
+/// the secrets file the run was started with.
+fn resume_flags(ctx: &Ctx, record: &meridian_store::RunRecord) -> String {
+    view::resume_flags_for(
+        &ctx.state_dir,
+        record.settings.secrets_file.as_deref().map(Path::new),
+    )
+}
+
+/// An `--older-than` for what deletes: a duration with its unit. A bare number, seconds in a
+/// workflow, is refused here: `--older-than 30` meant 30 days to whoever typed it, and deleted
+/// the runs of the last 30 seconds.
+pub(crate) fn retention(text: &str) -> anyhow::Result<std::time::Duration> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Exit::invalid(format!(
+            "error: --older-than `{t}` has no unit: write it with one, e.g. `{t}d` (days) or `{t}h`"
+        )));
+    }
+    meridian_model::duration::parse_duration(t)
+        .map_err(|e| Exit::invalid(format!("error: --older-than `{t}`: {e}")))
 }
 
 #[cfg(test)]

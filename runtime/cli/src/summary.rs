@@ -120,7 +120,8 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> 
                 .unwrap_or_default()
         )?;
     }
-    if let Some(d) = drill {
+    // A plan measures nothing: its drill table would say "not measured" for every figure.
+    if let Some(d) = drill.filter(|_| r.mode != Mode::Plan) {
         writeln!(buf, "\n{}", drill_lines(d))?;
     }
     writeln!(

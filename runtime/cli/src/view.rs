@@ -35,6 +35,15 @@ impl Lines {
 static RESUME_FLAGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub fn set_resume_flags(state_dir: &std::path::Path, secrets_file: Option<&std::path::Path>) {
+    let _ = RESUME_FLAGS.set(resume_flags_for(state_dir, secrets_file));
+}
+
+/// The flags `meridian resume` needs beside the run's id, each starting with a space: the state
+/// directory when it is not the default, and the secrets file.
+pub fn resume_flags_for(
+    state_dir: &std::path::Path,
+    secrets_file: Option<&std::path::Path>,
+) -> String {
     let mut flags = String::new();
     let from_env = std::env::var_os("MERIDIAN_STATE_DIR").is_some_and(|e| state_dir == e);
     if state_dir != std::path::Path::new(".meridian") && !from_env {
@@ -43,7 +52,7 @@ pub fn set_resume_flags(state_dir: &std::path::Path, secrets_file: Option<&std::
     if let Some(f) = secrets_file {
         flags.push_str(&format!(" --secrets-file {}", shell_word(f)));
     }
-    let _ = RESUME_FLAGS.set(flags);
+    flags
 }
 
 /// The flags `meridian resume` needs beside the run's id (`--state-dir`, `--secrets-file`), as
@@ -74,6 +83,9 @@ pub struct RunContext {
     last: IndexMap<String, Outcome>,
     /// The server the run was read from (`--server URL`): a waiting run is approved there.
     server: Option<String>,
+    /// `meridian resume`'s flags for this run when it is read from a journal (`runs list|show`),
+    /// else those of this process's own run ([`set_resume_flags`]).
+    flags: Option<String>,
 }
 
 impl RunContext {
@@ -82,7 +94,16 @@ impl RunContext {
             run_id: run_id.to_string(),
             last: IndexMap::new(),
             server: None,
+            flags: None,
         }
+    }
+
+    /// The run is read from a journal: `meridian resume` needs these flags for it (see
+    /// [`resume_flags_for`]).
+    #[must_use]
+    pub fn resumed_with(mut self, flags: String) -> Self {
+        self.flags = Some(flags);
+        self
     }
 
     /// The run is read from the server at `url` (`--server`), which drives it: the command
@@ -146,7 +167,9 @@ impl RunContext {
                         None => format!(
                             "meridian resume {}{} {}",
                             self.run_id,
-                            RESUME_FLAGS.get().map_or("", String::as_str),
+                            self.flags
+                                .as_deref()
+                                .unwrap_or(RESUME_FLAGS.get().map_or("", String::as_str)),
                             steps
                                 .iter()
                                 .map(|s| format!("--approve {s}"))

@@ -70,17 +70,34 @@ impl Target {
         Ok(Target { pg, name })
     }
 
+    /// Connects, the start-up handshake included, within the DSN's `connect_timeout` (default
+    /// 10 s). tokio-postgres bounds the TCP connect only: a listener that accepted and never
+    /// answered (a wrong port, a stuck proxy) hung `serve`, `runs list` and `worker` silently,
+    /// the worker deaf to SIGTERM.
+    async fn handshake(&self) -> Result<(Client, Conn), DistError> {
+        let after = self
+            .pg
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        match tokio::time::timeout(after, self.pg.connect()).await {
+            Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(source)) => Err(DistError::Connect {
+                target: self.name.clone(),
+                source,
+            }),
+            Err(_) => Err(DistError::Stalled {
+                target: self.name.clone(),
+                after,
+            }),
+        }
+    }
+
     /// A plain connection whose driver runs as a task on the current runtime (it ends when the
     /// client is dropped).
     pub(crate) async fn connect(&self) -> Result<Client, DistError> {
-        let (client, conn) = self
-            .pg
-            .connect()
-            .await
-            .map_err(|source| DistError::Connect {
-                target: self.name.clone(),
-                source,
-            })?;
+        let (client, conn) = self.handshake().await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("postgres connection ended: {e}");
@@ -128,14 +145,7 @@ impl Link {
         channels: &'static [&'static str],
         handler: Handler,
     ) -> Result<Link, DistError> {
-        let first = target
-            .pg
-            .connect()
-            .await
-            .map_err(|source| DistError::Connect {
-                target: target.name.clone(),
-                source,
-            })?;
+        let first = target.handshake().await?;
         let client = Arc::new(RwLock::new(None));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let supervisor = tokio::spawn(supervise(
@@ -186,7 +196,7 @@ async fn supervise(
     loop {
         let (client, mut conn) = match next.take() {
             Some(pair) => pair,
-            None => match target.pg.connect().await {
+            None => match target.handshake().await {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!("reconnecting to {}: {e}", target.name);
@@ -315,5 +325,31 @@ mod tests {
             assert!(!format!("{t:?}").contains("s3cret"));
         }
         assert!(Target::parse("host=x port=notaport").is_err());
+    }
+
+    /// A listener that accepts and never answers: the connection gives up at its timeout with
+    /// a message that says so (it hung forever).
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_given_up_on_at_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                open.push(sock);
+            }
+        });
+        let t = Target::parse(&format!(
+            "postgres://meridian@127.0.0.1:{port}/state?connect_timeout=1&sslmode=disable"
+        ))
+        .unwrap();
+        let started = std::time::Instant::now();
+        let Err(e) = t.connect().await else {
+            panic!("a connection to a server that never answered")
+        };
+        assert!(matches!(e, DistError::Stalled { .. }), "{e}");
+        assert!(e.to_string().contains("did not finish its start-up"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        held.abort();
     }
 }

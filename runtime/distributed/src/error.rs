@@ -32,6 +32,14 @@ pub enum DistError {
         "{target} has a schema named `meridian` that Meridian did not create ({detail}); use another database — it will not be touched"
     )]
     Foreign { target: String, detail: String },
+    /// Something accepted the TCP connection and never completed PostgreSQL's start-up.
+    #[error(
+        "PostgreSQL at {target} accepted the connection but did not finish its start-up within {after:?}: is that address a PostgreSQL server, and is it answering? (`connect_timeout` in the DSN sets the wait)"
+    )]
+    Stalled {
+        target: String,
+        after: std::time::Duration,
+    },
     #[error("run `{0}` not found (see `meridian runs list`)")]
     NoSuchRun(String),
     /// The task key is missing or malformed, or a sealed payload does not open with it.

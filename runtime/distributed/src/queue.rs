@@ -128,6 +128,9 @@ struct Inner {
     /// [`Executor::settle`] waits for them (a process that exits first would leave the task
     /// queued, and a worker would run it later for a run that already ended).
     cancels: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Runs another coordinator drives now ([`Executor::abandon`]): their dropped attempts leave
+    /// their tasks alone.
+    abandoned: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Attempts waiting for their task's result, by task id, and the ids whose result was announced
@@ -255,6 +258,7 @@ impl PgQueue {
                 waiters,
                 poll: opts.poll,
                 cancels: Mutex::default(),
+                abandoned: Mutex::default(),
             }),
         })
     }
@@ -268,6 +272,14 @@ impl Executor for PgQueue {
 
     /// Waits (at most [`SETTLE`]) for the cancellations of dropped attempts to reach the
     /// database.
+    fn abandon(&self, run_id: &str) {
+        self.inner
+            .abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id.to_string());
+    }
+
     fn settle(&self) -> BoxFuture<'static, ()> {
         let pending: Vec<_> =
             std::mem::take(&mut *self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner()));
@@ -288,16 +300,27 @@ const UNCLAIMED: Duration = Duration::from_secs(10);
 /// How long a run's end waits for its abandoned tasks to be cancelled.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Cancels the task when the waiting attempt is dropped before its result arrived.
+/// Cancels the task when the waiting attempt is dropped before its result arrived — unless its
+/// run was abandoned to another coordinator.
 struct CancelOnDrop {
     inner: Arc<Inner>,
     id: i64,
+    run: String,
     armed: bool,
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if !self.armed {
+            return;
+        }
+        let abandoned = self
+            .inner
+            .abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&self.run);
+        if abandoned {
             return;
         }
         let (inner, id) = (self.inner.clone(), self.id);
@@ -375,6 +398,7 @@ impl Inner {
         let mut guard = CancelOnDrop {
             inner: self.clone(),
             id,
+            run: req.run_id.clone(),
             armed: true,
         };
         let queued_at = std::time::Instant::now();

@@ -106,4 +106,12 @@ pub trait Executor: Send + Sync + 'static {
     fn settle(&self) -> BoxFuture<'static, ()> {
         Box::pin(async {})
     }
+
+    /// Run `run_id` is driven by another coordinator now (it took the run's lease over): the
+    /// attempts this process drops for it from now on must leave their work to that
+    /// coordinator — a queue must not cancel tasks the other one re-attached to. The default
+    /// does nothing (an in-process executor shares nothing).
+    fn abandon(&self, run_id: &str) {
+        let _ = run_id;
+    }
 }

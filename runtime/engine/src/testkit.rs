@@ -5,7 +5,7 @@
 //! - `test-ok`: returns `{"echo": with}`.
 //! - `test-sleep`: returns `{"slept": ms, "echo": with}` (the caller sleeps `with.ms` first).
 //! - `test-fail`: fails with `with.message` (default `boom`) as `with.kind` — `retryable`,
-//!   `invalid`, anything else fatal.
+//!   `invalid`, `cancelled` (the executor says the attempt was cancelled), anything else fatal.
 //! - `test-flaky`: fails retryably until attempt `with.succeed_on` (default 2), then returns
 //!   `{"attempt": n}`.
 //!
@@ -62,6 +62,8 @@ fn answer(req: &StepRequest) -> Result<StepResult, AttemptError> {
             Err(match req.input.get("kind").and_then(Json::as_str) {
                 Some("retryable") => StepError::Retryable(msg),
                 Some("invalid") => StepError::InvalidInput(msg),
+                // What a queue answers for a task another process cancelled.
+                Some("cancelled") => StepError::Cancelled,
                 _ => StepError::Fatal(msg),
             }
             .into())

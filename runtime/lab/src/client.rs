@@ -236,6 +236,13 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
         let mut last = LabState::read(&dir).unwrap_or(state);
         last.status = LabStatus::Stopped;
         last.processes.clear();
+        for r in &mut last.regions {
+            if r.status == crate::state::RegionStatus::Up {
+                r.status = crate::state::RegionStatus::Stopped;
+            }
+            r.postgres.running = false;
+            r.gateway.ready = false;
+        }
         last.write()?;
     }
     Ok(())

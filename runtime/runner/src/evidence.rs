@@ -8,6 +8,12 @@
 //! runner's key (`<state dir>/evidence.key`, PKCS#8, created on first use, readable by its owner
 //! only). Verification needs only the public key: it recomputes the chain from the events and
 //! checks the signature; a changed byte anywhere in the record fails with what did not match.
+//!
+//! Hashed and signed is the record's *canonical* JSON ([`canonical`]): object keys sorted, and a
+//! number with no fractional part written as an integer (`1797.0` as `1797`). The tools an
+//! auditor pipes a file through rewrite exactly these (jq 1.6 prints `1797.0` as `1797`, `jq -S`
+//! sorts keys), and a reformatted file used to fail as "an event was changed". Files exported
+//! before this form are still verified by their bytes as written.
 
 use std::path::{Path, PathBuf};
 
@@ -91,16 +97,50 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The chain over a run's events: `h0 = sha256("meridian-evidence-chain")`,
-/// `h(i) = sha256(h(i-1) || compact JSON of event i)`; the last hash, hex.
+/// `h(i) = sha256(h(i-1) || canonical compact JSON of event i)`; the last hash, hex.
 pub fn chain(events: &[Json]) -> String {
+    chain_of(events, |e| serde_json::to_vec(&canonical(e)))
+}
+
+/// The chain as files exported before the canonical form hashed it (each event as written).
+fn legacy_chain(events: &[Json]) -> String {
+    chain_of(events, serde_json::to_vec)
+}
+
+fn chain_of(events: &[Json], bytes: impl Fn(&Json) -> serde_json::Result<Vec<u8>>) -> String {
     let mut h: [u8; 32] = Sha256::digest(b"meridian-evidence-chain").into();
     for e in events {
         let mut d = Sha256::new();
         d.update(h);
-        d.update(serde_json::to_vec(e).unwrap_or_default());
+        d.update(bytes(e).unwrap_or_default());
         h = d.finalize().into();
     }
     hex::encode(h)
+}
+
+/// Integers above this are not exact as doubles: kept as they are.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// `v` in the form that is hashed and signed: object keys sorted (recursively), and a float
+/// with no fractional part (within ±2^53) as an integer.
+pub fn canonical(v: &Json) -> Json {
+    match v {
+        Json::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < EXACT => Json::from(f as i64),
+            _ => v.clone(),
+        },
+        Json::Array(a) => Json::Array(a.iter().map(canonical).collect()),
+        Json::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&o[k])))
+                    .collect(),
+            )
+        }
+        _ => v.clone(),
+    }
 }
 
 /// Builds the signed evidence of run `id`.
@@ -153,6 +193,8 @@ pub fn export(journal: &dyn Journal, id: &str, key: &SigningKey) -> Result<Json,
         "events_chain": chain(&events),
         "events": events,
     });
+    // The file carries the canonical form itself: it verifies as written and as reformatted.
+    let body = canonical(&body);
     let bytes = serde_json::to_vec(&body).map_err(|e| EvidenceError::Invalid(e.to_string()))?;
     let sig = key.pair.sign(&bytes);
     Ok(json!({
@@ -209,7 +251,11 @@ pub fn verify(text: &str, trusted_public_hex: &str) -> Result<Verified, Evidence
         .as_array()
         .ok_or_else(|| bad("the record has no events".into()))?;
     let head = chain(events);
-    if record["events_chain"] != head.as_str() {
+    // A file exported before the canonical form: its chain and signature are over the bytes as
+    // written (and it verifies only as written).
+    let legacy = record["events_chain"] != head.as_str()
+        && record["events_chain"] == legacy_chain(events).as_str();
+    if record["events_chain"] != head.as_str() && !legacy {
         return Err(bad(format!(
             "the event chain does not match: the record says {}, its {} events hash to {head}; an event was changed, added or removed",
             record["events_chain"],
@@ -228,7 +274,12 @@ pub fn verify(text: &str, trusted_public_hex: &str) -> Result<Verified, Evidence
         .as_str()
         .and_then(|s| hex::decode(s).ok())
         .ok_or_else(|| bad("the file has no signature".into()))?;
-    let bytes = serde_json::to_vec(record).map_err(|e| bad(e.to_string()))?;
+    let signed = if legacy {
+        record.clone()
+    } else {
+        canonical(record)
+    };
+    let bytes = serde_json::to_vec(&signed).map_err(|e| bad(e.to_string()))?;
     UnparsedPublicKey::new(&ED25519, &trusted)
         .verify(&bytes, &sig)
         .map_err(|_| {
@@ -256,8 +307,9 @@ mod tests {
     use super::*;
 
     fn signed(key: &SigningKey) -> String {
-        let body = json!({"run": "r1", "workflow": "w", "events": [{"seq": 1, "event": {"event": "x"}}],
-            "events_chain": chain(&[json!({"seq": 1, "event": {"event": "x"}})]), "drill": {"verdict": "met"}});
+        let events = [json!({"seq": 1, "event": {"event": "x", "rto_ms": 1797.0}})];
+        let body = canonical(&json!({"run": "r1", "workflow": "w", "events": events,
+            "events_chain": chain(&events), "drill": {"verdict": "met", "rto_ms": 1797.0, "rate": 0.5}}));
         let sig = key.pair.sign(&serde_json::to_vec(&body).unwrap());
         serde_json::to_string_pretty(&json!({"format": FORMAT, "record": body,
             "signature": {"alg": "ed25519", "public_key": key.public_hex(), "value": hex::encode(sig.as_ref())}}))
@@ -286,5 +338,60 @@ mod tests {
         let other = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
         let e = verify(&text, &other.public_hex()).unwrap_err().to_string();
         assert!(e.contains("trusted key"), "{e}");
+    }
+
+    /// What jq does to a file (floats with no fraction as integers, keys sorted with `-S`,
+    /// other whitespace) leaves it verifying; it failed as "an event was changed".
+    #[test]
+    fn a_reformatted_file_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(dir.path()).unwrap();
+        let doc: Json = serde_json::from_str(&signed(&key)).unwrap();
+        // As jq 1.6 writes it: 1797.0 → 1797 (the canonical form has it so already), keys
+        // sorted the other way round, one line.
+        fn reversed(v: &Json) -> Json {
+            match v {
+                Json::Object(o) => {
+                    let mut keys: Vec<&String> = o.keys().collect();
+                    keys.sort_by(|a, b| b.cmp(a));
+                    Json::Object(
+                        keys.into_iter()
+                            .map(|k| (k.clone(), reversed(&o[k])))
+                            .collect(),
+                    )
+                }
+                Json::Array(a) => Json::Array(a.iter().map(reversed).collect()),
+                _ => v.clone(),
+            }
+        }
+        let text = serde_json::to_string(&reversed(&doc)).unwrap();
+        assert!(text.contains("\"rto_ms\":1797,"), "{text}");
+        verify(&text, &key.public_hex()).unwrap();
+        // A float written with its `.0` again (another tool's choice) verifies too.
+        let text = text.replace("\"rto_ms\":1797,", "\"rto_ms\":1797.0,");
+        verify(&text, &key.public_hex()).unwrap();
+        // And a change still fails.
+        let text = text.replace("0.5", "0.25");
+        let e = verify(&text, &key.public_hex()).unwrap_err().to_string();
+        assert!(e.contains("changed after it was signed"), "{e}");
+    }
+
+    /// A file exported before the canonical form (signed over its bytes as written) verifies.
+    #[test]
+    fn a_file_of_the_earlier_form_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(dir.path()).unwrap();
+        let events = [json!({"seq": 1, "event": {"rto_ms": 5.0, "event": "x"}})];
+        let body = json!({"run": "r1", "workflow": "w", "events": events,
+            "events_chain": legacy_chain(&events)});
+        let sig = key.pair.sign(&serde_json::to_vec(&body).unwrap());
+        let text = serde_json::to_string_pretty(&json!({"format": FORMAT, "record": body,
+            "signature": {"alg": "ed25519", "public_key": key.public_hex(), "value": hex::encode(sig.as_ref())}}))
+        .unwrap();
+        verify(&text, &key.public_hex()).unwrap();
+        let e = verify(&text.replace("\"w\"", "\"v\""), &key.public_hex())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("changed after it was signed"), "{e}");
     }
 }

@@ -184,6 +184,14 @@ impl Runner {
         }
     }
 
+    /// See [`Executor::abandon`]: call before dropping a run another coordinator took over.
+    pub fn abandon(&self, run_id: &str) {
+        match &self.steps {
+            StepRunner::Local(e) => e.abandon(run_id),
+            StepRunner::Remote(e) => e.abandon(run_id),
+        }
+    }
+
     /// Starts a new run of `wf` and runs it to its end.
     pub async fn start(&self, wf: &Loaded, launch: Launch) -> Result<Finished, RunnerError> {
         let workflow = wf.workflow.clone();
@@ -205,6 +213,11 @@ impl Runner {
                 .collect(),
             trigger: launch.trigger,
             idempotency_key: launch.idempotency_key,
+            secrets_file: launch
+                .secrets_file
+                .as_deref()
+                .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()))
+                .map(|f| f.to_string_lossy().into_owned()),
         };
         self.journal.create_run(&RunRecord {
             id: run_id.clone(),

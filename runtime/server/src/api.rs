@@ -120,6 +120,28 @@ impl IntoResponse for ApiError {
 
 type Answer<T> = Result<T, ApiError>;
 
+/// Largest request body: 1 MiB, as the CLI's `--inputs-file` (inputs that large belong in the
+/// server's inputs file for the workflow).
+const MAX_BODY: usize = 1 << 20;
+
+/// A JSON body, or why not: a body over [`MAX_BODY`] is 413 and says the limit (it was a 400
+/// "Failed to buffer the request body").
+fn json_body<T>(
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(b)) => Ok(b),
+        Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over the limit of {} MiB; give large inputs in the server's inputs file for the workflow",
+                MAX_BODY >> 20
+            ),
+        )),
+        Err(e) => Err(ApiError::bad_request(e.body_text())),
+    }
+}
+
 pub fn router(server: Arc<Server>) -> Router {
     let api = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
@@ -140,6 +162,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/schedules/{id}/trigger", post(trigger))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(server.clone(), authenticate))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(crate::envelope::json_errors));
     let pages = Router::new()
         .merge(api)
@@ -319,7 +342,7 @@ async fn start_run(
     body: Result<Json<StartBody>, axum::extract::rejection::JsonRejection>,
 ) -> Answer<Response> {
     require(&id, Role::Operator)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body = json_body(body)?;
     let key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -518,7 +541,7 @@ async fn decide(
     body: Result<Json<DecideBody>, axum::extract::rejection::JsonRejection>,
 ) -> Answer<Response> {
     require(&id, Role::Approver)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body = json_body(body)?;
     let approve = match body.decision.as_str() {
         "approve" => true,
         "reject" => false,

@@ -13,6 +13,7 @@ pub mod config;
 mod console;
 mod drift;
 mod envelope;
+mod gates;
 mod git;
 pub mod metrics;
 pub mod notify;
@@ -268,6 +269,8 @@ pub async fn serve(
     }
     // Leases renewed, and interrupted runs taken over: at once, then every third of a lease.
     tokio::spawn(server.clone().lease_loop());
+    // Gates nobody answered within their `approval.timeout` are rejected.
+    tokio::spawn(server.clone().gate_timeout_loop());
 
     // The directory, checked for changes.
     let s = server.clone();

@@ -338,7 +338,7 @@ impl Server {
             .unwrap_or_default();
         let schedule = active.and_then(|a| a.schedule);
         let (status, message) = match result {
-            Ok(Some(f)) => (f.report.status, f.report.message.clone()),
+            Ok(Some(f)) => (f.report.status, with_errors(f)),
             Ok(None) => (RunStatus::Succeeded, "already succeeded".to_string()),
             Err(e) => (RunStatus::Failed, e.to_string()),
         };
@@ -371,12 +371,23 @@ impl Server {
                 })
                 .collect();
             if !missed.is_empty() {
+                // A figure not measured misses its target too, but is not a slow failover: the
+                // message says which the drill was (the API's verdict: `incomplete`).
+                let measured = d
+                    .figures
+                    .iter()
+                    .any(|f| f.verdict() == meridian_runner::Verdict::Missed);
+                let what = if measured {
+                    "drill targets missed"
+                } else {
+                    "drill incomplete, targets not measured"
+                };
                 self.notify(Note::run(
                     "drill.missed",
                     &workflow,
                     run_id,
                     status,
-                    &format!("drill targets missed: {}", missed.join(", ")),
+                    &format!("{what}: {}", missed.join(", ")),
                 ));
             }
         }
@@ -406,8 +417,18 @@ impl Server {
             )));
         }
         if active.is_none() && summary.status == RunStatus::Running {
+            // Name the driver: behind a load balancer the caller must reach that server.
+            let holder = self
+                .runner
+                .journal()
+                .lease_holder(run_id)
+                .ok()
+                .flatten()
+                .map(|h| format!("`{h}` drives it"))
+                .unwrap_or_else(|| "another runner may be driving it".to_string());
             return Err(ApiError::conflict(format!(
-                "run {run_id} is not driven by this server (another runner may be running it); cancel it there"
+                "run {run_id} is not driven by this server ({holder}; this server is `{}`); cancel it there",
+                self.name
             )));
         }
         let schedule = active.as_ref().and_then(|a| a.schedule.clone());
@@ -512,11 +533,18 @@ impl Server {
         let mut tick = tokio::time::interval(self.config.run_lease / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = self.drain.cancelled() => return,
-            }
+            tick.tick().await;
             self.renew_leases();
+            // Draining (SIGTERM): the runs still going within `grace` keep their leases — the
+            // loop used to end here, and a peer took over a run this server was still driving,
+            // its writes then refused ("lost the run's lease"). Nothing more is taken over.
+            if self.draining() {
+                if self.active.lock().unwrap().is_empty() && self.checks.lock().unwrap().is_empty()
+                {
+                    return;
+                }
+                continue;
+            }
             if self.config.resume_interrupted {
                 match self.take_over() {
                     Ok(0) => {}
@@ -544,6 +572,10 @@ impl Server {
                 for id in lost {
                     tracing::warn!(run = %id, "another server took the run over; stopping it here");
                     if let Some(a) = self.active.lock().unwrap().remove(&id) {
+                        // Its steps' tasks are the new driver's now: dropping the run here
+                        // cancelled the task the new driver had re-attached to, and the run
+                        // there ended with the step cancelled.
+                        self.runner.abandon(&id);
                         a.handle.abort();
                     }
                 }
@@ -610,6 +642,36 @@ fn schedule_of(record: &meridian_store::RunRecord) -> Option<String> {
 }
 
 /// The gates a run's events show waiting: an `approval-required` with no answer after it.
+/// A failed run's message with why its steps failed (the first three, each cut at 200
+/// characters): a `run.failed` webhook that said only "failed: push-config" sent the operator to
+/// the console to learn anything. Errors are masked in the report already.
+fn with_errors(f: &Finished) -> String {
+    let r = &f.report;
+    if r.status != RunStatus::Failed {
+        return r.message.clone();
+    }
+    let why: Vec<String> = r
+        .steps
+        .iter()
+        .filter(|s| s.outcome == meridian_protocol::Outcome::Failure)
+        .filter_map(|s| {
+            let text = s.reason.clone().or_else(|| {
+                s.legs
+                    .iter()
+                    .find_map(|l| l.error.as_ref().map(ToString::to_string))
+            })?;
+            let cut: String = text.chars().take(200).collect();
+            let more = if cut.len() < text.len() { "…" } else { "" };
+            Some(format!("{}: {cut}{more}", s.id))
+        })
+        .take(3)
+        .collect();
+    match why.is_empty() {
+        true => r.message.clone(),
+        false => format!("{} ({})", r.message, why.join("; ")),
+    }
+}
+
 pub(crate) fn waiting_gates<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<String> {
     let mut waiting: Vec<String> = Vec::new();
     for e in events {

@@ -94,14 +94,16 @@ impl Spec {
             .map_err(|e| format!("invalid cron `{}`: {e}", self.cron))
     }
 
-    /// The first tick after `after`.
+    /// The first tick after `after`: on the whole second, whatever the sub-second of `after`
+    /// (croner keeps it, and two servers started at different instants then fired, and claimed,
+    /// different ticks for one cron second — each ran its own run).
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
         let tz = self.tz()?;
         let t = self
             .cron()?
-            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .find_next_occurrence(&whole_second(after).with_timezone(&tz), false)
             .map_err(|e| e.to_string())?;
-        Ok(t.with_timezone(&Utc))
+        Ok(whole_second(t.with_timezone(&Utc)))
     }
 
     /// How many ticks fall strictly between `after` and `before` (bounded: 10,000).
@@ -126,7 +128,7 @@ impl Spec {
         let t = self
             .cron()
             .ok()?
-            .find_previous_occurrence(&at.with_timezone(&tz), true)
+            .find_previous_occurrence(&whole_second(at).with_timezone(&tz), true)
             .ok()?;
         Some(t.with_timezone(&Utc))
     }
@@ -429,6 +431,7 @@ impl Server {
                 self.metrics.schedule_fired(late);
                 self.fire(&id, Some(at)).await;
             }
+            self.start_queued_elsewhere().await;
             let wait = {
                 let scheds = self.schedules.lock().unwrap();
                 scheds
@@ -511,6 +514,13 @@ impl Server {
         at: Option<DateTime<Utc>>,
     ) -> Option<Result<String, ApiError>> {
         self.refresh_schedule(id);
+        // The overlap policy holds across the servers sharing the journal: the runs of this
+        // schedule another server started count too (only this server's did).
+        let overlap = self.schedules.lock().unwrap().get(id)?.spec.overlap;
+        let elsewhere = match overlap {
+            OverlapPolicy::Allow => Vec::new(),
+            _ => self.going_in_journal(id),
+        };
         let (spec, running) = {
             let mut scheds = self.schedules.lock().unwrap();
             let s = scheds.get_mut(id)?;
@@ -518,12 +528,14 @@ impl Server {
                 return None;
             }
             s.last_fire = Some(at.unwrap_or_else(Utc::now));
-            if !s.running.is_empty() {
+            let mut going = s.running.clone();
+            going.extend(elsewhere.into_iter().filter(|r| !s.running.contains(r)));
+            if !going.is_empty() {
                 match s.spec.overlap {
                     OverlapPolicy::Skip => {
                         s.last_result = Some(format!(
                             "tick skipped: run {} was still going (overlap: skip)",
-                            s.running.join(", ")
+                            going.join(", ")
                         ));
                         return None;
                     }
@@ -534,7 +546,7 @@ impl Server {
                     OverlapPolicy::CancelPrevious | OverlapPolicy::Allow => {}
                 }
             }
-            (s.spec.clone(), s.running.clone())
+            (s.spec.clone(), going)
         };
         if spec.overlap == OverlapPolicy::CancelPrevious {
             for run in running {
@@ -544,6 +556,68 @@ impl Server {
             }
         }
         Some(self.start_scheduled(&spec).await)
+    }
+
+    /// The runs of schedule `id` still running in the journal, whichever server started them
+    /// (one indexed query for the workflow's running runs, then each one's record). A journal
+    /// that does not answer counts as none: the tick's claim already needed it.
+    fn going_in_journal(&self, id: &str) -> Vec<String> {
+        let Some(workflow) = self
+            .schedules
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|s| s.spec.workflow.clone())
+        else {
+            return Vec::new();
+        };
+        let journal = self.runner.journal();
+        let trigger = format!("schedule:{id}");
+        let query = meridian_store::RunQuery {
+            workflow: Some(workflow),
+            status: Some(meridian_protocol::RunStatus::Running),
+            limit: 100,
+            ..meridian_store::RunQuery::default()
+        };
+        let Ok(page) = journal.query_runs(&query) else {
+            return Vec::new();
+        };
+        page.runs
+            .into_iter()
+            .filter(|r| {
+                journal
+                    .run(&r.id)
+                    .is_ok_and(|(rec, _)| rec.settings.trigger.as_deref() == Some(&trigger))
+            })
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Starts the ticks queued behind another server's run (`overlap: queue`) once no run of
+    /// their schedule is going any more: this server hears only of its own runs' ends.
+    pub(crate) async fn start_queued_elsewhere(self: &Arc<Self>) {
+        let waiting: Vec<String> = self
+            .schedules
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.queued && s.running.is_empty() && s.paused.is_none())
+            .map(|s| s.spec.id.clone())
+            .collect();
+        for id in waiting {
+            if !self.going_in_journal(&id).is_empty() {
+                continue;
+            }
+            let spec = {
+                let mut scheds = self.schedules.lock().unwrap();
+                let Some(s) = scheds.get_mut(&id).filter(|s| s.queued) else {
+                    continue;
+                };
+                s.queued = false;
+                s.spec.clone()
+            };
+            let _ = self.start_scheduled(&spec).await;
+        }
     }
 
     async fn start_scheduled(self: &Arc<Self>, spec: &Spec) -> Result<String, ApiError> {
@@ -723,6 +797,12 @@ impl Server {
             .map(Sched::info)
             .collect()
     }
+}
+
+/// `t` without its fraction of a second.
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    t.with_nanosecond(0).unwrap_or(t)
 }
 
 /// How to resume a paused schedule, as a request that works when typed: the id percent-encoded

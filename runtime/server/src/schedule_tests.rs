@@ -89,3 +89,31 @@ fn the_resume_hint_is_a_path_that_works_when_typed() {
         "POST /api/v1/schedules/a%20b%2Fc%3F%231/resume"
     );
 }
+
+/// Two servers started at different instants compute the same ticks: on the cron's whole
+/// second, whatever the sub-second of "now" (they fired `…:50.879` and `…:50.554`, two claims,
+/// two runs, for one tick).
+#[test]
+fn ticks_are_on_the_whole_second_whenever_they_are_computed() {
+    let at = DateTime::parse_from_rfc3339("2026-07-01T00:00:00.879Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let other = DateTime::parse_from_rfc3339("2026-07-01T00:00:00.554Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    for cron in ["*/5 * * * * *", "0 3 * * *"] {
+        let s = spec(cron, Some("Europe/Berlin"));
+        let a = s.next_after(at).unwrap();
+        assert_eq!(a, s.next_after(other).unwrap(), "{cron}");
+        assert_eq!(a.timestamp_subsec_nanos(), 0, "{cron}: {a}");
+    }
+    let every = spec("* * * * * *", None);
+    assert_eq!(
+        every.next_after(at).unwrap().to_rfc3339(),
+        "2026-07-01T00:00:01+00:00"
+    );
+    assert_eq!(
+        every.previous(at).unwrap().to_rfc3339(),
+        "2026-07-01T00:00:00+00:00"
+    );
+}

@@ -52,6 +52,7 @@ pub fn record(id: &str) -> RunRecord {
             raw_inputs: [("x".to_string(), "1".to_string())].into(),
             trigger: Some("schedule:wf#0".into()),
             idempotency_key: Some("alice\u{0}deploy-42".into()),
+            secrets_file: Some("/etc/meridian/secrets.env".into()),
         },
     }
 }

@@ -360,6 +360,10 @@ pub struct RunSettings {
     /// request finds the run after a restart too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The secrets file the run was started with (its path, absolute; never what it holds), so
+    /// the command printed to resume a waiting run names it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<String>,
 }
 
 /// What a server keeps of a schedule across restarts (and shares with the servers of its

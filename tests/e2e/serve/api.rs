@@ -482,6 +482,17 @@ fn every_error_has_the_apis_json_shape() {
             let message = body["error"]["message"].as_str().unwrap_or_default();
             assert!(message.contains(says), "{method} {path}: {body}");
         }
+        // A body over the limit is 413 and says the limit (it was a 400 "Failed to buffer").
+        let big = json!({"workflow": "x", "inputs": {"blob": "a".repeat(1_500_000)}});
+        let (code, body) = call("POST", &served.url("/api/v1/runs"), None, Some(big)).await;
+        assert_eq!(code, 413, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("over the limit of 1 MiB"),
+            "{body}"
+        );
     });
 }
 
@@ -517,4 +528,66 @@ fn every_documented_route_is_served() {
             }
         }
     });
+}
+
+/// A gate nobody answers within its `approval.timeout` is rejected by the server, and the run
+/// takes its failure path; the timeout used to apply only to a terminal prompt, and a run
+/// started through the API waited forever (with, in a failover, the old primary fenced).
+#[test]
+fn an_unanswered_gate_times_out_into_the_failure_path() {
+    let s = Scratch::new();
+    s.write(
+        "wf/timed.yaml",
+        r#"
+name: timed
+steps:
+  - id: before
+    uses: hello
+  - id: promote
+    uses: hello
+    needs: before
+    approval: {message: "promote?", timeout: 1s}
+  - id: unfence
+    uses: hello
+    needs: promote
+    if: failure()
+"#,
+    );
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    rt().block_on(async {
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "timed"})),
+        )
+        .await;
+        assert_eq!(code, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        until(
+            &served.url(&format!("/api/v1/runs/{id}")),
+            None,
+            Duration::from_secs(30),
+            |b| b["summary"]["status"] == "failed",
+        )
+        .await;
+        let (_, events) = call(
+            "GET",
+            &served.url(&format!("/api/v1/runs/{id}/events")),
+            None,
+            None,
+        )
+        .await;
+        let text = events.to_string();
+        assert!(
+            text.contains("\"by\":\"timeout\"") && text.contains("nobody answered within 1s"),
+            "{text}"
+        );
+        assert!(text.contains("\"step\":\"unfence\""), "{text}");
+    });
+    assert!(
+        served.log().contains("approval timed out"),
+        "{}",
+        served.log()
+    );
 }

@@ -58,6 +58,12 @@ fn two_servers_on_one_postgres_fire_each_tick_once() {
         ticks.len()
     );
     assert!(servers >= 2, "one server fired every tick");
+    // Each tick is the cron's whole second: servers started at different instants computed
+    // ticks with their own sub-second, claimed different keys for one second, and both fired.
+    assert!(
+        ticks.iter().all(|t| t % 1000 == 0),
+        "ticks off the whole second: {ticks:?}"
+    );
     // A claimed tick starts one run; a server killed between its claim and the run's record
     // loses that one tick (two kills: at most two).
     assert!(
@@ -131,6 +137,90 @@ fn a_killed_servers_run_is_taken_over_by_another() {
         "takeover: run finished {} ms after its server was killed (lease 2 s)",
         killed.elapsed().as_millis()
     );
+}
+
+/// A server told to stop (SIGTERM) lets its in-flight run finish within `grace` and keeps the
+/// run's lease meanwhile: it stopped renewing at once, a peer took the run over while it was
+/// still driving it, and its own writes were then refused (a `run.failed` webhook, then a
+/// `run.succeeded` for the same run).
+#[test]
+fn a_draining_server_keeps_its_runs_leases_until_they_end() {
+    use crate::distributed::store;
+    let s = Scratch::new();
+    let Some(db) = store(&s) else { return };
+    with_sleeper(&s);
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 4000}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 100}}\n",
+    );
+    // The run outlasts a lease (2 s) by far, within the grace (20 s).
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\nrun-lease = \"2s\"\ngrace = \"20s\"\n",
+    );
+    let _workers = one_worker(&db, &s);
+    let mut a = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let b = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let id = start(&a, "slow");
+    std::thread::sleep(Duration::from_millis(500));
+    let exited = a.terminate(Duration::from_secs(30));
+    assert!(
+        exited.is_some_and(|e| e.success()),
+        "{exited:?}\n{}",
+        a.log()
+    );
+    let run = rt().block_on(until(
+        &b.url(&format!("/api/v1/runs/{id}")),
+        None,
+        Duration::from_secs(10),
+        |r| r["summary"]["status"] != "running",
+    ));
+    assert_eq!(run["summary"]["status"], "succeeded", "{run}\n{}", a.log());
+    assert!(
+        !b.log().contains("resuming an interrupted run"),
+        "{}",
+        b.log()
+    );
+    assert!(!a.log().contains("lost the run"), "{}", a.log());
+}
+
+/// `overlap: skip` holds across the servers sharing a journal: a tick one server claims while
+/// another server's run of the schedule is still going is skipped. Each server looked at its
+/// own runs only, and runs of one schedule ran side by side.
+#[test]
+fn overlap_skip_holds_across_servers() {
+    use crate::distributed::store;
+    let s = Scratch::new();
+    let Some(db) = store(&s) else { return };
+    with_sleeper(&s);
+    s.write(
+        "wf/long.yaml",
+        "name: long\non:\n  schedule:\n    - {cron: \"* * * * * *\", overlap: skip}\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 2500}}\n",
+    );
+    let _workers = one_worker(&db, &s);
+    let a = Served::spawn(db.cmd(&s), &["--workflows", "wf"]);
+    let b = Served::spawn(db.cmd(&s), &["--workflows", "wf"]);
+    std::thread::sleep(Duration::from_secs(9));
+    drop(a);
+    drop(b);
+    let q = |sql: &str| db.pg.psql_db("meridian", sql).unwrap();
+    // [created, finished) of every run of the schedule, in order of creation.
+    let spans: Vec<(i64, i64)> = q(
+        "SELECT created_at || ' ' || coalesce(finished_at, 9223372036854775807) FROM meridian.runs WHERE workflow = 'long' ORDER BY created_at",
+    )
+    .lines()
+    .filter_map(|l| {
+        let (c, f) = l.trim().split_once(' ')?;
+        Some((c.parse().ok()?, f.parse().ok()?))
+    })
+    .collect();
+    assert!(spans.len() >= 2, "{spans:?}");
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1,
+            "two runs of one schedule overlapped: {spans:?}"
+        );
+    }
 }
 
 /// Regression: `meridian resume` of a run a server was driving started a second coordinator on

@@ -73,6 +73,14 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
                 .contains("2 consecutive failed runs"),
             "{broken}"
         );
+        // Why the last run failed, not only which step did.
+        assert!(
+            broken["paused"]
+                .as_str()
+                .unwrap()
+                .contains("failed: a (a: timed out after 50ms"),
+            "{broken}"
+        );
         assert_eq!(broken["next_fire"], Json::Null);
         // Let more ticks pass: a paused schedule stays paused and starts nothing.
         tokio::time::sleep(Duration::from_millis(3500)).await;

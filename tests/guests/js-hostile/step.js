@@ -19,6 +19,10 @@ const step = defineStep({
         return { status: ctx.http.post(input.url, { x: 1 }).status };
       case 'throw':
         throw new TypeError('a bug in the step');
+      case 'async':
+        return Promise.resolve({ ok: true });
+      case 'bigint':
+        return { n: 1n };
       default:
         return { ok: true };
     }

@@ -25,6 +25,12 @@ class Hostile(Step):
             return {"rows": ctx.sql("db").query("SELECT 1 AS one")}
         if mode == "throw":
             raise TypeError("a bug in the step")
+        if mode == "async":
+            async def later():
+                return {"ok": True}
+            return later()
+        if mode == "bigint":
+            return {"n": {1, 2}}
         return {"ok": True}
 
 

@@ -119,10 +119,21 @@ impl Attempt {
                         reused: false,
                     };
                 }
-                Err(StepError::Cancelled) => {
+                Err(StepError::Cancelled) if self.cancel.is_cancelled() => {
                     return cancelled(attempt, started.elapsed(), key, matrix);
                 }
                 Err(e) => {
+                    // Cancelled by the executor while this run did not cancel it (a queue's
+                    // task cancelled by another coordinator): not the run's cancellation, a
+                    // failed attempt — taken as cancelled, the leg let the run succeed with
+                    // the step never done.
+                    let e = match e {
+                        StepError::Cancelled => StepError::Retryable(
+                            "the attempt was cancelled outside this run (its task was cancelled by another process)"
+                                .into(),
+                        ),
+                        e => e,
+                    };
                     let e = mask_error(&self.masker, e);
                     let retry = attempt < attempts && retry::retries(policy, &e);
                     let wait = retry.then(|| retry::delay(policy, attempt + 1));

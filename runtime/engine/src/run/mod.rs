@@ -33,6 +33,10 @@ pub use runner::base_context;
 /// Default attempt timeout of a step without `timeout:`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Who passed a gate in plan mode (the `by` of its `approval-granted` event): a plan does not
+/// stop at a gate, a run waits there.
+pub const PLAN_PASSES_GATES: &str = "plan mode: a run waits here for approval";
+
 /// Asks a human whether a gated step may run (an interactive prompt on a terminal).
 pub trait Approver: Send + Sync {
     fn ask(&self, step: &str, message: &str) -> BoxFuture<'static, bool>;

@@ -258,7 +258,22 @@ impl Runner {
                 format!("failed: {}{also}", failed_steps.join(", ")),
             )
         } else {
-            (RunStatus::Succeeded, "all steps succeeded".to_string())
+            let skipped: Vec<&str> = self
+                .states
+                .iter()
+                .filter_map(|s| match s {
+                    StepState::Done(r) if r.outcome == Outcome::Skipped => Some(r.id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let message = match skipped.len() {
+                0 => "all steps succeeded".to_string(),
+                n => format!(
+                    "every step that ran succeeded; {n} skipped: {}",
+                    skipped.join(", ")
+                ),
+            };
+            (RunStatus::Succeeded, message)
         };
         let duration = self.started.elapsed();
         self.emit(Event::RunFinished {

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::context::{component, eval_with};
 use super::leg::Attempt;
 use super::runner::{LegDone, Runner, StepState};
-use super::{DEFAULT_STEP_TIMEOUT, LegReport, RunError, display_id};
+use super::{DEFAULT_STEP_TIMEOUT, LegReport, PLAN_PASSES_GATES, RunError, display_id};
 use crate::event::{Event, Outcome};
-use crate::executor::{Action, StepError, StepRequest};
+use crate::executor::{Action, Mode, StepError, StepRequest};
 use crate::retry;
 
 impl Runner {
@@ -138,6 +138,13 @@ impl Runner {
                 self.emit(Event::ApprovalGranted {
                     step: id.clone(),
                     by,
+                })?;
+            } else if self.opts.mode == Mode::Plan {
+                // A plan changes nothing, so it does not stop at a gate: it goes on to plan
+                // what lies beyond, and says where a run will wait.
+                self.emit(Event::ApprovalGranted {
+                    step: id.clone(),
+                    by: PLAN_PASSES_GATES.into(),
                 })?;
             } else if let Some(approver) = self.opts.approver.clone() {
                 self.emit(Event::ApprovalRequired {

@@ -37,6 +37,34 @@ async fn approval_without_approver_stops_cleanly() {
     assert_eq!(outcome(&r, "independent"), Outcome::Success);
 }
 
+/// A plan does not stop at a gate (it changes nothing): it plans what lies beyond, nobody is
+/// asked, and the journal says a run waits there. It used to end `awaiting-approval`, its plan
+/// cut short at the first gate unless `--approve` was given.
+#[tokio::test(start_paused = true)]
+async fn a_plan_passes_gates_and_says_a_run_waits_there() {
+    let rec = Arc::new(crate::harness::Recorder::default());
+    let mut o = opts();
+    o.mode = meridian_engine::Mode::Plan;
+    o.sink = Some(rec.clone());
+    // Not asked in a plan, even with somebody there to answer.
+    o.approver = Some(Arc::new(Answer(false)));
+    let (r, exec) = go(GATED, o).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{}", r.message);
+    assert_eq!(exec.runs_of("promote").len(), 1);
+    let granted = rec.of_kind("approval-granted");
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(granted[0]["step"], "promote");
+    assert_eq!(granted[0]["by"], meridian_engine::PLAN_PASSES_GATES);
+    // A refusal given up front still holds in a plan.
+    let mut o = opts();
+    o.mode = meridian_engine::Mode::Plan;
+    o.rejections
+        .insert("promote".into(), ("bob".into(), "no".into()));
+    let (r, exec) = go(GATED, o).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(exec.runs_of("promote").is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn approval_by_flag_or_prompt() {
     let mut o = opts();

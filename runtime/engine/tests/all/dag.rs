@@ -143,6 +143,11 @@ steps:
     assert_eq!(outcome(&r, "maybe"), Outcome::Skipped);
     assert_eq!(outcome(&r, "dependent"), Outcome::Skipped);
     assert!(exec.calls().is_empty());
+    // Not "all steps succeeded" when none ran.
+    assert_eq!(
+        r.message,
+        "every step that ran succeeded; 2 skipped: maybe, dependent"
+    );
 }
 
 /// Steps become ready in passes over file order: one made ready while a pass starts steps starts

@@ -21,6 +21,7 @@ steps:
   - id: leak
     uses: test-ok
     with: {header: "Bearer ${{ secrets.TOKEN }}"}
+    grants: {secrets: [TOKEN]}
   - id: fail
     uses: test-fail
     needs: leak

@@ -151,3 +151,36 @@ async fn one_time_preparation_does_not_count_against_the_step_timeout() {
     assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
     assert_eq!(exec.runs_of("a").len(), 1);
 }
+
+/// An attempt the executor reports cancelled while the run cancelled nothing (a queue's task
+/// cancelled by another coordinator) is a failed attempt, retried under the policy: it counted
+/// as the run's own cancellation, and the run ended "succeeded" with the step never done.
+#[tokio::test(start_paused = true)]
+async fn a_cancellation_the_run_did_not_make_fails_the_attempt() {
+    let (r, exec) = go(
+        r#"
+name: stolen
+steps:
+  - id: a
+    uses: test-fail
+    with: {kind: cancelled}
+    retry: {attempts: 2, initial: 1s}
+  - id: b
+    uses: test-ok
+    needs: a
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed, "{}", r.message);
+    assert_eq!(exec.runs_of("a").len(), 2, "retried as a retryable failure");
+    let leg = &r.step("a").unwrap().legs[0];
+    assert_eq!(leg.outcome, meridian_engine::Outcome::Failure);
+    assert!(
+        leg.error
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("cancelled outside this run")),
+        "{leg:?}"
+    );
+    assert!(exec.runs_of("b").is_empty());
+}

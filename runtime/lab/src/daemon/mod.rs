@@ -567,6 +567,10 @@ impl Lab {
         for r in &mut self.regions {
             r.gateway.stop(false).await;
             r.upstream.stop().await;
+            // `lab status` of a stopped lab said each region was still up.
+            if r.status == RegionStatus::Up {
+                r.status = RegionStatus::Stopped;
+            }
         }
         let clusters: Vec<_> = self.regions.iter().rev().map(|r| r.pg.clone()).collect();
         let pdns = self.pdns.take();
