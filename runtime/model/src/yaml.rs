@@ -247,6 +247,15 @@ pub(crate) fn parse(file: &str, map: &SourceMap<'_>) -> Result<Option<Node>, Vec
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { entries, key, .. }) => match key.take() {
+                // A plain `<<` key is YAML 1.1's merge key: not part of YAML 1.2, and taken as
+                // a key named `<<` it was reported as an unknown key far from the cause.
+                None if matches!(&node.kind, NodeKind::Scalar(Scalar::Str(k, true)) if k == "<<") =>
+                {
+                    return Err(err(
+                        node.span,
+                        "merge keys (`<<: *anchor`) are not supported (YAML 1.2 has none): write the keys out, or alias a whole value (`key: *anchor`)".into(),
+                    ));
+                }
                 None => *key = Some(node),
                 Some(k) => entries.push((k, node)),
             },

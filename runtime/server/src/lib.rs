@@ -17,6 +17,7 @@ mod gates;
 mod git;
 pub mod metrics;
 pub mod notify;
+mod pauses;
 mod readiness;
 mod runs;
 mod schedule;

@@ -113,6 +113,19 @@ impl Server {
                 "the server is shutting down and starts no new runs",
             ));
         }
+        // A key this server has not seen may have started a run through another server of the
+        // journal (a retry a load balancer sent elsewhere): learned from the journal first.
+        if let Some(key) = &req.idempotency_key {
+            let known = self.idempotency.lock().unwrap().get(key).is_some();
+            if !known && let Some(k) = self.key_in_journal(key, &req.workflow) {
+                self.idempotency
+                    .lock()
+                    .unwrap()
+                    .0
+                    .entry(key.clone())
+                    .or_insert(k);
+            }
+        }
         // One lock for the check and the insert: two requests with one key start one run.
         let mut keys = self.idempotency.lock().unwrap();
         if let Some(key) = &req.idempotency_key
@@ -498,6 +511,35 @@ impl Server {
 
     /// At start-up: the `Idempotency-Key`s of the runs started in the last 24 hours (of the
     /// latest 1,000), so a request retried across a restart still starts one run.
+    /// The run of `workflow` that `key` started in the last 24 h, from the journal (one indexed
+    /// query for the workflow's recent runs, then their records). A run of another workflow
+    /// with the key is not found here: the key then starts a new run (its mismatch is said
+    /// only by the server that took the key).
+    fn key_in_journal(&self, key: &str, workflow: &str) -> Option<Keyed> {
+        let journal = self.runner.journal();
+        let now = now_ms();
+        let query = meridian_store::RunQuery {
+            workflow: Some(workflow.to_string()),
+            since_ms: Some(now - IDEMPOTENCY_TTL.as_millis() as i64),
+            limit: 1000,
+            ..meridian_store::RunQuery::default()
+        };
+        let page = journal.query_runs(&query).ok()?;
+        page.runs.into_iter().find_map(|s| {
+            let (record, _) = journal.run(&s.id).ok()?;
+            (record.settings.idempotency_key.as_deref() == Some(key)).then(|| Keyed {
+                run: s.id.clone(),
+                at: Instant::now()
+                    .checked_sub(Duration::from_millis(
+                        now.saturating_sub(s.created_at_ms).max(0) as u64,
+                    ))
+                    .unwrap_or_else(Instant::now),
+                what: (record.workflow.clone(), record.mode),
+                inputs: None,
+            })
+        })
+    }
+
     pub(crate) fn remember_idempotency_keys(&self) -> Result<usize, ApiError> {
         let journal = self.runner.journal();
         let now = now_ms();

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::Server;
 use crate::api::ApiError;
-use crate::notify::Note;
+use crate::pauses::resume_hint;
 use crate::runs::StartRequest;
 
 /// One schedule and where it stands.
@@ -224,7 +224,7 @@ impl Sched {
     }
 
     /// What is saved of it in the journal.
-    fn state(&self) -> ScheduleState {
+    pub(crate) fn state(&self) -> ScheduleState {
         ScheduleState {
             schedule: self.spec.id.clone(),
             paused: self.paused.clone(),
@@ -233,7 +233,7 @@ impl Sched {
     }
 
     /// Sets the next tick after `after`, with this tick's jitter.
-    fn arm(&mut self, after: DateTime<Utc>) {
+    pub(crate) fn arm(&mut self, after: DateTime<Utc>) {
         if self.spec.error.is_some() {
             self.next = None;
             self.fire_at = None;
@@ -708,87 +708,6 @@ impl Server {
         }
     }
 
-    fn pause_if_failing(&self, s: &mut Sched) -> Option<Note> {
-        let n = self.config.pause_after_failures;
-        if s.failures < n || s.paused.is_some() {
-            return None;
-        }
-        let why = format!(
-            "paused after {n} consecutive failed runs (last: {})",
-            s.last_result.as_deref().unwrap_or("-"),
-        );
-        s.paused = Some(why.clone());
-        self.metrics.schedule_paused(&s.spec.id, true);
-        Some(Note::schedule(
-            "schedule.paused",
-            &s.spec.workflow,
-            &s.spec.id,
-            &format!("{why}; resume it: {}", resume_hint(&s.spec.id)),
-        ))
-    }
-
-    /// Pauses (`by` a person) or resumes a schedule.
-    pub fn set_paused(&self, id: &str, by: Option<&str>) -> Result<ScheduleInfo, ApiError> {
-        let (info, state) = {
-            let mut scheds = self.schedules.lock().unwrap();
-            let s = scheds
-                .get_mut(id)
-                .ok_or_else(|| ApiError::not_found(format!("no schedule `{id}`")))?;
-            match by {
-                Some(who) => s.paused = Some(format!("paused by {who}")),
-                None => {
-                    s.paused = None;
-                    s.failures = 0;
-                    s.arm(Utc::now());
-                }
-            }
-            self.metrics.schedule_paused(id, s.paused.is_some());
-            (s.info(), s.state())
-        };
-        // A pause that a restart would forget is not a pause: refused when it cannot be saved.
-        self.runner
-            .journal()
-            .save_schedule(&state)
-            .map_err(|e| ApiError::from_store(&e))?;
-        Ok(info)
-    }
-
-    /// Every schedule's saved state, by id (none when the journal does not answer: said).
-    fn saved_schedules(&self) -> BTreeMap<String, ScheduleState> {
-        match self.runner.journal().schedules() {
-            Ok(all) => all.into_iter().map(|s| (s.schedule.clone(), s)).collect(),
-            Err(e) => {
-                tracing::warn!("cannot read the schedules' saved pauses from the journal: {e}");
-                BTreeMap::new()
-            }
-        }
-    }
-
-    /// Takes schedule `id`'s pause and failures from the journal, where another server sharing
-    /// it (or this one, before a restart) may have changed them.
-    pub(crate) fn refresh_schedule(&self, id: &str) {
-        let saved = self.saved_schedules();
-        let mut scheds = self.schedules.lock().unwrap();
-        if let (Some(s), Some(st)) = (scheds.get_mut(id), saved.get(id))
-            && (s.paused != st.paused || s.failures != st.failures)
-        {
-            let resumed = s.paused.is_some() && st.paused.is_none();
-            s.paused.clone_from(&st.paused);
-            s.failures = st.failures;
-            if resumed {
-                s.arm(Utc::now());
-            }
-            self.metrics.schedule_paused(id, s.paused.is_some());
-        }
-    }
-
-    /// Saves a schedule's state; a failure is logged (the state in memory goes on).
-    fn save_schedule(&self, state: &ScheduleState) {
-        if let Err(e) = self.runner.journal().save_schedule(state) {
-            tracing::warn!(schedule = %state.schedule, "cannot save the schedule's pause and failures: {e}");
-        }
-    }
-
     pub fn schedule_infos(&self) -> Vec<ScheduleInfo> {
         self.schedules
             .lock()
@@ -803,21 +722,6 @@ impl Server {
 fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::Timelike;
     t.with_nanosecond(0).unwrap_or(t)
-}
-
-/// How to resume a paused schedule, as a request that works when typed: the id percent-encoded
-/// (`dr-drill#0` is `dr-drill%230`; a bare `#` starts the URL's fragment, and curl sends the path
-/// without it).
-fn resume_hint(id: &str) -> String {
-    let mut path = String::new();
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            path.push(b as char);
-        } else {
-            path.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("POST /api/v1/schedules/{path}/resume")
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Unit tests of `schedule.rs`: cron specs, time zones, catch-up.
 
 use super::*;
+use crate::pauses::resume_hint;
 
 fn spec(cron: &str, tz: Option<&str>) -> Spec {
     Spec {

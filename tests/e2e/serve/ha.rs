@@ -161,7 +161,23 @@ fn a_draining_server_keeps_its_runs_leases_until_they_end() {
     let _workers = one_worker(&db, &s);
     let mut a = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
     let b = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
-    let id = start(&a, "slow");
+    // Started with an Idempotency-Key; the same request retried through the other server (a
+    // load balancer's choice) finds that run: the key is read from the shared journal (each
+    // server knew only the keys it took, and the retry started a second run).
+    let key = [("Idempotency-Key", "deploy-7")];
+    let body = Some(json!({"workflow": "slow"}));
+    let (id, again) = rt().block_on(async {
+        let (code, first) =
+            call_with("POST", &a.url("/api/v1/runs"), None, body.clone(), &key).await;
+        assert_eq!(code, 202, "{first}");
+        let (code, again) = call_with("POST", &b.url("/api/v1/runs"), None, body, &key).await;
+        assert_eq!(code, 202, "{again}");
+        (
+            first["id"].as_str().unwrap().to_string(),
+            again["id"].clone(),
+        )
+    });
+    assert_eq!(again, id.as_str());
     std::thread::sleep(Duration::from_millis(500));
     let exited = a.terminate(Duration::from_secs(30));
     assert!(

@@ -1,0 +1,116 @@
+//! Schedules' pauses: after N failed runs in a row, or by a person (`POST …/pause|resume`),
+//! saved in the journal at every change so a restart and every server sharing the journal keep
+//! them (each tick reads them again before it fires).
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use meridian_store::ScheduleState;
+
+use crate::Server;
+use crate::api::ApiError;
+use crate::notify::Note;
+use crate::schedule::{Sched, ScheduleInfo};
+
+impl Server {
+    pub(crate) fn pause_if_failing(&self, s: &mut Sched) -> Option<Note> {
+        let n = self.config.pause_after_failures;
+        if s.failures < n || s.paused.is_some() {
+            return None;
+        }
+        let why = format!(
+            "paused after {n} consecutive failed runs (last: {})",
+            s.last_result.as_deref().unwrap_or("-"),
+        );
+        s.paused = Some(why.clone());
+        self.metrics.schedule_paused(&s.spec.id, true);
+        Some(Note::schedule(
+            "schedule.paused",
+            &s.spec.workflow,
+            &s.spec.id,
+            &format!("{why}; resume it: {}", resume_hint(&s.spec.id)),
+        ))
+    }
+
+    /// Pauses (`by` a person) or resumes a schedule.
+    pub fn set_paused(&self, id: &str, by: Option<&str>) -> Result<ScheduleInfo, ApiError> {
+        let (info, state, before) = {
+            let mut scheds = self.schedules.lock().unwrap();
+            let s = scheds
+                .get_mut(id)
+                .ok_or_else(|| ApiError::not_found(format!("no schedule `{id}`")))?;
+            let before = (s.paused.clone(), s.failures, s.next, s.fire_at);
+            match by {
+                Some(who) => s.paused = Some(format!("paused by {who}")),
+                None => {
+                    s.paused = None;
+                    s.failures = 0;
+                    s.arm(Utc::now());
+                }
+            }
+            self.metrics.schedule_paused(id, s.paused.is_some());
+            (s.info(), s.state(), before)
+        };
+        // A pause that a restart would forget is not a pause: refused when it cannot be saved,
+        // and the schedule left as it was (a refused resume showed the schedule armed).
+        if let Err(e) = self.runner.journal().save_schedule(&state) {
+            if let Some(s) = self.schedules.lock().unwrap().get_mut(id) {
+                (s.paused, s.failures, s.next, s.fire_at) = before;
+                self.metrics.schedule_paused(id, s.paused.is_some());
+            }
+            return Err(ApiError::from_store(&e));
+        }
+        Ok(info)
+    }
+
+    /// Every schedule's saved state, by id (none when the journal does not answer: said).
+    pub(crate) fn saved_schedules(&self) -> BTreeMap<String, ScheduleState> {
+        match self.runner.journal().schedules() {
+            Ok(all) => all.into_iter().map(|s| (s.schedule.clone(), s)).collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the schedules' saved pauses from the journal: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Takes schedule `id`'s pause and failures from the journal, where another server sharing
+    /// it (or this one, before a restart) may have changed them.
+    pub(crate) fn refresh_schedule(&self, id: &str) {
+        let saved = self.saved_schedules();
+        let mut scheds = self.schedules.lock().unwrap();
+        if let (Some(s), Some(st)) = (scheds.get_mut(id), saved.get(id))
+            && (s.paused != st.paused || s.failures != st.failures)
+        {
+            let resumed = s.paused.is_some() && st.paused.is_none();
+            s.paused.clone_from(&st.paused);
+            s.failures = st.failures;
+            if resumed {
+                s.arm(Utc::now());
+            }
+            self.metrics.schedule_paused(id, s.paused.is_some());
+        }
+    }
+
+    /// Saves a schedule's state; a failure is logged (the state in memory goes on).
+    pub(crate) fn save_schedule(&self, state: &ScheduleState) {
+        if let Err(e) = self.runner.journal().save_schedule(state) {
+            tracing::warn!(schedule = %state.schedule, "cannot save the schedule's pause and failures: {e}");
+        }
+    }
+}
+
+/// How to resume a paused schedule, as a request that works when typed: the id percent-encoded
+/// (`dr-drill#0` is `dr-drill%230`; a bare `#` starts the URL's fragment, and curl sends the path
+/// without it).
+pub(crate) fn resume_hint(id: &str) -> String {
+    let mut path = String::new();
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("POST /api/v1/schedules/{path}/resume")
+}
