@@ -36,7 +36,7 @@ pub fn resolve(
                     out.insert(name.clone(), d.clone());
                 }
                 None if def.required => errors.push(format!(
-                    "input `{name}` is required: pass --input {name}=<{}>",
+                    "input `{name}` is required: give it (`--input {name}=<{}>`, or `\"inputs\": {{\"{name}\": …}}` in an API request, or a server's inputs file)",
                     type_name(def.ty)
                 )),
                 None => {

@@ -45,7 +45,7 @@ pub fn load(wf: &Workflow, file: Option<&Path>) -> Result<BTreeMap<String, Strin
                 out.insert(s.value.clone(), v);
             }
             None => missing.push(format!(
-                "secret `{}` has no value: export {env}=… or put `{}=…` in --secrets-file",
+                "secret `{}` has no value: set {env} in the environment, or put `{}=…` in the secrets file (`--secrets-file`; a server's `secrets-file`)",
                 s.value, s.value
             )),
         }

@@ -100,7 +100,7 @@ impl Server {
                 if let Some(key) = &key {
                     self.idempotency.lock().unwrap().0.remove(key);
                 }
-                Err(ApiError::bad_request(e))
+                Err(ApiError::bad_request(one_line(&e)))
             }
             Err(_) => Err(ApiError::internal("the run's task ended before it started")),
         }
@@ -173,7 +173,7 @@ impl Server {
         let given = req.inputs;
         raw.extend(given.clone());
         meridian_runner::check_inputs(&loaded.workflow, &raw)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| ApiError::bad_request(one_line(&e.to_string())))?;
         let run_id = meridian_runner::new_run_id();
         let idempotency_key = req.idempotency_key;
         if let Some(key) = &idempotency_key {
@@ -712,6 +712,12 @@ fn with_errors(f: &Finished) -> String {
         true => r.message.clone(),
         false => format!("{} ({})", r.message, why.join("; ")),
     }
+}
+
+/// The runner's several errors (one per line, `error: ` before each after the first, as a
+/// terminal shows them) as one message of the API.
+fn one_line(message: &str) -> String {
+    message.replace("\nerror: ", "; ")
 }
 
 pub(crate) fn waiting_gates<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<String> {
