@@ -39,7 +39,9 @@ fn up_after_down_starts_again_and_status_reports_what_is_down() {
 
     // A region down: status says which and exits 1.
     expect_code(&lab(&["region", "us", "kill"]), 0);
-    let (_, err) = expect_code(&lab(&["status"]), 1);
+    let (out, err) = expect_code(&lab(&["status"]), 1);
+    // Not "Ready" beside its problems.
+    assert!(out.contains("lab Degraded"), "{out}");
     assert!(err.contains("region us is killed"), "{err}");
     assert!(
         err.contains("region us: PostgreSQL is not running"),

@@ -68,10 +68,15 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
                 message.push_str("\n  ");
                 message.push_str(p);
             }
-            message.push_str(
-                "\n  = help: `meridian lab region NAME start` brings a region back; \
-                 `meridian lab down` then `meridian lab up` starts a fresh lab",
-            );
+            message.push_str(match state.status {
+                meridian_lab::LabStatus::Stopped | meridian_lab::LabStatus::Failed => {
+                    "\n  = help: `meridian lab up` starts it again"
+                }
+                _ => {
+                    "\n  = help: `meridian lab region NAME start` brings a region back; \
+                     `meridian lab down` then `meridian lab up` starts a fresh lab"
+                }
+            });
             Err(Exit {
                 code: exit::FAILED,
                 message,
@@ -335,7 +340,12 @@ fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
             problems.join("; ")
         ),
     };
-    outln!("lab {:?} in {}{health}", state.status, state.dir.display())?;
+    // "Ready" is the lab's own start-up state: with something down it reads as a contradiction.
+    let status = match (state.status, problems.is_empty()) {
+        (meridian_lab::LabStatus::Ready, false) => "Degraded".to_string(),
+        (s, _) => format!("{s:?}"),
+    };
+    outln!("lab {status} in {}{health}", state.dir.display())?;
     outln!("  control API  {}", state.control_url)?;
     for r in &state.regions {
         outln!(

@@ -348,6 +348,11 @@ impl Inner {
     }
 
     async fn execute(self: Arc<Self>, req: StepRequest) -> Result<StepResult, AttemptError> {
+        // Driving the run again (it was taken back): its attempts are this process's again.
+        self.abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req.run_id);
         let row = encode_request(&req, &self.key).map_err(StepError::Fatal)?;
         let request = row.request.to_string();
         // Queue (or re-attach). Connection trouble is retried; the engine's attempt timeout

@@ -409,6 +409,21 @@ impl LabState {
         {
             out.push("moto (Route 53) is not running".to_string());
         }
+        // Two writable-looking primaries: after a failover the old one must be fenced or
+        // rebuilt as a standby (`meridian lab region NAME rebuild-standby`).
+        let primaries: Vec<&str> = self
+            .regions
+            .iter()
+            .filter(|r| r.role == "primary" && r.postgres.running)
+            .map(|r| r.name.as_str())
+            .collect();
+        if primaries.len() > 1 {
+            out.push(format!(
+                "{} regions are primary ({}): no standby replicates, and a write to the wrong one is lost on failback; rebuild the old primary as a standby",
+                primaries.len(),
+                primaries.join(", ")
+            ));
+        }
         out
     }
 
@@ -539,6 +554,14 @@ mod tests {
             moto: None,
             processes: vec![],
         };
+        // Both primary: after a failover, the old primary not yet rebuilt as a standby.
+        let two = st.problems();
+        assert_eq!(two.len(), 1, "{two:?}");
+        assert!(
+            two[0].starts_with("2 regions are primary (eu, us)"),
+            "{two:?}"
+        );
+        st.regions[1].role = "standby".into();
         assert!(st.problems().is_empty());
         st.regions[0].status = RegionStatus::Killed;
         st.regions[0].postgres.running = false;
