@@ -72,7 +72,9 @@ impl DistError {
     /// statement.
     pub fn is_connection(&self) -> bool {
         match self {
-            DistError::Connect { .. } | DistError::Disconnected(_) => true,
+            DistError::Connect { .. } | DistError::Disconnected(_) | DistError::Stalled { .. } => {
+                true
+            }
             DistError::Db { source, .. } => is_connection_error(source),
             _ => false,
         }

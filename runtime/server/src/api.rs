@@ -92,6 +92,9 @@ impl ApiError {
     pub fn from_store(e: &StoreError) -> ApiError {
         if e.is_not_found() {
             Self::not_found(e.to_string())
+        } else if e.is_unavailable() {
+            // As `/readyz` says: the journal is down, try again (it was a 500).
+            Self::unavailable(format!("the journal cannot be reached: {e}"))
         } else {
             Self::internal(e.to_string())
         }

@@ -555,11 +555,20 @@ pub enum StoreError {
     /// Another backend (PostgreSQL) failed; the text names the server and the operation.
     #[error("{0}")]
     Backend(String),
+    /// The store cannot be reached now (its connection is down or does not answer): worth
+    /// trying again later, unlike [`StoreError::Backend`].
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
     /// Whether the error is the caller's (an unknown run id) rather than the store's.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NoSuchRun(_))
+    }
+
+    /// Whether the store could not be reached (a retry later may succeed).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }

@@ -531,6 +531,7 @@ struct RawLeg {
 fn store_err(e: DistError) -> StoreError {
     match e {
         DistError::NoSuchRun(id) => StoreError::NoSuchRun(id),
+        e if e.is_connection() => StoreError::Unavailable(e.to_string()),
         other => StoreError::Backend(other.to_string()),
     }
 }
@@ -706,5 +707,26 @@ impl Journal for PgJournal {
     fn prune(&self, older_than: std::time::Duration) -> Result<usize, StoreError> {
         let ms = older_than.as_millis().min(i64::MAX as u128) as i64;
         self.prune_runs(ms).map_err(store_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that cannot be reached is "unavailable" (the API answers 503, as `/readyz`),
+    /// not a failure of the store (500).
+    #[test]
+    fn connection_failures_are_unavailable_the_rest_backend_errors() {
+        let down = store_err(DistError::Disconnected("postgres://m@db:5432/s".into()));
+        assert!(down.is_unavailable(), "{down}");
+        let stalled = store_err(DistError::Stalled {
+            target: "postgres://m@db:5432/s".into(),
+            after: std::time::Duration::from_secs(10),
+        });
+        assert!(stalled.is_unavailable(), "{stalled}");
+        let other = store_err(DistError::Config("bad".into()));
+        assert!(!other.is_unavailable() && !other.is_not_found(), "{other}");
+        assert!(store_err(DistError::NoSuchRun("r".into())).is_not_found());
     }
 }
