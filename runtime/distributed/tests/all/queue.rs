@@ -329,6 +329,46 @@ async fn dropped_attempts_are_cancelled_and_rearmed_on_request() {
     assert_eq!(runs.iter().filter(|e| e.key == "r/idle").count(), 1);
 }
 
+/// A run another coordinator took over (`Executor::abandon`): the attempts this process drops
+/// for it leave their tasks to the new driver. Dropping them cancelled the task the new driver
+/// had re-attached to, and its run ended with the step cancelled (then "succeeded").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_runs_dropped_attempts_leave_their_tasks() {
+    let Some(pg) = Pg::start() else { return };
+    let key = TaskKey::generate();
+    let stale = PgQueue::connect(&pg.dsn(), key.clone(), queue_opts())
+        .await
+        .unwrap();
+    let req = request("r/kept", "test-ok", json!({}));
+    let waiting = tokio::spawn({
+        let (stale, req) = (stale.clone(), req.clone());
+        async move { stale.execute(req).await }
+    });
+    wait_until("the task to be queued", Duration::from_secs(10), || {
+        pg.sql("SELECT state FROM meridian.tasks WHERE idempotency_key = 'r/kept'") == "ready"
+    })
+    .await;
+    // Its lease was lost: the run is abandoned, then the run's task dropped (`abort`).
+    stale.abandon(&req.run_id);
+    waiting.abort();
+    let _ = waiting.await;
+    stale.settle().await;
+    assert_eq!(
+        pg.sql("SELECT state, cancel FROM meridian.tasks WHERE idempotency_key = 'r/kept'"),
+        "ready|f",
+        "the abandoned attempt cancelled the task"
+    );
+    // The new driver re-attaches and gets the step's result from a worker.
+    let driver = PgQueue::connect(&pg.dsn(), key.clone(), queue_opts())
+        .await
+        .unwrap();
+    let workers = InProc::start(&pg, &["w1"], &key, fast_opts()).await;
+    let out = driver.execute(req).await.unwrap();
+    assert_eq!(out.output, json!({"echo": {}}));
+    workers.stop().await;
+    assert_eq!(pg.sql("SELECT count(*) FROM meridian.tasks"), "1");
+}
+
 /// A worker with another task key leaves tasks to the workers that can open them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_only_claim_tasks_sealed_with_their_key() {
