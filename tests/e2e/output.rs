@@ -14,7 +14,7 @@ fn steps_show_prints_a_summary_and_json_prints_the_schema() {
         "{out}"
     );
     assert!(
-        out.contains("connection") && out.contains("string, required"),
+        out.contains("connection") && out.contains("string (required)"),
         "{out}"
     );
     assert!(out.contains("grants it needs:\n  sql "), "{out}");

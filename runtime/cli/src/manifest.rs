@@ -81,10 +81,11 @@ fn fields(out: &mut String, schema: &Json, inputs: bool) {
     for (name, prop) in props {
         let mut ty = type_of(prop, schema);
         if inputs {
+            // In brackets: after "one of: a, b" a bare ", required" read as one more value.
             if required.contains(&name.as_str()) {
-                ty.push_str(", required");
+                ty.push_str(" (required)");
             } else if let Some(d) = prop.get("default") {
-                let _ = write!(ty, ", default {d}");
+                let _ = write!(ty, " (default {d})");
             }
         }
         let desc = prop
@@ -204,8 +205,8 @@ mod tests {
         .unwrap();
         let s = summary(&m, "probe");
         assert!(!s.contains('\x1b'), "{s}");
-        assert!(s.contains("url    string, required"), "{s}");
-        assert!(s.contains("tries  integer, default 3"), "{s}");
+        assert!(s.contains("url    string (required)"), "{s}");
+        assert!(s.contains("tries  integer (default 3)"), "{s}");
         // The second line of a description stays under the first.
         assert!(s.contains("What to GET.\n           Second line."), "{s}");
         assert!(s.contains("http     the probed URL"), "{s}");
