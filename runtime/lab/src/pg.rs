@@ -276,6 +276,19 @@ impl PgCluster {
         self.server.as_ref().is_some_and(Supervised::is_running)
     }
 
+    /// Whether the data directory starts as a standby (`standby.signal`).
+    pub fn is_standby_on_disk(&self) -> bool {
+        self.data_dir.join("standby.signal").exists()
+    }
+
+    /// Makes the cluster start read-only, as `db-postgres fence` would (`ALTER SYSTEM SET
+    /// default_transaction_read_only = on`, written before the start so no session ever
+    /// writes; `ALTER SYSTEM RESET` undoes it).
+    pub fn fence_on_disk(&self) -> Result<(), LabError> {
+        let path = self.data_dir.join("postgresql.auto.conf");
+        append(&path, "default_transaction_read_only = 'on'\n")
+    }
+
     /// Starts the server (no-op when it already runs) and waits until it accepts connections.
     /// Fails with the tail of the log if it exits or is not ready within 90 s.
     pub fn start(&mut self) -> Result<(), LabError> {

@@ -135,7 +135,34 @@ pub(crate) fn run(
 
 /// Undoes `fence`: resets the setting and reloads. An unreachable server is only an error when
 /// this run fenced it (the reset must not be skipped); otherwise there is nothing to undo.
+///
+/// With `standby` (the server a failover promotes after the fence): not undone once that
+/// standby is a primary. A run that failed after its promotion (a DNS change, a config push)
+/// used to unfence the old primary beside the promoted one: two writable primaries, writes
+/// accepted on both (the same ids given twice). It fails instead, saying why — the run's
+/// message then names the compensation that failed — and the old primary stays fenced.
 pub(crate) fn compensate(ctx: &Ctx, input: &DatabaseInput, clock: &dyn Clock) -> Result<(), Error> {
+    if let Some(standby) = input.standby.as_deref() {
+        let other = Conn::new(ctx, standby);
+        match other.try_query(SQL_PROBE, &[]) {
+            Ok(rows)
+                if crate::pg::rows(&rows)
+                    .next()
+                    .and_then(|r| r.bool("in_recovery"))
+                    == Some(false) =>
+            {
+                return Err(Error::fatal(format!(
+                    "`{}` stays fenced: `{standby}` was promoted since, and unfencing would make two writable primaries; rebuild `{}` as a standby of `{standby}` (or fence `{standby}` and unfence `{}` by hand)",
+                    input.connection, input.connection, input.connection
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => ctx.log.warn(&format!(
+                "cannot tell whether `{standby}` was promoted ({e}); unfencing `{}` as asked",
+                input.connection
+            )),
+        }
+    }
     let conn = Conn::new(ctx, &input.connection);
     let key = kv_key(conn.name);
     let fenced_by_us = ctx.kv().get_json::<Fenced>(&key)?.is_some_and(|f| f.fenced);

@@ -59,7 +59,8 @@ pub struct DatabaseInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
     /// The connection of the standby / subscriber (`setup-logical`: where the subscription is
-    /// created).
+    /// created). `fence`: the standby a failover promotes next; the fence is then not undone
+    /// by compensation once that standby is a primary (two writable primaries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<String>,
     /// Publication name (`setup-logical`).

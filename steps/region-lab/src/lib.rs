@@ -303,7 +303,11 @@ fn change(
     let before = lab.status()?;
     let region = before.region(name)?;
     let mut out = RegionOutput::new(VENDOR, input, env.clock.now_unix_ms());
-    let at = if done.contains(&region.status.as_str()) {
+    // A region up with a fault still injected (`data-plane-down`, `replication-cut`) is not
+    // started yet: the lab's start also clears its faults (a failback after such a drill
+    // went on with the home region's data plane down).
+    let faulted = verb == "start" && !region.faults.is_empty();
+    let at = if done.contains(&region.status.as_str()) && !faulted {
         env.log.info(&format!(
             "region {name} is already {}; nothing to {verb}",
             region.status

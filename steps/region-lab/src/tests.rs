@@ -555,3 +555,43 @@ fn manifest_declares_the_http_grant_and_schemas() {
         m.input_schema.contains("min_capacity") && m.output_schema.contains("capacity_ready_at_ms")
     );
 }
+
+/// A region up with a fault still injected is started (the lab's start clears its faults):
+/// "already up; nothing to start" skipped it, and a failback went on with the home region's
+/// data plane down.
+#[test]
+fn start_of_an_up_region_with_a_fault_posts_start() {
+    let faulted = Cell::new(true);
+    let doc = |faulted: bool| {
+        let faults = if faulted {
+            json!(["data-plane-down"])
+        } else {
+            json!([])
+        };
+        json!({"status": "ready", "control_url": BASE, "regions": [{
+            "name": "eu", "ip": "127.0.0.2", "role": "primary", "status": "up", "faults": faults,
+            "postgres": {"port": 5432, "running": true, "in_recovery": false},
+            "gateway": {"serving": true, "ready": true, "capacity": 1, "instances_ready": 1,
+                        "instances": [{"id": 1, "ready_url": "http://127.0.0.2:9000/status/ready", "status": "ready"}]}}]})
+        .to_string()
+    };
+    let http = FakeTransport::new(|r| {
+        if r.method == "POST" {
+            faulted.set(false);
+        }
+        Ok(Response::new(200, doc(faulted.get())))
+    });
+    let clock = FakeClock::at(1_000);
+    let memo = MapMemo::default();
+    let out = run_with(&http, &clock, &memo, &input("start", "eu"), false).unwrap();
+    assert!(out.changed, "{out:?}");
+    assert!(
+        http.lines()
+            .contains(&format!("POST {BASE}/regions/eu/start")),
+        "{:?}",
+        http.lines()
+    );
+    // Started and fault-free: a second start is a no-op.
+    let again = run_with(&http, &clock, &memo, &input("start", "eu"), false).unwrap();
+    assert!(!again.changed, "{again:?}");
+}

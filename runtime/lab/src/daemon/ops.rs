@@ -14,6 +14,11 @@ use crate::state::{API_RECORD, RegionStatus, ZONE};
 impl Lab {
     /// "kill" / "stop" / "start" of one region.
     pub(super) async fn region_op(&mut self, idx: usize, action: &str) -> Result<(), LabError> {
+        // The other regions' clusters: a start checks whether one of them is a primary now.
+        let others: Vec<_> = (0..self.regions.len())
+            .filter(|&i| i != idx)
+            .map(|i| self.regions[i].pg.clone())
+            .collect();
         let r = &mut self.regions[idx];
         let pg = r.pg.clone();
         match action {
@@ -45,8 +50,23 @@ impl Lab {
                 }
                 let r = &mut self.regions[idx];
                 let conninfo = r.saved_conninfo.take();
+                let name = r.name.clone();
                 blocking(move || {
                     let mut pg = pg.lock().unwrap_or_else(|p| p.into_inner());
+                    // An old primary brought back after a failover starts fenced (read-only
+                    // from its first connection): it started writable, took writes beside the
+                    // promoted one, and its rebuild as a standby then threw them away.
+                    let another_primary = others.iter().any(|o| {
+                        let o = o.lock().unwrap_or_else(|p| p.into_inner());
+                        o.is_running() && o.is_in_recovery().ok() == Some(false)
+                    });
+                    if another_primary && !pg.is_standby_on_disk() {
+                        pg.fence_on_disk()?;
+                        tracing::warn!(
+                            region = %name,
+                            "another region is primary: this one starts fenced (default_transaction_read_only); rebuild it as a standby"
+                        );
+                    }
                     pg.start()?;
                     if let Some(c) = conninfo {
                         restore_replication(&pg, &c)?;

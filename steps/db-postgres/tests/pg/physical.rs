@@ -190,7 +190,25 @@ fn failover_fence_promote_probe_and_unfence() {
     .unwrap();
     assert_eq!((st.role, st.timeline), (Some(Role::Primary), Some(2)));
 
-    // Compensation unfences the old primary.
+    // Told which standby the failover promotes, compensation does not unfence the old primary
+    // beside the promoted one (two writable primaries): it fails saying so, eu stays fenced.
+    let e = compensate(
+        &h,
+        "fence",
+        json!({"action": "fence", "connection": "eu", "standby": "us"}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("`eu` stays fenced: `us` was promoted"),
+        "{e}"
+    );
+    assert_eq!(
+        eu.value("SHOW default_transaction_read_only").as_deref(),
+        Some("on")
+    );
+
+    // Without it (by hand, knowing what it does), compensation unfences the old primary.
     compensate(&h, "fence", json!({"action": "fence", "connection": "eu"})).unwrap();
     assert_eq!(
         eu.value("SHOW default_transaction_read_only").as_deref(),
