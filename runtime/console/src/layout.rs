@@ -106,5 +106,16 @@ pub(crate) fn page(title: &str, shell: Shell<'_>, current: &str, body: &Markup) 
 
 /// A status word as a badge.
 pub(crate) fn badge(word: &str) -> Markup {
-    html! { span class={"badge " (word)} { (word) } }
+    // The class is one word of a fixed vocabulary, never text as given: a schedule's last
+    // result (a step's error inside) put every word of it in the class list — `succeeded`
+    // coloured a failure green, `skip` moved the badge off screen.
+    let class = if word.len() <= 24
+        && !word.is_empty()
+        && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+    {
+        word
+    } else {
+        "other"
+    };
+    html! { span class={"badge " (class)} { (crate::fmt::clean(word)) } }
 }

@@ -355,3 +355,29 @@ fn the_overview_shows_drift_and_the_followed_branch_escaped() {
     );
     assert!(!html.contains("<script>x"), "{html}");
 }
+
+/// A badge's class is one word of a fixed shape, never text as given: a schedule's last result
+/// (a step's error in it) put each of its words in the class list.
+#[test]
+fn a_badge_class_is_never_text_as_given() {
+    let html = crate::layout::badge("failed: succeeded skip").into_string();
+    assert!(html.starts_with("<span class=\"badge other\">"), "{html}");
+    let html = crate::layout::badge("awaiting-approval").into_string();
+    assert!(
+        html.starts_with("<span class=\"badge awaiting-approval\">"),
+        "{html}"
+    );
+    let word = crate::pages::result_word;
+    assert_eq!(word(Some("run r1: failed: boom succeeded skip")), "failed");
+    assert_eq!(word(Some("run r1: succeeded")), "succeeded");
+    assert_eq!(
+        word(Some("could not start a run: secret `X` has no value")),
+        "failed"
+    );
+    assert_eq!(
+        word(Some("tick skipped: run r2 was still going")),
+        "skipped"
+    );
+    assert_eq!(word(Some("run r1: timed-out: after 10m")), "timed-out");
+    assert_eq!(word(None), "running");
+}
