@@ -300,6 +300,16 @@ fn the_command_a_waiting_run_prints_resumes_it() {
     let id = words[1];
     let (shown, _) = expect_code(&s.run(&["--state-dir", "elsewhere", "runs", "show", id]), 0);
     assert!(shown.contains(&want), "{shown}");
+    // A resume without the file says which file the run was started with.
+    let (_, err) = expect_code(&s.run(&["--state-dir", "elsewhere", "resume", id]), 2);
+    assert!(
+        err.contains("secret `TOKEN` has no value")
+            && err.contains(&format!(
+                "was started with --secrets-file {}",
+                secrets.display()
+            )),
+        "{err}"
+    );
     let (out, _) = expect_code(&s.run(&words), 0);
     assert!(out.contains("succeeded"), "{out}");
 }

@@ -108,10 +108,21 @@ impl<'a> LabGuard<'a> {
             .args(["--secrets-file", &self.secrets(), "--json"])
             .args(extra);
         let out = cmd.output().expect("run meridian");
-        let (stdout, stderr) = expect_code(&out, 0);
+        // 6: the run succeeded and its drill did not meet every target (see the drill tests).
+        let code = if out.status.code() == Some(6) { 6 } else { 0 };
+        let (stdout, stderr) = expect_code(&out, code);
         let report: Value = serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("{verb} {name}: not JSON ({e}):\n{stdout}\n{stderr}"));
         assert_eq!(report["status"], "succeeded", "{verb} {name}:\n{stderr}");
+        assert_eq!(
+            code == 6,
+            report["drill"]["verdict"]
+                .as_str()
+                .is_some_and(|v| v != "met")
+                && verb == "run",
+            "exit {code} for drill {}",
+            report["drill"]
+        );
         (report, stderr)
     }
 }

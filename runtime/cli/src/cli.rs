@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 success; 1 a step (and so the run) failed; 2 invalid workflow or usage;
 /// 3 the run waits for an approval (`--approve STEP`); 4 the run timed out; 5 the state store or
-/// the host failed.
+/// the host failed; 6 the run succeeded but its drill missed a target or could not measure one.
 #[derive(Parser, Debug)]
 #[command(name = "meridian", version, about, long_about = None)]
 pub struct Cli {

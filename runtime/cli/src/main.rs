@@ -38,6 +38,8 @@ pub mod exit {
     pub const AWAITING_APPROVAL: u8 = 3;
     pub const TIMED_OUT: u8 = 4;
     pub const INTERNAL: u8 = 5;
+    /// The run succeeded, and its drill missed a target or could not measure one.
+    pub const DRILL_NOT_MET: u8 = 6;
 }
 
 /// An error that already knows its exit code; anything else is `INTERNAL`.

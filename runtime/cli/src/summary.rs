@@ -24,7 +24,15 @@ pub(crate) fn report(ctx: &Ctx, done: &Finished) -> anyhow::Result<u8> {
     } else {
         print_summary(&done.workflow, &done.report, done.drill.as_ref())?;
     }
+    // A drill that missed its targets (or could not measure them) is not a success to whatever
+    // watches the exit code (a scheduler, CI): it exited 0 with "run succeeded".
+    let drill_not_met = done.report.mode == Mode::Apply
+        && done
+            .drill
+            .as_ref()
+            .is_some_and(|d| d.verdict != meridian_runner::Overall::Met);
     Ok(match done.report.status {
+        RunStatus::Succeeded if drill_not_met => exit::DRILL_NOT_MET,
         RunStatus::Succeeded => exit::OK,
         RunStatus::Failed | RunStatus::Cancelled => exit::FAILED,
         RunStatus::AwaitingApproval => exit::AWAITING_APPROVAL,

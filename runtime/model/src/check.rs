@@ -279,6 +279,15 @@ impl Graph {
 
 const STEP_FIELDS: [&str; 4] = ["outputs", "outcome", "conclusion", "legs"];
 const RUN_FIELDS: [&str; 4] = ["id", "workflow", "mode", "started_at_ms"];
+/// The `drill:` block's targets as expressions see them (`null` when not set).
+pub(crate) const DRILL_FIELDS: [&str; 6] = [
+    "rto_ms",
+    "capacity_ms",
+    "rpo_ms",
+    "rpo_bytes",
+    "rpo_rows",
+    "downtime_ms",
+];
 
 /// "Does step i (transitively) need step j?", answered from a closure computed on first use
 /// (acyclic graphs) or from a walk per asking step (graphs with a cycle, already an error).
@@ -522,6 +531,18 @@ fn check_site(cx: &mut Cx<'_>, wf: &Workflow, anc: &mut Ancestors<'_>, site: &Si
                 let hint = suggest(name, wf.secrets.iter().map(|s| s.value.as_str()))
                     .or_else(|| Some(format!("add `{name}` to the top-level `secrets:` list")));
                 cx.error(at(cx, r), format!("undefined secret `{name}`"), hint);
+            }
+            "drill" if wf.drill.is_none() => {
+                cx.error(
+                    at(cx, r),
+                    format!("`drill.{name}`: the workflow has no `drill:` block"),
+                    Some("declare the targets under `drill:` (e.g. `drill: {rto: 60s}`)".into()),
+                );
+            }
+            "drill" if !DRILL_FIELDS.contains(&name) => {
+                let hint = suggest(name, DRILL_FIELDS)
+                    .or_else(|| Some(format!("`drill` has {}", DRILL_FIELDS.join(", "))));
+                cx.error(at(cx, r), format!("unknown field `drill.{name}`"), hint);
             }
             "run" if !RUN_FIELDS.contains(&name) => {
                 let hint = suggest(name, RUN_FIELDS)

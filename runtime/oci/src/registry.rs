@@ -81,7 +81,10 @@ fn registry_err<'a>(
             expected,
             actual,
         }) => OciError::DigestMismatch {
-            what: action,
+            // "the component", not "pulling the component of" (it read "for pulling … of of").
+            what: action
+                .trim_start_matches("pulling ")
+                .trim_end_matches(" of"),
             reference: r.to_string(),
             expected,
             actual,
@@ -107,6 +110,16 @@ pub async fn push(component: &[u8], target: &OciRef) -> Result<Pushed, OciError>
         return Err(OciError::NotAComponent(format!(
             "the file pushed to {target}"
         )));
+    }
+    // What `fetch` refuses is not pushed (it was, and every pull of it then failed).
+    if i64::try_from(component.len()).unwrap_or(i64::MAX) > MAX_COMPONENT_BYTES {
+        return Err(OciError::NotAStep {
+            reference: target.to_string(),
+            why: format!(
+                "the component is {} bytes (at most {MAX_COMPONENT_BYTES})",
+                component.len()
+            ),
+        });
     }
     let client = client_for(&target.registry);
     let creds = auth::credentials(&target.registry);
@@ -210,6 +223,16 @@ pub async fn fetch(
     let creds = auth::credentials(&r.registry);
     let reference = r.to_client();
     let mut from_cache = true;
+    // A registry the policy refuses is not asked for anything (its step used to be downloaded
+    // whole first, then refused).
+    if let Some(Requirement::Refused { rule }) = policy.map(|p| p.requirement(&r.scope())) {
+        return Err(OciError::Untrusted {
+            reference: r.scope(),
+            digest: manifest_digest,
+            rule,
+            why: "no rule of the policy covers this registry or namespace".into(),
+        });
+    }
 
     let manifest_bytes = match cache.get(&manifest_digest)? {
         Some(b) => b,
@@ -225,23 +248,8 @@ pub async fn fetch(
         }
     };
     let layer = wasm_layer(&r, &manifest_bytes)?;
-    let component = match cache.get(&layer.digest)? {
-        Some(b) => b,
-        None => {
-            from_cache = false;
-            let mut out = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
-            client
-                .pull_blob(&reference, &layer, &mut out)
-                .await
-                .map_err(registry_err(&r, "pulling the component of"))?;
-            check_digest("the component", &r, &layer.digest, &out)?;
-            cache.put(&layer.digest, &out)?;
-            out
-        }
-    };
-    if !is_component(&component) {
-        return Err(OciError::NotAComponent(r.to_string()));
-    }
+    // The signature, before the component is downloaded: it signs the manifest, which names
+    // the component's digest.
     let (signed_by, rule) = match policy.map(|p| p.requirement(&r.scope())) {
         None => (None, None),
         Some(Requirement::Nothing { rule }) => (None, rule),
@@ -265,6 +273,30 @@ pub async fn fetch(
             (Some(by), Some(rule))
         }
     };
+    let component = match cache.get(&layer.digest)? {
+        Some(b) => b,
+        None => {
+            from_cache = false;
+            // Read no more than the manifest declares (at most MAX_COMPONENT_BYTES): a
+            // registry, or anything between, that sends more was held whole in memory (2 GB
+            // for a layer declared 1 KB), its digest checked only afterwards.
+            let declared = usize::try_from(layer.size).unwrap_or(0);
+            let mut out = Capped {
+                buf: Vec::with_capacity(declared),
+                cap: declared,
+            };
+            client
+                .pull_blob(&reference, &layer, &mut out)
+                .await
+                .map_err(registry_err(&r, "pulling the component of"))?;
+            check_digest("the component", &r, &layer.digest, &out.buf)?;
+            cache.put(&layer.digest, &out.buf)?;
+            out.buf
+        }
+    };
+    if !is_component(&component) {
+        return Err(OciError::NotAComponent(r.to_string()));
+    }
     // Best effort: the list of pulled steps is a convenience, the blobs are what matter.
     let _ = cache.record_ref(&r.to_string());
     Ok(Fetched {
@@ -484,4 +516,41 @@ pub async fn sign_and_publish(
     let doc = sign::add_signature(existing.as_deref(), key, &r.scope(), digest)?;
     publish_signature(r, &doc).await?;
     Ok(sign::key_id(&key.verifying_key()))
+}
+
+/// A blob as it arrives, refused past `cap` bytes (what the manifest declared).
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.buf.len() + data.len() > self.cap {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "the registry sent more than the {} bytes the manifest declares",
+                self.cap
+            ))));
+        }
+        self.buf.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }

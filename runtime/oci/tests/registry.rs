@@ -77,6 +77,30 @@ async fn tampered_blobs_are_refused() {
         .expect_err("refused");
     assert!(matches!(err, OciError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains(&pushed.component_digest), "{err}");
+    assert!(
+        err.to_string()
+            .contains("digest mismatch for the component of oci://"),
+        "{err}"
+    );
+
+    // Far more bytes than the manifest declares: the download stops at the declared size (it
+    // was read whole into memory, then refused by its digest).
+    let mut huge = std::fs::read(&blob).unwrap();
+    huge.extend(std::iter::repeat_n(0u8, 8 << 20));
+    std::fs::write(&blob, &huge).unwrap();
+    let err = fetch(
+        &pushed.reference,
+        &Cache::new(&cache_dir.path().join("h")),
+        None,
+        false,
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("more than the 4104 bytes the manifest declares"),
+        "{err}"
+    );
 
     // The manifest's bytes changed: the pinned digest no longer matches.
     let reg2 = TestRegistry::start();

@@ -344,7 +344,15 @@ impl Runner {
             .map(|d| d.step.clone())
             .collect();
         check_approvals(&workflow, "--reject", &rejected)?;
-        let secrets = secrets::load(&workflow, resume.secrets_file.as_deref())?;
+        let secrets = secrets::load(&workflow, resume.secrets_file.as_deref()).map_err(|e| {
+            // Secrets are never journaled; the file the run was started with is named.
+            match (&settings.secrets_file, &resume.secrets_file, e) {
+                (Some(file), None, RunnerError::Invalid(m)) => RunnerError::Invalid(format!(
+                    "{m}\n  = help: run {run_id} was started with --secrets-file {file}: give it again"
+                )),
+                (_, _, e) => e,
+            }
+        })?;
         let inputs = meridian_engine::inputs::resolve(&workflow, &settings.raw_inputs)
             .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
         let mut opts = RunOptions::new(run_id);

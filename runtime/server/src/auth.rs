@@ -177,6 +177,34 @@ pub(crate) fn local_caller(headers: &axum::http::HeaderMap) -> Result<(), String
     Ok(())
 }
 
+/// A form posted from this server's own pages, as far as the browser says: `Origin` (when
+/// sent) is this server, and `Sec-Fetch-Site` is `same-origin` or `none` (typed, bookmarked).
+/// For the sign-in form, which has no session (and so no CSRF token) to check yet: a page
+/// elsewhere could sign a victim's browser in as the attacker ("login CSRF").
+pub(crate) fn own_form(headers: &axum::http::HeaderMap) -> Result<(), String> {
+    use axum::http::header;
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let host = text(header::HOST).unwrap_or("");
+    if let Some(origin) = text(header::ORIGIN) {
+        let own = ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.strip_prefix(scheme) == Some(host));
+        if !own {
+            return Err(format!(
+                "a sign-in posted from a page of `{}` is refused: sign in on this server's own page",
+                origin.escape_debug()
+            ));
+        }
+    }
+    match text(header::HeaderName::from_static("sec-fetch-site")) {
+        None | Some("same-origin" | "none") => Ok(()),
+        Some(other) => Err(format!(
+            "a sign-in posted from another site ({}) is refused: sign in on this server's own page",
+            other.escape_debug()
+        )),
+    }
+}
+
 /// `host[:port]` naming this machine: `localhost` or a loopback IP (`[::1]` bracketed).
 fn loopback_authority(authority: &str) -> bool {
     let host = match authority.strip_prefix('[') {

@@ -238,6 +238,29 @@ fn a_viewer_sees_no_approve_button_and_a_forged_post_changes_nothing() {
             "{cookie}"
         );
         let session = cookie.split(';').next().unwrap().to_string();
+        // Login CSRF: a sign-in posted by a page of another site is refused (it signed the
+        // browser in as whoever's token that page held).
+        let r = client
+            .post(served.url("/login"))
+            .header("origin", "http://127.0.0.2:9999")
+            .header("sec-fetch-site", "cross-site")
+            .form(&[("token", "alice-token"), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("set-cookie").is_none());
+        // Logout CSRF: a sign-out form without the session's token leaves the session alone
+        // (the cookie was cleared all the same).
+        let r = client
+            .post(served.url("/logout"))
+            .header("cookie", &session)
+            .form(&[("csrf", "")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("set-cookie").is_none());
         // Signing in from a filtered list comes back to it, filters kept; a filter that does
         // not parse gets the console's error page (it was axum's plain text).
         let r = client

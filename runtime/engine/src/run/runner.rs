@@ -567,6 +567,22 @@ pub fn base_context(
     base.insert("secrets".into(), Json::Object(secrets));
     base.insert("run".into(), run);
     base.insert("matrix".into(), json!({}));
+    // The drill's targets, so a step reports against them instead of copies that drift.
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+    base.insert(
+        "drill".into(),
+        match &wf.drill {
+            Some(d) => json!({
+                "rto_ms": ms(d.rto),
+                "capacity_ms": ms(d.capacity),
+                "rpo_ms": ms(d.rpo),
+                "rpo_bytes": d.rpo_bytes,
+                "rpo_rows": d.rpo_rows,
+                "downtime_ms": ms(d.downtime),
+            }),
+            None => json!({}),
+        },
+    );
     let mut vars = Map::new();
     base.insert("vars".into(), Json::Object(vars.clone()));
     for (name, node) in &wf.vars {

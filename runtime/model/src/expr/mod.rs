@@ -55,7 +55,9 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_HEIGHT: u32 = 256;
 
 /// The names an expression may start with.
-pub const CONTEXTS: [&str; 6] = ["inputs", "vars", "steps", "matrix", "secrets", "run"];
+pub const CONTEXTS: [&str; 7] = [
+    "inputs", "vars", "steps", "matrix", "secrets", "run", "drill",
+];
 
 /// A parsed expression.
 #[derive(Clone, Debug, PartialEq)]

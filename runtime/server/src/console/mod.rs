@@ -180,10 +180,17 @@ struct LoginForm {
     next: String,
 }
 
-async fn login(State(s): State<Arc<Server>>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let Some(tokens) = &s.tokens else {
         return Redirect::to("/").into_response();
     };
+    if let Err(why) = crate::auth::own_form(&headers) {
+        return html(StatusCode::FORBIDDEN, console::error_page(403, &why, None));
+    }
     let next = local_path(&f.next);
     let Some(identity) = tokens.identify(f.token.trim()) else {
         return html(
@@ -210,10 +217,21 @@ async fn logout(
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Some((id, session)) = s.sessions.find(&headers)
-        && same(&f.csrf, &session.csrf)
-    {
-        s.sessions.close(&id);
+    match s.sessions.find(&headers) {
+        Some((id, session)) if same(&f.csrf, &session.csrf) => s.sessions.close(&id),
+        // A session, and a form without its token (another site's): signed out of nothing,
+        // the cookie kept (it was cleared all the same, signing the user out).
+        Some(_) => {
+            return html(
+                StatusCode::FORBIDDEN,
+                console::error_page(
+                    403,
+                    "This sign-out form lacks the session's CSRF token: use the console's own Sign out button.",
+                    None,
+                ),
+            );
+        }
+        None => {}
     }
     let mut r = Redirect::to("/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie("", s.config.tls_cert.is_some())) {
