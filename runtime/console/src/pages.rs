@@ -171,7 +171,7 @@ pub fn runs_page(
     workflows: &[String],
     viewer: &Viewer,
 ) -> String {
-    let first = q.page * page_size;
+    let first = q.page.saturating_mul(page_size);
     let body = html! {
         h1 { "Runs" }
         form.filters method="get" action="/runs" aria-label="Filter runs" {
@@ -187,7 +187,9 @@ pub fn runs_page(
             button type="submit" { "Filter" }
         }
         p.muted role="status" {
-            @if total == 0 { "No runs match." } @else { "Runs " (first + 1) "–" (first + runs.len()) " of " (total) "." }
+            @if total == 0 { "No runs match." }
+            @else if runs.is_empty() { "No runs on this page: " (total) " in all." }
+            @else { "Runs " (first + 1) "–" (first + runs.len()) " of " (total) "." }
         }
         div.scroll { table.rows {
             thead { tr { th scope="col" { "Run" } th scope="col" { "Workflow" } th scope="col" { "State" } th scope="col" { "Mode" }

@@ -103,6 +103,13 @@ impl TrustPolicy {
                 .trim()
                 .trim_start_matches("oci://")
                 .trim_end_matches('/');
+            // The registry's host in lower case, as references are read (host names are
+            // case-insensitive; `LOCALHOST:5000/acme` went unmatched).
+            let scope = match scope.split_once('/') {
+                Some((registry, rest)) => format!("{}/{rest}", registry.to_ascii_lowercase()),
+                None => scope.to_ascii_lowercase(),
+            };
+            let scope = scope.as_str();
             if scope.is_empty() {
                 return Err(bad("a rule has an empty `scope`".into()));
             }
@@ -193,6 +200,16 @@ mod tests {
         assert!(matches!(
             open.requirement("x/y"),
             Requirement::Nothing { rule: None }
+        ));
+        // Registry host names are case-insensitive, in scopes and in references alike (a rule
+        // for `127.0.0.1:5000/acme` was dodged by `LOCALHOST…`-style spellings).
+        let text = "[[rule]]\nscope = \"REG.Example.com/acme\"\nkeys = [\"acme.key.pub\"]\n";
+        let p = TrustPolicy::parse(text, dir.path(), "policy.toml").unwrap();
+        let r = crate::OciRef::parse("oci://reg.EXAMPLE.com/acme/notify:1").unwrap();
+        assert_eq!(r.scope(), "reg.example.com/acme/notify");
+        assert!(matches!(
+            p.requirement(&r.scope()),
+            Requirement::Signed { .. }
         ));
     }
 

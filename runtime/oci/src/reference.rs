@@ -42,7 +42,9 @@ impl OciRef {
             None => (path.to_owned(), None),
         };
         OciRef {
-            registry: registry.to_owned(),
+            // Host names are case-insensitive: `LOCALHOST:5000` is `localhost:5000` (a policy
+            // scope written in lower case matches it, and it is loopback, spoken to over HTTP).
+            registry: registry.to_ascii_lowercase(),
             repository,
             tag,
             digest: sha256.map(|d| format!("sha256:{d}")),

@@ -405,13 +405,18 @@ pub struct RawSummary {
 impl RawSummary {
     /// Parses the words; one that does not parse is a [`StoreError::CorruptValue`].
     pub fn decode(self) -> Result<RunSummary, StoreError> {
+        let status: RunStatus = decode_word(&self.id, "status", &self.status)?;
         Ok(RunSummary {
             mode: decode_word(&self.id, "mode", &self.mode)?,
-            status: decode_word(&self.id, "status", &self.status)?,
             id: self.id,
             workflow: self.workflow,
             created_at_ms: self.created_at_ms,
-            finished_at_ms: self.finished_at_ms,
+            // A run waiting at a gate has not ended: its stop there is journaled like an end
+            // (`run-finished`), and the console said "Ended … took 7 ms" of a waiting run.
+            finished_at_ms: self
+                .finished_at_ms
+                .filter(|_| status != RunStatus::AwaitingApproval),
+            status,
             message: self.message,
         })
     }

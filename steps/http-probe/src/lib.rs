@@ -1,5 +1,8 @@
 //! `http-probe`: sends one request (GET by default) and checks the status. A mismatch is
-//! retryable, so `retry:` on the step turns the probe into "wait until healthy".
+//! retryable, so `retry:` on the step turns the probe into "wait until healthy". With
+//! `consecutive: N` it passes only after N passing probes in a row, `interval_ms` apart, and
+//! `at_ms` is when the first of them passed: a recovery that holds, not one lucky answer (a
+//! DNS answer flapping back to the dead region made a drill's RTO seconds too short).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -32,6 +35,22 @@ pub struct Input {
     /// How many body bytes to return in `body_snippet`.
     #[serde(default = "default_snippet")]
     pub snippet_bytes: usize,
+    /// Passing probes needed in a row (each a fresh request and DNS lookup); any failing one
+    /// fails the attempt (retryable). Default 1.
+    #[serde(default = "default_consecutive")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub consecutive: u32,
+    /// Milliseconds between the probes of `consecutive`.
+    #[serde(default = "default_interval_ms")]
+    #[schemars(range(max = 60000))]
+    pub interval_ms: u32,
+}
+
+fn default_consecutive() -> u32 {
+    1
+}
+fn default_interval_ms() -> u32 {
+    250
 }
 
 fn default_method() -> String {
@@ -60,7 +79,8 @@ pub struct Output {
     /// (`grants.dns`): which region the GSLB sent the probe to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
-    /// When the probe succeeded, Unix milliseconds (for measuring recovery times).
+    /// When the probe succeeded (with `consecutive`, the first of the passing run), Unix
+    /// milliseconds (for measuring recovery times).
     pub at_ms: u64,
 }
 
@@ -97,55 +117,82 @@ impl Step for HttpProbe {
         for (k, v) in &input.headers {
             req = req.header(k, v);
         }
-        let started = Instant::now();
-        let resp = ctx
-            .http()
-            .send(&req)
-            .map_err(|e| Error::from(e).context(format!("probing {}", input.url)))?;
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let body = resp.text();
-        let snippet: String = body.chars().take(input.snippet_bytes).collect();
-        let status = resp.status;
-        ctx.log.log(
-            Level::Info,
-            "probe",
-            &[
-                ("url", &input.url),
-                ("status", &status.to_string()),
-                ("latency_ms", &latency_ms.to_string()),
-            ],
-        );
-        if !input.expect_status.contains(&status) {
-            return Err(Error::retryable(format!(
-                "{} answered {status}, expected one of {:?}: {snippet}",
-                input.url, input.expect_status
-            )));
+        let mut first_at = None;
+        for n in 1..=input.consecutive.max(1) {
+            let out = probe(ctx, &input, &req).map_err(|e| {
+                if n > 1 {
+                    Error::retryable(format!(
+                        "{} (probe {n} of {} in a row: it passed, then failed)",
+                        e.message(),
+                        input.consecutive
+                    ))
+                } else {
+                    e
+                }
+            })?;
+            let first = *first_at.get_or_insert(out.at_ms);
+            if n == input.consecutive.max(1) {
+                return Ok(Output {
+                    at_ms: first,
+                    ..out
+                });
+            }
+            std::thread::sleep(Duration::from_millis(input.interval_ms.into()));
         }
-        if let Some(needle) = &input.expect_body_contains
-            && !body.contains(needle.as_str())
-        {
-            return Err(Error::retryable(format!(
-                "{} body does not contain `{needle}`: {snippet}",
-                input.url
-            )));
-        }
-        let remote_addr = resp
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-meridian-remote-addr"))
-            .map(|(_, v)| v.clone());
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        Ok(Output {
-            status,
-            latency_ms,
-            body_snippet: snippet,
-            remote_addr,
-            at_ms,
-        })
+        unreachable!("the loop returns at its last probe")
     }
+}
+
+/// One request and its checks.
+fn probe(ctx: &Ctx, input: &Input, req: &Request) -> Result<Output, Error> {
+    let started = Instant::now();
+    let resp = ctx
+        .http()
+        .send(req)
+        .map_err(|e| Error::from(e).context(format!("probing {}", input.url)))?;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let body = resp.text();
+    let snippet: String = body.chars().take(input.snippet_bytes).collect();
+    let status = resp.status;
+    ctx.log.log(
+        Level::Info,
+        "probe",
+        &[
+            ("url", &input.url),
+            ("status", &status.to_string()),
+            ("latency_ms", &latency_ms.to_string()),
+        ],
+    );
+    if !input.expect_status.contains(&status) {
+        return Err(Error::retryable(format!(
+            "{} answered {status}, expected one of {:?}: {snippet}",
+            input.url, input.expect_status
+        )));
+    }
+    if let Some(needle) = &input.expect_body_contains
+        && !body.contains(needle.as_str())
+    {
+        return Err(Error::retryable(format!(
+            "{} body does not contain `{needle}`: {snippet}",
+            input.url
+        )));
+    }
+    let remote_addr = resp
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-meridian-remote-addr"))
+        .map(|(_, v)| v.clone());
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    Ok(Output {
+        status,
+        latency_ms,
+        body_snippet: snippet,
+        remote_addr,
+        at_ms,
+    })
 }
 
 meridian_sdk::export_step!(HttpProbe);
@@ -193,5 +240,34 @@ mod tests {
             run_with::<HttpProbe>(inv, host).unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
+    }
+
+    /// `consecutive`: a probe that passes and then fails fails the attempt (a recovery that
+    /// did not hold); N passing probes in a row pass, `at_ms` the first of them.
+    #[test]
+    fn consecutive_probes_must_all_pass() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        let host = Arc::new(MockHost::new().http(move |_| {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(Response::new(if n == 2 { 503 } else { 200 }, "ok"))
+        }));
+        let inv = Invocation::for_test(
+            &serde_json::json!({"url": "http://gw/x", "consecutive": 3, "interval_ms": 1}),
+        );
+        let e = run_with::<HttpProbe>(inv.clone(), host.clone()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Retryable);
+        assert!(
+            e.message().contains("probe 2 of 3 in a row"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Calls 3, 4, 5 all pass.
+        let out = run_with::<HttpProbe>(inv, host).unwrap();
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(out["status"], 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
     }
 }

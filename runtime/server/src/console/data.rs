@@ -201,8 +201,24 @@ pub(super) async fn runs(
             }
         }
     };
-    // An unknown status word matches nothing (the page says so), as a filter typed by hand.
+    // As the API: an unknown state word or a page no list reaches is the caller's mistake
+    // (an unknown state showed "No runs match"; a huge page wrapped around).
     let status = (!p.status.is_empty()).then(|| p.status.parse::<RunStatus>());
+    if let Some(Err(_)) = status {
+        return who.error(
+            &s,
+            &ApiError::bad_request(format!(
+                "state `{}` is not a run state (one of: running, succeeded, failed, cancelled, awaiting-approval, timed-out)",
+                p.status
+            )),
+        );
+    }
+    if p.page > 1_000_000 {
+        return who.error(
+            &s,
+            &ApiError::bad_request(format!("page {} is past any list of runs", p.page)),
+        );
+    }
     let (page, total): (Vec<RunSummary>, usize) = match status {
         Some(Err(_)) => (Vec::new(), 0),
         Some(Ok(_)) | None => {
