@@ -343,6 +343,21 @@ fn failover_then_failback_returns_to_the_home_region() {
     );
     assert_eq!(lab.region("eu").role, "primary");
     assert_eq!(data_plane_region(&lab, "eu"), "eu");
+
+    // The drill history keeps each workflow's figures apart (a failback's RTO, from its run's
+    // start, was pooled into the failover's p95 and pass rate).
+    let list = lab
+        .scratch
+        .cmd()
+        .args(["drills", "list", "--json"])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&list, 0);
+    let history: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(history["summary"]["drills"], 2, "{history}");
+    for w in ["active-passive-failover", "failback"] {
+        assert_eq!(history["by_workflow"][w]["drills"], 1, "{w}: {history}");
+    }
 }
 
 #[test]

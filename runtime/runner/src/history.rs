@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::{DrillVerdict, Overall};
 
 /// One drill run.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct DrillRun {
     pub run: String,
     pub workflow: String,
