@@ -362,6 +362,11 @@ fn print_state(state: &LabState, json_out: bool) -> anyhow::Result<()> {
             r.gateway.capacity,
             if r.gateway.ready { "" } else { " (not ready)" }
         )?;
+        // Faults injected and not undone (`lab region NAME start` clears them).
+        if !r.faults.is_empty() {
+            let faults: Vec<&str> = r.faults.iter().map(|f| f.as_str()).collect();
+            outln!("                faults: {}", faults.join(", "))?;
+        }
     }
     if let Some(d) = &state.dns {
         outln!(

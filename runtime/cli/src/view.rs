@@ -184,7 +184,13 @@ impl RunContext {
                 }
                 None => message.to_string(),
             },
-            _ => message.to_string(),
+            // "run failed in 62ms: boom", not "…: failed: boom" (the engine's message starts
+            // with the status, which every view prints already).
+            _ => message
+                .strip_prefix(status.as_str())
+                .and_then(|m| m.strip_prefix(": "))
+                .unwrap_or(message)
+                .to_string(),
         }
     }
 }
@@ -509,6 +515,12 @@ mod tests {
         );
         // Words it does not recognise are shown as they are.
         assert_eq!(run.message(RunStatus::AwaitingApproval, "other"), "other");
+        // The status every view prints already is not said twice ("run failed in 1s: failed:").
+        assert_eq!(
+            run.message(RunStatus::Failed, "failed: boom; compensation failed: a"),
+            "boom; compensation failed: a"
+        );
+        assert_eq!(run.message(RunStatus::Failed, "boom"), "boom");
         // What failed before the gate is kept; a run read from a server is approved there.
         let m = run.read_from_server(Some("http://127.0.0.1:8080")).message(
             RunStatus::AwaitingApproval,

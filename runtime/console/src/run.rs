@@ -116,7 +116,11 @@ fn headline(d: &RunData<'_>, story: &Story<'_>) -> String {
         }
         RunStatus::Running if d.live => "Running now.".into(),
         RunStatus::Running => "Started and not finished: this run is going on elsewhere, or its runner was stopped (a server resumes the runs it started; `meridian resume RUN` resumes the others).".into(),
-        RunStatus::Failed => format!("The run failed. {msg}"),
+        // The engine's message starts with the word the sentence already says.
+        RunStatus::Failed => format!(
+            "The run failed: {}",
+            msg.strip_prefix("failed: ").unwrap_or(msg.as_ref())
+        ),
         RunStatus::TimedOut => format!("The run ran out of its time budget. {msg}"),
         RunStatus::Cancelled => format!("The run was cancelled. {msg}"),
     }

@@ -233,7 +233,12 @@ impl Lab {
             Ok(())
         })
         .await?;
-        self.regions[idx].last_role = "standby".into();
+        let r = &mut self.regions[idx];
+        r.last_role = "standby".into();
+        // A fresh copy streams from its new primary: a cut of its old stream is gone with it
+        // (the marker outlived the fault in lab.json).
+        r.faults.retain(|f| *f != Fault::ReplicationCut);
+        r.saved_conninfo = None;
         Ok(())
     }
 }
