@@ -60,6 +60,14 @@ pub(crate) async fn not_found(req: Request) -> Response {
         )
         .into_response()
     } else {
-        (StatusCode::NOT_FOUND, "not found\n").into_response()
+        // The console's own error page (it was a plain-text "not found").
+        let page = meridian_console::error_page(
+            404,
+            &format!(
+                "There is no page at {path}. The console's pages: Overview, Runs, Drills, Schedules."
+            ),
+            None,
+        );
+        crate::console::html(StatusCode::NOT_FOUND, page)
     }
 }

@@ -482,6 +482,17 @@ fn every_error_has_the_apis_json_shape() {
             let message = body["error"]["message"].as_str().unwrap_or_default();
             assert!(message.contains(says), "{method} {path}: {body}");
         }
+        // An address outside the API is the console's error page (it was plain text).
+        let r = reqwest::get(served.url("/nosuch")).await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = r.text().await.unwrap();
+        assert!(page.contains("There is no page at /nosuch"), "{page}");
         // A body over the limit is 413 and says the limit (it was a 400 "Failed to buffer").
         let big = json!({"workflow": "x", "inputs": {"blob": "a".repeat(1_500_000)}});
         let (code, body) = call("POST", &served.url("/api/v1/runs"), None, Some(big)).await;
