@@ -18,6 +18,10 @@ pub(crate) const COOKIE: &str = "meridian_session";
 const TTL: Duration = Duration::from_secs(12 * 3600);
 /// At most this many sessions are kept (the oldest go first).
 const MAX: usize = 10_000;
+/// At most this many sessions per identity (its oldest go first): one token's holder signing
+/// in again and again evicts only their own sessions — 10,000 sign-ins with one token signed
+/// every other user out.
+const PER_IDENTITY: usize = 64;
 
 #[derive(Clone)]
 pub(crate) struct Session {
@@ -46,6 +50,17 @@ impl Sessions {
     /// A new session for `identity`: (session id, the session).
     pub(crate) fn open(&self, identity: Identity) -> (String, Session) {
         let mut map = self.0.lock().unwrap();
+        let mut own: Vec<(String, Instant)> = map
+            .iter()
+            .filter(|(_, s)| s.identity.name == identity.name)
+            .map(|(k, s)| (k.clone(), s.created))
+            .collect();
+        if own.len() >= PER_IDENTITY {
+            own.sort_by_key(|(_, created)| *created);
+            for (k, _) in own.iter().take(own.len() + 1 - PER_IDENTITY) {
+                map.remove(k);
+            }
+        }
         if map.len() >= MAX {
             map.retain(|_, s| s.created.elapsed() < TTL);
             while map.len() >= MAX {
@@ -135,5 +150,36 @@ mod tests {
         assert!(s.find(&h).is_none());
         assert!(set_cookie(&id, true).contains("HttpOnly; SameSite=Strict"));
         assert!(set_cookie(&id, true).ends_with("; Secure"));
+    }
+
+    /// One identity signing in over and over evicts its own oldest sessions, not others'
+    /// (10,000 sign-ins with one viewer token signed every other user out).
+    #[test]
+    fn a_flood_of_sign_ins_evicts_only_its_own_sessions() {
+        let s = Sessions::default();
+        let who = |name: &str| Identity {
+            name: name.into(),
+            roles: vec![Role::Viewer],
+        };
+        let cookie_of = |id: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, format!("{COOKIE}={id}").parse().unwrap());
+            h
+        };
+        let (alice, _) = s.open(who("alice"));
+        let (first, _) = s.open(who("mallory"));
+        for _ in 0..1_000 {
+            s.open(who("mallory"));
+        }
+        assert!(s.find(&cookie_of(&alice)).is_some(), "alice was signed out");
+        assert!(s.find(&cookie_of(&first)).is_none(), "mallory's oldest is gone");
+        let mallory = s
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|x| x.identity.name == "mallory")
+            .count();
+        assert_eq!(mallory, PER_IDENTITY);
     }
 }
