@@ -13,7 +13,10 @@ pub enum OciError {
         "{reference} names a tag without a digest; pin it as {reference}@sha256:<manifest digest> (`meridian step pull {reference}` prints it) or pass --allow-unpinned"
     )]
     Unpinned { reference: String },
-    #[error("registry {registry}: {action} {reference} failed: {source}")]
+    #[error(
+        "registry {registry}: {action} {reference} failed: {}",
+        explain(source)
+    )]
     Registry {
         registry: String,
         action: &'static str,
@@ -57,4 +60,37 @@ pub enum OciError {
     },
     #[error("the OCI client needs a Tokio runtime")]
     NoRuntime,
+}
+
+/// A registry error in words a person can act on: the HTTP client's own message ("error
+/// sending request for url (…)", "error decoding response body") names neither the cause
+/// (connection refused, a stall) nor what to do; its chain of causes does.
+fn explain(e: &oci_client::errors::OciDistributionError) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    let E::RequestError(r) = e else {
+        return e.to_string();
+    };
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(r);
+    while let Some(c) = next {
+        let text = c.to_string();
+        if !causes.contains(&text) {
+            causes.push(text);
+        }
+        next = c.source();
+    }
+    let why = if causes.is_empty() {
+        r.to_string()
+    } else {
+        causes.join(": ")
+    };
+    if r.is_timeout() {
+        format!("the registry stopped answering (timed out: {why})")
+    } else if r.is_connect() {
+        format!("cannot connect ({why}); is the registry up, and is its address right?")
+    } else if r.is_body() || r.is_decode() {
+        format!("the connection broke while the registry was sending ({why})")
+    } else {
+        format!("{r} ({why})")
+    }
 }

@@ -57,6 +57,17 @@ async fn push_pull_cache_then_offline() {
     let offline = fetch(&pushed.reference, &cache, None, false).await.unwrap();
     assert_eq!(offline.component, bytes);
     assert!(offline.from_cache);
+    // Not in the cache, with the registry gone: said as a connection refused, with what to
+    // check (it was the HTTP client's "error sending request for url (…)").
+    let empty = tempfile::tempdir().unwrap();
+    let err = fetch(&pushed.reference, &Cache::new(empty.path()), None, false)
+        .await
+        .expect_err("no registry");
+    assert!(
+        err.to_string().contains("cannot connect")
+            && err.to_string().contains("is the registry up"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

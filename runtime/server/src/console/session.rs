@@ -172,14 +172,16 @@ mod tests {
             s.open(who("mallory"));
         }
         assert!(s.find(&cookie_of(&alice)).is_some(), "alice was signed out");
-        assert!(s.find(&cookie_of(&first)).is_none(), "mallory's oldest is gone");
-        let mallory = s
-            .0
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|x| x.identity.name == "mallory")
-            .count();
+        assert!(
+            s.find(&cookie_of(&first)).is_none(),
+            "mallory's oldest is gone"
+        );
+        let mallory =
+            s.0.lock()
+                .unwrap()
+                .values()
+                .filter(|x| x.identity.name == "mallory")
+                .count();
         assert_eq!(mallory, PER_IDENTITY);
     }
 }
