@@ -73,6 +73,9 @@ fn replication_cut_loses_acknowledged_rows() {
     );
     let promote = output(&r, "promote");
     assert_eq!(promote["caught_up"], false, "{promote}");
+    // Writes were refused from the fence until the promoted standby took them: measured (the
+    // canary counted rows lost, never how long nobody could write).
+    assert!(must(&r, "Write outage") > 0.0, "{}", r["drill"]);
 }
 
 #[test]
@@ -88,6 +91,8 @@ fn data_plane_down_loses_no_rows_and_clients_wait_for_dns() {
     // Clients failed from the fault until DNS moved: at least the unnoticed second.
     assert!(must(&r, "Downtime") >= 900.0, "{}", r["drill"]);
     assert_eq!(r["drill"]["verdict"], "met", "{}", r["drill"]);
+    // The fence refused writes until the promotion: a write outage, though nothing was lost.
+    assert!(must(&r, "Write outage") > 0.0, "{}", r["drill"]);
 
     // The history lists it with the same verdict.
     let list = s.run(&["drills", "list", "--json"]);

@@ -226,6 +226,7 @@ impl DrillVerdict {
             prober,
         );
         let info = [
+            (writer, "Write outage", "ms", "write_outage_ms"),
             (writer, "Rows written", "rows", "rows_written"),
             (writer, "Rows found", "rows", "rows_found"),
             (prober, "Requests sent", "requests", "requests_sent"),

@@ -454,10 +454,6 @@ impl Lab {
             .unwrap_or((None, false, None, r.pg_dir.join("data")));
             if let Some(rec) = in_recovery {
                 r.last_role = if rec { "standby" } else { "primary" }.into();
-                // A promoted standby replicates from nobody: a cut of its old stream is moot.
-                if !rec {
-                    r.faults.retain(|f| *f != Fault::ReplicationCut);
-                }
             }
             if let Some(pid) = pid {
                 processes.push(ProcessEntry {

@@ -33,6 +33,11 @@ pub(super) struct WriterLog {
     first_error: Option<String>,
     /// Set when the writer could not even start (no table, no connection): nothing measured.
     setup_error: Option<String>,
+    /// The first write refused after one was acknowledged (Unix ms): the write outage's start.
+    outage_from: Option<u64>,
+    /// The first write acknowledged after that, on the primary or on the verify connection
+    /// (the promoted standby): the write outage's end.
+    outage_to: Option<u64>,
 }
 
 /// The writer's figures.
@@ -48,6 +53,10 @@ pub(super) struct WriterFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo_window_ms: Option<u64>,
     pub writes_failed: u64,
+    /// From the first write refused to the first accepted again (on the old primary, or on the
+    /// verify connection once it takes writes): how long users could not write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_outage_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writer_first_error: Option<String>,
     /// Why a figure could not be measured.
@@ -104,6 +113,10 @@ pub(super) async fn run(
         return log;
     }
     let insert = format!("INSERT INTO {} (run_id, seq) VALUES ($1, $2)", plan.table);
+    // During a write outage each tick also tries the verify connection (the standby a failover
+    // promotes), with negative sequence numbers: its first accepted write ends the outage.
+    let mut other: Option<Client> = None;
+    let mut other_seq: i64 = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / plan.rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: i64 = 0;
@@ -130,20 +143,61 @@ pub(super) async fn run(
         log.attempted += 1;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
         let write = tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(&insert, &params));
-        match write.await {
-            Ok(Ok(_)) => log.acked.push((seq, now_ms())),
+        let accepted = match write.await {
+            Ok(Ok(_)) => {
+                log.acked.push((seq, now_ms()));
+                true
+            }
             Ok(Err(e)) => {
                 log.failed += 1;
                 log.first_error.get_or_insert_with(|| pg_error(&e));
+                false
             }
             Err(_) => {
                 log.failed += 1;
                 log.first_error
                     .get_or_insert_with(|| "no acknowledgement within 1 s".to_string());
+                false
             }
+        };
+        if log.outage_to.is_some() {
+            continue;
+        }
+        match (accepted, log.outage_from) {
+            (false, None) if !log.acked.is_empty() => log.outage_from = Some(now_ms()),
+            (true, Some(_)) => log.outage_to = Some(now_ms()),
+            (false, Some(_)) => {
+                other_seq -= 1;
+                if try_other(&plan, &mut other, &insert, &run_id, other_seq).await {
+                    log.outage_to = Some(now_ms());
+                }
+            }
+            _ => {}
         }
     }
     log
+}
+
+/// One write on the verify connection (connected on first use, again when closed); whether it
+/// was accepted. A standby refuses it until it is promoted.
+async fn try_other(
+    plan: &WriterPlan,
+    other: &mut Option<Client>,
+    insert: &str,
+    run_id: &str,
+    seq: i64,
+) -> bool {
+    if other.as_ref().is_none_or(Client::is_closed) {
+        *other = connect(&plan.verify_dsn, &plan.verify).await.ok();
+    }
+    let Some(c) = other.as_ref() else {
+        return false;
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
+    matches!(
+        tokio::time::timeout(STATEMENT_TIMEOUT, c.execute(insert, &params)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// A PostgreSQL error with the server's message ("db error" alone says nothing).
@@ -154,6 +208,10 @@ pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> 
     let mut f = WriterFigures {
         rows_written: log.acked.len() as u64,
         writes_failed: log.failed,
+        write_outage_ms: log
+            .outage_from
+            .zip(log.outage_to)
+            .map(|(from, to)| to.saturating_sub(from)),
         writer_first_error: log.first_error.clone(),
         ..WriterFigures::default()
     };
