@@ -280,13 +280,14 @@ impl Graph {
 const STEP_FIELDS: [&str; 4] = ["outputs", "outcome", "conclusion", "legs"];
 const RUN_FIELDS: [&str; 4] = ["id", "workflow", "mode", "started_at_ms"];
 /// The `drill:` block's targets as expressions see them (`null` when not set).
-pub(crate) const DRILL_FIELDS: [&str; 6] = [
+pub(crate) const DRILL_FIELDS: [&str; 7] = [
     "rto_ms",
     "capacity_ms",
     "rpo_ms",
     "rpo_bytes",
     "rpo_rows",
     "downtime_ms",
+    "write_outage_ms",
 ];
 
 /// "Does step i (transitively) need step j?", answered from a closure computed on first use

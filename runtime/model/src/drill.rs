@@ -37,6 +37,9 @@ pub struct Drill {
     pub rpo_rows: Option<u64>,
     /// Longest client-observed downtime (first failed request to first lasting success).
     pub downtime: Option<Duration>,
+    /// Longest write outage the canary writer saw (first refused write to the first accepted
+    /// again, on the old primary or the promoted one).
+    pub write_outage: Option<Duration>,
     /// What the host measures from the client side while the drill runs.
     pub canary: Option<Canary>,
 }

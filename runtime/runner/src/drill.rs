@@ -225,8 +225,23 @@ impl DrillVerdict {
             },
             prober,
         );
+        let outage = measured("write_outage_ms");
+        push(
+            DrillFigure {
+                name: "Write outage",
+                unit: "ms",
+                achieved: outage,
+                target: ms(drill.write_outage),
+                note: outage
+                    .is_none()
+                    .then(|| {
+                        why("write_outage_not_measured").or_else(|| why("writer_not_measured"))
+                    })
+                    .flatten(),
+            },
+            false,
+        );
         let info = [
-            (writer, "Write outage", "ms", "write_outage_ms"),
             (writer, "Rows written", "rows", "rows_written"),
             (writer, "Rows found", "rows", "rows_found"),
             (prober, "Requests sent", "requests", "requests_sent"),

@@ -579,6 +579,7 @@ pub fn base_context(
                 "rpo_bytes": d.rpo_bytes,
                 "rpo_rows": d.rpo_rows,
                 "downtime_ms": ms(d.downtime),
+                "write_outage_ms": ms(d.write_outage),
             }),
             None => json!({}),
         },

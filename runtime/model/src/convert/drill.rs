@@ -22,6 +22,7 @@ pub(super) fn drill(
             "rpo-bytes",
             "rpo-rows",
             "downtime",
+            "write-outage",
             "canary",
         ],
         "in `drill`",
@@ -51,13 +52,16 @@ pub(super) fn drill(
     if let Some(n) = f.get("downtime") {
         d.downtime = cx.duration(n, "`drill.downtime`", false);
     }
+    if let Some(n) = f.get("write-outage") {
+        d.write_outage = cx.duration(n, "`drill.write-outage`", false);
+    }
     if let Some(n) = f.get("canary") {
         d.canary = canary(cx, n, connections);
         if let Some(c) = &d.canary {
-            if d.rpo_rows.is_some() && c.writer.is_none() {
+            if (d.rpo_rows.is_some() || d.write_outage.is_some()) && c.writer.is_none() {
                 cx.error(
                     n.span,
-                    "`drill.rpo-rows` is a target for the canary writer, and `canary` has no `writer`".to_string(),
+                    "`drill.rpo-rows` and `drill.write-outage` are targets for the canary writer, and `canary` has no `writer`".to_string(),
                     Some("add `writer: {connection: <primary>, verify: <standby>}` to `canary`".into()),
                 );
             }
@@ -69,10 +73,14 @@ pub(super) fn drill(
                 );
             }
         }
-    } else if let Some(n) = f.get("rpo-rows").or(f.get("downtime")) {
+    } else if let Some(n) = f
+        .get("rpo-rows")
+        .or(f.get("downtime"))
+        .or(f.get("write-outage"))
+    {
         cx.error(
             n.span,
-            "`drill.rpo-rows` and `drill.downtime` are measured by the host's canaries, and the drill has no `canary` block".to_string(),
+            "`drill.rpo-rows`, `drill.downtime` and `drill.write-outage` are measured by the host's canaries, and the drill has no `canary` block".to_string(),
             Some("add `canary: {writer: {connection: <primary>, verify: <standby>}, prober: {url: …, dns: …}}`".into()),
         );
     }

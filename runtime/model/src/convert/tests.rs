@@ -363,6 +363,7 @@ drill:
   capacity: 90s
   rpo-rows: 10
   downtime: 30s
+  write-outage: 20s
   canary:
     writer: {connection: primary, verify: standby, rate: 50}
     prober: {url: "http://${{ inputs.host }}:9080/", dns: "127.0.0.1:53"}
@@ -373,6 +374,7 @@ steps:
     assert_eq!(d.rpo_rows, Some(10));
     assert_eq!(d.capacity, Some(Duration::from_secs(90)));
     assert_eq!(d.downtime, Some(Duration::from_secs(30)));
+    assert_eq!(d.write_outage, Some(Duration::from_secs(20)));
     let c = d.canary.as_ref().unwrap();
     assert_eq!(c.writer.as_ref().unwrap().rate, 50);
     assert_eq!(c.writer.as_ref().unwrap().table, "meridian_canary");

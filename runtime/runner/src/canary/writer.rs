@@ -57,6 +57,9 @@ pub(super) struct WriterFigures {
     /// verify connection once it takes writes): how long users could not write.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_outage_ms: Option<u64>,
+    /// Why the write outage has no figure (writes were still refused when the canary stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_outage_not_measured: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writer_first_error: Option<String>,
     /// Why a figure could not be measured.
@@ -208,10 +211,15 @@ pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> 
     let mut f = WriterFigures {
         rows_written: log.acked.len() as u64,
         writes_failed: log.failed,
-        write_outage_ms: log
-            .outage_from
-            .zip(log.outage_to)
-            .map(|(from, to)| to.saturating_sub(from)),
+        // No write refused after the first acknowledged one: no outage. Refused and never
+        // accepted again while the canary ran: no figure (not a zero).
+        write_outage_ms: match (log.outage_from, log.outage_to) {
+            (None, _) if !log.acked.is_empty() => Some(0),
+            (Some(from), Some(to)) => Some(to.saturating_sub(from)),
+            _ => None,
+        },
+        write_outage_not_measured: (log.outage_from.is_some() && log.outage_to.is_none())
+            .then(|| "writes were still refused when the canary stopped".to_string()),
         writer_first_error: log.first_error.clone(),
         ..WriterFigures::default()
     };
