@@ -299,6 +299,31 @@ fn failover_then_failback_returns_to_the_home_region() {
     assert_eq!(in_recovery(&lab, "us"), Some(false));
     assert_eq!(data_plane_region(&lab, "us"), "us");
 
+    // A drill started from this state (traffic already on the standby region) measures nothing
+    // real: it stops before injecting its fault (it ran, and counted as met).
+    let out = s
+        .cmd()
+        .args([
+            "run",
+            &workflow("dr-drill.yaml"),
+            "--inputs-file",
+            &lab.inputs(),
+        ])
+        .args(["--secrets-file", &lab.secrets(), "--json"])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 1);
+    let drill: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(drill["message"], "failed: check-traffic", "{drill}");
+    let inject = drill["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "inject-fault")
+        .unwrap();
+    assert_eq!(inject["outcome"], "skipped", "{drill}");
+    assert_eq!(lab.dns(), [US], "nothing was changed");
+
     // The home region crashes while it is the fenced ex-primary: failback starts it again.
     let kill = s.run(&[
         "lab",
@@ -354,10 +379,16 @@ fn failover_then_failback_returns_to_the_home_region() {
         .unwrap();
     let (stdout, _) = expect_code(&list, 0);
     let history: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(history["summary"]["drills"], 2, "{history}");
+    assert_eq!(history["summary"]["drills"], 3, "{history}");
     for w in ["active-passive-failover", "failback"] {
         assert_eq!(history["by_workflow"][w]["drills"], 1, "{w}: {history}");
+        assert_eq!(history["by_workflow"][w]["met"], 1, "{w}: {history}");
     }
+    // The drill refused above is listed as what it was: incomplete, in its own workflow's line.
+    assert_eq!(
+        history["by_workflow"]["dr-drill"]["incomplete"], 1,
+        "{history}"
+    );
 }
 
 #[test]
