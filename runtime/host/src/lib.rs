@@ -390,7 +390,6 @@ impl Executor for WasmExecutor {
                     attempt: req.attempt,
                 },
             };
-            let req_uses = req.uses.to_string();
             let call = sb::Call {
                 action: match req.action {
                     Action::Run => sb::Action::Run,
@@ -432,7 +431,7 @@ impl Executor for WasmExecutor {
                             error: StepError::Fatal(format!(
                                 "the step's output does not match the output schema `{}` \
                                  declares (a fault of the step component, not of the workflow): {}",
-                                req_uses,
+                                req.uses,
                                 problems.join("; ")
                             )),
                             logs: report.logs,

@@ -160,16 +160,11 @@ pub(crate) fn local_caller(headers: &axum::http::HeaderMap) -> Result<(), String
             host.escape_debug()
         ));
     }
-    if let Some(origin) = text(header::ORIGIN) {
-        let own = ["http://", "https://"]
-            .iter()
-            .any(|scheme| origin.strip_prefix(scheme) == Some(host));
-        if !own {
-            return Err(format!(
-                "a request from a web page of `{}` is refused: without a tokens file only this server's own pages may call it",
-                origin.escape_debug()
-            ));
-        }
+    if let Some(origin) = foreign_origin(headers) {
+        return Err(format!(
+            "a request from a web page of `{}` is refused: without a tokens file only this server's own pages may call it",
+            origin.escape_debug()
+        ));
     }
     if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
         return Err("a cross-site request from a web page is refused".into());
@@ -182,27 +177,37 @@ pub(crate) fn local_caller(headers: &axum::http::HeaderMap) -> Result<(), String
 /// For the sign-in form, which has no session (and so no CSRF token) to check yet: a page
 /// elsewhere could sign a victim's browser in as the attacker ("login CSRF").
 pub(crate) fn own_form(headers: &axum::http::HeaderMap) -> Result<(), String> {
-    use axum::http::header;
-    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let host = text(header::HOST).unwrap_or("");
-    if let Some(origin) = text(header::ORIGIN) {
-        let own = ["http://", "https://"]
-            .iter()
-            .any(|scheme| origin.strip_prefix(scheme) == Some(host));
-        if !own {
-            return Err(format!(
-                "a sign-in posted from a page of `{}` is refused: sign in on this server's own page",
-                origin.escape_debug()
-            ));
-        }
+    if let Some(origin) = foreign_origin(headers) {
+        return Err(format!(
+            "a sign-in posted from a page of `{}` is refused: sign in on this server's own page",
+            origin.escape_debug()
+        ));
     }
-    match text(header::HeaderName::from_static("sec-fetch-site")) {
+    let site = headers
+        .get(axum::http::header::HeaderName::from_static(
+            "sec-fetch-site",
+        ))
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    match site {
         None | Some("same-origin" | "none") => Ok(()),
         Some(other) => Err(format!(
             "a sign-in posted from another site ({}) is refused: sign in on this server's own page",
             other.escape_debug()
         )),
     }
+}
+
+/// The request's `Origin` when a browser sent one naming another site than `Host` (the page
+/// that made the request is not this server's).
+fn foreign_origin(headers: &axum::http::HeaderMap) -> Option<&str> {
+    use axum::http::header;
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let host = text(header::HOST).unwrap_or("");
+    let origin = text(header::ORIGIN)?;
+    let own = ["http://", "https://"]
+        .iter()
+        .any(|scheme| origin.strip_prefix(scheme) == Some(host));
+    (!own).then_some(origin)
 }
 
 /// `host[:port]` naming this machine: `localhost` or a loopback IP (`[::1]` bracketed).

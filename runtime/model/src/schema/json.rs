@@ -12,7 +12,7 @@
 
 use serde_json::Value as Json;
 
-use super::value::resolve;
+use super::value::{declared_types, resolve, type_name};
 
 /// Problems kept per value (the first ones, in document order).
 pub const MAX_PROBLEMS: usize = 5;
@@ -59,19 +59,6 @@ fn has_type(v: &Json, t: &str) -> bool {
     }
 }
 
-fn type_name(t: &str) -> String {
-    match t {
-        "integer" => "an integer".into(),
-        "number" => "a number".into(),
-        "string" => "a string".into(),
-        "boolean" => "a boolean".into(),
-        "array" => "a list".into(),
-        "object" => "a mapping".into(),
-        "null" => "null".into(),
-        other => format!("`{other}`"),
-    }
-}
-
 /// A schema's allowed value for a message: short, one line (schemas come from the component,
 /// and are shown, not run).
 fn show(v: &Json) -> String {
@@ -115,13 +102,9 @@ fn walk(root: &Json, schema: &Json, v: &Json, path: &str, depth: usize, out: &mu
         }
     }
     if let Some(t) = obj.get("type") {
-        let types: Vec<&str> = match t {
-            Json::String(s) => vec![s.as_str()],
-            Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
-            _ => Vec::new(),
-        };
+        let types = declared_types(t);
         if !types.is_empty() && !types.iter().any(|t| has_type(v, t)) {
-            let want: Vec<String> = types.iter().map(|t| type_name(t)).collect();
+            let want: Vec<&str> = types.iter().map(|t| type_name(t)).collect();
             out.push(format!(
                 "`{path}` must be {}, found {}",
                 want.join(" or "),

@@ -77,7 +77,8 @@ impl Static {
     }
 }
 
-fn type_name(t: &str) -> &str {
+/// A JSON Schema type as a message says it (`an integer`, `a list`).
+pub(super) fn type_name(t: &str) -> &str {
     match t {
         "integer" => "an integer",
         "number" => "a number",
@@ -87,6 +88,15 @@ fn type_name(t: &str) -> &str {
         "object" => "a mapping",
         "null" => "null",
         other => other,
+    }
+}
+
+/// The types a schema's `type` allows: one name or a list (empty: any).
+pub(super) fn declared_types(t: &Json) -> Vec<&str> {
+    match t {
+        Json::String(s) => vec![s.as_str()],
+        Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -271,11 +281,7 @@ impl Checker<'_> {
             }
         }
         if let Some(t) = obj.get("type") {
-            let types: Vec<&str> = match t {
-                Json::String(s) => vec![s.as_str()],
-                Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
-                _ => Vec::new(),
-            };
+            let types = declared_types(t);
             if !types.is_empty() && !types.iter().any(|t| st.matches(t)) {
                 let want = types
                     .iter()
