@@ -55,6 +55,9 @@ fn region_down_clients_see_downtime_and_the_drill_meets_its_rto() {
     assert!(must(&r, "Downtime") >= 400.0, "{}", r["drill"]);
     assert!(must(&r, "Requests failed") > 0.0);
     assert!(must(&r, "RTO") < 60_000.0);
+    // The primary died with the region: writes were refused (its connection gone, no new one)
+    // until the standby took them — a figure, never a zero and never "still refused".
+    assert!(must(&r, "Write outage") > 0.0, "{}", r["drill"]);
 }
 
 #[test]
@@ -179,6 +182,7 @@ fn dns_stale_keeps_clients_on_the_dead_region_for_the_stale_window() {
     // The GSLB answered the dead region for 4 s: clients (which resolve once per TTL) could
     // not reach the standby before then.
     assert!(must(&r, "Downtime") >= 3_800.0, "{}", r["drill"]);
+    assert!(must(&r, "Write outage") > 0.0, "{}", r["drill"]);
     assert_eq!(r["drill"]["verdict"], "met", "{}", r["drill"]);
 }
 

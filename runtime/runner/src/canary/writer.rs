@@ -131,36 +131,44 @@ pub(super) async fn run(
         if *stop.borrow() {
             break;
         }
-        if client.is_closed() {
-            match connect(&plan.dsn, &plan.connection).await {
-                Ok(c) => client = c,
-                Err(e) => {
-                    log.attempted += 1;
-                    log.failed += 1;
-                    log.first_error.get_or_insert(e);
-                    continue;
-                }
-            }
-        }
-        seq += 1;
         log.attempted += 1;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
-        let write = tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(&insert, &params));
-        let accepted = match write.await {
-            Ok(Ok(_)) => {
-                log.acked.push((seq, now_ms()));
-                true
-            }
-            Ok(Err(e)) => {
+        // A primary that cannot be reached refuses the write like one that answers "no": both
+        // go through the outage bookkeeping below (a crashed primary is the common case).
+        let reconnected = if client.is_closed() {
+            connect(&plan.dsn, &plan.connection)
+                .await
+                .map(|c| client = c)
+        } else {
+            Ok(())
+        };
+        let accepted = match reconnected {
+            Err(e) => {
                 log.failed += 1;
-                log.first_error.get_or_insert_with(|| pg_error(&e));
+                log.first_error.get_or_insert(e);
                 false
             }
-            Err(_) => {
-                log.failed += 1;
-                log.first_error
-                    .get_or_insert_with(|| "no acknowledgement within 1 s".to_string());
-                false
+            Ok(()) => {
+                seq += 1;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
+                let write =
+                    tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(&insert, &params));
+                match write.await {
+                    Ok(Ok(_)) => {
+                        log.acked.push((seq, now_ms()));
+                        true
+                    }
+                    Ok(Err(e)) => {
+                        log.failed += 1;
+                        log.first_error.get_or_insert_with(|| pg_error(&e));
+                        false
+                    }
+                    Err(_) => {
+                        log.failed += 1;
+                        log.first_error
+                            .get_or_insert_with(|| "no acknowledgement within 1 s".to_string());
+                        false
+                    }
+                }
             }
         };
         if log.outage_to.is_some() {
