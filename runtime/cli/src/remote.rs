@@ -162,6 +162,17 @@ impl Journal for RemoteJournal {
     fn claim_tick(&self, _: &str, _: i64, _: &str) -> Result<bool, StoreError> {
         Err(not_here("firing schedules"))
     }
+    fn claim_key(
+        &self,
+        _: &str,
+        _: &meridian_store::KeyClaim,
+        _: Duration,
+    ) -> Result<Option<meridian_store::KeyClaim>, StoreError> {
+        Err(not_here("claiming idempotency keys"))
+    }
+    fn release_key(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        Err(not_here("claiming idempotency keys"))
+    }
     fn prune(&self, _: Duration) -> Result<usize, StoreError> {
         Err(not_here("pruning"))
     }

@@ -57,6 +57,9 @@ pub enum DistError {
     /// A fenced write whose owner lost the run's lease (see `Journal::fenced_sink`).
     #[error("{0}")]
     LeaseLost(String),
+    /// A claim that kept changing hands while it was made; the request may be retried.
+    #[error("{0}; try again")]
+    Contended(String),
 }
 
 /// The server's message and SQLSTATE when there is one (tokio-postgres displays only "db error").

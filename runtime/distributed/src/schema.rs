@@ -7,7 +7,9 @@ use crate::DistError;
 use crate::conn::Target;
 
 /// Bump with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
+/// The version that brought `idempotency_keys` (see [`carry_over_keys`]).
+const KEYS_VERSION: i32 = 7;
 
 /// `MRDN`: the advisory lock key held while migrating.
 const MIGRATION_LOCK: i64 = 0x4D52_444E;
@@ -144,6 +146,18 @@ CREATE TABLE meridian.schedules (
 );
 "#,
     ),
+    (
+        "idempotency_keys: one run per Idempotency-Key across servers",
+        r#"
+-- `key` is the key's JSON text (a key holds a NUL, which `text` cannot).
+CREATE TABLE meridian.idempotency_keys (
+    key text PRIMARY KEY,
+    run_id text NOT NULL,
+    request text NOT NULL,
+    claimed_at bigint NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Makes sure the database holds the current schema: a cheap read when it does, else migrations
@@ -181,6 +195,9 @@ pub(crate) async fn ensure_on(client: &mut Client, target: &Target) -> Result<()
         tx.batch_execute(sql)
             .await
             .map_err(DistError::db("migrate the schema"))?;
+        if i as i32 + 1 == KEYS_VERSION && from > 0 {
+            carry_over_keys(&tx).await?;
+        }
         tx.execute(
             "INSERT INTO meridian.migrations (version, description) VALUES ($1, $2)",
             &[&(i as i32 + 1), description],
@@ -191,6 +208,44 @@ pub(crate) async fn ensure_on(client: &mut Client, target: &Target) -> Result<()
     tx.commit()
         .await
         .map_err(DistError::db("commit the migration"))
+}
+
+/// Claims the keys that runs recorded before the journal kept claims, newest run first, so a
+/// request retried across the upgrade finds its run. The request is what the run says of it:
+/// its workflow and mode. (Read in Rust: `->>` refuses the NUL a key holds.)
+async fn carry_over_keys(tx: &tokio_postgres::Transaction<'_>) -> Result<(), DistError> {
+    let rows = tx
+        .query(
+            "SELECT id, workflow, mode, options::text, created_at FROM meridian.runs
+              WHERE options::text LIKE '%idempotency_key%' ORDER BY created_at DESC",
+            &[],
+        )
+        .await
+        .map_err(DistError::db("read the runs' idempotency keys"))?;
+    for r in rows {
+        let options: String = r.get(3);
+        let Ok(settings) = serde_json::from_str::<meridian_store::RunSettings>(&options) else {
+            continue;
+        };
+        let Some(key) = settings.idempotency_key else {
+            continue;
+        };
+        let (id, workflow, mode): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let request = serde_json::json!({ "workflow": workflow, "mode": mode }).to_string();
+        tx.execute(
+            "INSERT INTO meridian.idempotency_keys (key, run_id, request, claimed_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
+            &[
+                &crate::journal::keys::stored(&key),
+                &id,
+                &request,
+                &r.get::<_, i64>(4),
+            ],
+        )
+        .await
+        .map_err(DistError::db("claim a run's idempotency key"))?;
+    }
+    Ok(())
 }
 
 /// The schema version, `None` when there is no `meridian` schema yet. Errors when the schema is

@@ -65,7 +65,6 @@ pub struct Server {
     active: Mutex<BTreeMap<String, runs::Active>>,
     /// The check runs (readiness, drift) this server drives: leased and renewed like `active`.
     checks: Mutex<std::collections::BTreeSet<String>>,
-    idempotency: Mutex<runs::Idempotency>,
     readiness: Mutex<BTreeMap<String, readiness::LastReadiness>>,
     drift: Mutex<BTreeMap<String, drift::LastDrift>>,
     git: Mutex<BTreeMap<String, git::Watch>>,
@@ -250,7 +249,6 @@ pub async fn serve(
         schedules: Mutex::default(),
         active: Mutex::default(),
         checks: Mutex::default(),
-        idempotency: Mutex::default(),
         readiness: Mutex::default(),
         drift: Mutex::default(),
         git: Mutex::default(),
@@ -265,9 +263,6 @@ pub async fn serve(
         tracing::warn!("workflow not loaded:\n{e}");
     }
     let catch_up = server.sync_schedules(true);
-    if let Err(e) = server.remember_idempotency_keys() {
-        tracing::warn!("cannot read the idempotency keys of recent runs: {e}");
-    }
     // Leases renewed, and interrupted runs taken over: at once, then every third of a lease.
     tokio::spawn(server.clone().lease_loop());
     // Gates nobody answered within their `approval.timeout` are rejected.

@@ -2,9 +2,9 @@
 //! the same [`Runner`] and journal as `meridian run`; the server only keeps in memory which runs
 //! it is driving right now (to cancel them, and to wait for them on shutdown).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use meridian_protocol::{Event, EventSink, Mode, RunStatus, SinkError};
 use meridian_runner::{Decision, Finished, Launch, Resume, Resumed, RunnerError};
@@ -36,29 +36,19 @@ pub(crate) struct Active {
     pub handle: JoinHandle<()>,
 }
 
-/// How long a start request's `Idempotency-Key` is remembered.
+/// How long a start request's `Idempotency-Key` holds its run.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Keys of start requests already answered: key → (run id, when).
-#[derive(Default)]
-pub(crate) struct Idempotency(HashMap<String, Keyed>);
-
-/// The run a key started, when, and what it asked for (the workflow, the mode, the inputs the
-/// request gave): a retried request must ask for the same.
-struct Keyed {
-    run: String,
-    at: Instant,
-    what: (String, Mode),
-    /// `None` for a key read back from the journal at start-up (it keeps the inputs merged with
-    /// the inputs file, and masked): those are not compared.
+/// What a start request asked for, as its `Idempotency-Key`'s claim keeps it in the journal: a
+/// retried request must ask for the same. `inputs` is absent from the claims carried over from
+/// runs journaled before claims existed (a run keeps its inputs merged with the inputs file,
+/// and masked): those are not compared.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Asked {
+    workflow: String,
+    mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     inputs: Option<BTreeMap<String, String>>,
-}
-
-impl Idempotency {
-    fn get(&mut self, key: &str) -> Option<&Keyed> {
-        self.0.retain(|_, k| k.at.elapsed() < IDEMPOTENCY_TTL);
-        self.0.get(key)
-    }
 }
 
 /// Where [`Server::begin_start`] left a start request.
@@ -98,7 +88,7 @@ impl Server {
             Ok(Ok(())) => Ok(run_id),
             Ok(Err(e)) => {
                 if let Some(key) = &key {
-                    self.idempotency.lock().unwrap().0.remove(key);
+                    self.release_key(key, &run_id);
                 }
                 Err(ApiError::bad_request(one_line(&e)))
             }
@@ -113,45 +103,96 @@ impl Server {
                 "the server is shutting down and starts no new runs",
             ));
         }
-        // A key this server has not seen may have started a run through another server of the
-        // journal (a retry a load balancer sent elsewhere): learned from the journal first.
-        if let Some(key) = &req.idempotency_key {
-            let known = self.idempotency.lock().unwrap().get(key).is_some();
-            if !known && let Some(k) = self.key_in_journal(key, &req.workflow) {
-                self.idempotency
-                    .lock()
-                    .unwrap()
-                    .0
-                    .entry(key.clone())
-                    .or_insert(k);
-            }
-        }
-        // One lock for the check and the insert: two requests with one key start one run.
-        let mut keys = self.idempotency.lock().unwrap();
-        if let Some(key) = &req.idempotency_key
-            && let Some(k) = keys.get(key)
+        // The key is claimed in the journal for the new run id before anything else: among
+        // every server of the journal, exactly one request with a new key starts a run, and
+        // a retry (here or through another server) is answered the run it started.
+        let run_id = meridian_runner::new_run_id();
+        let claimed = req.idempotency_key.clone();
+        if let Some(key) = &claimed
+            && let Some(known) = self.claim_key(key, &run_id, &req)?
         {
-            let other_inputs = k.inputs.as_ref().is_some_and(|i| *i != req.inputs);
-            if k.what != (req.workflow.clone(), req.mode) || other_inputs {
-                // The key is namespaced by the caller (`NAME\0KEY`): the caller's part only.
-                let given = key.split_once('\0').map_or(key.as_str(), |(_, k)| k);
-                return Err(ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "Idempotency-Key `{given}` started run {} of `{}` ({}){}; a retried request must ask for the same — use a new key for a new request",
-                        k.run,
-                        k.what.0,
-                        k.what.1.as_str(),
-                        if other_inputs {
-                            " with other inputs"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
-            }
-            return Ok(Begun::Known(k.run.clone()));
+            return Ok(Begun::Known(known));
         }
+        let begun = self.begin_claimed(req, run_id.clone());
+        if let (Some(key), Err(_)) = (&claimed, &begun) {
+            self.release_key(key, &run_id);
+        }
+        begun
+    }
+
+    /// Claims `key` for `run_id`: `None` when taken; the run of the request that claimed it
+    /// before when this one asks for the same; else 422.
+    fn claim_key(
+        &self,
+        key: &str,
+        run_id: &str,
+        req: &StartRequest,
+    ) -> Result<Option<String>, ApiError> {
+        let asked = Asked {
+            workflow: req.workflow.clone(),
+            mode: req.mode,
+            inputs: Some(req.inputs.clone()),
+        };
+        let claim = meridian_store::KeyClaim {
+            run_id: run_id.to_string(),
+            request: serde_json::to_string(&asked).unwrap_or_default(),
+            claimed_at_ms: 0,
+        };
+        let journal = self.runner.journal();
+        let Some(held) = journal
+            .claim_key(key, &claim, IDEMPOTENCY_TTL)
+            .map_err(|e| ApiError::from_store(&e))?
+        else {
+            return Ok(None);
+        };
+        let first: Option<Asked> = serde_json::from_str(&held.request).ok();
+        let same = first.as_ref().is_some_and(|f| {
+            f.workflow == asked.workflow
+                && f.mode == asked.mode
+                && f.inputs
+                    .as_ref()
+                    .is_none_or(|i| Some(i) == asked.inputs.as_ref())
+        });
+        if same {
+            return Ok(Some(held.run_id));
+        }
+        // The key is namespaced by the caller (`NAME\0KEY`): the caller's part only.
+        let given = key.split_once('\0').map_or(key, |(_, k)| k);
+        let (workflow, mode, other_inputs) = match &first {
+            Some(f) => (
+                f.workflow.as_str(),
+                f.mode.as_str(),
+                f.workflow == asked.workflow && f.mode == asked.mode,
+            ),
+            None => ("?", "?", false),
+        };
+        Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "Idempotency-Key `{given}` started run {} of `{workflow}` ({mode}){}; a retried request must ask for the same — use a new key for a new request",
+                held.run_id,
+                if other_inputs {
+                    " with other inputs"
+                } else {
+                    ""
+                }
+            ),
+        ))
+    }
+
+    /// Gives back a key whose run could not start (a retry may then try again).
+    fn release_key(&self, key: &str, run_id: &str) {
+        if let Err(e) = self.runner.journal().release_key(key, run_id) {
+            tracing::warn!("cannot release an Idempotency-Key of run {run_id}: {e}");
+        }
+    }
+
+    /// [`Server::begin_start`] once the key, if any, is claimed for `run_id`.
+    fn begin_claimed(
+        self: &Arc<Self>,
+        req: StartRequest,
+        run_id: String,
+    ) -> Result<Begun, ApiError> {
         let loaded = {
             let catalog = self.catalog.read().unwrap();
             catalog.get(&req.workflow).cloned().ok_or_else(|| {
@@ -170,32 +211,13 @@ impl Server {
                 req.workflow
             ))
         })?;
-        let given = req.inputs;
-        raw.extend(given.clone());
+        raw.extend(req.inputs);
         meridian_runner::check_inputs(&loaded.workflow, &raw)
             .map_err(|e| ApiError::bad_request(one_line(&e.to_string())))?;
-        let run_id = meridian_runner::new_run_id();
         let idempotency_key = req.idempotency_key;
-        if let Some(key) = &idempotency_key {
-            keys.0.insert(
-                key.clone(),
-                Keyed {
-                    run: run_id.clone(),
-                    at: Instant::now(),
-                    what: (req.workflow.clone(), req.mode),
-                    inputs: Some(given),
-                },
-            );
-        }
-        drop(keys);
         // The lease first: a server looking for interrupted runs must never find this one
         // running with no lease, between its record and its lease.
-        if let Err(e) = self.lease(&run_id) {
-            if let Some(key) = &idempotency_key {
-                self.idempotency.lock().unwrap().0.remove(key);
-            }
-            return Err(e);
-        }
+        self.lease(&run_id)?;
 
         let server = self.clone();
         let id = run_id.clone();
@@ -507,65 +529,6 @@ impl Server {
             schedule_of(&record),
             vec![decision],
         )
-    }
-
-    /// At start-up: the `Idempotency-Key`s of the runs started in the last 24 hours (of the
-    /// latest 1,000), so a request retried across a restart still starts one run.
-    /// The run of `workflow` that `key` started in the last 24 h, from the journal (one indexed
-    /// query for the workflow's recent runs, then their records). A run of another workflow
-    /// with the key is not found here: the key then starts a new run (its mismatch is said
-    /// only by the server that took the key).
-    fn key_in_journal(&self, key: &str, workflow: &str) -> Option<Keyed> {
-        let journal = self.runner.journal();
-        let now = now_ms();
-        let query = meridian_store::RunQuery {
-            workflow: Some(workflow.to_string()),
-            since_ms: Some(now - IDEMPOTENCY_TTL.as_millis() as i64),
-            limit: 1000,
-            ..meridian_store::RunQuery::default()
-        };
-        let page = journal.query_runs(&query).ok()?;
-        page.runs.into_iter().find_map(|s| {
-            let (record, _) = journal.run(&s.id).ok()?;
-            (record.settings.idempotency_key.as_deref() == Some(key)).then(|| Keyed {
-                run: s.id.clone(),
-                at: Instant::now()
-                    .checked_sub(Duration::from_millis(
-                        now.saturating_sub(s.created_at_ms).max(0) as u64,
-                    ))
-                    .unwrap_or_else(Instant::now),
-                what: (record.workflow.clone(), record.mode),
-                inputs: None,
-            })
-        })
-    }
-
-    pub(crate) fn remember_idempotency_keys(&self) -> Result<usize, ApiError> {
-        let journal = self.runner.journal();
-        let now = now_ms();
-        let ttl = IDEMPOTENCY_TTL.as_millis() as i64;
-        let mut keys = self.idempotency.lock().unwrap();
-        let mut n = 0;
-        for s in journal.runs(1000).map_err(|e| ApiError::from_store(&e))? {
-            let age = now.saturating_sub(s.created_at_ms);
-            if age >= ttl {
-                break; // newest first: the rest are older
-            }
-            let (record, _) = journal.run(&s.id).map_err(|e| ApiError::from_store(&e))?;
-            if let Some(key) = record.settings.idempotency_key {
-                let at = Instant::now()
-                    .checked_sub(Duration::from_millis(age.max(0) as u64))
-                    .unwrap_or_else(Instant::now);
-                keys.0.entry(key).or_insert(Keyed {
-                    run: s.id.clone(),
-                    at,
-                    what: (record.workflow.clone(), record.mode),
-                    inputs: None,
-                });
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 
     /// Renews the leases of the runs this server drives, and takes over the interrupted runs

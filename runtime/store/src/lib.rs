@@ -155,6 +155,20 @@ pub trait Journal: Send + Sync {
             .map(|(s, t)| self.claim_tick(s, *t, by))
             .collect()
     }
+    /// Claims an `Idempotency-Key` for the run `claim.run_id` is about to start: `None` when this
+    /// call took the key, else the claim that holds it. Exactly one caller wins among every
+    /// process sharing this journal, so two servers given one new key at the same instant start
+    /// one run. A claim older than `ttl`, or older than [`ORPHAN_CLAIM`] whose run was never
+    /// recorded (its server died in between, or the run was pruned), is replaced. Released with
+    /// [`Journal::release_key`] when the run cannot start; dropped by `prune` after a day.
+    fn claim_key(
+        &self,
+        key: &str,
+        claim: &KeyClaim,
+        ttl: Duration,
+    ) -> Result<Option<KeyClaim>, StoreError>;
+    /// Gives a key back that `run_id` claimed and never used (its run could not start).
+    fn release_key(&self, key: &str, run_id: &str) -> Result<(), StoreError>;
     /// Takes or renews the lease on driving run `id` for `by` (a server's name) for `ttl`:
     /// `true` when no one holds it, its holder let it expire, or `by` holds it already. Servers
     /// sharing a journal drive each run from one place, and take over the runs of a server
@@ -364,6 +378,22 @@ pub struct RunSettings {
     /// the command printed to resume a waiting run names it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<String>,
+}
+
+/// How long a key's claim may point at a run that is not in the journal before another request
+/// may take the key: a run's record follows its claim within milliseconds, so an older claim
+/// without one belongs to a server that died in between, or to a pruned run.
+pub const ORPHAN_CLAIM: Duration = Duration::from_secs(30);
+
+/// An `Idempotency-Key`'s claim ([`Journal::claim_key`]): the run it started and what the
+/// request asked for (opaque to the journal; the server compares a retry's request with it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub run_id: String,
+    pub request: String,
+    /// When the claim was made (the journal's clock, milliseconds since the epoch); ignored
+    /// when claiming.
+    pub claimed_at_ms: i64,
 }
 
 /// What a server keeps of a schedule across restarts (and shares with the servers of its

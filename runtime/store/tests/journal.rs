@@ -203,3 +203,66 @@ fn opening_a_new_file_from_several_places_at_once_migrates_it_once() {
         assert_eq!(store.runs(10).unwrap().len(), 8, "round {round}");
     }
 }
+
+fn key_claim(run_id: &str) -> meridian_store::KeyClaim {
+    meridian_store::conformance::key_claim(run_id, "{}")
+}
+
+/// A claim whose run never reached the journal (its server died between the two) holds for
+/// `ORPHAN_CLAIM`, then the next request takes the key: a retry is not answered with a run id
+/// nobody can find for a day.
+#[test]
+fn a_key_claimed_for_a_run_that_never_came_is_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    assert_eq!(store.claim_key("k", &key_claim("gone"), day).unwrap(), None);
+    assert_eq!(
+        store.claim_key("r", &key_claim("recorded"), day).unwrap(),
+        None
+    );
+    store.create_run(&conformance::record("recorded")).unwrap();
+    let age = meridian_store::ORPHAN_CLAIM.as_millis() as i64 + 1_000;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE idempotency_keys SET claimed_at = claimed_at - ?1",
+            [age],
+        )
+        .unwrap();
+    assert_eq!(store.claim_key("k", &key_claim("next"), day).unwrap(), None);
+    let held = store.claim_key("r", &key_claim("next"), day).unwrap();
+    assert_eq!(held.map(|c| c.run_id).as_deref(), Some("recorded"));
+}
+
+/// A journal from before claims (schema 6): the keys its runs recorded are claimed when it is
+/// migrated, newest run first, so a request retried across the upgrade finds its run.
+#[test]
+fn keys_recorded_by_runs_are_claimed_when_the_journal_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.create_run(&conformance::record("old")).unwrap();
+        let mut plain = conformance::record("plain");
+        plain.settings.idempotency_key = None;
+        store.create_run(&plain).unwrap();
+    }
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("DROP TABLE idempotency_keys; PRAGMA user_version = 6;")
+        .unwrap();
+    drop(raw);
+    let store = SqliteStore::open(&path).unwrap();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let held = store
+        .claim_key("alice\u{0}deploy-42", &key_claim("new"), day)
+        .unwrap()
+        .expect("the old run's key is claimed");
+    assert_eq!(held.run_id, "old");
+    let request: serde_json::Value = serde_json::from_str(&held.request).unwrap();
+    assert_eq!(
+        request,
+        serde_json::json!({"workflow": "wf", "mode": "plan"})
+    );
+}

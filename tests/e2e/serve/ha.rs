@@ -178,6 +178,46 @@ fn a_draining_server_keeps_its_runs_leases_until_they_end() {
         )
     });
     assert_eq!(again, id.as_str());
+    // A new key sent to both servers at the same instant, eight times (a client's retries
+    // fanned out by a load balancer): one run, and every answer names it. Each server checked
+    // the key and then recorded it, and both started a run. The same key asking for other
+    // inputs, through either server, is refused naming that run.
+    rt().block_on(async {
+        let calls = (0..8).map(|i| {
+            let url = [&a, &b][i % 2].url("/api/v1/runs");
+            async move {
+                let body = Some(json!({"workflow": "slow"}));
+                call_with("POST", &url, None, body, &[("Idempotency-Key", "deploy-8")]).await
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let ids: std::collections::BTreeSet<String> = answers
+            .iter()
+            .map(|(code, body)| {
+                assert_eq!(*code, 202, "{body}");
+                body["id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "{answers:?}");
+        let (_, list) = call("GET", &b.url("/api/v1/runs?workflow=slow"), None, None).await;
+        assert_eq!(list["total"], 2, "{list}");
+        let other = Some(json!({"workflow": "slow", "inputs": {"x": "1"}}));
+        let (code, refused) = call_with(
+            "POST",
+            &b.url("/api/v1/runs"),
+            None,
+            other,
+            &[("Idempotency-Key", "deploy-8")],
+        )
+        .await;
+        assert_eq!(code, 422, "{refused}");
+        let message = refused.to_string();
+        let run = ids.first().unwrap();
+        assert!(
+            message.contains(run.as_str()) && message.contains("other inputs"),
+            "{refused}"
+        );
+    });
     std::thread::sleep(Duration::from_millis(500));
     let exited = a.terminate(Duration::from_secs(30));
     assert!(

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use meridian_protocol::{EventSink, KvStore};
 use meridian_store::{
-    EventRecord, Journal, LegRecord, RawSummary, RunPage, RunQuery, RunRecord, RunSummary,
-    StoreError, decode, decode_word,
+    EventRecord, Journal, KeyClaim, LegRecord, RawSummary, RunPage, RunQuery, RunRecord,
+    RunSummary, StoreError, decode, decode_word,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Statement};
@@ -60,6 +60,7 @@ macro_rules! fence_cte {
 }
 
 mod append;
+pub(crate) mod keys;
 mod kv;
 mod lease;
 
@@ -130,6 +131,9 @@ const PRUNE: &str = concat!(
      ti AS (DELETE FROM meridian.ticks WHERE claimed_at < ",
     now_ms!(),
     " - 604800000),
+     ik AS (DELETE FROM meridian.idempotency_keys WHERE claimed_at < ",
+    now_ms!(),
+    " - 86400000),
      rn AS (DELETE FROM meridian.runs WHERE id IN (SELECT id FROM doomed) RETURNING 1)
      SELECT count(*) FROM rn"
 );
@@ -694,6 +698,19 @@ impl Journal for PgJournal {
 
     fn lease_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.lease_holder_raw(id).map_err(store_err)
+    }
+
+    fn claim_key(
+        &self,
+        key: &str,
+        claim: &KeyClaim,
+        ttl: std::time::Duration,
+    ) -> Result<Option<KeyClaim>, StoreError> {
+        self.claim_key_raw(key, claim, ttl).map_err(store_err)
+    }
+
+    fn release_key(&self, key: &str, run_id: &str) -> Result<(), StoreError> {
+        self.release_key_raw(key, run_id).map_err(store_err)
     }
 
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {

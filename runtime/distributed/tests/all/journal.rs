@@ -91,6 +91,50 @@ fn concurrent_first_opens_migrate_once() {
     );
 }
 
+fn key_claim(run_id: &str) -> meridian_store::KeyClaim {
+    meridian_store::conformance::key_claim(run_id, "{}")
+}
+
+/// A journal from before claims (schema 6): the keys its runs recorded are claimed when it is
+/// migrated; a claim whose run never reached the journal is given up after `ORPHAN_CLAIM`.
+#[test]
+fn keys_carry_over_the_migration_and_an_orphaned_claim_is_given_up() {
+    let Some(pg) = Pg::start() else { return };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    PgJournal::open(&pg.dsn())
+        .unwrap()
+        .create_run(&record("old"))
+        .unwrap();
+    pg.sql(
+        "DROP TABLE meridian.idempotency_keys; DELETE FROM meridian.migrations WHERE version = 7",
+    );
+    let store = PgJournal::open(&pg.dsn()).unwrap();
+    let held = store
+        .claim_key("alice\u{0}deploy-42", &key_claim("new"), day)
+        .unwrap()
+        .expect("the old run's key is claimed");
+    assert_eq!(held.run_id, "old");
+    let request: serde_json::Value = serde_json::from_str(&held.request).unwrap();
+    assert_eq!(
+        request,
+        serde_json::json!({"workflow": "wf", "mode": "plan"})
+    );
+
+    assert_eq!(store.claim_key("k", &key_claim("gone"), day).unwrap(), None);
+    let held = store.claim_key("k", &key_claim("next"), day).unwrap();
+    assert_eq!(held.map(|c| c.run_id).as_deref(), Some("gone"));
+    let age = meridian_store::ORPHAN_CLAIM.as_millis() + 1_000;
+    pg.sql(&format!(
+        "UPDATE meridian.idempotency_keys SET claimed_at = claimed_at - {age}"
+    ));
+    assert_eq!(store.claim_key("k", &key_claim("next"), day).unwrap(), None);
+    // The recorded run's claim is as old, and holds.
+    let held = store
+        .claim_key("alice\u{0}deploy-42", &key_claim("new"), day)
+        .unwrap();
+    assert_eq!(held.map(|c| c.run_id).as_deref(), Some("old"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_is_refused_by_every_entry_point() {
     let Some(pg) = Pg::start() else { return };

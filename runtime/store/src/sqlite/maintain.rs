@@ -42,6 +42,11 @@ impl SqliteStore {
             params![now_ms() - TICKS_KEPT_MS],
         )
         .map_err(|e| self.err(e))?;
+        tx.execute(
+            "DELETE FROM idempotency_keys WHERE claimed_at < ?1",
+            params![now_ms() - super::keys::KEYS_KEPT_MS],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         // Maintenance is also when the WAL goes into the main file (commands leave it in place
         // at exit): a copy of `meridian.db` alone is then whole, and the WAL file small again.

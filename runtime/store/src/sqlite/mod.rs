@@ -2,6 +2,7 @@
 //! writing events in `commit`, the kv state in `kv`.
 
 mod commit;
+mod keys;
 mod kv;
 mod maintain;
 
@@ -16,8 +17,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::pending::now_ms;
 use crate::{
-    EventRecord, Journal, LegRecord, RawSummary, RunPage, RunQuery, RunRecord, RunSummary,
-    ScheduleState, StoreError, decode, decode_word,
+    EventRecord, Journal, KeyClaim, LegRecord, RawSummary, RunPage, RunQuery, RunRecord,
+    RunSummary, ScheduleState, StoreError, decode, decode_word,
 };
 use commit::Committer;
 use kv::SqliteKv;
@@ -25,7 +26,9 @@ use kv::SqliteKv;
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
 /// Bump with a new entry in `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
+/// The version that brought `idempotency_keys`.
+const KEYS_VERSION: i64 = 7;
 
 /// Migrations, index i takes the schema from version i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -103,6 +106,16 @@ CREATE TABLE schedules (
     paused TEXT,
     failures INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+"#,
+    // `Idempotency-Key` claims (see `Journal::claim_key`); the keys runs recorded before are
+    // carried over by `keys::carry_over`.
+    r#"
+CREATE TABLE idempotency_keys (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    request TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL
 );
 "#,
 ];
@@ -310,6 +323,9 @@ impl SqliteStore {
         }
         for sql in MIGRATIONS.iter().skip(from.max(0) as usize) {
             tx.execute_batch(sql)?;
+        }
+        if from > 0 && from < KEYS_VERSION {
+            keys::carry_over(&tx)?;
         }
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
@@ -617,6 +633,19 @@ impl Journal for SqliteStore {
             .execute(params![schedule, tick_ms, by, now_ms()])
         })?;
         Ok(n == 1)
+    }
+
+    fn claim_key(
+        &self,
+        key: &str,
+        claim: &KeyClaim,
+        ttl: Duration,
+    ) -> Result<Option<KeyClaim>, StoreError> {
+        self.claim_key_row(key, claim, ttl)
+    }
+
+    fn release_key(&self, key: &str, run_id: &str) -> Result<(), StoreError> {
+        self.release_key_row(key, run_id)
     }
 
     fn lease_run(&self, id: &str, by: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -13,6 +13,9 @@ use serde_json::json;
 
 use crate::{Journal, RunQuery, RunRecord, RunSettings, StoreError};
 
+mod claims;
+pub use claims::claim as key_claim;
+
 /// Runs every check against fresh runs (ids made unique with `prefix`, so a database may hold
 /// several runs of the suite). The prune check deletes every finished run in the storage, so
 /// give the suite storage that no other test uses at the same time.
@@ -26,7 +29,8 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     queries_filter_and_page_in_the_store(&format!("{prefix}-q"), open);
     a_group_is_durable_and_lost_events_leave_no_gap(&format!("{prefix}-grp"), open);
     a_long_step_shows_while_it_runs(&format!("{prefix}-prog"), open);
-    a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
+    claims::a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
+    claims::a_key_is_claimed_once(&format!("{prefix}-key"), open);
     a_run_is_leased_to_one_server(&format!("{prefix}-lease"), open);
     a_write_under_a_lost_lease_is_refused(&format!("{prefix}-fence"), open);
     a_kv_write_under_a_lost_lease_is_refused(&format!("{prefix}-kvfence"), open);
@@ -720,54 +724,4 @@ fn a_kv_write_under_a_lost_lease_is_refused(id: &str, open: &dyn Fn() -> Arc<dyn
     assert!(after.to_string().contains("no longer holds"), "{after}");
     open().kv(id).set("step/b/x", b"1".to_vec()).unwrap();
     assert_eq!(value(&*open()).as_deref(), Some(&b"vm-2"[..]));
-}
-
-/// Eight claimants (each its own connection, as separate servers would be) race for each of
-/// five ticks: exactly one wins each.
-fn a_tick_is_claimed_once(schedule: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
-    let journals: Vec<Arc<dyn Journal>> = (0..8).map(|_| open()).collect();
-    for tick in 0..5i64 {
-        let start = Arc::new(std::sync::Barrier::new(journals.len()));
-        let wins: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = journals
-                .iter()
-                .enumerate()
-                .map(|(i, j)| {
-                    let start = start.clone();
-                    scope.spawn(move || {
-                        start.wait();
-                        j.claim_tick(schedule, 1_000 * tick, &format!("server-{i}"))
-                            .unwrap()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| usize::from(h.join().unwrap()))
-                .sum()
-        });
-        assert_eq!(wins, 1, "tick {tick} of {schedule}");
-    }
-    // A batch: what was claimed loses, the rest wins, in order.
-    let batch = [
-        (schedule.to_string(), 4_000),
-        (schedule.to_string(), 9_000),
-        (format!("{schedule}-c"), 4_000),
-    ];
-    assert_eq!(
-        journals[2].claim_ticks(&batch, "z").unwrap(),
-        [false, true, true]
-    );
-    assert_eq!(journals[3].claim_ticks(&batch, "w").unwrap(), [false; 3]);
-    // Another schedule's tick at the same time is its own.
-    assert!(
-        journals[0]
-            .claim_tick(&format!("{schedule}-b"), 0, "x")
-            .unwrap()
-    );
-    assert!(
-        !journals[1]
-            .claim_tick(&format!("{schedule}-b"), 0, "y")
-            .unwrap()
-    );
 }
