@@ -173,6 +173,12 @@ impl Journal for RemoteJournal {
     fn release_key(&self, _: &str, _: &str) -> Result<(), StoreError> {
         Err(not_here("claiming idempotency keys"))
     }
+    fn request_cancel(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        Err(not_here("cancelling runs"))
+    }
+    fn cancel_requests(&self, _: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        Err(not_here("cancelling runs"))
+    }
     fn prune(&self, _: Duration) -> Result<usize, StoreError> {
         Err(not_here("pruning"))
     }

@@ -7,7 +7,7 @@ use crate::DistError;
 use crate::conn::Target;
 
 /// Bump with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 /// The version that brought `idempotency_keys` (see [`carry_over_keys`]).
 const KEYS_VERSION: i32 = 7;
 
@@ -155,6 +155,16 @@ CREATE TABLE meridian.idempotency_keys (
     run_id text NOT NULL,
     request text NOT NULL,
     claimed_at bigint NOT NULL
+);
+"#,
+    ),
+    (
+        "cancel_requests: runs someone asked to cancel, for the server that drives them",
+        r#"
+CREATE TABLE meridian.cancel_requests (
+    run_id text PRIMARY KEY REFERENCES meridian.runs(id),
+    why text NOT NULL,
+    requested_at bigint NOT NULL
 );
 "#,
     ),

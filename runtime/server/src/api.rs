@@ -522,10 +522,24 @@ async fn cancel_run(
     State(s): State<Arc<Server>>,
     Extension(id): Extension<Identity>,
     Path(run): Path<String>,
-) -> Answer<Json<Json_>> {
+) -> Answer<(StatusCode, Json<Json_>)> {
     require(&id, Role::Operator)?;
-    s.cancel_run(&run).await?;
-    Ok(Json(json!({"id": run, "status": "cancelled"})))
+    let why = format!("cancelled through the API by `{}`", id.name);
+    match s.cancel_run(&run, &why).await? {
+        crate::cancel::Cancelled::Here => Ok((
+            StatusCode::OK,
+            Json(json!({"id": run, "status": "cancelled"})),
+        )),
+        crate::cancel::Cancelled::Requested { driver } => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "id": run,
+                "status": "cancel-requested",
+                "driver": driver,
+                "message": "another server drives the run; it cancels the run when it next renews its lease",
+            })),
+        )),
+    }
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+mod cancel;
 pub mod catalog;
 pub mod config;
 mod console;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use meridian_protocol::{Event, EventSink, Mode, RunStatus, SinkError};
 use meridian_runner::{Decision, Finished, Launch, Resume, Resumed, RunnerError};
-use meridian_store::pending::now_ms;
 use tokio::task::JoinHandle;
 
 use crate::Server;
@@ -315,7 +314,7 @@ impl Server {
     }
 
     /// Gives up the lease on a run this server no longer drives.
-    fn release(&self, run_id: &str) {
+    pub(crate) fn release(&self, run_id: &str) {
         if let Err(e) = self.runner.journal().release_run(run_id, &self.name) {
             tracing::warn!(run = %run_id, "cannot release the run's lease (it expires by itself): {e}");
         }
@@ -431,71 +430,6 @@ impl Server {
         }
     }
 
-    /// Cancels a run: a run this server drives is stopped (its in-flight steps are dropped, as
-    /// when a runner is killed), then `run-finished: cancelled` is journaled. A run waiting for
-    /// an approval is cancelled in the journal alone.
-    pub async fn cancel_run(self: &Arc<Self>, run_id: &str) -> Result<(), ApiError> {
-        let (_, summary) = self
-            .runner
-            .journal()
-            .run(run_id)
-            .map_err(|e| ApiError::from_store(&e))?;
-        let active = self.active.lock().unwrap().remove(run_id);
-        let stoppable = matches!(
-            summary.status,
-            RunStatus::Running | RunStatus::AwaitingApproval
-        );
-        if active.is_none() && !stoppable {
-            return Err(ApiError::conflict(format!(
-                "run {run_id} has already ended ({})",
-                summary.status.as_str()
-            )));
-        }
-        if active.is_none() && summary.status == RunStatus::Running {
-            // Name the driver: behind a load balancer the caller must reach that server.
-            let holder = self
-                .runner
-                .journal()
-                .lease_holder(run_id)
-                .ok()
-                .flatten()
-                .map(|h| format!("`{h}` drives it"))
-                .unwrap_or_else(|| "another runner may be driving it".to_string());
-            return Err(ApiError::conflict(format!(
-                "run {run_id} is not driven by this server ({holder}; this server is `{}`); cancel it there",
-                self.name
-            )));
-        }
-        let schedule = active.as_ref().and_then(|a| a.schedule.clone());
-        let workflow = active
-            .as_ref()
-            .map(|a| a.workflow.clone())
-            .unwrap_or(summary.workflow.clone());
-        if let Some(a) = active {
-            a.handle.abort();
-            let _ = a.handle.await;
-            self.release(run_id);
-        }
-        let elapsed = (now_ms() - summary.created_at_ms).max(0) as u64;
-        self.runner
-            .journal()
-            .sink(run_id)
-            .and_then(|s| {
-                s.emit(&Event::RunFinished {
-                    status: RunStatus::Cancelled,
-                    duration: Duration::from_millis(elapsed),
-                    message: "cancelled through the API".into(),
-                })
-                .map_err(|e| meridian_store::StoreError::Backend(e.to_string()))
-            })
-            .map_err(|e| ApiError::from_store(&e))?;
-        self.metrics.run_ended(&workflow, RunStatus::Cancelled);
-        if let Some(id) = schedule {
-            self.schedule_run_ended(&id, run_id, RunStatus::Cancelled, "cancelled");
-        }
-        Ok(())
-    }
-
     /// Approves or rejects the approval gate a run waits at, then resumes the run.
     pub fn decide(self: &Arc<Self>, run_id: &str, decision: Decision) -> Result<(), ApiError> {
         let journal = self.runner.journal();
@@ -540,6 +474,8 @@ impl Server {
         loop {
             tick.tick().await;
             self.renew_leases();
+            // Cancellations other servers were asked for, of runs this one drives.
+            self.cancel_requested().await;
             // Draining (SIGTERM): the runs still going within `grace` keep their leases — the
             // loop used to end here, and a peer took over a run this server was still driving,
             // its writes then refused ("lost the run's lease"). Nothing more is taken over.
@@ -616,6 +552,23 @@ impl Server {
                 self.release(&s.id);
                 continue;
             }
+            // Someone asked for it to be cancelled while its server was gone: cancelled
+            // here, not resumed.
+            if let Some((_, why)) = journal
+                .cancel_requests(std::slice::from_ref(&s.id))
+                .map_err(|e| ApiError::from_store(&e))?
+                .pop()
+            {
+                tracing::info!(run = %s.id, "cancelling an interrupted run: {why}");
+                let ended = self.journal_cancelled(&s.id, &summary, &why);
+                self.release(&s.id);
+                ended?;
+                self.metrics.run_ended(&s.workflow, RunStatus::Cancelled);
+                if let Some(id) = schedule_of(&record) {
+                    self.schedule_run_ended(&id, &s.id, RunStatus::Cancelled, "cancelled");
+                }
+                continue;
+            }
             tracing::info!(run = %s.id, "resuming an interrupted run");
             match self.resume_run(&s.id, &s.workflow, schedule_of(&record), Vec::new()) {
                 Ok(()) => n += 1,
@@ -637,7 +590,7 @@ impl Server {
 }
 
 /// The schedule that started a run (its trigger `schedule:ID`), if one did.
-fn schedule_of(record: &meridian_store::RunRecord) -> Option<String> {
+pub(crate) fn schedule_of(record: &meridian_store::RunRecord) -> Option<String> {
     record
         .settings
         .trigger

@@ -549,8 +549,9 @@ impl Server {
             (s.spec.clone(), going)
         };
         if spec.overlap == OverlapPolicy::CancelPrevious {
+            let why = format!("cancelled by schedule {id} (overlap: cancel-previous)");
             for run in running {
-                if let Err(e) = self.cancel_run(&run).await {
+                if let Err(e) = self.cancel_run(&run, &why).await {
                     tracing::warn!(schedule = %id, run = %run, "cannot cancel the previous run: {e}");
                 }
             }

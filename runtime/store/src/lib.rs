@@ -169,6 +169,14 @@ pub trait Journal: Send + Sync {
     ) -> Result<Option<KeyClaim>, StoreError>;
     /// Gives a key back that `run_id` claimed and never used (its run could not start).
     fn release_key(&self, key: &str, run_id: &str) -> Result<(), StoreError>;
+    /// Asks whoever drives run `id` to cancel it, saying why (who asked): a server that does
+    /// not drive a run cannot stop it, the one that holds its lease can. The driver finds the
+    /// request when it renews its leases ([`Journal::cancel_requests`]); a server taking an
+    /// interrupted run over finds it before resuming. Durable; the first request stands, and
+    /// it is kept until the run is pruned.
+    fn request_cancel(&self, id: &str, why: &str) -> Result<(), StoreError>;
+    /// Of `ids`, the runs whose cancellation was requested, with why; in one query.
+    fn cancel_requests(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError>;
     /// Takes or renews the lease on driving run `id` for `by` (a server's name) for `ttl`:
     /// `true` when no one holds it, its holder let it expire, or `by` holds it already. Servers
     /// sharing a journal drive each run from one place, and take over the runs of a server

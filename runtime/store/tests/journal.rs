@@ -250,8 +250,10 @@ fn keys_recorded_by_runs_are_claimed_when_the_journal_is_migrated() {
         store.create_run(&plain).unwrap();
     }
     let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute_batch("DROP TABLE idempotency_keys; PRAGMA user_version = 6;")
-        .unwrap();
+    raw.execute_batch(
+        "DROP TABLE cancel_requests; DROP TABLE idempotency_keys; PRAGMA user_version = 6;",
+    )
+    .unwrap();
     drop(raw);
     let store = SqliteStore::open(&path).unwrap();
     let day = std::time::Duration::from_secs(24 * 3600);

@@ -279,6 +279,54 @@ fn overlap_skip_holds_across_servers() {
     }
 }
 
+/// `overlap: cancel-previous` reaches the previous run whichever server drives it: server a
+/// starts a run of 8 s and is told to stop (it drives its run on, firing nothing more); server
+/// b's next tick cancels a's run through the journal, and a ends it. A run another server
+/// drove used to go on to succeed beside the new one.
+#[test]
+fn overlap_cancel_previous_reaches_across_servers() {
+    use crate::distributed::store;
+    let s = Scratch::new();
+    let Some(db) = store(&s) else { return };
+    with_sleeper(&s);
+    s.write(
+        "wf/long.yaml",
+        "name: long\non:\n  schedule:\n    - {cron: \"*/2 * * * * *\", overlap: cancel-previous}\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 8000}}\n",
+    );
+    s.write(
+        "meridian.toml",
+        "workflows = \"wf\"\nrun-lease = \"2s\"\ngrace = \"30s\"\n",
+    );
+    let _workers = one_worker(&db, &s);
+    let q = |sql: &str| db.pg.psql_db("meridian", sql).unwrap();
+    let first_run = || {
+        q("SELECT id FROM meridian.runs WHERE workflow = 'long' ORDER BY created_at LIMIT 1")
+            .trim()
+            .to_string()
+    };
+    let mut a = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let started = Instant::now();
+    while first_run().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = first_run();
+    assert_eq!(a.terminate(Duration::ZERO), None); // draining: drives its run, fires nothing
+    let b = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let exited = a.terminate(Duration::from_secs(30));
+    assert!(exited.is_some_and(|e| e.success()), "{}", a.log());
+    let ended = q(&format!(
+        "SELECT status || ': ' || coalesce(message, '') FROM meridian.runs WHERE id = '{id}'"
+    ));
+    assert!(
+        ended.trim().starts_with("cancelled: ") && ended.contains("overlap: cancel-previous"),
+        "{ended}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    drop(b);
+}
+
 /// Regression: `meridian resume` of a run a server was driving started a second coordinator on
 /// it. The CLI takes the run's lease too, so it refuses a run a server drives (and a server does
 /// not take over a run the CLI resumes).
@@ -308,4 +356,65 @@ fn resume_refuses_a_run_a_server_drives() {
     // Ended, the lease is given up: resume may look at it again.
     let (out, _) = crate::support::expect_code(&s.run(&["resume", &id]), 0);
     assert!(out.contains("already succeeded"), "{out}");
+}
+
+/// A cancel sent to a server that does not drive the run is asked of the driver through the
+/// journal (202, naming it) and the driver cancels the run; a run whose server was killed is
+/// cancelled by the server that takes it over, not resumed. The other server used to answer
+/// 409 ("cancel it there"), and `overlap: cancel-previous` left other servers' runs going.
+#[test]
+fn a_cancel_reaches_the_run_through_any_server() {
+    use crate::distributed::store;
+    let s = Scratch::new();
+    let Some(db) = store(&s) else { return };
+    with_sleeper(&s);
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 5000}}\n  - {id: b, uses: ./sleeper.wasm, needs: a, with: {ms: 100}}\n",
+    );
+    s.write("meridian.toml", "workflows = \"wf\"\nrun-lease = \"2s\"\n");
+    let _workers = one_worker(&db, &s);
+    let a = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let b = Served::spawn(db.cmd(&s), &["--config", "meridian.toml"]);
+    let rt = rt();
+    let cancel_through_b = |id: &str| {
+        rt.block_on(async {
+            let url = b.url(&format!("/api/v1/runs/{id}/cancel"));
+            call("POST", &url, None, None).await
+        })
+    };
+    let ended = |id: &str| {
+        rt.block_on(until(
+            &b.url(&format!("/api/v1/runs/{id}")),
+            None,
+            Duration::from_secs(30),
+            |r| r["summary"]["status"] != "running",
+        ))
+    };
+
+    let id = start(&a, "slow");
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, asked) = cancel_through_b(&id);
+    assert_eq!(code, 202, "{asked}");
+    assert_eq!(asked["status"], "cancel-requested", "{asked}");
+    assert!(asked["driver"].is_string(), "{asked}");
+    let run = ended(&id);
+    assert_eq!(run["summary"]["status"], "cancelled", "{run}\n{}", a.log());
+    let message = run["summary"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cancelled through the API by"), "{run}");
+    // Asked again once it ended: nothing to cancel.
+    assert_eq!(cancel_through_b(&id).0, 409);
+
+    let id = start(&a, "slow");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(a); // SIGKILL: its lease runs out in 2 s
+    let (code, asked) = cancel_through_b(&id);
+    assert_eq!(code, 202, "{asked}");
+    let run = ended(&id);
+    assert_eq!(run["summary"]["status"], "cancelled", "{run}\n{}", b.log());
+    assert!(
+        b.log().contains("cancelling an interrupted run") && !b.log().contains("resuming"),
+        "{}",
+        b.log()
+    );
 }

@@ -60,6 +60,7 @@ macro_rules! fence_cte {
 }
 
 mod append;
+mod cancels;
 pub(crate) mod keys;
 mod kv;
 mod lease;
@@ -75,8 +76,12 @@ const CREATE_RUN: &str = concat!(
     now_ms!(),
     ")"
 );
+/// Also drops a cancellation asked of the run before it ended: resuming a cancelled run asks
+/// for it to go on. (A run still `running` is being taken over: a request stands.)
 const REOPEN_RUN: &str = concat!(
-    "UPDATE meridian.runs SET status = 'running', finished_at = NULL, updated_at = ",
+    "WITH gone AS (DELETE FROM meridian.cancel_requests c USING meridian.runs r
+                    WHERE c.run_id = $1 AND r.id = $1 AND r.status <> 'running')
+     UPDATE meridian.runs SET status = 'running', finished_at = NULL, updated_at = ",
     now_ms!(),
     " WHERE id = $1"
 );
@@ -128,6 +133,7 @@ const PRUNE: &str = concat!(
      kv AS (DELETE FROM meridian.kv WHERE run_id IN (SELECT id FROM doomed)),
      tk AS (DELETE FROM meridian.tasks WHERE run_id IN (SELECT id FROM doomed)),
      le AS (DELETE FROM meridian.leases WHERE run_id IN (SELECT id FROM doomed)),
+     cr AS (DELETE FROM meridian.cancel_requests WHERE run_id IN (SELECT id FROM doomed)),
      ti AS (DELETE FROM meridian.ticks WHERE claimed_at < ",
     now_ms!(),
     " - 604800000),
@@ -711,6 +717,17 @@ impl Journal for PgJournal {
 
     fn release_key(&self, key: &str, run_id: &str) -> Result<(), StoreError> {
         self.release_key_raw(key, run_id).map_err(store_err)
+    }
+
+    fn request_cancel(&self, id: &str, why: &str) -> Result<(), StoreError> {
+        self.request_cancel_raw(id, why).map_err(store_err)
+    }
+
+    fn cancel_requests(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.cancel_requests_raw(ids).map_err(store_err)
     }
 
     fn release_run(&self, id: &str, by: &str) -> Result<(), StoreError> {

@@ -106,7 +106,8 @@ fn keys_carry_over_the_migration_and_an_orphaned_claim_is_given_up() {
         .create_run(&record("old"))
         .unwrap();
     pg.sql(
-        "DROP TABLE meridian.idempotency_keys; DELETE FROM meridian.migrations WHERE version = 7",
+        "DROP TABLE meridian.cancel_requests; DROP TABLE meridian.idempotency_keys;
+         DELETE FROM meridian.migrations WHERE version >= 7",
     );
     let store = PgJournal::open(&pg.dsn()).unwrap();
     let held = store

@@ -137,3 +137,34 @@ pub(super) fn a_key_is_claimed_once(id: &str, open: &dyn Fn() -> Arc<dyn Journal
     let held = open().claim_key(&key, &claim("y", "r"), day).unwrap();
     assert_eq!(held.map(|c| c.run_id).as_deref(), Some("fresh"));
 }
+
+/// A cancellation asked of a run through any handle is found by the run's driver through its
+/// own; the first request's reason stands; an unknown run is an error; a resumed cancelled run
+/// forgets it; a request goes when its run is pruned (the suite's last check prunes this run).
+pub(super) fn a_cancel_request_reaches_the_driver(id: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
+    let driver = open();
+    driver.create_run(&super::record(id)).unwrap();
+    let mine = [id.to_string(), format!("{id}-other")];
+    assert_eq!(driver.cancel_requests(&mine).unwrap(), []);
+    open().request_cancel(id, "alice asked").unwrap();
+    open().request_cancel(id, "bob asked").unwrap();
+    assert_eq!(
+        driver.cancel_requests(&mine).unwrap(),
+        [(id.to_string(), "alice asked".to_string())]
+    );
+    assert_eq!(driver.cancel_requests(&[]).unwrap(), []);
+    let e = open()
+        .request_cancel(&format!("{id}-none"), "x")
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    // Reopened while running (a takeover): the request stands.
+    open().reopen_run(id).unwrap();
+    assert_eq!(driver.cancel_requests(&mine).unwrap().len(), 1);
+    // Cancelled, then resumed: the request asked of the earlier invocation goes.
+    let cancelled = super::finish(meridian_protocol::RunStatus::Cancelled);
+    driver.sink(id).unwrap().emit(&cancelled).unwrap();
+    open().reopen_run(id).unwrap();
+    assert_eq!(driver.cancel_requests(&mine).unwrap(), []);
+    open().request_cancel(id, "carol asked").unwrap();
+    driver.sink(id).unwrap().emit(&cancelled).unwrap();
+}

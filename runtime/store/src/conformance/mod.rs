@@ -31,6 +31,7 @@ pub fn run_all(prefix: &str, open: &dyn Fn() -> Arc<dyn Journal>) {
     a_long_step_shows_while_it_runs(&format!("{prefix}-prog"), open);
     claims::a_tick_is_claimed_once(&format!("{prefix}-tick"), open);
     claims::a_key_is_claimed_once(&format!("{prefix}-key"), open);
+    claims::a_cancel_request_reaches_the_driver(&format!("{prefix}-cancel"), open);
     a_run_is_leased_to_one_server(&format!("{prefix}-lease"), open);
     a_write_under_a_lost_lease_is_refused(&format!("{prefix}-fence"), open);
     a_kv_write_under_a_lost_lease_is_refused(&format!("{prefix}-kvfence"), open);
@@ -424,7 +425,7 @@ fn a_long_step_shows_while_it_runs(id: &str, open: &dyn Fn() -> Arc<dyn Journal>
     assert_eq!(kinds, [(1, "attempt-started"), (2, "leg-finished")]);
 }
 
-fn finish(status: RunStatus) -> Event {
+pub(crate) fn finish(status: RunStatus) -> Event {
     Event::RunFinished {
         status,
         duration: Duration::from_millis(5),

@@ -23,7 +23,7 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        for table in ["events", "legs", "kv", "leases"] {
+        for table in ["events", "legs", "kv", "leases", "cancel_requests"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE run_id IN ({PRUNABLE})"),
                 params![cutoff],

@@ -26,7 +26,7 @@ use kv::SqliteKv;
 /// `MRDN` — marks the file as ours.
 const APPLICATION_ID: i64 = 0x4D52_444E;
 /// Bump with a new entry in `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// The version that brought `idempotency_keys`.
 const KEYS_VERSION: i64 = 7;
 
@@ -116,6 +116,14 @@ CREATE TABLE idempotency_keys (
     run_id TEXT NOT NULL,
     request TEXT NOT NULL,
     claimed_at INTEGER NOT NULL
+);
+"#,
+    // Runs someone asked to cancel (see `Journal::request_cancel`).
+    r#"
+CREATE TABLE cancel_requests (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    why TEXT NOT NULL,
+    requested_at INTEGER NOT NULL
 );
 "#,
 ];
@@ -429,10 +437,20 @@ impl Journal for SqliteStore {
 
     fn reopen_run(&self, id: &str) -> Result<(), StoreError> {
         let n = self.with(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            // Resuming a cancelled run asks for it to go on: a cancellation asked before it
+            // ended goes. (A run still `running` is being taken over: a request stands.)
+            tx.execute(
+                "DELETE FROM cancel_requests WHERE run_id = ?1
+                   AND EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status <> 'running')",
+                params![id],
+            )?;
+            let n = tx.execute(
                 "UPDATE runs SET status='running', finished_at=NULL, updated_at=?2 WHERE id=?1",
                 params![id, now_ms()],
-            )
+            )?;
+            tx.commit()?;
+            Ok(n)
         })?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(id.to_string()));
@@ -646,6 +664,39 @@ impl Journal for SqliteStore {
 
     fn release_key(&self, key: &str, run_id: &str) -> Result<(), StoreError> {
         self.release_key_row(key, run_id)
+    }
+
+    fn request_cancel(&self, id: &str, why: &str) -> Result<(), StoreError> {
+        let n = self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO cancel_requests (run_id, why, requested_at)
+                 SELECT id, ?2, ?3 FROM runs WHERE id = ?1
+                 ON CONFLICT (run_id) DO NOTHING",
+            )?
+            .execute(params![id, why, now_ms()])?;
+            c.prepare_cached("SELECT count(*) FROM runs WHERE id = ?1")?
+                .query_row(params![id], |r| r.get::<_, i64>(0))
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn cancel_requests(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT why FROM cancel_requests WHERE run_id = ?1")?;
+            let mut found = Vec::new();
+            for id in ids {
+                if let Some(why) = st
+                    .query_row(params![id], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    found.push((id.clone(), why));
+                }
+            }
+            Ok(found)
+        })
     }
 
     fn lease_run(&self, id: &str, by: &str, ttl: Duration) -> Result<bool, StoreError> {
