@@ -19,6 +19,6 @@ pub use executor::{
 };
 pub use meridian_protocol::{ComponentRef, Masker, OriginPattern, PlannedChange};
 pub use run::{
-    Approver, CompensationReport, LegReport, PLAN_PASSES_GATES, PriorLeg, RunError, RunOptions,
-    RunReport, StepReport, run,
+    Approver, CompensationReport, EarlierAttempts, LegReport, PLAN_PASSES_GATES, PriorLeg,
+    RunError, RunOptions, RunReport, StepReport, run,
 };

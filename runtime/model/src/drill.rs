@@ -84,6 +84,9 @@ pub struct CanaryProber {
     pub expect: Option<Template>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// How many clients probe, each at `rate`, their cached DNS answers expiring evenly across
+    /// the TTL (the drill's downtime is the worst client's).
+    pub clients: u32,
 }
 
 /// Defaults of the canary block.
@@ -92,6 +95,9 @@ pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(2);
 pub const DEFAULT_WRITE_RATE: u32 = 20;
 pub const DEFAULT_PROBE_RATE: u32 = 10;
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_PROBE_CLIENTS: u32 = 4;
+/// The most prober clients a drill may ask for.
+pub const MAX_PROBE_CLIENTS: u32 = 16;
 pub const DEFAULT_CANARY_TABLE: &str = "meridian_canary";
 /// The highest rate either canary accepts (a drill measures, it does not load-test).
 pub const MAX_CANARY_RATE: u32 = 200;

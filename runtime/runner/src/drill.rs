@@ -244,6 +244,7 @@ impl DrillVerdict {
         let info = [
             (writer, "Rows written", "rows", "rows_written"),
             (writer, "Rows found", "rows", "rows_found"),
+            (prober, "Downtime, best client", "ms", "downtime_best_ms"),
             (prober, "Requests sent", "requests", "requests_sent"),
             (prober, "Requests failed", "requests", "requests_failed"),
         ];

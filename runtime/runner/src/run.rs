@@ -403,6 +403,7 @@ impl Runner {
             })
             .collect();
         let events = self.journal.events(run_id)?;
+        opts.earlier = earlier_attempts(&events, &opts.prior);
         // Its last invocation stopped at a gate: what failed before it stays failed (see
         // `keep_failures`), also when a resume of it was killed since.
         opts.keep_failures = events.iter().rev().find_map(|e| match &e.event {
@@ -580,6 +581,34 @@ pub(crate) fn prior_canary(events: &[meridian_store::EventRecord]) -> PriorCanar
 
 /// Whether a journaled leg may stand on resume; the engine decides which of these it reuses
 /// (a success, or a failure under `continue-on-error`).
+/// The attempts earlier invocations began of the legs that have not finished (see
+/// [`meridian_engine::EarlierAttempts`]): a resumed leg numbers on after them.
+fn earlier_attempts(
+    events: &[meridian_store::EventRecord],
+    prior: &std::collections::HashMap<(String, String), meridian_engine::PriorLeg>,
+) -> std::collections::HashMap<(String, String), meridian_engine::EarlierAttempts> {
+    let mut out = std::collections::HashMap::new();
+    for e in events {
+        let (step, leg, attempt, failed) = match &e.event {
+            meridian_engine::Event::AttemptStarted {
+                step, leg, attempt, ..
+            } => (step, leg, *attempt, false),
+            meridian_engine::Event::AttemptFailed {
+                step, leg, attempt, ..
+            } => (step, leg, *attempt, true),
+            _ => continue,
+        };
+        let key = (step.clone(), leg.clone());
+        if prior.contains_key(&key) {
+            continue;
+        }
+        let a: &mut meridian_engine::EarlierAttempts = out.entry(key).or_default();
+        a.last = a.last.max(attempt);
+        a.failed += u32::from(failed);
+    }
+    out
+}
+
 fn finished_for_good(l: &LegRecord) -> bool {
     matches!(l.outcome, Outcome::Success | Outcome::Failure)
 }

@@ -43,6 +43,7 @@ impl Attempt {
         matrix: Json,
         mut req: StepRequest,
         policy: &RetryPolicy,
+        earlier: super::EarlierAttempts,
     ) -> LegReport {
         // A leg's duration is its own work, from its first attempt's start (see
         // `Event::LegFinished`): a leg that ends before any attempt took no time.
@@ -72,8 +73,10 @@ impl Attempt {
         // (compiling its component on a cold cache) is not an attempt; counting either made the
         // reported duration disagree with the attempt timeline.
         let started = Instant::now();
-        let attempts = policy.attempts.max(1);
-        let mut attempt = 1;
+        // A resumed leg numbers on after its earlier attempts; those that failed count against
+        // its retries, and it runs at least once.
+        let mut attempt = earlier.last + 1;
+        let attempts = (earlier.failed + policy.attempts.max(1)).max(attempt);
         loop {
             req.attempt = attempt;
             self.emit(Event::AttemptStarted {

@@ -54,6 +54,17 @@ pub struct PriorLeg {
     pub error: Option<crate::StepError>,
 }
 
+/// The attempts of a leg that had not finished, begun in earlier invocations of the same run
+/// (from the journal): the leg's attempts go on numbering after them, and its failed ones count
+/// against its retries (an attempt the runner died in did not fail, and does not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EarlierAttempts {
+    /// The highest attempt number begun.
+    pub last: u32,
+    /// How many of them failed.
+    pub failed: u32,
+}
+
 /// How to run.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -75,6 +86,8 @@ pub struct RunOptions {
     pub sink: Option<Arc<dyn EventSink>>,
     /// Legs already finished, keyed by (step id, leg key).
     pub prior: HashMap<(String, String), PriorLeg>,
+    /// Attempts begun earlier of legs that had not finished, keyed by (step id, leg key).
+    pub earlier: HashMap<(String, String), EarlierAttempts>,
     /// A resume of a run that stopped at an approval gate: a step that failed in it stays
     /// failed (its failed legs stand, whatever its `if:` says now; its other unfinished legs
     /// end cancelled) and the run starts failed. Approving the gate carries the run on into its
@@ -104,6 +117,7 @@ impl RunOptions {
             approver: None,
             sink: None,
             prior: HashMap::new(),
+            earlier: HashMap::new(),
             keep_failures: false,
             keep_going: false,
             run_timeout: None,

@@ -276,6 +276,12 @@ impl Runner {
                 return Ok(());
             }
         };
+        let earlier = self
+            .opts
+            .earlier
+            .get(&(id.clone(), key.clone()))
+            .copied()
+            .unwrap_or_default();
         let req = StepRequest {
             run_id: self.opts.run_id.clone(),
             idempotency_key: format!("{}/{}", self.opts.run_id, display),
@@ -284,7 +290,7 @@ impl Runner {
             action: Action::Run,
             mode: self.opts.mode,
             input,
-            attempt: 1,
+            attempt: earlier.last + 1,
             grants,
             limits: step.limits.clone(),
             timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
@@ -303,7 +309,9 @@ impl Runner {
         };
         let step_name = id;
         self.tasks.spawn(async move {
-            let report = attempt.run_leg(&step_name, key, matrix, req, &policy).await;
+            let report = attempt
+                .run_leg(&step_name, key, matrix, req, &policy, earlier)
+                .await;
             LegDone {
                 step: si,
                 leg: li,

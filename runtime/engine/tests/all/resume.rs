@@ -44,3 +44,31 @@ steps:
         json!({"echo": {"got": "from journal"}})
     );
 }
+
+/// A resumed leg numbers its attempts on after those begun before the runner stopped, and the
+/// failed ones count against its retries: with `attempts: 3`, attempt 1 failed and attempt 2 was
+/// cut off by the runner's death (it did not fail, and does not count), so attempts 3 and 4 run.
+/// A resumed leg started again at attempt 1 with its whole budget, whatever it had spent.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_leg_numbers_on_and_spends_what_is_left_of_its_retries() {
+    let earlier = meridian_engine::EarlierAttempts { last: 2, failed: 1 };
+    let workflow = |uses: &str| {
+        format!(
+            "name: resume\nsteps:\n  - id: f\n    uses: {uses}\n    with: {{kind: retryable, succeed_on: 4}}\n    retry: {{attempts: 3, initial: 10ms}}\n"
+        )
+    };
+    let mut o = opts();
+    o.earlier.insert(("f".into(), String::new()), earlier);
+    let (r, exec) = go(&workflow("test-flaky"), o).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(exec.runs_of("f").len(), 2);
+    let leg = &r.step("f").unwrap().legs[0];
+    assert_eq!((leg.attempts, &leg.output), (4, &json!({"attempt": 4})));
+
+    let mut o = opts();
+    o.earlier.insert(("f".into(), String::new()), earlier);
+    let (r, exec) = go(&workflow("test-fail"), o).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(exec.runs_of("f").len(), 2, "attempts 3 and 4, then no more");
+    assert_eq!(r.step("f").unwrap().legs[0].attempts, 4);
+}

@@ -230,7 +230,7 @@ fn writer(
 fn prober(cx: &mut Cx<'_>, node: &Node) -> Option<CanaryProber> {
     let f = cx.fields(
         node,
-        &["url", "dns", "rate", "expect", "timeout"],
+        &["url", "dns", "rate", "expect", "timeout", "clients"],
         "in `drill.canary.prober`",
     )?;
     let url = cx.require(&f, "url", "in `drill.canary.prober`")?;
@@ -255,11 +255,37 @@ fn prober(cx: &mut Cx<'_>, node: &Node) -> Option<CanaryProber> {
             .unwrap_or(DEFAULT_PROBE_TIMEOUT),
         None => DEFAULT_PROBE_TIMEOUT,
     };
+    let rate = rate(cx, f.get("rate"), "`prober.rate`", DEFAULT_PROBE_RATE);
+    let clients = match f.get("clients") {
+        // Four, or fewer at a rate that would put four above the canaries' ceiling.
+        None => (MAX_CANARY_RATE / rate.max(1)).clamp(1, DEFAULT_PROBE_CLIENTS),
+        Some(n) => match cx.uint(n, "`prober.clients`", 1) {
+            Some(c)
+                if c <= u64::from(MAX_PROBE_CLIENTS)
+                    && c * u64::from(rate) <= u64::from(MAX_CANARY_RATE) =>
+            {
+                c as u32
+            }
+            Some(c) => {
+                cx.error(
+                    n.span,
+                    format!(
+                        "`prober.clients`: {c} clients at {rate} requests per second each is above {} clients or {MAX_CANARY_RATE} requests per second in all",
+                        MAX_PROBE_CLIENTS
+                    ),
+                    Some("a drill's canary measures, it does not load-test: lower `clients` or `rate`".into()),
+                );
+                DEFAULT_PROBE_CLIENTS
+            }
+            None => DEFAULT_PROBE_CLIENTS,
+        },
+    };
     Some(CanaryProber {
         url,
         dns,
-        rate: rate(cx, f.get("rate"), "`prober.rate`", DEFAULT_PROBE_RATE),
+        rate,
         expect,
         timeout,
+        clients,
     })
 }

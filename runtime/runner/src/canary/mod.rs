@@ -106,6 +106,7 @@ impl CanaryPlan {
                         .map(|t| text(t, "prober.expect"))
                         .transpose()?,
                     timeout: p.timeout,
+                    clients: p.clients,
                 })
             }
             None => None,

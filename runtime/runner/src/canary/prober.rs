@@ -1,7 +1,11 @@
-//! The canary prober: requests at a steady rate through the name clients use, resolved by the
-//! GSLB's DNS server and kept for the answer's TTL as a client's resolver would; a fresh
-//! connection per request. Client-observed downtime is from the first failed request to the
-//! first success after which nothing failed.
+//! The canary prober: several clients, each sending requests at a steady rate through the name
+//! users use, resolved by the GSLB's DNS server and kept for the answer's TTL as a client's
+//! resolver would; a fresh connection per request. Real clients resolved at different moments,
+//! so their cached answers expire at different moments: client i of N keeps its first answer
+//! for (i + 1)/N of its TTL, spreading the clients evenly across the TTL cycle. A client's
+//! downtime is from its first failed request to its first success after which nothing failed;
+//! the drill's downtime is the worst client's (one client's was wherever it happened to be in
+//! the cycle).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -21,12 +25,14 @@ pub struct ProberPlan {
     pub rate: u32,
     pub expect: Option<String>,
     pub timeout: Duration,
+    /// How many clients probe, each at `rate`.
+    pub clients: u32,
 }
 
-/// One request: when it was sent (Unix ms) and whether it succeeded.
+/// Each client's requests: when each was sent (Unix ms) and whether it succeeded.
 #[derive(Debug, Default)]
 pub(super) struct ProbeLog {
-    samples: Vec<(u64, bool)>,
+    clients: Vec<Vec<(u64, bool)>>,
     first_error: Option<String>,
     setup_error: Option<String>,
 }
@@ -35,11 +41,19 @@ pub(super) struct ProbeLog {
 pub(super) struct ProberFigures {
     pub requests_sent: u64,
     pub requests_failed: u64,
+    /// The worst client's downtime.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downtime_ms: Option<u64>,
+    /// The best client's, when several probed: the spread is the DNS TTL's share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_best_ms: Option<u64>,
+    /// Each client's downtime in client order (`null`: it had not recovered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub downtime_by_client_ms: Vec<Option<u64>>,
+    /// Any client's first failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_failure_at_ms: Option<u64>,
-    /// The first success after which no request failed.
+    /// The last client's first success after which none of its requests failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lasting_success_at_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +69,8 @@ type Cached = Option<(String, Vec<IpAddr>, Instant)>;
 struct TtlResolver {
     server: SocketAddr,
     cache: Arc<Mutex<Cached>>,
+    /// The share of its TTL the first answer is kept for (the client's place in the cycle).
+    first: Arc<Mutex<Option<f64>>>,
 }
 
 impl Resolve for TtlResolver {
@@ -73,7 +89,8 @@ impl Resolve for TtlResolver {
                 Some(ips) => ips,
                 None => {
                     let (ips, ttl) = meridian_sandbox::dns_lookup(me.server, &host).await?;
-                    let until = Instant::now() + ttl;
+                    let share = me.first.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    let until = Instant::now() + ttl.mul_f64(share.unwrap_or(1.0));
                     *me.cache.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some((host, ips.clone(), until));
                     ips
@@ -85,7 +102,8 @@ impl Resolve for TtlResolver {
     }
 }
 
-fn client(plan: &ProberPlan) -> Result<reqwest::Client, String> {
+/// A client whose first answer is kept for `share` of its TTL.
+fn client(plan: &ProberPlan, share: f64) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .timeout(plan.timeout)
         .connect_timeout(plan.timeout)
@@ -96,6 +114,7 @@ fn client(plan: &ProberPlan) -> Result<reqwest::Client, String> {
         b = b.dns_resolver(Arc::new(TtlResolver {
             server,
             cache: Arc::new(Mutex::new(None)),
+            first: Arc::new(Mutex::new(Some(share))),
         }));
     }
     b.build()
@@ -105,20 +124,41 @@ fn client(plan: &ProberPlan) -> Result<reqwest::Client, String> {
 /// The latest failure and success (Unix ms), shared with whoever waits for a lasting recovery.
 pub(super) type Latest = Arc<Mutex<(Option<u64>, Option<u64>)>>;
 
-/// Probes until `stop` turns true.
-pub(super) async fn run(
-    plan: ProberPlan,
-    latest: Latest,
-    mut stop: watch::Receiver<bool>,
-) -> ProbeLog {
-    let mut log = ProbeLog::default();
-    let http = match client(&plan) {
-        Ok(c) => c,
-        Err(e) => {
-            log.setup_error = Some(e);
-            return log;
+/// Probes with every client until `stop` turns true.
+pub(super) async fn run(plan: ProberPlan, latest: Latest, stop: watch::Receiver<bool>) -> ProbeLog {
+    let n = plan.clients.max(1);
+    let mut http = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        match client(&plan, f64::from(i + 1) / f64::from(n)) {
+            Ok(c) => http.push(c),
+            Err(e) => {
+                return ProbeLog {
+                    setup_error: Some(e),
+                    ..ProbeLog::default()
+                };
+            }
         }
-    };
+    }
+    let first_error = Mutex::new(None);
+    let each = http
+        .iter()
+        .map(|h| probe_until(h, &plan, &latest, &first_error, stop.clone()));
+    ProbeLog {
+        clients: futures::future::join_all(each).await,
+        first_error: first_error.into_inner().unwrap_or_else(|p| p.into_inner()),
+        setup_error: None,
+    }
+}
+
+/// One client's requests at the plan's rate until `stop` turns true.
+async fn probe_until(
+    http: &reqwest::Client,
+    plan: &ProberPlan,
+    latest: &Latest,
+    first_error: &Mutex<Option<String>>,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<(u64, bool)> {
+    let mut samples = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / plan.rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -130,11 +170,14 @@ pub(super) async fn run(
             break;
         }
         let at = now_ms();
-        let result = probe(&http, &plan).await;
+        let result = probe(http, plan).await;
         if let Err(e) = &result {
-            log.first_error.get_or_insert_with(|| e.clone());
+            first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| e.clone());
         }
-        log.samples.push((at, result.is_ok()));
+        samples.push((at, result.is_ok()));
         let mut l = latest.lock().unwrap_or_else(|p| p.into_inner());
         if result.is_ok() {
             l.1 = Some(at);
@@ -142,12 +185,12 @@ pub(super) async fn run(
             l.0 = Some(at);
         }
     }
-    log
+    samples
 }
 
 /// One request, as the prober sends them (readiness asks once).
 pub(super) async fn once(plan: &ProberPlan) -> Result<(), String> {
-    probe(&client(plan)?, plan).await
+    probe(&client(plan, 1.0)?, plan).await
 }
 
 async fn probe(http: &reqwest::Client, plan: &ProberPlan) -> Result<(), String> {
@@ -174,9 +217,10 @@ async fn probe(http: &reqwest::Client, plan: &ProberPlan) -> Result<(), String> 
 }
 
 pub(super) fn figures(log: ProbeLog) -> ProberFigures {
+    let all = log.clients.iter().flatten();
     let mut f = ProberFigures {
-        requests_sent: log.samples.len() as u64,
-        requests_failed: log.samples.iter().filter(|(_, ok)| !ok).count() as u64,
+        requests_sent: all.clone().count() as u64,
+        requests_failed: all.clone().filter(|(_, ok)| !ok).count() as u64,
         prober_first_error: log.first_error,
         ..ProberFigures::default()
     };
@@ -184,24 +228,40 @@ pub(super) fn figures(log: ProbeLog) -> ProberFigures {
         f.prober_not_measured = Some(e);
         return f;
     }
-    if !log.samples.iter().any(|(_, ok)| *ok) {
+    if !all.clone().any(|(_, ok)| *ok) {
         f.prober_not_measured = Some(
             "no request ever succeeded: check `prober.url` and `prober.dns` (the service must answer before the fault)"
                 .to_string(),
         );
         return f;
     }
-    let (first_failure, lasting) = downtime(&log.samples);
-    f.first_failure_at_ms = first_failure;
-    f.lasting_success_at_ms = lasting;
-    f.downtime_ms = match (first_failure, lasting) {
-        (None, _) => Some(0),
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        (Some(_), None) => None,
-    };
-    if first_failure.is_some() && lasting.is_none() {
-        f.prober_not_measured =
-            Some("the service had not recovered for clients when the canaries stopped".to_string());
+    // Each client that sent anything: (first failure, lasting success).
+    let spans: Vec<(Option<u64>, Option<u64>)> = log
+        .clients
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| downtime(c))
+        .collect();
+    f.downtime_by_client_ms = spans
+        .iter()
+        .map(|span| match *span {
+            (None, _) => Some(0),
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            (Some(_), None) => None,
+        })
+        .collect();
+    f.first_failure_at_ms = spans.iter().filter_map(|s| s.0).min();
+    let recovered = f.downtime_by_client_ms.iter().all(Option::is_some);
+    if recovered {
+        f.lasting_success_at_ms = spans.iter().filter_map(|s| s.1).max();
+        f.downtime_ms = f.downtime_by_client_ms.iter().flatten().max().copied();
+        if f.downtime_by_client_ms.len() > 1 {
+            f.downtime_best_ms = f.downtime_by_client_ms.iter().flatten().min().copied();
+        }
+    } else {
+        f.prober_not_measured = Some(
+            "the service had not recovered for every client when the canaries stopped".to_string(),
+        );
     }
     f
 }
@@ -236,7 +296,7 @@ mod tests {
         assert_eq!(downtime(&[(0, true), (100, true)]), (None, None));
         assert_eq!(downtime(&[(0, true), (100, false)]), (Some(100), None));
         let log = ProbeLog {
-            samples: s.to_vec(),
+            clients: vec![s.to_vec()],
             ..ProbeLog::default()
         };
         let f = figures(log);
@@ -246,10 +306,44 @@ mod tests {
         );
     }
 
+    /// The drill's downtime is the worst client's: one whose cached answer expired late waited
+    /// longer than one that moved early; one that never failed counts 0, and one that had not
+    /// recovered leaves the figure unmeasured.
+    #[test]
+    fn the_downtime_is_the_worst_clients() {
+        let early = vec![(0, true), (100, false), (200, true), (300, true)];
+        let late = vec![
+            (0, true),
+            (100, false),
+            (200, false),
+            (300, false),
+            (400, true),
+        ];
+        let lucky = vec![(0, true), (150, true)];
+        let f = figures(ProbeLog {
+            clients: vec![early.clone(), late, lucky],
+            ..ProbeLog::default()
+        });
+        assert_eq!(f.downtime_by_client_ms, [Some(100), Some(300), Some(0)]);
+        assert_eq!((f.downtime_ms, f.downtime_best_ms), (Some(300), Some(0)));
+        assert_eq!(
+            (f.first_failure_at_ms, f.lasting_success_at_ms),
+            (Some(100), Some(400))
+        );
+        assert_eq!((f.requests_sent, f.requests_failed), (11, 4));
+        let stuck = vec![(0, true), (100, false)];
+        let f = figures(ProbeLog {
+            clients: vec![early, stuck],
+            ..ProbeLog::default()
+        });
+        assert_eq!(f.downtime_ms, None);
+        assert!(f.prober_not_measured.unwrap().contains("every client"));
+    }
+
     #[test]
     fn a_prober_that_never_succeeded_measured_nothing() {
         let log = ProbeLog {
-            samples: vec![(0, false), (100, false)],
+            clients: vec![vec![(0, false), (100, false)]],
             ..ProbeLog::default()
         };
         let f = figures(log);
