@@ -319,6 +319,8 @@ pub struct ScheduleRow {
     pub last_fire_ms: Option<i64>,
     pub last_run: Option<String>,
     pub last_result: Option<String>,
+    /// `last_result` as one word: a run state, `skipped` or `not-fired`.
+    pub last_state: Option<&'static str>,
     pub consecutive_failures: u32,
     /// Why it is paused.
     pub paused: Option<String>,
@@ -352,7 +354,7 @@ pub fn schedules_page(rows: &[ScheduleRow], viewer: &Viewer) -> String {
                         td data-h="Last fire" { @if let Some(t) = s.last_fire_ms { (wall(t)) } @else { "—" } }
                         td data-h="Last result" {
                             @if let Some(r) = &s.last_run {
-                                a href={"/runs/" (urlenc(r))} { (badge(result_word(s.last_result.as_deref()))) }
+                                a href={"/runs/" (urlenc(r))} { (badge(s.last_state.unwrap_or("running"))) }
                                 @if let Some(text) = &s.last_result { " " span.muted { (clean(text)) } }
                             }
                             @else { "—" }
@@ -406,29 +408,5 @@ pub fn error_page(status: u16, message: &str, viewer: Option<&Viewer>) -> String
     match viewer {
         Some(v) => page("Error", Shell::Served(v), "", &body),
         None => page("Error", Shell::Anonymous, "", &body),
-    }
-}
-
-/// The state word of a schedule's last result as the server writes it (`run ID: failed: …`,
-/// `could not start a run: …`, `tick skipped: …`), for the badge; its text is shown beside it.
-pub(crate) fn result_word(result: Option<&str>) -> &'static str {
-    let Some(r) = result else { return "running" };
-    if r.starts_with("could not start") || r.starts_with("tick at") {
-        return "failed";
-    }
-    if r.starts_with("tick skipped") || r.contains("tick(s) before") {
-        return "skipped";
-    }
-    let status = r
-        .strip_prefix("run ")
-        .and_then(|rest| rest.split_once(": "))
-        .map(|(_, after)| after.split([':', ' ']).next().unwrap_or(""));
-    match status {
-        Some("succeeded") => "succeeded",
-        Some("failed") => "failed",
-        Some("timed-out") => "timed-out",
-        Some("cancelled") => "cancelled",
-        Some("awaiting-approval") => "awaiting-approval",
-        _ => "other",
     }
 }

@@ -367,17 +367,4 @@ fn a_badge_class_is_never_text_as_given() {
         html.starts_with("<span class=\"badge awaiting-approval\">"),
         "{html}"
     );
-    let word = crate::pages::result_word;
-    assert_eq!(word(Some("run r1: failed: boom succeeded skip")), "failed");
-    assert_eq!(word(Some("run r1: succeeded")), "succeeded");
-    assert_eq!(
-        word(Some("could not start a run: secret `X` has no value")),
-        "failed"
-    );
-    assert_eq!(
-        word(Some("tick skipped: run r2 was still going")),
-        "skipped"
-    );
-    assert_eq!(word(Some("run r1: timed-out: after 10m")), "timed-out");
-    assert_eq!(word(None), "running");
 }

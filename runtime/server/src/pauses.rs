@@ -20,7 +20,7 @@ impl Server {
         }
         let why = format!(
             "paused after {n} consecutive failed runs (last: {})",
-            s.last_result.as_deref().unwrap_or("-"),
+            s.last_result.as_ref().map_or("-", |r| r.text.as_str()),
         );
         s.paused = Some(why.clone());
         self.metrics.schedule_paused(&s.spec.id, true);

@@ -34,7 +34,7 @@ pub(crate) struct Sched {
     pub fire_at: Option<DateTime<Utc>>,
     pub last_fire: Option<DateTime<Utc>>,
     pub last_run: Option<String>,
-    pub last_result: Option<String>,
+    pub last_result: Option<LastResult>,
     /// Consecutive runs that failed or timed out.
     pub failures: u32,
     /// Why it does not fire (a person paused it, or its runs kept failing).
@@ -43,6 +43,24 @@ pub(crate) struct Sched {
     pub queued: bool,
     /// Runs it started that have not ended.
     pub running: Vec<String>,
+}
+
+/// What a schedule's last tick or run came to: a word for badges and scripts, and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LastResult {
+    pub state: &'static str,
+    pub text: String,
+}
+
+/// A tick not fired: overlap, or the scheduler was late.
+const SKIPPED: &str = "skipped";
+/// A tick that could not fire (the journal did not answer), or a run that could not start.
+const NOT_FIRED: &str = "not-fired";
+
+impl LastResult {
+    fn new(state: &'static str, text: String) -> LastResult {
+        LastResult { state, text }
+    }
 }
 
 /// What a schedule is, from a workflow file or the server config.
@@ -73,7 +91,12 @@ pub struct ScheduleInfo {
     pub next_fire: Option<DateTime<Utc>>,
     pub last_fire: Option<DateTime<Utc>>,
     pub last_run: Option<String>,
+    /// What the last tick or run came to, in a sentence.
     pub last_result: Option<String>,
+    /// The same as one word: a run's status (`succeeded`, `failed`, `timed-out`,
+    /// `cancelled`, `awaiting-approval`), `skipped` (a tick skipped), or `not-fired` (a tick
+    /// that could not fire, or a run that could not start).
+    pub last_state: Option<&'static str>,
     pub consecutive_failures: u32,
     pub paused: Option<String>,
     pub error: Option<String>,
@@ -271,7 +294,8 @@ impl Sched {
             },
             last_fire: self.last_fire,
             last_run: self.last_run.clone(),
-            last_result: self.last_result.clone(),
+            last_result: self.last_result.as_ref().map(|r| r.text.clone()),
+            last_state: self.last_result.as_ref().map(|r| r.state),
             consecutive_failures: self.failures,
             paused: self.paused.clone(),
             error: self.spec.error.clone(),
@@ -411,8 +435,11 @@ impl Server {
                         if missed > 0 {
                             tracing::warn!(schedule = %s.spec.id, missed, "the scheduler was late: ticks skipped");
                             self.metrics.ticks_skipped(&s.spec.id, missed);
-                            s.last_result = Some(format!(
-                                "{missed} tick(s) before {now} skipped: the scheduler was late"
+                            s.last_result = Some(LastResult::new(
+                                SKIPPED,
+                                format!(
+                                    "{missed} tick(s) before {now} skipped: the scheduler was late"
+                                ),
                             ));
                         }
                         s.arm(tick.max(now - chrono::Duration::milliseconds(1)));
@@ -467,8 +494,9 @@ impl Server {
                 for (id, tick, _) in due {
                     tracing::warn!(schedule = %id, "tick not fired: cannot claim it in the journal: {e}");
                     if let Some(s) = scheds.get_mut(id) {
-                        s.last_result = Some(format!(
-                            "tick at {tick} not fired: the journal did not answer: {e}"
+                        s.last_result = Some(LastResult::new(
+                            NOT_FIRED,
+                            format!("tick at {tick} not fired: the journal did not answer: {e}"),
                         ));
                     }
                 }
@@ -533,9 +561,12 @@ impl Server {
             if !going.is_empty() {
                 match s.spec.overlap {
                     OverlapPolicy::Skip => {
-                        s.last_result = Some(format!(
-                            "tick skipped: run {} was still going (overlap: skip)",
-                            going.join(", ")
+                        s.last_result = Some(LastResult::new(
+                            SKIPPED,
+                            format!(
+                                "tick skipped: run {} was still going (overlap: skip)",
+                                going.join(", ")
+                            ),
                         ));
                         return None;
                     }
@@ -647,7 +678,10 @@ impl Server {
                 }
             }
             Err(e) => {
-                s.last_result = Some(format!("could not start a run: {}", e.message));
+                s.last_result = Some(LastResult::new(
+                    NOT_FIRED,
+                    format!("could not start a run: {}", e.message),
+                ));
                 s.failures += 1;
                 let paused = self.pause_if_failing(s);
                 let state = s.state();
@@ -673,11 +707,14 @@ impl Server {
         let Some(s) = scheds.get_mut(id) else { return };
         s.running.retain(|r| r != run_id);
         // The engine's message may start with the status already ("failed: probe").
-        s.last_result = Some(match message {
-            "" => format!("run {run_id}: {}", status.as_str()),
-            m if m.starts_with(status.as_str()) => format!("run {run_id}: {m}"),
-            m => format!("run {run_id}: {}: {m}", status.as_str()),
-        });
+        s.last_result = Some(LastResult::new(
+            status.as_str(),
+            match message {
+                "" => format!("run {run_id}: {}", status.as_str()),
+                m if m.starts_with(status.as_str()) => format!("run {run_id}: {m}"),
+                m => format!("run {run_id}: {}: {m}", status.as_str()),
+            },
+        ));
         let mut note = None;
         let before = s.state();
         match status {

@@ -73,6 +73,8 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
                 .contains("2 consecutive failed runs"),
             "{broken}"
         );
+        // The last result's state in a word of its own (the console read it out of the text).
+        assert_eq!(broken["last_state"], "failed", "{broken}");
         // Why the last run failed, not only which step did.
         assert!(
             broken["paused"]
@@ -148,6 +150,8 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
                 || ran.len() >= 2,
             "{slow}"
         );
+        let word = slow["last_state"].as_str().unwrap_or_default();
+        assert!(["skipped", "succeeded"].contains(&word), "{slow}");
 
         // Resume it: it fires again.
         let (code, info) = call(

@@ -384,6 +384,7 @@ pub(super) async fn schedules(State(s): State<Arc<Server>>, headers: HeaderMap) 
             last_fire_ms: ms(i.last_fire),
             last_run: i.last_run,
             last_result: i.last_result,
+            last_state: i.last_state,
             consecutive_failures: i.consecutive_failures,
             paused: i.paused,
             error: i.error,
