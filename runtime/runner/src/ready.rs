@@ -51,7 +51,7 @@ impl Runner {
         as_plan(wf, &mut launch);
         let secrets = crate::secrets::load(&wf.workflow, launch.secrets_file.as_deref())?;
         let inputs = meridian_engine::inputs::resolve(&wf.workflow, &launch.raw_inputs)
-            .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
+            .map_err(RunnerError::Problems)?;
         let done = self.start(wf, launch).await?;
         let mut checks = Vec::new();
         checks.push(plan_check(&done.report));

@@ -49,7 +49,7 @@ pub fn load(path: &Path) -> Result<Loaded, RunnerError> {
 pub fn check_inputs(wf: &Workflow, raw: &BTreeMap<String, String>) -> Result<(), RunnerError> {
     meridian_engine::inputs::resolve(wf, raw)
         .map(|_| ())
-        .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))
+        .map_err(RunnerError::Problems)
 }
 
 /// What executes the steps.
@@ -196,8 +196,8 @@ impl Runner {
     pub async fn start(&self, wf: &Loaded, launch: Launch) -> Result<Finished, RunnerError> {
         let workflow = wf.workflow.clone();
         let raw = launch.raw_inputs;
-        let inputs = meridian_engine::inputs::resolve(&workflow, &raw)
-            .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
+        let inputs =
+            meridian_engine::inputs::resolve(&workflow, &raw).map_err(RunnerError::Problems)?;
         check_approvals(&workflow, "--approve", &launch.approve)?;
         let secrets = secrets::load(&workflow, launch.secrets_file.as_deref())?;
         self.check_with(&workflow).await?;
@@ -354,7 +354,7 @@ impl Runner {
             }
         })?;
         let inputs = meridian_engine::inputs::resolve(&workflow, &settings.raw_inputs)
-            .map_err(|errs| RunnerError::Invalid(errs.join("\nerror: ")))?;
+            .map_err(RunnerError::Problems)?;
         let mut opts = RunOptions::new(run_id);
         opts.started_at_ms = summary.created_at_ms.max(0) as u64;
         opts.mode = record.mode;

@@ -51,7 +51,7 @@ pub fn load(wf: &Workflow, file: Option<&Path>) -> Result<BTreeMap<String, Strin
         }
     }
     if !missing.is_empty() {
-        return Err(RunnerError::Invalid(missing.join("\nerror: ")));
+        return Err(RunnerError::Problems(missing));
     }
     Ok(out)
 }

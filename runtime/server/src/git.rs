@@ -248,7 +248,7 @@ impl Server {
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e: meridian_runner::RunnerError| e.to_string())?;
+        .map_err(|e: meridian_runner::RunnerError| e.one_line())?;
         let (head, run) = found;
         let Some(run) = run else {
             return Ok((head, None));

@@ -89,7 +89,7 @@ impl Server {
                 if let Some(key) = &key {
                     self.release_key(key, &run_id);
                 }
-                Err(ApiError::bad_request(one_line(&e)))
+                Err(ApiError::bad_request(e))
             }
             Err(_) => Err(ApiError::internal("the run's task ended before it started")),
         }
@@ -212,7 +212,7 @@ impl Server {
         })?;
         raw.extend(req.inputs);
         meridian_runner::check_inputs(&loaded.workflow, &raw)
-            .map_err(|e| ApiError::bad_request(one_line(&e.to_string())))?;
+            .map_err(|e| ApiError::bad_request(e.one_line()))?;
         let idempotency_key = req.idempotency_key;
         // The lease first: a server looking for interrupted runs must never find this one
         // running with no lease, between its record and its lease.
@@ -251,7 +251,7 @@ impl Server {
             {
                 // Refused before it was recorded: there is no run to report on.
                 server.active.lock().unwrap().remove(&id);
-                let _ = t.send(Err(e.to_string()));
+                let _ = t.send(Err(e.one_line()));
                 return;
             }
             server.ended(&id, &result.map(Some));
@@ -374,7 +374,7 @@ impl Server {
         let (status, message) = match result {
             Ok(Some(f)) => (f.report.status, with_errors(f)),
             Ok(None) => (RunStatus::Succeeded, "already succeeded".to_string()),
-            Err(e) => (RunStatus::Failed, e.to_string()),
+            Err(e) => (RunStatus::Failed, e.one_line()),
         };
         self.metrics.run_ended(&workflow, status);
         let note = match status {
@@ -628,12 +628,6 @@ fn with_errors(f: &Finished) -> String {
         true => r.message.clone(),
         false => format!("{} ({})", r.message, why.join("; ")),
     }
-}
-
-/// The runner's several errors (one per line, `error: ` before each after the first, as a
-/// terminal shows them) as one message of the API.
-fn one_line(message: &str) -> String {
-    message.replace("\nerror: ", "; ")
 }
 
 pub(crate) fn waiting_gates<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<String> {

@@ -329,7 +329,7 @@ impl Server {
             let mut raw = match self.file_inputs(wf) {
                 Ok(m) => m,
                 Err(e) => {
-                    spec.error = Some(e.to_string());
+                    spec.error = Some(e.one_line());
                     continue;
                 }
             };

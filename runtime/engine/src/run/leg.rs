@@ -73,9 +73,9 @@ impl Attempt {
         // (compiling its component on a cold cache) is not an attempt; counting either made the
         // reported duration disagree with the attempt timeline.
         let started = Instant::now();
-        // A resumed leg numbers on after its earlier attempts; those that failed count against
-        // its retries, and it runs at least once.
-        let mut attempt = earlier.last + 1;
+        // A resumed leg goes on from its earlier attempts; those that failed count against its
+        // retries, and it runs at least once.
+        let mut attempt = earlier.next();
         let attempts = (earlier.failed + policy.attempts.max(1)).max(attempt);
         loop {
             req.attempt = attempt;

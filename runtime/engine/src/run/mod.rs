@@ -55,14 +55,27 @@ pub struct PriorLeg {
 }
 
 /// The attempts of a leg that had not finished, begun in earlier invocations of the same run
-/// (from the journal): the leg's attempts go on numbering after them, and its failed ones count
-/// against its retries (an attempt the runner died in did not fail, and does not).
+/// (from the journal): the leg's attempts go on from them, and its failed ones count against
+/// its retries (an attempt the runner died in did not fail, and does not).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EarlierAttempts {
     /// The highest attempt number begun.
     pub last: u32,
     /// How many of them failed.
     pub failed: u32,
+}
+
+impl EarlierAttempts {
+    /// The number the leg's next attempt takes: an attempt the runner died in goes on under
+    /// its own number (a queue re-attaches to it; in process it runs again, with the same
+    /// idempotency key), after a failed one comes the next.
+    pub fn next(&self) -> u32 {
+        if self.failed < self.last {
+            self.last
+        } else {
+            self.last + 1
+        }
+    }
 }
 
 /// How to run.

@@ -290,7 +290,7 @@ impl Runner {
             action: Action::Run,
             mode: self.opts.mode,
             input,
-            attempt: earlier.last + 1,
+            attempt: earlier.next(),
             grants,
             limits: step.limits.clone(),
             timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),

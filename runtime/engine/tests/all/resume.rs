@@ -45,10 +45,10 @@ steps:
     );
 }
 
-/// A resumed leg numbers its attempts on after those begun before the runner stopped, and the
-/// failed ones count against its retries: with `attempts: 3`, attempt 1 failed and attempt 2 was
-/// cut off by the runner's death (it did not fail, and does not count), so attempts 3 and 4 run.
-/// A resumed leg started again at attempt 1 with its whole budget, whatever it had spent.
+/// A resumed leg goes on from the attempts begun before the runner stopped, and the failed ones
+/// count against its retries: with `attempts: 3`, attempt 1 failed and attempt 2 was cut off by
+/// the runner's death (it did not fail, and does not count), so attempt 2 runs again, then 3
+/// and 4. A resumed leg started again at attempt 1 with its whole budget, whatever it had spent.
 #[tokio::test(start_paused = true)]
 async fn a_resumed_leg_numbers_on_and_spends_what_is_left_of_its_retries() {
     let earlier = meridian_engine::EarlierAttempts { last: 2, failed: 1 };
@@ -61,7 +61,7 @@ async fn a_resumed_leg_numbers_on_and_spends_what_is_left_of_its_retries() {
     o.earlier.insert(("f".into(), String::new()), earlier);
     let (r, exec) = go(&workflow("test-flaky"), o).await;
     assert_eq!(r.status, RunStatus::Succeeded);
-    assert_eq!(exec.runs_of("f").len(), 2);
+    assert_eq!(exec.runs_of("f").len(), 3);
     let leg = &r.step("f").unwrap().legs[0];
     assert_eq!((leg.attempts, &leg.output), (4, &json!({"attempt": 4})));
 
@@ -69,6 +69,20 @@ async fn a_resumed_leg_numbers_on_and_spends_what_is_left_of_its_retries() {
     o.earlier.insert(("f".into(), String::new()), earlier);
     let (r, exec) = go(&workflow("test-fail"), o).await;
     assert_eq!(r.status, RunStatus::Failed);
-    assert_eq!(exec.runs_of("f").len(), 2, "attempts 3 and 4, then no more");
+    assert_eq!(
+        exec.runs_of("f").len(),
+        3,
+        "attempts 2, 3 and 4, then no more"
+    );
     assert_eq!(r.step("f").unwrap().legs[0].attempts, 4);
+}
+
+#[test]
+fn an_interrupted_attempt_goes_on_under_its_number() {
+    use meridian_engine::EarlierAttempts;
+    let next = |last, failed| EarlierAttempts { last, failed }.next();
+    assert_eq!(next(0, 0), 1, "nothing before");
+    assert_eq!(next(1, 0), 1, "attempt 1 was cut off: it goes on");
+    assert_eq!(next(1, 1), 2, "attempt 1 failed");
+    assert_eq!(next(3, 2), 3);
 }
