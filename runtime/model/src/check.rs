@@ -666,6 +666,9 @@ fn check_secret_flows(cx: &mut Cx<'_>, wf: &Workflow, sites: &[Site<'_>]) {
     use std::collections::BTreeSet;
     // The secrets each var holds, its own and those of the vars it uses (vars use only the vars
     // above them, and sites come in file order, so one pass in var order is enough).
+    // `secrets` read as a whole — `toJSON(secrets)`, `secrets.*`, `secrets[<computed>]` — may
+    // hold any of them (and `vars` as a whole, any var's).
+    let every_secret: BTreeSet<&str> = wf.secrets.iter().map(|d| d.value.as_str()).collect();
     let mut var_secrets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); wf.vars.len()];
     for site in sites {
         let Place::Var(i) = site.place else { continue };
@@ -674,11 +677,16 @@ fn check_secret_flows(cx: &mut Cx<'_>, wf: &Workflow, sites: &[Site<'_>]) {
                 ("secrets", Some(name)) => {
                     var_secrets[i].insert(name.as_str());
                 }
+                ("secrets", None) => var_secrets[i].extend(every_secret.iter().copied()),
                 ("vars", Some(name)) => {
                     if let Some(j) = wf.vars.get_index_of(name.as_str()).filter(|&j| j < i) {
                         let held: Vec<&str> = var_secrets[j].iter().copied().collect();
                         var_secrets[i].extend(held);
                     }
+                }
+                ("vars", None) => {
+                    let held: Vec<&str> = var_secrets[..i].iter().flatten().copied().collect();
+                    var_secrets[i].extend(held);
                 }
                 _ => {}
             }
@@ -702,6 +710,7 @@ fn check_secret_flows(cx: &mut Cx<'_>, wf: &Workflow, sites: &[Site<'_>]) {
         for r in &site.refs {
             let held: Vec<(&str, Option<&str>)> = match (r.path[0].as_str(), r.path.get(1)) {
                 ("secrets", Some(name)) => vec![(name.as_str(), None)],
+                ("secrets", None) => every_secret.iter().map(|s| (*s, None)).collect(),
                 ("vars", Some(v)) => match wf.vars.get_index_of(v.as_str()) {
                     Some(j) => var_secrets[j]
                         .iter()
@@ -709,17 +718,30 @@ fn check_secret_flows(cx: &mut Cx<'_>, wf: &Workflow, sites: &[Site<'_>]) {
                         .collect(),
                     None => continue,
                 },
+                ("vars", None) => var_secrets
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(j, held)| {
+                        let name = wf.vars.get_index(j).map(|(n, _)| n.as_str());
+                        held.iter().map(move |s| (*s, name))
+                    })
+                    .collect(),
                 _ => continue,
             };
+            // One error per secret a reference lets through (a var may hold it twice over).
+            let mut said = BTreeSet::new();
             for (secret, via) in held {
                 if step.grants.secrets.iter().any(|g| g.value == secret)
                     || !wf.secrets.iter().any(|d| d.value == secret)
+                    || !said.insert(secret)
                 {
                     continue;
                 }
-                let via = via
-                    .map(|v| format!(" (through var `{v}`)"))
-                    .unwrap_or_default();
+                let via = match via {
+                    Some(v) => format!(" (through var `{v}`)"),
+                    None if r.path.len() == 1 => " (`secrets` read as a whole)".to_string(),
+                    None => String::new(),
+                };
                 cx.error(
                     cx.locate(site.span, site.raw, r.offset, r.len),
                     format!(

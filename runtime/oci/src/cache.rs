@@ -45,7 +45,13 @@ impl Cache {
             Err(source) => return Err(OciError::Cache { path, source }),
         };
         if sha256_digest(&bytes) != digest {
-            // Changed on disk: never hand it out; fetch it again.
+            // Changed on disk: never hand it out; fetch it again — and say so: a damaged disk
+            // or a hand-edited cache is worth knowing of, and offline the registry's error
+            // alone would hide why a cached step was fetched at all.
+            tracing::warn!(
+                "{} no longer matches its digest {digest} (changed on disk): removed from the cache; fetching it again",
+                path.display()
+            );
             let _ = std::fs::remove_file(&path);
             return Ok(None);
         }

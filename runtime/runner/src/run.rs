@@ -315,13 +315,7 @@ impl Runner {
     /// step that needs it.
     pub async fn resume(&self, run_id: &str, resume: Resume) -> Result<Resumed, RunnerError> {
         let (record, summary) = self.journal.run(run_id)?;
-        let wf = load(Path::new(&record.workflow_path))?;
-        if wf.sha256() != record.workflow_sha256 {
-            return Err(RunnerError::Invalid(format!(
-                "{} changed since run {run_id} started; resuming would mix two workflows. Start a new run instead.",
-                wf.path.display()
-            )));
-        }
+        let wf = resumable_workflow(run_id, &record)?;
         if resume.from.is_none() && summary.status == RunStatus::Succeeded {
             return Ok(Resumed::AlreadySucceeded);
         }
@@ -347,9 +341,12 @@ impl Runner {
         let secrets = secrets::load(&workflow, resume.secrets_file.as_deref()).map_err(|e| {
             // Secrets are never journaled; the file the run was started with is named.
             match (&settings.secrets_file, &resume.secrets_file, e) {
-                (Some(file), None, RunnerError::Invalid(m)) => RunnerError::Invalid(format!(
-                    "{m}\n  = help: run {run_id} was started with --secrets-file {file}: give it again"
-                )),
+                (Some(file), None, RunnerError::Problems(mut p)) => {
+                    p.push(format!(
+                        "run {run_id} was started with --secrets-file {file}: give it again"
+                    ));
+                    RunnerError::Problems(p)
+                }
                 (_, _, e) => e,
             }
         })?;
@@ -581,6 +578,29 @@ pub(crate) fn prior_canary(events: &[meridian_store::EventRecord]) -> PriorCanar
 
 /// Whether a journaled leg may stand on resume; the engine decides which of these it reuses
 /// (a success, or a failure under `continue-on-error`).
+/// The workflow run `run_id` was started from, as it was: its file still there, still valid
+/// and unchanged (resuming a changed file would mix two workflows).
+fn resumable_workflow(run_id: &str, record: &RunRecord) -> Result<Loaded, RunnerError> {
+    let wf = load(Path::new(&record.workflow_path))?;
+    if wf.sha256() != record.workflow_sha256 {
+        return Err(RunnerError::Invalid(format!(
+            "{} changed since run {run_id} started; resuming would mix two workflows. Start a new run instead.",
+            wf.path.display()
+        )));
+    }
+    Ok(wf)
+}
+
+impl Runner {
+    /// Whether run `run_id` can be resumed as far as its workflow goes (see
+    /// [`Runner::resume`]): a server asks before it answers an approval or takes a run over,
+    /// so a run that cannot go on is said at once, not found failing on every try.
+    pub fn check_resumable(&self, run_id: &str) -> Result<(), RunnerError> {
+        let (record, _) = self.journal.run(run_id)?;
+        resumable_workflow(run_id, &record).map(drop)
+    }
+}
+
 /// The attempts earlier invocations began of the legs that have not finished (see
 /// [`meridian_engine::EarlierAttempts`]): a resumed leg numbers on after them.
 fn earlier_attempts(

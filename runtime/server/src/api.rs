@@ -436,11 +436,12 @@ async fn run_events(
     Path(id): Path<String>,
     Query(a): Query<After>,
 ) -> Answer<Json<Json_>> {
-    let events = s
-        .runner
-        .journal()
-        .events(&id)
-        .map_err(|e| ApiError::from_store(&e))?;
+    let journal = s.runner.journal();
+    let events = journal.events(&id).map_err(|e| ApiError::from_store(&e))?;
+    // A run without events may not exist: 404 as its other routes answer (it was `[]`).
+    if events.is_empty() {
+        journal.run(&id).map_err(|e| ApiError::from_store(&e))?;
+    }
     let after = a.after.unwrap_or(0);
     let events: Vec<_> = events.into_iter().filter(|e| e.seq > after).collect();
     Ok(Json(json!({ "events": events })))
@@ -568,8 +569,8 @@ async fn decide(
             )));
         }
     };
-    if body.comment.len() > 4096 {
-        return Err(ApiError::bad_request("comment: at most 4,096 bytes"));
+    if body.comment.chars().count() > 4096 {
+        return Err(ApiError::bad_request("comment: at most 4,096 characters"));
     }
     s.decide(
         &run,

@@ -72,7 +72,7 @@ impl Server {
             let _ = a.handle.await;
             self.release(run_id);
         }
-        self.journal_cancelled(run_id, &summary, why)?;
+        self.journal_end(run_id, &summary, RunStatus::Cancelled, why)?;
         self.metrics.run_ended(&workflow, RunStatus::Cancelled);
         if let Some(id) = schedule {
             self.schedule_run_ended(&id, run_id, RunStatus::Cancelled, "cancelled");
@@ -80,11 +80,12 @@ impl Server {
         Ok(Cancelled::Here)
     }
 
-    /// Journals run `run_id`'s end as cancelled, saying `why`.
-    pub(crate) fn journal_cancelled(
+    /// Journals run `run_id`'s end (cancelled, or failed when it cannot go on), saying `why`.
+    pub(crate) fn journal_end(
         &self,
         run_id: &str,
         summary: &RunSummary,
+        status: RunStatus,
         why: &str,
     ) -> Result<(), ApiError> {
         let elapsed = (now_ms() - summary.created_at_ms).max(0) as u64;
@@ -93,7 +94,7 @@ impl Server {
             .sink(run_id)
             .and_then(|s| {
                 s.emit(&Event::RunFinished {
-                    status: RunStatus::Cancelled,
+                    status,
                     duration: Duration::from_millis(elapsed),
                     message: why.to_string(),
                 })

@@ -18,6 +18,7 @@ use meridian_store::RunQuery;
 use meridian_store::pending::now_ms;
 
 use crate::Server;
+use crate::runs::schedule_of;
 
 /// How often waiting gates are checked: a gate's timeout is honoured within this.
 const SWEEP: Duration = Duration::from_secs(2);
@@ -85,6 +86,21 @@ impl Server {
                     meridian_protocol::duration::format_duration(*limit)
                 );
                 tracing::warn!(run = %run.id, step = %step, "approval timed out: {comment}; the gate is rejected");
+                // A run that cannot go on (its workflow file changed or went) cannot take its
+                // failure path either: it ends failed, once, saying both.
+                if let Err(e) = self.runner.check_resumable(&run.id) {
+                    let why = format!(
+                        "approval of `{step}` timed out ({comment}), and the run cannot go on: {}",
+                        e.one_line()
+                    );
+                    if let Err(e) = self.journal_end(&run.id, &run, RunStatus::Failed, &why) {
+                        tracing::warn!(run = %run.id, "cannot end the run: {}", e.message);
+                        break;
+                    }
+                    let failed = Err(meridian_runner::RunnerError::Invalid(why));
+                    self.ended_as(&run.id, &run.workflow, schedule_of(&record), &failed);
+                    break;
+                }
                 let decision = Decision {
                     step: step.clone(),
                     approve: false,

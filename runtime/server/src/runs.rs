@@ -371,12 +371,27 @@ impl Server {
             .map(|a| a.workflow.clone())
             .unwrap_or_default();
         let schedule = active.and_then(|a| a.schedule);
+        self.ended_as(run_id, &workflow, schedule, result);
+    }
+
+    /// [`Server::ended`] for a run of `workflow` (started by `schedule`) this server is done with.
+    pub(crate) fn ended_as(
+        self: &Arc<Self>,
+        run_id: &str,
+        workflow: &str,
+        schedule: Option<String>,
+        result: &Result<Option<Finished>, RunnerError>,
+    ) {
+        let workflow = workflow.to_string();
         let (status, message) = match result {
             Ok(Some(f)) => (f.report.status, with_errors(f)),
             Ok(None) => (RunStatus::Succeeded, "already succeeded".to_string()),
             Err(e) => (RunStatus::Failed, e.one_line()),
         };
-        self.metrics.run_ended(&workflow, status);
+        // A stop at a gate is not an end: counted, the run counted twice once approved.
+        if status != RunStatus::AwaitingApproval {
+            self.metrics.run_ended(&workflow, status);
+        }
         let note = match status {
             RunStatus::Succeeded => Some("run.succeeded"),
             RunStatus::AwaitingApproval => Some("run.awaiting-approval"),
@@ -457,6 +472,14 @@ impl Server {
                 }
             )));
         }
+        // Said to the approver now: the run cannot go on, and keeps waiting (an approval
+        // answered 202 and then did nothing, the run still waiting).
+        self.runner.check_resumable(run_id).map_err(|e| {
+            ApiError::conflict(format!(
+                "run {run_id} cannot go on: {}; restore the workflow file as it was, or cancel the run",
+                e.one_line()
+            ))
+        })?;
         self.resume_run(
             run_id,
             &summary.workflow,
@@ -560,13 +583,29 @@ impl Server {
                 .pop()
             {
                 tracing::info!(run = %s.id, "cancelling an interrupted run: {why}");
-                let ended = self.journal_cancelled(&s.id, &summary, &why);
+                let ended = self.journal_end(&s.id, &summary, RunStatus::Cancelled, &why);
                 self.release(&s.id);
                 ended?;
                 self.metrics.run_ended(&s.workflow, RunStatus::Cancelled);
                 if let Some(id) = schedule_of(&record) {
                     self.schedule_run_ended(&id, &s.id, RunStatus::Cancelled, "cancelled");
                 }
+                continue;
+            }
+            // A run whose workflow file changed or went since it started cannot go on: it
+            // ends failed, saying why, once — it was tried again on every pass, each try a
+            // `run.failed` webhook, while the run stayed `running` forever.
+            if let Err(e) = self.runner.check_resumable(&s.id) {
+                let why = format!(
+                    "cannot resume: {}; restore the workflow file as it was and resume the run, or start a new one",
+                    e.one_line()
+                );
+                tracing::warn!(run = %s.id, "an interrupted run cannot go on: {why}");
+                let ended = self.journal_end(&s.id, &summary, RunStatus::Failed, &why);
+                self.release(&s.id);
+                ended?;
+                let failed = Err(RunnerError::Invalid(why));
+                self.ended_as(&s.id, &s.workflow, schedule_of(&record), &failed);
                 continue;
             }
             tracing::info!(run = %s.id, "resuming an interrupted run");

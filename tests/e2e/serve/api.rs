@@ -468,6 +468,8 @@ fn every_error_has_the_apis_json_shape() {
             ("DELETE", "/api/v1/runs", 405, "does not take that method"),
             ("GET", "/api/v1/runs?limit=abc", 400, "limit"),
             ("GET", "/api/v1/runs/x/events?after=x", 400, "after"),
+            // An unknown run's events are not an empty list.
+            ("GET", "/api/v1/runs/rnope/events", 404, "rnope"),
             // A misspelt filter used to be ignored: every run came back.
             (
                 "GET",

@@ -243,6 +243,7 @@ steps:
 "#;
 
 mod api;
+mod edits;
 pub(crate) mod git;
 mod ha;
 mod lab;

@@ -26,15 +26,18 @@ impl Runner {
             let Some(leg) = report.legs.get(li).cloned() else {
                 continue;
             };
-            let ctx = self.ctx(si, Some(&leg.matrix));
+            let mut ctx = self.ctx(si, Some(&leg.matrix));
             let display = display_id(&step.id.value, &leg.key);
             let prepared = match &step.compensate {
                 Compensate::Export => component(step).and_then(|uses| {
-                    eval_with(&step.with, &ctx).map(|input| (uses, Action::Compensate, input))
+                    self.granted_only(si, &mut ctx, |c| eval_with(&step.with, c))
+                        .map(|input| (uses, Action::Compensate, input))
                 }),
                 Compensate::Step {
                     component, with, ..
-                } => eval_with(with, &ctx).map(|input| (component.clone(), Action::Run, input)),
+                } => self
+                    .granted_only(si, &mut ctx, |c| eval_with(with, c))
+                    .map(|input| (component.clone(), Action::Run, input)),
                 Compensate::None => unreachable!(),
             };
             let result = match prepared.and_then(|p| Ok((p, self.resolve_grants(step, &ctx)?))) {

@@ -39,6 +39,40 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// `f` on `ctx` with `secrets` holding only what step `i` grants: what its `with:` (and
+    /// the matrix feeding it) is evaluated against, so no expression — `toJSON(secrets)`,
+    /// `secrets.*`, a computed index — hands its component a secret its grants do not name.
+    /// (Validation refuses such a workflow first; this holds whatever validation missed.)
+    /// `ctx` is as it was afterwards.
+    pub(super) fn granted_only<T>(
+        &self,
+        i: usize,
+        ctx: &mut EvalContext,
+        f: impl FnOnce(&EvalContext) -> T,
+    ) -> T {
+        let grants = &self.wf.steps[i].grants.secrets;
+        let Json::Object(data) = &mut ctx.data else {
+            return f(ctx);
+        };
+        let all = data.remove("secrets");
+        let kept: Map<String, Json> = match &all {
+            Some(Json::Object(all)) => all
+                .iter()
+                .filter(|(name, _)| grants.iter().any(|g| g.value == **name))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => Map::new(),
+        };
+        data.insert("secrets".into(), Json::Object(kept));
+        let out = f(ctx);
+        if let (Json::Object(data), Some(all)) = (&mut ctx.data, all) {
+            data.insert("secrets".into(), all);
+        }
+        out
+    }
+}
+
 /// The ids of the steps whose `steps.<id>` a step's expressions read; `None` when one reads the
 /// whole `steps` object.
 pub(super) fn step_refs(step: &Step) -> Option<BTreeSet<String>> {

@@ -188,16 +188,18 @@ impl Runner {
         for (name, axis) in &m.axes {
             let values = match axis {
                 MatrixAxis::Values(v) => v.clone(),
-                MatrixAxis::Expr(t) => match t.value.eval(&self.ctx(si, None)) {
-                    Ok(Json::Array(v)) => v,
-                    Ok(other) => {
-                        return Err(format!(
-                            "strategy.matrix.{name}: `{}` gave {other}, expected a list",
-                            t.value.raw()
-                        ));
+                MatrixAxis::Expr(t) => {
+                    match self.granted_only(si, &mut self.ctx(si, None), |c| t.value.eval(c)) {
+                        Ok(Json::Array(v)) => v,
+                        Ok(other) => {
+                            return Err(format!(
+                                "strategy.matrix.{name}: `{}` gave {other}, expected a list",
+                                t.value.raw()
+                            ));
+                        }
+                        Err(e) => return Err(format!("strategy.matrix.{name}: {e}")),
                     }
-                    Err(e) => return Err(format!("strategy.matrix.{name}: {e}")),
-                },
+                }
             };
             axes.push((name.clone(), values));
         }
@@ -256,10 +258,10 @@ impl Runner {
             self.decided(si, li, report);
             return Ok(());
         }
-        let ctx = self.ctx(si, Some(&matrix));
+        let mut ctx = self.ctx(si, Some(&matrix));
         let display = display_id(&id, &key);
         let prepared = component(step).and_then(|uses| {
-            let input = eval_with(&step.with, &ctx)?;
+            let input = self.granted_only(si, &mut ctx, |c| eval_with(&step.with, c))?;
             Ok((uses, input, self.resolve_grants(step, &ctx)?))
         });
         let (uses, input, grants) = match prepared {

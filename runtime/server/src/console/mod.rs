@@ -317,8 +317,11 @@ async fn decide(
         "reject" => false,
         _ => return who.error(&s, &ApiError::bad_request("decide with Approve or Reject")),
     };
-    if f.comment.len() > 4096 {
-        return who.error(&s, &ApiError::bad_request("comment: at most 4,096 bytes"));
+    if f.comment.chars().count() > 4096 {
+        return who.error(
+            &s,
+            &ApiError::bad_request("comment: at most 4,096 characters"),
+        );
     }
     let decision = Decision {
         step: step.clone(),
