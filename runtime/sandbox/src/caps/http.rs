@@ -39,7 +39,13 @@ pub(crate) fn build_client_with(
 ) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder();
     if let Some(server) = dns {
-        builder = builder.dns_resolver(std::sync::Arc::new(super::dns::GrantedResolver { server }));
+        // A step that resolves through a granted DNS server (the GSLB's) asks which region it
+        // sends clients to: every request opens its own connection, after its own lookup. A
+        // kept-alive connection carried the probes of a failover to the region DNS had moved
+        // away from, and `http-probe`'s "four passes in a row" were one lookup's.
+        builder = builder
+            .dns_resolver(std::sync::Arc::new(super::dns::GrantedResolver { server }))
+            .pool_max_idle_per_host(0);
     }
     builder
         // Redirects are followed by hand so that every hop is checked against the grants.
