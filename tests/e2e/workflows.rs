@@ -314,7 +314,16 @@ fn failover_then_failback_returns_to_the_home_region() {
         .unwrap();
     let (stdout, _) = expect_code(&out, 1);
     let drill: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(drill["message"], "failed: check-traffic", "{drill}");
+    // Both checks say why: the "standby" is the old primary, fenced (`expect_role`), and the
+    // traffic is on it already.
+    assert_eq!(
+        drill["message"], "failed: check-standby, check-traffic",
+        "{drill}"
+    );
+    assert!(
+        drill.to_string().contains("is a primary, not a standby"),
+        "{drill}"
+    );
     let inject = drill["steps"]
         .as_array()
         .unwrap()

@@ -28,6 +28,8 @@ use crate::pg::{
 use crate::status::SQL_REMOTE_LSN;
 
 pub(crate) const SQL_RECOVERY: &str = "SELECT pg_is_in_recovery() AS in_recovery";
+pub(crate) const SQL_READ_ONLY: &str =
+    "SELECT current_setting('default_transaction_read_only')::bool AS read_only";
 pub(crate) const SQL_STANDBY_LSNS: &str = "SELECT pg_last_wal_receive_lsn()::text AS receive_lsn, pg_last_wal_replay_lsn()::text AS replay_lsn";
 /// `pg_promote` with its wait; the number is inlined because a bind parameter's type would have
 /// to match `integer` exactly, and hosts bind integers as `bigint`.
@@ -91,6 +93,18 @@ pub(crate) fn run(
             current_position(conn, &mut pending)?;
             ctx.kv().set_json(&kv_key(conn.name), &pending)?;
             return Ok(pending);
+        }
+        // A primary fenced read-only is an old primary, not a promoted standby: calling it
+        // promoted moved clients to a server that refuses their writes.
+        let fenced = conn.query("checking whether the server is fenced", SQL_READ_ONLY, &[])?;
+        if first(&fenced, conn.name, "checking whether the server is fenced")?
+            .bool("read_only")
+            .unwrap_or(false)
+        {
+            return Err(Error::fatal(format!(
+                "`{}` is a primary fenced read-only (default_transaction_read_only), not a standby to promote: it is an old primary; promote the region's standby, or unfence this one (`action: unfence`) if it is to take writes again",
+                conn.name
+            )));
         }
         out.promoted = Some(false);
         out.already_primary = Some(true);

@@ -94,12 +94,41 @@ pub(crate) fn run(
         .saturating_add(input.wait_timeout_ms.unwrap_or(0));
     loop {
         let out = measure(ctx, input)?;
+        if let (Some(want), Some(role)) = (input.expect_role, out.role)
+            && want != role
+        {
+            return Err(Error::fatal(format!(
+                "`{}` is a {}, not a {} (expect_role){}",
+                input.connection,
+                role_word(role),
+                role_word(want),
+                match (role, out.read_only) {
+                    (Role::Primary, Some(true)) => {
+                        ": a primary fenced read-only, an old primary — rebuild it as a standby first"
+                    }
+                    _ => "",
+                }
+            )));
+        }
+        let lagging = matches!(
+            (input.max_lag_bytes, out.lag_bytes),
+            (Some(max), Some(lag)) if lag > max
+        );
+        if !lagging {
+            // In a plan the problems are reported, not failed on: a readiness check judges
+            // them itself (its `replication` rule), where they say more than a failed plan.
+            if input.require_healthy && !ctx.is_plan() && !out.problems.is_empty() {
+                return Err(Error::retryable(format!(
+                    "`{}` is not healthy (require_healthy): {}",
+                    input.connection,
+                    out.problems.join("; ")
+                )));
+            }
+            return Ok(out);
+        }
         let (Some(max), Some(lag)) = (input.max_lag_bytes, out.lag_bytes) else {
             return Ok(out);
         };
-        if lag <= max {
-            return Ok(out);
-        }
         if ctx.is_plan() || clock.now_unix_ms() >= deadline {
             let others: Vec<&str> = out
                 .problems
@@ -118,6 +147,13 @@ pub(crate) fn run(
             )));
         }
         clock.sleep_ms(POLL_MS);
+    }
+}
+
+fn role_word(r: Role) -> &'static str {
+    match r {
+        Role::Primary => "primary",
+        Role::Standby => "standby",
     }
 }
 

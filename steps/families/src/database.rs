@@ -88,6 +88,16 @@ pub struct DatabaseInput {
     /// `status` of a primary: fewer streaming replicas than this is unhealthy (default 0).
     #[serde(default)]
     pub min_replicas: u32,
+    /// `status`: fail (fatal) unless the server has this role — a check before a failover
+    /// that the server to promote is a standby at all (a fenced old primary is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_role: Option<Role>,
+    /// `status`: fail (retryable) on any problem found (`problems`: a WAL receiver that does
+    /// not stream, an inactive slot, too few replicas …), not only on a lag above
+    /// `max_lag_bytes` (default false: the problems are reported, the step succeeds). Not in
+    /// plan mode, where they are reported for `meridian ready` to judge.
+    #[serde(default)]
+    pub require_healthy: bool,
     /// `promote`: how long to wait for the promotion (default 60000). `status` with
     /// `max_lag_bytes`: keep polling this long for the lag to drop (default 0: check once).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -73,6 +73,7 @@ fn promote_measures_rpo_and_a_retry_reports_the_same_promotion() {
 fn promote_of_a_primary_is_a_no_op_that_disables_its_subscription() {
     let fake = Fake::new(|s| match s.sql.as_str() {
         promote::SQL_RECOVERY => Ok(row(&["in_recovery"], vec![Value::Bool(false)])),
+        promote::SQL_READ_ONLY => Ok(row(&["read_only"], vec![Value::Bool(false)])),
         promote::SQL_AFTER => Ok(row(
             &["lsn", "walfile", "replayed_lsn"],
             vec![t("0/5000000"), t("000000010000000000000005"), Value::Null],
@@ -256,4 +257,23 @@ fn a_promotion_whose_attempt_died_reports_the_rpo_it_measured_not_already_primar
     assert_eq!(again.resumed, Some(true));
     assert_eq!(again.caught_up, Some(false));
     assert_eq!(again.rpo_bytes, Some(0x300 - 0x230));
+}
+
+/// A primary fenced read-only is an old primary: "promoting" it is refused, not reported as
+/// already done (a drill from a broken start moved clients to a server refusing writes).
+#[test]
+fn promote_of_a_fenced_primary_is_refused() {
+    let fake = Fake::new(|s| match s.sql.as_str() {
+        promote::SQL_RECOVERY => Ok(row(&["in_recovery"], vec![Value::Bool(false)])),
+        promote::SQL_READ_ONLY => Ok(row(&["read_only"], vec![Value::Bool(true)])),
+        _ => unscripted(s),
+    });
+    let err = run(
+        &fake,
+        Mode::Apply,
+        serde_json::json!({"action": "promote", "connection": "us"}),
+    )
+    .unwrap_err();
+    assert!(err.message().contains("fenced read-only"), "{err:?}");
+    assert!(fake.executed().is_empty());
 }

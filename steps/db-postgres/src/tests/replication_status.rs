@@ -226,3 +226,53 @@ fn status_waits_for_the_lag_to_drop_and_fails_retryable_when_it_does_not() {
         e.message()
     );
 }
+
+/// `expect_role` refuses a server of the other role (a check before a failover that what it
+/// promotes is a standby), and `require_healthy` fails on any problem, not only on lag: a
+/// drill from a broken start passed its check on a fenced old primary and on a standby whose
+/// stream was cut, then broke the only copy of the data.
+#[test]
+fn status_can_require_a_role_and_health() {
+    let fake = Fake::new(|s| primary_answers(s, 0));
+    let err = run(
+        &fake,
+        Mode::Apply,
+        serde_json::json!({"action": "status", "connection": "eu", "expect_role": "standby"}),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fatal, "{err:?}");
+    assert!(
+        err.message().contains("is a primary, not a standby"),
+        "{err:?}"
+    );
+    let err = run(
+        &fake,
+        Mode::Apply,
+        serde_json::json!({"action": "status", "connection": "eu", "min_replicas": 2, "require_healthy": true}),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Retryable, "{err:?}");
+    assert!(
+        err.message().contains("fewer than min_replicas 2"),
+        "{err:?}"
+    );
+    // A plan reports the problems (`meridian ready` judges them) and still checks the role.
+    let planned = run(
+        &fake,
+        Mode::Plan,
+        serde_json::json!({"action": "status", "connection": "eu", "min_replicas": 2, "require_healthy": true}),
+    )
+    .unwrap();
+    assert_eq!(planned.healthy, Some(false));
+    let role =
+        serde_json::json!({"action": "status", "connection": "eu", "expect_role": "standby"});
+    assert!(run(&fake, Mode::Plan, role).is_err());
+    // Without them, the same server's status succeeds and reports its problems.
+    let out = run(
+        &fake,
+        Mode::Apply,
+        serde_json::json!({"action": "status", "connection": "eu", "expect_role": "primary"}),
+    )
+    .unwrap();
+    assert_eq!(out.healthy, Some(false));
+}
