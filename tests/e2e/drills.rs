@@ -353,3 +353,44 @@ fn every_probe_looks_the_name_up_again() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A drill whose run failed (here at its first check: the lab is down) stops its canaries after
+/// `settle`: no failover completed for clients to recover through. They waited the full two
+/// minutes for a recovery that could not come, saying nothing.
+#[test]
+fn a_failed_drill_does_not_wait_for_clients_to_recover() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let dir = lab.dir.to_string_lossy().into_owned();
+    expect_code(&s.run(&["lab", "down", "--dir", &dir]), 0);
+    let out = s
+        .cmd()
+        .args(["--json", "run", &workflow(), "--inputs-file", &lab.inputs()])
+        .args(["--secrets-file", &lab.secrets()])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 1);
+    let run_id = serde_json::from_str::<Value>(&stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = s.run(&["runs", "show", &run_id, "--json"]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let events = shown["events"].as_array().unwrap();
+    let finished = events
+        .iter()
+        .find(|e| e["event"]["event"] == "run-finished")
+        .and_then(|e| e["at_ms"].as_u64())
+        .unwrap_or_else(|| panic!("no end in {shown}"));
+    let canary = events
+        .iter()
+        .find(|e| e["event"]["event"] == "measured" && e["event"]["name"] == "canary")
+        .unwrap_or_else(|| panic!("no canary figures: {shown}"));
+    let ended = canary["event"]["value"]["ended_at_ms"].as_u64().unwrap();
+    // settle is 3 s; the recovery wait is 2 minutes.
+    assert!(
+        ended.saturating_sub(finished) < 20_000,
+        "the canaries went on {} ms after the run failed: {canary}",
+        ended.saturating_sub(finished)
+    );
+}

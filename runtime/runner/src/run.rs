@@ -532,7 +532,10 @@ impl Runner {
         let run_id = opts.run_id.clone();
         let report = meridian_engine::run(workflow.clone(), exec, opts).await;
         if let Some(running) = canaries {
-            let r = running.finish().await;
+            let succeeded = report
+                .as_ref()
+                .is_ok_and(|r| r.status == RunStatus::Succeeded);
+            let r = running.finish(succeeded).await;
             measure(crate::canary::REPORT, r.clone())?;
             canary_report = Some(r);
         }

@@ -181,10 +181,17 @@ impl Running {
     /// Keeps measuring until the service has answered clients for `settle` without a failure
     /// (at least `settle`, at most [`RECOVERY_WAIT`]: a client's cached DNS answer may outlive the
     /// run's last step), stops, counts the rows on the new primary, and returns the figures (the
-    /// `canary` record).
-    pub async fn finish(self) -> Json {
+    /// `canary` record). After a run that did not succeed nothing is waited for beyond `settle`:
+    /// no failover completed for clients to recover through (a drill stopped by its first check
+    /// waited two minutes, silently, before it said so).
+    pub async fn finish(self, succeeded: bool) -> Json {
         let settle_ms = self.settle.as_millis() as u64;
-        let give_up = tokio::time::Instant::now() + RECOVERY_WAIT;
+        let give_up = tokio::time::Instant::now()
+            + if succeeded {
+                RECOVERY_WAIT
+            } else {
+                self.settle
+            };
         tokio::time::sleep(self.settle).await;
         while self.prober.is_some() && tokio::time::Instant::now() < give_up {
             let (failed, ok) = *self.latest.lock().unwrap_or_else(|p| p.into_inner());

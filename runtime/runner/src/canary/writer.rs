@@ -179,7 +179,7 @@ pub(super) async fn run(
             (true, Some(_)) => log.outage_to = Some(now_ms()),
             (false, Some(_)) => {
                 other_seq -= 1;
-                if try_other(&plan, &mut other, &insert, &run_id, other_seq).await {
+                if try_other(&plan, &mut other, (&create, &insert), &run_id, other_seq).await {
                     log.outage_to = Some(now_ms());
                 }
             }
@@ -190,11 +190,14 @@ pub(super) async fn run(
 }
 
 /// One write on the verify connection (connected on first use, again when closed); whether it
-/// was accepted. A standby refuses it until it is promoted.
+/// was accepted. A standby refuses it until it is promoted. A promoted standby that lacks the
+/// canary table (created on the primary after replication stopped, it never arrived) gets it:
+/// a missing table is not a refused write (the outage was reported as lasting past the drill
+/// while the new primary took writes).
 async fn try_other(
     plan: &WriterPlan,
     other: &mut Option<Client>,
-    insert: &str,
+    (create, insert): (&str, &str),
     run_id: &str,
     seq: i64,
 ) -> bool {
@@ -205,10 +208,18 @@ async fn try_other(
         return false;
     };
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
-    matches!(
-        tokio::time::timeout(STATEMENT_TIMEOUT, c.execute(insert, &params)).await,
-        Ok(Ok(_))
-    )
+    match tokio::time::timeout(STATEMENT_TIMEOUT, c.execute(insert, &params)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            let made = tokio::time::timeout(STATEMENT_TIMEOUT, c.batch_execute(create)).await;
+            matches!(made, Ok(Ok(())))
+                && matches!(
+                    tokio::time::timeout(STATEMENT_TIMEOUT, c.execute(insert, &params)).await,
+                    Ok(Ok(_))
+                )
+        }
+        _ => false,
+    }
 }
 
 /// A PostgreSQL error with the server's message ("db error" alone says nothing).
