@@ -394,3 +394,49 @@ fn a_failed_drill_does_not_wait_for_clients_to_recover() {
         ended.saturating_sub(finished)
     );
 }
+
+/// The runner killed while the canaries settle after a run that succeeded: `resume` has
+/// nothing to run, and its exit says the drill is incomplete (6), as `drills list` does — it
+/// said "already succeeded" and exited 0.
+#[test]
+fn a_drill_killed_while_its_canaries_settle_resumes_to_incomplete() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let mut child = s
+        .cmd()
+        .args(["run", &workflow(), "--inputs-file", &lab.inputs()])
+        .args(["--secrets-file", &lab.secrets(), "--input", "fault=db-down"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let run_id = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run never ended"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the runner exited first"
+        );
+        let list = s.run(&["runs", "list", "--json"]);
+        let runs: Value = serde_json::from_slice(&list.stdout).unwrap_or(Value::Null);
+        if runs[0]["status"] == "succeeded" {
+            break runs[0]["id"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap(); // SIGKILL, within the 3 s settle
+    child.wait().unwrap();
+    let out = s
+        .cmd()
+        .args(["resume", &run_id, "--secrets-file", &lab.secrets()])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 6);
+    assert!(
+        stdout.contains("already succeeded") && stdout.contains("its drill: incomplete"),
+        "{stdout}"
+    );
+}

@@ -499,7 +499,20 @@ async fn resume(
             outln!(
                 "run {run_id} already succeeded; nothing to resume (use `meridian retry {run_id} --from STEP`)"
             )?;
-            Ok(exit::OK)
+            // Its drill may not have been judged (the runner killed while its canaries
+            // settled): the exit says what `drills list` says, as a run's exit does.
+            let drill = meridian_runner::history::of_run(runner.journal().as_ref(), run_id)
+                .map_err(store_fail)?;
+            match drill {
+                Some(d) if d.verdict != meridian_runner::Overall::Met => {
+                    outln!(
+                        "its drill: {} (see `meridian runs show {run_id}`)",
+                        d.verdict.as_str()
+                    )?;
+                    Ok(exit::DRILL_NOT_MET)
+                }
+                _ => Ok(exit::OK),
+            }
         }
         Resumed::Ran(done) => crate::summary::report(ctx, &done),
     }

@@ -116,6 +116,10 @@ pub fn drills(ctx: &Ctx, cmd: DrillsCmd) -> anyhow::Result<u8> {
             ms(summary.worst_downtime_ms),
         )?;
     }
+    // The figures are of the drills listed: said when there may be older ones.
+    if runs.len() >= last.max(1) {
+        outln!("(the last {} drills; `--last N` for more)", runs.len())?;
+    }
     Ok(exit::OK)
 }
 

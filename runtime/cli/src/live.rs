@@ -300,13 +300,20 @@ impl EventSink for Live {
                     row.note = format!("skipped: {reason}");
                 }
             }
-            Event::StepFinished { step, outcome } => {
+            Event::StepFinished {
+                step,
+                outcome,
+                reason,
+            } => {
                 if let Some(row) = st.rows.get_mut(step)
                     && row.note == "waiting"
                 {
                     row.state = *outcome;
                     row.took = Some(Duration::ZERO);
-                    row.note = outcome.as_str().into();
+                    row.note = match reason {
+                        Some(r) => format!("{}: {r}", outcome.as_str()),
+                        None => outcome.as_str().into(),
+                    };
                 }
             }
             Event::ApprovalRequired { step, message } => {

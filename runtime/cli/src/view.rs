@@ -267,6 +267,12 @@ fn describe_raw(ev: &Event, run: &RunContext) -> Option<String> {
             fmt_dur(*duration),
             if *attempts == 1 { "" } else { "s" }
         ),
+        // Shown only when it says why a step that ran no leg ended so.
+        Event::StepFinished {
+            step,
+            outcome,
+            reason: Some(reason),
+        } => format!("{step}: {} ({reason})", outcome.as_str()),
         Event::StepFinished { .. } => return None,
         Event::Compensation {
             step,
@@ -458,6 +464,7 @@ mod tests {
             Event::StepFinished {
                 step: "deploy".into(),
                 outcome: Outcome::Success,
+                reason: None,
             },
         ];
         let mut out = String::new();

@@ -110,7 +110,11 @@ pub(crate) fn plain_error(e: &StepError) -> String {
             "A temporary failure (the step said it may work if tried again): {}",
             clean(m)
         ),
-        StepError::Fatal(m) => format!("The step failed: {}", clean(m)),
+        // The sandbox's own words ("step failed: …") would say it twice.
+        StepError::Fatal(m) => format!(
+            "The step failed: {}",
+            clean(m.strip_prefix("step failed: ").unwrap_or(m))
+        ),
         StepError::InvalidInput(m) => format!("The step refused its input: {}", clean(m)),
         StepError::Timeout(d) => format!(
             "The step did not finish within its timeout ({}) and was stopped.",

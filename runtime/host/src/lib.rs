@@ -55,6 +55,8 @@ impl WasmExecutor {
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, sb::SandboxError> {
         let cfg = sb::SandboxConfig {
             cache_dir,
+            // What validation lets a workflow ask for.
+            max_memory_limit: meridian_model::Limits::MAX_MEMORY,
             ..Default::default()
         };
         let oci = OciSettings {

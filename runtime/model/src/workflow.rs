@@ -563,6 +563,11 @@ impl Limits {
     pub const DEFAULT_HANDLES: u32 = 256;
     /// Most `limits.handles` a workflow may ask for.
     pub const MAX_HANDLES: u32 = 65_536;
+    /// Most `limits.memory` a workflow may ask for: the sandbox's maximum for one step.
+    pub const MAX_MEMORY: u64 = 1 << 30;
+    /// Most `limits.output` a workflow may ask for: an output is journaled, shown and handed to
+    /// later steps' expressions; bulk data belongs in files or kv.
+    pub const MAX_OUTPUT: u64 = 16 << 20;
 }
 
 impl Default for Limits {

@@ -166,6 +166,10 @@ pub enum Event {
     StepFinished {
         step: String,
         outcome: Outcome,
+        /// Why a step that ran no leg ended so (a matrix that gave no legs, an input that did
+        /// not evaluate): the journal's only record of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Compensation {
         step: String,
@@ -431,6 +435,7 @@ mod tests {
             Event::StepFinished {
                 step: "s".into(),
                 outcome: Outcome::Success,
+                reason: None,
             },
             Event::RunFinished {
                 status: RunStatus::Succeeded,
@@ -480,7 +485,8 @@ mod tests {
         assert!(
             !Event::StepFinished {
                 step: "s".into(),
-                outcome: Outcome::Success
+                outcome: Outcome::Success,
+                reason: None,
             }
             .is_commit_point()
         );

@@ -106,6 +106,23 @@ pub fn history(
     Ok(out)
 }
 
+/// The drill of run `run_id` as the journal has it: `None` when its workflow has no `drill:`
+/// block, or changed or went since (see [`DrillRun::drill`]).
+pub fn of_run(journal: &dyn Journal, run_id: &str) -> Result<Option<DrillVerdict>, StoreError> {
+    let (record, _) = journal.run(run_id)?;
+    let Some(wf) = crate::load(Path::new(&record.workflow_path))
+        .ok()
+        .filter(|l| l.sha256() == record.workflow_sha256)
+        .map(|l| l.workflow)
+        .filter(|w| w.drill.is_some())
+    else {
+        return Ok(None);
+    };
+    let legs = journal.legs(run_id)?;
+    let events = journal.events(run_id)?;
+    Ok(DrillVerdict::of_run(&wf, &legs, &events))
+}
+
 /// Pass rate, RTO percentiles (nearest rank), the worst time to full capacity, rows lost and
 /// downtime.
 pub fn summarize(runs: &[DrillRun]) -> Summary {

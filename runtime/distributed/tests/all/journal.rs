@@ -38,6 +38,7 @@ fn conformance_suite() {
         .emit(&Event::StepFinished {
             step: "a".into(),
             outcome: Outcome::Success,
+            reason: None,
         })
         .unwrap();
     assert!(orphan.emit(&approved("a")).is_err());

@@ -266,10 +266,33 @@ impl Runner {
                     _ => None,
                 })
                 .collect();
-            let message = match skipped.len() {
-                0 => "all steps succeeded".to_string(),
-                n => format!(
+            // Failures kept under `continue-on-error` are said in the run's own message (the
+            // journal, the API, `--json`): it said "all steps succeeded" of them.
+            let tolerated: Vec<&str> = self
+                .states
+                .iter()
+                .filter_map(|s| match s {
+                    StepState::Done(r) if r.outcome == Outcome::Failure => Some(r.id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let failed = |n: usize| {
+                format!(
+                    "{n} step{} failed under continue-on-error ({})",
+                    if n == 1 { "" } else { "s" },
+                    tolerated.join(", ")
+                )
+            };
+            let message = match (tolerated.len(), skipped.len()) {
+                (0, 0) => "all steps succeeded".to_string(),
+                (0, n) => format!(
                     "every step that ran succeeded; {n} skipped: {}",
+                    skipped.join(", ")
+                ),
+                (f, 0) => format!("{}; the others succeeded", failed(f)),
+                (f, n) => format!(
+                    "{}; the others that ran succeeded; {n} skipped: {}",
+                    failed(f),
                     skipped.join(", ")
                 ),
             };
@@ -475,7 +498,15 @@ impl Runner {
             legs: vec![],
         };
         self.publish(i, &report);
-        self.emit(Event::StepFinished { step: id, outcome })?;
+        self.emit(Event::StepFinished {
+            step: id,
+            outcome,
+            // A skip's reason is in its `step-skipped` already.
+            reason: report
+                .reason
+                .clone()
+                .filter(|_| outcome != Outcome::Skipped),
+        })?;
         self.set_done(i, report);
         Ok(())
     }
@@ -511,6 +542,7 @@ impl Runner {
         self.emit(Event::StepFinished {
             step: report.id.clone(),
             outcome,
+            reason: None,
         })?;
         self.set_done(i, report);
         Ok(())

@@ -117,3 +117,48 @@ steps:
     assert!(exec.calls().is_empty());
     assert!(r.message.contains("deploy"), "{}", r.message);
 }
+
+/// Why a step that ran no leg failed is journaled with its end (`step-finished`'s `reason`):
+/// the journal had only "failure", and `runs show` nothing at all. Kept under
+/// `continue-on-error`, the failure is in the run's own message (it said "all steps
+/// succeeded").
+#[tokio::test(start_paused = true)]
+async fn why_a_matrix_gave_no_legs_is_journaled_and_a_tolerated_failure_said() {
+    let rec = std::sync::Arc::new(crate::harness::Recorder::default());
+    let mut o = opts();
+    o.sink = Some(rec.clone());
+    let (r, _) = go(
+        r#"
+name: matrix
+inputs:
+  regions: {type: list, default: []}
+steps:
+  - id: deploy
+    uses: test-ok
+    continue-on-error: true
+    strategy:
+      matrix:
+        region: ${{ inputs.regions }}
+  - id: after
+    uses: test-ok
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(
+        r.message,
+        "1 step failed under continue-on-error (deploy); the others succeeded"
+    );
+    let ends = rec.of_kind("step-finished");
+    let deploy = ends.iter().find(|e| e["step"] == "deploy").unwrap();
+    assert_eq!(deploy["outcome"], "failure");
+    assert!(
+        deploy["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("strategy.matrix gives no legs")),
+        "{deploy}"
+    );
+    let after = ends.iter().find(|e| e["step"] == "after").unwrap();
+    assert!(after.get("reason").is_none(), "{after}");
+}

@@ -326,11 +326,39 @@ fn limits(cx: &mut Cx<'_>, n: &Node, label: &str) -> Limits {
                 ),
             }
         }
+        // Caught here, at file:line:col; it passed `validate` and failed the step at run time.
+        let mut capped = |n: &Node, what: &str, max: u64, why: &str| -> Option<u64> {
+            let v = cx.size(n, what)?;
+            if v > max {
+                cx.error(
+                    n.span,
+                    format!(
+                        "{what} is above the most a step may have ({} MiB)",
+                        max >> 20
+                    ),
+                    Some(why.into()),
+                );
+                return None;
+            }
+            Some(v)
+        };
         if let Some(m) = f.get("memory") {
-            l.memory = cx.size(m, "`limits.memory`").unwrap_or(l.memory);
+            l.memory = capped(
+                m,
+                "`limits.memory`",
+                Limits::MAX_MEMORY,
+                "the sandbox gives a step at most this much linear memory",
+            )
+            .unwrap_or(l.memory);
         }
         if let Some(o) = f.get("output") {
-            l.output = cx.size(o, "`limits.output`").unwrap_or(l.output);
+            l.output = capped(
+                o,
+                "`limits.output`",
+                Limits::MAX_OUTPUT,
+                "an output is journaled and shown: put bulk data in files or kv",
+            )
+            .unwrap_or(l.output);
         }
     }
     l

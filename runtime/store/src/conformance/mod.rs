@@ -365,6 +365,7 @@ fn a_group_is_durable_and_lost_events_leave_no_gap(id: &str, open: &dyn Fn() -> 
         Event::StepFinished {
             step: "a".into(),
             outcome: Outcome::Success,
+            reason: None,
         },
     ];
     let sink = j.sink(id).unwrap();

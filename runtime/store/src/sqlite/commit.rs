@@ -325,6 +325,7 @@ mod tests {
             sink.emit(&Event::StepFinished {
                 step: step.into(),
                 outcome: Outcome::Success,
+                reason: None,
             })
             .unwrap();
         }
