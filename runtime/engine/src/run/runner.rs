@@ -209,14 +209,17 @@ impl Runner {
                 Vec::new()
             };
 
-        let failed_steps: Vec<&str> = self
-            .states
-            .iter()
-            .filter_map(|s| match s {
-                StepState::Done(r) if r.conclusion == Outcome::Failure => Some(r.id.as_str()),
-                _ => None,
-            })
-            .collect();
+        // The ids of the finished steps whose report `pick`s.
+        let steps_where = |pick: &dyn Fn(&StepReport) -> bool| -> Vec<&str> {
+            self.states
+                .iter()
+                .filter_map(|s| match s {
+                    StepState::Done(r) if pick(r) => Some(r.id.as_str()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let failed_steps = steps_where(&|r| r.conclusion == Outcome::Failure);
         let (status, message) = if timed_out {
             (
                 RunStatus::TimedOut,
@@ -258,24 +261,10 @@ impl Runner {
                 format!("failed: {}{also}", failed_steps.join(", ")),
             )
         } else {
-            let skipped: Vec<&str> = self
-                .states
-                .iter()
-                .filter_map(|s| match s {
-                    StepState::Done(r) if r.outcome == Outcome::Skipped => Some(r.id.as_str()),
-                    _ => None,
-                })
-                .collect();
+            let skipped = steps_where(&|r| r.outcome == Outcome::Skipped);
             // Failures kept under `continue-on-error` are said in the run's own message (the
             // journal, the API, `--json`): it said "all steps succeeded" of them.
-            let tolerated: Vec<&str> = self
-                .states
-                .iter()
-                .filter_map(|s| match s {
-                    StepState::Done(r) if r.outcome == Outcome::Failure => Some(r.id.as_str()),
-                    _ => None,
-                })
-                .collect();
+            let tolerated = steps_where(&|r| r.outcome == Outcome::Failure);
             let failed = |n: usize| {
                 format!(
                     "{n} step{} failed under continue-on-error ({})",
