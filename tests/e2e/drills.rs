@@ -440,3 +440,49 @@ fn a_drill_killed_while_its_canaries_settle_resumes_to_incomplete() {
         "{stdout}"
     );
 }
+
+/// A drill whose GSLB credentials are refused stops before its fault (`check-gslb`): it broke
+/// the primary, promoted the standby, and then failed to move DNS, leaving clients on the
+/// broken region.
+#[test]
+fn refused_gslb_credentials_stop_the_drill_before_its_fault() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let secrets = std::fs::read_to_string(lab.secrets()).unwrap();
+    let wrong: String = secrets
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some(("PDNS_API_KEY", _)) => "PDNS_API_KEY=not-the-key\n".to_string(),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    s.write("wrong.env", &wrong);
+    let out = s
+        .cmd()
+        .args(["--json", "run", &workflow(), "--inputs-file", &lab.inputs()])
+        .args(["--secrets-file", "wrong.env", "--input", "fault=db-down"])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 1);
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    let step = |id: &str| {
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {r}"))
+    };
+    assert_eq!(step("check-gslb")["outcome"], "failure", "{r}");
+    assert!(
+        step("check-gslb").to_string().contains("PDNS_API_KEY"),
+        "{r}"
+    );
+    assert_eq!(step("inject-fault")["outcome"], "skipped", "{r}");
+    // The lab is as it was: nothing faulted, eu still the primary.
+    let state = lab.state();
+    let eu = state.regions.iter().find(|r| r.name == "eu").unwrap();
+    assert_eq!(eu.role, "primary");
+    assert!(eu.faults.is_empty(), "{:?}", eu.faults);
+}
