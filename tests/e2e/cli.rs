@@ -324,8 +324,11 @@ fn a_digest_mismatch_refuses_to_run() {
             "0".repeat(64)
         ),
     );
-    let (_, err) = expect_code(&s.run(&["--json", "run", "pin.yaml"]), 1);
+    // Refused before anything runs or is journaled, as `validate` refuses it (exit 2).
+    let (_, err) = expect_code(&s.run(&["--json", "run", "pin.yaml"]), 2);
     assert!(err.contains("sha256"), "{err}");
+    let (out, _) = expect_code(&s.run(&["--json", "runs", "list"]), 0);
+    assert!(!out.contains("\"pin\""), "{out}");
 }
 
 #[test]
@@ -397,11 +400,11 @@ fn wrong_files_as_steps_get_a_plain_word() {
         err.contains("core WebAssembly module, not a component"),
         "{err}"
     );
-    // At run time the same reasons fail the steps, and the run ends with exit 1.
-    // (b runs after a, so fail-fast cannot cancel one before its reason is reported.)
-    let (out, _) = expect_code(&s.run(&["--json", "run", "wf.yaml"]), 1);
-    assert!(out.contains("not a WebAssembly file"), "{out}");
-    assert!(out.contains("core WebAssembly module"), "{out}");
+    // `run` refuses the same, both reasons, before anything runs (it journaled a run whose
+    // steps failed, exit 1).
+    let (_, err) = expect_code(&s.run(&["--json", "run", "wf.yaml"]), 2);
+    assert!(err.contains("not a WebAssembly file"), "{err}");
+    assert!(err.contains("core WebAssembly module"), "{err}");
 }
 
 #[test]

@@ -285,14 +285,20 @@ impl Runner {
             }
         }
         let schemas = local.schemas_for(workflow).await;
-        // An OCI step that cannot be pulled, verified or trusted stops the run before anything
-        // ran: what runs must be what was pinned and signed.
-        for s in &workflow.steps {
-            if let Some(c @ meridian_model::ComponentRef::Oci { .. }) = &s.component
-                && let Some(Err(e)) = schemas.get(c)
-            {
-                return Err(RunnerError::Invalid(format!("step `{}`: {e}", s.id.value)));
-            }
+        // A step whose component cannot be loaded stops the run before anything ran, as
+        // `validate` does: an OCI step that cannot be pulled, verified or trusted (what runs
+        // must be what was pinned and signed), a file that is missing or not a component (the
+        // run was journaled and its step failed, exit 1).
+        let unloadable: Vec<String> = workflow
+            .steps
+            .iter()
+            .filter_map(|s| match schemas.get(s.component.as_ref()?) {
+                Some(Err(e)) => Some(format!("step `{}`: {e}", s.id.value)),
+                _ => None,
+            })
+            .collect();
+        if !unloadable.is_empty() {
+            return Err(RunnerError::Problems(unloadable));
         }
         let lookup = |c: &meridian_model::ComponentRef| {
             schemas.get(c).and_then(|r| r.as_ref().ok()).cloned()
