@@ -147,11 +147,9 @@ steps:
     let (out, _) = expect_code(&o, 3);
     let report: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(report["status"], "awaiting-approval");
-    assert!(
-        report["message"]
-            .as_str()
-            .unwrap()
-            .contains("--approve promote")
+    assert_eq!(
+        report["message"], "waiting for approval of promote",
+        "{report}"
     );
     let run_id = report["run_id"].as_str().unwrap().to_string();
 

@@ -195,12 +195,12 @@ impl RunContext {
     }
 }
 
-/// The steps of the engine's "waiting for approval of a, b: re-run with --approve a --approve b".
-/// The steps of the engine's "waiting for approval of a, b[ (failed: c)]: re-run with …", and
-/// the `(failed: …)` part (with its leading space) when there is one.
+/// The steps of the engine's "waiting for approval of a, b[ (failed: c)]" (before, with ": re-run
+/// with …" after it), and the `(failed: …)` part (with its leading space) when there is one.
 fn awaiting(message: &str) -> Option<(Vec<&str>, &str)> {
     let rest = message.strip_prefix("waiting for approval of ")?;
-    let (head, _) = rest.split_once(": re-run with ")?;
+    // Journals written before kept the engine's CLI advice after the steps.
+    let head = rest.split_once(": re-run with ").map_or(rest, |(h, _)| h);
     let (steps, failed) = match head.find(" (failed: ") {
         Some(i) => head.split_at(i),
         None => (head, ""),
@@ -518,6 +518,11 @@ mod tests {
         );
         assert_eq!(
             m,
+            "waiting for approval of a, b; to approve and go on: meridian resume r42 --approve a --approve b"
+        );
+        // As the engine says it now, without the advice of a terminal.
+        assert_eq!(
+            run.message(RunStatus::AwaitingApproval, "waiting for approval of a, b"),
             "waiting for approval of a, b; to approve and go on: meridian resume r42 --approve a --approve b"
         );
         // Words it does not recognise are shown as they are.

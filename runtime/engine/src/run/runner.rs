@@ -233,17 +233,11 @@ impl Runner {
                 true => String::new(),
                 false => format!(" (failed: {})", failed_steps.join(", ")),
             };
+            // Which gates, not how to answer them: that depends on who reads it (a terminal's
+            // `meridian resume --approve`, a server's API or console) and each says its own.
             (
                 RunStatus::AwaitingApproval,
-                format!(
-                    "waiting for approval of {}{failed}: re-run with {}",
-                    awaiting.join(", "),
-                    awaiting
-                        .iter()
-                        .map(|s| format!("--approve {s}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
+                format!("waiting for approval of {}{failed}", awaiting.join(", ")),
             )
         } else if self.failed {
             // An undo that failed leaves the world half changed: the run's message says so.
