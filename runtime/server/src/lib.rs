@@ -264,6 +264,7 @@ pub async fn serve(
         tracing::warn!("workflow not loaded:\n{e}");
     }
     let catch_up = server.sync_schedules(true);
+    server.recall_last_runs();
     // Leases renewed, and interrupted runs taken over: at once, then every third of a lease.
     tokio::spawn(server.clone().lease_loop());
     // Gates nobody answered within their `approval.timeout` are rejected.

@@ -1,6 +1,7 @@
 //! Schedules' pauses: after N failed runs in a row, or by a person (`POST …/pause|resume`),
 //! saved in the journal at every change so a restart and every server sharing the journal keep
-//! them (each tick reads them again before it fires).
+//! them (each tick reads them again before it fires); and each schedule's last run, read back
+//! from the journal at start-up.
 
 use std::collections::BTreeMap;
 
@@ -113,4 +114,53 @@ pub(crate) fn resume_hint(id: &str) -> String {
         }
     }
     format!("POST /api/v1/schedules/{path}/resume")
+}
+
+impl Server {
+    /// At start-up: each schedule's last run from the journal (the newest whose trigger is the
+    /// schedule, whichever server started it), so `last_fire`, `last_run` and `last_result`
+    /// survive a restart (they were forgotten). One indexed query per schedule's workflow, then
+    /// records until found (at most 50).
+    pub(crate) fn recall_last_runs(&self) {
+        let journal = self.runner.journal();
+        let unknown: Vec<(String, String)> = self
+            .schedules
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.last_run.is_none())
+            .map(|s| (s.spec.id.clone(), s.spec.workflow.clone()))
+            .collect();
+        for (id, workflow) in unknown {
+            let trigger = format!("schedule:{id}");
+            let query = meridian_store::RunQuery {
+                workflow: Some(workflow),
+                limit: 50,
+                ..meridian_store::RunQuery::default()
+            };
+            let Ok(page) = journal.query_runs(&query) else {
+                continue;
+            };
+            let Some(last) = page.runs.into_iter().find(|r| {
+                journal
+                    .run(&r.id)
+                    .is_ok_and(|(rec, _)| rec.settings.trigger.as_deref() == Some(&trigger))
+            }) else {
+                continue;
+            };
+            let mut scheds = self.schedules.lock().unwrap();
+            let Some(s) = scheds.get_mut(&id).filter(|s| s.last_run.is_none()) else {
+                continue;
+            };
+            s.last_fire = chrono::DateTime::from_timestamp_millis(last.created_at_ms);
+            if last.status != meridian_protocol::RunStatus::Running {
+                s.last_result = Some(crate::schedule::LastResult::of_run(
+                    &last.id,
+                    last.status,
+                    last.message.as_deref().unwrap_or_default(),
+                ));
+            }
+            s.last_run = Some(last.id);
+        }
+    }
 }

@@ -61,6 +61,19 @@ impl LastResult {
     fn new(state: &'static str, text: String) -> LastResult {
         LastResult { state, text }
     }
+
+    /// How run `run_id` of a schedule ended.
+    pub(crate) fn of_run(run_id: &str, status: RunStatus, message: &str) -> LastResult {
+        // The engine's message may start with the status already ("failed: probe").
+        LastResult::new(
+            status.as_str(),
+            match message {
+                "" => format!("run {run_id}: {}", status.as_str()),
+                m if m.starts_with(status.as_str()) => format!("run {run_id}: {m}"),
+                m => format!("run {run_id}: {}: {m}", status.as_str()),
+            },
+        )
+    }
 }
 
 /// What a schedule is, from a workflow file or the server config.
@@ -706,15 +719,7 @@ impl Server {
         let mut scheds = self.schedules.lock().unwrap();
         let Some(s) = scheds.get_mut(id) else { return };
         s.running.retain(|r| r != run_id);
-        // The engine's message may start with the status already ("failed: probe").
-        s.last_result = Some(LastResult::new(
-            status.as_str(),
-            match message {
-                "" => format!("run {run_id}: {}", status.as_str()),
-                m if m.starts_with(status.as_str()) => format!("run {run_id}: {m}"),
-                m => format!("run {run_id}: {}: {m}", status.as_str()),
-            },
-        ));
+        s.last_result = Some(LastResult::of_run(run_id, status, message));
         let mut note = None;
         let before = s.state();
         match status {

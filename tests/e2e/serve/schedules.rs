@@ -415,6 +415,16 @@ fn a_schedules_pause_survives_a_restart() {
             broken["consecutive_failures"].as_u64().unwrap() >= 1,
             "{broken}"
         );
+        // Its last run is read back from the journal (a restart forgot it).
+        let (_, newest) = call(
+            "GET",
+            &served.url("/api/v1/runs?workflow=broken&limit=1"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(broken["last_run"], newest["runs"][0]["id"], "{broken}");
+        assert!(broken["last_fire"].is_string(), "{broken}");
         // Ticks pass: neither fires.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let (_, runs) = call("GET", &served.url("/api/v1/runs?workflow=tick"), None, None).await;
