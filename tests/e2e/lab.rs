@@ -57,6 +57,12 @@ fn up_after_down_starts_again_and_status_reports_what_is_down() {
     for r in state["regions"].as_array().unwrap() {
         assert_ne!(r["status"], "up", "{out}\n{r}");
     }
+    // A region action on the stopped lab says so and how to start it ("connection refused").
+    let (_, err) = expect_code(&lab(&["region", "eu", "kill"]), 1);
+    assert!(
+        err.contains("is not running") && err.contains("meridian lab up --dir"),
+        "{err}"
+    );
 
     // The same directory again: a fresh lab, not "already holds a cluster".
     let (out, err) = expect_code(&lab(&["up", "--regions", "eu,us"]), 0);

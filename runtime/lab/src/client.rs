@@ -253,6 +253,15 @@ pub fn region(dir: &Path, region: &str, action: &RegionAction) -> Result<LabStat
     let dir = crate::process::absolute(dir)?;
     let state = LabState::read(&dir)?;
     let addr = control_addr(&state)?;
+    // A stopped lab is said as such (its control API only answered "connection refused").
+    if !process_alive(state.daemon_pid) {
+        return Err(LabError::State(format!(
+            "the lab in {} is not running (its daemon, pid {}, is gone): start it with `meridian lab up --dir {}`",
+            dir.display(),
+            state.daemon_pid,
+            dir.display()
+        )));
+    }
     // Bounded by PostgreSQL's own limits: a 30 s stop grace plus a 90 s start.
     let r = http_request(
         addr,
