@@ -96,7 +96,7 @@ pub enum StepFailure {
     Trap(String),
     /// The output JSON is larger than the call's `output_limit`.
     #[error(
-        "step output is {size} bytes, over the {limit}-byte limit; return less (put bulk data in files or kv)"
+        "step output is {size} bytes, over the {limit}-byte limit (the step's `limits.output`, at most 16 MiB); return less (put bulk data in files or kv)"
     )]
     OutputTooLarge {
         /// Output size, in bytes.

@@ -235,7 +235,9 @@ pub enum HttpError {
     #[error("connection failed: {0}")]
     Connect(String),
     /// A body exceeded the grant's size limit (the limit, in bytes).
-    #[error("body larger than the {0}-byte limit")]
+    #[error(
+        "body larger than the {0}-byte limit (`max-request` / `max-response` of the step's `grants.http`)"
+    )]
     TooLarge(u64),
     /// Anything else.
     #[error("{0}")]
