@@ -122,7 +122,6 @@ impl Server {
     /// survive a restart (they were forgotten). One indexed query per schedule's workflow, then
     /// records until found (at most 50).
     pub(crate) fn recall_last_runs(&self) {
-        let journal = self.runner.journal();
         let unknown: Vec<(String, String)> = self
             .schedules
             .lock()
@@ -132,20 +131,7 @@ impl Server {
             .map(|s| (s.spec.id.clone(), s.spec.workflow.clone()))
             .collect();
         for (id, workflow) in unknown {
-            let trigger = format!("schedule:{id}");
-            let query = meridian_store::RunQuery {
-                workflow: Some(workflow),
-                limit: 50,
-                ..meridian_store::RunQuery::default()
-            };
-            let Ok(page) = journal.query_runs(&query) else {
-                continue;
-            };
-            let Some(last) = page.runs.into_iter().find(|r| {
-                journal
-                    .run(&r.id)
-                    .is_ok_and(|(rec, _)| rec.settings.trigger.as_deref() == Some(&trigger))
-            }) else {
+            let Some(last) = self.runs_of_schedule(&id, &workflow, None, 50, 1).pop() else {
                 continue;
             };
             let mut scheds = self.schedules.lock().unwrap();

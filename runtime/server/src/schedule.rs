@@ -616,12 +616,30 @@ impl Server {
         else {
             return Vec::new();
         };
+        let running = Some(meridian_protocol::RunStatus::Running);
+        self.runs_of_schedule(id, &workflow, running, 100, usize::MAX)
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Schedule `id`'s runs in the journal, whichever server started them, newest first: one
+    /// indexed query for `limit` runs of its workflow (in `status`, when given), then each
+    /// one's record until `max` are found. A journal that does not answer gives none.
+    pub(crate) fn runs_of_schedule(
+        &self,
+        id: &str,
+        workflow: &str,
+        status: Option<meridian_protocol::RunStatus>,
+        limit: usize,
+        max: usize,
+    ) -> Vec<meridian_store::RunSummary> {
         let journal = self.runner.journal();
         let trigger = format!("schedule:{id}");
         let query = meridian_store::RunQuery {
-            workflow: Some(workflow),
-            status: Some(meridian_protocol::RunStatus::Running),
-            limit: 100,
+            workflow: Some(workflow.to_string()),
+            status,
+            limit,
             ..meridian_store::RunQuery::default()
         };
         let Ok(page) = journal.query_runs(&query) else {
@@ -634,7 +652,7 @@ impl Server {
                     .run(&r.id)
                     .is_ok_and(|(rec, _)| rec.settings.trigger.as_deref() == Some(&trigger))
             })
-            .map(|r| r.id)
+            .take(max)
             .collect()
     }
 
