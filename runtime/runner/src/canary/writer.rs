@@ -26,18 +26,24 @@ pub struct WriterPlan {
 /// What the writer saw while running.
 #[derive(Debug, Default)]
 pub(super) struct WriterLog {
-    /// (seq, acknowledged at, Unix ms), in order.
+    /// (seq, acknowledged at, Unix ms), in order, on whichever server took the writes.
     acked: Vec<(i64, u64)>,
     attempted: u64,
     failed: u64,
     first_error: Option<String>,
+    last_error: Option<String>,
     /// Set when the writer could not even start (no table, no connection): nothing measured.
     setup_error: Option<String>,
-    /// The first write refused after one was acknowledged (Unix ms): the write outage's start.
-    outage_from: Option<u64>,
-    /// The first write acknowledged after that, on the primary or on the verify connection
-    /// (the promoted standby): the write outage's end.
-    outage_to: Option<u64>,
+    /// Write outages (Unix ms): from the first write refused after one was acknowledged to the
+    /// first acknowledged again, on the server being written or on the verify connection (the
+    /// promoted standby, which the writer then follows); the last one open while refusals go on.
+    outages: Vec<(u64, Option<u64>)>,
+    /// Whether the writes moved to the verify connection (it took one during an outage).
+    followed: bool,
+    /// During outages on the primary: how often the verify connection was tried, and why it
+    /// refused last.
+    other_tries: u64,
+    other_refusal: Option<String>,
 }
 
 /// The writer's figures.
@@ -53,10 +59,15 @@ pub(super) struct WriterFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo_window_ms: Option<u64>,
     pub writes_failed: u64,
-    /// From the first write refused to the first accepted again (on the old primary, or on the
-    /// verify connection once it takes writes): how long users could not write.
+    /// The longest write outage: from the first write refused to the first accepted again (on
+    /// the server being written, or on the verify connection once it takes writes): how long
+    /// users could not write.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_outage_ms: Option<u64>,
+    /// How many write outages there were (a blip under load, then the failover's, is two).
+    pub write_outages: u64,
+    /// Whether the writes moved to the verify connection when it took one during an outage.
+    pub writes_followed_failover: bool,
     /// Why the write outage has no figure (writes were still refused when the canary stopped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_outage_not_measured: Option<String>,
@@ -117,9 +128,10 @@ pub(super) async fn run(
     }
     let insert = format!("INSERT INTO {} (run_id, seq) VALUES ($1, $2)", plan.table);
     // During a write outage each tick also tries the verify connection (the standby a failover
-    // promotes), with negative sequence numbers: its first accepted write ends the outage.
+    // promotes): its first accepted write ends the outage, and the writes follow it there, as
+    // an application that fails over would (writing on to the dead primary counted every later
+    // tick as a failed write).
     let mut other: Option<Client> = None;
-    let mut other_seq: i64 = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / plan.rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: i64 = 0;
@@ -132,93 +144,116 @@ pub(super) async fn run(
             break;
         }
         log.attempted += 1;
-        // A primary that cannot be reached refuses the write like one that answers "no": both
+        seq += 1;
+        // A server that cannot be reached refuses the write like one that answers "no": both
         // go through the outage bookkeeping below (a crashed primary is the common case).
-        let reconnected = if client.is_closed() {
-            connect(&plan.dsn, &plan.connection)
-                .await
-                .map(|c| client = c)
+        let written = if log.followed {
+            write_other(&plan, &mut other, (&create, &insert), &run_id, seq).await
         } else {
-            Ok(())
+            write_primary(&plan, &mut client, &insert, &run_id, seq).await
         };
-        let accepted = match reconnected {
+        let in_outage = matches!(log.outages.last(), Some((_, None)));
+        let accepted = match written {
+            Ok(()) => true,
             Err(e) => {
                 log.failed += 1;
-                log.first_error.get_or_insert(e);
-                false
-            }
-            Ok(()) => {
+                log.first_error.get_or_insert_with(|| e.clone());
+                log.last_error = Some(e);
+                if !in_outage {
+                    if !log.acked.is_empty() {
+                        log.outages.push((now_ms(), None));
+                    }
+                    continue;
+                }
+                if log.followed {
+                    continue;
+                }
+                // A fresh sequence number: the refused write may still commit on the old
+                // primary and reach the standby before its promotion.
                 seq += 1;
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
-                let write =
-                    tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(&insert, &params));
-                match write.await {
-                    Ok(Ok(_)) => {
-                        log.acked.push((seq, now_ms()));
+                log.other_tries += 1;
+                match write_other(&plan, &mut other, (&create, &insert), &run_id, seq).await {
+                    Ok(()) => {
+                        log.followed = true;
                         true
                     }
-                    Ok(Err(e)) => {
-                        log.failed += 1;
-                        log.first_error.get_or_insert_with(|| pg_error(&e));
-                        false
-                    }
-                    Err(_) => {
-                        log.failed += 1;
-                        log.first_error
-                            .get_or_insert_with(|| "no acknowledgement within 1 s".to_string());
+                    Err(e) => {
+                        log.other_refusal = Some(e);
                         false
                     }
                 }
             }
         };
-        if log.outage_to.is_some() {
-            continue;
-        }
-        match (accepted, log.outage_from) {
-            (false, None) if !log.acked.is_empty() => log.outage_from = Some(now_ms()),
-            (true, Some(_)) => log.outage_to = Some(now_ms()),
-            (false, Some(_)) => {
-                other_seq -= 1;
-                if try_other(&plan, &mut other, (&create, &insert), &run_id, other_seq).await {
-                    log.outage_to = Some(now_ms());
-                }
+        if accepted {
+            let at = now_ms();
+            log.acked.push((seq, at));
+            if let Some((_, end @ None)) = log.outages.last_mut() {
+                *end = Some(at);
             }
-            _ => {}
         }
     }
     log
 }
 
-/// One write on the verify connection (connected on first use, again when closed); whether it
-/// was accepted. A standby refuses it until it is promoted. A promoted standby that lacks the
-/// canary table (created on the primary after replication stopped, it never arrived) gets it:
-/// a missing table is not a refused write (the outage was reported as lasting past the drill
-/// while the new primary took writes).
-async fn try_other(
+/// One write on the primary, reconnecting when its connection closed; why it was refused.
+async fn write_primary(
+    plan: &WriterPlan,
+    client: &mut Client,
+    insert: &str,
+    run_id: &str,
+    seq: i64,
+) -> Result<(), String> {
+    if client.is_closed() {
+        *client = connect(&plan.dsn, &plan.connection).await?;
+    }
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
+    match tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(insert, &params)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(pg_error(&e)),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+fn timed_out() -> String {
+    format!(
+        "no acknowledgement within {} s",
+        STATEMENT_TIMEOUT.as_secs()
+    )
+}
+
+/// One write on the verify connection (connected on first use, again when closed); why it was
+/// refused. A standby refuses it until it is promoted. A promoted standby that lacks the canary
+/// table (created on the primary after replication stopped, it never arrived) gets it: a missing
+/// table is not a refused write (the outage was reported as lasting past the drill while the
+/// new primary took writes).
+async fn write_other(
     plan: &WriterPlan,
     other: &mut Option<Client>,
     (create, insert): (&str, &str),
     run_id: &str,
     seq: i64,
-) -> bool {
-    if other.as_ref().is_none_or(Client::is_closed) {
-        *other = connect(&plan.verify_dsn, &plan.verify).await.ok();
-    }
-    let Some(c) = other.as_ref() else {
-        return false;
+) -> Result<(), String> {
+    let c = match other {
+        Some(c) if !c.is_closed() => c,
+        _ => other.insert(connect(&plan.verify_dsn, &plan.verify).await?),
     };
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_id, &seq];
     match tokio::time::timeout(STATEMENT_TIMEOUT, c.execute(insert, &params)).await {
-        Ok(Ok(_)) => true,
+        Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-            let made = tokio::time::timeout(STATEMENT_TIMEOUT, c.batch_execute(create)).await;
-            matches!(made, Ok(Ok(())))
-                && matches!(
-                    tokio::time::timeout(STATEMENT_TIMEOUT, c.execute(insert, &params)).await,
-                    Ok(Ok(_))
-                )
+            match tokio::time::timeout(STATEMENT_TIMEOUT, c.batch_execute(create)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(pg_error(&e)),
+                Err(_) => return Err(timed_out()),
+            }
+            match tokio::time::timeout(STATEMENT_TIMEOUT, c.execute(insert, &params)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(pg_error(&e)),
+                Err(_) => Err(timed_out()),
+            }
         }
-        _ => false,
+        Ok(Err(e)) => Err(pg_error(&e)),
+        Err(_) => Err(timed_out()),
     }
 }
 
@@ -230,15 +265,11 @@ pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> 
     let mut f = WriterFigures {
         rows_written: log.acked.len() as u64,
         writes_failed: log.failed,
-        // No write refused after the first acknowledged one: no outage. Refused and never
-        // accepted again while the canary ran: no figure (not a zero).
-        write_outage_ms: match (log.outage_from, log.outage_to) {
-            (None, _) if !log.acked.is_empty() => Some(0),
-            (Some(from), Some(to)) => Some(to.saturating_sub(from)),
-            _ => None,
-        },
-        write_outage_not_measured: (log.outage_from.is_some() && log.outage_to.is_none())
-            .then(|| "writes were still refused when the canary stopped".to_string()),
+        write_outage_ms: longest_outage(&log.outages, !log.acked.is_empty()),
+        write_outages: log.outages.len() as u64,
+        writes_followed_failover: log.followed,
+        write_outage_not_measured: matches!(log.outages.last(), Some((_, None)))
+            .then(|| still_refused(plan, &log)),
         writer_first_error: log.first_error.clone(),
         ..WriterFigures::default()
     };
@@ -265,6 +296,42 @@ pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> 
     f.rows_lost = Some(lost.len() as u64);
     f.rpo_window_ms = Some(window(&log.acked, &found, &lost, plan.rate));
     f
+}
+
+/// The longest write outage. No write refused after the first acknowledged one: no outage
+/// (zero). Refused and never accepted again while the canary ran: no figure (not a zero, nor
+/// an earlier blip's).
+fn longest_outage(outages: &[(u64, Option<u64>)], any_acked: bool) -> Option<u64> {
+    match outages.last() {
+        None => any_acked.then_some(0),
+        Some((_, None)) => None,
+        Some((_, Some(_))) => outages
+            .iter()
+            .filter_map(|(from, to)| to.map(|to| to.saturating_sub(*from)))
+            .max(),
+    }
+}
+
+/// Why the write outage has no figure, with what was refused last.
+fn still_refused(plan: &WriterPlan, log: &WriterLog) -> String {
+    let why = "writes were still refused when the canary stopped";
+    let last = |e: &Option<String>| e.clone().unwrap_or_default();
+    if log.followed {
+        format!(
+            "{why} (writing to `{}` since it took them; last refusal: {})",
+            plan.verify,
+            last(&log.last_error)
+        )
+    } else if log.other_tries > 0 {
+        format!(
+            "{why} (`{}` refused too, {} tries; last: {})",
+            plan.verify,
+            log.other_tries,
+            last(&log.other_refusal)
+        )
+    } else {
+        format!("{why} (`{}` not tried yet)", plan.verify)
+    }
 }
 
 async fn found_rows(plan: &WriterPlan, run_id: &str) -> Result<BTreeSet<i64>, String> {
@@ -336,5 +403,17 @@ mod tests {
         let none = BTreeSet::new();
         let (lost, _) = judge(&acked, &none);
         assert_eq!(window(&acked, &none, &lost, 20), 250);
+    }
+
+    #[test]
+    fn the_longest_outage_counts_and_an_open_one_has_no_figure() {
+        assert_eq!(longest_outage(&[], true), Some(0));
+        assert_eq!(longest_outage(&[], false), None);
+        // A blip under load, then the failover's: the failover's, not the first one's.
+        let two = [(1_000, Some(1_200)), (5_000, Some(9_500))];
+        assert_eq!(longest_outage(&two, true), Some(4_500));
+        // Still refused at the end: no figure, whatever came before.
+        let open = [(1_000, Some(1_200)), (5_000, None)];
+        assert_eq!(longest_outage(&open, true), None);
     }
 }
