@@ -141,7 +141,25 @@ fn json_body<T>(
                 MAX_BODY >> 20
             ),
         )),
+        // No `Content-Type: application/json`: 415, as HTTP says, naming the header to send.
+        Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => {
+            Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request body must be JSON: send `Content-Type: application/json`",
+            ))
+        }
         Err(e) => Err(ApiError::bad_request(e.body_text())),
+    }
+}
+
+/// A page size from `?limit=`: 50 when not given, at most 500; zero is refused (it answered
+/// one run).
+fn page_limit(limit: Option<usize>) -> Answer<usize> {
+    match limit {
+        Some(0) => Err(ApiError::bad_request(
+            "limit: give 1 to 500 (the page size), or leave it out for 50",
+        )),
+        l => Ok(l.unwrap_or(50).min(500)),
     }
 }
 
@@ -301,7 +319,7 @@ async fn list_runs(
     State(s): State<Arc<Server>>,
     Query(f): Query<RunFilter>,
 ) -> Answer<Json<Json_>> {
-    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page_limit(f.limit)?;
     let offset = f.offset.unwrap_or(0);
     let status = f
         .status
@@ -354,6 +372,7 @@ async fn start_run(
                 .map_err(|_| ApiError::bad_request("Idempotency-Key must be text"))
         })
         .transpose()?;
+    structured_for_text(&s, &body.workflow, &body.inputs)?;
     let inputs = body
         .inputs
         .into_iter()
@@ -375,6 +394,32 @@ async fn start_run(
         Json(json!({"id": run_id})),
     )
         .into_response())
+}
+
+/// A JSON object or list given for an input the workflow declares `string`: refused (it became
+/// its JSON text, and the run went on with `{"a":1}` as, say, a region's name).
+fn structured_for_text(s: &Server, workflow: &str, inputs: &BTreeMap<String, Json_>) -> Answer<()> {
+    let catalog = s.catalog.read().unwrap();
+    let Some(loaded) = catalog.get(workflow) else {
+        return Ok(()); // said by the start, with the workflows there are
+    };
+    let wrong: Vec<String> = inputs
+        .iter()
+        .filter(|(_, v)| v.is_object() || v.is_array())
+        .filter(|(k, _)| {
+            loaded.workflow.inputs.get(k.as_str()).map(|d| d.ty)
+                == Some(meridian_model::InputType::String)
+        })
+        .map(|(k, v)| {
+            let what = if v.is_object() { "an object" } else { "a list" };
+            format!("input `{k}` is a string; {what} was given (send it as a JSON string)")
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(wrong.join("; ")))
+    }
 }
 
 async fn show_run(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Answer<Json<Json_>> {
@@ -598,7 +643,7 @@ struct DrillFilter {
 /// Drill history: the runs of workflows with a `drill:` block, newest first, each with its
 /// figures against the targets.
 async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> Answer<Json<Json_>> {
-    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page_limit(f.limit)?;
     let drills: BTreeMap<String, Arc<meridian_model::Workflow>> = s
         .catalog
         .read()

@@ -461,6 +461,26 @@ impl Server {
             .events(run_id)
             .map_err(|e| ApiError::from_store(&e))?;
         let waiting = waiting_gates(events.iter().map(|e| &e.event));
+        // A step the run's workflow does not have is not there to decide (404); one it has
+        // that does not wait now is a conflict with the run's state (409).
+        let known = self
+            .catalog
+            .read()
+            .unwrap()
+            .get(&summary.workflow)
+            .is_none_or(|l| l.workflow.steps.iter().any(|s| s.id.value == decision.step));
+        if !known && !waiting.contains(&decision.step) {
+            return Err(ApiError::not_found(format!(
+                "run {run_id}'s workflow `{}` has no step `{}`; it waits at: {}",
+                summary.workflow,
+                decision.step,
+                if waiting.is_empty() {
+                    "no step".to_string()
+                } else {
+                    waiting.join(", ")
+                }
+            )));
+        }
         if !waiting.contains(&decision.step) {
             return Err(ApiError::conflict(format!(
                 "run {run_id} is not waiting at step `{}`; it waits at: {}",

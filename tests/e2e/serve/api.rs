@@ -149,6 +149,23 @@ fn the_api_starts_streams_and_an_approver_approves() {
         )
         .await;
         assert_eq!(code, 409, "{body}");
+        // A step the workflow does not have: not there (it was a 409 like a step not waiting).
+        let nosuch = served.url(&format!("/api/v1/runs/{id}/approvals/promte"));
+        let (code, body) = call(
+            "POST",
+            &nosuch,
+            Some("approver-token"),
+            Some(approve.clone()),
+        )
+        .await;
+        assert_eq!(code, 404, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("has no step `promte`; it waits at: promote"),
+            "{body}"
+        );
         let (code, body) = call("POST", &gate, Some("approver-token"), Some(approve)).await;
         assert_eq!(code, 202, "{body}");
 
@@ -459,14 +476,31 @@ fn a_reload_refuses_what_validate_refuses_and_keeps_the_previous_version() {
 #[test]
 fn every_error_has_the_apis_json_shape() {
     let s = Scratch::new();
-    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    s.write(
+        "wf/named.yaml",
+        "name: named\ninputs:\n  region: {type: string}\nsteps:\n  - id: a\n    uses: hello\n    with: {name: \"${{ inputs.region }}\"}\n",
+    );
     let served = Served::start(&s, &["--workflows", "wf"]);
     let rt = rt();
     rt.block_on(async {
+        // An object for a string input: refused, not run with its JSON text as the value.
+        let start = json!({"workflow": "named", "inputs": {"region": {"name": "eu"}}});
+        let (code, body) = call("POST", &served.url("/api/v1/runs"), None, Some(start)).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("input `region` is a string; an object was given"),
+            "{body}"
+        );
         for (method, path, status, says) in [
             ("GET", "/api/v1/nope", 404, "no route GET /api/v1/nope"),
             ("DELETE", "/api/v1/runs", 405, "does not take that method"),
             ("GET", "/api/v1/runs?limit=abc", 400, "limit"),
+            // Zero answered one run.
+            ("GET", "/api/v1/runs?limit=0", 400, "limit: give 1 to 500"),
+            ("GET", "/api/v1/drills?limit=0", 400, "limit: give 1 to 500"),
             ("GET", "/api/v1/runs/x/events?after=x", 400, "after"),
             // An unknown run's events are not an empty list.
             ("GET", "/api/v1/runs/rnope/events", 404, "rnope"),
@@ -495,6 +529,22 @@ fn every_error_has_the_apis_json_shape() {
         );
         let page = r.text().await.unwrap();
         assert!(page.contains("There is no page at /nosuch"), "{page}");
+        // A JSON body sent without saying so: 415, naming the header (it was a 400).
+        let r = reqwest::Client::new()
+            .post(served.url("/api/v1/runs"))
+            .body(r#"{"workflow": "x"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Content-Type: application/json"),
+            "{body}"
+        );
         // A body over the limit is 413 and says the limit (it was a 400 "Failed to buffer").
         let big = json!({"workflow": "x", "inputs": {"blob": "a".repeat(1_500_000)}});
         let (code, body) = call("POST", &served.url("/api/v1/runs"), None, Some(big)).await;
