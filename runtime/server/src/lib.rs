@@ -290,7 +290,6 @@ pub async fn serve(
     let app = api::router(server.clone());
     let s = server.clone();
     let task = tokio::spawn(async move {
-        let stop = s.drain.clone();
         let drained = s.clone();
         tokio::spawn(async move {
             shutdown.await;
@@ -298,23 +297,32 @@ pub async fn serve(
             drained.draining.store(true, Ordering::SeqCst);
             drained.drain.cancel();
         });
-        // Streams (SSE) would hold a graceful HTTP shutdown open; the runs decide how long
-        // the server lingers, not the clients.
-        let http = match tls {
+        // The listener stays open while the runs in flight finish: they can still be watched,
+        // approved and cancelled here (a draining server closed it at once, and its runs could
+        // not be cancelled through it for up to `grace`); new runs are refused (503), and
+        // `/readyz` says 503 so a load balancer sends nobody new. Streams (SSE) would hold a
+        // graceful HTTP shutdown open: the runs decide how long the server lingers, not the
+        // clients.
+        let closed = CancellationToken::new();
+        let close = closed.clone();
+        let mut http = match tls {
             Some(config) => {
                 let listener = tls::TlsListener::new(listener, config)?;
                 let http = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                    .with_graceful_shutdown(async move { close.cancelled().await });
                 tokio::spawn(async move { http.await })
             }
             None => {
                 let http = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                    .with_graceful_shutdown(async move { close.cancelled().await });
                 tokio::spawn(async move { http.await })
             }
         };
         s.drain.cancelled().await;
         wait_for_runs(&s, s.config.grace).await;
+        closed.cancel();
+        // Answers already being written finish; streams are cut.
+        let _ = tokio::time::timeout(Duration::from_millis(500), &mut http).await;
         http.abort();
         Ok(())
     });

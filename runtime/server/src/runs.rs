@@ -447,6 +447,12 @@ impl Server {
 
     /// Approves or rejects the approval gate a run waits at, then resumes the run.
     pub fn decide(self: &Arc<Self>, run_id: &str, decision: Decision) -> Result<(), ApiError> {
+        // An approval drives the run on from here: not on a server that is shutting down.
+        if self.draining() {
+            return Err(ApiError::unavailable(
+                "the server is shutting down and takes no approvals; approve through another server of the same journal, or once this one is back",
+            ));
+        }
         let journal = self.runner.journal();
         let (record, summary) = journal.run(run_id).map_err(|e| ApiError::from_store(&e))?;
         if summary.status != RunStatus::AwaitingApproval

@@ -240,6 +240,60 @@ fn a_draining_server_keeps_its_runs_leases_until_they_end() {
     assert!(!a.log().contains("lost the run"), "{}", a.log());
 }
 
+/// A draining server (SIGTERM) keeps answering for the run it still drives: the run can be
+/// watched and cancelled through it, while new runs and approvals are refused (503) and
+/// `/readyz` says 503. It closed its listener at once: nobody could cancel the run through it
+/// for up to `grace`.
+#[test]
+fn a_draining_server_still_answers_for_its_runs() {
+    let s = Scratch::new();
+    with_sleeper(&s);
+    s.write(
+        "wf/slow.yaml",
+        "name: slow\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 30000}}\n",
+    );
+    s.write("meridian.toml", "workflows = \"wf\"\ngrace = \"60s\"\n");
+    let mut a = Served::start(&s, &["--config", "meridian.toml"]);
+    let id = rt().block_on(async {
+        let start = Some(json!({"workflow": "slow"}));
+        let (code, body) = call("POST", &a.url("/api/v1/runs"), None, start).await;
+        assert_eq!(code, 202, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    });
+    a.term();
+    rt().block_on(async {
+        let ready = a.url("/readyz");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = reqwest::get(&ready)
+                .await
+                .expect("the draining server answers");
+            if r.status() == 503 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/readyz never said 503");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let start = Some(json!({"workflow": "slow"}));
+        let (code, body) = call("POST", &a.url("/api/v1/runs"), None, start).await;
+        assert_eq!(code, 503, "{body}");
+        let (code, body) = call("GET", &a.url(&format!("/api/v1/runs/{id}")), None, None).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["summary"]["status"], "running", "{body}");
+        let cancel = a.url(&format!("/api/v1/runs/{id}/cancel"));
+        let (code, body) = call("POST", &cancel, None, None).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["status"], "cancelled", "{body}");
+    });
+    // Its only run ended: the server stops well within the grace.
+    let exited = a.terminate(Duration::from_secs(20));
+    assert!(
+        exited.is_some_and(|e| e.success()),
+        "{exited:?}\n{}",
+        a.log()
+    );
+}
+
 /// `overlap: skip` holds across the servers sharing a journal: a tick one server claims while
 /// another server's run of the schedule is still going is skipped. Each server looked at its
 /// own runs only, and runs of one schedule ran side by side.

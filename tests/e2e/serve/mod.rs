@@ -63,6 +63,13 @@ impl Served {
 
     /// SIGTERM (a graceful stop), then waits at most `within` for the process to exit; its exit
     /// status, `None` if it is still running (it is killed on drop then).
+    /// Sends SIGTERM and returns at once (the server drains).
+    pub(crate) fn term(&self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
     pub(crate) fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
