@@ -486,6 +486,7 @@ async fn resume(
             })
             .collect(),
         lease_owner: Some(lease.owner().to_string()),
+        cancel: None,
     };
     let resumed = tokio::select! {
         resumed = runner.resume(run_id, resume) => resumed.map_err(fail)?,

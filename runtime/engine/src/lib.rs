@@ -20,5 +20,5 @@ pub use executor::{
 pub use meridian_protocol::{ComponentRef, Masker, OriginPattern, PlannedChange};
 pub use run::{
     Approver, CompensationReport, EarlierAttempts, LegReport, PLAN_PASSES_GATES, PriorLeg,
-    RunError, RunOptions, RunReport, StepReport, run,
+    RunCancel, RunError, RunOptions, RunReport, StepReport, run,
 };

@@ -28,4 +28,5 @@ pub use run::{
     check_inputs, load, new_run_id,
 };
 
+pub use meridian_engine::RunCancel;
 pub use meridian_store::{Journal, RunSettings};

@@ -91,6 +91,8 @@ pub struct Launch {
     pub lease_owner: Option<String>,
     /// See [`meridian_engine::RunOptions::keep_going`] (plans that read every region).
     pub keep_going: bool,
+    /// Cancels the run from outside (a server's cancel): see [`meridian_engine::RunCancel`].
+    pub cancel: Option<meridian_engine::RunCancel>,
 }
 
 /// How to resume (or, with `from`, retry) a run.
@@ -107,6 +109,9 @@ pub struct Resume {
     pub decisions: Vec<Decision>,
     /// As [`Launch::lease_owner`].
     pub lease_owner: Option<String>,
+    /// As [`Launch::cancel`]; cancelled already, the run is compensated and ends cancelled
+    /// without going on.
+    pub cancel: Option<meridian_engine::RunCancel>,
 }
 
 /// An answer to a step's approval gate.
@@ -242,6 +247,9 @@ impl Runner {
             .collect();
         opts.approver = launch.approver;
         opts.keep_going = launch.keep_going;
+        if let Some(c) = launch.cancel {
+            opts.cancel = c;
+        }
         let owner = launch.lease_owner.as_deref();
         self.execute(wf, opts, &settings, launch.view, None, owner)
             .await
@@ -386,6 +394,9 @@ impl Runner {
         }
         opts.approvals = approvals;
         opts.approver = resume.approver;
+        if let Some(c) = resume.cancel {
+            opts.cancel = c;
+        }
         opts.prior = self
             .journal
             .legs(run_id)?

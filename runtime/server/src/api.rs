@@ -572,9 +572,29 @@ async fn cancel_run(
     require(&id, Role::Operator)?;
     let why = format!("cancelled through the API by `{}`", id.name);
     match s.cancel_run(&run, &why).await? {
-        crate::cancel::Cancelled::Here => Ok((
-            StatusCode::OK,
-            Json(json!({"id": run, "status": "cancelled"})),
+        // Its end as journaled: `cancelled`, and what its compensation did.
+        crate::cancel::Cancelled::Here { ended: true } => {
+            let (_, summary) = s
+                .runner
+                .journal()
+                .run(&run)
+                .map_err(|e| ApiError::from_store(&e))?;
+            Ok((
+                StatusCode::OK,
+                Json(json!({
+                    "id": run,
+                    "status": summary.status.as_str(),
+                    "message": summary.message,
+                })),
+            ))
+        }
+        crate::cancel::Cancelled::Here { ended: false } => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "id": run,
+                "status": "cancelling",
+                "message": "its steps in flight are cancelled and what completed is being compensated; the run ends cancelled when that is done",
+            })),
         )),
         crate::cancel::Cancelled::Requested { driver } => Ok((
             StatusCode::ACCEPTED,

@@ -16,18 +16,25 @@ use crate::api::ApiError;
 /// What [`Server::cancel_run`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cancelled {
-    /// Stopped here, or (waiting for an approval, driven nowhere) ended in the journal.
-    Here,
+    /// Stopped here (a run waiting for an approval, driven nowhere, resumed here to be
+    /// stopped); `ended`: the run ended within the wait, else its compensation goes on.
+    Here { ended: bool },
     /// Another server drives the run: asked through the journal; `driver` (its lease holder)
     /// cancels it within a third of a lease.
     Requested { driver: Option<String> },
 }
 
+/// How long a cancel request waits for the run to end (its legs cancelled, what completed
+/// compensated) before it answers `cancelling` and lets the run finish on its own.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
 impl Server {
     /// Cancels a run, saying `why` (who asked) in its end. A run this server drives is stopped
-    /// (its in-flight steps are dropped, as when a runner is killed), then `run-finished:
-    /// cancelled` is journaled; a run waiting for an approval is cancelled in the journal
-    /// alone; a run another server drives is asked of that server through the journal.
+    /// as the engine stops one: its legs in flight cancelled, what completed compensated, then
+    /// `run-finished: cancelled`. A run waiting for an approval is resumed here to be cancelled
+    /// the same way (its finished steps compensated, nothing else run); a run another server
+    /// drives is asked of that server through the journal. Until 2026-12-05 a cancel dropped the
+    /// run where it stood: a failover cancelled at its gate left the primary fenced.
     pub async fn cancel_run(
         self: &Arc<Self>,
         run_id: &str,
@@ -35,7 +42,12 @@ impl Server {
     ) -> Result<Cancelled, ApiError> {
         let journal = self.runner.journal();
         let (record, summary) = journal.run(run_id).map_err(|e| ApiError::from_store(&e))?;
-        let active = self.active.lock().unwrap().remove(run_id);
+        let active = self
+            .active
+            .lock()
+            .unwrap()
+            .get(run_id)
+            .map(|a| a.cancel.clone());
         let stoppable = matches!(
             summary.status,
             RunStatus::Running | RunStatus::AwaitingApproval
@@ -62,22 +74,43 @@ impl Server {
                 .map_err(|e| ApiError::from_store(&e))?;
             return Ok(Cancelled::Requested { driver });
         }
-        let schedule = active.as_ref().and_then(|a| a.schedule.clone());
-        let workflow = active
-            .as_ref()
-            .map(|a| a.workflow.clone())
-            .unwrap_or(summary.workflow.clone());
-        if let Some(a) = active {
-            a.handle.abort();
-            let _ = a.handle.await;
-            self.release(run_id);
+        match active {
+            Some(cancel) => cancel.cancel(why),
+            None => {
+                // Waiting at a gate, driven nowhere: resumed here to be compensated and ended.
+                // One that cannot go on (its workflow file changed) is ended in the journal.
+                if let Err(e) = self.runner.check_resumable(run_id) {
+                    let why = format!(
+                        "{why} (nothing compensated: {}; undo its finished steps by hand)",
+                        e.one_line()
+                    );
+                    self.journal_end(run_id, &summary, RunStatus::Cancelled, &why)?;
+                    self.metrics
+                        .run_ended(&summary.workflow, RunStatus::Cancelled);
+                    if let Some(id) = crate::runs::schedule_of(&record) {
+                        self.schedule_run_ended(&id, run_id, RunStatus::Cancelled, "cancelled");
+                    }
+                    return Ok(Cancelled::Here { ended: true });
+                }
+                let cancel = meridian_runner::RunCancel::new();
+                cancel.cancel(why);
+                self.resume_run(
+                    run_id,
+                    &summary.workflow,
+                    crate::runs::schedule_of(&record),
+                    Vec::new(),
+                    cancel,
+                )?;
+            }
         }
-        self.journal_end(run_id, &summary, RunStatus::Cancelled, why)?;
-        self.metrics.run_ended(&workflow, RunStatus::Cancelled);
-        if let Some(id) = schedule {
-            self.schedule_run_ended(&id, run_id, RunStatus::Cancelled, "cancelled");
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        while self.active.lock().unwrap().contains_key(run_id) {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Cancelled::Here { ended: false });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Cancelled::Here)
+        Ok(Cancelled::Here { ended: true })
     }
 
     /// Journals run `run_id`'s end (cancelled, or failed when it cannot go on), saying `why`.
@@ -122,9 +155,14 @@ impl Server {
                 continue;
             }
             tracing::info!(run = %id, "cancelling the run as asked through the journal: {why}");
-            if let Err(e) = self.cancel_run(&id, &why).await {
-                tracing::warn!(run = %id, "cannot cancel the run: {}", e.message);
-            }
+            // Not awaited here: the lease loop that asks must go on renewing leases while the
+            // run's compensation runs.
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.cancel_run(&id, &why).await {
+                    tracing::warn!(run = %id, "cannot cancel the run: {}", e.message);
+                }
+            });
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_protocol::{Event, EventSink, Mode, RunStatus, SinkError};
-use meridian_runner::{Decision, Finished, Launch, Resume, Resumed, RunnerError};
+use meridian_runner::{Decision, Finished, Launch, Resume, Resumed, RunCancel, RunnerError};
 use tokio::task::JoinHandle;
 
 use crate::Server;
@@ -33,6 +33,9 @@ pub(crate) struct Active {
     /// The schedule that started it, if one did.
     pub schedule: Option<String>,
     pub handle: JoinHandle<()>,
+    /// Cancels the run the way the engine stops one: legs in flight cancelled, what completed
+    /// compensated, the run ended `cancelled`.
+    pub cancel: RunCancel,
 }
 
 /// How long a start request's `Idempotency-Key` holds its run.
@@ -226,7 +229,9 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
         let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
         let created = tx.clone();
+        let cancel = RunCancel::new();
         let launch = Launch {
+            cancel: Some(cancel.clone()),
             mode: req.mode,
             raw_inputs: raw,
             secrets_file: self.config.secrets_file.clone(),
@@ -262,6 +267,7 @@ impl Server {
                 workflow,
                 schedule,
                 handle,
+                cancel,
             },
         );
         Ok(Begun::New {
@@ -328,11 +334,13 @@ impl Server {
         workflow: &str,
         schedule: Option<String>,
         decisions: Vec<Decision>,
+        cancel: RunCancel,
     ) -> Result<(), ApiError> {
         self.lease(run_id)?;
         let server = self.clone();
         let id = run_id.to_string();
         let view_for = workflow.to_string();
+        let run_cancel = cancel.clone();
         let mut active = self.active.lock().unwrap();
         let handle = tokio::spawn(async move {
             let sink = server.view(&view_for, false);
@@ -341,6 +349,7 @@ impl Server {
                 view: Some(Box::new(move |_| sink)),
                 decisions,
                 lease_owner: Some(server.name.clone()),
+                cancel: Some(run_cancel),
                 ..Resume::default()
             };
             let result = server.runner.resume(&id, resume).await.map(|r| match r {
@@ -355,6 +364,7 @@ impl Server {
                 workflow: workflow.to_string(),
                 schedule,
                 handle,
+                cancel,
             },
         );
         Ok(())
@@ -511,6 +521,7 @@ impl Server {
             &summary.workflow,
             schedule_of(&record),
             vec![decision],
+            RunCancel::new(),
         )
     }
 
@@ -601,27 +612,31 @@ impl Server {
                 self.release(&s.id);
                 continue;
             }
-            // Someone asked for it to be cancelled while its server was gone: cancelled
-            // here, not resumed.
-            if let Some((_, why)) = journal
+            // Someone asked for it to be cancelled while its server was gone.
+            let cancelling = journal
                 .cancel_requests(std::slice::from_ref(&s.id))
                 .map_err(|e| ApiError::from_store(&e))?
                 .pop()
-            {
-                tracing::info!(run = %s.id, "cancelling an interrupted run: {why}");
-                let ended = self.journal_end(&s.id, &summary, RunStatus::Cancelled, &why);
-                self.release(&s.id);
-                ended?;
-                self.metrics.run_ended(&s.workflow, RunStatus::Cancelled);
-                if let Some(id) = schedule_of(&record) {
-                    self.schedule_run_ended(&id, &s.id, RunStatus::Cancelled, "cancelled");
-                }
-                continue;
-            }
+                .map(|(_, why)| why);
             // A run whose workflow file changed or went since it started cannot go on: it
             // ends failed, saying why, once — it was tried again on every pass, each try a
             // `run.failed` webhook, while the run stayed `running` forever.
             if let Err(e) = self.runner.check_resumable(&s.id) {
+                if let Some(why) = cancelling {
+                    // It cannot go on, not even to be compensated: ended as asked.
+                    let why = format!(
+                        "{why} (nothing compensated: {}; undo its finished steps by hand)",
+                        e.one_line()
+                    );
+                    let ended = self.journal_end(&s.id, &summary, RunStatus::Cancelled, &why);
+                    self.release(&s.id);
+                    ended?;
+                    self.metrics.run_ended(&s.workflow, RunStatus::Cancelled);
+                    if let Some(id) = schedule_of(&record) {
+                        self.schedule_run_ended(&id, &s.id, RunStatus::Cancelled, "cancelled");
+                    }
+                    continue;
+                }
                 let why = format!(
                     "cannot resume: {}; restore the workflow file as it was and resume the run, or start a new one",
                     e.one_line()
@@ -634,8 +649,16 @@ impl Server {
                 self.ended_as(&s.id, &s.workflow, schedule_of(&record), &failed);
                 continue;
             }
-            tracing::info!(run = %s.id, "resuming an interrupted run");
-            match self.resume_run(&s.id, &s.workflow, schedule_of(&record), Vec::new()) {
+            let cancel = RunCancel::new();
+            if let Some(why) = &cancelling {
+                // Cancelled while its server was gone: compensated and ended here, not
+                // resumed (it used to be marked cancelled, with nothing undone).
+                tracing::info!(run = %s.id, "cancelling an interrupted run: {why}");
+                cancel.cancel(why);
+            } else {
+                tracing::info!(run = %s.id, "resuming an interrupted run");
+            }
+            match self.resume_run(&s.id, &s.workflow, schedule_of(&record), Vec::new(), cancel) {
                 Ok(()) => n += 1,
                 Err(e) => tracing::warn!(run = %s.id, "cannot resume: {}", e.message),
             }

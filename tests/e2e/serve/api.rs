@@ -654,3 +654,66 @@ steps:
         served.log()
     );
 }
+
+/// A run cancelled at its approval gate is compensated: the steps that finished before the
+/// gate are undone, nothing else runs, and the run ends `cancelled`. A cancel used to end the
+/// run where it stood: a failover cancelled at its gate left the primary fenced, unnoticed.
+#[test]
+fn a_run_cancelled_at_its_gate_is_compensated() {
+    let s = Scratch::new();
+    s.write(
+        "wf/fenced.yaml",
+        r#"
+name: fenced
+steps:
+  - id: fence
+    uses: hello
+    with: {name: fence}
+    compensate:
+      uses: hello
+      with: {name: unfence}
+  - id: promote
+    uses: hello
+    needs: fence
+    approval: {message: "promote?"}
+"#,
+    );
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let id = start(&served, "fenced");
+    rt().block_on(async {
+        let run_url = served.url(&format!("/api/v1/runs/{id}"));
+        until(&run_url, None, Duration::from_secs(30), |b| {
+            b["summary"]["status"] == "awaiting-approval"
+        })
+        .await;
+        let cancel = served.url(&format!("/api/v1/runs/{id}/cancel"));
+        let (code, body) = call("POST", &cancel, None, None).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["status"], "cancelled", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("cancelled through the API by `local`"),
+            "{body}"
+        );
+        let (_, events) = call("GET", &format!("{run_url}/events"), None, None).await;
+        let text = events.to_string();
+        assert!(
+            text.contains("\"event\":\"compensation\"")
+                && text.contains("\"step\":\"fence\"")
+                && text.contains("\"outcome\":\"success\""),
+            "the fence was not undone: {text}"
+        );
+        let (_, run) = call("GET", &run_url, None, None).await;
+        let legs = run["legs"].as_array().cloned().unwrap_or_default();
+        assert!(
+            legs.iter().any(|l| l["step"] == "fence")
+                && !legs.iter().any(|l| l["step"] == "promote"),
+            "the gated step ran, or the fence is not there: {run}"
+        );
+        // Ended: a second cancel is refused.
+        let (code, body) = call("POST", &cancel, None, None).await;
+        assert_eq!(code, 409, "{body}");
+    });
+}

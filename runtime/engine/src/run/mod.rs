@@ -78,6 +78,48 @@ impl EarlierAttempts {
     }
 }
 
+/// Stops a run from outside (an operator's cancel): no step starts any more, the legs in flight
+/// are cancelled (each ends as its cancellation says, its logs kept), what completed is
+/// compensated, and the run ends `cancelled` saying why. Cancelled before the run starts (a run
+/// waiting at a gate, resumed to be cancelled), the steps that finished before are replayed
+/// from the journal, so they are compensated too, and nothing else runs.
+#[derive(Clone, Debug, Default)]
+pub struct RunCancel {
+    token: tokio_util::sync::CancellationToken,
+    why: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl RunCancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels the run; the first reason given is the run's message.
+    pub fn cancel(&self, why: &str) {
+        self.why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| why.to_string());
+        self.token.cancel();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+
+    pub(crate) fn why(&self) -> String {
+        self.why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "cancelled".to_string())
+    }
+}
+
 /// How to run.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -115,6 +157,8 @@ pub struct RunOptions {
     pub run_timeout: Option<Duration>,
     /// When the run was first started, Unix ms (`run.started_at_ms`; kept across resumes).
     pub started_at_ms: u64,
+    /// See [`RunCancel`].
+    pub cancel: RunCancel,
 }
 
 impl RunOptions {
@@ -138,6 +182,7 @@ impl RunOptions {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
+            cancel: RunCancel::default(),
         }
     }
 }

@@ -72,6 +72,13 @@ pub(super) struct Runner {
     pub(super) started: Instant,
 }
 
+/// Why the run loop stopped waiting for legs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    TimedOut,
+    Cancelled,
+}
+
 impl Runner {
     pub(super) fn new(
         wf: Arc<Workflow>,
@@ -108,7 +115,10 @@ impl Runner {
             }
         }
         let ready = (0..n).filter(|&i| unmet[i] == 0).collect();
-        let replay = wf.steps.iter().any(|s| kept_failure(&opts, s));
+        // Cancelled before it starts: what finished before is replayed (and compensated),
+        // nothing else runs.
+        let cancelled = opts.cancel.is_cancelled();
+        let replay = cancelled || wf.steps.iter().any(|s| kept_failure(&opts, s));
         Ok(Runner {
             exec,
             masker,
@@ -123,7 +133,7 @@ impl Runner {
             completed: Vec::new(),
             failed: replay,
             replay,
-            cancelled: false,
+            cancelled,
             inflight: HashMap::new(),
             permits: Arc::new(Semaphore::new(max_parallel)),
             tasks: JoinSet::new(),
@@ -153,27 +163,50 @@ impl Runner {
         let timeout = self.opts.run_timeout.or(self.wf.timeout);
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut timed_out = false;
+        // Cancelled before the run started: nothing is in flight to cancel.
+        let mut cancel_seen = self.cancelled;
 
         loop {
             self.start_ready().await?;
             if self.tasks.is_empty() {
                 break;
             }
+            let cancel = self.opts.cancel.clone();
             let next = async {
-                match deadline {
-                    Some(d) => tokio::time::timeout_at(d, self.tasks.join_next())
-                        .await
-                        .ok(),
-                    None => Some(self.tasks.join_next().await),
+                let joined = async {
+                    match deadline {
+                        Some(d) => tokio::time::timeout_at(d, self.tasks.join_next())
+                            .await
+                            .map_err(|_| Stop::TimedOut),
+                        None => Ok(self.tasks.join_next().await),
+                    }
+                };
+                // Legs that ended first (their results are booked; a cancel starts nothing
+                // new either way, see `admit`).
+                tokio::select! {
+                    biased;
+                    r = joined => r,
+                    () = cancel.cancelled(), if !cancel_seen => Err(Stop::Cancelled),
                 }
             };
             match next.await {
-                Some(Some(first)) => {
+                Ok(Some(first)) => {
                     let batch = self.with_finished(first);
                     self.legs_done(batch)?;
                 }
-                Some(None) => break,
-                None => {
+                Ok(None) => break,
+                // An operator's cancel: the legs in flight are cancelled and end on their own
+                // (booked as they end); nothing new starts (`admit`); steps made ready by a
+                // replayed one are skipped, so every step has its report.
+                Err(Stop::Cancelled) => {
+                    cancel_seen = true;
+                    self.cancelled = true;
+                    self.fail_run();
+                    for c in self.inflight.values() {
+                        c.cancel();
+                    }
+                }
+                Err(Stop::TimedOut) => {
                     timed_out = true;
                     self.cancelled = true;
                     self.fail_run();
@@ -202,12 +235,16 @@ impl Runner {
             .collect();
         // A run that failed and waits at a gate (a cleanup or rollback step's, `if: always()`)
         // has not ended: it is undone once it ends, after that step ran or was refused.
-        let compensations =
-            if self.failed && self.opts.mode == Mode::Apply && (timed_out || awaiting.is_empty()) {
-                self.compensate().await?
-            } else {
-                Vec::new()
-            };
+        // Cancelled by an operator (in flight, or before it went on from a gate).
+        let cancelled = self.cancelled && !timed_out;
+        let compensations = if self.failed
+            && self.opts.mode == Mode::Apply
+            && (timed_out || cancelled || awaiting.is_empty())
+        {
+            self.compensate().await?
+        } else {
+            Vec::new()
+        };
 
         // The ids of the finished steps whose report `pick`s.
         let steps_where = |pick: &dyn Fn(&StepReport) -> bool| -> Vec<&str> {
@@ -220,13 +257,28 @@ impl Runner {
                 .collect()
         };
         let failed_steps = steps_where(&|r| r.conclusion == Outcome::Failure);
+        // An undo that failed leaves the world half changed: the run's message says so.
+        let undone_not: Vec<String> = compensations
+            .iter()
+            .filter(|c| c.outcome != Outcome::Success)
+            .map(|c| meridian_protocol::display_id(&c.step, &c.leg))
+            .collect();
+        let also = match undone_not.is_empty() {
+            true => String::new(),
+            false => format!("; compensation failed: {}", undone_not.join(", ")),
+        };
         let (status, message) = if timed_out {
             (
                 RunStatus::TimedOut,
                 format!(
-                    "run timed out after {}",
+                    "run timed out after {}{also}",
                     meridian_model::duration::format_duration(timeout.unwrap_or_default())
                 ),
+            )
+        } else if cancelled {
+            (
+                RunStatus::Cancelled,
+                format!("{}{also}", self.opts.cancel.why()),
             )
         } else if !awaiting.is_empty() {
             let failed = match failed_steps.is_empty() {
@@ -240,16 +292,6 @@ impl Runner {
                 format!("waiting for approval of {}{failed}", awaiting.join(", ")),
             )
         } else if self.failed {
-            // An undo that failed leaves the world half changed: the run's message says so.
-            let undone_not: Vec<String> = compensations
-                .iter()
-                .filter(|c| c.outcome != Outcome::Success)
-                .map(|c| meridian_protocol::display_id(&c.step, &c.leg))
-                .collect();
-            let also = match undone_not.is_empty() {
-                true => String::new(),
-                false => format!("; compensation failed: {}", undone_not.join(", ")),
-            };
             (
                 RunStatus::Failed,
                 format!("failed: {}{also}", failed_steps.join(", ")),

@@ -57,6 +57,16 @@ impl Runner {
         Ok(())
     }
 
+    /// Step `i` does not run, for `reason`: `step-skipped`, and its report.
+    fn skip(&mut self, i: usize, reason: String) -> Result<bool, RunError> {
+        self.emit(Event::StepSkipped {
+            step: self.wf.steps[i].id.value.clone(),
+            reason: reason.clone(),
+        })?;
+        self.finish_without_legs(i, Outcome::Skipped, reason)?;
+        Ok(false)
+    }
+
     /// Whether step `i` runs: its `if:` (or, without one, success so far and of its needs),
     /// then its approval gate. A step that does not run ends here (skipped, failed, or blocked
     /// on its gate).
@@ -64,6 +74,11 @@ impl Runner {
         let wf = self.wf.clone();
         let step = &wf.steps[i];
         let id = step.id.value.clone();
+        // A cancelled run starts nothing more, whatever its `if:` says (a step made ready by a
+        // replayed one after a cancel before the run went on).
+        if self.cancelled || self.opts.cancel.is_cancelled() {
+            return self.skip(i, "the run was cancelled".to_string());
+        }
         let needs_ok = needs.iter().all(|o| *o == Outcome::Success);
         let default_ok = !self.failed && !self.cancelled && needs_ok;
         let run_it = match &step.condition {
@@ -101,12 +116,7 @@ impl Runner {
                         .unwrap_or("success()")
                 )
             };
-            self.emit(Event::StepSkipped {
-                step: id.clone(),
-                reason: reason.clone(),
-            })?;
-            self.finish_without_legs(i, Outcome::Skipped, reason)?;
-            return Ok(false);
+            return self.skip(i, reason);
         }
 
         if let Some(approval) = &step.approval {

@@ -161,3 +161,96 @@ steps:
     // A run attempt's log says nothing of compensation (old journals read the same).
     assert!(logs[0].get("compensation").is_none(), "{}", logs[0]);
 }
+
+/// An operator's cancel while a step runs: the step is cancelled, nothing after it starts,
+/// what completed is compensated (a cancel used to stop the run where it stood, a fenced
+/// primary left fenced), and the run ends `cancelled` with the operator's reason.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_compensates_what_completed() {
+    let o = opts();
+    let cancel = o.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        cancel.cancel("cancelled through the API by `ops`");
+    });
+    let (r, exec) = go(
+        r#"
+name: cancel
+steps:
+  - id: fence
+    uses: test-ok
+    compensate: true
+  - id: promote
+    uses: test-sleep
+    needs: fence
+    with: {ms: 60000}
+  - id: switch
+    uses: test-ok
+    needs: promote
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Cancelled, "{r:#?}");
+    assert_eq!(r.message, "cancelled through the API by `ops`");
+    assert_eq!(crate::harness::outcome(&r, "promote"), Outcome::Cancelled);
+    assert!(
+        !exec.calls().iter().any(|c| c.step == "switch"),
+        "nothing starts after a cancel"
+    );
+    let undone: Vec<(String, Action)> = exec
+        .calls()
+        .into_iter()
+        .filter(|c| c.action == Action::Compensate)
+        .map(|c| (c.step, c.action))
+        .collect();
+    assert_eq!(undone, [("fence".to_string(), Action::Compensate)]);
+}
+
+/// Cancelled before it goes on (a run waiting at a gate, resumed to be cancelled): the steps
+/// that finished before are compensated from the journal, and nothing runs — not the gated
+/// step, not a cleanup step whose `if:` would run it after a failure.
+#[tokio::test(start_paused = true)]
+async fn a_run_cancelled_at_its_gate_compensates_and_runs_nothing() {
+    let mut o = opts();
+    o.prior.insert(
+        ("fence".into(), String::new()),
+        meridian_engine::PriorLeg {
+            outcome: Outcome::Success,
+            attempts: 1,
+            output: serde_json::json!({}),
+            plan: vec![],
+            duration: std::time::Duration::from_millis(5),
+            error: None,
+        },
+    );
+    o.cancel.cancel("cancelled through the API by `ops`");
+    let (r, exec) = go(
+        r#"
+name: gated
+steps:
+  - id: fence
+    uses: test-ok
+    compensate: true
+  - id: promote
+    uses: test-ok
+    needs: fence
+    approval: {message: "promote?"}
+  - id: cleanup
+    uses: test-ok
+    needs: promote
+    if: always()
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Cancelled, "{r:#?}");
+    let calls: Vec<(String, Action)> = exec
+        .calls()
+        .into_iter()
+        .map(|c| (c.step, c.action))
+        .collect();
+    assert_eq!(calls, [("fence".to_string(), Action::Compensate)]);
+    assert_eq!(crate::harness::outcome(&r, "promote"), Outcome::Skipped);
+    assert_eq!(crate::harness::outcome(&r, "cleanup"), Outcome::Skipped);
+}
