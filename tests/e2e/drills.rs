@@ -486,3 +486,50 @@ fn refused_gslb_credentials_stop_the_drill_before_its_fault() {
     assert_eq!(eu.role, "primary");
     assert!(eu.faults.is_empty(), "{:?}", eu.faults);
 }
+
+/// A drill stopped by its first check (replication cut before it started: no fault injected,
+/// nothing promoted) does not report the rows the standby lacks as lost: they are on the
+/// primary, which took every write. It reported 261 rows "lost" and the RPO missed.
+#[test]
+fn a_drill_stopped_before_its_fault_reports_no_lost_rows() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    let dir = lab.dir.to_string_lossy().into_owned();
+    expect_code(
+        &s.run(&["lab", "region", "eu", "replication-cut", "--dir", &dir]),
+        0,
+    );
+    let out = s
+        .cmd()
+        .args(["run", &workflow(), "--inputs-file", &lab.inputs()])
+        .args(["--secrets-file", &lab.secrets(), "--json"])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 1);
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("check-standby"),
+        "{}",
+        r["message"]
+    );
+    let rows = r["drill"]["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "RPO rows")
+        .cloned()
+        .unwrap_or_default();
+    assert!(rows["achieved"].is_null(), "{}", r["drill"]);
+    assert!(
+        rows["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is still a standby (nothing promoted it)"),
+        "{}",
+        r["drill"]
+    );
+    assert_ne!(r["drill"]["verdict"], "missed", "{}", r["drill"]);
+}

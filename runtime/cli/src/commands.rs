@@ -356,7 +356,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         done = runner.start(&wf, launch) => done.map_err(fail)?,
         signal = interrupted() => {
             runner.settle().await;
-            stop_interrupted(&id, lease, signal)
+            stop_interrupted(&id, lease, &**runner.journal(), signal)
         }
     };
     drop(lease);
@@ -442,12 +442,43 @@ async fn interrupted() -> (i32, &'static str) {
 /// once) and says how to go on. A step that was running is abandoned; it runs again, with the
 /// same idempotency key, when the run is resumed. Exits the process: a terminal prompt may be
 /// blocking on its input.
-fn stop_interrupted(run_id: &str, lease: crate::lease::RunLease, (code, what): (i32, &str)) -> ! {
+fn stop_interrupted(
+    run_id: &str,
+    lease: crate::lease::RunLease,
+    journal: &dyn meridian_store::Journal,
+    (code, what): (i32, &str),
+) -> ! {
     drop(lease);
-    view::write_stderr(&format!(
-        "\n{what}: run {run_id} stopped here; what finished is kept, and a step that was running runs again (same idempotency key) when the run goes on:\n  meridian resume {run_id}{}\n",
-        view::resume_flags()
-    ));
+    let events = journal.events(run_id).unwrap_or_default();
+    let measured = |n: &str| {
+        events
+            .iter()
+            .any(|e| matches!(&e.event, meridian_engine::Event::Measured { name, .. } if name == n))
+    };
+    let canaries = measured("canary-started") && !measured("canary");
+    let ended = journal.run(run_id).ok().map(|(_, s)| s.status).filter(|s| {
+        !matches!(
+            s,
+            meridian_engine::RunStatus::Running | meridian_engine::RunStatus::AwaitingApproval
+        )
+    });
+    let text = match ended {
+        // The run had ended; only its drill's canaries were still measuring.
+        Some(status) => format!(
+            "\n{what}: run {run_id} had ended ({}); its drill's canaries were stopped before they reported, so its drill has no writer or prober figures (a new run measures them)\n",
+            status.as_str()
+        ),
+        None => format!(
+            "\n{what}: run {run_id} stopped here; what finished is kept, and a step that was running runs again (same idempotency key) when the run goes on:\n  meridian resume {run_id}{}\n{}",
+            view::resume_flags(),
+            if canaries {
+                "Its drill's canaries stopped with it: a resume finishes the run, but the drill's writer and prober figures are not measured (a new run measures them).\n"
+            } else {
+                ""
+            }
+        ),
+    };
+    view::write_stderr(&text);
     let _ = crate::out::flush();
     std::process::exit(code)
 }
@@ -492,7 +523,7 @@ async fn resume(
         resumed = runner.resume(run_id, resume) => resumed.map_err(fail)?,
         signal = interrupted() => {
             runner.settle().await;
-            stop_interrupted(run_id, lease, signal)
+            stop_interrupted(run_id, lease, &**runner.journal(), signal)
         }
     };
     match resumed {

@@ -320,6 +320,17 @@ fn describe_raw(ev: &Event, run: &RunContext) -> Option<String> {
         Event::Measured { name, .. } if name == "canary-started" => {
             "drill canaries started (writer and prober, host side)".to_string()
         }
+        Event::Measured { name, value } if name == "canary-settling" => {
+            let secs = |k: &str| value[k].as_u64().unwrap_or(0) as f64 / 1000.0;
+            let (least, most) = (secs("settle_ms"), secs("at_most_ms"));
+            if most > least {
+                format!(
+                    "drill canaries still measuring: until clients see no failure for {least:.0} s (at most {most:.0} s)"
+                )
+            } else {
+                format!("drill canaries still measuring for {least:.0} s")
+            }
+        }
         Event::Measured { name, value } => format!("measured {name}: {}", canary_line(value)),
     })
 }

@@ -552,6 +552,7 @@ impl Runner {
             let succeeded = report
                 .as_ref()
                 .is_ok_and(|r| r.status == RunStatus::Succeeded);
+            measure(crate::canary::SETTLING, running.settling_record(succeeded))?;
             let r = running.finish(succeeded).await;
             measure(crate::canary::REPORT, r.clone())?;
             canary_report = Some(r);

@@ -29,6 +29,9 @@ pub const RECOVERY_WAIT: Duration = Duration::from_secs(120);
 /// `measured` record names.
 pub const STARTED: &str = "canary-started";
 pub const REPORT: &str = "canary";
+/// `measured canary-settling`: the run ended and the canaries go on until clients recover
+/// (said, so the wait after the run's last line is not taken for a hang).
+pub const SETTLING: &str = "canary-settling";
 
 /// The canaries of one run, resolved against its inputs, secrets and vars.
 #[derive(Clone, Debug)]
@@ -167,6 +170,19 @@ impl Running {
             run_id: run_id.to_string(),
             started_at_ms: now_ms(),
         }
+    }
+
+    /// What `canary-settling` records: how long the canaries go on at least and at most.
+    pub fn settling_record(&self, succeeded: bool) -> Json {
+        let most = if succeeded && self.prober.is_some() {
+            RECOVERY_WAIT
+        } else {
+            self.settle
+        };
+        json!({
+            "settle_ms": self.settle.as_millis() as u64,
+            "at_most_ms": most.as_millis() as u64,
+        })
     }
 
     /// What `canary-started` records.

@@ -44,6 +44,9 @@ pub(super) struct WriterLog {
     /// refused last.
     other_tries: u64,
     other_refusal: Option<String>,
+    /// Whether the verify connection was a standby (in recovery) when the writer started;
+    /// `None` when it could not be asked.
+    verify_was_standby: Option<bool>,
 }
 
 /// The writer's figures.
@@ -131,7 +134,13 @@ pub(super) async fn run(
     // promotes): its first accepted write ends the outage, and the writes follow it there, as
     // an application that fails over would (writing on to the dead primary counted every later
     // tick as a failed write).
-    let mut other: Option<Client> = None;
+    // What the verify connection is before anything is broken: rows missing on a server that
+    // was a primary already say nothing of a failover (a drill after a failback whose old
+    // primary was never rebuilt reported them as lost).
+    let mut other: Option<Client> = connect(&plan.verify_dsn, &plan.verify).await.ok();
+    if let Some(c) = &other {
+        log.verify_was_standby = in_recovery(c).await;
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1) / plan.rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: i64 = 0;
@@ -284,8 +293,22 @@ pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> 
         ));
         return f;
     }
+    if log.verify_was_standby == Some(false) {
+        f.writer_not_measured = Some(format!(
+            "`{}` was a primary already when the drill started, not a standby of `{}`: rows missing there say nothing of a failover (rebuild it as a standby first)",
+            plan.verify, plan.connection
+        ));
+        return f;
+    }
     let found = match found_rows(plan, run_id).await {
-        Ok(found) => found,
+        Ok(Counted::StillStandby) => {
+            f.writer_not_measured = Some(format!(
+                "`{}` is still a standby (nothing promoted it): no failover happened, and the rows are on `{}`",
+                plan.verify, plan.connection
+            ));
+            return f;
+        }
+        Ok(Counted::Rows(found)) => found,
         Err(e) => {
             f.writer_not_measured = Some(e);
             return f;
@@ -334,16 +357,38 @@ fn still_refused(plan: &WriterPlan, log: &WriterLog) -> String {
     }
 }
 
-async fn found_rows(plan: &WriterPlan, run_id: &str) -> Result<BTreeSet<i64>, String> {
+/// What the verify connection holds at the end.
+enum Counted {
+    /// This run's rows on it.
+    Rows(BTreeSet<i64>),
+    /// It is still in recovery: nothing was promoted.
+    StillStandby,
+}
+
+/// `pg_is_in_recovery()`, or `None` when it does not answer.
+async fn in_recovery(client: &Client) -> Option<bool> {
+    let asked = client.query_one("SELECT pg_is_in_recovery()", &[]);
+    match tokio::time::timeout(STATEMENT_TIMEOUT, asked).await {
+        Ok(Ok(row)) => row.try_get::<_, bool>(0).ok(),
+        _ => None,
+    }
+}
+
+async fn found_rows(plan: &WriterPlan, run_id: &str) -> Result<Counted, String> {
     let client = connect(&plan.verify_dsn, &plan.verify).await?;
+    if in_recovery(&client).await == Some(true) {
+        return Ok(Counted::StillStandby);
+    }
     let sql = format!("SELECT seq FROM {} WHERE run_id = $1", plan.table);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&run_id];
     let read = tokio::time::timeout(Duration::from_secs(10), client.query(&sql, &params));
     match read.await {
-        Ok(Ok(rows)) => Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect()),
+        Ok(Ok(rows)) => Ok(Counted::Rows(
+            rows.iter().map(|r| r.get::<_, i64>(0)).collect(),
+        )),
         // The table never reached the new primary: none of the rows did.
         Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-            Ok(BTreeSet::new())
+            Ok(Counted::Rows(BTreeSet::new()))
         }
         Ok(Err(e)) => Err(format!(
             "counting the canary rows on `{}`: {}",
