@@ -68,10 +68,13 @@ pub fn run(cmd: LabCmd, json_out: bool) -> anyhow::Result<u8> {
                 message.push_str("\n  ");
                 message.push_str(p);
             }
+            let only_two_primaries = problems.iter().all(|p| p.contains("regions are primary"));
             message.push_str(match state.status {
                 meridian_lab::LabStatus::Stopped | meridian_lab::LabStatus::Failed => {
                     "\n  = help: `meridian lab up` starts it again"
                 }
+                // Every region runs: starting one changes nothing (the command is above).
+                _ if only_two_primaries => "",
                 _ => {
                     "\n  = help: `meridian lab region NAME start` brings a region back; \
                      `meridian lab down` then `meridian lab up` starts a fresh lab"

@@ -61,7 +61,9 @@ fn list(ctx: &Ctx, limit: usize) -> anyhow::Result<u8> {
         // A waiting run's command to type names the secrets file it was started with.
         if r.status == RunStatus::AwaitingApproval && ctx.server.is_none() {
             let (record, _) = journal.run(&r.id).map_err(store_fail)?;
-            run = run.resumed_with(resume_flags(ctx, &record));
+            run = run
+                .resumed_with(resume_flags(ctx, &record))
+                .started_by(record.settings.trigger.as_deref());
         }
         // "all steps succeeded" must not hide a leg that failed under continue-on-error.
         if r.status == RunStatus::Succeeded {
@@ -197,7 +199,8 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     let flags = resume_flags(ctx, &record);
     let mut run = view::RunContext::new(&record.id)
         .read_from_server(ctx.server.as_deref())
-        .resumed_with(flags.clone());
+        .resumed_with(flags.clone())
+        .started_by(record.settings.trigger.as_deref());
     for l in &legs {
         run.leg(view::leg_id(&l.step, &l.leg), l.outcome);
     }
@@ -235,7 +238,8 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
     let t0 = events.first().map(|e| e.at_ms).unwrap_or(0);
     let mut story = view::RunContext::new(&record.id)
         .read_from_server(ctx.server.as_deref())
-        .resumed_with(flags);
+        .resumed_with(flags)
+        .started_by(record.settings.trigger.as_deref());
     for e in &events {
         story.see(&e.event);
         // `  +   1.23s  `: continuation lines start under the line's text.

@@ -83,6 +83,8 @@ pub struct RunContext {
     last: IndexMap<String, Outcome>,
     /// The server the run was read from (`--server URL`): a waiting run is approved there.
     server: Option<String>,
+    /// Started by a server (its trigger is journaled): that server drives it, not a `resume`.
+    by_server: bool,
     /// `meridian resume`'s flags for this run when it is read from a journal (`runs list|show`),
     /// else those of this process's own run ([`set_resume_flags`]).
     flags: Option<String>,
@@ -94,6 +96,7 @@ impl RunContext {
             run_id: run_id.to_string(),
             last: IndexMap::new(),
             server: None,
+            by_server: false,
             flags: None,
         }
     }
@@ -111,6 +114,15 @@ impl RunContext {
     #[must_use]
     pub fn read_from_server(mut self, url: Option<&str>) -> Self {
         self.server = url.map(str::to_string);
+        self
+    }
+
+    /// The run was started by a server (`trigger` journaled: the API, a schedule, a push): a
+    /// waiting run is approved through that server, not by a `meridian resume` here (which
+    /// the server's lease refuses while it drives the run).
+    #[must_use]
+    pub fn started_by(mut self, trigger: Option<&str>) -> Self {
+        self.by_server = trigger.is_some();
         self
     }
 
@@ -158,12 +170,19 @@ impl RunContext {
             ),
             RunStatus::AwaitingApproval => match awaiting(message) {
                 Some((steps, failed)) => {
-                    let how = match &self.server {
-                        Some(url) => steps
+                    let through = |url: &str| {
+                        steps
                             .iter()
                             .map(|s| format!("meridian --server {url} approve {} {s}", self.run_id))
                             .collect::<Vec<_>>()
-                            .join("; "),
+                            .join("; ")
+                    };
+                    let how = match &self.server {
+                        Some(url) => through(url),
+                        None if self.by_server => format!(
+                            "through the server that started it: {} (or its API or console)",
+                            through("URL")
+                        ),
                         None => format!(
                             "meridian resume {}{} {}",
                             self.run_id,
@@ -544,6 +563,15 @@ mod tests {
             "boom; compensation failed: a"
         );
         assert_eq!(run.message(RunStatus::Failed, "boom"), "boom");
+        // A server started it (read from its journal here): approved through that server.
+        let by = run.clone().started_by(Some("api:ops"));
+        assert_eq!(
+            by.message(
+                RunStatus::AwaitingApproval,
+                "waiting for approval of promote"
+            ),
+            "waiting for approval of promote; to approve and go on: through the server that started it: meridian --server URL approve r42 promote (or its API or console)"
+        );
         // What failed before the gate is kept; a run read from a server is approved there.
         let m = run.read_from_server(Some("http://127.0.0.1:8080")).message(
             RunStatus::AwaitingApproval,

@@ -84,7 +84,7 @@ fn live_part(d: &RunData<'_>, story: &Story<'_>, shell: Shell<'_>) -> Markup {
             }
             dt { "Inputs" } dd { code { (clean(&d.record.inputs.to_string())) } }
         }
-        @if let Some(v) = d.drill { (drill_section(v, story)) }
+        @if let Some(v) = d.drill { (drill_section(v, story, d.summary.status)) }
         @else if let Some(note) = d.drill_note { h2 { "Drill" } p.muted { (note) } }
         (gates(story, d, shell))
         (crate::bars::timeline(story))
@@ -157,12 +157,20 @@ pub(crate) fn verdict_word<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn drill_section(v: &DrillVerdict, story: &Story<'_>) -> Markup {
-    let all = overall(v);
+fn drill_section(v: &DrillVerdict, story: &Story<'_>, status: RunStatus) -> Markup {
+    // A run still going (or waiting at a gate) has no verdict yet: its figures so far.
+    let going = matches!(status, RunStatus::Running | RunStatus::AwaitingApproval);
+    let all = if going {
+        "running".to_string()
+    } else {
+        overall(v)
+    };
     html! {
         section aria-labelledby="drill-h" {
             h2 #drill-h { "Drill: " (badge(&all)) }
-            @if all == "incomplete" {
+            @if going {
+                p.muted { "The run has not ended: the figures so far (the canaries report when it ends)." }
+            } @else if all == "incomplete" {
                 p.muted { "A target was not measured: the drill cannot claim it met it (a failed drill shows what it got to)." }
             }
             div.scroll { table {

@@ -419,9 +419,11 @@ impl LabState {
             .collect();
         if primaries.len() > 1 {
             out.push(format!(
-                "{} regions are primary ({}): no standby replicates, and a write to the wrong one is lost on failback; rebuild the old primary as a standby",
+                "{} regions are primary ({}): no standby replicates, and a write to the wrong one is lost on failback; rebuild the old primary as a standby of the one that serves: `meridian lab region OLD rebuild-standby --from NEW` (e.g. `meridian lab region {} rebuild-standby --from {}`)",
                 primaries.len(),
-                primaries.join(", ")
+                primaries.join(", "),
+                primaries[0],
+                primaries[1]
             ));
         }
         out
