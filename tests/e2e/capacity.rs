@@ -108,10 +108,26 @@ fn drill_scales_the_standby_from_1_to_3_data_planes_and_measures_the_time_to_ful
         "{shown}"
     );
     // The drill's table, as the run printed it.
+    let table: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("drill: "))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("    "))
+        .collect();
     assert!(
         shown.contains("drill: met")
-            && shown.contains(&format!("Capacity        achieved {capacity:.0}ms")),
+            && table.iter().any(|l| {
+                l.trim_start().starts_with("Capacity ")
+                    && l.contains(&format!("achieved {capacity:.0}ms"))
+            }),
         "{shown}"
+    );
+    // One column for every figure, the longest name (`Downtime, best client`) included.
+    let columns: Vec<usize> = table.iter().filter_map(|l| l.find(" achieved ")).collect();
+    assert!(
+        columns.len() >= 5 && columns.iter().all(|c| *c == columns[0]),
+        "{table:#?}"
     );
     let (shown_json, _) = expect_code(&s.run(&["--json", "runs", "show", run_id]), 0);
     let shown_json: Value = serde_json::from_str(&shown_json).unwrap();

@@ -152,6 +152,14 @@ pub(crate) fn drill_lines(d: &DrillVerdict) -> String {
             format!(" {u}")
         }
     };
+    // The name column as wide as the longest name ("Downtime, best client" broke a fixed 15).
+    let width = d
+        .figures
+        .iter()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(15);
     for f in &d.figures {
         let got = f
             .achieved
@@ -168,7 +176,7 @@ pub(crate) fn drill_lines(d: &DrillVerdict) -> String {
             Verdict::NotMeasured | Verdict::NoTarget => "",
         };
         lines.push(format!(
-            "  {:<15} achieved {got:<14} target {target:<12} {verdict}",
+            "  {:<width$} achieved {got:<14} target {target:<12} {verdict}",
             f.name
         ));
         if let Some(note) = &f.note {
