@@ -23,6 +23,14 @@ pub struct WriterPlan {
     pub table: String,
 }
 
+impl WriterPlan {
+    /// The rows are counted where they were written (a drill without a database failover,
+    /// the same server restarted): no promotion to look for.
+    fn verifies_itself(&self) -> bool {
+        self.verify == self.connection || self.verify_dsn == self.dsn
+    }
+}
+
 /// What the writer saw while running.
 #[derive(Debug, Default)]
 pub(super) struct WriterLog {
@@ -138,7 +146,9 @@ pub(super) async fn run(
     // was a primary already say nothing of a failover (a drill after a failback whose old
     // primary was never rebuilt reported them as lost).
     let mut other: Option<Client> = connect(&plan.verify_dsn, &plan.verify).await.ok();
-    if let Some(c) = &other {
+    if let Some(c) = &other
+        && !plan.verifies_itself()
+    {
         log.verify_was_standby = in_recovery(c).await;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1) / plan.rate.max(1));
@@ -300,7 +310,7 @@ pub(super) async fn figures(plan: &WriterPlan, run_id: &str, log: WriterLog) -> 
         ));
         return f;
     }
-    let found = match found_rows(plan, run_id).await {
+    let found = match found_rows(plan, run_id, !plan.verifies_itself()).await {
         Ok(Counted::StillStandby) => {
             f.writer_not_measured = Some(format!(
                 "`{}` is still a standby (nothing promoted it): no failover happened, and the rows are on `{}`",
@@ -374,9 +384,9 @@ async fn in_recovery(client: &Client) -> Option<bool> {
     }
 }
 
-async fn found_rows(plan: &WriterPlan, run_id: &str) -> Result<Counted, String> {
+async fn found_rows(plan: &WriterPlan, run_id: &str, promoted: bool) -> Result<Counted, String> {
     let client = connect(&plan.verify_dsn, &plan.verify).await?;
-    if in_recovery(&client).await == Some(true) {
+    if promoted && in_recovery(&client).await == Some(true) {
         return Ok(Counted::StillStandby);
     }
     let sql = format!("SELECT seq FROM {} WHERE run_id = $1", plan.table);
