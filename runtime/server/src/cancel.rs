@@ -80,16 +80,7 @@ impl Server {
                 // Waiting at a gate, driven nowhere: resumed here to be compensated and ended.
                 // One that cannot go on (its workflow file changed) is ended in the journal.
                 if let Err(e) = self.runner.check_resumable(run_id) {
-                    let why = format!(
-                        "{why} (nothing compensated: {}; undo its finished steps by hand)",
-                        e.one_line()
-                    );
-                    self.journal_end(run_id, &summary, RunStatus::Cancelled, &why)?;
-                    self.metrics
-                        .run_ended(&summary.workflow, RunStatus::Cancelled);
-                    if let Some(id) = crate::runs::schedule_of(&record) {
-                        self.schedule_run_ended(&id, run_id, RunStatus::Cancelled, "cancelled");
-                    }
+                    self.end_uncompensated(&record, &summary, why, &e)?;
                     return Ok(Cancelled::Here { ended: true });
                 }
                 let cancel = meridian_runner::RunCancel::new();
@@ -111,6 +102,28 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(Cancelled::Here { ended: true })
+    }
+
+    /// Ends a run asked to be cancelled that cannot go on, not even to be compensated (its
+    /// workflow file changed since it started): `cancelled`, saying that nothing was undone.
+    pub(crate) fn end_uncompensated(
+        self: &Arc<Self>,
+        record: &meridian_store::RunRecord,
+        summary: &RunSummary,
+        why: &str,
+        cannot: &meridian_runner::RunnerError,
+    ) -> Result<(), ApiError> {
+        let why = format!(
+            "{why} (nothing compensated: {}; undo its finished steps by hand)",
+            cannot.one_line()
+        );
+        self.journal_end(&record.id, summary, RunStatus::Cancelled, &why)?;
+        self.metrics
+            .run_ended(&summary.workflow, RunStatus::Cancelled);
+        if let Some(id) = crate::runs::schedule_of(record) {
+            self.schedule_run_ended(&id, &record.id, RunStatus::Cancelled, "cancelled");
+        }
+        Ok(())
     }
 
     /// Journals run `run_id`'s end (cancelled, or failed when it cannot go on), saying `why`.

@@ -624,17 +624,9 @@ impl Server {
             if let Err(e) = self.runner.check_resumable(&s.id) {
                 if let Some(why) = cancelling {
                     // It cannot go on, not even to be compensated: ended as asked.
-                    let why = format!(
-                        "{why} (nothing compensated: {}; undo its finished steps by hand)",
-                        e.one_line()
-                    );
-                    let ended = self.journal_end(&s.id, &summary, RunStatus::Cancelled, &why);
+                    let ended = self.end_uncompensated(&record, &summary, &why, &e);
                     self.release(&s.id);
                     ended?;
-                    self.metrics.run_ended(&s.workflow, RunStatus::Cancelled);
-                    if let Some(id) = schedule_of(&record) {
-                        self.schedule_run_ended(&id, &s.id, RunStatus::Cancelled, "cancelled");
-                    }
                     continue;
                 }
                 let why = format!(

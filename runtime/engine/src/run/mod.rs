@@ -79,8 +79,7 @@ impl EarlierAttempts {
 }
 
 /// Stops a run from outside (an operator's cancel): no step starts any more, the legs in flight
-/// are cancelled (each ends as its cancellation says, its logs kept), what completed is
-/// compensated, and the run ends `cancelled` saying why. Cancelled before the run starts (a run
+/// are cancelled (their attempts dropped, as at a timeout), what completed is compensated, and the run ends `cancelled` saying why. Cancelled before the run starts (a run
 /// waiting at a gate, resumed to be cancelled), the steps that finished before are replayed
 /// from the journal, so they are compensated too, and nothing else runs.
 #[derive(Clone, Debug, Default)]
