@@ -16,6 +16,10 @@ use crate::error::SandboxError;
 /// Bytes of each table slot kept resident (memset) rather than decommitted when freed.
 const TABLE_KEEP_RESIDENT: usize = 16 << 10;
 
+/// Bytes at the bottom of each linear memory slot kept mapped when freed (see `pooling_config`):
+/// a Rust guest's 1 MiB stack and its data and first heap pages.
+const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+
 /// Stack reserved for host frames on each async fiber, on top of the wasm stack.
 const HOST_STACK_HEADROOM: usize = 1 << 20;
 
@@ -49,6 +53,17 @@ fn pooling_config(cfg: &SandboxConfig) -> PoolingAllocationConfig {
         // of an madvise each, which costs a TLB shootdown across cores and a page fault at the
         // next instantiation (2 madvise calls and ~2 faults a step otherwise).
         .table_keep_resident(TABLE_KEEP_RESIDENT);
+    // Linear memories likewise, where the kernel (Linux 6.7+) can tell which pages a step
+    // dirtied (`PAGEMAP_SCAN`): only those are restored, with memset, and the slot's pages stay
+    // mapped, so the next instance of the same component takes no page fault on them. Measured
+    // on a sequence of 2,000 no-op steps: 6.0 page faults and an madvise per step before, 2.0
+    // and one ioctl after; 26 us less CPU per step. Without the scan the first
+    // `MEMORY_KEEP_RESIDENT` bytes would be memset whole at every step (a guest's stack alone
+    // is 1 MiB), so older kernels keep the madvise.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        p.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Yes);
+    }
     p
 }
 

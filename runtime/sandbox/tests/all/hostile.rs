@@ -508,6 +508,24 @@ async fn a_shadow_stack_overflow_is_named() {
     assert_still_healthy().await;
 }
 
+/// Nothing one instance writes to its linear memory (a zeroed static, the data segment, zeroed
+/// heap) is there for the next instance of the same component, which the pooling allocator
+/// puts in the same slot, whose pages it keeps mapped where the kernel can tell which to reset.
+#[tokio::test]
+async fn a_step_finds_nothing_an_earlier_instance_wrote() {
+    let c = load(meridian_artifacts::MISBEHAVE);
+    let sandbox = sandbox();
+    for i in 0..3 {
+        let out = sandbox
+            .invoke(&c, run(json!({"what": "residue"})))
+            .await
+            .unwrap();
+        assert_eq!(out.output["residue"], 0, "instance {i}: {:?}", out.output);
+        // The same probe, again in the same instance, sees its own writes.
+        assert_eq!(out.output["probe"], 2, "instance {i}: {:?}", out.output);
+    }
+}
+
 /// A relative symbolic link in a writable preopen could point out of it for host tools to
 /// follow; creating any symbolic link is refused, and nothing is left behind.
 #[tokio::test]

@@ -2,15 +2,17 @@
 //! changes than the sandbox keeps, and a shadow-stack overflow (deep recursion with large
 //! locals, which in Rust's wasm32 layout runs below address 0 of linear memory), and a
 //! file-descriptor bomb (every file of a directory opened and held, over and over), and an
-//! output that breaks the output schema it declares (`wrong-output`).
+//! output that breaks the output schema it declares (`wrong-output`), and a probe for what an
+//! earlier instance left in linear memory (`residue`).
 use meridian_sdk::schemars::{Schema, SchemaGenerator, json_schema};
 use meridian_sdk::{Ctx, Error, JsonSchema, ManifestInfo, Step};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Inputs.
 #[derive(Deserialize, JsonSchema)]
 pub struct Input {
-    /// `exit`, `plan-flood`, `shadow-stack`, `fd-bomb` or `wrong-output`.
+    /// `exit`, `plan-flood`, `shadow-stack`, `fd-bomb`, `wrong-output` or `residue`.
     pub what: String,
     /// For `fd-bomb`: the file to open again and again, holding every handle.
     #[serde(default)]
@@ -39,10 +41,37 @@ impl JsonSchema for Report {
             "properties": {
                 "recorded": {"type": "integer"},
                 "depth": {"type": "integer"},
-                "held": {"type": "integer"}
+                "held": {"type": "integer"},
+                "residue": {"type": "integer"},
+                "probe": {"type": "integer"}
             }
         })
     }
+}
+
+/// Zero in a fresh instance (in `.bss`); `residue` writes here.
+static ZEROED: [AtomicU64; 512] = [const { AtomicU64::new(0) }; 512];
+/// In a fresh instance, as the data segment has it; `residue` overwrites it.
+const FRESH: u64 = 0x6672_6573_682d_6461;
+static DATA: AtomicU64 = AtomicU64::new(FRESH);
+
+/// Counts the places where an earlier instance's writes show: the zeroed static, the data
+/// segment's bytes, 256 KiB of zeroed heap (the allocator takes memory from `memory.grow` as
+/// zero and does not clear it); then writes all three, for the next instance to find.
+fn residue() -> u64 {
+    let mut found = 0;
+    found += u64::from(ZEROED.iter().any(|w| w.load(Ordering::Relaxed) != 0));
+    found += u64::from(DATA.load(Ordering::Relaxed) != FRESH);
+    ZEROED
+        .iter()
+        .for_each(|w| w.store(u64::MAX, Ordering::Relaxed));
+    DATA.store(u64::MAX, Ordering::Relaxed);
+    let mut heap = std::hint::black_box(vec![0u8; 256 << 10]);
+    found += u64::from(heap.iter().any(|b| *b != 0));
+    heap.fill(0xAB);
+    // Leaked: freed, the next allocation would be cleared by the allocator, not the runtime.
+    std::mem::forget(std::hint::black_box(heap));
+    found
 }
 
 /// Misbehaves as asked.
@@ -90,6 +119,8 @@ impl Step for Misbehave {
                 }
                 serde_json::json!({"held": held.len()})
             }
+            // The second probe, in this instance, must find all three: the probe can see.
+            "residue" => serde_json::json!({"residue": residue(), "probe": residue()}),
             "wrong-output" => serde_json::json!({"recorded": "many", "held": 1, "token": "s3cr3t"}),
             other => return Err(Error::invalid_input(format!("unknown `what`: {other}"))),
         };
