@@ -167,6 +167,20 @@ fn drill_scales_the_standby_from_1_to_3_data_planes_and_measures_the_time_to_ful
             .any(|f| f["name"] == "Capacity" && f["achieved"].as_f64() == Some(capacity)),
         "{figures:?}"
     );
+
+    // The failback brings traffic home and the other region back to what it runs as a standby
+    // (`standby_idle_capacity` of inputs.json), so the next failover scales it up again.
+    let (back, _) = lab.meridian("run", "failback.yaml", &[]);
+    let down = output(&back, "scale-down");
+    assert_eq!(
+        (&down["changed"], &down["capacity"]),
+        (&Value::Bool(true), &Value::from(1)),
+        "{down}"
+    );
+    let us = lab.region("us");
+    assert_eq!((us.gateway.capacity, us.gateway.instances_ready), (1, 1));
+    assert_eq!(lab.region("eu").gateway.instances_ready, 3);
+    assert_eq!(lab.region("eu").role, "primary");
 }
 
 /// What the steady client saw, by phase (0 before the drain, 1 drained, 2 restored).

@@ -170,6 +170,12 @@ fn write_workflow_files(state: &LabState) -> anyhow::Result<()> {
             "standby_data_plane_url".into(),
             json!(s.gateway.data_plane_url),
         );
+        // What the standby runs while it waits (`--standby-capacity`): a failback scales the
+        // region that served meanwhile back down to it.
+        inputs.insert(
+            "standby_idle_capacity".into(),
+            json!(s.gateway.capacity.max(1)),
+        );
     }
     // Every region serves its data plane, and its upstream, on the same port of its own IP.
     if let Some(p) = first {
