@@ -136,7 +136,14 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> 
         buf,
         "\nrun {} in {}: {}",
         r.status.as_str(),
-        fmt_dur(r.duration),
+        match r.resumed {
+            Some(this) => format!(
+                "{} ({} of it in this resume)",
+                fmt_dur(r.duration),
+                fmt_dur(this)
+            ),
+            None => fmt_dur(r.duration),
+        },
         indented(&run.message(r.status, &r.message), "  ")
     )?;
     crate::out::write(format_args!("{buf}"))

@@ -84,8 +84,17 @@ pub struct RunReport {
     pub mode: Mode,
     pub status: RunStatus,
     pub message: String,
+    /// From the run's first start to its end: for a resumed run, the time it stood still
+    /// between (at a gate, or killed) included.
     #[serde(rename = "duration_ms", serialize_with = "ser_ms")]
     pub duration: Duration,
+    /// A resumed run: how long this resume took.
+    #[serde(
+        rename = "resumed_ms",
+        serialize_with = "ser_opt_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resumed: Option<Duration>,
     /// In file order; steps that never became ready are absent.
     pub steps: Vec<StepReport>,
     pub compensations: Vec<CompensationReport>,
@@ -99,4 +108,12 @@ impl RunReport {
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
+}
+
+#[allow(clippy::ref_option)] // serde's `serialize_with` hands over a reference to the field
+fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_ms(d, s),
+        None => s.serialize_none(),
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use meridian_model::expr::{EvalContext, RunStatus as ExprStatus};
 use meridian_model::{Step, Workflow};
@@ -323,7 +323,19 @@ impl Runner {
             };
             (RunStatus::Succeeded, message)
         };
-        let duration = self.started.elapsed();
+        // A resumed run's duration is counted from its first start (`run.started_at_ms`), as the
+        // journal's run list counts it: the time it stood still (at a gate, or killed) is part
+        // of it. The report also says how long this resume took.
+        let this = self.started.elapsed();
+        let resumed = !self.opts.prior.is_empty() || !self.opts.earlier.is_empty();
+        let duration = if resumed {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Duration::from_millis(now.saturating_sub(self.opts.started_at_ms)).max(this)
+        } else {
+            this
+        };
         self.emit(Event::RunFinished {
             status,
             duration,
@@ -344,6 +356,7 @@ impl Runner {
             status,
             message,
             duration,
+            resumed: resumed.then_some(this),
             steps,
             compensations,
         })

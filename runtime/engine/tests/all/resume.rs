@@ -86,3 +86,45 @@ fn an_interrupted_attempt_goes_on_under_its_number() {
     assert_eq!(next(1, 1), 2, "attempt 1 failed");
     assert_eq!(next(3, 2), 3);
 }
+
+/// A resumed run's duration counts from its first start, as the run list counts it (the hour it
+/// stood at its gate included), and the report says how long the resume itself took; a fresh
+/// run has no resume part.
+#[tokio::test]
+async fn a_resumed_run_counts_its_duration_from_its_first_start() {
+    let yaml = "name: resume\nsteps:\n  - id: a\n    uses: test-ok\n  - id: b\n    uses: test-ok\n    needs: a\n";
+    let mut o = opts();
+    o.started_at_ms -= 3_600_000;
+    o.prior.insert(
+        ("a".into(), String::new()),
+        meridian_engine::PriorLeg {
+            outcome: Outcome::Success,
+            attempts: 1,
+            output: json!({}),
+            plan: vec![],
+            duration: Duration::from_millis(5),
+            error: None,
+        },
+    );
+    let (r, _) = go(yaml, o).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert!(r.duration >= Duration::from_secs(3600), "{:?}", r.duration);
+    let this = r.resumed.expect("a resume says how long it took");
+    assert!(this < Duration::from_secs(60), "{this:?}");
+    assert!(
+        serde_json::to_value(&r).unwrap()["resumed_ms"].is_u64(),
+        "--json carries it"
+    );
+
+    let mut o = opts();
+    o.started_at_ms -= 3_600_000;
+    let (r, _) = go(yaml, o).await;
+    assert_eq!(r.resumed, None);
+    assert!(r.duration < Duration::from_secs(60), "{:?}", r.duration);
+    assert!(
+        serde_json::to_value(&r)
+            .unwrap()
+            .get("resumed_ms")
+            .is_none()
+    );
+}
