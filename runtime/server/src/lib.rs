@@ -63,6 +63,8 @@ pub struct Server {
     runner: Runner,
     catalog: RwLock<Catalog>,
     schedules: Mutex<BTreeMap<String, schedule::Sched>>,
+    /// When the schedules' last runs were last read from the journal (`sync_last_runs`).
+    schedules_synced: Mutex<Option<std::time::Instant>>,
     active: Mutex<BTreeMap<String, runs::Active>>,
     /// The check runs (readiness, drift) this server drives: leased and renewed like `active`.
     checks: Mutex<std::collections::BTreeSet<String>>,
@@ -253,6 +255,7 @@ pub async fn serve(
         readiness: Mutex::default(),
         drift: Mutex::default(),
         git: Mutex::default(),
+        schedules_synced: Mutex::default(),
         metrics: metrics::Metrics::default(),
         tokens,
         sessions: Default::default(),
@@ -264,7 +267,7 @@ pub async fn serve(
         tracing::warn!("workflow not loaded:\n{e}");
     }
     let catch_up = server.sync_schedules(true);
-    server.recall_last_runs();
+    server.sync_last_runs();
     // Leases renewed, and interrupted runs taken over: at once, then every third of a lease.
     tokio::spawn(server.clone().lease_loop());
     // Gates nobody answered within their `approval.timeout` are rejected.

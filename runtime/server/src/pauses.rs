@@ -116,29 +116,53 @@ pub(crate) fn resume_hint(id: &str) -> String {
     format!("POST /api/v1/schedules/{path}/resume")
 }
 
+/// How often [`Server::sync_last_runs`] reads the journal again.
+const SYNC_LAST_RUNS: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Server {
-    /// At start-up: each schedule's last run from the journal (the newest whose trigger is the
-    /// schedule, whichever server started it), so `last_fire`, `last_run` and `last_result`
-    /// survive a restart (they were forgotten). One indexed query per schedule's workflow, then
-    /// records until found (at most 50).
-    pub(crate) fn recall_last_runs(&self) {
-        let unknown: Vec<(String, String)> = self
+    /// Each schedule's newest run in the journal (whichever server of the journal started it),
+    /// read again at most once every [`SYNC_LAST_RUNS`]: at start-up, so `last_fire`,
+    /// `last_run` and `last_result` survive a restart, and before every answer about
+    /// schedules, so servers sharing a journal answer alike (a server that did not fire a tick
+    /// kept its own older answer until it restarted). The newest run is taken when it started
+    /// at or after this server's last fire; a later fire of this server that started no run
+    /// (skipped, not fired) stays. One indexed query per schedule's workflow, then records
+    /// until found (at most 50).
+    pub(crate) fn sync_last_runs(&self) {
+        {
+            let mut at = self
+                .schedules_synced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if at.is_some_and(|t| t.elapsed() < SYNC_LAST_RUNS) {
+                return;
+            }
+            *at = Some(std::time::Instant::now());
+        }
+        let specs: Vec<(String, String)> = self
             .schedules
             .lock()
             .unwrap()
             .values()
-            .filter(|s| s.last_run.is_none())
             .map(|s| (s.spec.id.clone(), s.spec.workflow.clone()))
             .collect();
-        for (id, workflow) in unknown {
+        for (id, workflow) in specs {
             let Some(last) = self.runs_of_schedule(&id, &workflow, None, 50, 1).pop() else {
                 continue;
             };
             let mut scheds = self.schedules.lock().unwrap();
-            let Some(s) = scheds.get_mut(&id).filter(|s| s.last_run.is_none()) else {
+            let Some(s) = scheds.get_mut(&id) else {
                 continue;
             };
-            s.last_fire = chrono::DateTime::from_timestamp_millis(last.created_at_ms);
+            if s.last_fire
+                .is_some_and(|f| f.timestamp_millis() > last.created_at_ms)
+            {
+                continue;
+            }
+            if s.last_run.as_deref() != Some(last.id.as_str()) {
+                s.last_fire = chrono::DateTime::from_timestamp_millis(last.created_at_ms);
+                s.last_run = Some(last.id.clone());
+            }
             if last.status != meridian_protocol::RunStatus::Running {
                 s.last_result = Some(crate::schedule::LastResult::of_run(
                     &last.id,
@@ -146,7 +170,6 @@ impl Server {
                     last.message.as_deref().unwrap_or_default(),
                 ));
             }
-            s.last_run = Some(last.id);
         }
     }
 }

@@ -770,6 +770,7 @@ impl Server {
     }
 
     pub fn schedule_infos(&self) -> Vec<ScheduleInfo> {
+        self.sync_last_runs();
         self.schedules
             .lock()
             .unwrap()

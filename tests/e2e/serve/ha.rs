@@ -472,3 +472,54 @@ fn a_cancel_reaches_the_run_through_any_server() {
         b.log()
     );
 }
+
+/// A schedule's last run is the journal's, whichever server fired it: triggered through
+/// server a, server b names the same run and how it ended (b kept its own answer — nothing —
+/// until it restarted).
+#[test]
+fn every_server_names_a_schedules_last_run() {
+    use crate::distributed::store;
+    let s = Scratch::new();
+    let Some(db) = store(&s) else { return };
+    // Fires only when triggered.
+    s.write(
+        "wf/yearly.yaml",
+        "name: yearly\non:\n  schedule:\n    - cron: \"0 0 1 1 *\"\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    let _workers = one_worker(&db, &s);
+    let a = Served::spawn(db.cmd(&s), &["--workflows", "wf"]);
+    let b = Served::spawn(db.cmd(&s), &["--workflows", "wf"]);
+    let rt = rt();
+    let schedule = |served: &Served| {
+        let (code, body) =
+            rt.block_on(async { call("GET", &served.url("/api/v1/schedules"), None, None).await });
+        assert_eq!(code, 200, "{body}");
+        body["schedules"][0].clone()
+    };
+    assert_eq!(schedule(&b)["last_run"], Json::Null);
+    let (code, fired) = rt.block_on(async {
+        let url = a.url("/api/v1/schedules/yearly%230/trigger");
+        call("POST", &url, None, None).await
+    });
+    assert!(code == 200 || code == 202, "{code} {fired}");
+    let id = fired["last_run"]
+        .as_str()
+        .expect("the run it started")
+        .to_string();
+    rt.block_on(until(
+        &a.url(&format!("/api/v1/runs/{id}")),
+        None,
+        Duration::from_secs(30),
+        |r| r["summary"]["status"] == "succeeded",
+    ));
+    let seen = rt.block_on(until(
+        &b.url("/api/v1/schedules"),
+        None,
+        Duration::from_secs(10),
+        |r| r["schedules"][0]["last_state"] == "succeeded",
+    ));
+    let seen = &seen["schedules"][0];
+    assert_eq!(seen["last_run"], id.as_str(), "{seen}");
+    assert!(seen["last_fire"].is_string(), "{seen}");
+    assert_eq!(schedule(&a)["last_run"], id.as_str());
+}
