@@ -33,16 +33,16 @@ impl Server {
         ))
     }
 
-    /// Pauses (`by` a person) or resumes a schedule.
-    pub fn set_paused(&self, id: &str, by: Option<&str>) -> Result<ScheduleInfo, ApiError> {
+    /// Pauses (saying why: "paused by olga: …") or resumes a schedule.
+    pub fn set_paused(&self, id: &str, pause: Option<String>) -> Result<ScheduleInfo, ApiError> {
         let (info, state, before) = {
             let mut scheds = self.schedules.lock().unwrap();
             let s = scheds
                 .get_mut(id)
                 .ok_or_else(|| ApiError::not_found(format!("no schedule `{id}`")))?;
             let before = (s.paused.clone(), s.failures, s.next, s.fire_at);
-            match by {
-                Some(who) => s.paused = Some(format!("paused by {who}")),
+            match pause {
+                Some(why) => s.paused = Some(why),
                 None => {
                     s.paused = None;
                     s.failures = 0;
@@ -80,17 +80,23 @@ impl Server {
     pub(crate) fn refresh_schedule(&self, id: &str) {
         let saved = self.saved_schedules();
         let mut scheds = self.schedules.lock().unwrap();
-        if let (Some(s), Some(st)) = (scheds.get_mut(id), saved.get(id))
-            && (s.paused != st.paused || s.failures != st.failures)
-        {
-            let resumed = s.paused.is_some() && st.paused.is_none();
-            s.paused.clone_from(&st.paused);
-            s.failures = st.failures;
-            if resumed {
-                s.arm(Utc::now());
-            }
-            self.metrics.schedule_paused(id, s.paused.is_some());
+        if let (Some(s), Some(st)) = (scheds.get_mut(id), saved.get(id)) {
+            self.take_saved(s, st);
         }
+    }
+
+    /// `st`'s pause and failures into `s`, armed again if `st` resumed it.
+    fn take_saved(&self, s: &mut Sched, st: &ScheduleState) {
+        if s.paused == st.paused && s.failures == st.failures {
+            return;
+        }
+        let resumed = s.paused.is_some() && st.paused.is_none();
+        s.paused.clone_from(&st.paused);
+        s.failures = st.failures;
+        if resumed {
+            s.arm(Utc::now());
+        }
+        self.metrics.schedule_paused(&s.spec.id, s.paused.is_some());
     }
 
     /// Saves a schedule's state; a failure is logged (the state in memory goes on).
@@ -120,8 +126,8 @@ pub(crate) fn resume_hint(id: &str) -> String {
 const SYNC_LAST_RUNS: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Server {
-    /// Each schedule's newest run in the journal (whichever server of the journal started it),
-    /// read again at most once every [`SYNC_LAST_RUNS`]: at start-up, so `last_fire`,
+    /// Each schedule's pause, failure count and newest run in the journal (whichever server of
+    /// the journal paused it or started the run), read again at most once every [`SYNC_LAST_RUNS`]: at start-up, so `last_fire`,
     /// `last_run` and `last_result` survive a restart, and before every answer about
     /// schedules, so servers sharing a journal answer alike (a server that did not fire a tick
     /// kept its own older answer until it restarted). The newest run is taken when it started
@@ -139,13 +145,21 @@ impl Server {
             }
             *at = Some(std::time::Instant::now());
         }
-        let specs: Vec<(String, String)> = self
-            .schedules
-            .lock()
-            .unwrap()
-            .values()
-            .map(|s| (s.spec.id.clone(), s.spec.workflow.clone()))
-            .collect();
+        // Pauses and failure counts: another server may have paused or resumed a schedule
+        // since this one last fired it.
+        let saved = self.saved_schedules();
+        let specs: Vec<(String, String)> = {
+            let mut scheds = self.schedules.lock().unwrap();
+            for s in scheds.values_mut() {
+                if let Some(st) = saved.get(&s.spec.id) {
+                    self.take_saved(s, st);
+                }
+            }
+            scheds
+                .values()
+                .map(|s| (s.spec.id.clone(), s.spec.workflow.clone()))
+                .collect()
+        };
         for (id, workflow) in specs {
             let Some(last) = self.runs_of_schedule(&id, &workflow, None, 50, 1).pop() else {
                 continue;

@@ -655,6 +655,101 @@ steps:
     );
 }
 
+/// A pause and a cancel may say why (`{"reason": "..."}`): shown in the schedule's `paused` and
+/// the run's message. A reason that is not one line of text, or a body that is not that JSON,
+/// is refused and changes nothing.
+#[test]
+fn a_pause_and_a_cancel_say_why() {
+    let s = Scratch::new();
+    s.write(
+        "wf/gated.yaml",
+        "name: gated\non:\n  schedule:\n    - cron: \"0 0 1 1 *\"\nsteps:\n  - id: a\n    uses: hello\n    approval: {message: \"go?\"}\n",
+    );
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let id = start(&served, "gated");
+    let raw = |url: String, content_type: &str, body: &str| {
+        let (content_type, body) = (content_type.to_string(), body.to_string());
+        rt().block_on(async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    rt().block_on(async {
+        let run_url = served.url(&format!("/api/v1/runs/{id}"));
+        until(&run_url, None, Duration::from_secs(30), |b| {
+            b["summary"]["status"] == "awaiting-approval"
+        })
+        .await;
+    });
+    let cancel = served.url(&format!("/api/v1/runs/{id}/cancel"));
+    for (content_type, body, code) in [
+        ("text/plain", "wrong inputs", 415),
+        (
+            "application/json",
+            r#"{"reason": "wrong\u001b[31m inputs"}"#,
+            400,
+        ),
+        ("application/json", r#"{"reason": "  "}"#, 400),
+        ("application/json", r#"{"why": "wrong inputs"}"#, 400),
+        ("application/json", "wrong inputs", 400),
+    ] {
+        let (got, text) = raw(cancel.clone(), content_type, body);
+        assert_eq!(got, code, "{body}: {text}");
+        assert!(text.contains("reason"), "says what to send: {text}");
+    }
+    let (code, ended) = raw(
+        cancel,
+        "application/json",
+        r#"{"reason": "wrong inputs: region us is down"}"#,
+    );
+    assert_eq!(code, 200, "{ended}");
+    let ended: Json = serde_json::from_str(&ended).unwrap();
+    assert_eq!(ended["status"], "cancelled", "{ended}");
+    assert!(
+        ended["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cancelled through the API by `local`: wrong inputs: region us is down"),
+        "{ended}"
+    );
+
+    let pause = served.url("/api/v1/schedules/gated%230/pause");
+    let (code, text) = raw(pause.clone(), "application/json", r#"{"reason": ""}"#);
+    assert_eq!(code, 400, "{text}");
+    let (code, text) = raw(
+        pause,
+        "application/json; charset=utf-8",
+        r#"{"reason": "maintenance until Monday"}"#,
+    );
+    assert_eq!(code, 200, "{text}");
+    let paused: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        paused["paused"], "paused by local: maintenance until Monday",
+        "{paused}"
+    );
+    // No body: a pause without a reason, as before.
+    let (code, body) = rt().block_on(async {
+        let url = served.url("/api/v1/schedules/gated%230/resume");
+        call("POST", &url, None, None).await
+    });
+    assert_eq!((code, &body["paused"]), (200, &Json::Null), "{body}");
+    let (code, body) = rt().block_on(async {
+        let url = served.url("/api/v1/schedules/gated%230/pause");
+        call("POST", &url, None, None).await
+    });
+    assert_eq!(
+        (code, &body["paused"]),
+        (200, &json!("paused by local")),
+        "{body}"
+    );
+}
+
 /// A run cancelled at its approval gate is compensated: the steps that finished before the
 /// gate are undone, nothing else runs, and the run ends `cancelled`. A cancel used to end the
 /// run where it stood: a failover cancelled at its gate left the primary fenced, unnoticed.

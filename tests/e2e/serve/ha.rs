@@ -473,9 +473,10 @@ fn a_cancel_reaches_the_run_through_any_server() {
     );
 }
 
-/// A schedule's last run is the journal's, whichever server fired it: triggered through
-/// server a, server b names the same run and how it ended (b kept its own answer — nothing —
-/// until it restarted).
+/// A schedule's last run and pause are the journal's, whichever server fired or paused it:
+/// triggered through server a, server b names the same run and how it ended; paused through
+/// b, a says so (each kept its own answer until it restarted, or, for a pause, until its next
+/// tick).
 #[test]
 fn every_server_names_a_schedules_last_run() {
     use crate::distributed::store;
@@ -522,4 +523,18 @@ fn every_server_names_a_schedules_last_run() {
     assert_eq!(seen["last_run"], id.as_str(), "{seen}");
     assert!(seen["last_fire"].is_string(), "{seen}");
     assert_eq!(schedule(&a)["last_run"], id.as_str());
+
+    // A pause through b is a's answer too (a knew it only at its next tick).
+    let (code, paused) = rt.block_on(async {
+        let url = b.url("/api/v1/schedules/yearly%230/pause");
+        call("POST", &url, None, None).await
+    });
+    assert_eq!(code, 200, "{paused}");
+    let seen = rt.block_on(until(
+        &a.url("/api/v1/schedules"),
+        None,
+        Duration::from_secs(10),
+        |r| r["schedules"][0]["paused"].is_string(),
+    ));
+    assert_eq!(seen["schedules"][0]["next_fire"], Json::Null, "{seen}");
 }

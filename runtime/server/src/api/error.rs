@@ -115,3 +115,58 @@ pub(super) fn page_limit(limit: Option<usize>) -> Answer<usize> {
         l => Ok(l.unwrap_or(50).min(500)),
     }
 }
+
+/// What an operator may say of a pause or a cancel: `{"reason": "..."}`, or no body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: String,
+}
+
+/// Most characters of a reason.
+const MAX_REASON: usize = 500;
+
+/// The reason an optional JSON body gives (`{"reason": "maintenance until Monday"}`), or none
+/// for an empty body. Shown wherever the pause or the cancel is: one line of printable text.
+pub(super) fn reason(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<Option<String>, ApiError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be JSON: send `Content-Type: application/json` and {\"reason\": \"...\"}, or no body",
+        ));
+    }
+    let b: ReasonBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the body must be {{\"reason\": \"...\"}}: {e}"))
+    })?;
+    let reason = b.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::bad_request(
+            "reason: empty; give one, or send no body",
+        ));
+    }
+    if reason.chars().count() > MAX_REASON {
+        return Err(ApiError::bad_request(format!(
+            "reason: at most {MAX_REASON} characters"
+        )));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "reason: one line of text, without control characters",
+        ));
+    }
+    Ok(Some(reason.to_string()))
+}

@@ -272,9 +272,15 @@ async fn pause(
     State(s): State<Arc<Server>>,
     Extension(id): Extension<Identity>,
     Path(sched): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Answer<Json<Json_>> {
     require(&id, Role::Operator)?;
-    Ok(Json(json!(s.set_paused(&sched, Some(&id.name))?)))
+    let why = match error::reason(&headers, &body)? {
+        Some(r) => format!("paused by {}: {r}", id.name),
+        None => format!("paused by {}", id.name),
+    };
+    Ok(Json(json!(s.set_paused(&sched, Some(why))?)))
 }
 
 async fn resume(

@@ -287,9 +287,14 @@ pub(super) async fn cancel_run(
     State(s): State<Arc<Server>>,
     Extension(id): Extension<Identity>,
     Path(run): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Answer<(StatusCode, Json<Json_>)> {
     require(&id, Role::Operator)?;
-    let why = format!("cancelled through the API by `{}`", id.name);
+    let why = match super::error::reason(&headers, &body)? {
+        Some(r) => format!("cancelled through the API by `{}`: {r}", id.name),
+        None => format!("cancelled through the API by `{}`", id.name),
+    };
     match s.cancel_run(&run, &why).await? {
         // Its end as journaled: `cancelled`, and what its compensation did.
         crate::cancel::Cancelled::Here { ended: true } => {

@@ -353,7 +353,9 @@ async fn schedule_action(
         return who.error(&s, &forbid(&who.identity, Role::Operator));
     }
     let result = match action.as_str() {
-        "pause" => s.set_paused(&id, Some(&who.identity.name)).map(|_| ()),
+        "pause" => s
+            .set_paused(&id, Some(format!("paused by {}", who.identity.name)))
+            .map(|_| ()),
         "resume" => s.set_paused(&id, None).map(|_| ()),
         "trigger" => s.trigger(&id).await,
         other => Err(ApiError::not_found(format!("no action `{other}`"))),
