@@ -53,6 +53,7 @@ fn noop(key: String) -> StepRequest {
         limits: Limits::default(),
         timeout: Duration::from_secs(60),
         mask: vec![],
+        log: Default::default(),
     }
 }
 

@@ -337,6 +337,8 @@ pub(crate) fn decode_request(
         },
         timeout: Duration::from_millis(clear.timeout_ms),
         mask: strings(secret.get("mask")),
+        // A worker's executor hands the lines back in its result; the tap stays empty.
+        log: meridian_protocol::LogTap::default(),
     })
 }
 
@@ -460,6 +462,7 @@ mod tests {
             },
             timeout: Duration::from_secs(42),
             mask: vec!["hunter2".into()],
+            log: Default::default(),
         }
     }
 

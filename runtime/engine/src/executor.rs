@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use meridian_model::{HttpLimits, Limits};
 pub use meridian_protocol::{Action, Mode, StepError};
-use meridian_protocol::{ComponentRef, LogLine, OriginPattern, PlannedChange};
+use meridian_protocol::{ComponentRef, LogLine, LogTap, OriginPattern, PlannedChange};
 use serde_json::Value as Json;
 
 /// Everything a step is allowed to reach, with names already resolved to values.
@@ -59,6 +59,11 @@ pub struct StepRequest {
     pub timeout: Duration,
     /// Every secret value of the run, for masking whatever the step prints or returns.
     pub mask: Vec<String>,
+    /// Where the attempt's log lines may go as they are written (the engine gives each attempt
+    /// its own): the lines an attempt wrote before the engine dropped it (a cancel, the
+    /// engine's timeout) are taken from here. An executor that returns every line in its
+    /// result may ignore it.
+    pub log: LogTap,
 }
 
 /// What a successful attempt produced.

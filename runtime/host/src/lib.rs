@@ -390,6 +390,7 @@ impl Executor for WasmExecutor {
                     run_id: req.run_id.clone(),
                     step_id: req.step_id.clone(),
                     attempt: req.attempt,
+                    tap: req.log.clone(),
                 },
             };
             let call = sb::Call {

@@ -55,7 +55,7 @@ pub use error::StepError;
 pub use event::{Encoded, Event, EventSink, Outcome, RunStatus, SinkError};
 pub use grant::{GrantKind, GrantRequest};
 pub use kv::{KvError, KvStore, MemoryKv, ScopedKv};
-pub use log::{Level, LogLine, LogSource};
+pub use log::{Level, LogLine, LogSource, LogTap};
 pub use mask::Masker;
 pub use origin::{OriginError, OriginPattern};
 pub use plan::PlannedChange;

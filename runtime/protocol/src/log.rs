@@ -69,6 +69,41 @@ impl std::fmt::Display for LogLine {
     }
 }
 
+/// Where an attempt's log lines go as they are written: shared by the code that runs the
+/// attempt (the sandbox) and the code that waits for it (the engine), so the lines an attempt
+/// wrote before it was dropped — cancelled with its run, or stopped by the engine's timeout —
+/// are still there to be journaled. Clones share the lines; two taps are equal when they are
+/// the same tap.
+#[derive(Debug, Clone, Default)]
+pub struct LogTap(std::sync::Arc<std::sync::Mutex<Vec<LogLine>>>);
+
+impl LogTap {
+    /// Adds a line (already masked).
+    pub fn push(&self, line: LogLine) {
+        self.lines().push(line);
+    }
+
+    /// The lines written since the last `take`, in order.
+    pub fn take(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.lines())
+    }
+
+    fn lines(&self) -> std::sync::MutexGuard<'_, Vec<LogLine>> {
+        // A panic while pushing leaves a whole vector behind.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl PartialEq for LogTap {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LogTap {}
+
 /// Most lines of one attempt kept in the journal.
 pub const MAX_JOURNALED_LINES: usize = 200;
 /// Most bytes of message text of one attempt kept in the journal.

@@ -67,8 +67,8 @@ pub use caps::dns::{BoxError as DnsError, lookup as dns_lookup};
 pub use caps::{Capabilities, HttpPolicy, LogContext, Preopen};
 pub use error::{SandboxError, StepFailure};
 pub use meridian_protocol::{
-    Action, GrantKind, GrantRequest, KvError, KvStore, Level, LogLine, LogSource, MemoryKv, Mode,
-    OriginPattern, PlannedChange, ScopedKv,
+    Action, GrantKind, GrantRequest, KvError, KvStore, Level, LogLine, LogSource, LogTap, MemoryKv,
+    Mode, OriginPattern, PlannedChange, ScopedKv,
 };
 pub use sandbox::{Sandbox, SandboxConfig, Stats, StepComponent};
 pub use types::{Call, Invocation, Manifest, Outcome, Report};

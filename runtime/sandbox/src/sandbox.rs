@@ -18,11 +18,12 @@ use crate::engine::{self, Ticker};
 use crate::error::{SandboxError, StepFailure};
 use crate::failure::{classify, shadow_stack_size};
 use crate::state::StoreState;
+use crate::stdio::Capture;
 use crate::types::{Call, Manifest, Outcome, Report};
 
 mod per_call;
 use meridian_protocol::Masker;
-use meridian_protocol::{Action, GrantKind, GrantRequest, Level, LogSource, Mode};
+use meridian_protocol::{Action, GrantKind, GrantRequest, Level, LogLine, LogSource, Mode};
 
 /// How the sandbox is set up. `Default` is what the engine should use unless it has a reason.
 #[derive(Debug, Clone)]
@@ -496,6 +497,15 @@ impl Sandbox {
                 };
             }
         };
+        // Dropped with this future before the call ends (the caller's cancel or timeout): what
+        // the guest printed goes to the log tap then; a call that ends logs it below.
+        let mut on_drop = StdioOnDrop {
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+            tap: call.caps.log.tap.clone(),
+            masker: Arc::clone(&masker),
+            armed: true,
+        };
         self.inner
             .counters
             .instantiations
@@ -533,6 +543,7 @@ impl Sandbox {
         // The epoch deadline stops guest code; this wall-clock bound stops waits in host calls.
         let outcome = tokio::time::timeout(call.timeout, fut).await;
         drop(permit);
+        on_drop.armed = false;
 
         let (stderr_text, stderr_dropped) = stderr.take();
         let (stdout_text, stdout_dropped) = stdout.take();
@@ -576,13 +587,56 @@ impl Sandbox {
             let c = &host.log_ctx;
             tracing::warn!(target: "meridian::step", run = %c.run_id, step = %c.step_id, attempt = c.attempt, error = %e, "step failed");
         }
-        let logs = std::mem::take(&mut host.logs);
+        let logs = host.log_ctx.tap.take();
         let plan = std::mem::take(&mut host.plan);
         Report {
             result,
             plan,
             logs,
             elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// What the guest wrote to stdout and stderr, for the log tap of an invocation dropped before
+/// it ended: masked, a line each, as a finished invocation logs them.
+struct StdioOnDrop {
+    stdout: Capture,
+    stderr: Capture,
+    tap: meridian_protocol::LogTap,
+    masker: Arc<Masker>,
+    armed: bool,
+}
+
+impl Drop for StdioOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for (capture, level, source) in [
+            (&self.stdout, Level::Info, LogSource::Stdout),
+            (&self.stderr, Level::Warn, LogSource::Stderr),
+        ] {
+            let (text, dropped) = capture.take();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                self.tap.push(LogLine {
+                    level,
+                    source,
+                    message: self.masker.mask(line).into_owned(),
+                    fields: Vec::new(),
+                });
+            }
+            if dropped > 0 {
+                self.tap.push(LogLine {
+                    level: Level::Warn,
+                    source: LogSource::Host,
+                    message: format!(
+                        "{dropped} more bytes of {source:?} were dropped (capture limit)"
+                    )
+                    .to_lowercase(),
+                    fields: Vec::new(),
+                });
+            }
         }
     }
 }

@@ -60,8 +60,8 @@ impl ResourceLimiter for MemoryLimiter {
 pub(crate) struct HostState {
     pub(crate) mode: Mode,
     pub(crate) masker: Arc<Masker>,
+    /// Its `tap` holds the invocation's lines as they are written.
     pub(crate) log_ctx: LogContext,
-    pub(crate) logs: Vec<LogLine>,
     log_bytes: usize,
     log_truncated: bool,
     pub(crate) plan: Vec<PlannedChange>,
@@ -87,7 +87,6 @@ impl HostState {
             mode,
             masker,
             log_ctx,
-            logs: Vec::new(),
             log_bytes: 0,
             log_truncated: false,
             plan: Vec::new(),
@@ -119,7 +118,7 @@ impl HostState {
             let note =
                 format!("log truncated: the step wrote more than {MAX_LOG_BYTES} bytes of log");
             self.emit(Level::Warn, LogSource::Host, &note, &[]);
-            self.logs.push(LogLine {
+            self.log_ctx.tap.push(LogLine {
                 level: Level::Warn,
                 source: LogSource::Host,
                 message: note,
@@ -134,7 +133,7 @@ impl HostState {
             .map(|(k, v)| (self.masker.mask_string(k), self.masker.mask_string(v)))
             .collect();
         self.emit(level, source, &message, &fields);
-        self.logs.push(LogLine {
+        self.log_ctx.tap.push(LogLine {
             level,
             source,
             message,

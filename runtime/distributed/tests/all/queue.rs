@@ -43,6 +43,7 @@ pub(crate) fn request(key: &str, uses: &str, input: Json) -> StepRequest {
         limits: Limits::default(),
         timeout: Duration::from_secs(60),
         mask: vec![],
+        log: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 use meridian_model::Compensate;
 
 use super::context::{component, eval_with};
-use super::leg::{journal_lines, mask_error};
+use super::leg::{attempt_logs, journal_lines, mask_error};
 use super::runner::{Runner, StepState};
 use super::{CompensationReport, DEFAULT_STEP_TIMEOUT, RunError, display_id};
 use crate::event::{Event, Outcome};
@@ -62,6 +62,7 @@ impl Runner {
                         limits: step.limits.clone(),
                         timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
                         mask: self.masker.values().to_vec(),
+                        log: meridian_protocol::LogTap::default(),
                     };
                     // Retried as the step's own attempts are (`retry:`): an undo that hit a
                     // transient error must not leave the world half changed. What each attempt
@@ -71,19 +72,18 @@ impl Runner {
                     let mut req = req;
                     loop {
                         let timeout = req.timeout;
-                        let result = tokio::time::timeout(timeout, self.exec.execute(req.clone()))
-                            .await
-                            .unwrap_or_else(|_| Err(StepError::Timeout(timeout).into()));
-                        let logs = match &result {
-                            Ok(r) => &r.logs,
-                            Err(f) => &f.logs,
-                        };
+                        req.log = meridian_protocol::LogTap::default();
+                        let mut result =
+                            tokio::time::timeout(timeout, self.exec.execute(req.clone()))
+                                .await
+                                .unwrap_or_else(|_| Err(StepError::Timeout(timeout).into()));
+                        let logs = attempt_logs(&req.log, &mut result);
                         if !logs.is_empty() {
                             self.emit(Event::StepLog {
                                 step: step.id.value.clone(),
                                 leg: leg.key.clone(),
                                 attempt: req.attempt,
-                                lines: journal_lines(&self.masker, logs),
+                                lines: journal_lines(&self.masker, &logs),
                                 compensation: true,
                             })?;
                         }

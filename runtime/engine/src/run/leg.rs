@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_model::RetryPolicy;
-use meridian_protocol::Masker;
+use meridian_protocol::{LogTap, Masker};
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -87,23 +87,22 @@ impl Attempt {
                 input: self.masker.mask_json(&req.input),
             });
             let timeout = req.timeout;
+            req.log = LogTap::default();
             let fut = self.exec.execute(req.clone());
-            let result = tokio::select! {
+            let mut result = tokio::select! {
                 r = tokio::time::timeout(timeout, fut) => r.unwrap_or_else(|_| Err(StepError::Timeout(timeout).into())),
                 _ = self.cancel.cancelled() => Err(StepError::Cancelled.into()),
             };
             // What the attempt logged, failed or not: a failed attempt's lines go out before
-            // its failure (bounded and masked the same way).
-            let logs = match &result {
-                Ok(r) => &r.logs,
-                Err(f) => &f.logs,
-            };
+            // its failure (bounded and masked the same way), and a dropped one's (cancelled,
+            // timed out by the engine) are those its tap holds.
+            let logs = attempt_logs(&req.log, &mut result);
             if !logs.is_empty() {
                 self.emit(Event::StepLog {
                     step: step.to_string(),
                     leg: key.clone(),
                     attempt,
-                    lines: journal_lines(&self.masker, logs),
+                    lines: journal_lines(&self.masker, &logs),
                     compensation: false,
                 });
             }
@@ -159,6 +158,20 @@ impl Attempt {
             }
         }
     }
+}
+
+/// An attempt's lines: those still in its tap (all of them when the attempt was dropped),
+/// then those its result carries.
+pub(super) fn attempt_logs(
+    tap: &LogTap,
+    result: &mut Result<StepResult, crate::executor::AttemptError>,
+) -> Vec<meridian_protocol::LogLine> {
+    let mut logs = tap.take();
+    logs.append(match result {
+        Ok(r) => &mut r.logs,
+        Err(f) => &mut f.logs,
+    });
+    logs
 }
 
 pub(super) fn mask_error(m: &Masker, e: StepError) -> StepError {

@@ -79,7 +79,9 @@ impl EarlierAttempts {
 }
 
 /// Stops a run from outside (an operator's cancel): no step starts any more, the legs in flight
-/// are cancelled (their attempts dropped, as at a timeout), what completed is compensated, and the run ends `cancelled` saying why. Cancelled before the run starts (a run
+/// are cancelled (their attempts dropped, as at a timeout; what an attempt logged until then is
+/// journaled, from its [`LogTap`](meridian_protocol::LogTap)), what completed is compensated,
+/// and the run ends `cancelled` saying why. Cancelled before the run starts (a run
 /// waiting at a gate, resumed to be cancelled), the steps that finished before are replayed
 /// from the journal, so they are compensated too, and nothing else runs.
 #[derive(Clone, Debug, Default)]

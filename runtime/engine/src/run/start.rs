@@ -307,6 +307,7 @@ impl Runner {
             limits: step.limits.clone(),
             timeout: step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
             mask: self.masker.values().to_vec(),
+            log: meridian_protocol::LogTap::default(),
         };
         let policy = step.retry.clone().unwrap_or_else(retry::no_retry);
         let cancel = CancellationToken::new();

@@ -1,5 +1,7 @@
 //! Compensation of completed steps when a run fails.
 
+use std::sync::Arc;
+
 use meridian_engine::{Action, Outcome, RunStatus};
 
 use crate::harness::{go, opts};
@@ -205,6 +207,59 @@ steps:
         .map(|c| (c.step, c.action))
         .collect();
     assert_eq!(undone, [("fence".to_string(), Action::Compensate)]);
+}
+
+/// What an attempt wrote before the engine dropped it — its run cancelled, or the engine's own
+/// timeout — is journaled as any attempt's lines are (a cancelled attempt's lines were lost).
+#[tokio::test(start_paused = true)]
+async fn a_dropped_attempt_keeps_its_lines() {
+    let mut o = opts();
+    let events = Arc::new(crate::harness::Recorder::default());
+    o.sink = Some(events.clone());
+    let cancel = o.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        cancel.cancel("cancelled through the API by `ops`");
+    });
+    let (r, _) = go(
+        r#"
+name: dropped
+steps:
+  - id: slow
+    uses: test-sleep
+    timeout: 1s
+    with: {ms: 60000, tap: "waiting for the standby to catch up"}
+  - id: promote
+    uses: test-sleep
+    needs: slow
+    if: always()
+    with: {ms: 60000, tap: "promoting us"}
+"#,
+        o,
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Cancelled, "{r:#?}");
+    let lines: Vec<(String, String)> = events
+        .of_kind("step-log")
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_str().unwrap().to_string(),
+                e["lines"][0]["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                "slow".to_string(),
+                "waiting for the standby to catch up".to_string()
+            ),
+            ("promote".to_string(), "promoting us".to_string()),
+        ],
+        "the timed-out attempt's line, then the cancelled one's"
+    );
 }
 
 /// Cancelled before it goes on (a run waiting at a gate, resumed to be cancelled): the steps

@@ -75,6 +75,16 @@ impl Executor for Shared {
                 }
             }
             let _dec = Dec(&me.active);
+            // `with.tap`: a line written to the attempt's tap as it starts, as the sandbox
+            // writes a step's lines while it runs.
+            if let Some(line) = req.input.get("tap").and_then(Json::as_str) {
+                req.log.push(meridian_protocol::LogLine {
+                    level: meridian_protocol::Level::Info,
+                    source: meridian_protocol::LogSource::Guest,
+                    message: line.to_string(),
+                    fields: Vec::new(),
+                });
+            }
             let ms = req.input.get("ms").and_then(Json::as_u64).unwrap_or(0);
             if ms > 0 {
                 tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -114,7 +114,8 @@ pub struct Preopen {
     pub writable: bool,
 }
 
-/// Tags attached to every log line and `tracing` event of the invocation.
+/// Tags attached to every log line and `tracing` event of the invocation, and the tap its
+/// lines go to as they are written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogContext {
     /// Run id.
@@ -123,6 +124,11 @@ pub struct LogContext {
     pub step_id: String,
     /// Attempt number.
     pub attempt: u32,
+    /// Every line of the invocation goes here as it is written; a finished invocation hands
+    /// them over in its [`Report`](crate::Report) and leaves the tap empty. When the caller
+    /// drops the invocation's future instead (a cancel, its own timeout), the lines written so
+    /// far — stdout and stderr included — stay here.
+    pub tap: meridian_protocol::LogTap,
 }
 
 #[cfg(test)]

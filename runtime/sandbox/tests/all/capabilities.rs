@@ -211,6 +211,52 @@ async fn kv_is_shared_through_the_run_store() {
     assert_eq!(kv.get("region/us").unwrap(), Some(b"1".to_vec()));
 }
 
+/// An invocation whose caller drops it (a cancelled run, the engine's own timeout) leaves what
+/// the guest wrote so far in the log tap — its log lines and its stdout and stderr, masked —
+/// and a finished one hands its lines over in the report, leaving the tap empty.
+#[tokio::test]
+async fn a_dropped_invocation_leaves_its_lines_in_the_tap() {
+    let c = load(meridian_artifacts::KITCHEN_SINK);
+    let tap = meridian_sandbox::LogTap::default();
+    let caps = Capabilities {
+        mask: vec!["s3cr3t".into()],
+        log: meridian_sandbox::LogContext {
+            tap: tap.clone(),
+            ..Default::default()
+        },
+        ..Capabilities::default()
+    };
+    let ops = |sleep: u64| {
+        json!({"ops": [
+            {"op": "log", "level": "info", "message": "waiting with s3cr3t"},
+            {"op": "print", "message": "printed"},
+            {"op": "sleep", "ms": sleep},
+        ]})
+    };
+    let call = Call::run(inv(ops(30_000)), caps.clone());
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        sandbox().invoke(&c, call),
+    )
+    .await;
+    assert!(dropped.is_err(), "the call was still sleeping");
+    let lines: Vec<String> = tap.take().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "info: waiting with *** op=log",
+            "info: printed",
+            "warn: printed (stderr)",
+        ]
+    );
+    let done = sandbox()
+        .invoke(&c, Call::run(inv(ops(0)), caps))
+        .await
+        .unwrap();
+    assert_eq!(done.logs.len(), 3, "{:?}", done.logs);
+    assert!(tap.take().is_empty(), "handed over in the report");
+}
+
 #[tokio::test]
 async fn kv_limits() {
     let c = load(meridian_artifacts::KITCHEN_SINK);

@@ -1,4 +1,4 @@
-//! Runs a list of operations given as input (log, kv, secret, sleep, fail, counter, sql) so
+//! Runs a list of operations given as input (log, print, kv, secret, sleep, fail, counter, sql) so
 //! tests can drive every host interface from one guest.
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,6 +43,11 @@ pub enum Op {
     Secret {
         /// Name.
         name: String,
+    },
+    /// Print a line on stdout and one on stderr.
+    Print {
+        /// The line.
+        message: String,
     },
     /// Sleep (WASI monotonic clock).
     Sleep {
@@ -162,6 +167,11 @@ impl Step for KitchenSink {
                     Ok(s) => serde_json::json!({ "len": s.len() }),
                     Err(e) => serde_json::json!({ "error": e.to_string() }),
                 },
+                Op::Print { message } => {
+                    println!("{message}");
+                    eprintln!("{message} (stderr)");
+                    serde_json::Value::Null
+                }
                 Op::Sleep { ms } => {
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                     serde_json::Value::Null
