@@ -3,7 +3,9 @@
 // Needs @bytecodealliance/componentize-js: scripts/install-deps puts it in
 // $MERIDIAN_TOOLS_DIR/js/node_modules (default: .meridian/tools in the repository).
 // WASI features the contract does not use are left out: the host gives HTTP only through
-// meridian:step/http, and clocks/random/stdio stay the host's deny-by-default WASI.
+// meridian:step/http, and clocks/random stay the host's deny-by-default WASI. stdio stays:
+// console.log and console.error become the step's log lines (the host captures stdout and
+// stderr), as print does in Python and println! in Rust.
 import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -25,6 +27,6 @@ const { component } = await componentize({
   sourcePath: resolve(src),
   witPath: resolve(wit),
   worldName: 'step',
-  disableFeatures: ['http', 'fetch-event', 'random', 'clocks', 'stdio'],
+  disableFeatures: ['http', 'fetch-event', 'random', 'clocks'],
 });
 await writeFile(out, component);

@@ -336,3 +336,84 @@ fn an_authenticated_registry_takes_credentials_from_docker_config_or_env() {
         .unwrap();
     expect_code(&by_env, 0);
 }
+
+/// A resume runs the code its run started with: a tag run with `--allow-unpinned` waits at a
+/// gate, the tag is pushed again (another component), and the resume — without the flag —
+/// runs the digest the tag named when the run started (it was refused, the run failed and its
+/// approval was spent); the journal says which digest ran. A component file swapped while
+/// the run waited is refused, the run left waiting.
+#[test]
+fn a_resume_runs_the_code_its_run_started_with() {
+    let s = Scratch::new();
+    let reg = TestRegistry::start();
+    let tag = format!("oci://{}/acme/greet:1.0", reg.host);
+    let (first, _) = expect_code(
+        &run(&s, "c0", &["step", "push", meridian_artifacts::HELLO, &tag]),
+        0,
+    );
+    let gated = |uses: &str| {
+        format!(
+            "name: gated\nsteps:\n  - id: a\n    uses: {uses}\n    with: {{name: Ada}}\n  - id: b\n    uses: {uses}\n    needs: a\n    approval: true\n    with: {{name: Bob}}\n"
+        )
+    };
+    s.write("tag.yaml", &gated(&tag));
+    let (out, _) = expect_code(
+        &run(&s, "c1", &["--json", "run", "tag.yaml", "--allow-unpinned"]),
+        3,
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    expect_code(
+        &run(&s, "c0", &["step", "push", meridian_artifacts::NOOP, &tag]),
+        0,
+    );
+    let (out, err) = expect_code(
+        &run(&s, "c1", &["--json", "resume", &id, "--approve", "b"]),
+        0,
+    );
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let b = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "b")
+        .unwrap();
+    assert_eq!(
+        b["legs"][0]["output"]["greeting"], "Hello, Bob!",
+        "{out}{err}"
+    );
+    let (shown, _) = expect_code(&run(&s, "c1", &["--json", "runs", "show", &id]), 0);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        shown["run"]["settings"]["components"][&tag],
+        first.trim(),
+        "{}",
+        shown["run"]["settings"]
+    );
+
+    // A file swapped while the run waits: refused, nothing changed.
+    std::fs::copy(meridian_artifacts::HELLO, s.path().join("step.wasm")).unwrap();
+    s.write("file.yaml", &gated("./step.wasm"));
+    let (out, _) = expect_code(&run(&s, "c1", &["--json", "run", "file.yaml"]), 3);
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::copy(meridian_artifacts::NOOP, s.path().join("step.wasm")).unwrap();
+    let (_, err) = expect_code(&run(&s, "c1", &["resume", &id, "--approve", "b"]), 2);
+    assert!(
+        err.contains("step `a`: its component") && err.contains(&format!("changed since run {id}")),
+        "{err}"
+    );
+    let (list, _) = expect_code(&run(&s, "c1", &["runs", "list"]), 0);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&id) && l.contains("awaiting-approval")),
+        "{list}"
+    );
+    // Put back, it goes on.
+    std::fs::copy(meridian_artifacts::HELLO, s.path().join("step.wasm")).unwrap();
+    expect_code(&run(&s, "c1", &["resume", &id, "--approve", "b"]), 0);
+}

@@ -319,3 +319,52 @@ steps:
     );
     assert!(!text.contains("t0ps3cret"), "{text}");
 }
+
+/// A workflow's name and its file's name are text from a repository, not the user's: shown
+/// escaped wherever they are (the run's header, `runs show`, validate's diagnostics, the run
+/// page's title), as a step's text is.
+#[test]
+fn a_workflows_name_and_file_name_are_escaped_when_shown() {
+    let s = Scratch::new();
+    let file = "wf\u{1b}[31m.yaml";
+    s.write(
+        file,
+        "name: \"evil\\e]0;title\\aname\"\nsteps:\n  - id: ok\n    uses: hello\n",
+    );
+    let (out, _) = expect_code(&s.run(&["run", file]), 0);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("evil\\x1b]0;title\\x07name — run"), "{out}");
+    let (id, _) = expect_code(&s.run(&["runs", "list"]), 0);
+    let id = id
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (shown, _) = expect_code(&s.run(&["runs", "show", &id]), 0);
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("wf\\x1b[31m.yaml"), "{shown}");
+    let page = s.path().join("run.html");
+    expect_code(
+        &s.run(&["runs", "show", &id, "--html", page.to_str().unwrap()]),
+        0,
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains('\u{1b}') && !html.contains('\u{7}'),
+        "the page"
+    );
+    // A problem in the file: its name is escaped in the diagnostic.
+    s.write(
+        file,
+        "name: x\nsteps:\n  - id: ok\n    uses: hello\n    wiht: {}\n",
+    );
+    let (_, err) = expect_code(&s.run(&["validate", file]), 2);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("wf\\x1b[31m.yaml:5:5"), "{err}");
+}

@@ -428,6 +428,21 @@ fn scaffolded_javascript_and_python_steps_build_and_run() {
             "Ran 3 tests"
         };
         assert!(said.contains(passed), "{lang}: {said}");
+        if lang == "js" {
+            // console.log and console.error are the step's log lines, as print is in Python
+            // (the scaffold left componentize-js's stdio out, and they went nowhere).
+            let step = dir.join("step.js");
+            let text = std::fs::read_to_string(&step).unwrap();
+            assert!(text.contains("ctx.log.info('running'"), "{text}");
+            std::fs::write(
+                &step,
+                text.replace(
+                    "ctx.log.info('running'",
+                    "console.log('said by console.log'); console.error('said by console.error'); ctx.log.info('running'",
+                ),
+            )
+            .unwrap();
+        }
         let mut build = if lang == "js" {
             // What `npm run build` runs, with componentize-js from the tools dir instead of an
             // `npm install` per test.
@@ -460,6 +475,16 @@ fn scaffolded_javascript_and_python_steps_build_and_run() {
             "hello, Ada",
             "{lang}: {out}"
         );
+        if lang == "js" {
+            let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let id = run["run_id"].as_str().unwrap();
+            let (shown, _) = expect_code(&s.run(&["runs", "show", id]), 0);
+            assert!(
+                shown.contains("info: said by console.log")
+                    && shown.contains("warn: said by console.error"),
+                "{shown}"
+            );
+        }
         // Its declared schema is read, and `with:` is checked against it before anything runs.
         let wasm = dir.join(format!("{name}.wasm"));
         let (show, _) = expect_code(&s.run(&["steps", "show", wasm.to_str().unwrap()]), 0);

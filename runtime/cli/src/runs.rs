@@ -189,13 +189,14 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
         )?;
         return Ok(exit::OK);
     }
+    // A workflow's name and file name may hold terminal controls (a repository's workflow).
     outln!(
         "run {} — {} ({})",
         record.id,
-        record.workflow,
+        safe(&record.workflow),
         record.mode.as_str()
     )?;
-    outln!("  workflow: {}", record.workflow_path)?;
+    outln!("  workflow: {}", safe(&record.workflow_path))?;
     let flags = resume_flags(ctx, &record);
     let mut run = view::RunContext::new(&record.id)
         .read_from_server(ctx.server.as_deref())

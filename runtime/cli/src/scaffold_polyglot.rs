@@ -57,7 +57,9 @@ const { component } = await componentize({
   sourcePath: resolve('step.js'),
   witPath: resolve('wit'),
   worldName: 'step',
-  disableFeatures: ['http', 'fetch-event', 'random', 'clocks', 'stdio'],
+  // stdio stays: console.log and console.error become the step's log lines, as print does
+  // in Python and println! in Rust.
+  disableFeatures: ['http', 'fetch-event', 'random', 'clocks'],
 });
 await writeFile(out, component);
 console.error(`built ${out}`);

@@ -48,7 +48,7 @@ fn print_summary(wf: &Workflow, r: &RunReport, drill: Option<&DrillVerdict>) -> 
     // a line, ~3 µs each: 30 ms at the end of a 10,000-step run).
     let mut buf = String::new();
     writeln!(buf)?;
-    writeln!(buf, "{} — run {} ({:?})", wf.name, r.run_id, r.mode)?;
+    writeln!(buf, "{} — run {} ({:?})", safe(&wf.name), r.run_id, r.mode)?;
     let mut run = view::RunContext::new(&r.run_id);
     for s in &r.steps {
         for l in &s.legs {

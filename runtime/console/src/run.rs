@@ -34,7 +34,7 @@ const OUTPUT_SHOWN: usize = 8 * 1024;
 
 /// The whole run page.
 pub fn run_page(d: &RunData<'_>, shell: Shell<'_>) -> String {
-    let title = format!("{} — run {}", d.record.workflow, d.record.id);
+    let title = format!("{} — run {}", clean(&d.record.workflow), d.record.id);
     let story = Story::read(d.events, d.steps, d.now_ms);
     let live = matches!(shell, Shell::Served(_))
         && (d.live

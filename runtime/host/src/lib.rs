@@ -36,6 +36,9 @@ pub struct WasmExecutor {
 struct Resolver {
     sandbox: Arc<sb::Sandbox>,
     loaded: Arc<Mutex<HashMap<ComponentRef, Arc<sb::StepComponent>>>>,
+    /// What pins each loaded component: `sha256:<its bytes>`, or for an OCI artifact the
+    /// reference pinned to the manifest digest it was fetched by (a tag's, resolved).
+    pins: Arc<Mutex<HashMap<ComponentRef, String>>>,
     oci: Arc<OciSettings>,
 }
 
@@ -68,6 +71,7 @@ impl WasmExecutor {
             resolver: Resolver {
                 sandbox: Arc::new(sandbox),
                 loaded: Arc::new(Mutex::new(HashMap::new())),
+                pins: Arc::new(Mutex::new(HashMap::new())),
                 oci: Arc::new(oci),
             },
             kv_source: Mutex::new(None),
@@ -85,6 +89,18 @@ impl WasmExecutor {
     /// Whether a trust policy is in force.
     pub fn has_policy(&self) -> bool {
         self.resolver.oci.policy.is_some()
+    }
+
+    /// What pins `uses`, once it was loaded: `sha256:<hex of the component's bytes>` for a file
+    /// or a built-in, `oci://…@sha256:<manifest digest>` for an OCI artifact (a tag's digest
+    /// when it was loaded).
+    pub fn pin_of(&self, uses: &ComponentRef) -> Option<String> {
+        self.resolver
+            .pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uses)
+            .cloned()
     }
 
     /// Whether a tag without a digest may run.
@@ -256,6 +272,7 @@ impl Resolver {
             return Ok(c);
         }
         let pin = uses.sha256().map(ToString::to_string);
+        let mut fetched_as = None;
         let c = match uses {
             ComponentRef::Builtin { name, .. } => {
                 let Some((_, bytes)) = meridian_artifacts::BUILTIN.iter().find(|(n, _)| n == name)
@@ -297,11 +314,16 @@ impl Resolver {
                     self.oci.allow_unpinned,
                 )
                 .map_err(|e| e.to_string())?;
+                fetched_as = Some(fetched.reference.to_string());
                 self.sandbox
                     .load(&fetched.component, None)
                     .map_err(|e| format!("{r}: {e}"))?
             }
         };
+        self.pins.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            uses.clone(),
+            fetched_as.unwrap_or_else(|| format!("sha256:{}", c.digest())),
+        );
         self.loaded
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -88,25 +88,26 @@ impl Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// Shown on a terminal: the file's name, its line and what the message quotes of it are
+    /// escaped (a workflow from a repository, or a file name, may hold terminal controls).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: {}", self.severity, self.message)?;
+        use meridian_protocol::text::for_terminal;
+        writeln!(f, "{}: {}", self.severity, for_terminal(&self.message, ""))?;
+        let file = for_terminal(&self.file, "");
+        let hint = self.hint.as_deref().map(|h| for_terminal(h, ""));
         if self.span.line == 0 {
-            write!(f, "  --> {}", self.file)?;
-            if let Some(h) = &self.hint {
+            write!(f, "  --> {file}")?;
+            if let Some(h) = &hint {
                 write!(f, "\n   = help: {h}")?;
             }
             return Ok(());
         }
         let num = self.span.line.to_string();
         let pad = " ".repeat(num.len());
-        write!(
-            f,
-            "{pad}--> {}:{}:{}",
-            self.file, self.span.line, self.span.col
-        )?;
+        write!(f, "{pad}--> {file}:{}:{}", self.span.line, self.span.col)?;
         if let Some(line) = &self.source_line {
             // Tabs would misalign the caret; YAML indentation cannot contain them anyway.
-            let shown = line.replace('\t', " ");
+            let shown = for_terminal(line, "").replace('\t', " ");
             let col = (self.span.col as usize).saturating_sub(1);
             let line_chars = shown.chars().count();
             // Underline the span's characters on this line only (at least one caret).
@@ -127,7 +128,7 @@ impl fmt::Display for Diagnostic {
                 "^".repeat(width)
             )?;
         }
-        if let Some(h) = &self.hint {
+        if let Some(h) = &hint {
             write!(f, "\n{pad} = help: {h}")?;
         }
         Ok(())
@@ -205,7 +206,10 @@ impl Diagnostics {
         }
         let (e, w) = (self.error_count(), self.warning_count());
         let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-        let file = self.items.first().map_or("", |d| d.file.as_str());
+        let file = meridian_protocol::text::for_terminal(
+            self.items.first().map_or("", |d| d.file.as_str()),
+            "",
+        );
         if e > 0 {
             out.push_str(&format!(
                 "error: `{file}` is invalid: {}",

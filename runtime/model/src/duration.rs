@@ -39,7 +39,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 rest.chars().next().unwrap_or(' ')
             ));
         }
-        rest = &rest[num_len..];
+        // `5 minutes`: the unit after a space is still this number's (it was "`5` needs a
+        // unit", though a bare number alone means seconds).
+        rest = rest[num_len..].trim_start();
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
             .unwrap_or(rest.len());
@@ -175,6 +177,12 @@ mod tests {
         let err = |s: &str| parse_duration(s).unwrap_err();
         assert!(err("5x").contains("unknown unit `x`"));
         assert!(err("1h30").contains("needs a unit"));
+        assert!(
+            err("5 minutes").contains("unknown unit `minutes`"),
+            "{}",
+            err("5 minutes")
+        );
+        assert_eq!(parse_duration("5 m"), Ok(Duration::from_secs(300)));
         assert!(err("").contains("empty"));
         assert!(err("s").contains("expected a number"));
         assert!(err("1.2.3s").contains("bad number"));

@@ -9,6 +9,10 @@ pub enum OciError {
         "invalid OCI reference `{0}`: expected oci://HOST/NAMESPACE/NAME:TAG[@sha256:<64 hex digits>]"
     )]
     Reference(String),
+    /// What the reference parser said (`invalid OCI reference …: the repository has upper-case
+    /// letters …`).
+    #[error("{0}")]
+    Unparsed(String),
     #[error(
         "{reference} names a tag without a digest; pin it as {reference}@sha256:<manifest digest> (`meridian step pull {reference}` prints it) or pass --allow-unpinned"
     )]

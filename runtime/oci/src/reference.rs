@@ -30,6 +30,9 @@ impl OciRef {
             Ok(ComponentRef::Oci { reference, sha256 }) => {
                 Ok(Self::new(&reference, sha256.as_ref()))
             }
+            Err(e @ meridian_protocol::ComponentRefError::Oci(..)) => {
+                Err(OciError::Unparsed(e.to_string()))
+            }
             _ => Err(OciError::Reference(text.to_owned())),
         }
     }

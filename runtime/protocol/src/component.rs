@@ -54,8 +54,8 @@ pub enum ComponentRefError {
     Empty,
     #[error("invalid digest `{0}`: expected `sha256:` and 64 hex digits")]
     Digest(String),
-    #[error("invalid OCI reference `{0}`: expected oci://HOST/NAMESPACE/NAME:TAG[@sha256:…]")]
-    Oci(String),
+    #[error("invalid OCI reference `{0}`: {1}; expected oci://HOST/NAMESPACE/NAME:TAG[@sha256:…]")]
+    Oci(String, &'static str),
 }
 
 impl ComponentRef {
@@ -83,13 +83,12 @@ impl ComponentRef {
             return Err(ComponentRefError::Empty);
         }
         if let Some(rest) = target.strip_prefix(OCI_SCHEME) {
-            return if valid_oci_reference(rest) {
-                Ok(ComponentRef::Oci {
+            return match oci_reference_problem(rest) {
+                None => Ok(ComponentRef::Oci {
                     reference: rest.to_owned(),
                     sha256,
-                })
-            } else {
-                Err(ComponentRefError::Oci(target.to_owned()))
+                }),
+                Some(why) => Err(ComponentRefError::Oci(target.to_owned(), why)),
             };
         }
         Ok(if target.contains('/') || target.ends_with(".wasm") {
@@ -128,12 +127,12 @@ impl ComponentRef {
     }
 }
 
-/// `HOST/…/NAME[:TAG]`: a registry host (with an optional port), at least one repository path
-/// segment of lower-case letters, digits and `._-`, and an optional tag of at most 128
-/// characters from `[A-Za-z0-9_.-]`.
-fn valid_oci_reference(r: &str) -> bool {
+/// What is wrong with `HOST/…/NAME[:TAG]`, if anything: it needs a registry host (with an
+/// optional port), at least one repository path segment of lower-case letters, digits and
+/// `._-`, and an optional tag of at most 128 characters from `[A-Za-z0-9_.-]`.
+fn oci_reference_problem(r: &str) -> Option<&'static str> {
     let Some((host, path)) = r.split_once('/') else {
-        return false;
+        return Some("it names no repository after the registry host");
     };
     let (repo, tag) = match path.rsplit_once(':') {
         Some((repo, tag)) => (repo, Some(tag)),
@@ -146,20 +145,36 @@ fn valid_oci_reference(r: &str) -> bool {
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    let repo_ok = !repo.is_empty()
-        && repo.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-                })
-        });
+    if !host_ok {
+        return Some("the registry host is not a host name or address (with an optional :PORT)");
+    }
+    if repo.is_empty() || repo.split('/').any(str::is_empty) {
+        return Some("the repository has an empty path segment");
+    }
+    if repo.chars().any(|c| c.is_ascii_uppercase()) {
+        return Some(
+            "the repository has upper-case letters (registries take lower-case names only)",
+        );
+    }
+    let repo_ok = repo.split('/').all(|seg| {
+        seg.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    });
+    if !repo_ok {
+        return Some(
+            "the repository may hold only lower-case letters, digits, `.`, `_`, `-` and `/`",
+        );
+    }
     let tag_ok = tag.is_none_or(|t| {
         !t.is_empty()
             && t.len() <= 128
             && t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
     });
-    host_ok && repo_ok && tag_ok
+    if !tag_ok {
+        return Some("the tag must be 1 to 128 letters, digits, `_`, `.` or `-`");
+    }
+    None
 }
 
 /// `path` as seen from `base`: itself when absolute, else joined to `base`; `.` components
@@ -302,11 +317,18 @@ mod tests {
             "oci://host/ns//x:1",
         ] {
             assert!(
-                matches!(parse(bad), Err(ComponentRefError::Oci(_))),
+                matches!(parse(bad), Err(ComponentRefError::Oci(..))),
                 "{bad}: {:?}",
                 parse(bad)
             );
         }
+        // The message says what is wrong, not only the shape expected.
+        let upper = parse("oci://127.0.0.1:15000/ACME/Feat:1.0")
+            .unwrap_err()
+            .to_string();
+        assert!(upper.contains("upper-case letters"), "{upper}");
+        let empty = parse("oci://host/ns//x:1").unwrap_err().to_string();
+        assert!(empty.contains("empty path segment"), "{empty}");
     }
 
     #[test]

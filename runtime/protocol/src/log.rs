@@ -109,37 +109,52 @@ pub const MAX_JOURNALED_LINES: usize = 200;
 /// Most bytes of message text of one attempt kept in the journal.
 pub const MAX_JOURNALED_BYTES: usize = 64 * 1024;
 
-/// The first lines that fit [`MAX_JOURNALED_LINES`] and [`MAX_JOURNALED_BYTES`], and a last line
-/// saying how many were left out, if any.
-pub fn bound_lines(lines: Vec<LogLine>) -> Vec<LogLine> {
-    let total = lines.len();
-    let mut bytes = 0usize;
-    let mut out = Vec::new();
-    for l in lines {
-        // Fields count too: a step can log a short message with a field of any size.
-        bytes += l.message.len()
+/// The lines as the journal keeps them: all of them when they fit [`MAX_JOURNALED_LINES`] and
+/// [`MAX_JOURNALED_BYTES`]; otherwise the first and the last lines, each within half of both
+/// bounds, and between them a line saying how many were left out (the lines before a failure
+/// say most; the first ones were kept alone before).
+pub fn bound_lines(mut lines: Vec<LogLine>) -> Vec<LogLine> {
+    // Fields count too: a step can log a short message with a field of any size.
+    let size = |l: &LogLine| {
+        l.message.len()
             + l.fields
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
-        if out.len() >= MAX_JOURNALED_LINES || bytes > MAX_JOURNALED_BYTES {
-            break;
+                .sum::<usize>()
+    };
+    let total: usize = lines.iter().map(size).sum();
+    if lines.len() <= MAX_JOURNALED_LINES && total <= MAX_JOURNALED_BYTES {
+        return lines;
+    }
+    let (max_lines, max_bytes) = (MAX_JOURNALED_LINES / 2, MAX_JOURNALED_BYTES / 2);
+    let fit = |it: &mut dyn Iterator<Item = &LogLine>, room_lines: usize| {
+        let (mut n, mut bytes) = (0, 0);
+        for l in it {
+            bytes += size(l);
+            if n >= room_lines || bytes > max_bytes {
+                break;
+            }
+            n += 1;
         }
-        out.push(l);
-    }
-    if out.len() < total {
-        out.push(LogLine {
-            level: Level::Warn,
-            source: LogSource::Host,
-            message: format!(
-                "{} more log lines not kept (at most {MAX_JOURNALED_LINES} lines or {} KiB per attempt)",
-                total - out.len(),
-                MAX_JOURNALED_BYTES / 1024
-            ),
-            fields: Vec::new(),
-        });
-    }
-    out
+        n
+    };
+    let head = fit(&mut lines.iter(), max_lines);
+    // One line of the budget is the note.
+    let tail = fit(&mut lines[head..].iter().rev(), max_lines - 1);
+    let left_out = lines.len() - head - tail;
+    let last = lines.split_off(lines.len() - tail);
+    lines.truncate(head);
+    lines.push(LogLine {
+        level: Level::Warn,
+        source: LogSource::Host,
+        message: format!(
+            "{left_out} log lines not kept here (an attempt keeps its first and last lines: at most {MAX_JOURNALED_LINES} lines or {} KiB)",
+            MAX_JOURNALED_BYTES / 1024
+        ),
+        fields: Vec::new(),
+    });
+    lines.extend(last);
+    lines
 }
 
 #[cfg(test)]
@@ -162,9 +177,29 @@ mod tests {
         assert_eq!(kept.len(), 2, "the small line and the notice");
         assert_eq!(kept[0].message, "small");
         assert!(
-            kept[1].message.starts_with("1 more log lines not kept"),
+            kept[1].message.starts_with("1 log lines not kept here"),
             "{:?}",
             kept[1]
         );
+    }
+
+    #[test]
+    fn the_first_and_the_last_lines_are_kept() {
+        let all: Vec<LogLine> = (0..1000)
+            .map(|i| line(&format!("line {i}"), vec![]))
+            .collect();
+        let kept = bound_lines(all.clone());
+        assert_eq!(kept.len(), MAX_JOURNALED_LINES);
+        assert_eq!(kept[0].message, "line 0");
+        assert_eq!(kept[99].message, "line 99");
+        assert!(
+            kept[100].message.starts_with("801 log lines not kept here"),
+            "{:?}",
+            kept[100]
+        );
+        assert_eq!(kept[101].message, "line 901");
+        assert_eq!(kept[199].message, "line 999");
+        // What fits is kept whole.
+        assert_eq!(bound_lines(all[..200].to_vec()), all[..200].to_vec());
     }
 }

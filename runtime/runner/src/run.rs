@@ -206,6 +206,11 @@ impl Runner {
         check_approvals(&workflow, "--approve", &launch.approve)?;
         let secrets = secrets::load(&workflow, launch.secrets_file.as_deref())?;
         self.check_with(&workflow).await?;
+        let components = match &self.steps {
+            StepRunner::Local(local) => crate::pins::record(&workflow, local),
+            // A distributed run's components are loaded by its workers.
+            StepRunner::Remote(_) => BTreeMap::new(),
+        };
         let masker = Masker::new(secrets.values());
         let run_id = launch.run_id.unwrap_or_else(new_run_id);
         let settings = RunSettings {
@@ -223,6 +228,7 @@ impl Runner {
                 .as_deref()
                 .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()))
                 .map(|f| f.to_string_lossy().into_owned()),
+            components,
         };
         self.journal.create_run(&RunRecord {
             id: run_id.clone(),
@@ -329,9 +335,20 @@ impl Runner {
     /// step that needs it.
     pub async fn resume(&self, run_id: &str, resume: Resume) -> Result<Resumed, RunnerError> {
         let (record, summary) = self.journal.run(run_id)?;
-        let wf = resumable_workflow(run_id, &record)?;
+        let mut wf = resumable_workflow(run_id, &record)?;
         if resume.from.is_none() && summary.status == RunStatus::Succeeded {
             return Ok(Resumed::AlreadySucceeded);
+        }
+        // The code the run started with: its tags at the digests they named then, and for a
+        // resume its files unchanged (a retry runs the files as they are: a fixed step).
+        if let StepRunner::Local(local) = &self.steps {
+            wf.workflow = Arc::new(crate::pins::for_resume(
+                run_id,
+                &wf.workflow,
+                &record.settings.components,
+                local.allows_unpinned(),
+                resume.from.is_none(),
+            )?);
         }
         let workflow = wf.workflow.clone();
         let settings = record.settings;

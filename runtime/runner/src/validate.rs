@@ -20,16 +20,23 @@ pub async fn component_diagnostics(
     let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
     let mut out = meridian_model::schema::check_steps(wf, &lookup);
     for step in &wf.steps {
-        if let Some(Err(msg)) = step.component.as_ref().and_then(|c| schemas.get(c)) {
-            out.push(
-                Diagnostic::error(
-                    &wf.file,
-                    step.uses.span,
-                    format!("cannot load step `{}`: {msg}", step.uses.value),
-                )
-                .with_hint("use a built-in name (`meridian steps list`), a path to a .wasm component, or NAME@sha256:DIGEST")
-                .with_source(source),
+        if let Some((c, Err(msg))) = step
+            .component
+            .as_ref()
+            .and_then(|c| Some((c, schemas.get(c)?)))
+        {
+            let d = Diagnostic::error(
+                &wf.file,
+                step.uses.span,
+                format!("cannot load step `{}`: {msg}", step.uses.value),
             );
+            // An OCI artifact's message says what went wrong with the registry or the
+            // artifact; the hint is for a name that is neither a built-in nor a file.
+            let d = match c {
+                ComponentRef::Oci { .. } => d,
+                _ => d.with_hint("use a built-in name (`meridian steps list`), a path to a .wasm component, or NAME@sha256:DIGEST"),
+            };
+            out.push(d.with_source(source));
         }
     }
     out

@@ -587,6 +587,7 @@ impl Sandbox {
             let c = &host.log_ctx;
             tracing::warn!(target: "meridian::step", run = %c.run_id, step = %c.step_id, attempt = c.attempt, error = %e, "step failed");
         }
+        host.finish_log();
         let logs = host.log_ctx.tap.take();
         let plan = std::mem::take(&mut host.plan);
         Report {

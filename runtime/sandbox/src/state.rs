@@ -18,8 +18,14 @@ use meridian_protocol::KvStore;
 use meridian_protocol::Masker;
 use meridian_protocol::{Level, LogLine, LogSource, Mode, PlannedChange};
 
-/// Bytes of log text kept per invocation; later lines are dropped with one note.
+/// Bytes of log text kept per invocation from its start; of what follows, the last
+/// [`TAIL_LINES`] lines (at most [`TAIL_BYTES`]) are kept, and a note says how many between
+/// were not.
 pub(crate) const MAX_LOG_BYTES: usize = 1 << 20;
+/// Lines kept from the end of a log past [`MAX_LOG_BYTES`]: those before a failure say most.
+const TAIL_LINES: usize = 50;
+/// Bytes of those lines, at most.
+const TAIL_BYTES: usize = 32 << 10;
 /// Planned changes one invocation may record before it is stopped.
 pub(crate) const MAX_PLAN_ENTRIES: usize = 10_000;
 /// Largest table a guest may grow (Rust guests use a few hundred entries).
@@ -64,6 +70,10 @@ pub(crate) struct HostState {
     pub(crate) log_ctx: LogContext,
     log_bytes: usize,
     log_truncated: bool,
+    /// Past [`MAX_LOG_BYTES`]: the last lines, their bytes, and how many were let go.
+    log_tail: std::collections::VecDeque<(LogLine, usize)>,
+    log_tail_bytes: usize,
+    log_dropped: u64,
     pub(crate) plan: Vec<PlannedChange>,
     /// `None`: the step has no HTTP grant.
     pub(crate) http: Option<HttpCap>,
@@ -89,6 +99,9 @@ impl HostState {
             log_ctx,
             log_bytes: 0,
             log_truncated: false,
+            log_tail: std::collections::VecDeque::new(),
+            log_tail_bytes: 0,
+            log_dropped: 0,
             plan: Vec::new(),
             http,
             sql,
@@ -102,6 +115,7 @@ impl HostState {
     }
 
     /// Adds a log line (masked), bounded by [`MAX_LOG_BYTES`], and emits it as a `tracing` event.
+    /// Past the bound, the line joins the log's tail (see [`HostState::finish_log`]).
     pub(crate) fn push_log(
         &mut self,
         level: Level,
@@ -109,36 +123,62 @@ impl HostState {
         message: &str,
         fields: Vec<(String, String)>,
     ) {
-        if self.log_truncated {
-            return;
-        }
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if self.log_bytes + size > MAX_LOG_BYTES {
+        if !self.log_truncated && self.log_bytes + size > MAX_LOG_BYTES {
             self.log_truncated = true;
-            let note =
-                format!("log truncated: the step wrote more than {MAX_LOG_BYTES} bytes of log");
-            self.emit(Level::Warn, LogSource::Host, &note, &[]);
-            self.log_ctx.tap.push(LogLine {
-                level: Level::Warn,
-                source: LogSource::Host,
-                message: note,
-                fields: Vec::new(),
-            });
+        }
+        let line = LogLine {
+            level,
+            source,
+            message: self.masker.mask(message).into_owned(),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (self.masker.mask_string(k), self.masker.mask_string(v)))
+                .collect(),
+        };
+        if self.log_truncated {
+            self.log_tail_bytes += size;
+            self.log_tail.push_back((line, size));
+            while self.log_tail.len() > TAIL_LINES
+                || (self.log_tail_bytes > TAIL_BYTES && self.log_tail.len() > 1)
+            {
+                if let Some((_, n)) = self.log_tail.pop_front() {
+                    self.log_tail_bytes -= n;
+                    self.log_dropped += 1;
+                }
+            }
             return;
         }
         self.log_bytes += size;
-        let message = self.masker.mask(message).into_owned();
-        let fields: Vec<(String, String)> = fields
-            .into_iter()
-            .map(|(k, v)| (self.masker.mask_string(k), self.masker.mask_string(v)))
-            .collect();
-        self.emit(level, source, &message, &fields);
+        self.emit(level, source, &line.message, &line.fields);
+        self.log_ctx.tap.push(line);
+    }
+
+    /// At the end of an invocation whose log passed [`MAX_LOG_BYTES`]: a note of how many lines
+    /// were not kept, then the last lines.
+    pub(crate) fn finish_log(&mut self) {
+        if !self.log_truncated {
+            return;
+        }
+        let note = format!(
+            "log truncated: the step wrote more than {MAX_LOG_BYTES} bytes of log; {} lines after that were not kept, the last {} follow",
+            self.log_dropped,
+            self.log_tail.len()
+        );
+        self.emit(Level::Warn, LogSource::Host, &note, &[]);
         self.log_ctx.tap.push(LogLine {
-            level,
-            source,
-            message,
-            fields,
+            level: Level::Warn,
+            source: LogSource::Host,
+            message: note,
+            fields: Vec::new(),
         });
+        for (line, _) in std::mem::take(&mut self.log_tail) {
+            self.emit(line.level, line.source, &line.message, &line.fields);
+            self.log_ctx.tap.push(line);
+        }
+        self.log_truncated = false;
+        self.log_dropped = 0;
+        self.log_tail_bytes = 0;
     }
 
     fn emit(&self, level: Level, source: LogSource, message: &str, fields: &[(String, String)]) {
@@ -288,8 +328,13 @@ impl sql::Host for StoreState {
 impl secrets::Host for StoreState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, String>> {
         Ok(self.host.secrets.get(&name).cloned().ok_or_else(|| {
+            let granted: Vec<&str> = self.host.secrets.keys().map(String::as_str).collect();
             format!(
-                "secret `{name}` is not granted to this step; add it to the step's grants.secrets"
+                "secret `{name}` is not granted to this step (it is granted {}); a secret is declared under the workflow's `secrets:` and granted in the step's grants.secrets",
+                match granted.as_slice() {
+                    [] => "none".to_string(),
+                    g => g.join(", "),
+                }
             )
         }))
     }

@@ -386,6 +386,11 @@ pub struct RunSettings {
     /// the command printed to resume a waiting run names it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<String>,
+    /// What pinned each component when the run started (`uses` as written → `sha256:…` of the
+    /// component's bytes, or `oci://…@sha256:…` of the manifest a tag named then): what ran,
+    /// and what a resume must run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, String>,
 }
 
 /// How long a key's claim may point at a run that is not in the journal before another request

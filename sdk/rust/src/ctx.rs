@@ -98,7 +98,8 @@ impl Ctx {
     pub fn secret(&self, name: &str) -> Result<String, crate::Error> {
         self.host
             .secret(name)
-            .map_err(|e| crate::Error::fatal(format!("secret `{name}`: {e}")))
+            // The host's message names the secret and what to do.
+            .map_err(crate::Error::fatal)
     }
 
     /// Per-run state shared between steps.

@@ -147,7 +147,7 @@ fn component(cx: &mut Cx<'_>, uses: &Spanned<String>) -> Option<ComponentRef> {
             );
             None
         }
-        Err(e @ ComponentRefError::Oci(_)) => {
+        Err(e @ ComponentRefError::Oci(..)) => {
             cx.error(
                 uses.span,
                 e.to_string(),

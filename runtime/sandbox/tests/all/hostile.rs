@@ -508,6 +508,42 @@ async fn a_shadow_stack_overflow_is_named() {
     assert_still_healthy().await;
 }
 
+/// A step that logs far past the sandbox's bound keeps its first lines and its last (the ones
+/// before its failure), with a note of how many between were not kept — counted, not guessed.
+#[tokio::test]
+async fn a_log_flood_keeps_its_first_and_last_lines_and_counts_the_rest() {
+    let c = load(meridian_artifacts::MISBEHAVE);
+    let report = sandbox()
+        .execute(&c, run(json!({"what": "log-flood", "count": 30_000})))
+        .await;
+    assert!(
+        matches!(&report.result, Err(StepFailure::Fatal(m)) if m == "flooded"),
+        "{:?}",
+        report.result
+    );
+    let logs = &report.logs;
+    assert!(
+        logs[0].message.starts_with("line        0 "),
+        "{:?}",
+        logs[0]
+    );
+    let note = logs
+        .iter()
+        .position(|l| l.message.starts_with("log truncated"))
+        .expect("a truncation note");
+    // 1 MiB of 100-byte lines is 10,485 lines; the last 50 follow the note.
+    assert_eq!(note, 10_485, "{:?}", logs[note]);
+    assert_eq!(logs.len() - note - 1, 50);
+    assert!(
+        logs[note]
+            .message
+            .contains("19465 lines after that were not kept, the last 50 follow"),
+        "{:?}",
+        logs[note]
+    );
+    assert_eq!(logs.last().unwrap().message, "last line");
+}
+
 /// Nothing one instance writes to its linear memory (a zeroed static, the data segment, zeroed
 /// heap) is there for the next instance of the same component, which the pooling allocator
 /// puts in the same slot, whose pages it keeps mapped where the kernel can tell which to reset.

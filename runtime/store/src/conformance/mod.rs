@@ -58,6 +58,14 @@ pub fn record(id: &str) -> RunRecord {
             trigger: Some("schedule:wf#0".into()),
             idempotency_key: Some("alice\u{0}deploy-42".into()),
             secrets_file: Some("/etc/meridian/secrets.env".into()),
+            components: [(
+                "oci://127.0.0.1:5000/acme/greet:1.0".to_string(),
+                format!(
+                    "oci://127.0.0.1:5000/acme/greet:1.0@sha256:{}",
+                    "ab".repeat(32)
+                ),
+            )]
+            .into(),
         },
     }
 }

@@ -2,8 +2,8 @@
 //! changes than the sandbox keeps, and a shadow-stack overflow (deep recursion with large
 //! locals, which in Rust's wasm32 layout runs below address 0 of linear memory), and a
 //! file-descriptor bomb (every file of a directory opened and held, over and over), and an
-//! output that breaks the output schema it declares (`wrong-output`), and a probe for what an
-//! earlier instance left in linear memory (`residue`).
+//! output that breaks the output schema it declares (`wrong-output`), a probe for what an
+//! earlier instance left in linear memory (`residue`), and a log flood (`log-flood`).
 use meridian_sdk::schemars::{Schema, SchemaGenerator, json_schema};
 use meridian_sdk::{Ctx, Error, JsonSchema, ManifestInfo, Step};
 use serde::{Deserialize, Serialize};
@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Inputs.
 #[derive(Deserialize, JsonSchema)]
 pub struct Input {
-    /// `exit`, `plan-flood`, `shadow-stack`, `fd-bomb`, `wrong-output` or `residue`.
+    /// `exit`, `plan-flood`, `shadow-stack`, `fd-bomb`, `wrong-output`, `residue` or
+    /// `log-flood`.
     pub what: String,
     /// For `fd-bomb`: the file to open again and again, holding every handle.
     #[serde(default)]
     pub path: String,
-    /// For `fd-bomb`: how many times to open it.
+    /// For `fd-bomb`: how many times to open it; for `log-flood`: how many lines to log.
     #[serde(default)]
     pub count: u64,
     /// For `plan-flood`: the base URL to "write" to (plan mode records, sends nothing).
@@ -120,6 +121,14 @@ impl Step for Misbehave {
                 serde_json::json!({"held": held.len()})
             }
             // The second probe, in this instance, must find all three: the probe can see.
+            // `count` lines of 100 bytes, the last one `last line`, then a failure.
+            "log-flood" => {
+                for i in 0..input.count.saturating_sub(1) {
+                    ctx.log.info(&format!("line {i:>8} {}", "x".repeat(86)));
+                }
+                ctx.log.info("last line");
+                return Err(Error::fatal("flooded"));
+            }
             "residue" => serde_json::json!({"residue": residue(), "probe": residue()}),
             "wrong-output" => serde_json::json!({"recorded": "many", "held": 1, "token": "s3cr3t"}),
             other => return Err(Error::invalid_input(format!("unknown `what`: {other}"))),
