@@ -183,6 +183,17 @@ fn notify_webhook_in_javascript_apply_plan_and_denied() {
     let (out, _) = expect_code(&s.run(&["--json", "plan", "wf.yaml"]), 0);
     assert_eq!(output(&out)["output"]["recorded"], true, "{out}");
     assert_eq!(hook.bodies().len(), 1, "plan mode sent nothing");
+    // `runs show` of the plan lists its change, as `plan` did (it was in `--json` only).
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (shown, _) = expect_code(&s.run(&["runs", "show", &id]), 0);
+    assert!(
+        shown.contains("plan (changes that `meridian run` would make):")
+            && shown.contains(&format!("  tell: POST http://127.0.0.1:{}/hook", hook.port)),
+        "{shown}"
+    );
 
     // Another origin granted: the host refuses the request; the step fails, naming why.
     // Marked optional, so validation lets the run reach the sandbox, which must refuse it.

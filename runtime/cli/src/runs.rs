@@ -253,6 +253,19 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
         )?;
     }
     outln!("outputs:")?;
+    // A plan's changes, as `meridian plan` listed them (they were in `--json` only).
+    let planned: Vec<String> = legs
+        .iter()
+        .flat_map(|l| {
+            l.plan.iter().map(move |p| {
+                format!(
+                    "  {}: {}",
+                    view::leg_id(&l.step, &l.leg),
+                    safe(&p.to_string())
+                )
+            })
+        })
+        .collect();
     for l in legs {
         outln!(
             "  {} [{}] {}",
@@ -265,6 +278,15 @@ fn show(ctx: &Ctx, run_id: &str, html: Option<&Path>) -> anyhow::Result<u8> {
                 "      "
             )
         )?;
+    }
+    if record.mode == meridian_engine::Mode::Plan {
+        outln!("plan (changes that `meridian run` would make):")?;
+        if planned.is_empty() {
+            outln!("  no changes")?;
+        }
+        for c in &planned {
+            outln!("{c}")?;
+        }
     }
     if let Some(d) = &drill {
         outln!("{}", crate::summary::drill_lines(d))?;

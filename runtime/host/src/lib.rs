@@ -39,7 +39,19 @@ struct Resolver {
     /// What pins each loaded component: `sha256:<its bytes>`, or for an OCI artifact the
     /// reference pinned to the manifest digest it was fetched by (a tag's, resolved).
     pins: Arc<Mutex<HashMap<ComponentRef, String>>>,
+    /// A component file's size and modification time when it was loaded: a run that starts
+    /// after the file changed loads it again (a long-lived `serve` kept the first version it
+    /// loaded until it restarted).
+    stamps: Arc<Mutex<HashMap<ComponentRef, FileStamp>>>,
     oci: Arc<OciSettings>,
+}
+
+/// What tells that a component file changed: its size and modification time.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()))
 }
 
 /// How `uses: oci://…` is resolved.
@@ -72,6 +84,7 @@ impl WasmExecutor {
                 sandbox: Arc::new(sandbox),
                 loaded: Arc::new(Mutex::new(HashMap::new())),
                 pins: Arc::new(Mutex::new(HashMap::new())),
+                stamps: Arc::new(Mutex::new(HashMap::new())),
                 oci: Arc::new(oci),
             },
             kv_source: Mutex::new(None),
@@ -163,8 +176,10 @@ impl WasmExecutor {
         *self.kv_source.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
-    /// The compiled component for `uses` (compiling blocks: it runs on a blocking thread).
+    /// The compiled component for `uses` (compiling blocks: it runs on a blocking thread), the
+    /// file's version as it is now: what a run's checks read before it starts.
     async fn component(&self, uses: &ComponentRef) -> Result<Arc<sb::StepComponent>, String> {
+        self.resolver.forget_if_changed(uses);
         let r = self.resolver.clone();
         let uses = uses.clone();
         tokio::task::spawn_blocking(move || r.component(&uses))
@@ -258,6 +273,71 @@ impl OciSettings {
 }
 
 impl Resolver {
+    /// Forgets `uses` if it is a component file that changed since it was loaded: called when
+    /// a run starts (its checks, `prepare`), not between its steps, which load the run's pinned
+    /// version (see the runner's `pins`).
+    fn forget_if_changed(&self, uses: &ComponentRef) {
+        let ComponentRef::Path { path, .. } = uses else {
+            return;
+        };
+        let mut stamps = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(then) = stamps.get(uses) else {
+            return;
+        };
+        if stamp_of(path).as_ref() != Some(then) {
+            stamps.remove(uses);
+            self.loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(uses);
+            self.pins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(uses);
+        }
+    }
+
+    /// For `uses` pinned (a run pins its files and tags to what its checks loaded, see the
+    /// runner's `pins`): the component loaded unpinned with that very pin, now kept under
+    /// `uses` too (the run's steps need not load it again).
+    fn loaded_unpinned(&self, uses: &ComponentRef) -> Option<Arc<sb::StepComponent>> {
+        let (unpinned, pin) = match uses {
+            ComponentRef::Path {
+                path,
+                sha256: Some(d),
+            } => (
+                ComponentRef::Path {
+                    path: path.clone(),
+                    sha256: None,
+                },
+                format!("sha256:{d}"),
+            ),
+            ComponentRef::Oci {
+                reference,
+                sha256: Some(_),
+            } => (
+                ComponentRef::Oci {
+                    reference: reference.clone(),
+                    sha256: None,
+                },
+                uses.to_string(),
+            ),
+            _ => return None,
+        };
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        if pins.get(&unpinned) != Some(&pin) {
+            return None;
+        }
+        let c = self.cached(&unpinned)?;
+        pins.insert(uses.clone(), pin);
+        drop(pins);
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uses.clone(), c.clone());
+        Some(c)
+    }
+
     /// The component for `uses` if it was loaded before.
     fn cached(&self, uses: &ComponentRef) -> Option<Arc<sb::StepComponent>> {
         self.loaded
@@ -268,7 +348,7 @@ impl Resolver {
     }
 
     fn component(&self, uses: &ComponentRef) -> Result<Arc<sb::StepComponent>, String> {
-        if let Some(c) = self.cached(uses) {
+        if let Some(c) = self.cached(uses).or_else(|| self.loaded_unpinned(uses)) {
             return Ok(c);
         }
         let pin = uses.sha256().map(ToString::to_string);
@@ -300,6 +380,13 @@ impl Resolver {
                     ));
                 }
                 check_header(path)?;
+                // Before the read: a change during it shows as a change at the next run.
+                if let Some(st) = stamp_of(path) {
+                    self.stamps
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(uses.clone(), st);
+                }
                 self.sandbox
                     .load_file(path, pin.as_deref())
                     .map_err(|e| e.to_string())?
@@ -337,6 +424,7 @@ impl Executor for WasmExecutor {
         let resolver = self.resolver.clone();
         let uses = uses.clone();
         Box::pin(async move {
+            resolver.forget_if_changed(&uses);
             if resolver.cached(&uses).is_some() {
                 return Ok(());
             }

@@ -27,6 +27,41 @@ pub(crate) fn record(workflow: &Workflow, local: &WasmExecutor) -> BTreeMap<Stri
         .collect()
 }
 
+/// `workflow` with each component file and tag pinned to what `pins` recorded for it, so every
+/// step of the run loads that version whatever happens to the file or the tag meanwhile (a
+/// file loaded at a pin is checked against it; another run of the same process that starts
+/// after the file changed loads the new version beside it).
+pub(crate) fn pinned(workflow: &Workflow, pins: &BTreeMap<String, String>) -> Workflow {
+    let mut wf = workflow.clone();
+    for step in &mut wf.steps {
+        let components = step.component.iter_mut().chain(match &mut step.compensate {
+            Compensate::Step { component, .. } => Some(component),
+            _ => None,
+        });
+        for c in components {
+            let Some(pin) = pins.get(&c.to_string()) else {
+                continue;
+            };
+            match c {
+                ComponentRef::Oci { sha256: None, .. } => {
+                    if let Ok(p) = ComponentRef::parse(pin, Path::new("/")) {
+                        *c = p;
+                    }
+                }
+                ComponentRef::Path {
+                    sha256: s @ None, ..
+                } => {
+                    *s = pin
+                        .strip_prefix("sha256:")
+                        .and_then(meridian_protocol::Sha256::parse);
+                }
+                _ => {}
+            }
+        }
+    }
+    wf
+}
+
 /// `workflow` as run `run_id` ran it: each tag replaced by the digest the run recorded. Refuses
 /// a component file whose bytes differ from the run's (when `check_files`: a resume, not a
 /// retry), and a tag the run recorded no digest for (a run from before digests were recorded)
@@ -86,7 +121,12 @@ pub(crate) fn for_resume(
         }
     }
     if problems.is_empty() {
-        Ok(wf)
+        // A resume's files as the run recorded them (checked above), its tags too.
+        Ok(if check_files {
+            pinned(&wf, recorded)
+        } else {
+            wf
+        })
     } else {
         Err(RunnerError::Problems(problems))
     }
@@ -129,6 +169,15 @@ mod tests {
         assert_eq!(
             pinned.steps[1].component.as_ref().unwrap().to_string(),
             format!("oci://127.0.0.1:5000/acme/greet:1.0@{digest}")
+        );
+        assert!(
+            pinned.steps[0]
+                .component
+                .as_ref()
+                .unwrap()
+                .sha256()
+                .is_some(),
+            "the file is loaded at the run's digest"
         );
 
         std::fs::write(dir.path().join("step.wasm"), b"second").unwrap();

@@ -211,6 +211,18 @@ impl Runner {
             // A distributed run's components are loaded by its workers.
             StepRunner::Remote(_) => BTreeMap::new(),
         };
+        // Every step of the run loads the version its checks read (see `pins`).
+        let pinned_wf;
+        let wf = if components.is_empty() {
+            wf
+        } else {
+            pinned_wf = Loaded {
+                workflow: Arc::new(crate::pins::pinned(&workflow, &components)),
+                text: wf.text.clone(),
+                path: wf.path.clone(),
+            };
+            &pinned_wf
+        };
         let masker = Masker::new(secrets.values());
         let run_id = launch.run_id.unwrap_or_else(new_run_id);
         let settings = RunSettings {

@@ -812,3 +812,44 @@ steps:
         assert_eq!(code, 409, "{body}");
     });
 }
+
+/// A server runs a component file as it is when each run starts: rebuilt between two runs, the
+/// second runs the new file (the server kept the first version it loaded until it restarted),
+/// and each run's journaled digest is the one it ran.
+#[test]
+fn a_rebuilt_component_file_is_what_the_next_run_runs() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("wf")).unwrap();
+    std::fs::copy(meridian_artifacts::HELLO, s.path().join("wf/step.wasm")).unwrap();
+    s.write(
+        "wf/greet.yaml",
+        "name: greet\nsteps:\n  - {id: a, uses: ./step.wasm, with: {name: Ada}}\n",
+    );
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let ran = |served: &Served| {
+        let id = start(served, "greet");
+        rt().block_on(async {
+            let url = served.url(&format!("/api/v1/runs/{id}"));
+            until(&url, None, Duration::from_secs(30), |r| {
+                r["summary"]["status"] == "succeeded"
+            })
+            .await
+        })
+    };
+    let first = ran(&served);
+    assert_eq!(
+        first["legs"][0]["output"]["greeting"], "Hello, Ada!",
+        "{first}"
+    );
+    // Another size and mtime: the next run loads it again.
+    std::fs::copy(meridian_artifacts::NOOP, s.path().join("wf/step.wasm")).unwrap();
+    let second = ran(&served);
+    assert_eq!(second["legs"][0]["output"], json!({}), "{second}");
+    let digest = |r: &Json| {
+        r["run"]["settings"]["components"]
+            .as_object()
+            .and_then(|c| c.values().next().cloned())
+            .unwrap_or_default()
+    };
+    assert_ne!(digest(&first), digest(&second), "{first}\n{second}");
+}
