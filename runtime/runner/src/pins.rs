@@ -94,7 +94,7 @@ pub(crate) fn for_resume(
                     },
                     None if allows_unpinned => {}
                     None => problems.push(format!(
-                        "step `{id}`: `uses: {c}` names a tag without a digest, and run {run_id} did not record which digest it ran (it started before runs recorded them): start a new run, with --allow-unpinned, or pin the tag"
+                        "step `{id}`: `uses: {c}` names a tag without a digest, and run {run_id} did not record which digest it ran (it started before runs recorded them), so it cannot be resumed at the same code: start a new run"
                     )),
                 },
                 ComponentRef::Path { path, .. } if check_files => {
