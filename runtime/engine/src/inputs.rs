@@ -56,6 +56,7 @@ fn type_name(t: InputType) -> &'static str {
     match t {
         InputType::String => "string",
         InputType::Number => "number",
+        InputType::Integer => "integer",
         InputType::Bool => "bool",
         InputType::Duration => "duration",
         InputType::List => "list",
@@ -78,6 +79,10 @@ pub fn coerce(ty: InputType, text: &str) -> Result<Json, String> {
                 .map(Json::Number)
                 .ok_or_else(|| format!("`{text}` is not a number"))
         }
+        InputType::Integer => t
+            .parse::<i64>()
+            .map(Json::from)
+            .map_err(|_| format!("`{text}` is not a whole number")),
         InputType::Bool => match t.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(Json::Bool(true)),
             "false" | "no" | "off" | "0" => Ok(Json::Bool(false)),
@@ -144,6 +149,13 @@ mod tests {
             serde_json::json!(1.5)
         );
         assert!(coerce(InputType::Number, "x").is_err());
+        assert_eq!(coerce(InputType::Integer, "42").unwrap(), Json::from(42));
+        assert!(
+            coerce(InputType::Integer, "1.5")
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(coerce(InputType::Integer, "1e12").is_err());
         assert_eq!(coerce(InputType::Bool, "Yes").unwrap(), Json::Bool(true));
         assert!(coerce(InputType::Bool, "maybe").is_err());
         // A list for a map (from an inputs file's JSON) is named as such, not split on commas.

@@ -101,6 +101,8 @@ impl Workflow {
 pub enum InputType {
     String,
     Number,
+    /// A whole number (JSON Schema's `integer`, what a step's integer fields take).
+    Integer,
     Bool,
     Duration,
     List,
@@ -113,6 +115,7 @@ impl InputType {
         match self {
             InputType::String => "string",
             InputType::Number => "number",
+            InputType::Integer => "integer",
             InputType::Bool => "bool",
             InputType::Duration => "duration",
             InputType::List => "list",

@@ -9,7 +9,9 @@ use crate::duration::parse_duration;
 use crate::workflow::*;
 use crate::yaml::{Node, NodeKind, Scalar};
 
-const INPUT_TYPES: [&str; 6] = ["string", "number", "bool", "duration", "list", "map"];
+const INPUT_TYPES: [&str; 7] = [
+    "string", "number", "integer", "bool", "duration", "list", "map",
+];
 
 pub(super) fn inputs(cx: &mut Cx<'_>, node: &Node) -> IndexMap<String, InputDef> {
     let mut out = IndexMap::new();
@@ -47,6 +49,7 @@ pub(super) fn inputs(cx: &mut Cx<'_>, node: &Node) -> IndexMap<String, InputDef>
                 match t.as_str() {
                     Some("string") => def.ty = InputType::String,
                     Some("number") => def.ty = InputType::Number,
+                    Some("integer") => def.ty = InputType::Integer,
                     Some("bool") => def.ty = InputType::Bool,
                     Some("duration") => def.ty = InputType::Duration,
                     Some("list") => def.ty = InputType::List,
@@ -57,9 +60,8 @@ pub(super) fn inputs(cx: &mut Cx<'_>, node: &Node) -> IndexMap<String, InputDef>
                         let hint = other
                             .and_then(|s| match s {
                                 "boolean" => Some("did you mean `bool`?".to_owned()),
-                                "int" | "integer" | "float" => {
-                                    Some("did you mean `number`?".to_owned())
-                                }
+                                "int" => Some("did you mean `integer`?".to_owned()),
+                                "float" => Some("did you mean `number`?".to_owned()),
                                 "array" => Some("did you mean `list`?".to_owned()),
                                 "object" => Some("did you mean `map`?".to_owned()),
                                 _ => suggest(s, INPUT_TYPES),
@@ -111,6 +113,7 @@ fn input_default(cx: &mut Cx<'_>, d: &Node, ty: InputType, name: &str) -> Option
     let type_name = match ty {
         InputType::String => "string",
         InputType::Number => "number",
+        InputType::Integer => "integer",
         InputType::Bool => "bool",
         InputType::Duration => "duration",
         InputType::List => "list",
@@ -119,7 +122,15 @@ fn input_default(cx: &mut Cx<'_>, d: &Node, ty: InputType, name: &str) -> Option
     let mismatch = |cx: &mut Cx<'_>, hint: Option<String>| {
         cx.error(
             d.span,
-            format!("{what} must be a {type_name}, found {}", d.describe()),
+            format!(
+                "{what} must be {} {type_name}, found {}",
+                if type_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                },
+                d.describe()
+            ),
             hint,
         );
         None
@@ -132,6 +143,9 @@ fn input_default(cx: &mut Cx<'_>, d: &Node, ty: InputType, name: &str) -> Option
             mismatch(cx, Some(format!("quote it to make it a string: '{t}'")))
         }
         (InputType::Number, NodeKind::Scalar(Scalar::Number(n))) => Some(Json::Number(n.clone())),
+        (InputType::Integer, NodeKind::Scalar(Scalar::Number(n))) if n.is_i64() || n.is_u64() => {
+            Some(Json::Number(n.clone()))
+        }
         (InputType::Bool, NodeKind::Scalar(Scalar::Bool(b))) => Some(Json::Bool(*b)),
         (InputType::Duration, NodeKind::Scalar(Scalar::Str(..) | Scalar::Number(_))) => {
             let text = d.scalar_text().unwrap_or_default();

@@ -508,3 +508,30 @@ steps:
     let names: Vec<String> = w.components().iter().map(|c| c.to_string()).collect();
     assert_eq!(names, ["echo", "hello", "sleep"]);
 }
+
+/// `integer`: what a step's integer fields take; a default that is not whole is refused, and
+/// `int` points at it.
+#[test]
+fn integer_inputs() {
+    let w = wf(
+        "name: i\ninputs:\n  n: {type: integer, default: 3}\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    assert_eq!(w.inputs["n"].ty, InputType::Integer);
+    assert_eq!(w.inputs["n"].default, Some(json!(3)));
+    let e = errors(
+        "name: i\ninputs:\n  n: {type: integer, default: 1.5}\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    assert!(
+        e.iter().any(|e| e.contains("must be an integer, found")),
+        "{e:?}"
+    );
+    let (_, d) = crate::analyze(
+        "t.yaml",
+        "name: i\ninputs:\n  n: {type: int}\nsteps:\n  - {id: a, uses: hello}\n",
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.hint.as_deref() == Some("did you mean `integer`?")),
+        "{d}"
+    );
+}

@@ -46,6 +46,7 @@ impl<'w> Types<'w> {
                 // Durations stay text at run time, as written.
                 InputType::String | InputType::Duration => ExprType::String,
                 InputType::Number => ExprType::Number,
+                InputType::Integer => ExprType::Integer,
                 InputType::Bool => ExprType::Bool,
                 InputType::List => ExprType::Array,
                 InputType::Map => ExprType::Object,
