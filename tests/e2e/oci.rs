@@ -172,6 +172,22 @@ fn a_tampered_component_is_refused_before_anything_runs() {
         0,
     );
     let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    // The local cache's copy changed on disk: fetched again from the registry, and said so.
+    let hex = v["component_digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let cached = s.path().join(format!("c0/oci/blobs/sha256/{hex}"));
+    std::fs::write(&cached, b"not what was pulled").unwrap();
+    s.write(
+        "cached.yaml",
+        &format!(
+            "name: oci\nsteps:\n  - id: greet\n    uses: {}\n    with: {{name: Ada}}\n",
+            pinned.trim()
+        ),
+    );
+    let (_, err) = expect_code(&run(&s, "c0", &["run", "cached.yaml"]), 0);
+    assert!(err.contains("no longer matches its digest"), "{err}");
     let blob = reg.blob_file(v["component_digest"].as_str().unwrap());
     let mut bytes = std::fs::read(&blob).unwrap();
     let last = bytes.len() - 1;

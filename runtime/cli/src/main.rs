@@ -93,10 +93,12 @@ fn main() -> ExitCode {
     };
     raise_open_files_limit();
     // A server reports what it does (loads, reloads, fires, resumes); a command only errors.
+    // The OCI cache's warning (a cached artifact changed on disk, fetched again) reaches the
+    // person too.
     let quiet = match cli.command {
-        cli::Command::Serve(_) => "error,meridian_server=info",
+        cli::Command::Serve(_) => "error,meridian_server=info,meridian_oci=warn",
         // The queue's warnings (a step no worker claims) reach the person waiting.
-        _ => "error,meridian_distributed=warn",
+        _ => "error,meridian_distributed=warn,meridian_oci=warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -218,11 +218,20 @@ pub fn trigger(server: Option<&str>, schedule: &str) -> anyhow::Result<u8> {
     let remote = need_server(server, "schedules fire only under `meridian serve`")?;
     let path = format!("/api/v1/schedules/{}/trigger", schedule.replace('#', "%23"));
     let v = remote.call("POST", &path, None).map_err(fail)?;
-    crate::out::outln!(
-        "fired schedule {schedule}: last run {}",
-        v["last_run"].as_str().unwrap_or("-")
-    )?;
-    Ok(exit::OK)
+    match v["started_run"].as_str() {
+        Some(run) => {
+            crate::out::outln!("fired schedule {schedule}: started run {run}")?;
+            Ok(exit::OK)
+        }
+        // Skipped or queued under its overlap policy: said, not "fired".
+        None => {
+            crate::out::outln!(
+                "schedule {schedule} started no run: {}",
+                crate::commands::safe(v["last_result"].as_str().unwrap_or("-"))
+            )?;
+            Ok(exit::FAILED)
+        }
+    }
 }
 
 fn need_server(server: Option<&str>, hint: &str) -> anyhow::Result<Remote> {

@@ -152,7 +152,15 @@ pub struct Runner {
     /// The lease owner of each run this runner drives under a lease: its steps' kv writes are
     /// fenced like its journal writes.
     fences: Arc<Mutex<HashMap<String, String>>>,
+    /// The workflow versions this runner started runs of, newest last (at most
+    /// [`VERSIONS_KEPT`]): a run waiting at a gate goes on with the version it started with
+    /// after its file was edited (an edit, or a `git pull` of the workflows directory, blocked
+    /// its approval while its primary stayed fenced).
+    versions: Arc<Mutex<std::collections::VecDeque<Loaded>>>,
 }
+
+/// How many workflow versions a runner remembers (see `Runner::versions`).
+const VERSIONS_KEPT: usize = 64;
 
 /// Removes a run's fence when its execution ends, however it ends.
 struct Fence<'a>(&'a Mutex<HashMap<String, String>>, String);
@@ -172,7 +180,45 @@ impl Runner {
             journal,
             steps,
             fences: Arc::default(),
+            versions: Arc::default(),
         }
+    }
+
+    /// Remembers `wf` as a version runs were started from.
+    fn remember(&self, wf: &Loaded) {
+        let sha = wf.sha256();
+        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|l| l.sha256() != sha);
+        v.push_back(wf.clone());
+        while v.len() > VERSIONS_KEPT {
+            v.pop_front();
+        }
+    }
+
+    /// The workflow run `run_id` was started from: its file if unchanged, else the version this
+    /// runner started it from (a server that has run since; a restart, or another process,
+    /// does not know it).
+    fn resumable_workflow(&self, run_id: &str, record: &RunRecord) -> Result<Loaded, RunnerError> {
+        let file = load(Path::new(&record.workflow_path));
+        if let Ok(wf) = &file
+            && wf.sha256() == record.workflow_sha256
+        {
+            return file;
+        }
+        if let Some(kept) = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|l| l.sha256() == record.workflow_sha256)
+        {
+            return Ok(kept.clone());
+        }
+        let wf = file?;
+        Err(RunnerError::Invalid(format!(
+            "{} changed since run {run_id} started, and this process does not have the version it started with; resuming would mix two workflows",
+            wf.path.display()
+        )))
     }
 
     pub fn journal(&self) -> &Arc<dyn Journal> {
@@ -199,6 +245,7 @@ impl Runner {
 
     /// Starts a new run of `wf` and runs it to its end.
     pub async fn start(&self, wf: &Loaded, launch: Launch) -> Result<Finished, RunnerError> {
+        self.remember(wf);
         let workflow = wf.workflow.clone();
         let raw = launch.raw_inputs;
         let inputs =
@@ -347,7 +394,7 @@ impl Runner {
     /// step that needs it.
     pub async fn resume(&self, run_id: &str, resume: Resume) -> Result<Resumed, RunnerError> {
         let (record, summary) = self.journal.run(run_id)?;
-        let mut wf = resumable_workflow(run_id, &record)?;
+        let mut wf = self.resumable_workflow(run_id, &record)?;
         if resume.from.is_none() && summary.status == RunStatus::Succeeded {
             return Ok(Resumed::AlreadySucceeded);
         }
@@ -630,24 +677,13 @@ pub(crate) fn prior_canary(events: &[meridian_store::EventRecord]) -> PriorCanar
 /// (a success, or a failure under `continue-on-error`).
 /// The workflow run `run_id` was started from, as it was: its file still there, still valid
 /// and unchanged (resuming a changed file would mix two workflows).
-fn resumable_workflow(run_id: &str, record: &RunRecord) -> Result<Loaded, RunnerError> {
-    let wf = load(Path::new(&record.workflow_path))?;
-    if wf.sha256() != record.workflow_sha256 {
-        return Err(RunnerError::Invalid(format!(
-            "{} changed since run {run_id} started; resuming would mix two workflows. Start a new run instead.",
-            wf.path.display()
-        )));
-    }
-    Ok(wf)
-}
-
 impl Runner {
     /// Whether run `run_id` can be resumed as far as its workflow goes (see
     /// [`Runner::resume`]): a server asks before it answers an approval or takes a run over,
     /// so a run that cannot go on is said at once, not found failing on every try.
     pub fn check_resumable(&self, run_id: &str) -> Result<(), RunnerError> {
         let (record, _) = self.journal.run(run_id)?;
-        resumable_workflow(run_id, &record).map(drop)
+        self.resumable_workflow(run_id, &record).map(drop)
     }
 }
 

@@ -42,6 +42,9 @@ impl Server {
                 .ok_or_else(|| ApiError::not_found(format!("no schedule `{id}`")))?;
             let before = (s.paused.clone(), s.failures, s.next, s.fire_at);
             match pause {
+                // Paused already: the first pause and its reason stand (a second pause
+                // without a reason wiped them).
+                Some(_) if s.paused.is_some() => {}
                 Some(why) => s.paused = Some(why),
                 None => {
                     s.paused = None;

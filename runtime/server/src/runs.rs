@@ -413,8 +413,17 @@ impl Server {
             n.commit = self.git_commit_of(run_id);
             self.notify(n);
         }
+        // A drill is judged once its run ended for good: a stop at a gate is not an end (its
+        // figures are not measured yet: it sent "drill incomplete" at every gate), and a run
+        // an operator cancelled was stopped on purpose; a plan measures nothing.
+        let judged = matches!(
+            status,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut
+        );
         if let Ok(Some(f)) = result
             && let Some(d) = &f.drill
+            && judged
+            && f.report.mode == meridian_protocol::Mode::Apply
         {
             self.metrics.drill(&workflow, d);
             let missed: Vec<String> = d

@@ -520,7 +520,9 @@ impl Server {
 
     /// Fires schedule `id` now (the API's and the console's `trigger`), under its overlap
     /// policy; a paused or broken schedule is refused with why (409) rather than firing nothing.
-    pub(crate) async fn trigger(self: &Arc<Self>, id: &str) -> Result<(), ApiError> {
+    /// Fires schedule `id` now: the run it started, or `None` when its overlap policy started
+    /// none (skipped, or queued behind a run still going).
+    pub(crate) async fn trigger(self: &Arc<Self>, id: &str) -> Result<Option<String>, ApiError> {
         self.refresh_schedule(id);
         {
             let scheds = self.schedules.lock().unwrap();
@@ -543,7 +545,8 @@ impl Server {
             // Said to the caller, not only kept in the schedule's `last_result`: a trigger that
             // answered 202 and started nothing looked like a success.
             Some(Err(e)) => Err(e),
-            _ => Ok(()),
+            Some(Ok(run)) => Ok(Some(run)),
+            None => Ok(None),
         }
     }
 

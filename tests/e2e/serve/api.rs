@@ -285,7 +285,11 @@ fn the_cli_talks_to_a_server() {
     };
     let (out, _) =
         crate::support::expect_code(&remote("operator-token", &["trigger", "gated#0"]), 0);
-    assert!(out.contains("fired schedule gated#0"), "{out}");
+    assert!(
+        out.contains("fired schedule gated#0: started run r"),
+        "{out}"
+    );
+
     let start = Instant::now();
     let id = loop {
         let (out, _) =
@@ -852,4 +856,47 @@ fn a_rebuilt_component_file_is_what_the_next_run_runs() {
             .unwrap_or_default()
     };
     assert_ne!(digest(&first), digest(&second), "{first}\n{second}");
+}
+
+/// A run waiting at its gate goes on with the workflow version it started with after its file
+/// was edited (an edit blocked the approval — 409, "changed since the run started" — while a
+/// failover's primary stayed fenced); the next run gets the edit.
+#[test]
+fn an_edited_workflow_does_not_strand_a_run_at_its_gate() {
+    let s = Scratch::new();
+    let gated = |who: &str| {
+        format!(
+            "name: gated\nsteps:\n  - {{id: fence, uses: hello, with: {{name: fence}}}}\n  - id: promote\n    uses: hello\n    needs: fence\n    approval: true\n    with: {{name: {who}}}\n"
+        )
+    };
+    s.write("wf/gated.yaml", &gated("Bob"));
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let id = start(&served, "gated");
+    let run_url = served.url(&format!("/api/v1/runs/{id}"));
+    rt().block_on(async {
+        until(&run_url, None, Duration::from_secs(30), |b| {
+            b["summary"]["status"] == "awaiting-approval"
+        })
+        .await;
+    });
+    s.write("wf/gated.yaml", &gated("Eve"));
+    // The server has read the edit (it checks its directory every second).
+    std::thread::sleep(Duration::from_millis(2500));
+    let run = rt().block_on(async {
+        let url = served.url(&format!("/api/v1/runs/{id}/approvals/promote"));
+        let (code, body) = call("POST", &url, None, Some(json!({"decision": "approve"}))).await;
+        assert!(code == 200 || code == 202, "{code} {body}");
+        until(&run_url, None, Duration::from_secs(30), |b| {
+            b["summary"]["status"] == "succeeded"
+        })
+        .await
+    });
+    let promoted = run["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["step"] == "promote")
+        .cloned()
+        .unwrap();
+    assert_eq!(promoted["output"]["greeting"], "Hello, Bob!", "{run}");
 }

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// Approving a gate of a run whose workflow file was edited meanwhile answers 409 with why, and
-/// the run keeps waiting (it answered 202 and did nothing). An interrupted run whose file was
+/// Approving a gate of a run whose workflow file was edited meanwhile, on a server that does not
+/// have the version the run started with (restarted since), answers 409 with why, and the run
+/// keeps waiting (it answered 202 and did nothing). An interrupted run whose file was
 /// edited ends failed, saying why, with one `run.failed` webhook — it was resumed and failed on
 /// every pass of the takeover loop, a webhook each, the run `running` forever.
 #[test]
@@ -34,6 +35,10 @@ fn a_run_whose_workflow_changed_says_so_once() {
         "wf/gated.yaml",
         &GATED.replace("promote the standby?", "go?"),
     );
+    // A server that started the run goes on with the version it started (see
+    // `an_edited_workflow_does_not_strand_a_run_at_its_gate`); a restarted one does not have it.
+    drop(served);
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
     let approve = json!({"decision": "approve"});
     let gate = served.url(&format!("/api/v1/runs/{gated}/approvals/promote"));
     let (code, body) = rt.block_on(call("POST", &gate, None, Some(approve)));

@@ -152,6 +152,33 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
         );
         let word = slow["last_state"].as_str().unwrap_or_default();
         assert!(["skipped", "succeeded"].contains(&word), "{slow}");
+        // A trigger while a run of it goes is skipped too, and its answer says it started none
+        // (`last_run` alone named the run before it). At most 20 tries, 200 ms apart.
+        let mut skipped = None;
+        for _ in 0..20 {
+            let (code, fired) = call(
+                "POST",
+                &served.url("/api/v1/schedules/slow%230/trigger"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(code, 202, "{fired}");
+            if fired["started_run"].is_null() {
+                skipped = Some(fired);
+                break;
+            }
+            assert!(fired["started_run"].is_string(), "{fired}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let skipped = skipped.expect("one trigger found a run of it going");
+        assert!(
+            skipped["last_result"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("skipped"),
+            "{skipped}"
+        );
 
         // Resume it: it fires again.
         let (code, info) = call(

@@ -298,13 +298,17 @@ async fn trigger(
     Path(sched): Path<String>,
 ) -> Answer<Response> {
     require(&id, Role::Operator)?;
-    s.trigger(&sched).await?;
+    let started = s.trigger(&sched).await?;
     let info = s
         .schedule_infos()
         .into_iter()
         .find(|i| i.id == sched)
         .ok_or_else(|| ApiError::not_found(format!("no schedule `{sched}`")))?;
-    Ok((StatusCode::ACCEPTED, Json(json!(info))).into_response())
+    // The schedule, and the run this trigger started: `null` when its overlap policy started
+    // none (`last_result` says why). `last_run` alone could not tell a new run from the last.
+    let mut body = json!(info);
+    body["started_run"] = json!(started);
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 async fn metrics(State(s): State<Arc<Server>>) -> Answer<Response> {

@@ -357,7 +357,7 @@ async fn schedule_action(
             .set_paused(&id, Some(format!("paused by {}", who.identity.name)))
             .map(|_| ()),
         "resume" => s.set_paused(&id, None).map(|_| ()),
-        "trigger" => s.trigger(&id).await,
+        "trigger" => s.trigger(&id).await.map(|_| ()),
         other => Err(ApiError::not_found(format!("no action `{other}`"))),
     };
     match result {
