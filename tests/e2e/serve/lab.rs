@@ -46,14 +46,25 @@ fn the_packaged_dr_drill_runs_on_its_schedule_against_the_lab() {
         )
         .await;
         assert_eq!(code, 202, "{fired}");
-        let id = fired["last_run"].as_str().unwrap().to_string();
-        let run = until(
+        let id = fired["started_run"].as_str().unwrap().to_string();
+        let ended = until(
             &served.url(&format!("/api/v1/runs/{id}")),
             None,
             Duration::from_secs(180),
             |b| b["summary"]["status"] != "running",
         )
         .await;
+        // Ended, its canaries still measuring (3 s without a failure at least): said, so a
+        // poller does not take the figures as final; then they are.
+        assert_eq!(ended["measuring"], true, "{ended}");
+        let run = until(
+            &served.url(&format!("/api/v1/runs/{id}")),
+            None,
+            Duration::from_secs(180),
+            |b| b["measuring"] == false,
+        )
+        .await;
+        assert!(run["drill"]["figures"].is_array(), "{run}");
         assert_eq!(
             run["summary"]["status"],
             "succeeded",

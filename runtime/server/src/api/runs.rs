@@ -162,6 +162,22 @@ pub(super) async fn show_run(
         .get(&summary.workflow)
         .and_then(|l| DrillVerdict::of_run(&l.workflow, &legs, &events));
     let active = s.active.lock().unwrap().contains_key(&id);
+    // A drill's run has ended but its canaries still measure what clients lose (until they see
+    // no failure for 3 s): its figures are not final yet. Its driver holds the run's lease until
+    // they are, on this server or another of the journal.
+    let ended = !matches!(
+        summary.status,
+        RunStatus::Running | RunStatus::AwaitingApproval
+    );
+    let measuring = drill.is_some()
+        && ended
+        && (active
+            || s.runner
+                .journal()
+                .lease_holder(&id)
+                .ok()
+                .flatten()
+                .is_some());
     Ok(Json(json!({
         "run": record,
         "summary": summary,
@@ -170,6 +186,7 @@ pub(super) async fn show_run(
         "waiting_for_approval": waiting,
         "driven_here": active,
         "drill": drill.as_ref().map(drill_json),
+        "measuring": measuring,
     })))
 }
 
