@@ -900,3 +900,40 @@ fn an_edited_workflow_does_not_strand_a_run_at_its_gate() {
         .unwrap();
     assert_eq!(promoted["output"]["greeting"], "Hello, Bob!", "{run}");
 }
+
+/// The console's run page shows a gated drill's "Approval wait" beside its other figures, as
+/// the API, `runs show` and the exported page do (it read no events for a drill without
+/// canaries, so the wait was missing there alone).
+#[test]
+fn the_console_run_page_shows_a_drills_approval_wait() {
+    let s = Scratch::new();
+    s.write(
+        "wf/gatedrill.yaml",
+        "name: gatedrill\ndrill: {rto: 60s}\nsteps:\n  - {id: promote, uses: hello, approval: true}\n  - id: report\n    uses: drill-report\n    needs: promote\n    with:\n      fault_at_ms: ${{ run.started_at_ms }}\n      recovered_at_ms: ${{ run.started_at_ms }}\n      rto_target_ms: 60000\n",
+    );
+    let served = Served::start(&s, &["--workflows", "wf"]);
+    let id = start(&served, "gatedrill");
+    let run_url = served.url(&format!("/api/v1/runs/{id}"));
+    let page = rt().block_on(async {
+        until(&run_url, None, Duration::from_secs(30), |b| {
+            b["summary"]["status"] == "awaiting-approval"
+        })
+        .await;
+        let gate = served.url(&format!("/api/v1/runs/{id}/approvals/promote"));
+        let (code, body) = call("POST", &gate, None, Some(json!({"decision": "approve"}))).await;
+        assert!(code == 200 || code == 202, "{code} {body}");
+        let run = until(&run_url, None, Duration::from_secs(30), |b| {
+            b["summary"]["status"] == "succeeded"
+        })
+        .await;
+        let figures = run["drill"]["figures"].to_string();
+        assert!(figures.contains("Approval wait"), "{run}");
+        reqwest::get(served.url(&format!("/runs/{id}")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(page.contains("Approval wait"), "{page}");
+}

@@ -48,10 +48,15 @@ fn drill_of(
 ) -> Result<Option<DrillVerdict>, ApiError> {
     let j = s.runner.journal();
     let legs = j.legs(run).map_err(|e| store(&e))?;
-    // The events hold the host's canary figures: read them only when the drill has canaries.
-    let events = match wf.drill.as_ref().and_then(|d| d.canary.as_ref()) {
-        Some(_) => j.events(run).map_err(|e| store(&e))?,
-        None => Vec::new(),
+    // The events hold the host's canary figures and the approval wait: read them only when
+    // the drill has canaries or a step has a gate (the wait was left out of such a drill's
+    // figures here, and only here).
+    let needs_events = wf.drill.as_ref().is_some_and(|d| d.canary.is_some())
+        || wf.steps.iter().any(|st| st.approval.is_some());
+    let events = if needs_events {
+        j.events(run).map_err(|e| store(&e))?
+    } else {
+        Vec::new()
     };
     Ok(DrillVerdict::of_run(wf, &legs, &events))
 }
@@ -272,8 +277,12 @@ fn render_run(s: &Server, who: &Who, id: &str, whole: bool) -> Result<String, Ap
         .iter()
         .flat_map(|w| w.steps.iter().map(|st| st.id.value.clone()))
         .collect();
+    // Of the events read above: all of them (canaries, the approval wait).
     let drill = match &wf {
-        Some(w) => drill_of(s, w, id)?,
+        Some(w) => {
+            let legs = j.legs(id).map_err(|e| store(&e))?;
+            DrillVerdict::of_run(w, &legs, &events)
+        }
         None => None,
     };
     let note = wf.is_none().then_some(
