@@ -53,8 +53,18 @@ pub struct Summary {
     pub worst_downtime_ms: Option<f64>,
 }
 
-/// The last `last` finished drill runs (apply mode, workflows with a `drill:` block), newest
-/// first; only `workflow`'s when given.
+/// Whether a drill's run in this state is a drill's result: it finished, and nobody cancelled
+/// it (a run an operator stopped on purpose counted as an incomplete drill in the pass rate and
+/// became a workflow's "last drill"); one going or waiting at a gate is not finished.
+pub fn is_drill_result(status: RunStatus) -> bool {
+    !matches!(
+        status,
+        RunStatus::Running | RunStatus::AwaitingApproval | RunStatus::Cancelled
+    )
+}
+
+/// The last `last` finished drill runs (apply mode, workflows with a `drill:` block; a run
+/// cancelled by an operator is not one), newest first; only `workflow`'s when given.
 pub fn history(
     journal: &dyn Journal,
     workflow: Option<&str>,
@@ -75,7 +85,7 @@ pub fn history(
             break;
         }
         let r = r?;
-        if r.status == RunStatus::Running {
+        if !is_drill_result(r.status) {
             continue;
         }
         let (record, _) = journal.run(&r.id)?;

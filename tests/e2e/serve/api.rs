@@ -936,4 +936,32 @@ fn the_console_run_page_shows_a_drills_approval_wait() {
             .unwrap()
     });
     assert!(page.contains("Approval wait"), "{page}");
+
+    // A second run, cancelled at its gate by an operator: no drill result, not counted (it
+    // counted as an incomplete drill in the pass rate).
+    let second = start(&served, "gatedrill");
+    rt().block_on(async {
+        let url = served.url(&format!("/api/v1/runs/{second}"));
+        until(&url, None, Duration::from_secs(30), |b| {
+            b["summary"]["status"] == "awaiting-approval"
+        })
+        .await;
+        let cancel = served.url(&format!("/api/v1/runs/{second}/cancel"));
+        let (code, body) = call("POST", &cancel, None, None).await;
+        assert_eq!(code, 200, "{body}");
+        let (_, drills) = call(
+            "GET",
+            &served.url("/api/v1/drills?workflow=gatedrill"),
+            None,
+            None,
+        )
+        .await;
+        let listed: Vec<&str> = drills["drills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["run"].as_str())
+            .collect();
+        assert_eq!(listed, [id.as_str()], "{drills}");
+    });
 }

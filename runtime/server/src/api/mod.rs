@@ -237,7 +237,7 @@ async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> A
         let Some(wf) = drills.get(&r.workflow) else {
             continue;
         };
-        if r.status == RunStatus::Running {
+        if !meridian_runner::history::is_drill_result(r.status) {
             continue;
         }
         let legs = j.legs(&r.id).map_err(|e| ApiError::from_store(&e))?;

@@ -99,10 +99,9 @@ fn overview_rows(s: &Server) -> Result<Vec<console::WorkflowRow>, ApiError> {
         let mut last_drill = None;
         if let Some(l) = name.as_deref().and_then(|n| catalog.get(n))
             && l.workflow.drill.is_some()
-            && let Some(r) = runs
-                .iter()
-                .filter(mine)
-                .find(|r| r.mode == Mode::Apply && r.status.is_finished())
+            && let Some(r) = runs.iter().filter(mine).find(|r| {
+                r.mode == Mode::Apply && meridian_runner::history::is_drill_result(r.status)
+            })
             && let Some(v) = drill_of(s, &l.workflow, &r.id)?
         {
             last_drill = Some((r.clone(), v));
@@ -346,7 +345,7 @@ fn drill_history(s: &Server) -> Result<Vec<console::DrillHistory>, ApiError> {
         let Some(wf) = drills.get(&r.workflow) else {
             continue;
         };
-        if r.mode != Mode::Apply || r.status == RunStatus::Running {
+        if r.mode != Mode::Apply || !meridian_runner::history::is_drill_result(r.status) {
             continue;
         }
         let list = hist
