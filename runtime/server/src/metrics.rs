@@ -150,12 +150,19 @@ impl Metrics {
 
     /// The exposition; `states` counts the journal's runs by state, `active` the runs this
     /// server drives now.
-    pub fn render(&self, states: &BTreeMap<&'static str, u64>, active: usize) -> String {
+    pub fn render(
+        &self,
+        states: &BTreeMap<(&'static str, &'static str), u64>,
+        active: usize,
+    ) -> String {
         let inner = self.0.lock().unwrap();
         let mut out = String::new();
-        out.push_str("# HELP meridian_runs Runs in the journal by state (the latest 10,000 runs).\n# TYPE meridian_runs gauge\n");
-        for (state, n) in states {
-            let _ = writeln!(out, "meridian_runs{{state=\"{state}\"}} {n}");
+        out.push_str("# HELP meridian_runs Runs in the journal by state and mode (`plan`: a plan, or a server's readiness or drift check).\n# TYPE meridian_runs gauge\n");
+        for ((state, mode), n) in states {
+            let _ = writeln!(
+                out,
+                "meridian_runs{{state=\"{state}\",mode=\"{mode}\"}} {n}"
+            );
         }
         out.push_str("# HELP meridian_runs_active Runs this server is driving now.\n# TYPE meridian_runs_active gauge\n");
         let _ = writeln!(out, "meridian_runs_active {active}");
@@ -288,7 +295,14 @@ mod tests {
         m.step_finished(Duration::from_millis(20));
         m.step_finished(Duration::from_secs(2));
         m.run_ended("a\"b", RunStatus::Failed);
-        let text = m.render(&BTreeMap::from([("failed", 1)]), 0);
+        let text = m.render(
+            &BTreeMap::from([(("failed", "apply"), 1), (("failed", "plan"), 3)]),
+            0,
+        );
+        assert!(
+            text.contains("meridian_runs{state=\"failed\",mode=\"plan\"} 3"),
+            "{text}"
+        );
         assert!(
             text.contains("meridian_step_duration_seconds_bucket{le=\"0.05\"} 1"),
             "{text}"

@@ -199,7 +199,7 @@ fn schedules_fire_skip_overlaps_and_pause_after_failures() {
             "{metrics}"
         );
         assert!(
-            metrics.contains("meridian_runs{state=\"failed\"}"),
+            metrics.contains("meridian_runs{state=\"failed\",mode=\"apply\"}"),
             "{metrics}"
         );
     });

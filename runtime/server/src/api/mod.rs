@@ -312,20 +312,25 @@ async fn trigger(
 }
 
 async fn metrics(State(s): State<Arc<Server>>) -> Answer<Response> {
-    // Every run of the journal, counted by the store per state (no page is read).
-    let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // Every run of the journal, counted by the store per state and mode (no page is read): a
+    // server's readiness and drift checks are plan runs, told apart from applied ones (a lab
+    // that was not ready counted as failed runs).
+    let mut states: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
     for status in RunStatus::ALL {
-        let page = s
-            .runner
-            .journal()
-            .query_runs(&meridian_store::RunQuery {
-                status: Some(status),
-                limit: 0,
-                ..meridian_store::RunQuery::default()
-            })
-            .map_err(|e| ApiError::from_store(&e))?;
-        if page.total > 0 {
-            states.insert(status.as_str(), page.total as u64);
+        for mode in [Mode::Apply, Mode::Plan] {
+            let page = s
+                .runner
+                .journal()
+                .query_runs(&meridian_store::RunQuery {
+                    status: Some(status),
+                    mode: Some(mode),
+                    limit: 0,
+                    ..meridian_store::RunQuery::default()
+                })
+                .map_err(|e| ApiError::from_store(&e))?;
+            if page.total > 0 {
+                states.insert((status.as_str(), mode.as_str()), page.total as u64);
+            }
         }
     }
     let active = s.active.lock().unwrap().len();
