@@ -500,7 +500,10 @@ fn memory_child(dir: &Path) {
             .await
             .unwrap();
         assert_eq!(
-            metric(&metrics, "meridian_runs{state=\"succeeded\",mode=\"apply\"}") as u64,
+            metric(
+                &metrics,
+                "meridian_runs{state=\"succeeded\",mode=\"apply\"}"
+            ) as u64,
             10_000
         );
         let mut took = Vec::new();
