@@ -606,8 +606,8 @@ impl Server {
         Some(self.start_scheduled(&spec).await)
     }
 
-    /// The runs of schedule `id` still running in the journal, whichever server started them
-    /// (one indexed query for the workflow's running runs, then each one's record). A journal
+    /// The runs of schedule `id` still going in the journal — running, or waiting at a gate —,
+    /// whichever server started them (one indexed query per state, then each one's record). A journal
     /// that does not answer counts as none: the tick's claim already needed it.
     fn going_in_journal(&self, id: &str) -> Vec<String> {
         let Some(workflow) = self
@@ -619,11 +619,16 @@ impl Server {
         else {
             return Vec::new();
         };
-        let running = Some(meridian_protocol::RunStatus::Running);
-        self.runs_of_schedule(id, &workflow, running, 100, usize::MAX)
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
+        // A run waiting at its gate is still going: a tick beside it started another run (a
+        // daily drill whose approval waited a day had two).
+        [
+            meridian_protocol::RunStatus::Running,
+            meridian_protocol::RunStatus::AwaitingApproval,
+        ]
+        .into_iter()
+        .flat_map(|status| self.runs_of_schedule(id, &workflow, Some(status), 100, usize::MAX))
+        .map(|r| r.id)
+        .collect()
     }
 
     /// Schedule `id`'s runs in the journal, whichever server started them, newest first: one

@@ -301,6 +301,14 @@ fn the_cli_talks_to_a_server() {
         assert!(start.elapsed() < Duration::from_secs(60), "{out}");
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Fired again while that run waits at its gate (still going, for `overlap: skip`): skipped,
+    // and said so (it started a second run beside the waiting one).
+    let (out, _) =
+        crate::support::expect_code(&remote("operator-token", &["trigger", "gated#0"]), 1);
+    assert!(
+        out.contains("schedule gated#0 started no run: tick skipped"),
+        "{out}"
+    );
     // The operator may not approve; the server's reason is shown.
     let (_, err) =
         crate::support::expect_code(&remote("operator-token", &["approve", &id, "promote"]), 1);
