@@ -757,7 +757,12 @@ impl Server {
             _ => {}
         }
         let state = Some(s.state()).filter(|st| *st != before);
-        let queued = s.queued && s.running.is_empty() && s.paused.is_none();
+        // A run that stopped at its gate is still going: a tick queued behind it waits for its
+        // end (here, or through the journal if another server drives it on).
+        let queued = s.queued
+            && s.running.is_empty()
+            && s.paused.is_none()
+            && status != RunStatus::AwaitingApproval;
         if queued {
             s.queued = false;
         }
