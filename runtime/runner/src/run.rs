@@ -156,7 +156,8 @@ pub struct Runner {
     /// [`VERSIONS_KEPT`]): a run waiting at a gate goes on with the version it started with
     /// after its file was edited (an edit, or a `git pull` of the workflows directory, blocked
     /// its approval while its primary stayed fenced).
-    versions: Arc<Mutex<std::collections::VecDeque<Loaded>>>,
+    /// Each with its text's sha256, computed once.
+    versions: Arc<Mutex<std::collections::VecDeque<(String, Loaded)>>>,
 }
 
 /// How many workflow versions a runner remembers (see `Runner::versions`).
@@ -188,8 +189,8 @@ impl Runner {
     fn remember(&self, wf: &Loaded) {
         let sha = wf.sha256();
         let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        v.retain(|l| l.sha256() != sha);
-        v.push_back(wf.clone());
+        v.retain(|(s, _)| *s != sha);
+        v.push_back((sha, wf.clone()));
         while v.len() > VERSIONS_KEPT {
             v.pop_front();
         }
@@ -210,9 +211,9 @@ impl Runner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .find(|l| l.sha256() == record.workflow_sha256)
+            .find(|(sha, _)| *sha == record.workflow_sha256)
         {
-            return Ok(kept.clone());
+            return Ok(kept.1.clone());
         }
         let wf = file?;
         Err(RunnerError::Invalid(format!(
