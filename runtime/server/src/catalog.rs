@@ -222,6 +222,14 @@ impl Catalog {
             .and_then(|e| e.error.as_deref())
     }
 
+    /// The workflows in service that have a `drill:` block, by name.
+    pub fn drill_workflows(&self) -> BTreeMap<String, std::sync::Arc<meridian_model::Workflow>> {
+        self.workflows()
+            .filter(|l| l.workflow.drill.is_some())
+            .map(|l| (l.workflow.name.clone(), l.workflow.clone()))
+            .collect()
+    }
+
     /// Every workflow in service.
     pub fn workflows(&self) -> impl Iterator<Item = &Loaded> {
         self.files.values().filter_map(|e| e.loaded.as_ref())

@@ -1,7 +1,7 @@
 //! Schedules' pauses: after N failed runs in a row, or by a person (`POST …/pause|resume`),
 //! saved in the journal at every change so a restart and every server sharing the journal keep
-//! them (each tick reads them again before it fires); and each schedule's last run, read back
-//! from the journal at start-up.
+//! them (each tick reads them again before it fires); and each schedule's runs as the journal
+//! has them: its last run, and those still going (whichever server started them).
 
 use std::collections::BTreeMap;
 
@@ -188,5 +188,65 @@ impl Server {
                 ));
             }
         }
+    }
+}
+
+impl Server {
+    /// The runs of schedule `id` still going in the journal — running, or waiting at a gate —,
+    /// whichever server started them (one indexed query per state, then each one's record). A journal
+    /// that does not answer counts as none: the tick's claim already needed it.
+    pub(crate) fn going_in_journal(&self, id: &str) -> Vec<String> {
+        let Some(workflow) = self
+            .schedules
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|s| s.spec.workflow.clone())
+        else {
+            return Vec::new();
+        };
+        // A run waiting at its gate is still going: a tick beside it started another run (a
+        // daily drill whose approval waited a day had two).
+        [
+            meridian_protocol::RunStatus::Running,
+            meridian_protocol::RunStatus::AwaitingApproval,
+        ]
+        .into_iter()
+        .flat_map(|status| self.runs_of_schedule(id, &workflow, Some(status), 100, usize::MAX))
+        .map(|r| r.id)
+        .collect()
+    }
+
+    /// Schedule `id`'s runs in the journal, whichever server started them, newest first: one
+    /// indexed query for `limit` runs of its workflow (in `status`, when given), then each
+    /// one's record until `max` are found. A journal that does not answer gives none.
+    pub(crate) fn runs_of_schedule(
+        &self,
+        id: &str,
+        workflow: &str,
+        status: Option<meridian_protocol::RunStatus>,
+        limit: usize,
+        max: usize,
+    ) -> Vec<meridian_store::RunSummary> {
+        let journal = self.runner.journal();
+        let trigger = format!("schedule:{id}");
+        let query = meridian_store::RunQuery {
+            workflow: Some(workflow.to_string()),
+            status,
+            limit,
+            ..meridian_store::RunQuery::default()
+        };
+        let Ok(page) = journal.query_runs(&query) else {
+            return Vec::new();
+        };
+        page.runs
+            .into_iter()
+            .filter(|r| {
+                journal
+                    .run(&r.id)
+                    .is_ok_and(|(rec, _)| rec.settings.trigger.as_deref() == Some(&trigger))
+            })
+            .take(max)
+            .collect()
     }
 }

@@ -606,64 +606,6 @@ impl Server {
         Some(self.start_scheduled(&spec).await)
     }
 
-    /// The runs of schedule `id` still going in the journal — running, or waiting at a gate —,
-    /// whichever server started them (one indexed query per state, then each one's record). A journal
-    /// that does not answer counts as none: the tick's claim already needed it.
-    fn going_in_journal(&self, id: &str) -> Vec<String> {
-        let Some(workflow) = self
-            .schedules
-            .lock()
-            .unwrap()
-            .get(id)
-            .map(|s| s.spec.workflow.clone())
-        else {
-            return Vec::new();
-        };
-        // A run waiting at its gate is still going: a tick beside it started another run (a
-        // daily drill whose approval waited a day had two).
-        [
-            meridian_protocol::RunStatus::Running,
-            meridian_protocol::RunStatus::AwaitingApproval,
-        ]
-        .into_iter()
-        .flat_map(|status| self.runs_of_schedule(id, &workflow, Some(status), 100, usize::MAX))
-        .map(|r| r.id)
-        .collect()
-    }
-
-    /// Schedule `id`'s runs in the journal, whichever server started them, newest first: one
-    /// indexed query for `limit` runs of its workflow (in `status`, when given), then each
-    /// one's record until `max` are found. A journal that does not answer gives none.
-    pub(crate) fn runs_of_schedule(
-        &self,
-        id: &str,
-        workflow: &str,
-        status: Option<meridian_protocol::RunStatus>,
-        limit: usize,
-        max: usize,
-    ) -> Vec<meridian_store::RunSummary> {
-        let journal = self.runner.journal();
-        let trigger = format!("schedule:{id}");
-        let query = meridian_store::RunQuery {
-            workflow: Some(workflow.to_string()),
-            status,
-            limit,
-            ..meridian_store::RunQuery::default()
-        };
-        let Ok(page) = journal.query_runs(&query) else {
-            return Vec::new();
-        };
-        page.runs
-            .into_iter()
-            .filter(|r| {
-                journal
-                    .run(&r.id)
-                    .is_ok_and(|(rec, _)| rec.settings.trigger.as_deref() == Some(&trigger))
-            })
-            .take(max)
-            .collect()
-    }
-
     /// Starts the ticks queued behind another server's run (`overlap: queue`) once no run of
     /// their schedule is going any more: this server hears only of its own runs' ends.
     pub(crate) async fn start_queued_elsewhere(self: &Arc<Self>) {

@@ -251,6 +251,7 @@ steps:
 
 mod api;
 mod edits;
+mod gates;
 pub(crate) mod git;
 mod ha;
 mod lab;

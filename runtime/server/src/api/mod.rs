@@ -211,15 +211,8 @@ struct DrillFilter {
 /// figures against the targets.
 async fn drills(State(s): State<Arc<Server>>, Query(f): Query<DrillFilter>) -> Answer<Json<Json_>> {
     let limit = page_limit(f.limit)?;
-    let drills: BTreeMap<String, Arc<meridian_model::Workflow>> = s
-        .catalog
-        .read()
-        .unwrap()
-        .workflows()
-        .filter(|l| l.workflow.drill.is_some())
-        .filter(|l| f.workflow.as_ref().is_none_or(|w| *w == l.workflow.name))
-        .map(|l| (l.workflow.name.clone(), l.workflow.clone()))
-        .collect();
+    let mut drills = s.catalog.read().unwrap().drill_workflows();
+    drills.retain(|name, _| f.workflow.as_ref().is_none_or(|w| w == name));
     let j = s.runner.journal();
     let mut out = Vec::new();
     // Applied runs (of the workflow asked for), a page at a time from the store's index.

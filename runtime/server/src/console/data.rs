@@ -331,14 +331,7 @@ pub(super) async fn run_live(
 }
 
 fn drill_history(s: &Server) -> Result<Vec<console::DrillHistory>, ApiError> {
-    let drills: BTreeMap<String, Arc<meridian_model::Workflow>> = s
-        .catalog
-        .read()
-        .unwrap()
-        .workflows()
-        .filter(|l| l.workflow.drill.is_some())
-        .map(|l| (l.workflow.name.clone(), l.workflow.clone()))
-        .collect();
+    let drills = s.catalog.read().unwrap().drill_workflows();
     let mut hist: BTreeMap<String, Vec<console::DrillRun>> =
         drills.keys().map(|k| (k.clone(), Vec::new())).collect();
     for r in s.runner.journal().runs(HISTORY).map_err(|e| store(&e))? {
