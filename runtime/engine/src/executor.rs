@@ -29,6 +29,16 @@ pub struct ResolvedGrants {
     pub kv: Vec<String>,
 }
 
+impl ResolvedGrants {
+    /// Whether a step holding these grants can change something outside the run: send a
+    /// request, run SQL, write a file (in apply mode; plan mode records instead). A step that
+    /// cannot only computes, and may start before the results it reads are durable (see
+    /// `EventSink::durable`).
+    pub fn can_act(&self) -> bool {
+        !self.http.is_empty() || !self.sql.is_empty() || self.fs.iter().any(|f| f.writable)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FsPreopen {
     pub host: PathBuf,

@@ -116,3 +116,78 @@ async fn dependents_start_after_the_leg_finished_was_handed_over() {
     assert_eq!(flat.first().map(String::as_str), Some("run-started"));
     assert_eq!(flat.last().map(String::as_str), Some("run-finished"));
 }
+
+/// What the gate test saw, in order: events, `durable()` asked and resolved, executions.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A journal whose leg groups become durable 10 ms after they are written.
+struct Behind(Log);
+impl EventSink for Behind {
+    fn emit(&self, event: &Event) -> Result<(), SinkError> {
+        self.0.lock().unwrap().push(label(event));
+        Ok(())
+    }
+    fn durable(&self) -> meridian_protocol::event::Durable {
+        self.0.lock().unwrap().push("durable?".into());
+        let log = self.0.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            log.lock().unwrap().push("durable".into());
+            Ok(())
+        })
+    }
+}
+
+/// Logs each start.
+struct Logged(Log);
+impl Executor for Logged {
+    fn execute(&self, req: StepRequest) -> BoxFuture<'static, Result<StepResult, AttemptError>> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("execute {}", req.step_id));
+        Box::pin(async { Ok(StepResult::default()) })
+    }
+}
+
+/// A leg that can act (here: granted HTTP) starts only once the results before it are durable;
+/// one that only computes starts at once, while the journal flushes. Plan mode acts on nothing.
+#[tokio::test(start_paused = true)]
+async fn a_leg_that_can_act_waits_for_what_it_reads_to_be_durable() {
+    let yaml = "name: w\nsteps:\n  - {id: a, uses: x}\n  - {id: b, uses: x, needs: a, grants: {http: [\"http://127.0.0.1:9\"]}}\n  - {id: c, uses: x, needs: b}\n";
+    let wf = Arc::new(meridian_model::parse("t.yaml", yaml).expect("valid workflow"));
+    for mode in [meridian_engine::Mode::Apply, meridian_engine::Mode::Plan] {
+        let log = Log::default();
+        let mut opts = RunOptions::new("r");
+        opts.mode = mode;
+        opts.sink = Some(Arc::new(Behind(log.clone())));
+        let report = run(wf.clone(), Arc::new(Logged(log.clone())), opts)
+            .await
+            .unwrap();
+        assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+        let log = log.lock().unwrap().clone();
+        let at = |s: &str| {
+            log.iter()
+                .position(|l| l == s)
+                .unwrap_or_else(|| panic!("no `{s}` in {log:?}"))
+        };
+        let between = |from: &str, to: &str| log[at(from)..at(to)].to_vec();
+        // `a` and `c` are not held back.
+        assert!(
+            !between("run-started", "execute a").contains(&"durable?".to_string()),
+            "{log:?}"
+        );
+        assert!(
+            !between("leg-finished b", "execute c").contains(&"durable?".to_string()),
+            "{log:?}"
+        );
+        let b = between("leg-finished a", "execute b");
+        if mode == meridian_engine::Mode::Apply {
+            let asked = b.iter().position(|l| l == "durable?");
+            let synced = b.iter().position(|l| l == "durable");
+            assert!(asked.is_some() && synced > asked, "{log:?}");
+        } else {
+            assert!(!b.contains(&"durable?".to_string()), "{log:?}");
+        }
+    }
+}

@@ -287,8 +287,22 @@ impl Event {
 /// a commit point, so nothing of a run that ended is left in memory.
 ///
 /// A step's dependents start only after its leg-finished events were emitted, so they never
-/// start before its result is on disk. Sinks that only show events (the terminal view,
+/// start before its result is written. Sinks that only show events (the terminal view,
 /// `--json`) have nothing to make durable and show each event as it comes.
+///
+/// # Written, then durable: leg-finished groups
+///
+/// A journal may return from a group whose only commit points are leg-finished events once
+/// they are *written* (a killed process loses none of them; the journal's readers see them),
+/// and make them durable against a power cut or an OS crash moments later, in the background:
+/// the next legs then start while the previous group's fsync is in flight.
+/// [`EventSink::durable`] says when: it resolves once every commit point emitted before the call
+/// is durable. The engine awaits it before anything that may act on the world starts (a leg
+/// whose grants can change something: HTTP, SQL, a writable directory; a compensation), so no
+/// step ever acts on a result that a power cut could take back: a leg that only computes may
+/// run ahead, and reruns with its predecessor if the machine goes down first. Every other commit
+/// point (approvals, compensations, a run's end) is durable, with everything before it, when
+/// `emit` returns, as is everything a journal writes for a sink whose `durable` is the default.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: &Event) -> Result<(), SinkError>;
 
@@ -305,7 +319,21 @@ pub trait EventSink: Send + Sync {
     fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
         events.iter().try_for_each(|e| self.emit(e.event))
     }
+
+    /// Resolves once every commit point emitted through this sink before the call is durable
+    /// (see "Written, then durable" above). The default, for sinks whose commit points are
+    /// durable when `emit` returns (or that keep nothing), is resolved already. A sink that
+    /// wraps a journal must pass this on: it is what holds a step with effects back.
+    fn durable(&self) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// What [`EventSink::durable`] returns: an error when the journal could not make its writes
+/// durable (an fsync failed), after which nothing it wrote since its last durable point is known
+/// to be on disk.
+pub type Durable =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SinkError>> + Send + 'static>>;
 
 /// An event with its JSON text (`serde_json::to_string(event)`), made once for every sink.
 #[derive(Clone, Copy, Debug)]
@@ -355,6 +383,16 @@ impl<T: EventSink + ?Sized> EventSink for Vec<std::sync::Arc<T>> {
 
     fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
         self.iter().try_for_each(|s| s.emit_encoded(events))
+    }
+
+    fn durable(&self) -> Durable {
+        let waits: Vec<Durable> = self.iter().map(|s| s.durable()).collect();
+        Box::pin(async move {
+            for w in waits {
+                w.await?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -29,9 +29,19 @@
 //! handed over while its previous commit was in flight in one transaction (group commit, with no
 //! waiting to gather a batch).
 //!
+//! A round of finished legs is not fsynced before the engine hears back: the SQLite store
+//! writes it to the WAL (so a killed process loses nothing) and its syncer thread fsyncs the WAL
+//! behind the engine's back, while the next legs start; rounds written during one fsync share
+//! the next. A leg that can act on the world (granted HTTP, SQL or a writable directory), and a
+//! compensation, first waits for [`EventSink::durable`]: no step acts on a result that a power
+//! cut could still take back. A leg that only computes runs ahead, and after a power cut reruns
+//! with the legs whose rounds were lost (the WAL keeps a prefix of its commits, never a hole).
+//! The argument in full is in `sqlite/durable.rs`.
+//!
 //! Resume keeps its guarantees because of what it reads:
 //! - **finished steps never run again**: a leg counts as finished only through its leg-finished
-//!   record, and that is a commit point, durable before the engine lets its dependents start;
+//!   record, and that is a commit point, written before the engine lets its dependents start
+//!   and durable before any of them acts;
 //! - **an interrupted step runs again with the same idempotency key**: the key is derived from
 //!   (run, step, leg), not from anything journaled, so an attempt needs no durable "started"
 //!   record — Temporal does not persist an activity's start either. An attempt whose start was
@@ -49,9 +59,9 @@
 //! while it runs; steps that finish sooner pay nothing for it.
 //!
 //! A kill is not a power cut. The SQLite store writes a round that holds nothing but runs' ends
-//! (run-finished and the events waiting with it) under `synchronous=NORMAL`: written to the WAL
-//! before `emit` returns, so a killed process loses nothing, but not fsynced. A power cut right
-//! after can lose that end: the run then reads as interrupted with every leg finished, and a
+//! (run-finished and the events waiting with it) under `synchronous=NORMAL`, once the legs
+//! before it are durable: written to the WAL before `emit` returns, so a killed process loses
+//! nothing, but not fsynced. A power cut right after can lose that end: the run then reads as interrupted with every leg finished, and a
 //! resume (or a server's takeover) records its end without running any step again. A one-step
 //! run thus pays two fsyncs (its record, its step) instead of three.
 
@@ -600,6 +610,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// An fsync of the journal failed: nothing written since the last durable point is known
+    /// to be on disk, so the store takes no more writes (see `sqlite::durable`).
+    #[error(
+        "state store: {0}; nothing more is written — check the disk, then `meridian resume` the run"
+    )]
+    Durability(String),
     /// Another backend (PostgreSQL) failed; the text names the server and the operation.
     #[error("{0}")]
     Backend(String),

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use meridian_protocol::event::{Encoded, encode_all, pair};
+use meridian_protocol::event::{Durable, Encoded, encode_all, pair};
 use meridian_protocol::{Event, EventSink, RunStatus, SinkError};
 
 use crate::{Projection, project};
@@ -187,6 +187,12 @@ pub trait CommitRows: Send + Sync {
     /// commit point among them are progress ([`crate::progress`]): a backend may write those
     /// without an fsync.
     fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String>;
+
+    /// [`EventSink::durable`] for this backend's commits: the default, for a backend whose
+    /// commits are durable when `commit_rows` returns, is resolved already.
+    fn durable(&self) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// The journal of one run, an [`EventSink`] over a backend's commit: commit points are durable,
@@ -239,6 +245,10 @@ impl<C: CommitRows> EventSink for RunSink<C> {
     fn emit_encoded(&self, events: &[Encoded<'_>]) -> Result<(), SinkError> {
         self.pending
             .emit(events, |rows| self.backend.commit_rows(rows))
+    }
+
+    fn durable(&self) -> Durable {
+        self.backend.durable()
     }
 }
 

@@ -14,6 +14,13 @@ impl Runner {
     pub(super) async fn compensate(&mut self) -> Result<Vec<CompensationReport>, RunError> {
         let mut out = Vec::new();
         let completed = std::mem::take(&mut self.completed);
+        // An undo acts: what it undoes, and the failure that asks for it, are durable first.
+        if let Some(sink) = &self.opts.sink
+            && self.opts.mode == crate::executor::Mode::Apply
+            && !completed.is_empty()
+        {
+            sink.durable().await?;
+        }
         for (si, li) in completed.into_iter().rev() {
             let wf = self.wf.clone();
             let step = &wf.steps[si];

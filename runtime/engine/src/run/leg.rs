@@ -18,6 +18,9 @@ use crate::retry;
 /// What one leg's task needs, detached from the runner.
 pub(super) struct Attempt {
     pub(super) exec: Arc<dyn Executor>,
+    /// What the leg waits for before its first attempt: the journal's word that the results
+    /// it reads are durable (`EventSink::durable`), for a leg that can act.
+    pub(super) durable: Option<meridian_protocol::event::Durable>,
     pub(super) sink: Option<Arc<dyn EventSink>>,
     pub(super) masker: Masker,
     pub(super) cancel: CancellationToken,
@@ -37,7 +40,7 @@ impl Attempt {
     }
 
     pub(super) async fn run_leg(
-        self,
+        mut self,
         step: &str,
         key: String,
         matrix: Json,
@@ -68,6 +71,16 @@ impl Attempt {
         };
         if let Err(e) = prepared {
             return LegReport::ended(key, matrix, 0, Duration::ZERO, mask_error(&self.masker, e));
+        }
+        if let Some(durable) = self.durable.take() {
+            let synced = tokio::select! {
+                r = durable => r,
+                _ = self.cancel.cancelled() => return cancelled(0, Duration::ZERO, key, matrix),
+            };
+            if let Err(e) = synced {
+                let e = StepError::Fatal(format!("not started: {e}"));
+                return LegReport::ended(key, matrix, 0, Duration::ZERO, e);
+            }
         }
         // Not earlier: waiting for the permits above is queueing, and preparing the step
         // (compiling its component on a cold cache) is not an attempt; counting either made the

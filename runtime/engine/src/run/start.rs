@@ -312,8 +312,15 @@ impl Runner {
         let policy = step.retry.clone().unwrap_or_else(retry::no_retry);
         let cancel = CancellationToken::new();
         self.inflight.insert((si, li), cancel.clone());
+        // A leg that can act waits until the results it was given are durable; one that only
+        // computes starts while the journal flushes them.
+        let durable = match &self.opts.sink {
+            Some(sink) if req.mode == Mode::Apply && req.grants.can_act() => Some(sink.durable()),
+            _ => None,
+        };
         let attempt = Attempt {
             exec: self.exec.clone(),
+            durable,
             sink: self.opts.sink.clone(),
             masker: self.masker.clone(),
             cancel,

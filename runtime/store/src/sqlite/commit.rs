@@ -17,17 +17,67 @@ use std::sync::{Condvar, Mutex};
 
 use rusqlite::{OptionalExtension, params};
 
+use meridian_protocol::event::Durable;
+
 use super::SqliteStore;
+use super::durable::Syncer;
 use crate::StoreError;
 use crate::pending::{CommitRows, EventRow, RowProjection, RunSink};
 
 /// The queue of rows waiting for a commit, shared by every handle of one store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Committer {
     queue: Mutex<Queue>,
     turn: Condvar,
     /// Transactions that committed events, for tests and benchmarks.
     commits: AtomicU64,
+    /// Fsyncs the rounds of finished legs written without one.
+    pub(super) syncer: Syncer,
+}
+
+impl Committer {
+    pub(super) fn new(wal: std::path::PathBuf) -> Committer {
+        Committer {
+            queue: Mutex::default(),
+            turn: Condvar::new(),
+            commits: AtomicU64::new(0),
+            syncer: Syncer::new(wal),
+        }
+    }
+}
+
+/// How a round is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Durability {
+    /// Finished legs only: written without an fsync, flushed by the syncer behind the engine's
+    /// back (see `durable`).
+    Behind,
+    /// Runs' ends (and progress): written without an fsync once the rounds before are durable
+    /// (see the crate docs: a resume repairs an end a power cut lost).
+    NoSync,
+    /// Anything else (approvals, compensations, measurements): fsynced before it returns.
+    Full,
+}
+
+/// A round's [`Durability`], from its commit points.
+fn durability(round: &[(u64, Batch)]) -> Durability {
+    let points = || {
+        round
+            .iter()
+            .flat_map(|(_, b)| &b.rows)
+            .filter(|r| r.commit_point)
+    };
+    let is_end = |r: &EventRow| matches!(r.projection, RowProjection::Finished { .. });
+    let is_leg = |r: &EventRow| matches!(r.projection, RowProjection::Leg(_));
+    if points().all(is_end) {
+        // A batch of progress (held events written early, see `progress`) holds no commit
+        // point at all.
+        Durability::NoSync
+    } else if points().all(is_leg) {
+        Durability::Behind
+    } else {
+        Durability::Full
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,25 +153,23 @@ impl SqliteStore {
     }
 
     /// One transaction for a round of batches: each row into `events`, its projection into
-    /// `legs` or `runs`.
-    ///
-    /// A round of nothing but runs' ends and progress is written without an fsync (see the
-    /// crate docs: a resume repairs a run end a power cut lost, progress is history; a process
-    /// kill loses nothing).
+    /// `legs` or `runs`, made durable as [`durability`] says.
     ///
     /// Returns, for each batch, why it was refused: a fenced batch whose owner lost the run's
     /// lease is not written (the round's other batches are).
     fn write(&self, round: &[(u64, Batch)]) -> Result<Vec<Option<String>>, StoreError> {
+        let syncer = &self.committer.syncer;
+        if let Some(why) = syncer.failed() {
+            return Err(StoreError::Durability(why.to_string()));
+        }
+        let durability = durability(round);
+        if durability == Durability::NoSync && round.iter().any(|(_, b)| has_end(b)) {
+            // A run is never reported finished while its legs are not durable.
+            syncer.wait_blocking().map_err(StoreError::Durability)?;
+        }
         let mut conn = self.lock();
-        // Each batch ends a run, and its only commit point is that end (not a leg, an approval,
-        // a compensation or a measurement riding along).
-        // A batch handed over at a commit point always holds one; a batch of progress (held
-        // events written early, see `progress`) holds none.
-        let ends_only = round.iter().all(|(_, b)| {
-            let is_end = |r: &EventRow| matches!(r.projection, RowProjection::Finished { .. });
-            b.rows.iter().all(|r| !r.commit_point || is_end(r))
-        });
-        if ends_only {
+        let unsynced = durability != Durability::Full;
+        if unsynced {
             conn.execute_batch("PRAGMA synchronous=NORMAL")
                 .map_err(|e| self.err(e))?;
         }
@@ -148,12 +196,18 @@ impl SqliteStore {
             tx.commit()?;
             Ok(refused)
         })();
-        if ends_only {
-            // Everything else (run records, legs, approvals, kv, claims) stays fsynced.
+        if unsynced {
+            // Everything else (run records, approvals, kv, claims) stays fsynced.
             conn.execute_batch("PRAGMA synchronous=FULL")
                 .map_err(|e| self.err(e))?;
         }
+        drop(conn);
         let refused = written.map_err(|e| self.err(e))?;
+        match durability {
+            Durability::Behind => syncer.written(),
+            Durability::Full => syncer.covered(),
+            Durability::NoSync => {}
+        }
         self.committer.commits.fetch_add(1, Ordering::Relaxed);
         Ok(refused)
     }
@@ -180,6 +234,12 @@ pub(super) fn lease_lost(
         Some(h) => Some(crate::lease_lost_message(run_id, owner, Some(&h))),
         None => Some(crate::lease_lost_message(run_id, owner, None)),
     })
+}
+
+fn has_end(b: &Batch) -> bool {
+    b.rows
+        .iter()
+        .any(|r| matches!(r.projection, RowProjection::Finished { .. }))
 }
 
 fn write_batch(tx: &rusqlite::Transaction<'_>, b: &Batch) -> rusqlite::Result<()> {
@@ -230,6 +290,10 @@ impl CommitRows for SqliteRun {
     fn commit_rows(&self, rows: Vec<EventRow>) -> Result<(), String> {
         self.store
             .commit_rows(&self.run_id, self.fence.as_deref(), rows)
+    }
+
+    fn durable(&self) -> Durable {
+        self.store.committer.syncer.wait()
     }
 }
 

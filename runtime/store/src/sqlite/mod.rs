@@ -3,6 +3,7 @@
 
 mod cancels;
 mod commit;
+mod durable;
 mod keys;
 mod kv;
 mod maintain;
@@ -150,7 +151,7 @@ impl SqliteStore {
         .map_err(sql)?;
         let store = SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            committer: Arc::default(),
+            committer: Arc::new(Committer::new(wal.clone())),
             path: path.to_path_buf(),
         };
         if version < SCHEMA_VERSION {
