@@ -711,11 +711,12 @@ pub struct Notify {
 }
 
 /// The notification kinds a server sends.
-pub const NOTIFY_EVENTS: [&str; 8] = [
+pub const NOTIFY_EVENTS: [&str; 9] = [
     "run.started",
     "run.awaiting-approval",
     "run.failed",
     "run.succeeded",
+    "run.cancelled",
     "drill.missed",
     "schedule.paused",
     "readiness.changed",

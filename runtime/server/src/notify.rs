@@ -27,8 +27,8 @@ const ATTEMPTS: u32 = 5;
 /// One notification.
 #[derive(Clone, Debug, Serialize)]
 pub struct Note {
-    /// `run.started`, `run.awaiting-approval`, `run.failed`, `run.succeeded`, `drill.missed`,
-    /// `schedule.paused`, `readiness.changed`, `drift.changed`.
+    /// `run.started`, `run.awaiting-approval`, `run.failed`, `run.succeeded`, `run.cancelled`,
+    /// `drill.missed`, `schedule.paused`, `readiness.changed`, `drift.changed`.
     pub kind: String,
     pub workflow: String,
     #[serde(skip_serializing_if = "Option::is_none")]

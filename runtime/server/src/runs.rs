@@ -406,7 +406,9 @@ impl Server {
             RunStatus::Succeeded => Some("run.succeeded"),
             RunStatus::AwaitingApproval => Some("run.awaiting-approval"),
             RunStatus::Failed | RunStatus::TimedOut => Some("run.failed"),
-            RunStatus::Cancelled | RunStatus::Running => None,
+            // Who cancelled it and why are in the message; a schedule's `cancel-previous` too.
+            RunStatus::Cancelled => Some("run.cancelled"),
+            RunStatus::Running => None,
         };
         if let Some(kind) = note {
             let mut n = Note::run(kind, &workflow, run_id, status, &message);

@@ -13,7 +13,15 @@ fn a_pause_and_a_cancel_say_why() {
         "wf/gated.yaml",
         "name: gated\non:\n  schedule:\n    - cron: \"0 0 1 1 *\"\nsteps:\n  - id: a\n    uses: hello\n    approval: {message: \"go?\"}\n",
     );
-    let served = Served::start(&s, &["--workflows", "wf"]);
+    let hooks = rt();
+    let (hook, calls) = hooks.block_on(receiver());
+    s.write(
+        "serve.toml",
+        &format!(
+            "workflows = \"wf\"\n\n[[notify]]\nurl = \"{hook}\"\nevents = [\"run.cancelled\"]\n"
+        ),
+    );
+    let served = Served::start(&s, &["--config", "serve.toml"]);
     let id = start(&served, "gated");
     let raw = |url: String, content_type: &str, body: &str| {
         let (content_type, body) = (content_type.to_string(), body.to_string());
@@ -65,6 +73,32 @@ fn a_pause_and_a_cancel_say_why() {
             .unwrap_or_default()
             .contains("cancelled through the API by `local`: wrong inputs: region us is down"),
         "{ended}"
+    );
+    // The cancel is told, once, with who and why (it sent nothing).
+    let note = hooks.block_on(async {
+        let start = Instant::now();
+        loop {
+            if let Some((_, body)) = calls.lock().unwrap().first() {
+                break serde_json::from_str::<Json>(body).unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no run.cancelled webhook"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert_eq!(
+        (&note["kind"], &note["run_id"]),
+        (&json!("run.cancelled"), &json!(id)),
+        "{note}"
+    );
+    assert!(
+        note["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wrong inputs: region us is down"),
+        "{note}"
     );
 
     let pause = served.url("/api/v1/schedules/gated%230/pause");
