@@ -282,6 +282,20 @@ impl ServerConfig {
                     h.url
                 )));
             }
+            // A misspelt kind would never match, and the webhook would stay silent.
+            let known = meridian_model::NOTIFY_EVENTS;
+            if let Some(e) = h
+                .events
+                .iter()
+                .flatten()
+                .find(|e| !known.contains(&e.as_str()))
+            {
+                return Err(invalid(format!(
+                    "notify #{}: events: `{e}` is not a notification kind; use one of: {}",
+                    i + 1,
+                    known.join(", ")
+                )));
+            }
         }
         Ok(c)
     }
@@ -374,5 +388,27 @@ format = "slack"
             .unwrap_err()
             .to_string();
         assert!(e.contains("127.0.0.1:8080"), "{e}");
+    }
+
+    /// A webhook's `events` must name kinds the server sends: a misspelt one never matched, and
+    /// the webhook stayed silent without a word.
+    #[test]
+    fn a_webhook_event_that_is_not_a_kind_is_refused() {
+        let hook = |events: &str| {
+            ServerConfig::parse(
+                Path::new("m.toml"),
+                &format!("[[notify]]\nurl = \"http://127.0.0.1:1/h\"\nevents = {events}\n"),
+            )
+        };
+        let e = hook(r#"["run.failed", "run.faild"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("notify #1: events: `run.faild` is not a notification kind"),
+            "{e}"
+        );
+        assert!(e.contains("run.cancelled") && e.contains("m.toml"), "{e}");
+        let ok = hook(r#"["run.cancelled", "drift.changed"]"#).unwrap();
+        assert_eq!(ok.notify[0].events.as_ref().map(Vec::len), Some(2));
     }
 }
