@@ -2,7 +2,8 @@
 //! (`[workflow.NAME] ready-every = "5m"`), the server runs the same check as `meridian ready`
 //! (a plan of the workflow and the readiness rules) on that interval, keeps the last answer for
 //! `GET /api/v1/readiness` and the `meridian_ready` gauge, and sends a `readiness.changed`
-//! notification when a workflow turns ready or not ready (not for the first answer).
+//! notification when a workflow turns ready or not ready (the first answer only when it is
+//! not ready: a server's start is not news).
 
 use std::sync::Arc;
 
@@ -90,9 +91,13 @@ impl Server {
             .lock()
             .unwrap()
             .insert(workflow.to_string(), last.clone());
-        if let Some(b) = before
-            && b.ready != last.ready
-        {
+        // The first answer is told when it is bad, as drift's is: a server started beside a
+        // dead standby said nothing until the standby had come back and failed again.
+        let changed = match &before {
+            Some(b) => b.ready != last.ready,
+            None => !last.ready,
+        };
+        if changed {
             let message = if last.ready {
                 "ready again".to_string()
             } else {

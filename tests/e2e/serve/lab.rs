@@ -170,4 +170,33 @@ fn readiness_is_checked_on_an_interval_and_a_change_is_notified() {
         expect_code(&s.run(&["lab", "region", "eu", "start", "--dir", &dir]), 0);
         until(&url, None, Duration::from_secs(60), ready_is(true)).await;
     });
+    // A server started while the workflow is not ready says so with its first answer (it said
+    // nothing until the workflow had turned ready and back).
+    drop(served);
+    let not_ready = || {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, b)| b.contains("readiness.changed") && b.contains("not-ready"))
+            .count()
+    };
+    let before = not_ready();
+    expect_code(
+        &s.run(&["lab", "region", "eu", "replication-cut", "--dir", &dir]),
+        0,
+    );
+    let served = Served::start(&s, &["--config", "meridian.toml"]);
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while not_ready() == before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no readiness.changed for the first answer: {}",
+                served.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    expect_code(&s.run(&["lab", "region", "eu", "start", "--dir", &dir]), 0);
 }
