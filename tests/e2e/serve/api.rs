@@ -413,7 +413,7 @@ fn a_reload_refuses_what_validate_refuses_and_keeps_the_previous_version() {
     s.write("wf/greet.yaml", good);
     s.write(
         "meridian.toml",
-        "workflows = \"wf\"\nreload-interval = \"100ms\"\n",
+        "workflows = \"wf\"\nreload-interval = \"100ms\"\n\n[[schedule]]\nworkflow = \"greet\"\ncron = \"0 0 1 1 *\"\n",
     );
     let served = Served::start(&s, &["--config", "meridian.toml"]);
     let rt = rt();
@@ -440,6 +440,8 @@ fn a_reload_refuses_what_validate_refuses_and_keeps_the_previous_version() {
         )
         .await;
         let greet = info(&all, "greet.yaml");
+        // The server config's schedule counts (the file has none of its own).
+        assert_eq!(greet["schedules"], 1, "{greet}");
         let err = greet["error"].as_str().unwrap();
         assert!(
             err.contains("greet.yaml:5:") && err.contains("nam"),

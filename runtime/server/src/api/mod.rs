@@ -196,7 +196,19 @@ async fn openapi() -> Response {
 }
 
 async fn workflows(State(s): State<Arc<Server>>) -> Json<Json_> {
-    let infos = s.catalog.read().unwrap().infos();
+    let mut infos = s.catalog.read().unwrap().infos();
+    // The schedules the server runs for each workflow: its file's own and the server config's
+    // `[[schedule]]`s for it (the file's count left those out).
+    let schedules = s.schedules.lock().unwrap();
+    for info in &mut infos {
+        if let Some(name) = &info.name {
+            info.schedules = schedules
+                .values()
+                .filter(|x| &x.spec.workflow == name)
+                .count();
+        }
+    }
+    drop(schedules);
     Json(json!({ "workflows": infos }))
 }
 
