@@ -335,3 +335,80 @@ fn an_abandoned_task_is_cancelled_and_a_retried_step_runs_again() {
     assert_ne!(now, failed, "the retry re-attached to the finished task");
     assert!(now.ends_with(":done:false"), "{now}");
 }
+
+/// Ctrl-C stops what the run gave to workers: a task still queued ends cancelled (a worker
+/// started later ran it), and one a worker runs is stopped (the worker finished it after the
+/// process had said it stopped). A resume runs the step again.
+#[test]
+fn an_interrupted_run_cancels_its_queued_and_running_tasks() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let s = Scratch::new();
+    let Some(db) = store(&s) else {
+        return;
+    };
+    std::fs::copy(meridian_artifacts::SLEEPER, s.path().join("sleeper.wasm")).unwrap();
+    s.write(
+        "wf.yaml",
+        "name: long\nsteps:\n  - {id: a, uses: ./sleeper.wasm, with: {ms: 60000}, timeout: 2m}\n",
+    );
+    let task = || {
+        db.pg
+            .psql_db(
+                "meridian",
+                "SELECT state || ':' || cancel || ':' || coalesce(result->'err'->>'kind', '') FROM meridian.tasks ORDER BY id DESC LIMIT 1;",
+            )
+            // Before the run's coordinator created the schema: no task yet.
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let until = |what: &str, cond: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let t = task();
+            if cond(&t) {
+                return t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the task is `{t}`"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let interrupt = |run: Child| {
+        kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
+        let out = run.wait_with_output().unwrap();
+        let (_, err) = expect_code(&out, 130);
+        assert!(err.contains("meridian resume"), "{err}");
+    };
+    let start = || {
+        db.cmd(&s)
+            .args(["run", "wf.yaml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // Queued, no worker yet: cancelled where it stands.
+    let run = start();
+    until("queued", &|t| t.starts_with("ready:"));
+    interrupt(run);
+    assert_eq!(task(), "done:true:cancelled");
+
+    // Running on a worker: the worker is told and stops it (it would sleep a minute).
+    let worker = db
+        .cmd(&s)
+        .args(["worker", "--id", "w1", "--lease", "3s", "--heartbeat", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _workers = Workers(vec![worker]);
+    let run = start();
+    until("claimed", &|t| t.starts_with("running:"));
+    interrupt(run);
+    until("stopped", &|t| t == "done:true:cancelled");
+}

@@ -355,7 +355,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     let done = tokio::select! {
         done = runner.start(&wf, launch) => done.map_err(fail)?,
         signal = interrupted() => {
-            runner.settle().await;
+            runner.stop_run(&id).await;
             stop_interrupted(&id, lease, &**runner.journal(), signal)
         }
     };
@@ -522,7 +522,7 @@ async fn resume(
     let resumed = tokio::select! {
         resumed = runner.resume(run_id, resume) => resumed.map_err(fail)?,
         signal = interrupted() => {
-            runner.settle().await;
+            runner.stop_run(run_id).await;
             stop_interrupted(run_id, lease, &**runner.journal(), signal)
         }
     };

@@ -71,6 +71,18 @@ const CANCEL: &str = "WITH u AS (
         RETURNING id, state)
      SELECT pg_notify('meridian_cancel', id::text) FROM u WHERE state = 'running'";
 
+/// [`CANCEL`] for every open task of a run (an interrupted coordinator's): queued ones end
+/// cancelled at once, running ones are told through `meridian_cancel`.
+const CANCEL_RUN: &str = "WITH u AS (
+       UPDATE meridian.tasks SET cancel = true,
+              state = CASE WHEN state = 'ready' THEN 'done' ELSE state END,
+              result = CASE WHEN state = 'ready' THEN '{\"err\":{\"kind\":\"cancelled\"}}'::json ELSE result END,
+              finished_at = CASE WHEN state = 'ready' THEN clock_timestamp() ELSE finished_at END
+        WHERE run_id = $1 AND state <> 'done'
+        RETURNING id, state),
+     n AS (SELECT pg_notify('meridian_cancel', id::text) FROM u WHERE state = 'running')
+     SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)";
+
 /// Tuning of a [`PgQueue`].
 #[derive(Clone, Debug)]
 pub struct QueueOptions {
@@ -280,6 +292,21 @@ impl Executor for PgQueue {
             .insert(run_id.to_string());
     }
 
+    fn stop_run(&self, run_id: &str) -> BoxFuture<'static, ()> {
+        let (inner, run) = (self.inner.clone(), run_id.to_string());
+        Box::pin(async move {
+            match tokio::time::timeout(SETTLE, inner.cancel_run(&run)).await {
+                Ok(Ok(n)) => tracing::debug!("run {run}: {n} open tasks cancelled"),
+                Ok(Err(e)) => tracing::warn!(
+                    "run {run}: could not cancel its open tasks ({e}); a worker may still run them"
+                ),
+                Err(_) => tracing::warn!(
+                    "run {run}: cancelling its open tasks took longer than {SETTLE:?}; a worker may still run them"
+                ),
+            }
+        })
+    }
+
     fn settle(&self) -> BoxFuture<'static, ()> {
         let pending: Vec<_> =
             std::mem::take(&mut *self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner()));
@@ -468,6 +495,18 @@ impl Inner {
                 .into())),
             )),
         }
+    }
+
+    /// Cancels every open task of `run`; how many there were.
+    async fn cancel_run(&self, run: &str) -> Result<usize, String> {
+        let c = self.client()?;
+        let st = self
+            .prepared
+            .get(&c, CANCEL_RUN)
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = c.query_one(&st, &[&run]).await.map_err(|e| e.to_string())?;
+        Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
     async fn cancel(&self, id: i64) -> Result<(), String> {

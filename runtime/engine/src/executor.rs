@@ -122,6 +122,16 @@ pub trait Executor: Send + Sync + 'static {
         Box::pin(async {})
     }
 
+    /// Run `run_id` stops here, interrupted (Ctrl-C, SIGTERM): the executor cancels whatever it
+    /// still runs or holds queued for it, so nothing of it goes on after the process has said
+    /// it stopped — a queue's tasks included, running or not yet claimed. A resume runs the
+    /// interrupted attempts again, under the same keys. Bounded in time; the default does
+    /// nothing (an in-process executor's attempts end with the process).
+    fn stop_run(&self, run_id: &str) -> BoxFuture<'static, ()> {
+        let _ = run_id;
+        Box::pin(async {})
+    }
+
     /// Run `run_id` is driven by another coordinator now (it took the run's lease over): the
     /// attempts this process drops for it from now on must leave their work to that
     /// coordinator — a queue must not cancel tasks the other one re-attached to. The default

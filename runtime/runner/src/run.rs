@@ -236,6 +236,18 @@ impl Runner {
         }
     }
 
+    /// Run `run_id` was stopped from outside (a signal dropped it): cancels what the executor
+    /// still runs or holds queued for it ([`Executor::stop_run`]: a queue's tasks, claimed or
+    /// not), then settles. Without it, a worker finished the interrupted step after the
+    /// process had said it stopped, and one started later ran a step still queued.
+    pub async fn stop_run(&self, run_id: &str) {
+        match &self.steps {
+            StepRunner::Local(e) => e.stop_run(run_id).await,
+            StepRunner::Remote(e) => e.stop_run(run_id).await,
+        }
+        self.settle().await;
+    }
+
     /// See [`Executor::abandon`]: call before dropping a run another coordinator took over.
     pub fn abandon(&self, run_id: &str) {
         match &self.steps {
