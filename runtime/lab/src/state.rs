@@ -417,14 +417,46 @@ impl LabState {
             .filter(|r| r.role == "primary" && r.postgres.running)
             .map(|r| r.name.as_str())
             .collect();
+        // The region clients are sent to: the one whose IP the GSLB's api record answers.
+        let serving = self.dns.as_ref().and_then(|d| {
+            self.regions
+                .iter()
+                .find(|r| d.api_answer.iter().any(|a| *a == r.ip.to_string()))
+        });
         if primaries.len() > 1 {
+            // The example names the serving region as the one to copy from: the other is the
+            // old primary (in region order it could name them the wrong way round, and a
+            // rebuild throws the rebuilt region's data away).
+            let example = serving
+                .filter(|s| primaries.contains(&s.name.as_str()))
+                .and_then(|s| {
+                    let old = primaries.iter().find(|p| **p != s.name)?;
+                    Some(format!(
+                        " (here: `meridian lab region {old} rebuild-standby --from {}`, as clients are sent to {})",
+                        s.name, s.name
+                    ))
+                })
+                .unwrap_or_default();
             out.push(format!(
-                "{} regions are primary ({}): no standby replicates, and a write to the wrong one is lost on failback; rebuild the old primary as a standby of the one that serves: `meridian lab region OLD rebuild-standby --from NEW` (e.g. `meridian lab region {} rebuild-standby --from {}`)",
+                "{} regions are primary ({}): no standby replicates, and a write to the wrong one is lost on failback; rebuild the old primary as a standby of the one that serves: `meridian lab region OLD rebuild-standby --from NEW`{example}",
                 primaries.len(),
                 primaries.join(", "),
-                primaries[0],
-                primaries[1]
             ));
+        }
+        // Clients sent to a region that cannot serve them: an outage, whatever else is up.
+        if let Some(s) = serving {
+            let ip = &s.ip;
+            if s.status != RegionStatus::Up || !s.gateway.ready {
+                out.push(format!(
+                    "clients are sent to region {} (the GSLB answers {ip}), which does not serve: fail over (active-passive-failover.yaml) or `meridian lab region {} start`",
+                    s.name, s.name
+                ));
+            } else if s.role == "standby" {
+                out.push(format!(
+                    "clients are sent to region {} (the GSLB answers {ip}), whose database is a standby: writes fail; fail over or fail back so that DNS names the primary",
+                    s.name
+                ));
+            }
         }
         out
     }
@@ -563,8 +595,35 @@ mod tests {
             two[0].starts_with("2 regions are primary (eu, us)"),
             "{two:?}"
         );
+        // With the GSLB on us, the example rebuilds eu from us, whatever the regions' order
+        // (it named them in region order: following it wiped the serving primary).
+        st.regions[1].ip = region_ip(1);
+        let dns = |answer: Ipv4Addr| DnsState {
+            server: String::new(),
+            zone: String::new(),
+            api_record: String::new(),
+            failover_record: String::new(),
+            api_url: String::new(),
+            api_key: String::new(),
+            pid: 1,
+            running: true,
+            api_answer: vec![answer.to_string()],
+            failover_answer: vec![],
+        };
+        st.dns = Some(dns(region_ip(1)));
+        let two = st.problems();
+        assert!(
+            two[0].ends_with("(here: `meridian lab region eu rebuild-standby --from us`, as clients are sent to us)"),
+            "{two:?}"
+        );
+        st.dns = Some(dns(region_ip(0)));
         st.regions[1].role = "standby".into();
         assert!(st.problems().is_empty());
+        // Clients sent to a standby's region: writes fail.
+        st.dns = Some(dns(region_ip(1)));
+        assert_eq!(st.problems().len(), 1);
+        assert!(st.problems()[0].contains("whose database is a standby"));
+        st.dns = Some(dns(region_ip(0)));
         st.regions[0].status = RegionStatus::Killed;
         st.regions[0].postgres.running = false;
         st.regions[0].gateway.ready = false;
@@ -573,7 +632,8 @@ mod tests {
             [
                 "region eu is killed",
                 "region eu: PostgreSQL is not running",
-                "region eu: the gateway is not ready"
+                "region eu: the gateway is not ready",
+                "clients are sent to region eu (the GSLB answers 127.0.0.2), which does not serve: fail over (active-passive-failover.yaml) or `meridian lab region eu start`"
             ]
         );
         st.status = LabStatus::Failed;

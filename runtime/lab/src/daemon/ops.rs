@@ -205,6 +205,28 @@ impl Lab {
                 "a region cannot be rebuilt from itself".into(),
             ));
         }
+        // A rebuild throws the region's data away: never that of a running primary clients are
+        // sent to. Following a hint that named the regions the wrong way round wiped the serving
+        // primary and left no database taking writes. (A dead region DNS still names may be
+        // rebuilt: its data is what a failover left behind.)
+        if let Some(pdns) = self.pdns.clone() {
+            let target = self.regions[idx].pg.clone();
+            let ip = self.regions[idx].ip.to_string();
+            let answer = ip.clone();
+            let serving_primary = blocking(move || {
+                let serving = api_answer(&pdns).as_deref() == Some(answer.as_str());
+                let pg = target.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(serving && pg.is_running() && pg.is_in_recovery().ok() == Some(false))
+            })
+            .await
+            .unwrap_or(false);
+            if serving_primary {
+                let (name, other) = (&self.regions[idx].name, &self.regions[from].name);
+                return Err(LabError::Invalid(format!(
+                    "region {name} is a running primary, and the one clients are sent to ({API_RECORD} answers {ip}): rebuilding it would replace its data with {other}'s; rebuild the old primary instead (`meridian lab region {other} rebuild-standby --from {name}`), or fail over to {other} first"
+                )));
+            }
+        }
         let source = self.regions[from].pg.clone();
         let source_port = self.regions[from].pg_port;
         let r = &mut self.regions[idx];

@@ -148,6 +148,26 @@ fn up_status_kill_failover_rebuild_down() {
         dns_query(dns_server(&state), meridian_lab::API_RECORD, RTYPE_A).unwrap(),
         vec![IpAddr::V4(eu.ip)]
     );
+    // The serving primary is never rebuilt: the standby's copy would replace its data.
+    let e = meridian_lab::region(
+        &dir,
+        "eu",
+        &RegionAction::RebuildStandby { from: "us".into() },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, LabError::Invalid(m) if m.contains("the one clients are sent to")
+            && m.contains("`meridian lab region us rebuild-standby --from eu`")),
+        "{e}"
+    );
+    assert_eq!(
+        psql(
+            &state,
+            "eu",
+            "SELECT count(*) FROM gateway_config WHERE id = 't1';"
+        ),
+        "1"
+    );
     let mut pids: Vec<u32> = state.processes.iter().map(|p| p.pid).collect();
     assert_eq!(pids.len(), 5, "{:?}", state.processes); // daemon, 2 postgres, pdns, moto
 
