@@ -533,3 +533,23 @@ fn a_drill_stopped_before_its_fault_reports_no_lost_rows() {
     );
     assert_ne!(r["drill"]["verdict"], "missed", "{}", r["drill"]);
 }
+
+/// One drill at a time from the command line: a second run of a drill while the first waits at
+/// its gate is refused before anything runs (two broke the same region twice, and the second
+/// reported "met" with signed evidence for a promotion it found done already). A plan breaks
+/// nothing and is not refused.
+#[test]
+fn a_second_drill_is_refused_while_one_goes() {
+    let s = Scratch::new();
+    s.write(
+        "gd.yaml",
+        "name: gatedrill\ndrill: {rto: 60s}\nsteps:\n  - {id: promote, uses: hello, approval: true}\n",
+    );
+    expect_code(&s.run(&["run", "gd.yaml", "--no-prompt"]), 3);
+    let (_, err) = expect_code(&s.run(&["run", "gd.yaml", "--no-prompt"]), 2);
+    assert!(
+        err.contains("of `gatedrill` is drilling now") && err.contains("--reject STEP"),
+        "{err}"
+    );
+    expect_code(&s.run(&["plan", "gd.yaml"]), 0);
+}

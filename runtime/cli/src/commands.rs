@@ -336,6 +336,9 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         None => None,
     };
     let runner = ctx.runner_for(Some(&wf.workflow)).await?;
+    if mode == Mode::Apply && wf.workflow.drill.is_some() {
+        refuse_a_second_drill(&**runner.journal(), &wf.workflow.name)?;
+    }
     view::set_resume_flags(&ctx.state_dir, args.secrets_file.as_deref());
     let mut launch = Launch {
         mode,
@@ -361,6 +364,32 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
     };
     drop(lease);
     crate::summary::report(ctx, &done)
+}
+
+/// Refuses a drill while another run of it goes (see `history::drill_going`).
+fn refuse_a_second_drill(journal: &dyn meridian_store::Journal, name: &str) -> anyhow::Result<()> {
+    let going = meridian_runner::history::drill_going(journal, name, &crate::lease::holder_is_dead)
+        .map_err(|e| Exit {
+            code: exit::INTERNAL,
+            message: format!("error: {e}"),
+        })?;
+    let Some((id, holder)) = going else {
+        return Ok(());
+    };
+    let how = match holder {
+        Some(_) => "wait for it to end, or stop it".to_string(),
+        None => format!(
+            "it waits at a gate: approve or reject it (`meridian resume {id} --approve STEP` or `--reject STEP`)"
+        ),
+    };
+    Err(Exit {
+        code: exit::INVALID,
+        message: format!(
+            "error: run {id} of `{}` is drilling now; two drills at once break the same region twice, and each measures the other's failover: {how}",
+            meridian_protocol::text::for_terminal(name, "")
+        ),
+    }
+    .into())
 }
 
 /// The inputs of a run started from the command line: `--inputs-file` (the names the workflow

@@ -63,6 +63,38 @@ pub fn is_drill_result(status: RunStatus) -> bool {
     )
 }
 
+/// A run of drill workflow `workflow` that is going now, applied: waiting at a gate, or running
+/// with a lease that has not expired and whose holder `dead` does not know to be gone (a
+/// killed `meridian run` of this machine). Its id and holder, if any. Two drills at once break
+/// the same region twice and each measures the other's failover: the second one reported "met"
+/// with signed evidence for a promotion it found done already.
+pub fn drill_going(
+    journal: &dyn Journal,
+    workflow: &str,
+    dead: &dyn Fn(&str) -> bool,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    for status in [RunStatus::Running, RunStatus::AwaitingApproval] {
+        let page = journal.query_runs(&meridian_store::RunQuery {
+            workflow: Some(workflow.to_string()),
+            status: Some(status),
+            mode: Some(Mode::Apply),
+            limit: 20,
+            ..meridian_store::RunQuery::default()
+        })?;
+        for r in page.runs {
+            let holder = journal.lease_holder(&r.id)?;
+            let live = match &holder {
+                Some(h) => !dead(h),
+                None => status == RunStatus::AwaitingApproval,
+            };
+            if live {
+                return Ok(Some((r.id, holder)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The last `last` finished drill runs (apply mode, workflows with a `drill:` block; a run
 /// cancelled by an operator is not one), newest first; only `workflow`'s when given.
 pub fn history(

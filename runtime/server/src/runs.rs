@@ -216,6 +216,22 @@ impl Server {
         raw.extend(req.inputs);
         meridian_runner::check_inputs(&loaded.workflow, &raw)
             .map_err(|e| ApiError::bad_request(e.one_line()))?;
+        // One drill at a time: two break the same region twice and measure each other.
+        if req.mode == Mode::Apply && loaded.workflow.drill.is_some() {
+            let journal = self.runner.journal();
+            let going =
+                meridian_runner::history::drill_going(&**journal, &req.workflow, &|_| false)
+                    .map_err(|e| ApiError::from_store(&e))?;
+            if let Some((id, _)) = going {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    format!(
+                        "run {id} of `{}` is drilling now; two drills at once break the same region twice, and each measures the other's failover: wait for it to end, or cancel it",
+                        req.workflow
+                    ),
+                ));
+            }
+        }
         let idempotency_key = req.idempotency_key;
         // The lease first: a server looking for interrupted runs must never find this one
         // running with no lease, between its record and its lease.

@@ -240,6 +240,22 @@ fn the_console_run_page_shows_a_drills_approval_wait() {
             b["summary"]["status"] == "awaiting-approval"
         })
         .await;
+        // One drill at a time: a third while the second waits at its gate is refused.
+        let (code, body) = call(
+            "POST",
+            &served.url("/api/v1/runs"),
+            None,
+            Some(json!({"workflow": "gatedrill"})),
+        )
+        .await;
+        assert_eq!(code, 409, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("run {second} of `gatedrill` is drilling now")),
+            "{body}"
+        );
         let cancel = served.url(&format!("/api/v1/runs/{second}/cancel"));
         let (code, body) = call("POST", &cancel, None, None).await;
         assert_eq!(code, 200, "{body}");
