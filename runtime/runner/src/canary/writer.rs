@@ -42,7 +42,8 @@ pub(super) struct WriterLog {
     last_error: Option<String>,
     /// Set when the writer could not even start (no table, no connection): nothing measured.
     setup_error: Option<String>,
-    /// Write outages (Unix ms): from the first write refused after one was acknowledged to the
+    /// Write outages (Unix ms): from the sending of the first write refused after one was
+    /// acknowledged to the
     /// first acknowledged again, on the server being written or on the verify connection (the
     /// promoted standby, which the writer then follows); the last one open while refusals go on.
     outages: Vec<(u64, Option<u64>)>,
@@ -70,7 +71,8 @@ pub(super) struct WriterFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo_window_ms: Option<u64>,
     pub writes_failed: u64,
-    /// The longest write outage: from the first write refused to the first accepted again (on
+    /// The longest write outage: from the sending of the first write refused (or not answered
+    /// in time) to the acknowledgement of the first accepted again (on
     /// the server being written, or on the verify connection once it takes writes): how long
     /// users could not write.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +166,10 @@ pub(super) async fn run(
         }
         log.attempted += 1;
         seq += 1;
+        // An outage starts when its first refused write was sent, not when the refusal came
+        // back: a primary that hangs answers only at the statement or connect timeout (1-2 s
+        // that were left out of the outage).
+        let sent_at = now_ms();
         // A server that cannot be reached refuses the write like one that answers "no": both
         // go through the outage bookkeeping below (a crashed primary is the common case).
         let written = if log.followed {
@@ -180,7 +186,7 @@ pub(super) async fn run(
                 log.last_error = Some(e);
                 if !in_outage {
                     if !log.acked.is_empty() {
-                        log.outages.push((now_ms(), None));
+                        log.outages.push((sent_at, None));
                     }
                     continue;
                 }
