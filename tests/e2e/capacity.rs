@@ -54,6 +54,43 @@ fn drill_scales_the_standby_from_1_to_3_data_planes_and_measures_the_time_to_ful
     );
     assert_eq!(lab.region("eu").gateway.instances_ready, 3);
 
+    // A failover rejected at its gate leaves the standby as it waited: scaled up while the
+    // promotion waited, back to its idle capacity once rejected (it stayed at 3 of 3).
+    let inputs = lab.inputs();
+    let secrets = lab.secrets();
+    let flags = [
+        "--inputs-file",
+        inputs.as_str(),
+        "--secrets-file",
+        secrets.as_str(),
+    ];
+    let wf = crate::workflows::workflow("active-passive-failover.yaml");
+    let waiting = s
+        .cmd()
+        .args(["--json", "run", &wf])
+        .args(flags)
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&waiting, 3);
+    let run_id = serde_json::from_str::<Value>(&stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        lab.region("us").gateway.capacity,
+        3,
+        "scaled up before the gate"
+    );
+    let rejected = s
+        .cmd()
+        .args(["resume", &run_id, "--reject", "promote"])
+        .args(["--secrets-file", secrets.as_str()])
+        .output()
+        .unwrap();
+    expect_code(&rejected, 1);
+    let us = lab.region("us");
+    assert_eq!((us.gateway.capacity, us.gateway.instances_ready), (1, 1));
+
     let (report, _) = lab.meridian("run", "dr-drill.yaml", &["--input", "fault_hold_ms=200"]);
     let scale = output(&report, "scale-standby");
     assert_eq!(scale["changed"], true, "{scale}");

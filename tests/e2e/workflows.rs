@@ -26,7 +26,7 @@ const PACKAGED: [&str; 5] = [
     "config-sync.yaml",
 ];
 
-fn workflow(name: &str) -> String {
+pub(crate) fn workflow(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../workflows")
         .join(name)

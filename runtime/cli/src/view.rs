@@ -196,8 +196,24 @@ impl RunContext {
                                 .join(" ")
                         ),
                     };
+                    // What stands while it waits: the failover's fenced primary was in no
+                    // message, and every minute at the gate was write outage unannounced.
+                    let done: Vec<&str> = self
+                        .last
+                        .iter()
+                        .filter(|(_, o)| **o == Outcome::Success)
+                        .map(|(id, _)| id.as_str())
+                        .collect();
+                    let standing = if done.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (done, and standing while it waits: {}; a reject undoes what has `compensate:`)",
+                            done.join(", ")
+                        )
+                    };
                     format!(
-                        "waiting for approval of {}{failed}; to approve and go on: {how}",
+                        "waiting for approval of {}{failed}{standing}; to approve and go on: {how}",
                         steps.join(", ")
                     )
                 }
@@ -531,6 +547,37 @@ mod tests {
         assert_eq!(shell_word(Path::new("lab/secrets.env")), "lab/secrets.env");
         assert_eq!(shell_word(Path::new("my dir/s.env")), "'my dir/s.env'");
         assert_eq!(shell_word(Path::new("it's")), "'it'\\''s'");
+    }
+
+    /// A run waiting at its gate says what it did before (a failover's fenced primary refuses
+    /// writes all the while; the message said only what to type).
+    #[test]
+    fn a_waiting_run_names_what_stands_while_it_waits() {
+        let mut run = RunContext::new("r7");
+        for (step, outcome) in [
+            ("fence-primary", Outcome::Success),
+            ("scale-standby", Outcome::Success),
+            ("notify", Outcome::Failure),
+        ] {
+            run.see(&Event::LegFinished {
+                step: step.into(),
+                leg: String::new(),
+                outcome,
+                attempts: 1,
+                duration: std::time::Duration::from_millis(1),
+                output: serde_json::Value::Null,
+                plan: vec![],
+                error: None,
+            });
+        }
+        let m = run.message(
+            RunStatus::AwaitingApproval,
+            "waiting for approval of promote",
+        );
+        assert!(
+            m.starts_with("waiting for approval of promote (done, and standing while it waits: fence-primary, scale-standby; a reject undoes what has `compensate:`); to approve and go on: meridian resume r7"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -60,11 +60,19 @@ impl TaskKey {
 
     /// Reads [`TASK_KEY_ENV`]; the error says how to make a key.
     pub fn from_env() -> Result<TaskKey, DistError> {
-        match std::env::var(TASK_KEY_ENV) {
-            Ok(v) => {
-                TaskKey::from_hex(&v).map_err(|e| DistError::Key(format!("{TASK_KEY_ENV}: {e}")))
-            }
-            Err(_) => Err(DistError::Key(format!(
+        Self::from_env_value(std::env::var(TASK_KEY_ENV).ok())
+    }
+
+    fn from_env_value(value: Option<String>) -> Result<TaskKey, DistError> {
+        match value {
+            Some(v) => TaskKey::from_hex(&v).map_err(|e| match e {
+                // Named once: `task key: MERIDIAN_TASK_KEY: task key: …` said it twice.
+                DistError::Key(why) => DistError::Key(format!(
+                    "{TASK_KEY_ENV}: {why}; create one with `openssl rand -hex 32` (or `meridian worker --new-key`)"
+                )),
+                other => other,
+            }),
+            None => Err(DistError::Key(format!(
                 "{TASK_KEY_ENV} is not set; create one with `openssl rand -hex 32` and give the same value to the coordinator and every worker"
             ))),
         }
@@ -167,6 +175,16 @@ mod tests {
         assert_ne!(k.fingerprint(), TaskKey::generate().fingerprint());
         assert!(!format!("{k:?}").contains(&k.to_hex()));
         assert!(TaskKey::from_hex("abcd").is_err());
+        // The variable is named once, with how to make a key.
+        let e = TaskKey::from_env_value(Some("abc".into()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e.matches("task key").count(), 1, "{e}");
+        assert!(
+            e.contains("MERIDIAN_TASK_KEY: expected 64 hex digits")
+                && e.contains("openssl rand -hex 32"),
+            "{e}"
+        );
         assert!(TaskKey::from_hex(&"zz".repeat(32)).is_err());
     }
 }
