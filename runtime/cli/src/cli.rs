@@ -151,6 +151,15 @@ pub enum Command {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Cancel a served run (needs --server): its steps in flight are cancelled, nothing new
+    /// starts, what completed is compensated.
+    Cancel {
+        /// The run to cancel.
+        run_id: String,
+        /// Why, one line: in the run's message and its `run.cancelled` webhook.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Fire a schedule of a server now, under its overlap policy (needs --server).
     Trigger {
         /// The schedule's id (`WORKFLOW#N`, see GET /api/v1/schedules).

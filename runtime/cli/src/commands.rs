@@ -78,6 +78,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             comment,
         } => crate::remote::approve(ctx.server.as_deref(), &run_id, &step, reject, comment),
         Command::Trigger { schedule } => crate::remote::trigger(ctx.server.as_deref(), &schedule),
+        Command::Cancel { run_id, reason } => {
+            crate::remote::cancel(ctx.server.as_deref(), &run_id, reason)
+        }
     }
 }
 
@@ -501,7 +504,7 @@ fn stop_interrupted(
             "\n{what}: run {run_id} stopped here; what finished is kept, and a step that was running runs again (same idempotency key) when the run goes on:\n  meridian resume {run_id}{}\n{}",
             view::resume_flags(),
             if canaries {
-                "Its drill's canaries stopped with it: a resume finishes the run, but the drill's writer and prober figures are not measured (a new run measures them).\n"
+                "Its drill's canaries stopped with it: a resume finishes the run, but the drill's writer and prober figures are not measured (a new run measures them).\nWhat it broke stays broken until then: a fault injected, a primary fenced, DNS not yet moved (`meridian lab status` says what is down in the lab).\n"
             } else {
                 ""
             }

@@ -213,6 +213,32 @@ pub fn approve(
     Ok(exit::OK)
 }
 
+/// `meridian cancel RUN --server URL [--reason TEXT]`: the API's cancel, which answers with the
+/// run's end (or `cancelling` when its compensation takes longer).
+pub fn cancel(server: Option<&str>, run: &str, reason: Option<String>) -> anyhow::Result<u8> {
+    let remote = need_server(
+        server,
+        &format!(
+            "a run on this machine stops with Ctrl-C (or SIGTERM) where it is driven; one waiting at a gate: `meridian resume {run} --reject STEP`"
+        ),
+    )?;
+    let body = reason.map(|r| json!({ "reason": r }));
+    let v = remote
+        .call("POST", &format!("/api/v1/runs/{run}/cancel"), body)
+        .map_err(fail)?;
+    let status = v["status"].as_str().unwrap_or("?");
+    let message =
+        meridian_protocol::text::for_terminal(v["message"].as_str().unwrap_or_default(), "  ")
+            .into_owned();
+    match status {
+        "cancelling" | "cancel-requested" => {
+            crate::out::outln!("cancelling run {run}: {message}")?;
+        }
+        _ => crate::out::outln!("run {run} {status}: {message}")?,
+    }
+    Ok(exit::OK)
+}
+
 /// `meridian trigger SCHEDULE --server URL`.
 pub fn trigger(server: Option<&str>, schedule: &str) -> anyhow::Result<u8> {
     let remote = need_server(server, "schedules fire only under `meridian serve`")?;

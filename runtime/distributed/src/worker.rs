@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use meridian_engine::{AttemptError, Executor, Masker, StepError, StepResult};
+use meridian_protocol::{Level, LogLine, LogSource};
 use serde_json::Value as Json;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -52,7 +53,7 @@ const CLAIM: &str = "WITH c AS (
             started_at = coalesce(t.started_at, clock_timestamp())
        FROM c WHERE t.id = c.id
      RETURNING t.id, t.lease_epoch, t.run_id, t.step_id, t.idempotency_key, t.attempt, t.uses,
-               t.action, t.mode, t.request::text, t.sealed";
+               t.action, t.mode, t.request::text, t.sealed, t.claims";
 const HEARTBEAT: &str = "UPDATE meridian.tasks
         SET lease_until = clock_timestamp() + $3::bigint * interval '1 millisecond'
       WHERE id = $1 AND lease_epoch = $2 AND state = 'running'
@@ -192,6 +193,8 @@ struct Claimed {
     mode: String,
     request: String,
     sealed: Vec<u8>,
+    /// How many times the task was claimed, this claim included: more than 1 is a takeover.
+    claims: i32,
 }
 
 /// Runs a worker until `opts.shutdown` is cancelled (then lets running tasks finish and returns
@@ -348,6 +351,7 @@ impl Worker {
                 mode: r.get(8),
                 request: r.get(9),
                 sealed: r.get(10),
+                claims: r.get(11),
             })
             .collect())
     }
@@ -369,6 +373,32 @@ impl Worker {
             tracing::warn!(worker = self.id, "ended {n} abandoned task(s)");
         }
         Ok(())
+    }
+
+    /// Puts in the attempt's log which worker ran it and, when it was claimed before, that it
+    /// was taken over: a killed worker's step waited out its lease and ran again with nothing in
+    /// `runs show` to say so (a drill's RTO grew by the lease, unexplained).
+    fn say_where(&self, r: &mut Result<StepResult, AttemptError>, claims: i32) {
+        let logs = match r {
+            Ok(res) => &mut res.logs,
+            Err(f) => &mut f.logs,
+        };
+        let line = |level, message: String| LogLine {
+            level,
+            source: LogSource::Host,
+            message,
+            fields: vec![("worker".into(), self.id.clone())],
+        };
+        let mut head = vec![line(Level::Info, format!("ran on worker `{}`", self.id))];
+        if claims > 1 {
+            head.push(line(
+                Level::Warn,
+                format!(
+                    "taken over (claim {claims} of this attempt): the worker that had it stopped renewing its lease (killed, or cut off from PostgreSQL), and it ran again here once that lease expired, under the same idempotency key"
+                ),
+            ));
+        }
+        logs.splice(0..0, head);
     }
 
     /// Runs one claimed task to its fenced result. `claim_sent` is when the claim statement was
@@ -441,7 +471,10 @@ impl Worker {
                 // The step's future is pinned in this block, so it is dropped — the step stopped —
                 // when the block ends, before anything below writes the task's end.
                 match outcome {
-                    Outcome::Finish(r) => Outcome::Masked(encode_result(&r, &masker)),
+                    Outcome::Finish(mut r) => {
+                        self.say_where(&mut r, t.claims);
+                        Outcome::Masked(encode_result(&r, &masker))
+                    }
                     other => other,
                 }
             }

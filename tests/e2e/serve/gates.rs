@@ -164,15 +164,25 @@ steps:
         })
         .await;
         let cancel = served.url(&format!("/api/v1/runs/{id}/cancel"));
-        let (code, body) = call("POST", &cancel, None, None).await;
-        assert_eq!(code, 200, "{body}");
-        assert_eq!(body["status"], "cancelled", "{body}");
+        // Through the CLI (it had no `cancel`: the API alone could).
+        let out = s.run(&[
+            "--server",
+            &served.base,
+            "cancel",
+            &id,
+            "--reason",
+            "wrong region",
+        ]);
+        let (stdout, _) = crate::support::expect_code(&out, 0);
         assert!(
-            body["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("cancelled through the API by `local`"),
-            "{body}"
+            stdout.starts_with(&format!("run {id} cancelled: "))
+                && stdout.contains("cancelled through the API by `local`: wrong region"),
+            "{stdout}"
+        );
+        let (_, local) = crate::support::expect_code(&s.run(&["cancel", &id]), 2);
+        assert!(
+            local.contains("Ctrl-C") && local.contains("--reject STEP"),
+            "{local}"
         );
         let (_, events) = call("GET", &format!("{run_url}/events"), None, None).await;
         let text = events.to_string();

@@ -156,10 +156,32 @@ async fn a_sigkilled_workers_task_is_taken_over_and_the_run_ends_as_without_the_
     );
     assert_ne!(slow[1].worker, victim);
     assert!(slow[1].started_us > death, "taken over only after the kill");
-    // Same attempt, same task row: the takeover is invisible to the engine.
+    // Same attempt, same task row: the engine runs on as without the kill.
     assert_eq!(
         pg.sql("SELECT attempt, claims, lease_epoch FROM meridian.tasks WHERE idempotency_key = 'killed/slow'"),
         "1|2|2"
+    );
+    // The step's log says so, and where it ran (nothing said why the step took a lease longer).
+    use meridian_store::Journal as _;
+    let logged: String = journal
+        .events("killed")
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.event {
+            meridian_engine::Event::StepLog { step, lines, .. } if step == "slow" => Some(
+                lines
+                    .iter()
+                    .map(|l| l.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logged.contains("taken over (claim 2 of this attempt)")
+            && logged.contains(&format!("ran on worker `{}`", slow[1].worker)),
+        "{logged}"
     );
     assert_no_overlap(&executions(&pg), &BTreeMap::from([(victim, death)]));
 }
