@@ -166,7 +166,7 @@ pub fn of_run(journal: &dyn Journal, run_id: &str) -> Result<Option<DrillVerdict
 }
 
 /// Pass rate, RTO percentiles (nearest rank), the worst time to full capacity, rows lost and
-/// downtime.
+/// downtime; the figures over complete drills (met or missed) only.
 pub fn summarize(runs: &[DrillRun]) -> Summary {
     let mut s = Summary {
         drills: runs.len(),
@@ -182,7 +182,17 @@ pub fn summarize(runs: &[DrillRun]) -> Summary {
     if s.drills > 0 {
         s.pass_rate = Some(s.met as f64 / s.drills as f64);
     }
-    let mut rto: Vec<f64> = runs.iter().filter_map(|r| r.figure("RTO")).collect();
+    // Figures of complete drills only (met or missed): an incomplete one's are partial — a
+    // resumed drill's RTO counts the time nobody drove it — and set the p95 on their own.
+    let complete: Vec<&DrillRun> = runs
+        .iter()
+        .filter(|r| {
+            r.drill
+                .as_ref()
+                .is_some_and(|d| d.verdict != Overall::Incomplete)
+        })
+        .collect();
+    let mut rto: Vec<f64> = complete.iter().filter_map(|r| r.figure("RTO")).collect();
     rto.sort_by(f64::total_cmp);
     let rank = |p: f64| -> Option<f64> {
         if rto.is_empty() {
@@ -194,7 +204,8 @@ pub fn summarize(runs: &[DrillRun]) -> Summary {
     s.rto_p50_ms = rank(0.50);
     s.rto_p95_ms = rank(0.95);
     let worst = |name: &str| {
-        runs.iter()
+        complete
+            .iter()
             .filter_map(|r| r.figure(name))
             .max_by(f64::total_cmp)
     };
@@ -262,5 +273,12 @@ mod tests {
         assert_eq!(s.worst_capacity_ms, None);
         assert_eq!(s.worst_downtime_ms, None);
         assert_eq!(summarize(&[]), Summary::default());
+        // An incomplete drill (resumed after a pause nobody drove) counts as a drill, not in
+        // the figures.
+        let mut more = runs.clone();
+        more.push(run(Overall::Incomplete, 50_000.0, Some(99.0)));
+        let s = summarize(&more);
+        assert_eq!((s.drills, s.incomplete), (11, 2));
+        assert_eq!((s.rto_p95_ms, s.worst_rows_lost), (Some(1000.0), Some(10.0)));
     }
 }
