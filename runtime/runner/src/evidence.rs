@@ -240,6 +240,13 @@ pub fn verify(text: &str, trusted_public_hex: &str) -> Result<Verified, Evidence
             e.column()
         ))
     })?;
+    // A key written twice verified as the last value while a reader sees the first: a figure
+    // edited to `"achieved": 99, "achieved": 160` passed as untouched.
+    crate::json_keys::no_duplicate_keys(text).map_err(|e| {
+        bad(format!(
+            "{e}: a reader and the verifier would see different values; the file was edited after it was exported"
+        ))
+    })?;
     if doc["format"] != FORMAT {
         return Err(bad(format!(
             "not an evidence file of format {FORMAT} (format is {})",
@@ -335,6 +342,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("event chain"), "{e}");
+        // A figure written twice: the verifier kept the signed (last) value and passed the file
+        // while a reader saw the first.
+        let doubled = text.replacen(
+            "\"verdict\": \"met\"",
+            "\"verdict\": \"missed\", \"verdict\": \"met\"",
+            1,
+        );
+        assert_ne!(doubled, text);
+        let e = verify(&doubled, &key.public_hex()).unwrap_err().to_string();
+        assert!(e.contains("`verdict` appears twice"), "{e}");
         let other = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
         let e = verify(&text, &other.public_hex()).unwrap_err().to_string();
         assert!(e.contains("trusted key"), "{e}");

@@ -279,6 +279,9 @@ mod tests {
         more.push(run(Overall::Incomplete, 50_000.0, Some(99.0)));
         let s = summarize(&more);
         assert_eq!((s.drills, s.incomplete), (11, 2));
-        assert_eq!((s.rto_p95_ms, s.worst_rows_lost), (Some(1000.0), Some(10.0)));
+        assert_eq!(
+            (s.rto_p95_ms, s.worst_rows_lost),
+            (Some(1000.0), Some(10.0))
+        );
     }
 }

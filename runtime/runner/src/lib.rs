@@ -16,6 +16,7 @@ pub mod files;
 pub mod git;
 pub mod history;
 pub mod inputs;
+mod json_keys;
 mod pins;
 pub mod ready;
 mod run;
