@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Errors on the first object that holds a key twice, naming the key and where it is.
-pub fn no_duplicate_keys(text: &str) -> Result<(), String> {
+pub(crate) fn no_duplicate_keys(text: &str) -> Result<(), String> {
     serde_json::from_str::<Checked>(text)
         .map(|_| ())
         .map_err(|e| format!("{e}"))
