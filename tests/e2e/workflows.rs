@@ -488,3 +488,30 @@ fn config_sync_and_active_active_serve_from_every_region() {
     assert_eq!(data_plane_region(&lab, "eu"), "eu");
     assert_eq!(data_plane_region(&lab, "us"), "us");
 }
+
+/// A failover whose verification fails after the promotion leaves DNS on the promoted region:
+/// the promotion cannot be undone, and compensating the DNS switch sent clients to the old
+/// primary, fenced read-only beside the new one.
+#[test]
+fn a_failover_failing_after_its_promotion_keeps_dns_on_the_promoted_region() {
+    let s = Scratch::new();
+    let lab = LabGuard::up(&s);
+    // Nothing answers on port 1: verify fails, after switch-dns.
+    let out = s
+        .cmd()
+        .args(["--json", "run", &workflow("active-passive-failover.yaml")])
+        .args([
+            "--inputs-file",
+            &lab.inputs(),
+            "--secrets-file",
+            &lab.secrets(),
+        ])
+        .args(["--approve", "promote", "--input", "data_plane_port=1"])
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 1);
+    let run: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(outcome(&run, "verify"), "failure", "{run}");
+    assert_eq!(in_recovery(&lab, "us"), Some(false), "promoted");
+    assert_eq!(lab.dns(), [US], "DNS went back to the fenced old primary");
+}

@@ -434,6 +434,20 @@ fn a_long_step_shows_while_it_runs(id: &str, open: &dyn Fn() -> Arc<dyn Journal>
     assert_eq!(kinds, [(1, "attempt-started"), (2, "leg-finished")]);
 }
 
+/// A leg of `step` that succeeded in 1 ms with `{}` as its output.
+pub(crate) fn ok_leg(step: &str) -> Event {
+    Event::LegFinished {
+        step: step.into(),
+        leg: String::new(),
+        outcome: Outcome::Success,
+        attempts: 1,
+        duration: Duration::from_millis(1),
+        output: json!({}),
+        plan: vec![],
+        error: None,
+    }
+}
+
 pub(crate) fn finish(status: RunStatus) -> Event {
     Event::RunFinished {
         status,

@@ -310,20 +310,7 @@ mod tests {
 
     use super::*;
     use crate::Journal;
-    use crate::conformance::record;
-
-    fn leg(step: &str) -> Event {
-        Event::LegFinished {
-            step: step.into(),
-            leg: String::new(),
-            outcome: Outcome::Success,
-            attempts: 1,
-            duration: Duration::from_millis(1),
-            output: serde_json::json!({}),
-            plan: vec![],
-            error: None,
-        }
-    }
+    use crate::conformance::{ok_leg as leg, record};
 
     /// Waits (without a deadline: the test harness has one) until `cond` holds of the queue.
     fn until(store: &SqliteStore, cond: impl Fn(&Queue) -> bool) {

@@ -258,31 +258,14 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use meridian_protocol::{Event, EventSink, Outcome, RunStatus};
+    use meridian_protocol::{Event, EventSink, RunStatus};
 
     use crate::Journal;
-    use crate::conformance::record;
+    use crate::conformance::{ok_leg as leg, record};
     use crate::sqlite::SqliteStore;
 
-    fn leg(step: &str) -> Event {
-        Event::LegFinished {
-            step: step.into(),
-            leg: String::new(),
-            outcome: Outcome::Success,
-            attempts: 1,
-            duration: Duration::from_millis(1),
-            output: serde_json::json!({}),
-            plan: vec![],
-            error: None,
-        }
-    }
-
     fn end() -> Event {
-        Event::RunFinished {
-            status: RunStatus::Succeeded,
-            duration: Duration::from_millis(3),
-            message: "done".into(),
-        }
+        crate::conformance::finish(RunStatus::Succeeded)
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
