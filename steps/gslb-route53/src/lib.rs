@@ -84,7 +84,16 @@ pub fn run(env: &Env<'_>, input: &GslbInput) -> Result<GslbOutput, StepError> {
     };
     let name = input.fqdn();
     let rtype = input.record_type.as_str();
-    let (current, removed) = split_records(input, client.list_record_sets(&zone_id, &name, rtype)?);
+    let listed = client.list_record_sets(&zone_id, &name, rtype)?;
+    refuse_conflicts(&name, rtype, &listed)?;
+    if rtype != "CNAME" {
+        refuse_conflicts(
+            &name,
+            rtype,
+            &client.list_record_sets(&zone_id, &name, "CNAME")?,
+        )?;
+    }
+    let (current, removed) = split_records(input, listed);
     let before = state_of(&current);
 
     if input.action == GslbAction::Status {
@@ -287,6 +296,37 @@ fn credentials(
             None => None,
         },
     })
+}
+
+/// Record sets at the managed name that Route 53 refuses routing-policy records beside: a CNAME
+/// (nothing may share its name) or a record set of the managed type without a set identifier
+/// (simple routing). Found in plan mode too: the moto emulator accepted both batches, so a plan
+/// said nothing, while real Route 53 refuses them (`InvalidChangeBatch`), in the middle of a
+/// failover.
+fn refuse_conflicts(name: &str, rtype: &str, listed: &[RecordSet]) -> Result<(), StepError> {
+    let Some(rr) = listed
+        .iter()
+        .find(|r| r.set_identifier.is_none() || (r.rtype == "CNAME" && rtype != "CNAME"))
+    else {
+        return Ok(());
+    };
+    let what = if rr.alias {
+        "an alias".to_string()
+    } else {
+        format!("`{}`", rr.values.join(", "))
+    };
+    Err(StepError::invalid(
+        if rr.rtype == "CNAME" && rtype != "CNAME" {
+            format!(
+                "{name} has a CNAME record ({what}): no other record may share a CNAME's name, so Route 53 refuses the {rtype} records this step manages; delete the CNAME, or point the step at another name"
+            )
+        } else {
+            format!(
+                "{name} {} already has a record set without a set identifier (simple routing: {what}): Route 53 refuses routing-policy records beside it; delete it (the step then creates the routing records), or point the step at another name",
+                rr.rtype
+            )
+        },
+    ))
 }
 
 /// Splits the record sets of the managed name and type into those of the input's regions (by set

@@ -252,3 +252,31 @@ fn plan_mode_reads_but_records_writes() {
     );
     assert!(h.r53.borrow().records.is_empty() && h.r53.borrow().checks.is_empty());
 }
+
+/// A simple record or a CNAME at the managed name: refused before any change, in a plan too
+/// (Route 53 refuses routing-policy records beside either; the step said nothing and its batch
+/// failed mid-failover).
+#[test]
+fn a_simple_record_or_a_cname_at_the_name_is_refused_before_any_change() {
+    for (rtype, id, value) in [
+        ("A", None, "10.9.9.9"),
+        ("CNAME", None, "elsewhere.example.net."),
+    ] {
+        let h = Harness::new();
+        h.r53.borrow_mut().records.push(RecordSet {
+            name: "api.example.com.".into(),
+            rtype: rtype.into(),
+            set_identifier: id,
+            weight: None,
+            region: None,
+            failover: None,
+            ttl: Some(60),
+            values: vec![value.into()],
+            health_check_id: None,
+            alias: false,
+        });
+        let e = h.run(&input(json!({}))).unwrap_err().to_string();
+        assert!(e.contains(value) && e.contains("delete"), "{rtype}: {e}");
+        assert_eq!(h.r53.borrow().changes, 0, "{rtype}: nothing changed");
+    }
+}
