@@ -192,6 +192,19 @@ fn gitops_syncs_every_commit_asks_before_deleting_and_notifies_drift() {
             .as_str()
             .unwrap()
             .to_string();
+        // The gate says what goes (it said "see the plan step's events").
+        let (_, events) = call(
+            "GET",
+            &served.url(&format!("/api/v1/runs/{gated}/events")),
+            None,
+            None,
+        )
+        .await;
+        let text = events.to_string();
+        assert!(
+            text.contains("deletes: route `health` on http://"),
+            "the approval does not name what is deleted: {text}"
+        );
         let (code, body) = call(
             "POST",
             &served.url(&format!("/api/v1/runs/{gated}/approvals/approve-deletes")),

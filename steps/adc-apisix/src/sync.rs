@@ -134,6 +134,9 @@ pub struct Output {
     /// In execution order.
     pub events: Vec<EventOut>,
     pub summary: Summary,
+    /// What the changes delete, one line each (`service `billing` on http://…:9180`): for an
+    /// approval message (`join(steps.plan.legs.*.outputs.deletes.*, '; ')`).
+    pub deletes: Vec<String>,
     /// True when `mode` is `sync` and the changes went to the gateway (false in `diff`/`dump`
     /// mode and in plan mode, where the host only recorded the writes).
     pub applied: bool,
@@ -382,6 +385,11 @@ fn output(
             })
             .collect(),
         summary,
+        deletes: events
+            .iter()
+            .filter(|e| e.kind == EventType::Delete)
+            .map(|e| format!("{} `{}` on {}", e.rtype, e.name, input.server))
+            .collect(),
         applied,
         requests,
         warnings,

@@ -149,7 +149,7 @@ impl Attempt {
                         ),
                         e => e,
                     };
-                    let e = mask_error(&self.masker, e);
+                    let e = mask_error(&self.masker, host_paths(e, &req.grants.fs));
                     let retry = attempt < attempts && retry::retries(policy, &e);
                     let wait = retry.then(|| retry::delay(policy, attempt + 1));
                     self.emit(Event::AttemptFailed {
@@ -187,6 +187,29 @@ pub(super) fn attempt_logs(
     logs
 }
 
+/// A step names the files of its preopened directories by their path inside the sandbox
+/// (`/config/lab.yaml:38:9: unknown field`): said with the directory on this machine instead
+/// (`/srv/flows/adc/lab.yaml:38:9: …`), the file a person edits.
+pub(super) fn host_paths(e: StepError, fs: &[crate::executor::FsPreopen]) -> StepError {
+    let dirs: Vec<(String, String)> = fs
+        .iter()
+        .filter(|p| p.guest.trim_end_matches('/').len() > 1)
+        .map(|p| {
+            (
+                format!("{}/", p.guest.trim_end_matches('/')),
+                format!("{}/", p.host.display().to_string().trim_end_matches('/')),
+            )
+        })
+        .collect();
+    if dirs.is_empty() {
+        return e;
+    }
+    e.map_text(|t| {
+        dirs.iter()
+            .fold(t, |t, (guest, host)| t.replace(guest.as_str(), host))
+    })
+}
+
 pub(super) fn mask_error(m: &Masker, e: StepError) -> StepError {
     e.map_text(|t| m.mask_string(t))
 }
@@ -204,4 +227,31 @@ pub(super) fn journal_lines(
             l
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::FsPreopen;
+
+    #[test]
+    fn a_preopened_file_is_named_by_its_path_on_this_machine() {
+        let fs = [FsPreopen {
+            host: "/srv/flows/adc".into(),
+            guest: "/config".into(),
+            writable: false,
+        }];
+        let e = StepError::InvalidInput("/config/lab.yaml:38:9: unknown field `timeoutz`".into());
+        assert_eq!(
+            host_paths(e, &fs).to_string(),
+            StepError::InvalidInput(
+                "/srv/flows/adc/lab.yaml:38:9: unknown field `timeoutz`".into()
+            )
+            .to_string()
+        );
+        // `/configs/x` is not under `/config`, and a step without preopens is left as it is.
+        let e = StepError::Fatal("/configs/x".into());
+        assert_eq!(host_paths(e.clone(), &fs).to_string(), e.to_string());
+        assert_eq!(host_paths(e.clone(), &[]).to_string(), e.to_string());
+    }
 }

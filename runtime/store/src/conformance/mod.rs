@@ -434,7 +434,8 @@ fn a_long_step_shows_while_it_runs(id: &str, open: &dyn Fn() -> Arc<dyn Journal>
     assert_eq!(kinds, [(1, "attempt-started"), (2, "leg-finished")]);
 }
 
-/// A leg of `step` that succeeded in 1 ms with `{}` as its output.
+/// A leg of `step` that succeeded in 1 ms with `{}` as its output (the store's own tests).
+#[cfg(test)]
 pub(crate) fn ok_leg(step: &str) -> Event {
     Event::LegFinished {
         step: step.into(),
