@@ -379,6 +379,14 @@ impl Builder<'_> {
         }
         let mut parts = Vec::new();
         if let Some(u) = &s.upstream {
+            // The default upstream is named after its service: a name written for it is not
+            // kept, and renaming it changed nothing without a word.
+            if let Some(n) = u.name.as_deref().filter(|n| *n != s.name) {
+                self.out.warnings.push(format!(
+                    "service `{}` ({origin}): its upstream's name `{n}` is not kept — a service's own upstream is named after the service (name it in `upstreams:` to keep a name)",
+                    s.name
+                ));
+            }
             let mut ub = upstream_body(u, &self.labels(u.labels.as_ref()));
             // domain.md §1.5: the default upstream is written with the service's id and name
             ub.insert("name".into(), json!(s.name));
@@ -815,5 +823,27 @@ plugin_metadata: {http-logger: {log_format: {host: "$host"}}}
             &admin(),
         );
         assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+    }
+
+    /// A service's own upstream is named after the service: another name written for it is
+    /// said to be dropped (renaming it gave "no changes", silently).
+    #[test]
+    fn a_name_given_to_a_services_own_upstream_is_said_to_be_dropped() {
+        let up = "nodes: [{host: a, port: 1, weight: 1}]";
+        let d = desired(
+            &format!("services: [{{name: s, upstream: {{name: s-up, {up}}}}}]\n"),
+            &admin(),
+        );
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(
+            d.warnings[0].contains("name `s-up` is not kept"),
+            "{:?}",
+            d.warnings
+        );
+        let d = desired(
+            &format!("services: [{{name: s, upstream: {{name: s, {up}}}}}]\n"),
+            &admin(),
+        );
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
     }
 }
