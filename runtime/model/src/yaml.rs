@@ -105,6 +105,19 @@ enum Frame {
     },
 }
 
+/// The byte offset of the first tab in a line's leading whitespace, if any.
+fn indenting_tab(text: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if let Some(i) = line[..indent].find('\t') {
+            return Some(at + i);
+        }
+        at += line.len();
+    }
+    None
+}
+
 /// Parses `text` into one document tree. Errors (syntax, more than one document, limits) come back
 /// as diagnostics; the first syntax error ends parsing since the parser cannot resume.
 pub(crate) fn parse(file: &str, map: &SourceMap<'_>) -> Result<Option<Node>, Vec<Diagnostic>> {
@@ -120,6 +133,18 @@ pub(crate) fn parse(file: &str, map: &SourceMap<'_>) -> Result<Option<Node>, Vec
         let (event, yspan) = match ev {
             Ok(e) => e,
             Err(e) => {
+                // A tab in indentation is the usual cause of "found a tab", which the scanner
+                // reports where it noticed (often the line before): point at the tab itself.
+                if let Some(tab) = indenting_tab(map.text()) {
+                    let line = map.text()[..tab].matches('\n').count() + 1;
+                    return Err(err(
+                        map.span(tab, tab + 1),
+                        format!(
+                            "YAML syntax error: a tab indents line {line}; YAML indents with spaces only — replace the tab with spaces ({})",
+                            e.info()
+                        ),
+                    ));
+                }
                 let m = e.marker();
                 let b = map.byte_of_char(m.index());
                 let span = map.span(b, b);
