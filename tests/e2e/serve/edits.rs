@@ -142,10 +142,7 @@ fn an_edited_workflow_does_not_strand_a_run_at_its_gate() {
     let id = start(&served, "gated");
     let run_url = served.url(&format!("/api/v1/runs/{id}"));
     rt().block_on(async {
-        until(&run_url, None, Duration::from_secs(30), |b| {
-            b["summary"]["status"] == "awaiting-approval"
-        })
-        .await;
+        until_status(&run_url, "awaiting-approval").await;
     });
     s.write("wf/gated.yaml", &gated("Eve"));
     // The server has read the edit (it checks its directory every second).
@@ -154,10 +151,7 @@ fn an_edited_workflow_does_not_strand_a_run_at_its_gate() {
         let url = served.url(&format!("/api/v1/runs/{id}/approvals/promote"));
         let (code, body) = call("POST", &url, None, Some(json!({"decision": "approve"}))).await;
         assert!(code == 200 || code == 202, "{code} {body}");
-        until(&run_url, None, Duration::from_secs(30), |b| {
-            b["summary"]["status"] == "succeeded"
-        })
-        .await
+        until_status(&run_url, "succeeded").await
     });
     let promoted = run["legs"]
         .as_array()

@@ -38,10 +38,7 @@ fn a_pause_and_a_cancel_say_why() {
     };
     rt().block_on(async {
         let run_url = served.url(&format!("/api/v1/runs/{id}"));
-        until(&run_url, None, Duration::from_secs(30), |b| {
-            b["summary"]["status"] == "awaiting-approval"
-        })
-        .await;
+        until_status(&run_url, "awaiting-approval").await;
     });
     let cancel = served.url(&format!("/api/v1/runs/{id}/cancel"));
     for (content_type, body, code) in [
@@ -159,10 +156,7 @@ steps:
     let id = start(&served, "fenced");
     rt().block_on(async {
         let run_url = served.url(&format!("/api/v1/runs/{id}"));
-        until(&run_url, None, Duration::from_secs(30), |b| {
-            b["summary"]["status"] == "awaiting-approval"
-        })
-        .await;
+        until_status(&run_url, "awaiting-approval").await;
         let cancel = served.url(&format!("/api/v1/runs/{id}/cancel"));
         // Through the CLI (it had no `cancel`: the API alone could).
         let out = s.run(&[
@@ -219,17 +213,11 @@ fn the_console_run_page_shows_a_drills_approval_wait() {
     let id = start(&served, "gatedrill");
     let run_url = served.url(&format!("/api/v1/runs/{id}"));
     let page = rt().block_on(async {
-        until(&run_url, None, Duration::from_secs(30), |b| {
-            b["summary"]["status"] == "awaiting-approval"
-        })
-        .await;
+        until_status(&run_url, "awaiting-approval").await;
         let gate = served.url(&format!("/api/v1/runs/{id}/approvals/promote"));
         let (code, body) = call("POST", &gate, None, Some(json!({"decision": "approve"}))).await;
         assert!(code == 200 || code == 202, "{code} {body}");
-        let run = until(&run_url, None, Duration::from_secs(30), |b| {
-            b["summary"]["status"] == "succeeded"
-        })
-        .await;
+        let run = until_status(&run_url, "succeeded").await;
         let figures = run["drill"]["figures"].to_string();
         assert!(figures.contains("Approval wait"), "{run}");
         reqwest::get(served.url(&format!("/runs/{id}")))
@@ -246,10 +234,7 @@ fn the_console_run_page_shows_a_drills_approval_wait() {
     let second = start(&served, "gatedrill");
     rt().block_on(async {
         let url = served.url(&format!("/api/v1/runs/{second}"));
-        until(&url, None, Duration::from_secs(30), |b| {
-            b["summary"]["status"] == "awaiting-approval"
-        })
-        .await;
+        until_status(&url, "awaiting-approval").await;
         // One drill at a time: a third while the second waits at its gate is refused.
         let (code, body) = call(
             "POST",

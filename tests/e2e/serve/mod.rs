@@ -179,6 +179,14 @@ pub(crate) async fn until(
     }
 }
 
+/// Polls the run at `run_url` (no token) until its status is `status` (at most 30 s).
+pub(crate) async fn until_status(run_url: &str, status: &str) -> Json {
+    until(run_url, None, Duration::from_secs(30), |b| {
+        b["summary"]["status"] == status
+    })
+    .await
+}
+
 /// Received webhook calls: (headers lower-cased, body).
 pub(crate) type Calls = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
 
