@@ -277,6 +277,16 @@ pub struct Step {
 }
 
 impl Step {
+    /// The components the step runs: its `uses:`, then its compensation's when that is a
+    /// component of its own (`compensate: {uses, with}`).
+    pub fn components_mut(&mut self) -> impl Iterator<Item = &mut ComponentRef> {
+        let undo = match &mut self.compensate {
+            Compensate::Step { component, .. } => Some(component),
+            _ => None,
+        };
+        self.component.iter_mut().chain(undo)
+    }
+
     /// Whether the step runs the built-in step `name` (`uses: adc-apisix`, any version).
     pub fn runs_builtin(&self, name: &str) -> bool {
         matches!(&self.component, Some(ComponentRef::Builtin { name: n, .. }) if n == name)

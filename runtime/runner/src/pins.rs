@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use meridian_host::WasmExecutor;
-use meridian_model::{Compensate, ComponentRef, Workflow};
+use meridian_model::{ComponentRef, Workflow};
 use sha2::{Digest, Sha256};
 
 use crate::RunnerError;
@@ -34,11 +34,7 @@ pub(crate) fn record(workflow: &Workflow, local: &WasmExecutor) -> BTreeMap<Stri
 pub(crate) fn pinned(workflow: &Workflow, pins: &BTreeMap<String, String>) -> Workflow {
     let mut wf = workflow.clone();
     for step in &mut wf.steps {
-        let components = step.component.iter_mut().chain(match &mut step.compensate {
-            Compensate::Step { component, .. } => Some(component),
-            _ => None,
-        });
-        for c in components {
+        for c in step.components_mut() {
             let Some(pin) = pins.get(&c.to_string()) else {
                 continue;
             };
@@ -78,11 +74,7 @@ pub(crate) fn for_resume(
     let mut wf = workflow.clone();
     for step in &mut wf.steps {
         let id = step.id.value.clone();
-        let components = step.component.iter_mut().chain(match &mut step.compensate {
-            Compensate::Step { component, .. } => Some(component),
-            _ => None,
-        });
-        for c in components {
+        for c in step.components_mut() {
             let pin = recorded.get(&c.to_string());
             match c {
                 ComponentRef::Oci { sha256: None, .. } => match pin {
