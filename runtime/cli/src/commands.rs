@@ -109,14 +109,20 @@ impl Ctx {
 
     /// A runner over this invocation's journal and step executor.
     pub(crate) async fn runner(&self) -> anyhow::Result<Runner> {
-        self.runner_for(None).await
+        self.runner_for(None, None).await
     }
 
     /// A runner that is about to run `wf`. The journal opens (SQLite reads its WAL back) on a
     /// blocking thread while the sandbox starts and loads `wf`'s components (from the compile
     /// cache, or compiled, all at once) and asks each for its schemas — what the run's first
     /// check needs anyway: a `meridian run` waits for the longer of the two instead of both.
-    pub(crate) async fn runner_for(&self, wf: Option<&Workflow>) -> anyhow::Result<Runner> {
+    /// The sandbox has room for as many steps at once as the run runs (`max_parallel`, the
+    /// run's `--max-parallel`).
+    pub(crate) async fn runner_for(
+        &self,
+        wf: Option<&Workflow>,
+        max_parallel: Option<usize>,
+    ) -> anyhow::Result<Runner> {
         let ctx = self.clone();
         let journal = tokio::task::spawn_blocking(move || ctx.journal());
         let steps = match self.store.as_deref() {
@@ -124,7 +130,8 @@ impl Ctx {
                 StepRunner::Remote(self.step_executor().await?)
             }
             _ => {
-                let exec = self.executor()?;
+                let slots = wf.map(|wf| meridian_runner::legs_at_once(max_parallel, wf));
+                let exec = self.executor_with(slots)?;
                 // Only local components: an OCI one is fetched and verified against the
                 // workflow's trust policy by the run's check first, before any of its code runs.
                 let local = |wf: &&Workflow| {
@@ -173,7 +180,17 @@ impl Ctx {
     }
 
     pub(crate) fn executor(&self) -> anyhow::Result<Arc<WasmExecutor>> {
-        let exec = WasmExecutor::new(self.cache_dir.clone()).map_err(|e| Exit {
+        self.executor_with(None)
+    }
+
+    /// The sandbox, with room for `slots` steps at once (the default: many runs' steps).
+    fn executor_with(&self, slots: Option<usize>) -> anyhow::Result<Arc<WasmExecutor>> {
+        let cache = self.cache_dir.clone();
+        let exec = match slots {
+            Some(n) => WasmExecutor::with_slots(cache, u32::try_from(n).unwrap_or(u32::MAX)),
+            None => WasmExecutor::new(cache),
+        }
+        .map_err(|e| Exit {
             code: exit::INTERNAL,
             message: format!("error: cannot start the Wasm sandbox: {e}"),
         })?;
@@ -338,7 +355,9 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         ),
         None => None,
     };
-    let runner = ctx.runner_for(Some(&wf.workflow)).await?;
+    let runner = ctx
+        .runner_for(Some(&wf.workflow), args.max_parallel)
+        .await?;
     if mode == Mode::Apply && wf.workflow.drill.is_some() {
         refuse_a_second_drill(&**runner.journal(), &wf.workflow.name)?;
     }
@@ -366,6 +385,7 @@ async fn start(ctx: &Ctx, args: RunArgs, mode: Mode) -> anyhow::Result<u8> {
         }
     };
     drop(lease);
+    runner.close_at_exit();
     crate::summary::report(ctx, &done)
 }
 

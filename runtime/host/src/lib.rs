@@ -66,10 +66,22 @@ pub struct OciSettings {
 }
 
 impl WasmExecutor {
-    /// A sandbox with the default configuration and this compile cache.
+    /// A sandbox with the default configuration and this compile cache: room for the steps of
+    /// many runs at once (a server's).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, sb::SandboxError> {
+        Self::with_slots(cache_dir, u32::MAX)
+    }
+
+    /// A sandbox that runs at most `slots` steps at once (more wait for a slot; at most the
+    /// default's 64), for a process that runs one workflow: its pool of instance slots, stacks
+    /// and memories is reserved at start and released at exit, and a pool sized for 64 steps
+    /// cost a 1-step `meridian run` ~0.5 ms of its start-up and exit (a guard page set per
+    /// stack, each pool's index built, its mappings torn down).
+    pub fn with_slots(cache_dir: Option<PathBuf>, slots: u32) -> Result<Self, sb::SandboxError> {
+        let most = sb::SandboxConfig::default().max_instances;
         let cfg = sb::SandboxConfig {
             cache_dir,
+            max_instances: slots.clamp(1, most),
             // What validation lets a workflow ask for.
             max_memory_limit: meridian_model::Limits::MAX_MEMORY,
             ..Default::default()

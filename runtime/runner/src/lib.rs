@@ -27,7 +27,7 @@ pub use drill::{DrillFigure, DrillVerdict, Overall, Verdict};
 pub use error::RunnerError;
 pub use run::{
     Decision, Finished, Launch, Loaded, Resume, Resumed, Runner, StepRunner, ViewFactory,
-    check_inputs, load, new_run_id,
+    check_inputs, legs_at_once, load, new_run_id,
 };
 
 pub use meridian_engine::RunCancel;

@@ -46,6 +46,12 @@ pub fn load(path: &Path) -> Result<Loaded, RunnerError> {
 
 /// Types `raw` against the workflow's `inputs:` without starting anything: what [`Runner::start`]
 /// would refuse, said before a caller (a server) answers that a run started.
+/// How many legs of `workflow` run at once: the run's own `max_parallel` (`--max-parallel`),
+/// else the workflow's `max-parallel`, else 4.
+pub fn legs_at_once(max_parallel: Option<usize>, workflow: &Workflow) -> usize {
+    max_parallel.or(workflow.max_parallel).unwrap_or(4).max(1)
+}
+
 pub fn check_inputs(wf: &Workflow, raw: &BTreeMap<String, String>) -> Result<(), RunnerError> {
     meridian_engine::inputs::resolve(wf, raw)
         .map(|_| ())
@@ -224,6 +230,18 @@ impl Runner {
 
     pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.journal
+    }
+
+    /// Drops the runner in a process about to exit: the journal closes as usual (its syncer
+    /// flushes what is left and stops), while the sandbox — its engine, its pool of instance
+    /// slots, the components it loaded — is left for the operating system to reclaim instead
+    /// of being unmapped piece by piece (~0.4 ms of a 1-step `meridian run`). Nothing waits on
+    /// its drop: a compiled component and its functions are written to the caches as each
+    /// compile ends.
+    pub fn close_at_exit(self) {
+        if let StepRunner::Local(e) = &self.steps {
+            std::mem::forget(Arc::clone(e));
+        }
     }
 
     /// What the steps' executor still owes for attempts given up on ([`Executor::settle`]): after
@@ -536,7 +554,7 @@ impl Runner {
     ) -> Result<Finished, RunnerError> {
         let fresh = resumed.is_none();
         let workflow = wf.workflow.clone();
-        opts.max_parallel = settings.max_parallel.or(workflow.max_parallel).unwrap_or(4);
+        opts.max_parallel = legs_at_once(settings.max_parallel, &workflow);
         opts.run_timeout = settings.timeout;
         let journal = match lease_owner {
             Some(owner) => self.journal.fenced_sink(&opts.run_id, owner)?,
