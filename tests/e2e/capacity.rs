@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Scratch, expect_code};
 use crate::workflows::{EU, LabGuard, US, output};
@@ -422,4 +422,42 @@ fn three_region_active_active_drains_and_restores_a_region_without_failed_reques
     );
     assert!(hits(1, "eu") + hits(1, "us") >= 20, "{seen:?}");
     assert!(hits(0, "ap") + hits(2, "ap") > 0, "{seen:?}");
+
+    // ap goes down: drained by its weight alone, its legs are skipped (its `ready` would fail)
+    // and the DNS change goes ahead for the other two.
+    let kill = s.run(&[
+        "lab",
+        "region",
+        "ap",
+        "kill",
+        "--dir",
+        &lab.dir.to_string_lossy(),
+    ]);
+    expect_code(&kill, 0);
+    let (run, _) = lab.meridian(
+        "run",
+        "active-active.yaml",
+        &["--input", r#"weights={"ap":0}"#],
+    );
+    let leg_of = |step: &str, region: &str| {
+        run["steps"]
+            .as_array()
+            .and_then(|v| v.iter().find(|s| s["id"] == step))
+            .and_then(|s| s["legs"].as_array())
+            .and_then(|legs| legs.iter().find(|l| l["key"] == region))
+            .map(|l| l["outcome"].clone())
+    };
+    for step in ["ready", "push-config", "verify-region"] {
+        assert_eq!(leg_of(step, "ap"), Some(json!("skipped")), "{step}: {run}");
+        assert_eq!(leg_of(step, "eu"), Some(json!("success")), "{step}: {run}");
+    }
+    let answered = answers(&lab, 40);
+    assert!(
+        !answered.contains(&AP),
+        "a dead region drained: {answered:?}"
+    );
+    assert!(
+        answered.contains(&EU) && answered.contains(&US),
+        "{answered:?}"
+    );
 }

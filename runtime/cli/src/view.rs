@@ -288,6 +288,16 @@ fn describe_raw(ev: &Event, run: &RunContext) -> Option<String> {
             ),
             None => format!("{}: attempt {attempt} failed: {error}", leg_id(step, leg)),
         },
+        // A leg its step's `if:` left out (see the engine's per-leg `if:`) never ran.
+        Event::LegFinished {
+            step,
+            leg,
+            outcome: Outcome::Skipped,
+            ..
+        } => format!(
+            "{}: skipped (its `if:` is false for this leg)",
+            leg_id(step, leg)
+        ),
         Event::LegFinished {
             step,
             leg,
@@ -522,6 +532,26 @@ mod tests {
             "{out:?}"
         );
         assert!(lines[0].starts_with('['), "timestamped: {out:?}");
+    }
+
+    #[test]
+    fn a_leg_left_out_by_its_if_says_so() {
+        let ev = Event::LegFinished {
+            step: "push".into(),
+            leg: "us".into(),
+            outcome: Outcome::Skipped,
+            attempts: 0,
+            duration: Duration::ZERO,
+            output: serde_json::Value::Null,
+            plan: vec![],
+            error: None,
+        };
+        let mut out = String::new();
+        Lines::new().lines(std::iter::once(&ev), &mut out);
+        assert!(
+            out.ends_with("] push[us]: skipped (its `if:` is false for this leg)\n"),
+            "{out:?}"
+        );
     }
 
     #[test]

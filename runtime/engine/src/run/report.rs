@@ -30,6 +30,21 @@ pub struct LegReport {
 }
 
 impl LegReport {
+    /// A leg its step's `if:` left out: it did not run and has no output.
+    pub(super) fn skipped(key: String, matrix: Json) -> Self {
+        LegReport {
+            key,
+            matrix,
+            outcome: Outcome::Skipped,
+            attempts: 0,
+            duration: Duration::ZERO,
+            output: Json::Null,
+            plan: vec![],
+            error: None,
+            reused: false,
+        }
+    }
+
     /// A leg that ended without output: cancelled when `error` is `Cancelled`, else failed.
     pub(super) fn ended(
         key: String,

@@ -561,6 +561,9 @@ impl Runner {
             Outcome::Failure
         } else if legs.iter().any(|l| l.outcome == Outcome::Cancelled) {
             Outcome::Cancelled
+        } else if legs.iter().all(|l| l.outcome == Outcome::Skipped) {
+            // Its `if:` left out every leg (see `start::per_leg`).
+            Outcome::Skipped
         } else {
             Outcome::Success
         };
@@ -569,11 +572,23 @@ impl Runner {
         } else {
             outcome
         };
+        let reason = (outcome == Outcome::Skipped).then(|| {
+            format!(
+                "condition `{}` is false for every leg",
+                step.condition.as_ref().map_or("", |c| c.value.source())
+            )
+        });
+        if let Some(reason) = &reason {
+            self.emit(Event::StepSkipped {
+                step: step.id.value.clone(),
+                reason: reason.clone(),
+            })?;
+        }
         let report = StepReport {
             id: step.id.value.clone(),
             outcome,
             conclusion,
-            reason: None,
+            reason,
             legs,
         };
         self.publish(i, &report);

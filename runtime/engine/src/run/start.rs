@@ -83,6 +83,9 @@ impl Runner {
         let default_ok = !self.failed && !self.cancelled && needs_ok;
         let run_it = match &step.condition {
             None => Ok(default_ok),
+            // Read per leg, once the legs exist (`leg_condition`); here only what holds for
+            // the whole step: its needs and the run so far, unless a status function decides.
+            Some(c) if per_leg(step) => Ok(c.value.uses_status_function() || default_ok),
             Some(c) => match c.value.eval(&self.ctx(i, None)) {
                 Ok(v) => {
                     let t = meridian_model::expr::Expr::truthy(&v);
@@ -189,6 +192,20 @@ impl Runner {
         Ok(true)
     }
 
+    /// Whether a leg of step `si` runs, by the step's `if:` when it reads `matrix` (see
+    /// [`per_leg`]): evaluated with the leg's values. Without such an `if:`, every leg runs.
+    fn leg_condition(&self, si: usize, matrix: &Json) -> Result<bool, String> {
+        let step = &self.wf.steps[si];
+        match step.condition.as_ref().filter(|_| per_leg(step)) {
+            None => Ok(true),
+            Some(c) => c
+                .value
+                .eval(&self.ctx(si, Some(matrix)))
+                .map(|v| meridian_model::expr::Expr::truthy(&v))
+                .map_err(|e| format!("if: {e}")),
+        }
+    }
+
     /// The legs of a step: `("", {})` without a matrix.
     fn expand_matrix(&self, si: usize, step: &Step) -> Result<Vec<(String, Json)>, String> {
         let Some(m) = &step.matrix else {
@@ -268,6 +285,19 @@ impl Runner {
             self.decided(si, li, report);
             return Ok(());
         }
+        match self.leg_condition(si, &matrix) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.decided(si, li, LegReport::skipped(key, matrix));
+                return Ok(());
+            }
+            Err(msg) => {
+                let error = StepError::InvalidInput(self.masker.mask_str(&msg));
+                let report = LegReport::ended(key, matrix, 0, Duration::ZERO, error);
+                self.decided(si, li, report);
+                return Ok(());
+            }
+        }
         let mut ctx = self.ctx(si, Some(&matrix));
         let display = display_id(&id, &key);
         let prepared = component(step).and_then(|uses| {
@@ -340,4 +370,17 @@ impl Runner {
         });
         Ok(())
     }
+}
+
+/// Whether step's `if:` is read per leg: it reads `matrix`, so it can only be evaluated once
+/// the legs exist. Its legs whose condition is false are skipped (a drained region's, say);
+/// the step is skipped when all are.
+pub(super) fn per_leg(step: &Step) -> bool {
+    step.matrix.is_some()
+        && step.condition.as_ref().is_some_and(|c| {
+            c.value
+                .references()
+                .iter()
+                .any(|r| r.path.first().is_some_and(|p| p == "matrix"))
+        })
 }

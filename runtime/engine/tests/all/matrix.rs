@@ -162,3 +162,114 @@ steps:
     let after = ends.iter().find(|e| e["step"] == "after").unwrap();
     assert!(after.get("reason").is_none(), "{after}");
 }
+
+/// An `if:` that reads `matrix` is read per leg: a drained region's legs are skipped, the others
+/// run, and the steps after see the step succeed. (Read once for the whole step, before the
+/// legs existed, `matrix.region` was not there to read.)
+#[tokio::test(start_paused = true)]
+async fn an_if_that_reads_the_matrix_skips_only_the_legs_it_is_false_for() {
+    let (r, exec) = go(
+        r#"
+name: drain
+inputs:
+  regions: {type: list, default: [eu, us, ap]}
+  drain: {type: list, default: [us]}
+steps:
+  - id: push
+    uses: test-ok
+    if: ${{ !contains(inputs.drain, matrix.region) }}
+    strategy:
+      matrix:
+        region: ${{ inputs.regions }}
+    with: {region: "${{ matrix.region }}"}
+  - id: dns
+    uses: test-ok
+    needs: push
+    with: {eu: "${{ steps.push.outputs.eu.echo.region }}"}
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(exec.runs_of("push[eu]").len(), 1);
+    assert_eq!(exec.runs_of("push[ap]").len(), 1);
+    assert!(exec.runs_of("push[us]").is_empty(), "a drained leg ran");
+    let push = r.step("push").unwrap();
+    assert_eq!(push.outcome, Outcome::Success);
+    let outcome_of = |k: &str| push.legs.iter().find(|l| l.key == k).unwrap().outcome;
+    assert_eq!(outcome_of("us"), Outcome::Skipped);
+    assert_eq!(outcome_of("eu"), Outcome::Success);
+    assert_eq!(r.step("dns").unwrap().outcome, Outcome::Success);
+}
+
+/// Every leg left out: the step is skipped, with why, and so are the steps that need it.
+#[tokio::test(start_paused = true)]
+async fn an_if_false_for_every_leg_skips_the_step() {
+    let (r, exec) = go(
+        r#"
+name: drain-all
+steps:
+  - id: push
+    uses: test-ok
+    if: ${{ matrix.region == 'nowhere' }}
+    strategy:
+      matrix:
+        region: [eu, us]
+  - id: after
+    uses: test-ok
+    needs: push
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert!(exec.runs_of("push[eu]").is_empty() && exec.runs_of("push[us]").is_empty());
+    let push = r.step("push").unwrap();
+    assert_eq!(push.outcome, Outcome::Skipped);
+    assert!(
+        push.reason
+            .as_deref()
+            .is_some_and(|m| m.contains("false for every leg")),
+        "{push:?}"
+    );
+    assert_eq!(r.step("after").unwrap().outcome, Outcome::Skipped);
+}
+
+/// A per-leg `if:` still waits for the step's needs: after a failure, no leg runs (unless a
+/// status function says otherwise).
+#[tokio::test(start_paused = true)]
+async fn a_per_leg_if_does_not_run_legs_after_a_failure() {
+    let (r, exec) = go(
+        r#"
+name: after-failure
+steps:
+  - id: first
+    uses: test-fail
+    with: {ms: 1}
+  - id: push
+    uses: test-ok
+    needs: first
+    if: ${{ matrix.region != 'us' }}
+    strategy:
+      matrix:
+        region: [eu, us]
+  - id: cleanup
+    uses: test-ok
+    needs: first
+    if: ${{ always() && matrix.region == 'eu' }}
+    strategy:
+      matrix:
+        region: [eu, us]
+"#,
+        opts(),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    assert!(
+        exec.runs_of("push[eu]").is_empty(),
+        "ran after its need failed"
+    );
+    assert_eq!(r.step("push").unwrap().outcome, Outcome::Skipped);
+    assert_eq!(exec.runs_of("cleanup[eu]").len(), 1);
+    assert!(exec.runs_of("cleanup[us]").is_empty());
+}
