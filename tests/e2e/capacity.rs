@@ -425,15 +425,7 @@ fn three_region_active_active_drains_and_restores_a_region_without_failed_reques
 
     // ap goes down: drained by its weight alone, its legs are skipped (its `ready` would fail)
     // and the DNS change goes ahead for the other two.
-    let kill = s.run(&[
-        "lab",
-        "region",
-        "ap",
-        "kill",
-        "--dir",
-        &lab.dir.to_string_lossy(),
-    ]);
-    expect_code(&kill, 0);
+    lab.region_do("ap", "kill");
     let (run, _) = lab.meridian(
         "run",
         "active-active.yaml",
@@ -456,6 +448,26 @@ fn three_region_active_active_drains_and_restores_a_region_without_failed_reques
         !answered.contains(&AP),
         "a dead region drained: {answered:?}"
     );
+    assert!(
+        answered.contains(&EU) && answered.contains(&US),
+        "{answered:?}"
+    );
+
+    // Draining every region skips every leg before the DNS change; the change itself still
+    // runs and refuses (the run "succeeded" having changed nothing), and DNS stays as it was.
+    let all = s.run(&[
+        "run",
+        &crate::workflows::workflow("active-active.yaml"),
+        "--inputs-file",
+        &lab.inputs(),
+        "--secrets-file",
+        &lab.secrets(),
+        "--input",
+        r#"weights={"eu":0,"us":0,"ap":0}"#,
+    ]);
+    let (_, err) = expect_code(&all, 1);
+    assert!(err.contains("every region would have weight 0"), "{err}");
+    let answered = answers(&lab, 20);
     assert!(
         answered.contains(&EU) && answered.contains(&US),
         "{answered:?}"

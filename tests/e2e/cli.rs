@@ -548,3 +548,30 @@ fn cache_prune_removes_unused_and_foreign_compiled_components_only() {
     let (_, err) = expect_code(&with_cache(&["cache", "prune", "--older-than", "later"]), 2);
     assert!(err.contains("--older-than"), "{err}");
 }
+
+/// A failed run's resume runs its failed step again, as attempt 2: the journal numbered it 1
+/// again, which read as if nothing had been tried before.
+#[test]
+fn a_failed_runs_resume_numbers_its_attempts_on() {
+    let s = Scratch::new();
+    // Nothing listens on the discard port: the probe fails at once, retryably.
+    s.write(
+        "again.yaml",
+        "name: again\nsteps:\n  - id: probe\n    uses: http-probe\n    with: {url: \"http://127.0.0.1:9/x\", timeout_ms: 200}\n    grants: {http: [\"http://127.0.0.1:9\"]}\n    retry: 1\n",
+    );
+    let (out, _) = expect_code(&s.run(&["--json", "run", "again.yaml"]), 1);
+    let report: Json = serde_json::from_str(&out).unwrap();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    expect_code(&s.run(&["resume", &run_id]), 1);
+    let (shown, _) = expect_code(&s.run(&["--json", "runs", "show", &run_id]), 0);
+    let shown: Json = serde_json::from_str(&shown).unwrap();
+    let started: Vec<u64> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["event"] == "attempt-started")
+        .map(|e| e["event"]["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(started, [1, 2], "{shown}");
+    assert_eq!(shown["legs"][0]["attempts"], 2, "{}", shown["legs"]);
+}

@@ -82,6 +82,15 @@ impl<'a> LabGuard<'a> {
         meridian_lab::status(&self.dir).expect("lab status")
     }
 
+    /// `meridian lab region NAME ACTION` (`kill`, `start`, a fault …), which must succeed.
+    pub(crate) fn region_do(&self, name: &str, action: &str) {
+        let dir = self.dir.to_string_lossy();
+        let out = self
+            .scratch
+            .run(&["lab", "region", name, action, "--dir", &dir]);
+        expect_code(&out, 0);
+    }
+
     pub(crate) fn region(&self, name: &str) -> meridian_lab::RegionState {
         self.state()
             .regions
@@ -334,15 +343,7 @@ fn failover_then_failback_returns_to_the_home_region() {
     assert_eq!(lab.dns(), [US], "nothing was changed");
 
     // The home region crashes while it is the fenced ex-primary: failback starts it again.
-    let kill = s.run(&[
-        "lab",
-        "region",
-        "eu",
-        "kill",
-        "--dir",
-        &lab.dir.to_string_lossy(),
-    ]);
-    expect_code(&kill, 0);
+    lab.region_do("eu", "kill");
 
     let (plan, _) = lab.meridian("plan", "failback.yaml", &[]);
     let changes = planned(&plan);

@@ -59,7 +59,8 @@ pub enum Command {
     Plan(RunArgs),
     /// Run a workflow.
     Run(RunArgs),
-    /// Resume an interrupted run: finished steps are not run again.
+    /// Resume an interrupted, waiting or failed run: what succeeded is not run again; failed
+    /// and unfinished legs run again, their attempts numbered on from the journal's.
     Resume {
         /// The run (`meridian runs list`).
         run_id: String,

@@ -1,15 +1,19 @@
 //! Starting and resuming runs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod resume;
+
+use resume::check_approvals;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meridian_engine::{Approver, EventSink, Executor, PriorLeg, RunOptions, RunReport};
+use meridian_engine::{Approver, EventSink, Executor, RunOptions, RunReport};
 use meridian_host::WasmExecutor;
 use meridian_model::Workflow;
-use meridian_protocol::{Masker, Mode, Outcome, RunStatus};
-use meridian_store::{Journal, LegRecord, RunRecord, RunSettings};
+use meridian_protocol::{Masker, Mode, RunStatus};
+use meridian_store::{Journal, RunRecord, RunSettings};
 use sha2::{Digest, Sha256};
 
 use crate::canary::now_ms;
@@ -420,126 +424,6 @@ impl Runner {
         }
     }
 
-    /// Resumes an interrupted, failed or waiting run: finished legs come from the journal, the
-    /// rest run again with the same idempotency keys. With `from`, retries that step and every
-    /// step that needs it.
-    pub async fn resume(&self, run_id: &str, resume: Resume) -> Result<Resumed, RunnerError> {
-        let (record, summary) = self.journal.run(run_id)?;
-        let mut wf = self.resumable_workflow(run_id, &record)?;
-        if resume.from.is_none() && summary.status == RunStatus::Succeeded {
-            return Ok(Resumed::AlreadySucceeded);
-        }
-        // The code the run started with: its tags at the digests they named then, and for a
-        // resume its files unchanged (a retry runs the files as they are: a fixed step).
-        if let StepRunner::Local(local) = &self.steps {
-            wf.workflow = Arc::new(crate::pins::for_resume(
-                run_id,
-                &wf.workflow,
-                &record.settings.components,
-                local.allows_unpinned(),
-                resume.from.is_none(),
-            )?);
-        }
-        let workflow = wf.workflow.clone();
-        let settings = record.settings;
-        if let Some(step) = &resume.from {
-            if workflow.step(step).is_none() {
-                return Err(RunnerError::Invalid(format!(
-                    "run {run_id}'s workflow has no step `{step}`"
-                )));
-            }
-            let again: Vec<String> = dependents(&workflow, step).into_iter().collect();
-            self.journal.forget_legs(run_id, &again)?;
-        }
-        check_approvals(&workflow, "--approve", &resume.approve)?;
-        let rejected: Vec<String> = resume
-            .decisions
-            .iter()
-            .filter(|d| !d.approve)
-            .map(|d| d.step.clone())
-            .collect();
-        check_approvals(&workflow, "--reject", &rejected)?;
-        let secrets = secrets::load(&workflow, resume.secrets_file.as_deref()).map_err(|e| {
-            // Secrets are never journaled; the file the run was started with is named.
-            match (&settings.secrets_file, &resume.secrets_file, e) {
-                (Some(file), None, RunnerError::Problems(mut p)) => {
-                    p.push(format!(
-                        "run {run_id} was started with --secrets-file {file}: give it again"
-                    ));
-                    RunnerError::Problems(p)
-                }
-                (_, _, e) => e,
-            }
-        })?;
-        let inputs = meridian_engine::inputs::resolve(&workflow, &settings.raw_inputs)
-            .map_err(RunnerError::Problems)?;
-        let mut opts = RunOptions::new(run_id);
-        opts.started_at_ms = summary.created_at_ms.max(0) as u64;
-        opts.mode = record.mode;
-        opts.inputs = inputs;
-        opts.secrets = secrets;
-        // Who approved: the journal (an approval given once stands), then this resume's.
-        let mut approvals: BTreeMap<String, String> =
-            self.journal.approvals(run_id)?.into_iter().collect();
-        for step in resume.approve.iter().chain(&settings.approve) {
-            approvals
-                .entry(step.clone())
-                .or_insert_with(|| "--approve".to_string());
-        }
-        for d in resume.decisions {
-            let by = d.by.clone();
-            if d.approve {
-                let by = match d.comment.is_empty() {
-                    true => by,
-                    false => format!("{by}: {}", d.comment),
-                };
-                approvals.insert(d.step, by);
-            } else {
-                approvals.remove(&d.step);
-                opts.rejections.insert(d.step, (by, d.comment));
-            }
-        }
-        opts.approvals = approvals;
-        opts.approver = resume.approver;
-        if let Some(c) = resume.cancel {
-            opts.cancel = c;
-        }
-        opts.prior = self
-            .journal
-            .legs(run_id)?
-            .into_iter()
-            .filter(finished_for_good)
-            .map(|l| {
-                (
-                    (l.step, l.leg),
-                    PriorLeg {
-                        outcome: l.outcome,
-                        attempts: l.attempts,
-                        output: l.output,
-                        plan: l.plan,
-                        duration: l.duration,
-                        error: l.error,
-                    },
-                )
-            })
-            .collect();
-        let events = self.journal.events(run_id)?;
-        opts.earlier = earlier_attempts(&events, &opts.prior);
-        // Its last invocation stopped at a gate: what failed before it stays failed (see
-        // `keep_failures`), also when a resume of it was killed since.
-        opts.keep_failures = events.iter().rev().find_map(|e| match &e.event {
-            meridian_engine::Event::RunFinished { status, .. } => Some(*status),
-            _ => None,
-        }) == Some(RunStatus::AwaitingApproval);
-        let prior = prior_canary(&events);
-        self.journal.reopen_run(run_id)?;
-        let view = resume.view.map(|make| make(&workflow));
-        let owner = resume.lease_owner.as_deref();
-        self.execute(&wf, opts, &settings, view, Some(prior), owner)
-            .await
-            .map(Resumed::Ran)
-    }
-
     /// Runs `opts` to the end. `resumed`: what the journal says of the drill's canaries when
     /// this resumes a run (`None` for a new run, whose start time is taken after compiling; a
     /// resume keeps the first start time).
@@ -702,103 +586,6 @@ pub(crate) fn prior_canary(events: &[meridian_store::EventRecord]) -> PriorCanar
         }
     }
     state
-}
-
-/// Whether a journaled leg may stand on resume; the engine decides which of these it reuses
-/// (a success, or a failure under `continue-on-error`).
-/// The workflow run `run_id` was started from, as it was: its file still there, still valid
-/// and unchanged (resuming a changed file would mix two workflows).
-impl Runner {
-    /// Whether run `run_id` can be resumed as far as its workflow goes (see
-    /// [`Runner::resume`]): a server asks before it answers an approval or takes a run over,
-    /// so a run that cannot go on is said at once, not found failing on every try.
-    pub fn check_resumable(&self, run_id: &str) -> Result<(), RunnerError> {
-        let (record, _) = self.journal.run(run_id)?;
-        self.resumable_workflow(run_id, &record).map(drop)
-    }
-}
-
-/// The attempts earlier invocations began of the legs that have not finished (see
-/// [`meridian_engine::EarlierAttempts`]): a resumed leg numbers on after them.
-fn earlier_attempts(
-    events: &[meridian_store::EventRecord],
-    prior: &std::collections::HashMap<(String, String), meridian_engine::PriorLeg>,
-) -> std::collections::HashMap<(String, String), meridian_engine::EarlierAttempts> {
-    let mut out = std::collections::HashMap::new();
-    for e in events {
-        let (step, leg, attempt, failed) = match &e.event {
-            meridian_engine::Event::AttemptStarted {
-                step, leg, attempt, ..
-            } => (step, leg, *attempt, false),
-            meridian_engine::Event::AttemptFailed {
-                step, leg, attempt, ..
-            } => (step, leg, *attempt, true),
-            _ => continue,
-        };
-        let key = (step.clone(), leg.clone());
-        if prior.contains_key(&key) {
-            continue;
-        }
-        let a: &mut meridian_engine::EarlierAttempts = out.entry(key).or_default();
-        a.last = a.last.max(attempt);
-        a.failed += u32::from(failed);
-    }
-    out
-}
-
-fn finished_for_good(l: &LegRecord) -> bool {
-    matches!(l.outcome, Outcome::Success | Outcome::Failure)
-}
-
-/// `step` and every step that (transitively) needs it.
-fn dependents(wf: &Workflow, step: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::from([step.to_string()]);
-    loop {
-        let before = out.len();
-        for s in &wf.steps {
-            if s.needs.iter().any(|n| out.contains(&n.value)) {
-                out.insert(s.id.value.clone());
-            }
-        }
-        if out.len() == before {
-            return out;
-        }
-    }
-}
-
-/// A new run id: `r<unix ms>-<8 hex digits>`, sortable by start time. 32 random bits: a server
-/// starting many runs in one millisecond must not give two the same id (16 bits made that a
-/// matter of time).
-/// Each `--approve STEP` names a step of the workflow that has an `approval:` gate: any other
-/// name (a typo, a step without a gate) would be journaled with the run and change nothing,
-/// while the run stops at the gate it was meant to pass.
-fn check_approvals(workflow: &Workflow, flag: &str, names: &[String]) -> Result<(), RunnerError> {
-    let gated = || {
-        let ids: Vec<String> = workflow
-            .steps
-            .iter()
-            .filter(|s| s.approval.is_some())
-            .map(|s| format!("`{}`", s.id.value))
-            .collect();
-        if ids.is_empty() {
-            "the workflow has no step with an approval gate".to_string()
-        } else {
-            format!("the steps with an approval gate: {}", ids.join(", "))
-        }
-    };
-    for name in names {
-        let why = match workflow.step(name) {
-            None => "the workflow has no such step",
-            Some(s) if s.approval.is_none() => "that step has no `approval:` gate",
-            Some(_) => continue,
-        };
-        return Err(RunnerError::Invalid(format!(
-            "{flag} {}: {why}; {}",
-            meridian_protocol::text::for_terminal(name, ""),
-            gated()
-        )));
-    }
-    Ok(())
 }
 
 pub fn new_run_id() -> String {
