@@ -645,14 +645,30 @@ fn check_step_ref(
     {
         let keys: Vec<&str> = legs.iter().map(|l| l.key.as_str()).collect();
         let example = keys.first().copied().unwrap_or("eu");
+        // What follows the leg is the output's name (`outputs.xx.greeting`: `greeting`); with
+        // nothing after it, the key itself may be the output's name.
+        let name = r.path.get(4).unwrap_or(key);
         cx.error(
             span,
             format!(
                 "step `{target}` has a matrix: its outputs are keyed by leg, and `{key}` is not one"
             ),
             Some(format!(
-                "legs: {}; write e.g. `steps.{target}.outputs['{example}'].{key}`",
+                "legs: {}; write e.g. `steps.{target}.outputs['{example}'].{name}`",
                 keys.join(", ")
+            )),
+        );
+    } else if field == "outputs"
+        && let Some(key) = r.path.get(3)
+        && wf.steps[ti].if_per_leg()
+    {
+        cx.warn(
+            span,
+            format!(
+                "step `{target}` reads `matrix` in its `if:`, so its leg `{key}` may be skipped; a skipped leg's outputs are null"
+            ),
+            Some(format!(
+                "check `steps.{target}.outputs.{key}` before use, e.g. `steps.{target}.outputs.{key} && …`, or read the legs that ran from `steps.{target}.legs`"
             )),
         );
     }

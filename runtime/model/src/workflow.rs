@@ -277,6 +277,18 @@ pub struct Step {
 }
 
 impl Step {
+    /// Whether the step's `if:` is read per matrix leg: it reads `matrix`, so it can only be
+    /// evaluated once the legs exist. The legs it is false for are skipped, with no output.
+    pub fn if_per_leg(&self) -> bool {
+        self.matrix.is_some()
+            && self.condition.as_ref().is_some_and(|c| {
+                c.value
+                    .references()
+                    .iter()
+                    .any(|r| r.path.first().is_some_and(|p| p == "matrix"))
+            })
+    }
+
     /// The components the step runs: its `uses:`, then its compensation's when that is a
     /// component of its own (`compensate: {uses, with}`).
     pub fn components_mut(&mut self) -> impl Iterator<Item = &mut ComponentRef> {

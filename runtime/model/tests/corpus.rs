@@ -179,3 +179,18 @@ fn dump() {
         }
     }
 }
+
+/// The hint for a key that is not a leg names the output read after it, not the key.
+#[test]
+fn an_unknown_leg_keys_hint_names_the_output_after_it() {
+    let (_, d) = analyze(
+        "t.yaml",
+        "name: t\nsteps:\n  - id: a\n    uses: hello\n    strategy: {matrix: {r: [eu, us]}}\n  - id: b\n    uses: hello\n    needs: a\n    with: {name: \"${{ steps.a.outputs.xx.greeting }}\"}\n",
+    );
+    let hint = d
+        .iter()
+        .find(|d| d.message.contains("`xx` is not one"))
+        .and_then(|d| d.hint.clone())
+        .unwrap_or_else(|| panic!("{d}"));
+    assert!(hint.contains("steps.a.outputs['eu'].greeting"), "{hint}");
+}

@@ -562,7 +562,7 @@ impl Runner {
         } else if legs.iter().any(|l| l.outcome == Outcome::Cancelled) {
             Outcome::Cancelled
         } else if legs.iter().all(|l| l.outcome == Outcome::Skipped) {
-            // Its `if:` left out every leg (see `start::per_leg`).
+            // Its `if:` left out every leg (see `Step::if_per_leg`).
             Outcome::Skipped
         } else {
             Outcome::Success

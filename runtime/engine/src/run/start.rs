@@ -85,7 +85,7 @@ impl Runner {
             None => Ok(default_ok),
             // Read per leg, once the legs exist (`leg_condition`); here only what holds for
             // the whole step: its needs and the run so far, unless a status function decides.
-            Some(c) if per_leg(step) => Ok(c.value.uses_status_function() || default_ok),
+            Some(c) if step.if_per_leg() => Ok(c.value.uses_status_function() || default_ok),
             Some(c) => match c.value.eval(&self.ctx(i, None)) {
                 Ok(v) => {
                     let t = meridian_model::expr::Expr::truthy(&v);
@@ -193,10 +193,11 @@ impl Runner {
     }
 
     /// Whether a leg of step `si` runs, by the step's `if:` when it reads `matrix` (see
-    /// [`per_leg`]): evaluated with the leg's values. Without such an `if:`, every leg runs.
+    /// [`Step::if_per_leg`]): evaluated with the leg's values. Without such an `if:`, every
+    /// leg runs.
     fn leg_condition(&self, si: usize, matrix: &Json) -> Result<bool, String> {
         let step = &self.wf.steps[si];
-        match step.condition.as_ref().filter(|_| per_leg(step)) {
+        match step.condition.as_ref().filter(|_| step.if_per_leg()) {
             None => Ok(true),
             Some(c) => c
                 .value
@@ -370,17 +371,4 @@ impl Runner {
         });
         Ok(())
     }
-}
-
-/// Whether step's `if:` is read per leg: it reads `matrix`, so it can only be evaluated once
-/// the legs exist. Its legs whose condition is false are skipped (a drained region's, say);
-/// the step is skipped when all are.
-pub(super) fn per_leg(step: &Step) -> bool {
-    step.matrix.is_some()
-        && step.condition.as_ref().is_some_and(|c| {
-            c.value
-                .references()
-                .iter()
-                .any(|r| r.path.first().is_some_and(|p| p == "matrix"))
-        })
 }
