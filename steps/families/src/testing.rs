@@ -8,6 +8,27 @@ use meridian_sdk::http::{HttpError, Request, Response, Transport};
 
 type Handler<'a> = Box<dyn Fn(&Request) -> Result<Response, HttpError> + 'a>;
 
+/// A [`crate::Log`] that keeps every message, `info: …` or `warn: …`.
+#[derive(Default)]
+pub struct RecordingLog(RefCell<Vec<String>>);
+
+impl RecordingLog {
+    /// The messages so far, in order.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
+}
+
+impl crate::Log for RecordingLog {
+    fn info(&self, msg: &str) {
+        self.0.borrow_mut().push(format!("info: {msg}"));
+    }
+
+    fn warn(&self, msg: &str) {
+        self.0.borrow_mut().push(format!("warn: {msg}"));
+    }
+}
+
 /// A transport answered by a closure; keeps every request it saw.
 pub struct FakeTransport<'a> {
     handler: Handler<'a>,

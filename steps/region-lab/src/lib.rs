@@ -629,6 +629,12 @@ fn wait_ready(
             Err(e) => return Err(e),
         };
         if plan {
+            // A plan reads once and goes on (an earlier step may start the region first), but
+            // says what it read: `ready[us] success` alone read as "us is ready".
+            env.log.warn(&format!(
+                "region `{}` is not ready now ({last}); a run waits up to {} ms for it here",
+                input.region, input.timeout_ms
+            ));
             return Ok(out);
         }
         if now >= deadline {

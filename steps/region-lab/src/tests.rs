@@ -376,16 +376,24 @@ fn wait_ready_times_out_retryable_and_plan_mode_does_not_wait() {
     assert_eq!(clock.now_unix_ms(), 5_000, "bounded by timeout_ms");
 
     let before = lab.gets.get();
-    let out = run_with(
-        &http,
-        &clock,
-        &MapMemo::default(),
-        &input("wait-ready", "us"),
-        true,
-    )
-    .unwrap();
+    let log = meridian_families::testing::RecordingLog::default();
+    let env = Env {
+        http: &http,
+        secrets: &MapSecrets::default(),
+        clock: &clock,
+        log: &log,
+    };
+    let out = crate::run(&env, &MapMemo::default(), &input("wait-ready", "us"), true).unwrap();
     assert_eq!((out.planned, out.ready), (true, false));
     assert_eq!(lab.gets.get(), before + 1);
+    // The plan says what it read: its leg succeeds, its log does not let it pass for ready.
+    assert!(
+        log.lines()
+            .iter()
+            .any(|l| l.starts_with("warn: region `us` is not ready now (status killed")),
+        "{:?}",
+        log.lines()
+    );
 }
 
 #[test]
