@@ -221,11 +221,37 @@ impl RunContext {
             },
             // "run failed in 62ms: boom", not "…: failed: boom" (the engine's message starts
             // with the status, which every view prints already).
-            _ => message
-                .strip_prefix(status.as_str())
-                .and_then(|m| m.strip_prefix(": "))
-                .unwrap_or(message)
-                .to_string(),
+            _ => {
+                let said = message
+                    .strip_prefix(status.as_str())
+                    .and_then(|m| m.strip_prefix(": "))
+                    .unwrap_or(message);
+                // A drained region's legs: "all steps succeeded" alone hid that one was left out.
+                match self.left_out() {
+                    Some(legs) => format!("{said}; left out by their `if:`: {legs}"),
+                    None => said.to_string(),
+                }
+            }
+        }
+    }
+
+    /// The legs a per-leg `if:` skipped, named (the first few), for the closing line.
+    fn left_out(&self) -> Option<String> {
+        const NAMED: usize = 8;
+        let skipped: Vec<&str> = self
+            .last
+            .iter()
+            .filter(|(_, o)| **o == Outcome::Skipped)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        match skipped.len() {
+            0 => None,
+            n if n <= NAMED => Some(skipped.join(", ")),
+            n => Some(format!(
+                "{} and {} more",
+                skipped[..NAMED].join(", "),
+                n - NAMED
+            )),
         }
     }
 }
@@ -551,6 +577,25 @@ mod tests {
         assert!(
             out.ends_with("] push[us]: skipped (its `if:` is false for this leg)\n"),
             "{out:?}"
+        );
+    }
+
+    #[test]
+    fn legs_left_out_by_their_if_are_named_in_the_closing_line() {
+        let mut run = RunContext::new("r1");
+        run.leg("ready[eu]".into(), Outcome::Success);
+        run.leg("ready[us]".into(), Outcome::Skipped);
+        run.leg("push-config[us]".into(), Outcome::Skipped);
+        assert_eq!(
+            run.message(RunStatus::Succeeded, "all steps succeeded"),
+            "all steps succeeded; left out by their `if:`: ready[us], push-config[us]"
+        );
+        for i in 0..10 {
+            run.leg(format!("verify[r{i}]"), Outcome::Skipped);
+        }
+        assert!(
+            run.message(RunStatus::Succeeded, "all steps succeeded")
+                .ends_with("verify[r5] and 4 more"),
         );
     }
 
