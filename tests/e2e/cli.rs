@@ -575,3 +575,37 @@ fn a_failed_runs_resume_numbers_its_attempts_on() {
     assert_eq!(started, [1, 2], "{shown}");
     assert_eq!(shown["legs"][0]["attempts"], 2, "{}", shown["legs"]);
 }
+
+/// `validate` loads the workflow's own `trust-policy:` as a run does first (it passed a missing
+/// or broken one every run then refused), and never quotes a file that is not a policy.
+#[test]
+fn validate_loads_the_workflows_trust_policy_and_quotes_nothing_of_it() {
+    let s = Scratch::new();
+    s.write("secret.env", "DB_PASSWORD=hunter2-very-secret\n");
+    for (policy, says) in [
+        ("missing.toml", "missing.toml"),
+        ("secret.env", "not valid TOML at line 1, column 13"),
+    ] {
+        s.write(
+            "wf.yaml",
+            &format!("name: w\ntrust-policy: {policy}\nsteps:\n  - id: a\n    uses: hello\n"),
+        );
+        let (_, err) = expect_code(&s.run(&["validate", "wf.yaml"]), 2);
+        assert!(
+            err.contains("`trust-policy`") && err.contains(says),
+            "{err}"
+        );
+        let (_, err) = expect_code(&s.run(&["run", "wf.yaml"]), 2);
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
+
+/// An error that quotes what came from outside (here a file name; a registry's error body, a
+/// signature's key id) reaches the terminal without its control characters.
+#[test]
+fn errors_are_safe_for_the_terminal() {
+    let s = Scratch::new();
+    let (_, err) = expect_code(&s.run(&["run", "\u{1b}[2J\u{7}fake.yaml"]), 2);
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("fake.yaml"), "{err}");
+}

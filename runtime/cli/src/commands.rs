@@ -230,7 +230,12 @@ pub(crate) fn fail(e: RunnerError) -> anyhow::Error {
     let message = match e {
         // Diagnostics print as they are (they name file:line:col themselves).
         RunnerError::Diagnostics(m) => m,
-        other => format!("error: {other}"),
+        // Anything else may carry what a step, a registry or a signature said: made safe for
+        // the terminal (a registry's error body cleared the screen and printed a fake "OK").
+        other => format!(
+            "error: {}",
+            meridian_protocol::text::for_terminal(&other.to_string(), "  ")
+        ),
     };
     anyhow::Error::new(Exit {
         code: if usage { exit::INVALID } else { exit::INTERNAL },

@@ -118,7 +118,12 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::from(exit.code);
             }
-            out::err(&format!("error: {e:#}\n"));
+            // What went wrong may quote a server, a registry or a file: safe for a terminal.
+            let what = format!("{e:#}");
+            out::err(&format!(
+                "error: {}\n",
+                meridian_protocol::text::for_terminal(&what, "  ")
+            ));
             ExitCode::from(exit::INTERNAL)
         }
     }

@@ -72,13 +72,44 @@ struct RuleFile {
     unsigned: bool,
 }
 
+/// Largest trust policy file read (a policy is a few rules).
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
+
+/// A TOML error said by where and what, never by quoting the file: the path comes from a
+/// workflow, which may name any file the runner can read (a server's secrets file), and the
+/// parser's own message shows the offending line. What it says is made safe for a terminal.
+fn toml_problem(e: &toml::de::Error, text: &str) -> String {
+    let what = meridian_protocol::text::for_terminal(e.message().trim(), "");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("not valid TOML at line {line}, column {column}: {what}")
+        }
+        None => format!("not valid TOML: {what}"),
+    }
+}
+
 impl TrustPolicy {
-    /// Reads the policy file at `path`; key paths are relative to its directory.
+    /// Reads the policy file at `path`; key paths are relative to its directory. A file larger
+    /// than [`MAX_POLICY_BYTES`] is refused unread.
     pub fn load(path: &Path) -> Result<Self, OciError> {
-        let text = std::fs::read_to_string(path).map_err(|e| OciError::File {
+        let file_err = |why: String| OciError::File {
             path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
+            why,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| file_err(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(file_err("not a file".into()));
+        }
+        if meta.len() > MAX_POLICY_BYTES {
+            return Err(file_err(format!(
+                "{} bytes: a trust policy is at most {MAX_POLICY_BYTES}",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base, &path.display().to_string())
     }
@@ -86,7 +117,7 @@ impl TrustPolicy {
     /// Parses policy text; `base` resolves relative key paths, `source` names it in messages.
     pub fn parse(text: &str, base: &Path, source: &str) -> Result<Self, OciError> {
         let bad = |why: String| OciError::Policy(format!("trust policy {source}: {why}"));
-        let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let file: File = toml::from_str(text).map_err(|e| bad(toml_problem(&e, text)))?;
         let unmatched_allowed = match file.unmatched.as_deref() {
             None | Some("allow") => true,
             Some("refuse") => false,
@@ -112,6 +143,13 @@ impl TrustPolicy {
             let scope = scope.as_str();
             if scope.is_empty() {
                 return Err(bad("a rule has an empty `scope`".into()));
+            }
+            // The most specific rule decides; two for one scope left the last one deciding, and
+            // an `unsigned = true` appended below a signing rule loosened it unsaid.
+            if rules.iter().any(|known: &Rule| known.scope == scope) {
+                return Err(bad(format!(
+                    "two rules for scope `{scope}`: one rule per scope (merge their `keys`)"
+                )));
             }
             if r.unsigned != r.keys.is_empty() {
                 return Err(bad(format!(
@@ -227,11 +265,38 @@ mod tests {
                 "[[rule]]\nscope = \"a/b\"\nunsigned = true\nkey = 1",
                 "unknown field",
             ),
+            (
+                "[[rule]]\nscope = \"a/b\"\nunsigned = true\n[[rule]]\nscope = \"oci://A/b/\"\nunsigned = true",
+                "two rules for scope `a/b`",
+            ),
         ] {
             let e = TrustPolicy::parse(text, dir.path(), "p.toml")
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(needle) && e.contains("p.toml"), "{text}: {e}");
         }
+    }
+
+    /// A workflow's `trust-policy:` may name any file: an error says where the file is not a
+    /// policy, never what it holds (the parser's own message quoted the line: a server's
+    /// secrets file came back through its API).
+    #[test]
+    fn a_file_that_is_not_a_policy_is_not_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret.env");
+        std::fs::write(
+            &f,
+            "# db
+DB_PASSWORD=hunter2-very-secret
+",
+        )
+        .unwrap();
+        let e = TrustPolicy::load(&f).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("not valid TOML at line 2, column 13"), "{e}");
+        // Too large to be a policy: refused unread.
+        std::fs::write(&f, vec![b'#'; MAX_POLICY_BYTES as usize + 1]).unwrap();
+        let e = TrustPolicy::load(&f).unwrap_err().to_string();
+        assert!(e.contains("a trust policy is at most"), "{e}");
     }
 }

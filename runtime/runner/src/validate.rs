@@ -1,5 +1,5 @@
-//! What `meridian validate` checks beyond the file itself: every `uses:` loads, and every
-//! `with:` fits its component's input schema. One function for the CLI's `validate` and a
+//! What `meridian validate` checks beyond the file itself: every `uses:` loads, every `with:`
+//! fits its component's input schema, and the workflow's own `trust-policy:` loads. One function for the CLI's `validate` and a
 //! server's reload, so a server never puts in service a workflow `validate` refuses.
 
 use meridian_host::WasmExecutor;
@@ -19,6 +19,17 @@ pub async fn component_diagnostics(
     let schemas = exec.schemas_for(wf).await;
     let lookup = |c: &ComponentRef| schemas.get(c).and_then(|r| r.as_ref().ok()).cloned();
     let mut out = meridian_model::schema::check_steps(wf, &lookup);
+    // The workflow's own trust policy must load, as a run will load it first: `validate` passed
+    // a missing or broken one that every run then refused.
+    if let Some(p) = &wf.trust_policy
+        && let Err(e) = meridian_oci::policy::TrustPolicy::load(&p.value)
+    {
+        out.push(
+            Diagnostic::error(&wf.file, p.span, format!("`trust-policy`: {e}"))
+                .with_hint("a TOML trust policy file, its path relative to the workflow file (the README: Shipping steps through an OCI registry)")
+                .with_source(source),
+        );
+    }
     for step in &wf.steps {
         if let Some((c, Err(msg))) = step
             .component
