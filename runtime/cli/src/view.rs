@@ -146,9 +146,14 @@ impl RunContext {
 
     /// The legs whose last outcome is a failure.
     pub fn failed(&self) -> Vec<&str> {
+        self.ended(Outcome::Failure)
+    }
+
+    /// The legs whose last outcome is `outcome`, in the order they first ended.
+    fn ended(&self, outcome: Outcome) -> Vec<&str> {
         self.last
             .iter()
-            .filter(|(_, o)| **o == Outcome::Failure)
+            .filter(|(_, o)| **o == outcome)
             .map(|(id, _)| id.as_str())
             .collect()
     }
@@ -198,12 +203,7 @@ impl RunContext {
                     };
                     // What stands while it waits: the failover's fenced primary was in no
                     // message, and every minute at the gate was write outage unannounced.
-                    let done: Vec<&str> = self
-                        .last
-                        .iter()
-                        .filter(|(_, o)| **o == Outcome::Success)
-                        .map(|(id, _)| id.as_str())
-                        .collect();
+                    let done = self.ended(Outcome::Success);
                     let standing = if done.is_empty() {
                         String::new()
                     } else {
@@ -238,12 +238,7 @@ impl RunContext {
     /// The legs a per-leg `if:` skipped, named (the first few), for the closing line.
     fn left_out(&self) -> Option<String> {
         const NAMED: usize = 8;
-        let skipped: Vec<&str> = self
-            .last
-            .iter()
-            .filter(|(_, o)| **o == Outcome::Skipped)
-            .map(|(id, _)| id.as_str())
-            .collect();
+        let skipped = self.ended(Outcome::Skipped);
         match skipped.len() {
             0 => None,
             n if n <= NAMED => Some(skipped.join(", ")),
