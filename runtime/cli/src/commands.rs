@@ -185,12 +185,8 @@ impl Ctx {
 
     /// The sandbox, with room for `slots` steps at once (the default: many runs' steps).
     fn executor_with(&self, slots: Option<usize>) -> anyhow::Result<Arc<WasmExecutor>> {
-        let cache = self.cache_dir.clone();
-        let exec = match slots {
-            Some(n) => WasmExecutor::with_slots(cache, u32::try_from(n).unwrap_or(u32::MAX)),
-            None => WasmExecutor::new(cache),
-        }
-        .map_err(|e| Exit {
+        let slots = slots.map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let exec = WasmExecutor::with_slots(self.cache_dir.clone(), slots).map_err(|e| Exit {
             code: exit::INTERNAL,
             message: format!("error: cannot start the Wasm sandbox: {e}"),
         })?;

@@ -1,6 +1,7 @@
 //! What `meridian validate` checks beyond the file itself: every `uses:` loads, every `with:`
-//! fits its component's input schema, and the workflow's own `trust-policy:` loads. One function for the CLI's `validate` and a
-//! server's reload, so a server never puts in service a workflow `validate` refuses.
+//! fits its component's input schema, and the workflow's own `trust-policy:` loads. One
+//! function for the CLI's `validate` and a server's reload, so a server never puts in service
+//! a workflow `validate` refuses.
 
 use meridian_host::WasmExecutor;
 use meridian_model::diag::Diagnostic;

@@ -279,16 +279,11 @@ mod tests {
     /// Sends one GET through `send` over `answers` (in order, the last repeated); returns the
     /// final status, the requests sent and the milliseconds the clock moved.
     fn send_over(answers: Vec<Response>) -> (u16, usize, u64) {
+        let sent = std::cell::Cell::new(0);
         let http = FakeTransport::new(|_| {
-            let n = SENT.with(|c| {
-                let n = c.get();
-                c.set(n + 1);
-                n
-            });
+            let n = sent.replace(sent.get() + 1);
             Ok(answers[n.min(answers.len() - 1)].clone())
         });
-        thread_local!(static SENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-        SENT.with(|c| c.set(0));
         let clock = FakeClock::at(1_000_000);
         let env = Env {
             http: &http,

@@ -2,8 +2,6 @@
 
 mod resume;
 
-use resume::check_approvals;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -588,6 +586,41 @@ pub(crate) fn prior_canary(events: &[meridian_store::EventRecord]) -> PriorCanar
     state
 }
 
+/// Each `--approve STEP` names a step of the workflow that has an `approval:` gate: any other
+/// name (a typo, a step without a gate) would be journaled with the run and change nothing,
+/// while the run stops at the gate it was meant to pass.
+fn check_approvals(workflow: &Workflow, flag: &str, names: &[String]) -> Result<(), RunnerError> {
+    let gated = || {
+        let ids: Vec<String> = workflow
+            .steps
+            .iter()
+            .filter(|s| s.approval.is_some())
+            .map(|s| format!("`{}`", s.id.value))
+            .collect();
+        if ids.is_empty() {
+            "the workflow has no step with an approval gate".to_string()
+        } else {
+            format!("the steps with an approval gate: {}", ids.join(", "))
+        }
+    };
+    for name in names {
+        let why = match workflow.step(name) {
+            None => "the workflow has no such step",
+            Some(s) if s.approval.is_none() => "that step has no `approval:` gate",
+            Some(_) => continue,
+        };
+        return Err(RunnerError::Invalid(format!(
+            "{flag} {}: {why}; {}",
+            meridian_protocol::text::for_terminal(name, ""),
+            gated()
+        )));
+    }
+    Ok(())
+}
+
+/// A new run id: `r<unix ms>-<8 hex digits>`, sortable by start time. 32 random bits: a server
+/// starting many runs in one millisecond must not give two the same id (16 bits made that a
+/// matter of time).
 pub fn new_run_id() -> String {
     format!("r{}-{:08x}", now_ms(), rand::random::<u32>())
 }
